@@ -1,0 +1,1 @@
+"""The edge side: decision core, Wasm guest, and the wasmtime host."""

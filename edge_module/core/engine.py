@@ -1,0 +1,341 @@
+"""The decision: from a snapshot, a request and the session so far, to actions.
+
+Semantics (v1):
+- Events are applied in timestamp order. A trigger with `on:` fires at the moment of a
+  matching event, its conditions read as of that moment. Other (state) triggers are
+  evaluated at the request's `now_ms`, after all events.
+- `queued` actions wait in the session until due and are delivered by the first decision
+  at or after that moment, if the visitor is still on a page the trigger covers.
+- `next_check_ms` is the earliest moment, absent new events, at which a state trigger can
+  fire or a queued action falls due: a client that calls back then is served on time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .catalog import EVENT_TYPES
+from .errors import BatchTooLarge, DecisionError
+from .session import FireRecord, Session
+from .snapshot import DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, Snapshot, Trigger
+
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+_NUMBER = (int, float)
+MAX_SESSION_ID = 256
+# Timed conditions further away than this are not announced in next_check_ms.
+HORIZON_MS = 24 * 3600 * 1000
+
+
+def _bad(code: str, message: str, field: str) -> DecisionError:
+    return DecisionError(code, message, field)
+
+
+def _number(value: Any) -> bool:
+    return type(value) in _NUMBER and math.isfinite(value)
+
+
+def url_path(url: str) -> str:
+    """The path of a URL or path: scheme, host, query and fragment removed."""
+    if "://" in url:
+        slash = url.find("/", url.index("://") + 3)
+        url = "/" if slash < 0 else url[slash:]
+    for sep in "?#":
+        cut = url.find(sep)
+        if cut >= 0:
+            url = url[:cut]
+    return url or "/"
+
+
+def parse_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """Validate a batch and return it as (ts_ms, position, event), oldest first."""
+    if raw is None:
+        return []
+    if type(raw) is not list:
+        raise _bad("invalid_request", "events must be a list of event objects", "events")
+    if len(raw) > max_events:
+        raise BatchTooLarge(
+            "batch_too_large",
+            f"{len(raw)} events in one batch; at most {max_events} are accepted, "
+            "send the rest in another request",
+            "events",
+        )
+    out = []
+    for i, ev in enumerate(raw):
+        if type(ev) is not dict:
+            raise _bad("invalid_event", "each event must be a JSON object", f"events[{i}]")
+        etype = ev.get("type")
+        if etype not in _EVENT_TYPES:
+            raise _bad("invalid_event",
+                       f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}",
+                       f"events[{i}].type")
+        ts = ev.get("ts_ms")
+        if not _number(ts) or ts < 0:
+            raise _bad("invalid_event", "ts_ms must be a non-negative number (ms since epoch)",
+                       f"events[{i}].ts_ms")
+        if etype == "scroll":
+            depth = ev.get("depth")
+            if depth is not None and (not _number(depth) or not 0 <= depth <= 1):
+                raise _bad("invalid_event", "depth must be a number from 0 to 1",
+                           f"events[{i}].depth")
+            y = ev.get("y")
+            if y is not None and not _number(y):
+                raise _bad("invalid_event", "y must be a number (px from the top)",
+                           f"events[{i}].y")
+        elif etype == "hover":
+            if type(ev.get("target")) is not str:
+                raise _bad("invalid_event", "a hover needs a target (string)",
+                           f"events[{i}].target")
+            dur = ev.get("duration_ms")
+            if not _number(dur) or dur < 0:
+                raise _bad("invalid_event", "duration_ms must be a non-negative number",
+                           f"events[{i}].duration_ms")
+        elif etype == "custom":
+            if type(ev.get("name")) is not str:
+                raise _bad("invalid_event", "a custom event needs a name (string)",
+                           f"events[{i}].name")
+        elif etype == "page_view":
+            url = ev.get("url")
+            if url is not None and type(url) is not str:
+                raise _bad("invalid_event", "url must be a string", f"events[{i}].url")
+        out.append((int(ts), i, ev))
+    out.sort(key=_by_time)
+    return out
+
+
+def _by_time(item: tuple[int, int, dict[str, Any]]) -> tuple[int, int]:
+    return item[0], item[1]
+
+
+def _holds(trig: Trigger, sess: Session, t: int) -> bool:
+    for c in trig.conditions:
+        s = c.signal
+        if s == DWELL:
+            value: float = t - sess.pv
+        elif s == SCROLL_DEPTH:
+            value = sess.depth
+        elif s == SCROLL_VELOCITY:
+            value = sess.velocity(t, c.window_ms)
+        else:
+            value = sess.hover.get(c.target or "", 0.0)
+        if not c.test(value, c.value):
+            return False
+    return True
+
+
+def _allowed(trig: Trigger, sess: Session, t: int) -> bool:
+    """Caps and cooldown let `trig` fire at `t`."""
+    rec = sess.fired.get(trig.id)
+    if rec is None:
+        return True
+    if trig.per_session is not None and rec.count >= trig.per_session:
+        return False
+    if trig.per_page is not None and rec.page_pv == sess.pv and rec.page_count >= trig.per_page:
+        return False
+    return not (trig.cooldown_ms and rec.last_ms is not None and t < rec.last_ms + trig.cooldown_ms)
+
+
+def _record(sess: Session, trig: Trigger, t: int) -> None:
+    rec = sess.fired.get(trig.id)
+    if rec is None:
+        rec = sess.fired[trig.id] = FireRecord()
+    rec.count += 1
+    rec.last_ms = t
+    if rec.page_pv == sess.pv:
+        rec.page_count += 1
+    else:
+        rec.page_pv = sess.pv
+        rec.page_count = 1
+
+
+def _next_fire(trig: Trigger, sess: Session, now: int) -> int | None:
+    """Earliest t > now at which `trig` fires if nothing else happens, or None."""
+    rec = sess.fired.get(trig.id)
+    if rec is not None:
+        if trig.per_session is not None and rec.count >= trig.per_session:
+            return None
+        if trig.per_page is not None and rec.page_pv == sess.pv and rec.page_count >= trig.per_page:
+            return None
+    candidates = set()
+    if trig.cooldown_ms and rec is not None and rec.last_ms is not None:
+        end = rec.last_ms + trig.cooldown_ms
+        if end > now:
+            candidates.add(end)
+    for c in trig.conditions:
+        if c.signal == DWELL:
+            # dwell(t) = t - pv rises by 1 per ms: find where the comparison first holds.
+            threshold = sess.pv + c.value
+            if c.op in (">=", "=="):
+                at = math.ceil(threshold)
+            elif c.op == ">":
+                at = math.floor(threshold) + 1
+            else:
+                continue  # <, <=, != only ever stop holding as time passes
+            if at > now:
+                candidates.add(at)
+        elif c.signal == SCROLL_VELOCITY:
+            # The velocity changes only when a sample leaves the window.
+            for ts, _y in sess.samples:
+                at = int(ts) + c.window_ms
+                if at > now:
+                    candidates.add(at)
+    horizon = now + HORIZON_MS
+    for t in sorted(candidates):
+        if t > horizon:
+            break
+        if _allowed(trig, sess, t) and _holds(trig, sess, t):
+            return t
+    return None
+
+
+def _action(trig: Trigger, delay_ms: int) -> dict[str, Any]:
+    return {
+        "trigger": trig.id,
+        "content": trig.content,
+        "tier": trig.tier,
+        "delay_ms": delay_ms,
+        "priority": trig.priority,
+    }
+
+
+class _Decision:
+    """The actions of one decision, with what firing them changed (to undo the overflow)."""
+
+    __slots__ = ("fired", "before")
+
+    def __init__(self) -> None:
+        self.fired: list[tuple[Trigger, dict[str, Any]]] = []
+        self.before: dict[str, FireRecord | None] = {}
+
+    def fire(self, sess: Session, trig: Trigger, t: int, action: dict[str, Any]) -> None:
+        if trig.id not in self.before:
+            rec = sess.fired.get(trig.id)
+            self.before[trig.id] = None if rec is None else rec.copy()
+        _record(sess, trig, t)
+        self.fired.append((trig, action))
+
+    def take(self, sess: Session, limit: int) -> list[dict[str, Any]]:
+        """The `limit` highest-priority actions; the rest are un-fired."""
+        fired = self.fired
+        if len(fired) > limit:
+            fired.sort(key=lambda ta: (-ta[0].priority, ta[0].index))
+            kept_ids = {t.id for t, _ in fired[:limit]}
+            for trig, _ in fired[limit:]:
+                if trig.id not in kept_ids:
+                    prev = self.before[trig.id]
+                    if prev is None:
+                        sess.fired.pop(trig.id, None)
+                    else:
+                        sess.fired[trig.id] = prev
+            fired = fired[:limit]
+        elif len(fired) > 1:
+            fired.sort(key=lambda ta: (-ta[0].priority, ta[0].index))
+        return [a for _, a in fired]
+
+
+def _queue(sess: Session, trig: Trigger, t: int) -> None:
+    for entry in sess.queue:
+        if entry[1] == trig.id:
+            return  # one pending delivery per trigger
+    sess.queue.append([t + trig.delay_ms, trig.id])
+    sess.queue.sort()
+
+
+def _fire_or_queue(dec: _Decision, sess: Session, trig: Trigger, t: int) -> None:
+    if trig.tier == "queued" and trig.delay_ms > 0:
+        _queue(sess, trig, t)
+    else:
+        dec.fire(sess, trig, t, _action(trig, trig.delay_ms))
+
+
+def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) -> dict[str, Any]:
+    """One decision. Returns the response fields and the session's new `state`."""
+    if type(request) is not dict:
+        raise _bad("invalid_request", "the request body must be a JSON object", "")
+    sid = request.get("session_id")
+    if type(sid) is not str or not sid or len(sid) > MAX_SESSION_ID:
+        raise _bad("invalid_request",
+                   f"session_id must be a non-empty string of at most {MAX_SESSION_ID} characters",
+                   "session_id")
+    now = request.get("now_ms", host_now_ms)
+    if now is None:
+        raise _bad("invalid_request", "now_ms is required (ms since epoch)", "now_ms")
+    if not _number(now) or now < 0:
+        raise _bad("invalid_request", "now_ms must be a non-negative number (ms since epoch)",
+                   "now_ms")
+    now = int(now)
+    context = request.get("context")
+    if context is None:
+        context = {}
+    elif type(context) is not dict:
+        raise _bad("invalid_request", "context must be a JSON object", "context")
+    ctx_url = context.get("url")
+    if ctx_url is not None and type(ctx_url) is not str:
+        raise _bad("invalid_request", "context.url must be a string", "context.url")
+    events = parse_events(request.get("events"), snap.max_events)
+    if events and events[-1][0] > now:
+        now = events[-1][0]  # a batch is never older than its newest event
+
+    sess = Session.from_state(state, events[0][0] if events else now)
+    if sess.url is None:
+        sess.enter_page(url_path(ctx_url or "/"), sess.start_ms)
+
+    dec = _Decision()
+    scope = snap.scope(sess.url or "/")
+    for ts, _pos, ev in events:
+        etype = ev["type"]
+        if etype == "page_view":
+            if ts >= sess.pv:
+                sess.enter_page(url_path(ev.get("url") or ctx_url or "/"), ts)
+                scope = snap.scope(sess.url or "/")
+        elif etype == "scroll":
+            sess.scroll(ts, ev.get("depth"), ev.get("y"))
+        elif etype == "hover":
+            sess.hovered(ev["target"], ev["duration_ms"])
+        if scope.on_event:
+            key = etype if etype != "custom" else "custom:" + ev["name"]
+            for trig in scope.on_event.get(key, ()):
+                if trig.on_target is not None and ev.get("target") != trig.on_target:
+                    continue
+                if _allowed(trig, sess, ts) and _holds(trig, sess, ts):
+                    _fire_or_queue(dec, sess, trig, ts)
+
+    if sess.queue:
+        _deliver_due(dec, snap, sess, scope.members, now)
+    for trig in scope.state_triggers:
+        if _allowed(trig, sess, now) and _holds(trig, sess, now):
+            _fire_or_queue(dec, sess, trig, now)
+    actions = dec.take(sess, snap.max_actions)
+
+    next_check = sess.queue[0][0] if sess.queue else None
+    for trig in scope.state_triggers:
+        if trig.timed or trig.cooldown_ms:
+            at = _next_fire(trig, sess, now)
+            if at is not None and (next_check is None or at < next_check):
+                next_check = at
+    sess.prune(now, snap.keep_ms)
+    return {
+        "revision": snap.revision,
+        "actions": actions,
+        "next_check_ms": next_check,
+        "state": sess.to_state(snap.by_id),
+    }
+
+
+def _deliver_due(dec: _Decision, snap: Snapshot, sess: Session,
+                 members: frozenset[int], now: int) -> None:
+    """Deliver queued actions that are due and still valid; drop the invalid ones."""
+    keep = []
+    for entry in sess.queue:
+        due, tid = entry
+        if due > now:
+            keep.append(entry)
+            continue
+        trig = snap.by_id.get(tid)
+        # Still valid: the trigger survives in this snapshot, the visitor is on a page it
+        # covers, and caps allow it.
+        if trig is not None and trig.index in members and _allowed(trig, sess, due):
+            action = _action(trig, 0)
+            action["due_ms"] = due
+            dec.fire(sess, trig, due, action)
+    sess.queue = keep
