@@ -1,0 +1,200 @@
+"""Reading rule-pack YAML into a small tree that remembers where every value was written.
+
+`yaml.safe_load` forgets positions and silently keeps the last of two equal keys, so the
+node tree from `yaml.compose` is walked instead. Keys keep their text as written: YAML 1.1
+would read the key `on` as the boolean true.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import yaml
+
+from .problems import Problem, RulePackError
+
+_STANDARD_TAG = "tag:yaml.org,2002:"
+_MAX_DEPTH = 64  # rule packs are a few levels deep; deeper input is a mistake or an attack
+
+
+@dataclass(frozen=True)
+class Scalar:
+    value: Any  # as YAML resolves it (str, int, float, bool, None, date...); keys: their text
+    text: str  # as written, without quotes
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class MapNode:
+    entries: tuple[tuple[Scalar, Node], ...]  # in file order, duplicate keys dropped
+    line: int
+    column: int
+
+    def get(self, key: str) -> Node | None:
+        for k, v in self.entries:
+            if k.text == key:
+                return v
+        return None
+
+    def key(self, key: str) -> Scalar | None:
+        for k, _ in self.entries:
+            if k.text == key:
+                return k
+        return None
+
+
+@dataclass(frozen=True)
+class ListNode:
+    items: tuple[Node, ...]
+    line: int
+    column: int
+
+
+Node: TypeAlias = Scalar | MapNode | ListNode
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The UTF-8 text of a file; unreadable or non-UTF-8 files raise `RulePackError`."""
+    name = os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise RulePackError([Problem(name, 1, 1, f"cannot read the file: {reason}")]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise RulePackError(
+            [Problem(name, line, column, "the file is not UTF-8 text", expected="UTF-8")]
+        ) from None
+
+
+def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
+    """The document's tree (None if there is none) and the problems found reading it."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        return None, [_syntax_problem(exc, filename)]
+    except yaml.reader.ReaderError as exc:
+        line, column = _position(text, exc.position)
+        return None, [Problem(filename, line, column, f"invalid character in YAML: {exc.reason}")]
+    except yaml.YAMLError as exc:
+        return None, [Problem(filename, 1, 1, f"invalid YAML: {exc}")]
+    except RecursionError:
+        return None, [Problem(filename, 1, 1, "the YAML nests too deeply")]
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _STANDARD_TAG + "null"):
+        empty = Problem(filename, 1, 1, "the file is empty",
+                        expected="a rule pack with the keys pack and triggers")
+        return None, [empty]
+    builder = _Builder(filename)
+    return builder.build(root, 0), builder.problems
+
+
+def _position(text: str, offset: int) -> tuple[int, int]:
+    before = text[:offset]
+    return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+    if exc.problem and exc.context and exc.context_mark:
+        message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    # The usual causes, in the words of a rule pack rather than of the YAML spec.
+    context = f"{exc.context} {exc.problem}"
+    expected = None
+    if "block scalar" in context:
+        expected = 'quotes around a value that starts with ">", e.g. dwell: ">= 3s"'
+    elif "alias" in context:
+        expected = "quotes around a value that starts with \"*\", e.g. page: \"*\""
+    elif "'\\t'" in context:
+        expected = "indentation with spaces, not tabs"
+    return Problem(filename, line, column, message, expected=expected)
+
+
+class _Builder:
+    """Turns yaml nodes into `Node`s, noting duplicate keys and unsupported constructs."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[Problem] = []
+        self._built: dict[int, Node] = {}  # aliases reuse the node they point at: no blow-up
+        self._open: set[int] = set()
+        self._constructor = yaml.SafeLoader("")
+
+    def _report(self, line: int, column: int, message: str, expected: str | None = None) -> None:
+        self.problems.append(Problem(self.filename, line, column, message, expected=expected))
+
+    def build(self, node: yaml.Node, depth: int) -> Node:
+        line, column = node.start_mark.line + 1, node.start_mark.column + 1
+        key = id(node)
+        if key in self._built:
+            return self._built[key]
+        if key in self._open or depth > _MAX_DEPTH:
+            self._report(line, column, "the YAML nests too deeply (or an alias refers to itself)")
+            return Scalar(None, "", line, column)
+        self._open.add(key)
+        try:
+            if isinstance(node, yaml.ScalarNode):
+                built: Node = self._scalar(node, line, column)
+            else:
+                self._check_collection_tag(node, line, column)
+                if isinstance(node, yaml.SequenceNode):
+                    items = tuple(self.build(item, depth + 1) for item in node.value)
+                    built = ListNode(items, line, column)
+                elif isinstance(node, yaml.MappingNode):
+                    built = self._mapping(node, depth, line, column)
+                else:  # the composer makes no other kind of node
+                    raise TypeError(f"unexpected YAML node {type(node).__name__}")
+        finally:
+            self._open.discard(key)
+        self._built[key] = built
+        return built
+
+    def _scalar(self, node: yaml.ScalarNode, line: int, column: int) -> Scalar:
+        if not node.tag.startswith(_STANDARD_TAG):
+            # Mostly an unquoted "!= 3": keep what was meant so the tag is the only problem.
+            meant = f"{node.tag} {node.value}".strip()
+            self._report(line, column, f"unsupported YAML tag {node.tag!r}",
+                         expected=f'the value in quotes, e.g. "{meant}"')
+            return Scalar(meant, meant, line, column)
+        try:
+            value = self._constructor.construct_object(node)
+        except yaml.YAMLError:
+            value = node.value  # e.g. a lone "=" that YAML 1.1 calls a "value" tag
+        return Scalar(value, node.value, line, column)
+
+    def _check_collection_tag(self, node: yaml.Node, line: int, column: int) -> None:
+        if node.tag not in (_STANDARD_TAG + "map", _STANDARD_TAG + "seq"):
+            self._report(line, column, f"unsupported YAML tag {node.tag!r}",
+                         expected="a plain mapping or list")
+
+    def _mapping(self, node: yaml.MappingNode, depth: int, line: int, column: int) -> MapNode:
+        entries: list[tuple[Scalar, Node]] = []
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            k_line, k_col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                self._report(k_line, k_col, "a key must be a plain name, not a list or mapping")
+                continue
+            text = key_node.value
+            if text == "<<" and key_node.tag == _STANDARD_TAG + "merge":
+                self._report(k_line, k_col, "YAML merge keys (<<) are not supported",
+                             expected="the keys written out")
+                continue
+            if text in first_line:
+                self._report(k_line, k_col,
+                             f"duplicate key {text!r} (first at line {first_line[text]})",
+                             expected="each key once per mapping")
+                continue
+            first_line[text] = k_line
+            entries.append((Scalar(text, text, k_line, k_col), self.build(value_node, depth + 1)))
+        return MapNode(tuple(entries), line, column)

@@ -1,0 +1,105 @@
+"""Parsing the values a marketer writes: durations, ratios and plain numbers.
+
+Each parser takes what YAML produced (a string, or a number in the mapping form) and
+returns the normalised value or raises `ValueProblem` saying what was wrong and what to write.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+
+DURATION_EXPECTED = "a duration such as 3s or 500ms"
+RATIO_EXPECTED = "a fraction from 0 to 1 such as 0.78, or a percentage such as 78%"
+NUMBER_EXPECTED = "a number >= 0"
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)")
+_LOOSE_DURATION = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]+)")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_UNIT_ALIASES = {
+    "msec": "ms", "msecs": "ms", "millisecond": "ms", "milliseconds": "ms",
+    "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+}
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+class ValueProblem(Exception):
+    def __init__(self, message: str, expected: str, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.suggestion = suggestion
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float; booleans are not numbers."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+def parse_duration(raw: object) -> int:
+    """`"3s"`, `"500ms"`, `"1.5s"`, `"2m"`, `"1h"` -> whole milliseconds."""
+    if is_number(raw):
+        raise ValueProblem(f"{raw} has no unit: a bare number is ambiguous, add a unit "
+                           "(ms, s, m or h)", DURATION_EXPECTED)
+    if not isinstance(raw, str):
+        raise ValueProblem(f"{raw!r} is not a duration", DURATION_EXPECTED)
+    text = raw.strip()
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        if _NUMBER.fullmatch(text) and not text.startswith("-"):
+            raise ValueProblem(f"{raw!r} has no unit: a bare number is ambiguous, add a unit "
+                               "(ms, s, m or h)", DURATION_EXPECTED)
+        if text.startswith("-"):
+            raise ValueProblem(f"{raw!r}: a duration cannot be negative", DURATION_EXPECTED)
+        raise ValueProblem(f"{raw!r} is not a duration", DURATION_EXPECTED, _fix_unit(text))
+    ms = Fraction(match.group(1)) * _UNIT_MS[match.group(2)]
+    if ms.denominator != 1:
+        raise ValueProblem(f"{raw!r} is not a whole number of milliseconds", DURATION_EXPECTED)
+    return int(ms)
+
+
+def _fix_unit(text: str) -> str | None:
+    loose = _LOOSE_DURATION.fullmatch(text)
+    if loose is None:
+        return None
+    unit = loose.group(2).lower()
+    unit = _UNIT_ALIASES.get(unit, unit)
+    return f"{loose.group(1)}{unit}" if unit in _UNIT_MS else None
+
+
+def parse_number(raw: object) -> int | float:
+    """A finite number >= 0, from YAML or from the text of a shorthand condition."""
+    value = _number(raw, NUMBER_EXPECTED)
+    if value < 0:
+        raise ValueProblem(f"{raw} is negative", NUMBER_EXPECTED)
+    return value
+
+
+def parse_ratio(raw: object) -> int | float:
+    """`0.78` or `"78%"` -> a fraction of 1, in [0, 1]."""
+    if isinstance(raw, str) and raw.strip().endswith("%"):
+        percent = _number(raw.strip()[:-1].strip(), RATIO_EXPECTED, shown=raw)
+        if not 0 <= percent <= 100:
+            raise ValueProblem(f"{raw!r} is outside 0% to 100%", RATIO_EXPECTED)
+        return percent / 100
+    value = _number(raw, RATIO_EXPECTED)
+    if not 0 <= value <= 1:
+        # 78 was probably meant as 78%; 1.4 is anyone's guess.
+        hint = f"{int(value)}%" if 1 < value <= 100 and value == int(value) else None
+        raise ValueProblem(f"{raw} is outside 0 to 1", RATIO_EXPECTED, hint)
+    return value
+
+
+def _number(raw: object, expected: str, shown: object = None) -> int | float:
+    shown = raw if shown is None else shown
+    if is_number(raw):
+        return raw  # type: ignore[return-value]
+    if isinstance(raw, str) and _NUMBER.fullmatch(raw.strip()):
+        text = raw.strip()
+        value: int | float = int(text) if text.lstrip("+-").isdigit() else float(text)
+        if is_number(value):
+            return value
+    raise ValueProblem(f"{shown!r} is not a number", expected)
