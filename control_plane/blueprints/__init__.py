@@ -1,0 +1,1 @@
+"""One blueprint per resource of the control plane's HTTP API."""
