@@ -1,0 +1,151 @@
+"""`./build.sh bench`: decide latency natively and through the Wasm component.
+
+The case: a pack of 30 triggers (a realistic mix of pages, signals and event triggers) and a
+20-event batch on a session that already has history. Both paths get the same envelope
+text; the component path is the host's own Instance (epoch deadline armed per call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from control_plane.rulepack import compile_snapshot, load_pack
+from edge_module.core import decide_json, load_snapshot
+
+T0 = 1_764_201_600_000
+SIGNALS = [
+    'dwell: ">= {n}s"',
+    'scroll_depth: ">= 0.{n}"',
+    "scroll_velocity: {{gte: {n}00, window: 2s}}",
+    'hover: {{target: "#cta-{n}", gte: {n}00ms}}',
+]
+PAGES = ["/pricing", "/products/*", "/blog/*", "*", "/cart", "/checkout"]
+
+
+def bench_pack(triggers: int) -> str:
+    """A pack of `triggers` triggers spread over pages, conditions and event triggers."""
+    lines = ["pack: bench", "triggers:"]
+    for i in range(triggers):
+        n = i % 9 + 1
+        lines += [f"  - id: t{i:03d}", f"    page: \"{PAGES[i % len(PAGES)]}\""]
+        if i % 5 == 4:
+            lines.append("    on: {type: custom, name: " + f"evt_{i % 3}" + "}")
+        lines.append("    when:")
+        lines.append("      - " + SIGNALS[i % len(SIGNALS)].format(n=n))
+        lines.append("      - " + SIGNALS[(i + 1) % len(SIGNALS)].format(n=n))
+        lines += [f"    action: {{content: c-{i}, tier: immediate, priority: {i % 10}}}",
+                  "    cap: {per_session: 1}"]
+    return "\n".join(lines) + "\n"
+
+
+def batch(start: int) -> list[dict]:
+    """20 events: scrolls, mouse moves, a hover, a click and a custom event."""
+    events: list[dict] = []
+    for i in range(20):
+        ts = T0 + start + i * 50
+        kind = i % 5
+        if kind in (0, 1):
+            events.append({"type": "scroll", "ts_ms": ts, "depth": min(1.0, 0.02 * i), "y": 40 * i})
+        elif kind == 2:
+            events.append({"type": "mousemove", "ts_ms": ts, "x": 10 * i, "y": 5 * i})
+        elif kind == 3:
+            events.append({"type": "hover", "ts_ms": ts, "target": "#cta-1", "duration_ms": 120})
+        else:
+            events.append({"type": "custom", "ts_ms": ts, "name": "evt_1"})
+    return events
+
+
+def envelope_for(snapshot: str) -> str:
+    """A steady-state envelope: the session's state after one earlier batch."""
+    snap = load_snapshot(snapshot)
+    first = {"session_id": "bench", "now_ms": T0 + 1000, "context": {"url": "/pricing"},
+             "events": [{"type": "page_view", "ts_ms": T0, "url": "/pricing"}] + batch(0)[:5]}
+    out = decide_json(snap, json.dumps({"now_ms": None, "state": None, "request": first}))
+    state = out.partition("\n")[2]
+    req = {"session_id": "bench", "now_ms": T0 + 2500, "context": {"url": "/pricing"},
+           "events": batch(1500)}
+    return '{"now_ms":null,"state":%s,"request":%s}' % (state, json.dumps(req))
+
+
+def measure(call: Callable[[], object], iterations: int) -> list[float]:
+    for _ in range(min(200, iterations)):
+        call()
+    samples = []
+    for _ in range(iterations):
+        t = time.perf_counter_ns()
+        call()
+        samples.append((time.perf_counter_ns() - t) / 1000)
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--triggers", type=int, nargs="+", default=[30])
+    parser.add_argument("--build", type=Path, default=Path("build"))
+    args = parser.parse_args()
+
+    from wasmtime import component as wcomponent
+
+    from edge_module.host.component import EpochTicker, Instance, load_component, make_engine
+
+    engine = make_engine()
+    component = load_component(engine, args.build / "decision-engine.wasm", args.build / "cache")
+    linker = wcomponent.Linker(engine)
+    linker.add_wasip2()
+    ticker = EpochTicker(engine)
+    ticker.start()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {_cpus()} cores, "
+          f"Python {platform.python_version()}, {_cpu_model()}")
+    print(f"{'case':<34}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}")
+    for count in args.triggers:
+        text = json.dumps(compile_snapshot([load_pack(bench_pack(count), "bench.yaml")], "b", 0))
+        env = envelope_for(text)
+        snap = load_snapshot(text)
+        inst = Instance(engine, linker, component, memory_limit=64 << 20)
+        assert inst.load_snapshot(text, 5000).ok
+        native_out = decide_json(snap, env)
+        result = inst.decide(env, 1000)
+        assert result.ok and result.text == native_out, "native and component disagree"
+        native = measure(lambda: decide_json(snap, env), args.iterations)
+        wasm = measure(lambda: inst.decide(env, 1000), args.iterations)
+        label = f"{count} triggers, 20-event batch"
+        print(f"{'native  ' + label:<34}{pct(native, .5):>10.1f}{pct(native, .99):>10.1f}"
+              f"{statistics.fmean(native):>10.1f}")
+        print(f"{'wasm    ' + label:<34}{pct(wasm, .5):>10.1f}{pct(wasm, .99):>10.1f}"
+              f"{statistics.fmean(wasm):>10.1f}")
+        print(f"  component / native p50 ratio: {pct(wasm, .5) / pct(native, .5):.2f}x; "
+              f"session state {len(native_out.partition(chr(10))[2])} bytes")
+    ticker.stop()
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real component (built if needed), deciders, free ports."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.factories import ComponentDecider, NativeDecider  # noqa: E402
+
+BUILD = ROOT / "build"
+
+
+@pytest.fixture(scope="session")
+def wasm_runtime() -> Iterator[Any]:
+    """Engine, linker and component, from the precompiled cache (built on first use)."""
+    from wasmtime import component as wcomponent
+
+    from edge_module.build import build
+    from edge_module.host.component import EpochTicker, load_component, make_engine
+
+    wasm = build(BUILD)
+    engine = make_engine()
+    component = load_component(engine, wasm, BUILD / "cache")
+    linker = wcomponent.Linker(engine)
+    linker.add_wasip2()
+    ticker = EpochTicker(engine)
+    ticker.start()
+    yield engine, linker, component
+    ticker.stop()
+
+
+@pytest.fixture
+def new_instance(wasm_runtime: Any) -> Any:
+    """A factory of fresh component instances (one Store each)."""
+    from edge_module.host.component import Instance
+
+    engine, linker, component = wasm_runtime
+
+    def make(memory_limit: int | None = 64 * 1024 * 1024) -> Instance:
+        return Instance(engine, linker, component, memory_limit=memory_limit)
+
+    return make
+
+
+@pytest.fixture(params=["native", "component"])
+def decider(request: pytest.FixtureRequest) -> Any:
+    """Each semantic test runs twice: on the core natively and inside the real component."""
+    if request.param == "native":
+        return NativeDecider()
+    return ComponentDecider(request.getfixturevalue("new_instance")())
+
+
+@pytest.fixture
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,123 @@
+"""Small factories for tests: snapshots from YAML text, requests, and both deciders."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from control_plane.rulepack import compile_snapshot, load_pack
+from edge_module.core import Snapshot, decide_json, error_json, load_snapshot
+
+T0 = 1_764_201_600_000  # a fixed "page load" moment; tests use offsets from it
+
+
+def snapshot_text(*pack_yaml: str, revision: str = "1") -> str:
+    """Compile YAML packs (dedented) into snapshot JSON text."""
+    packs = [load_pack(textwrap.dedent(text), f"pack{i}.yaml") for i, text in enumerate(pack_yaml)]
+    return json.dumps(compile_snapshot(packs, revision, 0), separators=(",", ":"))
+
+
+def pack(*triggers: str, name: str = "test-pack") -> str:
+    """A pack YAML text from trigger YAML blocks (each dedented, starting with `id:`)."""
+    body = "".join(
+        "  - " + textwrap.indent(textwrap.dedent(t).strip(), "    ")[4:] + "\n" for t in triggers
+    )
+    return f"pack: {name}\ntriggers:\n{body}"
+
+
+def ev(kind: str, at: int, **fields: Any) -> dict[str, Any]:
+    """An event `at` ms after T0."""
+    return {"type": kind, "ts_ms": T0 + at, **fields}
+
+
+def request(events: list[dict[str, Any]], now: int | None, session: str = "s-1",
+            url: str = "/", **extra: Any) -> dict[str, Any]:
+    req: dict[str, Any] = {"session_id": session, "context": {"url": url}, "events": events}
+    if now is not None:
+        req["now_ms"] = T0 + now
+    req.update(extra)
+    return req
+
+
+def envelope(req: Any, state: Any = None, host_now: int | None = None) -> str:
+    return json.dumps({"now_ms": host_now, "state": state, "request": req})
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    text: str
+
+    @property
+    def response(self) -> dict[str, Any]:
+        assert self.ok, self.text
+        return json.loads(self.text.partition("\n")[0])
+
+    @property
+    def state(self) -> Any:
+        assert self.ok, self.text
+        return json.loads(self.text.partition("\n")[2])
+
+    @property
+    def error(self) -> dict[str, Any]:
+        assert not self.ok, self.text
+        return json.loads(self.text)
+
+
+class Decider(Protocol):
+    def load(self, snapshot: str) -> Outcome: ...
+    def decide(self, envelope: str) -> Outcome: ...
+
+
+class NativeDecider:
+    """The decision core called directly, exactly as the guest calls it."""
+
+    def __init__(self) -> None:
+        self._snap: Snapshot | None = None
+
+    def load(self, snapshot: str) -> Outcome:
+        try:
+            self._snap = load_snapshot(snapshot)
+        except BaseException as exc:  # noqa: BLE001 - mirror the guest
+            return Outcome(False, error_json(exc))
+        return Outcome(True, self._snap.revision)
+
+    def decide(self, envelope: str) -> Outcome:
+        try:
+            return Outcome(True, decide_json(self._snap, envelope))
+        except BaseException as exc:  # noqa: BLE001
+            return Outcome(False, error_json(exc))
+
+
+class ComponentDecider:
+    """The real Wasm component in wasmtime, through the host's Instance."""
+
+    def __init__(self, instance: Any) -> None:
+        self._inst = instance
+
+    def load(self, snapshot: str) -> Outcome:
+        r = self._inst.load_snapshot(snapshot, 5000)
+        return Outcome(r.ok, r.text)
+
+    def decide(self, envelope: str) -> Outcome:
+        r = self._inst.decide(envelope, 1000)
+        return Outcome(r.ok, r.text)
+
+
+class Session:
+    """Drives one visitor's session through a decider, carrying the state like the host."""
+
+    def __init__(self, decider: Decider, url: str = "/", session: str = "s-1") -> None:
+        self.decider = decider
+        self.url = url
+        self.session = session
+        self.state: Any = None
+
+    def send(self, events: list[dict[str, Any]], now: int, **extra: Any) -> dict[str, Any]:
+        out = self.decider.decide(envelope(request(events, now, self.session, self.url, **extra),
+                                          self.state))
+        response = out.response
+        self.state = out.state
+        return response

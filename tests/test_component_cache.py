@@ -1,0 +1,48 @@
+"""The precompiled-component cache is keyed so a mismatched cache is never loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_module.host import component
+
+
+def test_the_cache_key_changes_with_the_wasm_bytes(tmp_path: Path):
+    a, b = tmp_path / "a.wasm", tmp_path / "b.wasm"
+    a.write_bytes(b"\0asm one")
+    b.write_bytes(b"\0asm two")
+    assert component.cache_key(a) != component.cache_key(b)
+
+
+def test_the_cache_key_changes_with_the_engine_settings(tmp_path: Path, monkeypatch):
+    wasm = tmp_path / "a.wasm"
+    wasm.write_bytes(b"\0asm")
+    before = component.cache_key(wasm)
+    monkeypatch.setitem(component.ENGINE_SETTINGS, "consume_fuel", True)
+    assert component.cache_key(wasm) != before
+
+
+def test_the_cache_key_changes_with_the_wasmtime_version(tmp_path: Path, monkeypatch):
+    wasm = tmp_path / "a.wasm"
+    wasm.write_bytes(b"\0asm")
+    before = component.cache_key(wasm)
+    monkeypatch.setattr(component, "WASMTIME_VERSION", "0.0.1")
+    assert component.cache_key(wasm) != before
+
+
+def test_the_built_cache_file_is_named_by_its_key(wasm_runtime):
+    build = Path(__file__).resolve().parent.parent / "build"
+    key = component.cache_key(build / "decision-engine.wasm")
+    assert (build / "cache" / f"decision-engine-{key}.cwasm").exists()
+
+
+def test_a_damaged_cache_file_is_rebuilt_not_trusted(wasm_runtime, tmp_path: Path):
+    build = Path(__file__).resolve().parent.parent / "build"
+    wasm = build / "decision-engine.wasm"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    damaged = cache / f"decision-engine-{component.cache_key(wasm)}.cwasm"
+    damaged.write_bytes(b"not a precompiled component")
+    engine = component.make_engine()
+    loaded = component.load_component(engine, wasm, cache)
+    assert loaded is not None and damaged.stat().st_size > 1_000_000

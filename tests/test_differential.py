@@ -1,0 +1,54 @@
+"""Native and component give identical decisions, byte for byte, for generated sessions."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import T0, ComponentDecider, NativeDecider, snapshot_text
+from tests.test_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
+
+URLS = ["/pricing", "/products/shoe", "/blog/post-1", "/cart", "/", "https://x.example/pricing?a=1"]
+TARGETS = ["#cta", "#buy", "#logo", "#email"]
+
+ts = st.integers(min_value=0, max_value=20_000)
+
+
+def event(kind: str, **fields):
+    return st.fixed_dictionaries({"type": st.just(kind), "ts_ms": ts.map(lambda t: T0 + t),
+                                  **fields})
+
+
+events = st.one_of(
+    event("page_view", url=st.sampled_from(URLS)),
+    event("scroll", depth=st.floats(0, 1), y=st.integers(0, 5000)),
+    event("mousemove", x=st.integers(0, 2000), y=st.integers(0, 2000)),
+    event("hover", target=st.sampled_from(TARGETS), duration_ms=st.integers(0, 3000)),
+    event("click", target=st.sampled_from(TARGETS)),
+    event("custom", name=st.sampled_from(["cart_abandon", "add_to_cart"])),
+    # now and then something malformed: errors must agree too
+    st.fixed_dictionaries({"type": st.sampled_from(["scroll", "warp"]),
+                           "ts_ms": st.one_of(st.none(), st.text(max_size=3), ts)}),
+)
+
+batches = st.lists(
+    st.tuples(st.lists(events, max_size=25), st.integers(0, 25_000)), min_size=1, max_size=5)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches=batches, url=st.sampled_from(URLS))
+def test_native_and_component_decide_identically(new_instance, batches, url):
+    snapshot = snapshot_text(PRICING, CHECKOUT, VELOCITY, HOVER, PAGES, COOLDOWN, MANY)
+    native, component = NativeDecider(), ComponentDecider(new_instance())
+    assert native.load(snapshot).text == component.load(snapshot).text
+    state = None
+    for evs, now in batches:
+        envelope = json.dumps({"now_ms": None, "state": state, "request": {
+            "session_id": "d-1", "now_ms": T0 + now, "context": {"url": url}, "events": evs}})
+        a, b = native.decide(envelope), component.decide(envelope)
+        assert (a.ok, a.text) == (b.ok, b.text)
+        if a.ok:
+            state = a.state

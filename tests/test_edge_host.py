@@ -1,0 +1,168 @@
+"""The edge host over real HTTP: wire contract, bad input, runaway guests, bad snapshots."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.factories import T0, ev, snapshot_text
+from tests.servers import http, put_snapshot, running_edge, wait_for
+from tests.test_decisions import CHECKOUT, OPENING, PRICING
+
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    put_snapshot(tmp_path / "store", snapshot_text(PRICING, CHECKOUT, revision="1"), 1)
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def edge(store_dir: Path):
+    with running_edge(store_dir) as server:
+        yield server
+
+
+def visit(session: str, now: int, events=()) -> dict:
+    return {"session_id": session, "now_ms": T0 + now, "context": {"url": "/pricing"},
+            "events": list(events)}
+
+
+def test_a_decision_follows_the_wire_contract(edge):
+    status, body, headers = edge.decide(visit("w-1", 3200, OPENING))
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    assert body["actions"] == [{"trigger": "pricing-discount", "content": "discount-nudge-10",
+                                "tier": "immediate", "delay_ms": 0, "priority": 10}]
+    assert body["revision"] == "1"
+    assert body["next_check_ms"] is None
+    assert len(body["decision_id"]) == 32 and isinstance(body["latency_us"], int)
+
+
+def test_the_host_keeps_session_state_between_requests(edge):
+    status, first, _ = edge.decide(visit("w-2", 1500, OPENING))
+    assert status == 200 and first["actions"] == [] and first["next_check_ms"] == T0 + 3000
+    _, second, _ = edge.decide(visit("w-2", 3000))
+    assert [a["trigger"] for a in second["actions"]] == ["pricing-discount"]
+    _, third, _ = edge.decide(visit("w-2", 4000))
+    assert third["actions"] == []
+
+
+def test_sessions_are_kept_apart(edge):
+    _, first, _ = edge.decide(visit("w-3", 3200, OPENING))
+    _, other, _ = edge.decide(visit("w-4", 3200, OPENING))
+    assert first["actions"] and other["actions"]  # w-3's cap does not hold back w-4
+
+
+def test_now_ms_defaults_to_the_host_clock(edge):
+    now = int(time.time() * 1000)
+    req = {"session_id": "w-5", "context": {"url": "/pricing"},
+           "events": [{"type": "page_view", "ts_ms": now - 1000, "url": "/pricing"},
+                      {"type": "scroll", "ts_ms": now - 900, "depth": 0.9}]}
+    status, body, _ = edge.decide(req)
+    assert status == 200 and body["actions"] == []
+    assert body["next_check_ms"] == now - 1000 + 3000
+
+
+@pytest.mark.parametrize("raw,code", [
+    (b"{not json", "invalid_json"),
+    (b"\xff\xfe", "invalid_json"),
+    (b"[1, 2]", "invalid_request"),
+    (b'{"events": []}', "invalid_request"),
+])
+def test_malformed_bodies_get_a_json_400(edge, raw, code):
+    status, body, _ = edge.decide(raw)
+    assert status == 400 and body["error"]["code"] == code and body["error"]["message"]
+
+
+def test_a_wrongly_typed_event_names_its_field(edge):
+    status, body, _ = edge.decide(visit("w-6", 10, [{"type": "scroll", "ts_ms": "late"}]))
+    assert status == 400
+    assert body["error"] == {"code": "invalid_event", "field": "events[0].ts_ms",
+                             "message": body["error"]["message"]}
+
+
+def test_an_oversized_batch_gets_413(edge):
+    events = [{"type": "mousemove", "ts_ms": T0 + i, "x": i, "y": i} for i in range(501)]
+    status, body, _ = edge.decide(visit("w-7", 600, events))
+    assert status == 413 and body["error"]["code"] == "batch_too_large"
+
+
+def test_an_oversized_body_gets_413_before_parsing(edge):
+    status, body, _ = edge.decide(b'{"session_id": "x", "pad": "' + b"x" * 300_000 + b'"}')
+    assert status == 413 and body["error"]["code"] == "body_too_large"
+
+
+def test_wrong_method_and_unknown_route_are_json_errors(edge):
+    status, body, headers = http("GET", edge.url + "/v1/decide")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+    assert headers["Allow"] == "POST"
+    status, body, _ = http("GET", edge.url + "/nope")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_healthz_reports_the_revision_and_instances(edge):
+    health = edge.health()
+    assert health["status"] == "ok" and health["revision"] == "1"
+    assert health["instances"] == 2 and health["last_error"] is None
+
+
+# -- faults: the host keeps serving ------------------------------------------------------------
+
+# A page pattern with catastrophic backtracking: matching a long run of "a" followed by "!"
+# takes exponential time. The compiler never emits such a regex; a hand-made snapshot can.
+RUNAWAY = json.dumps({
+    "format": "edge-triggers/1", "revision": "7",
+    "triggers": [{"id": "evil", "action": {"content": "x", "tier": "immediate"}}],
+    "index": {"pattern": [["^/(a+)+$", [0]]], "exact": {}, "prefix": [], "any": []},
+})
+
+
+def test_a_runaway_guest_is_stopped_and_the_host_keeps_serving(tmp_path):
+    put_snapshot(tmp_path / "store", RUNAWAY, 7)
+    with running_edge(tmp_path / "store", decide_deadline_ms=50) as edge:
+        poison = {"session_id": "r-1", "now_ms": T0, "context": {"url": "/" + "a" * 40 + "!"}}
+        status, body, _ = edge.decide(poison)
+        assert status == 503 and body["error"]["code"] == "decision_aborted"
+        assert "deadline" in body["error"]["message"]
+        for i in range(4):  # every instance still answers (the trapped one was replaced)
+            status, body, _ = edge.decide({"session_id": f"ok-{i}", "now_ms": T0,
+                                           "context": {"url": "/fine"}})
+            assert status == 200 and body["revision"] == "7"
+        assert edge.health()["traps"] == 1
+
+
+def test_a_snapshot_that_fails_to_load_is_rejected_and_the_last_good_one_serves(edge, store_dir):
+    put_snapshot(store_dir, '{"format": "edge-triggers/1", "revision": "2", "triggers": "no"}', 2)
+    health = wait_for(lambda: (h := edge.health())["last_error"] and h, what="a sync error")
+    assert "rejected" in health["last_error"] and health["revision"] == "1"
+    status, body, _ = edge.decide(visit("f-1", 3200, OPENING))
+    assert status == 200 and body["revision"] == "1" and body["actions"]
+
+
+def test_a_corrupt_snapshot_object_is_rejected_by_its_content_hash(edge, store_dir):
+    put_snapshot(store_dir, snapshot_text(PRICING, revision="2"), 2)
+    manifest = json.loads((store_dir / "manifest.json").read_text())
+    (store_dir / manifest["object"]).write_text(snapshot_text(CHECKOUT, revision="2"))
+    manifest["revision"] = 3  # touch the manifest so the host looks again
+    (store_dir / "manifest.json").write_text(json.dumps(manifest))
+    health = wait_for(lambda: (h := edge.health())["last_error"] and h, what="a sync error")
+    assert "content hash" in health["last_error"] and health["revision"] == "1"
+
+
+def test_a_new_revision_is_picked_up_without_restart(edge, store_dir):
+    put_snapshot(store_dir, snapshot_text(CHECKOUT, revision="2"), 2)
+    wait_for(lambda: edge.health()["revision"] == "2", what="revision 2")
+    _, body, _ = edge.decide(visit("n-1", 3200, OPENING))
+    assert body["revision"] == "2" and body["actions"] == []
+
+
+def test_a_host_without_any_snapshot_answers_503_until_one_arrives(tmp_path):
+    with running_edge(tmp_path / "empty") as edge:
+        status, body, _ = edge.decide(visit("e-1", 10))
+        assert status == 503 and body["error"]["code"] == "no_snapshot"
+        assert http("GET", edge.url + "/healthz")[0] == 503
+        put_snapshot(tmp_path / "empty", snapshot_text(PRICING, revision="1"), 1)
+        wait_for(lambda: edge.health()["revision"] == "1", what="first snapshot")
+        assert edge.decide(visit("e-1", 3200, OPENING))[0] == 200
