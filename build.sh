@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Build and task entry point. Needs only Python 3.11+ on the machine.
+#   ./build.sh up      build everything, publish rules/, run control plane + edge host
+#   ./build.sh test    build everything, run the whole test suite
+#   ./build.sh bench   decide latency, natively and through the component
+#   ./build.sh build   the .venv, the Wasm component and its precompiled cache
+#   ./build.sh clean   remove build outputs and local state
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${VENV:-.venv}
+PY="$VENV/bin/python"
+export CONTROL_HOST=${CONTROL_HOST:-127.0.0.1} CONTROL_PORT=${CONTROL_PORT:-8600}
+export EDGE_HOST=${EDGE_HOST:-127.0.0.1} EDGE_PORT=${EDGE_PORT:-8700}
+export CONTROL_DATA_DIR=${CONTROL_DATA_DIR:-.var/control}
+export TRIGGERS_STORE_DIR=${TRIGGERS_STORE_DIR:-.var/edge-store}
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+setup() {
+  local python=${PYTHON:-python3}
+  if [ ! -x "$PY" ]; then
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || {
+      echo "error: Python 3.11 or newer is required (found: $("$python" --version 2>&1))" >&2
+      exit 2
+    }
+    say "creating $VENV"
+    "$python" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.installed" want
+  want=$(cat pyproject.toml | "$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing dependencies (pinned in pyproject.toml)"
+    "$PY" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test,load]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+build() {
+  setup
+  say "building the Wasm component"
+  "$PY" -m edge_module.build --out build
+}
+
+up() {
+  build
+  say "publishing rules/ to $TRIGGERS_STORE_DIR"
+  "$VENV/bin/trigger-engine" publish rules/
+  local pids=()
+  stop() {
+    trap - INT TERM EXIT
+    say "stopping"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  }
+  trap stop INT TERM EXIT
+  "$VENV/bin/trigger-engine" serve & pids+=($!)
+  "$VENV/bin/edge-host" & pids+=($!)
+  "$PY" - <<PYEOF
+import json, time, urllib.request
+for url in ("http://$CONTROL_HOST:$CONTROL_PORT/healthz", "http://$EDGE_HOST:$EDGE_PORT/healthz"):
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url, timeout=1).read(); break
+        except Exception:
+            time.sleep(0.1)
+    else:
+        raise SystemExit(f"{url} did not come up")
+PYEOF
+  cat <<TXT
+
+  control plane  http://$CONTROL_HOST:$CONTROL_PORT   (GET /v1/snapshots, PUT /v1/packs/<name>, POST /v1/snapshots)
+  edge host      http://$EDGE_HOST:$EDGE_PORT   (POST /v1/decide, GET /healthz)
+
+  Try it (a visitor reads the pricing page for 3.2 s after scrolling to 80 %):
+
+  curl -s http://$EDGE_HOST:$EDGE_PORT/v1/decide -H 'Content-Type: application/json' -d '{
+    "session_id": "demo-1", "now_ms": 1764201603200, "context": {"url": "/pricing", "device": "desktop"},
+    "events": [{"type": "page_view", "ts_ms": 1764201600000, "url": "/pricing"},
+               {"type": "scroll", "ts_ms": 1764201601000, "depth": 0.8, "y": 1400}]}'
+
+  Ctrl-C stops both.
+TXT
+  wait "${pids[@]}"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  build) build ;;
+  up) up ;;
+  test)
+    build
+    shift
+    say "running the test suite"
+    "$PY" -m pytest "$@"
+    ;;
+  bench)
+    build
+    shift
+    "$PY" -m loadtest.bench "$@"
+    ;;
+  clean) rm -rf build .var ;;
+  *)
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
