@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import marshal
 import platform
 import statistics
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from control_plane.rulepack import compile_snapshot, load_pack
-from edge_module.core import decide_json, load_snapshot
+from edge_module.core import decide_json, decide_packed, load_snapshot, pack, unpack
 
 T0 = 1_764_201_600_000
 SIGNALS = [
@@ -119,15 +120,25 @@ def main() -> None:
         native_out = decide_json(snap, env)
         result = inst.decide(env, 1000)
         assert result.ok and result.text == native_out, "native and component disagree"
-        native = measure(lambda: decide_json(snap, env), args.iterations)
-        wasm = measure(lambda: inst.decide(env, 1000), args.iterations)
-        label = f"{count} triggers, 20-event batch"
-        print(f"{'native  ' + label:<34}{pct(native, .5):>10.1f}{pct(native, .99):>10.1f}"
-              f"{statistics.fmean(native):>10.1f}")
-        print(f"{'wasm    ' + label:<34}{pct(wasm, .5):>10.1f}{pct(wasm, .99):>10.1f}"
-              f"{statistics.fmean(wasm):>10.1f}")
-        print(f"  component / native p50 ratio: {pct(wasm, .5) / pct(native, .5):.2f}x; "
-              f"session state {len(native_out.partition(chr(10))[2])} bytes")
+        doc = json.loads(env)
+        packed = pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
+        result = inst.decide_packed(packed, 1000)
+        assert result.ok and unpack(result.text) == unpack(decide_packed(snap, packed))
+        rows = [
+            ("native   JSON", measure(lambda: decide_json(snap, env), args.iterations)),
+            ("native   packed", measure(lambda: decide_packed(snap, packed), args.iterations)),
+            ("wasm     JSON", measure(lambda: inst.decide(env, 1000), args.iterations)),
+            ("wasm     packed", measure(lambda: inst.decide_packed(packed, 1000),
+                                        args.iterations)),
+        ]
+        print(f"-- {count} triggers, 20-event batch "
+              f"(session state {len(native_out.partition(chr(10))[2])} bytes as JSON)")
+        for label, samples in rows:
+            print(f"{label:<34}{pct(samples, .5):>10.1f}{pct(samples, .99):>10.1f}"
+                  f"{statistics.fmean(samples):>10.1f}")
+        p50 = {label.split()[0] + " " + label.split()[1]: pct(s, .5) for label, s in rows}
+        print(f"  component / native p50 ratio: JSON {p50['wasm JSON'] / p50['native JSON']:.2f}x, "
+              f"packed {p50['wasm packed'] / p50['native packed']:.2f}x")
     ticker.stop()
 
 

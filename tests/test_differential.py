@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import marshal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
 from tests.factories import T0, ComponentDecider, NativeDecider, snapshot_text
 from tests.test_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 
@@ -37,6 +39,11 @@ batches = st.lists(
     st.tuples(st.lists(events, max_size=25), st.integers(0, 25_000)), min_size=1, max_size=5)
 
 
+def _values(answer):
+    response, state = answer
+    return response, marshal.loads(state)
+
+
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches=batches, url=st.sampled_from(URLS))
@@ -44,11 +51,32 @@ def test_native_and_component_decide_identically(new_instance, batches, url):
     snapshot = snapshot_text(PRICING, CHECKOUT, VELOCITY, HOVER, PAGES, COOLDOWN, MANY)
     native, component = NativeDecider(), ComponentDecider(new_instance())
     assert native.load(snapshot).text == component.load(snapshot).text
+    snap = load_snapshot(snapshot)
+    inst = component._inst
+    assert inst.load_snapshot(snapshot, 5000).ok
     state = None
+    packed_state = None
     for evs, now in batches:
-        envelope = json.dumps({"now_ms": None, "state": state, "request": {
-            "session_id": "d-1", "now_ms": T0 + now, "context": {"url": url}, "events": evs}})
+        request = {"session_id": "d-1", "now_ms": T0 + now, "context": {"url": url},
+                   "events": evs}
+        # the portable JSON export: byte-identical text
+        envelope = json.dumps({"now_ms": None, "state": state, "request": request})
         a, b = native.decide(envelope), component.decide(envelope)
         assert (a.ok, a.text) == (b.ok, b.text)
         if a.ok:
             state = a.state
+        # the host's packed export: identical decisions and state
+        packed = pack((None, packed_state, request))
+        try:
+            expected = (True, unpack(decide_packed(snap, packed)))
+        except Exception as exc:  # noqa: BLE001 - compare errors too
+            expected = (False, json.loads(error_json(exc)))
+        got = inst.decide_packed(packed, 1000)
+        # (marshal bytes of equal values may differ between CPython versions: compare values)
+        assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == \
+            (expected[0], _values(expected[1]) if got.ok else expected[1])
+        if got.ok:
+            packed_state = expected[1][1]
+        assert a.ok is got.ok
+        if a.ok:
+            assert expected[1][0] == a.response

@@ -1,6 +1,6 @@
 """The decision core: standard library only, so it runs unchanged inside the component."""
 
-from .api import decide_json, error_json
+from .api import decide_json, decide_packed, error_json, pack, unpack
 from .engine import decide
 from .errors import BatchTooLarge, DecisionError, SnapshotError
 from .snapshot import Snapshot, load_snapshot
@@ -12,6 +12,9 @@ __all__ = [
     "SnapshotError",
     "decide",
     "decide_json",
+    "decide_packed",
     "error_json",
     "load_snapshot",
+    "pack",
+    "unpack",
 ]

@@ -17,8 +17,8 @@ from typing import Any
 
 from .catalog import EVENT_TYPES
 from .errors import BatchTooLarge, DecisionError
-from .session import FireRecord, Session
-from .snapshot import DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, Snapshot, Trigger
+from .session import COUNT, LAST, PAGE_COUNT, PAGE_PV, Session
+from .snapshot import DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, Condition, Snapshot, Trigger
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _NUMBER = (int, float)
@@ -47,8 +47,8 @@ def url_path(url: str) -> str:
     return url or "/"
 
 
-def parse_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
-    """Validate a batch and return it as (ts_ms, position, event), oldest first."""
+def parse_events(raw: Any, max_events: int) -> list[tuple[int, dict[str, Any]]]:
+    """Validate a batch and return it as (ts_ms, event), oldest first (stable for ties)."""
     if raw is None:
         return []
     if type(raw) is not list:
@@ -61,64 +61,88 @@ def parse_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
             "events",
         )
     out = []
+    last = -1
+    ordered = True
     for i, ev in enumerate(raw):
         if type(ev) is not dict:
             raise _bad("invalid_event", "each event must be a JSON object", f"events[{i}]")
+        ts = ev.get("ts_ms")
+        if type(ts) is not int:
+            if not _number(ts):
+                ts = -1
+            else:
+                ts = int(ts)
+        if ts < 0:
+            raise _bad("invalid_event", "ts_ms must be a non-negative number (ms since epoch)",
+                       f"events[{i}].ts_ms")
         etype = ev.get("type")
-        if etype not in _EVENT_TYPES:
+        check = _CHECKS.get(etype)
+        if check is not None:
+            check(ev, i)
+        elif etype not in _EVENT_TYPES:
             raise _bad("invalid_event",
                        f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}",
                        f"events[{i}].type")
-        ts = ev.get("ts_ms")
-        if not _number(ts) or ts < 0:
-            raise _bad("invalid_event", "ts_ms must be a non-negative number (ms since epoch)",
-                       f"events[{i}].ts_ms")
-        if etype == "scroll":
-            depth = ev.get("depth")
-            if depth is not None and (not _number(depth) or not 0 <= depth <= 1):
-                raise _bad("invalid_event", "depth must be a number from 0 to 1",
-                           f"events[{i}].depth")
-            y = ev.get("y")
-            if y is not None and not _number(y):
-                raise _bad("invalid_event", "y must be a number (px from the top)",
-                           f"events[{i}].y")
-        elif etype == "hover":
-            if type(ev.get("target")) is not str:
-                raise _bad("invalid_event", "a hover needs a target (string)",
-                           f"events[{i}].target")
-            dur = ev.get("duration_ms")
-            if not _number(dur) or dur < 0:
-                raise _bad("invalid_event", "duration_ms must be a non-negative number",
-                           f"events[{i}].duration_ms")
-        elif etype == "custom":
-            if type(ev.get("name")) is not str:
-                raise _bad("invalid_event", "a custom event needs a name (string)",
-                           f"events[{i}].name")
-        elif etype == "page_view":
-            url = ev.get("url")
-            if url is not None and type(url) is not str:
-                raise _bad("invalid_event", "url must be a string", f"events[{i}].url")
-        out.append((int(ts), i, ev))
-    out.sort(key=_by_time)
+        if ts < last:
+            ordered = False
+        last = ts
+        out.append((ts, ev))
+    if not ordered:
+        out.sort(key=_first)  # stable: simultaneous events keep their order
     return out
 
 
-def _by_time(item: tuple[int, int, dict[str, Any]]) -> tuple[int, int]:
-    return item[0], item[1]
+def _check_scroll(ev: dict[str, Any], i: int) -> None:
+    depth = ev.get("depth")
+    if depth is not None and (not _number(depth) or not 0 <= depth <= 1):
+        raise _bad("invalid_event", "depth must be a number from 0 to 1", f"events[{i}].depth")
+    y = ev.get("y")
+    if y is not None and not _number(y):
+        raise _bad("invalid_event", "y must be a number (px from the top)", f"events[{i}].y")
+
+
+def _check_hover(ev: dict[str, Any], i: int) -> None:
+    if type(ev.get("target")) is not str:
+        raise _bad("invalid_event", "a hover needs a target (string)", f"events[{i}].target")
+    dur = ev.get("duration_ms")
+    if not _number(dur) or dur < 0:
+        raise _bad("invalid_event", "duration_ms must be a non-negative number",
+                   f"events[{i}].duration_ms")
+
+
+def _check_custom(ev: dict[str, Any], i: int) -> None:
+    if type(ev.get("name")) is not str:
+        raise _bad("invalid_event", "a custom event needs a name (string)", f"events[{i}].name")
+
+
+def _check_page_view(ev: dict[str, Any], i: int) -> None:
+    url = ev.get("url")
+    if url is not None and type(url) is not str:
+        raise _bad("invalid_event", "url must be a string", f"events[{i}].url")
+
+
+_CHECKS = {"scroll": _check_scroll, "hover": _check_hover, "custom": _check_custom,
+           "page_view": _check_page_view}
+
+
+def _first(item: tuple[int, dict[str, Any]]) -> int:
+    return item[0]
+
+
+def _value(c: Condition, sess: Session, t: int) -> float:
+    s = c.signal
+    if s == DWELL:
+        return t - sess.pv
+    if s == SCROLL_DEPTH:
+        return sess.depth
+    if s == SCROLL_VELOCITY:
+        return sess.velocity(t, c.window_ms)
+    return sess.hover.get(c.target or "", 0.0)
 
 
 def _holds(trig: Trigger, sess: Session, t: int) -> bool:
     for c in trig.conditions:
-        s = c.signal
-        if s == DWELL:
-            value: float = t - sess.pv
-        elif s == SCROLL_DEPTH:
-            value = sess.depth
-        elif s == SCROLL_VELOCITY:
-            value = sess.velocity(t, c.window_ms)
-        else:
-            value = sess.hover.get(c.target or "", 0.0)
-        if not c.test(value, c.value):
+        if not c.test(_value(c, sess, t), c.value):
             return False
     return True
 
@@ -128,59 +152,60 @@ def _allowed(trig: Trigger, sess: Session, t: int) -> bool:
     rec = sess.fired.get(trig.id)
     if rec is None:
         return True
-    if trig.per_session is not None and rec.count >= trig.per_session:
+    if trig.per_session is not None and rec[COUNT] >= trig.per_session:
         return False
-    if trig.per_page is not None and rec.page_pv == sess.pv and rec.page_count >= trig.per_page:
+    if trig.per_page is not None and rec[PAGE_PV] == sess.pv and rec[PAGE_COUNT] >= trig.per_page:
         return False
-    return not (trig.cooldown_ms and rec.last_ms is not None and t < rec.last_ms + trig.cooldown_ms)
+    return not (trig.cooldown_ms and rec[LAST] is not None and t < rec[LAST] + trig.cooldown_ms)
 
 
 def _record(sess: Session, trig: Trigger, t: int) -> None:
     rec = sess.fired.get(trig.id)
     if rec is None:
-        rec = sess.fired[trig.id] = FireRecord()
-    rec.count += 1
-    rec.last_ms = t
-    if rec.page_pv == sess.pv:
-        rec.page_count += 1
+        sess.fired[trig.id] = [1, t, 1, sess.pv]
+    elif rec[PAGE_PV] == sess.pv:
+        rec[COUNT] += 1
+        rec[LAST] = t
+        rec[PAGE_COUNT] += 1
     else:
-        rec.page_pv = sess.pv
-        rec.page_count = 1
+        rec[COUNT] += 1
+        rec[LAST] = t
+        rec[PAGE_COUNT] = 1
+        rec[PAGE_PV] = sess.pv
 
 
 def _next_fire(trig: Trigger, sess: Session, now: int) -> int | None:
-    """Earliest t > now at which `trig` fires if nothing else happens, or None."""
+    """Earliest t > now at which `trig` fires if no new event arrives, or None."""
     rec = sess.fired.get(trig.id)
+    candidates = []
     if rec is not None:
-        if trig.per_session is not None and rec.count >= trig.per_session:
+        if trig.per_session is not None and rec[COUNT] >= trig.per_session:
             return None
-        if trig.per_page is not None and rec.page_pv == sess.pv and rec.page_count >= trig.per_page:
+        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
+                rec[PAGE_COUNT] >= trig.per_page:
             return None
-    candidates = set()
-    if trig.cooldown_ms and rec is not None and rec.last_ms is not None:
-        end = rec.last_ms + trig.cooldown_ms
-        if end > now:
-            candidates.add(end)
-    for c in trig.conditions:
+        if trig.cooldown_ms and rec[LAST] is not None and rec[LAST] + trig.cooldown_ms > now:
+            candidates.append(rec[LAST] + trig.cooldown_ms)
+    for c in trig.steady:  # false now means false until new events arrive
+        if not c.test(_value(c, sess, now), c.value):
+            return None
+    for c in trig.rising:
         if c.signal == DWELL:
-            # dwell(t) = t - pv rises by 1 per ms: find where the comparison first holds.
-            threshold = sess.pv + c.value
-            if c.op in (">=", "=="):
-                at = math.ceil(threshold)
-            elif c.op == ">":
-                at = math.floor(threshold) + 1
-            else:
-                continue  # <, <=, != only ever stop holding as time passes
+            # dwell(t) = t - pv grows by 1 per ms: where the comparison starts to hold.
+            at = sess.pv + c.value
+            at = math.floor(at) + 1 if c.op == ">" else math.ceil(at)
             if at > now:
-                candidates.add(at)
-        elif c.signal == SCROLL_VELOCITY:
+                candidates.append(at)
+        else:
             # The velocity changes only when a sample leaves the window.
+            w = c.window_ms
             for ts, _y in sess.samples:
-                at = int(ts) + c.window_ms
-                if at > now:
-                    candidates.add(at)
+                if ts + w > now:
+                    candidates.append(int(ts) + w)
+    if not candidates:
+        return None
     horizon = now + HORIZON_MS
-    for t in sorted(candidates):
+    for t in sorted(set(candidates)) if len(candidates) > 1 else candidates:
         if t > horizon:
             break
         if _allowed(trig, sess, t) and _holds(trig, sess, t):
@@ -198,6 +223,10 @@ def _action(trig: Trigger, delay_ms: int) -> dict[str, Any]:
     }
 
 
+def _priority_order(fired: tuple[Trigger, dict[str, Any]]) -> tuple[int, int]:
+    return -fired[0].priority, fired[0].index
+
+
 class _Decision:
     """The actions of one decision, with what firing them changed (to undo the overflow)."""
 
@@ -205,7 +234,7 @@ class _Decision:
 
     def __init__(self) -> None:
         self.fired: list[tuple[Trigger, dict[str, Any]]] = []
-        self.before: dict[str, FireRecord | None] = {}
+        self.before: dict[str, list[Any] | None] = {}
 
     def fire(self, sess: Session, trig: Trigger, t: int, action: dict[str, Any]) -> None:
         if trig.id not in self.before:
@@ -217,8 +246,9 @@ class _Decision:
     def take(self, sess: Session, limit: int) -> list[dict[str, Any]]:
         """The `limit` highest-priority actions; the rest are un-fired."""
         fired = self.fired
+        if len(fired) > 1:
+            fired.sort(key=_priority_order)
         if len(fired) > limit:
-            fired.sort(key=lambda ta: (-ta[0].priority, ta[0].index))
             kept_ids = {t.id for t, _ in fired[:limit]}
             for trig, _ in fired[limit:]:
                 if trig.id not in kept_ids:
@@ -228,8 +258,6 @@ class _Decision:
                     else:
                         sess.fired[trig.id] = prev
             fired = fired[:limit]
-        elif len(fired) > 1:
-            fired.sort(key=lambda ta: (-ta[0].priority, ta[0].index))
         return [a for _, a in fired]
 
 
@@ -282,23 +310,26 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
 
     dec = _Decision()
     scope = snap.scope(sess.url or "/")
-    for ts, _pos, ev in events:
+    on_event = scope.on_event
+    for ts, ev in events:
         etype = ev["type"]
-        if etype == "page_view":
+        if etype == "scroll":
+            sess.scroll(ts, ev.get("depth"), ev.get("y"))
+        elif etype == "page_view":
             if ts >= sess.pv:
                 sess.enter_page(url_path(ev.get("url") or ctx_url or "/"), ts)
                 scope = snap.scope(sess.url or "/")
-        elif etype == "scroll":
-            sess.scroll(ts, ev.get("depth"), ev.get("y"))
+                on_event = scope.on_event
         elif etype == "hover":
             sess.hovered(ev["target"], ev["duration_ms"])
-        if scope.on_event:
-            key = etype if etype != "custom" else "custom:" + ev["name"]
-            for trig in scope.on_event.get(key, ()):
-                if trig.on_target is not None and ev.get("target") != trig.on_target:
-                    continue
-                if _allowed(trig, sess, ts) and _holds(trig, sess, ts):
-                    _fire_or_queue(dec, sess, trig, ts)
+        if on_event:
+            hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
+            if hits:
+                for trig in hits:
+                    if trig.on_target is not None and ev.get("target") != trig.on_target:
+                        continue
+                    if _allowed(trig, sess, ts) and _holds(trig, sess, ts):
+                        _fire_or_queue(dec, sess, trig, ts)
 
     if sess.queue:
         _deliver_due(dec, snap, sess, scope.members, now)
@@ -308,11 +339,10 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     actions = dec.take(sess, snap.max_actions)
 
     next_check = sess.queue[0][0] if sess.queue else None
-    for trig in scope.state_triggers:
-        if trig.timed or trig.cooldown_ms:
-            at = _next_fire(trig, sess, now)
-            if at is not None and (next_check is None or at < next_check):
-                next_check = at
+    for trig in scope.timed_triggers:
+        at = _next_fire(trig, sess, now)
+        if at is not None and (next_check is None or at < next_check):
+            next_check = at
     sess.prune(now, snap.keep_ms)
     return {
         "revision": snap.revision,

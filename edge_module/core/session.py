@@ -14,20 +14,8 @@ MAX_SAMPLES = 256  # scroll samples kept for velocity windows
 MAX_HOVER_TARGETS = 64
 
 
-class FireRecord:
-    """How often and when one trigger has fired in this session."""
-
-    __slots__ = ("count", "last_ms", "page_count", "page_pv")
-
-    def __init__(self, count: int = 0, last_ms: int | None = None,
-                 page_count: int = 0, page_pv: int | None = None) -> None:
-        self.count = count
-        self.last_ms = last_ms
-        self.page_count = page_count
-        self.page_pv = page_pv
-
-    def copy(self) -> FireRecord:
-        return FireRecord(self.count, self.last_ms, self.page_count, self.page_pv)
+# A trigger's fire record: [count, last_ms, count_on_page, page_view_of_that_count].
+COUNT, LAST, PAGE_COUNT, PAGE_PV = range(4)
 
 
 class Session:
@@ -40,7 +28,7 @@ class Session:
         self.depth = 0.0
         self.samples: list[list[float]] = []  # [ts_ms, y] of scrolls on this page
         self.hover: dict[str, float] = {}
-        self.fired: dict[str, FireRecord] = {}
+        self.fired: dict[str, list[Any]] = {}
         self.queue: list[list[Any]] = []  # [due_ms, trigger_id], ascending by due
 
     @classmethod
@@ -48,16 +36,20 @@ class Session:
         """Rebuild from a stored state; anything unreadable starts a fresh session."""
         if type(state) is not dict or state.get("v") != STATE_VERSION:
             return cls(now_ms)
+        # The state is the core's own output, kept by the host: check its shape cheaply.
         try:
-            s = cls(int(state["t0"]))
+            s = cls(state["t0"])
             s.url = state["url"]
-            s.pv = int(state["pv"])
-            s.depth = float(state["d"])
-            s.samples = [[float(a), float(b)] for a, b in state["sc"]]
-            s.hover = {str(k): float(v) for k, v in state["hv"].items()}
-            s.fired = {str(k): FireRecord(*v) for k, v in state["f"].items()}
-            s.queue = [[int(due), str(tid)] for due, tid in state["q"]]
-        except (KeyError, TypeError, ValueError, AttributeError):
+            s.pv = state["pv"]
+            s.depth = state["d"]
+            s.samples = state["sc"]
+            s.hover = state["hv"]
+            s.fired = state["f"]
+            s.queue = state["q"]
+        except (KeyError, TypeError):
+            return cls(now_ms)
+        if not (type(s.samples) is list and type(s.hover) is dict and type(s.fired) is dict
+                and type(s.queue) is list and type(s.pv) is int):
             return cls(now_ms)
         return s
 
@@ -71,8 +63,7 @@ class Session:
             "d": self.depth,
             "sc": self.samples,
             "hv": self.hover,
-            "f": {k: [r.count, r.last_ms, r.page_count, r.page_pv]
-                  for k, r in self.fired.items() if k in keep},
+            "f": {k: r for k, r in self.fired.items() if k in keep},
             "q": self.queue,
         }
 

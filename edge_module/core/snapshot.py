@@ -38,7 +38,6 @@ OP_FUNCS: dict[str, Callable[[Any, Any], bool]] = {
 DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, HOVER = range(4)
 _SIGNAL_CODES = {"dwell": DWELL, "scroll_depth": SCROLL_DEPTH,
                  "scroll_velocity": SCROLL_VELOCITY, "hover": HOVER}
-_TIMED_CODES = frozenset(code for name, code in _SIGNAL_CODES.items() if SIGNALS[name].timed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +49,19 @@ class Condition:
     window_ms: int
     target: str | None
 
+    @property
+    def can_become_true(self) -> bool:
+        """Whether time alone (no new events) can turn this condition from false to true.
+
+        Dwell only grows, so `>=`, `>` and `==` can start to hold; scroll velocity only
+        falls as samples leave its window, so `<` and `<=` can. Nothing else moves.
+        """
+        if self.signal == DWELL:
+            return self.op in (">=", ">", "==")
+        if self.signal == SCROLL_VELOCITY:
+            return self.op in ("<", "<=", "!=")
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class Trigger:
@@ -59,7 +71,10 @@ class Trigger:
     on_key: str | None  # event key ("custom:cart_abandon", "click") or None for state triggers
     on_target: str | None
     conditions: tuple[Condition, ...]
-    timed: bool  # True when some condition can change with time alone
+    # Conditions time alone can make true (they name the moments to re-check), and the
+    # rest: if one of those is false now, the trigger cannot fire before new events.
+    rising: tuple[Condition, ...]
+    steady: tuple[Condition, ...]
     content: str
     tier: str
     delay_ms: int
@@ -74,6 +89,7 @@ class PageScope:
     """The triggers that can match on one URL path, split the way `decide` needs them."""
 
     state_triggers: tuple[Trigger, ...]
+    timed_triggers: tuple[Trigger, ...]  # state triggers time alone may make fire
     on_event: dict[str, tuple[Trigger, ...]]
     members: frozenset[int]
 
@@ -118,6 +134,8 @@ class Snapshot:
                 on_event.setdefault(trig.on_key, []).append(trig)
         return PageScope(
             state_triggers=tuple(t for t in ordered if t.on_key is None),
+            timed_triggers=tuple(t for t in ordered
+                                 if t.on_key is None and (t.rising or t.cooldown_ms)),
             on_event={k: tuple(v) for k, v in on_event.items()},
             members=frozenset(members),
         )
@@ -181,7 +199,8 @@ def _load_trigger(index: int, raw: Any) -> Trigger:
         on_key=on_key,
         on_target=on_target,
         conditions=conditions,
-        timed=any(c.signal in _TIMED_CODES for c in conditions),
+        rising=tuple(c for c in conditions if c.can_become_true),
+        steady=tuple(c for c in conditions if not c.can_become_true),
         content=action["content"],
         tier=action["tier"],
         delay_ms=_int(action.get("delay_ms", 0), f"{where}.action.delay_ms"),

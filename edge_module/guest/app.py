@@ -7,7 +7,7 @@ instance. The loaded snapshot lives at module level: each export call gets a fre
 import wit_world
 from componentize_py_types import Err
 
-from edge_module.core import Snapshot, decide_json, error_json, load_snapshot
+from edge_module.core import Snapshot, decide_json, decide_packed, error_json, load_snapshot
 
 _snapshot: Snapshot | None = None
 
@@ -25,5 +25,11 @@ class WitWorld(wit_world.WitWorld):
     def decide(self, envelope: str) -> str:
         try:
             return decide_json(_snapshot, envelope)
+        except BaseException as exc:  # noqa: BLE001
+            raise Err(error_json(exc)) from None
+
+    def decide_packed(self, envelope: str) -> str:
+        try:
+            return decide_packed(_snapshot, envelope)
         except BaseException as exc:  # noqa: BLE001
             raise Err(error_json(exc)) from None

@@ -8,6 +8,7 @@ unusable, so an instance is replaced, never reused, after one.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.metadata
 import json
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import wasmtime
+from wasmtime import _ffi as ffi
 from wasmtime import component as wcomponent
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
@@ -118,19 +120,22 @@ class Instance:
             self._store.set_limits(memory_size=memory_limit)
         self._store.set_epoch_deadline(1000 // EPOCH_TICK_MS)
         instance = linker.instantiate(self._store, component)
-        self._load = instance.get_func(self._store, "load-snapshot")
-        self._decide = instance.get_func(self._store, "decide")
-        if self._load is None or self._decide is None:
-            raise RuntimeError("component does not export load-snapshot and decide")
+        funcs = {}
+        for name in ("load-snapshot", "decide", "decide-packed"):
+            func = instance.get_func(self._store, name)
+            if func is None:
+                raise RuntimeError(f"component does not export {name}")
+            funcs[name] = func
+        self._load, self._decide, self._decide_packed = funcs.values()
         self.revision: str | None = None
 
     def _call(self, func: wcomponent.Func, arg: str, deadline_ms: int) -> GuestResult:
         self._store.set_epoch_deadline(max(1, deadline_ms // EPOCH_TICK_MS))
         try:
-            result = func(self._store, arg)
+            ok, text = call_string_result(func, self._store, arg)
         except wasmtime.WasmtimeError as exc:
             raise GuestTrap(describe_trap(str(exc))) from None
-        return GuestResult(result.tag == "ok", result.payload)
+        return GuestResult(ok, text)
 
     def load_snapshot(self, text: str, deadline_ms: int) -> GuestResult:
         result = self._call(self._load, text, deadline_ms)
@@ -139,4 +144,36 @@ class Instance:
         return result
 
     def decide(self, envelope: str, deadline_ms: int) -> GuestResult:
+        """The portable export: JSON envelope in, JSON response and state out."""
         return self._call(self._decide, envelope, deadline_ms)
+
+    def decide_packed(self, envelope: str, deadline_ms: int) -> GuestResult:
+        """The host's fast path (see `edge_module.core.api.decide_packed`)."""
+        return self._call(self._decide_packed, envelope, deadline_ms)
+
+
+def call_string_result(func: wcomponent.Func, store: wasmtime.Store, arg: str) -> tuple[bool, str]:
+    """Call a `func(string) -> result<string, string>` export; returns (is_ok, payload).
+
+    wasmtime-py's generic `Func.__call__` re-reads the function's type and walks the
+    result variant in Python on every call; for this one signature that is most of the
+    host-side cost, so the value is built and read directly. tests/test_component_call.py
+    checks it against the generic path.
+    """
+    param = (ffi.wasmtime_component_val_t * 1)()
+    param[0].kind = ffi.WASMTIME_COMPONENT_STRING
+    param[0].of.string = ffi.str_to_capi(arg)
+    result = ffi.wasmtime_component_val_t()
+    try:
+        error = ffi.wasmtime_component_func_call(
+            ctypes.byref(func._func), store._context(), param, 1, ctypes.byref(result), 1)
+        if error:
+            raise wasmtime.WasmtimeError._from_ptr(error)
+        if result.kind != ffi.WASMTIME_COMPONENT_RESULT.value:
+            raise TypeError("export does not return result<string, string>")
+        ok = bool(result.of.result.is_ok)
+        text = ffi.to_str(result.of.result.val.contents.of.string)
+        ffi.wasmtime_component_val_delete(ctypes.byref(result))
+        return ok, text
+    finally:
+        ffi.wasmtime_component_val_delete(ctypes.byref(param[0]))

@@ -79,13 +79,14 @@ class InstancePool:
             return result.text
 
     def decide(self, envelope: str) -> GuestResult:
-        """Run one decision on a free instance; GuestTrap if the guest had to be stopped."""
+        """Run one decision (packed envelope) on a free instance; GuestTrap if the guest
+        had to be stopped."""
         inst = self._acquire()
         try:
             current = self._current
             if current is not None and inst.revision != current.revision:
                 inst.load_snapshot(current.text, self.load_deadline_ms)
-            return inst.decide(envelope, self.decide_deadline_ms)
+            return inst.decide_packed(envelope, self.decide_deadline_ms)
         except GuestTrap:
             inst = self._replace(inst)
             raise

@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..core.api import pack, unpack
 from ..edge_store import LocalFolderStore
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
@@ -28,6 +29,7 @@ log = logging.getLogger("edge.host")
 
 StartResponse = Callable[..., Any]
 JSON = "application/json"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
            405: "405 Method Not Allowed", 413: "413 Payload Too Large",
            415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity",
@@ -119,8 +121,7 @@ class EdgeApp:
                                    "session_id"), []
 
         with self.locks(session_id):
-            state = self.sessions.get(session_id) or "null"
-            envelope = f'{{"now_ms":{self._clock_ms()},"state":{state},"request":{text}}}'
+            envelope = pack((self._clock_ms(), self.sessions.get(session_id), request))
             try:
                 result = self.pool.decide(envelope)
             except GuestTrap as trap:
@@ -135,12 +136,12 @@ class EdgeApp:
                     ("Retry-After", "1")]
             if not result.ok:
                 return _guest_error(result.text)
-            response, _, new_state = result.text.partition("\n")
+            response, new_state = unpack(result.text)  # type: ignore[misc]
             self.sessions.put(session_id, new_state)
         self.counters.add("decisions")
-        latency_us = (time.perf_counter_ns() - started) // 1000
-        body = f'{response[:-1]},"decision_id":"{uuid.uuid4().hex}","latency_us":{latency_us}}}'
-        return 200, body.encode(), []
+        response["decision_id"] = uuid.uuid4().hex
+        response["latency_us"] = (time.perf_counter_ns() - started) // 1000
+        return 200, _dumps(response).encode(), []
 
     def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
         current = self.pool.current

@@ -1,6 +1,7 @@
 """Where the edge keeps each visitor's session state between requests.
 
-The state is the opaque JSON text the decision core returns. `SessionStore` is the seam a
+The state is the opaque blob the decision core returns (marshal bytes on the host's
+packed path). `SessionStore` is the seam a
 shared store (Redis, for several hosts of one PoP) implements; the default keeps states in
 memory, bounded in count and expiring after a period of inactivity.
 """
@@ -14,10 +15,10 @@ from typing import Callable, Protocol
 
 
 class SessionStore(Protocol):
-    def get(self, session_id: str) -> str | None:
+    def get(self, session_id: str) -> bytes | None:
         """The stored state, or None for a new (or expired) session."""
 
-    def put(self, session_id: str, state: str) -> None:
+    def put(self, session_id: str, state: bytes) -> None:
         """Store the state, renewing the session's time to live."""
 
     def __len__(self) -> int: ...
@@ -31,11 +32,11 @@ class MemorySessionStore:
         self._max = max_sessions
         self._ttl = ttl_s
         self._clock = clock
-        self._items: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def get(self, session_id: str) -> str | None:
+    def get(self, session_id: str) -> bytes | None:
         with self._lock:
             item = self._items.get(session_id)
             if item is None:
@@ -45,7 +46,7 @@ class MemorySessionStore:
                 return None
             return item[1]
 
-    def put(self, session_id: str, state: str) -> None:
+    def put(self, session_id: str, state: bytes) -> None:
         with self._lock:
             self._items[session_id] = (self._clock() + self._ttl, state)
             self._items.move_to_end(session_id)
