@@ -26,6 +26,7 @@ SIGNALS = [
     "scroll_velocity: {{gte: {n}00, window: 2s}}",
     'hover: {{target: "#cta-{n}", gte: {n}00ms}}',
 ]
+BLOCK = 250
 PAGES = ["/pricing", "/products/*", "/blog/*", "*", "/cart", "/checkout"]
 
 
@@ -74,14 +75,21 @@ def envelope_for(snapshot: str) -> str:
     return '{"now_ms":null,"state":%s,"request":%s}' % (state, json.dumps(req))
 
 
-def measure(call: Callable[[], object], iterations: int) -> list[float]:
-    for _ in range(min(200, iterations)):
-        call()
-    samples = []
-    for _ in range(iterations):
-        t = time.perf_counter_ns()
-        call()
-        samples.append((time.perf_counter_ns() - t) / 1000)
+def measure(cases: dict[str, Callable[[], object]], iterations: int) -> dict[str, list[float]]:
+    """Latency samples (us) per case, in alternating blocks of 250 calls: each block runs
+    warm, and machine noise (a shared VM) spreads over every case alike."""
+    for call in cases.values():
+        for _ in range(min(200, iterations)):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    clock = time.perf_counter_ns
+    for _ in range(max(1, iterations // BLOCK)):
+        for name, call in cases.items():
+            out = samples[name]
+            for _ in range(BLOCK):
+                t = clock()
+                call()
+                out.append((clock() - t) / 1000)
     return samples
 
 
@@ -124,13 +132,12 @@ def main() -> None:
         packed = pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
         result = inst.decide_packed(packed, 1000)
         assert result.ok and unpack(result.text) == unpack(decide_packed(snap, packed))
-        rows = [
-            ("native   JSON", measure(lambda: decide_json(snap, env), args.iterations)),
-            ("native   packed", measure(lambda: decide_packed(snap, packed), args.iterations)),
-            ("wasm     JSON", measure(lambda: inst.decide(env, 1000), args.iterations)),
-            ("wasm     packed", measure(lambda: inst.decide_packed(packed, 1000),
-                                        args.iterations)),
-        ]
+        rows = list(measure({
+            "native   JSON": lambda: decide_json(snap, env),
+            "native   packed": lambda: decide_packed(snap, packed),
+            "wasm     JSON": lambda: inst.decide(env, 1000),
+            "wasm     packed": lambda: inst.decide_packed(packed, 1000),
+        }, args.iterations).items())
         print(f"-- {count} triggers, 20-event batch "
               f"(session state {len(native_out.partition(chr(10))[2])} bytes as JSON)")
         for label, samples in rows:

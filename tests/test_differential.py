@@ -23,13 +23,16 @@ def event(kind: str, **fields):
                                   **fields})
 
 
-events = st.one_of(
+valid_events = st.one_of(
     event("page_view", url=st.sampled_from(URLS)),
     event("scroll", depth=st.floats(0, 1), y=st.integers(0, 5000)),
     event("mousemove", x=st.integers(0, 2000), y=st.integers(0, 2000)),
     event("hover", target=st.sampled_from(TARGETS), duration_ms=st.integers(0, 3000)),
     event("click", target=st.sampled_from(TARGETS)),
     event("custom", name=st.sampled_from(["cart_abandon", "add_to_cart"])),
+)
+events = st.one_of(
+    valid_events,
     # now and then something malformed: errors must agree too
     st.fixed_dictionaries({"type": st.sampled_from(["scroll", "warp"]),
                            "ts_ms": st.one_of(st.none(), st.text(max_size=3), ts)}),

@@ -47,8 +47,12 @@ def url_path(url: str) -> str:
     return url or "/"
 
 
-def parse_events(raw: Any, max_events: int) -> list[tuple[int, dict[str, Any]]]:
-    """Validate a batch and return it as (ts_ms, event), oldest first (stable for ties)."""
+def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """Check a batch's shape and timestamps; return (ts_ms, position, event), oldest first.
+
+    Each event's own fields are checked as it is applied (`_apply`): a batch with any
+    invalid event is refused whole, so nothing of it reaches the session either way.
+    """
     if raw is None:
         return []
     if type(raw) is not list:
@@ -68,65 +72,68 @@ def parse_events(raw: Any, max_events: int) -> list[tuple[int, dict[str, Any]]]:
             raise _bad("invalid_event", "each event must be a JSON object", f"events[{i}]")
         ts = ev.get("ts_ms")
         if type(ts) is not int:
-            if not _number(ts):
-                ts = -1
-            else:
-                ts = int(ts)
+            ts = int(ts) if _number(ts) else -1
         if ts < 0:
             raise _bad("invalid_event", "ts_ms must be a non-negative number (ms since epoch)",
                        f"events[{i}].ts_ms")
-        etype = ev.get("type")
-        check = _CHECKS.get(etype)
-        if check is not None:
-            check(ev, i)
-        elif etype not in _EVENT_TYPES:
-            raise _bad("invalid_event",
-                       f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}",
-                       f"events[{i}].type")
         if ts < last:
             ordered = False
         last = ts
-        out.append((ts, ev))
+        out.append((ts, i, ev))
     if not ordered:
-        out.sort(key=_first)  # stable: simultaneous events keep their order
+        out.sort(key=_first_two)  # simultaneous events keep their order
     return out
 
 
-def _check_scroll(ev: dict[str, Any], i: int) -> None:
-    depth = ev.get("depth")
-    if depth is not None and (not _number(depth) or not 0 <= depth <= 1):
-        raise _bad("invalid_event", "depth must be a number from 0 to 1", f"events[{i}].depth")
-    y = ev.get("y")
-    if y is not None and not _number(y):
-        raise _bad("invalid_event", "y must be a number (px from the top)", f"events[{i}].y")
+def _first_two(item: tuple[int, int, dict[str, Any]]) -> tuple[int, int]:
+    return item[0], item[1]
 
 
-def _check_hover(ev: dict[str, Any], i: int) -> None:
-    if type(ev.get("target")) is not str:
-        raise _bad("invalid_event", "a hover needs a target (string)", f"events[{i}].target")
-    dur = ev.get("duration_ms")
-    if not _number(dur) or dur < 0:
-        raise _bad("invalid_event", "duration_ms must be a non-negative number",
-                   f"events[{i}].duration_ms")
+def _invalid(i: int, field: str, message: str) -> DecisionError:
+    return _bad("invalid_event", message, f"events[{i}].{field}")
 
 
-def _check_custom(ev: dict[str, Any], i: int) -> None:
-    if type(ev.get("name")) is not str:
-        raise _bad("invalid_event", "a custom event needs a name (string)", f"events[{i}].name")
-
-
-def _check_page_view(ev: dict[str, Any], i: int) -> None:
-    url = ev.get("url")
-    if url is not None and type(url) is not str:
-        raise _bad("invalid_event", "url must be a string", f"events[{i}].url")
-
-
-_CHECKS = {"scroll": _check_scroll, "hover": _check_hover, "custom": _check_custom,
-           "page_view": _check_page_view}
-
-
-def _first(item: tuple[int, dict[str, Any]]) -> int:
-    return item[0]
+def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
+           ctx_url: str | None) -> bool:
+    """Check one event's fields and apply it; True when it entered a new page."""
+    if etype == "scroll":
+        depth = ev.get("depth")
+        if depth is not None:
+            if type(depth) not in _NUMBER or not 0 <= depth <= 1:
+                raise _invalid(i, "depth", "depth must be a number from 0 to 1")
+            if depth > sess.depth:
+                sess.depth = depth
+        y = ev.get("y")
+        if y is not None:
+            if not _number(y):
+                raise _invalid(i, "y", "y must be a number (px from the top)")
+            sess.scroll_to(ts, y)
+        return False
+    if etype == "page_view":
+        url = ev.get("url")
+        if url is not None and type(url) is not str:
+            raise _invalid(i, "url", "url must be a string")
+        if ts >= sess.pv:
+            sess.enter_page(url_path(url or ctx_url or "/"), ts)
+            return True
+        return False
+    if etype == "hover":
+        target = ev.get("target")
+        if type(target) is not str:
+            raise _invalid(i, "target", "a hover needs a target (string)")
+        dur = ev.get("duration_ms")
+        if not _number(dur) or dur < 0:
+            raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
+        sess.hovered(target, dur)
+        return False
+    if etype == "custom":
+        if type(ev.get("name")) is not str:
+            raise _invalid(i, "name", "a custom event needs a name (string)")
+        return False
+    if etype not in _EVENT_TYPES:
+        raise _invalid(i, "type",
+                       f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}")
+    return False
 
 
 def _value(c: Condition, sess: Session, t: int) -> float:
@@ -175,42 +182,63 @@ def _record(sess: Session, trig: Trigger, t: int) -> None:
 
 
 def _next_fire(trig: Trigger, sess: Session, now: int) -> int | None:
-    """Earliest t > now at which `trig` fires if no new event arrives, or None."""
+    """Earliest t > now at which `trig` fires if no new event arrives, or None.
+
+    Time alone only moves dwell (up) and scroll velocity (down, as samples leave the
+    window), so each `rising` condition, once true, stays true, and every other condition
+    can only stop holding. The answer is therefore the latest of the moments each rising
+    condition (and the cooldown) first allows, provided everything holds there.
+    """
     rec = sess.fired.get(trig.id)
-    candidates = []
+    at = now
     if rec is not None:
         if trig.per_session is not None and rec[COUNT] >= trig.per_session:
             return None
         if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
                 rec[PAGE_COUNT] >= trig.per_page:
             return None
-        if trig.cooldown_ms and rec[LAST] is not None and rec[LAST] + trig.cooldown_ms > now:
-            candidates.append(rec[LAST] + trig.cooldown_ms)
+        if trig.cooldown_ms and rec[LAST] is not None:
+            at = max(at, rec[LAST] + trig.cooldown_ms)
     for c in trig.steady:  # false now means false until new events arrive
         if not c.test(_value(c, sess, now), c.value):
             return None
     for c in trig.rising:
-        if c.signal == DWELL:
-            # dwell(t) = t - pv grows by 1 per ms: where the comparison starts to hold.
-            at = sess.pv + c.value
-            at = math.floor(at) + 1 if c.op == ">" else math.ceil(at)
-            if at > now:
-                candidates.append(at)
-        else:
-            # The velocity changes only when a sample leaves the window.
-            w = c.window_ms
-            for ts, _y in sess.samples:
-                if ts + w > now:
-                    candidates.append(int(ts) + w)
-    if not candidates:
+        first = _first_true(c, sess, now)
+        if first is None:
+            return None
+        at = max(at, first)
+    if at <= now or at > now + HORIZON_MS:
         return None
-    horizon = now + HORIZON_MS
-    for t in sorted(set(candidates)) if len(candidates) > 1 else candidates:
-        if t > horizon:
-            break
-        if _allowed(trig, sess, t) and _holds(trig, sess, t):
-            return t
-    return None
+    return at if _allowed(trig, sess, at) and _holds(trig, sess, at) else None
+
+
+def _first_true(c: Condition, sess: Session, now: int) -> int | None:
+    """The first moment >= now at which a rising condition holds, absent new events."""
+    if c.test(_value(c, sess, now), c.value):
+        return now
+    if c.signal == DWELL:
+        # dwell(t) = t - pv grows by 1 per ms.
+        threshold = sess.pv + c.value
+        if c.op == "==":
+            return int(threshold) if threshold == int(threshold) and threshold > now else None
+        return math.floor(threshold) + 1 if c.op == ">" else math.ceil(threshold)
+    # Scroll velocity only falls, at the moments samples leave the window: search them.
+    # (`!=` that is false now means v == value: it holds from the first step below.)
+    w = c.window_ms
+    steps = sorted({int(ts) + w for ts, _y in sess.samples if ts + w > now})
+    test = c.test if c.op != "!=" else _lt
+    lo, hi = 0, len(steps)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if test(sess.velocity(steps[mid], w), c.value):
+            hi = mid
+        else:
+            lo = mid + 1
+    return steps[lo] if lo < len(steps) else None
+
+
+def _lt(a: float, b: float) -> bool:
+    return a < b
 
 
 def _action(trig: Trigger, delay_ms: int) -> dict[str, Any]:
@@ -300,7 +328,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     ctx_url = context.get("url")
     if ctx_url is not None and type(ctx_url) is not str:
         raise _bad("invalid_request", "context.url must be a string", "context.url")
-    events = parse_events(request.get("events"), snap.max_events)
+    events = order_events(request.get("events"), snap.max_events)
     if events and events[-1][0] > now:
         now = events[-1][0]  # a batch is never older than its newest event
 
@@ -311,17 +339,11 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     dec = _Decision()
     scope = snap.scope(sess.url or "/")
     on_event = scope.on_event
-    for ts, ev in events:
-        etype = ev["type"]
-        if etype == "scroll":
-            sess.scroll(ts, ev.get("depth"), ev.get("y"))
-        elif etype == "page_view":
-            if ts >= sess.pv:
-                sess.enter_page(url_path(ev.get("url") or ctx_url or "/"), ts)
-                scope = snap.scope(sess.url or "/")
-                on_event = scope.on_event
-        elif etype == "hover":
-            sess.hovered(ev["target"], ev["duration_ms"])
+    for ts, i, ev in events:
+        etype = ev.get("type")
+        if _apply(sess, ts, i, ev, etype, ctx_url):
+            scope = snap.scope(sess.url or "/")
+            on_event = scope.on_event
         if on_event:
             hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
             if hits:

@@ -76,13 +76,10 @@ class Session:
         self.samples = [[ts, 0.0]]  # a page starts at the top: the first scroll moves from y=0
         self.hover = {}
 
-    def scroll(self, ts: int, depth: float | None, y: float | None) -> None:
-        if depth is not None and depth > self.depth:
-            self.depth = depth
-        if y is not None:
-            self.samples.append([ts, y])
-            if len(self.samples) > MAX_SAMPLES:
-                del self.samples[: len(self.samples) - MAX_SAMPLES]
+    def scroll_to(self, ts: int, y: float) -> None:
+        self.samples.append([ts, y])
+        if len(self.samples) > MAX_SAMPLES:
+            del self.samples[: len(self.samples) - MAX_SAMPLES]
 
     def hovered(self, target: str, duration_ms: float) -> None:
         if target in self.hover or len(self.hover) < MAX_HOVER_TARGETS:

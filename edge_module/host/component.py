@@ -23,7 +23,7 @@ from wasmtime import _ffi as ffi
 from wasmtime import component as wcomponent
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
-EPOCH_TICK_MS = 1
+EPOCH_TICK_MS = 5
 # Engine settings that change the machine code: part of the precompiled cache key.
 ENGINE_SETTINGS = {"epoch_interruption": True, "consume_fuel": False}
 
