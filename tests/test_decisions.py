@@ -277,6 +277,7 @@ def test_a_state_trigger_crowded_out_fires_on_the_next_call(decider):
     visit = Session(loaded(decider, crowded), url="/")
     first = visit.send([ev("page_view", 0, url="/")], now=0)
     assert "mid" not in [a["trigger"] for a in first["actions"]]
+    assert first["next_check_ms"] == T0  # due now: call again right away
     assert [a["trigger"] for a in visit.send([], now=10)["actions"]] == ["mid"]
 
 

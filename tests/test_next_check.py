@@ -1,5 +1,6 @@
 """`next_check_ms` is exact: nothing fires before it, something fires at it, and when it is
-null nothing fires later (absent new events). Checked on generated sessions, natively."""
+null nothing fires later (absent new events). Checked on generated sessions, natively
+(the differential test shows the component decides the same)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_next_check_is_the_first_moment_anything_fires(batches, url):
         for later in (1, 10, 999, 1000, 3000, 10_000, 60_000):
             assert call(state, now + later)["actions"] == [], later
     else:
-        assert due > now
+        assert due >= now  # == now: more actions were due than one decision may return
         if due - 1 > now:
             assert call(state, due - 1)["actions"] == []
         assert call(state, due)["actions"] != []

@@ -258,11 +258,12 @@ def _priority_order(fired: tuple[Trigger, dict[str, Any]]) -> tuple[int, int]:
 class _Decision:
     """The actions of one decision, with what firing them changed (to undo the overflow)."""
 
-    __slots__ = ("fired", "before")
+    __slots__ = ("fired", "before", "crowded")
 
     def __init__(self) -> None:
         self.fired: list[tuple[Trigger, dict[str, Any]]] = []
         self.before: dict[str, list[Any] | None] = {}
+        self.crowded = False  # something due now waits for the next call
 
     def fire(self, sess: Session, trig: Trigger, t: int, action: dict[str, Any]) -> None:
         if trig.id not in self.before:
@@ -278,13 +279,19 @@ class _Decision:
             fired.sort(key=_priority_order)
         if len(fired) > limit:
             kept_ids = {t.id for t, _ in fired[:limit]}
-            for trig, _ in fired[limit:]:
+            for trig, action in fired[limit:]:
                 if trig.id not in kept_ids:
                     prev = self.before[trig.id]
                     if prev is None:
                         sess.fired.pop(trig.id, None)
                     else:
                         sess.fired[trig.id] = prev
+                if "due_ms" in action:  # a queued action stays queued
+                    sess.queue.append([action["due_ms"], trig.id])
+                    sess.queue.sort()
+                    self.crowded = True
+                elif trig.on_key is None:  # a state trigger still holds next call
+                    self.crowded = True
             fired = fired[:limit]
         return [a for _, a in fired]
 
@@ -360,7 +367,8 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
             _fire_or_queue(dec, sess, trig, now)
     actions = dec.take(sess, snap.max_actions)
 
-    next_check = sess.queue[0][0] if sess.queue else None
+    # Crowded out by higher priorities, something can be delivered right away.
+    next_check = now if dec.crowded else (sess.queue[0][0] if sess.queue else None)
     for trig in scope.timed_triggers:
         at = _next_fire(trig, sess, now)
         if at is not None and (next_check is None or at < next_check):
