@@ -1,7 +1,8 @@
 """The control plane's rule packs: one YAML file per pack in a folder.
 
-Submitting a pack validates it (alone and with the packs already there) before it is
-stored; publishing compiles whatever the registry holds.
+Submitting a pack validates it (alone, with the packs already there, and against the
+content catalog if the folder has one) before it is stored; publishing compiles whatever
+the registry holds, checked again, since the catalog may have changed since.
 """
 
 from __future__ import annotations
@@ -11,24 +12,38 @@ import re
 import tempfile
 from pathlib import Path
 
-from .rulepack import Pack, compile_snapshot, load_pack, load_pack_file
+from .rulepack import (
+    ContentCatalog,
+    Pack,
+    RulePackError,
+    compile_snapshot,
+    is_pack_file,
+    load_catalog,
+    load_pack,
+    load_pack_file,
+    unknown_content,
+)
 
 PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
 class PackRegistry:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, catalog_path: str | Path | None = None) -> None:
         self.root = Path(root)
+        # The content catalog: beside the packs unless configured elsewhere.
+        self.catalog_path = Path(catalog_path) if catalog_path else self.root / "catalog.yaml"
 
     def path(self, name: str) -> Path:
         if not PACK_NAME.match(name):
             raise ValueError(f"pack name {name!r}: use lowercase letters, digits and '-'")
+        if not is_pack_file(f"{name}.yaml"):
+            raise ValueError(f"pack name {name!r} is reserved for the content catalog")
         return self.root / f"{name}.yaml"
 
     def names(self) -> list[str]:
         if not self.root.exists():
             return []
-        return sorted(p.stem for p in self.root.glob("*.yaml"))
+        return sorted(p.stem for p in self.root.glob("*.yaml") if is_pack_file(p.name))
 
     def packs(self) -> list[Pack]:
         return [load_pack_file(self.path(name)) for name in self.names()]
@@ -37,9 +52,22 @@ class PackRegistry:
         path = self.path(name)
         return path.read_text() if path.exists() else None
 
+    def catalog(self) -> ContentCatalog | None:
+        """The content catalog, if there is one (`RulePackError` if it is malformed)."""
+        return load_catalog(self.catalog_path) if self.catalog_path.is_file() else None
+
+    def check_content(self, packs: list[Pack]) -> None:
+        """`RulePackError` for content ids the catalog (if any) does not list."""
+        catalog = self.catalog()
+        problems = unknown_content(packs, catalog) if catalog is not None else []
+        if problems:
+            raise RulePackError(problems)
+
     def check(self, text: str, filename: str) -> Pack:
-        """Validate `text` as a pack and against the others it would join (RulePackError)."""
+        """Validate `text` as a pack, against the others it would join and against the
+        content catalog (RulePackError)."""
         pack = load_pack(text, filename)
+        self.check_content([pack])
         others = [p for p in self.packs() if p.name != pack.name]
         compile_snapshot([*others, pack], "check", 0)
         return pack

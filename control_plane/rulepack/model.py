@@ -1,13 +1,14 @@
 """A validated rule pack: what `validate` produces and `compiler` consumes.
 
 Values are already normalised (durations in ms, ratios as fractions, defaults filled in),
-so the compiler only rearranges them. `line`/`column` (1-based) let cross-pack checks
-point back at the source.
+so the compiler only rearranges them. `line`/`column` (1-based) let cross-pack checks, the
+content catalog and the linter point back at the source; on conditions and actions they do
+not take part in equality, so two conditions written alike compare equal wherever they are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class ConditionSpec:
     value: int | float
     window_ms: int | None = None
     target: str | None = None
+    line: int = field(default=1, compare=False)  # where the signal is written
+    column: int = field(default=1, compare=False)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class ActionSpec:
     tier: str = "immediate"
     delay_ms: int = 0
     priority: int = 0
+    line: int = field(default=1, compare=False)  # where the content id is written
+    column: int = field(default=1, compare=False)
 
 
 @dataclass(frozen=True)

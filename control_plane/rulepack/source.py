@@ -198,3 +198,13 @@ class _Builder:
             first_line[text] = k_line
             entries.append((Scalar(text, text, k_line, k_col), self.build(value_node, depth + 1)))
         return MapNode(tuple(entries), line, column)
+
+
+def plain(node: Node) -> Any:
+    """The tree as plain Python values, keys as written (so `on` stays "on", as in YAML 1.2
+    which editors use); for checking a pack against its JSON Schema."""
+    if isinstance(node, MapNode):
+        return {k.text: plain(v) for k, v in node.entries}
+    if isinstance(node, ListNode):
+        return [plain(item) for item in node.items]
+    return node.value

@@ -45,6 +45,7 @@ TARGETED_EVENTS = ("click", "focus", "input", "submit", "blur", "hover")
 PACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 TRIGGER_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+CATALOG_FILES = ("catalog.yaml", "catalog.yml")  # the content catalog, beside the packs
 
 _PACK_NAME_RULE = "lowercase letters, digits and '-', starting with a letter or digit"
 _TRIGGER_ID_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit"
@@ -96,9 +97,10 @@ def load_pack_dir(path: str | os.PathLike[str]) -> list[Pack]:
 
 
 def is_pack_file(name: str) -> bool:
-    """A rule pack by its name: YAML, and neither a test fixture nor the schema."""
+    """A rule pack by its name: YAML, and neither a test file nor the content catalog."""
     return (name.endswith((".yaml", ".yml"))
-            and not name.endswith((".test.yaml", ".test.yml", "schema.json")))
+            and not name.endswith((".test.yaml", ".test.yml"))
+            and name not in CATALOG_FILES)
 
 
 def _guarded(filename: str, load: Callable[[], Pack]) -> Pack:
@@ -287,6 +289,10 @@ class _Checker:
         name_node = found.get("pack")
         name = "" if name_node is None else self.name(name_node, "pack", PACK_NAME,
                                                        _PACK_NAME_RULE)
+        if name_node is not None and f"{name}.yaml" in CATALOG_FILES:
+            # The registry stores a pack as <name>.yaml, beside the content catalog.
+            self.report(name_node, f"pack name {name!r} is reserved for the content catalog",
+                        "another pack name")
         description = self.description(found.get("description"))
         triggers = self.triggers(found["triggers"]) if "triggers" in found else ()
         where = top if name_node is None else name_node
@@ -469,7 +475,7 @@ class _Checker:
             else None
         if op is None or value is None:
             return None
-        return ConditionSpec(signal.name, op, value, window, target)
+        return ConditionSpec(signal.name, op, value, window, target, key.line, key.column)
 
     def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
         text: str = node.value
@@ -549,7 +555,9 @@ class _Checker:
             where = found.get("delay") or found["tier"]
             self.report(where, "a queued action needs a delay greater than 0",
                         "a delay such as 3s, or tier: immediate")
-        return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0)
+        where = found.get("content", action)
+        return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0,
+                          where.line, where.column)
 
     def cap(self, node: Node) -> CapSpec:
         cap = self.mapping(node, "cap", "a mapping with per_session, per_page and/or cooldown")

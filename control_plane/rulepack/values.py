@@ -14,7 +14,8 @@ DURATION_EXPECTED = "a duration such as 3s or 500ms"
 RATIO_EXPECTED = "a fraction from 0 to 1 such as 0.78, or a percentage such as 78%"
 NUMBER_EXPECTED = "a number >= 0"
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)")
+DURATION_PATTERN = r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)"  # also the editor schema's
+_DURATION = re.compile(DURATION_PATTERN)
 _LOOSE_DURATION = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([A-Za-z]+)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _UNIT_ALIASES = {

@@ -1,0 +1,170 @@
+"""The trigger sprawl audit: valid packs that will still not do what their authors think.
+
+Rules (codes are stable; `--ignore` takes them):
+  L001  duplicate: same pages, same event and equivalent conditions as another trigger
+  L002  overlap: wherever and whenever this trigger fires, another one can fire too
+  L003  never fires: contradictory conditions, a bound the signal can never reach, or a
+        condition that cannot hold at the page_view the trigger fires on
+  L004  no per_session cap: the trigger can fire again on every page view
+  L005  content id missing from the content catalog
+
+Shadowing by priority is not checked: the language has no exclusive groups yet, and without
+them a lower-priority trigger is not suppressed by a higher one (both are shown, up to the
+three actions per decision). Two triggers alike in all but priority are reported as L001.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..rulepack import ConditionSpec, ContentCatalog, Pack, TriggerSpec
+from ..rulepack.validate import closest
+from . import plain_words
+from .condition_logic import Quantity, allowed, implies, impossible, pages_cover
+
+RULES = {
+    "L001": "duplicate trigger",
+    "L002": "overlapping triggers",
+    "L003": "trigger can never fire",
+    "L004": "no per_session cap",
+    "L005": "content not in the catalog",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    column: int
+    code: str
+    message: str
+    trigger: str | None = None
+
+    def __str__(self) -> str:
+        scope = f"[{self.trigger}] " if self.trigger else ""
+        return f"{self.file}:{self.line}:{self.column}: {self.code} {scope}{self.message}"
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Located:
+    pack: Pack
+    spec: TriggerSpec
+
+    @property
+    def where(self) -> str:
+        return f"{self.pack.file}:{self.spec.line}:{self.spec.column}"
+
+    def finding(self, code: str, message: str, line: int | None = None,
+                column: int | None = None) -> Finding:
+        return Finding(self.pack.file, line or self.spec.line, column or self.spec.column,
+                       code, message, self.spec.id)
+
+
+def lint(packs: Sequence[Pack], catalog: ContentCatalog | None = None,
+         ignore: Iterable[str] = ()) -> list[Finding]:
+    """Every finding in `packs` (valid, and valid together), in reading order."""
+    triggers = [_Located(p, t) for p in packs for t in p.triggers]
+    findings: list[Finding] = []
+    live = []
+    for trig in triggers:
+        dead = _never_fires(trig)
+        findings.extend(dead)
+        if not dead:
+            live.append(trig)
+        findings.extend(_uncapped(trig))
+        if catalog is not None:
+            findings.extend(_unlisted_content(trig, catalog))
+    findings.extend(_duplicates_and_overlaps(live))
+    skipped = set(ignore)
+    return sorted((f for f in findings if f.code not in skipped),
+                  key=lambda f: (f.file, f.line, f.column, f.code))
+
+
+def _describe(key: Quantity) -> str:
+    signal, window, target = key
+    return plain_words.subject({"signal": signal, "window_ms": window, "target": target})
+
+
+def _never_fires(trig: _Located) -> list[Finding]:
+    spec = trig.spec
+    key = impossible(spec.when)
+    if key is not None:
+        conds = [c for c in spec.when if (c.signal, c.window_ms, c.target) == key]
+        written = " and ".join(plain_words.condition(_compiled(c)) for c in conds)
+        why = ("contradict each other" if len(conds) > 1
+               else f"asks for a value {key[0]} never takes")
+        return [trig.finding("L003", f"never fires: {written} {why}",
+                             conds[-1].line, conds[-1].column)]
+    if spec.on is not None and spec.on.type == "page_view":
+        # A page_view starts a new page: dwell, scroll depth, velocity and hover are all 0.
+        for key, interval in allowed(spec.when).items():
+            if not interval.contains(0.0):
+                cond = next(c for c in spec.when if (c.signal, c.window_ms, c.target) == key)
+                return [trig.finding(
+                    "L003", f"never fires: it fires at a page_view, when {_describe(key)} is "
+                            f"still 0, so {plain_words.condition(_compiled(cond))} cannot hold",
+                    cond.line, cond.column)]
+    return []
+
+
+def _uncapped(trig: _Located) -> list[Finding]:
+    if trig.spec.cap.per_session is not None:
+        return []
+    return [trig.finding("L004", "has no per_session cap: it can fire again on every page "
+                                 "view; add cap: {per_session: N}")]
+
+
+def _unlisted_content(trig: _Located, catalog: ContentCatalog) -> list[Finding]:
+    action = trig.spec.action
+    if action.content in catalog:
+        return []
+    guess = closest(action.content, list(catalog.content))
+    hint = f"; did you mean {guess!r}?" if guess else ""
+    return [trig.finding("L005", f"content {action.content!r} is not in the content catalog "
+                                 f"{catalog.file}{hint}", action.line, action.column)]
+
+
+def _duplicates_and_overlaps(triggers: list[_Located]) -> list[Finding]:
+    findings = []
+    for i, later in enumerate(triggers):
+        for earlier in triggers[:i]:
+            a, b = earlier.spec, later.spec
+            if a.on != b.on:
+                continue
+            a_in_b = pages_cover(b.pages, a.pages) and implies(a.when, b.when)
+            b_in_a = pages_cover(a.pages, b.pages) and implies(b.when, a.when)
+            if a_in_b and b_in_a:
+                findings.append(later.finding("L001", _duplicate_message(earlier, later)))
+            elif b_in_a:
+                findings.append(later.finding("L002", _overlap_message(later, earlier)))
+            elif a_in_b:
+                findings.append(earlier.finding("L002", _overlap_message(earlier, later)))
+    return findings
+
+
+def _duplicate_message(first: _Located, second: _Located) -> str:
+    same_content = first.spec.action.content == second.spec.action.content
+    shows = (f"both show {first.spec.action.content}" if same_content
+             else f"shown together: {first.spec.action.content} and {second.spec.action.content}")
+    return (f"duplicates {first.spec.id} ({first.where}): same pages, event and conditions, "
+            f"so the two always fire together ({shows}); merge them or tell them apart")
+
+
+def _overlap_message(narrow: _Located, wide: _Located) -> str:
+    return (f"overlaps {wide.spec.id} ({wide.where}): wherever and whenever this trigger fires, "
+            f"{wide.spec.id} can fire too ({plain_words.conditions(_compiled_all(wide.spec))} "
+            f"on {plain_words.pages(wide.spec.pages)}), so a visitor can get both nudges")
+
+
+def _compiled(cond: ConditionSpec) -> dict[str, Any]:
+    """A condition in the compiled shape `plain_words` reads."""
+    return asdict(cond)
+
+
+def _compiled_all(spec: TriggerSpec) -> list[dict[str, Any]]:
+    return [_compiled(c) for c in spec.when]

@@ -1,0 +1,246 @@
+"""The control plane's HTTP API, described as an OpenAPI 3.1 document (`GET /openapi.json`).
+
+Written by hand next to the blueprints it describes; `tests/test_openapi.py` fails when a
+route is registered that the document does not describe. The rule pack's schema is the
+one editors use (`rulepack.schema`), embedded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .rulepack.schema import pack_schema
+
+_COMPONENT = "#/components/schemas/"
+
+
+def _schema(name: str) -> dict[str, str]:
+    return {"$ref": _COMPONENT + name}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": _schema(name)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json("Error", description)
+
+
+_YAML_PACK = {"required": True, "description": "one rule pack, as YAML text (UTF-8)",
+              "content": {"application/yaml": {"schema": _schema("RulePack")}}}
+_FILE_PARAM = {"name": "file", "in": "query", "required": False,
+               "description": "the file name problems are reported under",
+               "schema": {"type": "string", "default": "pack.yaml"}}
+_NAME_PARAM = {"name": "name", "in": "path", "required": True,
+               "description": "the pack's name (lowercase letters, digits, -)",
+               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"}}
+_INVALID = _json("InvalidPack", "the pack has problems: every one, with its position")
+
+
+def _embedded_pack_schema() -> dict[str, Any]:
+    """The editor schema, with its references re-pointed at where it sits in this document."""
+    def repoint(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (v.replace("#/definitions/", _COMPONENT + "RulePack/definitions/")
+                        if k == "$ref" else repoint(v)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [repoint(v) for v in node]
+        return node
+
+    schema = repoint(pack_schema())
+    schema.pop("$schema", None)
+    return dict(schema)
+
+
+_COMPONENTS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                 "properties": {"code": {"type": "string"},
+                                                "message": {"type": "string"},
+                                                "field": {"type": "string"}}}},
+    },
+    "Problem": {
+        "type": "object", "required": ["file", "line", "column", "message"],
+        "properties": {"file": {"type": "string"}, "line": {"type": "integer", "minimum": 1},
+                       "column": {"type": "integer", "minimum": 1},
+                       "message": {"type": "string"},
+                       "trigger": {"type": ["string", "null"]},
+                       "expected": {"type": ["string", "null"]},
+                       "suggestion": {"type": ["string", "null"]}},
+    },
+    "InvalidPack": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message", "problems"],
+            "properties": {"code": {"const": "invalid_pack"}, "message": {"type": "string"},
+                           "problems": {"type": "array", "items": _schema("Problem")}}}},
+    },
+    "PackSummary": {
+        "type": "object", "required": ["ok", "pack", "triggers"],
+        "properties": {"ok": {"const": True}, "pack": {"type": "string"},
+                       "triggers": {"type": "array", "items": {"type": "string"}}},
+    },
+    "Revision": {
+        "type": "object",
+        "required": ["revision", "sha256", "object", "published_ms", "triggers", "packs"],
+        "properties": {
+            "revision": {"type": "integer", "minimum": 1},
+            "sha256": {"type": "string"}, "object": {"type": "string"},
+            "published_ms": {"type": "integer"}, "triggers": {"type": "integer"},
+            "packs": {"type": "array", "items": {"type": "string"}},
+            "rollback_from": {"type": "integer",
+                              "description": "present on rollbacks: the revision replaced"},
+        },
+    },
+    "Snapshot": {
+        "type": "object", "required": ["format", "revision", "triggers", "index"],
+        "description": "a compiled snapshot, as the decision core loads it",
+        "properties": {"format": {"const": "edge-triggers/1"}, "revision": {"type": "string"},
+                       "created_ms": {"type": "integer"},
+                       "packs": {"type": "array", "items": {"type": "object"}},
+                       "limits": {"type": "object"},
+                       "triggers": {"type": "array", "items": {"type": "object"}},
+                       "index": {"type": "object"}},
+    },
+}
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/healthz": {"get": {"summary": "Liveness", "operationId": "healthz", "responses": {
+            "200": {"description": "the control plane is up",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"status": {"const": "ok"}}}}}}}}},
+        "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
+                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/v1/packs": {"get": {
+            "summary": "List the registry's packs", "operationId": "listPacks",
+            "responses": {"200": {"description": "pack names", "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "packs": {"type": "array", "items": {"type": "string"}}}}}}}}}},
+        "/v1/packs/validate": {"post": {
+            "summary": "Validate a pack without storing it", "operationId": "validatePack",
+            "description": "Checks the pack alone and its content ids against the catalog.",
+            "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
+            "responses": {"200": _json("PackSummary", "valid"), "422": _INVALID,
+                          "400": _error("not UTF-8"), "413": _error("too large")}}},
+        "/v1/packs/{name}": {
+            "parameters": [_NAME_PARAM],
+            "get": {"summary": "A pack's YAML source", "operationId": "getPack", "responses": {
+                "200": {"description": "the YAML", "content": {"application/yaml": {}}},
+                "404": _error("no such pack")}},
+            "put": {"summary": "Validate a pack with the others and store it",
+                    "operationId": "putPack", "parameters": [_FILE_PARAM],
+                    "requestBody": _YAML_PACK, "responses": {
+                        "200": _json("PackSummary", "replaced"),
+                        "201": _json("PackSummary", "created"),
+                        "400": _error("bad name, or the file declares another pack"),
+                        "422": _INVALID}},
+            "delete": {"summary": "Delete a pack", "operationId": "deletePack", "responses": {
+                "204": {"description": "deleted"}, "404": _error("no such pack")}},
+        },
+        "/v1/compile": {"post": {
+            "summary": "Compile a pack into a snapshot, without publishing it",
+            "operationId": "compilePack",
+            "description": "The pack alone, labelled revision \"draft\".",
+            "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
+            "responses": {"200": _json("Snapshot", "the compiled snapshot"), "422": _INVALID,
+                          "400": _error("not UTF-8")}}},
+        "/v1/snapshots": {
+            "get": {"summary": "Published revisions and rollbacks, newest first",
+                    "operationId": "listRevisions", "responses": {"200": {
+                        "description": "the history", "content": {"application/json": {
+                            "schema": {"type": "object", "properties": {"revisions": {
+                                "type": "array", "items": _schema("Revision")}}}}}}}},
+            "post": {"summary": "Publish the registry's packs as the next revision",
+                     "operationId": "publish", "responses": {
+                         "201": _json("Revision", "published"),
+                         "409": _error("the registry holds no packs"), "422": _INVALID,
+                         "503": _error("edge store unavailable")}},
+        },
+        "/v1/snapshots/current": {"get": {
+            "summary": "The revision the edge store points at", "operationId": "currentRevision",
+            "responses": {"200": _json("Revision", "current"),
+                          "404": _error("nothing published yet")}}},
+        "/v1/snapshots/rollback": {"post": {
+            "summary": "Serve an earlier revision's snapshot again",
+            "operationId": "rollback",
+            "description": "Re-points the manifest at the revision's snapshot object (edges "
+                           "then report that revision) and records the rollback in the "
+                           "history. Rolling back to the current revision changes nothing.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["revision"],
+                "properties": {"revision": {"type": "integer", "minimum": 1}}}}}},
+            "responses": {"200": _json("Revision", "now current"),
+                          "400": _error("no revision number in the body"),
+                          "404": _error("the revision was never published"),
+                          "409": _error("nothing published, or the snapshot no longer loads"),
+                          "503": _error("edge store unavailable")}}},
+        "/v1/keys": {"get": {
+            "summary": "Signing keys: which one signs, which ones edges trust",
+            "operationId": "listKeys", "responses": {"200": {
+                "description": "the keys", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"keys": {"type": "array", "items": {
+                        "type": "object", "properties": {
+                            "key_id": {"type": "string"}, "active": {"type": "boolean"},
+                            "trusted": {"type": "boolean"},
+                            "private": {"type": "boolean"}}}}}}}}}}}},
+        "/v1/keys/rotate": {"post": {
+            "summary": "A new signing key; the old ones stay trusted until retired",
+            "operationId": "rotateKey", "responses": {
+                "201": {"description": "the new key id and the key list"}}}},
+        "/v1/fleet": {"get": {
+            "summary": "Which edge runs which revision, and how far behind it is",
+            "operationId": "fleet", "responses": {"200": {
+                "description": "the current revision and each edge's last report",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "current_revision": {"type": ["integer", "null"]},
+                    "edges": {"type": "array", "items": {"type": "object", "properties": {
+                        "edge_id": {"type": "string"}, "revision": {"type": ["string", "null"]},
+                        "behind": {"type": ["integer", "null"]}, "in_sync": {"type": "boolean"},
+                        "stale": {"type": "boolean"}, "last_error": {"type": ["string", "null"]},
+                        "last_seen_ms": {"type": "integer"}}}}}}}}}}}},
+        "/v1/fleet/report": {"post": {
+            "summary": "An edge reports what it runs (edge token)",
+            "operationId": "fleetReport", "security": [{"edgeToken": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["edge_id"],
+                "properties": {"edge_id": {"type": "string"}}}}}},
+            "responses": {"204": {"description": "recorded"},
+                          "400": _error("not a report"), "401": _error("no token"),
+                          "403": _error("not an edge token")}}},
+    }
+
+
+# Calls that change what edges serve need the publisher token.
+_PUBLISHER_ONLY = {("/v1/packs/{name}", "put"), ("/v1/packs/{name}", "delete"),
+                   ("/v1/snapshots", "post"), ("/v1/snapshots/rollback", "post"),
+                   ("/v1/keys/rotate", "post")}
+
+
+def _with_security(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, method in _PUBLISHER_ONLY:
+        op = paths[path][method]
+        op["security"] = [{"publisherToken": []}]
+        op["responses"].setdefault("401", _error("no token"))
+        op["responses"].setdefault("403", _error("not a publisher token"))
+    return paths
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every route of the control plane."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Edge trigger engine control plane", "version": "1",
+                 "description": "Rule packs in, validated snapshots out, to the edge store."},
+        "paths": _with_security(_paths()),
+        "components": {
+            "schemas": {**_COMPONENTS, "RulePack": _embedded_pack_schema()},
+            "securitySchemes": {
+                "publisherToken": {"type": "http", "scheme": "bearer",
+                                   "description": "CONTROL_PUBLISHER_TOKENS"},
+                "edgeToken": {"type": "http", "scheme": "bearer",
+                              "description": "CONTROL_EDGE_TOKENS"}}},
+    }

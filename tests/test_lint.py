@@ -1,0 +1,136 @@
+"""The trigger sprawl audit: findings on packs that are valid but will misbehave."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from control_plane.authoring.condition_logic import glob_covers
+from control_plane.authoring.lint import Finding, lint
+from control_plane.rulepack import load_catalog, load_pack, load_pack_set
+
+RULES = Path(__file__).resolve().parent.parent / "rules"
+
+
+def trigger(tid: str, body: str = "", content: str = "discount-nudge-10",
+            cap: str = "{per_session: 1}") -> str:
+    lines = textwrap.dedent(body).strip("\n").splitlines()
+    inner = "".join(f"    {line}\n" for line in lines)
+    return f"  - id: {tid}\n{inner}    action: {{content: {content}}}\n    cap: {cap}\n"
+
+
+def findings(*triggers: str, ignore: tuple[str, ...] = ()) -> list[Finding]:
+    text = "pack: p\ntriggers:\n" + "".join(triggers)
+    return lint([load_pack(text, "p.yaml")], load_catalog(RULES / "catalog.yaml"), ignore)
+
+
+def codes(found: list[Finding]) -> list[tuple[str, str | None]]:
+    return [(f.code, f.trigger) for f in found]
+
+
+ENGAGED = 'page: /pricing\nwhen:\n  - dwell: ">= 3s"\n  - scroll_depth: ">= 50%"'
+
+
+def test_the_shipped_packs_have_no_findings():
+    pack_set = load_pack_set([RULES])
+    assert lint(pack_set.packs, pack_set.catalog) == []
+
+
+def test_a_duplicate_is_reported_at_the_second_trigger_naming_the_first():
+    found = findings(trigger("a", ENGAGED), trigger("b", ENGAGED))
+    assert codes(found) == [("L001", "b")]
+    assert "duplicates a (p.yaml:3:9)" in found[0].message
+
+
+def test_triggers_alike_but_in_priority_are_duplicates():
+    second = trigger("b", ENGAGED).replace("{content: discount-nudge-10}",
+                                           "{content: discount-nudge-10, priority: 9}")
+    assert codes(findings(trigger("a", ENGAGED), second)) == [("L001", "b")]
+
+
+def test_conditions_written_in_another_order_are_still_duplicates():
+    swapped = 'page: /pricing\nwhen:\n  - scroll_depth: {gte: 0.5}\n  - dwell: ">=3000ms"'
+    assert codes(findings(trigger("a", ENGAGED), trigger("b", swapped))) == [("L001", "b")]
+
+
+def test_a_stricter_trigger_overlaps_the_looser_one_it_implies():
+    strict = 'page: /pricing\nwhen:\n  - dwell: ">= 5s"\n  - scroll_depth: ">= 80%"'
+    found = findings(trigger("loose", ENGAGED), trigger("strict", strict))
+    assert codes(found) == [("L002", "strict")]
+    assert found[0].message.startswith("overlaps loose (p.yaml:3:9)")
+
+
+def test_a_trigger_on_a_page_covered_by_a_wider_glob_overlaps():
+    wide = 'page: "/products/*"\nwhen:\n  - dwell: ">= 3s"'
+    narrow = 'page: /products/shoes\nwhen:\n  - dwell: ">= 3s"'
+    assert codes(findings(trigger("narrow", narrow), trigger("wide", wide))) == [
+        ("L002", "narrow")]
+
+
+def test_triggers_on_different_pages_do_not_overlap():
+    other = ENGAGED.replace("/pricing", "/features")
+    assert findings(trigger("a", ENGAGED), trigger("b", other)) == []
+
+
+def test_triggers_on_different_events_do_not_overlap():
+    clicked = "on: {type: click, target: '#buy'}\n" + ENGAGED
+    assert findings(trigger("a", ENGAGED), trigger("b", clicked)) == []
+
+
+def test_contradictory_conditions_never_fire():
+    body = 'when:\n  - dwell: "< 2s"\n  - dwell: "> 5s"'
+    [found] = findings(trigger("dead", body))
+    assert (found.code, found.line, found.column) == ("L003", 6, 9)
+    assert found.message == "never fires: dwell < 2s and dwell > 5s contradict each other"
+
+
+def test_a_scroll_depth_beyond_the_page_never_fires():
+    [found] = findings(trigger("dead", 'when:\n  - scroll_depth: "> 1"'))
+    assert found.code == "L003"
+    assert "scroll_depth > 100%" in found.message
+
+
+def test_a_condition_that_cannot_hold_at_a_page_view_never_fires_on_one():
+    [found] = findings(trigger("dead", 'on: page_view\nwhen:\n  - dwell: ">= 1s"'))
+    assert found.code == "L003"
+    assert "dwell is still 0" in found.message
+
+
+def test_a_range_of_dwell_is_not_a_contradiction():
+    assert findings(trigger("ok", 'when:\n  - dwell: ">= 2s"\n  - dwell: "< 5s"')) == []
+
+
+def test_a_trigger_without_a_per_session_cap_is_reported():
+    [found] = findings(trigger("uncapped", ENGAGED, cap="{per_page: 1}"))
+    assert (found.code, found.trigger) == ("L004", "uncapped")
+
+
+def test_a_content_id_missing_from_the_catalog_is_reported_with_a_suggestion():
+    [found] = findings(trigger("t", ENGAGED, content="discount-nudge-1"))
+    assert (found.code, found.line, found.column) == ("L005", 8, 23)
+    assert found.message.endswith("did you mean 'discount-nudge-10'?")
+
+
+def test_ignored_codes_are_not_reported():
+    assert findings(trigger("uncapped", ENGAGED, cap="{per_page: 1}"), ignore=("L004",)) == []
+
+
+def test_a_finding_reads_as_file_line_column_code_trigger_message():
+    finding = Finding("p.yaml", 3, 9, "L004", "has no per_session cap", "t")
+    assert str(finding) == "p.yaml:3:9: L004 [t] has no per_session cap"
+
+
+@pytest.mark.parametrize("outer, inner, covers", [
+    ("*", "/anything/*", True),
+    ("/products/*", "/products/shoes", True),
+    ("/products/*", "/products/*/reviews", True),
+    ("/products/*", "/product", False),
+    ("/pricing", "/pricing", True),
+    ("/pricing", "/pricing/*", False),
+    ("/blog/*/pricing", "/blog/2024/pricing", True),
+    ("/blog/*/pricing", "/blog/*", False),
+])
+def test_a_glob_covers_another_when_it_matches_every_path_the_other_does(outer, inner, covers):
+    assert glob_covers(outer, inner) is covers
