@@ -13,7 +13,8 @@ PY="$VENV/bin/python"
 export CONTROL_HOST=${CONTROL_HOST:-127.0.0.1} CONTROL_PORT=${CONTROL_PORT:-8600}
 export EDGE_HOST=${EDGE_HOST:-127.0.0.1} EDGE_PORT=${EDGE_PORT:-8700}
 export CONTROL_DATA_DIR=${CONTROL_DATA_DIR:-.var/control}
-export TRIGGERS_STORE_DIR=${TRIGGERS_STORE_DIR:-.var/edge-store}
+export TRIGGERS_STORE=${TRIGGERS_STORE:-${TRIGGERS_STORE_DIR:-.var/edge-store}}
+export TRIGGERS_TRUSTED_KEYS=${TRIGGERS_TRUSTED_KEYS:-.var/trusted-keys}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -43,9 +44,34 @@ build() {
   "$PY" -m edge_module.build --out build
 }
 
+# The tests start throwaway redis-server instances on free ports (a system service the
+# package may start on 6379 is never used); `up` needs it only for EDGE_SESSION_STORE=redis://.
+ensure_redis() {
+  command -v redis-server >/dev/null && return
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing redis-server with apt-get (shared session state; tests start their own)"
+    local log
+    log=$(apt-get update -qq 2>&1 && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq redis-server 2>&1) || {
+      printf '%s\nerror: installing redis-server failed (output above)\n' "$log" >&2
+      exit 2
+    }
+  else
+    echo "error: redis-server is required; install it (Debian/Ubuntu: sudo apt-get install" \
+      "redis-server, macOS: brew install redis) and run this again" >&2
+    exit 2
+  fi
+}
+
 up() {
   build
-  say "publishing rules/ to $TRIGGERS_STORE_DIR"
+  case "${EDGE_SESSION_STORE:-}" in redis://*|rediss://*) ensure_redis ;; esac
+  # Embedded defaults: a signing key, and publisher/edge tokens, made once in .var/.
+  "$VENV/bin/trigger-engine" keys generate >/dev/null
+  "$VENV/bin/trigger-engine" tokens >/dev/null
+  export EDGE_TOKEN=${EDGE_TOKEN:-$(cat "$CONTROL_DATA_DIR/edge.token")}
+  export EDGE_CONTROL_URL=${EDGE_CONTROL_URL:-http://$CONTROL_HOST:$CONTROL_PORT}
+  say "publishing rules/ to $TRIGGERS_STORE"
   "$VENV/bin/trigger-engine" publish rules/
   local pids=()
   stop() {
@@ -70,8 +96,9 @@ for url in ("http://$CONTROL_HOST:$CONTROL_PORT/healthz", "http://$EDGE_HOST:$ED
 PYEOF
   cat <<TXT
 
-  control plane  http://$CONTROL_HOST:$CONTROL_PORT   (GET /v1/snapshots, PUT /v1/packs/<name>, POST /v1/snapshots)
+  control plane  http://$CONTROL_HOST:$CONTROL_PORT   (GET /v1/snapshots, /v1/fleet, /openapi.json)
   edge host      http://$EDGE_HOST:$EDGE_PORT   (POST /v1/decide, GET /healthz)
+  publisher token: $CONTROL_DATA_DIR/publisher.token (needed to submit, publish, roll back)
 
   Try it (a visitor reads the pricing page for 3.2 s after scrolling to 80 %):
 
@@ -79,6 +106,13 @@ PYEOF
     "session_id": "demo-1", "now_ms": 1764201603200, "context": {"url": "/pricing", "device": "desktop"},
     "events": [{"type": "page_view", "ts_ms": 1764201600000, "url": "/pricing"},
                {"type": "scroll", "ts_ms": 1764201601000, "depth": 0.8, "y": 1400}]}'
+
+  Publish a changed pack (edges pick it up within a second):
+
+  curl -s -X PUT http://$CONTROL_HOST:$CONTROL_PORT/v1/packs/pricing-discount \\
+    -H "Authorization: Bearer \$(cat $CONTROL_DATA_DIR/publisher.token)" --data-binary @rules/pricing-discount.yaml
+  curl -s -X POST http://$CONTROL_HOST:$CONTROL_PORT/v1/snapshots \\
+    -H "Authorization: Bearer \$(cat $CONTROL_DATA_DIR/publisher.token)"
 
   Ctrl-C stops both.
 TXT
@@ -91,6 +125,7 @@ case "${1:-}" in
   up) up ;;
   test)
     build
+    ensure_redis
     shift
     say "running the test suite"
     "$PY" -m pytest "$@"

@@ -1,83 +1,327 @@
-"""`trigger-engine`: the control plane from the command line.
-
-Exit codes: 0 success, 1 the rule packs have problems (printed as file:line:column),
-2 a usage error or an unavailable store.
-"""
+"""`trigger-engine`: rule packs from the command line, for people and for scripts."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edge_module.edge_store import LocalFolderStore, StoreError
+from edge_module.edge_store import EdgeStore, StoreError, open_store
 
 from . import config as config_module
 from . import publishing
+from .auth import ROLES, ensure_token_file
+from .keys import KeyRing, KeyRingError
+from .authoring import case_runner, pack_diff
+from .authoring import lint as linting
+from .authoring import simulate as simulation
 from .pack_registry import PackRegistry
-from .rulepack import Pack, RulePackError, compile_snapshot, load_pack_dir, load_pack_file
+from .rulepack import PackSet, RulePackError, compile_snapshot, load_catalog, load_pack_set
+from .rulepack.content_catalog import find_catalog
+from .rulepack.schema import schema_text
 
-EXIT_PROBLEMS = 1
+EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 
-def _load(paths: tuple[Path, ...]) -> list[Pack]:
-    """Packs from files and folders; prints every problem and exits 1 if there are any."""
-    packs: list[Pack] = []
-    problems = []
-    for path in paths:
-        try:
-            packs.extend(load_pack_dir(path) if path.is_dir() else [load_pack_file(path)])
-        except RulePackError as exc:
-            problems.extend(exc.problems)
-    if not problems:
-        try:
-            compile_snapshot(packs, "check", 0)
-        except RulePackError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        click.echo(f"{len(problems)} problem(s)", err=True)
-        sys.exit(EXIT_PROBLEMS)
-    return packs
+class Unavailable(click.ClickException):
+    """Something outside the packs is missing or unreachable (a store, an edge, a file)."""
+
+    exit_code = EXIT_USAGE
 
 
-def _store(store_dir: str | None) -> LocalFolderStore:
-    return LocalFolderStore(store_dir or config_module.load()["STORE_DIR"])
+def _exit_on_findings(found: bool) -> None:
+    if found:
+        sys.exit(EXIT_FINDINGS)
+
+
+class _Group(click.Group):
+    """Turns the errors commands raise into messages and exit codes, in this one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RulePackError as exc:
+            for problem in exc.problems:
+                click.echo(str(problem), err=True)
+            click.echo(f"{len(exc.problems)} problem(s)", err=True)
+            sys.exit(EXIT_FINDINGS)
+        except publishing.RevisionError as exc:
+            raise Unavailable(exc.message) from None
+        except (KeyRingError, publishing.PublishError) as exc:
+            raise Unavailable(str(exc)) from None
+        except StoreError as exc:
+            raise Unavailable(f"edge store: {exc}") from None
+        except UnicodeDecodeError as exc:  # a recording read as text
+            raise Unavailable(f"the input is not UTF-8 text: {exc}") from None
+        except OSError as exc:
+            raise Unavailable(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) \
+                from None
+
+
+def _store(store_dir: str | None) -> EdgeStore:
+    config = config_module.load()
+    return open_store(store_dir or config["STORE_DIR"], config["S3_ENDPOINT_URL"] or None)
+
+
+def _key_ring(data_dir: str | None = None) -> KeyRing:
+    config = config_module.load({"DATA_DIR": data_dir} if data_dir else None)
+    return KeyRing(config["KEYS_DIR"], config["TRUSTED_KEYS"])
+
+
+DATA_DIR = click.option("--registry", "data_dir", envvar="CONTROL_DATA_DIR", metavar="DIR",
+                        help="Control plane data folder (keys in DIR/keys unless "
+                             "CONTROL_KEYS_DIR) [env CONTROL_DATA_DIR; default .var/control].")
+
+
+def _packs(paths: tuple[Path, ...], catalog: Path | None, check_content: bool = True) -> PackSet:
+    return load_pack_set(paths, catalog, check_content)
 
 
 PATHS = click.argument("paths", nargs=-1, required=True,
                        type=click.Path(exists=True, path_type=Path))
-STORE = click.option("--store", "store_dir", envvar="TRIGGERS_STORE_DIR",
-                     help="Edge store folder [env TRIGGERS_STORE_DIR; default .var/edge-store].")
+STORE = click.option("--store", "store_dir", envvar=["TRIGGERS_STORE", "TRIGGERS_STORE_DIR"],
+                     metavar="DIR|s3://BUCKET/PREFIX",
+                     help="Edge store: a folder or an S3 URL [env TRIGGERS_STORE; "
+                          "default .var/edge-store].")
+CATALOG = click.option("--catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                       help="Content catalog to check content ids against [default: the "
+                            "catalog.yaml beside the first pack or folder given, if any].")
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                      show_default=True, help="json: one JSON document on stdout, for scripts.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
+                                           "max_content_width": 100})
 def cli() -> None:
-    """Validate, compile and publish rule packs for the edge trigger engine."""
+    """Write, check, test and publish rule packs for the edge trigger engine.
+
+    A PATH is a rule pack file or a folder of them (*.yaml; *.test.yaml files are rule-pack
+    tests and catalog.yaml is the content catalog, not packs). Problems are reported all at
+    once as file:line:column, with what was expected and, for a near-miss name, a
+    suggestion.
+
+    \b
+    Exit codes, for scripts:
+      0  success: packs valid, no lint findings, every test passed, edge up to date
+      1  findings: rule-pack problems, lint findings, failing tests, an edge
+         serving another revision than the published one (status --edge)
+      2  usage or environment error: bad arguments, a missing file, no test
+         files, an unknown revision, an unavailable store or edge host
+    """
 
 
 @cli.command()
 @PATHS
-def validate(paths: tuple[Path, ...]) -> None:
-    """Check rule packs (files or folders of *.yaml); every problem is reported at once."""
-    packs = _load(paths)
-    triggers = sum(len(p.triggers) for p in packs)
-    click.echo(f"ok: {len(packs)} pack(s), {triggers} trigger(s)")
+@CATALOG
+def validate(paths: tuple[Path, ...], catalog: Path | None) -> None:
+    """Check rule packs: alone, together and against the catalog."""
+    pack_set = _packs(paths, catalog)
+    triggers = sum(len(p.triggers) for p in pack_set.packs)
+    checked = f", content ids checked against {pack_set.catalog.file}" if pack_set.catalog else ""
+    click.echo(f"ok: {len(pack_set.packs)} pack(s), {triggers} trigger(s){checked}")
 
 
 @cli.command("compile")
 @PATHS
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Write here instead of stdout.")
-def compile_cmd(paths: tuple[Path, ...], out: Path | None) -> None:
-    """Compile rule packs into a snapshot (JSON) without publishing it."""
-    text = json.dumps(compile_snapshot(_load(paths), "local", 0), indent=1)
+@CATALOG
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of stdout.")
+def compile_cmd(paths: tuple[Path, ...], catalog: Path | None, out: Path | None) -> None:
+    """Compile rule packs into a snapshot (JSON), unpublished."""
+    text = json.dumps(compile_snapshot(_packs(paths, catalog).packs, "local", 0), indent=1)
     if out is None:
         click.echo(text)
+    else:
+        out.write_text(text + "\n")
+        click.echo(f"wrote {out}", err=True)
+
+
+@cli.command("test")
+@PATHS
+@CATALOG
+@FORMAT
+def test_cmd(paths: tuple[Path, ...], catalog: Path | None, fmt: str) -> None:
+    """Run rule-pack tests (*.test.yaml files, or folders of them).
+
+    Each case replays a visitor's events against the packs in the test file's folder,
+    compiled as the edge would hold them, calling back at next_check_ms like a real
+    client, and compares the actions shown (and when) with the case's expect list.
+    """
+    suites = case_runner.load_suites(paths, catalog)
+    results = [case_runner.run_case(s.snapshot, case, f"test-{n}")
+               for s in suites for n, case in enumerate(s.cases)]
+    if not results:
+        raise Unavailable("no rule-pack tests (*.test.yaml) in "
+                          + ", ".join(str(p) for p in paths))
+    failed = [r for r in results if not r.passed]
+    if fmt == "json":
+        click.echo(json.dumps({"passed": len(results) - len(failed), "failed": len(failed),
+                               "cases": [_case_json(r) for r in results]}, indent=1))
+    else:
+        for result in results:
+            click.echo(f"{'PASS' if result.passed else 'FAIL'} {result.where}  {result.case.name}")
+            if not result.passed:
+                click.echo(result.explain())
+        click.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    _exit_on_findings(bool(failed))
+
+
+def _case_json(result: case_runner.CaseResult) -> dict[str, Any]:
+    return {"name": result.case.name, "file": result.case.file, "line": result.case.line,
+            "column": result.case.column, "passed": result.passed, "error": result.error,
+            "seen": [{"at_ms": s.at_ms, "trigger": s.trigger, "content": s.content}
+                     for s in result.seen],
+            "comparison": [{"mark": m, "action": a} for m, a in result.comparison()]}
+
+
+@cli.command()
+@PATHS
+@CATALOG
+@FORMAT
+@click.option("--ignore", multiple=True, metavar="CODE", type=click.Choice(list(linting.RULES)),
+              help="Skip a rule (repeatable).")
+def lint(paths: tuple[Path, ...], catalog: Path | None, fmt: str, ignore: tuple[str, ...]) -> None:
+    """Audit packs for trigger sprawl (duplicates, dead triggers...).
+
+    Findings are printed as file:line:column CODE [trigger] message.
+
+    \b
+    L001  duplicate: same pages, event and conditions as another trigger
+    L002  overlap: wherever and whenever it fires, another trigger can fire too
+    L003  never fires: contradictory or unreachable conditions
+    L004  no per_session cap
+    L005  content id missing from the content catalog
+
+    Shadowing by priority is not checked: without exclusive groups (not in the
+    language yet) a higher-priority trigger does not suppress a lower one; triggers
+    alike in all but priority are L001.
+    """
+    try:
+        pack_set = _packs(paths, catalog, check_content=False)
+    except RulePackError as exc:
+        if fmt != "json":
+            raise
+        click.echo(json.dumps({"problems": [p.to_dict() for p in exc.problems],
+                               "findings": []}, indent=1))
+        sys.exit(EXIT_FINDINGS)
+    findings = linting.lint(pack_set.packs, pack_set.catalog, ignore)
+    if fmt == "json":
+        click.echo(json.dumps({"problems": [], "findings": [f.to_dict() for f in findings]},
+                              indent=1))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        triggers = sum(len(p.triggers) for p in pack_set.packs)
+        click.echo(f"{len(findings)} finding(s) in {triggers} trigger(s)", err=True)
+    _exit_on_findings(bool(findings))
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@STORE
+@FORMAT
+@click.option("--exit-code", is_flag=True, help="Exit 1 when there are differences.")
+def diff(old: str, new: str, store_dir: str | None, fmt: str, exit_code: bool) -> None:
+    """Say what changed from OLD to NEW, in plain words.
+
+    Each side is a pack file, a folder of packs, a published revision number of the edge
+    store, or "current" (the published revision the edge serves). Example:
+
+    \b
+      trigger-engine diff current rules/     # what publishing rules/ would change
+      trigger-engine diff 3 5
+    """
+    changes = pack_diff.diff_snapshots(_side(old, store_dir), _side(new, store_dir))
+    if fmt == "json":
+        click.echo(json.dumps({"old": old, "new": new,
+                               "changes": [c.to_dict() for c in changes]}, indent=1))
+    elif changes:
+        for change in changes:
+            click.echo(str(change))
+    else:
+        click.echo("no differences")
+    _exit_on_findings(exit_code and bool(changes))
+
+
+def _side(spec: str, store_dir: str | None) -> dict[str, Any]:
+    path = Path(spec)
+    if path.exists():
+        return compile_snapshot(load_pack_set([path], check_content=False).packs, spec, 0)
+    if spec == "current":
+        return publishing.snapshot_of(_store(store_dir))
+    if spec.isdigit():
+        return publishing.snapshot_of(_store(store_dir), int(spec))
+    raise click.BadParameter(f"{spec!r} is neither a pack file or folder, a revision number, "
+                             "nor 'current'", param_hint="OLD/NEW")
+
+
+@cli.command()
+@PATHS
+@CATALOG
+@FORMAT
+@click.option("--sessions", "recording", required=True, type=click.File("r"), metavar="FILE",
+              help="Recorded sessions: JSON Lines, one decide request body per line ('-': "
+                   "stdin).")
+def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording: Any) -> None:
+    """Backtest packs over recorded sessions.
+
+    Reports per trigger how often it fired, in how many sessions, how long after the
+    session started (p50/p90/max of the first fire), and which triggers fired in the same
+    sessions (an overlap matrix).
+
+    Each line of the recording is one wire-contract decide request; each session's lines
+    are in time order. Session state is carried between a session's requests as at the
+    edge, and between them the simulated client calls back at next_check_ms. Requests the
+    edge would refuse are counted by error code, not fatal.
+    """
+    packs = _packs(paths, catalog).packs
+    ids = [t.id for p in packs for t in p.triggers]
+    report = simulation.simulate(case_runner.snapshot_of(packs), ids, recording)
+    if fmt == "json":
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        click.echo(simulation.render_text(report))
+
+
+@cli.command()
+@CATALOG
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write here instead of stdout; the catalog.yaml beside it is used by "
+                   "default.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 if --out differs from what would be written.")
+def schema(catalog: Path | None, out: Path | None, check: bool) -> None:
+    """Write the JSON Schema of rule packs, for editors.
+
+    Regenerate the committed one with `trigger-engine schema -o rules/schema.json`.
+
+    Packs refer to it with a first line `# yaml-language-server: $schema=./schema.json`.
+    Generated from the validator's tables, the decision core's vocabulary and the content
+    catalog (whose ids it offers as completions).
+    """
+    if catalog is None and out is not None:
+        catalog = find_catalog(out.parent)
+    text = schema_text(load_catalog(catalog) if catalog is not None else None)
+    if check:
+        if out is None:
+            raise click.UsageError("--check needs --out, the file to compare")
+        current = out.read_text() if out.exists() else ""
+        if current != text:
+            click.echo(f"{out} is stale: regenerate it with "
+                       f"`trigger-engine schema -o {out}`", err=True)
+            sys.exit(EXIT_FINDINGS)
+        click.echo(f"{out} is up to date", err=True)
+    elif out is None:
+        click.echo(text, nl=False)
     else:
         out.write_text(text)
         click.echo(f"wrote {out}", err=True)
@@ -85,44 +329,175 @@ def compile_cmd(paths: tuple[Path, ...], out: Path | None) -> None:
 
 @cli.command()
 @PATHS
+@CATALOG
 @STORE
-@click.option("--registry", "registry_dir", envvar="CONTROL_DATA_DIR",
-              help="Control plane data folder whose packs/ will hold the published packs.")
-def publish(paths: tuple[Path, ...], store_dir: str | None, registry_dir: str | None) -> None:
-    """Compile rule packs, publish them as the next revision, and record them in the registry."""
-    packs = _load(paths)
-    try:
-        published = publishing.publish(_store(store_dir), packs)
-    except (StoreError, OSError) as exc:
-        click.echo(f"error: edge store: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+@click.option("--registry", "registry_dir", envvar="CONTROL_DATA_DIR", metavar="DIR",
+              help="Control plane data folder whose packs/ will hold the published packs "
+                   "(and the catalog).")
+def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None,
+            registry_dir: str | None) -> None:
+    """Publish rule packs as the next revision.
+
+    Compiles them into a snapshot, writes it to the edge store and points the manifest at
+    it; copies the packs (and the catalog) into the control plane's registry.
+    """
+    pack_set = _packs(paths, catalog)
+    published = publishing.publish(_store(store_dir), pack_set.packs,
+                                   _key_ring(registry_dir).active())
     registry = PackRegistry(Path(registry_dir or config_module.load()["DATA_DIR"]) / "packs")
     registry.root.mkdir(parents=True, exist_ok=True)
-    for pack in packs:
+    for pack in pack_set.packs:
         shutil.copyfile(pack.file, registry.path(pack.name))
+    if pack_set.catalog is not None:
+        shutil.copyfile(pack_set.catalog.file, registry.catalog_path)
     click.echo(f"published revision {published.revision}: {published.triggers} trigger(s) "
-               f"from {', '.join(published.packs)} ({published.sha256[:12]})")
+               f"from {', '.join(published.packs)} ({published.sha256[:12]}, signed by key "
+               f"{published.key_id})")
+
+
+@cli.command()
+@click.argument("revision", type=click.IntRange(min=1))
+@STORE
+def rollback(revision: int, store_dir: str | None) -> None:
+    """Serve an earlier revision again.
+
+    The manifest points back at that revision's snapshot object, so edges serve it and
+    report its number; the history records the rollback, and the next publish still gets
+    a new number. Rolling back to the current revision does nothing.
+    """
+    done = publishing.rollback(_store(store_dir), revision)
+    entry = done.entry
+    if not done.changed:
+        click.echo(f"revision {revision} is already current; nothing to do")
+    else:
+        click.echo(f"rolled back to revision {entry.revision} (was {entry.rollback_from}): "
+                   f"{entry.triggers} trigger(s) from {', '.join(entry.packs)}")
 
 
 @cli.command()
 @STORE
 def revisions(store_dir: str | None) -> None:
-    """List published revisions, newest first."""
-    try:
-        rows = publishing.revisions(_store(store_dir))
-    except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+    """List published revisions and rollbacks, newest first."""
+    rows = publishing.revisions(_store(store_dir))
     if not rows:
         click.echo("nothing published yet")
     for row in rows:
-        click.echo(f"{row['revision']:>5}  {row['sha256'][:12]}  {row['triggers']:>4} triggers  "
-                   f"{', '.join(row['packs'])}")
+        note = f"  (rollback from {row['rollback_from']})" if "rollback_from" in row else ""
+        click.echo(f"{row['revision']:>5}  {row['sha256'][:12]}  {_when(row['published_ms'])}  "
+                   f"{row['triggers']:>4} triggers  {', '.join(row['packs'])}{note}")
+
+
+@cli.command()
+@STORE
+@click.option("--edge", metavar="URL", help="Also ask this edge host (its /healthz) which "
+                                            "revision it serves, e.g. http://127.0.0.1:8700.")
+def status(store_dir: str | None, edge: str | None) -> None:
+    """Show the published revision (and what an edge serves)."""
+    current = publishing.current(_store(store_dir))
+    if current is None:
+        click.echo("published: nothing yet")
+    else:
+        note = (f", a rollback from revision {current['rollback_from']}"
+                if "rollback_from" in current else "")
+        click.echo(f"published: revision {current['revision']} ({current['sha256'][:12]}), "
+                   f"{current['triggers']} trigger(s) from {', '.join(current['packs'])}, "
+                   f"{_when(current['published_ms'])}{note}")
+    if edge is None:
+        return
+    served = _edge_revision(edge)
+    expected = None if current is None else str(current["revision"])
+    if served == expected:
+        click.echo(f"edge {edge}: serving revision {served} (up to date)")
+        return
+    click.echo(f"edge {edge}: serving {f'revision {served}' if served else 'no snapshot'}, "
+               f"not the published revision {expected} (edges poll the store; check its "
+               "last_error at /healthz if this lasts)")
+    sys.exit(EXIT_FINDINGS)
+
+
+def _edge_revision(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=5) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:  # 503 while it has no snapshot: still an answer
+        raw = exc.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise Unavailable(f"cannot reach the edge host at {url}: "
+                          f"{getattr(exc, 'reason', exc)}") from None
+    try:
+        revision = json.loads(raw).get("revision")
+    except (ValueError, AttributeError):
+        raise Unavailable(f"{url}/healthz did not answer edge host health JSON") from None
+    return None if revision is None else str(revision)
+
+
+def _when(ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+
+
+@cli.group()
+def keys() -> None:
+    """Snapshot signing keys (Ed25519).
+
+    \b
+    The control plane signs every snapshot with its active key; edges trust the public
+    keys in TRIGGERS_TRUSTED_KEYS (default .var/trusted-keys). To rotate: `keys rotate`,
+    let every edge pick up a snapshot signed by the new key, then `keys retire OLD_ID`.
+    """
+
+
+@keys.command("generate")
+@DATA_DIR
+def keys_generate(data_dir: str | None) -> None:
+    """Create the first signing key (does nothing if there is one)."""
+    key = _key_ring(data_dir).ensure()
+    click.echo(f"signing key {key.id}")
+
+
+@keys.command("rotate")
+@DATA_DIR
+def keys_rotate(data_dir: str | None) -> None:
+    """Make a new key the signing key; the old ones stay trusted until retired."""
+    key = _key_ring(data_dir).rotate()
+    click.echo(f"new signing key {key.id}; retire the old one once every edge has moved on")
+
+
+@keys.command("retire")
+@click.argument("key_id")
+@DATA_DIR
+def keys_retire(key_id: str, data_dir: str | None) -> None:
+    """Stop trusting an old key (edges reject what it signed from their next poll)."""
+    _key_ring(data_dir).retire(key_id)
+    click.echo(f"retired key {key_id}")
+
+
+@keys.command("list")
+@DATA_DIR
+def keys_list(data_dir: str | None) -> None:
+    """Key ids, which one signs and which ones edges trust."""
+    rows = _key_ring(data_dir).listing()
+    if not rows:
+        click.echo("no keys yet: trigger-engine keys generate")
+    for row in rows:
+        flags = [f for f, on in (("active", row["active"]), ("trusted", row["trusted"]),
+                                 ("private", row["private"])) if on]
+        click.echo(f"{row['key_id']}  {' '.join(flags)}")
+
+
+@cli.command("tokens")
+@DATA_DIR
+def tokens_init(data_dir: str | None) -> None:
+    """Create the publisher and edge token files in the data folder if missing; print
+    where they are (used when CONTROL_PUBLISHER_TOKENS / CONTROL_EDGE_TOKENS are unset)."""
+    data_dir = data_dir or config_module.load()["DATA_DIR"]
+    for role in ROLES:
+        ensure_token_file(data_dir, role)
+        click.echo(f"{role} token: {Path(data_dir) / f'{role}.token'}")
 
 
 @cli.command()
 def serve() -> None:
-    """Run the control plane's HTTP API (waitress) on CONTROL_HOST:CONTROL_PORT."""
+    """Run the control plane's HTTP API on CONTROL_HOST:CONTROL_PORT."""
     import logging
 
     from waitress import serve as waitress_serve

@@ -9,19 +9,40 @@ DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     "PORT": 8600,
     "DATA_DIR": ".var/control",  # the pack registry lives in DATA_DIR/packs
-    "STORE_DIR": ".var/edge-store",  # TRIGGERS_STORE_DIR: the edge store, shared with edges
+    # The edge store, shared with the edges (TRIGGERS_STORE): a folder or s3://bucket/prefix;
+    # S3 credentials come from the usual AWS chain, the endpoint from TRIGGERS_S3_ENDPOINT_URL.
+    "STORE_DIR": ".var/edge-store",
+    "S3_ENDPOINT_URL": "",
+    "KEYS_DIR": "",  # private signing keys (0600); empty: DATA_DIR/keys
+    "TRUSTED_KEYS": ".var/trusted-keys",  # TRIGGERS_TRUSTED_KEYS: public keys edges trust
+    "PUBLISHER_TOKENS": "",  # comma-separated; empty: DATA_DIR/publisher.token
+    "EDGE_TOKENS": "",  # comma-separated; empty: DATA_DIR/edge.token
     "MAX_PACK_BYTES": 1024 * 1024,
+    "CATALOG_FILE": "",  # the content catalog; empty: catalog.yaml beside the registry's packs
+}
+
+
+# Settings shared with the edges are named TRIGGERS_*.
+SHARED = {
+    "STORE_DIR": ("TRIGGERS_STORE", "TRIGGERS_STORE_DIR"),
+    "S3_ENDPOINT_URL": ("TRIGGERS_S3_ENDPOINT_URL",),
+    "TRUSTED_KEYS": ("TRIGGERS_TRUSTED_KEYS",),
 }
 
 
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """DEFAULTS, then the environment, then `overrides` (tests)."""
     config = dict(DEFAULTS)
-    if "TRIGGERS_STORE_DIR" in os.environ:
-        config["STORE_DIR"] = os.environ["TRIGGERS_STORE_DIR"]
+    for key, names in SHARED.items():
+        for name in names:
+            if name in os.environ:
+                config[key] = os.environ[name]
+                break
     for key, default in DEFAULTS.items():
         raw = os.environ.get(f"CONTROL_{key}")
         if raw is not None:
             config[key] = type(default)(raw)
     config.update(overrides or {})
+    if not config["KEYS_DIR"]:
+        config["KEYS_DIR"] = os.path.join(config["DATA_DIR"], "keys")
     return config

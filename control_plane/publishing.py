@@ -1,25 +1,54 @@
 """Publishing: rule packs become a numbered snapshot in the edge store.
 
-Revisions increase strictly (publishers serialise on the store's lock). The snapshot is
-loaded by the decision core before anything is written, so the edge never sees one that
-would not load; its object is written before the manifest that names it.
+Revisions increase strictly: the manifest is replaced by compare-and-swap on its ETag, so
+of two concurrent publishers one retries with the next number. The snapshot is loaded by
+the decision core before anything is written, so the edge never sees one that would not
+load; it is signed with the control plane's key, and its object is written before the
+manifest that names it. Works the same on every edge store backend (folder, S3).
+
+A rollback re-points the manifest at an earlier revision's snapshot object, which keeps
+its revision label (the edge then reports serving that old number), and appends a history
+entry marked `rollback_from`. The next publish still takes a number above every revision
+ever published, so a number always means one snapshot.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from edge_module.core import SnapshotError, load_snapshot
-from edge_module.edge_store import MANIFEST_FORMAT, LocalFolderStore, object_key, sha256_text
+from edge_module.edge_store import (
+    MANIFEST_FORMAT,
+    EdgeStore,
+    ManifestConflict,
+    StoreError,
+    object_key,
+    read_manifest,
+    sha256_text,
+)
 
+from .keys import SigningKey
 from .rulepack import Pack, compile_snapshot
+
+MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 
 
 class PublishError(Exception):
     """The compiled snapshot was refused by the decision core (a compiler bug, never input)."""
+
+
+class RevisionError(Exception):
+    """A revision that cannot be used: `code` is stable ("unknown_revision", "not_published",
+    "unloadable_revision"), `message` says what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -30,44 +59,161 @@ class Published:
     published_ms: int
     triggers: int
     packs: tuple[str, ...]
+    rollback_from: int | None = None  # the revision that was current before a rollback
+    signature: str | None = None  # Ed25519 over the object's bytes, base64
+    key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"revision": self.revision, "sha256": self.sha256, "object": self.object,
-                "published_ms": self.published_ms, "triggers": self.triggers,
-                "packs": list(self.packs)}
+        out: dict[str, Any] = {"revision": self.revision, "sha256": self.sha256,
+                               "object": self.object, "published_ms": self.published_ms,
+                               "triggers": self.triggers, "packs": list(self.packs)}
+        if self.rollback_from is not None:
+            out["rollback_from"] = self.rollback_from
+        if self.signature is not None:
+            out["signature"] = self.signature
+            out["key_id"] = self.key_id
+        return out
+
+    @classmethod
+    def from_dict(cls, entry: dict[str, Any]) -> Published:
+        rollback_from = entry.get("rollback_from")
+        return cls(int(entry["revision"]), str(entry["sha256"]), str(entry["object"]),
+                   int(entry["published_ms"]), int(entry["triggers"]),
+                   tuple(entry.get("packs", ())),
+                   None if rollback_from is None else int(rollback_from),
+                   entry.get("signature"), entry.get("key_id"))
 
 
-def publish(store: LocalFolderStore, packs: Sequence[Pack], now_ms: int | None = None) -> Published:
-    """Compile `packs` into the next revision and make it current."""
+def publish(store: EdgeStore, packs: Sequence[Pack], signer: SigningKey,
+            now_ms: int | None = None) -> Published:
+    """Compile `packs` into the next revision, sign it and make it current."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    with store.publish_lock():
-        manifest = store.read_manifest()
-        revision = (int(manifest["revision"]) if manifest else 0) + 1
+    for _ in range(MAX_ATTEMPTS):
+        manifest, etag = _read(store)
+        revision = _highest_revision(manifest) + 1
         snapshot = compile_snapshot(packs, str(revision), now_ms)
         text = json.dumps(snapshot, separators=(",", ":"))
         try:
             load_snapshot(text)
         except SnapshotError as exc:
             raise PublishError(f"compiled snapshot does not load: {exc.message}") from None
+        data = text.encode()
         sha = sha256_text(text)
         key = object_key(sha)
-        store.put(key, text.encode())
+        store.put_object(key, data)
         entry = Published(revision, sha, key, now_ms, len(snapshot["triggers"]),
-                          tuple(p.name for p in packs))
-        history = list(manifest.get("history", [])) if manifest else []
-        history.append(entry.to_dict())
-        store.write_manifest({"format": MANIFEST_FORMAT, **entry.to_dict(), "history": history})
-    return entry
+                          tuple(p.name for p in packs), signature=signer.sign(data),
+                          key_id=signer.id)
+        try:
+            _point_at(store, manifest, etag, entry.to_dict())
+        except ManifestConflict:
+            continue  # another publisher took this number: compile the next one
+        return entry
+    raise PublishError("the manifest kept changing under concurrent publishers; try again")
 
 
-def revisions(store: LocalFolderStore) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Rollback:
+    entry: Published  # what is current now
+    changed: bool  # False: the revision was already current
+
+
+def rollback(store: EdgeStore, revision: int, now_ms: int | None = None) -> Rollback:
+    """Make an earlier revision's snapshot current again; a no-op if it already is.
+
+    `RevisionError` if nothing is published, the revision never was, or its snapshot no
+    longer loads (its object is checked against its hash and by the decision core first).
+    The snapshot keeps the signature it was published with.
+    """
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    for _ in range(MAX_ATTEMPTS):
+        manifest, etag = _read(store)
+        if manifest is None:
+            raise RevisionError("not_published", "nothing has been published yet, so there "
+                                                 "is nothing to roll back to")
+        recorded = _entry(manifest, revision)
+        target = Published.from_dict(recorded)
+        current = int(manifest["revision"])
+        if current == revision and manifest.get("object") == target.object:
+            return Rollback(Published.from_dict(manifest), changed=False)
+        text = _object_text(store, target)
+        try:
+            load_snapshot(text)
+        except SnapshotError as exc:
+            raise RevisionError("unloadable_revision",
+                                f"revision {revision}'s snapshot no longer loads in this "
+                                f"decision core: {exc.message}") from None
+        # Everything recorded with the revision comes back with it (signature included),
+        # marked as a rollback.
+        doc = {**recorded, "published_ms": now_ms, "rollback_from": current}
+        try:
+            _point_at(store, manifest, etag, doc)
+        except ManifestConflict:
+            continue
+        return Rollback(Published.from_dict(doc), changed=True)
+    raise PublishError("the manifest kept changing under concurrent publishers; try again")
+
+
+def snapshot_of(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
+    """The compiled snapshot of a published revision (None: the current one)."""
+    manifest, _ = _read(store)
+    if manifest is None:
+        raise RevisionError("not_published", "nothing has been published yet")
+    entry = Published.from_dict(manifest if revision is None else _entry(manifest, revision))
+    doc: dict[str, Any] = json.loads(_object_text(store, entry))
+    return doc
+
+
+def _highest_revision(manifest: dict[str, Any] | None) -> int:
+    if manifest is None:
+        return 0
+    numbers = [int(h["revision"]) for h in manifest.get("history", [])]
+    return max([int(manifest["revision"]), *numbers])
+
+
+def _entry(manifest: dict[str, Any], revision: int) -> dict[str, Any]:
+    """The history entry of `revision` as first published (a rollback entry names it too)."""
+    history = manifest.get("history", [])
+    for entry in history:
+        if int(entry["revision"]) == revision and "rollback_from" not in entry:
+            return dict(entry)
+    known = sorted({int(h["revision"]) for h in history})
+    listed = ", ".join(map(str, known)) if len(known) <= 10 else f"1 to {known[-1]}"
+    raise RevisionError("unknown_revision", f"revision {revision} was never published "
+                                            f"(published: {listed or 'none'})")
+
+
+def _read(store: EdgeStore) -> tuple[dict[str, Any] | None, str | None]:
+    got = read_manifest(store)
+    return (None, None) if got is None else (got[0].doc, got[1])
+
+
+def _object_text(store: EdgeStore, entry: Published) -> str:
+    text = store.get_object(entry.object).decode("utf-8", errors="replace")
+    if sha256_text(text) != entry.sha256:
+        raise StoreError(f"{entry.object}: content does not match revision {entry.revision}'s "
+                         "hash (corrupt or tampered object)")
+    return text
+
+
+def _point_at(store: EdgeStore, manifest: dict[str, Any] | None, etag: str | None,
+              entry: dict[str, Any]) -> None:
+    """Make `entry` current and add it to the history, if nobody changed the manifest
+    since it was read (ManifestConflict otherwise); the manifest is written last."""
+    history = list(manifest.get("history", [])) if manifest else []
+    history.append(entry)
+    doc = {"format": MANIFEST_FORMAT, **entry, "history": history}
+    store.put_manifest(json.dumps(doc, indent=1, sort_keys=True).encode(), etag)
+
+
+def revisions(store: EdgeStore) -> list[dict[str, Any]]:
     """Every published revision, newest first."""
-    manifest = store.read_manifest()
+    manifest, _ = _read(store)
     return list(reversed(manifest.get("history", []))) if manifest else []
 
 
-def current(store: LocalFolderStore) -> dict[str, Any] | None:
-    manifest = store.read_manifest()
+def current(store: EdgeStore) -> dict[str, Any] | None:
+    manifest, _ = _read(store)
     if manifest is None:
         return None
     return {k: v for k, v in manifest.items() if k not in ("history", "format")}

@@ -2,10 +2,12 @@
 
 Layout (the same in every backend):
   snapshots/<sha256>.json   content-addressed snapshot objects, never rewritten
-  manifest.json             points at the current object; written last, atomically
+  manifest.json             names the current object, its hash and signature; written last
 
-The control plane writes, edge hosts read. A reader that sees a manifest always finds the
-object it names, because objects are written (and synced) before the manifest.
+The control plane writes, edge hosts read. Objects are written before the manifest that
+names them, and the manifest is replaced by compare-and-swap on its ETag, so publishers
+never overwrite each other and a reader never sees a manifest without its object.
+Backends: a local folder (the embedded default) and S3 (any S3-compatible endpoint).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
+from urllib.parse import urlparse
 
 MANIFEST_KEY = "manifest.json"
 MANIFEST_FORMAT = "edge-manifest/1"
@@ -28,31 +31,87 @@ class StoreError(Exception):
     """The store cannot be read or written, or holds something it should not."""
 
 
-@dataclass(frozen=True)
-class Fetched:
-    manifest: dict[str, Any]
-    snapshot_text: str
-    etag: str
+class ManifestConflict(StoreError):
+    """Another publisher replaced the manifest first: read it again and retry."""
 
 
 def object_key(sha256: str) -> str:
     return f"snapshots/{sha256}.json"
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_bytes(text.encode("utf-8"))
+
+
+class EdgeStore(Protocol):
+    def put_object(self, key: str, data: bytes) -> None:
+        """Write an immutable object."""
+
+    def get_object(self, key: str) -> bytes:
+        """Read an object; StoreError if it is missing or the store unreachable."""
+
+    def get_manifest(self, if_none_match: str | None = None) -> tuple[bytes, str] | None:
+        """(manifest bytes, ETag); None when the ETag still matches. StoreError if absent."""
+
+    def put_manifest(self, data: bytes, if_match: str | None) -> str:
+        """Replace the manifest if its ETag is `if_match` (None: only if there is none)."""
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Manifest:
+    revision: int
+    object: str
+    sha256: str
+    signature: str | None
+    key_id: str | None
+    doc: dict[str, Any]
+
+    @classmethod
+    def parse(cls, data: bytes) -> Manifest:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise StoreError(f"{MANIFEST_KEY} is not JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+            raise StoreError(f"{MANIFEST_KEY} is not an {MANIFEST_FORMAT} manifest")
+        revision, key, sha = doc.get("revision"), doc.get("object"), doc.get("sha256")
+        if not isinstance(revision, int) or not isinstance(key, str) or not isinstance(sha, str):
+            raise StoreError(f"{MANIFEST_KEY} lacks revision, object or sha256")
+        sig, key_id = doc.get("signature"), doc.get("key_id")
+        return cls(revision, key, sha, sig if isinstance(sig, str) else None,
+                   key_id if isinstance(key_id, str) else None, doc)
+
+
+def read_manifest(store: EdgeStore) -> tuple[Manifest, str] | None:
+    """The current manifest and its ETag, or None when nothing was published yet."""
+    try:
+        got = store.get_manifest(None)
+    except NoManifest:
+        return None
+    assert got is not None
+    return Manifest.parse(got[0]), got[1]
+
+
+class NoManifest(StoreError):
+    """Nothing has been published to this store yet."""
 
 
 class LocalFolderStore:
-    """The embedded default: a folder, every write atomic (temp file, fsync, rename)."""
+    """The embedded default: a folder; every write atomic (temp file, fsync, rename)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def __repr__(self) -> str:
-        return f"LocalFolderStore({str(self.root)!r})"
+    def describe(self) -> str:
+        return f"folder {self.root}"
 
-    def put(self, key: str, data: bytes) -> None:
+    def put_object(self, key: str, data: bytes) -> None:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -72,7 +131,7 @@ class LocalFolderStore:
         finally:
             os.close(dir_fd)
 
-    def get(self, key: str) -> bytes:
+    def get_object(self, key: str) -> bytes:
         try:
             return (self.root / key).read_bytes()
         except FileNotFoundError:
@@ -80,57 +139,166 @@ class LocalFolderStore:
         except OSError as exc:
             raise StoreError(f"cannot read {key} from {self.root}: {exc}") from None
 
-    def etag(self, key: str) -> str | None:
-        """A cheap change marker for `key` (None if absent)."""
+    def get_manifest(self, if_none_match: str | None = None) -> tuple[bytes, str] | None:
         try:
-            st = (self.root / key).stat()
+            data = (self.root / MANIFEST_KEY).read_bytes()
+        except FileNotFoundError:
+            raise NoManifest(f"nothing published in {self.root} yet") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read the manifest in {self.root}: {exc}") from None
+        etag = sha256_bytes(data)
+        return None if etag == if_none_match else (data, etag)
+
+    def put_manifest(self, data: bytes, if_match: str | None) -> str:
+        with self._lock():
+            try:
+                current: str | None = sha256_bytes((self.root / MANIFEST_KEY).read_bytes())
+            except FileNotFoundError:
+                current = None
+            if current != if_match:
+                raise ManifestConflict("the manifest changed since it was read")
+            self.put_object(MANIFEST_KEY, data)
+        return sha256_bytes(data)
+
+    # -- the folder API that publishing used before the CAS manifest (kept while migrating)
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_object(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.get_object(key)
+
+    def etag(self, key: str) -> str | None:
+        try:
+            return sha256_bytes((self.root / key).read_bytes())
         except FileNotFoundError:
             return None
-        return f"{st.st_mtime_ns}-{st.st_size}-{st.st_ino}"
 
     @contextlib.contextmanager
     def publish_lock(self) -> Iterator[None]:
-        """Serialises publishers so revisions stay strictly increasing."""
+        with open_lock(self.root / ".publish.lock"):
+            yield
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        got = read_manifest(self)
+        return None if got is None else got[0].doc
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.put_object(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode())
+
+    def fetch_current(self, known_etag: str | None = None) -> Any:
+        got = read_manifest(self)
+        if got is None:
+            raise StoreError(f"no manifest in {self.root} yet: nothing has been published")
+        manifest, etag = got
+        text = self.get_object(manifest.object).decode("utf-8", errors="replace")
+        if sha256_text(text) != manifest.sha256:
+            raise StoreError(f"{manifest.object}: content hash does not match the manifest")
+        return _Fetched(manifest.doc, text, etag)
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".publish.lock", "w") as fh:
+        with open(self.root / ".manifest.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    # -- the manifest -----------------------------------------------------------------
 
-    def read_manifest(self) -> dict[str, Any] | None:
-        if self.etag(MANIFEST_KEY) is None:
-            return None
+@dataclass(frozen=True)
+class _Fetched:
+    manifest: dict[str, Any]
+    snapshot_text: str
+    etag: str
+
+
+@contextlib.contextmanager
+def open_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            doc = json.loads(self.get(MANIFEST_KEY))
-        except ValueError as exc:
-            raise StoreError(f"{MANIFEST_KEY} is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
-            raise StoreError(f"{MANIFEST_KEY} is not an {MANIFEST_FORMAT} manifest")
-        return doc
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        self.put(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode())
 
-    def fetch_current(self, known_etag: str | None = None) -> Fetched | None:
-        """The current snapshot, verified against its content hash; None if unchanged."""
-        etag = self.etag(MANIFEST_KEY)
-        if etag is None:
-            raise StoreError(f"no manifest in {self.root} yet: nothing has been published")
-        if etag == known_etag:
+class S3Store:
+    """S3 or any S3-compatible store, through boto3 (credentials: the usual AWS chain)."""
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None,
+                 endpoint_url: str | None = None, region: str | None = None,
+                 timeout_s: float = 2.0) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self._client = client or boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+            config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                          retries={"max_attempts": 2, "mode": "standard"}))
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("304", "NotModified") or status == 304:
+                return None
+            if code in ("412", "PreconditionFailed") or status == 412:
+                raise ManifestConflict("the manifest changed since it was read") from None
+            if code in ("NoSuchKey", "404") or status == 404:
+                missing = NoManifest if kwargs.get("Key") == self._key(MANIFEST_KEY) \
+                    else StoreError
+                raise missing(f"{what}: not found in {self.describe()}") from None
+            raise StoreError(f"{what} in {self.describe()}: {code or exc}") from None
+        except BotoCoreError as exc:
+            raise StoreError(f"{what}: {self.describe()} unreachable ({exc})") from None
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self._call(f"writing {key}", self._client.put_object, Key=self._key(key), Body=data)
+
+    def get_object(self, key: str) -> bytes:
+        resp = self._call(f"reading {key}", self._client.get_object, Key=self._key(key))
+        return bytes(resp["Body"].read())
+
+    def get_manifest(self, if_none_match: str | None = None) -> tuple[bytes, str] | None:
+        kwargs: dict[str, Any] = {"Key": self._key(MANIFEST_KEY)}
+        if if_none_match:
+            kwargs["IfNoneMatch"] = if_none_match
+        resp = self._call("reading the manifest", self._client.get_object, **kwargs)
+        if resp is None:
             return None
-        manifest = self.read_manifest()
-        assert manifest is not None
-        key = manifest.get("object")
-        expected = manifest.get("sha256")
-        if not isinstance(key, str) or not isinstance(expected, str):
-            raise StoreError(f"{MANIFEST_KEY} names no object and hash")
-        text = self.get(key).decode("utf-8", errors="replace")
-        actual = sha256_text(text)
-        if actual != expected:
-            raise StoreError(f"{key}: content hash {actual[:12]} does not match the manifest's "
-                             f"{expected[:12]} (corrupt or tampered object)")
-        return Fetched(manifest, text, etag)
+        return bytes(resp["Body"].read()), str(resp["ETag"])
+
+    def put_manifest(self, data: bytes, if_match: str | None) -> str:
+        kwargs: dict[str, Any] = {"Key": self._key(MANIFEST_KEY), "Body": data}
+        if if_match is None:
+            kwargs["IfNoneMatch"] = "*"
+        else:
+            kwargs["IfMatch"] = if_match
+        resp = self._call("writing the manifest", self._client.put_object, **kwargs)
+        return str(resp["ETag"])
+
+
+def open_store(spec: str | Path, endpoint_url: str | None = None) -> EdgeStore:
+    """A store from a folder path or an `s3://bucket/prefix` URL."""
+    text = str(spec)
+    if text.startswith("s3://"):
+        url = urlparse(text)
+        if not url.netloc:
+            raise StoreError(f"{text}: expected s3://bucket[/prefix]")
+        return S3Store(url.netloc, url.path, endpoint_url=endpoint_url)
+    return LocalFolderStore(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 import urllib.error
@@ -12,10 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from edge_module.edge_store import MANIFEST_FORMAT, LocalFolderStore, object_key, sha256_text
+from control_plane.keys import KeyRing, SigningKey
+from edge_module.edge_store import (
+    MANIFEST_FORMAT,
+    EdgeStore,
+    LocalFolderStore,
+    object_key,
+    read_manifest,
+    sha256_text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
+_KEYS = Path(tempfile.mkdtemp(prefix="edge-test-keys-"))
+KEYRING = KeyRing(_KEYS / "private", _KEYS / "trusted")
+TEST_KEY = KEYRING.ensure()  # the edges under test trust it (TRUSTED_KEYS)
+TRUSTED_KEYS = KEYRING.trusted_dir
 
 
 def http(method: str, url: str, body: bytes | str | dict[str, Any] | None = None,
@@ -44,13 +57,20 @@ def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def put_snapshot(store_dir: Path, text: str, revision: int) -> None:
-    """Write a snapshot and point the manifest at it, bypassing the compiler (fault tests)."""
-    store = LocalFolderStore(store_dir)
+def put_snapshot(store: Path | EdgeStore, text: str, revision: int,
+                 key: SigningKey | None = TEST_KEY, sign_bytes: bytes | None = None) -> None:
+    """Write a snapshot (signed by `key`, unsigned if None; `sign_bytes` signs something
+    else) and point the manifest at it, bypassing the compiler (fault tests)."""
+    if isinstance(store, Path):
+        store = LocalFolderStore(store)
     sha = sha256_text(text)
-    store.put(object_key(sha), text.encode())
-    store.write_manifest({"format": MANIFEST_FORMAT, "revision": revision,
-                          "object": object_key(sha), "sha256": sha, "history": []})
+    store.put_object(object_key(sha), text.encode())
+    manifest = {"format": MANIFEST_FORMAT, "revision": revision, "object": object_key(sha),
+                "sha256": sha, "history": []}
+    if key is not None:
+        manifest.update(signature=key.sign(sign_bytes or text.encode()), key_id=key.id)
+    got = read_manifest(store)
+    store.put_manifest(json.dumps(manifest).encode(), None if got is None else got[1])
 
 
 @dataclass
@@ -73,16 +93,59 @@ def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
     from edge_module.host.config import EdgeConfig
     from edge_module.host.server import EdgeHost
 
-    settings = {"store_dir": store_dir, "component": BUILD / "decision-engine.wasm",
-                "cache_dir": BUILD / "cache", "sync_interval_s": 0.05, "threads": 2}
+    settings = {"store": str(store_dir), "component": BUILD / "decision-engine.wasm",
+                "cache_dir": BUILD / "cache", "sync_interval_s": 0.05, "threads": 2,
+                "trusted_keys": TRUSTED_KEYS, "control_url": "",
+                "state_dir": Path(tempfile.mkdtemp(prefix="edge-state-"))}
     settings.update(overrides)
     config = EdgeConfig.from_env({}, **settings)
     host = EdgeHost.build(config)
     server = create_server(host.app, host="127.0.0.1", port=0, threads=config.threads)
-    thread = threading.Thread(target=server.run, daemon=True)
+    closing = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except OSError:  # closed from the test's thread while the loop was in select()
+            if not closing.is_set():
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield EdgeServer(f"http://127.0.0.1:{server.effective_port}", host)
     finally:
+        closing.set()
         server.close()
         host.close()
+        thread.join(timeout=5)
+
+
+PUBLISHER_TOKEN = "publisher-token-for-tests"
+EDGE_TOKEN = "edge-token-for-tests"
+
+
+def control_config(tmp_path: Path, signing_key: bool = True, **extra: Any) -> dict[str, Any]:
+    """Control plane settings in `tmp_path`, with tokens and (unless told) a signing key."""
+    config = {"DATA_DIR": str(tmp_path / "control"), "STORE_DIR": str(tmp_path / "store"),
+              "KEYS_DIR": str(tmp_path / "control" / "keys"),
+              "TRUSTED_KEYS": str(tmp_path / "trusted"),
+              "PUBLISHER_TOKENS": PUBLISHER_TOKEN, "EDGE_TOKENS": EDGE_TOKEN, **extra}
+    if signing_key:
+        KeyRing(config["KEYS_DIR"], config["TRUSTED_KEYS"]).ensure()
+    return config
+
+
+def control_client(tmp_path: Path, token: str | None = PUBLISHER_TOKEN, app: Any = None,
+                   **extra: Any) -> Any:
+    """A Flask test client of the control plane (a new app, or `app`) presenting `token`
+    on every call."""
+    from control_plane import create_app
+
+    if app is None:
+        app = create_app(control_config(tmp_path, **extra))
+        app.testing = True
+    client = app.test_client()
+    if token:
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client

@@ -10,7 +10,7 @@ import pytest
 from control_plane import create_app
 from edge_module.core import load_snapshot
 from edge_module.edge_store import LocalFolderStore
-from tests.servers import ROOT
+from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, ROOT, control_client
 
 PRICING_SOURCE = (ROOT / "rules" / "pricing-discount.yaml").read_text()
 CHECKOUT_SOURCE = (ROOT / "rules" / "checkout-reminder.yaml").read_text()
@@ -19,9 +19,7 @@ YAML = {"Content-Type": "application/yaml"}
 
 @pytest.fixture
 def client(tmp_path: Path):
-    app = create_app({"DATA_DIR": str(tmp_path / "control"), "STORE_DIR": str(tmp_path / "store")})
-    app.testing = True
-    return app.test_client()
+    return control_client(tmp_path)
 
 
 def test_validate_answers_a_summary_for_a_good_pack(client):
@@ -115,3 +113,165 @@ def test_a_pack_over_the_size_limit_is_413(tmp_path):
                       "MAX_PACK_BYTES": 1000})
     resp = app.test_client().post("/v1/packs/validate", data="#" * 2000)
     assert resp.status_code == 413 and resp.json["error"]["code"] == "request_entity_too_large"
+
+
+# Compile, rollback and the content catalog
+
+
+def test_compile_answers_the_snapshot_of_a_pack_without_publishing_it(client):
+    resp = client.post("/v1/compile", data=PRICING_SOURCE, headers=YAML)
+    assert resp.status_code == 200
+    assert load_snapshot(resp.get_data(as_text=True)).revision == "draft"
+    assert client.get("/v1/snapshots").json == {"revisions": []}
+
+
+def test_compile_of_a_bad_pack_is_a_422_with_every_problem(client):
+    bad = PRICING_SOURCE.replace("dwell", "dwel").replace("tier: immediate", "tier: now")
+    resp = client.post("/v1/compile?file=p.yaml", data=bad, headers=YAML)
+    assert resp.status_code == 422
+    assert [p["line"] for p in resp.json["error"]["problems"]] == [11, 15]
+
+
+def test_rollback_serves_an_earlier_revision_again(client, tmp_path):
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    client.post("/v1/snapshots")
+    client.post("/v1/snapshots")
+    resp = client.post("/v1/snapshots/rollback", json={"revision": 1})
+    assert resp.status_code == 200
+    assert (resp.json["revision"], resp.json["rollback_from"]) == (1, 2)
+    fetched = LocalFolderStore(tmp_path / "store").fetch_current()
+    assert fetched is not None and load_snapshot(fetched.snapshot_text).revision == "1"
+    assert client.get("/v1/snapshots").json["revisions"][0]["rollback_from"] == 2
+
+
+def test_rollback_to_an_unknown_revision_is_a_404(client):
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    client.post("/v1/snapshots")
+    resp = client.post("/v1/snapshots/rollback", json={"revision": 4})
+    assert resp.status_code == 404
+    assert resp.json["error"] == {"code": "unknown_revision",
+                                  "message": "revision 4 was never published (published: 1)"}
+
+
+def test_rollback_before_anything_is_published_is_a_409(client):
+    resp = client.post("/v1/snapshots/rollback", json={"revision": 1})
+    assert resp.status_code == 409 and resp.json["error"]["code"] == "not_published"
+
+
+@pytest.mark.parametrize("body", [{}, {"revision": "1"}, {"revision": 0}, [1]])
+def test_rollback_needs_a_revision_number(client, body):
+    resp = client.post("/v1/snapshots/rollback", json=body)
+    assert resp.status_code == 400 and resp.json["error"]["field"] == "revision"
+
+
+@pytest.fixture
+def catalog_client(tmp_path: Path):
+    packs = tmp_path / "control" / "packs"
+    packs.mkdir(parents=True)
+    (packs / "catalog.yaml").write_text("content:\n  discount-nudge-10: the nudge\n")
+    return control_client(tmp_path)
+
+
+def test_a_content_id_missing_from_the_registrys_catalog_is_a_problem(catalog_client):
+    resp = catalog_client.put("/v1/packs/checkout-reminder", data=CHECKOUT_SOURCE)
+    assert resp.status_code == 422
+    [problem] = resp.json["error"]["problems"]
+    assert (problem["line"], problem["column"], problem["trigger"]) == (11, 16,
+                                                                        "checkout-reminder")
+    assert problem["suggestion"] is None
+
+
+def test_the_catalog_is_not_listed_as_a_pack(catalog_client):
+    catalog_client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    assert catalog_client.get("/v1/packs").json == {"packs": ["pricing-discount"]}
+
+
+# -- access control -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,path", [("put", "/v1/packs/pricing-discount"),
+                                         ("delete", "/v1/packs/pricing-discount"),
+                                         ("post", "/v1/snapshots"),
+                                         ("post", "/v1/snapshots/rollback"),
+                                         ("post", "/v1/keys/rotate")])
+def test_every_write_needs_a_publisher_token(tmp_path, method, path):
+    anonymous = control_client(tmp_path, token=None)
+    resp = getattr(anonymous, method)(path, data=PRICING_SOURCE)
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "unauthorized"
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_a_wrong_token_is_forbidden_and_not_logged(tmp_path, caplog):
+    client = control_client(tmp_path, token="guessed-token")
+    resp = client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    assert resp.status_code == 403 and resp.json["error"]["code"] == "forbidden"
+    assert "refused PUT /v1/packs/pricing-discount" in caplog.text
+    assert "guessed-token" not in caplog.text
+
+
+def test_an_edge_token_cannot_publish(tmp_path):
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    assert client.post("/v1/snapshots").status_code == 403
+
+
+def test_reads_and_checks_need_no_token(tmp_path):
+    anonymous = control_client(tmp_path, token=None)
+    assert anonymous.get("/v1/snapshots").status_code == 200
+    assert anonymous.post("/v1/packs/validate", data=PRICING_SOURCE).status_code == 200
+
+
+def test_with_no_token_configured_writes_are_refused(tmp_path):
+    client = control_client(tmp_path, PUBLISHER_TOKENS="")
+    assert client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE).status_code == 403
+
+
+# -- signing and fleet status ---------------------------------------------------------------
+
+def test_a_published_snapshot_is_signed_by_the_active_key(client, tmp_path):
+    from edge_module.signing import TrustedKeys
+
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    published = client.post("/v1/snapshots").json
+    store = LocalFolderStore(tmp_path / "store")
+    data = store.get_object(published["object"])
+    TrustedKeys(tmp_path / "trusted").verify(data, published["signature"], published["key_id"])
+
+
+def test_rotating_the_key_signs_new_revisions_with_the_new_key(client, tmp_path):
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    first = client.post("/v1/snapshots").json["key_id"]
+    rotated = client.post("/v1/keys/rotate")
+    assert rotated.status_code == 201 and rotated.json["key_id"] != first
+    assert client.post("/v1/snapshots").json["key_id"] == rotated.json["key_id"]
+    keys = {k["key_id"]: k for k in client.get("/v1/keys").json["keys"]}
+    assert keys[first]["trusted"] and not keys[first]["active"]
+
+
+def test_publishing_without_a_signing_key_is_a_clear_409(tmp_path):
+    client = control_client(tmp_path, signing_key=False)
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    resp = client.post("/v1/snapshots")
+    assert resp.status_code == 409 and "keys generate" in resp.json["error"]["message"]
+
+
+def test_edges_report_and_the_fleet_view_shows_who_is_behind(client, tmp_path):
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    for _ in range(3):
+        client.post("/v1/snapshots")
+    edge = control_client(tmp_path, token=EDGE_TOKEN, app=client.application)
+    assert edge.post("/v1/fleet/report", json={"edge_id": "pop-a", "revision": "3"}) \
+        .status_code == 204
+    assert edge.post("/v1/fleet/report", json={"edge_id": "pop-b", "revision": "1",
+                                                "last_error": "edge store unreachable"}) \
+        .status_code == 204
+    view = client.get("/v1/fleet").json
+    assert view["current_revision"] == 3
+    rows = {e["edge_id"]: e for e in view["edges"]}
+    assert (rows["pop-a"]["behind"], rows["pop-a"]["in_sync"]) == (0, True)
+    assert (rows["pop-b"]["behind"], rows["pop-b"]["last_error"]) == (2, "edge store unreachable")
+
+
+def test_a_report_needs_an_edge_token_and_an_edge_id(tmp_path):
+    publisher = control_client(tmp_path)
+    assert publisher.post("/v1/fleet/report", json={"edge_id": "x"}).status_code == 403
+    edge = control_client(tmp_path, token=EDGE_TOKEN)
+    assert edge.post("/v1/fleet/report", json={"revision": "1"}).status_code == 400

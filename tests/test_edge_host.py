@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.factories import T0, ev, snapshot_text
-from tests.servers import http, put_snapshot, running_edge, wait_for
+from tests.servers import BUILD, TRUSTED_KEYS, http, put_snapshot, running_edge, wait_for
 from tests.test_decisions import CHECKOUT, OPENING, PRICING
 
 
@@ -166,3 +171,56 @@ def test_a_host_without_any_snapshot_answers_503_until_one_arrives(tmp_path):
         put_snapshot(tmp_path / "empty", snapshot_text(PRICING, revision="1"), 1)
         wait_for(lambda: edge.health()["revision"] == "1", what="first snapshot")
         assert edge.decide(visit("e-1", 3200, OPENING))[0] == 200
+
+
+# -- saturation and shutdown ---------------------------------------------------------------------
+
+def poison(session: str) -> dict:
+    return {"session_id": session, "now_ms": T0, "context": {"url": "/" + "a" * 40 + "!"}}
+
+
+def test_beyond_the_pending_bound_requests_get_503_with_retry_after(tmp_path):
+    put_snapshot(tmp_path / "store", RUNAWAY, 7)
+    with running_edge(tmp_path / "store", decide_deadline_ms=1000, max_pending=1) as edge:
+        slow = threading.Thread(target=edge.decide, args=(poison("slow"),))
+        slow.start()
+        wait_for(lambda: edge.host.app.pending == 1, what="the slow decision to start")
+        status, body, headers = edge.decide({"session_id": "next", "now_ms": T0})
+        slow.join()
+        assert status == 503 and body["error"]["code"] == "overloaded"
+        assert headers["Retry-After"] == "1"
+        assert edge.decide({"session_id": "after", "now_ms": T0})[0] == 200
+
+
+def test_sigterm_lets_the_in_flight_decision_finish_then_exits(tmp_path, free_port):
+    put_snapshot(tmp_path / "store", RUNAWAY, 7)
+    env = {**os.environ, "EDGE_PORT": str(free_port), "TRIGGERS_STORE": str(tmp_path / "store"),
+           "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
+           "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
+           "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
+           "EDGE_DECIDE_DEADLINE_MS": "1500"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_for(lambda: _up(url), what="the edge host to start")
+        answers: list[int] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(http("POST", url + "/v1/decide", poison("s"))[0]))
+        slow.start()
+        wait_for(lambda: http("GET", url + "/healthz")[1].get("pending") == 1, what="in flight")
+        proc.send_signal(signal.SIGTERM)
+        slow.join(timeout=10)
+        assert answers == [503]  # the stopped decision still got its (JSON) answer
+        assert proc.wait(timeout=10) == 0
+        assert b"draining" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _up(url: str) -> bool:
+    try:
+        return http("GET", url + "/healthz")[0] == 200
+    except OSError:
+        return False

@@ -28,8 +28,14 @@ def _free_port() -> int:
 
 
 class Stack:
-    def __init__(self, proc: subprocess.Popen[bytes], control: str, edge: str, log: Path) -> None:
-        self.proc, self.control, self.edge, self.log = proc, control, edge, log
+    def __init__(self, proc: subprocess.Popen[bytes], control: str, edge: str, log: Path,
+                 data: Path) -> None:
+        self.proc, self.control, self.edge, self.log, self.data = proc, control, edge, log, data
+
+    @property
+    def auth(self) -> dict[str, str]:
+        token = (self.data / "publisher.token").read_text().strip()
+        return {"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"}
 
     def decide(self, body):
         return http("POST", self.edge + "/v1/decide", body)
@@ -40,13 +46,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("stack")
     cport, eport = _free_port(), _free_port()
     env = {**os.environ, "CONTROL_PORT": str(cport), "EDGE_PORT": str(eport),
-           "CONTROL_DATA_DIR": str(tmp / "control"), "TRIGGERS_STORE_DIR": str(tmp / "store"),
-           "EDGE_SYNC_INTERVAL_S": "0.1", "VENV": str(Path(sys.executable).parent.parent)}
+           "CONTROL_DATA_DIR": str(tmp / "control"), "TRIGGERS_STORE": str(tmp / "store"),
+           "TRIGGERS_TRUSTED_KEYS": str(tmp / "trusted"), "EDGE_STATE_DIR": str(tmp / "edge"),
+           "EDGE_SYNC_INTERVAL_S": "0.1", "EDGE_REPORT_INTERVAL_S": "0.2",
+           "VENV": str(Path(sys.executable).parent.parent)}
     log = tmp / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(["bash", str(ROOT / "build.sh"), "up"], cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    stack = Stack(proc, f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{eport}", log)
+    stack = Stack(proc, f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{eport}", log,
+                  tmp / "control")
     try:
         wait_for(lambda: b"Ctrl-C stops both" in log.read_bytes() or proc.poll() is not None,
                  timeout_s=240, what="./build.sh up")
@@ -94,9 +103,9 @@ def test_a_pack_submitted_and_published_over_http_reaches_the_edge(stack):
     slower = source.replace('">= 3s"', '">= 5s"')
     assert slower != source
     status, body, _ = http("PUT", stack.control + "/v1/packs/pricing-discount", slower,
-                           {"Content-Type": "application/yaml"})
+                           stack.auth)
     assert status == 200, body
-    status, published, _ = http("POST", stack.control + "/v1/snapshots")
+    status, published, _ = http("POST", stack.control + "/v1/snapshots", headers=stack.auth)
     assert status == 201 and published["revision"] == 2
     wait_for(lambda: http("GET", stack.edge + "/healthz")[1].get("revision") == "2",
              what="the edge to serve revision 2")
@@ -110,11 +119,26 @@ def test_a_pack_submitted_and_published_over_http_reaches_the_edge(stack):
 def test_a_broken_pack_is_refused_with_its_position(stack):
     status, body, _ = http("PUT", stack.control + "/v1/packs/broken",
                            "pack: broken\ntriggers:\n  - id: x\n    when:\n      - scrol_depth: '>= 0.5'\n"
-                           "    action: {content: c}\n", {"Content-Type": "application/yaml"})
+                           "    action: {content: c}\n", stack.auth)
     assert status == 422
     problem = body["error"]["problems"][0]
     assert (problem["line"], problem["column"]) == (5, 9)
     assert problem["suggestion"] == "scroll_depth"
+
+
+def test_writes_without_the_publisher_token_are_refused(stack):
+    status, body, _ = http("POST", stack.control + "/v1/snapshots")
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+
+
+def test_the_edge_reports_its_revision_to_the_fleet_view(stack):
+    def reported():
+        edges = http("GET", stack.control + "/v1/fleet")[1]["edges"]
+        return edges if edges and edges[0]["revision"] is not None else None
+
+    [edge] = wait_for(reported, what="the edge's status report")
+    assert edge["edge_id"] == stack.edge.removeprefix("http://")
+    assert edge["last_error"] is None and edge["instances"] == 4
 
 
 def test_ctrl_c_stops_the_whole_stack(stack):

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from ..auth import require
 from ..errors import ApiError
 from ..pack_registry import PackRegistry
 from ..rulepack import Pack, load_pack
@@ -17,7 +18,8 @@ def _registry() -> PackRegistry:
     return current_app.extensions["pack_registry"]
 
 
-def _body_text() -> str:
+def body_text() -> str:
+    """The request body as text: a rule pack is UTF-8 YAML."""
     try:
         return request.get_data(cache=False).decode("utf-8")
     except UnicodeDecodeError:
@@ -30,12 +32,15 @@ def _summary(pack: Pack) -> dict[str, Any]:
 
 @bp.post("/validate")
 def validate() -> Any:
-    """Validate a pack (alone) without storing it: 200 with a summary or 422 with problems."""
-    filename = request.args.get("file", "pack.yaml")
-    return jsonify(ok=True, **_summary(load_pack(_body_text(), filename)))
+    """Validate a pack (alone, and against the content catalog) without storing it: 200 with
+    a summary or 422 with problems."""
+    pack = load_pack(body_text(), request.args.get("file", "pack.yaml"))
+    _registry().check_content([pack])
+    return jsonify(ok=True, **_summary(pack))
 
 
 @bp.put("/<name>")
+@require("publisher")
 def submit(name: str) -> Any:
     """Validate a pack with the others and store it; publishing is a separate step."""
     registry = _registry()
@@ -43,7 +48,7 @@ def submit(name: str) -> Any:
         registry.path(name)
     except ValueError as exc:
         raise ApiError(400, "invalid_name", str(exc)) from None
-    text = _body_text()
+    text = body_text()
     pack = registry.check(text, request.args.get("file", f"{name}.yaml"))
     if pack.name != name:
         raise ApiError(400, "name_mismatch",
@@ -70,6 +75,7 @@ def show(name: str) -> Any:
 
 
 @bp.delete("/<name>")
+@require("publisher")
 def delete(name: str) -> Any:
     try:
         deleted = _registry().delete(name)

@@ -1,30 +1,49 @@
-"""Snapshots: publish the registry's packs, list revisions, show the current one."""
+"""Snapshots: publish the registry's packs, list revisions, show the current one, roll back."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from .. import publishing
+from ..auth import require
 from ..errors import ApiError
 
 bp = Blueprint("snapshots", __name__, url_prefix="/v1/snapshots")
 
 
 @bp.post("")
+@require("publisher")
 def publish() -> Any:
     """Compile every pack in the registry into the next revision and make it current."""
-    packs = current_app.extensions["pack_registry"].packs()
+    registry = current_app.extensions["pack_registry"]
+    packs = registry.packs()
     if not packs:
         raise ApiError(409, "no_packs", "the registry holds no rule packs; submit one first")
-    published = publishing.publish(current_app.extensions["edge_store"], packs)
+    registry.check_content(packs)  # the catalog may have changed since they were submitted
+    signer = current_app.extensions["key_ring"].active()
+    published = publishing.publish(current_app.extensions["edge_store"], packs, signer)
     return jsonify(published.to_dict()), 201
 
 
 @bp.get("")
 def list_revisions() -> Any:
+    """Every published revision and rollback, newest first."""
     return jsonify(revisions=publishing.revisions(current_app.extensions["edge_store"]))
+
+
+@bp.post("/rollback")
+@require("publisher")
+def rollback() -> Any:
+    """Serve an earlier revision's snapshot again: `{"revision": N}`."""
+    body = request.get_json(silent=True)
+    revision = body.get("revision") if isinstance(body, dict) else None
+    if type(revision) is not int or revision < 1:
+        raise ApiError(400, "invalid_request", 'the body must be JSON {"revision": N}, N an '
+                                               "integer >= 1", field="revision")
+    done = publishing.rollback(current_app.extensions["edge_store"], revision)
+    return jsonify(done.entry.to_dict())
 
 
 @bp.get("/current")

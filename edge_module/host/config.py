@@ -11,12 +11,26 @@ class ConfigError(Exception):
     pass
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
 @dataclass(frozen=True)
 class EdgeConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     threads: int = 4  # HTTP worker threads; also the number of component instances
-    store_dir: Path = Path(".var/edge-store")  # TRIGGERS_STORE_DIR, shared with the control plane
+    # The edge store: a folder or s3://bucket/prefix (TRIGGERS_STORE, shared with the
+    # control plane); S3 credentials come from the usual AWS chain.
+    store: str = ".var/edge-store"
+    s3_endpoint_url: str = ""  # TRIGGERS_S3_ENDPOINT_URL: any S3-compatible endpoint
+    trusted_keys: Path = Path(".var/trusted-keys")  # TRIGGERS_TRUSTED_KEYS: *.pub files
+    state_dir: Path = Path(".var/edge")  # the last good snapshot, kept across restarts
+    edge_id: str = ""  # default: host:port
+    control_url: str = "http://127.0.0.1:8600"  # where status is reported ("" = nowhere)
+    token: str = ""  # this edge's token for the control plane
+    report_interval_s: float = 5.0
+    max_pending: int = 64  # decisions waiting or running; beyond it: 503 + Retry-After
+    drain_timeout_s: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     component: Path = Path("build/decision-engine.wasm")
     cache_dir: Path = Path("build/cache")
     decide_deadline_ms: int = 50  # a guest running longer is stopped and replaced
@@ -27,18 +41,33 @@ class EdgeConfig:
     max_sessions: int = 100_000
     max_body_bytes: int = 256 * 1024
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
+    session_store: str = "memory"  # or a redis:// URL shared by the edge hosts of one PoP
+
+    def __post_init__(self) -> None:
+        if self.session_store != "memory" and not self.session_store.startswith(REDIS_SCHEMES):
+            raise ConfigError(f"EDGE_SESSION_STORE={self.session_store!r}: expected 'memory' "
+                              "or a redis:// URL (e.g. redis://127.0.0.1:6379/0)")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> EdgeConfig:
-        """Defaults, then EDGE_<FIELD> variables (TRIGGERS_STORE_DIR for the store), then overrides."""
+        """Defaults, then EDGE_<FIELD> (or the shared TRIGGERS_*) variables, then overrides."""
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {}
         for f in fields(cls):
-            name = "TRIGGERS_STORE_DIR" if f.name == "store_dir" else f"EDGE_{f.name.upper()}"
-            if name in env:
-                values[f.name] = _convert(name, env[name], f.default)
+            for name in _ENV_NAMES.get(f.name, (f"EDGE_{f.name.upper()}",)):
+                if name in env:
+                    values[f.name] = _convert(name, env[name], f.default)
+                    break
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+# Settings shared with the control plane are named TRIGGERS_*.
+_ENV_NAMES = {
+    "store": ("TRIGGERS_STORE", "TRIGGERS_STORE_DIR"),
+    "s3_endpoint_url": ("TRIGGERS_S3_ENDPOINT_URL",),
+    "trusted_keys": ("TRIGGERS_TRUSTED_KEYS",),
+}
 
 
 def _convert(name: str, raw: str, default: object) -> object:

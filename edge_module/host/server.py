@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.api import pack, unpack
-from ..edge_store import LocalFolderStore
+from ..edge_store import open_store
+from ..signing import TrustedKeys
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
 from .pool import InstancePool, PoolBusy
-from .session_store import MemorySessionStore, SessionLocks, SessionStore
+from .session_store import (
+    MemorySessionStore,
+    SessionStore,
+    SessionStoreUnavailable,
+    make_session_store,
+)
 from .snapshot_sync import SnapshotSync
+from .status_report import StatusReporter
 
 log = logging.getLogger("edge.host")
 
@@ -65,9 +72,13 @@ class EdgeApp:
         self.sessions = sessions
         self.sync = sync
         self.config = config
-        self.locks = SessionLocks()
         self.counters = Counters()
         self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.edge_id = config.edge_id or f"{config.host}:{config.port}"
+        self.started_ms = self._clock_ms()
+        self.draining = False
+        self.pending = 0  # decisions waiting for or holding an instance
+        self._pending_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -82,6 +93,12 @@ class EdgeApp:
                 status, body, extra = self.health()
             else:
                 status, body, extra = 404, error_body("not_found", f"no route {path}"), []
+        except SessionStoreUnavailable as exc:  # the detail names internal hosts: log only
+            log.warning("%s %s: %s", method, path, exc)
+            status, body, extra = 503, error_body(
+                "session_store_unavailable",
+                "session state is unavailable; no decision was made, retry shortly"), [
+                ("Retry-After", "1")]
         except Exception:  # noqa: BLE001 - a bug must cost one request, not the worker
             log.exception("unhandled error on %s %s", method, path)
             self.counters.add("errors")
@@ -96,6 +113,22 @@ class EdgeApp:
         return [body]
 
     def decide(self, environ: dict[str, Any]) -> tuple[int, bytes, list[tuple[str, str]]]:
+        if self.draining:
+            return 503, error_body("draining", "edge host shutting down, retry shortly"), [
+                ("Retry-After", "1")]
+        with self._pending_lock:
+            if self.pending >= self.config.max_pending:
+                self.counters.add("busy")
+                return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
+                    ("Retry-After", "1")]
+            self.pending += 1
+        try:
+            return self._decide(environ)
+        finally:
+            with self._pending_lock:
+                self.pending -= 1
+
+    def _decide(self, environ: dict[str, Any]) -> tuple[int, bytes, list[tuple[str, str]]]:
         started = time.perf_counter_ns()
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
@@ -120,7 +153,7 @@ class EdgeApp:
             return 400, error_body("invalid_request", "session_id must be a non-empty string",
                                    "session_id"), []
 
-        with self.locks(session_id):
+        with self.sessions.lock(session_id):
             envelope = pack((self._clock_ms(), self.sessions.get(session_id), request))
             try:
                 result = self.pool.decide(envelope)
@@ -143,20 +176,35 @@ class EdgeApp:
         response["latency_us"] = (time.perf_counter_ns() - started) // 1000
         return 200, _dumps(response).encode(), []
 
-    def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def status(self) -> dict[str, Any]:
+        """What this edge runs and how it fares (healthz, and the fleet report)."""
         current = self.pool.current
-        status = self.sync.status if self.sync is not None else None
-        doc = {
-            "status": "ok" if current is not None else "no_snapshot",
+        sync = self.sync.status.to_dict() if self.sync is not None else {}
+        with self.counters.lock:
+            counters = {"decisions": self.counters.decisions, "errors": self.counters.errors,
+                        "aborted": self.counters.timeouts, "busy": self.counters.busy}
+        return {
+            "edge_id": self.edge_id,
+            "status": "draining" if self.draining else (
+                "ok" if current is not None else "no_snapshot"),
             "revision": current.revision if current is not None else None,
-            "last_sync_ms": status.last_sync_ms if status else None,
-            "last_error": status.last_error if status else None,
+            "last_sync_ms": sync.get("last_sync_ms"),
+            "last_error": sync.get("last_error"),
+            "last_error_ms": sync.get("last_error_ms"),
+            "from_cache": sync.get("from_cache", False),
             "instances": self.pool.size,
             "traps": self.pool.traps,
-            "sessions": len(self.sessions),
-            "decisions": self.counters.decisions,
+            # counted only in memory: a shared store would need a scan per report
+            "sessions": len(self.sessions) if isinstance(self.sessions, MemorySessionStore)
+            else None,
+            "pending": self.pending,
+            "started_ms": self.started_ms,
+            **counters,
         }
-        return (200 if current is not None else 503), json.dumps(doc).encode(), []
+
+    def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
+        doc = self.status()
+        return (200 if doc["status"] == "ok" else 503), json.dumps(doc).encode(), []
 
 
 def _guest_error(error_json: str) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -178,6 +226,7 @@ class EdgeHost:
     app: EdgeApp
     sync: SnapshotSync
     ticker: EpochTicker
+    reporter: StatusReporter | None = None
 
     @classmethod
     def build(cls, config: EdgeConfig) -> EdgeHost:
@@ -198,15 +247,28 @@ class EdgeHost:
                             decide_deadline_ms=config.decide_deadline_ms,
                             load_deadline_ms=config.load_deadline_ms,
                             acquire_timeout_s=config.acquire_timeout_s)
-        sync = SnapshotSync(LocalFolderStore(config.store_dir), pool, config.sync_interval_s)
-        sync.sync_once()
+        store = open_store(config.store, config.s3_endpoint_url or None)
+        sync = SnapshotSync(store, pool, TrustedKeys(config.trusted_keys),
+                            config.sync_interval_s, config.state_dir / "last-good")
+        sync.load_cached()  # serve the last good snapshot even if the store is down
+        sync.run_once()
         sync.start()
-        sessions = MemorySessionStore(config.max_sessions, config.session_ttl_s)
-        return cls(config, EdgeApp(pool, sessions, sync, config), sync, ticker)
+        sessions = make_session_store(config)
+        app = EdgeApp(pool, sessions, sync, config)
+        reporter = None
+        if config.control_url:
+            reporter = StatusReporter(config.control_url, config.token, app.status,
+                                      config.report_interval_s)
+            reporter.start()
+        return cls(config, app, sync, ticker, reporter)
 
     def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.stop()
+            self.reporter.run_once()  # a last report: the control plane sees the new state
         self.sync.stop()
         self.ticker.stop()
+        self.app.sessions.close()
 
 
 def serve(config: EdgeConfig) -> None:
@@ -217,20 +279,35 @@ def serve(config: EdgeConfig) -> None:
                            ident="edge-host", max_request_body_size=config.max_body_bytes,
                            connection_limit=1000, channel_timeout=30)
 
-    def stop(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signum)
-        server.close()
+    def drain(signum: int, _frame: object) -> None:
+        """SIGTERM: stop accepting, let in-flight decisions finish, then stop the loop."""
+        log.info("signal %s: draining (at most %.0f s)", signum, config.drain_timeout_s)
+        host.app.draining = True
+        server.accepting = False  # the loop stops polling the listening socket
 
-    signal.signal(signal.SIGTERM, stop)
-    log.info("edge host on http://%s:%s (revision %s)", config.host, server.effective_port,
-             host.sync.status.revision)
+        def finish() -> None:
+            deadline = time.monotonic() + config.drain_timeout_s
+            while host.app.pending and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.1)  # let the loop flush the last responses
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=finish, name="drain", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, drain)
+    # A process started in the background by a shell inherits SIGINT ignored; Ctrl-C (and
+    # the end of a drain) must still stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    log.info("edge host %s on http://%s:%s (revision %s)", host.app.edge_id, config.host,
+             server.effective_port, host.sync.status.revision)
     try:
         server.run()
-    except (KeyboardInterrupt, OSError):
-        pass  # OSError: the loop's sockets were closed by the signal handler
+    except KeyboardInterrupt:
+        pass
     finally:
         server.close()
         host.close()
+        log.info("edge host stopped")
 
 
 def main(argv: list[str] | None = None) -> int:

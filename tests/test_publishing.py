@@ -1,0 +1,107 @@
+"""Publishing and rolling back revisions in the edge store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from control_plane import publishing
+from control_plane.rulepack import load_pack
+from edge_module.core import load_snapshot
+from control_plane.keys import KeyRing, SigningKey
+from edge_module.edge_store import LocalFolderStore
+
+PACK = "pack: p\ntriggers:\n  - id: t\n    when: [{dwell: \">= {secs}s\"}]\n" \
+       "    action: {content: c}\n"
+
+
+def pack(secs: int) -> list:
+    return [load_pack(PACK.replace("{secs}", str(secs)), "p.yaml")]
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> SigningKey:
+    return KeyRing(tmp_path / "keys", tmp_path / "trusted").ensure()
+
+
+@pytest.fixture
+def store(tmp_path: Path, signer: SigningKey) -> LocalFolderStore:
+    store = LocalFolderStore(tmp_path / "store")
+    for n, secs in enumerate((1, 2, 3), start=1):
+        publishing.publish(store, pack(secs), signer, now_ms=n * 1000)
+    return store
+
+
+def served(store: LocalFolderStore) -> tuple[str, float]:
+    """The revision label and dwell threshold of the snapshot the edge would fetch now."""
+    fetched = store.fetch_current()
+    assert fetched is not None
+    snap = json.loads(fetched.snapshot_text)
+    return load_snapshot(fetched.snapshot_text).revision, snap["triggers"][0]["when"][0]["value"]
+
+
+def test_rollback_points_the_edge_at_the_earlier_revisions_snapshot(store):
+    publishing.rollback(store, 1, now_ms=9000)
+    assert served(store) == ("1", 1000)
+
+
+def test_rollback_makes_the_manifest_name_the_earlier_revision(store):
+    done = publishing.rollback(store, 2, now_ms=9000)
+    current = publishing.current(store)
+    assert current is not None
+    assert (current["revision"], current["rollback_from"]) == (2, 3)
+    assert (done.entry.to_dict(), done.changed) == (current, True)
+
+
+def test_rollback_is_recorded_in_the_history_as_a_rollback(store):
+    publishing.rollback(store, 1, now_ms=9000)
+    newest = publishing.revisions(store)[0]
+    assert (newest["revision"], newest["rollback_from"], newest["published_ms"]) == (1, 3, 9000)
+    assert [r["revision"] for r in publishing.revisions(store)] == [1, 3, 2, 1]
+
+
+def test_publishing_after_a_rollback_takes_a_new_number(store, signer):
+    publishing.rollback(store, 1, now_ms=9000)
+    assert publishing.publish(store, pack(4), signer, now_ms=10_000).revision == 4
+
+
+def test_rolling_back_to_a_rolled_back_revision_uses_its_original_snapshot(store):
+    publishing.rollback(store, 1, now_ms=9000)
+    publishing.rollback(store, 3, now_ms=9500)
+    assert served(store) == ("3", 3000)
+
+
+def test_rolling_back_to_the_current_revision_changes_nothing(store):
+    before = publishing.revisions(store)
+    assert not publishing.rollback(store, 3, now_ms=9000).changed
+    assert publishing.revisions(store) == before
+
+
+def test_an_unknown_revision_is_refused_and_names_the_known_ones(store):
+    with pytest.raises(publishing.RevisionError) as info:
+        publishing.rollback(store, 7)
+    assert info.value.code == "unknown_revision"
+    assert info.value.message == "revision 7 was never published (published: 1, 2, 3)"
+    assert served(store) == ("3", 3000)
+
+
+def test_rollback_before_anything_is_published_is_refused(tmp_path):
+    with pytest.raises(publishing.RevisionError) as info:
+        publishing.rollback(LocalFolderStore(tmp_path), 1)
+    assert info.value.code == "not_published"
+
+
+def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
+    manifest = store.read_manifest()
+    assert manifest is not None
+    manifest["history"][0]["signature"] = "sig-of-1"  # e.g. a field a later publish adds
+    store.write_manifest(manifest)
+    publishing.rollback(store, 1, now_ms=9000)
+    assert store.read_manifest()["signature"] == "sig-of-1"
+
+
+def test_the_snapshot_of_any_published_revision_can_be_read(store):
+    assert publishing.snapshot_of(store, 2)["revision"] == "2"
+    assert publishing.snapshot_of(store)["revision"] == "3"
