@@ -2,7 +2,7 @@
 # Build and task entry point. Needs only Python 3.11+ on the machine.
 #   ./build.sh up      build everything, publish rules/, run control plane + edge host
 #   ./build.sh test    build everything, run the whole test suite
-#   ./build.sh bench   decide latency, natively and through the component
+#   ./build.sh bench   decide latency (native, component), propagation, simulate rate
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
 #   ./build.sh clean   remove build outputs and local state
 set -euo pipefail
@@ -133,7 +133,12 @@ case "${1:-}" in
   bench)
     build
     shift
+    say "decide latency, natively and in the component"
     "$PY" -m loadtest.bench "$@"
+    say "publish-to-served propagation"
+    "$PY" -m loadtest.bench_propagation
+    say "simulate (backtest) throughput"
+    "$PY" -m loadtest.bench_simulate
     ;;
   clean) rm -rf build .var ;;
   *)

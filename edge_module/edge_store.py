@@ -160,42 +160,6 @@ class LocalFolderStore:
             self.put_object(MANIFEST_KEY, data)
         return sha256_bytes(data)
 
-    # -- the folder API that publishing used before the CAS manifest (kept while migrating)
-
-    def put(self, key: str, data: bytes) -> None:
-        self.put_object(key, data)
-
-    def get(self, key: str) -> bytes:
-        return self.get_object(key)
-
-    def etag(self, key: str) -> str | None:
-        try:
-            return sha256_bytes((self.root / key).read_bytes())
-        except FileNotFoundError:
-            return None
-
-    @contextlib.contextmanager
-    def publish_lock(self) -> Iterator[None]:
-        with open_lock(self.root / ".publish.lock"):
-            yield
-
-    def read_manifest(self) -> dict[str, Any] | None:
-        got = read_manifest(self)
-        return None if got is None else got[0].doc
-
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        self.put_object(MANIFEST_KEY, json.dumps(manifest, indent=1, sort_keys=True).encode())
-
-    def fetch_current(self, known_etag: str | None = None) -> Any:
-        got = read_manifest(self)
-        if got is None:
-            raise StoreError(f"no manifest in {self.root} yet: nothing has been published")
-        manifest, etag = got
-        text = self.get_object(manifest.object).decode("utf-8", errors="replace")
-        if sha256_text(text) != manifest.sha256:
-            raise StoreError(f"{manifest.object}: content hash does not match the manifest")
-        return _Fetched(manifest.doc, text, etag)
-
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -205,24 +169,6 @@ class LocalFolderStore:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-@dataclass(frozen=True)
-class _Fetched:
-    manifest: dict[str, Any]
-    snapshot_text: str
-    etag: str
-
-
-@contextlib.contextmanager
-def open_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 class S3Store:

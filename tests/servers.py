@@ -149,3 +149,19 @@ def control_client(tmp_path: Path, token: str | None = PUBLISHER_TOKEN, app: Any
     if token:
         client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     return client
+
+
+@dataclass
+class Served:
+    manifest: dict[str, Any]
+    snapshot_text: str
+
+
+def served(store: Path | EdgeStore) -> Served:
+    """What an edge would fetch from `store` now: the manifest and its snapshot's text."""
+    if isinstance(store, Path):
+        store = LocalFolderStore(store)
+    got = read_manifest(store)
+    assert got is not None, "nothing published"
+    manifest = got[0]
+    return Served(manifest.doc, store.get_object(manifest.object).decode())

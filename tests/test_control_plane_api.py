@@ -10,7 +10,7 @@ import pytest
 from control_plane import create_app
 from edge_module.core import load_snapshot
 from edge_module.edge_store import LocalFolderStore
-from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, ROOT, control_client
+from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, ROOT, control_client, served
 
 PRICING_SOURCE = (ROOT / "rules" / "pricing-discount.yaml").read_text()
 CHECKOUT_SOURCE = (ROOT / "rules" / "checkout-reminder.yaml").read_text()
@@ -72,9 +72,8 @@ def test_publishing_writes_a_loadable_snapshot_and_a_manifest(client, tmp_path):
     resp = client.post("/v1/snapshots")
     assert resp.status_code == 201
     assert resp.json["revision"] == 1 and resp.json["triggers"] == 2
-    store = LocalFolderStore(tmp_path / "store")
-    fetched = store.fetch_current()
-    assert fetched is not None and load_snapshot(fetched.snapshot_text).revision == "1"
+    fetched = served(tmp_path / "store")
+    assert load_snapshot(fetched.snapshot_text).revision == "1"
     assert fetched.manifest["object"] == f"snapshots/{fetched.manifest['sha256']}.json"
 
 
@@ -139,8 +138,8 @@ def test_rollback_serves_an_earlier_revision_again(client, tmp_path):
     resp = client.post("/v1/snapshots/rollback", json={"revision": 1})
     assert resp.status_code == 200
     assert (resp.json["revision"], resp.json["rollback_from"]) == (1, 2)
-    fetched = LocalFolderStore(tmp_path / "store").fetch_current()
-    assert fetched is not None and load_snapshot(fetched.snapshot_text).revision == "1"
+    fetched = served(tmp_path / "store")
+    assert load_snapshot(fetched.snapshot_text).revision == "1"
     assert client.get("/v1/snapshots").json["revisions"][0]["rollback_from"] == 2
 
 

@@ -11,7 +11,8 @@ from control_plane import publishing
 from control_plane.rulepack import load_pack
 from edge_module.core import load_snapshot
 from control_plane.keys import KeyRing, SigningKey
-from edge_module.edge_store import LocalFolderStore
+from edge_module.edge_store import LocalFolderStore, read_manifest
+from tests.servers import served as served_now
 
 PACK = "pack: p\ntriggers:\n  - id: t\n    when: [{dwell: \">= {secs}s\"}]\n" \
        "    action: {content: c}\n"
@@ -36,8 +37,7 @@ def store(tmp_path: Path, signer: SigningKey) -> LocalFolderStore:
 
 def served(store: LocalFolderStore) -> tuple[str, float]:
     """The revision label and dwell threshold of the snapshot the edge would fetch now."""
-    fetched = store.fetch_current()
-    assert fetched is not None
+    fetched = served_now(store)
     snap = json.loads(fetched.snapshot_text)
     return load_snapshot(fetched.snapshot_text).revision, snap["triggers"][0]["when"][0]["value"]
 
@@ -94,12 +94,14 @@ def test_rollback_before_anything_is_published_is_refused(tmp_path):
 
 
 def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
-    manifest = store.read_manifest()
-    assert manifest is not None
-    manifest["history"][0]["signature"] = "sig-of-1"  # e.g. a field a later publish adds
-    store.write_manifest(manifest)
+    got = read_manifest(store)
+    assert got is not None
+    manifest, etag = got[0].doc, got[1]
+    manifest["history"][0]["note"] = "kept"  # e.g. a field a later publish adds
+    store.put_manifest(json.dumps(manifest).encode(), etag)
     publishing.rollback(store, 1, now_ms=9000)
-    assert store.read_manifest()["signature"] == "sig-of-1"
+    assert served_now(store).manifest["note"] == "kept"
+    assert served_now(store).manifest["signature"] == manifest["history"][0]["signature"]
 
 
 def test_the_snapshot_of_any_published_revision_can_be_read(store):
