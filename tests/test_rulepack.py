@@ -85,8 +85,11 @@ def test_pricing_discount_pack_compiles_to_its_documented_trigger():
     trig = compile_snapshot([pack], "r", 0)["triggers"][0]
     assert trig == {
         "id": "pricing-discount", "pack": "pricing-discount", "pages": ["/pricing"], "on": None,
+        "segment": None,
         "when": [{"signal": "dwell", "op": ">=", "value": 3000},
                  {"signal": "scroll_depth", "op": ">=", "value": 0.78}],
+        "consecutive": 1, "group": None, "journey": None,
+        "rollout": 100, "holdout": 0, "salt": "pricing-discount",
         "action": {"content": "discount-nudge-10", "tier": "immediate", "delay_ms": 0,
                    "priority": 10},
         "cap": {"per_session": 1, "per_page": 1, "cooldown_ms": 0},

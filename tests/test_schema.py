@@ -17,9 +17,11 @@ from control_plane.rulepack.validate import (
     CAP_KEYS,
     ON_KEYS,
     PACK_KEYS,
+    SEQUENCE_KEYS,
     TRIGGER_KEYS,
 )
-from edge_module.core.catalog import SIGNALS
+from control_plane.rulepack.validate_conditions import CONDITION_WORDS
+from control_plane.rulepack.validate_models import MODELS_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -65,10 +67,13 @@ def test_schema_allows_exactly_the_keys_the_validator_allows():
     defs = schema["definitions"]
     assert list(schema["properties"]) == list(PACK_KEYS)
     assert list(defs["trigger"]["properties"]) == list(TRIGGER_KEYS)
-    assert list(defs["on"]["anyOf"][1]["properties"]) == list(ON_KEYS)
+    assert list(defs["event_filter"]["anyOf"][1]["properties"]) == list(ON_KEYS)
     assert list(defs["action"]["properties"]) == list(ACTION_KEYS)
     assert list(defs["cap"]["properties"]) == list(CAP_KEYS)
-    assert list(defs["condition"]["properties"]) == list(SIGNALS)
+    assert list(defs["condition"]["properties"]) == list(CONDITION_WORDS)
+    assert list(defs["inner_condition"]["properties"]) == list(CONDITION_WORDS[:-1])
+    assert list(defs["sequence"]["properties"]) == list(SEQUENCE_KEYS)
+    assert list(defs["models"]["properties"]) == list(MODELS_KEYS)
 
 
 def test_schema_offers_the_catalog_content_ids():

@@ -1,10 +1,14 @@
 """What a trigger's conditions allow, as one interval per measured quantity.
 
-A trigger's `when` is a conjunction, and each condition bounds one quantity (a signal, with
-its window or target): `dwell >= 2s` and `dwell < 5s` allow dwell in [2s, 5s). Intersecting
-the bounds per quantity, and with what the signal can take at all (scroll depth is 0..1),
-answers the linter's questions exactly: can the conditions ever hold together, and does one
-trigger's set of conditions imply another's.
+A trigger's `when` is a conjunction, and each static signal condition bounds one quantity
+(a signal, with its parameters): `dwell >= 2s` and `dwell < 5s` allow dwell in [2s, 5s).
+Intersecting the bounds per quantity, and with what the signal can take at all (scroll
+depth is 0..1), answers the linter's questions exactly for those conditions: can they ever
+hold together, and does one trigger's set of conditions imply another's.
+
+Other conditions (context, segments, sustained, per-segment, adaptive or hybrid thresholds)
+are not reasoned about: they never make a trigger look dead, and one trigger implies
+another's only if it has each of them too, written alike.
 """
 
 from __future__ import annotations
@@ -14,14 +18,21 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from ..rulepack import ConditionSpec
-from ..rulepack.compiler import page_bucket
+from edge_module.core.catalog import AGGREGATE_FIELDS
 
-Quantity = tuple[str, int | None, str | None]  # signal, window_ms, target
+from ..rulepack.compiler import page_bucket
+from ..rulepack.model import Condition, ConditionSpec, EventFilter
+
+# signal, window_ms, target, baseline, event, after, field
+Quantity = tuple[str, int | None, str | None, str | None, EventFilter | None,
+                 EventFilter | None, str | None]
 INF = math.inf
-# What each signal can be at all. Every one of them is 0 right after a page_view.
-SIGNAL_RANGE = {"dwell": (0.0, INF), "scroll_depth": (0.0, 1.0), "scroll_velocity": (0.0, INF),
-                "hover": (0.0, INF)}
+# What each signal can be at all.
+SIGNAL_RANGE = {"scroll_depth": (0.0, 1.0), "scroll_position": (0.0, 1.0),
+                "mouse_entropy": (0.0, 3.0), "intent": (0.0, 1.0)}
+FIELD_RANGE = {"scroll.depth": (0.0, 1.0)}
+# Signals that start again from 0 at every page_view.
+PAGE_RESET = ("dwell", "scroll_depth", "scroll_position", "scroll_velocity", "hover")
 
 
 @dataclass(frozen=True)
@@ -66,36 +77,54 @@ class Interval:
 
 
 def quantity(cond: ConditionSpec) -> Quantity:
-    return cond.signal, cond.window_ms, cond.target
+    return (cond.signal, cond.window_ms, cond.target, cond.baseline, cond.event, cond.after,
+            cond.field)
 
 
-def signal_range(signal: str) -> Interval:
-    lo, hi = SIGNAL_RANGE.get(signal, (-INF, INF))
+def is_bound(cond: Condition) -> bool:
+    """A condition this module reasons about: a signal against one fixed threshold."""
+    return isinstance(cond, ConditionSpec) and cond.mode == "static" and not cond.by_segment
+
+
+def bounds(conds: Iterable[Condition]) -> list[ConditionSpec]:
+    return [c for c in conds if isinstance(c, ConditionSpec) and is_bound(c)]
+
+
+def signal_range(key: Quantity) -> Interval:
+    signal, field = key[0], key[6]
+    if field is not None:
+        lo, hi = FIELD_RANGE.get(field, (0.0, INF) if field in AGGREGATE_FIELDS else (-INF, INF))
+    else:
+        lo, hi = SIGNAL_RANGE.get(signal, (0.0, INF))
     return Interval(lo, hi)
 
 
-def allowed(conds: Iterable[ConditionSpec]) -> dict[Quantity, Interval]:
-    """The interval each quantity the conditions mention must fall in for all to hold."""
+def allowed(conds: Iterable[Condition]) -> dict[Quantity, Interval]:
+    """The interval each quantity the conditions bound must fall in for all to hold."""
     out: dict[Quantity, Interval] = {}
-    for cond in conds:
+    for cond in bounds(conds):
         key = quantity(cond)
-        current = out.get(key) or signal_range(cond.signal)
+        current = out.get(key) or signal_range(key)
         out[key] = current.bounded_by(cond.op, float(cond.value))
     return out
 
 
-def impossible(conds: Iterable[ConditionSpec]) -> Quantity | None:
-    """A quantity the conditions can never satisfy together, or None if they can hold."""
+def impossible(conds: Iterable[Condition]) -> Quantity | None:
+    """A quantity the conditions can never satisfy together, or None if they may hold."""
     for key, interval in allowed(conds).items():
         if interval.is_empty():
             return key
     return None
 
 
-def implies(a: Iterable[ConditionSpec], b: Iterable[ConditionSpec]) -> bool:
-    """Whenever all of `a` hold, all of `b` hold."""
+def implies(a: Iterable[Condition], b: Iterable[Condition]) -> bool:
+    """Whenever all of `a` hold, all of `b` hold (as far as can be told)."""
+    a, b = list(a), list(b)
+    others = [c for c in a if not is_bound(c)]
+    if any(c not in others for c in b if not is_bound(c)):
+        return False
     mine = allowed(a)
-    return all(mine.get(key, signal_range(key[0])).within(interval)
+    return all(mine.get(key, signal_range(key)).within(interval)
                for key, interval in allowed(b).items())
 
 

@@ -8,9 +8,10 @@ Rules (codes are stable; `--ignore` takes them):
   L004  no per_session cap: the trigger can fire again on every page view
   L005  content id missing from the content catalog
 
-Shadowing by priority is not checked: the language has no exclusive groups yet, and without
-them a lower-priority trigger is not suppressed by a higher one (both are shown, up to the
-three actions per decision). Two triggers alike in all but priority are reported as L001.
+Conditions are compared where their thresholds are fixed (see `condition_logic`); context,
+segment, sustained, per-segment and adaptive conditions are taken as written. Triggers in
+one `group` never show together, so they are not reported as overlapping; two alike in all
+but priority are still duplicates (in a group, the lower one is never shown).
 """
 
 from __future__ import annotations
@@ -20,9 +21,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..rulepack import ConditionSpec, ContentCatalog, Pack, TriggerSpec
+from ..rulepack.compiler import compiled_condition, compiled_conditions
+from ..rulepack.content_catalog import pack_actions
+from ..rulepack.model import ActionSpec, SegmentRef
 from ..rulepack.validate import closest
 from . import plain_words
-from .condition_logic import Quantity, allowed, implies, impossible, pages_cover
+from .condition_logic import (
+    PAGE_RESET,
+    allowed,
+    bounds,
+    implies,
+    impossible,
+    pages_cover,
+    quantity,
+)
 
 RULES = {
     "L001": "duplicate trigger",
@@ -77,24 +89,21 @@ def lint(packs: Sequence[Pack], catalog: ContentCatalog | None = None,
         if not dead:
             live.append(trig)
         findings.extend(_uncapped(trig))
-        if catalog is not None:
-            findings.extend(_unlisted_content(trig, catalog))
+    if catalog is not None:
+        for pack in packs:
+            for scope, action in pack_actions(pack):
+                findings.extend(_unlisted_content(pack, scope, action, catalog))
     findings.extend(_duplicates_and_overlaps(live))
     skipped = set(ignore)
     return sorted((f for f in findings if f.code not in skipped),
                   key=lambda f: (f.file, f.line, f.column, f.code))
 
 
-def _describe(key: Quantity) -> str:
-    signal, window, target = key
-    return plain_words.subject({"signal": signal, "window_ms": window, "target": target})
-
-
 def _never_fires(trig: _Located) -> list[Finding]:
     spec = trig.spec
     key = impossible(spec.when)
     if key is not None:
-        conds = [c for c in spec.when if (c.signal, c.window_ms, c.target) == key]
+        conds = [c for c in bounds(spec.when) if quantity(c) == key]
         written = " and ".join(plain_words.condition(_compiled(c)) for c in conds)
         why = ("contradict each other" if len(conds) > 1
                else f"asks for a value {key[0]} never takes")
@@ -103,11 +112,12 @@ def _never_fires(trig: _Located) -> list[Finding]:
     if spec.on is not None and spec.on.type == "page_view":
         # A page_view starts a new page: dwell, scroll depth, velocity and hover are all 0.
         for key, interval in allowed(spec.when).items():
-            if not interval.contains(0.0):
-                cond = next(c for c in spec.when if (c.signal, c.window_ms, c.target) == key)
+            if key[0] in PAGE_RESET and not interval.contains(0.0):
+                cond = next(c for c in bounds(spec.when) if quantity(c) == key)
                 return [trig.finding(
-                    "L003", f"never fires: it fires at a page_view, when {_describe(key)} is "
-                            f"still 0, so {plain_words.condition(_compiled(cond))} cannot hold",
+                    "L003", f"never fires: it fires at a page_view, when "
+                            f"{plain_words.subject(_compiled(cond))} is still 0, so "
+                            f"{plain_words.condition(_compiled(cond))} cannot hold",
                     cond.line, cond.column)]
     return []
 
@@ -119,14 +129,15 @@ def _uncapped(trig: _Located) -> list[Finding]:
                                  "view; add cap: {per_session: N}")]
 
 
-def _unlisted_content(trig: _Located, catalog: ContentCatalog) -> list[Finding]:
-    action = trig.spec.action
+def _unlisted_content(pack: Pack, scope: str, action: ActionSpec,
+                      catalog: ContentCatalog) -> list[Finding]:
     if action.content in catalog:
         return []
     guess = closest(action.content, list(catalog.content))
     hint = f"; did you mean {guess!r}?" if guess else ""
-    return [trig.finding("L005", f"content {action.content!r} is not in the content catalog "
-                                 f"{catalog.file}{hint}", action.line, action.column)]
+    return [Finding(pack.file, action.line, action.column, "L005",
+                    f"content {action.content!r} is not in the content catalog "
+                    f"{catalog.file}{hint}", scope)]
 
 
 def _duplicates_and_overlaps(triggers: list[_Located]) -> list[Finding]:
@@ -136,10 +147,12 @@ def _duplicates_and_overlaps(triggers: list[_Located]) -> list[Finding]:
             a, b = earlier.spec, later.spec
             if a.on != b.on:
                 continue
-            a_in_b = pages_cover(b.pages, a.pages) and implies(a.when, b.when)
-            b_in_a = pages_cover(a.pages, b.pages) and implies(b.when, a.when)
+            a_in_b = pages_cover(b.pages, a.pages) and implies(_all_of(a), _all_of(b))
+            b_in_a = pages_cover(a.pages, b.pages) and implies(_all_of(b), _all_of(a))
             if a_in_b and b_in_a:
                 findings.append(later.finding("L001", _duplicate_message(earlier, later)))
+            elif a.group is not None and a.group == b.group:
+                continue  # one group shows one action: overlapping is what a group is for
             elif b_in_a:
                 findings.append(later.finding("L002", _overlap_message(later, earlier)))
             elif a_in_b:
@@ -147,11 +160,26 @@ def _duplicates_and_overlaps(triggers: list[_Located]) -> list[Finding]:
     return findings
 
 
+def _all_of(spec: TriggerSpec) -> tuple[object, ...]:
+    """Everything that must hold for a trigger to fire, its segment and timing included."""
+    extra: list[object] = []
+    if spec.segment is not None:
+        extra.append(SegmentRef(spec.segment))
+    extra.append(("journey", spec.journey) if spec.journey else ())
+    extra.append(("consecutive", spec.consecutive) if spec.consecutive > 1 else ())
+    return (*spec.when, *(e for e in extra if e))
+
+
 def _duplicate_message(first: _Located, second: _Located) -> str:
-    same_content = first.spec.action.content == second.spec.action.content
-    shows = (f"both show {first.spec.action.content}" if same_content
-             else f"shown together: {first.spec.action.content} and {second.spec.action.content}")
-    return (f"duplicates {first.spec.id} ({first.where}): same pages, event and conditions, "
+    a, b = first.spec, second.spec
+    if a.group is not None and a.group == b.group:
+        return (f"duplicates {a.id} ({first.where}): same pages, event and conditions in "
+                f"group {a.group}, so only one of them is ever shown; remove one or tell "
+                "them apart")
+    same_content = a.action.content == b.action.content
+    shows = (f"both show {a.action.content}" if same_content
+             else f"shown together: {a.action.content} and {b.action.content}")
+    return (f"duplicates {a.id} ({first.where}): same pages, event and conditions, "
             f"so the two always fire together ({shows}); merge them or tell them apart")
 
 
@@ -163,8 +191,8 @@ def _overlap_message(narrow: _Located, wide: _Located) -> str:
 
 def _compiled(cond: ConditionSpec) -> dict[str, Any]:
     """A condition in the compiled shape `plain_words` reads."""
-    return asdict(cond)
+    return compiled_condition("", cond)
 
 
 def _compiled_all(spec: TriggerSpec) -> list[dict[str, Any]]:
-    return [_compiled(c) for c in spec.when]
+    return compiled_conditions(spec.id, spec.when)

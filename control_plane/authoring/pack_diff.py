@@ -1,7 +1,9 @@
 """What changed between two versions of the rules, in plain words.
 
 Both sides are compiled snapshots (from files, folders or published revisions), compared
-trigger by trigger: "pricing-discount: dwell threshold 3s -> 5s".
+trigger by trigger and sequence by sequence: "pricing-discount: dwell threshold 3s -> 5s",
+then settings, segments and models. A snapshot published before a key existed reads as
+having its default.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ Trigger = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Change:
-    trigger: str
+    trigger: str  # a trigger or sequence id, or "settings", "segments", "models"
     kind: str  # "added", "removed" or "changed"
-    what: str  # "trigger", "pack", "pages", "event", "condition", "content", "tier", ...
+    what: str  # "trigger", "sequence", "pack", "pages", "event", "condition", "content", ...
     old: Any
     new: Any
     text: str
@@ -35,11 +37,35 @@ def _cap(value: int | None) -> str:
     return "none" if value is None else str(value)
 
 
+def _none(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _percent(value: float) -> str:
+    return f"{plain_words.number(value)}%"
+
+
+def _journey(value: Mapping[str, Any] | None) -> str:
+    if value is None:
+        return "none"
+    text = f"within {plain_words.duration(value['within_ms'])}"
+    per = ", ".join(f"{k}: {plain_words.duration(v)}"
+                    for k, v in (value.get("by_segment") or {}).items())
+    return text + (f" ({per})" if per else "")
+
+
 # (what, how to read it from a compiled trigger, how to say it)
 _FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] = (
     ("pack", lambda t: t["pack"], str),
     ("pages", lambda t: list(t["pages"]), plain_words.pages),
     ("event", lambda t: t["on"], plain_words.event),
+    ("segment", lambda t: t.get("segment"), _none),
+    ("consecutive", lambda t: t.get("consecutive", 1), str),
+    ("group", lambda t: t.get("group"), _none),
+    ("journey", lambda t: t.get("journey"), _journey),
+    ("rollout", lambda t: t.get("rollout", 100), _percent),
+    ("holdout", lambda t: t.get("holdout", 0), _percent),
+    ("salt", lambda t: t.get("salt") or t["id"], str),
     ("content", lambda t: t["action"]["content"], str),
     ("tier", lambda t: t["action"]["tier"], str),
     ("delay", lambda t: t["action"]["delay_ms"], plain_words.duration),
@@ -52,23 +78,82 @@ _FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] 
 
 
 def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
-    """Every change from `old` to `new`: triggers added, removed, and what changed in each."""
-    before = {t["id"]: t for t in old["triggers"]}
-    after = {t["id"]: t for t in new["triggers"]}
-    changes: list[Change] = []
-    for tid, trig in after.items():
-        if tid not in before:
-            changes.append(Change(tid, "added", "trigger", None, trig,
-                                  f"{tid}: added (pack {trig['pack']}): "
-                                  f"{plain_words.trigger(trig)}"))
-        else:
-            changes.extend(diff_trigger(before[tid], trig))
-    for tid, trig in before.items():
-        if tid not in after:
-            changes.append(Change(tid, "removed", "trigger", trig, None,
-                                  f"{tid}: removed (pack {trig['pack']}): "
-                                  f"{plain_words.trigger(trig)}"))
+    """Every change from `old` to `new`: triggers and sequences added, removed, and what
+    changed in each; then limits, fatigue, segments and models."""
+    changes = _diff_named(old["triggers"], new["triggers"], "trigger", plain_words.trigger,
+                          diff_trigger)
+    changes += _diff_named(old.get("sequences") or [], new.get("sequences") or [], "sequence",
+                           plain_words.sequence, diff_sequence)
+    changes += _diff_settings(old, new)
+    changes += _diff_table("segments", old.get("segments") or {}, new.get("segments") or {},
+                           lambda conds: plain_words.conditions(conds))
+    old_models, new_models = old.get("models") or {}, new.get("models") or {}
+    for section in ("intent", "intent_by_trigger", "baselines", "thresholds"):
+        a, b = old_models.get(section), new_models.get(section)
+        if section == "intent":
+            a, b = {"intent": a} if a else {}, {"intent": b} if b else {}
+        changes += _diff_table(f"models.{section}", a or {}, b or {}, _model_text)
     return changes
+
+
+def _diff_named(old: Sequence[Trigger], new: Sequence[Trigger], what: str,
+                describe: Callable[[Trigger], str],
+                diff_one: Callable[[Trigger, Trigger], list[Change]]) -> list[Change]:
+    before = {t["id"]: t for t in old}
+    after = {t["id"]: t for t in new}
+    changes: list[Change] = []
+    for tid, item in after.items():
+        if tid not in before:
+            changes.append(Change(tid, "added", what, None, item,
+                                  f"{tid}: added (pack {item['pack']}): {describe(item)}"))
+        else:
+            changes.extend(diff_one(before[tid], item))
+    for tid, item in before.items():
+        if tid not in after:
+            changes.append(Change(tid, "removed", what, item, None,
+                                  f"{tid}: removed (pack {item['pack']}): {describe(item)}"))
+    return changes
+
+
+def _model_text(value: Any) -> str:
+    if isinstance(value, Mapping) and "weights" in value:
+        weights = ", ".join(f"{k} {plain_words.number(w)}" for k, w in value["weights"].items())
+        return f"bias {plain_words.number(value.get('bias', 0))}, weights {weights}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_model_text(v)}" for k, v in value.items())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return plain_words.number(value)
+    return str(value)
+
+
+def _diff_table(name: str, old: Mapping[str, Any], new: Mapping[str, Any],
+                say: Callable[[Any], str]) -> list[Change]:
+    changes = []
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        kind = "added" if a is None else "removed" if b is None else "changed"
+        if kind == "changed":
+            text = f"{name}: {key} {say(a)} -> {say(b)}"
+        else:
+            text = f"{name}: {key} {kind}: {say(b if a is None else a)}"
+        changes.append(Change(name, kind, key, a, b, text))
+    return changes
+
+
+def _diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    fatigue_default = {"per_session": None, "per_minute": None, "quiet_after_dismiss_ms": 0}
+    fields: tuple[tuple[str, Any, Any, Callable[[Any], str]], ...] = (
+        ("max_actions", (old.get("limits") or {}).get("max_actions"),
+         (new.get("limits") or {}).get("max_actions"), _none),
+        *((f"fatigue {k}", (old.get("fatigue") or fatigue_default).get(k),
+           (new.get("fatigue") or fatigue_default).get(k),
+           plain_words.duration if k.endswith("_ms") else _cap)
+          for k in fatigue_default),
+    )
+    return [Change("settings", "changed", what, a, b, f"settings: {what} {say(a)} -> {say(b)}")
+            for what, a, b, say in fields if a != b]
 
 
 def diff_trigger(old: Trigger, new: Trigger) -> list[Change]:
@@ -83,13 +168,67 @@ def diff_trigger(old: Trigger, new: Trigger) -> list[Change]:
     return changes
 
 
+def diff_sequence(old: Trigger, new: Trigger) -> list[Change]:
+    """What changed in one sequence: its events, then step by step."""
+    sid = new["id"]
+    changes = []
+    for what, a, b, say in (
+            ("pack", old["pack"], new["pack"], str),
+            ("start", old["start"], new["start"], plain_words.event),
+            ("exit", old["exit"], new["exit"],
+             lambda v: ", ".join(plain_words.event(e) for e in v) or "none")):
+        if a != b:
+            changes.append(Change(sid, "changed", what, a, b, f"{sid}: {what} {say(a)} -> {say(b)}"))
+    before = {s["id"]: s for s in old["steps"]}
+    after = {s["id"]: s for s in new["steps"]}
+    if list(before) != list(after):
+        changes.append(Change(sid, "changed", "steps", list(before), list(after),
+                              f"{sid}: steps {', '.join(before)} -> {', '.join(after)}"))
+    for step_id, step in after.items():
+        if step_id not in before:
+            continue
+        name = f"{sid}/{step_id}"
+        prior = before[step_id]
+        for what, read, say in _STEP_FIELDS:
+            a, b = read(prior), read(step)
+            if a != b:
+                changes.append(Change(name, "changed", what, a, b,
+                                      f"{name}: {what} {say(a)} -> {say(b)}"))
+        changes.extend(_diff_conditions(name, prior["when"], step["when"]))
+    return changes
+
+
+_STEP_FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] = (
+    ("after", lambda s: s["after_ms"], plain_words.duration),
+    ("timeout", lambda s: s["timeout_ms"], plain_words.duration),
+    *(f for f in _FIELDS if f[0] in ("content", "tier", "delay", "priority")),
+)
+
+
 def _subject_key(cond: Mapping[str, Any]) -> tuple[Any, ...]:
-    return cond["signal"], cond.get("window_ms"), cond.get("target")
+    """What a condition tests, without its threshold: conditions with one key are compared."""
+    if "signal" in cond:
+        return ("signal", cond["signal"], cond.get("window_ms"), cond.get("target"),
+                cond.get("baseline"), repr(cond.get("event")), repr(cond.get("after")),
+                cond.get("field"))
+    if "context" in cond:
+        return ("context", cond["context"], cond.get("name"))
+    return ("other", repr(_comparable(cond)))
+
+
+def _comparable(cond: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A condition without its model key, which moves with its position in `when`."""
+    if "sustained" in cond:
+        inner = cond["sustained"]
+        return {"sustained": {**inner, "when": [_comparable(c) for c in inner["when"]]}}
+    return {k: v for k, v in cond.items() if k != "model_key"}
 
 
 def _diff_conditions(tid: str, old: Sequence[Mapping[str, Any]],
                      new: Sequence[Mapping[str, Any]]) -> list[Change]:
     changes = []
+    old = [_comparable(c) for c in old]
+    new = [_comparable(c) for c in new]
     keys = list(dict.fromkeys([_subject_key(c) for c in (*old, *new)]))
     for key in keys:
         a = [c for c in old if _subject_key(c) == key]
@@ -101,23 +240,30 @@ def _diff_conditions(tid: str, old: Sequence[Mapping[str, Any]],
         for cond in a:
             if cond not in b:
                 text = f"{tid}: condition removed: {plain_words.condition(cond)}"
-                changes.append(Change(tid, "changed", "condition", cond, None, text))
+                changes.append(Change(tid, "changed", "condition", dict(cond), None, text))
         for cond in b:
             if cond not in a:
                 text = f"{tid}: condition added: {plain_words.condition(cond)}"
-                changes.append(Change(tid, "changed", "condition", None, cond, text))
+                changes.append(Change(tid, "changed", "condition", None, dict(cond), text))
     return changes
 
 
+_TUNING = ("by_segment", "mode", "z")  # how a signal's threshold is chosen, besides value
+
+
 def _diff_condition(tid: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
-    if a["op"] == b["op"] and a["value"] == b["value"]:
+    if a == b:
         return []
+    if "signal" not in a:
+        text = f"{tid}: condition {plain_words.condition(a)} -> {plain_words.condition(b)}"
+        return [Change(tid, "changed", "condition", dict(a), dict(b), text)]
     subject = plain_words.subject(a)
-    signal = str(a["signal"])
-    if a["op"] == b["op"]:
-        text = (f"{tid}: {subject} threshold {plain_words.signal_value(signal, a['value'])} -> "
-                f"{plain_words.signal_value(signal, b['value'])}")
-    elif a["value"] == b["value"]:
+    signal, field = str(a["signal"]), a.get("field")
+    same_tuning = all(a.get(k) == b.get(k) for k in _TUNING)
+    if a["op"] == b["op"] and a["value"] != b["value"] and same_tuning:
+        text = (f"{tid}: {subject} threshold {plain_words.signal_value(signal, a['value'], field)}"
+                f" -> {plain_words.signal_value(signal, b['value'], field)}")
+    elif a["value"] == b["value"] and a["op"] != b["op"] and same_tuning:
         text = f"{tid}: {subject} operator {a['op']} -> {b['op']}"
     else:
         text = (f"{tid}: condition {plain_words.condition(a)} -> "

@@ -11,6 +11,8 @@ from typing import Any
 
 from edge_module.core.catalog import SIGNALS
 
+from ..rulepack.vocabulary import value_kind
+
 _UNITS = ((3_600_000, "h"), (60_000, "m"), (1000, "s"))
 
 
@@ -32,9 +34,9 @@ def number(value: float) -> str:
     return f"{value:g}"
 
 
-def signal_value(signal: str, value: float) -> str:
+def signal_value(signal: str, value: float, field: str | None = None) -> str:
     """A condition's value in its signal's own unit."""
-    kind = SIGNALS[signal].kind if signal in SIGNALS else "number"
+    kind = value_kind(signal, field) if signal in SIGNALS else "number"
     if kind == "duration":
         return duration(value)
     if kind == "ratio":
@@ -43,18 +45,64 @@ def signal_value(signal: str, value: float) -> str:
 
 
 def subject(cond: Mapping[str, Any]) -> str:
-    """What a condition measures: "dwell", "hover on #cta", "scroll_velocity over 2s"."""
+    """What a condition measures: "dwell", "hover on #cta", "scroll_velocity over 2s",
+    "count of click over 10s", "since custom event add_to_cart"."""
     signal = str(cond["signal"])
+    text = signal
+    if cond.get("field") is not None:
+        text = f"{signal} {cond['field']}"
+    if cond.get("event") is not None:
+        joint = {"count": "of", "since": "", "absent": ""}.get(signal, "of")
+        text = " ".join(w for w in (signal, joint, event(cond["event"])) if w)
+    if cond.get("after") is not None:
+        text += f" after {event(cond['after'])}"
     if cond.get("target") is not None:
-        return f"{signal} on {cond['target']}"
+        text += f" on {cond['target']}"
     if cond.get("window_ms") is not None:
-        return f"{signal} over {duration(cond['window_ms'])}"
-    return signal
+        text += f" over {duration(cond['window_ms'])}"
+    if cond.get("baseline") == "cohort":
+        text += " (against the cohort)"
+    return text
 
 
 def condition(cond: Mapping[str, Any]) -> str:
-    """A compiled condition as written: "dwell >= 3s"."""
-    return f"{subject(cond)} {cond['op']} {signal_value(str(cond['signal']), cond['value'])}"
+    """A compiled condition as written: "dwell >= 3s", "device in [mobile, tablet]"."""
+    if "context" in cond:
+        return _context(cond)
+    if "segment" in cond:
+        return f"in segment {cond['segment']}"
+    if "sustained" in cond:
+        inner = cond["sustained"]
+        return f"for {duration(inner['for_ms'])}: ({conditions(inner['when'])})"
+    signal, field = str(cond["signal"]), cond.get("field")
+    text = f"{subject(cond)} {cond['op']} {signal_value(signal, cond['value'], field)}"
+    notes = [f"{seg}: {signal_value(signal, v, field)}"
+             for seg, v in (cond.get("by_segment") or {}).items()]
+    mode = cond.get("mode", "static")
+    if mode == "adaptive":
+        notes.append("adaptive")
+    elif mode == "hybrid":
+        notes.append(f"hybrid, z {number(cond.get('z') or 0)}")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _context(cond: Mapping[str, Any]) -> str:
+    name = f"attribute {cond['name']}" if cond.get("name") else str(cond["context"])
+    value = cond["value"]
+    if isinstance(value, list):
+        shown = "[" + ", ".join(_scalar(v) for v in value) + "]"
+    else:
+        shown = _scalar(value)
+    op = "matches" if cond["op"] == "glob" else cond["op"]
+    return f"{name} {op} {shown}"
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return number(value)
+    return str(value)
 
 
 def conditions(conds: Sequence[Mapping[str, Any]]) -> str:
@@ -79,6 +127,8 @@ def event(on: Mapping[str, Any] | None) -> str:
 def trigger(trig: Mapping[str, Any]) -> str:
     """One line about a compiled trigger: "on /pricing when dwell >= 3s -> discount-nudge-10"."""
     parts = [f"on {pages(trig['pages'])}"]
+    if trig.get("segment"):
+        parts.append(f"for segment {trig['segment']}")
     if trig.get("on"):
         parts.append(f"at {event(trig['on'])}")
     if trig.get("when"):
@@ -88,3 +138,17 @@ def trigger(trig: Mapping[str, Any]) -> str:
     if action.get("tier") == "queued":
         shown += f" (queued {duration(action['delay_ms'])})"
     return " ".join(parts) + f" -> {shown}"
+
+
+def sequence(seq: Mapping[str, Any]) -> str:
+    """One line about a compiled sequence: "at custom event cart_abandon: 3s -> cart-reminder"."""
+    steps = []
+    for step in seq["steps"]:
+        text = f"{duration(step['after_ms'])}"
+        if step.get("when"):
+            text += f" when {conditions(step['when'])}"
+        steps.append(f"{text} -> {step['action']['content']}")
+    tail = ""
+    if seq.get("exit"):
+        tail = " (ends at " + ", ".join(event(e) for e in seq["exit"]) + ")"
+    return f"at {event(seq['start'])}: " + "; then ".join(steps) + tail

@@ -26,7 +26,7 @@ from edge_module.core.catalog import EVENT_TYPES
 
 from .problems import RulePackError, sort_problems
 from .source import ListNode, Node, Scalar, parse_yaml, plain, read_text
-from .validate import _Checker, closest, describe
+from .checker import Checker, closest, describe
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 FILE_KEYS = ("cases",)
@@ -98,7 +98,7 @@ def parse_cases(text: str, filename: str) -> tuple[PackCase, ...]:
     return cases
 
 
-class _CaseReader(_Checker):
+class _CaseReader(Checker):
     """The pack checker's helpers, on a test file; `trigger` scopes problems to a case."""
 
     def file(self, root: Node) -> tuple[PackCase, ...]:

@@ -12,8 +12,23 @@ from typing import Any
 
 from edge_module.core.catalog import DEFAULT_MAX_ACTIONS, DEFAULT_MAX_EVENTS, SNAPSHOT_FORMAT
 
-from .model import ConditionSpec, Pack, TriggerSpec
-from .problems import Problem, RulePackError, sort_problems
+from .cross_pack import cross_pack_problems, merged_thresholds
+from .model import (
+    ActionSpec,
+    Condition,
+    ConditionSpec,
+    ContextSpec,
+    EventFilter,
+    IntentModel,
+    Pack,
+    SegmentRef,
+    SequenceSpec,
+    TriggerSpec,
+)
+from .problems import RulePackError
+
+__all__ = ["compile_snapshot", "compiled_condition", "compiled_conditions",
+           "cross_pack_problems", "page_bucket"]
 
 
 def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> dict[str, Any]:
@@ -46,8 +61,13 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
             {"pack": p.name, "file": p.file, "sha256": p.sha256, "triggers": len(p.triggers)}
             for p in packs
         ],
-        "limits": {"max_events": DEFAULT_MAX_EVENTS, "max_actions": DEFAULT_MAX_ACTIONS},
+        "limits": {"max_events": DEFAULT_MAX_EVENTS, "max_actions": _max_actions(packs)},
+        "fatigue": _fatigue(packs),
+        "segments": {seg.name: [_context(c) for c in seg.when]
+                     for p in packs for seg in p.segments},
+        "models": _models(packs),
         "triggers": triggers,
+        "sequences": [_sequence(p, s) for p in packs for s in p.sequences],
         "index": {
             "exact": {k: sorted(v) for k, v in sorted(buckets["exact"].items())},
             "prefix": [[k, sorted(v)] for k, v in sorted(buckets["prefix"].items())],
@@ -55,38 +75,6 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
             "any": sorted(any_page),
         },
     }
-
-
-def cross_pack_problems(packs: Sequence[Pack]) -> list[Problem]:
-    """Pack names and trigger ids used twice across `packs` (each pack is valid by itself)."""
-    problems: list[Problem] = []
-    pack_seen: dict[str, Pack] = {}
-    trigger_seen: dict[str, tuple[Pack, TriggerSpec]] = {}
-    for pack in packs:
-        # Clashes are found by name, not identity: the same pack passed twice clashes too.
-        if pack.name in pack_seen:
-            first_pack = pack_seen[pack.name]
-            problems.append(Problem(
-                pack.file, pack.line, pack.column,
-                f"pack name {pack.name!r} is also used by "
-                f"{first_pack.file}:{first_pack.line}:{first_pack.column}",
-                expected="a pack name unique across all packs",
-            ))
-        else:
-            pack_seen[pack.name] = pack
-        for spec in pack.triggers:
-            if spec.id not in trigger_seen:
-                trigger_seen[spec.id] = (pack, spec)
-                continue
-            other_pack, other = trigger_seen[spec.id]
-            problems.append(Problem(
-                pack.file, spec.line, spec.column,
-                f"trigger id {spec.id!r} is also defined in "
-                f"{other_pack.file}:{other.line}:{other.column} (pack {other_pack.name!r})",
-                trigger=spec.id,
-                expected="a trigger id unique across all packs",
-            ))
-    return sort_problems(problems)
 
 
 def page_bucket(glob: str) -> tuple[str, str]:
@@ -102,22 +90,83 @@ def page_bucket(glob: str) -> tuple[str, str]:
     return "pattern", "^" + ".*".join(re.escape(part) for part in glob.split("*")) + r"\Z"
 
 
+def _max_actions(packs: Sequence[Pack]) -> int:
+    """The smallest max_actions any pack sets: a pack's limit is never loosened by another."""
+    limits = [p.settings.max_actions for p in packs
+              if p.settings is not None and p.settings.max_actions is not None]
+    return min(limits, default=DEFAULT_MAX_ACTIONS)
+
+
+def _fatigue(packs: Sequence[Pack]) -> dict[str, Any]:
+    """The strictest of the packs' fatigue settings: smallest limits, longest quiet period."""
+    fatigues = [p.settings.fatigue for p in packs
+                if p.settings is not None and p.settings.fatigue is not None]
+    per_session = [f.per_session for f in fatigues if f.per_session is not None]
+    per_minute = [f.per_minute for f in fatigues if f.per_minute is not None]
+    return {"per_session": min(per_session, default=None),
+            "per_minute": min(per_minute, default=None),
+            "quiet_after_dismiss_ms": max((f.quiet_after_dismiss_ms for f in fatigues),
+                                          default=0)}
+
+
+def _intent(model: IntentModel) -> dict[str, Any]:
+    return {"bias": model.bias, "weights": dict(model.weights), "scale": dict(model.scale)}
+
+
+def _models(packs: Sequence[Pack]) -> dict[str, Any]:
+    """All packs' models in one; only the sections some pack writes."""
+    out: dict[str, Any] = {}
+    by_trigger: dict[str, Any] = {}
+    baselines: dict[str, Any] = {}
+    for pack in packs:
+        models = pack.models
+        if models is None:
+            continue
+        if models.intent is not None:
+            out["intent"] = _intent(models.intent)
+        for at, model in models.intent_by_trigger:
+            by_trigger[at.name] = _intent(model)
+        for at, base in models.baselines:
+            baselines[at.name] = {
+                "mean": base.mean, "std": base.std,
+                "by_segment": {seg: {"mean": mean, "std": std}
+                               for seg, mean, std in base.by_segment}}
+    thresholds = merged_thresholds(packs)
+    for key, section in (("intent_by_trigger", by_trigger), ("baselines", baselines),
+                         ("thresholds", thresholds)):
+        if section:
+            out[key] = section
+    return out
+
+
+def _filter(flt: EventFilter) -> dict[str, Any]:
+    return {"type": flt.type, "name": flt.name, "target": flt.target}
+
+
+def _action(action: ActionSpec) -> dict[str, Any]:
+    return {"content": action.content, "tier": action.tier, "delay_ms": action.delay_ms,
+            "priority": action.priority}
+
+
 def _trigger(pack: Pack, spec: TriggerSpec) -> dict[str, Any]:
-    on = None
-    if spec.on is not None:
-        on = {"type": spec.on.type, "name": spec.on.name, "target": spec.on.target}
+    journey = None
+    if spec.journey is not None:
+        journey = {"within_ms": spec.journey.within_ms,
+                   "by_segment": dict(spec.journey.by_segment)}
     return {
         "id": spec.id,
         "pack": pack.name,
         "pages": list(spec.pages),
-        "on": on,
-        "when": [_condition(c) for c in spec.when],
-        "action": {
-            "content": spec.action.content,
-            "tier": spec.action.tier,
-            "delay_ms": spec.action.delay_ms,
-            "priority": spec.action.priority,
-        },
+        "on": None if spec.on is None else _filter(spec.on),
+        "segment": spec.segment,
+        "when": compiled_conditions(spec.id, spec.when),
+        "consecutive": spec.consecutive,
+        "group": spec.group,
+        "journey": journey,
+        "rollout": spec.rollout,
+        "holdout": spec.holdout,
+        "salt": spec.id if spec.salt is None else spec.salt,
+        "action": _action(spec.action),
         "cap": {
             "per_session": spec.cap.per_session,
             "per_page": spec.cap.per_page,
@@ -126,10 +175,62 @@ def _trigger(pack: Pack, spec: TriggerSpec) -> dict[str, Any]:
     }
 
 
-def _condition(cond: ConditionSpec) -> dict[str, Any]:
+def _sequence(pack: Pack, spec: SequenceSpec) -> dict[str, Any]:
+    return {
+        "id": spec.id,
+        "pack": pack.name,
+        "start": _filter(spec.start),
+        "exit": [_filter(f) for f in spec.exit],
+        "steps": [{"id": step.id, "after_ms": step.after_ms,
+                   "when": compiled_conditions(f"{spec.id}/{step.id}", step.when),
+                   "timeout_ms": step.timeout_ms, "action": _action(step.action)}
+                  for step in spec.steps],
+    }
+
+
+def compiled_conditions(prefix: str, when: Sequence[Condition]) -> list[dict[str, Any]]:
+    """`when` as the snapshot holds it; `prefix` and a condition's position make its model
+    key (see `cross_pack.keyed_conditions`)."""
+    return [compiled_condition(f"{prefix}#{i}", c) for i, c in enumerate(when)]
+
+
+def compiled_condition(key: str, cond: Condition) -> dict[str, Any]:
+    """One condition as the snapshot holds it; `key` is its model key."""
+    if isinstance(cond, ContextSpec):
+        return _context(cond)
+    if isinstance(cond, SegmentRef):
+        return {"segment": cond.segment}
+    if not isinstance(cond, ConditionSpec):  # sustained
+        return {"sustained": {"for_ms": cond.for_ms, "when": compiled_conditions(key, cond.when)}}
     out: dict[str, Any] = {"signal": cond.signal, "op": cond.op, "value": cond.value}
     if cond.window_ms is not None:
         out["window_ms"] = cond.window_ms
     if cond.target is not None:
         out["target"] = cond.target
+    if cond.baseline is not None:
+        out["baseline"] = cond.baseline
+    if cond.event is not None:
+        out["event"] = _filter(cond.event)
+    if cond.after is not None:
+        out["after"] = _filter(cond.after)
+    if cond.field is not None:
+        out["field"] = cond.field
+    if cond.by_segment:
+        out["by_segment"] = dict(cond.by_segment)
+    # A static condition compiles as it always has: v1 snapshots stay byte for byte the same.
+    if cond.mode != "static":
+        out["mode"] = cond.mode
+    if cond.z is not None:
+        out["z"] = cond.z
+    if cond.mode == "adaptive":
+        out["model_key"] = key
+    return out
+
+
+def _context(cond: ContextSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"context": cond.context}
+    if cond.name is not None:
+        out["name"] = cond.name
+    value = list(cond.value) if isinstance(cond.value, tuple) else cond.value
+    out.update({"op": cond.op, "value": value})
     return out

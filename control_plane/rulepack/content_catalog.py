@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import Pack
+from .model import ActionSpec, Pack
 from .problems import Problem, RulePackError, sort_problems
 from .source import MapNode, Node, Scalar, parse_yaml, read_text
 from .validate import CATALOG_FILES, closest, describe
@@ -98,16 +98,23 @@ def parse_catalog(text: str, filename: str) -> ContentCatalog:
 def unknown_content(packs: Iterable[Pack], catalog: ContentCatalog) -> list[Problem]:
     """A problem for every action whose content id the catalog does not list."""
     problems = []
+    ids = list(catalog.content)
+    expected = (f"one of {', '.join(ids)}" if len(ids) <= _SHOWN_IDS
+                else f"a content id listed in {catalog.file}")
     for pack in packs:
-        for spec in pack.triggers:
-            content = spec.action.content
+        for scope, action in pack_actions(pack):
+            content = action.content
             if not content or content in catalog:
                 continue
-            ids = list(catalog.content)
-            expected = (f"one of {', '.join(ids)}" if len(ids) <= _SHOWN_IDS
-                        else f"a content id listed in {catalog.file}")
             problems.append(Problem(
-                pack.file, spec.action.line, spec.action.column,
+                pack.file, action.line, action.column,
                 f"content {content!r} is not in the content catalog {catalog.file}",
-                trigger=spec.id, expected=expected, suggestion=closest(content, ids)))
+                trigger=scope, expected=expected, suggestion=closest(content, ids)))
     return sort_problems(problems)
+
+
+def pack_actions(pack: Pack) -> list[tuple[str, ActionSpec]]:
+    """Every action in a pack, with the name it fires under: a trigger id, `sequence/step`."""
+    actions = [(t.id, t.action) for t in pack.triggers]
+    actions += [(f"{s.id}/{step.id}", step.action) for s in pack.sequences for step in s.steps]
+    return actions

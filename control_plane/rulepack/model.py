@@ -8,12 +8,14 @@ not take part in equality, so two conditions written alike compare equal whereve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as _field  # `field` is also a condition's parameter
+from typing import TypeAlias
 
 
 @dataclass(frozen=True)
 class EventFilter:
-    """The event a trigger fires on: `name` only for custom events, `target` for element events."""
+    """An event to match: `name` only for custom events, `target` for element events."""
 
     type: str
     name: str | None = None
@@ -22,15 +24,60 @@ class EventFilter:
 
 @dataclass(frozen=True)
 class ConditionSpec:
-    """`signal op value`; `window_ms` only for windowed signals, `target` only for hover."""
+    """`signal op value`, with the signal's parameters (None where the signal has none).
+
+    `by_segment` overrides `value` for sessions in a segment (first listed wins); `mode`
+    makes the threshold adaptive (from models.thresholds) or adds an anomaly test (hybrid).
+    """
 
     signal: str
     op: str
     value: int | float
     window_ms: int | None = None
     target: str | None = None
-    line: int = field(default=1, compare=False)  # where the signal is written
-    column: int = field(default=1, compare=False)
+    baseline: str | None = None  # velocity_spike: "session" or "cohort"
+    event: EventFilter | None = None  # count, since, absent
+    after: EventFilter | None = None  # absent
+    field: str | None = None  # min, max, avg
+    by_segment: tuple[tuple[str, int | float], ...] = ()
+    mode: str = "static"
+    z: float | None = None  # hybrid only
+    line: int = _field(default=1, compare=False)  # where the signal is written
+    column: int = _field(default=1, compare=False)
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """A test of the request's context: `device == mobile`, `attribute crm_tier in [...]`."""
+
+    context: str
+    op: str
+    value: str | int | float | bool | tuple[str | int | float | bool, ...]
+    name: str | None = None  # attribute only
+    line: int = _field(default=1, compare=False)
+    column: int = _field(default=1, compare=False)
+
+
+@dataclass(frozen=True)
+class SegmentRef:
+    """The session is in a named segment."""
+
+    segment: str
+    line: int = _field(default=1, compare=False)
+    column: int = _field(default=1, compare=False)
+
+
+@dataclass(frozen=True)
+class SustainedSpec:
+    """The inner conditions have held, at every evaluation, for at least `for_ms`."""
+
+    for_ms: int
+    when: tuple[Condition, ...]
+    line: int = _field(default=1, compare=False)
+    column: int = _field(default=1, compare=False)
+
+
+Condition: TypeAlias = ConditionSpec | ContextSpec | SegmentRef | SustainedSpec
 
 
 @dataclass(frozen=True)
@@ -39,8 +86,8 @@ class ActionSpec:
     tier: str = "immediate"
     delay_ms: int = 0
     priority: int = 0
-    line: int = field(default=1, compare=False)  # where the content id is written
-    column: int = field(default=1, compare=False)
+    line: int = _field(default=1, compare=False)  # where the content id is written
+    column: int = _field(default=1, compare=False)
 
 
 @dataclass(frozen=True)
@@ -53,16 +100,130 @@ class CapSpec:
 
 
 @dataclass(frozen=True)
+class JourneySpec:
+    """Fire only within `within_ms` of the session's start (per segment: `by_segment`)."""
+
+    within_ms: int
+    by_segment: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class TriggerSpec:
     id: str
     pages: tuple[str, ...]
     on: EventFilter | None
-    when: tuple[ConditionSpec, ...]
+    when: tuple[Condition, ...]
     action: ActionSpec
     cap: CapSpec
     description: str | None = None
     line: int = 1  # where the id is written
     column: int = 1
+    segment: str | None = None
+    consecutive: int = 1
+    group: str | None = None
+    journey: JourneySpec | None = None
+    rollout: int | float = 100
+    holdout: int | float = 0
+    salt: str | None = None  # None: the trigger id
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a sequence: due `after_ms` after the sequence entered it."""
+
+    id: str
+    action: ActionSpec
+    after_ms: int = 0
+    when: tuple[Condition, ...] = ()
+    timeout_ms: int | None = None
+    description: str | None = None
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """A per-session state machine: `start` enters step 0, `exit` ends it early."""
+
+    id: str
+    start: EventFilter
+    exit: tuple[EventFilter, ...]
+    steps: tuple[StepSpec, ...]
+    description: str | None = None
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """A named predicate over the request's context: all of `when` hold."""
+
+    name: str
+    when: tuple[ContextSpec, ...]
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
+class FatigueSpec:
+    """Limits on actions delivered to one session, whatever the trigger; None: no limit."""
+
+    per_session: int | None = None
+    per_minute: int | None = None
+    quiet_after_dismiss_ms: int = 0
+
+
+@dataclass(frozen=True)
+class SettingsSpec:
+    max_actions: int | None = None
+    fatigue: FatigueSpec | None = None
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
+class IntentModel:
+    """intent = logistic(bias + sum(weight * feature / scale))."""
+
+    bias: int | float
+    weights: tuple[tuple[str, int | float], ...]
+    scale: tuple[tuple[str, int | float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    mean: int | float
+    std: int | float
+    by_segment: tuple[tuple[str, int | float, int | float], ...] = ()  # segment, mean, std
+
+
+@dataclass(frozen=True)
+class Located:
+    """A name written somewhere in a pack, for checks that need the other packs."""
+
+    name: str
+    line: int
+    column: int
+    scope: str | None = None  # the trigger or sequence it is written in, if any
+
+
+@dataclass(frozen=True)
+class ThresholdEntry:
+    """One adaptive threshold as written: its unit is the condition's, known across packs."""
+
+    segment: str  # or "*"
+    raw: int | float | str
+    line: int
+    column: int
+
+
+@dataclass(frozen=True)
+class ModelsSpec:
+    intent: IntentModel | None = None
+    intent_by_trigger: tuple[tuple[Located, IntentModel], ...] = ()
+    baselines: tuple[tuple[Located, Baseline], ...] = ()
+    thresholds: tuple[tuple[Located, tuple[ThresholdEntry, ...]], ...] = ()
+    intent_at: Located | None = None  # where `intent` is written
 
 
 @dataclass(frozen=True)
@@ -76,3 +237,9 @@ class Pack:
     description: str | None = None
     line: int = 1  # where the pack name is written
     column: int = 1
+    settings: SettingsSpec | None = None
+    segments: tuple[SegmentSpec, ...] = ()
+    models: ModelsSpec | None = None
+    sequences: tuple[SequenceSpec, ...] = ()
+    # Every segment name used in the pack, where: checked against every pack's segments.
+    segment_uses: tuple[Located, ...] = _field(default=(), compare=False)

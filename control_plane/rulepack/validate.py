@@ -1,68 +1,66 @@
 """From a rule pack's YAML to the model, reporting every problem found, not just the first.
 
 Each check records its problems and returns a stand-in value, so one mistake never hides
-the next; the model leaves this module only when no problem was found.
+the next; the model leaves this module only when no problem was found. Conditions are
+checked in `validate_conditions`, models in `validate_models`; what needs every pack
+(ids, segment names, thresholds) is checked by `compiler.cross_pack_problems`.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from edge_module.core.catalog import (
-    DEFAULT_VELOCITY_WINDOW_MS,
-    EVENT_TYPES,
-    MAX_WINDOW_MS,
-    OPERATOR_WORDS,
-    OPERATORS,
-    SIGNALS,
-    TIERS,
-    SignalSpec,
-)
+from edge_module.core.catalog import CONTEXT_FIELDS, MAX_CONSECUTIVE, TIERS
 
-from .model import ActionSpec, CapSpec, ConditionSpec, EventFilter, Pack, TriggerSpec
+from .checker import NAME, NAME_RULE, closest, closest_operator, describe
+from .model import (
+    ActionSpec,
+    CapSpec,
+    ContextSpec,
+    EventFilter,
+    FatigueSpec,
+    JourneySpec,
+    Pack,
+    SegmentSpec,
+    SequenceSpec,
+    SettingsSpec,
+    StepSpec,
+    TriggerSpec,
+)
 from .problems import Problem, RulePackError, sort_problems
 from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
-from .values import (
-    DURATION_EXPECTED,
-    ValueProblem,
-    is_number,
-    parse_duration,
-    parse_number,
-    parse_ratio,
-)
+from .validate_conditions import FILTER_KEYS, TARGETED_EVENTS, ConditionChecker
+from .validate_models import ModelChecker
+from .vocabulary import ANY_SEGMENT, MAX_ACTIONS_LIMIT
 
-PACK_KEYS = ("pack", "description", "triggers")
-TRIGGER_KEYS = ("id", "description", "page", "on", "when", "action", "cap")
-ON_KEYS = ("type", "name", "target")
+__all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack",
+           "load_pack_dir", "load_pack_file"]
+
+CONTENT_KEYS = ("triggers", "sequences", "segments", "models", "settings")
+PACK_KEYS = ("pack", "description", "settings", "segments", "models", "triggers", "sequences")
+TRIGGER_KEYS = ("id", "description", "page", "on", "segment", "when", "consecutive", "group",
+                "journey", "rollout", "holdout", "salt", "action", "cap")
+ON_KEYS = FILTER_KEYS
 ACTION_KEYS = ("content", "tier", "delay", "priority")
 CAP_KEYS = ("per_session", "per_page", "cooldown")
-TARGETED_EVENTS = ("click", "focus", "input", "submit", "blur", "hover")
+SETTINGS_KEYS = ("max_actions", "fatigue")
+FATIGUE_KEYS = ("per_session", "per_minute", "quiet_after_dismiss")
+JOURNEY_KEYS = ("within", "by_segment")
+SEQUENCE_KEYS = ("id", "description", "start", "exit", "steps")
+STEP_KEYS = ("id", "description", "after", "timeout", "when", "action")
 PACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
-TRIGGER_ID = re.compile(r"[a-z0-9][a-z0-9_-]*")
+TRIGGER_ID = NAME
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 CATALOG_FILES = ("catalog.yaml", "catalog.yml")  # the content catalog, beside the packs
 
 _PACK_NAME_RULE = "lowercase letters, digits and '-', starting with a letter or digit"
-_TRIGGER_ID_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit"
 _PAGE_EXPECTED = "a path glob such as /pricing or /blog/*, or \"*\" for any page"
-_TARGET_EXPECTED = 'a CSS selector in quotes, such as "#cta"'
-_ON_EXPECTED = ("an event type such as page_view, "
-                "or a mapping such as {type: custom, name: cart_abandon}")
-_CONDITION_EXPECTED = 'a signal and its test, such as - dwell: ">= 3s"'
-_SHORTHAND_EXPECTED = '"<operator> <value>" such as ">= 3s"'
-_OPERATOR_ALIASES = {"=>": ">=", "=<": "<=", "=": "==", "===": "==", "<>": "!=", "=!": "!=",
-                     "!==": "!=", "≥": ">=", "≤": "<=", "≠": "!="}
-_WORD_FOR_OPERATOR = {op: word for word, op in OPERATOR_WORDS.items()}
-# The operator is either symbols (">=3s" needs no space) or a word followed by a space.
-_SHORTHAND = re.compile(r"\s*([<>=!≥≤≠]+|[A-Za-z_]+(?=\s))\s*(.*?)\s*", re.DOTALL)
-_EXAMPLE_VALUE = {"duration": "3s", "ratio": "78%", "number": "800"}
-_EXAMPLE_PARAM = {"target": '"#cta"', "window": "2s"}
-_VALUE_PARSERS = {"duration": parse_duration, "ratio": parse_ratio, "number": parse_number}
+_SEGMENTS_EXPECTED = "a mapping of segment names to context tests, such as {mobile: {device: mobile}}"
+_JOURNEY_EXPECTED = "a duration such as 120s, or a mapping such as {within: 120s, by_segment: {mobile: 60s}}"
 
 
 def load_pack(text: str, filename: str) -> Pack:
@@ -126,166 +124,19 @@ def _load(text: str, filename: str) -> Pack:
     return pack
 
 
-def closest(word: str, options: Iterable[str]) -> str | None:
-    """The option `word` was most likely meant to be, if any is close."""
-    options = list(options)
-    if word in _WORD_FOR_OPERATOR and _WORD_FOR_OPERATOR[word] in options:
-        return _WORD_FOR_OPERATOR[word]  # `>=: 3s` in a mapping means `gte: 3s`
-    if word.lower() in options:
-        return word.lower()
-    matches = difflib.get_close_matches(word, options, n=1)
-    return matches[0] if matches else None
+class _Checker(ConditionChecker, ModelChecker):
+    """Checks one pack file; problems inside a trigger or sequence carry its id."""
 
-
-def closest_operator(op: str) -> str | None:
-    """The operator `op` was meant to be: "=>" -> ">=", "gte" -> ">="."""
-    if op.lower() in OPERATOR_WORDS:
-        return OPERATOR_WORDS[op.lower()]
-    if op in _OPERATOR_ALIASES:
-        return _OPERATOR_ALIASES[op]
-    matches = difflib.get_close_matches(op, OPERATORS, n=1, cutoff=0.5)
-    return matches[0] if matches else None
-
-
-def describe(node: Node) -> str:
-    """What a node is, for "x is a list (expected a mapping)"."""
-    if isinstance(node, MapNode):
-        return "a mapping"
-    if isinstance(node, ListNode):
-        return "a list"
-    value = node.value
-    if value is None:
-        return "empty"
-    if isinstance(value, bool):
-        return f"a boolean ({node.text})"
-    if isinstance(value, int):
-        return f"a number ({node.text})"
-    if isinstance(value, float):
-        return f"a decimal number ({node.text})"
-    if isinstance(value, str):
-        return "a string"
-    return f"a {type(value).__name__} ({node.text})"
-
-
-def _slug(value: str, pattern: re.Pattern[str]) -> str | None:
-    allowed = r"[^a-z0-9_-]+" if pattern is TRIGGER_ID else r"[^a-z0-9-]+"
-    slug = re.sub(allowed, "-", value.strip().lower()).strip("-_")
-    return slug if slug and pattern.fullmatch(slug) else None
-
-
-def _mapping_example(signal: SignalSpec) -> str:
-    parts = [f"{p}: {_EXAMPLE_PARAM.get(p, '...')}" for p in signal.required]
-    parts.append(f"gte: {_EXAMPLE_VALUE[signal.kind]}")
-    return "{" + ", ".join(parts) + "}"
-
-
-class _Checker:
-    """Checks one file; problems found inside a trigger carry its id (`self.trigger`)."""
-
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.problems: list[Problem] = []
-        self.trigger: str | None = None
-
-    def report(self, node: Node, message: str, expected: str | None = None,
-               suggestion: str | None = None) -> None:
-        self.problems.append(Problem(self.filename, node.line, node.column, message,
-                                     self.trigger, expected, suggestion))
-
-    # Shapes and plain values
-
-    def mapping(self, node: Node, what: str, expected: str = "a mapping") -> MapNode | None:
-        if isinstance(node, MapNode):
-            return node
-        self.report(node, f"{what} is {describe(node)}", expected)
-        return None
-
-    def keys(self, node: MapNode, allowed: Sequence[str], required: Sequence[str],
-             what: str) -> tuple[dict[str, Node], set[str]]:
-        """The allowed keys' values, and the keys suggested for misspelt ones."""
-        found: dict[str, Node] = {}
-        guessed: set[str] = set()
-        for key, value in node.entries:
-            if key.text in allowed:
-                found[key.text] = value
-                continue
-            guess = closest(key.text, allowed)
-            if guess:
-                guessed.add(guess)
-            self.report(key, f"unknown key {key.text!r} in {what}",
-                        "one of " + ", ".join(allowed), guess)
-        for name in required:
-            # A misspelt required key is one mistake: "unknown key 'actoin'" says it all.
-            if name not in found and name not in guessed:
-                self.report(node, f"{what} is missing the required key {name!r}")
-        return found, guessed
-
-    def text(self, node: Node, what: str, expected: str = "a non-empty string") -> str | None:
-        if isinstance(node, Scalar) and isinstance(node.value, str):
-            if node.value.strip():
-                return node.value
-            self.report(node, f"{what} is empty", expected)
-            return None
-        if isinstance(node, Scalar) and node.value is not None:
-            expected = f'{expected}; put it in quotes: "{node.text}"'
-        self.report(node, f"{what} is {describe(node)}", expected)
-        return None
-
-    def description(self, node: Node | None) -> str | None:
-        if node is None or (isinstance(node, Scalar) and node.value is None):
-            return None
-        return self.text(node, "description", "text")
-
-    def name(self, node: Node, what: str, pattern: re.Pattern[str], rule: str) -> str:
-        value = self.text(node, what, rule)
-        if value is None:
-            return ""
-        if not pattern.fullmatch(value):
-            self.report(node, f"{what} {value!r} is not allowed", rule, _slug(value, pattern))
-        return value
-
-    def choice(self, node: Node, what: str, options: Sequence[str]) -> str | None:
-        expected = "one of " + ", ".join(options)
-        value = self.text(node, what, expected)
-        if value is None:
-            return None
-        if value not in options:
-            self.report(node, f"unknown {what} {value!r}", expected, closest(value, options))
-            return None
-        return value
-
-    def integer(self, node: Node, what: str, low: int, high: int | None,
-                expected: str | None = None) -> int | None:
-        if expected is None:
-            expected = (f"an integer >= {low}" if high is None
-                        else f"an integer from {low} to {high}")
-        if not (isinstance(node, Scalar) and type(node.value) is int):
-            self.report(node, f"{what} is {describe(node)}", expected)
-            return None
-        value: int = node.value
-        if value < low or (high is not None and value > high):
-            self.report(node, f"{what} {value} is out of range", expected)
-            return None
-        return value
-
-    def duration(self, node: Node, what: str) -> int | None:
-        if not isinstance(node, Scalar) or not (isinstance(node.value, str)
-                                                 or is_number(node.value)):
-            self.report(node, f"{what} is {describe(node)}", DURATION_EXPECTED)
-            return None
-        try:
-            return parse_duration(node.value)
-        except ValueProblem as exc:
-            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
-            return None
-
-    # The pack and its triggers
+    # The pack
 
     def pack(self, root: Node, sha256: str) -> Pack:
         top = self.mapping(root, "the rule pack", "a mapping with the keys pack and triggers")
         if top is None:
             return Pack("", self.filename, sha256, ())
-        found, _ = self.keys(top, PACK_KEYS, ("pack", "triggers"), "the rule pack")
+        found, guessed = self.keys(top, PACK_KEYS, ("pack",), "the rule pack")
+        if not (set(CONTENT_KEYS) & (set(found) | guessed)):
+            self.report(top, "the rule pack is missing the required key 'triggers'",
+                        "triggers, or a pack of only sequences, segments, models or settings")
         name_node = found.get("pack")
         name = "" if name_node is None else self.name(name_node, "pack", PACK_NAME,
                                                        _PACK_NAME_RULE)
@@ -294,36 +145,61 @@ class _Checker:
             self.report(name_node, f"pack name {name!r} is reserved for the content catalog",
                         "another pack name")
         description = self.description(found.get("description"))
-        triggers = self.triggers(found["triggers"]) if "triggers" in found else ()
+        settings = self.settings(found["settings"]) if "settings" in found else None
+        segments = self.segments(found["segments"]) if "segments" in found else ()
+        models = self.models(found["models"]) if "models" in found else None
+        ids: dict[str, tuple[str, Node]] = {}
+        triggers = self.triggers(found["triggers"], ids) if "triggers" in found else ()
+        sequences = self.sequences(found["sequences"], ids) if "sequences" in found else ()
         where = top if name_node is None else name_node
-        return Pack(name, self.filename, sha256, triggers, description, where.line, where.column)
+        return Pack(name, self.filename, sha256, triggers, description, where.line, where.column,
+                    settings, segments, models, sequences, tuple(self.segment_uses))
 
-    def triggers(self, node: Node) -> tuple[TriggerSpec, ...]:
+    def listed(self, node: Node, what: str, expected: str) -> tuple[MapNode, ...]:
+        """The mappings of a non-empty list (triggers, sequences, steps)."""
         if not isinstance(node, ListNode):
-            self.report(node, f"triggers is {describe(node)}",
-                        "a list of triggers, each starting with '- id: ...'")
+            self.report(node, f"{what} is {describe(node)}", expected)
             return ()
         if not node.items:
-            self.report(node, "triggers is empty", "at least one trigger")
+            self.report(node, f"{what} is empty", f"at least one, {expected}")
             return ()
-        specs: list[TriggerSpec] = []
-        first: dict[str, Node] = {}
+        out = []
         for item in node.items:
             self.trigger = None
-            trigger = self.mapping(item, "a trigger", "a mapping starting with 'id: ...'")
-            if trigger is None:
-                continue
-            id_node = trigger.get("id")
-            if isinstance(id_node, Scalar) and id_node.value is not None and id_node.text:
-                self.trigger = id_node.text
-            spec = self.trigger_spec(trigger)
-            if id_node is not None and spec.id:
-                if spec.id in first:
-                    self.report(id_node, f"duplicate trigger id {spec.id!r} (first defined at "
-                                         f"line {first[spec.id].line})",
-                                "trigger ids unique within the pack")
-                else:
-                    first[spec.id] = id_node
+            body = self.mapping(item, f"an item of {what}", "a mapping starting with 'id: ...'")
+            if body is not None:
+                out.append(body)
+        return tuple(out)
+
+    def unique_id(self, kind: str, id_node: Node | None, value: str,
+                  ids: dict[str, tuple[str, Node]]) -> None:
+        """Trigger and sequence ids share one namespace (a sequence's steps fire as triggers)."""
+        if id_node is None or not value:
+            return
+        if value in ids:
+            first_kind, first = ids[value]
+            also = "" if first_kind == kind else f" by a {first_kind}"
+            self.report(id_node, f"duplicate {kind} id {value!r} (first defined at line "
+                                 f"{first.line}{also})",
+                        "ids unique within the pack (triggers and sequences share them)")
+        else:
+            ids[value] = (kind, id_node)
+
+    def scope_of(self, body: MapNode) -> None:
+        id_node = body.get("id")
+        self.trigger = None
+        if isinstance(id_node, Scalar) and id_node.value is not None and id_node.text:
+            self.trigger = id_node.text
+
+    # Triggers
+
+    def triggers(self, node: Node, ids: dict[str, tuple[str, Node]]) -> tuple[TriggerSpec, ...]:
+        specs: list[TriggerSpec] = []
+        for body in self.listed(node, "triggers", "a list of triggers, each starting with "
+                                                  "'- id: ...'"):
+            self.scope_of(body)
+            spec = self.trigger_spec(body)
+            self.unique_id("trigger", body.get("id"), spec.id, ids)
             specs.append(spec)
         self.trigger = None
         return tuple(specs)
@@ -331,20 +207,55 @@ class _Checker:
     def trigger_spec(self, node: MapNode) -> TriggerSpec:
         found, _ = self.keys(node, TRIGGER_KEYS, ("id", "action"), "the trigger")
         id_node = found.get("id")
-        tid = "" if id_node is None else self.name(id_node, "trigger id", TRIGGER_ID,
-                                                   _TRIGGER_ID_RULE)
+        tid = "" if id_node is None else self.name(id_node, "trigger id")
         where = node if id_node is None else id_node
         return TriggerSpec(
             id=tid,
             pages=self.pages(found.get("page")),
-            on=self.on(found["on"]) if "on" in found else None,
+            on=self.event_filter(found["on"], "on") if "on" in found else None,
             when=self.conditions(found["when"]) if "when" in found else (),
             action=self.action(found["action"]) if "action" in found else ActionSpec(""),
             cap=self.cap(found["cap"]) if "cap" in found else CapSpec(),
             description=self.description(found.get("description")),
             line=where.line,
             column=where.column,
+            segment=self.segment_name(found["segment"]) if "segment" in found else None,
+            consecutive=(self.integer(found["consecutive"], "consecutive", 1, MAX_CONSECUTIVE)
+                         or 1) if "consecutive" in found else 1,
+            group=self.name(found["group"], "group") or None if "group" in found else None,
+            journey=self.journey(found["journey"]) if "journey" in found else None,
+            rollout=self.share(found, "rollout", 100),
+            holdout=self.share(found, "holdout", 0),
+            salt=self.text(found["salt"], "salt", "a text such as q4") if "salt" in found
+            else None,
         )
+
+    def share(self, found: dict[str, Node], key: str, default: int) -> int | float:
+        if key not in found:
+            return default
+        value = self.percent(found[key], key)
+        return default if value is None else value
+
+    def journey(self, node: Node) -> JourneySpec | None:
+        if isinstance(node, Scalar):
+            within = self.duration(node, "journey", positive=True)
+            return None if within is None else JourneySpec(within)
+        body = self.mapping(node, "journey", _JOURNEY_EXPECTED)
+        if body is None:
+            return None
+        found, _ = self.keys(body, JOURNEY_KEYS, ("within",), "journey")
+        within = self.duration(found["within"], "within", positive=True) \
+            if "within" in found else None
+        by_segment: list[tuple[str, int]] = []
+        if "by_segment" in found:
+            table = self.mapping(found["by_segment"], "by_segment",
+                                 "a mapping of segment names to durations, such as {mobile: 60s}")
+            for key, value_node in table.entries if table is not None else ():
+                name = self.segment_name(key)
+                ms = self.duration(value_node, f"by_segment {key.text}", positive=True)
+                if name is not None and ms is not None:
+                    by_segment.append((name, ms))
+        return None if within is None else JourneySpec(within, tuple(by_segment))
 
     def pages(self, node: Node | None) -> tuple[str, ...]:
         if node is None:
@@ -376,166 +287,138 @@ class _Checker:
             return False
         return True
 
-    def on(self, node: Node) -> EventFilter | None:
-        if isinstance(node, Scalar) and isinstance(node.value, str):
-            event_type = self.event_type(node)
-            if event_type == "custom":
-                self.report(node, "a custom event needs a name",
-                            "on: {type: custom, name: cart_abandon}")
-            return EventFilter(event_type)
-        if not isinstance(node, MapNode):
-            self.report(node, f"on is {describe(node)}", _ON_EXPECTED)
-            return None
-        found, _ = self.keys(node, ON_KEYS, ("type",), "on")
-        event_type = self.event_type(found["type"]) if "type" in found else ""
-        name: str | None = None
-        target: str | None = None
-        if event_type == "custom" and "name" not in found:
-            self.report(node, "on is missing the required key 'name' (custom events are "
-                              "matched by name)", "{type: custom, name: cart_abandon}")
-        if "name" in found:
-            if event_type == "custom":
-                name = self.text(found["name"], "name")
-            elif event_type:
-                self.report(node.key("name") or node,
-                            f"name is only allowed for custom events, not {event_type}")
-        if "target" in found:
-            if event_type in TARGETED_EVENTS:
-                target = self.text(found["target"], "target", _TARGET_EXPECTED)
-            elif event_type:
-                self.report(node.key("target") or node,
-                            f"target is not allowed for {event_type} events",
-                            f"target only with {', '.join(TARGETED_EVENTS)}")
-        return EventFilter(event_type, name, target)
+    # Sequences
 
-    def event_type(self, node: Node) -> str:
-        expected = "one of " + ", ".join(EVENT_TYPES)
-        value = self.text(node, "the event type", expected)
-        if value is None:
-            return ""
-        if value not in EVENT_TYPES:
-            self.report(node, f"unknown event type {value!r}", expected,
-                        closest(value, EVENT_TYPES))
-            return ""
-        return value
-
-    # Conditions
-
-    def conditions(self, node: Node) -> tuple[ConditionSpec, ...]:
-        if not isinstance(node, ListNode):
-            self.report(node, f"when is {describe(node)}", f"a list of conditions, each "
-                                                            f"{_CONDITION_EXPECTED}")
-            return ()
-        specs: list[ConditionSpec] = []
-        for item in node.items:
-            cond = self.mapping(item, "a condition", _CONDITION_EXPECTED)
-            if cond is None:
-                continue
-            if len(cond.entries) != 1:
-                names = ", ".join(k.text for k, _ in cond.entries)
-                message = (f"a condition names exactly one signal; this one has "
-                           f"{len(cond.entries)}: {names}" if cond.entries
-                           else "a condition is empty")
-                self.report(cond, message, "one signal per list item, each starting with '- '")
-            for key, value in cond.entries:
-                spec = self.condition(key, value)
-                if spec is not None:
-                    specs.append(spec)
+    def sequences(self, node: Node,
+                  ids: dict[str, tuple[str, Node]]) -> tuple[SequenceSpec, ...]:
+        specs: list[SequenceSpec] = []
+        for body in self.listed(node, "sequences", "a list of sequences, each starting with "
+                                                   "'- id: ...'"):
+            self.scope_of(body)
+            spec = self.sequence(body)
+            self.unique_id("sequence", body.get("id"), spec.id if spec else "", ids)
+            if spec is not None:
+                specs.append(spec)
+        self.trigger = None
         return tuple(specs)
 
-    def condition(self, key: Scalar, node: Node) -> ConditionSpec | None:
-        signal = SIGNALS.get(key.text)
-        if signal is None:
-            self.report(key, f"unknown signal {key.text!r}", "one of " + ", ".join(SIGNALS),
-                        closest(key.text, SIGNALS))
+    def sequence(self, node: MapNode) -> SequenceSpec | None:
+        found, _ = self.keys(node, SEQUENCE_KEYS, ("id", "start", "steps"), "the sequence")
+        id_node = found.get("id")
+        sid = "" if id_node is None else self.name(id_node, "sequence id")
+        description = self.description(found.get("description"))
+        start = self.event_filter(found["start"], "start") if "start" in found else None
+        exits: list[EventFilter] = []
+        if "exit" in found:
+            for item in self.items(found["exit"], "exit", "an event, or a list of events"):
+                flt = self.event_filter(item, "exit")
+                if flt is not None and flt not in exits:
+                    exits.append(flt)
+        steps = self.steps(found["steps"], sid) if "steps" in found else ()
+        self.trigger = sid or None
+        where = node if id_node is None else id_node
+        if start is None or not steps:
             return None
-        what = f"the {signal.name} condition"
-        params: dict[str, Node] = {}
-        op: str | None = None
-        value_node: Node | None = None
-        if isinstance(node, Scalar) and isinstance(node.value, str):
-            if signal.required:
-                self.report(node, f"{signal.name} needs {' and '.join(signal.required)}: "
-                                  "write the condition as a mapping", _mapping_example(signal))
-                return None
-            parsed = self.shorthand(node, what)
-            if parsed is None:
-                return None
-            op, raw = parsed
-            value = self.signal_value(node, raw, signal, what)
-        elif isinstance(node, MapNode):
-            op, value_node, params = self.mapping_form(node, signal, what)
-            value = None if value_node is None else self.mapping_value(value_node, signal, what)
-        else:
-            self.report(node, f"{what} is {describe(node)}",
-                        f"{_SHORTHAND_EXPECTED}, or a mapping such as {_mapping_example(signal)}")
-            return None
-        window = self.window(params.get("window")) if "window" in signal.params else None
-        target = self.text(params["target"], "target", _TARGET_EXPECTED) if "target" in params \
-            else None
-        if op is None or value is None:
-            return None
-        return ConditionSpec(signal.name, op, value, window, target, key.line, key.column)
+        return SequenceSpec(sid, start, tuple(exits), steps, description, where.line,
+                            where.column)
 
-    def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
-        text: str = node.value
-        match = _SHORTHAND.fullmatch(text)
-        if match is None:
-            self.report(node, f"{what}: {text!r} is not a comparison", _SHORTHAND_EXPECTED,
-                        f">= {text.strip()}" if text.strip() else None)
-            return None
-        op, raw = match.group(1), match.group(2)
-        if op not in OPERATORS:
-            self.report(node, f"unknown operator {op!r}", "one of " + " ".join(OPERATORS),
-                        closest_operator(op))
-            return None
-        if not raw:
-            self.report(node, f"{what}: no value after {op!r}", _SHORTHAND_EXPECTED)
-            return None
-        return op, raw
+    def steps(self, node: Node, sid: str) -> tuple[StepSpec, ...]:
+        steps: list[StepSpec] = []
+        first: dict[str, Node] = {}
+        for body in self.listed(node, "steps", "a list of steps, each starting with "
+                                               "'- id: ...'"):
+            self.scope_of(body)
+            if self.trigger is not None:
+                self.trigger = f"{sid}/{self.trigger}"  # the name the step fires under
+            found, _ = self.keys(body, STEP_KEYS, ("id", "action"), "the step")
+            id_node = found.get("id")
+            step_id = "" if id_node is None else self.name(id_node, "step id")
+            if id_node is not None and step_id:
+                if step_id in first:
+                    self.report(id_node, f"duplicate step id {step_id!r} (first defined at line "
+                                         f"{first[step_id].line})",
+                                "step ids unique within the sequence")
+                else:
+                    first[step_id] = id_node
+            where = body if id_node is None else id_node
+            steps.append(StepSpec(
+                id=step_id,
+                action=self.action(found["action"]) if "action" in found else ActionSpec(""),
+                after_ms=(self.duration(found["after"], "after") or 0) if "after" in found else 0,
+                when=self.conditions(found["when"]) if "when" in found else (),
+                timeout_ms=self.duration(found["timeout"], "timeout", positive=True)
+                if "timeout" in found else None,
+                description=self.description(found.get("description")),
+                line=where.line,
+                column=where.column,
+            ))
+        return tuple(steps)
 
-    def mapping_form(self, node: MapNode, signal: SignalSpec,
-                     what: str) -> tuple[str | None, Node | None, dict[str, Node]]:
-        """The operator, the node holding the value, and the signal's parameters."""
-        found, guessed = self.keys(node, tuple(OPERATOR_WORDS) + signal.params, signal.required,
-                                   what)
-        params = {p: found[p] for p in signal.params if p in found}
-        ops = [k for k, _ in node.entries if k.text in OPERATOR_WORDS]
-        if not ops:
-            if not guessed & set(OPERATOR_WORDS):  # else a misspelt operator was reported
-                self.report(node, f"{what} has no operator",
-                            f"one of {', '.join(OPERATOR_WORDS)}, as in {_mapping_example(signal)}")
-            return None, None, params
-        if len(ops) > 1:
-            self.report(ops[1], f"{what} has more than one operator "
-                                f"({', '.join(k.text for k in ops)})",
-                        "one operator per condition; write another condition for the other bound")
-            return None, None, params
-        return OPERATOR_WORDS[ops[0].text], found[ops[0].text], params
+    # Settings and segments
 
-    def mapping_value(self, node: Node, signal: SignalSpec, what: str) -> int | float | None:
-        if isinstance(node, Scalar) and (isinstance(node.value, str) or is_number(node.value)):
-            return self.signal_value(node, node.value, signal, what)
-        self.report(node, f"{what}: the value is {describe(node)}",
-                    f"a {signal.kind} such as {_EXAMPLE_VALUE[signal.kind]}")
-        return None
-
-    def signal_value(self, node: Node, raw: object, signal: SignalSpec,
-                     what: str) -> int | float | None:
-        try:
-            return _VALUE_PARSERS[signal.kind](raw)
-        except ValueProblem as exc:
-            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
+    def settings(self, node: Node) -> SettingsSpec | None:
+        body = self.mapping(node, "settings", "a mapping with max_actions and/or fatigue")
+        if body is None:
             return None
+        found, _ = self.keys(body, SETTINGS_KEYS, (), "settings")
+        max_actions = (self.integer(found["max_actions"], "max_actions", 1, MAX_ACTIONS_LIMIT)
+                       if "max_actions" in found else None)
+        fatigue = self.fatigue(found["fatigue"]) if "fatigue" in found else None
+        return SettingsSpec(max_actions, fatigue, body.line, body.column)
 
-    def window(self, node: Node | None) -> int:
-        if node is None:
-            return DEFAULT_VELOCITY_WINDOW_MS
-        ms = self.duration(node, "window")
-        if ms is not None and not 0 < ms <= MAX_WINDOW_MS:
-            self.report(node, f"window {ms}ms is out of range",
-                        f"a duration above 0 and at most {MAX_WINDOW_MS // 60_000}m")
-        return DEFAULT_VELOCITY_WINDOW_MS if ms is None else ms
+    def fatigue(self, node: Node) -> FatigueSpec | None:
+        body = self.mapping(node, "fatigue", "a mapping such as {per_session: 5, per_minute: 2, "
+                                             "quiet_after_dismiss: 60s}")
+        if body is None:
+            return None
+        found, _ = self.keys(body, FATIGUE_KEYS, (), "fatigue")
+        limits = {key: self.integer(found[key], key, 1, None,
+                                    f"an integer >= 1; leave {key} out for no limit")
+                  for key in ("per_session", "per_minute") if key in found}
+        quiet = (self.duration(found["quiet_after_dismiss"], "quiet_after_dismiss") or 0) \
+            if "quiet_after_dismiss" in found else 0
+        return FatigueSpec(limits.get("per_session"), limits.get("per_minute"), quiet)
+
+    def segments(self, node: Node) -> tuple[SegmentSpec, ...]:
+        table = self.mapping(node, "segments", _SEGMENTS_EXPECTED)
+        if table is None:
+            return ()
+        if not table.entries:
+            self.report(table, "segments is empty", _SEGMENTS_EXPECTED)
+        specs = []
+        for key, value in table.entries:
+            if key.text == ANY_SEGMENT:
+                self.report(key, 'segment name "*" is reserved: it stands for every session '
+                                 "in models.thresholds", "another segment name")
+                continue
+            name = self.name(key, "segment name")
+            tests = self.segment_tests(value, name)
+            if name and tests:
+                specs.append(SegmentSpec(name, tests, key.line, key.column))
+        return tuple(specs)
+
+    def segment_tests(self, node: Node, name: str) -> tuple[ContextSpec, ...]:
+        expected = ("a mapping of context tests that must all hold, such as "
+                    "{device: mobile, country: [DE, AT]}")
+        body = self.mapping(node, f"segment {name}", expected)
+        if body is None:
+            return ()
+        if not body.entries:
+            self.report(body, f"segment {name} is empty", expected)
+        tests: list[ContextSpec | None] = []
+        for key, value in body.entries:
+            if key.text not in CONTEXT_FIELDS:
+                self.report(key, f"unknown context field {key.text!r} in segment {name}",
+                            "one of " + ", ".join(CONTEXT_FIELDS),
+                            closest(key.text, CONTEXT_FIELDS))
+                tests.append(None)
+            elif key.text == "attribute" and isinstance(value, ListNode):
+                # Several attributes, all of which must hold.
+                tests.extend(self.attribute_test(key, item) for item in
+                             self.items(value, "attribute", "a list of attribute tests"))
+            else:
+                tests.append(self.context_test(key, value))
+        return tuple(t for t in tests if t is not None) if all(tests) else ()
 
     # Action and cap
 

@@ -13,6 +13,9 @@ from fractions import Fraction
 DURATION_EXPECTED = "a duration such as 3s or 500ms"
 RATIO_EXPECTED = "a fraction from 0 to 1 such as 0.78, or a percentage such as 78%"
 NUMBER_EXPECTED = "a number >= 0"
+COUNT_EXPECTED = "a whole number >= 0"
+SCORE_EXPECTED = "a score from 0 to 1 such as 0.7"
+PERCENT_EXPECTED = "a percentage from 0% to 100% such as 50%"
 
 DURATION_PATTERN = r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)"  # also the editor schema's
 _DURATION = re.compile(DURATION_PATTERN)
@@ -104,3 +107,46 @@ def _number(raw: object, expected: str, shown: object = None) -> int | float:
         if is_number(value):
             return value
     raise ValueProblem(f"{shown!r} is not a number", expected)
+
+
+def parse_count(raw: object) -> int:
+    """A whole number >= 0: `3` or `"3"` (pages seen, events counted)."""
+    value = _number(raw, COUNT_EXPECTED)
+    if value < 0:
+        raise ValueProblem(f"{raw} is negative", COUNT_EXPECTED)
+    if value != int(value):
+        raise ValueProblem(f"{raw} is not a whole number", COUNT_EXPECTED)
+    return int(value)
+
+
+def parse_bounded(raw: object, high: float, expected: str) -> int | float:
+    """A number from 0 to `high` (mouse entropy: 0..3 bits)."""
+    value = _number(raw, expected)
+    if not 0 <= value <= high:
+        raise ValueProblem(f"{raw} is outside 0 to {high:g}", expected)
+    return value
+
+
+def parse_score(raw: object) -> int | float:
+    """An intent score: `0.7` (or `"70%"`), in [0, 1]."""
+    try:
+        return parse_ratio(raw)
+    except ValueProblem as exc:
+        raise ValueProblem(exc.message.replace("outside 0 to 1", "outside 0 to 1 (a score)"),
+                           SCORE_EXPECTED, exc.suggestion) from None
+
+
+def parse_percent(raw: object) -> int | float:
+    """`"50%"` -> 50 (a percentage of sessions); a bare number is ambiguous and refused."""
+    if is_number(raw):
+        value = float(raw)  # type: ignore[arg-type]
+        meant = value * 100 if 0 < value < 1 else value
+        hint = f"{meant:g}%" if 0 <= meant <= 100 else None
+        raise ValueProblem(f"{raw} has no % sign: write the share of sessions as a percentage",
+                           PERCENT_EXPECTED, hint)
+    if not isinstance(raw, str) or not raw.strip().endswith("%"):
+        raise ValueProblem(f"{raw!r} is not a percentage", PERCENT_EXPECTED)
+    percent = _number(raw.strip()[:-1].strip(), PERCENT_EXPECTED, shown=raw)
+    if not 0 <= percent <= 100:
+        raise ValueProblem(f"{raw!r} is outside 0% to 100%", PERCENT_EXPECTED)
+    return int(percent) if percent == int(percent) else percent

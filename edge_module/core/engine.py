@@ -1,13 +1,17 @@
 """The decision: from a snapshot, a request and the session so far, to actions.
 
-Semantics (v1):
-- Events are applied in timestamp order. A trigger with `on:` fires at the moment of a
-  matching event, its conditions read as of that moment. Other (state) triggers are
-  evaluated at the request's `now_ms`, after all events.
+Semantics:
+- Events are applied in timestamp order. Each applied event is an evaluation moment:
+  `sustained` conditions and `consecutive` streaks are observed, and a trigger with `on:`
+  fires at a matching event, its conditions read as of that moment. Other (state)
+  triggers, and sequence steps, are evaluated at the request's `now_ms`, after all events.
 - `queued` actions wait in the session until due and are delivered by the first decision
   at or after that moment, if the visitor is still on a page the trigger covers.
-- `next_check_ms` is the earliest moment, absent new events, at which a state trigger can
-  fire or a queued action falls due: a client that calls back then is served on time.
+- What fired is then filtered (`delivery`): holdouts, exclusive groups, fatigue budget,
+  the per-decision maximum.
+- `next_check_ms` is the earliest moment, absent new events, at which a trigger or a
+  sequence step can fire or a queued action falls due: a client that calls back then is
+  served on time.
 """
 
 from __future__ import annotations
@@ -16,15 +20,17 @@ import math
 from typing import Any
 
 from .catalog import EVENT_TYPES
+from .conditions import Ctx, all_hold, allowed, fires, next_fire, observe
+from .delivery import Decision, action_of
 from .errors import BatchTooLarge, DecisionError
-from .session import COUNT, LAST, PAGE_COUNT, PAGE_PV, Session
-from .snapshot import DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, Condition, Snapshot, Trigger
+from .session import Session
+from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
+_FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _NUMBER = (int, float)
 MAX_SESSION_ID = 256
-# Timed conditions further away than this are not announced in next_check_ms.
-HORIZON_MS = 24 * 3600 * 1000
+MAX_CONTEXT_BYTES = 2048  # the context kept in the session for requests that omit it
 
 
 def _bad(code: str, message: str, field: str) -> DecisionError:
@@ -94,7 +100,7 @@ def _invalid(i: int, field: str, message: str) -> DecisionError:
 
 
 def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
-           ctx_url: str | None) -> bool:
+           ctx_url: str | None, keep_mouse: int, forms: bool) -> bool:
     """Check one event's fields and apply it; True when it entered a new page."""
     if etype == "scroll":
         depth = ev.get("depth")
@@ -103,9 +109,10 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
                 raise _invalid(i, "depth", "depth must be a number from 0 to 1")
             if depth > sess.depth:
                 sess.depth = depth
+            sess.pos = depth
         y = ev.get("y")
         if y is not None:
-            if not _number(y):
+            if type(y) is not int and not _number(y):
                 raise _invalid(i, "y", "y must be a number (px from the top)")
             sess.scroll_to(ts, y)
         return False
@@ -130,170 +137,26 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         if type(ev.get("name")) is not str:
             raise _invalid(i, "name", "a custom event needs a name (string)")
         return False
+    if etype == "mousemove":
+        x, y = ev.get("x"), ev.get("y")
+        if x is not None or y is not None:
+            if (type(x) is not int and not _number(x)) or (type(y) is not int and
+                                                            not _number(y)):
+                raise _invalid(i, "x", "x and y must be numbers (px)")
+            if keep_mouse:
+                sess.mouse_to(ts, x, y, keep_mouse)
+        return False
+    if etype == "dismiss":
+        sess.dismissed = ts
+        return False
+    if etype in _FORM_EVENTS:
+        if forms:
+            sess.form_event(etype, ts, ev.get("target"))
+        return False
     if etype not in _EVENT_TYPES:
         raise _invalid(i, "type",
                        f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}")
     return False
-
-
-def _value(c: Condition, sess: Session, t: int) -> float:
-    s = c.signal
-    if s == DWELL:
-        return t - sess.pv
-    if s == SCROLL_DEPTH:
-        return sess.depth
-    if s == SCROLL_VELOCITY:
-        return sess.velocity(t, c.window_ms)
-    return sess.hover.get(c.target or "", 0.0)
-
-
-def _holds(trig: Trigger, sess: Session, t: int) -> bool:
-    for c in trig.conditions:
-        if not c.test(_value(c, sess, t), c.value):
-            return False
-    return True
-
-
-def _allowed(trig: Trigger, sess: Session, t: int) -> bool:
-    """Caps and cooldown let `trig` fire at `t`."""
-    rec = sess.fired.get(trig.id)
-    if rec is None:
-        return True
-    if trig.per_session is not None and rec[COUNT] >= trig.per_session:
-        return False
-    if trig.per_page is not None and rec[PAGE_PV] == sess.pv and rec[PAGE_COUNT] >= trig.per_page:
-        return False
-    return not (trig.cooldown_ms and rec[LAST] is not None and t < rec[LAST] + trig.cooldown_ms)
-
-
-def _record(sess: Session, trig: Trigger, t: int) -> None:
-    rec = sess.fired.get(trig.id)
-    if rec is None:
-        sess.fired[trig.id] = [1, t, 1, sess.pv]
-    elif rec[PAGE_PV] == sess.pv:
-        rec[COUNT] += 1
-        rec[LAST] = t
-        rec[PAGE_COUNT] += 1
-    else:
-        rec[COUNT] += 1
-        rec[LAST] = t
-        rec[PAGE_COUNT] = 1
-        rec[PAGE_PV] = sess.pv
-
-
-def _next_fire(trig: Trigger, sess: Session, now: int) -> int | None:
-    """Earliest t > now at which `trig` fires if no new event arrives, or None.
-
-    Time alone only moves dwell (up) and scroll velocity (down, as samples leave the
-    window), so each `rising` condition, once true, stays true, and every other condition
-    can only stop holding. The answer is therefore the latest of the moments each rising
-    condition (and the cooldown) first allows, provided everything holds there.
-    """
-    rec = sess.fired.get(trig.id)
-    at = now
-    if rec is not None:
-        if trig.per_session is not None and rec[COUNT] >= trig.per_session:
-            return None
-        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
-                rec[PAGE_COUNT] >= trig.per_page:
-            return None
-        if trig.cooldown_ms and rec[LAST] is not None:
-            at = max(at, rec[LAST] + trig.cooldown_ms)
-    for c in trig.steady:  # false now means false until new events arrive
-        if not c.test(_value(c, sess, now), c.value):
-            return None
-    for c in trig.rising:
-        first = _first_true(c, sess, now)
-        if first is None:
-            return None
-        at = max(at, first)
-    if at <= now or at > now + HORIZON_MS:
-        return None
-    return at if _allowed(trig, sess, at) and _holds(trig, sess, at) else None
-
-
-def _first_true(c: Condition, sess: Session, now: int) -> int | None:
-    """The first moment >= now at which a rising condition holds, absent new events."""
-    if c.test(_value(c, sess, now), c.value):
-        return now
-    if c.signal == DWELL:
-        # dwell(t) = t - pv grows by 1 per ms.
-        threshold = sess.pv + c.value
-        if c.op == "==":
-            return int(threshold) if threshold == int(threshold) and threshold > now else None
-        return math.floor(threshold) + 1 if c.op == ">" else math.ceil(threshold)
-    # Scroll velocity only falls, at the moments samples leave the window: search them.
-    # (`!=` that is false now means v == value: it holds from the first step below.)
-    w = c.window_ms
-    steps = sorted({int(ts) + w for ts, _y in sess.samples if ts + w > now})
-    test = c.test if c.op != "!=" else _lt
-    lo, hi = 0, len(steps)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if test(sess.velocity(steps[mid], w), c.value):
-            hi = mid
-        else:
-            lo = mid + 1
-    return steps[lo] if lo < len(steps) else None
-
-
-def _lt(a: float, b: float) -> bool:
-    return a < b
-
-
-def _action(trig: Trigger, delay_ms: int) -> dict[str, Any]:
-    return {
-        "trigger": trig.id,
-        "content": trig.content,
-        "tier": trig.tier,
-        "delay_ms": delay_ms,
-        "priority": trig.priority,
-    }
-
-
-def _priority_order(fired: tuple[Trigger, dict[str, Any]]) -> tuple[int, int]:
-    return -fired[0].priority, fired[0].index
-
-
-class _Decision:
-    """The actions of one decision, with what firing them changed (to undo the overflow)."""
-
-    __slots__ = ("fired", "before", "crowded")
-
-    def __init__(self) -> None:
-        self.fired: list[tuple[Trigger, dict[str, Any]]] = []
-        self.before: dict[str, list[Any] | None] = {}
-        self.crowded = False  # something due now waits for the next call
-
-    def fire(self, sess: Session, trig: Trigger, t: int, action: dict[str, Any]) -> None:
-        if trig.id not in self.before:
-            rec = sess.fired.get(trig.id)
-            self.before[trig.id] = None if rec is None else rec.copy()
-        _record(sess, trig, t)
-        self.fired.append((trig, action))
-
-    def take(self, sess: Session, limit: int) -> list[dict[str, Any]]:
-        """The `limit` highest-priority actions; the rest are un-fired."""
-        fired = self.fired
-        if len(fired) > 1:
-            fired.sort(key=_priority_order)
-        if len(fired) > limit:
-            kept_ids = {t.id for t, _ in fired[:limit]}
-            for trig, action in fired[limit:]:
-                if trig.id not in kept_ids:
-                    prev = self.before[trig.id]
-                    if prev is None:
-                        sess.fired.pop(trig.id, None)
-                    else:
-                        sess.fired[trig.id] = prev
-                if "due_ms" in action:  # a queued action stays queued
-                    sess.queue.append([action["due_ms"], trig.id])
-                    sess.queue.sort()
-                    self.crowded = True
-                elif trig.on_key is None:  # a state trigger still holds next call
-                    self.crowded = True
-            fired = fired[:limit]
-        return [a for _, a in fired]
 
 
 def _queue(sess: Session, trig: Trigger, t: int) -> None:
@@ -304,15 +167,39 @@ def _queue(sess: Session, trig: Trigger, t: int) -> None:
     sess.queue.sort()
 
 
-def _fire_or_queue(dec: _Decision, sess: Session, trig: Trigger, t: int) -> None:
+def _fire_or_queue(dec: Decision, sess: Session, trig: Trigger, t: int) -> None:
     if trig.tier == "queued" and trig.delay_ms > 0:
         _queue(sess, trig, t)
     else:
-        dec.fire(sess, trig, t, _action(trig, trig.delay_ms))
+        dec.fire(sess, trig, t, action_of(trig, trig.delay_ms))
+
+
+def _context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
+    """The request's context, or the session's last one when the request sends none."""
+    context = request.get("context")
+    if context is None:
+        return sess.context
+    if type(context) is not dict:
+        raise _bad("invalid_request", "context must be a JSON object", "context")
+    url = context.get("url")
+    if url is not None and type(url) is not str:
+        raise _bad("invalid_request", "context.url must be a string", "context.url")
+    attrs = context.get("attributes")
+    if attrs is not None and type(attrs) is not dict:
+        raise _bad("invalid_request", "context.attributes must be a JSON object",
+                   "context.attributes")
+    if len(context) > (1 if "url" in context else 0):
+        kept = {k: v for k, v in context.items() if k != "url"}
+        if kept != sess.context and len(repr(kept)) <= MAX_CONTEXT_BYTES:
+            sess.context = kept
+    return context
 
 
 def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) -> dict[str, Any]:
-    """One decision. Returns the response fields and the session's new `state`."""
+    """One decision. Returns the response fields and the session's new `state`.
+
+    `state` is consumed: pass the state a previous decision returned (or None).
+    """
     if type(request) is not dict:
         raise _bad("invalid_request", "the request body must be a JSON object", "")
     sid = request.get("session_id")
@@ -327,63 +214,194 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         raise _bad("invalid_request", "now_ms must be a non-negative number (ms since epoch)",
                    "now_ms")
     now = int(now)
-    context = request.get("context")
-    if context is None:
-        context = {}
-    elif type(context) is not dict:
-        raise _bad("invalid_request", "context must be a JSON object", "context")
-    ctx_url = context.get("url")
-    if ctx_url is not None and type(ctx_url) is not str:
-        raise _bad("invalid_request", "context.url must be a string", "context.url")
     events = order_events(request.get("events"), snap.max_events)
     if events and events[-1][0] > now:
         now = events[-1][0]  # a batch is never older than its newest event
 
     sess = Session.from_state(state, events[0][0] if events else now)
-    if sess.url is None:
+    context = _context(request, sess)
+    ctx_url = context.get("url")
+    ctx = Ctx(snap, context, sid)
+    if sess.url is None and not (events and events[0][2].get("type") == "page_view"):
         sess.enter_page(url_path(ctx_url or "/"), sess.start_ms)
 
-    dec = _Decision()
+    dec = Decision()
     scope = snap.scope(sess.url or "/")
     on_event = scope.on_event
+    tracked = snap.tracked
     for ts, i, ev in events:
         etype = ev.get("type")
-        if _apply(sess, ts, i, ev, etype, ctx_url):
+        if _apply(sess, ts, i, ev, etype, ctx_url, snap.mouse_keep_ms, snap.forms):
             scope = snap.scope(sess.url or "/")
             on_event = scope.on_event
+        if tracked:
+            for key in event_keys(etype, ev.get("name"), ev.get("target")):
+                keep = tracked.get(key)
+                if keep is not None:
+                    sess.track(key, ts, keep)
+            if snap.sequences:
+                _sequence_events(snap, sess, ts, etype, ev)
+        if snap.agg_fields:
+            _fields(snap, sess, ts, etype, ev)
+        if scope.sustained:
+            observe(scope.sustained, sess, ctx, ts)
+        if sess.sequences:
+            _observe_steps(snap, sess, ctx, ts)
+        if scope.streaks:
+            for trig in scope.streaks:
+                _streak(sess, trig, ctx, ts)
         if on_event:
             hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
             if hits:
                 for trig in hits:
                     if trig.on_target is not None and ev.get("target") != trig.on_target:
                         continue
-                    if _allowed(trig, sess, ts) and _holds(trig, sess, ts):
+                    if trig.consecutive > 1 and not _streak(sess, trig, ctx, ts):
+                        continue
+                    if fires(trig, sess, ctx, ts):
+                        sess.streaks.pop(trig.id, None)
                         _fire_or_queue(dec, sess, trig, ts)
 
+    if scope.sustained:
+        observe(scope.sustained, sess, ctx, now)
     if sess.queue:
-        _deliver_due(dec, snap, sess, scope.members, now)
+        _deliver_due(dec, snap, sess, ctx, scope, now)
     for trig in scope.state_triggers:
-        if _allowed(trig, sess, now) and _holds(trig, sess, now):
+        if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
+            continue
+        if fires(trig, sess, ctx, now):
+            sess.streaks.pop(trig.id, None)
             _fire_or_queue(dec, sess, trig, now)
-    actions = dec.take(sess, snap.max_actions)
+    if sess.sequences:
+        _observe_steps(snap, sess, ctx, now)
+        _sequence_steps(snap, sess, ctx, dec, now)
+    actions = dec.take(snap, sess, ctx, now)
+    if sess.sequences:
+        _observe_steps(snap, sess, ctx, now)  # a step reached just now starts watching
 
-    # Crowded out by higher priorities, something can be delivered right away.
-    next_check = now if dec.crowded else (sess.queue[0][0] if sess.queue else None)
-    for trig in scope.timed_triggers:
-        at = _next_fire(trig, sess, now)
-        if at is not None and (next_check is None or at < next_check):
-            next_check = at
-    sess.prune(now, snap.keep_ms)
-    return {
+    response: dict[str, Any] = {
         "revision": snap.revision,
         "actions": actions,
-        "next_check_ms": next_check,
-        "state": sess.to_state(snap.by_id),
+        "next_check_ms": _next_check(snap, sess, ctx, scope, dec, now),
     }
+    if dec.suppressed:
+        response["suppressed"] = dec.suppressed
+    sess.prune(now, snap.keep_ms)
+    response["state"] = sess.to_state(snap.by_id)
+    return response
 
 
-def _deliver_due(dec: _Decision, snap: Snapshot, sess: Session,
-                 members: frozenset[int], now: int) -> None:
+def _streak(sess: Session, trig: Trigger, ctx: Ctx, ts: int) -> bool:
+    """One qualifying (or not) signal for a `consecutive` trigger; True once enough."""
+    if allowed(trig, sess, ctx, ts) and all_hold(trig.conditions, sess, ctx, ts, trig.id):
+        count = sess.streaks[trig.id] = min(sess.streaks.get(trig.id, 0) + 1, trig.consecutive)
+        return count >= trig.consecutive
+    sess.streaks.pop(trig.id, None)
+    return False
+
+
+_FIELD_EVENTS = {"scroll": (("scroll.depth", "depth"), ("scroll.y", "y")),
+                 "hover": (("hover.duration_ms", "duration_ms"),),
+                 "mousemove": (("mousemove.x", "x"), ("mousemove.y", "y"))}
+
+
+def _fields(snap: Snapshot, sess: Session, ts: int, etype: Any, ev: dict[str, Any]) -> None:
+    for name, key in _FIELD_EVENTS.get(etype, ()):
+        keep = snap.agg_fields.get(name)
+        value = ev.get(key)
+        if keep is not None and value is not None:
+            sess.field_value(name, ts, value, keep)
+
+
+def _sequence_events(snap: Snapshot, sess: Session, ts: int, etype: Any,
+                     ev: dict[str, Any]) -> None:
+    keys = event_keys(etype, ev.get("name"), ev.get("target"))
+    for seq in snap.sequences:
+        if seq.id in sess.sequences:
+            if any(key in keys for key in seq.exits):
+                del sess.sequences[seq.id]  # e.g. a conversion: the sequence is over
+        elif seq.start in keys:
+            sess.sequences[seq.id] = [0, ts]
+            _reset(sess, seq, 0)
+
+
+def _sequence_steps(snap: Snapshot, sess: Session, ctx: Ctx, dec: Decision, now: int) -> None:
+    """Fire the due step of each running sequence whose conditions hold now."""
+    for seq in snap.sequences:
+        state = sess.sequences.get(seq.id)
+        if state is None:
+            continue
+        k, entered = state
+        if k >= len(seq.steps):
+            del sess.sequences[seq.id]
+            continue
+        step = seq.steps[k]
+        due = entered + step.after_ms
+        if now < due:
+            continue
+        if step.timeout_ms is not None and now > due + step.timeout_ms:
+            del sess.sequences[seq.id]  # waited too long for its conditions
+            continue
+        if fires(step.trigger, sess, ctx, now):
+            dec.fire(sess, step.trigger, now, action_of(step.trigger, 0),
+                     on_keep=_advance(sess, seq, k, now))
+
+
+def _advance(sess: Session, seq: Sequence, k: int, now: int) -> Any:
+    def advance() -> None:
+        if k + 1 >= len(seq.steps):
+            sess.sequences.pop(seq.id, None)
+        else:
+            sess.sequences[seq.id] = [k + 1, now]
+            _reset(sess, seq, k + 1)
+    return advance
+
+
+def _reset(sess: Session, seq: Sequence, k: int) -> None:
+    """A step starts watching its `sustained` conditions when the sequence reaches it."""
+    for cond in seq.steps[k].trigger.sustained:
+        sess.sustained.pop(cond.key, None)
+
+
+def _observe_steps(snap: Snapshot, sess: Session, ctx: Ctx, t: int) -> None:
+    for seq in snap.sequences:
+        state = sess.sequences.get(seq.id)
+        if state is not None and state[0] < len(seq.steps):
+            sustained = seq.steps[state[0]].trigger.sustained
+            if sustained:
+                observe(sustained, sess, ctx, t)
+
+
+def _next_check(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision,
+                now: int) -> int | None:
+    if dec.crowded:
+        return now  # more was due than one decision returns: call again right away
+    candidates = [sess.queue[0][0]] if sess.queue else []
+    for trig in scope.timed_triggers:
+        at = next_fire(trig, sess, ctx, now)
+        if at is not None:
+            candidates.append(at)
+    for seq in snap.sequences:
+        state = sess.sequences.get(seq.id)
+        if state is not None and state[0] < len(seq.steps):
+            step = seq.steps[state[0]]
+            due = state[1] + step.after_ms
+            at = next_fire(step.trigger, sess, ctx, now, not_before=due)
+            if at is not None and (step.timeout_ms is None or at <= due + step.timeout_ms):
+                candidates.append(at)
+    if not candidates:
+        return None
+    at = min(candidates)
+    release = dec.fatigue_until
+    if release is not None:
+        if release == -1:
+            return None  # the session's budget is spent
+        at = max(at, release)
+    return at
+
+
+def _deliver_due(dec: Decision, snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope,
+                 now: int) -> None:
     """Deliver queued actions that are due and still valid; drop the invalid ones."""
     keep = []
     for entry in sess.queue:
@@ -394,8 +412,8 @@ def _deliver_due(dec: _Decision, snap: Snapshot, sess: Session,
         trig = snap.by_id.get(tid)
         # Still valid: the trigger survives in this snapshot, the visitor is on a page it
         # covers, and caps allow it.
-        if trig is not None and trig.index in members and _allowed(trig, sess, due):
-            action = _action(trig, 0)
+        if trig is not None and trig.index in scope.members and allowed(trig, sess, ctx, due):
+            action = action_of(trig, 0)
             action["due_ms"] = due
             dec.fire(sess, trig, due, action)
     sess.queue = keep

@@ -1,25 +1,43 @@
 """A visitor's session as the decision core sees it: what has been observed so far.
 
-The host keeps the state between requests as the JSON object `to_state` returns; the
-client only sends new events. Everything here is a function of events and their
-timestamps, never of the wall clock.
+The host keeps the state between requests as the JSON-ready object `to_state` returns;
+the client only sends new events. Everything here is a function of events and their
+timestamps, never of the wall clock. Optional parts of the state are written only when
+they hold something, so a session that uses few features stays small.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 STATE_VERSION = 1
 MAX_SAMPLES = 256  # scroll samples kept for velocity windows
 MAX_HOVER_TARGETS = 64
-
+MAX_PAGES = 100
+MAX_TRACKED = 64  # timestamps per tracked event filter / values per aggregate field
+MAX_FORM_FIELDS = 16
 
 # A trigger's fire record: [count, last_ms, count_on_page, page_view_of_that_count].
 COUNT, LAST, PAGE_COUNT, PAGE_PV = range(4)
 
+# Optional parts of the state: attribute, state key, empty value factory.
+_OPTIONAL = (
+    ("pos", "dp", float), ("pages", "pg", list), ("mouse", "ms", list), ("mouse_at", "mp", list),
+    ("scrolled", "bs", list), ("focused", "fo", dict), ("focus_input", "fi", list),
+    ("last_input", "li", list), ("input_submit", "is", list), ("tracked", "ev", dict),
+    ("fields", "fv", dict), ("sustained", "su", dict), ("streaks", "cs", dict),
+    ("sequences", "sq", dict), ("delivered", "fd", list), ("delivered_total", "fn", int),
+    ("dismissed", "dm", int), ("context", "cx", dict),
+)
+
+
+_BY_KEY = {key: (name, factory) for name, key, factory in _OPTIONAL}
+
 
 class Session:
-    __slots__ = ("start_ms", "url", "pv", "depth", "samples", "hover", "fired", "queue")
+    __slots__ = ("start_ms", "url", "pv", "depth", "samples", "hover", "fired", "queue",
+                 *(name for name, _, _ in _OPTIONAL))
 
     def __init__(self, start_ms: int) -> None:
         self.start_ms = start_ms
@@ -30,6 +48,25 @@ class Session:
         self.hover: dict[str, float] = {}
         self.fired: dict[str, list[Any]] = {}
         self.queue: list[list[Any]] = []  # [due_ms, trigger_id], ascending by due
+        # the optional parts (see _OPTIONAL), spelled out: this runs once per decision
+        self.pos = 0.0
+        self.pages: list[str] = []
+        self.mouse: list[list[int]] = []
+        self.mouse_at: list[float] = []
+        self.scrolled: list[float] = []
+        self.focused: dict[str, int] = {}
+        self.focus_input: list[Any] = []
+        self.last_input: list[Any] = []
+        self.input_submit: list[Any] = []
+        self.tracked: dict[str, list[int]] = {}
+        self.fields: dict[str, list[list[float]]] = {}
+        self.sustained: dict[str, int] = {}
+        self.streaks: dict[str, int] = {}
+        self.sequences: dict[str, list[int]] = {}
+        self.delivered: list[int] = []
+        self.delivered_total = 0
+        self.dismissed = -1
+        self.context: dict[str, Any] = {}
 
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
@@ -46,6 +83,16 @@ class Session:
             s.hover = state["hv"]
             s.fired = state["f"]
             s.queue = state["q"]
+            if len(state) > 9:  # optional parts present
+                for key, value in state.items():
+                    part = _BY_KEY.get(key)
+                    if part is None:
+                        continue
+                    name, factory = part
+                    if type(value) is not factory and not (factory is float and
+                                                           type(value) is int):
+                        return cls(now_ms)
+                    setattr(s, name, value)
         except (KeyError, TypeError):
             return cls(now_ms)
         if not (type(s.samples) is list and type(s.hover) is dict and type(s.fired) is dict
@@ -55,7 +102,7 @@ class Session:
 
     def to_state(self, keep: dict[str, Any]) -> dict[str, Any]:
         """The JSON-ready state; fire records of triggers not in `keep` are dropped."""
-        return {
+        state: dict[str, Any] = {
             "v": STATE_VERSION,
             "t0": self.start_ms,
             "url": self.url,
@@ -66,6 +113,17 @@ class Session:
             "f": {k: r for k, r in self.fired.items() if k in keep},
             "q": self.queue,
         }
+        if len(self.pages) > 1 or self.pos or self.mouse_at or self.scrolled or \
+                self.tracked or self.fields or self.sustained or self.streaks or \
+                self.sequences or self.delivered or self.context or self.focused or \
+                self.dismissed >= 0 or self.focus_input or self.last_input:
+            for name, key, _factory in _OPTIONAL:
+                value = getattr(self, name)
+                if value and value != -1:
+                    state[key] = value
+        elif self.pages:
+            state["pg"] = self.pages
+        return state
 
     # -- observations ---------------------------------------------------------------
 
@@ -73,17 +131,75 @@ class Session:
         self.url = url
         self.pv = ts
         self.depth = 0.0
+        self.pos = 0.0
         self.samples = [[ts, 0.0]]  # a page starts at the top: the first scroll moves from y=0
         self.hover = {}
+        if url not in self.pages and len(self.pages) < MAX_PAGES:
+            self.pages.append(url)
 
     def scroll_to(self, ts: int, y: float) -> None:
-        self.samples.append([ts, y])
-        if len(self.samples) > MAX_SAMPLES:
-            del self.samples[: len(self.samples) - MAX_SAMPLES]
+        samples = self.samples
+        if samples:
+            prev = samples[-1]
+            # the session's own scroll speed: distance over time spent scrolling
+            # (pauses count at most 1 s), the baseline of velocity spikes
+            scrolled = self.scrolled
+            if not scrolled:
+                scrolled = self.scrolled = [0.0, 0]
+            scrolled[0] += abs(y - prev[1])
+            gap = ts - prev[0]
+            scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)
+        samples.append([ts, y])
+        if len(samples) > MAX_SAMPLES:
+            del samples[: len(samples) - MAX_SAMPLES]
 
     def hovered(self, target: str, duration_ms: float) -> None:
         if target in self.hover or len(self.hover) < MAX_HOVER_TARGETS:
             self.hover[target] = self.hover.get(target, 0.0) + duration_ms
+
+    def mouse_to(self, ts: int, x: float, y: float, keep_ms: int) -> None:
+        """Record the direction (one of 8 sectors) of the move from the previous point."""
+        if self.mouse_at:
+            dx, dy = x - self.mouse_at[0], y - self.mouse_at[1]
+            if dx or dy:
+                sector = int((math.atan2(dy, dx) + math.pi) / (2 * math.pi) * 8) % 8
+                self.mouse.append([ts, sector])
+                cutoff = ts - keep_ms
+                if len(self.mouse) > MAX_TRACKED or self.mouse[0][0] <= cutoff:
+                    self.mouse = [m for m in self.mouse[-MAX_TRACKED:] if m[0] > cutoff]
+        self.mouse_at = [x, y]
+
+    def form_event(self, etype: str, ts: int, target: Any) -> None:
+        target = target if type(target) is str else ""
+        if etype == "focus":
+            if target in self.focused or len(self.focused) < MAX_FORM_FIELDS:
+                self.focused[target] = ts
+        elif etype == "input":
+            started = self.focused.pop(target, None)
+            if started is not None:
+                self.focus_input = [ts - started, target]
+            self.last_input = [ts, target]
+        elif etype == "submit" and self.last_input:
+            self.input_submit = [ts - self.last_input[0], self.last_input[1]]
+
+    def track(self, key: str, ts: int, keep_ms: int) -> None:
+        """Remember that an event matching a tracked filter happened at `ts`."""
+        times = self.tracked.get(key)
+        if times is None:
+            self.tracked[key] = [ts]
+            return
+        times.append(ts)
+        cutoff = ts - keep_ms
+        if len(times) > MAX_TRACKED or (len(times) > 1 and times[0] <= cutoff):
+            kept = [t for t in times[-MAX_TRACKED:] if t > cutoff]
+            self.tracked[key] = kept or [ts]
+
+    def field_value(self, name: str, ts: int, value: float, keep_ms: int) -> None:
+        values = self.fields.setdefault(name, [])
+        values.append([ts, value])
+        cutoff = ts - keep_ms
+        if len(values) > MAX_TRACKED or values[0][0] <= cutoff:
+            self.fields[name] = [v for v in values[-MAX_TRACKED:] if v[0] > cutoff]
 
     def prune(self, now_ms: int, keep_ms: int) -> None:
         """Forget scroll samples no window can still see (keeping one anchor before it)."""
@@ -97,6 +213,8 @@ class Session:
                 break
         if first:
             del samples[:first]
+        if self.delivered and self.delivered[0] <= now_ms - 60_000:
+            self.delivered = [t for t in self.delivered if t > now_ms - 60_000]
 
     # -- signals ----------------------------------------------------------------------
 
@@ -113,3 +231,47 @@ class Session:
                 break
             total += abs(b[1] - samples[i - 1][1])
         return total * 1000.0 / window_ms
+
+    def session_speed(self) -> float | None:
+        """The session's average scroll speed so far, px/s (None before any scrolling)."""
+        if not self.scrolled or self.scrolled[1] <= 0:
+            return None
+        return float(self.scrolled[0] * 1000.0 / self.scrolled[1])
+
+    def entropy(self, t: int, window_ms: int) -> float:
+        """Shannon entropy (bits) of the movement directions within (t - window, t]."""
+        lo = t - window_ms
+        counts = [0] * 8
+        n = 0
+        for ts, sector in self.mouse:
+            if lo < ts <= t:
+                counts[sector] += 1
+                n += 1
+        if n == 0:
+            return 0.0
+        return -sum(c / n * math.log2(c / n) for c in counts if c)
+
+    def count(self, key: str, t: int, window_ms: int) -> int:
+        lo = t - window_ms
+        return sum(1 for ts in self.tracked.get(key, ()) if lo < ts <= t)
+
+    def last(self, key: str, t: int) -> int | None:
+        for ts in reversed(self.tracked.get(key, ())):
+            if ts <= t:
+                return int(ts)
+        return None
+
+    def aggregate(self, fn: str, name: str, t: int, window_ms: int) -> float | None:
+        lo = t - window_ms
+        values = [v for ts, v in self.fields.get(name, ()) if lo < ts <= t]
+        if not values:
+            return None
+        if fn == "min":
+            return min(values)
+        if fn == "max":
+            return max(values)
+        return sum(values) / len(values)
+
+    def change_points(self, t: int, window_ms: int, series: list[list[Any]]) -> list[int]:
+        """Moments after `t` at which a windowed value over `series` can change."""
+        return [int(s[0]) + window_ms for s in series if s[0] + window_ms > t]

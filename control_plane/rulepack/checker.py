@@ -1,0 +1,234 @@
+"""The checker's toolbox: shapes, names and plain values, each mistake recorded as a `Problem`.
+
+Every check records its problems and returns a stand-in (usually None), so one mistake
+never hides the next. The pack, condition and model checks build on `Checker`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+
+from edge_module.core.catalog import OPERATOR_WORDS, OPERATORS
+
+from .model import Located
+from .problems import Problem
+from .source import ListNode, MapNode, Node, Scalar
+from .values import (
+    DURATION_EXPECTED,
+    PERCENT_EXPECTED,
+    ValueProblem,
+    is_number,
+    parse_duration,
+    parse_percent,
+)
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # trigger, sequence, step, segment and group names
+NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit"
+_OPERATOR_ALIASES = {"=>": ">=", "=<": "<=", "=": "==", "===": "==", "<>": "!=", "=!": "!=",
+                     "!==": "!=", "≥": ">=", "≤": "<=", "≠": "!="}
+_WORD_FOR_OPERATOR = {op: word for word, op in OPERATOR_WORDS.items()}
+
+
+def closest(word: str, options: Iterable[str]) -> str | None:
+    """The option `word` was most likely meant to be, if any is close."""
+    options = list(options)
+    if word in _WORD_FOR_OPERATOR and _WORD_FOR_OPERATOR[word] in options:
+        return _WORD_FOR_OPERATOR[word]  # `>=: 3s` in a mapping means `gte: 3s`
+    if word.lower() in options:
+        return word.lower()
+    matches = difflib.get_close_matches(word, options, n=1)
+    return matches[0] if matches else None
+
+
+def closest_operator(op: str) -> str | None:
+    """The operator `op` was meant to be: "=>" -> ">=", "gte" -> ">="."""
+    if op.lower() in OPERATOR_WORDS:
+        return OPERATOR_WORDS[op.lower()]
+    if op in _OPERATOR_ALIASES:
+        return _OPERATOR_ALIASES[op]
+    matches = difflib.get_close_matches(op, OPERATORS, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def describe(node: Node) -> str:
+    """What a node is, for "x is a list (expected a mapping)"."""
+    if isinstance(node, MapNode):
+        return "a mapping"
+    if isinstance(node, ListNode):
+        return "a list"
+    value = node.value
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return f"a boolean ({node.text})"
+    if isinstance(value, int):
+        return f"a number ({node.text})"
+    if isinstance(value, float):
+        return f"a decimal number ({node.text})"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__} ({node.text})"
+
+
+def slug(value: str, pattern: re.Pattern[str]) -> str | None:
+    """`value` made to fit `pattern` (a name rule), if that is possible."""
+    allowed = r"[^a-z0-9_-]+" if "_" in pattern.pattern else r"[^a-z0-9-]+"
+    fixed = re.sub(allowed, "-", value.strip().lower()).strip("-_")
+    return fixed if fixed and pattern.fullmatch(fixed) else None
+
+
+class Checker:
+    """Checks one file; problems found inside a trigger carry its id (`self.trigger`)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.problems: list[Problem] = []
+        self.trigger: str | None = None
+        self.segment_uses: list[Located] = []
+
+    def report(self, node: Node, message: str, expected: str | None = None,
+               suggestion: str | None = None) -> None:
+        self.problems.append(Problem(self.filename, node.line, node.column, message,
+                                     self.trigger, expected, suggestion))
+
+    # Shapes
+
+    def mapping(self, node: Node, what: str, expected: str = "a mapping") -> MapNode | None:
+        if isinstance(node, MapNode):
+            return node
+        self.report(node, f"{what} is {describe(node)}", expected)
+        return None
+
+    def keys(self, node: MapNode, allowed: Sequence[str], required: Sequence[str],
+             what: str) -> tuple[dict[str, Node], set[str]]:
+        """The allowed keys' values, and the keys suggested for misspelt ones."""
+        found: dict[str, Node] = {}
+        guessed: set[str] = set()
+        for key, value in node.entries:
+            if key.text in allowed:
+                found[key.text] = value
+                continue
+            guess = closest(key.text, allowed)
+            if guess:
+                guessed.add(guess)
+            self.report(key, f"unknown key {key.text!r} in {what}",
+                        "one of " + ", ".join(allowed), guess)
+        for name in required:
+            # A misspelt required key is one mistake: "unknown key 'actoin'" says it all.
+            if name not in found and name not in guessed:
+                self.report(node, f"{what} is missing the required key {name!r}")
+        return found, guessed
+
+    def items(self, node: Node, what: str, expected: str) -> tuple[Node, ...]:
+        """A non-empty list's items; one value stands for a list of one."""
+        if isinstance(node, ListNode):
+            if not node.items:
+                self.report(node, f"{what} is an empty list", expected)
+            return node.items
+        return (node,)
+
+    # Plain values
+
+    def text(self, node: Node, what: str, expected: str = "a non-empty string") -> str | None:
+        if isinstance(node, Scalar) and isinstance(node.value, str):
+            if node.value.strip():
+                return node.value
+            self.report(node, f"{what} is empty", expected)
+            return None
+        if isinstance(node, Scalar) and node.value is not None:
+            expected = f'{expected}; put it in quotes: "{node.text}"'
+        self.report(node, f"{what} is {describe(node)}", expected)
+        return None
+
+    def description(self, node: Node | None) -> str | None:
+        if node is None or (isinstance(node, Scalar) and node.value is None):
+            return None
+        return self.text(node, "description", "text")
+
+    def name(self, node: Node, what: str, pattern: re.Pattern[str] = NAME,
+             rule: str = NAME_RULE) -> str:
+        value = self.text(node, what, rule)
+        if value is None:
+            return ""
+        if not pattern.fullmatch(value):
+            self.report(node, f"{what} {value!r} is not allowed", rule, slug(value, pattern))
+        return value
+
+    def choice(self, node: Node, what: str, options: Sequence[str]) -> str | None:
+        expected = "one of " + ", ".join(options)
+        value = self.text(node, what, expected)
+        if value is None:
+            return None
+        if value not in options:
+            self.report(node, f"unknown {what} {value!r}", expected, closest(value, options))
+            return None
+        return value
+
+    def integer(self, node: Node, what: str, low: int, high: int | None,
+                expected: str | None = None) -> int | None:
+        if expected is None:
+            expected = (f"an integer >= {low}" if high is None
+                        else f"an integer from {low} to {high}")
+        if not (isinstance(node, Scalar) and type(node.value) is int):
+            self.report(node, f"{what} is {describe(node)}", expected)
+            return None
+        value: int = node.value
+        if value < low or (high is not None and value > high):
+            self.report(node, f"{what} {value} is out of range", expected)
+            return None
+        return value
+
+    def number(self, node: Node, what: str, low: float | None = None,
+               expected: str = "a number") -> float | None:
+        """Any finite number (`low`: the smallest allowed, exclusive)."""
+        if not (isinstance(node, Scalar) and is_number(node.value)):
+            self.report(node, f"{what} is {describe(node)}", expected)
+            return None
+        value = node.value
+        if low is not None and value <= low:
+            self.report(node, f"{what} {node.text} is out of range", expected)
+            return None
+        return value  # type: ignore[no-any-return]
+
+    def boolean(self, node: Node, what: str) -> bool | None:
+        if isinstance(node, Scalar) and isinstance(node.value, bool):
+            return node.value
+        self.report(node, f"{what} is {describe(node)}", "true or false")
+        return None
+
+    def duration(self, node: Node, what: str, positive: bool = False) -> int | None:
+        if not isinstance(node, Scalar) or not (isinstance(node.value, str)
+                                                 or is_number(node.value)):
+            self.report(node, f"{what} is {describe(node)}", DURATION_EXPECTED)
+            return None
+        try:
+            ms = parse_duration(node.value)
+        except ValueProblem as exc:
+            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
+            return None
+        if positive and ms == 0:
+            self.report(node, f"{what} is 0", "a duration above 0 such as 3s")
+            return None
+        return ms
+
+    def percent(self, node: Node, what: str) -> int | float | None:
+        if not isinstance(node, Scalar):
+            self.report(node, f"{what} is {describe(node)}", PERCENT_EXPECTED)
+            return None
+        try:
+            return parse_percent(node.value)
+        except ValueProblem as exc:
+            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
+            return None
+
+    # Segment names: defined in any pack, so only their spelling is checked here
+
+    def segment_name(self, node: Node, what: str = "segment") -> str | None:
+        """A segment name used here; whether some pack defines it is checked across packs."""
+        value = self.text(node, what, "the name of a segment defined under segments:")
+        if value is None:
+            return None
+        self.segment_uses.append(Located(value, node.line, node.column, self.trigger))
+        return value

@@ -1,0 +1,101 @@
+"""The words of the rule-pack language that only the compiler needs.
+
+The decision core's catalog (`edge_module.core.catalog`) names the signals, event types,
+context fields and operators both sides share; this module adds what only matters while
+reading YAML: which values a marketer may write, and how each is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from edge_module.core.catalog import (
+    AGGREGATE_FIELDS,
+    DEFAULT_ENTROPY_WINDOW_MS,
+    DEFAULT_VELOCITY_WINDOW_MS,
+    OPERATOR_WORDS,
+    SIGNALS,
+)
+
+from .values import (
+    COUNT_EXPECTED,
+    DURATION_EXPECTED,
+    NUMBER_EXPECTED,
+    RATIO_EXPECTED,
+    SCORE_EXPECTED,
+    ValueProblem,
+    parse_bounded,
+    parse_count,
+    parse_duration,
+    parse_number,
+    parse_ratio,
+    parse_score,
+)
+
+DEVICES = ("desktop", "mobile", "tablet")
+MODES = ("static", "adaptive", "hybrid")
+DEFAULT_Z = 2.0
+BASELINES = ("session", "cohort")
+MAX_ACTIONS_LIMIT = 10
+ANY_SEGMENT = "*"  # the models.thresholds entry for sessions in none of the listed segments
+
+# Windows the core needs but the catalog gives no default for.
+WINDOW_REQUIRED = ("count", "min", "max", "avg")
+DEFAULT_WINDOW_MS = {"scroll_velocity": DEFAULT_VELOCITY_WINDOW_MS,
+                     "velocity_spike": DEFAULT_VELOCITY_WINDOW_MS,
+                     "mouse_entropy": DEFAULT_ENTROPY_WINDOW_MS}
+ENTROPY_MAX_BITS = 3.0  # log2 of the 8 movement sectors
+
+# Keys of a signal condition's mapping form besides the operator words and its parameters.
+THRESHOLD_KEYS = ("by_segment", "mode", "z")
+# The operators a context condition's mapping form can name, and the words for them.
+CONTEXT_OPERATOR_WORDS = {**OPERATOR_WORDS, "in": "in", "glob": "glob"}
+ORDERED_OPERATORS = (">=", ">", "<=", "<")
+
+_EXPECTED = {"duration": DURATION_EXPECTED, "ratio": RATIO_EXPECTED, "number": NUMBER_EXPECTED,
+             "count": COUNT_EXPECTED, "score": SCORE_EXPECTED,
+             "entropy": f"a number of bits from 0 to {ENTROPY_MAX_BITS:g} such as 2.2"}
+EXAMPLE_VALUE = {"duration": "3s", "ratio": "78%", "number": "800", "count": "3",
+                 "score": "0.7", "entropy": "2.2"}
+EXAMPLE_PARAM = {"target": '"#cta"', "window": "2s", "event": "click",
+                 "after": "focus", "field": "hover.duration_ms", "baseline": "session"}
+Parser = Callable[[object], int | float]
+PARSERS: dict[str, Parser] = {
+    "duration": parse_duration,
+    "ratio": parse_ratio,
+    "number": parse_number,
+    "count": parse_count,
+    "score": parse_score,
+    "entropy": lambda raw: parse_bounded(raw, ENTROPY_MAX_BITS, _EXPECTED["entropy"]),
+}
+
+
+def value_kind(signal: str, field: str | None = None) -> str | None:
+    """How a signal's threshold is written and parsed; None for an aggregate of no known field."""
+    if signal == "mouse_entropy":
+        return "entropy"
+    kind = SIGNALS[signal].kind
+    if kind == "field":
+        return AGGREGATE_FIELDS.get(field or "")
+    return kind
+
+
+def expected_value(kind: str) -> str:
+    return _EXPECTED[kind]
+
+
+def required_params(signal: str) -> tuple[str, ...]:
+    spec = SIGNALS[signal]
+    if signal in WINDOW_REQUIRED and "window" not in spec.required:
+        return (*spec.required, "window")
+    return spec.required
+
+
+def parse_model_value(raw: object, kind: str) -> int | float:
+    """A value in `models`: a number in the compiled unit (ms, fraction...), or with its unit."""
+    if kind == "duration" and type(raw) in (int, float):
+        if raw < 0 or raw != int(raw):  # type: ignore[operator]
+            raise ValueProblem(f"{raw} is not a whole number of milliseconds >= 0",
+                               "milliseconds as a whole number, or a duration such as 3s")
+        return int(raw)  # type: ignore[call-overload, no-any-return]
+    return PARSERS[kind](raw)

@@ -1,0 +1,429 @@
+"""Evaluating conditions: signal values, thresholds, and when time alone makes them true.
+
+`Ctx` carries what one decision knows beyond the session: the request's context, the
+segments the session is in, and caches of thresholds and intent scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from .catalog import WEEKDAYS
+from .session import COUNT as FIRED, LAST, PAGE_COUNT, PAGE_PV, Session
+from .snapshot import (
+    ABSENT,
+    AVG,
+    CHANGING,
+    COUNT,
+    DWELL,
+    FALLING,
+    FOCUS_TO_INPUT,
+    HOVER,
+    INPUT_TO_SUBMIT,
+    INTENT,
+    MAX,
+    MIN,
+    MOUSE_ENTROPY,
+    PAGES,
+    RISING,
+    SCROLL_DEPTH,
+    SCROLL_POSITION,
+    SCROLL_VELOCITY,
+    SESSION_TIME,
+    SINCE,
+    VELOCITY_SPIKE,
+    Condition,
+    ContextCond,
+    Model,
+    SegmentCond,
+    Snapshot,
+    Sustained,
+    Trigger,
+)
+
+HORIZON_MS = 24 * 3600 * 1000  # moments further away are not announced in next_check_ms
+_AGG = {MIN: "min", MAX: "max", AVG: "avg"}
+
+
+class Ctx:
+    """What one decision knows besides the session."""
+
+    __slots__ = ("snap", "context", "segments", "session_id", "_thresholds", "_intent")
+
+    def __init__(self, snap: Snapshot, context: dict[str, Any], session_id: str) -> None:
+        self.snap = snap
+        self.context = context
+        self.session_id = session_id
+        self.segments: frozenset[str] = frozenset(
+            name for name, preds in snap.segments.items()
+            if all(context_holds(p, context) for p in preds)) if snap.segments else frozenset()
+        self._thresholds: dict[str, float] = {}
+        self._intent: dict[tuple[str, int], float] = {}
+
+    def threshold(self, c: Condition) -> float:
+        """The value `c` compares with for this session: per segment, adaptive or static."""
+        if not c.by_segment and c.mode != "adaptive":
+            return c.value
+        cached = self._thresholds.get(c.key)
+        if cached is not None:
+            return cached
+        value = c.value
+        for seg, v in c.by_segment:
+            if seg in self.segments:
+                value = v
+                break
+        if c.mode == "adaptive" and c.model_key is not None:
+            learned = self.snap.thresholds.get(c.model_key, ())
+            for seg, v in learned:
+                if seg in self.segments:
+                    value = v
+                    break
+            else:
+                for seg, v in learned:
+                    if seg == "*":
+                        value = v
+                        break
+        self._thresholds[c.key] = value
+        return value
+
+    def baseline(self, signal: str) -> tuple[float, float] | None:
+        stats = self.snap.baselines.get(signal)
+        if not stats:
+            return None
+        for seg, pair in stats.items():
+            if seg != "*" and seg in self.segments:
+                return pair
+        return stats.get("*")
+
+    def intent(self, trigger_id: str, sess: Session, t: int) -> float:
+        model = self.snap.intent_by_trigger.get(trigger_id) or self.snap.intent
+        if model is None:
+            return 0.0
+        key = (trigger_id if trigger_id in self.snap.intent_by_trigger else "*", t)
+        score = self._intent.get(key)
+        if score is None:
+            score = self._intent[key] = intent_score(model, sess, t)
+        return score
+
+
+def intent_score(model: Model, sess: Session, t: int) -> float:
+    features = {
+        "dwell": t - sess.pv,
+        "session_time": t - sess.start_ms,
+        "scroll_depth": sess.depth,
+        "scroll_velocity": sess.velocity(t, 1000),
+        "mouse_entropy": sess.entropy(t, 2000),
+        "pages": len(sess.pages),
+        "hover_total": sum(sess.hover.values()),
+    }
+    z = model.bias + sum(w * features.get(f, 0.0) / s for f, w, s in model.weights)
+    if z < -60:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def context_holds(c: ContextCond, context: dict[str, Any]) -> bool:
+    if c.field == "attribute":
+        attrs = context.get("attributes")
+        value = attrs.get(c.name) if type(attrs) is dict and c.name else None
+    else:
+        value = context.get(c.field)
+    if value is None:
+        return False
+    if c.field == "weekday" and type(value) is int and 0 <= value < 7:
+        value = WEEKDAYS[value]
+    op = c.op
+    if op == "in":
+        return value in c.value if isinstance(value, (str, int, float, bool)) else False
+    if op == "==":
+        return bool(value == c.value)
+    if op == "!=":
+        return bool(value != c.value)
+    if op == "glob":
+        return type(value) is str and c.pattern is not None and \
+            c.pattern.match(value) is not None
+    if type(value) not in (int, float) or type(c.value) not in (int, float):
+        return False
+    if op == ">=":
+        return bool(value >= c.value)
+    if op == ">":
+        return bool(value > c.value)
+    if op == "<=":
+        return bool(value <= c.value)
+    return bool(value < c.value)
+
+
+def measure(c: Condition, sess: Session, ctx: Ctx, t: int, trigger_id: str = "") -> float | None:
+    """The signal's value at `t` (None: not defined, the condition cannot hold)."""
+    s = c.signal
+    if s == DWELL:
+        return t - sess.pv
+    if s == SCROLL_DEPTH:
+        return sess.depth
+    if s == SCROLL_VELOCITY:
+        return sess.velocity(t, c.window_ms)
+    if s == HOVER:
+        return sess.hover.get(c.target or "", 0.0)
+    if s == SESSION_TIME:
+        return t - sess.start_ms
+    if s == SCROLL_POSITION:
+        return sess.pos
+    if s == VELOCITY_SPIKE:
+        if c.baseline == "session":
+            base = sess.session_speed()
+        else:
+            stats = ctx.baseline("scroll_velocity")
+            base = stats[0] if stats else None
+        if not base:
+            return None
+        return sess.velocity(t, c.window_ms) / base
+    if s == MOUSE_ENTROPY:
+        return sess.entropy(t, c.window_ms)
+    if s == PAGES:
+        return len(sess.pages)
+    if s == FOCUS_TO_INPUT:
+        pair = sess.focus_input
+        return pair[0] if pair and (c.target is None or pair[1] == c.target) else None
+    if s == INPUT_TO_SUBMIT:
+        pair = sess.input_submit
+        return pair[0] if pair and (c.target is None or pair[1] == c.target) else None
+    if s == COUNT:
+        return sess.count(c.event or "", t, c.window_ms)
+    if s in _AGG:
+        return sess.aggregate(_AGG[s], c.field or "", t, c.window_ms)
+    if s == SINCE:
+        last = sess.last(c.event or "", t)
+        return None if last is None else t - last
+    if s == ABSENT:
+        began = sess.last(c.after or "", t)
+        if began is None:
+            return None
+        seen = sess.last(c.event or "", t)
+        return None if seen is not None and seen >= began else t - began
+    if s == INTENT:
+        return ctx.intent(trigger_id, sess, t)
+    return None
+
+
+def signal_holds(c: Condition, sess: Session, ctx: Ctx, t: int, trigger_id: str = "") -> bool:
+    s = c.signal
+    # the common signals inline: this is the innermost loop of a decision
+    if s == DWELL:
+        value: float | None = t - sess.pv
+    elif s == SCROLL_DEPTH:
+        value = sess.depth
+    else:
+        value = measure(c, sess, ctx, t, trigger_id)
+        if value is None:
+            return False
+    if not c.test(value, c.value if c.static else ctx.threshold(c)):
+        return False
+    if not c.hybrid:
+        return True
+    # hybrid: also an outlier against the cohort baseline, in the comparison's direction
+    stats = ctx.baseline(c.name)
+    if not stats or stats[1] <= 0:
+        return False
+    z = (value - stats[0]) / stats[1]
+    return z >= c.z if c.op in (">", ">=") else z <= -c.z if c.op in ("<", "<=") else True
+
+
+def holds(c: Any, sess: Session, ctx: Ctx, t: int, trigger_id: str = "") -> bool:
+    if type(c) is Condition:
+        return signal_holds(c, sess, ctx, t, trigger_id)
+    if type(c) is ContextCond:
+        return context_holds(c, ctx.context)
+    if type(c) is SegmentCond:
+        return c.segment in ctx.segments
+    return sustained_holds(c, sess, ctx, t, trigger_id)
+
+
+def all_hold(conds: tuple[Any, ...], sess: Session, ctx: Ctx, t: int, trigger_id: str) -> bool:
+    for c in conds:
+        if type(c) is Condition:
+            if not signal_holds(c, sess, ctx, t, trigger_id):
+                return False
+        elif not holds(c, sess, ctx, t, trigger_id):
+            return False
+    return True
+
+
+def sustained_holds(c: Sustained, sess: Session, ctx: Ctx, t: int, trigger_id: str) -> bool:
+    since = sess.sustained.get(c.key)
+    return since is not None and t - since >= c.for_ms and \
+        all_hold(c.inner, sess, ctx, t, trigger_id)
+
+
+def observe(conds: tuple[Sustained, ...], sess: Session, ctx: Ctx, t: int) -> None:
+    """One evaluation moment for `sustained` conditions: start or break their streak."""
+    for c in conds:
+        if all_hold(c.inner, sess, ctx, t, ""):
+            if c.key not in sess.sustained:
+                sess.sustained[c.key] = t
+        else:
+            sess.sustained.pop(c.key, None)
+
+
+# -- whether a trigger may fire at all ----------------------------------------------------------
+
+def bucket(session_id: str, trigger_id: str, salt: str) -> float:
+    """A stable position in [0, 100) for (session, trigger, salt): rollouts and holdouts."""
+    digest = hashlib.sha256(f"{session_id}\x1f{trigger_id}\x1f{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000 / 100.0
+
+
+def in_rollout(trig: Trigger, ctx: Ctx) -> bool:
+    return trig.rollout >= 100 or bucket(ctx.session_id, trig.id, trig.salt) < trig.rollout
+
+
+def held_out(trig: Trigger, ctx: Ctx) -> bool:
+    return trig.holdout > 0 and \
+        bucket(ctx.session_id, trig.id, trig.salt + "\x1fholdout") < trig.holdout
+
+
+def journey_end(trig: Trigger, sess: Session, ctx: Ctx) -> int | None:
+    if trig.journey_ms is None:
+        return None
+    within = trig.journey_ms
+    for seg, ms in trig.journey_by_segment:
+        if seg in ctx.segments:
+            within = ms
+            break
+    return int(sess.start_ms + within)
+
+
+def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
+    """Caps, cooldown, segment, journey window and rollout let `trig` fire at `t`."""
+    rec = sess.fired.get(trig.id)
+    if rec is not None:
+        if trig.per_session is not None and rec[FIRED] >= trig.per_session:
+            return False
+        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
+                rec[PAGE_COUNT] >= trig.per_page:
+            return False
+        if trig.cooldown_ms and rec[LAST] is not None and t < rec[LAST] + trig.cooldown_ms:
+            return False
+    if trig.segment is not None and trig.segment not in ctx.segments:
+        return False
+    if trig.journey_ms is not None:
+        end = journey_end(trig, sess, ctx)
+        if end is not None and t > end:
+            return False
+    return trig.rollout >= 100 or in_rollout(trig, ctx)
+
+
+def fires(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
+    return allowed(trig, sess, ctx, t) and all_hold(trig.conditions, sess, ctx, t, trig.id)
+
+
+# -- next_check ------------------------------------------------------------------------------------
+
+def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
+              not_before: int | None = None) -> int | None:
+    """Earliest t > now (and >= not_before) at which `trig` fires if no event arrives.
+
+    Time alone only moves some signals, each in one direction: a `rising` condition,
+    once true, stays true; a `falling` or steady one can only stop holding; a `changing`
+    one can move either way, but only at known moments (samples leaving its window). So
+    the answer is the latest first-true moment of the rising conditions, or the first
+    change moment after it at which everything holds.
+    """
+    rec = sess.fired.get(trig.id)
+    at = now + 1 if not_before is None else max(now + 1, not_before)
+    if rec is not None:
+        if trig.per_session is not None and rec[FIRED] >= trig.per_session:
+            return None
+        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
+                rec[PAGE_COUNT] >= trig.per_page:
+            return None
+        if trig.cooldown_ms and rec[LAST] is not None:
+            at = max(at, rec[LAST] + trig.cooldown_ms)
+    if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
+        return None  # only events can build the streak
+    changes: list[int] = []
+    for c in trig.conditions:
+        motion = c.motion
+        if motion == RISING:
+            first = first_true(c, sess, ctx, now, trig.id)
+            if first is None:
+                return None
+            at = max(at, first)
+        elif motion == CHANGING:
+            if not holds(c, sess, ctx, now, trig.id):
+                changes.extend(_change_points(c, sess, now))
+        elif not holds(c, sess, ctx, now, trig.id):
+            return None  # steady or falling: false now, false until new events
+    horizon = now + HORIZON_MS
+    for t in sorted({at, *(m for m in changes if m > at)}):
+        if t > horizon:
+            break
+        if fires(trig, sess, ctx, t):
+            return t
+    return None
+
+
+def _change_points(c: Any, sess: Session, now: int) -> list[int]:
+    if type(c) is not Condition:
+        return []
+    if c.signal == MOUSE_ENTROPY:
+        return sess.change_points(now, c.window_ms, sess.mouse)
+    if c.signal in _AGG:
+        return sess.change_points(now, c.window_ms, sess.fields.get(c.field or "", []))
+    if c.signal == DWELL and c.op == "==":
+        return [int(sess.pv + c.value)]
+    return []  # intent: re-evaluated at each decision, not predicted
+
+
+def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> int | None:
+    """The first moment >= now at which a rising condition holds, absent new events."""
+    if holds(c, sess, ctx, now, trigger_id):
+        return now
+    if type(c) is Sustained:
+        since = sess.sustained.get(c.key)
+        if since is None or not all_hold(c.inner, sess, ctx, now, trigger_id):
+            return None
+        return int(since + c.for_ms)
+    if type(c) is not Condition:
+        return None
+    s = c.signal
+    threshold = ctx.threshold(c)
+    if s in (DWELL, SESSION_TIME, SINCE, ABSENT):
+        if c.mode == "hybrid":
+            return None  # the anomaly test makes the crossing moment unknowable here
+        if s == DWELL:
+            base: int | None = sess.pv
+        elif s == SESSION_TIME:
+            base = sess.start_ms
+        elif s == SINCE:
+            base = sess.last(c.event or "", now)
+        else:
+            began = sess.last(c.after or "", now)
+            seen = sess.last(c.event or "", now)
+            base = None if began is None or (seen is not None and seen >= began) else began
+        if base is None:
+            return None
+        # value(t) = t - base grows by 1 per ms: where the comparison starts to hold
+        crossing = base + threshold
+        return math.floor(crossing) + 1 if c.op == ">" else math.ceil(crossing)
+    # Falling signals (velocity, spikes, counts): they step down as samples leave the
+    # window; search those moments for the first at which the condition holds.
+    if s == COUNT:
+        steps = sorted({int(ts) + c.window_ms for ts in sess.tracked.get(c.event or "", ())
+                        if ts + c.window_ms > now})
+    else:
+        steps = sorted({int(ts) + c.window_ms for ts, _y in sess.samples
+                        if ts + c.window_ms > now})
+    lo, hi = 0, len(steps)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if holds(c, sess, ctx, steps[mid], trigger_id):
+            hi = mid
+        else:
+            lo = mid + 1
+    return steps[lo] if lo < len(steps) else None
+
+
+__all__ = ["Ctx", "FALLING", "all_hold", "allowed", "bucket", "fires", "held_out", "holds",
+           "next_fire", "observe"]
