@@ -83,3 +83,65 @@ def test_native_and_component_decide_identically(new_instance, batches, url):
         assert a.ok is got.ok
         if a.ok:
             assert expected[1][0] == a.response
+
+
+# -- the whole language ------------------------------------------------------------------------
+
+def _language_snapshot() -> str:
+    import tests.test_language_semantics as lang
+
+    no_mobile = "segments:\n  mobile: {device: mobile}\n"  # defined once, by CONTEXT
+    return snapshot_text(
+        lang.POSITION, lang.SPIKE, lang.ENTROPY, lang.DEPTH, lang.FORMS, lang.FAST_CLICK,
+        lang.COUNT, lang.TEMPORAL, lang.VOLUME, lang.CONTEXT, lang.ADAPTIVE.replace(no_mobile, ""),
+        lang.INTENT, lang.GROUPS, lang.FATIGUE, lang.SEQUENCE,
+        lang.JOURNEY.replace(no_mobile, ""), lang.ROLLOUT, CHECKOUT, COOLDOWN)
+
+
+FIELDS = ["#email", "#card", "#name", "#btn"]
+language_events = st.one_of(
+    valid_events,
+    event("mousemove", x=st.integers(-50, 50), y=st.integers(-50, 50)),
+    event("focus", target=st.sampled_from(FIELDS)),
+    event("blur", target=st.sampled_from(FIELDS)),
+    event("input", target=st.sampled_from(FIELDS)),
+    event("submit", target=st.just("#form")),
+    event("dismiss", trigger=st.just("nudge")),
+    event("custom", name=st.sampled_from(["cart_abandon", "purchase", "add_to_cart"])),
+    event("page_view", url=st.sampled_from(["/checkout", "/signup", "/a", "/b", "/c"])),
+)
+contexts = st.fixed_dictionaries({
+    "device": st.sampled_from(["mobile", "desktop", "tablet"]),
+    "country": st.sampled_from(["DE", "FR", "AT"]),
+    "local_hour": st.integers(0, 23),
+    "weekday": st.sampled_from(["mon", "sat", "sun"]),
+    "returning": st.booleans(),
+    "referrer": st.sampled_from(["https://www.google.de/", "https://news.example/"]),
+    "attributes": st.fixed_dictionaries({"crm_tier": st.sampled_from(["gold", "silver"])}),
+})
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(batches=st.lists(st.tuples(st.lists(language_events, max_size=20), st.integers(0, 90_000)),
+                        min_size=1, max_size=5),
+       context=contexts, url=st.sampled_from(URLS), session=st.sampled_from(["a", "b", "c"]))
+def test_native_and_component_agree_on_the_whole_language(new_instance, batches, context, url,
+                                                          session):
+    snapshot = _language_snapshot()
+    snap = load_snapshot(snapshot)
+    inst = new_instance()
+    assert inst.load_snapshot(snapshot, 5000).ok
+    state = None
+    for evs, now in batches:
+        request = {"session_id": session, "now_ms": T0 + now, "context": {**context, "url": url},
+                   "events": evs}
+        packed = pack((None, state, request))
+        try:
+            expected = (True, _values(unpack(decide_packed(snap, packed))))
+        except Exception as exc:  # noqa: BLE001 - errors must agree too
+            expected = (False, json.loads(error_json(exc)))
+        got = inst.decide_packed(packed, 1000)
+        assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == expected
+        if got.ok:
+            state = marshal.dumps(expected[1][1], 4)
