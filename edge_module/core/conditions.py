@@ -294,14 +294,21 @@ def journey_end(trig: Trigger, sess: Session, ctx: Ctx) -> int | None:
     return int(sess.start_ms + within)
 
 
+def capped(trig: Trigger, sess: Session, rec: list[Any] | None) -> bool:
+    """The per-session or per-page cap is reached: only a new page (or session) lifts it."""
+    if rec is None:
+        return False
+    if trig.per_session is not None and rec[FIRED] >= trig.per_session:
+        return True
+    return trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
+        rec[PAGE_COUNT] >= trig.per_page
+
+
 def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
     """Caps, cooldown, segment, journey window and rollout let `trig` fire at `t`."""
     rec = sess.fired.get(trig.id)
     if rec is not None:
-        if trig.per_session is not None and rec[FIRED] >= trig.per_session:
-            return False
-        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
-                rec[PAGE_COUNT] >= trig.per_page:
+        if capped(trig, sess, rec):
             return False
         if trig.cooldown_ms and rec[LAST] is not None and t < rec[LAST] + trig.cooldown_ms:
             return False
@@ -332,14 +339,10 @@ def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
     """
     rec = sess.fired.get(trig.id)
     at = now + 1 if not_before is None else max(now + 1, not_before)
-    if rec is not None:
-        if trig.per_session is not None and rec[FIRED] >= trig.per_session:
-            return None
-        if trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
-                rec[PAGE_COUNT] >= trig.per_page:
-            return None
-        if trig.cooldown_ms and rec[LAST] is not None:
-            at = max(at, rec[LAST] + trig.cooldown_ms)
+    if capped(trig, sess, rec):
+        return None
+    if rec is not None and trig.cooldown_ms and rec[LAST] is not None:
+        at = max(at, rec[LAST] + trig.cooldown_ms)
     if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
         return None  # only events can build the streak
     changes: list[int] = []
