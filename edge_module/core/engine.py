@@ -229,26 +229,30 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     scope = snap.scope(sess.url or "/")
     on_event = scope.on_event
     tracked = snap.tracked
+    # What this snapshot needs watched, looked up once: most packs use few features.
+    mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, snap.agg_fields, \
+        snap.sequences
+    sustained, streaks = scope.sustained, scope.streaks
     for ts, i, ev in events:
         etype = ev.get("type")
-        if _apply(sess, ts, i, ev, etype, ctx_url, snap.mouse_keep_ms, snap.forms):
+        if _apply(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms):
             scope = snap.scope(sess.url or "/")
-            on_event = scope.on_event
+            on_event, sustained, streaks = scope.on_event, scope.sustained, scope.streaks
         if tracked:
             for key in event_keys(etype, ev.get("name"), ev.get("target")):
                 keep = tracked.get(key)
                 if keep is not None:
                     sess.track(key, ts, keep)
-            if snap.sequences:
+            if sequences:
                 _sequence_events(snap, sess, ts, etype, ev)
-        if snap.agg_fields:
+        if fields:
             _fields(snap, sess, ts, etype, ev)
-        if scope.sustained:
-            observe(scope.sustained, sess, ctx, ts)
-        if sess.sequences:
+        if sustained:
+            observe(sustained, sess, ctx, ts)
+        if sequences and sess.sequences:
             _observe_steps(snap, sess, ctx, ts)
-        if scope.streaks:
-            for trig in scope.streaks:
+        if streaks:
+            for trig in streaks:
                 _streak(sess, trig, ctx, ts)
         if on_event:
             hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
