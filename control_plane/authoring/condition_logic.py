@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from edge_module.core.catalog import AGGREGATE_FIELDS
 
 from ..rulepack.compiler import page_bucket
-from ..rulepack.model import Condition, ConditionSpec, EventFilter
+from ..rulepack.model import ConditionSpec, EventFilter
 
 # signal, window_ms, target, baseline, event, after, field
 Quantity = tuple[str, int | None, str | None, str | None, EventFilter | None,
@@ -81,12 +81,12 @@ def quantity(cond: ConditionSpec) -> Quantity:
             cond.field)
 
 
-def is_bound(cond: Condition) -> bool:
+def is_bound(cond: object) -> bool:
     """A condition this module reasons about: a signal against one fixed threshold."""
     return isinstance(cond, ConditionSpec) and cond.mode == "static" and not cond.by_segment
 
 
-def bounds(conds: Iterable[Condition]) -> list[ConditionSpec]:
+def bounds(conds: Iterable[object]) -> list[ConditionSpec]:
     return [c for c in conds if isinstance(c, ConditionSpec) and is_bound(c)]
 
 
@@ -99,7 +99,7 @@ def signal_range(key: Quantity) -> Interval:
     return Interval(lo, hi)
 
 
-def allowed(conds: Iterable[Condition]) -> dict[Quantity, Interval]:
+def allowed(conds: Iterable[object]) -> dict[Quantity, Interval]:
     """The interval each quantity the conditions bound must fall in for all to hold."""
     out: dict[Quantity, Interval] = {}
     for cond in bounds(conds):
@@ -109,7 +109,7 @@ def allowed(conds: Iterable[Condition]) -> dict[Quantity, Interval]:
     return out
 
 
-def impossible(conds: Iterable[Condition]) -> Quantity | None:
+def impossible(conds: Iterable[object]) -> Quantity | None:
     """A quantity the conditions can never satisfy together, or None if they may hold."""
     for key, interval in allowed(conds).items():
         if interval.is_empty():
@@ -117,8 +117,9 @@ def impossible(conds: Iterable[Condition]) -> Quantity | None:
     return None
 
 
-def implies(a: Iterable[Condition], b: Iterable[Condition]) -> bool:
-    """Whenever all of `a` hold, all of `b` hold (as far as can be told)."""
+def implies(a: Iterable[object], b: Iterable[object]) -> bool:
+    """Whenever all of `a` hold, all of `b` hold (as far as can be told); anything but a
+    `Condition` (a trigger's segment, its journey) must be in both, alike."""
     a, b = list(a), list(b)
     others = [c for c in a if not is_bound(c)]
     if any(c not in others for c in b if not is_bound(c)):

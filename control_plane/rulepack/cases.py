@@ -24,15 +24,16 @@ from typing import Any
 
 from edge_module.core.catalog import EVENT_TYPES
 
+from .checker import Checker, closest, describe
 from .problems import RulePackError, sort_problems
 from .source import ListNode, Node, Scalar, parse_yaml, plain, read_text
-from .checker import Checker, closest, describe
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 FILE_KEYS = ("cases",)
 CASE_KEYS = ("name", "context", "events", "until", "expect")
 # Wire-contract event fields (besides type and ts_ms, which `at` stands for).
-EVENT_KEYS = ("at", "type", "url", "depth", "x", "y", "target", "duration_ms", "name")
+EVENT_KEYS = ("at", "type", "url", "depth", "x", "y", "target", "duration_ms", "name",
+              "trigger")  # trigger: which nudge a dismiss event dismisses
 EXPECT_KEYS = ("at", "trigger", "content")
 _EVENT_EXPECTED = "an event such as {at: 1s, type: scroll, depth: 0.8}"
 _EXPECT_EXPECTED = "an action such as {at: 3s, trigger: pricing-discount}"

@@ -69,12 +69,11 @@ def _model_keys(keys: Sequence[str]) -> str:
     return expected + (f", one of {', '.join(keys)}" if len(keys) <= _SHOWN_NAMES else "")
 
 
-def _names(names: Sequence[str], what: str) -> str:
+def _segments(names: Sequence[str]) -> str:
+    expected = "a segment defined under segments: in some pack"
     if not names:
-        return f"no {what} is defined in any pack"
-    if len(names) <= _SHOWN_NAMES:
-        return f"one of {', '.join(names)}"
-    return f"a {what} defined in some pack"
+        return expected + " (no pack defines any)"
+    return expected + (f": {', '.join(names)}" if len(names) <= _SHOWN_NAMES else "")
 
 
 class _CrossCheck:
@@ -142,7 +141,7 @@ class _CrossCheck:
             for use in pack.segment_uses:
                 if use.name not in defined:
                     self.report(pack, use, f"unknown segment {use.name!r}", use.scope,
-                                _names(defined, "segment") + " (segments: in any pack)",
+                                _segments(defined),
                                 closest(use.name, defined))
 
     def models(self) -> None:

@@ -399,8 +399,9 @@ def _models() -> dict[str, Any]:
                                                                      "exclusiveMinimum": 0}}},
                      INTENT_KEYS, ("weights",))
     number_or_unit = {"type": ["number", "string"]}
-    stats = _object({"mean": number_or_unit, "std": number_or_unit}, STATS_KEYS, STATS_KEYS)
-    baseline = _object({"mean": number_or_unit, "std": number_or_unit,
+    spread = {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}]}
+    stats = _object({"mean": number_or_unit, "std": spread}, STATS_KEYS, STATS_KEYS)
+    baseline = _object({"mean": number_or_unit, "std": spread,
                         "by_segment": {"type": "object",
                                        "propertyNames": {"pattern": _NAME_PATTERN},
                                        "additionalProperties": stats}},

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from edge_module.core.catalog import CONTEXT_FIELDS, MAX_CONSECUTIVE, TIERS
 
-from .checker import NAME, NAME_RULE, closest, closest_operator, describe
+from .checker import NAME, closest, closest_operator, describe
 from .model import (
     ActionSpec,
     CapSpec,
@@ -33,7 +33,7 @@ from .model import (
 )
 from .problems import Problem, RulePackError, sort_problems
 from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
-from .validate_conditions import FILTER_KEYS, TARGETED_EVENTS, ConditionChecker
+from .validate_conditions import FILTER_KEYS, ConditionChecker
 from .validate_models import ModelChecker
 from .vocabulary import ANY_SEGMENT, MAX_ACTIONS_LIMIT
 
@@ -155,18 +155,19 @@ class _Checker(ConditionChecker, ModelChecker):
         return Pack(name, self.filename, sha256, triggers, description, where.line, where.column,
                     settings, segments, models, sequences, tuple(self.segment_uses))
 
-    def listed(self, node: Node, what: str, expected: str) -> tuple[MapNode, ...]:
+    def listed(self, node: Node, what: str, item: str) -> tuple[MapNode, ...]:
         """The mappings of a non-empty list (triggers, sequences, steps)."""
         if not isinstance(node, ListNode):
-            self.report(node, f"{what} is {describe(node)}", expected)
+            self.report(node, f"{what} is {describe(node)}",
+                        f"a list of {what}, each starting with '- id: ...'")
             return ()
         if not node.items:
-            self.report(node, f"{what} is empty", f"at least one, {expected}")
+            self.report(node, f"{what} is empty", f"at least one {item}")
             return ()
         out = []
-        for item in node.items:
+        for entry in node.items:
             self.trigger = None
-            body = self.mapping(item, f"an item of {what}", "a mapping starting with 'id: ...'")
+            body = self.mapping(entry, f"a {item}", "a mapping starting with 'id: ...'")
             if body is not None:
                 out.append(body)
         return tuple(out)
@@ -178,9 +179,11 @@ class _Checker(ConditionChecker, ModelChecker):
             return
         if value in ids:
             first_kind, first = ids[value]
-            also = "" if first_kind == kind else f" by a {first_kind}"
-            self.report(id_node, f"duplicate {kind} id {value!r} (first defined at line "
-                                 f"{first.line}{also})",
+            message = (f"duplicate {kind} id {value!r} (first defined at line {first.line})"
+                       if first_kind == kind else
+                       f"{kind} id {value!r} is also the id of the {first_kind} at line "
+                       f"{first.line}")
+            self.report(id_node, message,
                         "ids unique within the pack (triggers and sequences share them)")
         else:
             ids[value] = (kind, id_node)
@@ -195,8 +198,7 @@ class _Checker(ConditionChecker, ModelChecker):
 
     def triggers(self, node: Node, ids: dict[str, tuple[str, Node]]) -> tuple[TriggerSpec, ...]:
         specs: list[TriggerSpec] = []
-        for body in self.listed(node, "triggers", "a list of triggers, each starting with "
-                                                  "'- id: ...'"):
+        for body in self.listed(node, "triggers", "trigger"):
             self.scope_of(body)
             spec = self.trigger_spec(body)
             self.unique_id("trigger", body.get("id"), spec.id, ids)
@@ -292,8 +294,7 @@ class _Checker(ConditionChecker, ModelChecker):
     def sequences(self, node: Node,
                   ids: dict[str, tuple[str, Node]]) -> tuple[SequenceSpec, ...]:
         specs: list[SequenceSpec] = []
-        for body in self.listed(node, "sequences", "a list of sequences, each starting with "
-                                                   "'- id: ...'"):
+        for body in self.listed(node, "sequences", "sequence"):
             self.scope_of(body)
             spec = self.sequence(body)
             self.unique_id("sequence", body.get("id"), spec.id if spec else "", ids)
@@ -325,8 +326,7 @@ class _Checker(ConditionChecker, ModelChecker):
     def steps(self, node: Node, sid: str) -> tuple[StepSpec, ...]:
         steps: list[StepSpec] = []
         first: dict[str, Node] = {}
-        for body in self.listed(node, "steps", "a list of steps, each starting with "
-                                               "'- id: ...'"):
+        for body in self.listed(node, "steps", "step"):
             self.scope_of(body)
             if self.trigger is not None:
                 self.trigger = f"{sid}/{self.trigger}"  # the name the step fires under

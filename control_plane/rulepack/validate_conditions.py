@@ -12,11 +12,11 @@ from edge_module.core.catalog import (
     AGGREGATE_FIELDS,
     CONTEXT_FIELDS,
     EVENT_TYPES,
+    MAX_WINDOW_MS,
     OPERATOR_WORDS,
     OPERATORS,
     SIGNALS,
     WEEKDAYS,
-    MAX_WINDOW_MS,
 )
 
 from .checker import Checker, closest, closest_operator, describe
@@ -69,8 +69,10 @@ _CONTEXT_EXPECTED = {
 _SHORTHAND = re.compile(r"\s*([<>=!≥≤≠]+|[A-Za-z_]+(?=\s))\s*(.*?)\s*", re.DOTALL)
 _COMPARISON = re.compile(r"\s*[<>=!≥≤≠]")
 _COUNTRY = re.compile(r"[A-Z]{2}")
+_EVENT_NAME = re.compile(r"[A-Za-z][\w.-]*")
 
 ContextValue = str | int | float | bool
+_WORD_OF = {op: word for word, op in CONTEXT_OPERATOR_WORDS.items()}
 
 
 def mapping_example(signal: str) -> str:
@@ -315,8 +317,10 @@ class ConditionChecker(Checker):
         if value is None:
             return ""
         if value not in EVENT_TYPES:
-            self.report(node, f"unknown event type {value!r}", expected,
-                        closest(value, EVENT_TYPES))
+            guess = closest(value, EVENT_TYPES)
+            if guess is None and _EVENT_NAME.fullmatch(value):
+                guess = f"{{type: custom, name: {value}}}"  # the site's own event, by name
+            self.report(node, f"unknown event type {value!r}", expected, guess)
             return ""
         return value
 
@@ -397,9 +401,13 @@ class ConditionChecker(Checker):
     def context_mapping(self, key: Scalar, node: MapNode, field: str, allowed: tuple[str, ...],
                         what: str) -> ContextSpec | None:
         words = [w for w, op in CONTEXT_OPERATOR_WORDS.items() if op in allowed]
-        found, guessed = self.keys(node, words, (), what)
+        found, guessed = self.keys(node, list(CONTEXT_OPERATOR_WORDS), (), what)
         op, value_node = self.context_operator(node, found, guessed, what, words)
         if op is None or value_node is None:
+            return None
+        if op not in allowed:
+            self.report(node.key(_WORD_OF[op]) or node, f"{field} cannot be compared with "
+                                                        f"{op!r}", "one of " + ", ".join(words))
             return None
         value: ContextValue | tuple[ContextValue, ...] | None
         if op == "in":
@@ -498,7 +506,7 @@ class ConditionChecker(Checker):
                 if items and all(v is not None for v in values):
                     value = tuple(dict.fromkeys(v for v in values if v is not None))
         elif op in ORDERED_OPERATORS:
-            value = self.number(value_node, f"attribute {name or ''}".strip(),
+            value = self.number(value_node, f"the value of attribute {name or ''}".strip(),
                                 expected="a number, such as gte: 100")
         elif op == "glob":
             value = self.text(value_node, "the glob", 'a text with * wildcards, such as "*@acme.com"')

@@ -93,9 +93,9 @@ def required_params(signal: str) -> tuple[str, ...]:
 
 def parse_model_value(raw: object, kind: str) -> int | float:
     """A value in `models`: a number in the compiled unit (ms, fraction...), or with its unit."""
-    if kind == "duration" and type(raw) in (int, float):
-        if raw < 0 or raw != int(raw):  # type: ignore[operator]
+    if kind == "duration" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if raw < 0 or raw != int(raw):
             raise ValueProblem(f"{raw} is not a whole number of milliseconds >= 0",
                                "milliseconds as a whole number, or a duration such as 3s")
-        return int(raw)  # type: ignore[call-overload, no-any-return]
+        return int(raw)
     return PARSERS[kind](raw)
