@@ -19,6 +19,8 @@ from .openapi import openapi_document
 from .pack_registry import PackRegistry
 from .publishing import PublishError, RevisionError
 from .rulepack import RulePackError
+from .telemetry_sink import make_sink
+from .telemetry_store import TelemetryStore
 
 log = logging.getLogger("control_plane")
 
@@ -33,18 +35,25 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                               app.config["S3_ENDPOINT_URL"] or None)
     app.extensions["key_ring"] = KeyRing(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])
     app.extensions["fleet"] = FleetRegistry()
+    app.extensions["telemetry_store"] = TelemetryStore(
+        Path(app.config["DATA_DIR"]) / "telemetry.sqlite3")
+    app.extensions["telemetry_sink"] = make_sink(app.config, app.extensions["telemetry_store"])
 
     from .blueprints.compile import bp as compile_bp
     from .blueprints.fleet import bp as fleet_bp
     from .blueprints.keys import bp as keys_bp
     from .blueprints.rules import bp as rules_bp
+    from .blueprints.reports import bp as reports_bp
     from .blueprints.snapshots import bp as snapshots_bp
+    from .blueprints.telemetry import bp as telemetry_bp
 
     app.register_blueprint(rules_bp)
     app.register_blueprint(compile_bp)
     app.register_blueprint(snapshots_bp)
     app.register_blueprint(fleet_bp)
     app.register_blueprint(keys_bp)
+    app.register_blueprint(telemetry_bp)
+    app.register_blueprint(reports_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:

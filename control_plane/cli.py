@@ -495,6 +495,92 @@ def tokens_init(data_dir: str | None) -> None:
         click.echo(f"{role} token: {Path(data_dir) / f'{role}.token'}")
 
 
+def _telemetry(data_dir: str | None) -> Any:
+    from .telemetry_store import TelemetryStore
+
+    root = Path(data_dir or config_module.load()["DATA_DIR"])
+    path = root / "telemetry.sqlite3"
+    if not path.exists():
+        raise Unavailable(f"no telemetry yet in {root} (edges send it to the running "
+                          "control plane; --registry names another data folder)")
+    return TelemetryStore(path)
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--window", "window_s", type=float, default=30.0, show_default=True,
+              help="Seconds within which a click or conversion makes a firing not false.")
+def report(data_dir: str | None, fmt: str, window_s: float) -> None:
+    """Per trigger x device x revision: fires, impressions, clicks, conversions,
+    dismissals, false-trigger rate; holdout lift with its 95 % interval."""
+    from .reports import format_table, trigger_report
+
+    doc = trigger_report(_telemetry(data_dir), window_s)
+    click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_table(doc))
+
+
+@cli.command()
+@DATA_DIR
+@STORE
+@FORMAT
+@click.option("--dry-run", is_flag=True, help="Show what would move; publish nothing.")
+@click.option("--min-samples", type=int, default=50, show_default=True,
+              help="Sessions a segment needs before its threshold moves.")
+@click.option("--penalty", type=float, default=0.5, show_default=True,
+              help="Cost of a false trigger, in engaged sessions.")
+@click.option("--max-step", type=float, default=0.25, show_default=True,
+              help="Largest move per run, as a fraction of the current value.")
+def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: bool,
+                min_samples: int, penalty: float, max_step: float) -> None:
+    """Re-tune adaptive thresholds per segment from telemetry and publish them.
+
+    Publishes the registry's packs with the learned models.thresholds as the next revision
+    when any value moved; every decision is recorded with its reason (recalibrations
+    table)."""
+    from .recalibration import Settings
+    from .recalibration import recalibrate as run
+
+    root = Path(data_dir or config_module.load()["DATA_DIR"])
+    packs = PackRegistry(root / "packs").packs()
+    if not packs:
+        raise Unavailable(f"no rule packs in {root / 'packs'}: publish some first")
+    result = run(_store(store_dir), _telemetry(data_dir), packs,
+                 None if dry_run else _key_ring(data_dir).active(),
+                 Settings(penalty, min_samples, max_step=max_step), publish=not dry_run)
+    if fmt == "json":
+        click.echo(json.dumps({"changes": [c.to_dict() for c in result.changes],
+                               "thresholds": result.thresholds,
+                               "published": result.published.revision
+                               if result.published else None}, indent=1))
+        return
+    for c in result.changes:
+        click.echo(f"{c.model_key:<24} {c.segment:<10} {c.old!s:>8} -> {c.new!s:<8} "
+                   f"n={c.samples:<6} {c.reason}")
+    click.echo(f"published revision {result.published.revision}" if result.published
+               else "nothing published" + (" (dry run)" if dry_run else ""))
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--min-sessions", type=int, default=30, show_default=True)
+def audit(data_dir: str | None, fmt: str, min_sessions: int) -> None:
+    """Flag triggers for retirement: redundant (firings correlated |r| > 0.9 with another
+    trigger's across sessions) or low-confidence (few sessions, wide interval)."""
+    from .audit import audit as run
+
+    doc = run(_telemetry(data_dir), min_sessions=min_sessions)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        for flag in doc["flags"]:
+            click.echo(" ".join(f"{k}={v}" for k, v in flag.items()))
+        click.echo(f"{len(doc['flags'])} flag(s) over {len(doc['triggers'])} trigger(s), "
+                   f"{doc['sessions']} session(s)")
+    _exit_on_findings(bool(doc["flags"]))
+
+
 @cli.command()
 def serve() -> None:
     """Run the control plane's HTTP API on CONTROL_HOST:CONTROL_PORT."""
@@ -505,7 +591,10 @@ def serve() -> None:
     from .app import create_app
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .scheduler import RecalibrationScheduler
+
     app = create_app()
+    RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off
     click.echo(f"control plane on http://{app.config['HOST']}:{app.config['PORT']}", err=True)
     waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
                    ident="control-plane")

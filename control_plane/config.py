@@ -19,6 +19,12 @@ DEFAULTS: dict[str, Any] = {
     "EDGE_TOKENS": "",  # comma-separated; empty: DATA_DIR/edge.token
     "MAX_PACK_BYTES": 1024 * 1024,
     "CATALOG_FILE": "",  # the content catalog; empty: catalog.yaml beside the registry's packs
+    # Telemetry: "sqlite" (DATA_DIR/telemetry.sqlite3) or kinesis://stream-name (fleets; the
+    # endpoint is TRIGGERS_S3_ENDPOINT_URL's sibling CONTROL_KINESIS_ENDPOINT_URL).
+    "TELEMETRY_SINK": "sqlite",
+    "KINESIS_ENDPOINT_URL": "",
+    "FALSE_TRIGGER_WINDOW_S": 30.0,  # a firing with no click/conversion within it is false
+    "RECALIBRATE_INTERVAL_S": 3600.0,  # adaptive thresholds re-tuned this often; 0 = off
 }
 
 

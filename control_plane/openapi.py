@@ -211,6 +211,29 @@ def _paths() -> dict[str, Any]:
             "responses": {"204": {"description": "recorded"},
                           "400": _error("not a report"), "401": _error("no token"),
                           "403": _error("not an edge token")}}},
+        "/v1/telemetry": {"post": {
+            "summary": "An edge sends a batch of decision and outcome records (edge token); "
+                       "records already stored (by id) are ignored",
+            "operationId": "telemetryIngest", "security": [{"edgeToken": []}],
+            "requestBody": {"required": True, "content": {"application/x-ndjson": {
+                "schema": {"type": "string",
+                           "description": "JSON lines, optionally Content-Encoding: gzip"}}}},
+            "responses": {"200": {"description": "stored and duplicate counts", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "stored": {"type": "integer"}, "duplicates": {"type": "integer"}}}}}},
+                "400": _error("a malformed record or body"), "401": _error("no token"),
+                "403": _error("not an edge token")}}},
+        "/v1/reports/triggers": {"get": {
+            "summary": "Per trigger x device x revision: fires, outcomes, false-trigger rate, "
+                       "histograms; holdout lift",
+            "operationId": "triggerReport", "security": [{"publisherToken": []}],
+            "parameters": [
+                {"name": "window_s", "in": "query", "schema": {"type": "number"}},
+                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": {"description": "the report", "content": {
+                "application/json": {"schema": {"type": "object"}}}},
+                "400": _error("bad query"), "401": _error("no token"),
+                "403": _error("not a publisher token")}}},
     }
 
 

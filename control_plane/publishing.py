@@ -85,13 +85,20 @@ class Published:
 
 
 def publish(store: EdgeStore, packs: Sequence[Pack], signer: SigningKey,
-            now_ms: int | None = None) -> Published:
-    """Compile `packs` into the next revision, sign it and make it current."""
+            now_ms: int | None = None, models_override: dict[str, Any] | None = None) -> Published:
+    """Compile `packs` into the next revision, sign it and make it current.
+
+    `models_override` replaces sections of the compiled `models` (the recalibration job's
+    learned `thresholds`) before the snapshot is checked and signed."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for _ in range(MAX_ATTEMPTS):
         manifest, etag = _read(store)
         revision = _highest_revision(manifest) + 1
         snapshot = compile_snapshot(packs, str(revision), now_ms)
+        if models_override:
+            from .recalibration import override_models  # it imports this module
+
+            snapshot = override_models(snapshot, models_override)
         text = json.dumps(snapshot, separators=(",", ":"))
         try:
             load_snapshot(text)

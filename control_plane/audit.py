@@ -1,0 +1,49 @@
+"""Trigger audit from telemetry: which triggers fire together (redundant) and which have
+too little evidence to judge (low confidence), as candidates for retirement."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+from .telemetry_store import TelemetryStore
+
+
+def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = 30,
+          max_ci_width: float = 0.2) -> dict[str, Any]:
+    """The correlation matrix of firings across sessions, and the flagged triggers."""
+    sessions = [s for (s,) in store.query("SELECT DISTINCT session FROM decisions")]
+    fired: dict[str, set[str]] = defaultdict(set)
+    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires"):
+        fired[trig].add(session)
+    engaged = {s for (s,) in store.query(
+        "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion')")}
+    triggers = sorted(fired)
+    n = len(sessions)
+    matrix = {a: {b: _phi(fired[a], fired[b], n) for b in triggers} for a in triggers}
+    flags = []
+    for i, a in enumerate(triggers):
+        for b in triggers[i + 1:]:
+            r = matrix[a][b]
+            if r is not None and abs(r) > redundant_r:
+                flags.append({"trigger": b, "flag": "redundant", "with": a, "r": round(r, 3)})
+    for trig in triggers:
+        k = len(fired[trig])
+        rate = len(fired[trig] & engaged) / k if k else 0.0
+        width = 2 * 1.96 * math.sqrt(rate * (1 - rate) / k) if k else float("inf")
+        if k < min_sessions or width > max_ci_width:
+            flags.append({"trigger": trig, "flag": "low_confidence", "sessions": k,
+                          "engagement_rate": round(rate, 3), "ci95_width": round(width, 3)})
+    return {"sessions": n, "triggers": triggers,
+            "correlation": {a: {b: None if v is None else round(v, 3) for b, v in row.items()}
+                            for a, row in matrix.items()}, "flags": flags}
+
+
+def _phi(a: set[str], b: set[str], n: int) -> float | None:
+    """Pearson r of two 0/1 firing vectors over n sessions (None: one never varies)."""
+    if not n:
+        return None
+    pa, pb, pab = len(a) / n, len(b) / n, len(a & b) / n
+    den = math.sqrt(pa * (1 - pa) * pb * (1 - pb))
+    return None if den == 0 else (pab - pa * pb) / den

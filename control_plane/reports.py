@@ -1,0 +1,158 @@
+"""Trigger reports from the telemetry store: per trigger x device x revision, what fired and
+what visitors did next.
+
+An outcome counts for a firing when it comes from the same session and names the same
+trigger (a conversion naming no trigger counts for every trigger fired before it). A
+firing is a false trigger when no click or conversion follows it within `window_s`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from .telemetry_store import TelemetryStore
+
+TIME_TO_FIRE_MS = (1000, 2000, 5000, 10_000, 30_000, 60_000)  # upper bounds; then "+inf"
+LATENCY_US = (100, 250, 500, 1000, 2500, 5000)
+ENGAGED = ("click", "conversion")
+
+
+@dataclass
+class Row:
+    trigger: str
+    device: str
+    revision: str
+    fires: int = 0
+    sessions: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    dismissals: int = 0
+    false_triggers: int = 0
+    time_to_fire_ms: list[int] = field(default_factory=lambda: [0] * (len(TIME_TO_FIRE_MS) + 1))
+    latency_us: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_US) + 1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "device": self.device, "revision": self.revision,
+                "fires": self.fires, "sessions": self.sessions,
+                "impressions": self.impressions, "clicks": self.clicks,
+                "conversions": self.conversions, "dismissals": self.dismissals,
+                "false_triggers": self.false_triggers,
+                "false_trigger_rate": round(self.false_triggers / self.fires, 4)
+                if self.fires else None,
+                "time_to_fire_ms": _hist(TIME_TO_FIRE_MS, self.time_to_fire_ms),
+                "latency_us": _hist(LATENCY_US, self.latency_us)}
+
+
+def trigger_report(store: TelemetryStore, window_s: float = 30.0,
+                   since_ms: int | None = None) -> dict[str, Any]:
+    """The report as a JSON-ready document: `rows` (one per trigger x device x revision)
+    and `holdout` (lift of firing over holding out, per trigger)."""
+    since = since_ms or 0
+    starts = dict(store.query("SELECT session, min(ts_ms) FROM decisions GROUP BY session"))
+    latency = dict(store.query("SELECT id, latency_us FROM decisions WHERE ts_ms >= ?",
+                               (since,)))
+    outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
+    for session, ts, kind, trig in store.query(
+            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? "
+            "ORDER BY ts_ms", (since,)):
+        outcomes[session].append((ts, kind, trig))
+    rows: dict[tuple[str, str, str], Row] = {}
+    first_fire: dict[tuple[str, str], tuple[int, tuple[str, str, str]]] = {}
+    window_ms = int(window_s * 1000)
+    for decision_id, trig, session, ts, revision, device in store.query(
+            "SELECT decision_id, trigger, session, ts_ms, revision, device FROM fires "
+            "WHERE ts_ms >= ? ORDER BY ts_ms", (since,)):
+        key = (trig, device or "unknown", revision or "unknown")
+        row = rows.get(key) or rows.setdefault(key, Row(*key))
+        row.fires += 1
+        if (trig, session) not in first_fire:
+            first_fire[(trig, session)] = (ts, key)
+            row.sessions += 1
+        row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, ts - starts.get(session, ts))] += 1
+        lat = latency.get(decision_id)
+        if isinstance(lat, int):
+            row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
+        if not any(ts <= o_ts <= ts + window_ms and kind in ENGAGED and o_trig in (trig, None)
+                   for o_ts, kind, o_trig in outcomes.get(session, ())):
+            row.false_triggers += 1
+    for (trig, session), (fire_ts, key) in first_fire.items():
+        row = rows[key]
+        for o_ts, kind, o_trig in outcomes.get(session, ()):
+            if o_trig == trig or (o_trig is None and kind == "conversion" and o_ts >= fire_ts):
+                if kind == "impression":
+                    row.impressions += 1
+                elif kind == "click":
+                    row.clicks += 1
+                elif kind == "conversion":
+                    row.conversions += 1
+                elif kind == "dismiss":
+                    row.dismissals += 1
+    ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
+    return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
+            "holdout": holdout_lift(store, since)}
+
+
+def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any]]:
+    """Per trigger: conversion rate of sessions it fired for against sessions held out of it
+    (the snapshot's `holdout`), and the lift with a 95 % normal-approximation interval."""
+    converted = {s for (s,) in store.query(
+        "SELECT DISTINCT session FROM outcomes WHERE type = 'conversion' AND ts_ms >= ?",
+        (since_ms,))}
+    shown: dict[str, set[str]] = defaultdict(set)
+    held: dict[str, set[str]] = defaultdict(set)
+    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
+                                     "WHERE ts_ms >= ?", (since_ms,)):
+        shown[trig].add(session)
+    for session, suppressed in store.query("SELECT session, suppressed FROM decisions WHERE "
+                                           "ts_ms >= ? AND suppressed != '[]'", (since_ms,)):
+        for entry in json.loads(suppressed):
+            if isinstance(entry, dict) and entry.get("reason") == "holdout":
+                held[str(entry.get("trigger"))].add(session)
+    out = []
+    for trig in sorted(held):
+        treated = shown[trig] - held[trig]
+        out.append({"trigger": trig, **lift(len(treated & converted), len(treated),
+                                            len(held[trig] & converted), len(held[trig]))})
+    return out
+
+
+def lift(conv_a: int, n_a: int, conv_b: int, n_b: int, z: float = 1.96) -> dict[str, Any]:
+    """Difference of conversion rates a - b with its normal-approximation interval."""
+    if not n_a or not n_b:
+        return {"treated": n_a, "holdout": n_b, "lift": None, "ci95": None}
+    pa, pb = conv_a / n_a, conv_b / n_b
+    se = math.sqrt(pa * (1 - pa) / n_a + pb * (1 - pb) / n_b)
+    d = pa - pb
+    return {"treated": n_a, "holdout": n_b, "rate_treated": round(pa, 4),
+            "rate_holdout": round(pb, 4), "lift": round(d, 4),
+            "ci95": [round(d - z * se, 4), round(d + z * se, 4)]}
+
+
+def _hist(bounds: tuple[int, ...], counts: list[int]) -> dict[str, int]:
+    labels = [f"<={b}" for b in bounds] + [f">{bounds[-1]}"]
+    return dict(zip(labels, counts))
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a fixed-width table for people."""
+    head = (f"{'trigger':<24} {'device':<8} {'rev':>4} {'fires':>6} {'impr':>6} {'click':>6} "
+            f"{'conv':>6} {'dism':>6} {'false%':>7}")
+    lines = [head, "-" * len(head)]
+    for r in report["rows"]:
+        rate = r["false_trigger_rate"]
+        lines.append(f"{r['trigger'][:24]:<24} {r['device'][:8]:<8} {r['revision']:>4} "
+                     f"{r['fires']:>6} {r['impressions']:>6} {r['clicks']:>6} "
+                     f"{r['conversions']:>6} {r['dismissals']:>6} "
+                     f"{'-' if rate is None else f'{rate * 100:.1f}':>7}")
+    for h in report.get("holdout", ()):
+        if h["lift"] is not None:
+            lines.append(f"holdout {h['trigger']}: lift {h['lift']:+.3f} "
+                         f"(95% CI {h['ci95'][0]:+.3f}..{h['ci95'][1]:+.3f}; "
+                         f"{h['treated']} treated, {h['holdout']} held out)")
+    return "\n".join(lines)

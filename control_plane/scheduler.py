@@ -1,0 +1,52 @@
+"""Runs the recalibration job every CONTROL_RECALIBRATE_INTERVAL_S seconds (0 = off) in a
+daemon thread of the serving control plane."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from .recalibration import recalibrate
+
+log = logging.getLogger("control_plane.scheduler")
+
+
+class RecalibrationScheduler:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.interval_s = float(app.config["RECALIBRATE_INTERVAL_S"])
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> Any:
+        ext = self.app.extensions
+        packs = ext["pack_registry"].packs()
+        if not packs:
+            return None
+        result = recalibrate(ext["edge_store"], ext["telemetry_store"], packs,
+                             ext["key_ring"].active())
+        if result.published is not None:
+            log.info("recalibration published revision %s (%d threshold(s) moved)",
+                     result.published.revision, len(result.moved))
+        return result
+
+    def start(self) -> None:
+        if self.interval_s <= 0:
+            return
+        self._thread = threading.Thread(target=self._run, name="recalibrate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - the next run may succeed; the API keeps serving
+                log.exception("recalibration failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
