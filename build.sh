@@ -3,6 +3,7 @@
 #   ./build.sh up      build everything, publish rules/, run control plane + edge host
 #   ./build.sh test    build everything, run the whole test suite
 #   ./build.sh bench   decide latency (native, component), propagation, simulate rate
+#   ./build.sh loadtest [USERS] [SECONDS]   Locust against an edge host; reports + summary
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
 #   ./build.sh clean   remove build outputs and local state
 set -euo pipefail
@@ -140,9 +141,15 @@ case "${1:-}" in
     say "simulate (backtest) throughput"
     "$PY" -m loadtest.bench_simulate
     ;;
+  loadtest)
+    build
+    shift
+    say "load test: an edge host on a free port, Locust headless (loadtest/reports/)"
+    "$PY" -m loadtest.run "$@"
+    ;;
   clean) rm -rf build .var ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

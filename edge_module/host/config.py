@@ -12,13 +12,16 @@ class ConfigError(Exception):
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+SERVERS = ("granian", "waitress")
 
 
 @dataclass(frozen=True)
 class EdgeConfig:
     host: str = "127.0.0.1"
     port: int = 8700
-    threads: int = 4  # HTTP worker threads; also the number of component instances
+    server: str = "granian"  # the HTTP server: granian (Rust, default) or waitress
+    threads: int = 4  # threads running the WSGI app; also the number of component instances
+    io_threads: int = 1  # granian only: Rust threads parsing HTTP and moving bytes
     # The edge store: a folder or s3://bucket/prefix (TRIGGERS_STORE, shared with the
     # control plane); S3 credentials come from the usual AWS chain.
     store: str = ".var/edge-store"
@@ -42,8 +45,16 @@ class EdgeConfig:
     max_body_bytes: int = 256 * 1024
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
     session_store: str = "memory"  # or a redis:// URL shared by the edge hosts of one PoP
+    # Telemetry (the decision log): on when control_url is set; spooled in state_dir/spool.
+    telemetry: bool = True
+    telemetry_interval_s: float = 0.5  # flush to the spool and ship this often
+    telemetry_salt: str = ""  # hashes session ids; share it across a fleet (default: per host)
+    telemetry_max_buffer: int = 10_000  # records in memory before the request thread flushes
+    telemetry_max_spool_mb: int = 256  # beyond it new batches are dropped (and counted)
 
     def __post_init__(self) -> None:
+        if self.server not in SERVERS:
+            raise ConfigError(f"EDGE_SERVER={self.server!r}: expected one of {', '.join(SERVERS)}")
         if self.session_store != "memory" and not self.session_store.startswith(REDIS_SCHEMES):
             raise ConfigError(f"EDGE_SESSION_STORE={self.session_store!r}: expected 'memory' "
                               "or a redis:// URL (e.g. redis://127.0.0.1:6379/0)")

@@ -22,6 +22,7 @@ from ..edge_store import open_store
 from ..signing import TrustedKeys
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
+from .decision_log import DecisionLog, OutcomeError, load_salt
 from .pool import InstancePool, PoolBusy
 from .session_store import (
     MemorySessionStore,
@@ -31,8 +32,10 @@ from .session_store import (
 )
 from .snapshot_sync import SnapshotSync
 from .status_report import StatusReporter
+from .telemetry import TelemetryShipper
 
 log = logging.getLogger("edge.host")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 StartResponse = Callable[..., Any]
 JSON = "application/json"
@@ -79,6 +82,7 @@ class EdgeApp:
         self.draining = False
         self.pending = 0  # decisions waiting for or holding an instance
         self._pending_lock = threading.Lock()
+        self.decision_log: DecisionLog | None = None  # set when telemetry is on
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -91,6 +95,8 @@ class EdgeApp:
                 status, body, extra = self.decide(environ)
             elif path == "/healthz":
                 status, body, extra = self.health()
+            elif path == "/v1/outcome":
+                status, body, extra = self.outcome(environ, method)
             else:
                 status, body, extra = 404, error_body("not_found", f"no route {path}"), []
         except SessionStoreUnavailable as exc:  # the detail names internal hosts: log only
@@ -174,7 +180,34 @@ class EdgeApp:
         self.counters.add("decisions")
         response["decision_id"] = uuid.uuid4().hex
         response["latency_us"] = (time.perf_counter_ns() - started) // 1000
+        if self.decision_log is not None:
+            self.decision_log.decision(request, response, _now(request, self._clock_ms))
         return 200, _dumps(response).encode(), []
+
+    def outcome(self, environ: dict[str, Any],
+                method: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+        """`POST /v1/outcome`: what the visitor did with an action (impression, click...)."""
+        if method != "POST":
+            return 405, error_body("method_not_allowed", "use POST for /v1/outcome"), [
+                ("Allow", "POST")]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > 16 * 1024:
+            return 400, error_body("invalid_request", "bad Content-Length (at most 16 KiB)"), []
+        try:
+            body = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
+        if self.decision_log is None:
+            return 503, error_body("telemetry_off", "this edge records no telemetry "
+                                   "(no control plane configured)"), []
+        try:
+            rec = self.decision_log.outcome(body, self._clock_ms())
+        except OutcomeError as exc:
+            return 400, error_body("invalid_outcome", exc.message, exc.field), []
+        return 200, json.dumps({"id": rec["id"]}).encode(), []
 
     def status(self) -> dict[str, Any]:
         """What this edge runs and how it fares (healthz, and the fleet report)."""
@@ -207,6 +240,11 @@ class EdgeApp:
         return (200 if doc["status"] == "ok" else 503), json.dumps(doc).encode(), []
 
 
+def _now(request: dict[str, Any], clock_ms: Callable[[], int]) -> int:
+    now = request.get("now_ms")
+    return now if type(now) is int else clock_ms()
+
+
 def _guest_error(error_json: str) -> tuple[int, bytes, list[tuple[str, str]]]:
     try:
         err = json.loads(error_json)
@@ -227,6 +265,7 @@ class EdgeHost:
     sync: SnapshotSync
     ticker: EpochTicker
     reporter: StatusReporter | None = None
+    shipper: TelemetryShipper | None = None
 
     @classmethod
     def build(cls, config: EdgeConfig) -> EdgeHost:
@@ -260,9 +299,23 @@ class EdgeHost:
             reporter = StatusReporter(config.control_url, config.token, app.status,
                                       config.report_interval_s)
             reporter.start()
-        return cls(config, app, sync, ticker, reporter)
+        shipper = None
+        if config.control_url and config.telemetry:
+            app.decision_log = DecisionLog(
+                config.state_dir / "spool", load_salt(config.telemetry_salt, config.state_dir),
+                app.edge_id, config.telemetry_max_buffer,
+                config.telemetry_max_spool_mb * 1024 * 1024)
+            shipper = TelemetryShipper(app.decision_log, config.control_url, config.token,
+                                       config.telemetry_interval_s)
+            shipper.start()
+        return cls(config, app, sync, ticker, reporter, shipper)
 
     def close(self) -> None:
+        if self.shipper is not None:
+            self.shipper.stop()
+            self.shipper.log.flush()  # nothing buffered is lost on a clean stop
+            self.shipper.next_attempt = 0.0
+            self.shipper.run_once()  # one last delivery attempt; the spool keeps the rest
         if self.reporter is not None:
             self.reporter.stop()
             self.reporter.run_once()  # a last report: the control plane sees the new state
@@ -272,6 +325,89 @@ class EdgeHost:
 
 
 def serve(config: EdgeConfig) -> None:
+    """Serve the edge API with the server `config.server` names until SIGTERM or Ctrl-C."""
+    if config.server == "waitress":
+        serve_waitress(config)
+    else:
+        serve_granian(config)
+
+
+# -- granian (default): HTTP in Rust, the WSGI app on blocking threads --------------------------
+#
+# Measured on the project's 2-core VM (README, Performance): waitress spends about 200 us of
+# Python per request on HTTP parsing and its channel/task hand-offs, under the GIL, which
+# capped a null WSGI app at about 4,100 requests/s and the edge at about 1,700 decisions/s.
+# granian parses HTTP and manages connections in Rust threads that do not hold the GIL, so
+# the GIL is left to the decision itself (JSON parse, the component call's wrapper, the
+# response) and the guest runs on the other core. One worker process keeps every session of
+# the memory store in one place; EDGE_SESSION_STORE=redis:// would allow several.
+
+_worker_host: EdgeHost | None = None  # the host built in granian's worker process
+
+
+def _granian_app(config: EdgeConfig) -> EdgeApp:
+    """Runs in the worker process: the engine, instances and threads are made there (none
+    of them survives a fork)."""
+    global _worker_host
+    logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+    _worker_host = EdgeHost.build(config)
+    log.info("edge host %s on http://%s:%s (revision %s, granian, %d threads)",
+             _worker_host.app.edge_id, config.host, config.port,
+             _worker_host.sync.status.revision, config.threads)
+    return _worker_host.app
+
+
+def _granian_worker(*args: Any, **kwargs: Any) -> None:
+    """granian's own WSGI worker, then this host's shutdown (last report, threads stopped)
+    once the worker has drained its connections."""
+    from granian.server import MPServer
+
+    try:
+        MPServer._spawn_wsgi_worker(*args, **kwargs)
+    finally:
+        if _worker_host is not None:
+            _worker_host.app.draining = True
+            _worker_host.close()
+            log.info("edge host stopped")
+
+
+def serve_granian(config: EdgeConfig) -> None:
+    from functools import partial
+
+    from granian.constants import Interfaces
+    from granian.server import MPServer
+
+    class Server(MPServer):  # type: ignore[misc]
+        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+            # granian stops accepting, lets in-flight requests finish (at most
+            # workers_kill_timeout), then stops the worker, which closes the host.
+            log.info("signal: draining (at most %.0f s)", config.drain_timeout_s)
+            super().signal_handler_interrupt(*args, **kwargs)
+
+    # granian logs to stdout by default; the host logs to stderr, and so does granian here.
+    log_config = {"handlers": {
+        "console": {"formatter": "generic", "class": "logging.StreamHandler",
+                    "stream": "ext://sys.stderr"},
+        "access": {"formatter": "access", "class": "logging.StreamHandler",
+                   "stream": "ext://sys.stderr"}}}
+    level = os.environ.get("EDGE_LOG_LEVEL", "INFO").lower()
+    server = Server(
+        "edge_module.host.server:EdgeApp", address=config.host, port=config.port,
+        interface=Interfaces.WSGI, workers=1, blocking_threads=config.threads,
+        runtime_threads=config.io_threads, backlog=1024,
+        backpressure=max(config.max_pending, config.threads),
+        http="1", websockets=False, log_level=level if level in _GRANIAN_LEVELS else "info",
+        log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)))
+    server.serve(spawn_target=_granian_worker, target_loader=partial(_granian_app, config),
+                 wrap_loader=False)
+
+
+_GRANIAN_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+# -- waitress: pure Python, one event loop thread and `threads` worker threads ----------------
+
+def serve_waitress(config: EdgeConfig) -> None:
     from waitress.server import create_server
 
     host = EdgeHost.build(config)
@@ -311,8 +447,7 @@ def serve(config: EdgeConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
     try:
         config = EdgeConfig.from_env()
     except ConfigError as exc:

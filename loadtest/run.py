@@ -1,0 +1,224 @@
+"""`./build.sh loadtest [USERS] [SECONDS] [options]`: an edge host, Locust headless, a summary.
+
+Starts the stack (`loadtest.stack`: keys, the shipped packs plus the 30-trigger bench pack
+published and signed, `edge-host` on a free port, status reports off), runs Locust for a
+fixed time, and writes into loadtest/reports/:
+  <name>_stats.csv, <name>_stats_history.csv, <name>_failures.csv, <name>_exceptions.csv,
+  <name>.html and <name>-summary.json,
+then prints the summary: decisions per second, client-side and server-side latency, the
+timing error of timed triggers and delivery success, with the edge host's own counters
+and how busy the rest of the machine was meanwhile (the load generator shares the cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from loadtest.stack import ROOT, edge_stack
+from loadtest.summary import machine, render, write_summary
+
+REPORTS = ROOT / "loadtest" / "reports"
+SCENARIOS = {"journeys": "VisitorUser", "throughput": "ThroughputUser"}
+
+
+def other_cpu_seconds(exclude: set[int]) -> float:
+    """CPU seconds used so far by processes outside `exclude` (other people's work)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["pid", "cpu_times"]):
+        if proc.info["pid"] in exclude or proc.info["cpu_times"] is None:
+            continue
+        times = proc.info["cpu_times"]
+        total += times.user + times.system
+    return total
+
+
+def our_pids(*roots: int) -> set[int]:
+    import psutil
+
+    pids = {os.getpid()}
+    for root in roots:
+        try:
+            proc = psutil.Process(root)
+            pids.add(root)
+            pids.update(child.pid for child in proc.children(recursive=True))
+        except psutil.Error:
+            pass
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="./build.sh loadtest", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("users", nargs="?", type=int, default=200,
+                        help="simulated users (default 200)")
+    parser.add_argument("seconds", nargs="?", type=int, default=30,
+                        help="run time in seconds (default 30)")
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="journeys",
+                        help="journeys: VisitorUser (default); throughput: ThroughputUser")
+    parser.add_argument("--generator", choices=("locust", "wrk"), default="locust",
+                        help="wrk (throughput only; `apt-get install wrk`): a generator in C "
+                             "that leaves the cores to the edge host; writes <name>-wrk.txt "
+                             "instead of Locust's CSV/HTML")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="Locust processes (-1: one per core); one process tops out "
+                             "around a core's worth of requests")
+    parser.add_argument("--spawn-rate", type=float, default=0,
+                        help="users started per second (default: all within 5 s)")
+    parser.add_argument("--packs", choices=("shipped", "bench", "both"), default="both",
+                        help="what the edge serves (default: rules/ + the 30-trigger pack)")
+    parser.add_argument("--name", default="", help="report file prefix "
+                        "(default: <scenario>-<users>u-<seconds>s)")
+    parser.add_argument("--rate", type=float, default=0,
+                        help="throughput only: offered load in decisions/s over all users "
+                             "(default 0: as fast as the edge answers)")
+    parser.add_argument("--report-outcomes", action="store_true",
+                        help="POST /v1/outcome per action (the edge has no such endpoint yet)")
+    parser.add_argument("--host", default="",
+                        help="an edge host already running (no stack is started)")
+    args = parser.parse_args(argv)
+
+    name = args.name or f"{args.scenario}-{args.users}u-{args.seconds}s"
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    summary_path = REPORTS / f"{name}-summary.json"
+    summary_path.unlink(missing_ok=True)
+    spawn = args.spawn_rate or max(1.0, args.users / 5)
+    locust = [str(Path(sys.executable).parent / "locust"), "-f", "loadtest/locustfile.py",
+              "--headless", "-u", str(args.users), "-r", f"{spawn:g}",
+              "-t", f"{args.seconds}s", "--stop-timeout", "5",
+              "--csv", str(REPORTS / name), "--html", str(REPORTS / f"{name}.html"),
+              "--summary-json", str(summary_path), "--only-summary", "--loglevel", "WARNING"]
+    if args.processes != 1:
+        locust += ["--processes", str(args.processes)]
+    if args.report_outcomes:
+        locust.append("--report-outcomes")
+    if args.rate:
+        locust += ["--batch-rate", f"{args.rate / args.users:g}"]
+    locust.append(SCENARIOS[args.scenario])
+
+    def run(url: str, server_pid: int | None) -> dict[str, Any]:
+        command = locust + ["--host", url]
+        print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
+        before_health = _health(url)
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+        exclude = our_pids(proc.pid, *([server_pid] if server_pid else []))
+        others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
+        time.sleep(min(3.0, args.seconds / 2))  # the workers exist by now
+        exclude |= our_pids(proc.pid)
+        code = proc.wait()
+        elapsed = time.monotonic() - t0
+        others = other_cpu_seconds(exclude) - others_before
+        if not summary_path.exists():
+            raise SystemExit(f"locust exited with {code} and wrote no summary")
+        summary: dict[str, Any] = json.loads(summary_path.read_text())
+        after = _health(url)
+        summary["server"] = {
+            "model": _server_model(),
+            "decisions": after.get("decisions", 0) - before_health.get("decisions", 0),
+            "busy_503": after.get("busy", 0) - before_health.get("busy", 0),
+            "errors_500": after.get("errors", 0) - before_health.get("errors", 0),
+            "instances": after.get("instances"), "traps": after.get("traps"),
+        }
+        summary["machine"] = machine()
+        summary["other_cpu_pct"] = round(100 * max(0.0, others) / elapsed, 1)
+        given = sys.argv[1:] if argv is None else argv
+        summary["command"] = " ".join(["./build.sh loadtest", *map(shlex.quote, given)])
+        summary["locust_exit_code"] = code
+        return summary
+
+    if args.generator == "wrk":
+        if args.scenario != "throughput" or not shutil.which("wrk"):
+            raise SystemExit("--generator wrk: needs --scenario throughput and wrk installed "
+                             "(Debian/Ubuntu: apt-get install wrk)")
+        run = partial(run_wrk, args, name)  # noqa: F811 - the same shape as run() above
+    if args.host:
+        summary = run(args.host.rstrip("/"), None)
+    else:
+        with edge_stack(args.packs) as stack:
+            summary = run(stack.url, stack.process.pid)
+    write_summary(summary_path, summary)
+    print(render(summary))
+    print(f"reports: {REPORTS.relative_to(ROOT)}/{name}_stats.csv, {name}.html, "
+          f"{name}-summary.json")
+    return 0 if summary["locust_exit_code"] == 0 else 1
+
+
+def run_wrk(args: argparse.Namespace, name: str, url: str,
+            server_pid: int | None) -> dict[str, Any]:
+    """The throughput batch driven by wrk (`loadtest/wrk_batch.lua`), one thread, USERS
+    connections; the same summary fields as a Locust run (no timing error: no callbacks)."""
+    command = ["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s", "--latency",
+               "-s", "loadtest/wrk_batch.lua", f"{url}/v1/decide"]
+    print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
+    before = _health(url)
+    exclude = our_pids(*([server_pid] if server_pid else []))
+    others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    exclude.add(proc.pid)
+    out, _ = proc.communicate()
+    elapsed = time.monotonic() - t0
+    others = other_cpu_seconds(exclude) - others_before
+    (REPORTS / f"{name}-wrk.txt").write_text(out)
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRK_SUMMARY ")), None)
+    if proc.returncode != 0 or line is None:
+        raise SystemExit(f"wrk exited with {proc.returncode}:\n{out}")
+    raw = json.loads(line.partition(" ")[2])
+    duration = raw["duration_us"] / 1e6
+    errors = sum(raw["errors"][k] for k in ("connect", "read", "write", "timeout"))
+    ok = sum(v for k, v in raw["statuses"].items() if 200 <= int(k) < 300)
+    answered = sum(raw["statuses"].values())
+    client = {k: round(v / 1000, 2) for k, v in raw["client_us"].items()}
+    server = raw["server_us"]
+    after = _health(url)
+    return {
+        "scenario": "ThroughputUser (wrk)", "users": args.users,
+        "duration_s": round(duration, 2), "requests": answered + errors,
+        "decisions": server["count"],
+        "decisions_per_s": round(server["count"] / duration, 1),
+        "client_latency_ms": {"count": answered, **client},
+        "server_latency_us": server,
+        "timing_error_ms": None,
+        "delivery_success_pct": round(100.0 * ok / max(1, answered + errors), 3),
+        "statuses": raw["statuses"], "actions": None, "outcomes_reported": False,
+        "generator": "wrk 4.1 (C, 1 thread), loadtest/wrk_batch.lua",
+        "server": {"model": _server_model(),
+                   "decisions": after.get("decisions", 0) - before.get("decisions", 0),
+                   "busy_503": after.get("busy", 0) - before.get("busy", 0),
+                   "errors_500": after.get("errors", 0) - before.get("errors", 0),
+                   "instances": after.get("instances"), "traps": after.get("traps")},
+        "machine": machine(),
+        "other_cpu_pct": round(100 * max(0.0, others) / elapsed, 1),
+        "command": " ".join(["./build.sh loadtest", *map(shlex.quote, sys.argv[1:])]),
+        "locust_exit_code": 0,
+    }
+
+
+def _health(url: str) -> dict[str, Any]:
+    try:
+        with urllib.request.urlopen(url + "/healthz", timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+def _server_model() -> str:
+    server = os.environ.get("EDGE_SERVER", "granian")
+    threads = os.environ.get("EDGE_THREADS", "4")
+    return f"{server}, 1 process, {threads} threads = {threads} component instances"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
