@@ -583,3 +583,27 @@ def test_rollouts_and_holdouts_split_sessions_stably(decider):
     held = sum("held" in s for _, s in seen.values())
     assert 8 <= in_half <= 32 and 8 <= held <= 32
     assert all(("held" in f) != ("held" in s) for f, s in seen.values())
+
+
+# -- the adaptive-threshold experiment --------------------------------------------------------
+
+def test_experiment_arms_split_sessions_and_behave_as_their_arm(decider):
+    import json
+
+    from tests.factories import envelope, request, snapshot_text
+
+    doc = json.loads(snapshot_text(ADAPTIVE))
+    doc["experiment"] = {"salt": "q4", "arms": {"adaptive": 40, "static": 40, "holdout": 20}}
+    assert decider.load(json.dumps(doc)).ok
+    arms: dict[str, set] = {}
+    for n in range(60):
+        req = request([ev("scroll", 0, depth=0.55)], 10, session=f"v{n}", url="/")
+        out = decider.decide(envelope(req)).response
+        again = decider.decide(envelope(req)).response
+        assert again["arm"] == out["arm"]  # stable per session
+        suppressed = tuple(s["reason"] for s in out.get("suppressed", []))
+        arms.setdefault(out["arm"], set()).add((tuple(fired(out)), suppressed))
+    # adaptive: the learned 0.5 lets 0.55 through; static: 0.9 does not; holdout: withheld
+    assert arms["adaptive"] == {(("tuned",), ())}
+    assert arms["static"] == {((), ())}
+    assert arms["holdout"] == {((), ("experiment_holdout",))}

@@ -50,7 +50,7 @@ _AGG = {MIN: "min", MAX: "max", AVG: "avg"}
 class Ctx:
     """What one decision knows besides the session."""
 
-    __slots__ = ("snap", "context", "segments", "session_id", "_thresholds", "_intent")
+    __slots__ = ("snap", "context", "segments", "session_id", "arm", "_thresholds", "_intent")
 
     def __init__(self, snap: Snapshot, context: dict[str, Any], session_id: str) -> None:
         self.snap = snap
@@ -61,6 +61,13 @@ class Ctx:
             if all(context_holds(p, context) for p in preds)) if snap.segments else frozenset()
         self._thresholds: dict[str, float] = {}
         self._intent: dict[tuple[str, int], float] = {}
+        # the session's arm of the adaptive-threshold experiment, if one runs
+        self.arm: str | None = None
+        if snap.experiment is not None:
+            salt, adaptive, static, _holdout = snap.experiment
+            at = bucket(session_id, "\x1fexperiment", salt)
+            self.arm = "adaptive" if at < adaptive else \
+                "static" if at < adaptive + static else "holdout"
 
     def threshold(self, c: Condition) -> float:
         """The value `c` compares with for this session: per segment, adaptive or static."""
@@ -74,7 +81,7 @@ class Ctx:
             if seg in self.segments:
                 value = v
                 break
-        if c.mode == "adaptive" and c.model_key is not None:
+        if c.mode == "adaptive" and c.model_key is not None and self.arm != "static":
             learned = self.snap.thresholds.get(c.model_key, ())
             for seg, v in learned:
                 if seg in self.segments:

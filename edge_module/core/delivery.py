@@ -102,8 +102,9 @@ class Decision:
         counted = 0
         for item in items:
             trig = item.trigger
-            if trig.holdout > 0 and held_out(trig, ctx):
-                self.suppressed.append({"trigger": trig.id, "reason": "holdout"})
+            if ctx.arm == "holdout" or (trig.holdout > 0 and held_out(trig, ctx)):
+                reason = "experiment_holdout" if ctx.arm == "holdout" else "holdout"
+                self.suppressed.append({"trigger": trig.id, "reason": reason})
                 if item.on_keep is not None:
                     item.on_keep()
                 continue

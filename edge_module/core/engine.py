@@ -290,6 +290,8 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     }
     if dec.suppressed:
         response["suppressed"] = dec.suppressed
+    if ctx.arm is not None:
+        response["arm"] = ctx.arm
     sess.prune(now, snap.keep_ms)
     response["state"] = sess.to_state(snap.by_id)
     return response

@@ -206,6 +206,8 @@ class Snapshot:
     agg_fields: dict[str, int] = field(default_factory=dict)  # field -> window to keep
     mouse_keep_ms: int = 0  # 0: mouse directions are not needed
     forms: bool = False
+    # The adaptive-threshold experiment: salt and the arms' shares (percent) of sessions.
+    experiment: tuple[str, float, float, float] | None = None
     _scopes: dict[str, PageScope] = field(default_factory=dict)
 
     def scope(self, path: str) -> PageScope:
@@ -568,9 +570,23 @@ def load_snapshot(text: str) -> Snapshot:
                                     "fatigue.quiet_after_dismiss_ms"),
         tracked=loader.tracked,
         agg_fields=loader.agg_fields,
+        experiment=_experiment(doc.get("experiment")),
         mouse_keep_ms=loader.mouse_keep,
         forms=loader.forms,
     )
+
+
+def _experiment(raw: Any) -> tuple[str, float, float, float] | None:
+    if raw is None:
+        return None
+    _need(isinstance(raw, dict), "experiment: expected an object")
+    arms = raw.get("arms")
+    _need(isinstance(arms, dict), "experiment.arms: expected an object")
+    shares = [_num(arms.get(arm, 0), f"experiment.arms.{arm}")
+              for arm in ("adaptive", "static", "holdout")]
+    _need(all(0 <= p <= 100 for p in shares) and abs(sum(shares) - 100) < 1e-6,
+          "experiment.arms: shares from 0 to 100 that add up to 100")
+    return (str(raw.get("salt") or "experiment"), shares[0], shares[1], shares[2])
 
 
 def _baselines(raw: Any) -> dict[str, dict[str, tuple[float, float]]]:
