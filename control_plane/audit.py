@@ -12,11 +12,16 @@ from .telemetry_store import TelemetryStore
 
 def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = 30,
           max_ci_width: float = 0.2) -> dict[str, Any]:
-    """The correlation matrix of firings across sessions, and the flagged triggers."""
-    sessions = [s for (s,) in store.query("SELECT DISTINCT session FROM decisions")]
+    """The correlation matrix of firings across sessions, and the flagged triggers.
+
+    Sessions in the experiment's holdout arm are left out: nothing fires for them, and
+    counting them would make every pair of triggers look correlated."""
+    sessions = {s for (s,) in store.query("SELECT DISTINCT session FROM decisions WHERE "
+                                          "arm IS NULL OR arm != 'holdout'")}
     fired: dict[str, set[str]] = defaultdict(set)
     for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires"):
-        fired[trig].add(session)
+        if session in sessions:
+            fired[trig].add(session)
     engaged = {s for (s,) in store.query(
         "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion')")}
     triggers = sorted(fired)
@@ -26,6 +31,8 @@ def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = 3
     for i, a in enumerate(triggers):
         for b in triggers[i + 1:]:
             r = matrix[a][b]
+            if r is None and fired[a] == fired[b]:
+                r = 1.0  # both fire in every session: no variance, yet the same signal
             if r is not None and abs(r) > redundant_r:
                 flags.append({"trigger": b, "flag": "redundant", "with": a, "r": round(r, 3)})
     for trig in triggers:

@@ -511,11 +511,24 @@ def _telemetry(data_dir: str | None) -> Any:
 @FORMAT
 @click.option("--window", "window_s", type=float, default=30.0, show_default=True,
               help="Seconds within which a click or conversion makes a firing not false.")
-def report(data_dir: str | None, fmt: str, window_s: float) -> None:
+@click.option("--experiment", is_flag=True,
+              help="The adaptive-threshold experiment instead: per arm, and the lifts.")
+@click.option("--min-sessions", type=click.IntRange(min=2), default=30, show_default=True,
+              help="With --experiment: sessions each arm needs before an interval is given.")
+def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
+           min_sessions: int) -> None:
     """Per trigger x device x revision: fires, impressions, clicks, conversions,
-    dismissals, false-trigger rate; holdout lift with its 95 % interval."""
-    from .reports import format_table, trigger_report
+    dismissals, false-trigger rate; holdout lift with its 95 % interval.
 
+    With --experiment: per arm of settings.experiment (adaptive, static, holdout) sessions,
+    conversion and false-trigger rates, and the lift of adaptive vs static and of each arm
+    vs holdout with its 95 % interval."""
+    from .reports import experiment_report, format_experiment, format_table, trigger_report
+
+    if experiment:
+        doc = experiment_report(_telemetry(data_dir), window_s, min_sessions=min_sessions)
+        click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_experiment(doc))
+        return
     doc = trigger_report(_telemetry(data_dir), window_s)
     click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_table(doc))
 

@@ -234,6 +234,23 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object"}}}},
                 "400": _error("bad query"), "401": _error("no token"),
                 "403": _error("not a publisher token")}}},
+        "/v1/reports/experiment": {"get": {
+            "summary": "The adaptive-threshold experiment: per arm sessions, conversions, "
+                       "false-trigger rate; lift of adaptive vs static and of each arm vs "
+                       "holdout with a 95 % interval (or not enough data)",
+            "operationId": "experimentReport", "security": [{"publisherToken": []}],
+            "parameters": [
+                {"name": "window_s", "in": "query", "schema": {"type": "number"}},
+                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}},
+                {"name": "min_sessions", "in": "query",
+                 "schema": {"type": "integer", "minimum": 2}}],
+            "responses": {"200": {"description": "the report", "content": {
+                "application/json": {"schema": {"type": "object", "required": [
+                    "arms", "comparisons"], "properties": {
+                    "arms": {"type": "array", "items": {"type": "object"}},
+                    "comparisons": {"type": "array", "items": {"type": "object"}}}}}}},
+                "400": _error("bad query"), "401": _error("no token"),
+                "403": _error("not a publisher token")}}},
     }
 
 

@@ -156,3 +156,109 @@ def format_table(report: dict[str, Any]) -> str:
                          f"(95% CI {h['ci95'][0]:+.3f}..{h['ci95'][1]:+.3f}; "
                          f"{h['treated']} treated, {h['holdout']} held out)")
     return "\n".join(lines)
+
+
+# The adaptive-threshold experiment (snapshot `experiment`, decision log `arm`)
+
+ARMS = ("adaptive", "static", "holdout")
+COMPARISONS = (("adaptive", "static"), ("adaptive", "holdout"), ("static", "holdout"))
+MIN_ARM_SESSIONS = 30  # below this in either arm, no interval is given
+
+
+def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: int = 0,
+                      min_sessions: int = MIN_ARM_SESSIONS) -> dict[str, Any]:
+    """Per arm: sessions, sessions with a conversion, conversion rate, fires and the
+    false-trigger rate; then the lift (difference of conversion rates) of adaptive vs
+    static and of each arm vs holdout, with a 95 % normal-approximation interval, or
+    "not enough data" while either arm has fewer than `min_sessions` sessions.
+
+    A session belongs to the arm of its first decision that names one; sessions whose
+    later decisions name another arm (the salt or shares changed) are counted in
+    `switched_sessions` and stay in their first arm."""
+    arm_of: dict[str, str] = {}
+    switched: set[str] = set()
+    for session, arm in store.query(
+            "SELECT session, arm FROM decisions WHERE arm IS NOT NULL AND ts_ms >= ? "
+            "ORDER BY ts_ms, id", (since_ms,)):
+        if arm not in ARMS:
+            continue
+        first = arm_of.setdefault(session, arm)
+        if first != arm:
+            switched.add(session)
+    converted = {s for (s,) in store.query(
+        "SELECT DISTINCT session FROM outcomes WHERE type = 'conversion' AND ts_ms >= ?",
+        (since_ms,))}
+    outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
+    for session, ts, kind, trig in store.query(
+            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? AND type IN "
+            "('click', 'conversion') ORDER BY ts_ms", (since_ms,)):
+        outcomes[session].append((ts, kind, trig))
+    fires = dict.fromkeys(ARMS, 0)
+    false = dict.fromkeys(ARMS, 0)
+    window_ms = int(window_s * 1000)
+    for trig, session, ts in store.query(
+            "SELECT trigger, session, ts_ms FROM fires WHERE ts_ms >= ?", (since_ms,)):
+        arm = arm_of.get(session)
+        if arm is None:
+            continue
+        fires[arm] += 1
+        if not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
+                   for o_ts, _kind, o_trig in outcomes.get(session, ())):
+            false[arm] += 1
+    members: dict[str, set[str]] = {arm: set() for arm in ARMS}
+    for session, arm in arm_of.items():
+        members[arm].add(session)
+    arms = []
+    for arm in ARMS:
+        n = len(members[arm])
+        conv = len(members[arm] & converted)
+        arms.append({"arm": arm, "sessions": n, "converted_sessions": conv,
+                     "conversion_rate": round(conv / n, 4) if n else None,
+                     "fires": fires[arm], "false_triggers": false[arm],
+                     "false_trigger_rate": round(false[arm] / fires[arm], 4)
+                     if fires[arm] else None})
+    by_arm = {a["arm"]: a for a in arms}
+    comparisons = []
+    for a, b in COMPARISONS:
+        n_a, n_b = by_arm[a]["sessions"], by_arm[b]["sessions"]
+        entry: dict[str, Any] = {"arm": a, "against": b, "sessions": n_a,
+                                 "sessions_against": n_b}
+        if min(n_a, n_b) < min_sessions:
+            entry.update(lift=None, ci95=None, significant=None,
+                         note=f"not enough data: {min_sessions} sessions needed in each arm "
+                              f"({a} {n_a}, {b} {n_b})")
+        else:
+            diff = lift(by_arm[a]["converted_sessions"], n_a,
+                        by_arm[b]["converted_sessions"], n_b)
+            low, high = diff["ci95"]
+            entry.update(lift=diff["lift"], ci95=diff["ci95"],
+                         significant=low > 0 or high < 0, note=None)
+        comparisons.append(entry)
+    return {"window_s": window_s, "min_sessions": min_sessions,
+            "sessions": len(arm_of), "switched_sessions": len(switched),
+            "arms": arms, "comparisons": comparisons}
+
+
+def format_experiment(report: dict[str, Any]) -> str:
+    """The experiment report as a fixed-width table for people."""
+    if not report["sessions"]:
+        return "no experiment data: no decision names an arm (settings.experiment)"
+    head = f"{'arm':<9} {'sessions':>8} {'conv':>6} {'conv%':>7} {'fires':>6} {'false%':>7}"
+    lines = [head, "-" * len(head)]
+    for a in report["arms"]:
+        conv, false = a["conversion_rate"], a["false_trigger_rate"]
+        lines.append(f"{a['arm']:<9} {a['sessions']:>8} {a['converted_sessions']:>6} "
+                     f"{'-' if conv is None else f'{conv * 100:.1f}':>7} {a['fires']:>6} "
+                     f"{'-' if false is None else f'{false * 100:.1f}':>7}")
+    for c in report["comparisons"]:
+        what = f"{c['arm']} vs {c['against']}:"
+        if c["lift"] is None:
+            lines.append(f"{what:<20} {c['note']}")
+        else:
+            lines.append(f"{what:<20} lift {c['lift'] * 100:+.2f} pts (95% CI "
+                         f"{c['ci95'][0] * 100:+.2f}..{c['ci95'][1] * 100:+.2f})"
+                         + (" significant" if c["significant"] else ""))
+    if report["switched_sessions"]:
+        lines.append(f"{report['switched_sessions']} session(s) changed arm (salt or shares "
+                     "changed); counted in their first arm")
+    return "\n".join(lines)

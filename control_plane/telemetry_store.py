@@ -63,8 +63,14 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # The session's arm of the adaptive-threshold experiment (NULL: none ran).
+    _run(db, "ALTER TABLE decisions ADD COLUMN arm TEXT")
+
+
 # Ordered: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+ARMS = ("adaptive", "static", "holdout")
 
 
 @dataclass(frozen=True)
@@ -176,12 +182,15 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
     fired = [t for t in rec.get("fired") or () if isinstance(t, str)]
     revision = None if rec.get("revision") is None else str(rec["revision"])
     hour = ctx.get("local_hour")
+    arm = rec.get("arm") if rec.get("arm") in ARMS else None
     cur = db.execute(
-        "INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR IGNORE INTO decisions (id, edge_id, ts_ms, session, revision, device, "
+        "country, local_hour, url, latency_us, fired, suppressed, features, arm) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (rec["id"], rec.get("edge_id"), rec["ts_ms"], rec["session"], revision,
          ctx.get("device"), ctx.get("country"), hour if type(hour) is int else None,
          ctx.get("url"), rec.get("latency_us"), json.dumps(fired),
-         json.dumps(rec.get("suppressed") or []), json.dumps(rec.get("features") or {})))
+         json.dumps(rec.get("suppressed") or []), json.dumps(rec.get("features") or {}), arm))
     if cur.rowcount:
         db.executemany("INSERT OR IGNORE INTO fires VALUES (?, ?, ?, ?, ?, ?)",
                        [(rec["id"], t, rec["session"], rec["ts_ms"], revision,

@@ -156,7 +156,8 @@ CONTEXTS: dict[str, tuple[list[Step], dict[str, Any], dict[str, Any]]] = {
 
 
 def test_every_documented_example_has_a_scenario():
-    assert set(CASES) == set(DOC) - {"rollout and holdout"}
+    # Whether these fire depends on the session's arm, not on one visit: see the tests below.
+    assert set(CASES) == set(DOC) - {"rollout and holdout", "settings: experiment"}
 
 
 @pytest.mark.parametrize("heading", sorted(CASES))
@@ -201,3 +202,29 @@ def test_the_documented_experiment_splits_visitors_stably(decider):
         assert seen == again
         outcomes[n] = "discount-test" in seen
     assert 0 < sum(outcomes.values()) < 40
+
+
+def test_the_documented_threshold_experiment_splits_sessions_into_three_arms(decider):
+    from tests.test_decisions import loaded
+
+    loaded(decider, DOC["settings: experiment"])
+    seen: dict[str, int] = {"adaptive": 0, "static": 0, "holdout": 0}
+    for n in range(120):
+        visit = Session(decider, url="/pricing", session=f"v{n}")
+        first = visit.send([pv(), ev("scroll", 100, depth=0.7, y=900)], 3000)
+        arm = first["arm"]
+        seen[arm] += 1
+        fired = [a["trigger"] for a in first["actions"]]
+        if arm == "adaptive":  # learned 60 %: 70 % is enough
+            assert fired == ["experiment-discount"] and "suppressed" not in first
+        elif arm == "static":  # 80 % as written: 70 % is not
+            assert fired == [] and "suppressed" not in first
+        else:
+            assert fired == [] and first["suppressed"] == [
+                {"trigger": "experiment-discount", "reason": "experiment_holdout"}]
+        # The arm is the session's for good: later decisions and a fresh session state agree.
+        assert visit.send([ev("scroll", 4000, depth=0.9, y=1200)], 4000)["arm"] == arm
+        again = Session(decider, url="/pricing", session=f"v{n}")
+        assert again.send([pv()], 100)["arm"] == arm
+    assert all(seen.values()), seen
+    assert seen["holdout"] < seen["adaptive"] and seen["holdout"] < seen["static"], seen

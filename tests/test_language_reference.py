@@ -82,5 +82,6 @@ def test_the_examples_use_every_word_of_the_language():
                 used.add(value)
     words = {*PACK_KEYS, *TRIGGER_KEYS, *CONDITION_WORDS, *TIERS, "by_segment", "mode",
              "adaptive", "hybrid", "z", "baseline", "cohort", "exit", "timeout", "fatigue",
-             "max_actions", "intent_by_trigger", "baselines", "thresholds"}
+             "max_actions", "intent_by_trigger", "baselines", "thresholds", "experiment",
+             "static"}
     assert sorted(words - used) == []

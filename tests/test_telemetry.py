@@ -144,7 +144,7 @@ def test_ingest_needs_the_edge_token_and_well_formed_records(tmp_path):
 def test_the_store_migrates_to_the_latest_schema_once(tmp_path):
     TelemetryStore(tmp_path / "t.sqlite3")
     store = TelemetryStore(tmp_path / "t.sqlite3")  # opening again runs nothing twice
-    assert store.query("SELECT version FROM schema_version") == [(2,)]
+    assert store.query("SELECT version FROM schema_version") == [(3,)]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
 
 

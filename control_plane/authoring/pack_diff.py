@@ -142,6 +142,14 @@ def _diff_table(name: str, old: Mapping[str, Any], new: Mapping[str, Any],
     return changes
 
 
+def _experiment(exp: Any) -> str:
+    if not exp:
+        return "none"
+    arms = exp.get("arms") or {}
+    return (", ".join(f"{arm} {arms.get(arm, 0):g}%" for arm in ("adaptive", "static", "holdout"))
+            + f" (salt {exp.get('salt')})")
+
+
 def _diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     fatigue_default = {"per_session": None, "per_minute": None, "quiet_after_dismiss_ms": 0}
     fields: tuple[tuple[str, Any, Any, Callable[[Any], str]], ...] = (
@@ -151,6 +159,7 @@ def _diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chang
            (new.get("fatigue") or fatigue_default).get(k),
            plain_words.duration if k.endswith("_ms") else _cap)
           for k in fatigue_default),
+        ("experiment", old.get("experiment"), new.get("experiment"), _experiment),
     )
     return [Change("settings", "changed", what, a, b, f"settings: {what} {say(a)} -> {say(b)}")
             for what, a, b, say in fields if a != b]

@@ -53,7 +53,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
                     any_page.add(position)
                 else:
                     buckets[kind].setdefault(key, set()).add(position)
-    return {
+    snapshot: dict[str, Any] = {
         "format": SNAPSHOT_FORMAT,
         "revision": revision,
         "created_ms": created_ms,
@@ -63,6 +63,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
         ],
         "limits": {"max_events": DEFAULT_MAX_EVENTS, "max_actions": _max_actions(packs)},
         "fatigue": _fatigue(packs),
+        **_experiment(packs),
         "segments": {seg.name: [_context(c) for c in seg.when]
                      for p in packs for seg in p.segments},
         "models": _models(packs),
@@ -75,6 +76,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
             "any": sorted(any_page),
         },
     }
+    return snapshot
 
 
 def page_bucket(glob: str) -> tuple[str, str]:
@@ -107,6 +109,19 @@ def _fatigue(packs: Sequence[Pack]) -> dict[str, Any]:
             "per_minute": min(per_minute, default=None),
             "quiet_after_dismiss_ms": max((f.quiet_after_dismiss_ms for f in fatigues),
                                           default=0)}
+
+
+def _experiment(packs: Sequence[Pack]) -> dict[str, Any]:
+    """{"experiment": ...} from the one pack that defines it; {} (no key at all) if none, so
+    snapshots without an experiment stay byte for byte the same."""
+    for pack in packs:
+        spec = pack.settings.experiment if pack.settings is not None else None
+        if spec is not None:
+            return {"experiment": {"salt": spec.salt,
+                                   "arms": {"adaptive": float(spec.adaptive),
+                                            "static": float(spec.static),
+                                            "holdout": float(spec.holdout)}}}
+    return {}
 
 
 def _intent(model: IntentModel) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class _CrossCheck:
 
     def run(self) -> list[Problem]:
         self.names_and_ids()
+        self.experiment()
         segments = self.segments()
         self.segment_uses(segments)
         self.models()
@@ -120,6 +121,22 @@ class _CrossCheck:
                             ident, f"a {kind} id unique across all packs (triggers and "
                                    "sequences share them)" if kind == "sequence"
                             else "a trigger id unique across all packs")
+
+    def experiment(self) -> None:
+        """settings.experiment splits every session: one pack at most may define it."""
+        first: Pack | None = None
+        for pack in self.packs:
+            spec = pack.settings.experiment if pack.settings is not None else None
+            if spec is None:
+                continue
+            if first is None:
+                first = pack
+                continue
+            at = first.settings.experiment  # type: ignore[union-attr]
+            self.report(pack, Located("experiment", spec.line, spec.column),
+                        f"settings.experiment is also defined in {first.file}:{at.line}:"
+                        f"{at.column} (pack {first.name!r}): one experiment splits all "
+                        f"sessions", expected="settings.experiment in one pack only")
 
     def segments(self) -> list[str]:
         seen: dict[str, tuple[Pack, Located]] = {}

@@ -174,11 +174,24 @@ class FatigueSpec:
 
 
 @dataclass(frozen=True)
+class ExperimentSpec:
+    """settings.experiment: the adaptive-threshold experiment's arms (percent of sessions)."""
+
+    salt: str
+    adaptive: float
+    static: float
+    holdout: float
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
 class SettingsSpec:
     max_actions: int | None = None
     fatigue: FatigueSpec | None = None
     line: int = 1
     column: int = 1
+    experiment: ExperimentSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from .validate import (
     CAP_KEYS,
     CATALOG_FILES,
     CONTENT_KEYS,
+    EXPERIMENT_KEYS,
     FATIGUE_KEYS,
     JOURNEY_KEYS,
     MAX_PRIORITY,
@@ -376,7 +377,18 @@ def _settings() -> dict[str, Any]:
                       FATIGUE_KEYS)
     keys = {"max_actions": {"type": "integer", "minimum": 1, "maximum": MAX_ACTIONS_LIMIT,
                             "description": "at most this many actions per decision (default 3)"},
-            "fatigue": fatigue}
+            "fatigue": fatigue,
+            "experiment": _object(
+                {"salt": {"type": "string", "minLength": 1,
+                          "description": "change it to draw new arms (default experiment)"},
+                 "adaptive": _percent("sessions whose mode: adaptive conditions use learned "
+                                      "thresholds"),
+                 "static": _percent("sessions whose mode: adaptive conditions use their "
+                                    "static value"),
+                 "holdout": _percent("sessions shown no action at all")},
+                EXPERIMENT_KEYS,
+                description="the adaptive-threshold experiment; the arms add up to 100% "
+                            "(a missing arm is 0%); one pack at most")}
     return _object(keys, SETTINGS_KEYS)
 
 

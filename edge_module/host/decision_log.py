@@ -101,7 +101,7 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
         "ts_ms": now_ms, "session": hash_session(salt, request["session_id"]),
         "revision": response.get("revision"),
         "fired": [a.get("trigger") for a in response.get("actions", ())],
-        "suppressed": list(response.get("suppressed", ())),
+        "suppressed": list(response.get("suppressed", ())), "arm": response.get("arm"),
         "latency_us": response.get("latency_us"), "context": context,
         "features": request_features(request.get("events")),
     }
