@@ -11,7 +11,9 @@ instance pool, session store) over a published snapshot of the shipped packs plu
    own code costs is known apart from the HTTP server;
 3. optionally (`--cprofile`) the WSGI call under cProfile, the top functions by own time.
 
-HTTP servers are compared separately, over loopback, by `loadtest.blast` (see README).
+HTTP servers are compared over loopback with the whole stack instead:
+`EDGE_SERVER=waitress|granian EDGE_THREADS=N ./build.sh loadtest 32 30 --scenario throughput
+--generator wrk`.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         locust += ["--batch-rate", f"{args.rate / args.users:g}"]
     locust.append(SCENARIOS[args.scenario])
 
-    def run(url: str, server_pid: int | None) -> dict[str, Any]:
+    def run_locust(url: str, server_pid: int | None) -> dict[str, Any]:
         command = locust + ["--host", url]
         print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
         before_health = _health(url)
@@ -139,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         summary["locust_exit_code"] = code
         return summary
 
+    run = run_locust
     if args.generator == "wrk":
         if args.scenario != "throughput" or not shutil.which("wrk"):
             raise SystemExit("--generator wrk: needs --scenario throughput and wrk installed "
                              "(Debian/Ubuntu: apt-get install wrk)")
-        run = partial(run_wrk, args, name)  # noqa: F811 - the same shape as run() above
+        run = partial(run_wrk, args, name)
     if args.host:
         summary = run(args.host.rstrip("/"), None)
     else:
@@ -151,8 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(stack.url, stack.process.pid)
     write_summary(summary_path, summary)
     print(render(summary))
-    print(f"reports: {REPORTS.relative_to(ROOT)}/{name}_stats.csv, {name}.html, "
-          f"{name}-summary.json")
+    made = [f"{name}-wrk.txt"] if args.generator == "wrk" else [f"{name}_stats.csv",
+                                                               f"{name}.html"]
+    print(f"reports in {REPORTS.relative_to(ROOT)}/: {', '.join(made)}, {name}-summary.json")
     return 0 if summary["locust_exit_code"] == 0 else 1
 
 

@@ -394,8 +394,10 @@ def serve_granian(config: EdgeConfig) -> None:
     server = Server(
         "edge_module.host.server:EdgeApp", address=config.host, port=config.port,
         interface=Interfaces.WSGI, workers=1, blocking_threads=config.threads,
-        runtime_threads=config.io_threads, backlog=1024,
-        backpressure=max(config.max_pending, config.threads),
+        # backpressure bounds the connections granian serves at once (keep-alive ones
+        # included: a visitor's SDK holds one between batches), like waitress's
+        # connection_limit; a lower bound leaves the extra connections' requests unread.
+        runtime_threads=config.io_threads, backlog=1024, backpressure=1000,
         http="1", websockets=False, log_level=level if level in _GRANIAN_LEVELS else "info",
         log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)))
     server.serve(spawn_target=_granian_worker, target_loader=partial(_granian_app, config),
