@@ -221,6 +221,8 @@ def signal_holds(c: Condition, sess: Session, ctx: Ctx, t: int, trigger_id: str 
         value: float | None = t - sess.pv
     elif s == SCROLL_DEPTH:
         value = sess.depth
+    elif s == SCROLL_VELOCITY:
+        value = sess.velocity(t, c.window_ms)
     else:
         value = measure(c, sess, ctx, t, trigger_id)
         if value is None:
@@ -329,6 +331,8 @@ def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
 
 
 def fires(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
+    if trig.plain and trig.id not in sess.fired:  # nothing can hold it back
+        return all_hold(trig.conditions, sess, ctx, t, trig.id)
     return allowed(trig, sess, ctx, t) and all_hold(trig.conditions, sess, ctx, t, trig.id)
 
 
@@ -353,7 +357,7 @@ def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
     if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
         return None  # only events can build the streak
     changes: list[int] = []
-    for c in trig.conditions:
+    for c in trig.by_motion:  # steady ones first: the cheapest way to find "never"
         motion = c.motion
         if motion == RISING:
             first = first_true(c, sess, ctx, now, trig.id)

@@ -113,16 +113,40 @@ class Session:
             "f": {k: r for k, r in self.fired.items() if k in keep},
             "q": self.queue,
         }
-        if len(self.pages) > 1 or self.pos or self.mouse_at or self.scrolled or \
-                self.tracked or self.fields or self.sustained or self.streaks or \
-                self.sequences or self.delivered or self.context or self.focused or \
-                self.dismissed >= 0 or self.focus_input or self.last_input:
-            for name, key, _factory in _OPTIONAL:
-                value = getattr(self, name)
-                if value and value != -1:
-                    state[key] = value
-        elif self.pages:
+        # the optional parts, each only when it holds something (see _OPTIONAL)
+        if self.pos:
+            state["dp"] = self.pos
+        if self.pages:
             state["pg"] = self.pages
+        if self.scrolled:
+            state["bs"] = self.scrolled
+        if self.mouse_at:
+            state["mp"] = self.mouse_at
+            if self.mouse:
+                state["ms"] = self.mouse
+        if self.tracked:
+            state["ev"] = self.tracked
+        if self.fields:
+            state["fv"] = self.fields
+        if self.sustained:
+            state["su"] = self.sustained
+        if self.streaks:
+            state["cs"] = self.streaks
+        if self.sequences:
+            state["sq"] = self.sequences
+        if self.context:
+            state["cx"] = self.context
+        if self.dismissed >= 0:
+            state["dm"] = self.dismissed
+        if self.delivered_total:
+            state["fn"] = self.delivered_total
+            if self.delivered:
+                state["fd"] = self.delivered
+        if self.focused or self.focus_input or self.last_input or self.input_submit:
+            for key, value in (("fo", self.focused), ("fi", self.focus_input),
+                               ("li", self.last_input), ("is", self.input_submit)):
+                if value:
+                    state[key] = value
         return state
 
     # -- observations ---------------------------------------------------------------

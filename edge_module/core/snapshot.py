@@ -145,6 +145,8 @@ class Trigger:
     holdout: float = 0.0
     salt: str = ""
     timed: bool = False  # time alone may make it fire: next_check looks at it
+    plain: bool = True  # no segment, journey or rollout: only caps decide if it may fire
+    by_motion: tuple[Any, ...] = ()  # the conditions, steady ones first (next_check)
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +460,8 @@ def _load_trigger(loader: _Loader, index: int, raw: Any, where: str = "") -> Tri
         holdout=_num(raw.get("holdout", 0), f"{where}.holdout"),
         salt=str(raw.get("salt") or tid),
         timed=any(c.motion in (RISING, CHANGING) for c in conditions),
+        plain=segment is None and journey is None and raw.get("rollout", 100) >= 100,
+        by_motion=tuple(sorted(conditions, key=lambda c: c.motion != STEADY)),
     )
 
 
