@@ -10,7 +10,7 @@ import pytest
 from control_plane import create_app
 from edge_module.core import load_snapshot
 from edge_module.edge_store import LocalFolderStore
-from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, ROOT, control_client, served
+from tests.servers import EDGE_TOKEN, ROOT, control_client, served
 
 PRICING_SOURCE = (ROOT / "rules" / "pricing-discount.yaml").read_text()
 CHECKOUT_SOURCE = (ROOT / "rules" / "checkout-reminder.yaml").read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import T0, ev, snapshot_text
+from tests.factories import T0, snapshot_text
 from tests.servers import BUILD, TRUSTED_KEYS, http, put_snapshot, running_edge, wait_for
 from tests.test_decisions import CHECKOUT, OPENING, PRICING
 

@@ -22,6 +22,7 @@ from control_plane.rulepack import (
 from control_plane.rulepack.compiler import page_bucket
 from control_plane.rulepack.values import ValueProblem, parse_duration, parse_number, parse_ratio
 from edge_module.core import decide, load_snapshot
+from tests.language_factories import compiled, only_problem, problems_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
@@ -45,21 +46,6 @@ def with_action(body: str = "", action: str = "content: c1") -> str:
     return one_trigger(body + "\naction: {" + action + "}")
 
 
-def problems_of(text: str, filename: str = "p.yaml") -> list[Problem]:
-    with pytest.raises(RulePackError) as info:
-        load_pack(text, filename)
-    return info.value.problems
-
-
-def only_problem(text: str) -> Problem:
-    problems = problems_of(text)
-    assert len(problems) == 1, "\n".join(map(str, problems))
-    return problems[0]
-
-
-def compiled(*texts: str) -> dict:
-    packs = [load_pack(t, f"pack{i}.yaml") for i, t in enumerate(texts)]
-    return compile_snapshot(packs, "rev-1", 0)
 
 
 def first_trigger(text: str) -> dict:

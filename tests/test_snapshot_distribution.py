@@ -22,7 +22,7 @@ from edge_module.edge_store import (
 )
 from tests.factories import T0, snapshot_text
 from tests.s3_server import S3Server
-from tests.servers import TEST_KEY, http, put_snapshot, running_edge, wait_for
+from tests.servers import http, put_snapshot, running_edge, wait_for
 from tests.test_decisions import CHECKOUT, OPENING, PRICING
 
 
