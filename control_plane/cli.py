@@ -606,11 +606,20 @@ def serve() -> None:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .scheduler import RecalibrationScheduler
 
+    import signal
+
     app = create_app()
     RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off
     click.echo(f"control plane on http://{app.config['HOST']}:{app.config['PORT']}", err=True)
-    waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
-                   ident="control-plane")
+    # Started in the background by a shell, a process inherits SIGINT ignored: Ctrl-C and
+    # SIGTERM must still stop it (waitress ends on KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
+                       ident="control-plane")
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:
