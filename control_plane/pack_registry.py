@@ -34,7 +34,7 @@ class PackRegistry:
         self.catalog_path = Path(catalog_path) if catalog_path else self.root / "catalog.yaml"
 
     def path(self, name: str) -> Path:
-        if not PACK_NAME.match(name):
+        if not PACK_NAME.fullmatch(name):
             raise ValueError(f"pack name {name!r}: use lowercase letters, digits and '-'")
         if not is_pack_file(f"{name}.yaml"):
             raise ValueError(f"pack name {name!r} is reserved for the content catalog")

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from urllib.parse import urlparse
 
 MANIFEST_KEY = "manifest.json"
 MANIFEST_FORMAT = "edge-manifest/1"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class StoreError(Exception):
@@ -83,6 +85,11 @@ class Manifest:
         revision, key, sha = doc.get("revision"), doc.get("object"), doc.get("sha256")
         if not isinstance(revision, int) or not isinstance(key, str) or not isinstance(sha, str):
             raise StoreError(f"{MANIFEST_KEY} lacks revision, object or sha256")
+        # The object must be the content address of its hash: a manifest cannot point an
+        # edge anywhere else (another folder, a device file) whoever wrote it.
+        if not _SHA256.fullmatch(sha) or key != object_key(sha):
+            raise StoreError(f"{MANIFEST_KEY}: object {key!r} is not the content address of "
+                             f"its sha256")
         sig, key_id = doc.get("signature"), doc.get("key_id")
         return cls(revision, key, sha, sig if isinstance(sig, str) else None,
                    key_id if isinstance(key_id, str) else None, doc)

@@ -356,6 +356,16 @@ def error_of(decider, req) -> dict:
      "invalid_event", "events[0].name"),
     ({"session_id": "s", "now_ms": 1, "events": [None]}, "invalid_event", "events[0]"),
     ({"session_id": "s", "now_ms": 1, "context": []}, "invalid_request", "context"),
+    ({"session_id": "s", "now_ms": 1, "events": [{"type": [], "ts_ms": 1}]},
+     "invalid_event", "events[0].type"),
+    ({"session_id": "s", "now_ms": 1, "events": [{"type": "page_view", "ts_ms": 1,
+                                                   "url": "/" + "a" * 3000}]},
+     "invalid_event", "events[0].url"),
+    ({"session_id": "s", "now_ms": 1, "context": {"url": "/" + "a" * 3000}},
+     "invalid_request", "context.url"),
+    ({"session_id": "s", "now_ms": 1, "events": [{"type": "click", "ts_ms": 1,
+                                                   "target": "#" * 300}]},
+     "invalid_event", "events[0].target"),
 ])
 def test_malformed_requests_name_the_field(decider, req, code, field):
     err = error_of(decider, req)

@@ -71,6 +71,7 @@ def test_now_ms_defaults_to_the_host_clock(edge):
 
 
 @pytest.mark.parametrize("raw,code", [
+    (b"[" * 100_000, "invalid_json"),  # nesting deeper than the parser recurses
     (b"{not json", "invalid_json"),
     (b"\xff\xfe", "invalid_json"),
     (b"[1, 2]", "invalid_request"),

@@ -269,6 +269,17 @@ def test_sustained_across_two_requests_counts_as_sustained(decider):
     assert "reading-deep" in fired(send(v, [], 6000))
 
 
+def test_sustained_time_away_from_the_page_does_not_count(decider):
+    scoped = TEMPORAL.replace("  - id: reading-deep\n", "  - id: reading-deep\n    page: /post\n")
+    v = visit(decider, scoped, url="/post")
+    send(v, [ev("page_view", 0, url="/post"), ev("scroll", 100, depth=0.9, y=2000)], 100)
+    send(v, [ev("page_view", 1000, url="/other")], 1000)  # not watched from here
+    back = send(v, [ev("page_view", 7000, url="/post"), ev("scroll", 7100, depth=0.9, y=2000)],
+                7100)
+    assert "reading-deep" not in fired(back)  # 5 s on /post, not counting the time away
+    assert back["next_check_ms"] == T0 + 12_100
+
+
 def test_a_dip_restarts_the_sustained_clock(decider):
     v = visit(decider, TEMPORAL)
     send(v, [ev("page_view", 0), ev("scroll", 1000, depth=0.85, y=2000)], 1000)

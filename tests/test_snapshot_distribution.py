@@ -85,6 +85,16 @@ def test_the_local_folder_store_has_the_same_compare_and_swap(tmp_path):
     folder.put_manifest(b"{2}", etag)
 
 
+def test_a_manifest_may_only_name_the_content_address_of_its_hash(tmp_path):
+    from edge_module.edge_store import Manifest
+
+    sha = "a" * 64
+    for key in ("/dev/zero", "../../etc/passwd", f"snapshots/{'b' * 64}.json"):
+        doc = {"format": "edge-manifest/1", "revision": 1, "object": key, "sha256": sha}
+        with pytest.raises(StoreError, match="content address"):
+            Manifest.parse(json.dumps(doc).encode())
+
+
 def test_an_unreachable_s3_is_a_store_error(s3):
     dead = S3Store("b", endpoint_url="http://127.0.0.1:9", timeout_s=0.2)
     with pytest.raises(StoreError, match="unreachable"):
@@ -128,8 +138,10 @@ def test_a_bad_revision_is_rejected_and_the_last_good_one_keeps_serving(store, s
             put_snapshot(store, bad, 2, key=KeyRing(tmp_path / "k", tmp_path / "t").ensure())
         else:
             manifest, etag = read_manifest(store)
+            never_written = sha256_text("a snapshot nobody wrote")
             store.put_manifest(json.dumps({**manifest.doc, "revision": 2,
-                                           "object": "snapshots/nope.json"}).encode(), etag)
+                                           "sha256": never_written,
+                                           "object": object_key(never_written)}).encode(), etag)
         assert expected in last_error(edge)
         health = edge.health()
         assert health["revision"] == "1" and health["status"] == "ok"

@@ -30,6 +30,10 @@ _EVENT_TYPES = frozenset(EVENT_TYPES)
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _NUMBER = (int, float)
 MAX_SESSION_ID = 256
+# Visitor-chosen strings kept in the session or used as keys are bounded: a session's state
+# must stay small, and no request may make it too big to decide on.
+MAX_URL = 2048
+MAX_NAME = 256  # element targets, custom event names
 MAX_CONTEXT_BYTES = 2048  # the context kept in the session for requests that omit it
 
 
@@ -76,6 +80,15 @@ def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
     for i, ev in enumerate(raw):
         if type(ev) is not dict:
             raise _bad("invalid_event", "each event must be a JSON object", f"events[{i}]")
+        etype = ev.get("type")
+        if type(etype) is not str:
+            raise _bad("invalid_event", f"type must be a string, one of {', '.join(EVENT_TYPES)}",
+                       f"events[{i}].type")
+        for key in ("target", "name"):
+            value = ev.get(key)
+            if value is not None and (type(value) is not str or len(value) > MAX_NAME):
+                raise _bad("invalid_event", f"{key} must be a string of at most {MAX_NAME} "
+                           "characters", f"events[{i}].{key}")
         ts = ev.get("ts_ms")
         if type(ts) is not int:
             ts = int(ts) if _number(ts) else -1
@@ -118,8 +131,8 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         return False
     if etype == "page_view":
         url = ev.get("url")
-        if url is not None and type(url) is not str:
-            raise _invalid(i, "url", "url must be a string")
+        if url is not None and (type(url) is not str or len(url) > MAX_URL):
+            raise _invalid(i, "url", f"url must be a string of at most {MAX_URL} characters")
         if ts >= sess.pv:
             sess.enter_page(url_path(url or ctx_url or "/"), ts)
             return True
@@ -182,8 +195,9 @@ def _context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
     if type(context) is not dict:
         raise _bad("invalid_request", "context must be a JSON object", "context")
     url = context.get("url")
-    if url is not None and type(url) is not str:
-        raise _bad("invalid_request", "context.url must be a string", "context.url")
+    if url is not None and (type(url) is not str or len(url) > MAX_URL):
+        raise _bad("invalid_request", f"context.url must be a string of at most {MAX_URL} "
+                   "characters", "context.url")
     attrs = context.get("attributes")
     if attrs is not None and type(attrs) is not dict:
         raise _bad("invalid_request", "context.attributes must be a JSON object",
@@ -292,9 +306,23 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         response["suppressed"] = dec.suppressed
     if ctx.arm is not None:
         response["arm"] = ctx.arm
+    if sess.sustained:
+        _forget_unwatched(snap, sess, scope)
     sess.prune(now, snap.keep_ms)
     response["state"] = sess.to_state(snap.by_id)
     return response
+
+
+def _forget_unwatched(snap: Snapshot, sess: Session, scope: PageScope) -> None:
+    """A `sustained` condition only counts while it is watched (its trigger's page, its
+    sequence's current step): a start time from before a gap must not carry over."""
+    watched = {c.key for c in scope.sustained}
+    for seq in snap.sequences:
+        state = sess.sequences.get(seq.id)
+        if state is not None and state[0] < len(seq.steps):
+            watched.update(c.key for c in seq.steps[state[0]].trigger.sustained)
+    for key in [k for k in sess.sustained if k not in watched]:
+        del sess.sustained[key]
 
 
 def _streak(sess: Session, trig: Trigger, ctx: Ctx, ts: int) -> bool:

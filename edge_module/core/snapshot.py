@@ -217,7 +217,7 @@ class Snapshot:
         scope = self._scopes.get(path)
         if scope is None:
             scope = self._build_scope(path)
-            if len(self._scopes) >= 4096:
+            if len(self._scopes) >= 1024:  # at most ~2 MB of paths (MAX_URL each)
                 self._scopes.clear()
             self._scopes[path] = scope
         return scope

@@ -150,7 +150,7 @@ class EdgeApp:
         try:
             text = raw.decode("utf-8")
             request = json.loads(text)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
         if type(request) is not dict:
             return 400, error_body("invalid_request", "the request body must be a JSON object"), []
@@ -181,7 +181,10 @@ class EdgeApp:
         response["decision_id"] = uuid.uuid4().hex
         response["latency_us"] = (time.perf_counter_ns() - started) // 1000
         if self.decision_log is not None:
-            self.decision_log.decision(request, response, _now(request, self._clock_ms))
+            try:
+                self.decision_log.decision(request, response, _now(request, self._clock_ms))
+            except Exception:  # noqa: BLE001 - the visitor's decision is already made
+                log.exception("decision log failed; the decision is served without it")
         return 200, _dumps(response).encode(), []
 
     def outcome(self, environ: dict[str, Any],
@@ -198,7 +201,7 @@ class EdgeApp:
             return 400, error_body("invalid_request", "bad Content-Length (at most 16 KiB)"), []
         try:
             body = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
         if self.decision_log is None:
             return 503, error_body("telemetry_off", "this edge records no telemetry "

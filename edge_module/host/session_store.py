@@ -116,11 +116,11 @@ class RedisSessionStore:
     session's lock is a lease at `<prefix minus ':'>-lock:<session_id>` (outside the prefix,
     so `len()` counts sessions only), taken after a local striped lock so that the threads of
     one host queue in memory rather than polling Redis. A lease left by a dead host expires
-    after `lock_ttl_ms`; a waiter gives up after `lock_wait_s` (default: one lease).
+    after `lock_ttl_ms`; a waiter gives up after `lock_wait_s` (default: 2 s at most).
     """
 
     def __init__(self, url: str, ttl_s: float, prefix: str = "edge:session:",
-                 lock_ttl_ms: int = 2000, lock_wait_s: float | None = None,
+                 lock_ttl_ms: int = 10_000, lock_wait_s: float | None = None,
                  timeout_s: float = 0.5) -> None:
         # Short timeouts and no retries: a dead Redis must cost a request half a second,
         # not hang a worker thread.
@@ -133,7 +133,8 @@ class RedisSessionStore:
         self._lock_prefix = prefix.rstrip(":") + "-lock:"
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._lock_ttl_ms = lock_ttl_ms
-        self._lock_wait_s = lock_ttl_ms / 1000 if lock_wait_s is None else lock_wait_s
+        # a waiter gives up well before a crashed holder's lease would run out
+        self._lock_wait_s = min(lock_ttl_ms / 1000, 2.0) if lock_wait_s is None else lock_wait_s
         self._release = self._redis.register_script(_RELEASE)
         self._local = SessionLocks()
 
