@@ -288,3 +288,20 @@ def test_the_report_counts_fires_outcomes_and_false_triggers(tmp_path):
     assert (row["trigger"], row["device"], row["revision"]) == ("pricing-discount", "mobile", "3")
     assert (row["fires"], row["impressions"], row["clicks"], row["false_triggers"]) == (2, 2, 1, 1)
     assert row["false_trigger_rate"] == 0.5 and row["latency_us"]["<=100"] == 2
+
+
+def test_a_spool_write_failure_keeps_the_records_for_the_next_flush(tmp_path, monkeypatch):
+    log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+    for n in range(3):
+        log.record({"id": f"r{n}", "kind": "outcome"})
+    real_write = log._write
+
+    def disk_full(batch):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "_write", disk_full)
+    assert log.flush() is None
+    assert log.pending() == 3 and log.dropped == 0
+    assert list((tmp_path / "spool").glob("*.tmp")) == []
+    monkeypatch.setattr(log, "_write", real_write)
+    assert log.flush() is not None and log.pending() == 0 and log.spooled == 3

@@ -194,9 +194,25 @@ class DecisionLog:
                           self.max_spool_bytes, len(batch))
                 return None
             final = None
-            for start in range(0, len(batch), BATCH_RECORDS):
-                final = self._write(batch[start:start + BATCH_RECORDS])
-            _fsync_dir(self.spool_dir)
+            written = 0
+            try:
+                for start in range(0, len(batch), BATCH_RECORDS):
+                    final = self._write(batch[start:start + BATCH_RECORDS])
+                    written = start + BATCH_RECORDS
+                _fsync_dir(self.spool_dir)
+            except OSError as exc:
+                # the disk refused (full, I/O error): keep what was not written for the
+                # next flush, within the memory bound, rather than lose it silently
+                unwritten = batch[written:]
+                with self._lock:
+                    room = max(0, self.max_buffer - len(self._buffer))
+                    self._buffer[:0] = unwritten[:room]
+                self.dropped += max(0, len(unwritten) - room)
+                log.error("telemetry spool write failed (%s): %d record(s) kept for retry, "
+                          "%d dropped", exc, min(len(unwritten), room),
+                          max(0, len(unwritten) - room))
+                self.spooled += min(written, len(batch))
+                return final
             self.spooled += len(batch)
             return final
 
@@ -206,11 +222,15 @@ class DecisionLog:
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
         tmp = self.spool_dir / (name + ".tmp")
         final = self.spool_dir / (name + SPOOL_SUFFIX)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return final
 
     def spool_files(self) -> list[Path]:
