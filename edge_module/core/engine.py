@@ -84,11 +84,6 @@ def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
         if type(etype) is not str:
             raise _bad("invalid_event", f"type must be a string, one of {', '.join(EVENT_TYPES)}",
                        f"events[{i}].type")
-        for key in ("target", "name"):
-            value = ev.get(key)
-            if value is not None and (type(value) is not str or len(value) > MAX_NAME):
-                raise _bad("invalid_event", f"{key} must be a string of at most {MAX_NAME} "
-                           "characters", f"events[{i}].{key}")
         ts = ev.get("ts_ms")
         if type(ts) is not int:
             ts = int(ts) if _number(ts) else -1
@@ -139,16 +134,19 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         return False
     if etype == "hover":
         target = ev.get("target")
-        if type(target) is not str:
-            raise _invalid(i, "target", "a hover needs a target (string)")
+        if type(target) is not str or len(target) > MAX_NAME:
+            raise _invalid(i, "target", f"a hover needs a target (a string of at most "
+                                        f"{MAX_NAME} characters)")
         dur = ev.get("duration_ms")
         if not _number(dur) or dur < 0:
             raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
         sess.hovered(target, dur)
         return False
     if etype == "custom":
-        if type(ev.get("name")) is not str:
-            raise _invalid(i, "name", "a custom event needs a name (string)")
+        name = ev.get("name")
+        if type(name) is not str or len(name) > MAX_NAME:
+            raise _invalid(i, "name", f"a custom event needs a name (a string of at most "
+                                      f"{MAX_NAME} characters)")
         return False
     if etype == "mousemove":
         x, y = ev.get("x"), ev.get("y")
@@ -163,8 +161,12 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         sess.dismissed = ts
         return False
     if etype in _FORM_EVENTS:
+        target = ev.get("target")
+        if target is not None and (type(target) is not str or len(target) > MAX_NAME):
+            raise _invalid(i, "target", f"target must be a string of at most {MAX_NAME} "
+                                        "characters")
         if forms:
-            sess.form_event(etype, ts, ev.get("target"))
+            sess.form_event(etype, ts, target)
         return False
     if etype not in _EVENT_TYPES:
         raise _invalid(i, "type",
