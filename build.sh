@@ -45,23 +45,33 @@ build() {
   "$PY" -m edge_module.build --out build
 }
 
-# The tests start throwaway redis-server instances on free ports (a system service the
-# package may start on 6379 is never used); `up` needs it only for EDGE_SESSION_STORE=redis://.
-ensure_redis() {
-  command -v redis-server >/dev/null && return
+# ensure_tool COMMAND PACKAGE WHY: the Debian package providing COMMAND, installed with
+# apt-get when missing (as root, as on CI's fresh machine); otherwise a clear error.
+ensure_tool() {
+  command -v "$1" >/dev/null && return
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing redis-server with apt-get (shared session state; tests start their own)"
+    say "installing $2 with apt-get ($3)"
     local log
     log=$(apt-get update -qq 2>&1 && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq redis-server 2>&1) || {
-      printf '%s\nerror: installing redis-server failed (output above)\n' "$log" >&2
+      apt-get install -y -qq "$2" 2>&1) || {
+      printf '%s\nerror: installing %s failed (output above)\n' "$log" "$2" >&2
       exit 2
     }
   else
-    echo "error: redis-server is required; install it (Debian/Ubuntu: sudo apt-get install" \
-      "redis-server, macOS: brew install redis) and run this again" >&2
+    echo "error: $1 is required ($3); install it (Debian/Ubuntu: sudo apt-get install" \
+      "$2, macOS: brew install $2) and run this again" >&2
     exit 2
   fi
+}
+
+# The tests start throwaway redis-server instances on free ports (a system service the
+# package may start on 6379 is never used); `up` needs it only for EDGE_SESSION_STORE=redis://.
+ensure_redis() {
+  ensure_tool redis-server redis-server "shared session state; tests start their own"
+}
+
+ensure_wrk() {
+  ensure_tool wrk wrk "the load generator in C of the throughput scenario"
 }
 
 up() {
@@ -127,6 +137,7 @@ case "${1:-}" in
   test)
     build
     ensure_redis
+    ensure_wrk
     shift
     say "running the test suite"
     "$PY" -m pytest "$@"
@@ -144,7 +155,8 @@ case "${1:-}" in
   loadtest)
     build
     shift
-    say "load test: an edge host on a free port, Locust headless (loadtest/reports/)"
+    case " $* " in *" --generator wrk "*|*" --generator=wrk "*) ensure_wrk ;; esac
+    say "load test: an edge host on a free port, Locust or wrk (loadtest/reports/)"
     "$PY" -m loadtest.run "$@"
     ;;
   clean) rm -rf build .var ;;

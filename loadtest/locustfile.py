@@ -113,6 +113,7 @@ class EdgeUser(FastHttpUser):
                 resp.failure("answer is not JSON")
                 return None
             samples.server_us.append(answer["latency_us"])
+            samples.component_us.append(answer.get("component_us", 0))
             return answer  # type: ignore[no-any-return]
 
 

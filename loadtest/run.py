@@ -82,9 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="what the edge serves (default: rules/ + the 30-trigger pack)")
     parser.add_argument("--name", default="", help="report file prefix "
                         "(default: <scenario>-<users>u-<seconds>s)")
-    parser.add_argument("--rate", type=float, default=0,
+    parser.add_argument("--rate", type=parse_rate, default=(0.0, False),
                         help="throughput only: offered load in decisions/s over all users "
-                             "(default 0: as fast as the edge answers)")
+                             "(default: as fast as the edge answers). With wrk, P%% first "
+                             "measures the maximum (SECONDS as fast as the edge answers), "
+                             "then offers P%% of it on a fixed schedule (open loop) for "
+                             "SECONDS more, on the same edge host")
     parser.add_argument("--report-outcomes", action="store_true",
                         help="POST /v1/outcome per action (the edge has no such endpoint yet)")
     parser.add_argument("--host", default="",
@@ -105,8 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         locust += ["--processes", str(args.processes)]
     if args.report_outcomes:
         locust.append("--report-outcomes")
-    if args.rate:
-        locust += ["--batch-rate", f"{args.rate / args.users:g}"]
+    rate, relative = args.rate
+    if rate and relative and args.generator != "wrk":
+        raise SystemExit("--rate P%: only with --generator wrk (Locust cannot reach the "
+                         "maximum beside the edge host); give decisions/s instead")
+    if rate and args.generator != "wrk":
+        locust += ["--batch-rate", f"{rate / args.users:g}"]
     locust.append(SCENARIOS[args.scenario])
 
     def run_locust(url: str, server_pid: int | None) -> dict[str, Any]:
@@ -158,17 +165,54 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary["locust_exit_code"] == 0 else 1
 
 
+def parse_rate(text: str) -> tuple[float, bool]:
+    """`--rate`: decisions/s ("2800") or a share of the measured maximum ("70%")."""
+    relative = text.endswith("%")
+    try:
+        value = float(text[:-1] if relative else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected decisions/s (e.g. 2800) or a share of the maximum (e.g. 70%)"
+        ) from None
+    if value < 0 or (relative and not 0 < value <= 100):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a rate is a positive number, a share from 1% to 100%")
+    return value, relative
+
+
 def run_wrk(args: argparse.Namespace, name: str, url: str,
             server_pid: int | None) -> dict[str, Any]:
     """The throughput batch driven by wrk (`loadtest/wrk_batch.lua`), one thread, USERS
-    connections; the same summary fields as a Locust run (no timing error: no callbacks)."""
+    connections; the same summary fields as a Locust run (no timing error: no callbacks).
+    With `--rate P%` two phases on the same host: the maximum, then P% of it paced."""
+    rate, relative = args.rate
+    maximum = None
+    if relative:
+        maximum = _wrk_phase(args, f"{name}-max", url, server_pid, 0.0)
+        rate = maximum["decisions_per_s"] * rate / 100
+    summary = _wrk_phase(args, name, url, server_pid, rate)
+    if maximum is not None:
+        summary["maximum"] = {k: maximum[k] for k in (
+            "decisions_per_s", "client_latency_ms", "server_latency_us",
+            "component_call_us", "delivery_success_pct")}
+        summary["offered_pct_of_maximum"] = args.rate[0]
+    return summary
+
+
+def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pid: int | None,
+               rate: float) -> dict[str, Any]:
     command = ["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s", "--latency",
                "-s", "loadtest/wrk_batch.lua", f"{url}/v1/decide"]
-    print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
+    env = dict(os.environ)
+    env.pop("WRK_RATE", None)
+    if rate:
+        env["WRK_RATE"] = f"{rate:.1f}"
+    print(f"==> {'WRK_RATE=' + env['WRK_RATE'] + ' ' if rate else ''}{shlex.join(command)}",
+          file=sys.stderr, flush=True)
     before = _health(url)
     exclude = our_pids(*([server_pid] if server_pid else []))
     others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
     exclude.add(proc.pid)
     out, _ = proc.communicate()
     elapsed = time.monotonic() - t0
@@ -185,13 +229,17 @@ def run_wrk(args: argparse.Namespace, name: str, url: str,
     client = {k: round(v / 1000, 2) for k, v in raw["client_us"].items()}
     server = raw["server_us"]
     after = _health(url)
+    paced = {"offered_per_s": round(rate, 1), "late_sends": raw["late_sends"],
+             "late_ms_mean": raw["late_ms_mean"]} if rate else None
     return {
         "scenario": "ThroughputUser (wrk)", "users": args.users,
         "duration_s": round(duration, 2), "requests": answered + errors,
         "decisions": server["count"],
         "decisions_per_s": round(server["count"] / duration, 1),
+        "paced": paced,
         "client_latency_ms": {"count": answered, **client},
         "server_latency_us": server,
+        "component_call_us": raw["component_us"],
         "timing_error_ms": None,
         "delivery_success_pct": round(100.0 * ok / max(1, answered + errors), 3),
         "statuses": raw["statuses"], "actions": None, "outcomes_reported": False,

@@ -21,6 +21,7 @@ from typing import Any
 class Samples:
     client_ms: list[float] = field(default_factory=list)  # 2xx decide round trips
     server_us: list[int] = field(default_factory=list)  # the answers' latency_us
+    component_us: list[int] = field(default_factory=list)  # ... and their component_us
     timing_error_ms: list[float] = field(default_factory=list)  # callback arrival - due
     statuses: Counter[int] = field(default_factory=Counter)  # every request; 0: no answer
     actions: int = 0
@@ -31,10 +32,11 @@ class Samples:
     def drain(self) -> dict[str, Any]:
         """This process's samples since the last drain (a worker's report)."""
         out = {"client_ms": self.client_ms, "server_us": self.server_us,
-               "timing_error_ms": self.timing_error_ms,
+               "component_us": self.component_us, "timing_error_ms": self.timing_error_ms,
                "statuses": {str(k): v for k, v in self.statuses.items()},
                "actions": self.actions}
         self.client_ms, self.server_us, self.timing_error_ms = [], [], []
+        self.component_us = []
         self.statuses = Counter()
         self.actions = 0
         return out
@@ -42,6 +44,7 @@ class Samples:
     def merge(self, data: dict[str, Any]) -> None:
         self.client_ms.extend(data["client_ms"])
         self.server_us.extend(data["server_us"])
+        self.component_us.extend(data.get("component_us", ()))
         self.timing_error_ms.extend(data["timing_error_ms"])
         for k, v in data["statuses"].items():
             self.statuses[int(k)] += v
@@ -81,6 +84,7 @@ def summarize(environment: Any, samples: Samples) -> dict[str, Any]:
         "decisions_per_s": round(decisions / duration, 1),
         "client_latency_ms": percentiles(samples.client_ms),
         "server_latency_us": percentiles([float(v) for v in samples.server_us], 0),
+        "component_call_us": percentiles([float(v) for v in samples.component_us], 0),
         "timing_error_ms": percentiles(samples.timing_error_ms),
         "delivery_success_pct": round(100.0 * ok / requests, 3) if requests else None,
         "statuses": {str(k): v for k, v in sorted(samples.statuses.items())},
@@ -128,12 +132,36 @@ def render(summary: dict[str, Any]) -> str:
 
     lines = [
         f"scenario {summary['scenario']}, {summary['users']} users, "
-        f"{summary['duration_s']} s, generator: {summary['generator']}",
+        f"{summary['duration_s']} s, generator: {summary['generator']}"]
+    maximum = summary.get("maximum")
+    if maximum is not None:
+        lines += [
+            f"{'maximum (closed loop)':<28} {maximum['decisions_per_s']:g} decisions/s; "
+            f"client p50 {maximum['client_latency_ms']['p50']:g} ms, "
+            f"p99 {maximum['client_latency_ms']['p99']:g}; "
+            f"server p50 {maximum['server_latency_us']['p50']:g} us, "
+            f"p99 {maximum['server_latency_us']['p99']:g}"]
+    paced = summary.get("paced")
+    if paced is not None:
+        share = summary.get("offered_pct_of_maximum")
+        lines.append(
+            f"{'offered (open loop)':<28} {paced['offered_per_s']:g} decisions/s"
+            + (f" = {share:g} % of the maximum" if share is not None else "")
+            + f"; sends after their slot: {paced['late_sends']}"
+            + (f" (mean {paced['late_ms_mean']:g} ms late)" if paced["late_sends"] else ""))
+    lines += [
         f"{'decisions per second':<28} {summary['decisions_per_s']:g}  "
         f"({summary['decisions']} decisions"
         + (f", {summary['actions']} actions)" if summary.get("actions") is not None else ")"),
         row("client-side latency", summary["client_latency_ms"], "ms"),
         row("server-side latency", summary["server_latency_us"], "us"),
+    ]
+    inner = summary.get("component_call_us")
+    if inner:
+        lines.append(row("  of it the component call", inner, "us"))
+        lines.append(f"{'  server / component p50':<28} "
+                     f"{summary['server_latency_us']['p50'] / max(1, inner['p50']):.2f}x")
+    lines += [
         row("timing error (timed)", summary["timing_error_ms"], "ms"),
         f"{'delivery success':<28} {summary['delivery_success_pct']} % answered 2xx "
         f"({summary['requests']} requests; statuses {summary['statuses']})",

@@ -43,6 +43,9 @@ def test_a_decision_follows_the_wire_contract(edge):
     assert body["revision"] == "1"
     assert body["next_check_ms"] is None
     assert len(body["decision_id"]) == 32 and isinstance(body["latency_us"], int)
+    # the component call is part of the host's time for the decision
+    assert isinstance(body["component_us"], int) and 0 <= body["component_us"] <= body[
+        "latency_us"]
 
 
 def test_the_host_keeps_session_state_between_requests(edge):
@@ -76,6 +79,11 @@ def test_now_ms_defaults_to_the_host_clock(edge):
     (b"\xff\xfe", "invalid_json"),
     (b"[1, 2]", "invalid_request"),
     (b'{"events": []}', "invalid_request"),
+    # not JSON, though a lax parser reads them: refused before they reach a session
+    (b'{"session_id": "s", "now_ms": NaN}', "invalid_json"),
+    (b'{"session_id": "s", "events": [{"type": "scroll", "ts_ms": 1, "y": Infinity}]}',
+     "invalid_json"),
+    (b'{"session_id": "\\ud800"}', "invalid_json"),  # a lone surrogate: not encodable
 ])
 def test_malformed_bodies_get_a_json_400(edge, raw, code):
     status, body, _ = edge.decide(raw)

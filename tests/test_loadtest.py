@@ -102,3 +102,59 @@ def test_the_summary_renders_every_figure():
     for figure in ("decisions per second", "client-side latency", "server-side latency",
                    "timing error", "delivery success"):
         assert figure in text
+
+
+def test_build_sh_loadtest_with_wrk_measures_the_maximum_then_a_paced_share(tmp_path):
+    """`--rate 50%`: a closed-loop phase, then half its rate offered on a fixed schedule;
+    every answer carries latency_us and component_us, and both land in the summary."""
+    name = "pytest-wrk"
+    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "EDGE_THREADS": "2"}
+    done = subprocess.run(["bash", "build.sh", "loadtest", "8", "3", "--scenario", "throughput",
+                           "--generator", "wrk", "--rate", "50%", "--name", name],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reports = ROOT / "loadtest" / "reports"
+    try:
+        summary = json.loads((reports / f"{name}-summary.json").read_text())
+        assert (reports / f"{name}-wrk.txt").exists() and (reports / f"{name}-max-wrk.txt").exists()
+        maximum, paced = summary["maximum"], summary["paced"]
+        assert summary["offered_pct_of_maximum"] == 50.0
+        assert paced["offered_per_s"] == pytest.approx(maximum["decisions_per_s"] / 2, rel=0.01)
+        # paced, the edge is offered half of what it answered flat out: far fewer decisions
+        assert summary["decisions_per_s"] < 0.8 * maximum["decisions_per_s"]
+        assert summary["delivery_success_pct"] == 100.0
+        assert summary["server"]["decisions"] == summary["decisions"]
+        inner, server = summary["component_call_us"], summary["server_latency_us"]
+        assert inner["count"] == server["count"] == summary["decisions"]
+        assert 0 < inner["p50"] <= server["p50"]  # the component call is part of the decision
+        for line in ("maximum (closed loop)", "offered (open loop)", "of it the component call",
+                     "server / component p50"):
+            assert line in done.stdout
+    finally:
+        for path in reports.glob(f"{name}*"):
+            path.unlink()
+
+
+@pytest.mark.parametrize("text, expected", [("2800", (2800.0, False)), ("70%", (70.0, True)),
+                                            ("12.5", (12.5, False))])
+def test_rate_is_decisions_per_second_or_a_share_of_the_maximum(text, expected):
+    from loadtest.run import parse_rate
+
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize("text", ["fast", "0%", "150%", "-5", "%"])
+def test_a_bad_rate_is_refused_with_what_was_expected(text):
+    import argparse
+
+    from loadtest.run import parse_rate
+
+    with pytest.raises(argparse.ArgumentTypeError, match="expected|a rate is"):
+        parse_rate(text)
+
+
+def test_a_share_of_the_maximum_needs_wrk(tmp_path):
+    from loadtest.run import main
+
+    with pytest.raises(SystemExit, match="only with --generator wrk"):
+        main(["4", "3", "--scenario", "throughput", "--rate", "70%"])

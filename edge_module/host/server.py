@@ -6,6 +6,7 @@ parse the body once, fetch the session state, call the component and splice the 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -13,9 +14,10 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
+
+import orjson
 
 from ..core.api import pack, unpack
 from ..edge_store import open_store
@@ -39,7 +41,6 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 StartResponse = Callable[..., Any]
 JSON = "application/json"
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
            405: "405 Method Not Allowed", 413: "413 Payload Too Large",
            415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity",
@@ -148,9 +149,11 @@ class EdgeApp:
                 f"request body of {length} bytes; at most {self.config.max_body_bytes}"), []
         raw = environ["wsgi.input"].read(length)
         try:
-            text = raw.decode("utf-8")
-            request = json.loads(text)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # orjson: a fifth of the stdlib's parse time on the hot path, and strict where
+            # the stdlib is lax (NaN, Infinity, lone surrogates and integers beyond 64 bits
+            # are refused here, not stored in a session that could no longer be encoded).
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
         if type(request) is not dict:
             return 400, error_body("invalid_request", "the request body must be a JSON object"), []
@@ -161,6 +164,7 @@ class EdgeApp:
 
         with self.sessions.lock(session_id):
             envelope = pack((self._clock_ms(), self.sessions.get(session_id), request))
+            called = time.perf_counter_ns()
             try:
                 result = self.pool.decide(envelope)
             except GuestTrap as trap:
@@ -175,17 +179,20 @@ class EdgeApp:
                     ("Retry-After", "1")]
             if not result.ok:
                 return _guest_error(result.text)
+            component_ns = time.perf_counter_ns() - called
             response, new_state = unpack(result.text)  # type: ignore[misc]
             self.sessions.put(session_id, new_state)
         self.counters.add("decisions")
-        response["decision_id"] = uuid.uuid4().hex
+        response["decision_id"] = os.urandom(16).hex()  # 128 random bits, as uuid4 has
         response["latency_us"] = (time.perf_counter_ns() - started) // 1000
+        # the part of it spent in the component call (waiting for an instance included)
+        response["component_us"] = component_ns // 1000
         if self.decision_log is not None:
             try:
                 self.decision_log.decision(request, response, _now(request, self._clock_ms))
             except Exception:  # noqa: BLE001 - the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
-        return 200, _dumps(response).encode(), []
+        return 200, orjson.dumps(response), []
 
     def outcome(self, environ: dict[str, Any],
                 method: str) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -200,8 +207,8 @@ class EdgeApp:
         if length < 0 or length > 16 * 1024:
             return 400, error_body("invalid_request", "bad Content-Length (at most 16 KiB)"), []
         try:
-            body = json.loads(environ["wsgi.input"].read(length).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            body = orjson.loads(environ["wsgi.input"].read(length))
+        except orjson.JSONDecodeError as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
         if self.decision_log is None:
             return 503, error_body("telemetry_off", "this edge records no telemetry "
@@ -327,6 +334,14 @@ class EdgeHost:
         self.app.sessions.close()
 
 
+def settle_heap() -> None:
+    """Keep what startup made (modules, the wasmtime bindings, ~60k objects) out of the
+    cyclic GC's full collections: measured at 26 ms each with the GIL held, they were the
+    host's longest pauses under load. What the process makes later is collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(config: EdgeConfig) -> None:
     """Serve the edge API with the server `config.server` names until SIGTERM or Ctrl-C."""
     if config.server == "waitress":
@@ -354,6 +369,7 @@ def _granian_app(config: EdgeConfig) -> EdgeApp:
     global _worker_host
     logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
     _worker_host = EdgeHost.build(config)
+    settle_heap()
     log.info("edge host %s on http://%s:%s (revision %s, granian, %d threads)",
              _worker_host.app.edge_id, config.host, config.port,
              _worker_host.sync.status.revision, config.threads)
@@ -416,6 +432,7 @@ def serve_waitress(config: EdgeConfig) -> None:
     from waitress.server import create_server
 
     host = EdgeHost.build(config)
+    settle_heap()
     server = create_server(host.app, host=config.host, port=config.port, threads=config.threads,
                            ident="edge-host", max_request_body_size=config.max_body_bytes,
                            connection_limit=1000, channel_timeout=30)
