@@ -223,6 +223,20 @@ def _paths() -> dict[str, Any]:
                     "stored": {"type": "integer"}, "duplicates": {"type": "integer"}}}}}},
                 "400": _error("a malformed record or body"), "401": _error("no token"),
                 "403": _error("not an edge token")}}},
+        "/v1/telemetry/counts": {"get": {
+            "summary": "Stored decision and outcome records, of one edge and from a moment "
+                       "on: what delivery is checked against",
+            "operationId": "telemetryCounts", "security": [{"publisherToken": []}],
+            "parameters": [
+                {"name": "edge_id", "in": "query", "schema": {"type": "string"}},
+                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": {"description": "the counts", "content": {
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "edge_id": {"type": ["string", "null"]}, "since_ms": {"type": "integer"},
+                    "decisions": {"type": "integer"}, "outcomes": {"type": "integer"}}}}}},
+                "400": _error("bad query"), "401": _error("no token"),
+                "403": _error("not a publisher token"),
+                "409": _error("telemetry goes to a Kinesis stream")}}},
         "/v1/reports/triggers": {"get": {
             "summary": "Per trigger x device x revision: fires, outcomes, false-trigger rate, "
                        "histograms; holdout lift",

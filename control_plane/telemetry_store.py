@@ -120,6 +120,17 @@ class TelemetryStore:
         with self.connection() as db:
             return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
+    def counts(self, edge_id: str | None = None, since_ms: int = 0) -> dict[str, int]:
+        """Stored decision and outcome records (of one edge, from `since_ms` on)."""
+        where, params = "ts_ms >= ?", [since_ms]
+        if edge_id is not None:
+            where += " AND edge_id = ?"
+            params.append(edge_id)
+        with self.connection() as db:
+            return {table: int(db.execute(f"SELECT count(*) FROM {table} WHERE {where}",
+                                          params).fetchone()[0])
+                    for table in ("decisions", "outcomes")}
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connection() as db:
             return db.execute(sql, params).fetchall()

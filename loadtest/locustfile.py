@@ -13,9 +13,11 @@ Two user classes; name one on the command line (or pick in the web UI with
 - `ThroughputUser`: the max-throughput scenario: realistic 20-event batches (see
   `visitors.throughput_body`) in a tight loop, no think time.
 
-Outcome reporting (`POST /v1/outcome` for each action received) does not exist on the
-edge yet: it is OFF by default and a no-op; `--report-outcomes` (or
-LOADTEST_REPORT_OUTCOMES=true) turns it on once the endpoint exists.
+With `--report-outcomes` (or LOADTEST_REPORT_OUTCOMES=true; `./build.sh loadtest` sets
+it whenever the control plane collects telemetry) a visitor reports what became of each
+action it got, as the site's SDK does (`POST /v1/outcome`): an impression, then a click
+(15 %) or a dismissal (35 %), and a conversion for a third of the clicks. Off by default:
+an edge without a control plane answers outcomes 503.
 
 At the end the master (or the only process) prints a summary: decisions per second,
 client-side and server-side latency (the response's own `latency_us`), the timing error
@@ -49,8 +51,8 @@ samples = Samples()  # this process's samples (workers send theirs to the master
 def _options(parser: Any) -> None:
     parser.add_argument("--report-outcomes", action="store_true", default=False,
                         env_var="LOADTEST_REPORT_OUTCOMES",
-                        help="POST /v1/outcome for each action received (off: the edge has "
-                             "no such endpoint yet)")
+                        help="POST /v1/outcome for each action received (the edge must "
+                             "have a control plane to take them)")
     parser.add_argument("--batch-rate", type=float, default=0.0, env_var="LOADTEST_BATCH_RATE",
                         help="ThroughputUser: batches per second per user (0: no pause; "
                              "users x rate = the offered load)")
@@ -69,6 +71,9 @@ def _on_request(name: str, response_time: float, response: Any = None,
     samples.count(status if exception is None or status else 0)
     if name.startswith(DECIDE) and 200 <= status < 300:
         samples.client_ms.append(response_time)
+    elif name == OUTCOME:
+        samples.outcomes_sent += 1
+        samples.outcomes_ok += 200 <= status < 300
 
 
 @events.report_to_master.add_listener
@@ -195,12 +200,19 @@ class VisitorUser(EdgeUser):
                 self.report_outcome(answer["decision_id"], action)
 
     def report_outcome(self, decision_id: str, action: dict[str, Any]) -> None:
-        """What the visitor did with the content (shown, then clicked or dismissed)."""
-        outcome = self.rng.choices(("clicked", "dismissed", "ignored"), (0.15, 0.35, 0.5))[0]
-        self.client.post(OUTCOME, name=OUTCOME, headers=HEADERS, data=json.dumps({
-            "session_id": self.session_id, "decision_id": decision_id,
-            "trigger": action["trigger"], "content": action["content"],
-            "outcome": outcome, "ts_ms": int(now_ms())}).encode())
+        """What the visitor did with the content: shown, then maybe clicked (and bought)
+        or dismissed."""
+        kinds = ["impression"]
+        then = self.rng.choices(("click", "dismiss", None), (0.15, 0.35, 0.5))[0]
+        if then is not None:
+            kinds.append(then)
+        if then == "click" and self.rng.random() < 1 / 3:
+            kinds.append("conversion")
+        for kind in kinds:
+            self.client.post(OUTCOME, name=OUTCOME, headers=HEADERS, data=json.dumps({
+                "session_id": self.session_id, "decision_id": decision_id,
+                "trigger": action["trigger"], "type": kind,
+                "ts_ms": int(now_ms())}).encode())
 
 
 class ThroughputUser(EdgeUser):

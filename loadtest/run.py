@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from functools import partial
 from pathlib import Path
@@ -88,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                              "measures the maximum (SECONDS as fast as the edge answers), "
                              "then offers P%% of it on a fixed schedule (open loop) for "
                              "SECONDS more, on the same edge host")
-    parser.add_argument("--report-outcomes", action="store_true",
-                        help="POST /v1/outcome per action (the edge has no such endpoint yet)")
+    parser.add_argument("--telemetry", choices=("auto", "on", "off"), default="auto",
+                        help="run the control plane too, the edge shipping its decision log "
+                             "to it, the visitors reporting outcomes, and check how many "
+                             "records were stored (auto: on for journeys, off for throughput, "
+                             "whose decisions/s measure the decision path alone)")
     parser.add_argument("--host", default="",
                         help="an edge host already running (no stack is started)")
     args = parser.parse_args(argv)
@@ -106,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
               "--summary-json", str(summary_path), "--only-summary", "--loglevel", "WARNING"]
     if args.processes != 1:
         locust += ["--processes", str(args.processes)]
-    if args.report_outcomes:
+    telemetry = (args.telemetry == "on" or (args.telemetry == "auto"
+                                            and args.scenario == "journeys")) and not args.host
+    if telemetry and args.generator == "locust":
         locust.append("--report-outcomes")
     rate, relative = args.rate
     if rate and relative and args.generator != "wrk":
@@ -116,12 +122,12 @@ def main(argv: list[str] | None = None) -> int:
         locust += ["--batch-rate", f"{rate / args.users:g}"]
     locust.append(SCENARIOS[args.scenario])
 
-    def run_locust(url: str, server_pid: int | None) -> dict[str, Any]:
+    def run_locust(url: str, *server_pids: int) -> dict[str, Any]:
         command = locust + ["--host", url]
         print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
         before_health = _health(url)
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-        exclude = our_pids(proc.pid, *([server_pid] if server_pid else []))
+        exclude = our_pids(proc.pid, *server_pids)
         others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
         time.sleep(min(3.0, args.seconds / 2))  # the workers exist by now
         exclude |= our_pids(proc.pid)
@@ -153,16 +159,53 @@ def main(argv: list[str] | None = None) -> int:
                              "(Debian/Ubuntu: apt-get install wrk)")
         run = partial(run_wrk, args, name)
     if args.host:
-        summary = run(args.host.rstrip("/"), None)
+        summary = run(args.host.rstrip("/"))
     else:
-        with edge_stack(args.packs) as stack:
-            summary = run(stack.url, stack.process.pid)
+        with edge_stack(args.packs, telemetry=telemetry) as stack:
+            # the control plane is part of the stack, not "other processes"
+            summary = run(stack.url, *[p.pid for p in (stack.process, stack.control_process)
+                                       if p is not None])
+            if telemetry:
+                summary["telemetry"] = telemetry_delivery(stack, summary)
     write_summary(summary_path, summary)
     print(render(summary))
     made = [f"{name}-wrk.txt"] if args.generator == "wrk" else [f"{name}_stats.csv",
                                                                f"{name}.html"]
     print(f"reports in {REPORTS.relative_to(ROOT)}/: {', '.join(made)}, {name}-summary.json")
     return 0 if summary["locust_exit_code"] == 0 else 1
+
+
+def telemetry_delivery(stack: Any, summary: dict[str, Any],
+                       timeout_s: float = 60.0) -> dict[str, Any]:
+    """Once the edge has shipped every record it took (buffer and spool empty), how many
+    the control plane stored, against what the edge recorded and the clients were
+    answered."""
+    started = time.monotonic()
+    status: dict[str, Any] = {}
+    while time.monotonic() - started < timeout_s:
+        status = _health(stack.url).get("telemetry") or {}
+        if status and status["buffered"] == 0 and status["spooled_files"] == 0 and \
+                status["recorded"] == status["spooled"] + status["dropped"]:
+            break
+        time.sleep(0.25)
+    edge_id = _health(stack.url).get("edge_id", "")
+    req = urllib.request.Request(
+        f"{stack.control_url}/v1/telemetry/counts?{urllib.parse.urlencode({'edge_id': edge_id})}",
+        headers={"Authorization": f"Bearer {stack.publisher_token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        stored = json.loads(resp.read())
+    recorded = int(status.get("recorded", 0))
+    outcomes = summary.get("outcomes") or {}
+    return {
+        "recorded_by_edge": recorded,
+        "stored_decisions": stored["decisions"], "stored_outcomes": stored["outcomes"],
+        "stored_pct": round(100.0 * (stored["decisions"] + stored["outcomes"]) / recorded, 3)
+        if recorded else None,
+        "dropped_by_edge": status.get("dropped"),
+        "answered_decisions": summary.get("decisions"),
+        "answered_outcomes": outcomes.get("answered_2xx", 0),
+        "shipped_within_s": round(time.monotonic() - started, 2),
+    }
 
 
 def parse_rate(text: str) -> tuple[float, bool]:
@@ -180,17 +223,16 @@ def parse_rate(text: str) -> tuple[float, bool]:
     return value, relative
 
 
-def run_wrk(args: argparse.Namespace, name: str, url: str,
-            server_pid: int | None) -> dict[str, Any]:
+def run_wrk(args: argparse.Namespace, name: str, url: str, *server_pids: int) -> dict[str, Any]:
     """The throughput batch driven by wrk (`loadtest/wrk_batch.lua`), one thread, USERS
     connections; the same summary fields as a Locust run (no timing error: no callbacks).
     With `--rate P%` two phases on the same host: the maximum, then P% of it paced."""
     rate, relative = args.rate
     maximum = None
     if relative:
-        maximum = _wrk_phase(args, f"{name}-max", url, server_pid, 0.0)
+        maximum = _wrk_phase(args, f"{name}-max", url, server_pids, 0.0)
         rate = maximum["decisions_per_s"] * rate / 100
-    summary = _wrk_phase(args, name, url, server_pid, rate)
+    summary = _wrk_phase(args, name, url, server_pids, rate)
     if maximum is not None:
         summary["maximum"] = {k: maximum[k] for k in (
             "decisions_per_s", "client_latency_ms", "server_latency_us",
@@ -199,7 +241,7 @@ def run_wrk(args: argparse.Namespace, name: str, url: str,
     return summary
 
 
-def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pid: int | None,
+def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pids: tuple[int, ...],
                rate: float) -> dict[str, Any]:
     command = ["wrk", "-t1", f"-c{args.users}", f"-d{args.seconds}s", "--latency",
                "-s", "loadtest/wrk_batch.lua", f"{url}/v1/decide"]
@@ -210,7 +252,7 @@ def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pid: int | 
     print(f"==> {'WRK_RATE=' + env['WRK_RATE'] + ' ' if rate else ''}{shlex.join(command)}",
           file=sys.stderr, flush=True)
     before = _health(url)
-    exclude = our_pids(*([server_pid] if server_pid else []))
+    exclude = our_pids(*server_pids)
     others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
     exclude.add(proc.pid)
@@ -266,7 +308,9 @@ def _health(url: str) -> dict[str, Any]:
 
 def _server_model() -> str:
     server = os.environ.get("EDGE_SERVER", "granian")
-    threads = os.environ.get("EDGE_THREADS", "4")
+    from edge_module.host.config import EdgeConfig
+
+    threads = os.environ.get("EDGE_THREADS", str(EdgeConfig.threads))
     return f"{server}, 1 process, {threads} threads = {threads} component instances"
 
 

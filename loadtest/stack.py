@@ -1,9 +1,11 @@
-"""The stack a load test needs: an edge host serving a published, signed snapshot.
+"""The stack a load test needs: an edge host serving a published, signed snapshot, and
+(with `telemetry=True`) the control plane collecting the edge's telemetry.
 
-Everything lives in a throwaway folder (keys, edge store, edge state) and the host listens
-on a free loopback port, so a load test never touches `./build.sh up`'s `.var/` nor its
-ports. The host is `edge-host` started as a user starts it (a subprocess, configured by
-EDGE_* variables), with status reports off (EDGE_CONTROL_URL="").
+Everything lives in a throwaway folder (keys, tokens, edge store, edge state, the
+control plane's data) and each server listens on a free loopback port, so a load test
+never touches `./build.sh up`'s `.var/` nor its ports. Both are started as a user starts
+them (`edge-host` and `trigger-engine serve` subprocesses, configured by environment
+variables). Without telemetry the edge has no control plane (EDGE_CONTROL_URL="").
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from loadtest.bench import bench_pack
 
@@ -57,6 +59,9 @@ class EdgeStack:
     workdir: Path
     process: subprocess.Popen[bytes]
     log: Path
+    control_url: str | None = None  # with telemetry: the control plane
+    publisher_token: str | None = None
+    control_process: subprocess.Popen[bytes] | None = None
 
 
 def _run(args: list[str], env: dict[str, str]) -> None:
@@ -67,8 +72,10 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 
 @contextmanager
 def edge_stack(packs: str = "both", env_overrides: dict[str, str] | None = None,
-               workdir: Path | None = None, startup_s: float = 60.0) -> Iterator[EdgeStack]:
-    """Keys, a published snapshot and a running edge host; stopped (SIGTERM) on exit."""
+               workdir: Path | None = None, startup_s: float = 60.0,
+               telemetry: bool = False) -> Iterator[EdgeStack]:
+    """Keys, a published snapshot and a running edge host (and with `telemetry` the control
+    plane it ships its decision log to); stopped (SIGTERM) on exit."""
     owned = workdir is None
     work = Path(tempfile.mkdtemp(prefix="loadtest-")) if workdir is None else workdir
     port = free_port()
@@ -84,31 +91,51 @@ def edge_stack(packs: str = "both", env_overrides: dict[str, str] | None = None,
     trigger_engine = str(BIN / "trigger-engine")
     _run([trigger_engine, "keys", "generate"], env)
     _run([trigger_engine, "publish", str(write_packs(work / "packs", packs))], env)
-    log = work / "edge-host.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "edge-host")], env=env, cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    started: list[tuple[subprocess.Popen[bytes], Any]] = []
     try:
-        _wait_healthy(url, proc, log, startup_s)
-        yield EdgeStack(url, work, proc, log)
+        control_url = publisher = control = None
+        if telemetry:
+            _run([trigger_engine, "tokens"], env)
+            control_port = free_port()
+            control_url = f"http://127.0.0.1:{control_port}"
+            publisher = (work / "control" / "publisher.token").read_text().strip()
+            env.update({"CONTROL_HOST": "127.0.0.1", "CONTROL_PORT": str(control_port),
+                        "EDGE_CONTROL_URL": control_url,
+                        "EDGE_TOKEN": (work / "control" / "edge.token").read_text().strip()})
+            control_log = work / "control-plane.log"
+            control = _start([trigger_engine, "serve"], env, control_log)
+            started.append((control, control_log))
+            _wait_healthy(control_url, control, control_log, startup_s, "control plane")
+        log = work / "edge-host.log"
+        proc = _start([str(BIN / "edge-host")], env, log)
+        started.append((proc, log))
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, proc, log, startup_s, "edge-host")
+        yield EdgeStack(url, work, proc, log, control_url, publisher, control)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        for proc, _ in reversed(started):  # the edge first: its last telemetry goes out
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
         if owned:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,
+                  what: str = "edge-host") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"edge-host exited with {proc.returncode}:\n{log.read_text()}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()}")
         try:
             with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
                 if resp.status == 200:
@@ -116,7 +143,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s:
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError(f"edge-host at {url} not healthy after {timeout_s:.0f} s:\n"
+    raise RuntimeError(f"{what} at {url} not healthy after {timeout_s:.0f} s:\n"
                        f"{log.read_text()}")
 
 
@@ -126,6 +153,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--packs", default="both", choices=("shipped", "bench", "both"))
+    parser.add_argument("--telemetry", action="store_true",
+                        help="also the control plane, collecting the edge's telemetry")
     args = parser.parse_args()
 
     def stop(_signum: int, _frame: object) -> None:
@@ -134,8 +163,8 @@ def main() -> None:
     # Started in the background by a shell, a process inherits SIGINT ignored.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    with edge_stack(args.packs) as stack:
-        print(stack.url, flush=True)
+    with edge_stack(args.packs, telemetry=args.telemetry) as stack:
+        print(stack.url, *([stack.control_url] if stack.control_url else []), flush=True)
         try:
             while stack.process.poll() is None:
                 time.sleep(0.5)

@@ -25,6 +25,8 @@ class Samples:
     timing_error_ms: list[float] = field(default_factory=list)  # callback arrival - due
     statuses: Counter[int] = field(default_factory=Counter)  # every request; 0: no answer
     actions: int = 0
+    outcomes_sent: int = 0  # POST /v1/outcome calls ...
+    outcomes_ok: int = 0  # ... answered 2xx (recorded by the edge)
 
     def count(self, status: int) -> None:
         self.statuses[status] += 1
@@ -34,11 +36,12 @@ class Samples:
         out = {"client_ms": self.client_ms, "server_us": self.server_us,
                "component_us": self.component_us, "timing_error_ms": self.timing_error_ms,
                "statuses": {str(k): v for k, v in self.statuses.items()},
-               "actions": self.actions}
+               "actions": self.actions, "outcomes_sent": self.outcomes_sent,
+               "outcomes_ok": self.outcomes_ok}
         self.client_ms, self.server_us, self.timing_error_ms = [], [], []
         self.component_us = []
         self.statuses = Counter()
-        self.actions = 0
+        self.actions = self.outcomes_sent = self.outcomes_ok = 0
         return out
 
     def merge(self, data: dict[str, Any]) -> None:
@@ -49,6 +52,8 @@ class Samples:
         for k, v in data["statuses"].items():
             self.statuses[int(k)] += v
         self.actions += data["actions"]
+        self.outcomes_sent += data.get("outcomes_sent", 0)
+        self.outcomes_ok += data.get("outcomes_ok", 0)
 
 
 def percentiles(values: list[float], digits: int = 2) -> dict[str, Any] | None:
@@ -90,6 +95,7 @@ def summarize(environment: Any, samples: Samples) -> dict[str, Any]:
         "statuses": {str(k): v for k, v in sorted(samples.statuses.items())},
         "actions": samples.actions,
         "outcomes_reported": bool(getattr(options, "report_outcomes", False)),
+        "outcomes": {"sent": samples.outcomes_sent, "answered_2xx": samples.outcomes_ok},
         "generator": f"locust {_locust_version()}, "
                      f"{getattr(options, 'processes', None) or 1} process(es)",
     }
@@ -166,6 +172,14 @@ def render(summary: dict[str, Any]) -> str:
         f"{'delivery success':<28} {summary['delivery_success_pct']} % answered 2xx "
         f"({summary['requests']} requests; statuses {summary['statuses']})",
     ]
+    tel = summary.get("telemetry")
+    if tel is not None:
+        lines.append(
+            f"{'telemetry stored':<28} {tel['stored_pct']} % of the records the edge took "
+            f"({tel['stored_decisions']} decisions + {tel['stored_outcomes']} outcomes of "
+            f"{tel['recorded_by_edge']}; clients were answered {tel['answered_decisions']} "
+            f"decisions and {tel['answered_outcomes']} outcomes; all shipped within "
+            f"{tel['shipped_within_s']:g} s of the end)")
     for key, label in (("server", "edge host"), ("machine", "machine"),
                        ("other_cpu_pct", "other processes' CPU %"), ("command", "command")):
         if key in summary:

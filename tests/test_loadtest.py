@@ -69,6 +69,14 @@ def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
         assert summary["delivery_success_pct"] == 100.0
         assert summary["server"]["decisions"] == summary["decisions"]
         assert "decisions per second" in done.stdout and "timing error" in done.stdout
+        # journeys run with the control plane: every record the edge took is stored, and
+        # the edge took one per decision and per outcome its clients were answered
+        tel = summary["telemetry"]
+        assert tel["stored_decisions"] == tel["answered_decisions"] == summary["decisions"]
+        assert tel["stored_outcomes"] == tel["answered_outcomes"] == \
+            summary["outcomes"]["answered_2xx"]
+        assert tel["recorded_by_edge"] == tel["stored_decisions"] + tel["stored_outcomes"]
+        assert tel["stored_pct"] == 100.0 and "telemetry stored" in done.stdout
     finally:
         for path in reports.glob(f"{name}*"):
             path.unlink()

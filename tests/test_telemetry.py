@@ -134,6 +134,28 @@ def test_a_retried_batch_is_stored_once(tmp_path):
     assert again.get_json() == {"stored": 0, "duplicates": 5}
 
 
+def test_stored_records_are_counted_per_edge_and_from_a_moment_on(tmp_path):
+    edge = control_client(tmp_path, token=EDGE_TOKEN)
+    records = [{"kind": "decision", "id": "d1", "edge_id": "a", "session": "s", "ts_ms": T0},
+               {"kind": "decision", "id": "d2", "edge_id": "b", "session": "s", "ts_ms": T0},
+               {"kind": "outcome", "id": "o1", "edge_id": "a", "session": "s",
+                "ts_ms": T0 + 10, "type": "click"}]
+    edge.post("/v1/telemetry", data=b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    publisher = control_client(tmp_path, app=edge.application)
+
+    def counts(query: str) -> dict:
+        answer = publisher.get("/v1/telemetry/counts" + query)
+        assert answer.status_code == 200
+        return {k: answer.get_json()[k] for k in ("decisions", "outcomes")}
+
+    assert counts("") == {"decisions": 2, "outcomes": 1}
+    assert counts("?edge_id=a") == {"decisions": 1, "outcomes": 1}
+    assert counts(f"?edge_id=a&since_ms={T0 + 5}") == {"decisions": 0, "outcomes": 1}
+    assert edge.get("/v1/telemetry/counts").status_code == 403  # an edge token reads nothing
+    bad = publisher.get("/v1/telemetry/counts?since_ms=yesterday")
+    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "since_ms"
+
+
 def test_ingest_needs_the_edge_token_and_well_formed_records(tmp_path):
     assert control_client(tmp_path).post("/v1/telemetry", data=b"").status_code == 403
     client = control_client(tmp_path, token=EDGE_TOKEN)
@@ -179,6 +201,12 @@ def test_a_control_plane_outage_loses_and_duplicates_nothing(tmp_path):
             stream(30, 40)
             db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
             wait_for(lambda: len(stored_ids(db)) >= len(sent), what="every record stored")
+            # /healthz tells the same: every record taken, none waiting, none dropped
+            wait_for(lambda: http("GET", edge.url + "/healthz")[1]["telemetry"][
+                "spooled_files"] == 0, what="an empty spool")
+            tel = http("GET", edge.url + "/healthz")[1]["telemetry"]
+            assert tel["recorded"] == tel["spooled"] == 80 and tel["buffered"] == 0
+            assert tel["dropped"] == 0 and tel["last_error"] is None
         ids = stored_ids(db)
         assert sorted(ids) == sorted(sent)  # each exactly once
         assert len(ids) == 80

@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import require
 from ..errors import ApiError
-from ..telemetry_store import TelemetryError
+from ..telemetry_store import TelemetryError, TelemetryStore
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
@@ -45,3 +45,22 @@ def ingest() -> Any:
     except TelemetryError as exc:
         raise ApiError(400, "invalid_record", f"line {exc.line}: {exc.message}") from None
     return jsonify(stored=done.stored, duplicates=done.duplicates)
+
+
+@bp.get("/counts")
+@require("publisher")
+def counts() -> Any:
+    """How many decision and outcome records are stored: `?edge_id=` (one edge),
+    `?since_ms=` (records from then on). What a load test or an operator checks delivery
+    against; with a Kinesis sink the records are downstream and not counted here."""
+    if not isinstance(current_app.extensions["telemetry_sink"], TelemetryStore):
+        raise ApiError(409, "not_stored_here", "telemetry goes to a Kinesis stream; count "
+                                               "the records where it is consumed")
+    try:
+        since_ms = int(request.args.get("since_ms", 0))
+    except ValueError:
+        raise ApiError(400, "invalid_query", "since_ms must be an integer (ms since epoch)",
+                       field="since_ms") from None
+    edge_id = request.args.get("edge_id") or None
+    stored = current_app.extensions["telemetry_store"].counts(edge_id, since_ms)
+    return jsonify(edge_id=edge_id, since_ms=since_ms, **stored)

@@ -156,6 +156,7 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of batch files at a time
         self._seq = 0
+        self.recorded = 0  # records taken by this process (decisions and outcomes)
         self.spooled = 0  # records written to the spool by this process
         self.dropped = 0  # records refused because the spool was full
         spool_dir.mkdir(parents=True, exist_ok=True)
@@ -165,6 +166,7 @@ class DecisionLog:
     def record(self, rec: dict[str, Any]) -> None:
         with self._lock:
             self._buffer.append(rec)
+            self.recorded += 1
             full = len(self._buffer) >= self.max_buffer
         if full:  # memory stays bounded: the recording thread flushes
             self.flush()

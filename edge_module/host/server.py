@@ -84,6 +84,7 @@ class EdgeApp:
         self.pending = 0  # decisions waiting for or holding an instance
         self._pending_lock = threading.Lock()
         self.decision_log: DecisionLog | None = None  # set when telemetry is on
+        self.shipper: TelemetryShipper | None = None  # ... and what ships it
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -243,6 +244,8 @@ class EdgeApp:
             "pending": self.pending,
             "started_ms": self.started_ms,
             **counters,
+            # records taken, waiting (buffered, spooled files) and shipped; None: off
+            "telemetry": self.shipper.status() if self.shipper is not None else None,
         }
 
     def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -315,8 +318,8 @@ class EdgeHost:
                 config.state_dir / "spool", load_salt(config.telemetry_salt, config.state_dir),
                 app.edge_id, config.telemetry_max_buffer,
                 config.telemetry_max_spool_mb * 1024 * 1024)
-            shipper = TelemetryShipper(app.decision_log, config.control_url, config.token,
-                                       config.telemetry_interval_s)
+            shipper = app.shipper = TelemetryShipper(
+                app.decision_log, config.control_url, config.token, config.telemetry_interval_s)
             shipper.start()
         return cls(config, app, sync, ticker, reporter, shipper)
 

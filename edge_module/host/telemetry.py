@@ -92,7 +92,8 @@ class TelemetryShipper(PeriodicTask):
         self.last_error = message
 
     def status(self) -> dict[str, object]:
-        return {"buffered": self.log.pending(), "spooled_files": len(self.log.spool_files()),
+        return {"recorded": self.log.recorded, "buffered": self.log.pending(),
+                "spooled_files": len(self.log.spool_files()),
                 "spooled": self.log.spooled, "shipped_batches": self.shipped,
                 "dropped": self.log.dropped, "failures": self.failures,
                 "last_error": self.last_error}
