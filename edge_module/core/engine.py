@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from .catalog import EVENT_TYPES
-from .conditions import Ctx, all_hold, allowed, fires, next_fire, observe
+from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
 from .errors import BatchTooLarge, DecisionError
 from .session import Session
@@ -244,7 +244,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     dec = Decision()
     scope = snap.scope(sess.url or "/")
     on_event = scope.on_event
-    tracked = snap.tracked
+    tracked, tracked_types = snap.tracked, snap.tracked_types
     # What this snapshot needs watched, looked up once: most packs use few features.
     mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, snap.agg_fields, \
         snap.sequences
@@ -254,7 +254,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         if _apply(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms):
             scope = snap.scope(sess.url or "/")
             on_event, sustained, streaks = scope.on_event, scope.sustained, scope.streaks
-        if tracked:
+        if tracked and etype in tracked_types:  # most events match no filter at all
             for key in event_keys(etype, ev.get("name"), ev.get("target")):
                 keep = tracked.get(key)
                 if keep is not None:
@@ -286,7 +286,11 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         observe(scope.sustained, sess, ctx, now)
     if sess.queue:
         _deliver_due(dec, snap, sess, ctx, scope, now)
+    fired = sess.fired
     for trig in scope.state_triggers:
+        rec = fired.get(trig.id)
+        if rec is not None and capped(trig, sess, rec):
+            continue  # the common case once a trigger has fired: settled in one call
         if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
             continue
         if fires(trig, sess, ctx, now):

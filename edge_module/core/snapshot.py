@@ -205,6 +205,7 @@ class Snapshot:
     fatigue_per_minute: int | None = None
     quiet_after_dismiss_ms: int = 0
     tracked: dict[str, int] = field(default_factory=dict)  # filter key -> window to keep
+    tracked_types: frozenset[str] = frozenset()  # the event types those keys name
     agg_fields: dict[str, int] = field(default_factory=dict)  # field -> window to keep
     mouse_keep_ms: int = 0  # 0: mouse directions are not needed
     forms: bool = False
@@ -573,6 +574,7 @@ def load_snapshot(text: str) -> Snapshot:
         quiet_after_dismiss_ms=_int(fatigue.get("quiet_after_dismiss_ms", 0),
                                     "fatigue.quiet_after_dismiss_ms"),
         tracked=loader.tracked,
+        tracked_types=frozenset(key.split("|", 1)[0] for key in loader.tracked),
         agg_fields=loader.agg_fields,
         experiment=_experiment(doc.get("experiment")),
         mouse_keep_ms=loader.mouse_keep,
