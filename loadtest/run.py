@@ -251,7 +251,7 @@ def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pids: tuple
         env["WRK_RATE"] = f"{rate:.1f}"
     print(f"==> {'WRK_RATE=' + env['WRK_RATE'] + ' ' if rate else ''}{shlex.join(command)}",
           file=sys.stderr, flush=True)
-    before = _health(url)
+    before = _settled_health(url)  # a previous phase's last requests are counted there
     exclude = our_pids(*server_pids)
     others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
@@ -270,7 +270,7 @@ def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pids: tuple
     answered = sum(raw["statuses"].values())
     client = {k: round(v / 1000, 2) for k, v in raw["client_us"].items()}
     server = raw["server_us"]
-    after = _health(url)
+    after = _settled_health(url)
     paced = {"offered_per_s": round(rate, 1), "late_sends": raw["late_sends"],
              "late_ms_mean": raw["late_ms_mean"]} if rate else None
     return {
@@ -304,6 +304,20 @@ def _health(url: str) -> dict[str, Any]:
             return json.loads(resp.read())  # type: ignore[no-any-return]
     except (OSError, ValueError):
         return {}
+
+
+def _settled_health(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """/healthz once no decision is in flight and the count stays put for 0.2 s: requests
+    a generator left behind when it stopped are still decided (and counted) by the host."""
+    deadline = time.monotonic() + timeout_s
+    last = _health(url)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _health(url)
+        if now.get("decisions") == last.get("decisions") and not now.get("pending"):
+            return now
+        last = now
+    return last
 
 
 def _server_model() -> str:

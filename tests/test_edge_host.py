@@ -233,3 +233,58 @@ def _up(url: str) -> bool:
         return http("GET", url + "/healthz")[0] == 200
     except OSError:
         return False
+
+
+def test_several_worker_processes_share_each_sessions_state(tmp_path, free_port, store_dir):
+    """EDGE_WORKERS=2 with the LMDB store: requests of one session land on either worker
+    (each request opens a new connection) and every worker sees what the others decided."""
+    env = {**os.environ, "EDGE_PORT": str(free_port), "TRIGGERS_STORE": str(store_dir),
+           "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
+           "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
+           "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
+           "EDGE_WORKERS": "2", "EDGE_THREADS": "1", "EDGE_SESSION_STORE": "lmdb"}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_for(lambda: _up(url), what="the edge host to start")
+        workers = set()
+        wait_for(lambda: workers.add(http("GET", url + "/healthz")[1]["edge_id"]) or
+                 len(workers) == 2, what="both workers to answer")
+        assert workers == {f"127.0.0.1:{free_port}/w1", f"127.0.0.1:{free_port}/w2"}
+        for n in range(10):
+            session = f"multi-{n}"
+            _, first, _ = http("POST", url + "/v1/decide", visit(session, 1500, OPENING))
+            assert first["actions"] == [] and first["next_check_ms"] == T0 + 3000
+            _, second, _ = http("POST", url + "/v1/decide", visit(session, 3000))
+            assert [a["trigger"] for a in second["actions"]] == ["pricing-discount"]
+            for later in (4000, 5000, 6000):  # capped once per session, whichever worker
+                _, again, _ = http("POST", url + "/v1/decide", visit(session, later))
+                assert again["actions"] == []
+        sessions = http("GET", url + "/healthz")[1]["sessions"]
+        assert sessions == 10  # one shared store, counted by either worker
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_several_workers_without_a_shared_session_store_are_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "edge_module.host.server"],
+                          env={**os.environ, "EDGE_WORKERS": "2"}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "EDGE_WORKERS=2 needs a session store the worker processes share" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_session_store_location_that_cannot_be_used_is_refused_at_start(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    done = subprocess.run([sys.executable, "-m", "edge_module.host.server"],
+                          env={**os.environ, "EDGE_SESSION_STORE": f"lmdb:{tmp_path}/file/s",
+                               "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm")},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "cannot open the session store" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -131,7 +131,9 @@ def test_build_sh_loadtest_with_wrk_measures_the_maximum_then_a_paced_share(tmp_
         # paced, the edge is offered half of what it answered flat out: far fewer decisions
         assert summary["decisions_per_s"] < 0.8 * maximum["decisions_per_s"]
         assert summary["delivery_success_pct"] == 100.0
-        assert summary["server"]["decisions"] == summary["decisions"]
+        # the host also decided the requests still in flight when wrk stopped (at most one
+        # per connection), whose answers wrk no longer read
+        assert 0 <= summary["server"]["decisions"] - summary["decisions"] <= 8
         inner, server = summary["component_call_us"], summary["server_latency_us"]
         assert inner["count"] == server["count"] == summary["decisions"]
         assert 0 < inner["p50"] <= server["p50"]  # the component call is part of the decision

@@ -26,6 +26,9 @@ class EdgeConfig:
     # server-side p99 4x).
     threads: int = min(max(os.cpu_count() or 2, 2), 8)
     io_threads: int = 1  # granian only: Rust threads parsing HTTP and moving bytes
+    # granian only: worker processes, each with `threads` threads and instances; more than
+    # one needs a shared session store (lmdb or redis)
+    workers: int = 1
     # The edge store: a folder or s3://bucket/prefix (TRIGGERS_STORE, shared with the
     # control plane); S3 credentials come from the usual AWS chain.
     store: str = ".var/edge-store"
@@ -59,9 +62,22 @@ class EdgeConfig:
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
             raise ConfigError(f"EDGE_SERVER={self.server!r}: expected one of {', '.join(SERVERS)}")
-        if self.session_store != "memory" and not self.session_store.startswith(REDIS_SCHEMES):
-            raise ConfigError(f"EDGE_SESSION_STORE={self.session_store!r}: expected 'memory' "
-                              "or a redis:// URL (e.g. redis://127.0.0.1:6379/0)")
+        store = self.session_store
+        if store != "memory" and store != "lmdb" and not store.startswith("lmdb:") and \
+                not store.startswith(REDIS_SCHEMES):
+            raise ConfigError(f"EDGE_SESSION_STORE={store!r}: expected 'memory', 'lmdb' (a "
+                              "file shared by this host's workers, in EDGE_STATE_DIR), "
+                              "'lmdb:/path' or a redis:// URL (e.g. redis://127.0.0.1:6379/0)")
+        if self.workers < 1 or self.threads < 1:
+            raise ConfigError(f"EDGE_WORKERS={self.workers}, EDGE_THREADS={self.threads}: "
+                              "each must be at least 1")
+        if self.workers > 1 and store == "memory":
+            raise ConfigError(f"EDGE_WORKERS={self.workers} needs a session store the worker "
+                              "processes share: EDGE_SESSION_STORE=lmdb (this host) or a "
+                              "redis:// URL (hosts of a PoP)")
+        if self.workers > 1 and self.server != "granian":
+            raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
+                              "several worker processes (EDGE_SERVER=granian)")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> EdgeConfig:

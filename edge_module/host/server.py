@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -27,6 +27,7 @@ from .config import ConfigError, EdgeConfig
 from .decision_log import DecisionLog, OutcomeError, load_salt
 from .pool import InstancePool, PoolBusy
 from .session_store import (
+    LmdbSessionStore,
     MemorySessionStore,
     SessionStore,
     SessionStoreUnavailable,
@@ -238,9 +239,9 @@ class EdgeApp:
             "from_cache": sync.get("from_cache", False),
             "instances": self.pool.size,
             "traps": self.pool.traps,
-            # counted only in memory: a shared store would need a scan per report
-            "sessions": len(self.sessions) if isinstance(self.sessions, MemorySessionStore)
-            else None,
+            # counted for this host's own stores; Redis would need a scan per report
+            "sessions": len(self.sessions) if isinstance(
+                self.sessions, (MemorySessionStore, LmdbSessionStore)) else None,
             "pending": self.pending,
             "started_ms": self.started_ms,
             **counters,
@@ -361,21 +362,26 @@ def serve(config: EdgeConfig) -> None:
 # granian parses HTTP and manages connections in Rust threads that do not hold the GIL, so
 # the GIL is left to the decision itself (JSON parse, the component call's wrapper, the
 # response) and the guest runs on the other core. One worker process keeps every session of
-# the memory store in one place; EDGE_SESSION_STORE=redis:// would allow several.
+# the memory store in one place; EDGE_WORKERS=N with EDGE_SESSION_STORE=lmdb (or redis://)
+# runs N processes sharing sessions (on 2 cores no faster than 2 threads: README).
 
 _worker_host: EdgeHost | None = None  # the host built in granian's worker process
 
 
-def _granian_app(config: EdgeConfig) -> EdgeApp:
+def _granian_app(config: EdgeConfig, worker: int = 1) -> EdgeApp:
     """Runs in the worker process: the engine, instances and threads are made there (none
-    of them survives a fork)."""
+    of them survives a fork). With several workers each is an edge of its own in the fleet
+    view and in telemetry (`<edge id>/w<k>`): counters and instances are per process."""
     global _worker_host
     logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+    if config.workers > 1:
+        config = replace(config, edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}"
+                                         f"/w{worker}")
     _worker_host = EdgeHost.build(config)
     settle_heap()
-    log.info("edge host %s on http://%s:%s (revision %s, granian, %d threads)",
-             _worker_host.app.edge_id, config.host, config.port,
-             _worker_host.sync.status.revision, config.threads)
+    log.info("edge host %s on http://%s:%s (revision %s, granian, worker %d of %d, "
+             "%d threads)", _worker_host.app.edge_id, config.host, config.port,
+             _worker_host.sync.status.revision, worker, config.workers, config.threads)
     return _worker_host.app
 
 
@@ -400,6 +406,10 @@ def serve_granian(config: EdgeConfig) -> None:
     from granian.server import MPServer
 
     class Server(MPServer):  # type: ignore[misc]
+        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
+            # the loader learns which worker it builds (granian numbers them from 1)
+            return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
+
         def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
             # granian stops accepting, lets in-flight requests finish (at most
             # workers_kill_timeout), then stops the worker, which closes the host.
@@ -415,7 +425,7 @@ def serve_granian(config: EdgeConfig) -> None:
     level = os.environ.get("EDGE_LOG_LEVEL", "INFO").lower()
     server = Server(
         "edge_module.host.server:EdgeApp", address=config.host, port=config.port,
-        interface=Interfaces.WSGI, workers=1, blocking_threads=config.threads,
+        interface=Interfaces.WSGI, workers=config.workers, blocking_threads=config.threads,
         # backpressure bounds the connections granian serves at once (keep-alive ones
         # included: a visitor's SDK holds one between batches), like waitress's
         # connection_limit; a lower bound leaves the extra connections' requests unread.
@@ -482,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-host: {config.component} not found; run ./build.sh build first",
               file=sys.stderr)
         return 2
+    if config.session_store.startswith("lmdb"):
+        try:  # a store the workers cannot open is refused here, not in a respawn loop
+            make_session_store(config).close()
+        except SessionStoreUnavailable as exc:
+            print(f"edge-host: {exc}", file=sys.stderr)
+            return 2
     serve(config)
     return 0
 

@@ -8,12 +8,15 @@ the edge hosts of one PoP, so any host can serve the next request of a session.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
+import struct
 import threading
 import time
 from collections import OrderedDict
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Callable, Iterator, Protocol, TypeVar, cast
 
 import redis
@@ -194,13 +197,199 @@ class RedisSessionStore:
                 f"({type(exc).__name__}: {exc})") from exc
 
 
+_EXPIRES = struct.Struct("<d")  # a state's value starts with when it expires (time.time())
+_TOKEN = 16  # bytes of a lease's owner token, before its expiry
+
+
+class LmdbSessionStore:
+    """Session states in an LMDB file shared by the worker processes of one host.
+
+    What lets the granian server run one worker process per core (no GIL between two
+    decisions) while any worker serves any request of a session. Reads take no lock and
+    writes are short transactions (LMDB serialises writers with a process-shared mutex),
+    so a decision adds a few microseconds, not a network round trip. A state outlives a
+    worker's crash or restart (commits reach the page cache; no fsync per write: the
+    sessions are not worth a disk flush each, and a host crash costs only them).
+
+    Keys are a 128-bit hash of the session id (any id length fits LMDB's key limit). A
+    state expires `ttl_s` after its last write; expired states are read as absent and swept
+    at most every `sweep_interval_s`, in small transactions; beyond `max_sessions`, or with
+    the file's map three quarters full, the states closest to expiring (the least recently
+    written) go first. The map (4 GiB by default) is address space: the file is sparse. A session's lock is
+    a lease as in Redis: a waiter retries for at most `lock_wait_s`; a lease left by a
+    killed worker expires after `lock_ttl_ms`.
+    """
+
+    def __init__(self, path: Path, max_sessions: int, ttl_s: float,
+                 map_size_mb: int = 4096, lock_ttl_ms: int = 10_000,
+                 lock_wait_s: float = 2.0, sweep_interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        import lmdb
+
+        self._lmdb = lmdb
+        self.where = str(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            # writemap: a commit writes into the map instead of pwrite()ing its pages
+            # (measured: a write transaction 1.9 us instead of 6.9 us). The file is sparse.
+            self._env = lmdb.open(str(path), map_size=map_size_mb << 20, max_dbs=2,
+                                  sync=False, metasync=False, readahead=False,
+                                  writemap=True, map_async=True)
+        except (lmdb.Error, OSError) as exc:
+            raise SessionStoreUnavailable(
+                f"cannot open the session store at {path}: {exc}") from exc
+        self._states = self._env.open_db(b"states")
+        self._leases = self._env.open_db(b"leases")
+        self._max = max_sessions
+        self._map_size = map_size_mb << 20
+        self._ttl = ttl_s
+        self._lock_ttl = lock_ttl_ms / 1000
+        self._lock_wait = lock_wait_s
+        self._sweep_interval = sweep_interval_s
+        self._clock = clock
+        self._next_sweep = time.monotonic() + sweep_interval_s
+        self._sweep_lock = threading.Lock()
+        self._local = SessionLocks()
+        self.evicted = 0  # states removed before they expired (over max_sessions)
+
+    @staticmethod
+    def _key(session_id: str) -> bytes:
+        return hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"),
+                               digest_size=16).digest()
+
+    def get(self, session_id: str) -> bytes | None:
+        try:
+            with self._env.begin(db=self._states) as txn:
+                value = txn.get(self._key(session_id))
+        except self._lmdb.Error as exc:
+            raise self._unavailable("read a session", exc) from exc
+        if value is None or _EXPIRES.unpack_from(value)[0] <= self._clock():
+            return None
+        return value[_EXPIRES.size:]
+
+    def put(self, session_id: str, state: bytes) -> None:
+        value = _EXPIRES.pack(self._clock() + self._ttl) + state
+        try:
+            self._write(self._key(session_id), value)
+        except self._lmdb.MapFullError:
+            self.sweep(force_evict=True)  # the file is full: make room, then once more
+            try:
+                self._write(self._key(session_id), value)
+            except self._lmdb.Error as exc:
+                raise self._unavailable("write a session", exc) from exc
+        except self._lmdb.Error as exc:
+            raise self._unavailable("write a session", exc) from exc
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
+
+    def _write(self, key: bytes, value: bytes) -> None:
+        with self._env.begin(write=True, db=self._states) as txn:
+            txn.put(key, value)
+
+    @contextmanager
+    def lock(self, session_id: str) -> Iterator[None]:
+        with self._local(session_id):  # this process's threads queue in memory
+            key = self._key(session_id)
+            token = secrets.token_bytes(_TOKEN)
+            self._acquire(key, token, session_id)
+            try:
+                yield
+            finally:
+                try:
+                    with self._env.begin(write=True, db=self._leases) as txn:
+                        if txn.get(key, b"")[:_TOKEN] == token:  # still ours
+                            txn.delete(key)
+                except self._lmdb.Error as exc:  # the lease expires on its own
+                    log.warning("could not release the lock of session %r: %s",
+                                session_id, exc)
+
+    def _acquire(self, key: bytes, token: bytes, session_id: str) -> None:
+        deadline = time.monotonic() + self._lock_wait
+        pause = 0.0005
+        while True:
+            now = self._clock()
+            try:
+                with self._env.begin(write=True, db=self._leases) as txn:
+                    held = txn.get(key)
+                    if held is None or _EXPIRES.unpack_from(held, _TOKEN)[0] <= now:
+                        txn.put(key, token + _EXPIRES.pack(now + self._lock_ttl))
+                        return
+            except self._lmdb.Error as exc:
+                raise self._unavailable("lock a session", exc) from exc
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(
+                    f"session {session_id!r} stayed locked by another decision for "
+                    f"{self._lock_wait:g} s (session store at {self.where})")
+            time.sleep(pause)  # another worker decides for this session right now
+            pause = min(pause * 2, 0.02)
+
+    def sweep(self, force_evict: bool = False) -> int:
+        """Delete expired states (and, over `max_sessions` or when the file is full, the
+        least recently written); returns how many. Never holds the writer for long."""
+        if not self._sweep_lock.acquire(blocking=False):
+            return 0  # another thread of this process is at it
+        try:
+            self._next_sweep = time.monotonic() + self._sweep_interval
+            now = self._clock()
+            with self._env.begin(db=self._states) as txn:  # a reader blocks no writer
+                entries = [(_EXPIRES.unpack_from(v)[0], bytes(k)) for k, v in txn.cursor()]
+            doomed = [k for expires, k in entries if expires <= now]
+            alive_count = len(entries) - len(doomed)
+            over = alive_count - self._max
+            if force_evict or self._fill() > 0.75:  # keep room: a full file refuses writes
+                over = max(over, alive_count // 5)
+            if over > 0:
+                alive = sorted((e, k) for e, k in entries if e > now)
+                doomed += [k for _, k in alive[:over]]
+                self.evicted += over
+            for start in range(0, len(doomed), 256):
+                with self._env.begin(write=True, db=self._states) as txn:
+                    for k in doomed[start:start + 256]:
+                        txn.delete(k)
+            with self._env.begin(write=True, db=self._leases) as txn:
+                stale = [bytes(k) for k, v in txn.cursor()
+                         if _EXPIRES.unpack_from(v, _TOKEN)[0] <= now]
+                for k in stale:
+                    txn.delete(k)
+            return len(doomed)
+        except self._lmdb.Error as exc:
+            log.warning("session sweep at %s failed: %s", self.where, exc)
+            return 0
+        finally:
+            self._sweep_lock.release()
+
+    def _fill(self) -> float:
+        """The share of the file's map in use (pages of both tables)."""
+        with self._env.begin() as txn:
+            used = sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+                       for st in (txn.stat(self._states), txn.stat(self._leases)))
+            return float(used * txn.stat(self._states)["psize"] / self._map_size)
+
+    def _unavailable(self, what: str, exc: Exception) -> SessionStoreUnavailable:
+        return SessionStoreUnavailable(
+            f"cannot {what}: the session store at {self.where} failed "
+            f"({type(exc).__name__}: {exc})")
+
+    def close(self) -> None:
+        self._env.close()
+
+    def __len__(self) -> int:
+        """Stored states (expired ones not yet swept included)."""
+        with self._env.begin(db=self._states) as txn:
+            return int(txn.stat(self._states)["entries"])
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def make_session_store(config: EdgeConfig) -> SessionStore:
-    """The store `config.session_store` names (validated by EdgeConfig): memory or Redis."""
+    """The store `config.session_store` names (validated by EdgeConfig): memory, a local
+    LMDB file shared by this host's workers, or Redis."""
     if config.session_store == "memory":
         return MemorySessionStore(config.max_sessions, config.session_ttl_s)
+    if config.session_store.startswith("lmdb"):
+        path = config.session_store.partition(":")[2] or str(config.state_dir / "sessions")
+        return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s)
     log.info("session state shared in Redis at %s", config.session_store.rpartition("@")[2])
     return RedisSessionStore(config.session_store, config.session_ttl_s)
