@@ -1,19 +1,23 @@
-"""`./build.sh loadtest [USERS] [SECONDS] [options]`: an edge host, Locust headless, a summary.
+"""`./build.sh loadtest [USERS] [SECONDS] [options]`: an edge host, a load, a summary.
 
 Starts the stack (`loadtest.stack`: keys, the shipped packs plus the 30-trigger bench pack
-published and signed, `edge-host` on a free port, status reports off), runs Locust for a
-fixed time, and writes into loadtest/reports/:
+published and signed, `edge-host` on a free port and, for the journeys, the control plane
+collecting the edge's telemetry), runs Locust headless (or wrk for the throughput scenario)
+for a fixed time, and writes into loadtest/reports/:
   <name>_stats.csv, <name>_stats_history.csv, <name>_failures.csv, <name>_exceptions.csv,
-  <name>.html and <name>-summary.json,
-then prints the summary: decisions per second, client-side and server-side latency, the
-timing error of timed triggers and delivery success, with the edge host's own counters
-and how busy the rest of the machine was meanwhile (the load generator shares the cores).
+  <name>.html and <name>-summary.json (Locust), or <name>-wrk.txt (wrk),
+then prints the summary: decisions per second, client-side and server-side latency (and
+the component call within it), the timing error of timed triggers, delivery success of
+requests and of telemetry records, with the edge host's own counters and how busy the
+rest of the machine was meanwhile (the load generator shares the cores). With wrk,
+`--rate 70%` first measures the maximum, then offers 70 % of it on a fixed schedule.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -177,31 +181,38 @@ def main(argv: list[str] | None = None) -> int:
 
 def telemetry_delivery(stack: Any, summary: dict[str, Any],
                        timeout_s: float = 60.0) -> dict[str, Any]:
-    """Once the edge has shipped every record it took (buffer and spool empty), how many
-    the control plane stored, against what the edge recorded and the clients were
-    answered."""
+    """Once the edge has shipped every record it took (buffer and spool empty, in every
+    worker process), how many the control plane stored (the stack is this run's own: all
+    it holds), against what the edge recorded and the clients were answered."""
     started = time.monotonic()
-    status: dict[str, Any] = {}
+    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    statuses: dict[str, dict[str, Any]] = {}  # per worker (edge id)
     while time.monotonic() - started < timeout_s:
-        status = _health(stack.url).get("telemetry") or {}
-        if status and status["buffered"] == 0 and status["spooled_files"] == 0 and \
-                status["recorded"] == status["spooled"] + status["dropped"]:
+        for _ in range(4 * workers):  # a new connection each: every worker answers some
+            health = _health(stack.url)
+            if health.get("telemetry"):
+                statuses[health["edge_id"]] = health["telemetry"]
+        if len(statuses) >= workers and all(
+                t["buffered"] == 0 and t["spooled_files"] == 0 and
+                t["recorded"] == t["spooled"] + t["dropped"] for t in statuses.values()):
             break
         time.sleep(0.25)
-    edge_id = _health(stack.url).get("edge_id", "")
-    req = urllib.request.Request(
-        f"{stack.control_url}/v1/telemetry/counts?{urllib.parse.urlencode({'edge_id': edge_id})}",
-        headers={"Authorization": f"Bearer {stack.publisher_token}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        stored = json.loads(resp.read())
-    recorded = int(status.get("recorded", 0))
+    recorded = sum(int(t.get("recorded", 0)) for t in statuses.values())
     outcomes = summary.get("outcomes") or {}
+    req = urllib.request.Request(f"{stack.control_url}/v1/telemetry/counts",
+                                 headers={"Authorization": f"Bearer {stack.publisher_token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            stored = json.loads(resp.read())
+    except (OSError, ValueError) as exc:  # the run's other figures still get written
+        return {"error": f"could not count the stored records: {exc}",
+                "recorded_by_edge": recorded}
     return {
         "recorded_by_edge": recorded,
         "stored_decisions": stored["decisions"], "stored_outcomes": stored["outcomes"],
         "stored_pct": round(100.0 * (stored["decisions"] + stored["outcomes"]) / recorded, 3)
         if recorded else None,
-        "dropped_by_edge": status.get("dropped"),
+        "dropped_by_edge": sum(int(t.get("dropped", 0)) for t in statuses.values()),
         "answered_decisions": summary.get("decisions"),
         "answered_outcomes": outcomes.get("answered_2xx", 0),
         "shipped_within_s": round(time.monotonic() - started, 2),
@@ -214,12 +225,13 @@ def parse_rate(text: str) -> tuple[float, bool]:
     try:
         value = float(text[:-1] if relative else text)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected decisions/s (e.g. 2800) or a share of the maximum (e.g. 70%)"
-        ) from None
+            f"{text!r}: expected decisions/s (e.g. 2800) or a share of the maximum (e.g. 70%)")
     if value < 0 or (relative and not 0 < value <= 100):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: a rate is a positive number, a share from 1% to 100%")
+            f"{text!r}: a rate is a positive number, a share above 0% and at most 100%")
     return value, relative
 
 
@@ -324,7 +336,11 @@ def _server_model() -> str:
     server = os.environ.get("EDGE_SERVER", "granian")
     from edge_module.host.config import EdgeConfig
 
-    threads = os.environ.get("EDGE_THREADS", str(EdgeConfig.threads))
+    threads = int(os.environ.get("EDGE_THREADS", str(EdgeConfig.threads)))
+    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    if workers > 1:
+        return (f"{server}, {workers} processes x {threads} threads = {workers * threads} "
+                f"component instances, sessions {os.environ.get('EDGE_SESSION_STORE')}")
     return f"{server}, 1 process, {threads} threads = {threads} component instances"
 
 

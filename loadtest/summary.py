@@ -163,7 +163,7 @@ def render(summary: dict[str, Any]) -> str:
         row("server-side latency", summary["server_latency_us"], "us"),
     ]
     inner = summary.get("component_call_us")
-    if inner:
+    if inner and inner.get("count"):
         lines.append(row("  of it the component call", inner, "us"))
         lines.append(f"{'  server / component p50':<28} "
                      f"{summary['server_latency_us']['p50'] / max(1, inner['p50']):.2f}x")
@@ -173,7 +173,9 @@ def render(summary: dict[str, Any]) -> str:
         f"({summary['requests']} requests; statuses {summary['statuses']})",
     ]
     tel = summary.get("telemetry")
-    if tel is not None:
+    if tel is not None and "error" in tel:
+        lines.append(f"{'telemetry stored':<28} unknown: {tel['error']}")
+    elif tel is not None:
         lines.append(
             f"{'telemetry stored':<28} {tel['stored_pct']} % of the records the edge took "
             f"({tel['stored_decisions']} decisions + {tel['stored_outcomes']} outcomes of "

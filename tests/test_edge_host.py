@@ -261,6 +261,11 @@ def test_several_worker_processes_share_each_sessions_state(tmp_path, free_port,
             for later in (4000, 5000, 6000):  # capped once per session, whichever worker
                 _, again, _ = http("POST", url + "/v1/decide", visit(session, later))
                 assert again["actions"] == []
+        decided: dict[str, int] = {}  # per worker: both served some of the 50 decisions
+        wait_for(lambda: [decided.__setitem__(h["edge_id"], h["decisions"]) for h in
+                          [http("GET", url + "/healthz")[1]]] and len(decided) == 2,
+                 what="both workers' counts")
+        assert all(n > 0 for n in decided.values()) and sum(decided.values()) == 50
         sessions = http("GET", url + "/healthz")[1]["sessions"]
         assert sessions == 10  # one shared store, counted by either worker
     finally:
@@ -288,3 +293,19 @@ def test_a_session_store_location_that_cannot_be_used_is_refused_at_start(tmp_pa
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "cannot open the session store" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("field, value", [("now_ms", 1e300), ("now_ms", 2**53),
+                                          ("ts_ms", 18446744073709551616)])
+def test_a_timestamp_too_large_to_stay_exact_is_a_400_and_changes_no_session(edge, field,
+                                                                              value):
+    req = json.loads(json.dumps(visit("huge-ts", 1500, OPENING)))  # OPENING stays as it is
+    if field == "now_ms":
+        req["now_ms"] = value
+    else:
+        req["events"][1]["ts_ms"] = value
+    status, body, _ = edge.decide(json.dumps(req))
+    assert status == 400 and body["error"]["field"] in ("now_ms", "events[1].ts_ms")
+    assert "at most 9007199254740991" in body["error"]["message"]
+    status, body, _ = edge.decide(visit("huge-ts", 1500, OPENING))
+    assert status == 200 and body["next_check_ms"] == T0 + 3000  # a fresh session

@@ -72,11 +72,14 @@ def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
         # journeys run with the control plane: every record the edge took is stored, and
         # the edge took one per decision and per outcome its clients were answered
         tel = summary["telemetry"]
-        assert tel["stored_decisions"] == tel["answered_decisions"] == summary["decisions"]
-        assert tel["stored_outcomes"] == tel["answered_outcomes"] == \
-            summary["outcomes"]["answered_2xx"]
         assert tel["recorded_by_edge"] == tel["stored_decisions"] + tel["stored_outcomes"]
         assert tel["stored_pct"] == 100.0 and "telemetry stored" in done.stdout
+        # the clients saw every answer, but for requests still in flight when Locust
+        # stopped its 4 users (decided and recorded by the edge, their answers unread)
+        assert tel["answered_decisions"] == summary["decisions"]
+        assert tel["answered_outcomes"] == summary["outcomes"]["answered_2xx"]
+        assert 0 <= tel["stored_decisions"] - tel["answered_decisions"] <= 4
+        assert 0 <= tel["stored_outcomes"] - tel["answered_outcomes"] <= 4
     finally:
         for path in reports.glob(f"{name}*"):
             path.unlink()
@@ -153,7 +156,7 @@ def test_rate_is_decisions_per_second_or_a_share_of_the_maximum(text, expected):
     assert parse_rate(text) == expected
 
 
-@pytest.mark.parametrize("text", ["fast", "0%", "150%", "-5", "%"])
+@pytest.mark.parametrize("text", ["fast", "0%", "150%", "-5", "%", "nan", "inf", "nan%"])
 def test_a_bad_rate_is_refused_with_what_was_expected(text):
     import argparse
 

@@ -78,12 +78,43 @@ def test_a_sweep_deletes_expired_states_and_keeps_the_bound(tmp_path):
     assert [store.get(f"new-{n}") for n in range(5)] == [None, None, b"y", b"y", b"y"]
 
 
-def test_a_filling_file_makes_room_instead_of_refusing_writes(tmp_path):
-    store = store_at(tmp_path, map_size_mb=2, max_sessions=10_000, sweep_interval_s=0)
-    for n in range(1500):  # ~6 MB of states through a 2 MB file
+def test_a_full_file_makes_room_instead_of_refusing_writes(tmp_path):
+    store = store_at(tmp_path, map_size_mb=2, max_sessions=10_000, sweep_interval_s=None)
+    for n in range(1500):  # ~6 MB of states through a 2 MB file, no sweeper running
         store.put(f"s{n}", bytes(4000))
     assert store.get("s1499") == bytes(4000)  # the newest are kept
     assert store.evicted > 0 and len(store) < 500
+
+
+def test_the_background_sweeper_keeps_the_bound(tmp_path):
+    store = store_at(tmp_path, max_sessions=5, sweep_interval_s=0.05)
+    for n in range(20):
+        store.put(f"s{n}", b"x")
+    deadline = time.monotonic() + 10
+    while len(store) > 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(store) == 5 and store.get("s19") == b"x"
+    store.close()
+
+
+def test_a_state_rewritten_during_a_sweep_is_kept(tmp_path):
+    clock = FakeClock()
+    store = store_at(tmp_path, ttl_s=10, clock=clock, sweep_interval_s=None)
+    store.put("s", b"old")
+    clock.now += 11  # expired: chosen by the sweep's read...
+    chosen = [(clock.now - 1, store._key("s"))]
+    store.put("s", b"new")  # ...but written again before its delete
+    assert store._delete(chosen) == 0 and store.get("s") == b"new"
+
+
+def test_a_damaged_file_is_set_aside_and_the_store_starts_empty(tmp_path):
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    (folder / "data.mdb").write_bytes(b"\x00garbage" * 1000)
+    store = store_at(folder, sweep_interval_s=None)
+    store.put("s", b"x")
+    assert store.get("s") == b"x"
+    assert [p.name.startswith("sessions.damaged-") for p in tmp_path.iterdir()].count(True) == 1
 
 
 def _hold_lock(path: str, started, release) -> None:

@@ -152,8 +152,9 @@ def test_stored_records_are_counted_per_edge_and_from_a_moment_on(tmp_path):
     assert counts("?edge_id=a") == {"decisions": 1, "outcomes": 1}
     assert counts(f"?edge_id=a&since_ms={T0 + 5}") == {"decisions": 0, "outcomes": 1}
     assert edge.get("/v1/telemetry/counts").status_code == 403  # an edge token reads nothing
-    bad = publisher.get("/v1/telemetry/counts?since_ms=yesterday")
-    assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "since_ms"
+    for since in ("yesterday", "99999999999999999999", "-1"):
+        bad = publisher.get(f"/v1/telemetry/counts?since_ms={since}")
+        assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "since_ms"
 
 
 def test_ingest_needs_the_edge_token_and_well_formed_records(tmp_path):
@@ -333,3 +334,53 @@ def test_a_spool_write_failure_keeps_the_records_for_the_next_flush(tmp_path, mo
     assert list((tmp_path / "spool").glob("*.tmp")) == []
     monkeypatch.setattr(log, "_write", real_write)
     assert log.flush() is not None and log.pending() == 0 and log.spooled == 3
+
+
+def _salt(state_dir: str, out) -> None:
+    from edge_module.host.decision_log import load_salt
+
+    out.put(load_salt("", Path(state_dir)))
+
+
+def test_workers_starting_together_agree_on_one_salt(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_salt, args=(str(tmp_path / "edge"), out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    salts = {out.get(timeout=5) for _ in procs}
+    assert len(salts) == 1 and len(salts.pop()) == 32
+    assert sorted(f.name for f in (tmp_path / "edge").iterdir()) == ["telemetry.salt"]
+
+
+def test_each_worker_ships_its_own_spool_and_none_is_stranded(tmp_path):
+    from edge_module.host.config import EdgeConfig
+    from edge_module.host.server import spool_dir
+
+    state = tmp_path / "edge"
+
+    def config(workers: int, worker: int) -> EdgeConfig:
+        return EdgeConfig(state_dir=state, workers=workers, worker=worker,
+                          session_store="lmdb" if workers > 1 else "memory")
+
+    def batch(folder: Path, name: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.jsonl.gz").write_bytes(b"")
+
+    batch(state / "spool", "left-by-a-single-process")
+    batch(state / "spool" / "w3", "left-by-a-third-worker")
+    # two workers now: each its own folder; the first takes over what nobody owns
+    assert spool_dir(config(2, 2)) == state / "spool" / "w2"
+    own = spool_dir(config(2, 1))
+    assert own == state / "spool" / "w1"
+    assert sorted(p.name for p in own.iterdir()) == [
+        "left-by-a-single-process.jsonl.gz", "left-by-a-third-worker.jsonl.gz"]
+    # back to one process: the workers' batches come home
+    batch(state / "spool" / "w2", "left-by-worker-2")
+    assert spool_dir(config(1, 1)) == state / "spool"
+    assert len(list((state / "spool").glob("*.jsonl.gz"))) == 3

@@ -58,9 +58,11 @@ def counts() -> Any:
                                                "the records where it is consumed")
     try:
         since_ms = int(request.args.get("since_ms", 0))
+        if not 0 <= since_ms < 2**63:
+            raise ValueError(since_ms)
     except ValueError:
-        raise ApiError(400, "invalid_query", "since_ms must be an integer (ms since epoch)",
-                       field="since_ms") from None
+        raise ApiError(400, "invalid_query", "since_ms must be an integer (ms since epoch, "
+                                             "0 or more)", field="since_ms") from None
     edge_id = request.args.get("edge_id") or None
     stored = current_app.extensions["telemetry_store"].counts(edge_id, since_ms)
     return jsonify(edge_id=edge_id, since_ms=since_ms, **stored)

@@ -35,6 +35,9 @@ MAX_SESSION_ID = 256
 MAX_URL = 2048
 MAX_NAME = 256  # element targets, custom event names
 MAX_CONTEXT_BYTES = 2048  # the context kept in the session for requests that omit it
+# Timestamps stay exact in a JSON double (2^53 - 1 ms is the year 287396): a larger one is
+# a client bug, and would make answers no JSON encoder of 64-bit integers can write.
+MAX_TIME_MS = 2**53 - 1
 
 
 def _bad(code: str, message: str, field: str) -> DecisionError:
@@ -87,9 +90,9 @@ def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
         ts = ev.get("ts_ms")
         if type(ts) is not int:
             ts = int(ts) if _number(ts) else -1
-        if ts < 0:
-            raise _bad("invalid_event", "ts_ms must be a non-negative number (ms since epoch)",
-                       f"events[{i}].ts_ms")
+        if not 0 <= ts <= MAX_TIME_MS:
+            raise _bad("invalid_event", "ts_ms must be a non-negative number of ms since epoch, "
+                       f"at most {MAX_TIME_MS}", f"events[{i}].ts_ms")
         if ts < last:
             ordered = False
         last = ts
@@ -226,9 +229,9 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     now = request.get("now_ms", host_now_ms)
     if now is None:
         raise _bad("invalid_request", "now_ms is required (ms since epoch)", "now_ms")
-    if not _number(now) or now < 0:
-        raise _bad("invalid_request", "now_ms must be a non-negative number (ms since epoch)",
-                   "now_ms")
+    if not _number(now) or not 0 <= now <= MAX_TIME_MS:
+        raise _bad("invalid_request", "now_ms must be a non-negative number of ms since epoch, "
+                   f"at most {MAX_TIME_MS}", "now_ms")
     now = int(now)
     events = order_events(request.get("events"), snap.max_events)
     if events and events[-1][0] > now:

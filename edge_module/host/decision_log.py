@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
 import time
 import uuid
@@ -135,10 +136,21 @@ def load_salt(configured: str, state_dir: Path) -> str:
         return configured
     path = state_dir / "telemetry.salt"
     if not path.exists():
+        # Worker processes may start together: each writes its own temporary file and
+        # links it into place; the first link wins and every process reads that salt.
         state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(secrets.token_hex(16))
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".salt-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(16))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

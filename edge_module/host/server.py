@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -24,7 +25,7 @@ from ..edge_store import open_store
 from ..signing import TrustedKeys
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
-from .decision_log import DecisionLog, OutcomeError, load_salt
+from .decision_log import SPOOL_SUFFIX, DecisionLog, OutcomeError, load_salt
 from .pool import InstancePool, PoolBusy
 from .session_store import (
     LmdbSessionStore,
@@ -152,8 +153,9 @@ class EdgeApp:
         raw = environ["wsgi.input"].read(length)
         try:
             # orjson: a fifth of the stdlib's parse time on the hot path, and strict where
-            # the stdlib is lax (NaN, Infinity, lone surrogates and integers beyond 64 bits
-            # are refused here, not stored in a session that could no longer be encoded).
+            # the stdlib is lax (NaN, Infinity and lone surrogates are refused here, not
+            # stored in a session that could no longer be encoded). Integers beyond 64 bits
+            # arrive as floats; the core refuses timestamps past 2^53.
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
@@ -194,7 +196,11 @@ class EdgeApp:
                 self.decision_log.decision(request, response, _now(request, self._clock_ms))
             except Exception:  # noqa: BLE001 - the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
-        return 200, orjson.dumps(response), []
+        try:
+            body = orjson.dumps(response)
+        except TypeError:  # an integer beyond 64 bits (from a pack's content): slower, exact
+            body = json.dumps(response).encode()
+        return 200, body, []
 
     def outcome(self, environ: dict[str, Any],
                 method: str) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -240,14 +246,21 @@ class EdgeApp:
             "instances": self.pool.size,
             "traps": self.pool.traps,
             # counted for this host's own stores; Redis would need a scan per report
-            "sessions": len(self.sessions) if isinstance(
-                self.sessions, (MemorySessionStore, LmdbSessionStore)) else None,
+            "sessions": self._session_count(),
             "pending": self.pending,
             "started_ms": self.started_ms,
             **counters,
             # records taken, waiting (buffered, spooled files) and shipped; None: off
             "telemetry": self.shipper.status() if self.shipper is not None else None,
         }
+
+    def _session_count(self) -> int | None:
+        if not isinstance(self.sessions, (MemorySessionStore, LmdbSessionStore)):
+            return None
+        try:
+            return len(self.sessions)
+        except SessionStoreUnavailable:
+            return None
 
     def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
         doc = self.status()
@@ -316,7 +329,7 @@ class EdgeHost:
         shipper = None
         if config.control_url and config.telemetry:
             app.decision_log = DecisionLog(
-                config.state_dir / "spool", load_salt(config.telemetry_salt, config.state_dir),
+                spool_dir(config), load_salt(config.telemetry_salt, config.state_dir),
                 app.edge_id, config.telemetry_max_buffer,
                 config.telemetry_max_spool_mb * 1024 * 1024)
             shipper = app.shipper = TelemetryShipper(
@@ -336,6 +349,26 @@ class EdgeHost:
         self.sync.stop()
         self.ticker.stop()
         self.app.sessions.close()
+
+
+def spool_dir(config: EdgeConfig) -> Path:
+    """This process's telemetry spool: `spool/` alone, `spool/w<k>` for worker k of several
+    (no two shippers send the same batch). The first worker also takes over the batches
+    left in folders no running worker owns (after the number of workers changed), so none
+    is stranded."""
+    root = config.state_dir / "spool"
+    own = root if config.workers == 1 else root / f"w{config.worker}"
+    if config.worker == 1:
+        owned = {root} if config.workers == 1 else {
+            root / f"w{k}" for k in range(1, config.workers + 1)}
+        strays = [root, *root.glob("w*")] if root.exists() else []
+        for folder in strays:
+            if folder in owned or not folder.is_dir():
+                continue
+            for batch in folder.glob("*" + SPOOL_SUFFIX):
+                own.mkdir(parents=True, exist_ok=True)
+                os.replace(batch, own / batch.name)  # names are unique (time, pid, seq)
+    return own
 
 
 def settle_heap() -> None:
@@ -375,8 +408,8 @@ def _granian_app(config: EdgeConfig, worker: int = 1) -> EdgeApp:
     global _worker_host
     logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
     if config.workers > 1:
-        config = replace(config, edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}"
-                                         f"/w{worker}")
+        config = replace(config, worker=worker,
+                         edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}/w{worker}")
     _worker_host = EdgeHost.build(config)
     settle_heap()
     log.info("edge host %s on http://%s:%s (revision %s, granian, worker %d of %d, "

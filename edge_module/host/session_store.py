@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, TypeVar, cast
+from typing import Any, Callable, Iterator, Protocol, TypeVar, cast
 
 import redis
 
@@ -199,58 +199,84 @@ class RedisSessionStore:
 
 _EXPIRES = struct.Struct("<d")  # a state's value starts with when it expires (time.time())
 _TOKEN = 16  # bytes of a lease's owner token, before its expiry
+_SWEEPER = b"\x00sweeper"  # the lease of the worker sweeping (not a 16-byte session key)
 
 
 class LmdbSessionStore:
     """Session states in an LMDB file shared by the worker processes of one host.
 
-    What lets the granian server run one worker process per core (no GIL between two
-    decisions) while any worker serves any request of a session. Reads take no lock and
-    writes are short transactions (LMDB serialises writers with a process-shared mutex),
-    so a decision adds a few microseconds, not a network round trip. A state outlives a
-    worker's crash or restart (commits reach the page cache; no fsync per write: the
-    sessions are not worth a disk flush each, and a host crash costs only them).
+    What lets the granian server run several worker processes (no GIL between two of
+    their decisions) while any worker serves any request of a session. Reads take no lock
+    and writes are short transactions (LMDB serialises writers with a process-shared
+    mutex), so a decision adds microseconds, not a network round trip. A state outlives a
+    worker's crash or restart (commits reach the page cache; no fsync per write: a host
+    crash costs only sessions, and a file it leaves damaged is set aside at the next start).
 
     Keys are a 128-bit hash of the session id (any id length fits LMDB's key limit). A
-    state expires `ttl_s` after its last write; expired states are read as absent and swept
-    at most every `sweep_interval_s`, in small transactions; beyond `max_sessions`, or with
-    the file's map three quarters full, the states closest to expiring (the least recently
-    written) go first. The map (4 GiB by default) is address space: the file is sparse. A session's lock is
-    a lease as in Redis: a waiter retries for at most `lock_wait_s`; a lease left by a
-    killed worker expires after `lock_ttl_ms`.
+    state expires `ttl_s` after its last write and reads as absent from then on. One
+    worker at a time (a lease in the file) sweeps every `sweep_interval_s` from a
+    background thread, in small transactions: expired states go, then, beyond
+    `max_sessions` or with the map three quarters full (checked every 32 writes, and then
+    swept at once: deleting in a full map fails too), the states closest to expiring (the
+    least recently written). The map (4 GiB by default) is address space: the file is
+    sparse. A session's lock is a lease as in Redis: a waiter retries for at most
+    `lock_wait_s`; a lease left by a killed worker expires after `lock_ttl_ms`.
     """
 
     def __init__(self, path: Path, max_sessions: int, ttl_s: float,
                  map_size_mb: int = 4096, lock_ttl_ms: int = 10_000,
-                 lock_wait_s: float = 2.0, sweep_interval_s: float = 10.0,
+                 lock_wait_s: float = 2.0, sweep_interval_s: float | None = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
         import lmdb
 
         self._lmdb = lmdb
         self.where = str(path)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            # writemap: a commit writes into the map instead of pwrite()ing its pages
-            # (measured: a write transaction 1.9 us instead of 6.9 us). The file is sparse.
-            self._env = lmdb.open(str(path), map_size=map_size_mb << 20, max_dbs=2,
-                                  sync=False, metasync=False, readahead=False,
-                                  writemap=True, map_async=True)
-        except (lmdb.Error, OSError) as exc:
-            raise SessionStoreUnavailable(
-                f"cannot open the session store at {path}: {exc}") from exc
+        self._map_size = map_size_mb << 20
+        self._env = self._open(path)
         self._states = self._env.open_db(b"states")
         self._leases = self._env.open_db(b"leases")
         self._max = max_sessions
-        self._map_size = map_size_mb << 20
         self._ttl = ttl_s
         self._lock_ttl = lock_ttl_ms / 1000
         self._lock_wait = lock_wait_s
-        self._sweep_interval = sweep_interval_s
         self._clock = clock
-        self._next_sweep = time.monotonic() + sweep_interval_s
         self._sweep_lock = threading.Lock()
         self._local = SessionLocks()
-        self.evicted = 0  # states removed before they expired (over max_sessions)
+        self._token = secrets.token_bytes(_TOKEN)  # this store's (process's) sweeper lease
+        self.evicted = 0  # states removed before they expired (over the bound, or room)
+        self._stop = threading.Event()
+        self._wake = threading.Event()  # set when the map fills: sweep now
+        self._puts = 0
+        self._sweeper: threading.Thread | None = None
+        if sweep_interval_s:
+            self._sweeper = threading.Thread(target=self._sweep_every, args=(sweep_interval_s,),
+                                             name="session-sweep", daemon=True)
+            self._sweeper.start()
+
+    def _open(self, path: Path) -> Any:
+        lmdb = self._lmdb
+
+        def open_env() -> Any:
+            path.mkdir(parents=True, exist_ok=True)
+            # writemap: a commit writes into the map instead of pwrite()ing its pages
+            # (measured: a write transaction 1.9 us instead of 6.9 us)
+            return lmdb.open(str(path), map_size=self._map_size, max_dbs=2, sync=False,
+                             metasync=False, readahead=False, writemap=True, map_async=True)
+
+        try:
+            try:
+                return open_env()
+            except (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError,
+                    lmdb.PageNotFoundError, lmdb.BadRslotError) as exc:
+                # sessions are disposable: keep the damaged file for a look, start afresh
+                aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+                log.error("session store at %s is damaged (%s); moved to %s, starting empty",
+                          path, exc, aside)
+                path.rename(aside)
+                return open_env()
+        except (lmdb.Error, OSError) as exc:
+            raise SessionStoreUnavailable(
+                f"cannot open the session store at {path}: {exc}") from exc
 
     @staticmethod
     def _key(session_id: str) -> bytes:
@@ -268,19 +294,28 @@ class LmdbSessionStore:
         return value[_EXPIRES.size:]
 
     def put(self, session_id: str, state: bytes) -> None:
-        value = _EXPIRES.pack(self._clock() + self._ttl) + state
+        key, value = self._key(session_id), _EXPIRES.pack(self._clock() + self._ttl) + state
         try:
-            self._write(self._key(session_id), value)
+            self._write(key, value)
         except self._lmdb.MapFullError:
-            self.sweep(force_evict=True)  # the file is full: make room, then once more
             try:
-                self._write(self._key(session_id), value)
+                self.sweep(make_room=True)  # the file is full: make room, then once more
+            except self._lmdb.Error as exc:
+                log.warning("could not make room in the session store at %s: %s",
+                            self.where, exc)
+            try:
+                self._write(key, value)
             except self._lmdb.Error as exc:
                 raise self._unavailable("write a session", exc) from exc
         except self._lmdb.Error as exc:
             raise self._unavailable("write a session", exc) from exc
-        if time.monotonic() >= self._next_sweep:
-            self.sweep()
+        self._puts += 1
+        if self._puts % 32 == 0 and self._fill() > 0.75:
+            # room is made before the map is full: deleting in a full map fails too
+            if self._sweeper is not None:
+                self._wake.set()
+            else:
+                self.sweep()
 
     def _write(self, key: bytes, value: bytes) -> None:
         with self._env.begin(write=True, db=self._states) as txn:
@@ -296,9 +331,7 @@ class LmdbSessionStore:
                 yield
             finally:
                 try:
-                    with self._env.begin(write=True, db=self._leases) as txn:
-                        if txn.get(key, b"")[:_TOKEN] == token:  # still ours
-                            txn.delete(key)
+                    self._release(key, token)
                 except self._lmdb.Error as exc:  # the lease expires on its own
                     log.warning("could not release the lock of session %r: %s",
                                 session_id, exc)
@@ -306,16 +339,7 @@ class LmdbSessionStore:
     def _acquire(self, key: bytes, token: bytes, session_id: str) -> None:
         deadline = time.monotonic() + self._lock_wait
         pause = 0.0005
-        while True:
-            now = self._clock()
-            try:
-                with self._env.begin(write=True, db=self._leases) as txn:
-                    held = txn.get(key)
-                    if held is None or _EXPIRES.unpack_from(held, _TOKEN)[0] <= now:
-                        txn.put(key, token + _EXPIRES.pack(now + self._lock_ttl))
-                        return
-            except self._lmdb.Error as exc:
-                raise self._unavailable("lock a session", exc) from exc
+        while not self._take_lease(key, token, self._lock_ttl):
             if time.monotonic() >= deadline:
                 raise SessionLockTimeout(
                     f"session {session_id!r} stayed locked by another decision for "
@@ -323,40 +347,87 @@ class LmdbSessionStore:
             time.sleep(pause)  # another worker decides for this session right now
             pause = min(pause * 2, 0.02)
 
-    def sweep(self, force_evict: bool = False) -> int:
-        """Delete expired states (and, over `max_sessions` or when the file is full, the
-        least recently written); returns how many. Never holds the writer for long."""
-        if not self._sweep_lock.acquire(blocking=False):
-            return 0  # another thread of this process is at it
+    def _take_lease(self, key: bytes, token: bytes, ttl_s: float) -> bool:
+        now = self._clock()
         try:
-            self._next_sweep = time.monotonic() + self._sweep_interval
+            with self._env.begin(write=True, db=self._leases) as txn:
+                held = txn.get(key)
+                if held is not None and held[:_TOKEN] != token and \
+                        _EXPIRES.unpack_from(held, _TOKEN)[0] > now:
+                    return False
+                txn.put(key, token + _EXPIRES.pack(now + ttl_s))
+                return True
+        except self._lmdb.Error as exc:
+            raise self._unavailable("lock a session", exc) from exc
+
+    def _release(self, key: bytes, token: bytes) -> None:
+        with self._env.begin(write=True, db=self._leases) as txn:
+            if txn.get(key, b"")[:_TOKEN] == token:  # still ours
+                txn.delete(key)
+
+    def _sweep_every(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                # one worker sweeps at a time: the lease outlives a round, then lapses
+                if self._take_lease(_SWEEPER, self._token, interval_s * 1.5):
+                    self.sweep()
+            except Exception:  # noqa: BLE001 - a failed round must not end the thread
+                log.exception("session sweep at %s failed", self.where)
+
+    def sweep(self, make_room: bool = False, chunk: int = 2000) -> int:
+        """Delete expired states, then the least recently written beyond the bound (or,
+        with `make_room` or the map three quarters full, a fifth of them); returns how
+        many. Reads in chunks and deletes in small transactions, re-checking each state
+        so one rewritten meanwhile stays: no writer and no request waits long."""
+        with self._sweep_lock:
             now = self._clock()
-            with self._env.begin(db=self._states) as txn:  # a reader blocks no writer
-                entries = [(_EXPIRES.unpack_from(v)[0], bytes(k)) for k, v in txn.cursor()]
-            doomed = [k for expires, k in entries if expires <= now]
-            alive_count = len(entries) - len(doomed)
-            over = alive_count - self._max
-            if force_evict or self._fill() > 0.75:  # keep room: a full file refuses writes
-                over = max(over, alive_count // 5)
-            if over > 0:
-                alive = sorted((e, k) for e, k in entries if e > now)
-                doomed += [k for _, k in alive[:over]]
-                self.evicted += over
-            for start in range(0, len(doomed), 256):
-                with self._env.begin(write=True, db=self._states) as txn:
-                    for k in doomed[start:start + 256]:
-                        txn.delete(k)
+            entries: list[tuple[float, bytes]] = []
+            start = b""
+            while True:
+                with self._env.begin(db=self._states) as txn:
+                    cursor = txn.cursor()
+                    batch = []
+                    if cursor.set_range(start):
+                        for k, v in cursor:
+                            batch.append((_EXPIRES.unpack_from(v)[0], bytes(k)))
+                            if len(batch) >= chunk:
+                                break
+                entries += [e for e in batch if e[1] != start]
+                if len(batch) < chunk:
+                    break
+                start = batch[-1][1]
+                time.sleep(0)  # let request threads have the GIL between chunks
+            doomed = [(e, k) for e, k in entries if e <= now]
+            alive = sorted((e, k) for e, k in entries if e > now)
+            over = len(alive) - self._max
+            if make_room or self._fill() > 0.75:
+                over = max(over, len(alive) // 5)
+            evicting = alive[:max(0, over)]
+            removed = self._delete(doomed) + (evicted := self._delete(evicting))
+            self.evicted += evicted
             with self._env.begin(write=True, db=self._leases) as txn:
                 stale = [bytes(k) for k, v in txn.cursor()
                          if _EXPIRES.unpack_from(v, _TOKEN)[0] <= now]
                 for k in stale:
                     txn.delete(k)
-            return len(doomed)
-        except self._lmdb.Error as exc:
-            log.warning("session sweep at %s failed: %s", self.where, exc)
-            return 0
-        finally:
-            self._sweep_lock.release()
+            self._env.reader_check()  # reader slots of killed workers
+            return removed
+
+    def _delete(self, entries: list[tuple[float, bytes]]) -> int:
+        """Delete states still carrying the expiry they were chosen with."""
+        removed = 0
+        for start in range(0, len(entries), 256):
+            with self._env.begin(write=True, db=self._states) as txn:
+                for expires, key in entries[start:start + 256]:
+                    value = txn.get(key)
+                    if value is not None and _EXPIRES.unpack_from(value)[0] == expires:
+                        removed += txn.delete(key)
+            time.sleep(0)
+        return removed
 
     def _fill(self) -> float:
         """The share of the file's map in use (pages of both tables)."""
@@ -371,12 +442,20 @@ class LmdbSessionStore:
             f"({type(exc).__name__}: {exc})")
 
     def close(self) -> None:
-        self._env.close()
+        self._stop.set()
+        self._wake.set()
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        with self._sweep_lock:
+            self._env.close()
 
     def __len__(self) -> int:
         """Stored states (expired ones not yet swept included)."""
-        with self._env.begin(db=self._states) as txn:
-            return int(txn.stat(self._states)["entries"])
+        try:
+            with self._env.begin(db=self._states) as txn:
+                return int(txn.stat(self._states)["entries"])
+        except self._lmdb.Error as exc:
+            raise self._unavailable("count sessions", exc) from exc
 
 
 def _glob_escape(text: str) -> str:
