@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_locust(url: str, *server_pids: int) -> dict[str, Any]:
         command = locust + ["--host", url]
         print(f"==> {shlex.join(command)}", file=sys.stderr, flush=True)
-        before_health = _health(url)
+        before_health = _host_health(url)
         proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
         exclude = our_pids(proc.pid, *server_pids)
         others_before, t0 = other_cpu_seconds(exclude), time.monotonic()
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if not summary_path.exists():
             raise SystemExit(f"locust exited with {code} and wrote no summary")
         summary: dict[str, Any] = json.loads(summary_path.read_text())
-        after = _health(url)
+        after = _host_health(url)
         summary["server"] = {
             "model": _server_model(),
             "decisions": after.get("decisions", 0) - before_health.get("decisions", 0),
@@ -318,14 +318,34 @@ def _health(url: str) -> dict[str, Any]:
         return {}
 
 
+def _host_health(url: str) -> dict[str, Any]:
+    """/healthz of the whole host: with EDGE_WORKERS=N each worker answers for itself, so
+    every worker is asked (a new connection per request lands on any of them) and the
+    counters are summed."""
+    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    if workers == 1:
+        return _health(url)
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(50 * workers):
+        doc = _health(url)
+        if doc:
+            seen[doc.get("edge_id", "")] = doc
+        if len(seen) >= workers:
+            break
+    total: dict[str, Any] = {"workers_seen": len(seen)}
+    for key in ("decisions", "busy", "errors", "pending", "instances", "traps"):
+        total[key] = sum(int(d.get(key) or 0) for d in seen.values())
+    return total
+
+
 def _settled_health(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
     """/healthz once no decision is in flight and the count stays put for 0.2 s: requests
     a generator left behind when it stopped are still decided (and counted) by the host."""
     deadline = time.monotonic() + timeout_s
-    last = _health(url)
+    last = _host_health(url)
     while time.monotonic() < deadline:
         time.sleep(0.2)
-        now = _health(url)
+        now = _host_health(url)
         if now.get("decisions") == last.get("decisions") and not now.get("pending"):
             return now
         last = now
