@@ -177,8 +177,9 @@ def _check(rec: Any, line: int) -> dict[str, Any]:
     for name in ("id", "session"):
         if type(rec.get(name)) is not str or not rec[name]:
             raise TelemetryError(f"{name} must be a non-empty string", line)
-    if type(rec.get("ts_ms")) is not int:
-        raise TelemetryError("ts_ms must be an integer", line)
+    if type(rec.get("ts_ms")) is not int or not 0 <= rec["ts_ms"] < 2**63:
+        raise TelemetryError("ts_ms must be an integer from 0 to 2^63 - 1 (ms since epoch)",
+                             line)
     return rec
 
 

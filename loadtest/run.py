@@ -332,6 +332,9 @@ def _host_health(url: str) -> dict[str, Any]:
             seen[doc.get("edge_id", "")] = doc
         if len(seen) >= workers:
             break
+    if len(seen) < workers:
+        print(f"warning: only {len(seen)} of {workers} workers answered /healthz; the edge's "
+              "counters in the summary are theirs alone", file=sys.stderr)
     total: dict[str, Any] = {"workers_seen": len(seen)}
     for key in ("decisions", "busy", "errors", "pending", "instances", "traps"):
         total[key] = sum(int(d.get(key) or 0) for d in seen.values())
@@ -356,8 +359,8 @@ def _server_model() -> str:
     server = os.environ.get("EDGE_SERVER", "granian")
     from edge_module.host.config import EdgeConfig
 
-    threads = int(os.environ.get("EDGE_THREADS", str(EdgeConfig.threads)))
-    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
+    threads = int(os.environ.get("EDGE_THREADS") or EdgeConfig.threads)
+    workers = int(os.environ.get("EDGE_WORKERS") or 1)
     if workers > 1:
         return (f"{server}, {workers} processes x {threads} threads = {workers * threads} "
                 f"component instances, sessions {os.environ.get('EDGE_SESSION_STORE')}")

@@ -82,8 +82,8 @@ def test_a_full_file_makes_room_instead_of_refusing_writes(tmp_path):
     store = store_at(tmp_path, map_size_mb=2, max_sessions=10_000, sweep_interval_s=None)
     for n in range(1500):  # ~6 MB of states through a 2 MB file, no sweeper running
         store.put(f"s{n}", bytes(4000))
-    assert store.get("s1499") == bytes(4000)  # the newest are kept
-    assert store.evicted > 0 and len(store) < 500
+    assert store.get("s1499") == bytes(4000)  # the newest are kept, every write taken
+    assert len(store) < 500
 
 
 def test_the_background_sweeper_keeps_the_bound(tmp_path):

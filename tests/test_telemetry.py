@@ -384,3 +384,19 @@ def test_each_worker_ships_its_own_spool_and_none_is_stranded(tmp_path):
     batch(state / "spool" / "w2", "left-by-worker-2")
     assert spool_dir(config(1, 1)) == state / "spool"
     assert len(list((state / "spool").glob("*.jsonl.gz"))) == 3
+
+
+def test_an_outcome_or_record_with_an_out_of_range_timestamp_is_a_400(tmp_path, free_port):
+    from edge_module.host.decision_log import OutcomeError, outcome_record
+
+    with_ts = {"session_id": "s", "type": "click", "ts_ms": 2**63}
+    try:
+        outcome_record(with_ts, T0, "salt", "edge")
+    except OutcomeError as exc:
+        assert exc.field == "ts_ms" and "at most" in exc.message
+    else:
+        raise AssertionError("an outcome from the year 292 million was taken")
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    answer = client.post("/v1/telemetry", data=json.dumps(
+        {"kind": "outcome", "id": "o", "session": "s", "ts_ms": 2**63, "type": "click"}).encode())
+    assert answer.status_code == 400 and "line 1" in answer.get_json()["error"]["message"]

@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..core.engine import MAX_TIME_MS  # the same bound as the decisions' timestamps
+
 log = logging.getLogger("edge.decision_log")
 
 OUTCOME_TYPES = ("impression", "click", "dismiss", "conversion")
@@ -123,8 +125,9 @@ def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str) -> dict[str,
         if value is not None and (type(value) is not str or not value):
             raise OutcomeError(f"{name} must be a non-empty string when given", name)
     ts = body.get("ts_ms", now_ms)
-    if type(ts) is not int or ts < 0:
-        raise OutcomeError("ts_ms must be a non-negative integer (ms since epoch)", "ts_ms")
+    if type(ts) is not int or not 0 <= ts <= MAX_TIME_MS:
+        raise OutcomeError(f"ts_ms must be a non-negative integer (ms since epoch), at most "
+                           f"{MAX_TIME_MS}", "ts_ms")
     return {"kind": "outcome", "id": uuid.uuid4().hex, "edge_id": edge_id, "ts_ms": ts,
             "session": hash_session(salt, session_id), "decision_id": body.get("decision_id"),
             "trigger": body.get("trigger"), "type": kind}
@@ -149,8 +152,12 @@ def load_salt(configured: str, state_dir: Path) -> str:
                 os.link(tmp, path)
             except FileExistsError:
                 pass
+            except OSError:  # a file system without hard links: last writer wins
+                os.replace(tmp, path)
+                return path.read_text().strip()
         finally:
-            os.unlink(tmp)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path.read_text().strip()
 
 

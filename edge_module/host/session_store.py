@@ -8,8 +8,10 @@ the edge hosts of one PoP, so any host can serve the next request of a session.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
+import math
 import secrets
 import struct
 import threading
@@ -247,6 +249,8 @@ class LmdbSessionStore:
         self._stop = threading.Event()
         self._wake = threading.Event()  # set when the map fills: sweep now
         self._puts = 0
+        self._room_interval = sweep_interval_s or 10.0
+        self._room_made = -math.inf  # when eviction for room last ran (monotonic)
         self._sweeper: threading.Thread | None = None
         if sweep_interval_s:
             self._sweeper = threading.Thread(target=self._sweep_every, args=(sweep_interval_s,),
@@ -263,17 +267,26 @@ class LmdbSessionStore:
             return lmdb.open(str(path), map_size=self._map_size, max_dbs=2, sync=False,
                              metasync=False, readahead=False, writemap=True, map_async=True)
 
+        damaged = (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError,
+                   lmdb.PageNotFoundError, lmdb.BadRslotError)
         try:
             try:
                 return open_env()
-            except (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError,
-                    lmdb.PageNotFoundError, lmdb.BadRslotError) as exc:
-                # sessions are disposable: keep the damaged file for a look, start afresh
-                aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-                log.error("session store at %s is damaged (%s); moved to %s, starting empty",
-                          path, exc, aside)
-                path.rename(aside)
-                return open_env()
+            except damaged:
+                pass
+            # Sessions are disposable: keep the damaged file for a look and start afresh,
+            # one process at a time (another may have just done it: try again first).
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_name(path.name + ".recover-lock"), "a") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)
+                try:
+                    return open_env()
+                except damaged as exc:
+                    aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
+                    log.error("session store at %s is damaged (%s); moved to %s, starting "
+                              "empty", path, exc, aside)
+                    path.rename(aside)
+                    return open_env()
         except (lmdb.Error, OSError) as exc:
             raise SessionStoreUnavailable(
                 f"cannot open the session store at {path}: {exc}") from exc
@@ -299,23 +312,40 @@ class LmdbSessionStore:
             self._write(key, value)
         except self._lmdb.MapFullError:
             try:
-                self.sweep(make_room=True)  # the file is full: make room, then once more
+                if self._sweep_lock.locked():  # a sweep is making room: wait for it
+                    with self._sweep_lock:
+                        pass
+                else:
+                    self.sweep(make_room=True)  # the file is full: make room, then retry
             except self._lmdb.Error as exc:
-                log.warning("could not make room in the session store at %s: %s",
-                            self.where, exc)
+                # the last resort of a store too small for its load: sessions are
+                # disposable, a store that refuses every write is not
+                log.error("could not make room in the session store at %s (%s): dropping "
+                          "every session; give it a bigger map or fewer sessions",
+                          self.where, exc)
+                try:
+                    with self._env.begin(write=True) as txn:
+                        txn.drop(self._states, delete=False)
+                except self._lmdb.Error as drop_exc:
+                    raise self._unavailable("write a session", drop_exc) from drop_exc
             try:
                 self._write(key, value)
             except self._lmdb.Error as exc:
                 raise self._unavailable("write a session", exc) from exc
         except self._lmdb.Error as exc:
             raise self._unavailable("write a session", exc) from exc
-        self._puts += 1
-        if self._puts % 32 == 0 and self._fill() > 0.75:
-            # room is made before the map is full: deleting in a full map fails too
-            if self._sweeper is not None:
-                self._wake.set()
-            else:
-                self.sweep()
+        self._puts += 1  # approximate under threads: it only paces the check below
+        if self._puts % 32 == 0 and \
+                time.monotonic() - self._room_made >= self._room_interval:
+            try:
+                if self._fill() > 0.75:
+                    # room is made before the map is full: deleting in a full map fails too
+                    if self._sweeper is not None:
+                        self._wake.set()
+                    else:
+                        self.sweep()
+            except self._lmdb.Error as exc:  # the state is written; housekeeping can wait
+                log.warning("session store housekeeping at %s failed: %s", self.where, exc)
 
     def _write(self, key: bytes, value: bytes) -> None:
         with self._env.begin(write=True, db=self._states) as txn:
@@ -383,6 +413,7 @@ class LmdbSessionStore:
         with `make_room` or the map three quarters full, a fifth of them); returns how
         many. Reads in chunks and deletes in small transactions, re-checking each state
         so one rewritten meanwhile stays: no writer and no request waits long."""
+        chunk = max(chunk, 2)  # each chunk re-reads the previous one's last key
         with self._sweep_lock:
             now = self._clock()
             entries: list[tuple[float, bytes]] = []
@@ -404,7 +435,11 @@ class LmdbSessionStore:
             doomed = [(e, k) for e, k in entries if e <= now]
             alive = sorted((e, k) for e, k in entries if e > now)
             over = len(alive) - self._max
-            if make_room or self._fill() > 0.75:
+            # Deleting a fifth frees pages for reuse but hardly shrinks the tree, so the
+            # fill stays high for a while: evict for room at most once an interval.
+            if make_room or (self._fill() > 0.75 and
+                             time.monotonic() - self._room_made >= self._room_interval):
+                self._room_made = time.monotonic()
                 over = max(over, len(alive) // 5)
             evicting = alive[:max(0, over)]
             removed = self._delete(doomed) + (evicted := self._delete(evicting))
@@ -447,6 +482,10 @@ class LmdbSessionStore:
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
         with self._sweep_lock:
+            try:
+                self._release(_SWEEPER, self._token)  # another worker may sweep at once
+            except self._lmdb.Error:
+                pass
             self._env.close()
 
     def __len__(self) -> int:
