@@ -172,6 +172,8 @@ def test_the_edge_rides_out_an_s3_outage_and_recovers(store, s3):
             assert status == 200 and body["revision"] == "1"
         finally:
             s3.restart()
+        # the store answers again, nothing new: the outage's error is over
+        wait_for(lambda: edge.health()["last_error"] is None, what="the error to clear")
         put_snapshot(store, snapshot_text(CHECKOUT, revision="2"), 2)
         wait_for(lambda: edge.health()["revision"] == "2", what="recovery")
         assert edge.health()["last_error"] is None

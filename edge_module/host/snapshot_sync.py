@@ -66,7 +66,10 @@ class SnapshotSync(PeriodicTask):
             return False
         self.status.last_sync_ms = now_ms
         if got is None:
-            return False  # unchanged
+            # unchanged, and the store answers: an outage's error is over (a rejected
+            # manifest is never "unchanged": the store keeps sending it, see below)
+            self.status.last_error = None
+            return False
         data, etag = got
         if etag == self._rejected:
             return False  # the same manifest we refused: keep its error on show
@@ -77,6 +80,7 @@ class SnapshotSync(PeriodicTask):
                 return False
             snapshot = self._store.get_object(manifest.object)
             self._check(manifest, snapshot)
+            self.status.last_error = None  # before it can be seen serving: no stale error
             revision = self._pool.install(snapshot.decode("utf-8"), label=str(manifest.revision))
         except StoreError as exc:
             self._fail(f"edge store: {exc}", now_ms)  # may be transient: retried next poll
