@@ -463,6 +463,9 @@ def serve_granian(config: EdgeConfig) -> None:
         # included: a visitor's SDK holds one between batches), like waitress's
         # connection_limit; a lower bound leaves the extra connections' requests unread.
         runtime_threads=config.io_threads, backlog=1024, backpressure=1000,
+        # one I/O thread: a single-threaded runtime, no work stealing (measured in two
+        # alternating runs: 3,364 and 3,231 decisions/s against 3,235 and 3,137 for mt)
+        runtime_mode="st" if config.io_threads == 1 else "mt",
         http="1", websockets=False, log_level=level if level in _GRANIAN_LEVELS else "info",
         log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)))
     server.serve(spawn_target=_granian_worker, target_loader=partial(_granian_app, config),
