@@ -124,13 +124,19 @@ def _hold_lock(path: str, started, release) -> None:
         release.wait(10)
 
 
-def test_a_session_locked_in_another_process_waits_then_times_out(tmp_path):
+def lock_holder(path: Path):
+    """Another process holding session "shared"'s lock until `release` is set."""
     ctx = multiprocessing.get_context("spawn")
     started, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), started, release))
+    holder = ctx.Process(target=_hold_lock, args=(str(path), started, release))
     holder.start()
+    assert started.wait(30)
+    return holder, release
+
+
+def test_a_session_locked_in_another_process_waits_then_times_out(tmp_path):
+    holder, release = lock_holder(tmp_path)
     try:
-        assert started.wait(30)
         store = store_at(tmp_path, lock_wait_s=0.2)
         with pytest.raises(SessionLockTimeout, match="stayed locked"):
             with store.lock("shared"):
@@ -147,11 +153,7 @@ def test_a_session_locked_in_another_process_waits_then_times_out(tmp_path):
 
 
 def test_a_lease_left_by_a_killed_worker_expires(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    started, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), started, release))
-    holder.start()
-    assert started.wait(30)
+    holder, _ = lock_holder(tmp_path)
     holder.kill()  # no release: the lease stays until it expires
     holder.join(10)
     clock = FakeClock()
