@@ -9,7 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pytest
 
@@ -18,6 +19,24 @@ from loadtest.summary import Samples, percentiles, render
 from tests.servers import ROOT
 
 LOCUST = str(Path(sys.executable).parent / "locust")
+
+
+REPORTS = ROOT / "loadtest" / "reports"
+
+
+@contextmanager
+def build_sh_loadtest(name: str, *args: str, **env: str) -> Iterator[tuple[Any, dict, Path]]:
+    """`./build.sh loadtest ARGS --name NAME` as a user runs it: (the finished process, its
+    summary, the reports folder); the run's reports are removed afterwards."""
+    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), **env}
+    done = subprocess.run(["bash", "build.sh", "loadtest", *args, "--name", name],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    try:
+        yield done, json.loads((REPORTS / f"{name}-summary.json").read_text()), REPORTS
+    finally:
+        for path in REPORTS.glob(f"{name}*"):
+            path.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +77,7 @@ def test_the_throughput_scenario_runs_without_a_failed_request(stack, tmp_path):
 
 def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
     name = "pytest-smoke"
-    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent)}
-    done = subprocess.run(["bash", "build.sh", "loadtest", "4", "3", "--name", name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    reports = ROOT / "loadtest" / "reports"
-    try:
-        summary = json.loads((reports / f"{name}-summary.json").read_text())
+    with build_sh_loadtest(name, "4", "3") as (done, summary, reports):
         assert (reports / f"{name}.html").exists() and (reports / f"{name}_stats.csv").exists()
         assert summary["delivery_success_pct"] == 100.0
         assert summary["server"]["decisions"] == summary["decisions"]
@@ -80,9 +93,6 @@ def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
         assert tel["answered_outcomes"] == summary["outcomes"]["answered_2xx"]
         assert 0 <= tel["stored_decisions"] - tel["answered_decisions"] <= 4
         assert 0 <= tel["stored_outcomes"] - tel["answered_outcomes"] <= 4
-    finally:
-        for path in reports.glob(f"{name}*"):
-            path.unlink()
 
 
 def test_percentiles_are_nearest_rank_over_every_sample():
@@ -119,14 +129,8 @@ def test_build_sh_loadtest_with_wrk_measures_the_maximum_then_a_paced_share(tmp_
     """`--rate 50%`: a closed-loop phase, then half its rate offered on a fixed schedule;
     every answer carries latency_us and component_us, and both land in the summary."""
     name = "pytest-wrk"
-    env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), "EDGE_THREADS": "2"}
-    done = subprocess.run(["bash", "build.sh", "loadtest", "8", "3", "--scenario", "throughput",
-                           "--generator", "wrk", "--rate", "50%", "--name", name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    reports = ROOT / "loadtest" / "reports"
-    try:
-        summary = json.loads((reports / f"{name}-summary.json").read_text())
+    with build_sh_loadtest(name, "8", "3", "--scenario", "throughput", "--generator", "wrk",
+                           "--rate", "50%", EDGE_THREADS="2") as (done, summary, reports):
         assert (reports / f"{name}-wrk.txt").exists() and (reports / f"{name}-max-wrk.txt").exists()
         maximum, paced = summary["maximum"], summary["paced"]
         assert summary["offered_pct_of_maximum"] == 50.0
@@ -143,9 +147,6 @@ def test_build_sh_loadtest_with_wrk_measures_the_maximum_then_a_paced_share(tmp_
         for line in ("maximum (closed loop)", "offered (open loop)", "of it the component call",
                      "server / component p50"):
             assert line in done.stdout
-    finally:
-        for path in reports.glob(f"{name}*"):
-            path.unlink()
 
 
 @pytest.mark.parametrize("text, expected", [("2800", (2800.0, False)), ("70%", (70.0, True)),
