@@ -185,14 +185,11 @@ def telemetry_delivery(stack: Any, summary: dict[str, Any],
     worker process), how many the control plane stored (the stack is this run's own: all
     it holds), against what the edge recorded and the clients were answered."""
     started = time.monotonic()
-    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
     statuses: dict[str, dict[str, Any]] = {}  # per worker (edge id)
     while time.monotonic() - started < timeout_s:
-        for _ in range(4 * workers):  # a new connection each: every worker answers some
-            health = _health(stack.url)
-            if health.get("telemetry"):
-                statuses[health["edge_id"]] = health["telemetry"]
-        if len(statuses) >= workers and all(
+        statuses = {edge: doc["telemetry"] for edge, doc in _worker_healths(stack.url).items()
+                    if doc.get("telemetry")}
+        if len(statuses) >= _workers() and all(
                 t["buffered"] == 0 and t["spooled_files"] == 0 and
                 t["recorded"] == t["spooled"] + t["dropped"] for t in statuses.values()):
             break
@@ -318,13 +315,14 @@ def _health(url: str) -> dict[str, Any]:
         return {}
 
 
-def _host_health(url: str) -> dict[str, Any]:
-    """/healthz of the whole host: with EDGE_WORKERS=N each worker answers for itself, so
-    every worker is asked (a new connection per request lands on any of them) and the
-    counters are summed."""
-    workers = int(os.environ.get("EDGE_WORKERS", "1") or 1)
-    if workers == 1:
-        return _health(url)
+def _workers() -> int:
+    return int(os.environ.get("EDGE_WORKERS") or 1)
+
+
+def _worker_healths(url: str) -> dict[str, dict[str, Any]]:
+    """/healthz of each worker process, by edge id: with EDGE_WORKERS=N each answers for
+    itself, and a new connection per request lands on any of them."""
+    workers = _workers()
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(50 * workers):
         doc = _health(url)
@@ -332,9 +330,17 @@ def _host_health(url: str) -> dict[str, Any]:
             seen[doc.get("edge_id", "")] = doc
         if len(seen) >= workers:
             break
-    if len(seen) < workers:
-        print(f"warning: only {len(seen)} of {workers} workers answered /healthz; the edge's "
-              "counters in the summary are theirs alone", file=sys.stderr)
+    return seen
+
+
+def _host_health(url: str) -> dict[str, Any]:
+    """/healthz of the whole host: the workers' counters summed."""
+    if _workers() == 1:
+        return _health(url)
+    seen = _worker_healths(url)
+    if len(seen) < _workers():
+        print(f"warning: only {len(seen)} of {_workers()} workers answered /healthz; the "
+              "edge's counters in the summary are theirs alone", file=sys.stderr)
     total: dict[str, Any] = {"workers_seen": len(seen)}
     for key in ("decisions", "busy", "errors", "pending", "instances", "traps"):
         total[key] = sum(int(d.get(key) or 0) for d in seen.values())
@@ -360,7 +366,7 @@ def _server_model() -> str:
     from edge_module.host.config import EdgeConfig
 
     threads = int(os.environ.get("EDGE_THREADS") or EdgeConfig.threads)
-    workers = int(os.environ.get("EDGE_WORKERS") or 1)
+    workers = _workers()
     if workers > 1:
         return (f"{server}, {workers} processes x {threads} threads = {workers * threads} "
                 f"component instances, sessions {os.environ.get('EDGE_SESSION_STORE')}")
