@@ -68,8 +68,14 @@ def _v3(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE decisions ADD COLUMN arm TEXT")
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # What a recalibration started from: the served revision, its snapshot hash, the packs
+    # (name: source hash) compiled into it, and whether it ran over a rollback (JSON).
+    _run(db, "ALTER TABLE recalibrations ADD COLUMN source TEXT")
+
+
 # Ordered: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -140,8 +146,9 @@ class TelemetryStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO recalibrations (ts_ms, trigger, model_key, segment, old, new, "
-                "samples, objective, reason, revision) VALUES (:ts_ms, :trigger, :model_key, "
-                ":segment, :old, :new, :samples, :objective, :reason, :revision)", list(rows))
+                "samples, objective, reason, revision, source) VALUES (:ts_ms, :trigger, "
+                ":model_key, :segment, :old, :new, :samples, :objective, :reason, :revision, "
+                ":source)", [{"source": None, **row} for row in rows])
             db.execute("COMMIT")
 
 
