@@ -8,16 +8,60 @@ would read the key `on` as the boolean true.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import yaml
+from yaml.composer import Composer
+from yaml.resolver import Resolver
+
+try:
+    from yaml._yaml import CParser
+except ImportError:  # PyYAML built without libyaml: the pure-Python reader alone
+    CParser = None
 
 from .problems import Problem, RulePackError
 
 _STANDARD_TAG = "tag:yaml.org,2002:"
 _MAX_DEPTH = 64  # rule packs are a few levels deep; deeper input is a mistake or an attack
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """How much one YAML file may ask of the reader; the control plane sets them from its
+    configuration (CONTROL_MAX_PACK_*), tools use these defaults."""
+
+    bytes: int = 256 * 1024  # the file's UTF-8 bytes, and its scalar text once aliases expand
+    nodes: int = 20_000  # YAML nodes once every alias is written out (500 plain triggers: 15k)
+    triggers: int = 500  # triggers plus sequence steps in one pack
+    conditions_per_trigger: int = 32  # items of `when` lists in one trigger (or step)
+    conditions: int = 2_000  # items of `when` lists in the whole pack
+
+
+_LIMITS: ContextVar[PackLimits] = ContextVar("pack_limits", default=PackLimits())
+
+
+def pack_limits() -> PackLimits:
+    """The limits `parse_yaml` applies here and now."""
+    return _LIMITS.get()
+
+
+@contextmanager
+def limited(limits: PackLimits) -> Iterator[PackLimits]:
+    """Apply `limits` to every file read within the block (an HTTP request, a command)."""
+    token = _LIMITS.set(limits)
+    try:
+        yield limits
+    finally:
+        _LIMITS.reset(token)
+
+
+class PackLimitError(RulePackError):
+    """A file over one of its `PackLimits`: refused before it is validated or compiled."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +121,18 @@ def read_text(path: str | os.PathLike[str]) -> str:
 
 
 def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
-    """The document's tree (None if there is none) and the problems found reading it."""
+    """The document's tree (None if there is none) and the problems found reading it;
+    `PackLimitError` if it is over the current `pack_limits()`."""
+    limits = pack_limits()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.bytes:
+        raise PackLimitError([Problem(filename, 1, 1, f"the file is {size} bytes long",
+                                      expected=f"at most {limits.bytes} bytes")])
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text, limits)
+    except _OverBudget as exc:
+        raise PackLimitError([Problem(filename, exc.line, exc.column, exc.message,
+                                      expected=exc.expected)]) from None
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_problem(exc, filename)]
     except yaml.reader.ReaderError as exc:
@@ -94,7 +147,143 @@ def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
                         expected="a rule pack with the keys pack and triggers")
         return None, [empty]
     builder = _Builder(filename)
-    return builder.build(root, 0), builder.problems
+    tree = builder.build(root, 0)
+    over = _shape_problems(tree, filename, limits)
+    if over:
+        raise PackLimitError(over)
+    return tree, builder.problems
+
+
+class _OverBudget(Exception):
+    def __init__(self, mark: yaml.Mark, message: str, expected: str) -> None:
+        super().__init__(message)
+        self.line, self.column = mark.line + 1, mark.column + 1
+        self.message, self.expected = message, expected
+
+
+class _Budgeted(Composer):
+    """Composes nodes while counting them as if every alias were written out, and stops at
+    the budget: a few kilobytes of anchors and aliases cannot stand for millions of nodes
+    that validation, compilation and the answer would each walk."""
+
+    def start_budget(self, limits: PackLimits) -> None:
+        self._limits = limits
+        self._nodes = 0
+        self._chars = 0
+        self._weight: dict[int, tuple[int, int]] = {}  # id(node) -> its expanded (nodes, chars)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        mark = self.peek_event().start_mark  # type: ignore[attr-defined]
+        if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
+            node = super().compose_node(parent, index)
+            # A node still being composed (an alias inside its own anchor) counts once; the
+            # tree builder reports the cycle.
+            self._spend(*self._weight.get(id(node), (1, 0)), mark)
+            return node
+        nodes_before, chars_before = self._nodes, self._chars
+        node = super().compose_node(parent, index)
+        self._spend(1, len(node.value) if isinstance(node, yaml.ScalarNode) else 0, mark)
+        self._weight[id(node)] = (self._nodes - nodes_before, self._chars - chars_before)
+        return node
+
+    def _spend(self, nodes: int, chars: int, mark: yaml.Mark) -> None:
+        self._nodes += nodes
+        self._chars += chars
+        if self._nodes > self._limits.nodes:
+            raise _OverBudget(mark, f"the YAML grows past {self._limits.nodes} values here "
+                              "(an alias counts every value of what it refers to)",
+                              f"at most {self._limits.nodes} values with every alias "
+                              "written out: fewer triggers, or fewer anchored lists reused")
+        if self._chars > self._limits.bytes:
+            raise _OverBudget(mark, f"the YAML's text grows past {self._limits.bytes} bytes "
+                              "here (an alias repeats the text of what it refers to)",
+                              f"at most {self._limits.bytes} bytes of text with every alias "
+                              "written out")
+
+
+class _PythonLoader(_Budgeted, yaml.SafeLoader):
+    def __init__(self, text: str, limits: PackLimits) -> None:
+        yaml.SafeLoader.__init__(self, text)
+        self.start_budget(limits)
+
+
+_FastLoader: Any = None
+if CParser is not None:
+    class _FastLoader(_Budgeted, CParser, Resolver):  # type: ignore[no-redef]
+        """libyaml scans, this module composes: several times faster than pure Python."""
+
+        def __init__(self, text: str, limits: PackLimits) -> None:
+            CParser.__init__(self, text)
+            Composer.__init__(self)
+            Resolver.__init__(self)
+            self.start_budget(limits)
+
+
+def _compose(text: str, limits: PackLimits) -> yaml.Node | None:
+    """The document's node graph, within `limits` (`_OverBudget` past them)."""
+    if _FastLoader is not None:
+        try:
+            return _FastLoader(text, limits).get_single_node()
+        except yaml.YAMLError:
+            pass  # read it again in Python for the messages and positions users know
+    loader = _PythonLoader(text, limits)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+def _shape_problems(root: Node, filename: str, limits: PackLimits) -> list[Problem]:
+    """The pack's trigger and condition counts against `limits` (no problems for files
+    without triggers, such as the catalog)."""
+    if not isinstance(root, MapNode):
+        return []
+    units: list[Node] = []  # triggers, and sequence steps, which fire as triggers
+    triggers = root.get("triggers")
+    if isinstance(triggers, ListNode):
+        units.extend(triggers.items)
+    sequences = root.get("sequences")
+    if isinstance(sequences, ListNode):
+        for sequence in sequences.items:
+            steps = sequence.get("steps") if isinstance(sequence, MapNode) else None
+            if isinstance(steps, ListNode):
+                units.extend(steps.items)
+    if len(units) > limits.triggers:
+        where = triggers if isinstance(triggers, ListNode) else root
+        return [Problem(filename, where.line, where.column,
+                        f"the pack has {len(units)} triggers and sequence steps",
+                        expected=f"at most {limits.triggers} per pack: split it into packs")]
+    problems: list[Problem] = []
+    total = 0
+    for unit in units:
+        count = _conditions(unit)
+        total += count
+        if count > limits.conditions_per_trigger:
+            ident = unit.get("id") if isinstance(unit, MapNode) else None
+            problems.append(Problem(
+                filename, unit.line, unit.column, f"the trigger has {count} conditions",
+                trigger=ident.text if isinstance(ident, Scalar) else None,
+                expected=f"at most {limits.conditions_per_trigger} conditions per trigger"))
+    if total > limits.conditions:
+        problems.append(Problem(filename, root.line, root.column,
+                                f"the pack has {total} conditions",
+                                expected=f"at most {limits.conditions} conditions per pack: "
+                                         "split it into packs"))
+    return problems
+
+
+def _conditions(node: Node) -> int:
+    """Items of the `when` lists in `node`, nested ones (`sustained`) included."""
+    if isinstance(node, ListNode):
+        return sum(_conditions(item) for item in node.items)
+    if not isinstance(node, MapNode):
+        return 0
+    count = 0
+    for key, value in node.entries:
+        if key.text == "when" and isinstance(value, ListNode):
+            count += len(value.items)
+        count += _conditions(value)
+    return count
 
 
 def _position(text: str, offset: int) -> tuple[int, int]:
