@@ -15,7 +15,6 @@ enough samples. Other signals are left alone (reason: not observable at the host
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import time
 from collections import defaultdict
@@ -25,6 +24,7 @@ from typing import Any
 
 from edge_module.core import load_snapshot
 from edge_module.core.conditions import context_holds
+from edge_module.core.globs import glob_match  # the core's page matching, not fnmatch's
 from edge_module.edge_store import EdgeStore
 
 from . import publishing
@@ -186,7 +186,7 @@ def propose(snapshot: dict[str, Any], store: TelemetryStore,
             continue
         by_segment: dict[str, list[tuple[float, bool]]] = defaultdict(list)
         for view in views.values():
-            if not any(fnmatch.fnmatchcase(u, p) for u in view.urls for p in cond.pages):
+            if not any(glob_match(p, u) for u in view.urls for p in cond.pages):
                 continue
             value = view.signal(cond.signal)
             if value is None:

@@ -213,6 +213,7 @@ class VisitorUser(EdgeUser):
             self.client.post(OUTCOME, name=OUTCOME, headers=HEADERS, data=json.dumps({
                 "session_id": self.session_id, "decision_id": decision_id,
                 "trigger": action["trigger"], "type": kind,
+                "outcome_token": action.get("outcome_token"),
                 "ts_ms": int(now_ms())}).encode())
 
 

@@ -82,22 +82,31 @@ def journey(v: Visitor) -> list[dict[str, Any]]:
     return batches
 
 
-def outcomes(v: Visitor, shown: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+def outcomes(v: Visitor, shown: list[tuple[str, str, int, str | None]],
+             last: tuple[str, str | None] | None = None) -> list[dict[str, Any]]:
     """What the visitor reports: an impression per action shown (trigger, decision id,
-    when), then a click or a dismissal; high-intent visitors mostly convert, shown or not."""
+    when, the action's outcome token), then a click or a dismissal; high-intent visitors
+    mostly convert, shown or not (a conversion nothing was shown for cites the last
+    decision, `last`: its id and outcome token)."""
     rng = random.Random(v.session_id + "/outcomes")
     out = []
-    for trigger, decision_id, at in shown:
-        base = {"session_id": v.session_id, "decision_id": decision_id, "trigger": trigger}
+    for trigger, decision_id, at, token in shown:
+        base = {"session_id": v.session_id, "decision_id": decision_id, "trigger": trigger,
+                "outcome_token": token}
         out.append({**base, "type": "impression", "ts_ms": at})
         if v.high_intent and rng.random() < 0.7:
             out.append({**base, "type": "click", "ts_ms": at + 2000})
         elif not v.high_intent and rng.random() < 0.6:
             out.append({**base, "type": "dismiss", "ts_ms": at + 1500})
     if rng.random() < (0.85 if v.high_intent else 0.02):
-        trigger = shown[0][0] if shown else None
-        out.append({"session_id": v.session_id, "trigger": trigger, "type": "conversion",
-                    "ts_ms": v.start_ms + v.dwell_ms})
+        conversion = {"session_id": v.session_id, "type": "conversion",
+                      "ts_ms": v.start_ms + v.dwell_ms}
+        if shown:
+            trigger, decision_id, _, token = shown[0]
+            conversion.update(trigger=trigger, decision_id=decision_id, outcome_token=token)
+        elif last is not None:
+            conversion.update(trigger=None, decision_id=last[0], outcome_token=last[1])
+        out.append(conversion)
     return out
 
 
@@ -117,14 +126,16 @@ def run(visitors: list[Visitor], decide: Decide, report: Report,
     whether `trigger` (any, if None) was shown to each."""
     results = []
     for v in visitors:
-        shown: list[tuple[str, str, int]] = []
+        shown: list[tuple[str, str, int, str | None]] = []
+        last = None
         for request in journey(v):
             response = decide(request)
+            last = (response["decision_id"], response.get("outcome_token"))
             for action in response.get("actions", ()):
                 if trigger is None or action["trigger"] == trigger:
                     shown.append((action["trigger"], response["decision_id"],
-                                  request["now_ms"]))
-        for body in outcomes(v, shown):
+                                  request["now_ms"], action.get("outcome_token")))
+        for body in outcomes(v, shown, last):
             report(body)
         results.append(SessionResult(v, bool(shown)))
     return results

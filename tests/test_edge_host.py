@@ -124,19 +124,22 @@ def test_healthz_reports_the_revision_and_instances(edge):
 
 # -- faults: the host keeps serving ------------------------------------------------------------
 
-# A page pattern with catastrophic backtracking: matching a long run of "a" followed by "!"
-# takes exponential time. The compiler never emits such a regex; a hand-made snapshot can.
+# A decision that runs for seconds: 2,000 sustained conditions observed at each of 2,000
+# events on /slow. No rule pack compiles to that; a hand-made snapshot can.
 RUNAWAY = json.dumps({
-    "format": "edge-triggers/1", "revision": "7",
-    "triggers": [{"id": "evil", "action": {"content": "x", "tier": "immediate"}}],
-    "index": {"pattern": [["^/(a+)+$", [0]]], "exact": {}, "prefix": [], "any": []},
+    "format": "edge-triggers/1", "revision": "7", "limits": {"max_events": 5000},
+    "triggers": [{"id": f"slow-{i}", "action": {"content": "x", "tier": "immediate"},
+                  "when": [{"sustained": {"for_ms": 10**9, "when": [
+                      {"signal": "dwell", "op": ">=", "value": 1}]}}]} for i in range(2000)],
+    "index": {"exact": {"/slow": list(range(2000))}, "prefix": [], "any": []},
 })
 
 
 def test_a_runaway_guest_is_stopped_and_the_host_keeps_serving(tmp_path):
     put_snapshot(tmp_path / "store", RUNAWAY, 7)
     with running_edge(tmp_path / "store", decide_deadline_ms=50) as edge:
-        poison = {"session_id": "r-1", "now_ms": T0, "context": {"url": "/" + "a" * 40 + "!"}}
+        poison = {"session_id": "r-1", "now_ms": T0, "context": {"url": "/slow"},
+                  "events": [{"type": "scroll", "ts_ms": T0 + i, "y": i} for i in range(2000)]}
         status, body, _ = edge.decide(poison)
         assert status == 503 and body["error"]["code"] == "decision_aborted"
         assert "deadline" in body["error"]["message"]

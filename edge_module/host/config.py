@@ -47,11 +47,26 @@ class EdgeConfig:
     cache_dir: Path = Path("build/cache")
     decide_deadline_ms: int = 50  # a guest running longer is stopped and replaced
     load_deadline_ms: int = 5000
+    # a snapshot whose load was stopped (deadline, memory) is tried this many times in all,
+    # with backoff, before it is rejected until the next publish
+    load_attempts: int = 3
     memory_limit_mb: int = 64  # per instance (the guest needs ~13 MiB to start)
     sync_interval_s: float = 1.0
     session_ttl_s: float = 1800.0
     max_sessions: int = 100_000
     max_body_bytes: int = 256 * 1024
+    # granian: a request body must arrive whole within this many seconds of the request
+    # head (else 408 and the connection is closed); no decision thread waits for a body.
+    body_timeout_s: float = 10.0
+    # a request head must arrive within this many seconds of the connection opening or of
+    # the previous response (idle keep-alive connections are closed after it)
+    header_timeout_s: float = 15.0
+    # an oversized body is read and discarded up to this many bytes so the client reads its
+    # 413 (RFC 9112 section 9.6); beyond it the connection is closed after the answer
+    max_discard_bytes: int = 16 * 1024 * 1024
+    max_connections: int = 10_000  # granian: connections served at once per worker process
+    outcome_key: str = ""  # HMAC key of outcome tokens (hex); default: one kept in state_dir
+    outcome_window_s: float = 86_400.0  # outcomes are taken this long after their decision
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
     session_store: str = "memory"  # or a redis:// URL shared by the edge hosts of one PoP
     # Telemetry (the decision log): on when control_url is set; spooled in state_dir/spool.
@@ -60,6 +75,14 @@ class EdgeConfig:
     telemetry_salt: str = ""  # hashes session ids; share it across a fleet (default: per host)
     telemetry_max_buffer: int = 10_000  # records in memory before the request thread flushes
     telemetry_max_spool_mb: int = 256  # beyond it new batches are dropped (and counted)
+    # Batch files are cut at this many bytes of JSON lines: under the control plane's
+    # request body limit (1 MiB by default); a 413 still splits the batch and retries.
+    telemetry_batch_bytes: int = 768 * 1024
+    telemetry_max_tries: int = 5  # a batch refused this often is set aside, counted dropped
+    telemetry_max_set_aside: int = 100  # set-aside batch files kept; the oldest go first
+    telemetry_max_field_chars: int = 128  # each logged string field (device, ids...)
+    telemetry_max_url_chars: int = 1024  # logged url and referrer (no query, no userinfo)
+    telemetry_max_list_items: int = 64  # logged fired/suppressed entries per decision
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:

@@ -1,7 +1,9 @@
-"""The edge host's HTTP API: `POST /v1/decide` and `GET /healthz`, served by waitress.
+"""The edge host's HTTP API (`POST /v1/decide`, `POST /v1/outcome`, `GET /healthz`,
+`GET /openapi.json`), its wiring, and the waitress server.
 
-A plain WSGI callable rather than a framework: this is the hot path, and all it does is
+Plain handlers rather than a framework: this is the hot path, and all a decision does is
 parse the body once, fetch the session state, call the component and splice the answer.
+The default server (granian, `granian_server.py`) and waitress carry the same handlers.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -25,7 +27,8 @@ from ..edge_store import open_store
 from ..signing import TrustedKeys
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
-from .decision_log import SPOOL_SUFFIX, DecisionLog, OutcomeError, load_salt
+from .decision_log import SPOOL_SUFFIX, DecisionLog, OutcomeError, load_salt, outcome_record
+from .outcome_tokens import OutcomeTokens, TokenError, load_key
 from .pool import InstancePool, PoolBusy
 from .session_store import (
     LmdbSessionStore,
@@ -44,9 +47,14 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 StartResponse = Callable[..., Any]
 JSON = "application/json"
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
-           405: "405 Method Not Allowed", 413: "413 Payload Too Large",
-           415: "415 Unsupported Media Type", 422: "422 Unprocessable Entity",
-           500: "500 Internal Server Error", 503: "503 Service Unavailable"}
+           405: "405 Method Not Allowed", 408: "408 Request Timeout",
+           413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
+           422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
+           503: "503 Service Unavailable"}
+MAX_OUTCOME_BYTES = 16 * 1024
+
+Headers = list[tuple[str, str]]
+Reply = tuple[int, bytes, Headers]
 
 
 @dataclass
@@ -55,6 +63,9 @@ class Counters:
     errors: int = 0
     timeouts: int = 0
     busy: int = 0
+    slow_bodies: int = 0  # request bodies that did not arrive within the deadline (408)
+    oversized: int = 0  # request bodies over their route's limit (413)
+    outcomes_refused: int = 0  # outcome reports without a valid token
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str) -> None:
@@ -69,8 +80,22 @@ def error_body(code: str, message: str, field_name: str | None = None) -> bytes:
     return json.dumps({"error": err}).encode()
 
 
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: its method, handler, body limit, and whether its handler may block
+    (a decision thread runs it) or answers at once (the server's own thread runs it)."""
+
+    method: str
+    handler: Callable[[bytes], Reply]
+    max_body: int = 0  # 0: no body expected
+    blocking: bool = False
+
+
 class EdgeApp:
-    """The WSGI application of one edge host."""
+    """The edge host's endpoints, independent of the HTTP server that carries them: a
+    handler takes the request body (already read whole, within its limit) and returns
+    (status, body, extra headers). `__call__` serves them as WSGI (waitress); the granian
+    server reads bodies asynchronously first (`granian_server.py`)."""
 
     def __init__(self, pool: InstancePool, sessions: SessionStore, sync: SnapshotSync | None,
                  config: EdgeConfig, clock_ms: Callable[[], int] | None = None) -> None:
@@ -87,42 +112,82 @@ class EdgeApp:
         self._pending_lock = threading.Lock()
         self.decision_log: DecisionLog | None = None  # set when telemetry is on
         self.shipper: TelemetryShipper | None = None  # ... and what ships it
+        self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
+                                    int(config.outcome_window_s * 1000))
+        self.routes: dict[str, Route] = {
+            "/v1/decide": Route("POST", self.decide, config.max_body_bytes, blocking=True),
+            "/v1/outcome": Route("POST", self.outcome, MAX_OUTCOME_BYTES, blocking=True),
+            "/healthz": Route("GET", lambda _body: self.health()),
+            "/openapi.json": Route("GET", lambda _body: self.openapi()),
+        }
 
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "GET")
+    def route(self, method: str, path: str) -> Route | Reply:
+        """The route for a request, or the 404 / 405 answer."""
+        route = self.routes.get(path)
+        if route is None:
+            return 404, error_body("not_found", f"no route {path}"), []
+        if method != route.method and not (method == "HEAD" and route.method == "GET"):
+            return 405, error_body("method_not_allowed", f"use {route.method} for {path}"), [
+                ("Allow", route.method if route.method != "GET" else "GET, HEAD")]
+        return route
+
+    def too_large(self, route: Route, length: int) -> Reply:
+        self.counters.add("oversized")
+        return 413, error_body("body_too_large", f"request body of {length} bytes or more; "
+                               f"at most {route.max_body}"), [("Connection", "close")]
+
+    def slow_body(self) -> Reply:
+        self.counters.add("slow_bodies")
+        return 408, error_body(
+            "request_timeout", f"the request body did not arrive within "
+            f"{self.config.body_timeout_s:g} s"), [("Connection", "close")]
+
+    def run(self, route: Route, body: bytes, method: str, path: str) -> Reply:
+        """Call a handler; failures become answers here, and only here."""
         try:
-            if path == "/v1/decide":
-                if method != "POST":
-                    return self._reply(start_response, 405, error_body(
-                        "method_not_allowed", "use POST for /v1/decide"), [("Allow", "POST")])
-                status, body, extra = self.decide(environ)
-            elif path == "/healthz":
-                status, body, extra = self.health()
-            elif path == "/v1/outcome":
-                status, body, extra = self.outcome(environ, method)
-            else:
-                status, body, extra = 404, error_body("not_found", f"no route {path}"), []
+            return route.handler(body)
         except SessionStoreUnavailable as exc:  # the detail names internal hosts: log only
             log.warning("%s %s: %s", method, path, exc)
-            status, body, extra = 503, error_body(
+            return 503, error_body(
                 "session_store_unavailable",
                 "session state is unavailable; no decision was made, retry shortly"), [
                 ("Retry-After", "1")]
         except Exception:  # noqa: BLE001 - a bug must cost one request, not the worker
             log.exception("unhandled error on %s %s", method, path)
             self.counters.add("errors")
-            status, body, extra = 500, error_body("internal_error", "internal error"), []
-        return self._reply(start_response, status, body, extra)
+            return 500, error_body("internal_error", "internal error"), []
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """WSGI (waitress: it reads a body whole, within its channel timeout, before a
+        worker thread runs this)."""
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = self.route(method, path)
+        if not isinstance(route, Route):
+            return self._reply(start_response, *route)
+        body = b""
+        if route.max_body:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                reply: Reply = (400, error_body("invalid_request", "bad Content-Length"), [])
+                return self._reply(start_response, *reply)
+            if length > route.max_body:
+                return self._reply(start_response, *self.too_large(route, length))
+            body = environ["wsgi.input"].read(length)
+        return self._reply(start_response, *self.run(route, body, method, path))
 
     @staticmethod
     def _reply(start_response: StartResponse, status: int, body: bytes,
-               extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+               extra: Headers | None = None) -> list[bytes]:
         headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
         start_response(_STATUS.get(status, f"{status} Error"), headers + (extra or []))
         return [body]
 
-    def decide(self, environ: dict[str, Any]) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def admit(self) -> Reply | None:
+        """Count a decision in, or the 503 that refuses it (draining, or saturated)."""
         if self.draining:
             return 503, error_body("draining", "edge host shutting down, retry shortly"), [
                 ("Retry-After", "1")]
@@ -132,25 +197,25 @@ class EdgeApp:
                 return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
                     ("Retry-After", "1")]
             self.pending += 1
-        try:
-            return self._decide(environ)
-        finally:
-            with self._pending_lock:
-                self.pending -= 1
+        return None
 
-    def _decide(self, environ: dict[str, Any]) -> tuple[int, bytes, list[tuple[str, str]]]:
-        started = time.perf_counter_ns()
+    def release(self) -> None:
+        with self._pending_lock:
+            self.pending -= 1
+
+    def decide(self, raw: bytes) -> Reply:
+        """`POST /v1/decide`, admitted here (the granian server admits before queueing and
+        calls `decide_admitted`)."""
+        refused = self.admit()
+        if refused is not None:
+            return refused
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            return 400, error_body("invalid_request", "bad Content-Length"), []
-        if length > self.config.max_body_bytes:
-            return 413, error_body(
-                "body_too_large",
-                f"request body of {length} bytes; at most {self.config.max_body_bytes}"), []
-        raw = environ["wsgi.input"].read(length)
+            return self.decide_admitted(raw)
+        finally:
+            self.release()
+
+    def decide_admitted(self, raw: bytes) -> Reply:
+        started = time.perf_counter_ns()
         try:
             # orjson: a fifth of the stdlib's parse time on the hot path, and strict where
             # the stdlib is lax (NaN, Infinity and lone surrogates are refused here, not
@@ -167,7 +232,8 @@ class EdgeApp:
                                    "session_id"), []
 
         with self.sessions.lock(session_id):
-            envelope = pack((self._clock_ms(), self.sessions.get(session_id), request))
+            now_ms = self._clock_ms()
+            envelope = pack((now_ms, self.sessions.get(session_id), request))
             called = time.perf_counter_ns()
             try:
                 result = self.pool.decide(envelope)
@@ -187,7 +253,13 @@ class EdgeApp:
             response, new_state = unpack(result.text)  # type: ignore[misc]
             self.sessions.put(session_id, new_state)
         self.counters.add("decisions")
-        response["decision_id"] = os.urandom(16).hex()  # 128 random bits, as uuid4 has
+        decision_id = response["decision_id"] = os.urandom(16).hex()  # 128 bits, as uuid4
+        issue = self.tokens.issue
+        response["outcome_token"] = issue(session_id, decision_id, "", now_ms)
+        for action in response.get("actions") or ():
+            trigger = action.get("trigger")
+            if type(trigger) is str:
+                action["outcome_token"] = issue(session_id, decision_id, trigger, now_ms)
         response["latency_us"] = (time.perf_counter_ns() - started) // 1000
         # the part of it spent in the component call (waiting for an instance included)
         response["component_us"] = component_ns // 1000
@@ -202,38 +274,49 @@ class EdgeApp:
             body = json.dumps(response).encode()
         return 200, body, []
 
-    def outcome(self, environ: dict[str, Any],
-                method: str) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """`POST /v1/outcome`: what the visitor did with an action (impression, click...)."""
-        if method != "POST":
-            return 405, error_body("method_not_allowed", "use POST for /v1/outcome"), [
-                ("Allow", "POST")]
+    def outcome(self, raw: bytes) -> Reply:
+        """`POST /v1/outcome`: what the visitor did with an action (impression, click...),
+        taken only with the outcome token of the decision it is about."""
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > 16 * 1024:
-            return 400, error_body("invalid_request", "bad Content-Length (at most 16 KiB)"), []
-        try:
-            body = orjson.loads(environ["wsgi.input"].read(length))
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
         if self.decision_log is None:
             return 503, error_body("telemetry_off", "this edge records no telemetry "
                                    "(no control plane configured)"), []
+        now_ms = self._clock_ms()
+        log_ = self.decision_log
         try:
-            rec = self.decision_log.outcome(body, self._clock_ms())
+            rec = outcome_record(body, now_ms, log_.salt, log_.edge_id)
         except OutcomeError as exc:
             return 400, error_body("invalid_outcome", exc.message, exc.field), []
+        # validated above: a dict whose session_id is a non-empty string
+        session_id, decision_id = body["session_id"], body.get("decision_id")
+        try:
+            if type(decision_id) is not str:
+                raise TokenError("decision_id is required: the decide answer's decision_id")
+            self.tokens.check(body.get("outcome_token"), session_id, decision_id,
+                              body.get("trigger") or "", now_ms)
+        except TokenError as exc:
+            self.counters.add("outcomes_refused")
+            return 403, error_body("invalid_outcome_token", str(exc), "outcome_token"), []
+        log_.record(rec)
         return 200, json.dumps({"id": rec["id"]}).encode(), []
+
+    def openapi(self) -> Reply:
+        from .openapi import edge_openapi
+
+        return 200, json.dumps(edge_openapi()).encode(), []
 
     def status(self) -> dict[str, Any]:
         """What this edge runs and how it fares (healthz, and the fleet report)."""
         current = self.pool.current
         sync = self.sync.status.to_dict() if self.sync is not None else {}
         with self.counters.lock:
-            counters = {"decisions": self.counters.decisions, "errors": self.counters.errors,
-                        "aborted": self.counters.timeouts, "busy": self.counters.busy}
+            c = self.counters
+            counters = {"decisions": c.decisions, "errors": c.errors, "aborted": c.timeouts,
+                        "busy": c.busy, "slow_bodies": c.slow_bodies, "oversized": c.oversized,
+                        "outcomes_refused": c.outcomes_refused}
         return {
             "edge_id": self.edge_id,
             "status": "draining" if self.draining else (
@@ -262,7 +345,7 @@ class EdgeApp:
         except SessionStoreUnavailable:
             return None
 
-    def health(self) -> tuple[int, bytes, list[tuple[str, str]]]:
+    def health(self) -> Reply:
         doc = self.status()
         return (200 if doc["status"] == "ok" else 503), json.dumps(doc).encode(), []
 
@@ -272,7 +355,7 @@ def _now(request: dict[str, Any], clock_ms: Callable[[], int]) -> int:
     return now if type(now) is int else clock_ms()
 
 
-def _guest_error(error_json: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+def _guest_error(error_json: str) -> Reply:
     try:
         err = json.loads(error_json)
         status = int(err.pop("status", 400))
@@ -315,7 +398,8 @@ class EdgeHost:
                             acquire_timeout_s=config.acquire_timeout_s)
         store = open_store(config.store, config.s3_endpoint_url or None)
         sync = SnapshotSync(store, pool, TrustedKeys(config.trusted_keys),
-                            config.sync_interval_s, config.state_dir / "last-good")
+                            config.sync_interval_s, config.state_dir / "last-good",
+                            config.load_attempts)
         sync.load_cached()  # serve the last good snapshot even if the store is down
         sync.run_once()
         sync.start()
@@ -384,95 +468,9 @@ def serve(config: EdgeConfig) -> None:
     if config.server == "waitress":
         serve_waitress(config)
     else:
+        from .granian_server import serve_granian
+
         serve_granian(config)
-
-
-# -- granian (default): HTTP in Rust, the WSGI app on blocking threads --------------------------
-#
-# Measured on the project's 2-core VM (README, Performance): waitress spends about 200 us of
-# Python per request on HTTP parsing and its channel/task hand-offs, under the GIL, which
-# capped a null WSGI app at about 4,100 requests/s and the edge at about 1,700 decisions/s.
-# granian parses HTTP and manages connections in Rust threads that do not hold the GIL, so
-# the GIL is left to the decision itself (JSON parse, the component call's wrapper, the
-# response) and the guest runs on the other core. One worker process keeps every session of
-# the memory store in one place; EDGE_WORKERS=N with EDGE_SESSION_STORE=lmdb (or redis://)
-# runs N processes sharing sessions (on 2 cores no faster than 2 threads: README).
-
-_worker_host: EdgeHost | None = None  # the host built in granian's worker process
-
-
-def _granian_app(config: EdgeConfig, worker: int = 1) -> EdgeApp:
-    """Runs in the worker process: the engine, instances and threads are made there (none
-    of them survives a fork). With several workers each is an edge of its own in the fleet
-    view and in telemetry (`<edge id>/w<k>`): counters and instances are per process."""
-    global _worker_host
-    logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
-    if config.workers > 1:
-        config = replace(config, worker=worker,
-                         edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}/w{worker}")
-    _worker_host = EdgeHost.build(config)
-    settle_heap()
-    log.info("edge host %s on http://%s:%s (revision %s, granian, worker %d of %d, "
-             "%d threads)", _worker_host.app.edge_id, config.host, config.port,
-             _worker_host.sync.status.revision, worker, config.workers, config.threads)
-    return _worker_host.app
-
-
-def _granian_worker(*args: Any, **kwargs: Any) -> None:
-    """granian's own WSGI worker, then this host's shutdown (last report, threads stopped)
-    once the worker has drained its connections."""
-    from granian.server import MPServer
-
-    try:
-        MPServer._spawn_wsgi_worker(*args, **kwargs)
-    finally:
-        if _worker_host is not None:
-            _worker_host.app.draining = True
-            _worker_host.close()
-            log.info("edge host stopped")
-
-
-def serve_granian(config: EdgeConfig) -> None:
-    from functools import partial
-
-    from granian.constants import Interfaces
-    from granian.server import MPServer
-
-    class Server(MPServer):  # type: ignore[misc]
-        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
-            # the loader learns which worker it builds (granian numbers them from 1)
-            return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
-
-        def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
-            # granian stops accepting, lets in-flight requests finish (at most
-            # workers_kill_timeout), then stops the worker, which closes the host.
-            log.info("signal: draining (at most %.0f s)", config.drain_timeout_s)
-            super().signal_handler_interrupt(*args, **kwargs)
-
-    # granian logs to stdout by default; the host logs to stderr, and so does granian here.
-    log_config = {"handlers": {
-        "console": {"formatter": "generic", "class": "logging.StreamHandler",
-                    "stream": "ext://sys.stderr"},
-        "access": {"formatter": "access", "class": "logging.StreamHandler",
-                   "stream": "ext://sys.stderr"}}}
-    level = os.environ.get("EDGE_LOG_LEVEL", "INFO").lower()
-    server = Server(
-        "edge_module.host.server:EdgeApp", address=config.host, port=config.port,
-        interface=Interfaces.WSGI, workers=config.workers, blocking_threads=config.threads,
-        # backpressure bounds the connections granian serves at once (keep-alive ones
-        # included: a visitor's SDK holds one between batches), like waitress's
-        # connection_limit; a lower bound leaves the extra connections' requests unread.
-        runtime_threads=config.io_threads, backlog=1024, backpressure=1000,
-        # one I/O thread: a single-threaded runtime, no work stealing (measured in two
-        # alternating runs: 3,364 and 3,231 decisions/s against 3,235 and 3,137 for mt)
-        runtime_mode="st" if config.io_threads == 1 else "mt",
-        http="1", websockets=False, log_level=level if level in _GRANIAN_LEVELS else "info",
-        log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)))
-    server.serve(spawn_target=_granian_worker, target_loader=partial(_granian_app, config),
-                 wrap_loader=False)
-
-
-_GRANIAN_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 # -- waitress: pure Python, one event loop thread and `threads` worker threads ----------------
@@ -482,9 +480,12 @@ def serve_waitress(config: EdgeConfig) -> None:
 
     host = EdgeHost.build(config)
     settle_heap()
+    # waitress reads a body whole before a thread runs the app; a channel that sends
+    # nothing for the header timeout is closed.
     server = create_server(host.app, host=config.host, port=config.port, threads=config.threads,
                            ident="edge-host", max_request_body_size=config.max_body_bytes,
-                           connection_limit=1000, channel_timeout=30)
+                           connection_limit=config.max_connections,
+                           channel_timeout=config.header_timeout_s)
 
     def drain(signum: int, _frame: object) -> None:
         """SIGTERM: stop accepting, let in-flight decisions finish, then stop the loop."""

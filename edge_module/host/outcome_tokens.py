@@ -1,0 +1,101 @@
+"""Outcome tokens: `POST /v1/outcome` only takes reports about decisions this edge made.
+
+Outcomes drive reports, experiment lifts and recalibration, so a stranger who could post a
+conversion for any session and trigger could steer all three. Each decide answer therefore
+carries HMAC-SHA256 tokens: one per action, bound to (session, decision, trigger, issue
+time), and one for the decision itself (trigger ""), for outcomes that name no trigger (a
+conversion in a holdout session). `/v1/outcome` recomputes the MAC and refuses a report
+whose token is missing, forged, bound to other values or older than the window.
+
+The key comes from EDGE_OUTCOME_KEY (share it across a fleet whose visitors may reach any
+edge); without it each host makes one and keeps it in its state folder, shared by its
+worker processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import tempfile
+from pathlib import Path
+
+TOKEN_VERSION = "v1"
+_MAC_BYTES = 16  # 128 bits: forging one by guessing is out of reach
+
+
+class TokenError(Exception):
+    """A token that does not authorise the report it came with (the reason says why)."""
+
+
+class OutcomeTokens:
+    """Issues and checks outcome tokens with one key and one validity window."""
+
+    def __init__(self, key: bytes, window_ms: int) -> None:
+        if len(key) < 16:
+            raise ValueError("the outcome key must have at least 16 bytes")
+        self._key = key
+        self.window_ms = window_ms
+
+    def _mac(self, session_id: str, decision_id: str, trigger: str, issued_ms: int) -> str:
+        msg = "\x00".join((TOKEN_VERSION, session_id, decision_id, trigger, str(issued_ms)))
+        digest = hmac.new(self._key, msg.encode("utf-8", "surrogatepass"), hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()[:_MAC_BYTES]).rstrip(b"=").decode()
+
+    def issue(self, session_id: str, decision_id: str, trigger: str, now_ms: int) -> str:
+        """The token for outcomes of `trigger` ("" for the decision as a whole)."""
+        return f"{TOKEN_VERSION}.{now_ms}.{self._mac(session_id, decision_id, trigger, now_ms)}"
+
+    def check(self, token: object, session_id: str, decision_id: str, trigger: str,
+              now_ms: int) -> None:
+        """Raise `TokenError` unless `token` was issued for exactly these values, recently."""
+        if type(token) is not str or len(token) > 128:
+            raise TokenError("outcome_token is required: send the token the decide answer "
+                             "carried with the action (or the answer's own for a conversion)")
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isdigit():
+            raise TokenError("outcome_token is malformed")
+        issued = int(parts[1])
+        if not hmac.compare_digest(parts[2], self._mac(session_id, decision_id, trigger,
+                                                         issued)):
+            raise TokenError("outcome_token does not match this session, decision and trigger")
+        if now_ms - issued > self.window_ms:
+            raise TokenError(f"outcome_token has expired (outcomes are taken for "
+                             f"{self.window_ms // 1000} s after the decision)")
+        if issued - now_ms > 60_000:  # issued in the future: another edge's clock, or forged
+            raise TokenError("outcome_token is from the future")
+
+
+def load_key(configured: str, state_dir: Path) -> bytes:
+    """The configured key (hex, or any text of 16+ bytes), else one kept in `state_dir`."""
+    if configured:
+        try:
+            key = bytes.fromhex(configured)
+        except ValueError:
+            key = configured.encode()
+        if len(key) < 16:
+            raise ValueError("EDGE_OUTCOME_KEY must have at least 16 bytes (32 hex digits)")
+        return key
+    path = state_dir / "outcome.key"
+    if not path.exists():
+        # Worker processes may start together: each writes its own file and links it into
+        # place; the first link wins and every process reads that key.
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".outcome-key-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: last writer wins
+                os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return bytes.fromhex(path.read_text().strip())
