@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from edge_module.core.catalog import AGGREGATE_FIELDS
+from edge_module.core.globs import glob_match
 
 from ..rulepack.compiler import page_bucket
 from ..rulepack.model import ConditionSpec, EventFilter
@@ -143,7 +144,7 @@ def glob_covers(outer: str, inner: str) -> bool:
         return inner == key
     if kind == "prefix":
         return inner.startswith(key)
-    return re.match(key, inner) is not None
+    return glob_match(key, inner)
 
 
 def pages_cover(outer: Iterable[str], inner: Iterable[str]) -> bool:

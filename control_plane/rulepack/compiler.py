@@ -6,11 +6,11 @@ so the same packs always give the same snapshot (and the same bytes once dumped)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from edge_module.core.catalog import DEFAULT_MAX_ACTIONS, DEFAULT_MAX_EVENTS, SNAPSHOT_FORMAT
+from edge_module.core.globs import normalize
 
 from .cross_pack import cross_pack_problems, merged_thresholds
 from .model import (
@@ -41,7 +41,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
     if problems:
         raise RulePackError(problems)
     triggers: list[dict[str, Any]] = []
-    buckets: dict[str, dict[str, set[int]]] = {"exact": {}, "prefix": {}, "pattern": {}}
+    buckets: dict[str, dict[str, set[int]]] = {"exact": {}, "prefix": {}, "glob": {}}
     any_page: set[int] = set()
     for pack in packs:
         for spec in pack.triggers:
@@ -72,7 +72,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
         "index": {
             "exact": {k: sorted(v) for k, v in sorted(buckets["exact"].items())},
             "prefix": [[k, sorted(v)] for k, v in sorted(buckets["prefix"].items())],
-            "pattern": [[k, sorted(v)] for k, v in sorted(buckets["pattern"].items())],
+            "glob": [[k, sorted(v)] for k, v in sorted(buckets["glob"].items())],
             "any": sorted(any_page),
         },
     }
@@ -80,8 +80,12 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
 
 
 def page_bucket(glob: str) -> tuple[str, str]:
-    """Where a page glob goes in the index: ("any" | "exact" | "prefix" | "pattern", key)."""
-    glob = re.sub(r"\*+", "*", glob)  # "**" means the same as "*"
+    """Where a page glob goes in the index: ("any" | "exact" | "prefix" | "glob", key).
+
+    A "glob" key is the glob itself (stars folded), matched by `edge_module.core.globs`
+    in linear time: never a regex, which a URL of many slashes could make backtrack.
+    """
+    glob = normalize(glob)  # "**" means the same as "*"
     if glob == "*":
         return "any", "*"
     stars = glob.count("*")
@@ -89,7 +93,7 @@ def page_bucket(glob: str) -> tuple[str, str]:
         return "exact", glob
     if stars == 1 and glob.endswith("*"):
         return "prefix", glob[:-1]
-    return "pattern", "^" + ".*".join(re.escape(part) for part in glob.split("*")) + r"\Z"
+    return "glob", glob
 
 
 def _max_actions(packs: Sequence[Pack]) -> int:

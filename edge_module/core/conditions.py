@@ -149,8 +149,7 @@ def context_holds(c: ContextCond, context: dict[str, Any]) -> bool:
     if op == "!=":
         return bool(value != c.value)
     if op == "glob":
-        return type(value) is str and c.pattern is not None and \
-            c.pattern.match(value) is not None
+        return type(value) is str and c.pattern is not None and c.pattern.match(value)
     if type(value) not in (int, float) or type(c.value) not in (int, float):
         return False
     if op == ">=":

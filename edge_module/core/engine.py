@@ -23,7 +23,7 @@ from .catalog import EVENT_TYPES
 from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
 from .errors import BatchTooLarge, DecisionError
-from .session import Session
+from .session import MAX_SESSION_BYTES, Session
 from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -35,6 +35,13 @@ MAX_SESSION_ID = 256
 MAX_URL = 2048
 MAX_NAME = 256  # element targets, custom event names
 MAX_CONTEXT_BYTES = 2048  # the context kept in the session for requests that omit it
+# Context values a rule can test: bounded like URLs, so no value costs a glob (or the
+# decision log) more than a few KiB. Longer ones are refused, not cut: a cut value could
+# match a glob the whole one does not.
+MAX_CONTEXT_VALUE = MAX_URL  # referrer and the other context strings
+MAX_ATTRIBUTES = 64
+MAX_ATTRIBUTE_VALUE = MAX_NAME  # a CRM field's value (a string), and its name
+_SCALARS = (str, int, float, bool)
 # Timestamps stay exact in a JSON double (2^53 - 1 ms is the year 287396): a larger one is
 # a client bug, and would make answers no JSON encoder of 64-bit integers can write.
 MAX_TIME_MS = 2**53 - 1
@@ -203,15 +210,37 @@ def _context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
     if url is not None and (type(url) is not str or len(url) > MAX_URL):
         raise _bad("invalid_request", f"context.url must be a string of at most {MAX_URL} "
                    "characters", "context.url")
+    for name, value in context.items():
+        if type(value) is str and len(value) > MAX_CONTEXT_VALUE:
+            raise _bad("invalid_request", f"context.{name[:64]} must be at most "
+                       f"{MAX_CONTEXT_VALUE} characters", f"context.{name[:64]}")
     attrs = context.get("attributes")
-    if attrs is not None and type(attrs) is not dict:
-        raise _bad("invalid_request", "context.attributes must be a JSON object",
-                   "context.attributes")
+    if attrs is not None:
+        _check_attributes(attrs)
     if len(context) > (1 if "url" in context else 0):
         kept = {k: v for k, v in context.items() if k != "url"}
         if kept != sess.context and len(repr(kept)) <= MAX_CONTEXT_BYTES:
             sess.context = kept
     return context
+
+
+def _check_attributes(attrs: Any) -> None:
+    """CRM attributes: an object of at most MAX_ATTRIBUTES scalars (strings bounded)."""
+    if type(attrs) is not dict:
+        raise _bad("invalid_request", "context.attributes must be a JSON object",
+                   "context.attributes")
+    if len(attrs) > MAX_ATTRIBUTES:
+        raise _bad("invalid_request", f"context.attributes holds {len(attrs)} attributes; at "
+                   f"most {MAX_ATTRIBUTES} are accepted", "context.attributes")
+    for name, value in attrs.items():
+        if len(name) > MAX_ATTRIBUTE_VALUE:
+            raise _bad("invalid_request", f"attribute names are at most {MAX_ATTRIBUTE_VALUE} "
+                       "characters", "context.attributes")
+        if value is not None and (type(value) not in _SCALARS or (
+                type(value) is str and len(value) > MAX_ATTRIBUTE_VALUE)):
+            raise _bad("invalid_request", f"context.attributes.{name[:64]} must be a string of "
+                       f"at most {MAX_ATTRIBUTE_VALUE} characters, a number, a boolean or null",
+                       f"context.attributes.{name[:64]}")
 
 
 def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) -> dict[str, Any]:
@@ -318,6 +347,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     if sess.sustained:
         _forget_unwatched(snap, sess, scope)
     sess.prune(now, snap.keep_ms)
+    sess.fit(MAX_SESSION_BYTES)  # a session's state stays within its byte budget
     response["state"] = sess.to_state(snap.by_id)
     return response
 

@@ -8,6 +8,7 @@ they hold something, so a session that uses few features stays small.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -15,6 +16,16 @@ STATE_VERSION = 1
 MAX_SAMPLES = 256  # scroll samples kept for velocity windows
 MAX_HOVER_TARGETS = 64
 MAX_PAGES = 100
+# The pages seen are kept only to count distinct ones: a long path is kept as its first
+# characters and a digest of the whole, so 100 pages cost ~13 KB at most, not 100 URLs.
+MAX_PAGE_KEY = 128
+_DIGEST_CHARS = 16
+# The byte budget of one session's state (as `accounted_bytes` counts it): a normal
+# session is ~1-4 KB. Beyond it, `fit` forgets, oldest first: pages seen (all but the
+# current one), hover targets, focused form fields, the kept context, then scroll and
+# mouse samples beyond the last 16.
+MAX_SESSION_BYTES = 16 * 1024
+_KEEP_SAMPLES = 16
 MAX_TRACKED = 64  # timestamps per tracked event filter / values per aggregate field
 MAX_FORM_FIELDS = 16
 
@@ -158,8 +169,9 @@ class Session:
         self.pos = 0.0
         self.samples = [[ts, 0.0]]  # a page starts at the top: the first scroll moves from y=0
         self.hover = {}
-        if url not in self.pages and len(self.pages) < MAX_PAGES:
-            self.pages.append(url)
+        key = page_key(url)
+        if key not in self.pages and len(self.pages) < MAX_PAGES:
+            self.pages.append(key)
 
     def scroll_to(self, ts: int, y: float) -> None:
         samples = self.samples
@@ -240,6 +252,61 @@ class Session:
         if self.delivered and self.delivered[0] <= now_ms - 60_000:
             self.delivered = [t for t in self.delivered if t > now_ms - 60_000]
 
+    # -- the byte budget ------------------------------------------------------------
+
+    def accounted_bytes(self) -> int:
+        """An estimate, from above, of the state's size (marshal or JSON): strings by
+        their UTF-8 length, numbers and containers by a fixed size each."""
+        n = 256 + _size(self.url or "")
+        n += sum(map(_size, self.pages)) + 8 * len(self.pages)
+        n += sum(map(_size, self.hover)) + 16 * len(self.hover)
+        n += sum(map(_size, self.focused)) + 16 * len(self.focused)
+        n += 24 * len(self.samples) + 20 * len(self.mouse)
+        n += sum(_size(k) + 48 for k in self.fired)
+        n += sum(_size(str(q[1])) + 16 for q in self.queue)
+        n += sum(_size(k) + 8 + 9 * len(v) for k, v in self.tracked.items())
+        n += sum(_size(k) + 8 + 24 * len(v) for k, v in self.fields.items())
+        n += sum(_size(k) + 16 for k in self.sustained) + sum(_size(k) + 16 for k in self.streaks)
+        n += sum(_size(k) + 24 for k in self.sequences)
+        n += 9 * len(self.delivered)
+        for pair in (self.focus_input, self.last_input, self.input_submit):
+            if pair:
+                n += 16 + (_size(pair[1]) if type(pair[1]) is str else 0)
+        if self.context:
+            n += _size(repr(self.context))
+        return n
+
+    def fit(self, budget: int = MAX_SESSION_BYTES) -> int:
+        """Forget the oldest observations until the state is within `budget` bytes (see
+        MAX_SESSION_BYTES for the order); returns how many bytes it had too many."""
+        excess = self.accounted_bytes() - budget
+        if excess <= 0:
+            return 0
+        over = excess
+        pages = self.pages
+        drop = 0
+        while excess > 0 and drop < len(pages) - 1:  # the current page stays counted
+            excess -= _size(pages[drop]) + 8
+            drop += 1
+        if drop:
+            del pages[:drop]
+        for table in (self.hover, self.focused):
+            for key in list(table):  # insertion order: the oldest first
+                if excess <= 0:
+                    break
+                del table[key]
+                excess -= _size(key) + 16
+        if excess > 0 and self.context:
+            excess -= _size(repr(self.context))
+            self.context = {}
+        if excess > 0:
+            for series, each in ((self.samples, 24), (self.mouse, 20)):
+                cut = len(series) - _KEEP_SAMPLES
+                if cut > 0:
+                    del series[:cut]
+                    excess -= cut * each
+        return over
+
     # -- signals ----------------------------------------------------------------------
 
     def velocity(self, t: int, window_ms: int) -> float:
@@ -299,3 +366,20 @@ class Session:
     def change_points(self, t: int, window_ms: int, series: list[list[Any]]) -> list[int]:
         """Moments after `t` at which a windowed value over `series` can change."""
         return [int(s[0]) + window_ms for s in series if s[0] + window_ms > t]
+
+
+def _size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def page_key(url: str) -> str:
+    """How a page is kept in the session's pages seen: the path itself, or for a long one
+    its first characters and a digest of the whole (distinct paths stay distinct)."""
+    if _size(url) <= MAX_PAGE_KEY:
+        return url
+    digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"),
+                             digest_size=_DIGEST_CHARS // 2).hexdigest()
+    head = MAX_PAGE_KEY - _DIGEST_CHARS - 1
+    while _size(url[:head]) > MAX_PAGE_KEY - _DIGEST_CHARS - 1:
+        head -= 1
+    return url[:head] + "#" + digest

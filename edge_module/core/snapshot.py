@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import operator
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -30,6 +29,7 @@ from .catalog import (
     TIERS,
 )
 from .errors import SnapshotError
+from .globs import Glob, from_legacy_regex
 
 OP_FUNCS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -101,7 +101,7 @@ class ContextCond:
     name: str | None
     op: str
     value: Any
-    pattern: re.Pattern[str] | None = None
+    pattern: Glob | None = None
     motion: str = STEADY
 
 
@@ -190,7 +190,7 @@ class Snapshot:
     by_id: dict[str, Trigger]
     exact: dict[str, tuple[int, ...]]
     prefixes: tuple[tuple[str, tuple[int, ...]], ...]
-    patterns: tuple[tuple[re.Pattern[str], tuple[int, ...]], ...]
+    patterns: tuple[tuple[Glob, tuple[int, ...]], ...]  # page globs, matched in linear time
     any_page: tuple[int, ...]
     max_events: int
     max_actions: int
@@ -395,8 +395,7 @@ def context_condition(raw: dict[str, Any], where: str, key: str) -> ContextCond:
     cond = ContextCond(key, fld, _opt_str(raw.get("name"), f"{where}.name"), op, value)
     if op == "glob":
         _need(isinstance(value, str), f"{where}.value: a glob is a string")
-        cond.pattern = re.compile(".*".join(re.escape(p) for p in value.split("*")) + r"\Z",
-                                  re.IGNORECASE)
+        cond.pattern = Glob(value, ignore_case=True)
     return cond
 
 
@@ -516,14 +515,19 @@ def load_snapshot(text: str) -> Snapshot:
               f"index.prefix[{i}]: expected [prefix, ids]")
         prefixes.append((entry[0], _index_list(entry[1], f"index.prefix[{i}]", n)))
     patterns = []
+    for i, entry in enumerate(index.get("glob", [])):
+        _need(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
+              f"index.glob[{i}]: expected [glob, ids]")
+        patterns.append((Glob(entry[0]), _index_list(entry[1], f"index.glob[{i}]", n)))
+    # Snapshots compiled before page globs had their own bucket spelt them as regexes:
+    # those of that shape still load (as globs); no other regex is ever run.
     for i, entry in enumerate(index.get("pattern", [])):
         _need(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
               f"index.pattern[{i}]: expected [regex, ids]")
-        try:
-            compiled = re.compile(entry[0])
-        except re.error as exc:
-            raise SnapshotError("invalid_snapshot", f"index.pattern[{i}]: bad regex: {exc}") from None
-        patterns.append((compiled, _index_list(entry[1], f"index.pattern[{i}]", n)))
+        glob = from_legacy_regex(entry[0])
+        _need(glob is not None, f"index.pattern[{i}]: {entry[0][:80]!r} is not a page glob "
+              "(`^` + literal parts joined by `.*` + `\\Z`); recompile the packs")
+        patterns.append((Glob(glob or ""), _index_list(entry[1], f"index.pattern[{i}]", n)))
     any_page = _index_list(index.get("any", []), "index.any", n)
 
     limits = doc.get("limits") or {}
