@@ -67,7 +67,7 @@ def timed(samples: dict[str, list[float]], name: str, fn: Callable[[], Any]) -> 
 
 
 def stages(app: Any, bodies: list[bytes]) -> dict[str, list[float]]:
-    """Each step of `EdgeApp._decide`, timed alone (same order, same objects)."""
+    """Each step of `EdgeApp.decide_admitted`, timed alone (same order, same objects)."""
     samples: dict[str, list[float]] = {}
     for raw in bodies:
         t0 = time.perf_counter_ns()
@@ -81,11 +81,15 @@ def stages(app: Any, bodies: list[bytes]) -> dict[str, list[float]]:
         timed(samples, "session put", lambda: app.sessions.put(sid, new_state))
 
         def finish() -> bytes:
-            response["decision_id"] = os.urandom(16).hex()
+            decision_id = response["decision_id"] = os.urandom(16).hex()
+            response["outcome_token"] = app.tokens.issue(sid, decision_id, "", 0)
+            for action in response.get("actions") or ():
+                action["outcome_token"] = app.tokens.issue(sid, decision_id,
+                                                           action["trigger"], 0)
             response["latency_us"] = response["component_us"] = 0
             return orjson.dumps(response)
 
-        timed(samples, "decision id + encode (orjson)", finish)
+        timed(samples, "decision id, outcome tokens + encode (orjson)", finish)
         samples.setdefault("sum of the stages", []).append((time.perf_counter_ns() - t0) / 1000)
     return samples
 

@@ -38,8 +38,11 @@ def visit(session: str, now: int, events=()) -> dict:
 def test_a_decision_follows_the_wire_contract(edge):
     status, body, headers = edge.decide(visit("w-1", 3200, OPENING))
     assert status == 200 and headers["Content-Type"] == "application/json"
+    tokens = [action.pop("outcome_token") for action in body["actions"]]
     assert body["actions"] == [{"trigger": "pricing-discount", "content": "discount-nudge-10",
                                 "tier": "immediate", "delay_ms": 0, "priority": 10}]
+    # what the visitor's outcome reports must carry (one per action, one for the decision)
+    assert all(t.startswith("v1.") for t in [*tokens, body["outcome_token"]])
     assert body["revision"] == "1"
     assert body["next_check_ms"] is None
     assert len(body["decision_id"]) == 32 and isinstance(body["latency_us"], int)
@@ -162,7 +165,7 @@ def test_a_corrupt_snapshot_object_is_rejected_by_its_content_hash(edge, store_d
     put_snapshot(store_dir, snapshot_text(PRICING, revision="2"), 2)
     manifest = json.loads((store_dir / "manifest.json").read_text())
     (store_dir / manifest["object"]).write_text(snapshot_text(CHECKOUT, revision="2"))
-    manifest["revision"] = 3  # touch the manifest so the host looks again
+    manifest["note"] = "touched"  # so the host looks again (outside the signed entry)
     (store_dir / "manifest.json").write_text(json.dumps(manifest))
     health = wait_for(lambda: (h := edge.health())["last_error"] and h, what="a sync error")
     assert "content hash" in health["last_error"] and health["revision"] == "1"

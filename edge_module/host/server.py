@@ -183,7 +183,9 @@ class EdgeApp:
     def _reply(start_response: StartResponse, status: int, body: bytes,
                extra: Headers | None = None) -> list[bytes]:
         headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
-        start_response(_STATUS.get(status, f"{status} Error"), headers + (extra or []))
+        # hop-by-hop headers are the WSGI server's to send (PEP 3333)
+        headers += [h for h in extra or () if h[0].lower() != "connection"]
+        start_response(_STATUS.get(status, f"{status} Error"), headers)
         return [body]
 
     def admit(self) -> Reply | None:
