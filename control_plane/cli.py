@@ -358,14 +358,16 @@ def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None
 @cli.command()
 @click.argument("revision", type=click.IntRange(min=1))
 @STORE
-def rollback(revision: int, store_dir: str | None) -> None:
+@DATA_DIR
+def rollback(revision: int, store_dir: str | None, data_dir: str | None) -> None:
     """Serve an earlier revision again.
 
     The manifest points back at that revision's snapshot object, so edges serve it and
     report its number; the history records the rollback, and the next publish still gets
-    a new number. Rolling back to the current revision does nothing.
+    a new number. Rolling back to the current revision does nothing. The rollback is signed
+    with the active key: edges refuse a lower revision without such a statement.
     """
-    done = publishing.rollback(_store(store_dir), revision)
+    done = publishing.rollback(_store(store_dir), revision, _key_ring(data_dir).active())
     entry = done.entry
     if not done.changed:
         click.echo(f"revision {revision} is already current; nothing to do")
@@ -382,7 +384,9 @@ def revisions(store_dir: str | None) -> None:
     if not rows:
         click.echo("nothing published yet")
     for row in rows:
-        note = f"  (rollback from {row['rollback_from']})" if "rollback_from" in row else ""
+        note = f"  (rollback from {row['rollback_from']})" if "rollback_from" in row else (
+            f"  (recalibrated from {row['recalibrated_from']})"
+            if "recalibrated_from" in row else "")
         click.echo(f"{row['revision']:>5}  {row['sha256'][:12]}  {_when(row['published_ms'])}  "
                    f"{row['triggers']:>4} triggers  {', '.join(row['packs'])}{note}")
 
@@ -544,29 +548,36 @@ def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
               help="Cost of a false trigger, in engaged sessions.")
 @click.option("--max-step", type=float, default=0.25, show_default=True,
               help="Largest move per run, as a fraction of the current value.")
+@click.option("--over-rollback", is_flag=True,
+              help="Run even while a rollback is current (re-tunes the rolled-back "
+                   "snapshot and publishes it as a new revision, ending the rollback).")
 def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: bool,
-                min_samples: int, penalty: float, max_step: float) -> None:
+                min_samples: int, penalty: float, max_step: float,
+                over_rollback: bool) -> None:
     """Re-tune adaptive thresholds per segment from telemetry and publish them.
 
-    Publishes the registry's packs with the learned models.thresholds as the next revision
-    when any value moved; every decision is recorded with its reason (recalibrations
-    table)."""
+    Re-tunes the snapshot being served (its packs, not the registry's: a pack submitted
+    but never published stays unpublished) and publishes it with the learned
+    models.thresholds as the next revision when any value moved. Does nothing while a
+    rollback is current unless --over-rollback. Every decision is recorded with its reason
+    and the revision it started from (recalibrations table)."""
     from .recalibration import Settings
     from .recalibration import recalibrate as run
 
-    root = Path(data_dir or config_module.load()["DATA_DIR"])
-    packs = PackRegistry(root / "packs").packs()
-    if not packs:
-        raise Unavailable(f"no rule packs in {root / 'packs'}: publish some first")
-    result = run(_store(store_dir), _telemetry(data_dir), packs,
+    result = run(_store(store_dir), _telemetry(data_dir),
                  None if dry_run else _key_ring(data_dir).active(),
-                 Settings(penalty, min_samples, max_step=max_step), publish=not dry_run)
+                 Settings(penalty, min_samples, max_step=max_step), publish=not dry_run,
+                 over_rollback=over_rollback)
     if fmt == "json":
         click.echo(json.dumps({"changes": [c.to_dict() for c in result.changes],
                                "thresholds": result.thresholds,
+                               "source": result.source.revision if result.source else None,
+                               "note": result.note,
                                "published": result.published.revision
                                if result.published else None}, indent=1))
         return
+    if result.note:
+        click.echo(result.note)
     for c in result.changes:
         click.echo(f"{c.model_key:<24} {c.segment:<10} {c.old!s:>8} -> {c.new!s:<8} "
                    f"n={c.samples:<6} {c.reason}")

@@ -6,17 +6,25 @@ the decision core before anything is written, so the edge never sees one that wo
 load; it is signed with the control plane's key, and its object is written before the
 manifest that names it. Works the same on every edge store backend (folder, S3).
 
+Every manifest entry (publish, recalibration, rollback) is signed too: its revision,
+content hash, time, `sequence` and rollback statement (`signing.ENTRY_FIELDS`). The
+sequence increases with every entry (it is at least the publish time in ms, so a store
+started afresh continues above an old one), and edges refuse an entry whose sequence is not
+above the one they serve: copying an old entry into the manifest re-points nobody.
+
 A rollback re-points the manifest at an earlier revision's snapshot object, which keeps
-its revision label (the edge then reports serving that old number), and appends a history
-entry marked `rollback_from`. The next publish still takes a number above every revision
-ever published, so a number always means one snapshot.
+its revision label (the edge then reports serving that old number), in a new signed entry
+marked `rollback_from`. The next publish still takes a number above every revision ever
+published, so a number always means one snapshot. Each entry records the packs (name and
+source hash) its snapshot was compiled from; the snapshot object itself carries them too,
+so the recalibration job republishes exactly what is served (`publish_snapshot`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +38,7 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
+from edge_module.signing import entry_statement
 
 from .keys import SigningKey
 from .rulepack import Pack, compile_snapshot
@@ -43,7 +52,7 @@ class PublishError(Exception):
 
 class RevisionError(Exception):
     """A revision that cannot be used: `code` is stable ("unknown_revision", "not_published",
-    "unloadable_revision"), `message` says what to do."""
+    "unloadable_revision", "superseded"), `message` says what to do."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -62,43 +71,76 @@ class Published:
     rollback_from: int | None = None  # the revision that was current before a rollback
     signature: str | None = None  # Ed25519 over the object's bytes, base64
     key_id: str | None = None
+    sequence: int | None = None  # strictly increasing over the manifest's entries
+    pack_sha256: tuple[tuple[str, str], ...] = ()  # (pack, source hash) compiled from
+    recalibrated_from: int | None = None  # the revision whose snapshot was re-tuned
+    entry_signature: str | None = None  # Ed25519 over signing.entry_statement(entry)
+    entry_key_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"revision": self.revision, "sha256": self.sha256,
                                "object": self.object, "published_ms": self.published_ms,
                                "triggers": self.triggers, "packs": list(self.packs)}
-        if self.rollback_from is not None:
-            out["rollback_from"] = self.rollback_from
+        optional = {"rollback_from": self.rollback_from, "sequence": self.sequence,
+                    "pack_sha256": dict(self.pack_sha256) or None,
+                    "recalibrated_from": self.recalibrated_from}
+        out.update({k: v for k, v in optional.items() if v is not None})
         if self.signature is not None:
             out["signature"] = self.signature
             out["key_id"] = self.key_id
+        if self.entry_signature is not None:
+            out["entry_signature"] = self.entry_signature
+            out["entry_key_id"] = self.entry_key_id
         return out
 
     @classmethod
     def from_dict(cls, entry: dict[str, Any]) -> Published:
-        rollback_from = entry.get("rollback_from")
+        def number(name: str) -> int | None:
+            value = entry.get(name)
+            return None if value is None else int(value)
+
+        hashes = entry.get("pack_sha256")
         return cls(int(entry["revision"]), str(entry["sha256"]), str(entry["object"]),
                    int(entry["published_ms"]), int(entry["triggers"]),
-                   tuple(entry.get("packs", ())),
-                   None if rollback_from is None else int(rollback_from),
-                   entry.get("signature"), entry.get("key_id"))
+                   tuple(entry.get("packs", ())), number("rollback_from"),
+                   entry.get("signature"), entry.get("key_id"), number("sequence"),
+                   tuple(sorted(hashes.items())) if isinstance(hashes, dict) else (),
+                   number("recalibrated_from"), entry.get("entry_signature"),
+                   entry.get("entry_key_id"))
 
 
 def publish(store: EdgeStore, packs: Sequence[Pack], signer: SigningKey,
-            now_ms: int | None = None, models_override: dict[str, Any] | None = None) -> Published:
-    """Compile `packs` into the next revision, sign it and make it current.
-
-    `models_override` replaces sections of the compiled `models` (the recalibration job's
-    learned `thresholds`) before the snapshot is checked and signed."""
+            now_ms: int | None = None) -> Published:
+    """Compile `packs` into the next revision, sign it and make it current."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return _publish(store, lambda revision: compile_snapshot(packs, str(revision), now_ms),
+                    signer, now_ms)
+
+
+def publish_snapshot(store: EdgeStore, snapshot: dict[str, Any], based_on: Published,
+                     signer: SigningKey, now_ms: int | None = None) -> Published:
+    """Publish `snapshot` (the compiled snapshot of `based_on`, changed: recalibrated
+    models) as the next revision; its packs are `based_on`'s, whatever the registry holds.
+
+    `RevisionError("superseded")` if `based_on` stopped being current meanwhile (a publish
+    or rollback since it was read is never overwritten by a re-tuned older snapshot)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+
+    def build(revision: int) -> dict[str, Any]:
+        return {**snapshot, "revision": str(revision), "created_ms": now_ms}
+
+    return _publish(store, build, signer, now_ms, based_on)
+
+
+def _publish(store: EdgeStore, build: Callable[[int], dict[str, Any]], signer: SigningKey,
+             now_ms: int, based_on: Published | None = None) -> Published:
+    """The compare-and-swap loop: `build(revision)` is the snapshot to publish as `revision`."""
     for _ in range(MAX_ATTEMPTS):
         manifest, etag = _read(store)
+        if based_on is not None:
+            _still_current(manifest, based_on)
         revision = _highest_revision(manifest) + 1
-        snapshot = compile_snapshot(packs, str(revision), now_ms)
-        if models_override:
-            from .recalibration import override_models  # it imports this module
-
-            snapshot = override_models(snapshot, models_override)
+        snapshot = build(revision)
         text = json.dumps(snapshot, separators=(",", ":"))
         try:
             load_snapshot(text)
@@ -108,14 +150,19 @@ def publish(store: EdgeStore, packs: Sequence[Pack], signer: SigningKey,
         sha = sha256_text(text)
         key = object_key(sha)
         store.put_object(key, data)
+        packs = [p for p in snapshot.get("packs", []) if isinstance(p, dict)]
         entry = Published(revision, sha, key, now_ms, len(snapshot["triggers"]),
-                          tuple(p.name for p in packs), signature=signer.sign(data),
-                          key_id=signer.id)
+                          tuple(str(p.get("pack")) for p in packs), signature=signer.sign(data),
+                          key_id=signer.id, sequence=_next_sequence(manifest, now_ms),
+                          pack_sha256=tuple(sorted((str(p.get("pack")), str(p.get("sha256")))
+                                                   for p in packs)),
+                          recalibrated_from=None if based_on is None else based_on.revision)
+        doc = _signed(entry.to_dict(), signer)
         try:
-            _point_at(store, manifest, etag, entry.to_dict())
+            _point_at(store, manifest, etag, doc)
         except ManifestConflict:
             continue  # another publisher took this number: compile the next one
-        return entry
+        return Published.from_dict(doc)
     raise PublishError("the manifest kept changing under concurrent publishers; try again")
 
 
@@ -125,12 +172,14 @@ class Rollback:
     changed: bool  # False: the revision was already current
 
 
-def rollback(store: EdgeStore, revision: int, now_ms: int | None = None) -> Rollback:
+def rollback(store: EdgeStore, revision: int, signer: SigningKey,
+             now_ms: int | None = None) -> Rollback:
     """Make an earlier revision's snapshot current again; a no-op if it already is.
 
     `RevisionError` if nothing is published, the revision never was, or its snapshot no
     longer loads (its object is checked against its hash and by the decision core first).
-    The snapshot keeps the signature it was published with.
+    The snapshot keeps the signature it was published with; the new entry, a rollback
+    statement edges accept below the revision they serve, is signed by `signer`.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for _ in range(MAX_ATTEMPTS):
@@ -150,15 +199,31 @@ def rollback(store: EdgeStore, revision: int, now_ms: int | None = None) -> Roll
             raise RevisionError("unloadable_revision",
                                 f"revision {revision}'s snapshot no longer loads in this "
                                 f"decision core: {exc.message}") from None
-        # Everything recorded with the revision comes back with it (signature included),
-        # marked as a rollback.
-        doc = {**recorded, "published_ms": now_ms, "rollback_from": current}
+        # Everything recorded with the revision comes back with it (the snapshot's
+        # signature included), marked as a rollback, in a newly signed entry.
+        doc = _signed({**recorded, "published_ms": now_ms, "rollback_from": current,
+                       "sequence": _next_sequence(manifest, now_ms)}, signer)
         try:
             _point_at(store, manifest, etag, doc)
         except ManifestConflict:
             continue
         return Rollback(Published.from_dict(doc), changed=True)
     raise PublishError("the manifest kept changing under concurrent publishers; try again")
+
+
+def current_entry(store: EdgeStore) -> Published | None:
+    """The manifest's current entry (None: nothing published yet)."""
+    manifest, _ = _read(store)
+    return None if manifest is None else Published.from_dict(manifest)
+
+
+def served(store: EdgeStore) -> tuple[Published, dict[str, Any]] | None:
+    """The current entry and its compiled snapshot, read together (None: nothing yet)."""
+    manifest, _ = _read(store)
+    if manifest is None:
+        return None
+    entry = Published.from_dict(manifest)
+    return entry, json.loads(_object_text(store, entry))
 
 
 def snapshot_of(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
@@ -169,6 +234,29 @@ def snapshot_of(store: EdgeStore, revision: int | None = None) -> dict[str, Any]
     entry = Published.from_dict(manifest if revision is None else _entry(manifest, revision))
     doc: dict[str, Any] = json.loads(_object_text(store, entry))
     return doc
+
+
+def _signed(entry: dict[str, Any], signer: SigningKey) -> dict[str, Any]:
+    """`entry` with its signature (over `signing.entry_statement`), by `signer`."""
+    return {**entry, "entry_signature": signer.sign(entry_statement(entry)),
+            "entry_key_id": signer.id}
+
+
+def _next_sequence(manifest: dict[str, Any] | None, now_ms: int) -> int:
+    """Above every entry's sequence; the time in ms when that is higher, so a store
+    started afresh continues above the sequence edges remember from an old one."""
+    entries = [manifest, *manifest.get("history", [])] if manifest else []
+    highest = max((int(e.get("sequence") or 0) for e in entries), default=0)
+    return max(highest + 1, now_ms)
+
+
+def _still_current(manifest: dict[str, Any] | None, based_on: Published) -> None:
+    now = None if manifest is None else Published.from_dict(manifest)
+    if now is None or (now.revision, now.sha256, now.sequence) != \
+            (based_on.revision, based_on.sha256, based_on.sequence):
+        raise RevisionError("superseded", f"revision {based_on.revision} is no longer the "
+                                          "current one (published or rolled back meanwhile); "
+                                          "run again against what is current")
 
 
 def _highest_revision(manifest: dict[str, Any] | None) -> int:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,6 @@ from edge_module.edge_store import EdgeStore
 
 from . import publishing
 from .keys import SigningKey
-from .rulepack import Pack
 from .telemetry_store import TelemetryStore
 
 LEARNABLE = ("scroll_depth", "dwell")
@@ -77,6 +75,8 @@ class Result:
     changes: list[Change]
     thresholds: dict[str, dict[str, float]]
     published: publishing.Published | None
+    source: publishing.Published | None = None  # the served revision it started from
+    note: str | None = None  # why nothing ran, or that it ran over a rollback as asked
 
     @property
     def moved(self) -> list[Change]:
@@ -235,20 +235,47 @@ def override_models(snapshot: dict[str, Any], override: dict[str, Any]) -> dict[
     return {**snapshot, "models": models}
 
 
-def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, packs: Sequence[Pack],
-                signer: SigningKey | None, settings: Settings = Settings(),
-                publish: bool = True, now_ms: int | None = None) -> Result:
-    """Propose thresholds from the current snapshot and the telemetry; if any moved (and
-    `publish`), publish the packs with them, and record every decision."""
+def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: SigningKey | None,
+                settings: Settings = Settings(), publish: bool = True,
+                now_ms: int | None = None, over_rollback: bool = False) -> Result:
+    """Propose thresholds for the snapshot being served from the telemetry; if any moved
+    (and `publish`), publish that same snapshot (its packs, never the registry's) with
+    them as the next revision, and record every decision and what it started from.
+
+    While a rollback is current nothing runs (a re-tuned copy would undo it) unless
+    `over_rollback`; nothing runs before anything is published."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    snapshot = publishing.snapshot_of(edge_store)
+    served = publishing.served(edge_store)
+    if served is None:
+        return Result([], {}, None, note="nothing is published yet: nothing to recalibrate")
+    source, snapshot = served
+    if source.rollback_from is not None and not over_rollback:
+        return Result([], {}, None, source, note=(
+            f"revision {source.revision} is a rollback (from revision {source.rollback_from}):"
+            " not recalibrated, so the rollback stays; ask explicitly (--over-rollback) to "
+            "re-tune the rolled-back snapshot"))
     thresholds, changes = propose(snapshot, telemetry, settings)
-    result = Result(changes, thresholds, None)
+    result = Result(changes, thresholds, None, source)
     published = None
     if publish and result.moved and signer is not None:
-        published = publishing.publish(edge_store, packs, signer, now_ms,
-                                       models_override={"thresholds": thresholds})
+        published = publishing.publish_snapshot(
+            edge_store, override_models(snapshot, {"thresholds": thresholds}), source, signer,
+            now_ms)
+    note = (f"recalibrated revision {source.revision}, a rollback from revision "
+            f"{source.rollback_from}, as asked (over_rollback)"
+            if source.rollback_from is not None else None)
+    origin = json.dumps({"revision": source.revision, "sha256": source.sha256,
+                         "packs": dict(source.pack_sha256) or _pack_hashes(snapshot),
+                         "rollback_from": source.rollback_from,
+                         "over_rollback": source.rollback_from is not None})
     telemetry.record_recalibrations(
-        {**c.to_dict(), "ts_ms": now_ms, "revision": published.revision if published else None}
-        for c in changes)
-    return Result(changes, thresholds, published)
+        {**c.to_dict(), "ts_ms": now_ms, "revision": published.revision if published else None,
+         "source": origin} for c in changes)
+    return Result(changes, thresholds, published, source, note)
+
+
+def _pack_hashes(snapshot: dict[str, Any]) -> dict[str, str]:
+    """Pack name to source hash, as compiled into the snapshot (entries of older stores
+    do not list them)."""
+    return {str(p.get("pack")): str(p.get("sha256")) for p in snapshot.get("packs", [])
+            if isinstance(p, dict)}

@@ -1,5 +1,6 @@
 """Runs the recalibration job every CONTROL_RECALIBRATE_INTERVAL_S seconds (0 = off) in a
-daemon thread of the serving control plane."""
+daemon thread of the serving control plane. It re-tunes the snapshot being served (never the
+registry's drafts) and never runs over a rollback."""
 
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ class RecalibrationScheduler:
         self.interval_s = float(app.config["RECALIBRATE_INTERVAL_S"])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_note: str | None = None
 
     def run_once(self) -> Any:
         ext = self.app.extensions
-        packs = ext["pack_registry"].packs()
-        if not packs:
-            return None
-        result = recalibrate(ext["edge_store"], ext["telemetry_store"], packs,
-                             ext["key_ring"].active())
+        result = recalibrate(ext["edge_store"], ext["telemetry_store"], ext["key_ring"].active())
+        if result.note is not None and result.note != self._last_note:
+            log.info("recalibration: %s", result.note)  # once, not at every interval
+        self._last_note = result.note
         if result.published is not None:
             log.info("recalibration published revision %s (%d threshold(s) moved)",
                      result.published.revision, len(result.moved))

@@ -2,7 +2,8 @@
 
 Layout (the same in every backend):
   snapshots/<sha256>.json   content-addressed snapshot objects, never rewritten
-  manifest.json             names the current object, its hash and signature; written last
+  manifest.json             names the current object, its hash and signature, and signs
+                            that entry (revision, hash, time, sequence, rollback); written last
 
 The control plane writes, edge hosts read. Objects are written before the manifest that
 names them, and the manifest is replaced by compare-and-swap on its ETag, so publishers
@@ -25,7 +26,8 @@ from typing import Any, Iterator, Protocol
 from urllib.parse import urlparse
 
 MANIFEST_KEY = "manifest.json"
-MANIFEST_FORMAT = "edge-manifest/1"
+MANIFEST_FORMAT = "edge-manifest/2"  # /2: the entry itself is signed (docs/snapshot-format.md)
+READABLE_FORMATS = ("edge-manifest/1", MANIFEST_FORMAT)  # a store an older version wrote
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -70,9 +72,13 @@ class Manifest:
     revision: int
     object: str
     sha256: str
-    signature: str | None
+    signature: str | None  # of the snapshot object's bytes
     key_id: str | None
     doc: dict[str, Any]
+    sequence: int | None = None  # increases with every publish and rollback (signed)
+    rollback_from: int | None = None  # present on a rollback: the revision it replaced
+    entry_signature: str | None = None  # of `signing.entry_statement(doc)`
+    entry_key_id: str | None = None
 
     @classmethod
     def parse(cls, data: bytes) -> Manifest:
@@ -80,7 +86,7 @@ class Manifest:
             doc = json.loads(data)
         except ValueError as exc:
             raise StoreError(f"{MANIFEST_KEY} is not JSON: {exc}") from None
-        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        if not isinstance(doc, dict) or doc.get("format") not in READABLE_FORMATS:
             raise StoreError(f"{MANIFEST_KEY} is not an {MANIFEST_FORMAT} manifest")
         revision, key, sha = doc.get("revision"), doc.get("object"), doc.get("sha256")
         if not isinstance(revision, int) or not isinstance(key, str) or not isinstance(sha, str):
@@ -90,9 +96,19 @@ class Manifest:
         if not _SHA256.fullmatch(sha) or key != object_key(sha):
             raise StoreError(f"{MANIFEST_KEY}: object {key!r} is not the content address of "
                              f"its sha256")
-        sig, key_id = doc.get("signature"), doc.get("key_id")
-        return cls(revision, key, sha, sig if isinstance(sig, str) else None,
-                   key_id if isinstance(key_id, str) else None, doc)
+        return cls(revision, key, sha, _text(doc, "signature"), _text(doc, "key_id"), doc,
+                   _integer(doc, "sequence"), _integer(doc, "rollback_from"),
+                   _text(doc, "entry_signature"), _text(doc, "entry_key_id"))
+
+
+def _text(doc: dict[str, Any], name: str) -> str | None:
+    value = doc.get(name)
+    return value if isinstance(value, str) else None
+
+
+def _integer(doc: dict[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    return value if type(value) is int else None
 
 
 def read_manifest(store: EdgeStore) -> tuple[Manifest, str] | None:

@@ -1,15 +1,21 @@
-"""Snapshot signatures: Ed25519 over the exact bytes of the snapshot object.
+"""Signatures: Ed25519 over the exact bytes of the snapshot object, and over the manifest
+entry that makes it current.
 
-The control plane holds the private key and signs at publish; edges hold only public
-keys (a folder of `<key id>.pub` PEM files) and refuse a snapshot that is unsigned, signed
-by a key they do not trust, or whose signature does not match its bytes.
+The control plane holds the private key and signs at publish (and at rollback); edges hold
+only public keys (a folder of `<key id>.pub` PEM files) and refuse a snapshot or manifest
+entry that is unsigned, signed by a key they do not trust, or whose signature does not
+match. The entry's signature covers `ENTRY_FIELDS` (revision, content hash, time, sequence,
+rollback), so whoever can only write to the store cannot re-point edges at an old snapshot.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +23,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 class SignatureError(Exception):
-    """The snapshot's signature does not prove it came from the control plane."""
+    """A signature does not prove the snapshot (or manifest entry) came from the control plane."""
+
+
+ENTRY_STATEMENT = "edge-manifest-entry/1"
+# What an entry's signature covers. `sequence` increases with every publish and rollback
+# (edges refuse one not above what they serve: no replay); `rollback_from` is present only
+# on a rollback (the one statement that may lower the revision an edge serves).
+ENTRY_FIELDS = ("revision", "sha256", "published_ms", "sequence", "rollback_from")
+
+
+def entry_statement(entry: Mapping[str, Any]) -> bytes:
+    """The canonical bytes a manifest entry's signature covers (its ENTRY_FIELDS)."""
+    body = {"statement": ENTRY_STATEMENT, **{k: entry.get(k) for k in ENTRY_FIELDS}}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:
@@ -52,17 +71,19 @@ class TrustedKeys:
             self._keys, self._seen = keys, marker
         return self._keys
 
-    def verify(self, data: bytes, signature: str | None, signer: str | None) -> None:
-        """Raise SignatureError unless `signature` is a trusted key's signature of `data`."""
+    def verify(self, data: bytes, signature: str | None, signer: str | None,
+               what: str = "snapshot") -> None:
+        """Raise SignatureError unless `signature` is a trusted key's signature of `data`
+        (`what` names it in the message)."""
         if not signature or not signer:
-            raise SignatureError("the snapshot is not signed")
+            raise SignatureError(f"the {what} is not signed")
         key = self.refresh().get(signer)
         if key is None:
             trusted = ", ".join(sorted(self._keys)) or "none"
-            raise SignatureError(f"signed by key {signer}, which this edge does not trust "
+            raise SignatureError(f"the {what} is signed by key {signer}, which this edge does not trust "
                                  f"(trusted: {trusted}; folder {self.folder})")
         try:
             key.verify(base64.b64decode(signature, validate=True), data)
         except (InvalidSignature, ValueError):
-            raise SignatureError(f"bad signature (key {signer}): the snapshot was altered "
+            raise SignatureError(f"bad signature (key {signer}): the {what} was altered "
                                  "or signed with another key") from None

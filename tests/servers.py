@@ -22,6 +22,7 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
+from edge_module.signing import entry_statement
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -58,19 +59,33 @@ def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -
 
 
 def put_snapshot(store: Path | EdgeStore, text: str, revision: int,
-                 key: SigningKey | None = TEST_KEY, sign_bytes: bytes | None = None) -> None:
+                 key: SigningKey | None = TEST_KEY, sign_bytes: bytes | None = None, *,
+                 sequence: int | None = None, rollback_from: int | None = None,
+                 sign_entry: bool = True) -> dict[str, Any]:
     """Write a snapshot (signed by `key`, unsigned if None; `sign_bytes` signs something
-    else) and point the manifest at it, bypassing the compiler (fault tests)."""
+    else) and point the manifest at it, bypassing the compiler (fault tests). The manifest
+    entry is signed by `key` too (unless `sign_entry` is False), with `sequence` (default:
+    one above the manifest's) and `rollback_from` (a rollback statement). Returns it."""
     if isinstance(store, Path):
         store = LocalFolderStore(store)
     sha = sha256_text(text)
     store.put_object(object_key(sha), text.encode())
-    manifest = {"format": MANIFEST_FORMAT, "revision": revision, "object": object_key(sha),
-                "sha256": sha, "history": []}
+    got = read_manifest(store)
+    if sequence is None:
+        sequence = (got[0].sequence or 0) + 1 if got is not None else 1
+    manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "revision": revision,
+                                "object": object_key(sha), "sha256": sha,
+                                "published_ms": int(time.time() * 1000),
+                                "sequence": sequence, "history": []}
+    if rollback_from is not None:
+        manifest["rollback_from"] = rollback_from
     if key is not None:
         manifest.update(signature=key.sign(sign_bytes or text.encode()), key_id=key.id)
-    got = read_manifest(store)
+        if sign_entry:
+            manifest.update(entry_signature=key.sign(entry_statement(manifest)),
+                            entry_key_id=key.id)
     store.put_manifest(json.dumps(manifest).encode(), None if got is None else got[1])
+    return manifest
 
 
 @dataclass

@@ -69,7 +69,7 @@ def test_feedback_moves_thresholds_and_the_edge_serves_them(tmp_path):
             wait_for(lambda: telemetry.count("decisions") == decisions, timeout_s=60,
                      what="every decision stored")
 
-            result = recalibrate(LocalFolderStore(store), telemetry, packs, TEST_KEY,
+            result = recalibrate(LocalFolderStore(store), telemetry, TEST_KEY,
                                  Settings(min_samples=20, min_engaged=3))
             assert result.published is not None and result.published.revision == \
                 first.revision + 1

@@ -12,6 +12,9 @@ from control_plane.rulepack import load_pack
 from edge_module.core import load_snapshot
 from control_plane.keys import KeyRing, SigningKey
 from edge_module.edge_store import LocalFolderStore, read_manifest
+from edge_module.signing import SignatureError, TrustedKeys, entry_statement
+from tests.servers import TEST_KEY as SIGNER
+from tests.servers import TRUSTED_KEYS
 from tests.servers import served as served_now
 
 PACK = "pack: p\ntriggers:\n  - id: t\n    when: [{dwell: \">= {secs}s\"}]\n" \
@@ -43,12 +46,12 @@ def served(store: LocalFolderStore) -> tuple[str, float]:
 
 
 def test_rollback_points_the_edge_at_the_earlier_revisions_snapshot(store):
-    publishing.rollback(store, 1, now_ms=9000)
+    publishing.rollback(store, 1, SIGNER, now_ms=9000)
     assert served(store) == ("1", 1000)
 
 
 def test_rollback_makes_the_manifest_name_the_earlier_revision(store):
-    done = publishing.rollback(store, 2, now_ms=9000)
+    done = publishing.rollback(store, 2, SIGNER, now_ms=9000)
     current = publishing.current(store)
     assert current is not None
     assert (current["revision"], current["rollback_from"]) == (2, 3)
@@ -56,32 +59,32 @@ def test_rollback_makes_the_manifest_name_the_earlier_revision(store):
 
 
 def test_rollback_is_recorded_in_the_history_as_a_rollback(store):
-    publishing.rollback(store, 1, now_ms=9000)
+    publishing.rollback(store, 1, SIGNER, now_ms=9000)
     newest = publishing.revisions(store)[0]
     assert (newest["revision"], newest["rollback_from"], newest["published_ms"]) == (1, 3, 9000)
     assert [r["revision"] for r in publishing.revisions(store)] == [1, 3, 2, 1]
 
 
 def test_publishing_after_a_rollback_takes_a_new_number(store, signer):
-    publishing.rollback(store, 1, now_ms=9000)
+    publishing.rollback(store, 1, SIGNER, now_ms=9000)
     assert publishing.publish(store, pack(4), signer, now_ms=10_000).revision == 4
 
 
 def test_rolling_back_to_a_rolled_back_revision_uses_its_original_snapshot(store):
-    publishing.rollback(store, 1, now_ms=9000)
-    publishing.rollback(store, 3, now_ms=9500)
+    publishing.rollback(store, 1, SIGNER, now_ms=9000)
+    publishing.rollback(store, 3, SIGNER, now_ms=9500)
     assert served(store) == ("3", 3000)
 
 
 def test_rolling_back_to_the_current_revision_changes_nothing(store):
     before = publishing.revisions(store)
-    assert not publishing.rollback(store, 3, now_ms=9000).changed
+    assert not publishing.rollback(store, 3, SIGNER, now_ms=9000).changed
     assert publishing.revisions(store) == before
 
 
 def test_an_unknown_revision_is_refused_and_names_the_known_ones(store):
     with pytest.raises(publishing.RevisionError) as info:
-        publishing.rollback(store, 7)
+        publishing.rollback(store, 7, SIGNER)
     assert info.value.code == "unknown_revision"
     assert info.value.message == "revision 7 was never published (published: 1, 2, 3)"
     assert served(store) == ("3", 3000)
@@ -89,7 +92,7 @@ def test_an_unknown_revision_is_refused_and_names_the_known_ones(store):
 
 def test_rollback_before_anything_is_published_is_refused(tmp_path):
     with pytest.raises(publishing.RevisionError) as info:
-        publishing.rollback(LocalFolderStore(tmp_path), 1)
+        publishing.rollback(LocalFolderStore(tmp_path), 1, SIGNER)
     assert info.value.code == "not_published"
 
 
@@ -99,7 +102,7 @@ def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
     manifest, etag = got[0].doc, got[1]
     manifest["history"][0]["note"] = "kept"  # e.g. a field a later publish adds
     store.put_manifest(json.dumps(manifest).encode(), etag)
-    publishing.rollback(store, 1, now_ms=9000)
+    publishing.rollback(store, 1, SIGNER, now_ms=9000)
     assert served_now(store).manifest["note"] == "kept"
     assert served_now(store).manifest["signature"] == manifest["history"][0]["signature"]
 
@@ -107,3 +110,56 @@ def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
 def test_the_snapshot_of_any_published_revision_can_be_read(store):
     assert publishing.snapshot_of(store, 2)["revision"] == "2"
     assert publishing.snapshot_of(store)["revision"] == "3"
+
+
+# -- signed manifest entries ---------------------------------------------------------------
+
+def verify_entry(entry: dict, trusted_dir: Path) -> None:
+    TrustedKeys(trusted_dir).verify(entry_statement(entry), entry["entry_signature"],
+                                    entry["entry_key_id"], what="manifest entry")
+
+
+def test_every_entry_is_signed_with_a_rising_sequence(store, tmp_path):
+    history = list(reversed(publishing.revisions(store)))
+    sequences = [e["sequence"] for e in history]
+    assert sequences == sorted(set(sequences))
+    for entry in history:
+        verify_entry(entry, tmp_path / "trusted")
+
+
+def test_a_rollback_is_a_newly_signed_statement_above_every_entry(store, tmp_path):
+    before = publishing.current(store)
+    done = publishing.rollback(store, 1, SIGNER, now_ms=9000).entry.to_dict()
+    assert done["rollback_from"] == 3 and done["sequence"] > before["sequence"]
+    verify_entry(done, TRUSTED_KEYS)
+    with pytest.raises(SignatureError):  # the statement covers the rollback flag
+        verify_entry({**done, "rollback_from": None}, TRUSTED_KEYS)
+
+
+def test_a_store_started_afresh_continues_above_the_old_sequence(tmp_path, signer):
+    old = publishing.publish(LocalFolderStore(tmp_path / "old"), pack(1), signer)
+    fresh = publishing.publish(LocalFolderStore(tmp_path / "fresh"), pack(2), signer)
+    assert fresh.sequence is not None and old.sequence is not None
+    assert fresh.sequence >= old.sequence  # the time in ms, unless numbers are above it
+
+
+def test_a_recalibrated_copy_of_a_superseded_revision_is_not_published(store, signer):
+    got = publishing.served(store)
+    assert got is not None
+    entry, snapshot = got
+    publishing.publish(store, pack(9), signer, now_ms=10_000)  # someone publishes meanwhile
+    with pytest.raises(publishing.RevisionError) as info:
+        publishing.publish_snapshot(store, snapshot, entry, signer, now_ms=11_000)
+    assert info.value.code == "superseded"
+    assert served(store) == ("4", 9000)
+
+
+def test_a_recalibrated_copy_keeps_the_packs_it_was_compiled_from(store, signer):
+    entry, snapshot = publishing.served(store)
+    models = {**snapshot.get("models", {}), "thresholds": {"k": {"*": 0.5}}}
+    done = publishing.publish_snapshot(store, {**snapshot, "models": models}, entry, signer,
+                                       now_ms=10_000)
+    again = publishing.snapshot_of(store)
+    assert (done.revision, done.recalibrated_from, done.pack_sha256) == \
+        (4, 3, entry.pack_sha256)
+    assert again["packs"] == snapshot["packs"] and again["models"]["thresholds"]

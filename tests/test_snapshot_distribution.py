@@ -22,7 +22,8 @@ from edge_module.edge_store import (
 )
 from tests.factories import T0, snapshot_text
 from tests.s3_server import S3Server
-from tests.servers import http, put_snapshot, running_edge, wait_for
+from edge_module.signing import entry_statement
+from tests.servers import TEST_KEY, http, put_snapshot, running_edge, wait_for
 from tests.test_decisions import CHECKOUT, OPENING, PRICING
 
 
@@ -139,9 +140,10 @@ def test_a_bad_revision_is_rejected_and_the_last_good_one_keeps_serving(store, s
         else:
             manifest, etag = read_manifest(store)
             never_written = sha256_text("a snapshot nobody wrote")
-            store.put_manifest(json.dumps({**manifest.doc, "revision": 2,
-                                           "sha256": never_written,
-                                           "object": object_key(never_written)}).encode(), etag)
+            doc = {**manifest.doc, "revision": 2, "sha256": never_written,
+                   "object": object_key(never_written), "sequence": manifest.sequence + 1}
+            doc["entry_signature"] = TEST_KEY.sign(entry_statement(doc))  # a signed entry
+            store.put_manifest(json.dumps(doc).encode(), etag)
         assert expected in last_error(edge)
         health = edge.health()
         assert health["revision"] == "1" and health["status"] == "ok"
@@ -152,11 +154,8 @@ def test_a_bad_revision_is_rejected_and_the_last_good_one_keeps_serving(store, s
 def test_a_snapshot_that_traps_on_load_is_rejected(store, s3):
     put_snapshot(store, snapshot_text(PRICING, revision="1"), 1)
     # A snapshot far too big to parse within the load deadline: loading it traps the guest.
-    many = "pack: huge\ntriggers:\n" + "".join(
-        f"  - {{id: t{i}, page: /p{i}, when: [{{dwell: '>= {i % 9}s'}}], action: {{content: c}}}}\n"
-        for i in range(3000))
     with edge_on(store, s3, load_deadline_ms=20) as edge:
-        put_snapshot(store, snapshot_text(many, revision="2"), 2)
+        put_snapshot(store, big_snapshot_text(3000, revision="2"), 2)
         assert "trapped" in last_error(edge)
         assert edge.health()["revision"] == "1"
         assert edge.decide(visit("trap-1"))[1]["revision"] == "1"
@@ -247,6 +246,19 @@ def test_publishing_while_deciding_never_fails_a_request_and_each_host_converges
     assert failures == []
     assert all(content == f"content-r{rev}" for rev, content in seen)
     assert len({rev for rev, _ in seen}) > 2
+
+
+def big_snapshot_text(triggers: int, revision: str) -> str:
+    """A valid snapshot of `triggers` triggers (one page each), built without the pack
+    compiler's size limits: slow to load on purpose."""
+    base = json.loads(snapshot_text("pack: huge\ntriggers:\n  - {id: t0, page: /p0, when: "
+                                    "[{dwell: '>= 1s'}], action: {content: c}}\n",
+                                    revision=revision))
+    trigger = base["triggers"][0]
+    base["triggers"] = [{**trigger, "id": f"t{i}", "pages": [f"/p{i}"], "salt": f"t{i}"}
+                        for i in range(triggers)]
+    base["index"] = {**base["index"], "exact": {f"/p{i}": [i] for i in range(triggers)}}
+    return json.dumps(base, separators=(",", ":"))
 
 
 def _revision_text(revision: int) -> str:

@@ -42,7 +42,8 @@ def rollback() -> Any:
     if type(revision) is not int or revision < 1:
         raise ApiError(400, "invalid_request", 'the body must be JSON {"revision": N}, N an '
                                                "integer >= 1", field="revision")
-    done = publishing.rollback(current_app.extensions["edge_store"], revision)
+    signer = current_app.extensions["key_ring"].active()  # signs the rollback statement
+    done = publishing.rollback(current_app.extensions["edge_store"], revision, signer)
     return jsonify(done.entry.to_dict())
 
 

@@ -3,11 +3,14 @@
 wasmtime-py releases the GIL while the guest runs, so N instances serve N requests in
 parallel. A snapshot is installed by loading it into one instance first (a snapshot the
 guest refuses never becomes current); the others load it on their next checkout, so each
-decision uses exactly one revision. An instance that traps is replaced by a fresh one.
+decision uses exactly one revision. Which snapshot an instance holds is tracked by content
+hash, not by revision label: two snapshots with one label (a store started afresh) are two
+snapshots. An instance that traps is replaced by a fresh one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import queue
 import threading
@@ -22,18 +25,21 @@ class PoolBusy(Exception):
 
 
 class SnapshotRejected(Exception):
-    """The guest refused a snapshot (or trapped loading it); the previous one stays."""
+    """The guest refused a snapshot (or trapped loading it); the previous one stays.
+    `trapped`: the load was stopped (deadline, memory), which a later try may survive."""
 
-    def __init__(self, revision_hint: str, reason: str) -> None:
+    def __init__(self, revision_hint: str, reason: str, trapped: bool = False) -> None:
         super().__init__(reason)
         self.revision_hint = revision_hint
         self.reason = reason
+        self.trapped = trapped
 
 
 @dataclass(frozen=True)
 class LoadedSnapshot:
     revision: str
     text: str
+    sha256: str  # what identifies it: labels may repeat, contents do not
 
 
 class InstancePool:
@@ -44,6 +50,7 @@ class InstancePool:
         self._free: queue.LifoQueue[Instance] = queue.LifoQueue()
         self._size = size
         self._current: LoadedSnapshot | None = None
+        self._holds: dict[Instance, str] = {}  # instance -> sha256 of the snapshot it loaded
         self._install_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self.decide_deadline_ms = decide_deadline_ms
@@ -64,18 +71,21 @@ class InstancePool:
 
     def install(self, text: str, label: str = "") -> str:
         """Make `text` the current snapshot if the guest accepts it; returns its revision."""
+        sha = hashlib.sha256(text.encode()).hexdigest()
         with self._install_lock:
             inst = self._acquire()
             try:
                 result = inst.load_snapshot(text, self.load_deadline_ms)
             except GuestTrap as trap:
                 inst = self._replace(inst)
-                raise SnapshotRejected(label, f"loading trapped the guest: {trap}") from None
+                raise SnapshotRejected(label, f"loading trapped the guest: {trap}",
+                                       trapped=True) from None
             finally:
                 self._free.put(inst)
             if not result.ok:
                 raise SnapshotRejected(label, _error_message(result.text))
-            self._current = LoadedSnapshot(result.text, text)
+            self._holds[inst] = sha
+            self._current = LoadedSnapshot(result.text, text, sha)
             return result.text
 
     def decide(self, envelope: str) -> GuestResult:
@@ -84,8 +94,8 @@ class InstancePool:
         inst = self._acquire()
         try:
             current = self._current
-            if current is not None and inst.revision != current.revision:
-                inst.load_snapshot(current.text, self.load_deadline_ms)
+            if current is not None and self._holds.get(inst) != current.sha256:
+                self._load(inst, current)
             return inst.decide_packed(envelope, self.decide_deadline_ms)
         except GuestTrap:
             inst = self._replace(inst)
@@ -99,17 +109,22 @@ class InstancePool:
         except queue.Empty:
             raise PoolBusy(f"all {self._size} instances busy") from None
 
+    def _load(self, inst: Instance, snapshot: LoadedSnapshot) -> None:
+        if inst.load_snapshot(snapshot.text, self.load_deadline_ms).ok:
+            self._holds[inst] = snapshot.sha256
+
     def _replace(self, broken: Instance) -> Instance:
         """A fresh instance (with the current snapshot) for one whose Store is unusable."""
         with self._stats_lock:
             self.traps += 1
             self.replaced += 1
+        self._holds.pop(broken, None)
         del broken
         fresh = self._factory()
         current = self._current
         if current is not None:
             try:
-                fresh.load_snapshot(current.text, self.load_deadline_ms)
+                self._load(fresh, current)
             except GuestTrap:
                 fresh = self._factory()  # serve without a snapshot rather than not at all
         return fresh

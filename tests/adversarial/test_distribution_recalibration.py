@@ -1,0 +1,98 @@
+"""Issue #11, item 6: the recalibration job published the registry's packs, not the served
+snapshot's, so a draft that was submitted but never published went live at the next run,
+and a rollback was undone seconds later. The job now re-tunes exactly the snapshot being
+served, records what it started from, and leaves a rollback alone unless asked. Real
+control plane on loopback, a real edge following the store, the CLI for the override."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from control_plane import publishing
+from control_plane.cli import cli
+from control_plane.scheduler import RecalibrationScheduler
+from edge_module.edge_store import LocalFolderStore
+from loadtest.evaluate_adaptive import PACK, collect, compile_pack
+from loadtest.population import population
+from tests.control_server import ControlServer
+from tests.servers import PUBLISHER_TOKEN, control_config, http, running_edge, wait_for
+from tests.test_adaptive_loop import mobile_visit
+
+AUTH = {"Authorization": f"Bearer {PUBLISHER_TOKEN}"}
+PUBLISHED = PACK.format(name="adaptive", condition="{gte: 0.7, mode: adaptive}")
+DRAFT = PUBLISHED.replace("discount-nudge-10", "draft-nudge-50")  # submitted, not published
+
+
+def submit(control: ControlServer, source: str) -> None:
+    status, body, _ = http("PUT", control.url + "/v1/packs/pricing-adaptive", source,
+                           {**AUTH, "Content-Type": "application/yaml"})
+    assert status in (200, 201), body
+
+
+def contents(edge: Any, session: str) -> list[str]:
+    """What the edge shows a keen mobile visitor (scrolled to the bottom of /pricing)."""
+    status, body, _ = edge.decide(mobile_visit(session, 0.99))
+    assert status == 200, body
+    return [a["content"] for a in body["actions"]]
+
+
+def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone(tmp_path):
+    config = control_config(tmp_path)
+    control = ControlServer(config)
+    store = LocalFolderStore(Path(config["STORE_DIR"]))
+    try:
+        submit(control, PUBLISHED)
+        assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
+        first = publishing.current_entry(store)
+        assert first is not None
+        # telemetry that moves the mobile threshold, from the published pack's trigger
+        collect(compile_pack("adaptive", "{gte: 0.7, mode: adaptive}"),
+                population(250, seed=3), control.telemetry())
+        submit(control, DRAFT)  # a draft: in the registry, never published
+        job = RecalibrationScheduler(control.app)
+
+        with running_edge(Path(config["STORE_DIR"]), trusted_keys=Path(config["TRUSTED_KEYS"]),
+                          control_url="") as edge:
+            result = job.run_once()
+            assert result.published is not None and result.published.revision == 2
+            assert result.source.revision == first.revision
+            wait_for(lambda: edge.health()["revision"] == "2", what="the recalibrated revision")
+            assert contents(edge, "keen-1") == ["discount-nudge-10"]  # never the draft
+            second = publishing.current_entry(store)
+            assert second.recalibrated_from == 1 and second.pack_sha256 == first.pack_sha256
+            assert publishing.snapshot_of(store, 2)["packs"] == \
+                publishing.snapshot_of(store, 1)["packs"]
+            sources = {row[0] for row in control.telemetry().query(
+                "SELECT source FROM recalibrations")}
+            assert [json.loads(s)["revision"] for s in sources] == [1]
+            assert json.loads(sources.pop())["packs"] == dict(first.pack_sha256)
+
+            # A rollback stays: the scheduled job does not run over it.
+            status, body, _ = http("POST", control.url + "/v1/snapshots/rollback",
+                                   {"revision": 1}, AUTH)
+            assert status == 200 and body["rollback_from"] == 2
+            wait_for(lambda: edge.health()["revision"] == "1", what="the rollback")
+            result = job.run_once()
+            assert result.published is None and "rollback" in (result.note or "")
+            current = publishing.current_entry(store)
+            assert (current.revision, current.rollback_from) == (1, 2)
+            assert edge.health()["revision"] == "1"
+
+            # Asked explicitly, it re-tunes the rolled-back snapshot, and says so.
+            ran = CliRunner().invoke(cli, [
+                "recalibrate", "--registry", config["DATA_DIR"], "--store", config["STORE_DIR"],
+                "--over-rollback", "--format", "json"])
+            assert ran.exit_code == 0, ran.output
+            doc = json.loads(ran.output)
+            assert (doc["published"], doc["source"]) == (3, 1)
+            assert "rollback" in doc["note"] and "as asked" in doc["note"]
+            third = publishing.current_entry(store)
+            assert third.recalibrated_from == 1 and third.pack_sha256 == first.pack_sha256
+            wait_for(lambda: edge.health()["revision"] == "3", what="the asked-for revision")
+            assert contents(edge, "keen-2") == ["discount-nudge-10"]
+    finally:
+        control.stop()
