@@ -51,10 +51,13 @@ def decide_packed(snap: Snapshot | None, envelope: str) -> str:
         raise NotReady("no_snapshot", "no snapshot is loaded yet", None)
     try:
         now_ms, state_blob, request = unpack(envelope)  # type: ignore[misc]
-        state = None if state_blob is None else marshal.loads(state_blob)
     except (ValueError, EOFError, TypeError, UnicodeEncodeError):
         raise DecisionError("invalid_envelope", "packed envelope is not (now_ms, state, "
                             "request) in marshal format", "") from None
+    try:
+        state = None if state_blob is None else marshal.loads(state_blob)
+    except (ValueError, EOFError, TypeError):
+        state = None  # an unreadable stored state starts a fresh session, as a stale one does
     result = decide(snap, request, state, now_ms)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
     return pack((result, state_out))

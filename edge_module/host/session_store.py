@@ -2,8 +2,19 @@
 
 The state is the opaque blob the decision core returns (marshal bytes on the host's
 packed path). `SessionStore` is the seam: the default keeps states in memory, bounded in
-count and expiring after a period of inactivity; `RedisSessionStore` shares them between
-the edge hosts of one PoP, so any host can serve the next request of a session.
+count and in bytes and expiring after a period of inactivity; `RedisSessionStore` shares
+them between the edge hosts of one PoP, so any host can serve the next request of a session.
+
+Bytes: the core keeps each state within its own budget (`edge_module.core.session`,
+MAX_SESSION_BYTES); every store also refuses to keep a state over `max_state_bytes` (the
+session starts over), and bounds its total: memory by evicting the least recently written
+beyond `max_bytes`, LMDB by a map of that size (full: the least recently written go),
+Redis by the server's `maxmemory` with `maxmemory-policy volatile-lru` (every state has a
+TTL), which is the only place that sees all the hosts of a PoP.
+
+Fencing: `put` inside `lock()` writes only while the lease taken by that `lock()` is still
+held; a decision that outlived its lease (and so may have raced the next holder) gets
+`SessionLeaseLost` instead of overwriting a newer state.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from typing import Any, Callable, Iterator, Protocol, TypeVar, cast
 
 import redis
 
-from .config import EdgeConfig
+from .config import ConfigError, EdgeConfig
 
 log = logging.getLogger("edge.sessions")
 T = TypeVar("T")
@@ -35,6 +46,22 @@ class SessionStoreUnavailable(Exception):
 
 class SessionLockTimeout(SessionStoreUnavailable):
     """Another decision of the same session held its lock for longer than we wait."""
+
+
+class SessionLeaseLost(SessionStoreUnavailable):
+    """The lease of this decision expired before its write: the state was not written (a
+    newer decision may hold the session now); the request may be retried."""
+
+
+_ENTRY_BYTES = 96  # what an in-memory entry costs beyond its id and state (slot, tuple)
+DEFAULT_MAX_BYTES = 256 << 20
+DEFAULT_MAX_STATE_BYTES = 64 << 10
+
+
+def _too_big(store: str, session_id: str, size: int, limit: int) -> None:
+    log.warning("session %r: a state of %d bytes is over the %d-byte bound of the %s "
+                "session store; not kept, the session starts over", session_id[:64], size,
+                limit, store)
 
 
 class SessionStore(Protocol):
@@ -54,17 +81,28 @@ class SessionStore(Protocol):
 
 
 class MemorySessionStore:
-    """In-process LRU with an idle TTL: the least recently used session goes first."""
+    """In-process LRU with an idle TTL, bounded in count and in accounted bytes (ids and
+    states, plus a fixed cost per entry): the least recently written session goes first."""
 
     def __init__(self, max_sessions: int = 100_000, ttl_s: float = 1800.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_bytes: int = DEFAULT_MAX_BYTES,
+                 max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
         self._max = max_sessions
         self._ttl = ttl_s
         self._clock = clock
+        self._max_bytes = max_bytes
+        self._max_state = max_state_bytes
         self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._session_locks = SessionLocks()
         self.evicted = 0
+        self.refused = 0  # states over max_state_bytes, not kept
+        self.accounted_bytes = 0
+
+    @staticmethod
+    def _cost(session_id: str, state: bytes) -> int:
+        return len(session_id) + len(state) + _ENTRY_BYTES
 
     def get(self, session_id: str) -> bytes | None:
         with self._lock:
@@ -73,15 +111,25 @@ class MemorySessionStore:
                 return None
             if item[0] <= self._clock():
                 del self._items[session_id]
+                self.accounted_bytes -= self._cost(session_id, item[1])
                 return None
             return item[1]
 
     def put(self, session_id: str, state: bytes) -> None:
         with self._lock:
+            old = self._items.pop(session_id, None)
+            if old is not None:
+                self.accounted_bytes -= self._cost(session_id, old[1])
+            if len(state) > self._max_state:
+                self.refused += 1
+                _too_big("memory", session_id, len(state), self._max_state)
+                return
             self._items[session_id] = (self._clock() + self._ttl, state)
-            self._items.move_to_end(session_id)
-            while len(self._items) > self._max:
-                self._items.popitem(last=False)
+            self.accounted_bytes += self._cost(session_id, state)
+            while self._items and (len(self._items) > self._max or
+                                   self.accounted_bytes > self._max_bytes):
+                sid, (_, gone) = self._items.popitem(last=False)
+                self.accounted_bytes -= self._cost(sid, gone)
                 self.evicted += 1
 
     def lock(self, session_id: str) -> threading.Lock:
@@ -113,6 +161,25 @@ end
 return 0
 """
 
+# Write the state only while the lease (KEYS[2]) is still ours (the fencing check and the
+# write in one step): a decision that outlived its lease must not overwrite the state
+# the next holder wrote.
+_PUT_IF_HELD = """
+if redis.call('get', KEYS[2]) ~= ARGV[2] then
+    return 0
+end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+
+
+class _HeldLeases(threading.local):
+    """The lease token each session's `lock()` holds, per thread (puts are checked
+    against it)."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, Any] = {}
+
 
 class RedisSessionStore:
     """Session states in Redis, shared by the edge hosts of one PoP.
@@ -126,7 +193,8 @@ class RedisSessionStore:
 
     def __init__(self, url: str, ttl_s: float, prefix: str = "edge:session:",
                  lock_ttl_ms: int = 10_000, lock_wait_s: float | None = None,
-                 timeout_s: float = 0.5) -> None:
+                 timeout_s: float = 0.5,
+                 max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
         # Short timeouts and no retries: a dead Redis must cost a request half a second,
         # not hang a worker thread.
         self._redis = redis.Redis.from_url(
@@ -141,15 +209,41 @@ class RedisSessionStore:
         # a waiter gives up well before a crashed holder's lease would run out
         self._lock_wait_s = min(lock_ttl_ms / 1000, 2.0) if lock_wait_s is None else lock_wait_s
         self._release = self._redis.register_script(_RELEASE)
+        self._put_if_held = self._redis.register_script(_PUT_IF_HELD)
         self._local = SessionLocks()
+        self._held = _HeldLeases()
+        self._max_state = max_state_bytes
+        self.refused = 0  # states over max_state_bytes, not kept
+        self.fenced = 0  # writes refused because the lease had expired
 
     def get(self, session_id: str) -> bytes | None:
         state = self._call("read a session", self._redis.get, self._prefix + session_id)
         return cast("bytes | None", state)  # a sync client with decode_responses off
 
     def put(self, session_id: str, state: bytes) -> None:
-        self._call("write a session", self._redis.set, self._prefix + session_id, state,
-                   px=self._ttl_ms)
+        """Write the state; inside `lock()`, only while its lease is held (else
+        `SessionLeaseLost`, nothing written)."""
+        key = self._prefix + session_id
+        token = self._held.tokens.get(session_id)
+        if len(state) > self._max_state:
+            self.refused += 1
+            _too_big("redis", session_id, len(state), self._max_state)
+            if token is None or self._call("check a session's lease", self._redis.get,
+                                           self._lock_prefix + session_id) == token.encode():
+                self._call("drop a session", self._redis.delete, key)
+            return
+        if token is None:  # not inside lock(): nothing to fence against
+            self._call("write a session", self._redis.set, key, state, px=self._ttl_ms)
+            return
+        written = self._call("write a session", self._put_if_held,
+                             keys=[key, self._lock_prefix + session_id],
+                             args=[state, token, self._ttl_ms])
+        if not written:
+            self.fenced += 1
+            raise SessionLeaseLost(
+                f"session {session_id[:64]!r}: the lease of this decision expired (after "
+                f"{self._lock_ttl_ms} ms) before its state was written; not written, another "
+                f"decision may hold the session (session store at {self.where})")
 
     @contextmanager
     def lock(self, session_id: str) -> Iterator[None]:
@@ -157,9 +251,11 @@ class RedisSessionStore:
             key = self._lock_prefix + session_id
             token = secrets.token_hex(16)
             self._acquire(key, token, session_id)
+            self._held.tokens[session_id] = token
             try:
                 yield
             finally:
+                self._held.tokens.pop(session_id, None)
                 try:
                     self._release(keys=[key], args=[token])
                 except redis.RedisError as exc:
@@ -228,7 +324,8 @@ class LmdbSessionStore:
     def __init__(self, path: Path, max_sessions: int, ttl_s: float,
                  map_size_mb: int = 4096, lock_ttl_ms: int = 10_000,
                  lock_wait_s: float = 2.0, sweep_interval_s: float | None = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
         import lmdb
 
         self._lmdb = lmdb
@@ -244,6 +341,10 @@ class LmdbSessionStore:
         self._clock = clock
         self._sweep_lock = threading.Lock()
         self._local = SessionLocks()
+        self._held = _HeldLeases()
+        self._max_state = max_state_bytes
+        self.refused = 0  # states over max_state_bytes, not kept
+        self.fenced = 0  # writes refused because the lease had expired
         self._token = secrets.token_bytes(_TOKEN)  # this store's (process's) sweeper lease
         self.evicted = 0  # states removed before they expired (over the bound, or room)
         self._stop = threading.Event()
@@ -307,31 +408,21 @@ class LmdbSessionStore:
         return value[_EXPIRES.size:]
 
     def put(self, session_id: str, state: bytes) -> None:
+        """Write the state; inside `lock()`, only while its lease is held (else
+        `SessionLeaseLost`, nothing written)."""
         key, value = self._key(session_id), _EXPIRES.pack(self._clock() + self._ttl) + state
+        token = self._held.tokens.get(session_id)
+        if len(state) > self._max_state:
+            self.refused += 1
+            _too_big("lmdb", session_id, len(state), self._max_state)
+            value = b""  # deleted below, under the same fencing check
         try:
-            self._write(key, value)
+            if not self._write(key, value, token):
+                raise self._lease_lost(session_id)
+            if not value:
+                return
         except self._lmdb.MapFullError:
-            try:
-                if self._sweep_lock.locked():  # a sweep is making room: wait for it
-                    with self._sweep_lock:
-                        pass
-                else:
-                    self.sweep(make_room=True)  # the file is full: make room, then retry
-            except self._lmdb.Error as exc:
-                # the last resort of a store too small for its load: sessions are
-                # disposable, a store that refuses every write is not
-                log.error("could not make room in the session store at %s (%s): dropping "
-                          "every session; give it a bigger map or fewer sessions",
-                          self.where, exc)
-                try:
-                    with self._env.begin(write=True) as txn:
-                        txn.drop(self._states, delete=False)
-                except self._lmdb.Error as drop_exc:
-                    raise self._unavailable("write a session", drop_exc) from drop_exc
-            try:
-                self._write(key, value)
-            except self._lmdb.Error as exc:
-                raise self._unavailable("write a session", exc) from exc
+            self._write_after_making_room(session_id, key, value, token)
         except self._lmdb.Error as exc:
             raise self._unavailable("write a session", exc) from exc
         self._puts += 1  # approximate under threads: it only paces the check below
@@ -347,9 +438,59 @@ class LmdbSessionStore:
             except self._lmdb.Error as exc:  # the state is written; housekeeping can wait
                 log.warning("session store housekeeping at %s failed: %s", self.where, exc)
 
-    def _write(self, key: bytes, value: bytes) -> None:
+    def _write_after_making_room(self, session_id: str, key: bytes, value: bytes,
+                                 token: bytes | None) -> None:
+        """The map is full (the store's byte bound): evict the least recently written (a
+        fifth at a time: freed pages may be too scattered for a large state, so up to three
+        rounds), then, as the last resort of a store too small for its load, everything."""
+        for _ in range(3):
+            try:
+                if self._sweep_lock.locked():  # a sweep is making room: wait for it
+                    with self._sweep_lock:
+                        pass
+                else:
+                    self.sweep(make_room=True)
+            except self._lmdb.Error as exc:
+                log.error("could not make room in the session store at %s (%s)", self.where,
+                          exc)
+                break
+            try:
+                if not self._write(key, value, token):
+                    raise self._lease_lost(session_id)
+                return
+            except self._lmdb.MapFullError:
+                continue
+            except self._lmdb.Error as exc:
+                raise self._unavailable("write a session", exc) from exc
+        # sessions are disposable, a store that refuses every write is not
+        log.error("the session store at %s stays full: dropping every session; give it a "
+                  "bigger EDGE_SESSION_STORE_MAX_MB or fewer sessions", self.where)
+        try:
+            with self._env.begin(write=True) as txn:
+                txn.drop(self._states, delete=False)
+            if not self._write(key, value, token):
+                raise self._lease_lost(session_id)
+        except self._lmdb.Error as exc:
+            raise self._unavailable("write a session", exc) from exc
+
+    def _lease_lost(self, session_id: str) -> SessionLeaseLost:
+        self.fenced += 1
+        return SessionLeaseLost(
+            f"session {session_id[:64]!r}: the lease of this decision expired before its "
+            f"state was written; not written (session store at {self.where})")
+
+    def _write(self, key: bytes, value: bytes, token: bytes | None) -> bool:
+        """Put (or with an empty value delete) a state; False, writing nothing, when
+        `token` is given and the session's lease is no longer it."""
         with self._env.begin(write=True, db=self._states) as txn:
-            txn.put(key, value)
+            if token is not None and \
+                    txn.get(key, b"", db=self._leases)[:_TOKEN] != token:
+                return False
+            if value:
+                txn.put(key, value)
+            else:
+                txn.delete(key)
+            return True
 
     @contextmanager
     def lock(self, session_id: str) -> Iterator[None]:
@@ -357,9 +498,11 @@ class LmdbSessionStore:
             key = self._key(session_id)
             token = secrets.token_bytes(_TOKEN)
             self._acquire(key, token, session_id)
+            self._held.tokens[session_id] = token
             try:
                 yield
             finally:
+                self._held.tokens.pop(session_id, None)
                 try:
                     self._release(key, token)
                 except self._lmdb.Error as exc:  # the lease expires on its own
@@ -466,10 +609,15 @@ class LmdbSessionStore:
 
     def _fill(self) -> float:
         """The share of the file's map in use (pages of both tables)."""
+        return self.accounted_bytes / self._map_size
+
+    @property
+    def accounted_bytes(self) -> int:
+        """Bytes of the map in use: the pages of both tables (the map is the bound)."""
         with self._env.begin() as txn:
             used = sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
                        for st in (txn.stat(self._states), txn.stat(self._leases)))
-            return float(used * txn.stat(self._states)["psize"] / self._map_size)
+            return int(used * txn.stat(self._states)["psize"])
 
     def _unavailable(self, what: str, exc: Exception) -> SessionStoreUnavailable:
         return SessionStoreUnavailable(
@@ -504,10 +652,20 @@ def _glob_escape(text: str) -> str:
 def make_session_store(config: EdgeConfig) -> SessionStore:
     """The store `config.session_store` names (validated by EdgeConfig): memory, a local
     LMDB file shared by this host's workers, or Redis."""
+    max_state = config.session_state_max_kb << 10
+    if config.session_store_max_mb < 1 or max_state < 1:
+        raise ConfigError(f"EDGE_SESSION_STORE_MAX_MB={config.session_store_max_mb}, "
+                          f"EDGE_SESSION_STATE_MAX_KB={config.session_state_max_kb}: each "
+                          "must be at least 1")
     if config.session_store == "memory":
-        return MemorySessionStore(config.max_sessions, config.session_ttl_s)
+        return MemorySessionStore(config.max_sessions, config.session_ttl_s,
+                                  max_bytes=config.session_store_max_mb << 20,
+                                  max_state_bytes=max_state)
     if config.session_store.startswith("lmdb"):
         path = config.session_store.partition(":")[2] or str(config.state_dir / "sessions")
-        return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s)
+        return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s,
+                                map_size_mb=config.session_store_max_mb,
+                                max_state_bytes=max_state)
     log.info("session state shared in Redis at %s", config.session_store.rpartition("@")[2])
-    return RedisSessionStore(config.session_store, config.session_ttl_s)
+    return RedisSessionStore(config.session_store, config.session_ttl_s,
+                             max_state_bytes=max_state)

@@ -1,0 +1,169 @@
+"""Issue #11, item 9: session memory is bounded in bytes, per session and per store.
+
+100 distinct 2 KB page paths made one session ~205 KB (1,500 such sessions took an edge
+from 144 to 444 MB). The core now keeps each state within MAX_SESSION_BYTES, and every
+store bounds its total (memory: LRU by accounted bytes; LMDB: its map; Redis: per-state
+cap, total by the server's maxmemory with volatile-lru).
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_module.core.session import MAX_SESSION_BYTES
+from edge_module.host.session_store import MemorySessionStore, RedisSessionStore
+from tests.factories import T0, Session, ev, pack, snapshot_text
+from tests.redis_server import RedisServer, running_redis
+from tests.servers import put_snapshot, running_edge
+
+PAGES = pack("""
+    id: deep-session
+    page: "*"
+    when:
+      - pages: ">= 5"
+    action: {content: c}
+    cap: {per_session: 1}
+""")
+
+
+def hostile_paths(session: int, count: int, size: int) -> list[str]:
+    return [f"/s{session}/p{i:04d}/" + "x" * size for i in range(count)]
+
+
+def state_bytes(state: Any) -> int:
+    return max(len(marshal.dumps(state)), len(json.dumps(state, separators=(",", ":"))))
+
+
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(count=st.integers(60, 140), size=st.integers(1000, 2000), hovers=st.integers(0, 70))
+def test_many_long_paths_never_grow_a_session_past_its_budget(decider, count, size, hovers):
+    assert decider.load(snapshot_text(PAGES)).ok
+    visitor = Session(decider, url="/")
+    largest = 0
+    for i, path in enumerate(hostile_paths(0, count, size)):
+        events = [ev("page_view", i * 10, url=path)] + [
+            ev("hover", i * 10 + 1, target=f"#t{k}-" + "h" * 200, duration_ms=5)
+            for k in range(hovers)]
+        visitor.send(events, i * 10 + 2)
+        largest = max(largest, state_bytes(visitor.state))
+    assert largest <= MAX_SESSION_BYTES
+
+
+def test_a_normal_session_keeps_everything_it_saw(decider):
+    assert decider.load(snapshot_text(PAGES)).ok
+    visitor = Session(decider, url="/")
+    fired = []
+    for i in range(30):
+        events = [ev("page_view", i * 1000, url=f"/catalog/item-{i}")] + [
+            ev("hover", i * 1000 + 10 * k, target=f"#card-{k}", duration_ms=300)
+            for k in range(10)] + [ev("scroll", i * 1000 + 500, depth=0.5, y=900)]
+        fired += visitor.send(events, i * 1000 + 600)["actions"]
+    assert len(visitor.state["pg"]) == 30  # every page, none forgotten
+    assert len(visitor.state["hv"]) == 10
+    assert [a["trigger"] for a in fired] == ["deep-session"]
+
+
+def test_distinct_long_paths_stay_distinct_in_the_page_count(decider):
+    assert decider.load(snapshot_text(PAGES)).ok
+    visitor = Session(decider, url="/")
+    fired = []
+    for i in range(6):  # paths alike in their first 2,000 characters
+        fired += visitor.send([ev("page_view", i, url="/" + "x" * 2000 + f"/{i}")],
+                              i)["actions"]
+    assert [a["trigger"] for a in fired] == ["deep-session"]
+
+
+# -- the stores' total bound, against a real edge (waitress + the real component) ----------
+
+@pytest.fixture
+def store_dir(tmp_path: Path) -> Path:
+    put_snapshot(tmp_path / "store", snapshot_text(PAGES), 1)
+    return tmp_path / "store"
+
+
+# This is about bytes, not time: a loaded CI machine must not stop a decision at 50 ms.
+ROOMY = {"decide_deadline_ms": 2000}
+
+
+def flood(edge: Any, sessions: int, paths: int = 100, size: int = 2000) -> None:
+    """Each session sees `paths` distinct long paths, in batches under the body bound."""
+    for s in range(sessions):
+        urls = hostile_paths(s, paths, size)
+        for start in range(0, paths, 25):
+            events = [ev("page_view", start + k, url=u) for k, u in
+                      enumerate(urls[start:start + 25])]
+            status, body, _ = edge.decide({"session_id": f"flood-{s}", "now_ms": T0 + 100,
+                                           "events": events})
+            assert status == 200, body
+
+
+@settings(max_examples=2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bound_mb=st.integers(1, 2), per_mb=st.integers(110, 150))
+def test_the_memory_store_keeps_its_byte_bound_under_a_flood(store_dir, bound_mb, per_mb):
+    sessions = bound_mb * per_mb  # a flooded session's state is ~13 KB: ~80 fit in 1 MB
+    with running_edge(store_dir, session_store_max_mb=bound_mb, **ROOMY) as edge:
+        flood(edge, sessions)
+        store = edge.host.app.sessions
+        assert isinstance(store, MemorySessionStore)
+        assert 0 < store.accounted_bytes <= bound_mb << 20
+        assert store.evicted > 0 and len(store) < sessions
+        status, body, _ = edge.decide({"session_id": "late", "now_ms": T0 + 200,
+                                       "context": {"url": "/pricing"}})
+        assert status == 200 and edge.host.app.sessions.get("late") is not None
+
+
+def test_the_lmdb_store_keeps_its_byte_bound_under_a_flood(store_dir, tmp_path):
+    with running_edge(store_dir, session_store=f"lmdb:{tmp_path / 'sessions'}",
+                      session_store_max_mb=2, **ROOMY) as edge:
+        flood(edge, 200)
+        store = edge.host.app.sessions
+        assert store.accounted_bytes <= 2 << 20
+        assert store.evicted > 0
+        status, _, _ = edge.decide({"session_id": "late", "now_ms": T0 + 200})
+        assert status == 200 and store.get("late") is not None
+
+
+def test_a_state_over_the_per_state_cap_is_not_kept():
+    store = MemorySessionStore(max_state_bytes=1000)
+    store.put("s", b"x" * 500)
+    store.put("s", b"y" * 1001)
+    assert store.get("s") is None and store.refused == 1 and store.accounted_bytes == 0
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    try:
+        with running_redis() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+def test_redis_caps_each_state_and_its_maxmemory_bounds_the_total(redis_server):
+    admin = redis_server.client()
+    # what docs/ asks of a Redis shared by edges: a maxmemory and volatile-lru
+    admin.config_set("maxmemory", 4 << 20)
+    admin.config_set("maxmemory-policy", "volatile-lru")
+    store = RedisSessionStore(redis_server.url, ttl_s=600, max_state_bytes=20_000)
+    try:
+        store.put("big", b"z" * 20_001)
+        assert store.get("big") is None and store.refused == 1
+        for i in range(1000):  # 16 MB of states at the core's budget
+            with store.lock(f"s-{i}"):
+                store.put(f"s-{i}", bytes([i % 256]) * MAX_SESSION_BYTES)
+        used = admin.info("memory")["used_memory"]
+        assert used <= (4 << 20) * 1.1
+        assert store.get("s-999") == bytes([999 % 256]) * MAX_SESSION_BYTES
+        assert len(store) < 1000
+    finally:
+        store.close()
+        admin.close()
