@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     # endpoint is TRIGGERS_S3_ENDPOINT_URL's sibling CONTROL_KINESIS_ENDPOINT_URL).
     "TELEMETRY_SINK": "sqlite",
     "KINESIS_ENDPOINT_URL": "",
+    "TELEMETRY_MAX_FIELD_CHARS": 4096,  # a telemetry record's string field; longer: rejected
     "FALSE_TRIGGER_WINDOW_S": 30.0,  # a firing with no click/conversion within it is false
     "RECALIBRATE_INTERVAL_S": 3600.0,  # adaptive thresholds re-tuned this often; 0 = off
 }

@@ -213,16 +213,33 @@ def _paths() -> dict[str, Any]:
                           "403": _error("not an edge token")}}},
         "/v1/telemetry": {"post": {
             "summary": "An edge sends a batch of decision and outcome records (edge token); "
-                       "records already stored (by id) are ignored",
+                       "records already stored (by id) are ignored, malformed ones are "
+                       "rejected one by one (never the batch)",
             "operationId": "telemetryIngest", "security": [{"edgeToken": []}],
             "requestBody": {"required": True, "content": {"application/x-ndjson": {
                 "schema": {"type": "string",
                            "description": "JSON lines, optionally Content-Encoding: gzip"}}}},
-            "responses": {"200": {"description": "stored and duplicate counts", "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "stored": {"type": "integer"}, "duplicates": {"type": "integer"}}}}}},
-                "400": _error("a malformed record or body"), "401": _error("no token"),
-                "403": _error("not an edge token")}}},
+            "responses": {"200": {
+                "description": "records accepted, already stored, and rejected (the first "
+                               "100 with their 0-based index among the non-blank lines; all "
+                               "counted by code)", "content": {
+                    "application/json": {"schema": {
+                        "type": "object",
+                        "required": ["accepted", "duplicates", "rejected", "rejected_by_code"],
+                        "properties": {
+                            "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
+                            "rejected": {"type": "array", "items": {
+                                "type": "object", "required": ["index", "code", "reason"],
+                                "properties": {"index": {"type": "integer"},
+                                               "code": {"type": "string"},
+                                               "reason": {"type": "string"}}}},
+                            "rejected_by_code": {"type": "object", "additionalProperties": {
+                                "type": "integer"}}}}}}},
+                "400": _error("a body that is not gzip"), "401": _error("no token"),
+                "403": _error("not an edge token"),
+                "413": _error("a batch over the body limit: split it"),
+                "503": _error("the sink cannot take records now (a stream throttling); "
+                              "send the batch again after Retry-After")}}},
         "/v1/telemetry/counts": {"get": {
             "summary": "Stored decision and outcome records, of one edge and from a moment "
                        "on: what delivery is checked against",

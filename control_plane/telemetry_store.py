@@ -2,6 +2,8 @@
 
 Ingest is idempotent: every record carries an id made at the edge, and a record already
 stored is ignored, so a batch the edge retries (its answer was lost) never counts twice.
+Ingest checks records one by one (`check_record`): a bad record is rejected alone, with
+its index and a reason, and the rest of the batch is stored.
 The schema grows by ordered migrations; `schema_version` says how many have run.
 """
 
@@ -10,20 +12,41 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+INT_MAX = 2**63 - 1  # SQLite's INTEGER
+MAX_FIELD_CHARS = 4096  # CONTROL_TELEMETRY_MAX_FIELD_CHARS: one string field of a record
+MAX_JSON_CHARS = 16 * 1024  # features or suppressed of one record, as stored JSON
+MAX_FIRED = 1000  # triggers named in one decision record
+
 
 class TelemetryError(ValueError):
-    """A malformed record: `line` is its 1-based position in the batch."""
+    """A malformed record: `code` says what kind of fault, `line` is its 1-based position
+    in the batch."""
 
-    def __init__(self, message: str, line: int | None = None) -> None:
+    def __init__(self, message: str, line: int | None = None,
+                 code: str = "invalid_record") -> None:
         super().__init__(message)
         self.message = message
         self.line = line
+        self.code = code
+
+
+class SinkUnavailable(RuntimeError):
+    """The sink could not take the batch now (a stream throttling, unreachable): the edge
+    should send it again later (HTTP 503)."""
+
+
+@dataclass(frozen=True)
+class Unparsable:
+    """A batch line that is not JSON: rejected like any bad record, at its index."""
+
+    message: str
 
 
 def _run(db: sqlite3.Connection, script: str) -> None:
@@ -80,16 +103,35 @@ ARMS = ("adaptive", "static", "holdout")
 
 
 @dataclass(frozen=True)
+class Rejected:
+    """One record refused: its 0-based index in the batch, a code and a reason."""
+
+    index: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Ingested:
-    stored: int
+    stored: int  # accepted: new records stored (or put on the stream)
     duplicates: int
+    rejected: tuple[Rejected, ...] = field(default=())
+
+    def answer(self, max_listed: int = 100) -> dict[str, Any]:
+        """The ingest answer: counts, rejections by code (all of them) and the first
+        `max_listed` rejections with index and reason."""
+        return {"accepted": self.stored, "duplicates": self.duplicates,
+                "rejected": [{"index": r.index, "code": r.code, "reason": r.reason}
+                             for r in self.rejected[:max_listed]],
+                "rejected_by_code": dict(Counter(r.code for r in self.rejected))}
 
 
 class TelemetryStore:
     """SQLite at `path`; one connection per thread (waitress serves on several)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_field_chars: int = MAX_FIELD_CHARS) -> None:
         self.path = Path(path)
+        self.max_field_chars = max_field_chars
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self.connection() as db:
@@ -105,20 +147,30 @@ class TelemetryStore:
             self._local.db = db
         yield db
 
-    def ingest(self, records: Iterable[dict[str, Any]]) -> Ingested:
-        """Store records not seen before (by id), in one transaction."""
-        rows = [_check(r, n) for n, r in enumerate(records, 1)]
+    def ingest(self, records: Iterable[Any]) -> Ingested:
+        """Store the well-formed records not seen before (by id), in one transaction;
+        each bad one is rejected alone, with its index and the reason."""
+        rows, rejected = check_records(records, self.max_field_chars)
         stored = 0
         with self.connection() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for rec in rows:
-                    stored += _insert(db, rec)
+                for index, rec in rows:
+                    # a savepoint per record: one the database refuses leaves no half
+                    db.execute("SAVEPOINT record")
+                    try:
+                        stored += _insert(db, rec)
+                    except (sqlite3.DataError, sqlite3.IntegrityError, OverflowError,
+                            ValueError, TypeError) as exc:
+                        db.execute("ROLLBACK TO record")
+                        rejected.append(Rejected(index, "not_storable", str(exc)[:200]))
+                    db.execute("RELEASE record")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return Ingested(stored, len(rows) - stored)
+        rejected.sort(key=lambda r: r.index)
+        return Ingested(stored, len(rows) - stored - _not_stored(rejected), tuple(rejected))
 
     def count(self, table: str) -> int:
         if table not in ("decisions", "outcomes", "fires", "recalibrations"):
@@ -176,42 +228,131 @@ def migrate(db: sqlite3.Connection) -> int:
     return version
 
 
-def _check(rec: Any, line: int) -> dict[str, Any]:
+def _not_stored(rejected: list[Rejected]) -> int:
+    return sum(r.code == "not_storable" for r in rejected)
+
+
+def check_records(records: Iterable[Any], max_chars: int = MAX_FIELD_CHARS
+                  ) -> tuple[list[tuple[int, dict[str, Any]]], list[Rejected]]:
+    """The well-formed records with their index, and the rejections of the others."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[Rejected] = []
+    for index, rec in enumerate(records):
+        try:
+            rows.append((index, check_record(rec, index + 1, max_chars)))
+        except TelemetryError as exc:
+            rejected.append(Rejected(index, exc.code, exc.message))
+    return rows, rejected
+
+
+def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[str, Any]:
+    """A record as it will be stored (its JSON fields serialised), or TelemetryError
+    naming the first field that is wrong: a type, a length or a number out of range."""
+    if isinstance(rec, Unparsable):
+        raise TelemetryError(f"not JSON: {rec.message}", line, "invalid_json")
     if type(rec) is not dict:
         raise TelemetryError("a record is a JSON object", line)
-    if rec.get("kind") not in ("decision", "outcome"):
+    kind = rec.get("kind")
+    if kind not in ("decision", "outcome"):
         raise TelemetryError("kind must be decision or outcome", line)
     for name in ("id", "session"):
-        if type(rec.get(name)) is not str or not rec[name]:
-            raise TelemetryError(f"{name} must be a non-empty string", line)
-    if type(rec.get("ts_ms")) is not int or not 0 <= rec["ts_ms"] < 2**63:
+        if type(rec.get(name)) is not str or not rec[name] or len(rec[name]) > max_chars:
+            raise TelemetryError(f"{name} must be a non-empty string of at most {max_chars} "
+                                 "characters", line)
+    if type(rec.get("ts_ms")) is not int or not 0 <= rec["ts_ms"] <= INT_MAX:
         raise TelemetryError("ts_ms must be an integer from 0 to 2^63 - 1 (ms since epoch)",
                              line)
-    return rec
+    row = {"kind": kind, "id": rec["id"], "session": rec["session"], "ts_ms": rec["ts_ms"],
+           "edge_id": _text(rec, "edge_id", max_chars, line)}
+    if kind == "outcome":
+        row["decision_id"] = _text(rec, "decision_id", max_chars, line)
+        row["trigger"] = _text(rec, "trigger", max_chars, line)
+        row["type"] = _text(rec, "type", max_chars, line, required=True)
+        return row
+    ctx = rec.get("context")
+    if ctx is None:
+        ctx = {}
+    elif type(ctx) is not dict:
+        raise TelemetryError("context must be an object", line)
+    revision = rec.get("revision")
+    if type(revision) is int and -INT_MAX - 1 <= revision <= INT_MAX:
+        revision = str(revision)
+    row["revision"] = _text({"revision": revision}, "revision", max_chars, line)
+    row["device"] = _text(ctx, "device", max_chars, line, "context.")
+    row["country"] = _text(ctx, "country", max_chars, line, "context.")
+    row["url"] = _text(ctx, "url", max_chars, line, "context.")
+    hour = ctx.get("local_hour")
+    if hour is not None and (type(hour) is not int or not 0 <= hour <= 23):
+        raise TelemetryError("context.local_hour must be an integer from 0 to 23 or null", line)
+    row["local_hour"] = hour
+    latency = rec.get("latency_us")
+    if latency is not None and (type(latency) is not int or not 0 <= latency <= INT_MAX):
+        raise TelemetryError("latency_us must be an integer from 0 to 2^63 - 1 or null", line)
+    row["latency_us"] = latency
+    fired = rec.get("fired")
+    if fired is None:
+        fired = []
+    if type(fired) is not list or len(fired) > MAX_FIRED or any(
+            type(t) is not str or len(t) > max_chars for t in fired):
+        raise TelemetryError(f"fired must be a list of at most {MAX_FIRED} trigger names "
+                             f"of at most {max_chars} characters", line)
+    row["fired"] = fired
+    row["suppressed"] = _json(rec, "suppressed", list, line)
+    row["features"] = _json(rec, "features", dict, line)
+    row["arm"] = rec.get("arm") if rec.get("arm") in ARMS else None
+    return row
+
+
+def _text(rec: dict[str, Any], name: str, max_chars: int, line: int, prefix: str = "",
+          required: bool = False) -> str | None:
+    value = rec.get(name)
+    if value is None and not required:
+        return None
+    if type(value) is not str or len(value) > max_chars:
+        raise TelemetryError(f"{prefix}{name} must be a string of at most {max_chars} "
+                             f"characters{'' if required else ' or null'}", line)
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate (\ud800): SQLite would refuse it
+        raise TelemetryError(f"{prefix}{name} is not valid Unicode", line) from None
+    return value
+
+
+def _json(rec: dict[str, Any], name: str, kind: type, line: int) -> str:
+    """A nested field as the JSON text stored: finite numbers, bounded size."""
+    value = rec.get(name)
+    if value is None:
+        value = kind()
+    if type(value) is not kind:
+        raise TelemetryError(f"{name} must be a JSON {'list' if kind is list else 'object'}",
+                             line)
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        raise TelemetryError(f"{name} holds a number that is not finite or is nested too "
+                             "deep", line) from None
+    if len(text) > MAX_JSON_CHARS:
+        raise TelemetryError(f"{name} is over {MAX_JSON_CHARS} characters as JSON", line)
+    return text
 
 
 def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
+    """One checked record (`check_record`): 1 if stored, 0 if its id was already."""
     if rec["kind"] == "outcome":
         cur = db.execute(
             "INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (rec["id"], rec.get("edge_id"), rec["ts_ms"], rec["session"],
-             rec.get("decision_id"), rec.get("trigger"), str(rec.get("type"))))
+            (rec["id"], rec["edge_id"], rec["ts_ms"], rec["session"],
+             rec["decision_id"], rec["trigger"], rec["type"]))
         return cur.rowcount
-    ctx = rec.get("context") or {}
-    fired = [t for t in rec.get("fired") or () if isinstance(t, str)]
-    revision = None if rec.get("revision") is None else str(rec["revision"])
-    hour = ctx.get("local_hour")
-    arm = rec.get("arm") if rec.get("arm") in ARMS else None
     cur = db.execute(
         "INSERT OR IGNORE INTO decisions (id, edge_id, ts_ms, session, revision, device, "
         "country, local_hour, url, latency_us, fired, suppressed, features, arm) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (rec["id"], rec.get("edge_id"), rec["ts_ms"], rec["session"], revision,
-         ctx.get("device"), ctx.get("country"), hour if type(hour) is int else None,
-         ctx.get("url"), rec.get("latency_us"), json.dumps(fired),
-         json.dumps(rec.get("suppressed") or []), json.dumps(rec.get("features") or {}), arm))
+        (rec["id"], rec["edge_id"], rec["ts_ms"], rec["session"], rec["revision"],
+         rec["device"], rec["country"], rec["local_hour"], rec["url"], rec["latency_us"],
+         json.dumps(rec["fired"]), rec["suppressed"], rec["features"], rec["arm"]))
     if cur.rowcount:
         db.executemany("INSERT OR IGNORE INTO fires VALUES (?, ?, ?, ?, ?, ?)",
-                       [(rec["id"], t, rec["session"], rec["ts_ms"], revision,
-                         ctx.get("device")) for t in fired])
+                       [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],
+                         rec["device"]) for t in dict.fromkeys(rec["fired"])])
     return cur.rowcount

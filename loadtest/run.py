@@ -191,7 +191,8 @@ def telemetry_delivery(stack: Any, summary: dict[str, Any],
                     if doc.get("telemetry")}
         if len(statuses) >= _workers() and all(
                 t["buffered"] == 0 and t["spooled_files"] == 0 and
-                t["recorded"] == t["spooled"] + t["dropped"] for t in statuses.values()):
+                # dropped also counts records lost after spooling (set aside, rejected)
+                t["recorded"] <= t["spooled"] + t["dropped"] for t in statuses.values()):
             break
         time.sleep(0.25)
     recorded = sum(int(t.get("recorded", 0)) for t in statuses.values())

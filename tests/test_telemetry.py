@@ -14,7 +14,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from control_plane.rulepack import compile_snapshot, load_pack_set
-from control_plane.telemetry_store import TelemetryStore
+from control_plane.telemetry_store import MIGRATIONS, TelemetryStore
 from edge_module.host.decision_log import (
     DecisionLog,
     decision_record,
@@ -53,9 +53,16 @@ def engaged(session: str, at: int = T0) -> dict:
                        {"type": "scroll", "ts_ms": at + 1000, "depth": 0.9, "y": 900}]}
 
 
-def outcome(session: str, kind: str = "click", decision_id: str | None = None) -> dict:
-    return {"session_id": session, "decision_id": decision_id, "trigger": "pricing-discount",
-            "type": kind, "ts_ms": T0 + 5000}
+def outcome(session: str, kind: str = "click", decided: dict | None = None) -> dict:
+    """An outcome of pricing-discount; with the decide answer `decided`, about that decision
+    (its id and the action's outcome token)."""
+    body = {"session_id": session, "trigger": "pricing-discount", "type": kind,
+            "ts_ms": T0 + 5000}
+    if decided is not None:
+        token = next(a["outcome_token"] for a in decided["actions"]
+                     if a["trigger"] == "pricing-discount")
+        body.update(decision_id=decided["decision_id"], outcome_token=token)
+    return body
 
 
 def spooled_ids(spool: Path) -> set[str]:
@@ -115,7 +122,9 @@ def test_outcomes_are_validated_with_clear_400s(tmp_path, free_port):
         assert status == 400 and body["error"]["field"] == "ts_ms"
         assert http("POST", url, "{nope")[1]["error"]["code"] == "invalid_json"
         assert http("GET", url)[0] == 405
-        status, body, _ = http("POST", url, outcome("s"))
+        status, decided, _ = edge.decide(engaged("s"))
+        assert status == 200
+        status, body, _ = http("POST", url, outcome("s", decided=decided))
         assert status == 200 and body["id"]
 
 
@@ -130,8 +139,9 @@ def test_a_retried_batch_is_stored_once(tmp_path):
     headers = {"Content-Encoding": "gzip", "Content-Type": "application/x-ndjson"}
     first = client.post("/v1/telemetry", data=gzip.compress(batch), headers=headers)
     again = client.post("/v1/telemetry", data=gzip.compress(batch), headers=headers)
-    assert first.get_json() == {"stored": 5, "duplicates": 0}
-    assert again.get_json() == {"stored": 0, "duplicates": 5}
+    assert first.get_json() == {"accepted": 5, "duplicates": 0, "rejected": [],
+                                "rejected_by_code": {}}
+    assert again.get_json()["accepted"] == 0 and again.get_json()["duplicates"] == 5
 
 
 def test_stored_records_are_counted_per_edge_and_from_a_moment_on(tmp_path):
@@ -157,17 +167,24 @@ def test_stored_records_are_counted_per_edge_and_from_a_moment_on(tmp_path):
         assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "since_ms"
 
 
-def test_ingest_needs_the_edge_token_and_well_formed_records(tmp_path):
+def test_ingest_needs_the_edge_token_and_rejects_malformed_records_one_by_one(tmp_path):
     assert control_client(tmp_path).post("/v1/telemetry", data=b"").status_code == 403
     client = control_client(tmp_path, token=EDGE_TOKEN)
-    answer = client.post("/v1/telemetry", data=b'{"kind": "decision", "id": "d"}\n')
-    assert answer.status_code == 400 and "line 1" in answer.get_json()["error"]["message"]
+    good = json.dumps({"kind": "outcome", "id": "o", "session": "s", "ts_ms": T0,
+                       "type": "click"}).encode()
+    answer = client.post("/v1/telemetry", data=b'{"kind": "decision", "id": "d"}\n' + good)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["accepted"] == 1 and body["rejected_by_code"] == {"invalid_record": 1}
+    assert body["rejected"][0]["index"] == 0 and "session" in body["rejected"][0]["reason"]
+    bad_gzip = client.post("/v1/telemetry", data=b"nope", headers={"Content-Encoding": "gzip"})
+    assert bad_gzip.status_code == 400
 
 
 def test_the_store_migrates_to_the_latest_schema_once(tmp_path):
     TelemetryStore(tmp_path / "t.sqlite3")
     store = TelemetryStore(tmp_path / "t.sqlite3")  # opening again runs nothing twice
-    assert store.query("SELECT version FROM schema_version") == [(3,)]
+    assert store.query("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     assert store.query("PRAGMA journal_mode") == [("wal",)]
 
 
@@ -190,7 +207,7 @@ def test_a_control_plane_outage_loses_and_duplicates_nothing(tmp_path):
                     assert status == 200
                     sent.append(body["decision_id"])
                     status, body, _ = http("POST", edge.url + "/v1/outcome",
-                                           outcome(f"s{n}", decision_id=body["decision_id"]))
+                                           outcome(f"s{n}", decided=body))
                     assert status == 200
                     sent.append(body["id"])
 
@@ -247,7 +264,8 @@ def test_an_edge_killed_mid_stream_loses_nothing_it_spooled(tmp_path, free_port)
         while not stop.is_set():
             try:
                 status, body, _ = http("POST", url + "/v1/decide", engaged(f"k{n}"))
-                http("POST", url + "/v1/outcome", outcome(f"k{n}", "impression"))
+                if status == 200 and body.get("actions"):
+                    http("POST", url + "/v1/outcome", outcome(f"k{n}", "impression", body))
             except (OSError, HTTPException):
                 return  # the edge is gone (possibly mid-answer)
             answered += status == 200
@@ -386,7 +404,7 @@ def test_each_worker_ships_its_own_spool_and_none_is_stranded(tmp_path):
     assert len(list((state / "spool").glob("*.jsonl.gz"))) == 3
 
 
-def test_an_outcome_or_record_with_an_out_of_range_timestamp_is_a_400(tmp_path, free_port):
+def test_an_outcome_or_record_with_an_out_of_range_timestamp_is_refused(tmp_path):
     from edge_module.host.decision_log import OutcomeError, outcome_record
 
     with_ts = {"session_id": "s", "type": "click", "ts_ms": 2**63}
@@ -399,4 +417,240 @@ def test_an_outcome_or_record_with_an_out_of_range_timestamp_is_a_400(tmp_path, 
     client = control_client(tmp_path, token=EDGE_TOKEN)
     answer = client.post("/v1/telemetry", data=json.dumps(
         {"kind": "outcome", "id": "o", "session": "s", "ts_ms": 2**63, "type": "click"}).encode())
-    assert answer.status_code == 400 and "line 1" in answer.get_json()["error"]["message"]
+    assert answer.status_code == 200
+    assert answer.get_json()["rejected"][0]["index"] == 0 and answer.get_json()["accepted"] == 0
+
+
+# Hostile fields, oversized and refused batches: every record delivered or counted dropped
+
+
+def poisoned(session: str) -> dict:
+    """A request whose context holds what no field should: objects, 2^63, a huge referrer
+    with userinfo, a lone surrogate."""
+    request = engaged(session)
+    request["context"].update(device={"x": 1}, local_hour=2**63, country="\ud800" * 500,
+                              url="https://user:secret@shop.example/" + "p" * 5000 + "?q=1",
+                              referrer="https://user:secret@ads.example/" + "r" * 240_000)
+    return request
+
+
+def test_a_decision_record_bounds_every_field_and_strips_userinfo():
+    response = {"decision_id": "d1", "revision": {"x": 1}, "latency_us": 2**70,
+                "actions": [{"trigger": "t" * 10_000}] * 500,
+                "suppressed": [{"trigger": "t2", "reason": ["holdout"]}, "junk"]}
+    rec = decision_record(poisoned("s"), response, 2**80, "salt", "edge-1")
+    ctx = rec["context"]
+    assert ctx["device"] is None and ctx["local_hour"] is None
+    assert ctx["url"].startswith("https://shop.example/") and len(ctx["url"]) == 1024
+    assert ctx["referrer"].startswith("https://ads.example/") and len(ctx["referrer"]) == 1024
+    assert "secret" not in json.dumps(rec) and len(ctx["country"]) == 128
+    assert rec["revision"] is None and rec["latency_us"] is None and rec["ts_ms"] <= 2**53
+    assert len(rec["fired"]) == 64 and {len(t) for t in rec["fired"]} == {128}
+    assert rec["suppressed"] == [{"trigger": "t2", "reason": None}]
+    json.dumps(rec, allow_nan=False).encode()  # always writable
+
+
+def test_a_decision_record_from_any_json_context_is_storable():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from control_plane.telemetry_store import check_record
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.text(max_size=5), inner, max_size=3), max_leaves=10)
+    contexts = st.dictionaries(st.sampled_from(["device", "country", "local_hour", "url",
+                                                "referrer", "attributes"]), values)
+    events = st.lists(st.fixed_dictionaries(
+        {"type": st.sampled_from(["scroll", "page_view", "hover"]), "ts_ms": values,
+         "depth": values, "duration_ms": values}), max_size=4)
+
+    @settings(max_examples=60, deadline=None)
+    @given(contexts, events, values)
+    def check(context: dict, evs: list, now: object) -> None:
+        request = {"session_id": "s", "context": context, "events": evs}
+        rec = decision_record(request, {"decision_id": "d", "actions": []}, now, "k", "e")
+        check_record(json.loads(json.dumps(rec, allow_nan=False)), 1)
+
+    check()
+
+
+def test_a_flush_that_fails_unexpectedly_keeps_its_records(tmp_path, monkeypatch):
+    log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+    for n in range(3):
+        log.record({"kind": "outcome", "id": f"o{n}", "session": "s", "ts_ms": T0})
+    log.record({"kind": "outcome", "id": "set", "session": "s", "ts_ms": T0, "x": {1}})
+
+    def surprise() -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(log, "spool_bytes", surprise)
+    assert log.flush() is None and log.pending() == 4 and log.dropped == 0
+    monkeypatch.undo()
+    path = log.flush()
+    assert path is not None and [r["id"] for r in read_batch(path)] == ["o0", "o1", "o2"]
+    assert log.dropped_counts() == {"unserializable": 1} and log.pending() == 0
+
+
+def test_batch_files_are_cut_by_bytes(tmp_path):
+    log = DecisionLog(tmp_path / "spool", "salt", "edge-1", max_batch_bytes=2000)
+    for n in range(40):
+        log.record({"kind": "outcome", "id": f"o{n:02d}", "session": "s" * 80, "ts_ms": T0})
+    log.flush()
+    files = log.spool_files()
+    assert len(files) > 1
+    assert all(len(gzip.decompress(f.read_bytes())) <= 2000 for f in files)
+    assert sorted(spooled_ids(tmp_path / "spool")) == [f"o{n:02d}" for n in range(40)]
+
+
+def _outcome_records(count: int, pad: int = 0) -> list[dict]:
+    """Outcome records with random ids (gzip cannot shrink them much)."""
+    return [{"kind": "outcome", "id": os.urandom(16).hex(), "session": os.urandom(16).hex(),
+             "ts_ms": T0, "type": "click", **({"pad": os.urandom(pad).hex()} if pad else {})}
+            for _ in range(count)]
+
+
+def _shipper(log: DecisionLog, url: str, **settings: int):
+    from edge_module.host.telemetry import TelemetryShipper
+
+    shipper = TelemetryShipper(log, url, EDGE_TOKEN, backoff_base_s=0.01, backoff_max_s=0.02)
+    for name, value in settings.items():  # max_tries, max_set_aside
+        setattr(shipper, name, value)
+    return shipper
+
+
+def _ship_until(shipper, done, what: str) -> None:
+    def step() -> bool:
+        shipper.next_attempt = 0.0
+        shipper.run_once()
+        return done()
+
+    wait_for(step, 20, what)
+
+
+def test_a_batch_over_the_body_limit_is_split_until_it_fits(tmp_path):
+    limit = 8 * 1024
+    config = control_config(tmp_path, MAX_REQUEST_BYTES=limit, MAX_PACK_BYTES=limit)
+    control = ControlServer(config)
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        records = _outcome_records(400)
+        for rec in records:
+            log.record(rec)
+        log.flush()
+        assert len(log.spool_files()) == 1  # one batch, far over the control plane's limit
+        shipper = _shipper(log, control.url, max_tries=3)
+        db = Path(config["DATA_DIR"]) / "telemetry.sqlite3"
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert sorted(stored_ids(db)) == sorted(r["id"] for r in records)
+        status = shipper.status()
+        assert status["split_batches"] >= 3 and status["dropped"] == 0
+    finally:
+        control.stop()
+
+
+def test_a_single_record_over_the_body_limit_is_set_aside_and_counted(tmp_path):
+    limit = 8 * 1024
+    config = control_config(tmp_path, MAX_REQUEST_BYTES=limit, MAX_PACK_BYTES=limit)
+    control = ControlServer(config)
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        log.max_batch_bytes = 6 * 1024
+        good = _outcome_records(30)
+        huge = _outcome_records(1, pad=20_000)  # alone in its file, still over the limit
+        for rec in good[:15] + huge + good[15:]:
+            log.record(rec)
+        log.flush()
+        shipper = _shipper(log, control.url, max_tries=3)
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        db = Path(config["DATA_DIR"]) / "telemetry.sqlite3"
+        assert sorted(stored_ids(db)) == sorted(r["id"] for r in good)
+        status = shipper.status()
+        assert status["dropped_by_reason"] == {"set_aside:too_large": 1}
+        assert status["set_aside_files"] == 1 and status["dropped"] == 1
+    finally:
+        control.stop()
+
+
+def test_records_the_control_plane_rejects_are_counted_dropped_with_the_reason(tmp_path):
+    control = ControlServer(control_config(tmp_path))
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        good = _outcome_records(5)
+        bad = [{**good[0], "id": "bad-1", "type": {"x": 1}},
+               {**good[0], "id": "bad-2", "ts_ms": 2**63}]
+        for rec in good[:2] + bad + good[2:]:
+            log.record(rec)  # straight into the log: as an older or buggy edge would send
+        shipper = _shipper(log, control.url)
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
+        assert sorted(stored_ids(db)) == sorted(r["id"] for r in good)
+        assert shipper.status()["dropped_by_reason"] == {"rejected:invalid_record": 2}
+    finally:
+        control.stop()
+
+
+class _Refusing:
+    """A control plane stand-in on loopback: 500 to any batch holding a record whose id
+    starts with "poison", 200 (stores the ids) to the others."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stored = self.stored = []
+        self.posts = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                outer.posts += 1
+                body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
+                ids = [json.loads(line)["id"] for line in body.splitlines()]
+                if any(i.startswith("poison") for i in ids):
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                stored.extend(ids)
+                answer = json.dumps({"accepted": len(ids), "duplicates": 0}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_batch_refused_again_and_again_is_set_aside_and_nothing_behind_it_waits(tmp_path):
+    control = _Refusing()
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        good: list[str] = []
+        for n in range(5):  # poison batches (of 3 records) between good ones
+            batch = _outcome_records(3)
+            if n % 2 == 0:
+                batch[1]["id"] = f"poison-{n}"
+            else:
+                good.extend(r["id"] for r in batch)
+            for rec in batch:
+                log.record(rec)
+            log.flush()
+        shipper = _shipper(log, control.url, max_tries=3, max_set_aside=2)
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert sorted(control.stored) == sorted(good)
+        status = shipper.status()
+        # three poison batches of 3 records, each refused 3 times; 2 files kept
+        assert status["dropped_by_reason"] == {"set_aside:http_500": 9}
+        assert status["set_aside_batches"] == 3 and status["set_aside_files"] == 2
+        assert control.posts == 2 + 3 * 3
+        assert status["failures"] == 0  # the control plane answered: no global backoff
+    finally:
+        control.close()

@@ -4,6 +4,7 @@ real Kinesis-protocol server on loopback (moto), nothing patched."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import boto3
 
@@ -21,7 +22,7 @@ def test_ingested_records_land_on_the_kinesis_stream(tmp_path):
         lines = b"".join(json.dumps({"kind": "outcome", "id": f"o{n}", "session": "s",
                                      "ts_ms": 1, "type": "click"}).encode() + b"\n"
                          for n in range(3))
-        assert client.post("/v1/telemetry", data=lines).get_json()["stored"] == 3
+        assert client.post("/v1/telemetry", data=lines).get_json()["accepted"] == 3
         shard = kinesis.describe_stream(StreamName="telemetry")[
             "StreamDescription"]["Shards"][0]["ShardId"]
         it = kinesis.get_shard_iterator(StreamName="telemetry", ShardId=shard,
@@ -29,3 +30,81 @@ def test_ingested_records_land_on_the_kinesis_stream(tmp_path):
         records = kinesis.get_records(ShardIterator=it)["Records"]
         got = [json.loads(r["Data"])["id"] for r in records]
         assert got == ["o0", "o1", "o2"]
+
+
+class Throttling:
+    """The real Kinesis client (moto on loopback) behind a stand-in for what moto cannot
+    do: throttle. The first `refusals` put_records calls refuse their last record with
+    ProvisionedThroughputExceededException, as Kinesis does per record under load."""
+
+    def __init__(self, client, refusals: int) -> None:
+        self.client = client
+        self.refusals = refusals
+        self.calls = 0
+
+    def put_records(self, StreamName: str, Records: list) -> dict:  # noqa: N803 - boto3's
+        self.calls += 1
+        if self.refusals <= 0:
+            return self.client.put_records(StreamName=StreamName, Records=Records)
+        self.refusals -= 1
+        head = Records[:-1]
+        done = self.client.put_records(StreamName=StreamName, Records=head)["Records"] \
+            if head else []
+        return {"FailedRecordCount": 1, "Records": [*done, {
+            "ErrorCode": "ProvisionedThroughputExceededException",
+            "ErrorMessage": "Rate exceeded for shard"}]}
+
+
+def _stream_ids(kinesis, stream: str) -> list[str]:
+    shard = kinesis.describe_stream(StreamName=stream)[
+        "StreamDescription"]["Shards"][0]["ShardId"]
+    it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard,
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    return [json.loads(r["Data"])["id"] for r in kinesis.get_records(ShardIterator=it)["Records"]]
+
+
+def _outcomes(ids) -> bytes:
+    return b"".join(json.dumps({"kind": "outcome", "id": i, "session": "s", "ts_ms": 1,
+                                "type": "click"}).encode() + b"\n" for i in ids)
+
+
+def test_throttled_records_are_retried_and_a_stream_that_keeps_refusing_is_a_503(tmp_path):
+    with running_s3() as moto:
+        kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
+        stream = f"telemetry-{uuid.uuid4().hex[:8]}"  # the moto server outlives a test
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        client = control_client(tmp_path, token=EDGE_TOKEN, TELEMETRY_SINK=f"kinesis://{stream}",
+                                KINESIS_ENDPOINT_URL=moto.endpoint)
+        sink = client.application.extensions["telemetry_sink"]
+        sink.backoff_s = 0.001
+        sink.client = Throttling(sink.client, refusals=2)  # a short burst: retried, then in
+        answer = client.post("/v1/telemetry", data=_outcomes(["o0", "o1", "o2"]))
+        assert answer.status_code == 200 and answer.get_json()["accepted"] == 3
+        assert sorted(_stream_ids(kinesis, stream)) == ["o0", "o1", "o2"]
+        # throttled for longer than the retries last: the edge is told to send it again
+        # (a 503 keeps its batch in the spool), not that the batch is bad (lost for good)
+        sink.client = Throttling(sink.client.client, refusals=1000)
+        answer = client.post("/v1/telemetry", data=_outcomes(["o3", "o4"]))
+        assert answer.status_code == 503 and answer.headers["Retry-After"]
+        assert answer.get_json()["error"]["code"] == "sink_unavailable"
+
+
+def test_bad_records_are_rejected_one_by_one_and_the_rest_reach_the_stream(tmp_path):
+    with running_s3() as moto:
+        kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
+        stream = f"telemetry-{uuid.uuid4().hex[:8]}"  # the moto server outlives a test
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        client = control_client(tmp_path, token=EDGE_TOKEN, TELEMETRY_SINK=f"kinesis://{stream}",
+                                KINESIS_ENDPOINT_URL=moto.endpoint)
+        bad = [{"kind": "decision", "id": "d", "session": "s", "ts_ms": 1,
+                "context": {"device": {"x": 1}}},
+               {"kind": "decision", "id": "h", "session": "s", "ts_ms": 1,
+                "context": {"local_hour": 2**63}}]
+        body = _outcomes(["o0"]) + b"{nope\n" + b"".join(
+            json.dumps(r).encode() + b"\n" for r in bad) + _outcomes(["o1"])
+        answer = client.post("/v1/telemetry", data=body)
+        assert answer.status_code == 200
+        doc = answer.get_json()
+        assert doc["accepted"] == 2 and [r["index"] for r in doc["rejected"]] == [1, 2, 3]
+        assert doc["rejected_by_code"] == {"invalid_json": 1, "invalid_record": 2}
+        assert sorted(_stream_ids(kinesis, stream)) == ["o0", "o1"]

@@ -1,4 +1,6 @@
-"""Telemetry ingest: edges send batches of decision and outcome records (edge token)."""
+"""Telemetry ingest: edges send batches of decision and outcome records (edge token).
+Records are checked one by one: a bad one is rejected alone (index and reason in the
+answer), never the batch."""
 
 from __future__ import annotations
 
@@ -11,17 +13,20 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import require
 from ..errors import ApiError
-from ..telemetry_store import TelemetryError, TelemetryStore
+from ..telemetry_store import SinkUnavailable, TelemetryStore, Unparsable
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
 MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a gzip bomb stops here
+MAX_LISTED = 100  # rejections listed one by one in an answer (all are counted by code)
 
 
 @bp.post("")
 @require("edge")
 def ingest() -> Any:
-    """A batch as JSON lines, gzip-compressed (Content-Encoding: gzip) or not."""
+    """A batch as JSON lines, gzip-compressed (Content-Encoding: gzip) or not. The answer
+    counts the records accepted and already stored (duplicates), and lists the rejected
+    ones with their index (0-based, among the non-blank lines) and reason."""
     raw = request.get_data(cache=False)
     if request.headers.get("Content-Encoding", "").lower() == "gzip":
         try:
@@ -32,19 +37,21 @@ def ingest() -> Any:
         if len(raw) > MAX_INFLATED_BYTES:
             raise ApiError(413, "batch_too_large", "a batch inflates to more than 64 MiB; "
                                                    "send smaller batches")
-    records = []
-    for n, line in enumerate(raw.splitlines(), 1):
+    records: list[Any] = []
+    for line in raw.splitlines():
         if not line.strip():
             continue
         try:
             records.append(json.loads(line))
-        except ValueError as exc:
-            raise ApiError(400, "invalid_record", f"line {n} is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            records.append(Unparsable(str(exc)[:200]))
     try:
         done = current_app.extensions["telemetry_sink"].ingest(records)
-    except TelemetryError as exc:
-        raise ApiError(400, "invalid_record", f"line {exc.line}: {exc.message}") from None
-    return jsonify(stored=done.stored, duplicates=done.duplicates)
+    except SinkUnavailable as exc:
+        # the edge keeps the batch and sends it again: nothing is lost
+        return jsonify(error={"code": "sink_unavailable", "message": str(exc)}), 503, {
+            "Retry-After": "5"}
+    return jsonify(done.answer(MAX_LISTED))
 
 
 @bp.get("/counts")

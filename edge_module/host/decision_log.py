@@ -1,11 +1,13 @@
 """The edge's decision log: one record per decision and per outcome a client reports,
-made safe to leave the edge (hashed session ids, no CRM attributes, no query strings),
-buffered in memory (bounded) and spooled to disk in gzip JSON-lines batches (fsync'd).
+made safe to leave the edge (hashed session ids, no CRM attributes, no query strings, no
+userinfo) and bounded field by field (`RecordLimits`), buffered in memory (bounded) and
+spooled to disk in gzip JSON-lines batches (fsync'd, cut by bytes).
 
 The spool is what makes telemetry lossless: a batch file is complete once renamed into
 `spool/`, so a `kill -9` loses at most the records not yet flushed (one flush interval),
 never a spooled one. The shipper (`telemetry.py`) deletes a file only once the control
-plane has stored it; ingest dedupes by record id, so a retried batch never counts twice.
+plane has answered for it; ingest dedupes by record id, so a retried batch never counts
+twice. Whatever is dropped is counted by reason (`dropped_by_reason`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import gzip
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +34,19 @@ log = logging.getLogger("edge.decision_log")
 
 OUTCOME_TYPES = ("impression", "click", "dismiss", "conversion")
 SPOOL_SUFFIX = ".jsonl.gz"
-BATCH_RECORDS = 2000  # per file: a batch stays well under the control plane's body limit
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+BATCH_RECORDS = 2000  # per file, at most (files are also cut by bytes: `max_batch_bytes`)
+INT_MAX = 2**63 - 1  # SQLite's INTEGER: a logged integer beyond it could not be stored
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """Bounds on every logged field: a record always fits the control plane's store."""
+
+    max_chars: int = 128  # EDGE_TELEMETRY_MAX_FIELD_CHARS: device, country, ids, triggers
+    max_url_chars: int = 1024  # EDGE_TELEMETRY_MAX_URL_CHARS: url, referrer (query stripped)
+    max_items: int = 64  # EDGE_TELEMETRY_MAX_LIST_ITEMS: fired and suppressed entries
 
 
 class OutcomeError(ValueError):
@@ -44,20 +60,79 @@ class OutcomeError(ValueError):
 
 def hash_session(salt: str, session_id: str) -> str:
     """The session id as it leaves the edge: sha256 with the deployment's salt."""
-    return hashlib.sha256(f"{salt}\x1f{session_id}".encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{salt}\x1f{session_id}".encode("utf-8", "replace")).hexdigest()[:32]
 
 
-def strip_query(url: Any) -> str | None:
-    """A URL without its query string and fragment (they may carry personal data)."""
+# -- the logged record's shape: every field goes through one of these ------------------------
+
+def text(value: Any, cap: int) -> str | None:
+    """A string field: strings cut to `cap` characters (lone surrogates replaced, so it
+    always encodes), numbers written out, anything else (objects, lists) null."""
+    if type(value) is not str:
+        if type(value) is float or (type(value) is int and -INT_MAX - 1 <= value <= INT_MAX):
+            value = str(value)
+        else:  # objects, lists, booleans, integers beyond 64 bits
+            return None
+    if len(value) > cap:
+        value = value[:cap]
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def integer(value: Any, low: int = -INT_MAX - 1, high: int = INT_MAX) -> int | None:
+    """An integer field within [low, high] (SQLite's 64 bits by default), else null."""
+    return value if type(value) is int and low <= value <= high else None
+
+
+def number(value: Any) -> int | float | None:
+    """A numeric field: a 64-bit integer or a finite float, else null."""
+    if type(value) is float:
+        return value if math.isfinite(value) else None
+    return integer(value)
+
+
+def strip_url(url: Any, cap: int | None = None) -> str | None:
+    """A URL without query string, fragment and userinfo (`user:pass@`), which may carry
+    personal data or secrets, cut to `cap` characters; null if not a string."""
     if type(url) is not str:
         return None
-    return url.split("#", 1)[0].split("?", 1)[0]
+    url = url.split("#", 1)[0].split("?", 1)[0]
+    start = url.find("//")
+    if start >= 0:
+        start += 2
+        end = url.find("/", start)
+        authority = url[start:] if end < 0 else url[start:end]
+        at = authority.rfind("@")
+        if at >= 0:
+            url = url[:start] + url[start + at + 1:]
+    return url if cap is None else text(url, cap)
+
+
+strip_query = strip_url  # the name earlier callers know
+
+
+def time_ms(value: Any) -> int:
+    """A record's time: ms since epoch, clamped into [0, MAX_TIME_MS] (a record's time is
+    required to store it)."""
+    if type(value) is not int:
+        return 0
+    return min(max(value, 0), MAX_TIME_MS)
+
+
+def _suppressed(items: Any, limits: RecordLimits) -> list[dict[str, str | None]]:
+    if type(items) is not list:
+        return []
+    return [{"trigger": text(s.get("trigger"), limits.max_chars),
+             "reason": text(s.get("reason"), limits.max_chars)}
+            for s in items[:limits.max_items] if type(s) is dict]
 
 
 def request_features(events: Any) -> dict[str, Any]:
     """The signal values the host can compute cheaply from one batch of events (the core
     does not return the values its conditions saw): the deepest scroll, the earliest
-    page_view (dwell = decision time - page_view), total hover time, event count."""
+    page_view (dwell = decision time - page_view), total hover time, event count; all
+    finite and within 64 bits."""
     depth = None
     page_view = None
     hover = 0
@@ -69,17 +144,17 @@ def request_features(events: Any) -> dict[str, Any]:
             count += 1
             kind = ev.get("type")
             if kind == "scroll":
-                d = ev.get("depth")
-                if type(d) in (int, float) and (depth is None or d > depth):
+                d = number(ev.get("depth"))
+                if d is not None and (depth is None or d > depth):
                     depth = d
             elif kind == "page_view":
-                ts = ev.get("ts_ms")
-                if type(ts) is int and (page_view is None or ts < page_view):
+                ts = integer(ev.get("ts_ms"), 0, MAX_TIME_MS)
+                if ts is not None and (page_view is None or ts < page_view):
                     page_view = ts
             elif kind == "hover":
-                ms = ev.get("duration_ms")
-                if type(ms) in (int, float):
-                    hover += ms
+                ms = number(ev.get("duration_ms"))
+                if ms is not None and ms > 0:
+                    hover = min(hover + ms, MAX_TIME_MS)
     out: dict[str, Any] = {"events": count}
     if depth is not None:
         out["scroll_depth"] = depth
@@ -91,26 +166,40 @@ def request_features(events: Any) -> dict[str, Any]:
 
 
 def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: int,
-                    salt: str, edge_id: str) -> dict[str, Any]:
-    """The log record of one decision, with nothing sensitive in it."""
+                    salt: str, edge_id: str, limits: RecordLimits = RecordLimits()
+                    ) -> dict[str, Any]:
+    """The log record of one decision: nothing sensitive in it, every field a bounded
+    scalar (or a bounded list of them), whatever the visitor sent."""
     ctx = request.get("context")
     ctx = ctx if type(ctx) is dict else {}
-    context = {k: ctx[k] for k in ("device", "country", "local_hour") if k in ctx}
-    context["url"] = strip_query(ctx.get("url"))
+    cap = limits.max_chars
+    context: dict[str, Any] = {}
+    for name in ("device", "country"):
+        if name in ctx:
+            context[name] = text(ctx[name], cap)
+    if "local_hour" in ctx:
+        context["local_hour"] = integer(ctx["local_hour"], 0, 23)
+    context["url"] = strip_url(ctx.get("url"), limits.max_url_chars)
     if ctx.get("referrer") is not None:
-        context["referrer"] = strip_query(ctx.get("referrer"))
+        context["referrer"] = strip_url(ctx.get("referrer"), limits.max_url_chars)
+    actions = response.get("actions")
+    fired = [text(a.get("trigger"), cap) for a in actions[:limits.max_items]
+             if type(a) is dict] if type(actions) is list else []
+    session_id = request.get("session_id")
     return {
-        "kind": "decision", "id": response["decision_id"], "edge_id": edge_id,
-        "ts_ms": now_ms, "session": hash_session(salt, request["session_id"]),
-        "revision": response.get("revision"),
-        "fired": [a.get("trigger") for a in response.get("actions", ())],
-        "suppressed": list(response.get("suppressed", ())), "arm": response.get("arm"),
-        "latency_us": response.get("latency_us"), "context": context,
+        "kind": "decision", "id": text(response.get("decision_id"), cap) or uuid.uuid4().hex,
+        "edge_id": text(edge_id, cap), "ts_ms": time_ms(now_ms),
+        "session": hash_session(salt, session_id if type(session_id) is str else ""),
+        "revision": text(response.get("revision"), cap),
+        "fired": fired, "suppressed": _suppressed(response.get("suppressed"), limits),
+        "arm": text(response.get("arm"), cap),
+        "latency_us": integer(response.get("latency_us")), "context": context,
         "features": request_features(request.get("events")),
     }
 
 
-def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str) -> dict[str, Any]:
+def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str,
+                   limits: RecordLimits = RecordLimits()) -> dict[str, Any]:
     """Validate an outcome report (`OutcomeError` if malformed) and make its log record."""
     if type(body) is not dict:
         raise OutcomeError("the request body must be a JSON object")
@@ -128,9 +217,11 @@ def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str) -> dict[str,
     if type(ts) is not int or not 0 <= ts <= MAX_TIME_MS:
         raise OutcomeError(f"ts_ms must be a non-negative integer (ms since epoch), at most "
                            f"{MAX_TIME_MS}", "ts_ms")
-    return {"kind": "outcome", "id": uuid.uuid4().hex, "edge_id": edge_id, "ts_ms": ts,
-            "session": hash_session(salt, session_id), "decision_id": body.get("decision_id"),
-            "trigger": body.get("trigger"), "type": kind}
+    cap = limits.max_chars  # longer ids are cut as the decision record cuts fired triggers
+    return {"kind": "outcome", "id": uuid.uuid4().hex, "edge_id": text(edge_id, cap),
+            "ts_ms": ts, "session": hash_session(salt, session_id),
+            "decision_id": text(body.get("decision_id"), cap),
+            "trigger": text(body.get("trigger"), cap), "type": kind}
 
 
 def load_salt(configured: str, state_dir: Path) -> str:
@@ -161,26 +252,74 @@ def load_salt(configured: str, state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+MAX_REASONS = 32  # distinct drop reasons counted; more are counted as "other"
+
+
+def configured() -> Any:
+    """The EDGE_* settings, for a log or shipper built without them (the host's own are
+    read from the same environment)."""
+    from .config import ConfigError, EdgeConfig
+
+    try:
+        return EdgeConfig.from_env()
+    except ConfigError:
+        return EdgeConfig()
+
+
 class DecisionLog:
-    """Records in memory (at most `max_buffer`), flushed to the spool as batch files."""
+    """Records in memory (at most `max_buffer`), flushed to the spool as batch files of at
+    most `max_batch_bytes` (uncompressed: the compressed body is smaller still)."""
 
     def __init__(self, spool_dir: Path, salt: str, edge_id: str, max_buffer: int = 10_000,
-                 max_spool_bytes: int = 256 * 1024 * 1024) -> None:
+                 max_spool_bytes: int = 256 * 1024 * 1024, *,
+                 limits: RecordLimits | None = None,
+                 max_batch_bytes: int | None = None) -> None:
+        if limits is None or max_batch_bytes is None:
+            config = configured()
+            limits = limits or RecordLimits(config.telemetry_max_field_chars,
+                                            config.telemetry_max_url_chars,
+                                            config.telemetry_max_list_items)
+            max_batch_bytes = max_batch_bytes or config.telemetry_batch_bytes
         self.spool_dir = spool_dir
         self.salt = salt
         self.edge_id = edge_id
         self.max_buffer = max_buffer
         self.max_spool_bytes = max_spool_bytes
+        self.limits = limits
+        self.max_batch_bytes = max_batch_bytes
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of batch files at a time
         self._seq = 0
         self.recorded = 0  # records taken by this process (decisions and outcomes)
         self.spooled = 0  # records written to the spool by this process
-        self.dropped = 0  # records refused because the spool was full
+        # records that will never reach the control plane, by reason (this log's and the
+        # shipper's): nothing is lost without being counted here
+        self.dropped_by_reason: Counter[str] = Counter()
         spool_dir.mkdir(parents=True, exist_ok=True)
         for partial in spool_dir.glob("*.tmp"):  # a batch cut short by a crash: never renamed
             partial.unlink(missing_ok=True)
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped, every reason together."""
+        with self._lock:
+            return sum(self.dropped_by_reason.values())
+
+    def dropped_counts(self) -> dict[str, int]:
+        """Records dropped, by reason."""
+        with self._lock:
+            return dict(self.dropped_by_reason)
+
+    def drop(self, count: int, reason: str) -> None:
+        """Count `count` records as lost for `reason` (a short code)."""
+        if count <= 0:
+            return
+        reason = "".join(c if c.isalnum() or c in "_:-" else "_" for c in reason[:48]) or "other"
+        with self._lock:
+            if reason not in self.dropped_by_reason and len(self.dropped_by_reason) >= MAX_REASONS:
+                reason = "other"
+            self.dropped_by_reason[reason] += count
 
     def record(self, rec: dict[str, Any]) -> None:
         with self._lock:
@@ -191,10 +330,11 @@ class DecisionLog:
             self.flush()
 
     def decision(self, request: dict[str, Any], response: dict[str, Any], now_ms: int) -> None:
-        self.record(decision_record(request, response, now_ms, self.salt, self.edge_id))
+        self.record(decision_record(request, response, now_ms, self.salt, self.edge_id,
+                                    self.limits))
 
     def outcome(self, body: Any, now_ms: int) -> dict[str, Any]:
-        rec = outcome_record(body, now_ms, self.salt, self.edge_id)
+        rec = outcome_record(body, now_ms, self.salt, self.edge_id, self.limits)
         self.record(rec)
         return rec
 
@@ -203,56 +343,85 @@ class DecisionLog:
             return len(self._buffer)
 
     def flush(self) -> Path | None:
-        """Write the buffered records as one batch file (fsync'd, then renamed into place)."""
+        """Write the buffered records as batch files (fsync'd, then renamed into place);
+        the last one written. Never raises: what cannot be written now is kept for the
+        next flush (within the memory bound) or counted as dropped."""
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
             if not batch:
                 return None
-            if self.spool_bytes() > self.max_spool_bytes:
-                self.dropped += len(batch)
-                log.error("telemetry spool over %d bytes: %d record(s) dropped",
-                          self.max_spool_bytes, len(batch))
-                return None
-            final = None
-            written = 0
             try:
-                for start in range(0, len(batch), BATCH_RECORDS):
-                    final = self._write(batch[start:start + BATCH_RECORDS])
-                    written = start + BATCH_RECORDS
-                _fsync_dir(self.spool_dir)
-            except OSError as exc:
-                # the disk refused (full, I/O error): keep what was not written for the
-                # next flush, within the memory bound, rather than lose it silently
-                unwritten = batch[written:]
-                with self._lock:
-                    room = max(0, self.max_buffer - len(self._buffer))
-                    self._buffer[:0] = unwritten[:room]
-                self.dropped += max(0, len(unwritten) - room)
-                log.error("telemetry spool write failed (%s): %d record(s) kept for retry, "
-                          "%d dropped", exc, min(len(unwritten), room),
-                          max(0, len(unwritten) - room))
-                self.spooled += min(written, len(batch))
-                return final
-            self.spooled += len(batch)
-            return final
+                return self._spool(batch)
+            except Exception:  # noqa: BLE001 - a surprise must not cost the whole batch
+                log.exception("telemetry flush failed; %d record(s) kept for the next flush",
+                              len(batch))
+                self._keep(batch, "flush_failed")
+                return None
 
-    def _write(self, batch: list[dict[str, Any]]) -> Path:
-        data = gzip.compress(b"".join(_dumps(r).encode() + b"\n" for r in batch), 6)
+    def _spool(self, batch: list[dict[str, Any]]) -> Path | None:
+        if self.spool_bytes() > self.max_spool_bytes:
+            self.drop(len(batch), "spool_full")
+            log.error("telemetry spool over %d bytes: %d record(s) dropped",
+                      self.max_spool_bytes, len(batch))
+            return None
+        lines: list[tuple[dict[str, Any], bytes]] = []
+        for rec in batch:  # one record that cannot be written costs that record alone
+            try:
+                lines.append((rec, _dumps(rec).encode()))
+            except (TypeError, ValueError, RecursionError):
+                self.drop(1, "unserializable")
+                log.error("telemetry record %.80r cannot be written; dropped", rec)
+        final = None
+        done = 0
+        try:
+            for chunk in self._chunks([line for _, line in lines]):
+                final = self._write(chunk)
+                done += len(chunk)
+            _fsync_dir(self.spool_dir)
+        except OSError as exc:
+            # the disk refused (full, I/O error): keep what was not written for the
+            # next flush, within the memory bound, rather than lose it silently
+            self.spooled += done
+            log.error("telemetry spool write failed (%s)", exc)
+            self._keep([rec for rec, _ in lines[done:]], "spool_write_failed")
+            return final
+        self.spooled += done
+        return final
+
+    def _chunks(self, lines: list[bytes]) -> list[list[bytes]]:
+        """Lines in batch files of at most BATCH_RECORDS and `max_batch_bytes` (a line
+        longer than that alone in its file)."""
+        chunks: list[list[bytes]] = []
+        chunk: list[bytes] = []
+        size = 0
+        for line in lines:
+            if chunk and (len(chunk) >= BATCH_RECORDS
+                          or size + len(line) + 1 > self.max_batch_bytes):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line) + 1
+        if chunk:
+            chunks.append(chunk)
+        return chunks
+
+    def _keep(self, records: list[dict[str, Any]], reason: str) -> None:
+        """Put records back at the head of the buffer, as many as the bound allows; the
+        rest are counted as dropped for `reason`."""
+        with self._lock:
+            room = max(0, self.max_buffer - len(self._buffer))
+            self._buffer[:0] = records[:room]
+        if len(records) > room:
+            self.drop(len(records) - room, reason)
+            log.error("telemetry buffer full: %d record(s) dropped (%s)",
+                      len(records) - room, reason)
+
+    def _write(self, lines: list[bytes]) -> Path:
+        data = gzip.compress(b"".join(line + b"\n" for line in lines), 6)
         self._seq += 1
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}"
-        tmp = self.spool_dir / (name + ".tmp")
-        final = self.spool_dir / (name + SPOOL_SUFFIX)
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
-        return final
+        return write_batch_file(self.spool_dir, name, data)
 
     def spool_files(self) -> list[Path]:
         """Spooled batches, oldest first."""
@@ -268,10 +437,30 @@ class DecisionLog:
         return total
 
 
+def write_batch_file(folder: Path, name: str, data: bytes) -> Path:
+    """`data` (gzip JSON lines) as `folder/name.jsonl.gz`, complete or not at all."""
+    tmp = folder / (name + ".tmp")
+    final = folder / (name + SPOOL_SUFFIX)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def read_lines(path: Path) -> list[bytes]:
+    """The non-blank lines of one spooled batch file (OSError/EOFError if unreadable)."""
+    return [line for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
+
+
 def read_batch(path: Path) -> list[dict[str, Any]]:
     """The records of one spooled batch file."""
-    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()
-            if line.strip()]
+    return [json.loads(line) for line in read_lines(path)]
 
 
 def _fsync_dir(path: Path) -> None:

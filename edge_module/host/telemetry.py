@@ -1,20 +1,37 @@
 """Ships the decision log to the control plane (`POST /v1/telemetry`, edge token): flushes
-the buffer to the spool, then sends spooled batches oldest first, deleting each only once
-stored. A failed send backs off exponentially with jitter; the spool waits on disk."""
+the buffer to the spool, then sends spooled batches oldest first, deleting each once the
+control plane has answered for it.
+
+Failures are told apart: when the control plane cannot be reached or is unavailable (no
+answer, 401/403/404, 408, 429, 502-504) every batch waits, with exponential backoff and
+jitter, however long that takes. When it refuses one batch (any other 4xx or 5xx) that
+batch alone is retried later and the others go on; after `max_tries` refusals it is set
+aside (`set-aside/` in the spool, at most `max_set_aside` files, the oldest removed
+first) and its records are counted as dropped, with the reason. A 413 splits the batch in
+two and sends the halves. Records the control plane rejects one by one are counted as
+dropped under its reason code. Moving a set-aside file back into the spool resends it.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import random
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from .decision_log import DecisionLog
+from .decision_log import SPOOL_SUFFIX, DecisionLog, configured, read_lines, write_batch_file
 from .periodic import PeriodicTask
 
 log = logging.getLogger("edge.telemetry")
+
+SET_ASIDE = "set-aside"
+# answers that say nothing about the batch: the control plane is away, misconfigured or busy
+UNAVAILABLE = frozenset((401, 403, 404, 408, 429, 502, 503, 504))
 
 
 class TelemetryShipper(PeriodicTask):
@@ -22,8 +39,14 @@ class TelemetryShipper(PeriodicTask):
 
     def __init__(self, decision_log: DecisionLog, control_url: str, token: str,
                  interval_s: float = 0.5, timeout_s: float = 5.0, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 60.0, max_files_per_run: int = 50) -> None:
+                 backoff_max_s: float = 60.0, max_files_per_run: int = 50, *,
+                 max_tries: int | None = None, max_set_aside: int | None = None) -> None:
         super().__init__(interval_s)
+        if max_tries is None or max_set_aside is None:
+            config = configured()
+            max_tries = config.telemetry_max_tries if max_tries is None else max_tries
+            max_set_aside = config.telemetry_max_set_aside if max_set_aside is None \
+                else max_set_aside
         self.log = decision_log
         self._url = control_url.rstrip("/") + "/v1/telemetry"
         self._token = token
@@ -31,54 +54,145 @@ class TelemetryShipper(PeriodicTask):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_files_per_run = max_files_per_run
-        self.failures = 0  # consecutive failed sends
+        self.max_tries = max(1, max_tries)
+        self.max_set_aside = max(0, max_set_aside)
+        self.failures = 0  # consecutive failed sends (control plane unavailable)
         self.next_attempt = 0.0  # time.monotonic() before which nothing is sent
         self.shipped = 0  # batch files delivered by this process
+        self.split = 0  # batch files split in two after a 413
+        self.set_aside = 0  # batch files set aside by this process
         self.last_error: str | None = None
+        self._tries: dict[str, int] = {}  # batch file name -> refusals so far
+        self._not_before: dict[str, float] = {}  # batch file name -> its own backoff
+
+    @property
+    def set_aside_dir(self) -> Path:
+        return self.log.spool_dir / SET_ASIDE
 
     def run_once(self) -> int:
         """Flush, then send what the spool holds (unless backing off); batches delivered."""
         self.log.flush()
-        if time.monotonic() < self.next_attempt:
+        now = time.monotonic()
+        if now < self.next_attempt:
             return 0
+        files = self.log.spool_files()
+        names = {p.name for p in files}
+        for table in (self._tries, self._not_before):  # forget files no longer spooled
+            for name in [n for n in table if n not in names]:
+                del table[name]
         sent = 0
-        for path in self.log.spool_files()[: self.max_files_per_run]:
-            if not self._send(path):
+        for path in files[: self.max_files_per_run]:
+            if self._not_before.get(path.name, 0.0) > now:
+                continue  # a refused batch waits its turn; the others go on
+            result = self._send(path)
+            if result == "unavailable":
                 self._back_off()
                 break
-            sent += 1
+            sent += result == "delivered"
         return sent
 
-    def _send(self, path: Path) -> bool:
+    def _send(self, path: Path) -> str:
+        """One batch file: delivered, split, refused (kept or set aside) or unavailable."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:  # delivered by a concurrent run (close() racing the thread)
-            return True
+            return "delivered"
         req = urllib.request.Request(self._url, data=data, method="POST", headers={
             "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
             "Authorization": f"Bearer {self._token}"})
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                resp.read()
+                answer = resp.read()
         except urllib.error.HTTPError as exc:
-            if exc.code in (400, 413, 422):  # never accepted as is: set aside, keep going
-                rejected = path.parent / "rejected"
-                rejected.mkdir(exist_ok=True)
-                path.replace(rejected / path.name)
-                log.error("control plane refused telemetry batch %s (%s); moved to %s",
-                          path.name, exc.code, rejected)
-                return True
-            self._fail(f"control plane answered {exc.code} to a telemetry batch")
-            return False
+            code = exc.code
+            exc.close()
+            if code in UNAVAILABLE:
+                self._fail(f"control plane answered {code} to a telemetry batch")
+                return "unavailable"
+            if code == 413:  # never taken as is: in halves, or set aside if one record
+                if self._split(path):
+                    return "split"
+                self._set_aside(path, "too_large")
+                return "set_aside"
+            return self._refused(path, f"http_{code}")
         except (OSError, ValueError) as exc:
             self._fail(f"control plane unreachable for telemetry: {exc}")
-            return False
+            return "unavailable"
+        self._count_rejected(answer)
         path.unlink(missing_ok=True)
         self.failures = 0
         self.next_attempt = 0.0
         self.last_error = None
         self.shipped += 1
+        return "delivered"
+
+    def _count_rejected(self, answer: bytes) -> None:
+        """The records the control plane refused one by one, counted by its reason code."""
+        try:
+            doc = json.loads(answer)
+            by_code = doc.get("rejected_by_code") or {}
+            counts = [(str(code), int(n)) for code, n in by_code.items()]
+        except (ValueError, TypeError, AttributeError):
+            return  # an older control plane: it answered stored/duplicates only
+        for code, n in counts:
+            self.log.drop(n, f"rejected:{code}")
+        if counts:
+            log.warning("control plane rejected telemetry records: %s",
+                        ", ".join(f"{n} {code}" for code, n in counts))
+
+    def _split(self, path: Path) -> bool:
+        """A batch too large for the control plane, as two spool files of half the records
+        each (False if it holds a single record or cannot be read)."""
+        try:
+            lines = read_lines(path)
+        except (OSError, EOFError):
+            return False
+        if len(lines) < 2:
+            return False
+        half = len(lines) // 2
+        stem = path.name[: -len(SPOOL_SUFFIX)]
+        for suffix, part in (("a", lines[:half]), ("b", lines[half:])):
+            write_batch_file(path.parent, f"{stem}{suffix}",
+                             gzip.compress(b"".join(line + b"\n" for line in part), 6))
+        path.unlink(missing_ok=True)  # a crash before this resends both: ingest dedupes
+        self.split += 1
+        log.warning("telemetry batch %s too large for the control plane (413): split in two",
+                    path.name)
         return True
+
+    def _refused(self, path: Path, reason: str) -> str:
+        """One more refusal of this batch: retried later, or set aside after max_tries."""
+        tries = self._tries.get(path.name, 0) + 1
+        if tries < self.max_tries:
+            self._tries[path.name] = tries
+            ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (tries - 1))
+            self._not_before[path.name] = time.monotonic() + random.uniform(ceiling / 2, ceiling)
+            log.warning("control plane refused telemetry batch %s (%s), try %d of %d",
+                        path.name, reason, tries, self.max_tries)
+            return "refused"
+        self._set_aside(path, reason)
+        return "set_aside"
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        try:
+            records = len(read_lines(path))
+        except (OSError, EOFError):
+            records, reason = 0, "unreadable"
+        folder = self.set_aside_dir
+        folder.mkdir(exist_ok=True)
+        try:
+            path.replace(folder / path.name)
+        except FileNotFoundError:
+            return
+        self._tries.pop(path.name, None)
+        self._not_before.pop(path.name, None)
+        self.set_aside += 1
+        self.log.drop(records, f"set_aside:{reason}")
+        log.error("telemetry batch %s (%d records) refused (%s): set aside in %s",
+                  path.name, records, reason, folder)
+        kept = sorted(folder.glob("*" + SPOOL_SUFFIX))
+        for old in kept[: max(0, len(kept) - self.max_set_aside)]:
+            old.unlink(missing_ok=True)  # its records were counted when it was set aside
 
     def _back_off(self) -> None:
         self.failures += 1
@@ -91,9 +205,15 @@ class TelemetryShipper(PeriodicTask):
             log.warning("%s; the batch stays spooled", message)
         self.last_error = message
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> dict[str, Any]:
+        """What /healthz shows: records taken, waiting, shipped, and dropped by reason."""
+        folder = self.set_aside_dir
+        set_aside_files = len(list(folder.glob("*" + SPOOL_SUFFIX))) if folder.is_dir() else 0
         return {"recorded": self.log.recorded, "buffered": self.log.pending(),
                 "spooled_files": len(self.log.spool_files()),
                 "spooled": self.log.spooled, "shipped_batches": self.shipped,
-                "dropped": self.log.dropped, "failures": self.failures,
+                "dropped": self.log.dropped,
+                "dropped_by_reason": self.log.dropped_counts(),
+                "split_batches": self.split, "set_aside_batches": self.set_aside,
+                "set_aside_files": set_aside_files, "failures": self.failures,
                 "last_error": self.last_error}
