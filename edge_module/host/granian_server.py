@@ -61,6 +61,8 @@ class RsgiEdge:
         """The worker was told to stop: no new decisions, and requests still waiting for
         their body are answered 503 now (granian waits for every open request before the
         worker exits: a stalled body would hold the stop for the whole body deadline)."""
+        log.info("signal: draining (in-flight decisions finish, at most %.0f s)",
+                 self.config.drain_timeout_s)
         self.app.draining = True
         for reading in list(self.reading):
             reading.cancel()
