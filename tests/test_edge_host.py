@@ -191,7 +191,9 @@ def test_a_host_without_any_snapshot_answers_503_until_one_arrives(tmp_path):
 # -- saturation and shutdown ---------------------------------------------------------------------
 
 def poison(session: str) -> dict:
-    return {"session_id": session, "now_ms": T0, "context": {"url": "/" + "a" * 40 + "!"}}
+    """A decision that runs past any deadline under RUNAWAY."""
+    return {"session_id": session, "now_ms": T0, "context": {"url": "/slow"},
+            "events": [{"type": "scroll", "ts_ms": T0 + i, "y": i} for i in range(2000)]}
 
 
 def test_beyond_the_pending_bound_requests_get_503_with_retry_after(tmp_path):
