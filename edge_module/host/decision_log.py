@@ -35,6 +35,7 @@ log = logging.getLogger("edge.decision_log")
 OUTCOME_TYPES = ("impression", "click", "dismiss", "conversion")
 SPOOL_SUFFIX = ".jsonl.gz"
 BATCH_RECORDS = 2000  # per file, at most (files are also cut by bytes: `max_batch_bytes`)
+DEFAULT_BATCH_BYTES = 768 * 1024  # EDGE_TELEMETRY_BATCH_BYTES: under the ingest body limit
 INT_MAX = 2**63 - 1  # SQLite's INTEGER: a logged integer beyond it could not be stored
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False).encode
@@ -255,17 +256,6 @@ def load_salt(configured: str, state_dir: Path) -> str:
 MAX_REASONS = 32  # distinct drop reasons counted; more are counted as "other"
 
 
-def configured() -> Any:
-    """The EDGE_* settings, for a log or shipper built without them (the host's own are
-    read from the same environment)."""
-    from .config import ConfigError, EdgeConfig
-
-    try:
-        return EdgeConfig.from_env()
-    except ConfigError:
-        return EdgeConfig()
-
-
 class DecisionLog:
     """Records in memory (at most `max_buffer`), flushed to the spool as batch files of at
     most `max_batch_bytes` (uncompressed: the compressed body is smaller still)."""
@@ -274,12 +264,8 @@ class DecisionLog:
                  max_spool_bytes: int = 256 * 1024 * 1024, *,
                  limits: RecordLimits | None = None,
                  max_batch_bytes: int | None = None) -> None:
-        if limits is None or max_batch_bytes is None:
-            config = configured()
-            limits = limits or RecordLimits(config.telemetry_max_field_chars,
-                                            config.telemetry_max_url_chars,
-                                            config.telemetry_max_list_items)
-            max_batch_bytes = max_batch_bytes or config.telemetry_batch_bytes
+        limits = limits or RecordLimits()
+        max_batch_bytes = max_batch_bytes or DEFAULT_BATCH_BYTES
         self.spool_dir = spool_dir
         self.salt = salt
         self.edge_id = edge_id

@@ -27,7 +27,14 @@ from ..edge_store import open_store
 from ..signing import TrustedKeys
 from .component import EpochTicker, GuestTrap, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
-from .decision_log import SPOOL_SUFFIX, DecisionLog, OutcomeError, load_salt, outcome_record
+from .decision_log import (
+    SPOOL_SUFFIX,
+    DecisionLog,
+    OutcomeError,
+    RecordLimits,
+    load_salt,
+    outcome_record,
+)
 from .outcome_tokens import OutcomeTokens, TokenError, load_key
 from .pool import InstancePool, PoolBusy
 from .session_store import (
@@ -289,7 +296,7 @@ class EdgeApp:
         now_ms = self._clock_ms()
         log_ = self.decision_log
         try:
-            rec = outcome_record(body, now_ms, log_.salt, log_.edge_id)
+            rec = outcome_record(body, now_ms, log_.salt, log_.edge_id, log_.limits)
         except OutcomeError as exc:
             return 400, error_body("invalid_outcome", exc.message, exc.field), []
         # validated above: a dict whose session_id is a non-empty string
@@ -417,9 +424,15 @@ class EdgeHost:
             app.decision_log = DecisionLog(
                 spool_dir(config), load_salt(config.telemetry_salt, config.state_dir),
                 app.edge_id, config.telemetry_max_buffer,
-                config.telemetry_max_spool_mb * 1024 * 1024)
+                config.telemetry_max_spool_mb * 1024 * 1024,
+                limits=RecordLimits(config.telemetry_max_field_chars,
+                                    config.telemetry_max_url_chars,
+                                    config.telemetry_max_list_items),
+                max_batch_bytes=config.telemetry_batch_bytes)
             shipper = app.shipper = TelemetryShipper(
-                app.decision_log, config.control_url, config.token, config.telemetry_interval_s)
+                app.decision_log, config.control_url, config.token, config.telemetry_interval_s,
+                max_tries=config.telemetry_max_tries,
+                max_set_aside=config.telemetry_max_set_aside)
             shipper.start()
         return cls(config, app, sync, ticker, reporter, shipper)
 

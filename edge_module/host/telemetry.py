@@ -24,12 +24,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .decision_log import SPOOL_SUFFIX, DecisionLog, configured, read_lines, write_batch_file
+from .decision_log import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 from .periodic import PeriodicTask
 
 log = logging.getLogger("edge.telemetry")
 
 SET_ASIDE = "set-aside"
+DEFAULT_MAX_TRIES = 5  # EDGE_TELEMETRY_MAX_TRIES
+DEFAULT_MAX_SET_ASIDE = 100  # EDGE_TELEMETRY_MAX_SET_ASIDE
 # answers that say nothing about the batch: the control plane is away, misconfigured or busy
 UNAVAILABLE = frozenset((401, 403, 404, 408, 429, 502, 503, 504))
 
@@ -42,11 +44,8 @@ class TelemetryShipper(PeriodicTask):
                  backoff_max_s: float = 60.0, max_files_per_run: int = 50, *,
                  max_tries: int | None = None, max_set_aside: int | None = None) -> None:
         super().__init__(interval_s)
-        if max_tries is None or max_set_aside is None:
-            config = configured()
-            max_tries = config.telemetry_max_tries if max_tries is None else max_tries
-            max_set_aside = config.telemetry_max_set_aside if max_set_aside is None \
-                else max_set_aside
+        max_tries = DEFAULT_MAX_TRIES if max_tries is None else max_tries
+        max_set_aside = DEFAULT_MAX_SET_ASIDE if max_set_aside is None else max_set_aside
         self.log = decision_log
         self._url = control_url.rstrip("/") + "/v1/telemetry"
         self._token = token
