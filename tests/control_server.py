@@ -42,7 +42,9 @@ class ControlServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            from tests.servers import stop_waitress
+
+            stop_waitress(self._server)  # task threads first (see there)
             self._server = None
         if self._thread is not None:
             self._thread.join(timeout=5)

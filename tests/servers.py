@@ -100,6 +100,14 @@ class EdgeServer:
         return http("GET", self.url + "/healthz")[1]
 
 
+def stop_waitress(server: Any) -> None:
+    """Close a server made by waitress's `create_server`, its task threads first: one
+    finishing after the close would write its wake-up byte ("x") into whatever socket
+    reused the closed trigger's descriptor (seen as "xHTTP/1.1 ..." by another client)."""
+    server.task_dispatcher.shutdown(timeout=5)
+    server.close()
+
+
 @contextmanager
 def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
     """An edge host (real component, real waitress) serving from `store_dir`."""
@@ -131,7 +139,7 @@ def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
         yield EdgeServer(f"http://127.0.0.1:{server.effective_port}", host)
     finally:
         closing.set()
-        server.close()
+        stop_waitress(server)
         host.close()
         thread.join(timeout=5)
 

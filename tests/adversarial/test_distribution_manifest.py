@@ -79,7 +79,8 @@ def stack(tmp_path: Path):
 def edge_settings(control: ControlServer, config: dict[str, Any], state: Path) -> dict[str, Any]:
     return {"trusted_keys": Path(config["TRUSTED_KEYS"]), "control_url": control.url,
             "token": EDGE_TOKEN, "report_interval_s": 0.05, "telemetry": False,
-            "state_dir": state}
+            "state_dir": state,
+            "decide_deadline_ms": 2000}  # a busy CI machine is not what this is about
 
 
 def test_a_replayed_history_entry_is_refused_reported_and_survives_a_restart(stack, tmp_path):

@@ -56,7 +56,7 @@ def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone
         job = RecalibrationScheduler(control.app)
 
         with running_edge(Path(config["STORE_DIR"]), trusted_keys=Path(config["TRUSTED_KEYS"]),
-                          control_url="") as edge:
+                          control_url="", decide_deadline_ms=2000) as edge:
             result = job.run_once()
             assert result.published is not None and result.published.revision == 2
             assert result.source.revision == first.revision
