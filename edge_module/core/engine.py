@@ -23,7 +23,7 @@ from .catalog import EVENT_TYPES
 from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
 from .errors import BatchTooLarge, DecisionError
-from .session import MAX_SESSION_BYTES, Session
+from .session import MAX_CONTEXT_BYTES, MAX_SESSION_BYTES, Session, utf8_size
 from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -34,7 +34,6 @@ MAX_SESSION_ID = 256
 # must stay small, and no request may make it too big to decide on.
 MAX_URL = 2048
 MAX_NAME = 256  # element targets, custom event names
-MAX_CONTEXT_BYTES = 2048  # the context kept in the session for requests that omit it
 # Context values a rule can test: bounded like URLs, so no value costs a glob (or the
 # decision log) more than a few KiB. Longer ones are refused, not cut: a cut value could
 # match a glob the whole one does not.
@@ -219,7 +218,7 @@ def _context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
         _check_attributes(attrs)
     if len(context) > (1 if "url" in context else 0):
         kept = {k: v for k, v in context.items() if k != "url"}
-        if kept != sess.context and len(repr(kept)) <= MAX_CONTEXT_BYTES:
+        if kept != sess.context and utf8_size(repr(kept)) <= MAX_CONTEXT_BYTES:
             sess.context = kept
     return context
 

@@ -20,11 +20,13 @@ MAX_PAGES = 100
 # characters and a digest of the whole, so 100 pages cost ~13 KB at most, not 100 URLs.
 MAX_PAGE_KEY = 128
 _DIGEST_CHARS = 16
-# The byte budget of one session's state (as `accounted_bytes` counts it): a normal
-# session is ~1-4 KB. Beyond it, `fit` forgets, oldest first: pages seen (all but the
-# current one), hover targets, focused form fields, the kept context, then scroll and
-# mouse samples beyond the last 16.
+# The byte budget of what a visitor's own input puts in a session's state (as
+# `accounted_bytes` counts it; a normal session is 0.5-4 KB). Beyond it, `fit` forgets,
+# oldest first: pages seen (all but the current one), hover targets, focused form
+# fields, the kept context, then scroll and mouse samples beyond the last 16. The rest of
+# the state is bounded by the snapshot (one entry per trigger, filter or sequence).
 MAX_SESSION_BYTES = 16 * 1024
+MAX_CONTEXT_BYTES = 2048  # the context kept for requests that omit it (its repr, UTF-8)
 _KEEP_SAMPLES = 16
 MAX_TRACKED = 64  # timestamps per tracked event filter / values per aggregate field
 MAX_FORM_FIELDS = 16
@@ -255,25 +257,24 @@ class Session:
     # -- the byte budget ------------------------------------------------------------
 
     def accounted_bytes(self) -> int:
-        """An estimate, from above, of the state's size (marshal or JSON): strings by
-        their UTF-8 length, numbers and containers by a fixed size each."""
-        n = 256 + _size(self.url or "")
-        n += sum(map(_size, self.pages)) + 8 * len(self.pages)
-        n += sum(map(_size, self.hover)) + 16 * len(self.hover)
-        n += sum(map(_size, self.focused)) + 16 * len(self.focused)
-        n += 24 * len(self.samples) + 20 * len(self.mouse)
-        n += sum(_size(k) + 48 for k in self.fired)
-        n += sum(_size(str(q[1])) + 16 for q in self.queue)
-        n += sum(_size(k) + 8 + 9 * len(v) for k, v in self.tracked.items())
-        n += sum(_size(k) + 8 + 24 * len(v) for k, v in self.fields.items())
-        n += sum(_size(k) + 16 for k in self.sustained) + sum(_size(k) + 16 for k in self.streaks)
-        n += sum(_size(k) + 24 for k in self.sequences)
-        n += 9 * len(self.delivered)
-        for pair in (self.focus_input, self.last_input, self.input_submit):
-            if pair:
-                n += 16 + (_size(pair[1]) if type(pair[1]) is str else 0)
+        """An estimate, from above, of the size (marshal or JSON) of what the visitor's
+        own input put in the state: the URL, pages seen, hover targets, form fields, the
+        kept context, scroll and mouse samples. (The rest is one entry per trigger, filter
+        or sequence of the snapshot: the snapshot bounds it.) Strings count their UTF-8
+        length; joins keep the sums in C: it runs at every decision."""
+        pages, hover = self.pages, self.hover
+        n = 256 + utf8_size(self.url or "") + utf8_size("".join(pages)) + 8 * len(pages)
+        n += utf8_size("".join(hover)) + 16 * len(hover) + 24 * len(self.samples)
+        if self.mouse:
+            n += 20 * len(self.mouse)
+        if self.focused:
+            n += utf8_size("".join(self.focused)) + 16 * len(self.focused)
+        if self.last_input:
+            for pair in (self.focus_input, self.last_input, self.input_submit):
+                if pair and type(pair[1]) is str:
+                    n += 16 + utf8_size(pair[1])
         if self.context:
-            n += _size(repr(self.context))
+            n += MAX_CONTEXT_BYTES  # the engine keeps no larger one
         return n
 
     def fit(self, budget: int = MAX_SESSION_BYTES) -> int:
@@ -286,7 +287,7 @@ class Session:
         pages = self.pages
         drop = 0
         while excess > 0 and drop < len(pages) - 1:  # the current page stays counted
-            excess -= _size(pages[drop]) + 8
+            excess -= utf8_size(pages[drop]) + 8
             drop += 1
         if drop:
             del pages[:drop]
@@ -295,9 +296,9 @@ class Session:
                 if excess <= 0:
                     break
                 del table[key]
-                excess -= _size(key) + 16
+                excess -= utf8_size(key) + 16
         if excess > 0 and self.context:
-            excess -= _size(repr(self.context))
+            excess -= MAX_CONTEXT_BYTES
             self.context = {}
         if excess > 0:
             for series, each in ((self.samples, 24), (self.mouse, 20)):
@@ -368,18 +369,19 @@ class Session:
         return [int(s[0]) + window_ms for s in series if s[0] + window_ms > t]
 
 
-def _size(text: str) -> int:
+def utf8_size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (cheap for ASCII, the usual case)."""
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def page_key(url: str) -> str:
     """How a page is kept in the session's pages seen: the path itself, or for a long one
     its first characters and a digest of the whole (distinct paths stay distinct)."""
-    if _size(url) <= MAX_PAGE_KEY:
+    if utf8_size(url) <= MAX_PAGE_KEY:
         return url
     digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"),
                              digest_size=_DIGEST_CHARS // 2).hexdigest()
     head = MAX_PAGE_KEY - _DIGEST_CHARS - 1
-    while _size(url[:head]) > MAX_PAGE_KEY - _DIGEST_CHARS - 1:
+    while utf8_size(url[:head]) > MAX_PAGE_KEY - _DIGEST_CHARS - 1:
         head -= 1
     return url[:head] + "#" + digest
