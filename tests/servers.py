@@ -61,15 +61,16 @@ def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -
 def put_snapshot(store: Path | EdgeStore, text: str, revision: int,
                  key: SigningKey | None = TEST_KEY, sign_bytes: bytes | None = None, *,
                  sequence: int | None = None, rollback_from: int | None = None,
-                 sign_entry: bool = True) -> dict[str, Any]:
+                 sign_entry: bool = True, object_bytes: bytes | None = None) -> dict[str, Any]:
     """Write a snapshot (signed by `key`, unsigned if None; `sign_bytes` signs something
     else) and point the manifest at it, bypassing the compiler (fault tests). The manifest
     entry is signed by `key` too (unless `sign_entry` is False), with `sequence` (default:
-    one above the manifest's) and `rollback_from` (a rollback statement). Returns it."""
+    one above the manifest's) and `rollback_from` (a rollback statement); `object_bytes`
+    are stored at the snapshot's address instead of its text (a corrupt object). Returns it."""
     if isinstance(store, Path):
         store = LocalFolderStore(store)
     sha = sha256_text(text)
-    store.put_object(object_key(sha), text.encode())
+    store.put_object(object_key(sha), text.encode() if object_bytes is None else object_bytes)
     got = read_manifest(store)
     if sequence is None:
         sequence = (got[0].sequence or 0) + 1 if got is not None else 1
