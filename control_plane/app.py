@@ -6,19 +6,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask, g, jsonify, request
 
-from edge_module.edge_store import StoreError, open_store
+from edge_module.edge_store import open_store
 
 from . import config as config_module
-from .errors import ApiError
+from .errors import register_error_handlers
 from .fleet import FleetRegistry
-from .keys import KeyRing, KeyRingError
+from .keys import KeyRing
 from .openapi import openapi_document
 from .pack_registry import PackRegistry
-from .publishing import PublishError, RevisionError
-from .rulepack import RulePackError
+from .rulepack.source import reset_pack_limits, set_pack_limits
 from .telemetry_sink import make_sink
 from .telemetry_store import TelemetryStore
 
@@ -28,7 +26,7 @@ log = logging.getLogger("control_plane")
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(config_module.load(config))
-    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_PACK_BYTES"]
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     app.extensions["pack_registry"] = PackRegistry(Path(app.config["DATA_DIR"]) / "packs",
                                                    app.config["CATALOG_FILE"] or None)
     app.extensions["edge_store"] = open_store(app.config["STORE_DIR"],
@@ -63,48 +61,33 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     def openapi() -> Any:
         return jsonify(openapi_document())
 
-    # The one place errors become HTTP answers: JSON, never a stack trace.
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError) -> Any:
-        headers = {}
-        if "www_authenticate" in exc.extra:
-            headers["WWW-Authenticate"] = exc.extra.pop("www_authenticate")
-        return jsonify(exc.to_dict()), exc.status, headers
+    # Every rule pack read while answering a request is held to the configured limits.
+    limits = config_module.pack_limits(app.config)
 
-    @app.errorhandler(KeyRingError)
-    def key_error(exc: KeyRingError) -> Any:
-        return jsonify(error={"code": "signing_key", "message": str(exc)}), 409
+    @app.before_request
+    def apply_pack_limits() -> None:
+        g.pack_limits_token = set_pack_limits(limits)
 
-    @app.errorhandler(PublishError)
-    def publish_error(exc: PublishError) -> Any:
-        log.error("publish failed: %s", exc)
-        return jsonify(error={"code": "publish_failed", "message": str(exc)}), 500
+    @app.teardown_request
+    def release_pack_limits(_exc: BaseException | None) -> None:
+        token = g.pop("pack_limits_token", None)
+        if token is not None:
+            reset_pack_limits(token)
 
-    @app.errorhandler(RulePackError)
-    def pack_error(exc: RulePackError) -> Any:
-        problems = [p.to_dict() for p in exc.problems]
-        message = f"{len(problems)} problem(s) in the rule pack"
-        return jsonify(error={"code": "invalid_pack", "message": message,
-                              "problems": problems}), 422
+    def options_response() -> Any:
+        # Werkzeug's default lists the methods of every rule the path matches, so
+        # /v1/packs/validate would offer GET, PUT and DELETE of a pack named "validate";
+        # the rule that serves the path is the one whose methods are allowed.
+        response = app.response_class()
+        matched = request.url_rule
+        methods = {"OPTIONS"}
+        if matched is not None:  # one rule per method of a path: all of that path's
+            for rule in app.url_map.iter_rules():
+                if rule.rule == matched.rule:
+                    methods |= set(rule.methods or ())
+        response.allow.update(sorted(methods))
+        return response
 
-    @app.errorhandler(RevisionError)
-    def revision_error(exc: RevisionError) -> Any:
-        status = 404 if exc.code == "unknown_revision" else 409
-        return jsonify(error={"code": exc.code, "message": exc.message}), status
-
-    @app.errorhandler(StoreError)
-    def store_error(exc: StoreError) -> Any:
-        log.error("edge store: %s", exc)
-        return jsonify(error={"code": "store_unavailable", "message": str(exc)}), 503
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Any:
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error={"code": code, "message": exc.description}), exc.code or 500
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> Any:
-        log.exception("unhandled error")
-        return jsonify(error={"code": "internal_error", "message": "internal error"}), 500
-
+    app.make_default_options_response = options_response  # type: ignore[method-assign]
+    register_error_handlers(app)
     return app

@@ -1,4 +1,5 @@
-"""Who may call what: publishers write rule packs and snapshots, edges report.
+"""Who may call what: publishers write rule packs and snapshots, edges report, authors
+validate and compile drafts (a publisher token does too).
 
 Tokens are bearer tokens, compared in constant time, never logged. A missing token is
 401, a wrong one 403. With no token configured for a role, that role's calls are refused
@@ -19,7 +20,7 @@ from flask import current_app, request
 from .errors import ApiError
 
 log = logging.getLogger("control_plane.auth")
-ROLES = ("publisher", "edge")
+ROLES = ("publisher", "edge", "author")
 
 
 def configured_tokens(config: dict[str, Any], role: str) -> list[str]:
@@ -43,13 +44,13 @@ def ensure_token_file(data_dir: str | Path, role: str) -> str:
     return path.read_text().strip()
 
 
-def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A view decorator: the caller must present a token of `role`."""
+def require(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A view decorator: the caller must present a token of one of `roles`."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check(role)
+            check(*roles)
             return view(*args, **kwargs)
 
         return guarded
@@ -57,15 +58,21 @@ def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return decorate
 
 
-def check(role: str) -> None:
+def check(*roles: str) -> None:
+    """Refuse the request (401 without a token, 403 with a wrong one) unless it presents
+    a token of one of `roles`; checked before the body is read."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     where = f"{request.method} {request.path} from {request.remote_addr}"
+    wanted = " or ".join(roles)
     if scheme.lower() != "bearer" or not token.strip():
-        log.warning("refused %s: no %s token", where, role)
-        raise ApiError(401, "unauthorized", f"this call needs a {role} token "
+        log.warning("refused %s: no %s token", where, wanted)
+        raise ApiError(401, "unauthorized", f"this call needs a {wanted} token "
                        "(Authorization: Bearer <token>)", www_authenticate="Bearer")
-    tokens = configured_tokens(current_app.config, role)
-    if not any(hmac.compare_digest(token.strip().encode(), t.encode()) for t in tokens):
-        log.warning("refused %s: wrong %s token", where, role)
-        raise ApiError(403, "forbidden", f"the token presented is not a valid {role} token")
+    presented = token.strip().encode()
+    # every configured token is compared, so the time taken says nothing about which matched
+    matches = [hmac.compare_digest(presented, t.encode())
+               for role in roles for t in configured_tokens(current_app.config, role)]
+    if not any(matches):
+        log.warning("refused %s: wrong %s token", where, wanted)
+        raise ApiError(403, "forbidden", f"the token presented is not a valid {wanted} token")

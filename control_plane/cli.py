@@ -491,7 +491,7 @@ def keys_list(data_dir: str | None) -> None:
 @cli.command("tokens")
 @DATA_DIR
 def tokens_init(data_dir: str | None) -> None:
-    """Create the publisher and edge token files in the data folder if missing; print
+    """Create the publisher, edge and author token files in the data folder if missing; print
     where they are (used when CONTROL_PUBLISHER_TOKENS / CONTROL_EDGE_TOKENS are unset)."""
     data_dir = data_dir or config_module.load()["DATA_DIR"]
     for role in ROLES:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .rulepack.source import PackLimits
+
+_PACK = PackLimits()  # the rule-pack reader's defaults, which tools without a config use
+
 DEFAULTS: dict[str, Any] = {
     "HOST": "127.0.0.1",
     "PORT": 8600,
@@ -17,7 +21,18 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_KEYS": ".var/trusted-keys",  # TRIGGERS_TRUSTED_KEYS: public keys edges trust
     "PUBLISHER_TOKENS": "",  # comma-separated; empty: DATA_DIR/publisher.token
     "EDGE_TOKENS": "",  # comma-separated; empty: DATA_DIR/edge.token
-    "MAX_PACK_BYTES": 1024 * 1024,
+    # Authoring (validate, compile: read-only, but they parse untrusted YAML): the publisher
+    # token or one of these; comma-separated; empty: DATA_DIR/author.token if it exists.
+    "AUTHOR_TOKENS": "",
+    "MAX_REQUEST_BYTES": 1024 * 1024,  # any request body (telemetry batches included)
+    # What one rule pack may ask of the reader (CONTROL_MAX_PACK_BYTES...): checked before
+    # it is validated or compiled; over a limit is 413 pack_too_large with the position.
+    "MAX_PACK_BYTES": _PACK.bytes,  # the YAML's bytes, and its text with aliases expanded
+    "MAX_PACK_NODES": _PACK.nodes,  # YAML values with every alias written out
+    "MAX_TRIGGERS": _PACK.triggers,  # per pack, sequence steps included
+    "MAX_CONDITIONS_PER_TRIGGER": _PACK.conditions_per_trigger,
+    "MAX_CONDITIONS": _PACK.conditions,  # per pack
+    "MAX_SNAPSHOT_BYTES": 8 * 1024 * 1024,  # a compiled draft answered by POST /v1/compile
     "CATALOG_FILE": "",  # the content catalog; empty: catalog.yaml beside the registry's packs
     # Telemetry: "sqlite" (DATA_DIR/telemetry.sqlite3) or kinesis://stream-name (fleets; the
     # endpoint is TRIGGERS_S3_ENDPOINT_URL's sibling CONTROL_KINESIS_ENDPOINT_URL).
@@ -35,6 +50,14 @@ SHARED = {
     "S3_ENDPOINT_URL": ("TRIGGERS_S3_ENDPOINT_URL",),
     "TRUSTED_KEYS": ("TRIGGERS_TRUSTED_KEYS",),
 }
+
+
+def pack_limits(config: dict[str, Any]) -> PackLimits:
+    """The rule-pack reader's limits from a loaded configuration."""
+    return PackLimits(bytes=int(config["MAX_PACK_BYTES"]), nodes=int(config["MAX_PACK_NODES"]),
+                      triggers=int(config["MAX_TRIGGERS"]),
+                      conditions_per_trigger=int(config["MAX_CONDITIONS_PER_TRIGGER"]),
+                      conditions=int(config["MAX_CONDITIONS"]))
 
 
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:

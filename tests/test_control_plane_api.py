@@ -108,10 +108,48 @@ def test_unknown_routes_and_bad_names_are_json_errors(client):
 
 
 def test_a_pack_over_the_size_limit_is_413(tmp_path):
-    app = create_app({"DATA_DIR": str(tmp_path / "c"), "STORE_DIR": str(tmp_path / "s"),
-                      "MAX_PACK_BYTES": 1000})
-    resp = app.test_client().post("/v1/packs/validate", data="#" * 2000)
+    client = control_client(tmp_path, MAX_PACK_BYTES=1000)
+    resp = client.post("/v1/packs/validate", data="#" * 2000)
+    assert resp.status_code == 413 and resp.json["error"]["code"] == "pack_too_large"
+
+
+def test_a_request_body_over_the_request_limit_is_413(tmp_path):
+    client = control_client(tmp_path, token=EDGE_TOKEN, MAX_REQUEST_BYTES=1000)
+    resp = client.post("/v1/fleet/report", json={"edge_id": "e" * 2000})
     assert resp.status_code == 413 and resp.json["error"]["code"] == "request_entity_too_large"
+
+
+def test_a_pack_over_a_trigger_limit_is_413_with_the_position(tmp_path):
+    client = control_client(tmp_path, MAX_TRIGGERS=1)
+    two = PRICING_SOURCE + PRICING_SOURCE[PRICING_SOURCE.index("  - id:"):].replace(
+        "id: pricing-discount", "id: second")
+    resp = client.post("/v1/packs/validate", data=two)
+    assert resp.status_code == 413
+    [problem] = resp.json["error"]["problems"]
+    first_trigger = PRICING_SOURCE[:PRICING_SOURCE.index("  - id:")].count("\n") + 1
+    assert problem["line"] == first_trigger and "at most 1" in problem["expected"]
+
+
+def test_a_405_names_the_allowed_methods(client):
+    resp = client.post("/v1/keys")
+    assert resp.status_code == 405 and resp.json["error"]["code"] == "method_not_allowed"
+    assert resp.headers["Allow"].split(", ") and "GET" in resp.headers["Allow"]
+
+
+@pytest.mark.parametrize("report", [{"edge_id": "e", "revision": {"x": 1}},
+                                    {"edge_id": "e", "last_error": 7}, {"edge_id": ""},
+                                    ["edge_id"]])
+def test_a_fleet_report_outside_its_schema_is_400(tmp_path, report):
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    resp = client.post("/v1/fleet/report", json=report)
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_report"
+    assert control_client(tmp_path, app=client.application).get("/v1/fleet").json["edges"] == []
+
+
+def test_rotating_a_key_answers_its_id_and_the_key_list(client):
+    resp = client.post("/v1/keys/rotate")
+    assert resp.status_code == 201
+    assert resp.json["key_id"] in [k["key_id"] for k in resp.json["keys"]]
 
 
 # Compile, rollback and the content catalog
@@ -212,10 +250,19 @@ def test_an_edge_token_cannot_publish(tmp_path):
     assert client.post("/v1/snapshots").status_code == 403
 
 
-def test_reads_and_checks_need_no_token(tmp_path):
+def test_reads_need_no_token_but_checks_do(tmp_path):
     anonymous = control_client(tmp_path, token=None)
     assert anonymous.get("/v1/snapshots").status_code == 200
-    assert anonymous.post("/v1/packs/validate", data=PRICING_SOURCE).status_code == 200
+    for path in ("/v1/packs/validate", "/v1/compile"):
+        resp = anonymous.post(path, data=PRICING_SOURCE)
+        assert resp.status_code == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+def test_an_author_token_validates_and_compiles_but_cannot_publish(tmp_path):
+    author = control_client(tmp_path, token="author-token", AUTHOR_TOKENS="author-token")
+    assert author.post("/v1/packs/validate", data=PRICING_SOURCE).status_code == 200
+    assert author.post("/v1/compile", data=PRICING_SOURCE).status_code == 200
+    assert author.put("/v1/packs/pricing-discount", data=PRICING_SOURCE).status_code == 403
 
 
 def test_with_no_token_configured_writes_are_refused(tmp_path):

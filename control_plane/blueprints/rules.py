@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from ..auth import require
 from ..errors import ApiError
@@ -19,11 +20,31 @@ def _registry() -> PackRegistry:
 
 
 def body_text() -> str:
-    """The request body as text: a rule pack is UTF-8 YAML."""
+    """The request body as text: a rule pack is UTF-8 YAML of at most MAX_PACK_BYTES (413
+    before more is read)."""
+    limit = int(current_app.config["MAX_PACK_BYTES"])
+    too_large = ApiError(413, "pack_too_large", f"a rule pack is at most {limit} bytes "
+                         "(CONTROL_MAX_PACK_BYTES); split it into packs")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    data = request.stream.read(limit + 1)  # a body without Content-Length stops here too
+    if len(data) > limit:
+        raise too_large
     try:
-        return request.get_data(cache=False).decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_encoding", "the rule pack must be UTF-8 text") from None
+
+
+def pack_name(name: str) -> None:
+    """400 invalid_name unless `name` can name a pack in the registry; /v1/packs/validate
+    is the validation resource, which only takes POST (405)."""
+    if name == "validate":
+        raise MethodNotAllowed(valid_methods=["POST"])
+    try:
+        _registry().path(name)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_name", str(exc), field="name") from None
 
 
 def _summary(pack: Pack) -> dict[str, Any]:
@@ -31,9 +52,11 @@ def _summary(pack: Pack) -> dict[str, Any]:
 
 
 @bp.post("/validate")
+@require("publisher", "author")
 def validate() -> Any:
     """Validate a pack (alone, and against the content catalog) without storing it: 200 with
-    a summary or 422 with problems."""
+    a summary, 422 with problems, 413 past a size limit. Parsing untrusted YAML costs CPU,
+    so it takes a publisher or author token."""
     pack = load_pack(body_text(), request.args.get("file", "pack.yaml"))
     _registry().check_content([pack])
     return jsonify(ok=True, **_summary(pack))
@@ -44,10 +67,7 @@ def validate() -> Any:
 def submit(name: str) -> Any:
     """Validate a pack with the others and store it; publishing is a separate step."""
     registry = _registry()
-    try:
-        registry.path(name)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_name", str(exc)) from None
+    pack_name(name)
     text = body_text()
     pack = registry.check(text, request.args.get("file", f"{name}.yaml"))
     if pack.name != name:
@@ -65,10 +85,8 @@ def list_packs() -> Any:
 
 @bp.get("/<name>")
 def show(name: str) -> Any:
-    try:
-        text = _registry().source(name)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_name", str(exc)) from None
+    pack_name(name)
+    text = _registry().source(name)
     if text is None:
         raise ApiError(404, "not_found", f"no pack {name!r}")
     return text, 200, {"Content-Type": "application/yaml; charset=utf-8"}
@@ -77,10 +95,7 @@ def show(name: str) -> Any:
 @bp.delete("/<name>")
 @require("publisher")
 def delete(name: str) -> Any:
-    try:
-        deleted = _registry().delete(name)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_name", str(exc)) from None
-    if not deleted:
+    pack_name(name)
+    if not _registry().delete(name):
         raise ApiError(404, "not_found", f"no pack {name!r}")
     return "", 204

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -50,9 +50,19 @@ def pack_limits() -> PackLimits:
     return _LIMITS.get()
 
 
+def set_pack_limits(limits: PackLimits) -> Token[PackLimits]:
+    """Apply `limits` to the files read from now on in this context (an HTTP request);
+    `reset_pack_limits(token)` undoes it."""
+    return _LIMITS.set(limits)
+
+
+def reset_pack_limits(token: Token[PackLimits]) -> None:
+    _LIMITS.reset(token)
+
+
 @contextmanager
 def limited(limits: PackLimits) -> Iterator[PackLimits]:
-    """Apply `limits` to every file read within the block (an HTTP request, a command)."""
+    """Apply `limits` to every file read within the block (a command, a test)."""
     token = _LIMITS.set(limits)
     try:
         yield limits
