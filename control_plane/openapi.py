@@ -27,15 +27,69 @@ def _error(description: str) -> dict[str, Any]:
     return _json("Error", description)
 
 
-_YAML_PACK = {"required": True, "description": "one rule pack, as YAML text (UTF-8)",
-              "content": {"application/yaml": {"schema": _schema("RulePack")}}}
+# A realistic pack (rules/pricing-discount.yaml), for tools that send examples first.
+PACK_EXAMPLE = """\
+pack: pricing-discount
+description: Discount nudge for engaged readers of the pricing page
+triggers:
+  - id: pricing-discount
+    description: Engaged on /pricing -> 10% discount nudge
+    page: /pricing
+    when:
+      - dwell: ">= 3s"
+      - scroll_depth: ">= 78%"
+    action:
+      content: discount-nudge-10
+      tier: immediate
+      priority: 10
+    cap:
+      per_session: 1
+"""
+# The body is YAML text; the structure it must have is the editors' schema (RulePack),
+# stated as the text's content schema. Beyond it, validation answers 422 with positions.
+_YAML_PACK = {"required": True, "description": "one rule pack, as YAML text (UTF-8), at most "
+                                               "CONTROL_MAX_PACK_BYTES",
+              "content": {"application/yaml": {
+                  "schema": {"type": "string", "contentMediaType": "application/yaml",
+                             "contentSchema": _schema("RulePack")},
+                  "example": PACK_EXAMPLE}}}
 _FILE_PARAM = {"name": "file", "in": "query", "required": False,
                "description": "the file name problems are reported under",
                "schema": {"type": "string", "default": "pack.yaml"}}
 _NAME_PARAM = {"name": "name", "in": "path", "required": True,
                "description": "the pack's name (lowercase letters, digits, -)",
-               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"}}
+               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+               "example": "pricing-discount"}
 _INVALID = _json("InvalidPack", "the pack has problems: every one, with its position")
+_TOO_LARGE = _error("the body is over its limit (CONTROL_MAX_REQUEST_BYTES; a pack: "
+                    "CONTROL_MAX_PACK_BYTES, _NODES, _TRIGGERS, _CONDITIONS...), with the "
+                    "position where the pack went over it")
+_UNAUTHORIZED = _error("no token (WWW-Authenticate: Bearer)")
+
+# What an edge reports (`POST /v1/fleet/report`), checked on arrival against this schema:
+# the fields the fleet view shows are typed, others an edge adds are kept as sent.
+FLEET_REPORT: dict[str, Any] = {
+    "type": "object", "required": ["edge_id"],
+    "properties": {
+        "edge_id": {"type": "string", "minLength": 1, "maxLength": 256},
+        "revision": {"type": ["string", "integer", "null"], "maxLength": 64,
+                     "description": "the revision the edge serves; null before its first"},
+        "status": {"type": "string", "maxLength": 64},
+        "last_error": {"type": ["string", "null"], "maxLength": 4096},
+        "last_sync_ms": {"type": ["integer", "null"]},
+    },
+}
+_FLEET_EDGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["edge_id", "behind", "in_sync", "stale", "last_seen_ms"],
+    "properties": {**FLEET_REPORT["properties"],
+                   "behind": {"type": ["integer", "null"]}, "in_sync": {"type": "boolean"},
+                   "stale": {"type": "boolean"}, "last_seen_ms": {"type": "integer"}},
+}
+_KEY_LIST: dict[str, Any] = {"type": "array", "items": {
+    "type": "object", "required": ["key_id", "active", "trusted", "private"],
+    "properties": {"key_id": {"type": "string"}, "active": {"type": "boolean"},
+                   "trusted": {"type": "boolean"}, "private": {"type": "boolean"}}}}
 
 
 def _embedded_pack_schema() -> dict[str, Any]:
@@ -59,7 +113,9 @@ _COMPONENTS: dict[str, Any] = {
         "properties": {"error": {"type": "object", "required": ["code", "message"],
                                  "properties": {"code": {"type": "string"},
                                                 "message": {"type": "string"},
-                                                "field": {"type": "string"}}}},
+                                                "field": {"type": "string"},
+                                                "problems": {"type": "array",
+                                                             "items": _schema("Problem")}}}},
     },
     "Problem": {
         "type": "object", "required": ["file", "line", "column", "message"],
@@ -114,7 +170,8 @@ def _paths() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"status": {"const": "ok"}}}}}}}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
-                                  "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+                                  "responses": {"200": {"description": "OpenAPI 3.1",
+                                                        "content": {"application/json": {}}}}}},
         "/v1/packs": {"get": {
             "summary": "List the registry's packs", "operationId": "listPacks",
             "responses": {"200": {"description": "pack names", "content": {"application/json": {
@@ -122,32 +179,43 @@ def _paths() -> dict[str, Any]:
                     "packs": {"type": "array", "items": {"type": "string"}}}}}}}}}},
         "/v1/packs/validate": {"post": {
             "summary": "Validate a pack without storing it", "operationId": "validatePack",
-            "description": "Checks the pack alone and its content ids against the catalog.",
+            "description": "Checks the pack alone and its content ids against the catalog. "
+                           "A publisher or author token: parsing costs work.",
+            "security": [{"publisherToken": []}, {"authorToken": []}],
             "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
             "responses": {"200": _json("PackSummary", "valid"), "422": _INVALID,
-                          "400": _error("not UTF-8"), "413": _error("too large")}}},
+                          "400": _error("not UTF-8"), "401": _UNAUTHORIZED,
+                          "403": _error("not a publisher or author token"),
+                          "413": _TOO_LARGE}}},
         "/v1/packs/{name}": {
             "parameters": [_NAME_PARAM],
             "get": {"summary": "A pack's YAML source", "operationId": "getPack", "responses": {
                 "200": {"description": "the YAML", "content": {"application/yaml": {}}},
+                "400": _error("not a pack name (invalid_name)"),
                 "404": _error("no such pack")}},
             "put": {"summary": "Validate a pack with the others and store it",
                     "operationId": "putPack", "parameters": [_FILE_PARAM],
                     "requestBody": _YAML_PACK, "responses": {
                         "200": _json("PackSummary", "replaced"),
                         "201": _json("PackSummary", "created"),
-                        "400": _error("bad name, or the file declares another pack"),
-                        "422": _INVALID}},
+                        "400": _error("bad name, not UTF-8, or the file declares another pack"),
+                        "413": _TOO_LARGE, "422": _INVALID}},
             "delete": {"summary": "Delete a pack", "operationId": "deletePack", "responses": {
-                "204": {"description": "deleted"}, "404": _error("no such pack")}},
+                "204": {"description": "deleted"},
+                "400": _error("not a pack name (invalid_name)"),
+                "404": _error("no such pack")}},
         },
         "/v1/compile": {"post": {
             "summary": "Compile a pack into a snapshot, without publishing it",
             "operationId": "compilePack",
-            "description": "The pack alone, labelled revision \"draft\".",
+            "description": "The pack alone, labelled revision \"draft\". A publisher or "
+                           "author token; the snapshot is at most CONTROL_MAX_SNAPSHOT_BYTES.",
+            "security": [{"publisherToken": []}, {"authorToken": []}],
             "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
             "responses": {"200": _json("Snapshot", "the compiled snapshot"), "422": _INVALID,
-                          "400": _error("not UTF-8")}}},
+                          "400": _error("not UTF-8"), "401": _UNAUTHORIZED,
+                          "403": _error("not a publisher or author token"),
+                          "413": _TOO_LARGE}}},
         "/v1/snapshots": {
             "get": {"summary": "Published revisions and rollbacks, newest first",
                     "operationId": "listRevisions", "responses": {"200": {
@@ -157,13 +225,15 @@ def _paths() -> dict[str, Any]:
             "post": {"summary": "Publish the registry's packs as the next revision",
                      "operationId": "publish", "responses": {
                          "201": _json("Revision", "published"),
-                         "409": _error("the registry holds no packs"), "422": _INVALID,
+                         "409": _error("the registry holds no packs, or no signing key"),
+                         "413": _TOO_LARGE, "422": _INVALID,
                          "503": _error("edge store unavailable")}},
         },
         "/v1/snapshots/current": {"get": {
             "summary": "The revision the edge store points at", "operationId": "currentRevision",
             "responses": {"200": _json("Revision", "current"),
-                          "404": _error("nothing published yet")}}},
+                          "404": _error("nothing published yet"),
+                          "503": _error("edge store unavailable")}}},
         "/v1/snapshots/rollback": {"post": {
             "summary": "Serve an earlier revision's snapshot again",
             "operationId": "rollback",
@@ -177,81 +247,85 @@ def _paths() -> dict[str, Any]:
                           "400": _error("no revision number in the body"),
                           "404": _error("the revision was never published"),
                           "409": _error("nothing published, or the snapshot no longer loads"),
+                          "413": _TOO_LARGE,
                           "503": _error("edge store unavailable")}}},
         "/v1/keys": {"get": {
             "summary": "Signing keys: which one signs, which ones edges trust",
             "operationId": "listKeys", "responses": {"200": {
                 "description": "the keys", "content": {"application/json": {"schema": {
-                    "type": "object", "properties": {"keys": {"type": "array", "items": {
-                        "type": "object", "properties": {
-                            "key_id": {"type": "string"}, "active": {"type": "boolean"},
-                            "trusted": {"type": "boolean"},
-                            "private": {"type": "boolean"}}}}}}}}}}}},
+                    "type": "object", "required": ["keys"],
+                    "properties": {"keys": _KEY_LIST}}}}}}}},
         "/v1/keys/rotate": {"post": {
             "summary": "A new signing key; the old ones stay trusted until retired",
             "operationId": "rotateKey", "responses": {
-                "201": {"description": "the new key id and the key list"}}}},
+                "201": {"description": "the new key id and the key list", "content": {
+                    "application/json": {"schema": {
+                        "type": "object", "required": ["key_id", "keys"],
+                        "properties": {"key_id": {"type": "string"}, "keys": _KEY_LIST}}}}},
+                "409": _error("the key folder cannot be written")}}},
         "/v1/fleet": {"get": {
             "summary": "Which edge runs which revision, and how far behind it is",
             "operationId": "fleet", "responses": {"200": {
                 "description": "the current revision and each edge's last report",
-                "content": {"application/json": {"schema": {"type": "object", "properties": {
-                    "current_revision": {"type": ["integer", "null"]},
-                    "edges": {"type": "array", "items": {"type": "object", "properties": {
-                        "edge_id": {"type": "string"}, "revision": {"type": ["string", "null"]},
-                        "behind": {"type": ["integer", "null"]}, "in_sync": {"type": "boolean"},
-                        "stale": {"type": "boolean"}, "last_error": {"type": ["string", "null"]},
-                        "last_seen_ms": {"type": "integer"}}}}}}}}}}}},
+                "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["current_revision", "edges"],
+                    "properties": {"current_revision": {"type": ["integer", "null"]},
+                                   "edges": {"type": "array", "items": _FLEET_EDGE}}}}}},
+                "503": _error("edge store unavailable")}}},
         "/v1/fleet/report": {"post": {
             "summary": "An edge reports what it runs (edge token)",
             "operationId": "fleetReport", "security": [{"edgeToken": []}],
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["edge_id"],
-                "properties": {"edge_id": {"type": "string"}}}}}},
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": FLEET_REPORT,
+                "example": {"edge_id": "edge-1", "revision": "3", "status": "ok",
+                            "last_error": None, "last_sync_ms": 1764201600000}}}},
             "responses": {"204": {"description": "recorded"},
-                          "400": _error("not a report"), "401": _error("no token"),
-                          "403": _error("not an edge token")}}},
+                          "400": _error("not a report: the field that breaks the schema"),
+                          "401": _UNAUTHORIZED, "403": _error("not an edge token"),
+                          "413": _TOO_LARGE}}},
         "/v1/telemetry": {"post": {
             "summary": "An edge sends a batch of decision and outcome records (edge token); "
                        "records already stored (by id) are ignored, malformed ones are "
                        "rejected one by one (never the batch)",
             "operationId": "telemetryIngest", "security": [{"edgeToken": []}],
-            "requestBody": {"required": True, "content": {"application/x-ndjson": {
-                "schema": {"type": "string",
-                           "description": "JSON lines, optionally Content-Encoding: gzip"}}}},
+            "requestBody": {"required": False, "content": {"application/x-ndjson": {
+                "schema": {"type": "array", "items": {"type": "object"},
+                           "description": "decision and outcome records, one JSON object "
+                                          "per line, optionally Content-Encoding: gzip; an "
+                                          "empty body is an empty batch"}}}},
             "responses": {"200": {
-                "description": "records accepted, already stored, and rejected (the first "
-                               "100 with their 0-based index among the non-blank lines; all "
-                               "counted by code)", "content": {
-                    "application/json": {"schema": {
-                        "type": "object",
-                        "required": ["accepted", "duplicates", "rejected", "rejected_by_code"],
-                        "properties": {
-                            "accepted": {"type": "integer"}, "duplicates": {"type": "integer"},
-                            "rejected": {"type": "array", "items": {
-                                "type": "object", "required": ["index", "code", "reason"],
-                                "properties": {"index": {"type": "integer"},
-                                               "code": {"type": "string"},
-                                               "reason": {"type": "string"}}}},
-                            "rejected_by_code": {"type": "object", "additionalProperties": {
-                                "type": "integer"}}}}}}},
-                "400": _error("a body that is not gzip"), "401": _error("no token"),
-                "403": _error("not an edge token"),
-                "413": _error("a batch over the body limit: split it"),
-                "503": _error("the sink cannot take records now (a stream throttling); "
-                              "send the batch again after Retry-After")}}},
+                "description": "records accepted, already stored (duplicates), and the ones "
+                               "refused one by one (the batch is never refused whole)",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["accepted", "duplicates", "rejected", "rejected_by_code"],
+                    "properties": {
+                        "accepted": {"type": "integer", "minimum": 0},
+                        "duplicates": {"type": "integer", "minimum": 0},
+                        "rejected": {"type": "array", "items": {
+                            "type": "object", "required": ["index", "code", "reason"],
+                            "properties": {"index": {"type": "integer", "minimum": 0},
+                                           "code": {"type": "string"},
+                                           "reason": {"type": "string"}}}},
+                        "rejected_by_code": {"type": "object", "additionalProperties": {
+                            "type": "integer", "minimum": 1}}}}}}},
+                "400": _error("the body is not valid gzip"), "401": _UNAUTHORIZED,
+                "403": _error("not an edge token"), "413": _TOO_LARGE,
+                "503": _error("the telemetry sink is unavailable: send the batch again",
+                              )}}},
         "/v1/telemetry/counts": {"get": {
             "summary": "Stored decision and outcome records, of one edge and from a moment "
                        "on: what delivery is checked against",
             "operationId": "telemetryCounts", "security": [{"publisherToken": []}],
             "parameters": [
                 {"name": "edge_id", "in": "query", "schema": {"type": "string"}},
-                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+                {"name": "since_ms", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}],
             "responses": {"200": {"description": "the counts", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "edge_id": {"type": ["string", "null"]}, "since_ms": {"type": "integer"},
                     "decisions": {"type": "integer"}, "outcomes": {"type": "integer"}}}}}},
-                "400": _error("bad query"), "401": _error("no token"),
+                "400": _error("bad query"), "401": _UNAUTHORIZED,
                 "403": _error("not a publisher token"),
                 "409": _error("telemetry goes to a Kinesis stream")}}},
         "/v1/reports/triggers": {"get": {
@@ -259,11 +333,13 @@ def _paths() -> dict[str, Any]:
                        "histograms; holdout lift",
             "operationId": "triggerReport", "security": [{"publisherToken": []}],
             "parameters": [
-                {"name": "window_s", "in": "query", "schema": {"type": "number"}},
-                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}}],
+                {"name": "window_s", "in": "query",
+                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
+                {"name": "since_ms", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}],
             "responses": {"200": {"description": "the report", "content": {
                 "application/json": {"schema": {"type": "object"}}}},
-                "400": _error("bad query"), "401": _error("no token"),
+                "400": _error("bad query"), "401": _UNAUTHORIZED,
                 "403": _error("not a publisher token")}}},
         "/v1/reports/experiment": {"get": {
             "summary": "The adaptive-threshold experiment: per arm sessions, conversions, "
@@ -271,16 +347,18 @@ def _paths() -> dict[str, Any]:
                        "holdout with a 95 % interval (or not enough data)",
             "operationId": "experimentReport", "security": [{"publisherToken": []}],
             "parameters": [
-                {"name": "window_s", "in": "query", "schema": {"type": "number"}},
-                {"name": "since_ms", "in": "query", "schema": {"type": "integer"}},
+                {"name": "window_s", "in": "query",
+                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
+                {"name": "since_ms", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
                 {"name": "min_sessions", "in": "query",
-                 "schema": {"type": "integer", "minimum": 2}}],
+                 "schema": {"type": "integer", "minimum": 2, "maximum": 10**9}}],
             "responses": {"200": {"description": "the report", "content": {
                 "application/json": {"schema": {"type": "object", "required": [
                     "arms", "comparisons"], "properties": {
                     "arms": {"type": "array", "items": {"type": "object"}},
                     "comparisons": {"type": "array", "items": {"type": "object"}}}}}}},
-                "400": _error("bad query"), "401": _error("no token"),
+                "400": _error("bad query"), "401": _UNAUTHORIZED,
                 "403": _error("not a publisher token")}}},
     }
 
@@ -295,7 +373,7 @@ def _with_security(paths: dict[str, Any]) -> dict[str, Any]:
     for path, method in _PUBLISHER_ONLY:
         op = paths[path][method]
         op["security"] = [{"publisherToken": []}]
-        op["responses"].setdefault("401", _error("no token"))
+        op["responses"].setdefault("401", _UNAUTHORIZED)
         op["responses"].setdefault("403", _error("not a publisher token"))
     return paths
 
@@ -313,5 +391,8 @@ def openapi_document() -> dict[str, Any]:
                 "publisherToken": {"type": "http", "scheme": "bearer",
                                    "description": "CONTROL_PUBLISHER_TOKENS"},
                 "edgeToken": {"type": "http", "scheme": "bearer",
-                              "description": "CONTROL_EDGE_TOKENS"}}},
+                              "description": "CONTROL_EDGE_TOKENS"},
+                "authorToken": {"type": "http", "scheme": "bearer",
+                                "description": "CONTROL_AUTHOR_TOKENS: validate and compile "
+                                               "only"}}},
     }

@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import publishing
+from .. import body_schema, publishing
 from ..auth import require
-from ..errors import ApiError
 from ..fleet import FleetRegistry
+from ..openapi import FLEET_REPORT
 
 bp = Blueprint("fleet", __name__, url_prefix="/v1/fleet")
 
@@ -21,10 +21,10 @@ def _fleet() -> FleetRegistry:
 @bp.post("/report")
 @require("edge")
 def report() -> Any:
-    status = request.get_json(silent=True)
-    if not isinstance(status, dict) or not isinstance(status.get("edge_id"), str) \
-            or not status["edge_id"]:
-        raise ApiError(400, "invalid_report", "a report is a JSON object with an edge_id")
+    """What an edge runs: a JSON object as `FLEET_REPORT` describes (400 otherwise), so
+    `GET /v1/fleet` shows only what its own schema allows."""
+    status = request.get_json(silent=True)  # None when not JSON: refused as "not an object"
+    body_schema.check(FLEET_REPORT, status, "invalid_report")
     _fleet().report(status["edge_id"], status)
     return "", 204
 

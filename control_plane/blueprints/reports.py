@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -11,20 +12,35 @@ from ..errors import ApiError
 from ..reports import MIN_ARM_SESSIONS, experiment_report, trigger_report
 
 bp = Blueprint("reports", __name__, url_prefix="/v1/reports")
+MAX_WINDOW_S = 86_400.0  # an engagement window longer than a day is no longer one
+MAX_SINCE_MS = 2**63 - 1  # what the telemetry store's integers hold
+MAX_MIN_SESSIONS = 10**9
+
+
+def _window_and_since() -> tuple[float, int]:
+    """`window_s` and `since_ms` from the query (400 invalid_query naming the field)."""
+    try:
+        window_s = float(request.args.get("window_s", current_app.config["FALSE_TRIGGER_WINDOW_S"]))
+    except ValueError:
+        window_s = math.nan
+    if not (math.isfinite(window_s) and 0 < window_s <= MAX_WINDOW_S):
+        raise ApiError(400, "invalid_query", "window_s must be a number of seconds above 0 and "
+                       f"at most {MAX_WINDOW_S:g}", field="window_s")
+    try:
+        since_ms = int(request.args.get("since_ms", 0))
+    except ValueError:
+        since_ms = -1
+    if not 0 <= since_ms <= MAX_SINCE_MS:
+        raise ApiError(400, "invalid_query", "since_ms must be an integer (ms since epoch, 0 "
+                       "or more)", field="since_ms")
+    return window_s, since_ms
 
 
 @bp.get("/triggers")
 @require("publisher")
 def triggers() -> Any:
     """`?window_s=30` (engagement window of a false trigger), `?since_ms=`."""
-    try:
-        window_s = float(request.args.get("window_s", current_app.config["FALSE_TRIGGER_WINDOW_S"]))
-        since_ms = int(request.args.get("since_ms", 0))
-    except ValueError:
-        raise ApiError(400, "invalid_query", "window_s is a number of seconds and since_ms "
-                                             "an integer") from None
-    if window_s <= 0:
-        raise ApiError(400, "invalid_query", "window_s must be positive", field="window_s")
+    window_s, since_ms = _window_and_since()
     return jsonify(trigger_report(current_app.extensions["telemetry_store"], window_s, since_ms))
 
 
@@ -33,17 +49,13 @@ def triggers() -> Any:
 def experiment() -> Any:
     """The adaptive-threshold experiment per arm, and the lifts with 95 % intervals:
     `?window_s=30`, `?since_ms=`, `?min_sessions=30` (per arm, before an interval)."""
+    window_s, since_ms = _window_and_since()
     try:
-        window_s = float(request.args.get("window_s", current_app.config["FALSE_TRIGGER_WINDOW_S"]))
-        since_ms = int(request.args.get("since_ms", 0))
         min_sessions = int(request.args.get("min_sessions", MIN_ARM_SESSIONS))
     except ValueError:
-        raise ApiError(400, "invalid_query", "window_s is a number of seconds; since_ms and "
-                                             "min_sessions are integers") from None
-    if window_s <= 0:
-        raise ApiError(400, "invalid_query", "window_s must be positive", field="window_s")
-    if min_sessions < 2:
-        raise ApiError(400, "invalid_query", "min_sessions must be at least 2",
-                       field="min_sessions")
+        min_sessions = 0
+    if not 2 <= min_sessions <= MAX_MIN_SESSIONS:
+        raise ApiError(400, "invalid_query", "min_sessions must be an integer from 2 to "
+                       f"{MAX_MIN_SESSIONS}", field="min_sessions")
     return jsonify(experiment_report(current_app.extensions["telemetry_store"], window_s,
                                      since_ms, min_sessions))

@@ -39,6 +39,8 @@ def rollback() -> Any:
     """Serve an earlier revision's snapshot again: `{"revision": N}`."""
     body = request.get_json(silent=True)
     revision = body.get("revision") if isinstance(body, dict) else None
+    if type(revision) is float and revision.is_integer():  # JSON Schema's integer: 3.0 too
+        revision = int(revision)
     if type(revision) is not int or revision < 1:
         raise ApiError(400, "invalid_request", 'the body must be JSON {"revision": N}, N an '
                                                "integer >= 1", field="revision")

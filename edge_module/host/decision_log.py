@@ -215,6 +215,8 @@ def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str,
         if value is not None and (type(value) is not str or not value):
             raise OutcomeError(f"{name} must be a non-empty string when given", name)
     ts = body.get("ts_ms", now_ms)
+    if type(ts) is float and ts.is_integer():  # JSON's 5536.0 is the integer 5536
+        ts = int(ts)
     if type(ts) is not int or not 0 <= ts <= MAX_TIME_MS:
         raise OutcomeError(f"ts_ms must be a non-negative integer (ms since epoch), at most "
                            f"{MAX_TIME_MS}", "ts_ms")

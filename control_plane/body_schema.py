@@ -1,0 +1,70 @@
+"""Request bodies checked against the schemas `openapi.py` publishes for them, so what the
+document promises is what the routes accept (the JSON Schema subset those schemas use)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ApiError
+
+_TYPES: dict[str, Any] = {
+    "object": lambda v: type(v) is dict,
+    "array": lambda v: type(v) is list,
+    "string": lambda v: type(v) is str,
+    # as JSON Schema has it: 3.0 is an integer (a JSON number with no fraction)
+    "integer": lambda v: type(v) is int or (type(v) is float and v.is_integer()),
+    "number": lambda v: type(v) in (int, float),
+    "boolean": lambda v: type(v) is bool,
+    "null": lambda v: v is None,
+}
+
+
+def problem(schema: dict[str, Any], value: Any, where: str = "") -> tuple[str, str] | None:
+    """The first (field, message) by which `value` breaks `schema`, or None if it fits."""
+    field = where or "body"
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_TYPES[k](value) for k in kinds):
+            return field, f"{field} must be {' or '.join(kinds)}"
+    if "const" in schema and value != schema["const"]:
+        return field, f"{field} must be {schema['const']!r}"
+    if "enum" in schema and value not in schema["enum"]:
+        return field, f"{field} must be one of {', '.join(map(str, schema['enum']))}"
+    if type(value) is str:
+        if len(value) < schema.get("minLength", 0):
+            return field, f"{field} must have at least {schema['minLength']} character(s)"
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            return field, f"{field} must have at most {schema['maxLength']} characters"
+    if type(value) in (int, float):
+        if "minimum" in schema and value < schema["minimum"]:
+            return field, f"{field} must be at least {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return field, f"{field} must be at most {schema['maximum']}"
+    if type(value) is dict:
+        for name in schema.get("required", ()):
+            if name not in value:
+                return _join(where, name), f"{_join(where, name)} is required"
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                found = problem(sub, value[name], _join(where, name))
+                if found:
+                    return found
+    if type(value) is list and "items" in schema:
+        for i, item in enumerate(value):
+            found = problem(schema["items"], item, f"{field}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def check(schema: dict[str, Any], value: Any, code: str) -> None:
+    """400 `code`, naming the field, unless `value` fits `schema`."""
+    found = problem(schema, value)
+    if found is not None:
+        field, message = found
+        raise ApiError(400, code, message, field=field)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name

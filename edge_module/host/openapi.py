@@ -1,0 +1,231 @@
+"""The edge host's HTTP API, described as an OpenAPI 3.1 document (`GET /openapi.json`).
+
+Written by hand from the wire contract (docs: ARCHITECTURE.md, "Wire contract v1"): what a
+client may send to `/v1/decide` and `/v1/outcome`, and every answer it may get back.
+`tests/adversarial/test_schemathesis.py` runs schemathesis against a real edge with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edge_module.core.catalog import EVENT_TYPES, TIERS
+
+from .decision_log import OUTCOME_TYPES
+
+_COMPONENT = "#/components/schemas/"
+MAX_TIME_MS = 2**53 - 1  # timestamps stay exact in a JSON double
+MAX_URL = 2048
+MAX_NAME = 256
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _COMPONENT + name}
+
+
+def _json(name: str, description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"description": description,
+                              "content": {"application/json": {"schema": _ref(name)}}}
+    if headers:
+        answer["headers"] = headers
+    return answer
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _json("Error", description, headers)
+
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
+                                "schema": {"type": "string"}}}
+_TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS}
+
+_NULLABLE_NAME = {"type": ["string", "null"], "maxLength": MAX_NAME}
+
+
+def _when(types: tuple[str, ...], then: dict[str, Any]) -> dict[str, Any]:
+    """The fields an event of one of `types` must have (the core checks each as applied)."""
+    return {"if": {"required": ["type"], "properties": {"type": {"enum": list(types)}}},
+            "then": then}
+
+
+_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["type", "ts_ms"],
+    "description": "one behavioural event; the fields beyond type and ts_ms depend on the "
+                   "type, and fields a type does not use are ignored",
+    "properties": {
+        "type": {"enum": list(EVENT_TYPES)},
+        "ts_ms": {"type": "number", "minimum": 0, "maximum": MAX_TIME_MS,
+                  "description": "when it happened, ms since epoch"},
+    },
+    "allOf": [
+        _when(("page_view",), {"properties": {
+            "url": {"type": ["string", "null"], "maxLength": MAX_URL}}}),
+        _when(("scroll",), {"properties": {
+            "depth": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "y": {"type": ["number", "null"]}}}),
+        # x and y together, or neither
+        _when(("mousemove",), {"anyOf": [
+            {"properties": {"x": {"type": "null"}, "y": {"type": "null"}}},
+            {"required": ["x", "y"],
+             "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}]}),
+        _when(("hover",), {"required": ["target", "duration_ms"], "properties": {
+            "target": {"type": "string", "maxLength": MAX_NAME},
+            "duration_ms": {"type": "number", "minimum": 0}}}),
+        _when(("click", "focus", "input", "submit", "blur"),
+              {"properties": {"target": _NULLABLE_NAME}}),
+        _when(("custom",), {"required": ["name"], "properties": {
+            "name": {"type": "string", "maxLength": MAX_NAME}}}),
+    ],
+}
+
+_CONTEXT: dict[str, Any] = {
+    "type": "object",
+    "description": "who the visitor is and where (url, device, country, local_hour, weekday, "
+                   "referrer, returning, attributes): what rules compare; kept in the session "
+                   "for requests that send none. Any string in it is at most 2048 characters.",
+    "properties": {
+        "url": {"type": ["string", "null"], "maxLength": MAX_URL},
+        "attributes": {
+            "type": ["object", "null"], "maxProperties": 64,
+            "propertyNames": {"maxLength": MAX_NAME},
+            "description": "CRM fields: strings of at most 256 characters, numbers, booleans",
+            "additionalProperties": {"type": ["string", "number", "boolean", "null"],
+                                     "maxLength": MAX_NAME}},
+    },
+    "additionalProperties": {"maxLength": MAX_URL},
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                 "properties": {"code": {"type": "string"},
+                                                "message": {"type": "string"},
+                                                "field": {"type": "string"}}}},
+    },
+    "DecideRequest": {
+        "type": "object", "required": ["session_id"],
+        "properties": {
+            "session_id": {"type": "string", "minLength": 1, "maxLength": 256,
+                           "description": "opaque; the session's state stays at the edge"},
+            "now_ms": {"type": "number", "minimum": 0, "maximum": MAX_TIME_MS,
+                       "description": "the batch's time (the host fills it in)"},
+            "context": {"anyOf": [_CONTEXT, {"type": "null"}]},
+            "events": {"type": ["array", "null"], "items": _EVENT,
+                       "description": "new events only, at most the snapshot's max_events"},
+        },
+        "example": {"session_id": "s-1",
+                    "context": {"url": "/pricing", "device": "desktop", "country": "DE"},
+                    "events": [{"type": "page_view", "ts_ms": 1764201600000, "url": "/pricing"},
+                               {"type": "scroll", "ts_ms": 1764201601000, "depth": 0.8,
+                                "y": 1400}]},
+    },
+    "Action": {
+        "type": "object", "required": ["trigger", "content", "tier", "delay_ms", "priority"],
+        "properties": {"trigger": {"type": "string"}, "content": {"type": "string"},
+                       "tier": {"enum": list(TIERS)},
+                       "delay_ms": {"type": "integer", "minimum": 0},
+                       "priority": {"type": "integer"},
+                       "outcome_token": {"type": "string",
+                                         "description": "for outcomes about this action"}},
+    },
+    "Decision": {
+        "type": "object",
+        "required": ["decision_id", "revision", "actions", "next_check_ms", "latency_us",
+                     "outcome_token"],
+        "properties": {
+            "decision_id": {"type": "string"},
+            "revision": {"type": "string", "description": "the snapshot revision used"},
+            "actions": {"type": "array", "items": _ref("Action")},
+            "next_check_ms": {"type": ["integer", "null"],
+                              "description": "the earliest time a pending timed condition "
+                                             "can come true"},
+            "latency_us": {"type": "integer", "minimum": 0},
+            "component_us": {"type": "integer", "minimum": 0},
+            "outcome_token": {"type": "string",
+                              "description": "for outcomes about the decision as a whole "
+                                             "(no trigger)"},
+        },
+    },
+    "OutcomeRequest": {
+        "type": "object", "required": ["session_id", "type", "decision_id", "outcome_token"],
+        "properties": {
+            "session_id": {"type": "string", "minLength": 1},
+            "type": {"enum": list(OUTCOME_TYPES)},
+            "decision_id": {"type": "string", "minLength": 1},
+            "trigger": {"type": "string", "minLength": 1,
+                        "description": "the action's trigger; absent: the decision's"},
+            "outcome_token": {"type": "string",
+                              "description": "the decide answer's token (the action's when "
+                                             "a trigger is named)"},
+            "ts_ms": _TIME,
+        },
+        "example": {"session_id": "s-1", "type": "click", "decision_id": "0" * 32,
+                    "trigger": "pricing-discount", "outcome_token": "v1.0.AAAA"},
+    },
+    "Outcome": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
+    "Health": {
+        "type": "object", "required": ["edge_id", "status", "revision"],
+        "properties": {"edge_id": {"type": "string"},
+                       "status": {"enum": ["ok", "no_snapshot", "draining"]},
+                       "revision": {"type": ["string", "null"]},
+                       "last_error": {"type": ["string", "null"]}},
+    },
+}
+
+_BODY_ERRORS = {
+    "400": _error("not JSON, or a field out of its contract (`field` names it)"),
+    "405": _error("another method (Allow names the right one)",
+                  {"Allow": {"schema": {"type": "string"}, "required": True}}),
+    "408": _error("the body did not arrive within the read deadline"),
+    "413": _error("the body is over the route's limit"),
+    "415": _error("the body is not application/json"),
+}
+
+
+def edge_openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 description of every route of the edge host."""
+    decide = {
+        "summary": "Decide which content to show a visitor now",
+        "operationId": "decide",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": _ref("DecideRequest")}}},
+        "responses": {
+            "200": _json("Decision", "the actions to show (possibly none)"),
+            **_BODY_ERRORS,
+            "404": _error("no route"),
+            "422": _error("the snapshot cannot decide this request"),
+            "503": _error("no snapshot yet, overloaded, draining, or the decision was stopped "
+                          "at its deadline", _RETRY_AFTER),
+        },
+    }
+    outcome = {
+        "summary": "Report what the visitor did with a decision (impression, click...)",
+        "operationId": "outcome",
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": _ref("OutcomeRequest")}}},
+        "responses": {
+            "200": _json("Outcome", "recorded"),
+            **_BODY_ERRORS,
+            "403": _error("no valid outcome token for this session, decision and trigger"),
+            "503": _error("this edge records no telemetry, or is draining", _RETRY_AFTER),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Edge trigger engine: edge host", "version": "1",
+                 "description": "Decisions per request from the cached, signed snapshot."},
+        "paths": {
+            "/v1/decide": {"post": decide},
+            "/v1/outcome": {"post": outcome},
+            "/healthz": {"get": {
+                "summary": "What this edge runs and how it fares", "operationId": "healthz",
+                "responses": {"200": _json("Health", "serving a snapshot"),
+                              "503": _json("Health", "no snapshot yet, or draining")}}},
+            "/openapi.json": {"get": {
+                "summary": "This document", "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1",
+                                      "content": {"application/json": {}}}}}},
+        },
+        "components": {"schemas": _SCHEMAS},
+    }
