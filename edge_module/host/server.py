@@ -339,6 +339,10 @@ class EdgeApp:
             "traps": self.pool.traps,
             # counted for this host's own stores; Redis would need a scan per report
             "sessions": self._session_count(),
+            # states dropped to keep the store within its bytes (evicted), refused as too
+            # large for one session (refused), writes refused after a lost lease (fenced)
+            "session_store": {name: getattr(self.sessions, name, None)
+                              for name in ("evicted", "refused", "fenced")},
             "pending": self.pending,
             "started_ms": self.started_ms,
             **counters,
