@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from control_plane import create_app
 from edge_module.core import load_snapshot
 from edge_module.edge_store import LocalFolderStore
 from tests.servers import EDGE_TOKEN, ROOT, control_client, served

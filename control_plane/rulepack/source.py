@@ -42,7 +42,8 @@ class PackLimits:
     conditions: int = 2_000  # items of `when` lists in the whole pack
 
 
-_LIMITS: ContextVar[PackLimits] = ContextVar("pack_limits", default=PackLimits())
+_DEFAULT_LIMITS = PackLimits()  # frozen: one shared default is safe
+_LIMITS: ContextVar[PackLimits] = ContextVar("pack_limits", default=_DEFAULT_LIMITS)
 
 
 def pack_limits() -> PackLimits:
