@@ -9,6 +9,7 @@ The default server (granian, `granian_server.py`) and waitress carry the same ha
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -309,6 +310,11 @@ class EdgeApp:
         except TokenError as exc:
             self.counters.add("outcomes_refused")
             return 403, error_body("invalid_outcome_token", str(exc), "outcome_token"), []
+        # One record per (decision, trigger, kind): a visitor replaying its own token adds
+        # nothing, as ingest drops repeated ids.
+        rec["id"] = hashlib.sha256("\x1f".join(
+            (log_.salt, decision_id, body.get("trigger") or "", rec["type"])).encode(
+            "utf-8", "surrogatepass")).hexdigest()[:32]
         log_.record(rec)
         return 200, json.dumps({"id": rec["id"]}).encode(), []
 
