@@ -3,6 +3,7 @@ count and decision counters, every few seconds (`POST /v1/fleet/report`, edge to
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import time
@@ -38,7 +39,7 @@ class StatusReporter(PeriodicTask):
         except urllib.error.HTTPError as exc:
             self._fail(f"control plane answered {exc.code} to the status report")
             return False
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
             self._fail(f"control plane unreachable: {exc}")
             return False
         self.last_error = None

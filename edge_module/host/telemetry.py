@@ -15,6 +15,7 @@ dropped under its reason code. Moving a set-aside file back into the spool resen
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import logging
 import random
@@ -114,7 +115,7 @@ class TelemetryShipper(PeriodicTask):
                 self._set_aside(path, "too_large")
                 return "set_aside"
             return self._refused(path, f"http_{code}")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
             self._fail(f"control plane unreachable for telemetry: {exc}")
             return "unavailable"
         self._count_rejected(answer)
