@@ -52,6 +52,10 @@ class RsgiEdge:
         self.app: EdgeApp = host.app
         self.config: EdgeConfig = host.config
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="decide")
+        # /healthz (it counts spool files) and outcomes (an HMAC and a buffer append) run
+        # here: never on the loop, never queued behind decisions
+        self.side = ThreadPoolExecutor(2, thread_name_prefix="side")
+        self.side_pending = 0  # side requests queued or running (loop thread only)
         self.reading: set[asyncio.Future[bytes]] = set()  # bodies being read now
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -71,6 +75,7 @@ class RsgiEdge:
         """After granian has stopped serving: finish what is queued, then stop the host."""
         self.app.draining = True
         self.executor.shutdown(wait=True)
+        self.side.shutdown(wait=True)
         self.host.close()
         log.info("edge host stopped")
 
@@ -87,20 +92,29 @@ class RsgiEdge:
             if not isinstance(got, bytes):
                 return _send(proto, got)
             body = got
-        if not route.blocking:
+        loop = asyncio.get_running_loop()
+        if route.lane == "loop":
             return _send(proto, self.app.run(route, body, method, path))
-        if route.handler == self.app.decide:  # admitted before queueing, not in the thread
+        if route.lane == "decide":  # admitted before queueing, not in the thread
             refused = self.app.admit()
             if refused is not None:
                 return _send(proto, refused)
             try:
-                reply = await asyncio.get_running_loop().run_in_executor(
+                reply = await loop.run_in_executor(
                     self.executor, self.app.run, _admitted(self.app), body, method, path)
             finally:
                 self.app.release()
-        else:
-            reply = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.app.run, route, body, method, path)
+            return _send(proto, reply)
+        if self.side_pending >= self.config.max_pending:
+            self.app.counters.add("busy")
+            return _send(proto, (503, error_body("overloaded", "edge host saturated, retry "
+                                                 "shortly"), [("Retry-After", "1")]))
+        self.side_pending += 1
+        try:
+            reply = await loop.run_in_executor(self.side, self.app.run, route, body, method,
+                                               path)
+        finally:
+            self.side_pending -= 1
         _send(proto, reply)
 
     async def _read_body(self, scope: Any, proto: Any, route: Route) -> bytes | Reply:
@@ -115,7 +129,8 @@ class RsgiEdge:
                 return 400, error_body("invalid_request", "bad Content-Length"), [
                     ("Connection", "close")]
             if length > route.max_body:
-                await self._discard(proto, length)
+                if length <= self.config.max_discard_bytes:  # beyond: answer, then close
+                    await self._discard(proto, 0)
                 return self.app.too_large(route, length)
         # One task per body read, so that a stop can cancel the reads still waiting.
         reading = asyncio.ensure_future(_collect(proto, route.max_body,
@@ -137,10 +152,9 @@ class RsgiEdge:
             self.reading.discard(reading)
 
     async def _discard(self, proto: Any, seen: int) -> None:
-        """Read and drop an oversized body (up to a bound, within the deadline) so the
-        client, still sending, reads its 413 instead of a reset (RFC 9112 section 9.6)."""
-        if seen > self.config.max_discard_bytes:
-            return  # too much to read for a refusal: answer, and close the connection
+        """Read and drop the rest of an oversized body (`seen` bytes of it read already),
+        up to a bound and within the deadline, so the client, still sending, reads its 413
+        instead of a reset (RFC 9112 section 9.6)."""
         try:
             async with asyncio.timeout(self.config.body_timeout_s):
                 async for chunk in proto:
@@ -165,7 +179,7 @@ async def _collect(proto: Any, limit: int, timeout_s: float) -> bytes:
 
 
 def _admitted(app: EdgeApp) -> Route:
-    return Route("POST", app.decide_admitted, app.config.max_body_bytes, blocking=True)
+    return Route("POST", app.decide_admitted, app.config.max_body_bytes, lane="decide")
 
 
 def _send(proto: Any, reply: Reply) -> None:
@@ -215,9 +229,23 @@ def _worker_app(config: EdgeConfig, worker: int = 1) -> RsgiEdge:
     return edge
 
 
+def raise_open_files_limit(wanted: int) -> None:
+    """Let the process hold `wanted` connections (and its files): raise the soft limit on
+    open files toward the hard one (a common soft default, 1024, is a cheap way to refuse
+    every visitor for whoever opens a thousand idle connections)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("open files limit raised from %d to %d", soft, target)
+
+
 def serve_granian(config: EdgeConfig) -> None:
     """Serve until SIGTERM or Ctrl-C: granian stops accepting, lets in-flight requests
     finish (at most EDGE_DRAIN_TIMEOUT_S), then the worker closes its host."""
+    raise_open_files_limit(config.max_connections * config.workers + 1024)
     from granian.constants import Interfaces
     from granian.http import HTTP1Settings
     from granian.server import MPServer

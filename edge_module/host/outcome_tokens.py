@@ -55,7 +55,9 @@ class OutcomeTokens:
             raise TokenError("outcome_token is required: send the token the decide answer "
                              "carried with the action (or the answer's own for a conversion)")
         parts = token.split(".")
-        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isdigit():
+        # isascii: str.isdigit also takes "²", which int() refuses
+        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isascii() or \
+                not parts[1].isdigit() or len(parts[1]) > 16:
             raise TokenError("outcome_token is malformed")
         issued = int(parts[1])
         if not hmac.compare_digest(parts[2], self._mac(session_id, decision_id, trigger,

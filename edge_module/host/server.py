@@ -90,13 +90,14 @@ def error_body(code: str, message: str, field_name: str | None = None) -> bytes:
 
 @dataclass(frozen=True)
 class Route:
-    """One endpoint: its method, handler, body limit, and whether its handler may block
-    (a decision thread runs it) or answers at once (the server's own thread runs it)."""
+    """One endpoint: its method, handler, body limit, and where an asynchronous server runs
+    it: `decide` (a decision thread, admitted against EDGE_MAX_PENDING), `side` (a thread
+    of its own: never queued behind decisions) or `loop` (at once: constant work)."""
 
     method: str
     handler: Callable[[bytes], Reply]
     max_body: int = 0  # 0: no body expected
-    blocking: bool = False
+    lane: str = "loop"
 
 
 class EdgeApp:
@@ -123,9 +124,9 @@ class EdgeApp:
         self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
                                     int(config.outcome_window_s * 1000))
         self.routes: dict[str, Route] = {
-            "/v1/decide": Route("POST", self.decide, config.max_body_bytes, blocking=True),
-            "/v1/outcome": Route("POST", self.outcome, MAX_OUTCOME_BYTES, blocking=True),
-            "/healthz": Route("GET", lambda _body: self.health()),
+            "/v1/decide": Route("POST", self.decide, config.max_body_bytes, lane="decide"),
+            "/v1/outcome": Route("POST", self.outcome, MAX_OUTCOME_BYTES, lane="side"),
+            "/healthz": Route("GET", lambda _body: self.health(), lane="side"),
             "/openapi.json": Route("GET", lambda _body: self.openapi()),
         }
 

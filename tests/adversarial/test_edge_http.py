@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loadtest.stack import EdgeStack, edge_stack
@@ -35,7 +35,8 @@ GOOD = json.dumps({
 @pytest.fixture(scope="module")
 def stack() -> Iterator[EdgeStack]:
     with edge_stack("shipped", env_overrides={
-            "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "EDGE_THREADS": "2"}) as running:
+            "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "EDGE_THREADS": "2",
+            "EDGE_DECIDE_DEADLINE_MS": "1000"}) as running:
         yield running
 
 
@@ -120,7 +121,9 @@ def test_a_decision_thread_never_waits_for_a_body(stack):
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(size=st.integers(MAX_BODY + 1, 12 * 1024 * 1024))
+@given(size=st.integers(MAX_BODY + 1, 16 * 1024 * 1024))
+@example(size=16 * 1024 * 1024)  # the whole discard bound: every byte of it is read
+@example(size=12 * 1024 * 1024)
 def test_an_oversized_body_is_answered_413_that_the_client_can_read(stack, size):
     """urllib sends the whole body before reading: the edge reads and discards it (up to a
     bound) so the client gets the 413 instead of a connection reset."""

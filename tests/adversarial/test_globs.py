@@ -146,7 +146,10 @@ def publish(stack: EdgeStack, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeStack]:
-    with edge_stack("shipped", workdir=tmp_path_factory.mktemp("globs")) as running:
+    # A roomy deadline: a busy 2-core CI box must not turn a slow-ish decision into an
+    # abort; a backtracking matcher still runs far past it on these URLs.
+    with edge_stack("shipped", workdir=tmp_path_factory.mktemp("globs"),
+                    env_overrides={"EDGE_DECIDE_DEADLINE_MS": "1000"}) as running:
         before = http("GET", running.url + "/healthz")[1]["revision"]
         folder = running.workdir / "packs-reviews"
         shutil.copytree(running.workdir / "packs", folder)

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any, Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_module.host.outcome_tokens import OutcomeTokens, TokenError
@@ -48,7 +48,10 @@ def test_a_token_expires_after_its_window():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.one_of(st.none(), st.integers(), st.text(max_size=200), st.binary(max_size=50)))
+@given(st.one_of(st.none(), st.integers(), st.text(max_size=200), st.binary(max_size=50),
+                 st.builds("v1.{}.{}".format, st.text(max_size=20), st.text(max_size=30))))
+@example("v1.\u00b2.abc")  # a digit to str.isdigit, not to int()
+@example("v1." + "9" * 400 + ".abc")
 def test_missing_malformed_and_forged_tokens_are_refused(token):
     with pytest.raises(TokenError):
         OutcomeTokens(KEY, window_ms=60_000).check(token, "s", "d", "t", T)
