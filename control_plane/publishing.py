@@ -226,6 +226,14 @@ def served(store: EdgeStore) -> tuple[Published, dict[str, Any]] | None:
     return entry, json.loads(_object_text(store, entry))
 
 
+def newest_sequence(store: EdgeStore) -> int | None:
+    """The highest sequence of any entry in the manifest, history included (None: none)."""
+    manifest, _ = _read(store)
+    entries = [manifest, *manifest.get("history", [])] if manifest else []
+    sequences = [int(e["sequence"]) for e in entries if type(e.get("sequence")) is int]
+    return max(sequences, default=None)
+
+
 def snapshot_of(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
     """The compiled snapshot of a published revision (None: the current one)."""
     manifest, _ = _read(store)

@@ -151,6 +151,13 @@ class TelemetryStore:
         """Store the well-formed records not seen before (by id), in one transaction;
         each bad one is rejected alone, with its index and the reason."""
         rows, rejected = check_records(records, self.max_field_chars)
+        try:
+            return self._store(rows, rejected)
+        except sqlite3.OperationalError as exc:  # disk full, locked, I/O: the store, not
+            raise SinkUnavailable(f"telemetry store: {exc}") from None  # the batch (503)
+
+    def _store(self, rows: list[tuple[int, dict[str, Any]]],
+               rejected: list[Rejected]) -> Ingested:
         stored = 0
         with self.connection() as db:
             db.execute("BEGIN IMMEDIATE")

@@ -654,3 +654,29 @@ def test_a_batch_refused_again_and_again_is_set_aside_and_nothing_behind_it_wait
         assert status["failures"] == 0  # the control plane answered: no global backoff
     finally:
         control.close()
+
+
+def test_a_store_that_cannot_write_is_unavailable_not_a_bad_batch(tmp_path):
+    """A store that is down (here: its file gone and a folder in its place) answers
+    'unavailable' (503: the edge keeps the batch), never a 500 the edge would hold
+    against the batch and in the end set aside."""
+    from control_plane.telemetry_store import SinkUnavailable
+
+    db = tmp_path / "telemetry.sqlite3"
+    store = TelemetryStore(db)
+    for leftover in tmp_path.glob("telemetry.sqlite3*"):
+        leftover.unlink()
+    db.mkdir()
+    failures: list[BaseException] = []
+
+    def ingest() -> None:  # a new thread: a new connection, which cannot open the file
+        try:
+            store.ingest([{"kind": "decision", "id": "d1", "edge_id": "e", "session": "s",
+                           "ts_ms": T0}])
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            failures.append(exc)
+
+    worker = threading.Thread(target=ingest)
+    worker.start()
+    worker.join()
+    assert len(failures) == 1 and isinstance(failures[0], SinkUnavailable)

@@ -96,3 +96,27 @@ def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone
             assert contents(edge, "keen-2") == ["discount-nudge-10"]
     finally:
         control.stop()
+
+
+def test_recalibration_does_not_republish_an_old_entry_someone_put_back(tmp_path):
+    """Whoever can write to the store copies revision 1's entry back into manifest.json
+    (edges refuse it): the job must not re-tune it and sign it anew as the newest."""
+    config = control_config(tmp_path)
+    control = ControlServer(config)
+    store = LocalFolderStore(Path(config["STORE_DIR"]))
+    try:
+        submit(control, PUBLISHED)
+        assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
+        submit(control, PUBLISHED.replace("discount-nudge-10", "discount-nudge-15"))
+        assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
+        collect(compile_pack("adaptive", "{gte: 0.7, mode: adaptive}"),
+                population(250, seed=3), control.telemetry())
+        manifest, etag = store.get_manifest()
+        doc = json.loads(manifest)
+        old = doc["history"][0]
+        store.put_manifest(json.dumps({**doc, **old}).encode(), etag)  # the replay
+        result = RecalibrationScheduler(control.app).run_once()
+        assert result.published is None and "older than an entry" in (result.note or "")
+        assert json.loads(store.get_manifest()[0])["revision"] == old["revision"]
+    finally:
+        control.stop()
