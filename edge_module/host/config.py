@@ -70,7 +70,7 @@ class EdgeConfig:
     # 413 (RFC 9112 section 9.6); beyond it the connection is closed after the answer
     max_discard_bytes: int = 16 * 1024 * 1024
     max_connections: int = 10_000  # granian: connections served at once per worker process
-    outcome_key: str = ""  # HMAC key of outcome tokens (hex); default: one kept in state_dir
+    outcome_key: str = ""  # MAC key of outcome tokens (hex); default: one kept in state_dir
     outcome_window_s: float = 86_400.0  # outcomes are taken this long after their decision
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
     session_store: str = "memory"  # or a redis:// URL shared by the edge hosts of one PoP

@@ -52,11 +52,11 @@ class RsgiEdge:
         self.app: EdgeApp = host.app
         self.config: EdgeConfig = host.config
         self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="decide")
-        # /healthz (it counts spool files) and outcomes (an HMAC and a buffer append) run
+        # /healthz (it counts spool files) and outcomes (a MAC and a buffer append) run
         # here: never on the loop, never queued behind decisions
         self.side = ThreadPoolExecutor(2, thread_name_prefix="side")
         self.side_pending = 0  # side requests queued or running (loop thread only)
-        self.reading: set[asyncio.Future[bytes]] = set()  # bodies being read now
+        self.reading: set[asyncio.Task[Any]] = set()  # requests reading their body now
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.set_default_executor(self.executor)
@@ -132,24 +132,30 @@ class RsgiEdge:
                 if length <= self.config.max_discard_bytes:  # beyond: answer, then close
                     await self._discard(proto, 0)
                 return self.app.too_large(route, length)
-        # One task per body read, so that a stop can cancel the reads still waiting.
-        reading = asyncio.ensure_future(_collect(proto, route.max_body,
-                                                 self.config.body_timeout_s))
-        self.reading.add(reading)
+        # The request's own task is registered, so that a stop can cancel the reads still
+        # waiting (granian runs each request as an asyncio task).
+        task = asyncio.current_task()
+        if task is not None:
+            self.reading.add(task)
         try:
-            return await reading
+            async with asyncio.timeout(self.config.body_timeout_s):
+                if declared is not None:  # hyper holds it to its length: read it at once
+                    return await proto()  # type: ignore[no-any-return]
+                return await _collect(proto, route.max_body)
         except TimeoutError:
             return self.app.slow_body()
         except asyncio.CancelledError:
-            if not self.app.draining:
+            if not self.app.draining or task is None:
                 raise  # this request itself was cancelled (the client went away)
+            task.uncancel()
             return 503, error_body("draining", "edge host shutting down, retry shortly"), [
                 ("Retry-After", "1"), ("Connection", "close")]
         except BodyTooLarge as exc:  # chunked, no length declared
             await self._discard(proto, exc.seen)
             return self.app.too_large(route, exc.seen)
         finally:
-            self.reading.discard(reading)
+            if task is not None:
+                self.reading.discard(task)
 
     async def _discard(self, proto: Any, seen: int) -> None:
         """Read and drop the rest of an oversized body (`seen` bytes of it read already),
@@ -165,17 +171,16 @@ class RsgiEdge:
             return
 
 
-async def _collect(proto: Any, limit: int, timeout_s: float) -> bytes:
-    """The body, whole, within `timeout_s` (TimeoutError) and `limit` (BodyTooLarge)."""
+async def _collect(proto: Any, limit: int) -> bytes:
+    """A body sent without a length, chunk by chunk, up to `limit` (BodyTooLarge)."""
     parts: list[bytes] = []
     size = 0
-    async with asyncio.timeout(timeout_s):
-        async for chunk in proto:
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(size)
-            parts.append(chunk)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    async for chunk in proto:
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _admitted(app: EdgeApp) -> Route:

@@ -2,7 +2,8 @@
 
 Outcomes drive reports, experiment lifts and recalibration, so a stranger who could post a
 conversion for any session and trigger could steer all three. Each decide answer therefore
-carries HMAC-SHA256 tokens: one per action, bound to (session, decision, trigger, issue
+carries keyed-BLAKE2b MACs (RFC 7693's keyed mode, a MAC by design, and a fifth of
+`hmac`'s cost on the hot path: three tokens per decision): one per action, bound to (session, decision, trigger, issue
 time), and one for the decision itself (trigger ""), for outcomes that name no trigger (a
 conversion in a holdout session). `/v1/outcome` recomputes the MAC and refuses a report
 whose token is missing, forged, bound to other values or older than the window.
@@ -36,13 +37,15 @@ class OutcomeTokens:
     def __init__(self, key: bytes, window_ms: int) -> None:
         if len(key) < 16:
             raise ValueError("the outcome key must have at least 16 bytes")
-        self._key = key
+        # BLAKE2b takes keys of up to 64 bytes: a longer one is hashed to 64 first
+        self._key = key if len(key) <= 64 else hashlib.blake2b(key).digest()
         self.window_ms = window_ms
 
     def _mac(self, session_id: str, decision_id: str, trigger: str, issued_ms: int) -> str:
         msg = "\x00".join((TOKEN_VERSION, session_id, decision_id, trigger, str(issued_ms)))
-        digest = hmac.new(self._key, msg.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return base64.urlsafe_b64encode(digest.digest()[:_MAC_BYTES]).rstrip(b"=").decode()
+        digest = hashlib.blake2b(msg.encode("utf-8", "surrogatepass"), key=self._key,
+                                 digest_size=_MAC_BYTES).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def issue(self, session_id: str, decision_id: str, trigger: str, now_ms: int) -> str:
         """The token for outcomes of `trigger` ("" for the decision as a whole)."""
