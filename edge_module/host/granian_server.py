@@ -7,7 +7,11 @@ body is read whole on the event loop, with a deadline (408 and the connection cl
 when it runs out) and a size bound (413, the excess read and discarded so the client
 sees the answer), before a decision thread or an instance is involved. Only complete
 requests reach the thread pool, and admission (`EdgeApp.admit`) happens before queueing,
-so a saturated edge answers 503 at once instead of queueing without bound.
+so a saturated edge answers 503 at once instead of queueing without bound. What the loop
+does per request is kept small (it competes with the decisions for the GIL and, on two
+cores, for CPU): one timer sweep instead of a timer per body, a plain queue to the
+decision threads, and the decision thread sends its own answer (granian's protocol object
+may be used from any thread).
 `/healthz` and `/openapi.json` are answered on the loop itself.
 
 Measured on the project's 2-core VM (README, Performance): HTTP parsing and connection
@@ -24,10 +28,11 @@ import asyncio
 import logging
 import os
 import signal
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 from .config import EdgeConfig
 from .server import LOG_FORMAT, EdgeApp, EdgeHost, Reply, Route, error_body, settle_heap
@@ -35,6 +40,61 @@ from .server import LOG_FORMAT, EdgeApp, EdgeHost, Reply, Route, error_body, set
 log = logging.getLogger("edge.host")
 _LEVELS = ("critical", "error", "warning", "info", "debug")
 _JSON = [("content-type", "application/json")]
+
+
+SWEEP_S = 0.25  # how often overdue body reads are looked for (the deadline's precision)
+
+
+class Lane:
+    """`size` threads running blocking calls for the loop: lighter than an executor (no
+    concurrent.futures.Future, no lock per call), the answer handed back through the loop."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size, self.name = size, name
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for k in range(self.size):
+            thread = threading.Thread(target=self._work, name=f"{self.name}_{k}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        future = self._loop.create_future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def stop(self) -> None:
+        """Finish what is queued, then end the threads."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        call_soon = self._loop.call_soon_threadsafe
+        while (item := self._queue.get()) is not None:
+            future, fn, args = item
+            result, error = None, None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
+                error = exc
+            try:
+                call_soon(_resolve, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for it any more
+                pass
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 class BodyTooLarge(Exception):
@@ -51,15 +111,30 @@ class RsgiEdge:
         self.host = host
         self.app: EdgeApp = host.app
         self.config: EdgeConfig = host.config
-        self.executor = ThreadPoolExecutor(self.config.threads, thread_name_prefix="decide")
+        self.decide_threads = Lane(self.config.threads, "decide")
         # /healthz (it counts spool files) and outcomes (a MAC and a buffer append) run
         # here: never on the loop, never queued behind decisions
-        self.side = ThreadPoolExecutor(2, thread_name_prefix="side")
+        self.side = Lane(2, "side")
         self.side_pending = 0  # side requests queued or running (loop thread only)
-        self.reading: set[asyncio.Task[Any]] = set()  # requests reading their body now
+        # requests reading their body now, with their deadline (loop time): one sweeper
+        # cancels the overdue ones, cheaper on the hot path than a timer per request
+        self.reading: dict[asyncio.Task[Any], float] = {}
+        self.overdue: set[asyncio.Task[Any]] = set()
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        loop.set_default_executor(self.executor)
+        self.loop = loop
+        self.decide_threads.start(loop)
+        self.side.start(loop)
+        loop.call_later(SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        """Cancel the body reads past their deadline (they answer 408)."""
+        now = self.loop.time()
+        for task, deadline in list(self.reading.items()):
+            if now >= deadline:
+                self.overdue.add(task)
+                task.cancel()
+        self.loop.call_later(SWEEP_S, self._sweep)
 
     def stop_reading(self) -> None:
         """The worker was told to stop: no new decisions, and requests still waiting for
@@ -74,8 +149,8 @@ class RsgiEdge:
     def __rsgi_del__(self, _loop: asyncio.AbstractEventLoop) -> None:
         """After granian has stopped serving: finish what is queued, then stop the host."""
         self.app.draining = True
-        self.executor.shutdown(wait=True)
-        self.side.shutdown(wait=True)
+        self.decide_threads.stop()
+        self.side.stop()
         self.host.close()
         log.info("edge host stopped")
 
@@ -92,7 +167,6 @@ class RsgiEdge:
             if not isinstance(got, bytes):
                 return _send(proto, got)
             body = got
-        loop = asyncio.get_running_loop()
         if route.lane == "loop":
             return _send(proto, self.app.run(route, body, method, path))
         if route.lane == "decide":  # admitted before queueing, not in the thread
@@ -100,22 +174,24 @@ class RsgiEdge:
             if refused is not None:
                 return _send(proto, refused)
             try:
-                reply = await loop.run_in_executor(
-                    self.executor, self.app.run, _admitted(self.app), body, method, path)
+                # the decision thread sends the answer itself: one hop less on the loop
+                await self.decide_threads.run(self._decide_and_send, proto, body, method, path)
             finally:
                 self.app.release()
-            return _send(proto, reply)
+            return None
         if self.side_pending >= self.config.max_pending:
             self.app.counters.add("busy")
             return _send(proto, (503, error_body("overloaded", "edge host saturated, retry "
                                                  "shortly"), [("Retry-After", "1")]))
         self.side_pending += 1
         try:
-            reply = await loop.run_in_executor(self.side, self.app.run, route, body, method,
-                                               path)
+            reply = await self.side.run(self.app.run, route, body, method, path)
         finally:
             self.side_pending -= 1
         _send(proto, reply)
+
+    def _decide_and_send(self, proto: Any, body: bytes, method: str, path: str) -> None:
+        _send(proto, self.app.run(_admitted(self.app), body, method, path))
 
     async def _read_body(self, scope: Any, proto: Any, route: Route) -> bytes | Reply:
         """The whole body within the deadline and the route's limit, or the 4xx answer."""
@@ -136,18 +212,17 @@ class RsgiEdge:
         # waiting (granian runs each request as an asyncio task).
         task = asyncio.current_task()
         if task is not None:
-            self.reading.add(task)
+            self.reading[task] = self.loop.time() + self.config.body_timeout_s
         try:
-            async with asyncio.timeout(self.config.body_timeout_s):
-                if declared is not None:  # hyper holds it to its length: read it at once
-                    return await proto()  # type: ignore[no-any-return]
-                return await _collect(proto, route.max_body)
-        except TimeoutError:
-            return self.app.slow_body()
+            if declared is not None:  # hyper holds it to its length: read it at once
+                return await proto()  # type: ignore[no-any-return]
+            return await _collect(proto, route.max_body)
         except asyncio.CancelledError:
-            if not self.app.draining or task is None:
+            if task is None or not (task in self.overdue or self.app.draining):
                 raise  # this request itself was cancelled (the client went away)
             task.uncancel()
+            if task in self.overdue:
+                return self.app.slow_body()
             return 503, error_body("draining", "edge host shutting down, retry shortly"), [
                 ("Retry-After", "1"), ("Connection", "close")]
         except BodyTooLarge as exc:  # chunked, no length declared
@@ -155,7 +230,8 @@ class RsgiEdge:
             return self.app.too_large(route, exc.seen)
         finally:
             if task is not None:
-                self.reading.discard(task)
+                self.reading.pop(task, None)
+                self.overdue.discard(task)
 
     async def _discard(self, proto: Any, seen: int) -> None:
         """Read and drop the rest of an oversized body (`seen` bytes of it read already),
