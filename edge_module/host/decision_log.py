@@ -18,8 +18,6 @@ import json
 import logging
 import math
 import os
-import secrets
-import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.engine import MAX_TIME_MS  # the same bound as the decisions' timestamps
+from .host_secret import host_secret
 
 log = logging.getLogger("edge.decision_log")
 
@@ -229,30 +228,7 @@ def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str,
 
 def load_salt(configured: str, state_dir: Path) -> str:
     """The deployment's salt: configured (shared by a fleet), else one kept in state_dir."""
-    if configured:
-        return configured
-    path = state_dir / "telemetry.salt"
-    if not path.exists():
-        # Worker processes may start together: each writes its own temporary file and
-        # links it into place; the first link wins and every process reads that salt.
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".salt-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(16))
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            except OSError:  # a file system without hard links: last writer wins
-                os.replace(tmp, path)
-                return path.read_text().strip()
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return path.read_text().strip()
+    return configured or host_secret(state_dir / "telemetry.salt", 16)
 
 
 MAX_REASONS = 32  # distinct drop reasons counted; more are counted as "other"

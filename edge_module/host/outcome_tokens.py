@@ -18,10 +18,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
-import tempfile
 from pathlib import Path
+
+from .host_secret import host_secret
 
 TOKEN_VERSION = "v1"
 _MAC_BYTES = 16  # 128 bits: forging one by guessing is out of reach
@@ -63,8 +62,9 @@ class OutcomeTokens:
                 not parts[1].isdigit() or len(parts[1]) > 16:
             raise TokenError("outcome_token is malformed")
         issued = int(parts[1])
-        if not hmac.compare_digest(parts[2], self._mac(session_id, decision_id, trigger,
-                                                         issued)):
+        expected = self._mac(session_id, decision_id, trigger, issued).encode()
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+        if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), expected):
             raise TokenError("outcome_token does not match this session, decision and trigger")
         if now_ms - issued > self.window_ms:
             raise TokenError(f"outcome_token has expired (outcomes are taken for "
@@ -83,24 +83,4 @@ def load_key(configured: str, state_dir: Path) -> bytes:
         if len(key) < 16:
             raise ValueError("EDGE_OUTCOME_KEY must have at least 16 bytes (32 hex digits)")
         return key
-    path = state_dir / "outcome.key"
-    if not path.exists():
-        # Worker processes may start together: each writes its own file and links it into
-        # place; the first link wins and every process reads that key.
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".outcome-key-")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-                f.flush()
-                os.fsync(f.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            except OSError:  # a file system without hard links: last writer wins
-                os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return bytes.fromhex(path.read_text().strip())
+    return bytes.fromhex(host_secret(state_dir / "outcome.key", 32))

@@ -52,6 +52,7 @@ def test_a_token_expires_after_its_window():
                  st.builds("v1.{}.{}".format, st.text(max_size=20), st.text(max_size=30))))
 @example("v1.\u00b2.abc")  # a digit to str.isdigit, not to int()
 @example("v1." + "9" * 400 + ".abc")
+@example("v1.1.\u00e9t\u00e9")  # a non-ASCII MAC: compare_digest refuses such str
 def test_missing_malformed_and_forged_tokens_are_refused(token):
     with pytest.raises(TokenError):
         OutcomeTokens(KEY, window_ms=60_000).check(token, "s", "d", "t", T)
