@@ -623,9 +623,16 @@ def serve() -> None:
     RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off
     click.echo(f"control plane on http://{app.config['HOST']}:{app.config['PORT']}", err=True)
     # Started in the background by a shell, a process inherits SIGINT ignored: Ctrl-C and
-    # SIGTERM must still stop it (waitress ends on KeyboardInterrupt).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM must still stop it (waitress ends on KeyboardInterrupt). Only the first one:
+    # Ctrl-C in `./build.sh up` brings SIGINT and then SIGTERM, and a second interrupt in
+    # the middle of the shutdown (atexit, thread joins) left the process hanging.
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
                        ident="control-plane")

@@ -172,7 +172,7 @@ def test_ctrl_c_stops_an_idle_build_sh_up_within_seconds(tmp_path):
            "CONTROL_DATA_DIR": str(tmp_path / "control"),
            "TRIGGERS_STORE": str(tmp_path / "store"),
            "TRIGGERS_TRUSTED_KEYS": str(tmp_path / "trusted"),
-           "EDGE_STATE_DIR": str(tmp_path / "edge"), "EDGE_LOG_LEVEL": "WARNING"}
+           "EDGE_STATE_DIR": str(tmp_path / "edge"), "EDGE_LOG_LEVEL": "INFO"}
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([str(ROOT / "build.sh"), "up"], cwd=ROOT, env=env,
@@ -200,7 +200,10 @@ def test_ctrl_c_stops_an_idle_build_sh_up_within_seconds(tmp_path):
         try:
             proc.wait(timeout=6)  # the drain timeout is 10 s: waiting it out fails here
         except subprocess.TimeoutExpired:
-            pytest.fail(f"./build.sh up still running 6 s after Ctrl-C:\n{log.read_text()}")
+            alive = subprocess.run(["ps", "-o", "pid,stat,cmd", "-g", str(proc.pid)],
+                                   capture_output=True, text=True).stdout
+            pytest.fail(f"./build.sh up still running 6 s after Ctrl-C:\n{alive}\n"
+                        f"{log.read_text()}")
         keep_alive.close()
         stalled.close()
     finally:
