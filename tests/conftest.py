@@ -59,6 +59,18 @@ def decider(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A throwaway redis-server on a free loopback port (the package must be installed)."""
+    from tests.redis_server import running_redis
+
+    try:
+        with running_redis() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -22,20 +22,11 @@ from edge_module.host.session_store import (
     make_session_store,
 )
 from tests.factories import T0, ev, snapshot_text
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from tests.servers import put_snapshot, running_edge, wait_for
 from tests.test_decisions import CHECKOUT, PRICING
 
 LOCK_KEY = b"edge:session-lock:s"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        with running_redis() as server:
-            yield server
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

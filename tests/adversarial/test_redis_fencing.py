@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,20 +24,10 @@ from edge_module.host.session_store import (
     SessionStoreUnavailable,
 )
 from tests.factories import T0, snapshot_text
-from tests.redis_server import RedisServer, running_redis
 from tests.servers import put_snapshot, running_edge, wait_for
 from tests.test_decisions import PRICING
 
 LOCK_KEY = b"edge:session-lock:"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        with running_redis() as server:
-            yield server
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 @settings(max_examples=4, deadline=None,

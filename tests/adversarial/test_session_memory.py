@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import marshal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from edge_module.core.session import MAX_SESSION_BYTES
 from edge_module.host.session_store import MemorySessionStore, RedisSessionStore
 from tests.factories import T0, Session, ev, pack, snapshot_text
-from tests.redis_server import RedisServer, running_redis
 from tests.servers import put_snapshot, running_edge
 
 PAGES = pack("""
@@ -137,15 +136,6 @@ def test_a_state_over_the_per_state_cap_is_not_kept():
     store.put("s", b"x" * 500)
     store.put("s", b"y" * 1001)
     assert store.get("s") is None and store.refused == 1 and store.accounted_bytes == 0
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    try:
-        with running_redis() as server:
-            yield server
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
 
 
 def test_redis_caps_each_state_and_its_maxmemory_bounds_the_total(redis_server):
