@@ -112,6 +112,9 @@ class RsgiEdge:
         self.app: EdgeApp = host.app
         self.config: EdgeConfig = host.config
         self.decide_threads = Lane(self.config.threads, "decide")
+        # /v1/decide once admitted on the loop (the thread must not count it in again)
+        self.admitted = Route("POST", self.app.decide_admitted, self.config.max_body_bytes,
+                              lane="decide")
         # /healthz (it counts spool files) and outcomes (a MAC and a buffer append) run
         # here: never on the loop, never queued behind decisions
         self.side = Lane(2, "side")
@@ -191,7 +194,7 @@ class RsgiEdge:
         _send(proto, reply)
 
     def _decide_and_send(self, proto: Any, body: bytes, method: str, path: str) -> None:
-        _send(proto, self.app.run(_admitted(self.app), body, method, path))
+        _send(proto, self.app.run(self.admitted, body, method, path))
 
     async def _read_body(self, scope: Any, proto: Any, route: Route) -> bytes | Reply:
         """The whole body within the deadline and the route's limit, or the 4xx answer."""
@@ -257,10 +260,6 @@ async def _collect(proto: Any, limit: int) -> bytes:
             raise BodyTooLarge(size)
         parts.append(chunk)
     return b"".join(parts)
-
-
-def _admitted(app: EdgeApp) -> Route:
-    return Route("POST", app.decide_admitted, app.config.max_body_bytes, lane="decide")
 
 
 def _send(proto: Any, reply: Reply) -> None:
