@@ -22,6 +22,9 @@ from typing import Any, Iterator
 INT_MAX = 2**63 - 1  # SQLite's INTEGER
 MAX_FIELD_CHARS = 4096  # CONTROL_TELEMETRY_MAX_FIELD_CHARS: one string field of a record
 MAX_JSON_CHARS = 16 * 1024  # features or suppressed of one record, as stored JSON
+# a decision's `report` (issue #12) as stored JSON: the edge bounds it to 16 triggers of 16
+# values with names of at most 128 characters, ~45 KiB at worst
+MAX_REPORT_CHARS = 64 * 1024
 MAX_FIRED = 1000  # triggers named in one decision record
 
 
@@ -97,8 +100,14 @@ def _v4(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE recalibrations ADD COLUMN source TEXT")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    # What the decision core saw (its `report`, JSON; NULL: the edge sent none): the
+    # learning loop reads the values the conditions measured, not a second definition.
+    _run(db, "ALTER TABLE decisions ADD COLUMN report TEXT")
+
+
 # Ordered: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -306,6 +315,8 @@ def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[
     row["fired"] = fired
     row["suppressed"] = _json(rec, "suppressed", list, line)
     row["features"] = _json(rec, "features", dict, line)
+    row["report"] = None if rec.get("report") is None else \
+        _json(rec, "report", dict, line, MAX_REPORT_CHARS)
     row["arm"] = rec.get("arm") if rec.get("arm") in ARMS else None
     return row
 
@@ -325,7 +336,8 @@ def _text(rec: dict[str, Any], name: str, max_chars: int, line: int, prefix: str
     return value
 
 
-def _json(rec: dict[str, Any], name: str, kind: type, line: int) -> str:
+def _json(rec: dict[str, Any], name: str, kind: type, line: int,
+          max_chars: int = MAX_JSON_CHARS) -> str:
     """A nested field as the JSON text stored: finite numbers, bounded size."""
     value = rec.get(name)
     if value is None:
@@ -338,8 +350,8 @@ def _json(rec: dict[str, Any], name: str, kind: type, line: int) -> str:
     except (ValueError, TypeError, RecursionError):
         raise TelemetryError(f"{name} holds a number that is not finite or is nested too "
                              "deep", line) from None
-    if len(text) > MAX_JSON_CHARS:
-        raise TelemetryError(f"{name} is over {MAX_JSON_CHARS} characters as JSON", line)
+    if len(text) > max_chars:
+        raise TelemetryError(f"{name} is over {max_chars} characters as JSON", line)
     return text
 
 
@@ -353,11 +365,12 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
         return cur.rowcount
     cur = db.execute(
         "INSERT OR IGNORE INTO decisions (id, edge_id, ts_ms, session, revision, device, "
-        "country, local_hour, url, latency_us, fired, suppressed, features, arm) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "country, local_hour, url, latency_us, fired, suppressed, features, arm, report) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (rec["id"], rec["edge_id"], rec["ts_ms"], rec["session"], rec["revision"],
          rec["device"], rec["country"], rec["local_hour"], rec["url"], rec["latency_us"],
-         json.dumps(rec["fired"]), rec["suppressed"], rec["features"], rec["arm"]))
+         json.dumps(rec["fired"]), rec["suppressed"], rec["features"], rec["arm"],
+         rec["report"]))
     if cur.rowcount:
         db.executemany("INSERT OR IGNORE INTO fires VALUES (?, ?, ?, ?, ?, ?)",
                        [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],

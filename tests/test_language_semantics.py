@@ -605,6 +605,8 @@ def test_experiment_arms_split_sessions_and_behave_as_their_arm(decider):
 
     doc = json.loads(snapshot_text(ADAPTIVE))
     doc["experiment"] = {"salt": "q4", "arms": {"adaptive": 40, "static": 40, "holdout": 20}}
+    for trig in doc["triggers"]:  # the arms alone: no exploration slice (issue #12)
+        trig["explore"] = 0
     assert decider.load(json.dumps(doc)).ok
     arms: dict[str, set] = {}
     for n in range(60):

@@ -2,7 +2,10 @@
 
 `decide_json` takes the envelope `{"now_ms", "state", "request"}` the host builds and returns
 the response object and the new session state as two JSON texts joined by a newline, so the
-host can store the state and extend the response without parsing either.
+host can store the state and extend the response without parsing either. The envelope's
+optional `"report": true` asks for what the decision saw (the response's `report`, for the
+decision log: the host removes it before the visitor's answer), as a snapshot with
+adaptive or intent conditions does anyway.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def decide_json(snap: Snapshot | None, envelope: str) -> str:
         raise DecisionError("invalid_json", f"request is not valid JSON: {exc}", "") from None
     if type(env) is not dict:
         raise DecisionError("invalid_request", "envelope must be a JSON object", "")
-    result = decide(snap, env.get("request"), env.get("state"), env.get("now_ms"))
+    result = decide(snap, env.get("request"), env.get("state"), env.get("now_ms"),
+                    env.get("report") is True)
     state = result.pop("state")
     return _dumps(result) + "\n" + _dumps(state)
 
@@ -45,20 +49,23 @@ def unpack(text: str) -> object:
 
 
 def decide_packed(snap: Snapshot | None, envelope: str) -> str:
-    """`decide_json` for a Python host: (now_ms, state bytes, request) in, (response,
-    state bytes) out, all marshalled: the guest then spends no time on JSON."""
+    """`decide_json` for a Python host: (now_ms, state bytes, request[, report]) in,
+    (response, state bytes) out, all marshalled: the guest then spends no time on JSON."""
     if snap is None:
         raise NotReady("no_snapshot", "no snapshot is loaded yet", None)
     try:
-        now_ms, state_blob, request = unpack(envelope)  # type: ignore[misc]
+        items = unpack(envelope)
+        if type(items) not in (tuple, list) or len(items) not in (3, 4):
+            raise TypeError
+        now_ms, state_blob, request = items[:3]
     except (ValueError, EOFError, TypeError, UnicodeEncodeError):
         raise DecisionError("invalid_envelope", "packed envelope is not (now_ms, state, "
-                            "request) in marshal format", "") from None
+                            "request[, report]) in marshal format", "") from None
     try:
         state = None if state_blob is None else marshal.loads(state_blob)
     except (ValueError, EOFError, TypeError):
         state = None  # an unreadable stored state starts a fresh session, as a stale one does
-    result = decide(snap, request, state, now_ms)
+    result = decide(snap, request, state, now_ms, len(items) == 4 and items[3] is True)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
     return pack((result, state_out))
 

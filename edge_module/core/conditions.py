@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from .catalog import WEEKDAYS
+from .features import learned_score, session_vector
 from .session import COUNT as FIRED, LAST, PAGE_COUNT, PAGE_PV, Session
 from .snapshot import (
     ABSENT,
@@ -36,6 +37,7 @@ from .snapshot import (
     VELOCITY_SPIKE,
     Condition,
     ContextCond,
+    LearnedModel,
     Model,
     SegmentCond,
     Snapshot,
@@ -50,7 +52,8 @@ _AGG = {MIN: "min", MAX: "max", AVG: "avg"}
 class Ctx:
     """What one decision knows besides the session."""
 
-    __slots__ = ("snap", "context", "segments", "session_id", "arm", "_thresholds", "_intent")
+    __slots__ = ("snap", "context", "segments", "session_id", "arm", "force", "_thresholds",
+                 "_intent", "_explore", "_learned")
 
     def __init__(self, snap: Snapshot, context: dict[str, Any], session_id: str) -> None:
         self.snap = snap
@@ -59,8 +62,14 @@ class Ctx:
         self.segments: frozenset[str] = frozenset(
             name for name, preds in snap.segments.items()
             if all(context_holds(p, context) for p in preds)) if snap.segments else frozenset()
-        self._thresholds: dict[str, float] = {}
+        # keyed by (condition key, learned?): a report evaluates both rules of a trigger
+        self._thresholds: dict[tuple[str, bool], float] = {}
         self._intent: dict[tuple[str, int], float] = {}
+        self._explore: dict[str, bool] = {}  # trigger id -> in its exploration slice
+        self._learned: dict[str, LearnedModel | None] = {}  # model key -> this session's
+        # None: every adaptive condition follows the session's slice; "learned" or
+        # "static": all of them use that rule (the report's counterfactuals)
+        self.force: str | None = None
         # the session's arm of the adaptive-threshold experiment, if one runs
         self.arm: str | None = None
         if snap.experiment is not None:
@@ -69,11 +78,30 @@ class Ctx:
             self.arm = "adaptive" if at < adaptive else \
                 "static" if at < adaptive + static else "holdout"
 
+    def exploring(self, trigger_id: str, salt: str, explore: float) -> bool:
+        """The session is in the trigger's exploration slice (contract B of issue #12)."""
+        if explore <= 0:
+            return False
+        hit = self._explore.get(trigger_id)
+        if hit is None:
+            hit = self._explore[trigger_id] = \
+                bucket(self.session_id, trigger_id, salt + "\x1fexplore") < explore
+        return hit
+
+    def static_rule(self, c: Condition) -> bool:
+        """Adaptive `c` uses its static value (and intent the pack's own model)."""
+        if self.arm == "static":
+            return True
+        if self.force is not None:
+            return self.force == "static"
+        return self.exploring(c.slice_of, c.slice_salt, c.explore)
+
     def threshold(self, c: Condition) -> float:
         """The value `c` compares with for this session: per segment, adaptive or static."""
         if not c.by_segment and c.mode != "adaptive":
             return c.value
-        cached = self._thresholds.get(c.key)
+        learn = c.mode == "adaptive" and c.model_key is not None and not self.static_rule(c)
+        cached = self._thresholds.get((c.key, learn))
         if cached is not None:
             return cached
         value = c.value
@@ -81,8 +109,8 @@ class Ctx:
             if seg in self.segments:
                 value = v
                 break
-        if c.mode == "adaptive" and c.model_key is not None and self.arm != "static":
-            learned = self.snap.thresholds.get(c.model_key, ())
+        if learn:
+            learned = self.snap.thresholds.get(c.model_key or "", ())
             for seg, v in learned:
                 if seg in self.segments:
                     value = v
@@ -92,7 +120,7 @@ class Ctx:
                     if seg == "*":
                         value = v
                         break
-        self._thresholds[c.key] = value
+        self._thresholds[(c.key, learn)] = value
         return value
 
     def baseline(self, signal: str) -> tuple[float, float] | None:
@@ -104,7 +132,13 @@ class Ctx:
                 return pair
         return stats.get("*")
 
+    def moved(self) -> None:
+        """An event changed the session: scores cached for its moment are stale."""
+        if self._intent:
+            self._intent.clear()
+
     def intent(self, trigger_id: str, sess: Session, t: int) -> float:
+        """The pack's intent score (`models.intent_by_trigger` or `models.intent`)."""
         model = self.snap.intent_by_trigger.get(trigger_id) or self.snap.intent
         if model is None:
             return 0.0
@@ -113,6 +147,38 @@ class Ctx:
         if score is None:
             score = self._intent[key] = intent_score(model, sess, t)
         return score
+
+    def learned_model(self, model_key: str) -> LearnedModel | None:
+        """`models.learned[model_key]` of the first listed segment the session is in,
+        else of "*", else None."""
+        if model_key in self._learned:
+            return self._learned[model_key]
+        found = None
+        by_segment = self.snap.learned.get(model_key, ())
+        for seg, model in by_segment:
+            if seg in self.segments:
+                found = model
+                break
+        else:
+            for seg, model in by_segment:
+                if seg == "*":
+                    found = model
+                    break
+        self._learned[model_key] = found
+        return found
+
+    def intent_of(self, c: Condition, trigger_id: str, sess: Session, t: int) -> float:
+        """The intent score condition `c` reads: an adaptive one the learned model of the
+        session's segment (unless the static rule is in force), else the pack's model."""
+        if c.mode == "adaptive" and self.snap.learned and not self.static_rule(c):
+            model = self.learned_model(c.model_key or c.key)
+            if model is not None:
+                key = ("\x1flearned\x1f" + (c.model_key or c.key), t)
+                score = self._intent.get(key)
+                if score is None:
+                    score = self._intent[key] = learned_score(model, session_vector(sess, t))
+                return score
+        return self.intent(trigger_id, sess, t)
 
 
 def intent_score(model: Model, sess: Session, t: int) -> float:
@@ -209,7 +275,7 @@ def measure(c: Condition, sess: Session, ctx: Ctx, t: int, trigger_id: str = "")
         seen = sess.last(c.event or "", t)
         return None if seen is not None and seen >= began else t - began
     if s == INTENT:
-        return ctx.intent(trigger_id, sess, t)
+        return ctx.intent_of(c, trigger_id, sess, t)
     return None
 
 

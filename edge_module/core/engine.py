@@ -22,6 +22,8 @@ from typing import Any
 from .catalog import EVENT_TYPES
 from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
+from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS, VELOCITY_WINDOW_MS
+from .report import decision_report
 from .errors import BatchTooLarge, DecisionError
 from .session import MAX_CONTEXT_BYTES, MAX_SESSION_BYTES, Session, utf8_size
 from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
@@ -117,8 +119,10 @@ def _invalid(i: int, field: str, message: str) -> DecisionError:
 
 
 def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
-           ctx_url: str | None, keep_mouse: int, forms: bool) -> bool:
-    """Check one event's fields and apply it; True when it entered a new page."""
+           ctx_url: str | None, keep_mouse: int, forms: bool,
+           visit: list[float] | None = None) -> bool:
+    """Check one event's fields and apply it; True when it entered a new page. `visit`:
+    the session's counts over the visit, kept while decisions report (features.py)."""
     if etype == "scroll":
         depth = ev.get("depth")
         if depth is not None:
@@ -132,6 +136,8 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             if type(y) is not int and not _number(y):
                 raise _invalid(i, "y", "y must be a number (px from the top)")
             sess.scroll_to(ts, y)
+        if visit is not None:
+            visit[SCROLLS] += 1
         return False
     if etype == "page_view":
         url = ev.get("url")
@@ -150,6 +156,9 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         if not _number(dur) or dur < 0:
             raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
         sess.hovered(target, dur)
+        if visit is not None:
+            visit[HOVER_MS] = min(visit[HOVER_MS] + dur, MAX_TOTAL_MS)
+            visit[HOVERS] += 1
         return False
     if etype == "custom":
         name = ev.get("name")
@@ -163,8 +172,10 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             if (type(x) is not int and not _number(x)) or (type(y) is not int and
                                                             not _number(y)):
                 raise _invalid(i, "x", "x and y must be numbers (px)")
-            if keep_mouse:
-                sess.mouse_to(ts, x, y, keep_mouse)
+            if keep_mouse or visit is not None:
+                sess.mouse_to(ts, x, y, keep_mouse, visit)
+        if visit is not None:
+            visit[MOVES] += 1
         return False
     if etype == "dismiss":
         sess.dismissed = ts
@@ -174,8 +185,10 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
         if target is not None and (type(target) is not str or len(target) > MAX_NAME):
             raise _invalid(i, "target", f"target must be a string of at most {MAX_NAME} "
                                         "characters")
-        if forms:
+        if forms or visit is not None:
             sess.form_event(etype, ts, target)
+            if visit is not None and etype != "click":
+                visit[FORMS] += 1
         return False
     if etype not in _EVENT_TYPES:
         raise _invalid(i, "type",
@@ -242,8 +255,10 @@ def _check_attributes(attrs: Any) -> None:
                        f"context.attributes.{name[:64]}")
 
 
-def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) -> dict[str, Any]:
-    """One decision. Returns the response fields and the session's new `state`.
+def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
+           report: bool = False) -> dict[str, Any]:
+    """One decision. Returns the response fields and the session's new `state`, and
+    `report` (what it saw, for the decision log) when the snapshot or `report` asks.
 
     `state` is consumed: pass the state a previous decision returned (or None).
     """
@@ -280,9 +295,13 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
     mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, snap.agg_fields, \
         snap.sequences
     sustained, streaks = scope.sustained, scope.streaks
+    reporting = report or snap.report
+    visit = sess.visit_counts() if reporting and events else None
     for ts, i, ev in events:
         etype = ev.get("type")
-        if _apply(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms):
+        if visit is not None:
+            ctx.moved()
+        if _apply(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms, visit):
             scope = snap.scope(sess.url or "/")
             on_event, sustained, streaks = scope.on_event, scope.sustained, scope.streaks
         if tracked and etype in tracked_types:  # most events match no filter at all
@@ -317,6 +336,8 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         observe(scope.sustained, sess, ctx, now)
     if sess.queue:
         _deliver_due(dec, snap, sess, ctx, scope, now)
+    # before the state triggers fire: a trigger this decision caps is still reported
+    seen = decision_report(scope, sess, ctx, now) if reporting else None
     fired = sess.fired
     for trig in scope.state_triggers:
         rec = fired.get(trig.id)
@@ -343,9 +364,13 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None) ->
         response["suppressed"] = dec.suppressed
     if ctx.arm is not None:
         response["arm"] = ctx.arm
+    if seen is not None:
+        response["report"] = seen
     if sess.sustained:
         _forget_unwatched(snap, sess, scope)
-    sess.prune(now, snap.keep_ms)
+    # a report reads the 1 s scroll velocity (a snapshot that reports keeps it already)
+    sess.prune(now, snap.keep_ms if not reporting or snap.keep_ms >= VELOCITY_WINDOW_MS
+               else VELOCITY_WINDOW_MS)
     sess.fit(MAX_SESSION_BYTES)  # a session's state stays within its byte budget
     response["state"] = sess.to_state(snap.by_id)
     return response

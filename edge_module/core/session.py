@@ -30,6 +30,10 @@ MAX_CONTEXT_BYTES = 2048  # the context kept for requests that omit it (its repr
 _KEEP_SAMPLES = 16
 MAX_TRACKED = 64  # timestamps per tracked event filter / values per aggregate field
 MAX_FORM_FIELDS = 16
+# The visit's counts (features.py names the positions): hover ms, hovers, scrolls, mouse
+# moves, form events, then one count per mouse direction sector.
+VISIT_SECTORS = 5
+VISIT_SIZE = VISIT_SECTORS + 8
 
 # A trigger's fire record: [count, last_ms, count_on_page, page_view_of_that_count].
 COUNT, LAST, PAGE_COUNT, PAGE_PV = range(4)
@@ -41,7 +45,7 @@ _OPTIONAL = (
     ("last_input", "li", list), ("input_submit", "is", list), ("tracked", "ev", dict),
     ("fields", "fv", dict), ("sustained", "su", dict), ("streaks", "cs", dict),
     ("sequences", "sq", dict), ("delivered", "fd", list), ("delivered_total", "fn", int),
-    ("dismissed", "dm", int), ("context", "cx", dict),
+    ("dismissed", "dm", int), ("context", "cx", dict), ("visit", "rv", list),
 )
 
 
@@ -80,6 +84,8 @@ class Session:
         self.delivered_total = 0
         self.dismissed = -1
         self.context: dict[str, Any] = {}
+        # counts over the whole visit, kept only while decisions report (features.py)
+        self.visit: list[float] = []
 
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
@@ -151,6 +157,8 @@ class Session:
             state["cx"] = self.context
         if self.dismissed >= 0:
             state["dm"] = self.dismissed
+        if self.visit:
+            state["rv"] = self.visit
         if self.delivered_total:
             state["fn"] = self.delivered_total
             if self.delivered:
@@ -195,17 +203,28 @@ class Session:
         if target in self.hover or len(self.hover) < MAX_HOVER_TARGETS:
             self.hover[target] = self.hover.get(target, 0.0) + duration_ms
 
-    def mouse_to(self, ts: int, x: float, y: float, keep_ms: int) -> None:
-        """Record the direction (one of 8 sectors) of the move from the previous point."""
+    def mouse_to(self, ts: int, x: float, y: float, keep_ms: int,
+                 visit: list[float] | None = None) -> None:
+        """Record the direction (one of 8 sectors) of the move from the previous point:
+        in the windowed list when `keep_ms`, in the visit's sector counts when `visit`."""
         if self.mouse_at:
             dx, dy = x - self.mouse_at[0], y - self.mouse_at[1]
             if dx or dy:
                 sector = int((math.atan2(dy, dx) + math.pi) / (2 * math.pi) * 8) % 8
-                self.mouse.append([ts, sector])
-                cutoff = ts - keep_ms
-                if len(self.mouse) > MAX_TRACKED or self.mouse[0][0] <= cutoff:
-                    self.mouse = [m for m in self.mouse[-MAX_TRACKED:] if m[0] > cutoff]
+                if visit is not None:
+                    visit[VISIT_SECTORS + sector] += 1
+                if keep_ms:
+                    self.mouse.append([ts, sector])
+                    cutoff = ts - keep_ms
+                    if len(self.mouse) > MAX_TRACKED or self.mouse[0][0] <= cutoff:
+                        self.mouse = [m for m in self.mouse[-MAX_TRACKED:] if m[0] > cutoff]
         self.mouse_at = [x, y]
+
+    def visit_counts(self) -> list[float]:
+        """The visit's counts (see features.py for the positions), made on first use."""
+        if len(self.visit) != VISIT_SIZE:
+            self.visit = [0] * VISIT_SIZE
+        return self.visit
 
     def form_event(self, etype: str, ts: int, target: Any) -> None:
         target = target if type(target) is str else ""
@@ -275,6 +294,8 @@ class Session:
                     n += 16 + utf8_size(pair[1])
         if self.context:
             n += MAX_CONTEXT_BYTES  # the engine keeps no larger one
+        if self.visit:
+            n += 16 * VISIT_SIZE  # fixed: numbers only
         return n
 
     def fit(self, budget: int = MAX_SESSION_BYTES) -> int:

@@ -8,6 +8,7 @@ claims is refused with a `SnapshotError` instead of failing later in `decide`.
 from __future__ import annotations
 
 import json
+import math
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,6 +30,7 @@ from .catalog import (
     TIERS,
 )
 from .errors import SnapshotError
+from .features import SESSION_FEATURES
 from .globs import Glob, from_legacy_regex
 
 OP_FUNCS: dict[str, Callable[[Any, Any], bool]] = {
@@ -52,6 +54,7 @@ SIGNAL_CODES = {"dwell": DWELL, "scroll_depth": SCROLL_DEPTH, "scroll_velocity":
                 "absent": ABSENT, "intent": INTENT}
 assert set(SIGNAL_CODES) == set(SIGNALS)
 WINDOWED = {SCROLL_VELOCITY, VELOCITY_SPIKE, MOUSE_ENTROPY, COUNT, MIN, MAX, AVG}
+DEFAULT_EXPLORE = 5.0  # percent: a trigger with adaptive conditions explores by default
 # How a condition moves while no event arrives.
 RISING, FALLING, STEADY, CHANGING = "rising", "falling", "steady", "changing"
 
@@ -92,6 +95,10 @@ class Condition:
     motion: str = STEADY
     static: bool = True  # the threshold is `value` for every session
     hybrid: bool = False
+    # adaptive conditions: the trigger's exploration slice (contract B), set by the loader
+    explore: float = 0.0  # percent of sessions that use the static value instead
+    slice_of: str = ""  # the trigger id the slice is drawn for
+    slice_salt: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -147,6 +154,9 @@ class Trigger:
     timed: bool = False  # time alone may make it fire: next_check looks at it
     plain: bool = True  # no segment, journey or rollout: only caps decide if it may fire
     by_motion: tuple[Any, ...] = ()  # the conditions, steady ones first (next_check)
+    explore: float = 0.0  # percent of sessions in the exploration slice (adaptive triggers)
+    signals: tuple[Condition, ...] = ()  # every signal condition, nested ones too (report)
+    has_intent: bool = False  # some condition reads the intent score (report)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +193,17 @@ class Model:
     weights: tuple[tuple[str, float, float], ...]  # feature, weight, scale
 
 
+@dataclass(frozen=True, slots=True)
+class LearnedModel:
+    """A calibrated logistic model over the session vector (contract C of issue #12)."""
+
+    # feature, log1p transform?, mean, scale, weight: x' = (t(x) - mean) / scale
+    terms: tuple[tuple[str, bool, float, float, float], ...]
+    bias: float
+    a: float = 1.0  # calibration: p = 1 / (1 + exp(-(a * z + b)))
+    b: float = 0.0
+
+
 @dataclass(slots=True)
 class Snapshot:
     revision: str
@@ -211,6 +232,9 @@ class Snapshot:
     forms: bool = False
     # The adaptive-threshold experiment: salt and the arms' shares (percent) of sessions.
     experiment: tuple[str, float, float, float] | None = None
+    # model key -> ((segment or "*", model), ...) in the snapshot's order
+    learned: dict[str, tuple[tuple[str, LearnedModel], ...]] = field(default_factory=dict)
+    report: bool = False  # decisions return what they saw (`report`, contract A)
     _scopes: dict[str, PageScope] = field(default_factory=dict)
 
     def scope(self, path: str) -> PageScope:
@@ -342,8 +366,11 @@ class _Loader:
         _need(window <= MAX_WINDOW_MS, f"{where}.window_ms: at most {MAX_WINDOW_MS}")
         _need(code not in (COUNT, MIN, MAX, AVG) or window > 0,
               f"{where}.window_ms: {name} needs a window")
+        target = raw.get("target")
+        if isinstance(target, dict):  # a recall target (only the control plane reads it)
+            target = None
         cond = Condition(key, code, name, op, OP_FUNCS[op], value, window,
-                         _opt_str(raw.get("target"), f"{where}.target"))
+                         _opt_str(target, f"{where}.target"))
         cond.motion = _motion(code, op)
         if code in (SCROLL_VELOCITY, VELOCITY_SPIKE):
             self.scroll_keep = max(self.scroll_keep, window)
@@ -435,6 +462,15 @@ def _load_trigger(loader: _Loader, index: int, raw: Any, where: str = "") -> Tri
     loader.segments_used.update(k for k, _ in journey_by_segment)
     consecutive = _int(raw.get("consecutive", 1), f"{where}.consecutive", 1)
     _need(consecutive <= MAX_CONSECUTIVE, f"{where}.consecutive: at most {MAX_CONSECUTIVE}")
+    signals = tuple(_signals(conditions))
+    adaptive = [c for c in signals if c.mode == "adaptive"]
+    explore = raw.get("explore")
+    explore = (DEFAULT_EXPLORE if adaptive else 0.0) if explore is None else \
+        _num(explore, f"{where}.explore")
+    _need(0 <= explore <= 100, f"{where}.explore: expected a percentage from 0 to 100")
+    salt = str(raw.get("salt") or tid)
+    for c in adaptive:
+        c.explore, c.slice_of, c.slice_salt = float(explore), tid, salt
     return Trigger(
         index=index,
         id=tid,
@@ -458,11 +494,25 @@ def _load_trigger(loader: _Loader, index: int, raw: Any, where: str = "") -> Tri
         journey_by_segment=journey_by_segment,
         rollout=_num(raw.get("rollout", 100), f"{where}.rollout"),
         holdout=_num(raw.get("holdout", 0), f"{where}.holdout"),
-        salt=str(raw.get("salt") or tid),
+        salt=salt,
         timed=any(c.motion in (RISING, CHANGING) for c in conditions),
         plain=segment is None and journey is None and raw.get("rollout", 100) >= 100,
         by_motion=tuple(sorted(conditions, key=lambda c: c.motion != STEADY)),
+        explore=float(explore),
+        signals=signals,
+        has_intent=any(c.signal == INTENT for c in signals),
     )
+
+
+def _signals(conds: tuple[Any, ...]) -> list[Condition]:
+    """The signal conditions among `conds`, those nested in `sustained` included."""
+    out: list[Condition] = []
+    for c in conds:
+        if type(c) is Condition:
+            out.append(c)
+        elif type(c) is Sustained:
+            out.extend(_signals(c.inner))
+    return out
 
 
 def _model(raw: Any, where: str) -> Model | None:
@@ -550,6 +600,14 @@ def load_snapshot(text: str) -> Snapshot:
     fatigue = doc.get("fatigue") or {}
     _need(isinstance(fatigue, dict), "fatigue: expected an object")
     per_session, per_minute = fatigue.get("per_session"), fatigue.get("per_minute")
+    settings = doc.get("settings") or {}
+    _need(isinstance(settings, dict), "settings: expected an object")
+    report_features = settings.get("report_features", False)
+    _need(isinstance(report_features, bool), "settings.report_features: expected true or false")
+    report = report_features or any(
+        c.mode == "adaptive" or c.signal == INTENT
+        for t in (*triggers, *(step.trigger for seq in sequences for step in seq.steps))
+        for c in t.signals)
     return Snapshot(
         revision=revision,
         triggers=triggers,
@@ -560,7 +618,9 @@ def load_snapshot(text: str) -> Snapshot:
         any_page=any_page,
         max_events=_int(limits.get("max_events", DEFAULT_MAX_EVENTS), "limits.max_events", 1),
         max_actions=_int(limits.get("max_actions", DEFAULT_MAX_ACTIONS), "limits.max_actions", 1),
-        keep_ms=loader.scroll_keep,
+        # a report reads the 1 s scroll velocity: its samples are kept
+        keep_ms=max(loader.scroll_keep, DEFAULT_VELOCITY_WINDOW_MS) if report else
+        loader.scroll_keep,
         segments=segments,
         sequences=sequences,
         intent=_model(models.get("intent"), "models.intent"),
@@ -583,7 +643,67 @@ def load_snapshot(text: str) -> Snapshot:
         experiment=_experiment(doc.get("experiment")),
         mouse_keep_ms=loader.mouse_keep,
         forms=loader.forms,
+        learned=_learned(models.get("learned")),
+        report=report,
     )
+
+
+_TRANSFORMS = ("identity", "log1p")
+
+
+def _learned(raw: Any) -> dict[str, tuple[tuple[str, LearnedModel], ...]]:
+    """`models.learned`: model key -> segment (or "*") -> calibrated logistic model."""
+    if raw is None:
+        return {}
+    _need(isinstance(raw, dict), "models.learned: expected an object (model key -> segments)")
+    out: dict[str, tuple[tuple[str, LearnedModel], ...]] = {}
+    for key, by_segment in raw.items():
+        where = f"models.learned.{key}"
+        _need(isinstance(by_segment, dict),
+              f"{where}: expected an object (segment name or \"*\" -> model)")
+        out[str(key)] = tuple((str(seg), _learned_model(body, f"{where}.{seg}"))
+                              for seg, body in by_segment.items())
+    return out
+
+
+def _learned_model(raw: Any, where: str) -> LearnedModel:
+    _need(isinstance(raw, dict), f"{where}: expected an object")
+    names = raw.get("features")
+    _need(isinstance(names, list) and all(isinstance(n, str) for n in names),
+          f"{where}.features: expected a list of feature names")
+    _need(len(set(names)) == len(names), f"{where}.features: each feature at most once")
+    unknown = [n for n in names if n not in SESSION_FEATURES]
+    _need(not unknown, f"{where}.features: unknown {unknown[:3]}; expected names from "
+                       f"{', '.join(SESSION_FEATURES)}")
+    parts = {}
+    for part in ("transform", "mean", "scale", "weights"):
+        value = raw.get(part) or {}
+        _need(isinstance(value, dict), f"{where}.{part}: expected an object (feature -> value)")
+        extra = [n for n in value if n not in names]
+        _need(not extra, f"{where}.{part}: {extra[:3]} not in features")
+        parts[part] = value
+    terms = []
+    for name in names:
+        transform = parts["transform"].get(name, "identity")
+        _need(transform in _TRANSFORMS,
+              f"{where}.transform.{name}: expected one of {', '.join(_TRANSFORMS)}")
+        _need(name in parts["weights"], f"{where}.weights.{name}: missing")
+        scale = _finite(parts["scale"].get(name, 1.0), f"{where}.scale.{name}")
+        _need(scale > 0, f"{where}.scale.{name}: expected a number > 0")
+        terms.append((name, transform == "log1p",
+                      _finite(parts["mean"].get(name, 0.0), f"{where}.mean.{name}"), scale,
+                      _finite(parts["weights"][name], f"{where}.weights.{name}")))
+    calibration = raw.get("calibration") or {}
+    _need(isinstance(calibration, dict), f"{where}.calibration: expected an object {{a, b}}")
+    return LearnedModel(tuple(terms), _finite(raw.get("bias", 0.0), f"{where}.bias"),
+                        _finite(calibration.get("a", 1.0), f"{where}.calibration.a"),
+                        _finite(calibration.get("b", 0.0), f"{where}.calibration.b"))
+
+
+def _finite(value: Any, where: str) -> float:
+    _need(isinstance(value, (int, float)) and not isinstance(value, bool) and
+          math.isfinite(value), f"{where}: expected a finite number")
+    return float(value)
 
 
 def _experiment(raw: Any) -> tuple[str, float, float, float] | None:

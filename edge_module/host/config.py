@@ -91,6 +91,8 @@ class EdgeConfig:
     telemetry_max_field_chars: int = 128  # each logged string field (device, ids...)
     telemetry_max_url_chars: int = 1024  # logged url and referrer (no query, no userinfo)
     telemetry_max_list_items: int = 64  # logged fired/suppressed entries per decision
+    telemetry_max_report_triggers: int = 16  # triggers kept of a decision's `report`
+    telemetry_max_report_values: int = 16  # condition values kept per reported trigger
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:

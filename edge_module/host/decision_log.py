@@ -47,6 +47,8 @@ class RecordLimits:
     max_chars: int = 128  # EDGE_TELEMETRY_MAX_FIELD_CHARS: device, country, ids, triggers
     max_url_chars: int = 1024  # EDGE_TELEMETRY_MAX_URL_CHARS: url, referrer (query stripped)
     max_items: int = 64  # EDGE_TELEMETRY_MAX_LIST_ITEMS: fired and suppressed entries
+    max_report_triggers: int = 16  # EDGE_TELEMETRY_MAX_REPORT_TRIGGERS: triggers in `report`
+    max_report_values: int = 16  # EDGE_TELEMETRY_MAX_REPORT_VALUES: values per trigger
 
 
 class OutcomeError(ValueError):
@@ -129,9 +131,9 @@ def _suppressed(items: Any, limits: RecordLimits) -> list[dict[str, str | None]]
 
 
 def request_features(events: Any) -> dict[str, Any]:
-    """The signal values the host can compute cheaply from one batch of events (the core
-    does not return the values its conditions saw): the deepest scroll, the earliest
-    page_view (dwell = decision time - page_view), total hover time, event count; all
+    """The signal values the host can compute cheaply from one batch of events (kept for
+    earlier readers: `report` holds what the core's conditions saw): the deepest scroll,
+    the earliest page_view (dwell = decision time - page_view), total hover time, event count; all
     finite and within 64 bits."""
     depth = None
     page_view = None
@@ -165,6 +167,58 @@ def request_features(events: Any) -> dict[str, Any]:
     return out
 
 
+REPORT_POLICIES = ("learned", "explore", "holdout")
+MAX_SESSION_VALUES = 32  # the session vector's numbers kept (it has 15)
+
+
+def _numbers(values: Any, most: int, cap: int, nulls: bool) -> dict[str, Any]:
+    """At most `most` entries of name -> finite number (or null when `nulls`) out of
+    `values`, names cut to `cap`; anything else dropped."""
+    out: dict[str, Any] = {}
+    if type(values) is not dict:
+        return out
+    for name, value in values.items():
+        if len(out) >= most:
+            break
+        if type(name) is not str or type(value) is bool:
+            continue
+        kept = number(value)
+        if kept is not None or (nulls and value is None):
+            out[text(name, cap) or ""] = kept
+    return out
+
+
+def report_record(report: Any, limits: RecordLimits) -> dict[str, Any] | None:
+    """The bounded, sanitised copy of the core's `report` (issue #12, contract A): finite
+    numbers only, at most `max_report_triggers` triggers of at most `max_report_values`
+    values each, names cut to `max_chars`; anything else is dropped."""
+    if type(report) is not dict:
+        return None
+    cap = limits.max_chars
+    triggers: dict[str, Any] = {}
+    raw = report.get("triggers")
+    for tid, entry in (raw.items() if type(raw) is dict else ()):
+        if len(triggers) >= limits.max_report_triggers:
+            break
+        if type(tid) is not str or type(entry) is not dict:
+            continue
+        kept: dict[str, Any] = {
+            "values": _numbers(entry.get("values"), limits.max_report_values, cap, True)}
+        intent = number(entry.get("intent")) if type(entry.get("intent")) is not bool else None
+        if intent is not None:
+            kept["intent"] = intent
+        if entry.get("policy") in REPORT_POLICIES:
+            kept["policy"] = entry["policy"]
+        if type(entry.get("holds")) is bool:
+            kept["holds"] = entry["holds"]
+        p_fire = number(entry.get("p_fire")) if type(entry.get("p_fire")) is not bool else None
+        if p_fire is not None and 0 <= p_fire <= 1:
+            kept["p_fire"] = p_fire
+        triggers[text(tid, cap) or ""] = kept
+    return {"session": _numbers(report.get("session"), MAX_SESSION_VALUES, cap, False),
+            "triggers": triggers}
+
+
 def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: int,
                     salt: str, edge_id: str, limits: RecordLimits = RecordLimits()
                     ) -> dict[str, Any]:
@@ -186,7 +240,7 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
     fired = [text(a.get("trigger"), cap) for a in actions[:limits.max_items]
              if type(a) is dict] if type(actions) is list else []
     session_id = request.get("session_id")
-    return {
+    record: dict[str, Any] = {
         "kind": "decision", "id": text(response.get("decision_id"), cap) or uuid.uuid4().hex,
         "edge_id": text(edge_id, cap), "ts_ms": time_ms(now_ms),
         "session": hash_session(salt, session_id if type(session_id) is str else ""),
@@ -196,6 +250,10 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
         "latency_us": integer(response.get("latency_us")), "context": context,
         "features": request_features(request.get("events")),
     }
+    report = report_record(response.get("report"), limits)
+    if report is not None:
+        record["report"] = report
+    return record
 
 
 def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str,

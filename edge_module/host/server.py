@@ -263,6 +263,7 @@ class EdgeApp:
             component_ns = time.perf_counter_ns() - called
             response, new_state = unpack(result.text)  # type: ignore[misc]
             self.sessions.put(session_id, new_state)
+        report = response.pop("report", None)  # what the core saw: the log's, never the visitor's
         self.counters.add("decisions")
         decision_id = response["decision_id"] = os.urandom(16).hex()  # 128 bits, as uuid4
         issue = self.tokens.issue
@@ -276,7 +277,9 @@ class EdgeApp:
         response["component_us"] = component_ns // 1000
         if self.decision_log is not None:
             try:
-                self.decision_log.decision(request, response, _now(request, self._clock_ms))
+                self.decision_log.decision(
+                    request, response if report is None else {**response, "report": report},
+                    _now(request, self._clock_ms))
             except Exception:  # noqa: BLE001 - the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
         try:
@@ -438,7 +441,9 @@ class EdgeHost:
                 config.telemetry_max_spool_mb * 1024 * 1024,
                 limits=RecordLimits(config.telemetry_max_field_chars,
                                     config.telemetry_max_url_chars,
-                                    config.telemetry_max_list_items),
+                                    config.telemetry_max_list_items,
+                                    config.telemetry_max_report_triggers,
+                                    config.telemetry_max_report_values),
                 max_batch_bytes=config.telemetry_batch_bytes)
             shipper = app.shipper = TelemetryShipper(
                 app.decision_log, config.control_url, config.token, config.telemetry_interval_s,
