@@ -1,0 +1,594 @@
+"""An honest evaluation of the learning loop: `trigger-engine evaluate`.
+
+The real loop, offline: the packs are published into a temporary edge store (signed with a
+temporary key); each training file is one hour of traffic whose sessions are replayed
+through the real decision core with the snapshot being served, logged by the edge's real
+decision log, given outcomes drawn (seeded) from each session's probabilities, ingested
+into a real telemetry store and handed to the real recalibration, which publishes the next
+snapshot. The final snapshot is then judged on a held-out file against its intent labels,
+next to the best per-device static (dwell, depth) thresholds a grid search finds on the
+training files at the same recall target.
+
+A session counts as fired for a trigger when the trigger is among the actions of any of its
+decisions, or was withheld from it by a holdout (a holdout is a measuring device: the rule
+did fire).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import json
+import math
+import random
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
+from edge_module.core.engine import url_path
+from edge_module.core.globs import Glob
+from edge_module.edge_store import LocalFolderStore
+from edge_module.host.decision_log import decision_record, outcome_record
+
+from . import config as config_module
+from . import publishing
+from .keys import KeyRing
+from .rulepack import Pack, compile_snapshot, load_pack_set
+from .telemetry_store import TelemetryStore
+
+HOUR_MS = 3_600_000
+START_MS = 1_764_201_600_000  # round 0's hour starts here (an hour boundary, UTC)
+SALT = "evaluate"
+JUDGE_PREFIX = "judge-"  # judged sessions are judge-0, judge-1... (holdout and exploration
+# slices hash the session id, so a recount must use the same ids)
+EDGE_ID = "evaluate"
+DEFAULT_TARGET = 0.95
+FIRED_REASONS = frozenset(("holdout", "experiment_holdout"))  # withheld, but it fired
+# best_static's dwell grid (ms): fine where thresholds usually sit, coarser beyond 30 s
+DWELL_GRID = (1, *range(250, 30_000, 250), *range(30_000, 120_001, 1000))
+SESSION_KEYS = ("session_id", "intent", "requests", "convert_p_if_nudged",
+                "convert_p_baseline")
+
+
+class EvaluationInputError(Exception):
+    """Input evaluate cannot use: `where` is file:line (or a name), `message` what was
+    expected."""
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One labelled session of a file: its requests as written, and where it was read."""
+
+    where: str  # file:line
+    high: bool
+    requests: list[dict[str, Any]]
+    p_nudged: float
+    p_baseline: float
+    device: str | None
+    first_ms: int
+    last_ms: int
+
+
+# --- reading the session files ------------------------------------------------------------
+
+def load_sessions(path: Path) -> list[Labelled]:
+    """The labelled sessions of a JSON-lines file; `EvaluationInputError` naming file:line
+    for anything that is not one."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EvaluationInputError(str(path), "no such file (expected a JSON-lines file of "
+                                              "labelled sessions)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EvaluationInputError(str(path), f"cannot be read as UTF-8 text: {exc}") from None
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            out.append(_session(f"{path}:{number}", line))
+    if not out:
+        raise EvaluationInputError(str(path), "holds no sessions (expected one JSON object "
+                                              "per line: " + ", ".join(SESSION_KEYS) + ")")
+    return out
+
+
+def _session(where: str, line: str) -> Labelled:
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise EvaluationInputError(where, f"not valid JSON ({exc})") from None
+    if type(doc) is not dict:
+        raise EvaluationInputError(where, "expected a JSON object with keys "
+                                          + ", ".join(SESSION_KEYS))
+    missing = [k for k in SESSION_KEYS if k not in doc]
+    if missing:
+        raise EvaluationInputError(where, f"missing key(s) {', '.join(missing)} (expected "
+                                          + ", ".join(SESSION_KEYS) + ")")
+    if type(doc["session_id"]) is not str or not doc["session_id"]:
+        raise EvaluationInputError(where, "session_id must be a non-empty string")
+    if doc["intent"] not in ("high", "low"):
+        raise EvaluationInputError(where, f"intent must be \"high\" or \"low\", not "
+                                          f"{json.dumps(doc['intent'])[:40]}")
+    probs = {}
+    for key in ("convert_p_if_nudged", "convert_p_baseline"):
+        p = doc[key]
+        if type(p) not in (int, float) or not 0.0 <= p <= 1.0:
+            raise EvaluationInputError(where, f"{key} must be a probability (a number from 0 "
+                                              f"to 1), not {json.dumps(p)[:40]}")
+        probs[key] = float(p)
+    requests = doc["requests"]
+    if type(requests) is not list or not requests:
+        raise EvaluationInputError(where, "requests must be a non-empty list of decide "
+                                          "requests in time order")
+    times = []
+    for i, req in enumerate(requests):
+        if type(req) is not dict:
+            raise EvaluationInputError(where, f"requests[{i}] must be a JSON object (a decide "
+                                              "request)")
+        now = req.get("now_ms")
+        if type(now) is not int or now < 0:
+            raise EvaluationInputError(where, f"requests[{i}].now_ms must be a non-negative "
+                                              "integer (ms since epoch)")
+        events = req.get("events", [])
+        if type(events) is not list:
+            raise EvaluationInputError(where, f"requests[{i}].events must be a list of events")
+        times.append(now)
+        for j, ev in enumerate(events):
+            ts = ev.get("ts_ms") if type(ev) is dict else None
+            if type(ts) is not int or ts < 0:
+                raise EvaluationInputError(where, f"requests[{i}].events[{j}].ts_ms must be "
+                                                  "a non-negative integer (ms since epoch)")
+            times.append(ts)
+    ctx = requests[0].get("context")
+    device = ctx.get("device") if type(ctx) is dict else None
+    return Labelled(where, doc["intent"] == "high", requests, probs["convert_p_if_nudged"],
+                    probs["convert_p_baseline"], device if type(device) is str else None,
+                    min(times), max(times))
+
+
+def shifted(session: Labelled, session_id: str, delta: int) -> list[dict[str, Any]]:
+    """The session's requests under a new id, every time moved by `delta` ms."""
+    out = []
+    for req in session.requests:
+        moved = dict(req)
+        moved["session_id"] = session_id
+        moved["now_ms"] = req["now_ms"] + delta
+        if "events" in req:
+            moved["events"] = [{**ev, "ts_ms": ev["ts_ms"] + delta} for ev in req["events"]]
+        out.append(moved)
+    return out
+
+
+def placements(sessions: Sequence[Labelled], hour_start: int) -> list[int]:
+    """Per session, the shift that puts it inside the hour from `hour_start`, in file order
+    and evenly spread (a session longer than the room left still starts in the hour)."""
+    longest = max(s.last_ms - s.first_ms for s in sessions)
+    room = max(0, HOUR_MS - longest - 1000)
+    step = room / len(sessions)
+    return [hour_start + 500 + int(i * step) - s.first_ms for i, s in enumerate(sessions)]
+
+
+# --- replaying sessions through the core --------------------------------------------------
+
+@dataclass
+class Replayed:
+    fired: bool  # shown, or withheld by a holdout
+    shown_at: tuple[str, int] | None  # (decision id, time) of the first decision showing it
+    last: tuple[str, int] | None  # (decision id, time) of the session's last decision
+
+
+Log = Callable[[dict[str, Any], dict[str, Any], int], None]
+
+
+def replay(snap: Snapshot, requests: list[dict[str, Any]], trigger: str, where: str,
+           log: Log | None = None) -> Replayed:
+    """Drive one session's requests through the decision core in order, its state carried
+    between them as the edge carries it; `log(request, response, now)` sees each decision."""
+    state = None
+    result = Replayed(False, None, None)
+    for k, req in enumerate(requests):
+        now = req["now_ms"]
+        try:
+            response = decide(snap, req, state, now)
+        except DecisionError as exc:
+            raise EvaluationInputError(where, f"requests[{k}] refused by the decision core: "
+                                              f"{exc.code} at {exc.field or 'the request'}: "
+                                              f"{exc.message}") from None
+        state = response.pop("state")
+        decision_id = f"{req['session_id']}.{k}"
+        response["decision_id"] = decision_id
+        response["latency_us"] = 0
+        if log is not None:
+            log(req, response, now)
+        if any(a.get("trigger") == trigger for a in response.get("actions", ())):
+            result.fired = True
+            if result.shown_at is None:
+                result.shown_at = (decision_id, now)
+        elif any(s.get("trigger") == trigger and s.get("reason") in FIRED_REASONS
+                 for s in response.get("suppressed", ())):
+            result.fired = True
+        result.last = (decision_id, now)
+    return result
+
+
+@dataclass
+class Tally:
+    high: int = 0
+    low: int = 0
+    high_fired: int = 0
+    low_fired: int = 0
+
+    def add(self, high: bool, fired: bool) -> None:
+        if high:
+            self.high += 1
+            self.high_fired += fired
+        else:
+            self.low += 1
+            self.low_fired += fired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"recall": round(self.high_fired / self.high, 4) if self.high else None,
+                "false_triggers": self.low_fired, "high": self.high, "low": self.low}
+
+
+def judge(snap: Snapshot, sessions: Sequence[Labelled], trigger: str, hour_start: int,
+          prefix: str) -> tuple[Tally, dict[str, Tally]]:
+    """Replay sessions through `snap` (no learning): fired counts, overall and per device."""
+    total, by_device = Tally(), defaultdict(Tally)
+    for i, (s, delta) in enumerate(zip(sessions, placements(sessions, hour_start))):
+        fired = replay(snap, shifted(s, f"{prefix}{i}", delta), trigger, s.where).fired
+        total.add(s.high, fired)
+        by_device[s.device or "unknown"].add(s.high, fired)
+    return total, dict(sorted(by_device.items()))
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+def served_snapshot(store: LocalFolderStore) -> tuple[str, dict[str, Any], Snapshot]:
+    found = publishing.served(store)
+    assert found is not None  # published before the first round
+    entry, doc = found
+    return str(entry.revision), doc, load_snapshot(json.dumps(doc))
+
+
+def recalibration_settings() -> Any:
+    """The hourly job's settings as the control plane would use them: from configuration
+    when recalibration reads it, else its defaults."""
+    from . import recalibration
+
+    make = getattr(recalibration.Settings, "from_config", None)
+    return make(config_module.load()) if callable(make) else recalibration.Settings()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: non-finite numbers become null, dataclasses and tuples plain."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFolderStore,
+              telemetry: TelemetryStore, signer: Any, settings: Any, trigger: str,
+              seed: int) -> dict[str, Any]:
+    """One hour: replay, log, draw outcomes, ingest, recalibrate."""
+    from .recalibration import recalibrate
+
+    revision, _, snap = served_snapshot(store)
+    hour = START_MS + r * HOUR_MS
+    records: list[dict[str, Any]] = []
+    tally = Tally()
+    shown = impressions = conversions = 0
+
+    def log(request: dict[str, Any], response: dict[str, Any], now: int) -> None:
+        records.append(decision_record(request, response, now, SALT, EDGE_ID))
+
+    for i, (s, delta) in enumerate(zip(sessions, placements(sessions, hour))):
+        sid = f"r{r}-{i}"
+        done = replay(snap, shifted(s, sid, delta), trigger, s.where, log)
+        tally.add(s.high, done.fired)
+        rng = random.Random(f"{seed}\x1f{sid}")
+        end = s.last_ms + delta
+        if done.shown_at is not None:
+            shown += 1
+            decision_id, at = done.shown_at
+            cite = {"session_id": sid, "trigger": trigger, "decision_id": decision_id}
+            records.append(outcome_record({**cite, "type": "impression", "ts_ms": at}, at,
+                                          SALT, EDGE_ID))
+            impressions += 1
+            converted = rng.random() < s.p_nudged
+        else:
+            last = done.last[0] if done.last else None
+            cite = {"session_id": sid, **({"decision_id": last} if last else {})}
+            converted = rng.random() < s.p_baseline
+        if converted:
+            conversions += 1
+            records.append(outcome_record({**cite, "type": "conversion", "ts_ms": end + 1000},
+                                          end + 1000, SALT, EDGE_ID))
+    # what the ingest route hands the store (records are plain JSON values already)
+    ingested = telemetry.ingest(records)
+    try:
+        result = recalibrate(store, telemetry, signer, settings, publish=True,
+                             now_ms=hour + HOUR_MS)
+        error = None
+    except Exception as exc:  # noqa: BLE001 - a failing job is a finding of the run, kept
+        result, error = None, f"recalibration failed: {type(exc).__name__}: {exc}"
+    published = getattr(result, "published", None)
+    return {"round": r + 1, "file": str(path), "revision": revision,
+            "sessions": len(sessions), "shown": shown, "fired": tally.high_fired
+            + tally.low_fired, "impressions": impressions, "conversions": conversions,
+            **tally.to_dict(), "rejected_records": len(ingested.rejected),
+            "published": str(published.revision) if published is not None else None,
+            "changes": _plain(list(getattr(result, "changes", []))),
+            "note": getattr(result, "note", None), **({"error": error} if error else {})}
+
+
+def evaluate(packs: Sequence[Pack], trigger: str, train: Sequence[Path], judge_file: Path,
+             rounds: int | None = None, seed: int = 0, target: float | None = None,
+             snapshot_out: Path | None = None) -> dict[str, Any]:
+    """The whole evaluation as one JSON-able document (see the module docstring);
+    `snapshot_out` receives the final served snapshot (what was learned)."""
+    if not train:
+        raise EvaluationInputError("--train", "at least one training file is needed")
+    if rounds is not None and rounds < 1:
+        raise EvaluationInputError("--rounds", "must be at least 1")
+    if target is not None and not 0.0 < target <= 1.0:
+        raise EvaluationInputError("--target", "must be a recall between 0 and 1 (e.g. 0.95)")
+    compiled = compile_snapshot(packs, "0", START_MS)
+    trig = _trigger(compiled, trigger)
+    files = {p: load_sessions(p) for p in dict.fromkeys(train)}
+    judged = load_sessions(judge_file)
+    target = target if target is not None else _target(trig)
+    plan = [train[r % len(train)] for r in range(rounds if rounds is not None else len(train))]
+    with tempfile.TemporaryDirectory(prefix="trigger-evaluate-") as tmp:
+        root = Path(tmp)
+        store = LocalFolderStore(root / "edge-store")
+        signer = KeyRing(root / "keys", root / "trusted-keys").ensure()
+        telemetry = TelemetryStore(root / "telemetry.sqlite3")
+        publishing.publish(store, packs, signer, now_ms=START_MS - 1)
+        settings = recalibration_settings()
+        history = [run_round(r, path, files[path], store, telemetry, signer, settings,
+                             trigger, seed) for r, path in enumerate(plan)]
+        revision, final_doc, final = served_snapshot(store)
+        hour = START_MS + len(plan) * HOUR_MS
+        total, by_device = judge(final, judged, trigger, hour, JUDGE_PREFIX)
+    if snapshot_out is not None:
+        snapshot_out.write_text(json.dumps(final_doc, indent=1))
+    static = best_static(trig, [s for path in dict.fromkeys(plan) for s in files[path]],
+                         target)
+    static_snap = load_snapshot(json.dumps(compile_snapshot(
+        static_pack(trig, static), "static", START_MS)))
+    s_total, s_by_device = judge(static_snap, judged, trigger, hour, JUDGE_PREFIX)
+    return {
+        "rounds": history,
+        "judge": total.to_dict(),
+        "best_static": {"thresholds": static["thresholds"], **s_total.to_dict()},
+        "detail": {
+            "trigger": trigger, "target_recall": target, "seed": seed,
+            "final_revision": revision, "judge_file": str(judge_file),
+            "final_thresholds": _plain((final_doc.get("models") or {}).get("thresholds", {})),
+            "judge_by_device": {d: t.to_dict() for d, t in by_device.items()},
+            "best_static_by_device": {d: t.to_dict() for d, t in s_by_device.items()},
+            "best_static_training": static["training"],
+        },
+    }
+
+
+def _trigger(snapshot: dict[str, Any], trigger: str) -> dict[str, Any]:
+    for trig in snapshot.get("triggers", []):
+        if trig.get("id") == trigger:
+            return dict(trig)
+    ids = ", ".join(sorted(t.get("id", "?") for t in snapshot.get("triggers", []))) or "none"
+    raise EvaluationInputError("--trigger", f"unknown trigger {trigger!r}: the packs define "
+                                            f"{ids}")
+
+
+def _target(trig: dict[str, Any]) -> float:
+    """The recall target of the trigger's adaptive conditions (contract D), else 95 %."""
+    def walk(conds: list[dict[str, Any]]) -> Any:
+        for cond in conds:
+            inner = cond.get("sustained")
+            found = walk(inner.get("when", [])) if isinstance(inner, dict) else None
+            if found is not None:
+                return found
+            recall = (cond.get("target") or {}).get("recall") if isinstance(
+                cond.get("target"), dict) else None
+            if isinstance(recall, (int, float)) and 0 < recall <= 1:
+                return float(recall)
+        return None
+
+    return walk(trig.get("when", [])) or DEFAULT_TARGET
+
+
+# --- the best static thresholds ------------------------------------------------------------
+
+def moments(session: Labelled, pages: Sequence[Glob]) -> list[tuple[int, float]]:
+    """(dwell, depth) at each request moment on one of `pages`, computed as the core
+    computes them: dwell = now - page_view of the current page, depth = deepest scroll on
+    that page so far."""
+    out: list[tuple[int, float]] = []
+    url: str | None = None
+    pv = -1
+    depth = 0.0
+    for req in session.requests:
+        events = sorted(enumerate(req.get("events") or []),
+                        key=lambda item: (item[1]["ts_ms"], item[0]))
+        ctx = req.get("context")
+        ctx_url = ctx.get("url") if type(ctx) is dict and type(ctx.get("url")) is str else None
+        now = max(req["now_ms"], events[-1][1]["ts_ms"]) if events else req["now_ms"]
+        if url is None and not (events and events[0][1].get("type") == "page_view"):
+            url, pv, depth = url_path(ctx_url or "/"), (events[0][1]["ts_ms"] if events
+                                                        else now), 0.0
+        for _, ev in events:
+            kind = ev.get("type")
+            if kind == "page_view" and ev["ts_ms"] >= pv:
+                page_url = ev.get("url")
+                url = url_path(page_url if type(page_url) is str else ctx_url or "/")
+                pv, depth = ev["ts_ms"], 0.0
+            elif kind == "scroll":
+                d = ev.get("depth")
+                if type(d) in (int, float) and d > depth:
+                    depth = float(d)
+        if url is not None and any(g.match(url) for g in pages):
+            out.append((now - pv, depth))
+    return out
+
+
+def _reach(points: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
+    """Sorted dwells and, per position, the deepest depth at that dwell or longer."""
+    points = sorted(points)
+    dwells = [d for d, _ in points]
+    suffix = [0.0] * len(points)
+    best = -1.0
+    for i in range(len(points) - 1, -1, -1):
+        best = max(best, points[i][1])
+        suffix[i] = best
+    return dwells, suffix
+
+
+def grid_search(group: list[tuple[bool, tuple[list[int], list[float]]]], target: float
+                ) -> dict[str, Any]:
+    """The (dwell, depth) pair firing for the fewest low-intent sessions among those that
+    fire for at least `target` of the high-intent ones (a session fires for (a, b) when at
+    some moment dwell >= a and depth >= b)."""
+    highs = [r for h, r in group if h]
+    lows = [r for h, r in group if not h]
+    if not highs:  # nothing to protect: the pair that fires least
+        a, b = DWELL_GRID[-1], 1.0
+        return _pick(a, b, highs, lows, True)
+    need = max(1, math.ceil(target * len(highs) - 1e-9))
+    best: tuple[int, int] | None = None  # (low fired, -high fired)
+    chosen = None
+    for a in DWELL_GRID:
+        high_d = sorted((_deepest(r, a) for r in highs), reverse=True)
+        b = high_d[need - 1]  # the deepest depth that still keeps `need` of them
+        if b < 0:
+            break  # too few high-intent sessions stay this long: longer a cannot do better
+        key = (sum(1 for r in lows if _deepest(r, a) >= b), -sum(1 for x in high_d if x >= b))
+        if best is None or key < best:
+            best, chosen = key, (a, b)
+    if chosen is None:  # the target is out of reach: the pair that catches most
+        return _pick(DWELL_GRID[0], 0.0, highs, lows, False)
+    return _pick(chosen[0], chosen[1], highs, lows, True)
+
+
+def _deepest(reach: tuple[list[int], list[float]], a: int) -> float:
+    dwells, suffix = reach
+    i = bisect.bisect_left(dwells, a)
+    return suffix[i] if i < len(dwells) else -1.0
+
+
+def _pick(a: int, b: float, highs: list[Any], lows: list[Any], reached: bool
+          ) -> dict[str, Any]:
+    high_fired = sum(1 for r in highs if _deepest(r, a) >= b)
+    return {"dwell_ms": a, "depth": b, "reached": reached,
+            "recall": round(high_fired / len(highs), 4) if highs else None,
+            "false_triggers": sum(1 for r in lows if _deepest(r, a) >= b),
+            "high": len(highs), "low": len(lows)}
+
+
+def best_static(trig: dict[str, Any], sessions: Sequence[Labelled], target: float
+                ) -> dict[str, Any]:
+    """Per device (and "*" for any other), the grid search's pair on the training
+    sessions; `training` holds what each pair does there."""
+    pages = [Glob(p) for p in (trig.get("pages") or ["*"])]
+    groups: dict[str, list[tuple[bool, Any]]] = defaultdict(list)
+    everyone: list[tuple[bool, Any]] = []
+    for s in sessions:
+        entry = (s.high, _reach(moments(s, pages)))
+        everyone.append(entry)
+        if s.device is not None and _segment_name(s.device):
+            groups[s.device].append(entry)
+    found = {device: grid_search(group, target) for device, group in sorted(groups.items())}
+    found["*"] = grid_search(everyone, target)
+    return {"thresholds": {d: {"dwell_ms": f["dwell_ms"], "depth": f["depth"]}
+                           for d, f in found.items()},
+            "training": found}
+
+
+def _segment_name(device: str) -> str | None:
+    name = "device_" + "".join(c if c.isalnum() else "_" for c in device.lower())
+    return name if len(device) <= 64 and device.replace("-", "").replace("_", "").isalnum() \
+        else None
+
+
+def static_pack(trig: dict[str, Any], static: dict[str, Any]) -> list[Pack]:
+    """A pack holding only the trigger with the static per-device thresholds (segments by
+    device + by_segment), compiled by the real compiler."""
+
+    thresholds = static["thresholds"]
+    default = thresholds["*"]
+    devices = {d: _segment_name(d) for d in thresholds if d != "*"}
+    lines = ["pack: evaluate-best-static"]
+    if devices:
+        lines.append("segments:")
+        lines += [f"  {name}: {{device: {json.dumps(d)}}}" for d, name in devices.items()]
+    dwell = ", ".join(f"{name}: {max(1, thresholds[d]['dwell_ms'])}ms"
+                      for d, name in devices.items())
+    depth = ", ".join(f"{name}: {thresholds[d]['depth']!r}" for d, name in devices.items())
+    action = trig.get("action") or {}
+    lines += [
+        "triggers:",
+        f"  - id: {json.dumps(trig['id'])}",
+        f"    page: {json.dumps(list(trig.get('pages') or ['*']))}",
+        "    when:",
+        f"      - dwell: {{gte: {max(1, default['dwell_ms'])}ms"
+        + (f", by_segment: {{{dwell}}}" if devices else "") + "}",
+        f"      - scroll_depth: {{gte: {default['depth']!r}"
+        + (f", by_segment: {{{depth}}}" if devices else "") + "}",
+        f"    action: {{content: {json.dumps(action.get('content', 'nudge'))}, "
+        "tier: immediate}",
+        "    cap: {per_session: 1}",
+    ]
+    with tempfile.TemporaryDirectory(prefix="trigger-evaluate-static-") as tmp:
+        path = Path(tmp) / "best-static.yaml"
+        path.write_text("\n".join(lines) + "\n")
+        return list(load_pack_set([path], None, check_content=False).packs)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{x * 100:.1f}%"
+
+
+def format_text(doc: dict[str, Any]) -> str:
+    """A readable table of the rounds, the judgement and the best static thresholds."""
+    out = [f"{'round':>5} {'file':<28} {'rev':>4} {'sessions':>8} {'shown':>6} {'conv':>5} "
+           f"{'recall':>7} {'false':>6} {'moved':>5} {'published':>9}"]
+    for r in doc["rounds"]:
+        moved = sum(1 for c in r["changes"] if c.get("new") is not None
+                    and c.get("new") != c.get("old"))
+        out.append(f"{r['round']:>5} {Path(r['file']).name[-28:]:<28} {r['revision']:>4} "
+                   f"{r['sessions']:>8} {r['shown']:>6} {r['conversions']:>5} "
+                   f"{_pct(r['recall']):>7} {r['false_triggers']:>6} {moved:>5} "
+                   f"{r['published'] or '-':>9}")
+    j, s = doc["judge"], doc["best_static"]
+    d = doc.get("detail", {})
+    out += ["", f"judged on {d.get('judge_file', '?')} (target recall "
+                f"{_pct(d.get('target_recall'))}):",
+            f"{'':<13} {'recall':>7} {'false':>6} {'high':>6} {'low':>6}",
+            f"{'learned':<13} {_pct(j['recall']):>7} {j['false_triggers']:>6} {j['high']:>6} "
+            f"{j['low']:>6}",
+            f"{'best static':<13} {_pct(s['recall']):>7} {s['false_triggers']:>6} "
+            f"{s['high']:>6} {s['low']:>6}"]
+    if s["false_triggers"]:
+        cut = 1 - j["false_triggers"] / s["false_triggers"]
+        out.append(f"false triggers vs best static: {cut * 100:+.1f}% fewer" if cut >= 0 else
+                   f"false triggers vs best static: {-cut * 100:.1f}% more")
+    out.append("best static thresholds (per device): " + ", ".join(
+        f"{k} dwell>={v['dwell_ms']}ms depth>={v['depth']}" for k, v in s["thresholds"].items()))
+    return "\n".join(out)
