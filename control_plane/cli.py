@@ -585,6 +585,82 @@ def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: 
                else "nothing published" + (" (dry run)" if dry_run else ""))
 
 
+class _Files(click.Option):
+    """A repeatable option that also takes several values after one flag
+    (`--train a.jsonl b.jsonl`), up to the next option."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        option = parser._long_opt.get(self.opts[0])  # click has no public hook for this
+        process = option.process
+
+        def greedy(value: Any, state: Any) -> None:
+            process(value, state)
+            while state.rargs and not state.rargs[0].startswith("-"):
+                process(state.rargs.pop(0), state)
+
+        option.process = greedy
+
+
+@cli.command()
+@PATHS
+@click.option("--trigger", required=True, metavar="ID", help="The trigger to evaluate.")
+@click.option("--train", cls=_Files, multiple=True, required=True, metavar="FILE...",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Labelled session files, one hour of traffic each (JSON lines).")
+@click.option("--judge", "judge_file", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out labelled sessions the final snapshot is judged on.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Hours to run [default: one per training file; more cycle through them].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the outcomes drawn from each session's probabilities.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Recall target of best_static [default: the trigger's target.recall, "
+                   "else 0.95].")
+@click.option("--snapshot-out", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE", help="Also write the final served snapshot (what was learned).")
+@FORMAT
+def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], judge_file: Path,
+             rounds: int | None, seed: int, target: float | None, snapshot_out: Path | None,
+             fmt: str) -> None:
+    """Run the learning loop offline for one trigger and judge it on held-out sessions.
+
+    PATHS (packs, as for publish) are published into a temporary edge store. Each
+    training file is one hour: its sessions (as new visitors) are replayed through the
+    decision core with the served snapshot, logged, given outcomes drawn from their
+    probabilities (seeded), ingested, and recalibrated (CONTROL_LEARN_* settings), which
+    publishes the next snapshot. The final snapshot is judged on --judge: recall (share of
+    intent=high sessions the trigger fired for, holdouts included) and false triggers
+    (intent=low sessions fired for), next to the best per-device static dwell/depth
+    thresholds found on the training files at the same recall target (best_static).
+
+    \b
+    A session file has one JSON object a line:
+      {"session_id", "intent": "high"|"low", "requests": [decide requests in time order],
+       "convert_p_if_nudged", "convert_p_baseline"}
+    Exit 0 when it ran (however well the loop did; a failing recalibration is reported in
+    its round), 2 on bad input (file:line and what was expected).
+    """
+    from .evaluate import EvaluationInputError, format_text
+    from .evaluate import evaluate as run
+    from .rulepack import RulePackError
+
+    try:
+        packs = _packs(paths, None).packs
+        doc = run(packs, trigger, list(train), judge_file, rounds, seed, target, snapshot_out)
+    except RulePackError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise Unavailable(f"{len(exc.problems)} problem(s) in the packs") from None
+    except EvaluationInputError as exc:
+        raise Unavailable(str(exc)) from None
+    for r in doc["rounds"]:
+        if r.get("error"):
+            click.echo(f"warning: round {r['round']}: {r['error']}", err=True)
+    click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_text(doc))
+
+
 @cli.command()
 @DATA_DIR
 @FORMAT
