@@ -132,7 +132,8 @@ def test_an_empty_by_segment_is_reported():
 def test_an_adaptive_condition_carries_its_model_key():
     conds = conditions('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}")
     assert conds[1] == {"signal": "scroll_depth", "op": ">=", "value": 0.78,
-                        "mode": "adaptive", "model_key": "t1#1"}
+                        "mode": "adaptive", "model_key": "t1#1",
+                        "target": {"recall": 0.95}}  # the default recall target
 
 
 def test_a_hybrid_condition_carries_z_with_a_default_of_2():

@@ -65,6 +65,8 @@ _FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] 
     ("journey", lambda t: t.get("journey"), _journey),
     ("rollout", lambda t: t.get("rollout", 100), _percent),
     ("holdout", lambda t: t.get("holdout", 0), _percent),
+    # None where the trigger has no adaptive condition: the condition's change says it
+    ("explore", lambda t: t.get("explore"), _percent),
     ("salt", lambda t: t.get("salt") or t["id"], str),
     ("content", lambda t: t["action"]["content"], str),
     ("tier", lambda t: t["action"]["tier"], str),
@@ -160,6 +162,8 @@ def _diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chang
            plain_words.duration if k.endswith("_ms") else _cap)
           for k in fatigue_default),
         ("experiment", old.get("experiment"), new.get("experiment"), _experiment),
+        ("report_features", bool((old.get("settings") or {}).get("report_features")),
+         bool((new.get("settings") or {}).get("report_features")), str),
     )
     return [Change("settings", "changed", what, a, b, f"settings: {what} {say(a)} -> {say(b)}")
             for what, a, b, say in fields if a != b]
@@ -171,7 +175,7 @@ def diff_trigger(old: Trigger, new: Trigger) -> list[Change]:
     changes = []
     for what, read, say in _FIELDS:
         a, b = read(old), read(new)
-        if a != b:
+        if a != b and not (what == "explore" and None in (a, b)):
             changes.append(Change(tid, "changed", what, a, b, f"{tid}: {what} {say(a)} -> {say(b)}"))
     changes.extend(_diff_conditions(tid, old["when"], new["when"]))
     return changes
@@ -217,7 +221,9 @@ _STEP_FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], 
 def _subject_key(cond: Mapping[str, Any]) -> tuple[Any, ...]:
     """What a condition tests, without its threshold: conditions with one key are compared."""
     if "signal" in cond:
-        return ("signal", cond["signal"], cond.get("window_ms"), cond.get("target"),
+        target = cond.get("target")  # an element; a mapping is a recall target (tuning)
+        return ("signal", cond["signal"], cond.get("window_ms"),
+                target if isinstance(target, str) else None,
                 cond.get("baseline"), repr(cond.get("event")), repr(cond.get("after")),
                 cond.get("field"))
     if "context" in cond:
@@ -257,7 +263,7 @@ def _diff_conditions(tid: str, old: Sequence[Mapping[str, Any]],
     return changes
 
 
-_TUNING = ("by_segment", "mode", "z")  # how a signal's threshold is chosen, besides value
+_TUNING = ("by_segment", "mode", "z", "target")  # how a threshold is chosen, besides value
 
 
 def _diff_condition(tid: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:

@@ -56,7 +56,7 @@ def subject(cond: Mapping[str, Any]) -> str:
         text = " ".join(w for w in (signal, joint, event(cond["event"])) if w)
     if cond.get("after") is not None:
         text += f" after {event(cond['after'])}"
-    if cond.get("target") is not None:
+    if isinstance(cond.get("target"), str):  # an element; a mapping is a recall target
         text += f" on {cond['target']}"
     if cond.get("window_ms") is not None:
         text += f" over {duration(cond['window_ms'])}"
@@ -80,7 +80,11 @@ def condition(cond: Mapping[str, Any]) -> str:
              for seg, v in (cond.get("by_segment") or {}).items()]
     mode = cond.get("mode", "static")
     if mode == "adaptive":
-        notes.append("adaptive")
+        target = cond.get("target")
+        recall = target.get("recall") if isinstance(target, dict) else None
+        # the default recall target (95 %) goes without saying, as it goes unwritten
+        notes.append("adaptive" if recall in (None, 0.95)
+                     else f"adaptive, recall {round(recall * 100, 6):g}%")
     elif mode == "hybrid":
         notes.append(f"hybrid, z {number(cond.get('z') or 0)}")
     return text + (f" ({', '.join(notes)})" if notes else "")

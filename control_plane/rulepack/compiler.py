@@ -20,6 +20,7 @@ from .model import (
     ContextSpec,
     EventFilter,
     IntentModel,
+    LearnedModel,
     Pack,
     SegmentRef,
     SequenceSpec,
@@ -64,6 +65,7 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
         "limits": {"max_events": DEFAULT_MAX_EVENTS, "max_actions": _max_actions(packs)},
         "fatigue": _fatigue(packs),
         **_experiment(packs),
+        **_settings(packs),
         "segments": {seg.name: [_context(c) for c in seg.when]
                      for p in packs for seg in p.segments},
         "models": _models(packs),
@@ -128,6 +130,14 @@ def _experiment(packs: Sequence[Pack]) -> dict[str, Any]:
     return {}
 
 
+def _settings(packs: Sequence[Pack]) -> dict[str, Any]:
+    """{"settings": {"report_features": true}} when any pack asks decisions to report their
+    features; {} otherwise, so other snapshots stay byte for byte the same."""
+    if any(p.settings is not None and p.settings.report_features for p in packs):
+        return {"settings": {"report_features": True}}
+    return {}
+
+
 def _intent(model: IntentModel) -> dict[str, Any]:
     return {"bias": model.bias, "weights": dict(model.weights), "scale": dict(model.scale)}
 
@@ -137,6 +147,7 @@ def _models(packs: Sequence[Pack]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     by_trigger: dict[str, Any] = {}
     baselines: dict[str, Any] = {}
+    learned: dict[str, Any] = {}
     for pack in packs:
         models = pack.models
         if models is None:
@@ -150,11 +161,30 @@ def _models(packs: Sequence[Pack]) -> dict[str, Any]:
                 "mean": base.mean, "std": base.std,
                 "by_segment": {seg: {"mean": mean, "std": std}
                                for seg, mean, std in base.by_segment}}
+        for at, by_segment in models.learned:
+            learned[at.name] = {seg: _learned(model) for seg, model in by_segment}
     thresholds = merged_thresholds(packs)
     for key, section in (("intent_by_trigger", by_trigger), ("baselines", baselines),
-                         ("thresholds", thresholds)):
+                         ("thresholds", thresholds), ("learned", learned)):
         if section:
             out[key] = section
+    return out
+
+
+def _learned(model: LearnedModel) -> dict[str, Any]:
+    """A learned intent model in full: every listed feature has its mean, scale and weight."""
+    mean, scale = dict(model.mean), dict(model.scale)
+    out: dict[str, Any] = {
+        "features": list(model.features),
+        "transform": dict(model.transform),
+        "mean": {f: mean.get(f, 0.0) for f in model.features},
+        "scale": {f: scale.get(f, 1.0) for f in model.features},
+        "weights": dict(model.weights),
+        "bias": model.bias,
+        "calibration": {"a": model.calibration[0], "b": model.calibration[1]},
+    }
+    if model.trained is not None:
+        out["trained"] = model.trained
     return out
 
 
@@ -184,6 +214,8 @@ def _trigger(pack: Pack, spec: TriggerSpec) -> dict[str, Any]:
         "journey": journey,
         "rollout": spec.rollout,
         "holdout": spec.holdout,
+        # only on triggers with an adaptive condition: other snapshots stay byte for byte
+        **({} if spec.explore is None else {"explore": float(spec.explore)}),
         "salt": spec.id if spec.salt is None else spec.salt,
         "action": _action(spec.action),
         "cap": {
@@ -243,6 +275,8 @@ def compiled_condition(key: str, cond: Condition) -> dict[str, Any]:
         out["z"] = cond.z
     if cond.mode == "adaptive":
         out["model_key"] = key
+    if cond.recall is not None:  # adaptive only; signals whose target is an element have none
+        out["target"] = {"recall": cond.recall}
     return out
 
 

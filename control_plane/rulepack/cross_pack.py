@@ -7,7 +7,7 @@ names must be unique, every segment used must be defined in some pack, and the m
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .checker import closest
@@ -66,6 +66,13 @@ def _model_keys(keys: Sequence[str]) -> str:
     expected = "the model key of a mode: adaptive condition"
     if not keys:
         return expected + " (no condition has mode: adaptive)"
+    return expected + (f", one of {', '.join(keys)}" if len(keys) <= _SHOWN_NAMES else "")
+
+
+def _intent_keys(keys: Sequence[str]) -> str:
+    expected = "the model key of an intent condition with mode: adaptive"
+    if not keys:
+        return expected + " (no intent condition has mode: adaptive)"
     return expected + (f", one of {', '.join(keys)}" if len(keys) <= _SHOWN_NAMES else "")
 
 
@@ -220,7 +227,26 @@ class _CrossCheck:
                                     f"the threshold of {at.name} for {entry.segment}: "
                                     f"{exc.message}", expected=exc.expected,
                                     suggestion=exc.suggestion)
+            self.learned(pack, models.learned, keyed, once)
         self.baselines_needed(list(keyed.values()), baselines)
+
+    def learned(self, pack: Pack, learned: Sequence[tuple[Located, object]],
+                keyed: dict[str, KeyedCondition], once: Callable[[str, Pack, Located], bool]) -> None:
+        """A learned model scores the intent of one adaptive intent condition."""
+        intents = [k for k, c in keyed.items()
+                   if c.condition.mode == "adaptive" and c.condition.signal == "intent"]
+        for at, _ in learned:
+            if not once("learned", pack, at):
+                continue
+            target = keyed.get(at.name)
+            if target is not None and at.name in intents:
+                continue
+            why = ("names no condition" if target is None
+                   else f"is a {target.condition.signal} condition: a learned model scores "
+                        "the intent signal" if target.condition.signal != "intent"
+                   else "is not mode: adaptive")
+            self.report(pack, at, f"learned model key {at.name!r} {why}",
+                        expected=_intent_keys(intents), suggestion=closest(at.name, intents))
 
     def baselines_needed(self, keyed: list[KeyedCondition], baselines: set[str]) -> None:
         """Hybrid conditions and cohort spikes compare with a baseline some pack must define."""

@@ -28,6 +28,7 @@ class ConditionSpec:
 
     `by_segment` overrides `value` for sessions in a segment (first listed wins); `mode`
     makes the threshold adaptive (from models.thresholds) or adds an anomaly test (hybrid).
+    `recall` is an adaptive condition's recall target (a fraction), which recalibration keeps.
     """
 
     signal: str
@@ -44,6 +45,7 @@ class ConditionSpec:
     z: float | None = None  # hybrid only
     line: int = _field(default=1, compare=False)  # where the signal is written
     column: int = _field(default=1, compare=False)
+    recall: float | None = None  # adaptive only (None on signals whose target is an element)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class TriggerSpec:
     rollout: int | float = 100
     holdout: int | float = 0
     salt: str | None = None  # None: the trigger id
+    explore: int | float | None = None  # percent; None: the trigger has no adaptive condition
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,7 @@ class SettingsSpec:
     line: int = 1
     column: int = 1
     experiment: ExperimentSpec | None = None
+    report_features: bool | None = None  # decisions report features without adaptive conditions
 
 
 @dataclass(frozen=True)
@@ -231,12 +235,32 @@ class ThresholdEntry:
 
 
 @dataclass(frozen=True)
+class LearnedModel:
+    """A calibrated logistic model over the session vector (models.learned, one segment).
+
+    p = 1 / (1 + exp(-(a * z + b))), z = bias + sum(weight * (t(x) - mean) / scale).
+    """
+
+    features: tuple[str, ...]
+    weights: tuple[tuple[str, int | float], ...]
+    bias: int | float = 0.0
+    transform: tuple[tuple[str, str], ...] = ()  # feature -> "log1p" | "identity"
+    mean: tuple[tuple[str, int | float], ...] = ()  # missing: 0
+    scale: tuple[tuple[str, int | float], ...] = ()  # missing: 1
+    calibration: tuple[int | float, int | float] = (1.0, 0.0)  # a, b
+    # free-form provenance (plain JSON data), kept as written; not part of equality
+    trained: object = _field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
 class ModelsSpec:
     intent: IntentModel | None = None
     intent_by_trigger: tuple[tuple[Located, IntentModel], ...] = ()
     baselines: tuple[tuple[Located, Baseline], ...] = ()
     thresholds: tuple[tuple[Located, tuple[ThresholdEntry, ...]], ...] = ()
     intent_at: Located | None = None  # where `intent` is written
+    # model key -> (segment or "*", model), in the order written
+    learned: tuple[tuple[Located, tuple[tuple[str, LearnedModel], ...]], ...] = ()
 
 
 @dataclass(frozen=True)

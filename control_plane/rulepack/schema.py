@@ -29,6 +29,7 @@ from edge_module.core.catalog import (
     TIERS,
     WEEKDAYS,
 )
+from edge_module.core.features import SESSION_FEATURES
 
 from .checker import NAME
 from .content_catalog import ContentCatalog
@@ -58,20 +59,28 @@ from .validate_conditions import (
 )
 from .validate_models import (
     BASELINE_KEYS,
+    CALIBRATION_KEYS,
     INTENT_KEYS,
+    LEARNED_KEYS,
+    LEARNED_REQUIRED,
     MODEL_KEY,
     MODELS_KEYS,
     STATS_KEYS,
+    TRANSFORMS,
 )
 from .values import DURATION_PATTERN
 from .vocabulary import (
     ANY_SEGMENT,
     BASELINES,
     CONTEXT_OPERATOR_WORDS,
+    DEFAULT_EXPLORE,
+    DEFAULT_RECALL,
     DEVICES,
     ENTROPY_MAX_BITS,
     MAX_ACTIONS_LIMIT,
+    MAX_EXPLORE,
     MODES,
+    RECALL_TARGET_KEYS,
     THRESHOLD_KEYS,
     required_params,
     value_kind,
@@ -80,6 +89,7 @@ from .vocabulary import (
 DRAFT = "http://json-schema.org/draft-07/schema#"
 _NUMBER = r"(\d+(\.\d+)?|\.\d+)"
 _PERCENT = r"(100(\.0+)?|\d{1,2}(\.\d+)?|\.\d+)\s*%"
+_EXPLORE_PERCENT = r"(50(\.0+)?|[1-4]?\d(\.\d+)?|\.\d+)\s*%"  # 0% .. MAX_EXPLORE
 _FRACTION = r"(0(\.\d+)?|1(\.0+)?|\.\d+)"
 _RATIO = rf"({_FRACTION}|{_PERCENT})"
 _VALUE_PATTERN = {"duration": DURATION_PATTERN, "ratio": _RATIO, "number": _NUMBER,
@@ -123,6 +133,17 @@ def _duration(description: str = _VALUE_HINT["duration"] + " (units: ms, s, m, h
 def _percent(description: str) -> dict[str, Any]:
     return {"type": "string", "pattern": _whole(_PERCENT), "description": description,
             "examples": ["50%", "10%"]}
+
+
+def _recall_target() -> dict[str, Any]:
+    recall = {"description": "the share of converting sessions the adaptive threshold must "
+                             "still catch: above 0%, at most 100%",
+              "anyOf": [{"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        {"type": "string", "pattern": _whole(_PERCENT)}],
+              "examples": ["95%", "90%"]}
+    return _object({"recall": recall}, RECALL_TARGET_KEYS, RECALL_TARGET_KEYS,
+                   description=f"mode: adaptive only: what the learning loop keeps while it "
+                               f"tunes the threshold (default recall {DEFAULT_RECALL:.0%})")
 
 
 def _page_glob() -> dict[str, Any]:
@@ -176,14 +197,21 @@ def _signal(name: str) -> dict[str, Any]:
         "z": {"type": "number", "exclusiveMinimum": 0,
               "description": "hybrid: standard deviations from the baseline (default 2)"},
     }
-    keys = (*OPERATOR_WORDS, *spec.params, *THRESHOLD_KEYS)
+    only_with = [("z", "hybrid")]
+    if "target" in spec.params:  # its target is the element, never a recall target
+        thresholds["target"] = params["target"]
+    else:
+        thresholds["target"] = _recall_target()
+        only_with.append(("target", "adaptive"))
+    keys = tuple(dict.fromkeys((*OPERATOR_WORDS, *spec.params, *THRESHOLD_KEYS)))
     mapping = _object(
         {**{word: {**_value(kind), "description": f"{name} {op} value"}
             for word, op in OPERATOR_WORDS.items()}, **params, **thresholds},
         keys, required,
         oneOf=[{"required": [word]} for word in OPERATOR_WORDS],
-        **{"if": {"required": ["z"]}, "then": {"properties": {"mode": {"const": "hybrid"}},
-                                             "required": ["mode"]}})
+        allOf=[{"if": {"required": [key]}, "then": {"properties": {"mode": {"const": mode}},
+                                                  "required": ["mode"]}}
+               for key, mode in only_with])
     description = f"{spec.description} ({spec.unit})"
     if required or kind is None:
         return {**mapping, "description": description}
@@ -338,6 +366,12 @@ def _trigger() -> dict[str, Any]:
         "journey": _ref("journey"),
         "rollout": _percent("the share of sessions the trigger exists for (default 100%)"),
         "holdout": _percent("the share of sessions whose action is withheld (default 0%)"),
+        "explore": {"type": "string", "pattern": _whole(_EXPLORE_PERCENT),
+                    "description": "triggers with a mode: adaptive condition only: the share of "
+                                   "sessions where those conditions keep their static value, "
+                                   f"for unbiased labels (0% to {MAX_EXPLORE}%, default "
+                                   f"{DEFAULT_EXPLORE}%)",
+                    "examples": [f"{DEFAULT_EXPLORE}%", "10%"]},
         "salt": {"type": "string", "minLength": 1,
                  "description": "changes which sessions fall in the rollout and holdout"},
         "action": _ref("action"),
@@ -388,7 +422,11 @@ def _settings() -> dict[str, Any]:
                  "holdout": _percent("sessions shown no action at all")},
                 EXPERIMENT_KEYS,
                 description="the adaptive-threshold experiment; the arms add up to 100% "
-                            "(a missing arm is 0%); one pack at most")}
+                            "(a missing arm is 0%); one pack at most"),
+            "report_features": {"type": "boolean",
+                                "description": "decisions report the features they saw to the "
+                                               "decision log even without adaptive or intent "
+                                               "conditions (any pack saying true)"}}
     return _object(keys, SETTINGS_KEYS)
 
 
@@ -418,6 +456,23 @@ def _models() -> dict[str, Any]:
                                        "propertyNames": {"pattern": _NAME_PATTERN},
                                        "additionalProperties": stats}},
                        BASELINE_KEYS, STATS_KEYS)
+    session_features = {"enum": list(SESSION_FEATURES)}
+    per_feature = {"type": "object", "propertyNames": session_features}
+    learned = _object(
+        {"features": {"type": "array", "items": session_features, "minItems": 1,
+                      "uniqueItems": True, "description": "the session features it reads"},
+         "transform": {**per_feature, "additionalProperties": {"enum": list(TRANSFORMS)}},
+         "mean": {**per_feature, "additionalProperties": {"type": "number"}},
+         "scale": {**per_feature, "additionalProperties": {"type": "number",
+                                                           "exclusiveMinimum": 0}},
+         "weights": {**per_feature, "additionalProperties": {"type": "number"}},
+         "bias": {"type": "number"},
+         "calibration": _object({"a": {"type": "number"}, "b": {"type": "number"}},
+                                CALIBRATION_KEYS),
+         "trained": {"description": "free-form provenance, ignored by the edge"}},
+        LEARNED_KEYS, LEARNED_REQUIRED,
+        description="p = 1 / (1 + exp(-(a * z + b))), z = bias + sum(weight * "
+                    "(transform(x) - mean) / scale)")
     keys = {
         "intent": {**intent, "description": "the intent model every trigger uses"},
         "intent_by_trigger": {"type": "object", "additionalProperties": intent,
@@ -432,6 +487,15 @@ def _models() -> dict[str, Any]:
                            "additionalProperties": number_or_unit},
                        "description": 'adaptive thresholds: {"<trigger>#<n>": {"*": 0.7, '
                                       'mobile: 0.55}}'},
+        "learned": {"type": "object",
+                    "propertyNames": {"pattern": f"^{MODEL_KEY.pattern}$"},
+                    "additionalProperties": {"type": "object", "minProperties": 1,
+                                             "propertyNames": {"anyOf": [
+                                                 {"pattern": _NAME_PATTERN},
+                                                 {"const": ANY_SEGMENT}]},
+                                             "additionalProperties": learned},
+                    "description": "learned intent models of adaptive intent conditions: "
+                                   '{"<trigger>#<n>": {"*": MODEL, mobile: MODEL}}'},
     }
     return _object(keys, MODELS_KEYS)
 

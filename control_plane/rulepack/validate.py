@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 from edge_module.core.catalog import CONTEXT_FIELDS, MAX_CONSECUTIVE, TIERS
 
 from .checker import NAME, closest, closest_operator, describe
+from .cross_pack import keyed_conditions
 from .model import (
     ActionSpec,
     CapSpec,
+    Condition,
     ContextSpec,
     EventFilter,
     ExperimentSpec,
@@ -36,7 +38,8 @@ from .problems import Problem, RulePackError, sort_problems
 from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
 from .validate_conditions import FILTER_KEYS, ConditionChecker
 from .validate_models import ModelChecker
-from .vocabulary import ANY_SEGMENT, MAX_ACTIONS_LIMIT
+from .values import ValueProblem, parse_share
+from .vocabulary import ANY_SEGMENT, DEFAULT_EXPLORE, MAX_ACTIONS_LIMIT, MAX_EXPLORE
 
 __all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack",
            "load_pack_dir", "load_pack_file"]
@@ -44,11 +47,11 @@ __all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack
 CONTENT_KEYS = ("triggers", "sequences", "segments", "models", "settings")
 PACK_KEYS = ("pack", "description", "settings", "segments", "models", "triggers", "sequences")
 TRIGGER_KEYS = ("id", "description", "page", "on", "segment", "when", "consecutive", "group",
-                "journey", "rollout", "holdout", "salt", "action", "cap")
+                "journey", "rollout", "holdout", "explore", "salt", "action", "cap")
 ON_KEYS = FILTER_KEYS
 ACTION_KEYS = ("content", "tier", "delay", "priority")
 CAP_KEYS = ("per_session", "per_page", "cooldown")
-SETTINGS_KEYS = ("max_actions", "fatigue", "experiment")
+SETTINGS_KEYS = ("max_actions", "fatigue", "experiment", "report_features")
 FATIGUE_KEYS = ("per_session", "per_minute", "quiet_after_dismiss")
 EXPERIMENT_ARMS = ("adaptive", "static", "holdout")
 EXPERIMENT_KEYS = ("salt", *EXPERIMENT_ARMS)
@@ -65,6 +68,7 @@ _PACK_NAME_RULE = "lowercase letters, digits and '-', starting with a letter or 
 _PAGE_EXPECTED = "a path glob such as /pricing or /blog/*, or \"*\" for any page"
 _SEGMENTS_EXPECTED = "a mapping of segment names to context tests, such as {mobile: {device: mobile}}"
 _JOURNEY_EXPECTED = "a duration such as 120s, or a mapping such as {within: 120s, by_segment: {mobile: 60s}}"
+EXPLORE_EXPECTED = f"a percentage from 0% to {MAX_EXPLORE}% such as {DEFAULT_EXPLORE}%"
 
 
 def load_pack(text: str, filename: str) -> Pack:
@@ -215,11 +219,17 @@ class _Checker(ConditionChecker, ModelChecker):
         id_node = found.get("id")
         tid = "" if id_node is None else self.name(id_node, "trigger id")
         where = node if id_node is None else id_node
+        pages = self.pages(found.get("page"))
+        on = self.event_filter(found["on"], "on") if "on" in found else None
+        known = len(self.problems)
+        when = self.conditions(found["when"]) if "when" in found else ()
+        # A condition with a mistake is missing from `when`: whether it was adaptive is unknown.
+        explore = self.explore(node, found.get("explore"), when, len(self.problems) == known)
         return TriggerSpec(
             id=tid,
-            pages=self.pages(found.get("page")),
-            on=self.event_filter(found["on"], "on") if "on" in found else None,
-            when=self.conditions(found["when"]) if "when" in found else (),
+            pages=pages,
+            on=on,
+            when=when,
             action=self.action(found["action"]) if "action" in found else ActionSpec(""),
             cap=self.cap(found["cap"]) if "cap" in found else CapSpec(),
             description=self.description(found.get("description")),
@@ -234,7 +244,31 @@ class _Checker(ConditionChecker, ModelChecker):
             holdout=self.share(found, "holdout", 0),
             salt=self.text(found["salt"], "salt", "a text such as q4") if "salt" in found
             else None,
+            explore=explore,
         )
+
+    def explore(self, trigger: MapNode, node: Node | None, when: tuple[Condition, ...],
+                when_ok: bool) -> int | float | None:
+        """The exploration slice (percent) of a trigger with a mode: adaptive condition."""
+        adaptive = any(c.mode == "adaptive" for _, c in keyed_conditions("", when))
+        if node is None:
+            return DEFAULT_EXPLORE if adaptive else None
+        if not adaptive:
+            if when_ok:
+                self.report(trigger.key("explore") or node,
+                            "explore is only used by a trigger with a mode: adaptive condition "
+                            "(the share of sessions where those conditions keep their static "
+                            "value), and no condition of this trigger has one",
+                            "mode: adaptive on a condition, or no explore")
+            return None
+        if not isinstance(node, Scalar):
+            self.report(node, f"explore is {describe(node)}", EXPLORE_EXPECTED)
+            return DEFAULT_EXPLORE
+        try:
+            return parse_share(node.value, MAX_EXPLORE, EXPLORE_EXPECTED)
+        except ValueProblem as exc:
+            self.report(node, f"explore: {exc.message}", exc.expected, exc.suggestion)
+            return DEFAULT_EXPLORE
 
     def share(self, found: dict[str, Node], key: str, default: int) -> int | float:
         if key not in found:
@@ -362,7 +396,8 @@ class _Checker(ConditionChecker, ModelChecker):
 
     def settings(self, node: Node) -> SettingsSpec | None:
         body = self.mapping(node, "settings",
-                            "a mapping with max_actions, fatigue and/or experiment")
+                            "a mapping with max_actions, fatigue, experiment and/or "
+                            "report_features")
         if body is None:
             return None
         found, _ = self.keys(body, SETTINGS_KEYS, (), "settings")
@@ -370,7 +405,10 @@ class _Checker(ConditionChecker, ModelChecker):
                        if "max_actions" in found else None)
         fatigue = self.fatigue(found["fatigue"]) if "fatigue" in found else None
         experiment = self.experiment(found["experiment"]) if "experiment" in found else None
-        return SettingsSpec(max_actions, fatigue, body.line, body.column, experiment)
+        report_features = (self.boolean(found["report_features"], "report_features")
+                           if "report_features" in found else None)
+        return SettingsSpec(max_actions, fatigue, body.line, body.column, experiment,
+                            report_features)
 
     def experiment(self, node: Node) -> ExperimentSpec | None:
         """settings.experiment: every arm a percentage (a missing arm is 0%), adding up to

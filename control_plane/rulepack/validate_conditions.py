@@ -22,10 +22,11 @@ from edge_module.core.catalog import (
 from .checker import Checker, closest, closest_operator, describe
 from .model import Condition, ConditionSpec, ContextSpec, EventFilter, SegmentRef, SustainedSpec
 from .source import ListNode, MapNode, Node, Scalar
-from .values import ValueProblem, is_number
+from .values import RECALL_EXPECTED, ValueProblem, is_number, parse_recall
 from .vocabulary import (
     BASELINES,
     CONTEXT_OPERATOR_WORDS,
+    DEFAULT_RECALL,
     DEFAULT_WINDOW_MS,
     DEFAULT_Z,
     DEVICES,
@@ -34,6 +35,7 @@ from .vocabulary import (
     MODES,
     ORDERED_OPERATORS,
     PARSERS,
+    RECALL_TARGET_KEYS,
     THRESHOLD_KEYS,
     expected_value,
     required_params,
@@ -52,6 +54,7 @@ CONTEXT_EXTRA_OPERATORS = {"local_hour": ORDERED_OPERATORS, "referrer": ("glob",
 CONDITION_EXPECTED = 'a signal and its test, such as - dwell: ">= 3s"'
 SHORTHAND_EXPECTED = '"<operator> <value>" such as ">= 3s"'
 TARGET_EXPECTED = 'a CSS selector in quotes, such as "#cta"'
+RECALL_TARGET_EXPECTED = "a recall target such as {recall: 95%}"
 FILTER_EXPECTED = ("an event type such as page_view, "
                    "or a mapping such as {type: custom, name: cart_abandon}")
 _UNKNOWN_EXPECTED = ("a signal (" + ", ".join(SIGNALS) + "), a context field ("
@@ -153,12 +156,14 @@ class ConditionChecker(Checker):
             self.report(node, f"{what} is {describe(node)}",
                         f"{SHORTHAND_EXPECTED}, or a mapping such as {mapping_example(signal)}")
             return None
-        allowed = (*OPERATOR_WORDS, *spec.params, *THRESHOLD_KEYS)
+        allowed = tuple(dict.fromkeys((*OPERATOR_WORDS, *spec.params, *THRESHOLD_KEYS)))
         found, guessed = self.keys(node, allowed, required, what)
         op, value_node = self.operator(node, found, guessed, what, mapping_example(signal))
         window = self.window(found.get("window"), signal) if "window" in spec.params else None
-        target = (self.text(found["target"], "target", TARGET_EXPECTED)
-                  if "target" in found else None)
+        selects = "target" in spec.params  # its target is an element, not a recall target
+        target = None
+        if "target" in found and selects:
+            target = self.selector(found["target"], signal)
         baseline = (self.choice(found["baseline"], "baseline", BASELINES)
                     if "baseline" in found else "session") if "baseline" in spec.params else None
         event = self.event_filter(found["event"], "event") if "event" in found else None
@@ -172,14 +177,60 @@ class ConditionChecker(Checker):
         by_segment = self.by_segment(found["by_segment"], kind) if "by_segment" in found else ()
         mode = self.choice(found["mode"], "mode", MODES) if "mode" in found else "static"
         z = self.z(found.get("z"), mode, node)
+        recall: float | None = None
+        if not selects:
+            recall = self.recall_target(found.get("target"), mode, node, what)
         missing = [p for p in required if p not in found]
         if (op is None or value is None or by_segment is None or mode is None
                 or any(found.get(p) is not None and v is None for p, v in (
                     ("event", event), ("after", after), ("field", field),
-                    ("baseline", baseline))) or missing):
+                    ("baseline", baseline), ("target", target if selects else recall)))
+                or missing):
             return None
         return ConditionSpec(signal, op, value, window, target, baseline, event, after, field,
-                             by_segment, mode, z, key.line, key.column)
+                             by_segment, mode, z, key.line, key.column, recall)
+
+    def selector(self, node: Node, signal: str) -> str | None:
+        """The element a hover or form signal watches; a recall target cannot go here."""
+        if isinstance(node, MapNode):
+            self.report(node, f"target is the element a {signal} condition watches, so it "
+                              "cannot hold a recall target (the default "
+                              f"{DEFAULT_RECALL:.0%} applies)", TARGET_EXPECTED)
+            return None
+        return self.text(node, "target", TARGET_EXPECTED)
+
+    def recall_target(self, node: Node | None, mode: str | None, condition: MapNode,
+                      what: str) -> float | None:
+        """`target: {recall: 95%}` of an adaptive condition, as a fraction; default 95 %."""
+        if node is None:
+            return DEFAULT_RECALL if mode == "adaptive" else None
+        if mode is None:  # an unknown mode was reported; what target means is unknown
+            return None
+        if mode != "adaptive":
+            self.report(condition.key("target") or node,
+                        "target is only used with mode: adaptive (the recall the learning "
+                        "loop keeps while it tunes the threshold)", "mode: adaptive, or no target")
+            return None
+        if not isinstance(node, MapNode):
+            # `target: 90%` means the recall target: say how to write it
+            fix = (f"{{recall: {node.text}}}" if isinstance(node, Scalar)
+                   and node.value is not None and not isinstance(node.value, bool) else None)
+            self.report(node, f"the target of {what} is {describe(node)}",
+                        RECALL_TARGET_EXPECTED, fix)
+            return None
+        body = node
+        found, _ = self.keys(body, RECALL_TARGET_KEYS, RECALL_TARGET_KEYS, "target")
+        if "recall" not in found:
+            return None
+        raw = found["recall"]
+        if not (isinstance(raw, Scalar) and (isinstance(raw.value, str) or is_number(raw.value))):
+            self.report(raw, f"recall is {describe(raw)}", RECALL_EXPECTED)
+            return None
+        try:
+            return parse_recall(raw.value)
+        except ValueProblem as exc:
+            self.report(raw, f"recall: {exc.message}", exc.expected, exc.suggestion)
+            return None
 
     def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
         text: str = node.value

@@ -1,6 +1,8 @@
 """Checking a pack's `models`: the intent model, cohort baselines and adaptive thresholds.
 
-Models are usually written by recalibration, and may be written by hand. Numbers are in
+Models are usually written by recalibration, and may be written by hand (a learned
+intent model in `learned`, for instance, to start a new deployment from a model trained
+elsewhere). Numbers are in
 the signal's compiled unit (ms, fraction 0..1, px/s...); a duration or a percentage may be
 written with its unit instead. Which trigger a threshold belongs to, and so its unit, is
 only known once every pack is read (`model_checks`).
@@ -11,14 +13,20 @@ from __future__ import annotations
 import re
 
 from edge_module.core.catalog import INTENT_FEATURES, SIGNALS
+from edge_module.core.features import SESSION_FEATURES
 
 from .checker import Checker, closest, describe
-from .model import Baseline, IntentModel, Located, ModelsSpec, ThresholdEntry
-from .source import MapNode, Node, Scalar
+from .model import Baseline, IntentModel, LearnedModel, Located, ModelsSpec, ThresholdEntry
+from .source import ListNode, MapNode, Node, Scalar, plain
 from .values import ValueProblem, is_number
 from .vocabulary import ANY_SEGMENT, expected_value, parse_model_value, value_kind
 
-MODELS_KEYS = ("intent", "intent_by_trigger", "baselines", "thresholds")
+MODELS_KEYS = ("intent", "intent_by_trigger", "baselines", "thresholds", "learned")
+LEARNED_KEYS = ("features", "transform", "mean", "scale", "weights", "bias", "calibration",
+                "trained")
+LEARNED_REQUIRED = ("features", "weights")
+CALIBRATION_KEYS = ("a", "b")
+TRANSFORMS = ("identity", "log1p")
 INTENT_KEYS = ("bias", "weights", "scale")
 BASELINE_KEYS = ("mean", "std", "by_segment")
 STATS_KEYS = ("mean", "std")
@@ -26,12 +34,15 @@ MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)?(#\d+)+")
 MODEL_KEY_RULE = ("a condition's model key: its trigger id, '#' and its position in when "
                   "(from 0), such as pricing-discount#1")
 _INTENT_EXPECTED = "a mapping such as {bias: -3.0, weights: {dwell: 1.2}, scale: {dwell: 10000}}"
+_LEARNED_EXPECTED = ("a mapping such as {features: [dwell_ms, depth], weights: {dwell_ms: 0.9, "
+                     "depth: 1.4}, bias: -1.3}")
+_FEATURES_EXPECTED = "a list of session features, each once: " + ", ".join(SESSION_FEATURES)
 
 
 class ModelChecker(Checker):
     def models(self, node: Node) -> ModelsSpec | None:
         body = self.mapping(node, "models", "a mapping with intent, intent_by_trigger, "
-                                            "baselines and/or thresholds")
+                                            "baselines, thresholds and/or learned")
         if body is None:
             return None
         found, _ = self.keys(body, MODELS_KEYS, (), "models")
@@ -44,7 +55,8 @@ class ModelChecker(Checker):
             if "intent_by_trigger" in found else ()
         baselines = self.baselines(found["baselines"]) if "baselines" in found else ()
         thresholds = self.thresholds(found["thresholds"]) if "thresholds" in found else ()
-        return ModelsSpec(intent, by_trigger, baselines, thresholds, intent_at)
+        learned = self.learned(found["learned"]) if "learned" in found else ()
+        return ModelsSpec(intent, by_trigger, baselines, thresholds, intent_at, learned)
 
     def named_entries(self, node: Node, what: str, expected: str) -> tuple[tuple[Scalar, Node], ...]:
         table = self.mapping(node, what, expected)
@@ -204,3 +216,161 @@ class ModelChecker(Checker):
             if ok and entries:
                 out.append((Located(key.text, key.line, key.column), tuple(entries)))
         return tuple(out)
+
+    # Learned intent models (issue #12, contract C)
+
+    def learned(self, node: Node) -> tuple[tuple[Located, tuple[tuple[str, LearnedModel], ...]],
+                                            ...]:
+        out = []
+        for key, value_node in self.named_entries(
+                node, "learned", 'a mapping of model keys to models per segment, such as '
+                                 '{"pricing-discount#0": {"*": {features: [...], ...}}}'):
+            if not MODEL_KEY.fullmatch(key.text):
+                self.report(key, f"learned model key {key.text!r} is not a model key",
+                            MODEL_KEY_RULE)
+                continue
+            models = []
+            ok = True
+            for seg_key, body in self.named_entries(
+                    value_node, f"models.learned.{key.text}",
+                    'a mapping of segment names (or "*") to models'):
+                if seg_key.text != ANY_SEGMENT and self.segment_name(seg_key) is None:
+                    ok = False
+                    continue
+                model = self.learned_model(body, f"models.learned.{key.text}.{seg_key.text}")
+                if model is None:
+                    ok = False
+                else:
+                    models.append((seg_key.text, model))
+            if ok and models:
+                out.append((Located(key.text, key.line, key.column), tuple(models)))
+        return tuple(out)
+
+    def learned_model(self, node: Node, what: str) -> LearnedModel | None:
+        """One segment's model: every feature listed once, known, and given a weight."""
+        body = self.mapping(node, what, _LEARNED_EXPECTED)
+        if body is None:
+            return None
+        found, _ = self.keys(body, LEARNED_KEYS, LEARNED_REQUIRED, what)
+        features = self.feature_list(found["features"], what) if "features" in found else None
+        if features is None:
+            return None
+        tables: dict[str, tuple[tuple[str, int | float], ...] | None] = {}
+        for part, low in (("weights", None), ("mean", None), ("scale", 0.0)):
+            tables[part] = (self.feature_numbers(found[part], f"{what}.{part}", features, low)
+                            if part in found else ())
+        transform = self.transforms(found["transform"], what, features) \
+            if "transform" in found else ()
+        weights = tables["weights"]
+        ok = weights is not None and transform is not None and all(
+            v is not None for v in tables.values())
+        if weights is not None and "weights" in found:
+            missing = [f for f in features if f not in dict(weights)]
+            if missing:
+                self.report(found["weights"], f"{what}.weights: no weight for "
+                                              f"{', '.join(missing)}",
+                            "a weight for every listed feature (0 to ignore one)")
+                ok = False
+        if "trained" in found and not self.json_data(found["trained"], f"{what}.trained"):
+            ok = False
+        bias = self.number(found["bias"], f"{what}.bias") if "bias" in found else 0.0
+        calibration = self.calibration(found["calibration"], what) \
+            if "calibration" in found else (1.0, 0.0)
+        if not ok or bias is None or calibration is None:
+            return None
+        return LearnedModel(features, weights or (), bias, transform or (),
+                            tables["mean"] or (), tables["scale"] or (), calibration,
+                            plain(found["trained"]) if "trained" in found else None)
+
+    def feature_list(self, node: Node, what: str) -> tuple[str, ...] | None:
+        if not isinstance(node, ListNode) or not node.items:
+            shown = "an empty list" if isinstance(node, ListNode) else describe(node)
+            self.report(node, f"{what}.features is {shown}", _FEATURES_EXPECTED)
+            return None
+        names: list[str] = []
+        ok = True
+        for item in node.items:
+            name = self.text(item, f"a feature in {what}.features", _FEATURES_EXPECTED)
+            if name is None:
+                ok = False
+            elif name not in SESSION_FEATURES:
+                self.report(item, f"unknown session feature {name!r} in {what}.features",
+                            "one of " + ", ".join(SESSION_FEATURES),
+                            closest(name, SESSION_FEATURES))
+                ok = False
+            elif name in names:
+                self.report(item, f"feature {name!r} is listed twice in {what}.features",
+                            _FEATURES_EXPECTED)
+                ok = False
+            else:
+                names.append(name)
+        return tuple(names) if ok else None
+
+    def feature_numbers(self, node: Node, what: str, features: tuple[str, ...],
+                        low: float | None) -> tuple[tuple[str, int | float], ...] | None:
+        """A number per listed feature (`low`: exclusive lower bound)."""
+        expected = "a number" + ("" if low is None else f" above {low:g}") + " per listed feature"
+        out = []
+        ok = isinstance(node, MapNode)
+        for key, value_node in self.named_entries(node, what, f"a mapping of features to "
+                                                              f"numbers, such as {{{features[0]}: 1.0}}"):
+            if key.text not in features:
+                self.report(key, f"{what}: {key.text!r} is not in features",
+                            "one of the listed features: " + ", ".join(features),
+                            closest(key.text, features))
+                ok = False
+                continue
+            value = self.number(value_node, f"{what}.{key.text}", low, expected)
+            if value is None:
+                ok = False
+            else:
+                out.append((key.text, value))
+        return tuple(out) if ok else None
+
+    def transforms(self, node: Node, what: str,
+                   features: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
+        out = []
+        ok = isinstance(node, MapNode)
+        for key, value_node in self.named_entries(node, f"{what}.transform",
+                                                  "a mapping of features to log1p or identity"):
+            if key.text not in features:
+                self.report(key, f"{what}.transform: {key.text!r} is not in features",
+                            "one of the listed features: " + ", ".join(features),
+                            closest(key.text, features))
+                ok = False
+                continue
+            expected = "one of " + ", ".join(TRANSFORMS)
+            value = self.text(value_node, f"{what}.transform.{key.text}", expected)
+            if value is not None and value not in TRANSFORMS:
+                self.report(value_node, f"{what}.transform.{key.text}: unknown transform "
+                                        f"{value!r}", expected, closest(value, TRANSFORMS))
+                value = None
+            if value is None:
+                ok = False
+            else:
+                out.append((key.text, value))
+        return tuple(out) if ok else None
+
+    def calibration(self, node: Node, what: str) -> tuple[int | float, int | float] | None:
+        body = self.mapping(node, f"{what}.calibration", "a mapping such as {a: 1.0, b: 0.0}")
+        if body is None:
+            return None
+        found, _ = self.keys(body, CALIBRATION_KEYS, (), f"{what}.calibration")
+        a = self.number(found["a"], f"{what}.calibration.a") if "a" in found else 1.0
+        b = self.number(found["b"], f"{what}.calibration.b") if "b" in found else 0.0
+        if a is None or b is None or len(found) != len(body.entries):
+            return None
+        return a, b
+
+    def json_data(self, node: Node, what: str) -> bool:
+        """Free-form provenance must still be JSON: no dates, no NaN (they would not publish)."""
+        if isinstance(node, (MapNode, ListNode)):
+            values = [v for _, v in node.entries] if isinstance(node, MapNode) else node.items
+            checked = [self.json_data(v, what) for v in values]  # every problem, not the first
+            return all(checked)
+        value = node.value
+        if value is None or isinstance(value, (str, bool)) or is_number(value):
+            return True
+        self.report(node, f"{what}: {node.text} is {describe(node)}, which JSON cannot hold",
+                    f'text in quotes, such as "{node.text}"')
+        return False

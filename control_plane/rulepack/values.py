@@ -16,6 +16,7 @@ NUMBER_EXPECTED = "a number >= 0"
 COUNT_EXPECTED = "a whole number >= 0"
 SCORE_EXPECTED = "a score from 0 to 1 such as 0.7"
 PERCENT_EXPECTED = "a percentage from 0% to 100% such as 50%"
+RECALL_EXPECTED = "a share above 0% and at most 100%, such as 95% (or a fraction such as 0.95)"
 
 DURATION_PATTERN = r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)"  # also the editor schema's
 _DURATION = re.compile(DURATION_PATTERN)
@@ -150,3 +151,26 @@ def parse_percent(raw: object) -> int | float:
     if not 0 <= percent <= 100:
         raise ValueProblem(f"{raw!r} is outside 0% to 100%", PERCENT_EXPECTED)
     return int(percent) if percent == int(percent) else percent
+
+
+def parse_recall(raw: object) -> float:
+    """A recall target: `"95%"` or `0.95` -> 0.95, above 0 and at most 1."""
+    try:
+        value = parse_ratio(raw)
+    except ValueProblem as exc:
+        raise ValueProblem(exc.message, RECALL_EXPECTED, exc.suggestion) from None
+    if value == 0:
+        # Catching none of the sessions it protects is no target: the loop would switch it off.
+        raise ValueProblem(f"{raw!r} is no recall target: it must be above 0%", RECALL_EXPECTED)
+    return float(value)
+
+
+def parse_share(raw: object, high: float, expected: str) -> int | float:
+    """`parse_percent` with a smaller upper bound: `"5%"` -> 5, refused above `high`."""
+    try:
+        value = parse_percent(raw)
+    except ValueProblem as exc:
+        raise ValueProblem(exc.message, expected, exc.suggestion) from None
+    if value > high:
+        raise ValueProblem(f"{raw!r} is above {high:g}%", expected, f"{high:g}%")
+    return value

@@ -46,8 +46,15 @@ DEFAULT_WINDOW_MS = {"scroll_velocity": DEFAULT_VELOCITY_WINDOW_MS,
                      "mouse_entropy": DEFAULT_ENTROPY_WINDOW_MS}
 ENTROPY_MAX_BITS = 3.0  # log2 of the 8 movement sectors
 
-# Keys of a signal condition's mapping form besides the operator words and its parameters.
-THRESHOLD_KEYS = ("by_segment", "mode", "z")
+# Keys of a signal condition's mapping form besides the operator words and its parameters
+# (`target` is the recall target, except on signals whose `target` parameter is an element).
+THRESHOLD_KEYS = ("by_segment", "mode", "z", "target")
+# The learning loop (issue #12): an adaptive condition's recall target, a trigger's
+# exploration slice (percent of sessions where adaptive conditions use their static value).
+RECALL_TARGET_KEYS = ("recall",)
+DEFAULT_RECALL = 0.95
+DEFAULT_EXPLORE = 5
+MAX_EXPLORE = 50
 # The operators a context condition's mapping form can name, and the words for them.
 CONTEXT_OPERATOR_WORDS = {**OPERATOR_WORDS, "in": "in", "glob": "glob"}
 ORDERED_OPERATORS = (">=", ">", "<=", "<")
