@@ -201,7 +201,7 @@ def _signal(name: str) -> dict[str, Any]:
     if "target" in spec.params:  # its target is the element, never a recall target
         thresholds["target"] = params["target"]
     else:
-        thresholds["target"] = _recall_target()
+        thresholds["target"] = _ref("recall_target")
         only_with.append(("target", "adaptive"))
     keys = tuple(dict.fromkeys((*OPERATOR_WORDS, *spec.params, *THRESHOLD_KEYS)))
     mapping = _object(
@@ -526,6 +526,7 @@ def pack_schema(catalog: ContentCatalog | None = None) -> dict[str, Any]:
             "event_filter": _event_filter(),
             "condition": _condition(nested=False),
             "inner_condition": _condition(nested=True),
+            "recall_target": _recall_target(),
             "sustained": _object({"for": _duration("how long the inner conditions must hold"),
                                   "when": {**_when("inner_condition"), "minItems": 1}},
                                  SUSTAINED_KEYS, SUSTAINED_KEYS),
