@@ -542,35 +542,32 @@ def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
 @STORE
 @FORMAT
 @click.option("--dry-run", is_flag=True, help="Show what would move; publish nothing.")
-@click.option("--min-samples", type=int, default=50, show_default=True,
-              help="Sessions a segment needs before its threshold moves.")
-@click.option("--penalty", type=float, default=0.5, show_default=True,
-              help="Cost of a false trigger, in engaged sessions.")
-@click.option("--max-step", type=float, default=0.25, show_default=True,
-              help="Largest move per run, as a fraction of the current value.")
 @click.option("--over-rollback", is_flag=True,
               help="Run even while a rollback is current (re-tunes the rolled-back "
                    "snapshot and publishes it as a new revision, ending the rollback).")
 def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: bool,
-                min_samples: int, penalty: float, max_step: float,
                 over_rollback: bool) -> None:
-    """Re-tune adaptive thresholds per segment from telemetry and publish them.
+    """Learn intent models and adaptive thresholds from telemetry and publish them.
 
-    Re-tunes the snapshot being served (its packs, not the registry's: a pack submitted
-    but never published stays unpublished) and publishes it with the learned
-    models.thresholds as the next revision when any value moved. Does nothing while a
-    rollback is current unless --over-rollback. Every decision is recorded with its reason
-    and the revision it started from (recalibrations table)."""
+    For every trigger with `mode: adaptive` conditions: an intent model per segment and the
+    least-firing thresholds that reach the trigger's recall target (CONTROL_LEARN_*
+    settings), checked against the rule in force on held-out sessions of the last hour.
+    Re-tunes the snapshot being served (its packs, not the registry's) and publishes the
+    result as the next revision when anything moved. Does nothing while a rollback is
+    current unless --over-rollback. Every decision is recorded with its numbers
+    (`trigger-engine recalibrations`)."""
+    from .config import load
     from .recalibration import Settings
     from .recalibration import recalibrate as run
 
     result = run(_store(store_dir), _telemetry(data_dir),
                  None if dry_run else _key_ring(data_dir).active(),
-                 Settings(penalty, min_samples, max_step=max_step), publish=not dry_run,
+                 Settings.from_config(load()), publish=not dry_run,
                  over_rollback=over_rollback)
     if fmt == "json":
         click.echo(json.dumps({"changes": [c.to_dict() for c in result.changes],
                                "thresholds": result.thresholds,
+                               "learned": result.learned,
                                "source": result.source.revision if result.source else None,
                                "note": result.note,
                                "published": result.published.revision
@@ -579,10 +576,39 @@ def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: 
     if result.note:
         click.echo(result.note)
     for c in result.changes:
-        click.echo(f"{c.model_key:<24} {c.segment:<10} {c.old!s:>8} -> {c.new!s:<8} "
+        click.echo(f"{c.model_key:<24} {c.segment:<10} {_num(c.old):>8} -> {_num(c.new):<8} "
                    f"n={c.samples:<6} {c.reason}")
     click.echo(f"published revision {result.published.revision}" if result.published
                else "nothing published" + (" (dry run)" if dry_run else ""))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--trigger", default=None, help="Only this trigger's decisions.")
+@click.option("--since-ms", type=int, default=0, help="Only decisions from this moment.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def recalibrations(data_dir: str | None, fmt: str, trigger: str | None, since_ms: int,
+                   limit: int) -> None:
+    """What the learning loop decided, newest first, with its numbers."""
+    from .reports import recalibration_log
+
+    doc = recalibration_log(_telemetry(data_dir), since_ms, trigger, limit)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1))
+        return
+    for row in doc["recalibrations"]:
+        published = f"published r{row['published_revision']}" \
+            if row["published_revision"] is not None else "not published"
+        click.echo(f"{row['ts_ms']} {row['trigger']:<20} {row['segment']:<10} "
+                   f"{_num(row['old']):>8} -> {_num(row['new']):<8} n={row['samples']:<6} "
+                   f"{published}: {row['reason']}")
+    if not doc["recalibrations"]:
+        click.echo("no recalibrations recorded")
 
 
 class _Files(click.Option):

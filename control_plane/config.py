@@ -41,6 +41,15 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_MAX_FIELD_CHARS": 4096,  # a telemetry record's string field; longer: rejected
     "FALSE_TRIGGER_WINDOW_S": 30.0,  # a firing with no click/conversion within it is false
     "RECALIBRATE_INTERVAL_S": 3600.0,  # adaptive thresholds re-tuned this often; 0 = off
+    # The learning loop's settings (CONTROL_LEARN_*; recalibration.Settings documents each)
+    "LEARN_WINDOW_S": 6 * 3600,  # learn from this much recent history, not all of it
+    "LEARN_HOLDOUT_SHARE": 0.3,  # of the last hour's sessions, kept for the guardrail
+    "LEARN_MIN_SESSIONS": 200,  # per segment, before its thresholds move
+    "LEARN_MIN_CONVERSIONS": 20,
+    "LEARN_SEGMENT_MODEL_SESSIONS": 600,  # a segment gets its own intent model from this many
+    "LEARN_MAX_STEP": 0.15,  # firing falls by at most this share of sessions per run
+    "LEARN_CONFIDENCE": 0.9,  # the recall target must hold at this bootstrap lower bound
+    "LEARN_REGULARISATION": 0.5,  # C of the logistic regression
 }
 
 

@@ -341,6 +341,25 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object"}}}},
                 "400": _error("bad query"), "401": _UNAUTHORIZED,
                 "403": _error("not a publisher token")}}},
+        "/v1/reports/recalibrations": {"get": {
+            "summary": "The learning loop's decisions, newest first: per trigger, model key "
+                       "and segment the old and new value, sessions, estimated recall, "
+                       "reason and numbers (the guardrail's comparison included)",
+            "operationId": "recalibrationReport", "security": [{"publisherToken": []}],
+            "parameters": [
+                {"name": "window_s", "in": "query",
+                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
+                {"name": "since_ms", "in": "query",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+                {"name": "trigger", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
+            "responses": {"200": {"description": "the decisions", "content": {
+                "application/json": {"schema": {"type": "object", "required": [
+                    "recalibrations"], "properties": {
+                    "recalibrations": {"type": "array", "items": {"type": "object"}}}}}}},
+                "400": _error("bad query"), "401": _UNAUTHORIZED,
+                "403": _error("not a publisher token")}}},
         "/v1/reports/experiment": {"get": {
             "summary": "The adaptive-threshold experiment: per arm sessions, conversions, "
                        "false-trigger rate; lift of adaptive vs static and of each arm vs "

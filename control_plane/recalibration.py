@@ -1,58 +1,73 @@
-"""Adaptive thresholds: learn each `mode: adaptive` condition's value per segment from the
-telemetry, publish them as `models.thresholds` in a new snapshot, record why.
+"""The learning loop: per `mode: adaptive` trigger, learn an intent model and the thresholds
+that reach the trigger's recall target with the fewest firings, per segment, from what the
+edges logged; publish them (`models.learned`, `models.thresholds`) in the next snapshot
+unless the held-out check finds them worse than the rule in force; record every decision
+with its numbers (`recalibrations`).
 
-What is learned from: the core does not report the values its conditions saw, so the
-edge logs what the host can compute cheaply from each request (`decision_log.
-request_features`): the deepest scroll of a batch and the page_view time. Per session the
-control plane takes the peak scroll depth and the dwell (last decision - page_view) over
-all its decisions, which is what the conditions `scroll_depth >= x` / `dwell >= x` compare
-at their best moment; and whether the session engaged (a click or a conversion). For a
-candidate threshold t, the sessions whose peak reaches t are the ones the trigger would
-fire for: objective(t) = engaged(t) - penalty * not_engaged(t). The best t (between two
-observed peaks) is taken, within a bounded step of the current value, once a segment has
-enough samples. Other signals are left alone (reason: not observable at the host).
+One run, for each trigger with adaptive conditions:
+1. Sessions of the learning window (`window_s`, not all history) that reached the trigger's
+   pages, each with the vectors and condition values the core reported at every decision,
+   whether it was shown the trigger, whether it converted, and its inverse-propensity
+   weight (`learning.data`). A share of the most recent hour's sessions is held out.
+2. For intent conditions: a logistic model of P(convert | vector), pooled and per segment
+   when a segment has enough sessions (`learning.model`).
+3. Per segment (and `*`, over all sessions): the least-firing thresholds whose estimated
+   recall reaches the target at the bootstrap lower bound, jointly over the trigger's
+   adaptive conditions; firing may fall by at most `max_step` (share of sessions) per run
+   (`learning.choose`).
+4. Guardrail: on the held-out sessions the candidate must not miss the target where the
+   current rule reaches it, nor fire more for sessions that did not convert while the
+   current rule reaches the target; otherwise nothing of that trigger is published.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+import zlib
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+import numpy as np
 
 from edge_module.core import load_snapshot
-from edge_module.core.conditions import context_holds
-from edge_module.core.globs import glob_match  # the core's page matching, not fnmatch's
+from edge_module.core.snapshot import Condition, Snapshot, Sustained
 from edge_module.edge_store import EdgeStore
 
 from . import publishing
 from .keys import SigningKey
+from .learning import choose as pick
+from .learning import model as learner
+from .learning.data import SessionRow, load_sessions
 from .telemetry_store import TelemetryStore
 
-LEARNABLE = ("scroll_depth", "dwell")
-BOUNDS = {"scroll_depth": (0.0, 1.0), "dwell": (0.0, 3_600_000.0)}
-STEP_FLOOR = {"scroll_depth": 0.05, "dwell": 500.0}  # the smallest step allowed from ~0
+HOUR_MS = 3_600_000
+DEFAULT_RECALL = 0.95
 
 
 @dataclass(frozen=True)
 class Settings:
-    penalty: float = 0.5  # a false trigger costs half an engaged session
-    min_samples: int = 50  # sessions in a segment before its threshold moves
-    min_engaged: int = 5
-    max_step: float = 0.25  # at most 25 % of the current value per run
-    since_ms: int = 0
+    """The job's settings; `from_config` reads them from the control plane's configuration
+    (CONTROL_LEARN_*)."""
 
+    window_s: int = 6 * 3600  # learn from this much recent history
+    holdout_share: float = 0.3  # of the most recent hour's sessions, kept for the guardrail
+    min_sessions: int = 200  # sessions a segment needs before its thresholds move
+    min_conversions: int = 20  # and conversions among them
+    segment_model_sessions: int = 600  # a segment gets its own model from this many
+    max_step: float = 0.15  # firing may fall by at most this share of sessions per run
+    confidence: float = 0.9  # recall must reach the target at this lower bound
+    regularisation: float = 0.5  # C of the logistic regression (smaller: simpler models)
+    seed: int = 0
 
-@dataclass(frozen=True)
-class Adaptive:
-    trigger: str
-    model_key: str
-    signal: str
-    op: str
-    value: float
-    by_segment: dict[str, float]
-    pages: tuple[str, ...]
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Settings:
+        values = {}
+        for f in fields(cls):
+            key = "LEARN_" + f.name.upper()
+            if key in config:
+                values[f.name] = type(f.default)(config[key])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -63,8 +78,9 @@ class Change:
     old: float | None
     new: float | None
     samples: int
-    objective: float | None
+    objective: float | None  # the estimated recall at `new` (training sessions)
     reason: str
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -77,154 +93,271 @@ class Result:
     published: publishing.Published | None
     source: publishing.Published | None = None  # the served revision it started from
     note: str | None = None  # why nothing ran, or that it ran over a rollback as asked
+    learned: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def moved(self) -> list[Change]:
         return [c for c in self.changes if c.new is not None and c.new != c.old]
 
 
-def adaptive_conditions(snapshot: dict[str, Any]) -> list[Adaptive]:
-    """Every `mode: adaptive` condition of the snapshot's triggers (inside sustained too)."""
-    found: list[Adaptive] = []
+@dataclass
+class Adaptive:
+    """A trigger's signal conditions, those in `mode: adaptive` first-class."""
 
-    def walk(trig: dict[str, Any], conds: list[dict[str, Any]]) -> None:
-        for cond in conds:
-            if "sustained" in cond:
-                walk(trig, cond["sustained"].get("when", []))
-            elif cond.get("mode") == "adaptive" and "model_key" in cond:
-                found.append(Adaptive(trig["id"], cond["model_key"], cond["signal"],
-                                      cond["op"], float(cond["value"]),
-                                      dict(cond.get("by_segment") or {}),
-                                      tuple(trig.get("pages") or ("*",))))
+    trigger: str
+    pages: tuple[str, ...]
+    conditions: list[Condition]
+    target: float
+    raw: dict[str, Any] = field(default_factory=dict)
 
-    for trig in snapshot.get("triggers", []):
-        walk(trig, trig.get("when", []))
+    @property
+    def tuned(self) -> list[Condition]:
+        return [c for c in self.conditions if c.mode == "adaptive"]
+
+
+def _signal_conditions(conds: tuple[Any, ...]) -> list[Condition]:
+    out: list[Condition] = []
+    for c in conds:
+        if type(c) is Condition:
+            out.append(c)
+        elif type(c) is Sustained:
+            out.extend(_signal_conditions(c.inner))
+    return out
+
+
+def _targets(trig: dict[str, Any]) -> list[float]:
+    found: list[float] = []
+
+    def walk(conds: Any) -> None:
+        for cond in conds or ():
+            if isinstance(cond, dict) and "sustained" in cond:
+                walk(cond["sustained"].get("when"))
+            elif isinstance(cond, dict) and cond.get("mode") == "adaptive":
+                target = cond.get("target")  # on hover/form signals: the element instead
+                found.append(float(target.get("recall", DEFAULT_RECALL))
+                             if isinstance(target, dict) else DEFAULT_RECALL)
+    walk(trig.get("when"))
     return found
 
 
-@dataclass
-class SessionView:
-    context: dict[str, Any]
-    urls: set[str]
-    scroll_depth: float | None = None
-    page_view_ms: int | None = None
-    last_ms: int = 0
-    engaged: bool = False
-
-    def signal(self, name: str) -> float | None:
-        if name == "scroll_depth":
-            return self.scroll_depth
-        if name == "dwell" and self.page_view_ms is not None:
-            return float(self.last_ms - self.page_view_ms)
-        return None
-
-
-def sessions(store: TelemetryStore, since_ms: int = 0) -> dict[str, SessionView]:
-    """Per session: its context, pages, peak signals and whether it engaged."""
-    views: dict[str, SessionView] = {}
-    for session, ts, device, country, hour, url, features in store.query(
-            "SELECT session, ts_ms, device, country, local_hour, url, features FROM decisions "
-            "WHERE ts_ms >= ? ORDER BY ts_ms", (since_ms,)):
-        view = views.get(session)
-        if view is None:
-            ctx = {k: v for k, v in (("device", device), ("country", country),
-                                     ("local_hour", hour)) if v is not None}
-            view = views[session] = SessionView(ctx, set())
-        if url:
-            view.urls.add(url)
-        f = json.loads(features)
-        depth = f.get("scroll_depth")
-        if isinstance(depth, (int, float)) and (view.scroll_depth is None
-                                                 or depth > view.scroll_depth):
-            view.scroll_depth = float(depth)
-        pv = f.get("page_view_ms")
-        if isinstance(pv, int) and view.page_view_ms is None:
-            view.page_view_ms = pv
-        view.last_ms = max(view.last_ms, ts)
-    for (session,) in store.query("SELECT DISTINCT session FROM outcomes WHERE ts_ms >= ? AND "
-                                  "type IN ('click', 'conversion')", (since_ms,)):
-        if session in views:
-            views[session].engaged = True
-    return views
-
-
-def best_threshold(points: list[tuple[float, bool]], penalty: float) -> tuple[float, float]:
-    """(threshold, objective) maximising engaged - penalty * not engaged among the points
-    at or above it; the threshold sits halfway below the lowest peak it keeps."""
-    points = sorted(points)
-    engaged_above = sum(1 for _, e in points if e)
-    false_above = len(points) - engaged_above
-    best = (-float("inf"), points[0][0])
-    i = 0
-    while i < len(points):  # thresholds at each distinct peak, lowest first
-        value = points[i][0]
-        objective = engaged_above - penalty * false_above
-        if objective > best[0]:
-            below = points[i - 1][0] if i else value
-            best = (objective, (value + below) / 2)
-        while i < len(points) and points[i][0] == value:
-            engaged_above -= points[i][1]
-            false_above -= not points[i][1]
-            i += 1
-    return best[1], best[0]
-
-
-def propose(snapshot: dict[str, Any], store: TelemetryStore,
-            settings: Settings = Settings()) -> tuple[dict[str, dict[str, float]], list[Change]]:
-    """New `models.thresholds` for the snapshot's adaptive conditions, and why."""
-    snap = load_snapshot(json.dumps(snapshot))
-    segment_order = list(snap.segments)
-    current = {k: dict(v) for k, v in (snapshot.get("models", {}).get("thresholds") or {}).items()}
-    views = sessions(store, settings.since_ms)
-    changes: list[Change] = []
-    for cond in adaptive_conditions(snapshot):
-        old_map = current.get(cond.model_key, {})
-        if cond.signal not in LEARNABLE or cond.op not in (">=", ">"):
-            changes.append(Change(cond.trigger, cond.model_key, "*", old_map.get("*"), None, 0,
-                                  None, f"{cond.signal} {cond.op}: not observable at the host, "
-                                        "left as is"))
+def adaptive_triggers(snapshot: dict[str, Any], snap: Snapshot) -> list[Adaptive]:
+    """Every trigger with a `mode: adaptive` condition; its target is the strictest its
+    conditions ask for (they are tuned together)."""
+    out = []
+    for raw in snapshot.get("triggers", []):
+        trig = snap.by_id.get(raw.get("id"))
+        if trig is None:
             continue
-        by_segment: dict[str, list[tuple[float, bool]]] = defaultdict(list)
-        for view in views.values():
-            if not any(glob_match(p, u) for u in view.urls for p in cond.pages):
-                continue
-            value = view.signal(cond.signal)
-            if value is None:
-                continue
-            seg = next((name for name in segment_order
-                        if all(context_holds(c, view.context) for c in snap.segments[name])), "*")
-            by_segment[seg].append((value, view.engaged))
-        new_map = dict(old_map)
-        for seg in [*segment_order, "*"]:
-            points = by_segment.get(seg, [])
-            old = old_map.get(seg, old_map.get("*", cond.by_segment.get(seg, cond.value)))
-            engaged = sum(1 for _, e in points if e)
-            if len(points) < settings.min_samples or engaged < settings.min_engaged:
-                if points:
-                    changes.append(Change(cond.trigger, cond.model_key, seg, old, None,
-                                          len(points), None,
-                                          f"too few samples ({len(points)} sessions, {engaged} "
-                                          f"engaged; need {settings.min_samples} and "
-                                          f"{settings.min_engaged})"))
-                continue
-            target, objective = best_threshold(points, settings.penalty)
-            step = max(abs(old) * settings.max_step, STEP_FLOOR[cond.signal])
-            new = min(max(target, old - step), old + step)
-            lo, hi = BOUNDS[cond.signal]
-            new = round(min(max(new, lo), hi), 4 if cond.signal == "scroll_depth" else 0)
-            bounded = " (step bounded)" if new != round(target, 4) and abs(target - old) > step \
-                else ""
-            reason = (f"best objective {objective:.1f} (engaged - {settings.penalty} x false) "
-                      f"at {target:.4g}{bounded}" if new != old else
-                      f"already best (objective {objective:.1f})")
-            changes.append(Change(cond.trigger, cond.model_key, seg, old, new, len(points),
-                                  objective, reason))
-            new_map[seg] = new
-        if new_map:
-            # the edge takes the first listed segment the session is in: keep the order
-            current[cond.model_key] = {s: new_map[s] for s in [*segment_order, "*"]
-                                       if s in new_map}
-    return current, changes
+        conds = _signal_conditions(trig.conditions)
+        if any(c.mode == "adaptive" for c in conds):
+            out.append(Adaptive(trig.id, tuple(raw.get("pages") or ("*",)), conds,
+                                max(_targets(raw) or [DEFAULT_RECALL]), raw))
+    return out
+
+
+def _stable(session: str, salt: str) -> float:
+    return zlib.crc32(f"{salt}\x1f{session}".encode()) / 2**32
+
+
+def _cond_for(c: Condition, segment: str, thresholds: dict[str, dict[str, float]]) -> pick.Cond:
+    """The condition as the edge applies it to a session of `segment` today."""
+    value = c.value
+    for seg, v in c.by_segment:
+        if seg == segment:
+            value = v
+            break
+    if c.mode == "adaptive":
+        learned = thresholds.get(c.model_key or c.key, {})
+        value = learned.get(segment, learned.get("*", value))
+    return pick.Cond(c.key, c.model_key or c.key, c.name, c.op, float(value),
+                     c.mode == "adaptive")
+
+
+def propose(snapshot: dict[str, Any], store: TelemetryStore, settings: Settings = Settings(),
+            now_ms: int | None = None) -> tuple[dict[str, Any], list[Change]]:
+    """New `models.thresholds` and `models.learned` for the snapshot's adaptive triggers,
+    and why (every segment considered, moved or not)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    snap = load_snapshot(json.dumps(snapshot))
+    models = snapshot.get("models") or {}
+    thresholds = {k: dict(v) for k, v in (models.get("thresholds") or {}).items()}
+    learned = {k: dict(v) for k, v in (models.get("learned") or {}).items()}
+    changes: list[Change] = []
+    for adaptive in adaptive_triggers(snapshot, snap):
+        t_changes, t_thresholds, t_learned = _learn_trigger(
+            adaptive, snap, store, settings, now_ms, thresholds, learned)
+        changes.extend(t_changes)
+        thresholds.update(t_thresholds)
+        learned.update(t_learned)
+    return {"thresholds": thresholds, "learned": learned}, changes
+
+
+def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings: Settings,
+                   now_ms: int, thresholds: dict[str, dict[str, float]],
+                   learned: dict[str, dict[str, Any]]
+                   ) -> tuple[list[Change], dict[str, dict[str, float]], dict[str, Any]]:
+    since = now_ms - settings.window_s * 1000
+    rows = load_sessions(store, snap, a.trigger, a.pages, since, now_ms)
+    recent = now_ms - HOUR_MS
+    held = [r for r in rows if r.last_ms >= recent
+            and _stable(r.session, "guardrail") < settings.holdout_share]
+    held_ids = {r.session for r in held}
+    train = [r for r in rows if r.session not in held_ids]
+    tuned = a.tuned
+    keys = [c.model_key or c.key for c in tuned]
+    segments = [*snap.segments, "*"]
+
+    def change(c: Condition, seg: str, old: Any, new: Any, n: int, recall: Any, reason: str,
+               details: dict[str, Any] | None = None) -> Change:
+        return Change(a.trigger, c.model_key or c.key, seg, old, new, n, recall, reason,
+                      details or {})
+
+    conversions = sum(r.converted for r in train)
+    if len(train) < settings.min_sessions or conversions < settings.min_conversions:
+        return [change(c, "*", thresholds.get(c.model_key or c.key, {}).get("*"), None,
+                       len(train), None,
+                       f"too few samples ({len(train)} sessions, {conversions} converted in "
+                       f"the window; need {settings.min_sessions} and "
+                       f"{settings.min_conversions})") for c in tuned], {}, {}
+
+    # 1. the intent models: pooled, and per segment where a segment has enough sessions
+    new_learned: dict[str, dict[str, Any]] = {}
+    for c in tuned:
+        if c.name != "intent":
+            continue
+        key = c.model_key or c.key
+        pooled = learner.fit(train, settings.regularisation, settings.seed)
+        if pooled is None:
+            continue
+        per = {"*": pooled}
+        for seg in snap.segments:
+            seg_rows = [r for r in train if r.segment == seg]
+            if len(seg_rows) >= settings.segment_model_sessions and \
+                    sum(r.converted for r in seg_rows) >= settings.min_conversions * 2:
+                own = learner.fit(seg_rows, settings.regularisation, settings.seed)
+                if own is not None:
+                    per[seg] = own
+        new_learned[key] = {s: per[s] for s in segments if s in per}
+
+    def model_for(seg: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for key in keys:
+            per = new_learned.get(key) or learned.get(key) or {}
+            m = per.get(seg) or per.get("*")
+            if m is not None:
+                out[key] = m
+        return out
+
+    # 2. thresholds per segment, jointly over the trigger's adaptive conditions
+    new_thresholds = {k: {} for k in keys}
+    changes: list[Change] = []
+    chosen: dict[str, tuple[float, ...]] = {}
+    backgrounds: dict[str, float] = {}
+    for seg in segments:
+        seg_rows = train if seg == "*" else [r for r in train if r.segment == seg]
+        conv = sum(r.converted for r in seg_rows)
+        conds = [_cond_for(c, seg, thresholds) for c in a.conditions]
+        if len(seg_rows) < settings.min_sessions or conv < settings.min_conversions:
+            for c in tuned:
+                if seg_rows:
+                    changes.append(change(c, seg, None, None, len(seg_rows), None,
+                                          f"too few samples ({len(seg_rows)} sessions, {conv} "
+                                          f"converted; need {settings.min_sessions} and "
+                                          f"{settings.min_conversions}): the segment uses "
+                                          "the thresholds for *"))
+            continue
+        problem = pick.build(seg_rows, conds, model_for(seg))
+        boot = pick.boot_weights(problem.n, settings.seed + zlib.crc32(seg.encode()))
+        current = [r for r in seg_rows if r.policy in (None, "learned")]
+        cw = np.array([r.weight for r in current])
+        held_now = np.array([r.ever_held for r in current])
+        cur_share = float((cw * held_now).sum() / cw.sum()) if len(current) else 0.0
+        result = pick.choose(problem, a.target, settings.confidence,
+                             cur_share - settings.max_step, boot, conds)
+        backgrounds[seg] = result.background
+        details = {"target": a.target, "recall_low": round(result.recall_low, 4),
+                   "fire_share": round(result.fire_share, 4),
+                   "current_fire_share": round(cur_share, 4),
+                   "background": round(result.background, 5),
+                   "conversions": result.conversions, "step_bounded": result.bounded}
+        if result.thresholds is None:
+            for c in tuned:
+                changes.append(change(c, seg, None, None, problem.n, None,
+                                      f"no thresholds reach recall {a.target:.0%} at the "
+                                      f"{settings.confidence:.0%} bound with these sessions: "
+                                      "left as is", details))
+            continue
+        chosen[seg] = result.thresholds
+        for c, t in zip(tuned, result.thresholds):
+            key = c.model_key or c.key
+            old = thresholds.get(key, {}).get(seg)
+            new = round(t, 6)
+            new_thresholds[key][seg] = new
+            changes.append(change(
+                c, seg, old, new, problem.n, round(result.recall, 4),
+                f"least firing at recall {result.recall:.1%} (>= {a.target:.0%} at the "
+                f"{settings.confidence:.0%} bound: {result.recall_low:.1%}), fires for "
+                f"{result.fire_share:.1%} of sessions"
+                + (" (step bounded)" if result.bounded else ""), details))
+
+    # 3. the guardrail, on the held-out sessions of the most recent hour
+    verdict = _guardrail(a, held, chosen, model_for, thresholds, backgrounds.get("*", 0.0),
+                         settings)
+    changes = [Change(**{**c.to_dict(), "details": {**c.details, "guardrail": verdict}})
+               for c in changes]
+    if verdict.get("refused"):
+        return [Change(**{**c.to_dict(), "new": None,
+                          "reason": f"refused by the guardrail: {verdict['refused']}"})
+                for c in changes], {}, {}
+    out_thresholds: dict[str, dict[str, float]] = {}
+    for key in keys:
+        merged = dict(thresholds.get(key, {}))
+        if key in new_learned:  # a new model: thresholds of the old one mean nothing
+            merged = {}
+        merged.update(new_thresholds[key])
+        if merged:
+            out_thresholds[key] = {s: merged[s] for s in segments if s in merged}
+    return changes, out_thresholds, new_learned
+
+
+def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[float, ...]],
+               model_for: Any, thresholds: dict[str, dict[str, float]], background: float,
+               settings: Settings) -> dict[str, Any]:
+    """Candidate vs the rule in force, on held-out sessions the candidate never saw."""
+    rows = [r for r in held if r.policy in (None, "learned")]
+    if not chosen or len(rows) < 30 or sum(r.converted for r in rows) < 5:
+        return {"held_out": len(rows), "checked": False,
+                "why": "too few held-out sessions to compare"}
+    fired = np.zeros(len(rows), dtype=bool)
+    for seg in {r.segment for r in rows}:
+        idx = [i for i, r in enumerate(rows) if r.segment == seg]
+        ts = chosen.get(seg) or chosen.get("*")
+        if ts is None:
+            continue
+        seg_rows = [rows[i] for i in idx]
+        conds = [_cond_for(c, seg, thresholds) for c in a.conditions]
+        problem = pick.build(seg_rows, conds, model_for(seg))
+        fired[idx] = pick.fires(problem, ts, conds)
+    y = np.array([r.converted for r in rows], dtype=float)
+    w = np.array([r.weight for r in rows])
+    boot = pick.boot_weights(len(rows), settings.seed + 1)
+    cand = pick.measure(y, w, fired, background, boot)
+    cur = pick.measure(y, w, np.array([r.ever_held for r in rows]), background, boot)
+    noise = max(cand["recall_se"], cur["recall_se"], 0.01)
+    verdict: dict[str, Any] = {"held_out": len(rows), "checked": True,
+                               "candidate": _round(cand), "current": _round(cur)}
+    if cand["recall"] < min(a.target, cur["recall"]) - noise:
+        verdict["refused"] = (f"recall {cand['recall']:.1%} on the held-out sessions, below "
+                              f"the target and the current rule's {cur['recall']:.1%}")
+    elif cur["recall"] >= a.target - noise and cand["false"] > cur["false"] * 1.05 + 1:
+        verdict["refused"] = (f"more false triggers than the current rule on the held-out "
+                              f"sessions ({cand['false']:.0f} vs {cur['false']:.0f}) while "
+                              "that rule reaches the target")
+    return verdict
+
+
+def _round(m: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in m.items()}
 
 
 def override_models(snapshot: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -263,12 +396,14 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
             f"revision {source.revision} is a rollback (from revision {source.rollback_from}):"
             " not recalibrated, so the rollback stays; ask explicitly (--over-rollback) to "
             "re-tune the rolled-back snapshot"))
-    thresholds, changes = propose(snapshot, telemetry, settings)
-    result = Result(changes, thresholds, None, source)
+    found, changes = propose(snapshot, telemetry, settings, now_ms)
+    thresholds, learned = found["thresholds"], found["learned"]
+    result = Result(changes, thresholds, None, source, learned=learned)
     published = None
     if publish and result.moved and signer is not None:
         published = publishing.publish_snapshot(
-            edge_store, override_models(snapshot, {"thresholds": thresholds}), source, signer,
+            edge_store, override_models(snapshot, {"thresholds": thresholds,
+                                              **({"learned": learned} if learned else {})}), source, signer,
             now_ms)
     note = (f"recalibrated revision {source.revision}, a rollback from revision "
             f"{source.rollback_from}, as asked (over_rollback)"
@@ -280,7 +415,7 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
     telemetry.record_recalibrations(
         {**c.to_dict(), "ts_ms": now_ms, "revision": published.revision if published else None,
          "source": origin} for c in changes)
-    return Result(changes, thresholds, published, source, note)
+    return Result(changes, thresholds, published, source, note, learned)
 
 
 def _pack_hashes(snapshot: dict[str, Any]) -> dict[str, str]:

@@ -262,3 +262,30 @@ def format_experiment(report: dict[str, Any]) -> str:
         lines.append(f"{report['switched_sessions']} session(s) changed arm (salt or shares "
                      "changed); counted in their first arm")
     return "\n".join(lines)
+
+
+MAX_RECALIBRATIONS = 1000  # rows one report lists, newest first
+
+
+def recalibration_log(store: TelemetryStore, since_ms: int = 0, trigger: str | None = None,
+                      limit: int = 200) -> dict[str, Any]:
+    """What the learning loop decided, newest first: per trigger, model key and segment the
+    old and new value, the sessions, the estimated recall, why, and its numbers (the
+    guardrail's comparison included)."""
+    sql = ("SELECT ts_ms, trigger, model_key, segment, old, new, samples, objective, reason, "
+           "revision, source, details FROM recalibrations WHERE ts_ms >= ?")
+    params: list[Any] = [since_ms]
+    if trigger is not None:
+        sql += " AND trigger = ?"
+        params.append(trigger)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(min(max(limit, 1), MAX_RECALIBRATIONS))
+    rows = []
+    for (ts, trig, key, seg, old, new, samples, recall, reason, revision, source,
+         details) in store.query(sql, tuple(params)):
+        rows.append({"ts_ms": ts, "trigger": trig, "model_key": key, "segment": seg,
+                     "old": old, "new": new, "samples": samples, "recall": recall,
+                     "reason": reason, "published_revision": revision,
+                     "source": json.loads(source) if source else None,
+                     "details": json.loads(details) if details else None})
+    return {"recalibrations": rows}

@@ -1,6 +1,6 @@
-"""Runs the recalibration job every CONTROL_RECALIBRATE_INTERVAL_S seconds (0 = off) in a
-daemon thread of the serving control plane. It re-tunes the snapshot being served (never the
-registry's drafts) and never runs over a rollback."""
+"""Runs the recalibration job every CONTROL_RECALIBRATE_INTERVAL_S seconds (0 = off), with
+the CONTROL_LEARN_* settings, in a daemon thread of the serving control plane. It re-tunes
+the snapshot being served (never the registry's drafts) and never runs over a rollback."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import threading
 from typing import Any
 
-from .recalibration import recalibrate
+from .recalibration import Settings, recalibrate
 
 log = logging.getLogger("control_plane.scheduler")
 
@@ -23,7 +23,8 @@ class RecalibrationScheduler:
 
     def run_once(self) -> Any:
         ext = self.app.extensions
-        result = recalibrate(ext["edge_store"], ext["telemetry_store"], ext["key_ring"].active())
+        result = recalibrate(ext["edge_store"], ext["telemetry_store"], ext["key_ring"].active(),
+                             Settings.from_config(self.app.config))
         if result.note is not None and result.note != self._last_note:
             log.info("recalibration: %s", result.note)  # once, not at every interval
         self._last_note = result.note

@@ -107,7 +107,13 @@ def _v5(db: sqlite3.Connection) -> None:
 
 
 # Ordered: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+def _v6(db: sqlite3.Connection) -> None:
+    # The learning loop's numbers behind each recalibration (JSON): recall estimate and its
+    # bound, firing shares, background rate, the guardrail's comparison.
+    _run(db, "ALTER TABLE recalibrations ADD COLUMN details TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -214,9 +220,11 @@ class TelemetryStore:
             db.execute("BEGIN IMMEDIATE")
             db.executemany(
                 "INSERT INTO recalibrations (ts_ms, trigger, model_key, segment, old, new, "
-                "samples, objective, reason, revision, source) VALUES (:ts_ms, :trigger, "
-                ":model_key, :segment, :old, :new, :samples, :objective, :reason, :revision, "
-                ":source)", [{"source": None, **row} for row in rows])
+                "samples, objective, reason, revision, source, details) VALUES (:ts_ms, "
+                ":trigger, :model_key, :segment, :old, :new, :samples, :objective, :reason, "
+                ":revision, :source, :details)",
+                [{"source": None, **row, "details": json.dumps(row["details"])
+                  if row.get("details") else None} for row in rows])
             db.execute("COMMIT")
 
 

@@ -9,7 +9,8 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import require
 from ..errors import ApiError
-from ..reports import MIN_ARM_SESSIONS, experiment_report, trigger_report
+from ..reports import (MAX_RECALIBRATIONS, MIN_ARM_SESSIONS, experiment_report,
+                       recalibration_log, trigger_report)
 
 bp = Blueprint("reports", __name__, url_prefix="/v1/reports")
 MAX_WINDOW_S = 86_400.0  # an engagement window longer than a day is no longer one
@@ -59,3 +60,19 @@ def experiment() -> Any:
                        f"{MAX_MIN_SESSIONS}", field="min_sessions")
     return jsonify(experiment_report(current_app.extensions["telemetry_store"], window_s,
                                      since_ms, min_sessions))
+
+
+@bp.get("/recalibrations")
+@require("publisher")
+def recalibrations() -> Any:
+    """The learning loop's decisions, newest first: `?since_ms=`, `?trigger=`, `?limit=200`."""
+    _, since_ms = _window_and_since()
+    try:
+        limit = int(request.args.get("limit", 200))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_RECALIBRATIONS:
+        raise ApiError(400, "invalid_query", f"limit must be an integer from 1 to "
+                       f"{MAX_RECALIBRATIONS}", field="limit")
+    return jsonify(recalibration_log(current_app.extensions["telemetry_store"], since_ms,
+                                     request.args.get("trigger"), limit))

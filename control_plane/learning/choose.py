@@ -1,0 +1,277 @@
+"""Choosing thresholds for a recall target, and judging a candidate against the current rule.
+
+Recall is estimated on sessions whose only label is whether they converted. Not everyone who
+converts was a visitor the trigger should have found: some convert whatever they do (the
+background rate `c`, the conversion rate of the least engaged tenth, taken at a lower
+confidence bound so it is never overstated). A session's conversion, less `c`, is then an
+unbiased stand-in for its intent (E[y - c | x] is proportional to P(high intent | x) when
+low-intent visitors convert at `c`), and
+
+    recall(t) = sum over fired sessions of w (y - c)  /  sum over all of w (y - c)
+
+with w the inverse-propensity weights. Taking c lower than it is only makes the estimate
+cautious (it tends to the recall of converters). The threshold kept is the least-firing one
+whose recall, at the lower bound of a Poisson bootstrap (`confidence`), still reaches the
+target; joint conditions are searched jointly (exactly for one, a grid for two, coordinate
+sweeps beyond).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .data import VECTOR_SIGNALS, SessionRow
+from .model import matrix, score
+
+BOOTSTRAP = 200
+GRID = 24  # candidate values per condition when two or more are tuned jointly
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A signal condition of the trigger: adaptive (tuned) or not (tested as compiled)."""
+
+    key: str
+    model_key: str
+    signal: str
+    op: str
+    value: float  # the threshold in force for the segment (static for fixed conditions)
+    adaptive: bool
+
+    @property
+    def sign(self) -> float:
+        return -1.0 if self.op in ("<", "<=") else 1.0
+
+    def passes(self, v: float) -> bool:
+        return {">=": v >= self.value, ">": v > self.value, "<=": v <= self.value,
+                "<": v < self.value}.get(self.op, v == self.value)
+
+
+@dataclass
+class Problem:
+    """Moments of a set of sessions, as arrays: each tuned condition's value (sign-adjusted
+    so larger always fires), whether the fixed conditions hold, the session of each."""
+
+    values: np.ndarray  # moments x tuned conditions
+    ok: np.ndarray  # moments: fixed conditions hold
+    session: np.ndarray  # moments -> session index
+    y: np.ndarray  # sessions: converted
+    w: np.ndarray  # sessions: inverse-propensity weight
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+def build(rows: list[SessionRow], conds: list[Cond], models: dict[str, dict[str, Any]]
+          ) -> Problem:
+    """`models`: the intent model per model key for these sessions."""
+    tuned = [c for c in conds if c.adaptive]
+    fixed = [c for c in conds if not c.adaptive]
+    vals: list[list[float]] = []
+    ok: list[bool] = []
+    sess: list[int] = []
+    intent_cols = {c.model_key: i for i, c in enumerate(tuned) if c.signal == "intent"}
+    vectors = [m.vector for r in rows for m in r.moments]
+    scores = {k: score(models[k], *_raw(vectors, models[k])) for k in intent_cols
+              if k in models}
+    at = 0
+    for i, row in enumerate(rows):
+        last: dict[str, float] = {}
+        for m in row.moments:
+            line = []
+            for c in tuned:
+                if c.signal == "intent":
+                    v = scores[c.model_key][at] if c.model_key in scores else m.intent
+                else:
+                    v = _value(c, m, last)
+                line.append(-math.inf if v is None else c.sign * v)
+            fixed_ok = True
+            for c in fixed:
+                v = _value(c, m, last)
+                if v is None or not c.passes(v):
+                    fixed_ok = False
+            vals.append(line)
+            ok.append(fixed_ok)
+            sess.append(i)
+            at += 1
+    return Problem(np.array(vals, dtype=float).reshape(len(vals), len(tuned)),
+                   np.array(ok, dtype=bool), np.array(sess, dtype=int),
+                   np.array([r.converted for r in rows], dtype=float),
+                   np.array([r.weight for r in rows], dtype=float))
+
+
+def _raw(vectors: list[dict[str, float]], model: dict[str, Any]) -> tuple[np.ndarray, tuple]:
+    names = tuple(model["features"])
+    return matrix(vectors, names), names
+
+
+def _value(c: Cond, m: Any, last: dict[str, float]) -> float | None:
+    """The condition's value at a moment: logged by the core, else from the session vector
+    (after the trigger fired it is no longer reported), else the last one seen."""
+    v = m.values.get(c.key) if m.values is not None else None
+    if v is None and c.signal in VECTOR_SIGNALS:
+        v = m.vector.get(VECTOR_SIGNALS[c.signal])
+    if v is None:
+        return last.get(c.key)
+    last[c.key] = v
+    return v
+
+
+def session_max(p: Problem, mask: np.ndarray, col: int) -> np.ndarray:
+    """Per session, the largest value of column `col` over the moments in `mask`."""
+    out = np.full(p.n, -np.inf)
+    np.maximum.at(out, p.session[mask], p.values[mask, col])
+    return out
+
+
+def background(y: np.ndarray, w: np.ndarray, rank: np.ndarray, z: float = 1.28) -> float:
+    """The conversion rate of the least engaged tenth (lowest `rank`), at its lower
+    confidence bound (Wilson, effective sample size of the weights)."""
+    if len(y) == 0:
+        return 0.0
+    cut = np.quantile(rank, 0.1)
+    low = rank <= cut
+    wl, yl = w[low], y[low]
+    if wl.sum() <= 0:
+        return 0.0
+    rate = float((wl * yl).sum() / wl.sum())
+    n_eff = float(wl.sum() ** 2 / (wl ** 2).sum())
+    denom = 1 + z * z / n_eff
+    centre = rate + z * z / (2 * n_eff)
+    spread = z * math.sqrt(rate * (1 - rate) / n_eff + z * z / (4 * n_eff * n_eff))
+    return max(0.0, (centre - spread) / denom)
+
+
+def boot_weights(n: int, seed: int) -> np.ndarray:
+    """Poisson(1) resampling weights, one row per bootstrap replicate."""
+    return np.random.default_rng(seed).poisson(1.0, size=(BOOTSTRAP, n)).astype(float)
+
+
+@dataclass(frozen=True)
+class Choice:
+    thresholds: tuple[float, ...] | None  # per tuned condition (original sign), None: none fits
+    recall: float  # point estimate on the training sessions
+    recall_low: float  # its bootstrap lower bound
+    fire_share: float  # weighted share of sessions fired
+    background: float
+    sessions: int
+    conversions: int
+    bounded: bool = False  # the step bound held it back from the best
+
+
+def recall_curve(order_y: np.ndarray, order_w: np.ndarray, boot: np.ndarray, c: float,
+                 alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Recall (point, lower bound) of firing for the first k sessions, k = 1..n, sessions
+    in the given order (highest value first)."""
+    gain = order_w * (order_y - c)
+    total = gain.sum()
+    point = np.cumsum(gain) / total if total > 0 else np.zeros_like(gain)
+    bgain = boot * gain
+    btotal = bgain.sum(axis=1, keepdims=True)
+    btotal[btotal <= 0] = np.inf
+    bcurve = np.cumsum(bgain, axis=1) / btotal
+    low = np.quantile(bcurve, alpha, axis=0)
+    return point, low
+
+
+def choose(p: Problem, target: float, confidence: float, min_share: float,
+           boot: np.ndarray, conds: list[Cond]) -> Choice:
+    """The least-firing thresholds whose recall lower bound reaches `target` and that fire
+    for at least `min_share` of the (weighted) sessions (the step bound)."""
+    tuned = [c for c in conds if c.adaptive]
+    alpha = 1.0 - confidence
+    y, w = p.y, p.w
+    wsum = w.sum()
+    firsts = session_max(p, p.ok, 0)
+    c = background(y, w, _rank(p))
+    best: tuple[float, tuple[float, ...], float, float, bool] | None = None
+
+    def one_d(m: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        order = np.argsort(-m, kind="stable")
+        point, low = recall_curve(y[order], w[order], boot[:, order], c, alpha)
+        share = np.cumsum(w[order]) / wsum
+        return order, m[order], point, low, share
+
+    grids = [np.unique(np.quantile(session_max(p, p.ok, k)[np.isfinite(
+        session_max(p, p.ok, k))], np.linspace(0, 1, GRID))) if len(tuned) > 1 else None
+        for k in range(len(tuned))]
+    prefixes: list[tuple[float, ...]] = [()]
+    if len(tuned) > 1:
+        # every combination of the leading conditions on the grid; the last one exactly
+        import itertools
+        prefixes = list(itertools.product(*grids[:-1]))
+    for prefix in prefixes:
+        mask = p.ok.copy()
+        for k, t in enumerate(prefix):
+            mask &= p.values[:, k] >= t
+        m = session_max(p, mask, len(tuned) - 1) if prefix else firsts
+        order, sorted_m, point, low, share = one_d(m)
+        finite = np.isfinite(sorted_m)
+        # cut positions: fire for the first k sessions; only where the value changes
+        distinct = np.append(sorted_m[1:] != sorted_m[:-1], True) & finite
+        feasible = distinct & (low >= target)
+        bounded = False
+        idx = np.flatnonzero(feasible)
+        if len(idx) == 0:
+            continue
+        k = idx[0]  # the fewest sessions fired
+        if share[k] < min_share:
+            wider = np.flatnonzero(distinct & (share >= min_share))
+            if len(wider) == 0:
+                continue
+            k, bounded = wider[0], True
+        nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
+            else sorted_m[k]
+        t_last = float((sorted_m[k] + nxt) / 2)
+        cand = (float(share[k]), (*prefix, t_last), float(point[k]), float(low[k]), bounded)
+        if best is None or cand[0] < best[0]:
+            best = cand
+    n_conv = int(y.sum())
+    if best is None:
+        return Choice(None, 0.0, 0.0, 1.0, c, p.n, n_conv)
+    share, ts, point, low, bounded = best
+    return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
+                  n_conv, bounded)
+
+
+def _rank(p: Problem) -> np.ndarray:
+    """How far each session got towards firing: the mean percentile of its best values."""
+    ranks = []
+    for k in range(p.values.shape[1]):
+        m = session_max(p, p.ok, k)
+        m = np.where(np.isfinite(m), m, -1e300)
+        ranks.append(np.argsort(np.argsort(m, kind="stable"), kind="stable") / max(p.n - 1, 1))
+    return np.mean(ranks, axis=0) if ranks else np.zeros(p.n)
+
+
+def fires(p: Problem, thresholds: tuple[float, ...], conds: list[Cond]) -> np.ndarray:
+    """Per session: the tuned conditions at `thresholds` (original sign) and the fixed ones
+    hold together at some moment."""
+    tuned = [c for c in conds if c.adaptive]
+    mask = p.ok.copy()
+    for k, (t, c) in enumerate(zip(thresholds, tuned)):
+        mask &= p.values[:, k] >= t * c.sign
+    out = np.zeros(p.n, dtype=bool)
+    out[p.session[mask]] = True
+    return out
+
+
+def measure(y: np.ndarray, w: np.ndarray, fired: np.ndarray, c: float,
+            boot: np.ndarray) -> dict[str, float]:
+    """Recall (estimated as above, with its bootstrap replicates' spread) and the weighted
+    fires among sessions that did not convert (the false triggers one can see)."""
+    gain = w * (y - c)
+    total = gain.sum()
+    recall = float(gain[fired].sum() / total) if total > 0 else 0.0
+    bg = boot * gain
+    bt = bg.sum(axis=1)
+    reps = np.where(bt > 0, (bg * fired).sum(axis=1) / np.where(bt > 0, bt, 1), np.nan)
+    return {"recall": recall, "recall_se": float(np.nanstd(reps)) if len(reps) else 0.0,
+            "false": float((w * (1 - y) * fired).sum()),
+            "fire_share": float((w * fired).sum() / w.sum()) if w.sum() > 0 else 0.0,
+            "sessions": int(len(y)), "conversions": int(y.sum())}

@@ -1,0 +1,173 @@
+"""The learner, the recall-target threshold choice and the guardrail, on synthetic sessions
+whose truth we know (the loop end to end is in test_evaluate)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+
+from control_plane.learning import choose as pick
+from control_plane.learning import model as learner
+from control_plane.learning.data import Moment, SessionRow
+from control_plane.recalibration import Adaptive, Settings, _guardrail
+from edge_module.core.snapshot import Condition
+
+TRUE_W = {"dwell_ms": 1.2, "depth": -0.8, "mouse_entropy": -1.5, "hovers": 0.6}
+
+
+def _vector(rng: random.Random) -> dict[str, float]:
+    return {"dwell_ms": math.expm1(rng.gauss(9.0, 1.0)), "depth": rng.random(),
+            "mouse_entropy": rng.uniform(0, 3), "hovers": float(rng.randint(0, 6)),
+            "pages": float(rng.randint(1, 5))}  # pages: no effect at all
+
+
+def _logit(vec: dict[str, float]) -> float:
+    x = {"dwell_ms": (math.log1p(vec["dwell_ms"]) - 9.0), "depth": (vec["depth"] - 0.5) * 3,
+         "mouse_entropy": vec["mouse_entropy"] - 1.5, "hovers": math.log1p(vec["hovers"]) - 1}
+    return -1.5 + sum(TRUE_W[k] * x[k] for k in TRUE_W)
+
+
+def _rows(n: int, seed: int, p_fire: float | None = None) -> list[SessionRow]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        vec = _vector(rng)
+        y = rng.random() < 1 / (1 + math.exp(-_logit(vec)))
+        m = Moment(0, vec, {}, p_fire=p_fire)
+        rows.append(SessionRow(f"s{seed}-{i}", "*", {}, [m], converted=y))
+    return rows
+
+
+def test_the_learner_recovers_known_weights() -> None:
+    model = learner.fit(_rows(6000, 1), c=10.0)
+    assert model is not None
+    raw = learner.matrix([_vector(random.Random(9)) for _ in range(1)], tuple(model["features"]))
+    assert raw.shape[1] == len(model["features"])
+    # weights are per standardised feature: back to the generator's units
+    x_scale = {"dwell_ms": 1.0, "depth": 1 / 3, "mouse_entropy": 1.0, "hovers": 1.0}
+    for name, true in TRUE_W.items():
+        per_unit = model["weights"][name] / model["scale"][name] * x_scale[name]
+        assert per_unit == pytest.approx(true, rel=0.25), name
+    assert abs(model["weights"]["pages"]) < 0.1  # a feature with no effect stays near 0
+    # calibrated: mean predicted = observed rate, in deciles of the score
+    rows = _rows(4000, 2)
+    names = tuple(model["features"])
+    p = learner.score(model, learner.matrix([r.moments[0].vector for r in rows], names), names)
+    y = np.array([r.converted for r in rows])
+    order = np.argsort(p)
+    for part in np.array_split(order, 5):
+        assert p[part].mean() == pytest.approx(y[part].mean(), abs=0.05)
+
+
+def test_one_class_gives_no_model() -> None:
+    rows = _rows(100, 3)
+    for r in rows:
+        r.converted = False
+    assert learner.fit(rows) is None
+
+
+def _intent_problem(n: int, seed: int) -> tuple[pick.Problem, np.ndarray, list[pick.Cond]]:
+    """Sessions with a hidden intent; the score overlaps between intents; conversions are
+    25 % for high intent and 3 % for low: converters are not all high-intent."""
+    rng = np.random.default_rng(seed)
+    high = rng.random(n) < 0.3
+    s = np.clip(rng.normal(np.where(high, 0.65, 0.4), 0.15), 0, 1)
+    y = (rng.random(n) < np.where(high, 0.25, 0.03)).astype(float)
+    cond = pick.Cond("t#0", "t#0", "intent", ">=", 0.5, True)
+    return (pick.Problem(s.reshape(-1, 1), np.ones(n, bool), np.arange(n), y, np.ones(n)),
+            high, [cond])
+
+
+def test_threshold_reaches_the_recall_target_on_fresh_sessions() -> None:
+    problem, _, conds = _intent_problem(6000, 4)
+    choice = pick.choose(problem, 0.95, 0.9, 0.0, pick.boot_weights(problem.n, 0), conds)
+    assert choice.thresholds is not None
+    fresh, high, _ = _intent_problem(20000, 5)
+    fired = pick.fires(fresh, choice.thresholds, conds)
+    recall = fired[high].mean()
+    assert recall >= 0.93  # the target, within the noise of 6,000 training sessions
+    # and it is not the cautious answer of counting every converter as a target (here a
+    # third of them are low-intent visitors who convert anyway): that one fires for 80 %+
+    # of the low-intent sessions
+    assert fired[~high].mean() < 0.72
+    # the background rate was found near the low-intent one, never above it by much
+    assert 0.0 <= choice.background <= 0.05
+
+
+def test_a_higher_target_fires_more() -> None:
+    problem, _, conds = _intent_problem(4000, 6)
+    boot = pick.boot_weights(problem.n, 0)
+    shares = [pick.choose(problem, t, 0.9, 0.0, boot, conds).fire_share for t in (0.8, 0.9, 0.97)]
+    assert shares[0] < shares[1] < shares[2]
+
+
+def test_the_step_bound_holds_back_a_big_drop_in_firing() -> None:
+    problem, _, conds = _intent_problem(4000, 7)
+    boot = pick.boot_weights(problem.n, 0)
+    free = pick.choose(problem, 0.9, 0.9, 0.0, boot, conds)
+    held = pick.choose(problem, 0.9, 0.9, free.fire_share + 0.2, boot, conds)
+    assert held.bounded and held.fire_share >= free.fire_share + 0.2 - 1e-9
+
+
+def test_joint_conditions_are_tuned_together() -> None:
+    """Two conditions whose sum is what matters: tuning each alone at the target fires far
+    more than the joint search."""
+    rng = np.random.default_rng(8)
+    n = 5000
+    high = rng.random(n) < 0.3
+    a = rng.normal(np.where(high, 1.0, 0.0), 1.0)
+    b = rng.normal(np.where(high, 1.0, 0.0), 1.0)
+    y = (rng.random(n) < np.where(high, 0.3, 0.02)).astype(float)
+    conds = [pick.Cond("t#0", "t#0", "dwell", ">=", 0, True),
+             pick.Cond("t#1", "t#1", "scroll_depth", ">=", 0, True)]
+    problem = pick.Problem(np.stack([a, b], axis=1), np.ones(n, bool), np.arange(n), y,
+                           np.ones(n))
+    choice = pick.choose(problem, 0.9, 0.9, 0.0, pick.boot_weights(n, 0), conds)
+    assert choice.thresholds is not None
+    fired = pick.fires(problem, choice.thresholds, conds)
+    assert fired[high].mean() >= 0.88
+    # tuning each condition alone for the target and keeping both: recall falls below it
+    single = [pick.choose(pick.Problem(problem.values[:, [k]], problem.ok, problem.session, y,
+                                       problem.w), 0.9, 0.9, 0.0, pick.boot_weights(n, 0),
+                          [conds[k]]).thresholds[0] for k in (0, 1)]
+    both = (a >= single[0]) & (b >= single[1])
+    assert both[high].mean() < fired[high].mean()
+
+
+def _adaptive() -> Adaptive:
+    cond = Condition("t#0", 0, "intent", ">=", lambda v, t: v >= t, 0.5, mode="adaptive",
+                     model_key="t#0", static=False)
+    return Adaptive("t", ("*",), [cond], 0.95)
+
+
+def _held(n: int, seed: int) -> list[SessionRow]:
+    """Held-out sessions: the current rule (logged `holds`) fires for the converters and a
+    third of the rest; each session has one moment with an intent score."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = rng.random() < 0.2
+        score = rng.uniform(0.7, 1.0) if y else rng.uniform(0.0, 1.0)
+        holds = y or rng.random() < 0.33
+        m = Moment(0, {}, {}, intent=score, holds=holds, policy="learned", p_fire=1.0 if holds
+                   else 0.0)
+        rows.append(SessionRow(f"h{i}", "*", {}, [m], shown=holds, converted=y))
+    return rows
+
+
+def test_the_guardrail_refuses_a_model_that_misses_the_target() -> None:
+    held = _held(400, 9)
+    model_for = lambda seg: {}  # noqa: E731 - scores are the logged ones
+    bad = _guardrail(_adaptive(), held, {"*": (0.9,)}, model_for, {}, 0.0, Settings())
+    assert bad["checked"] and "recall" in bad["refused"]
+    good = _guardrail(_adaptive(), held, {"*": (0.7,)}, model_for, {}, 0.0, Settings())
+    assert good["checked"] and "refused" not in good  # all converters, fewer of the rest
+
+
+def test_the_guardrail_refuses_more_false_triggers_when_the_current_rule_is_good() -> None:
+    held = _held(400, 10)
+    worse = _guardrail(_adaptive(), held, {"*": (0.0,)}, lambda seg: {}, {}, 0.0, Settings())
+    assert "false triggers" in worse["refused"]
