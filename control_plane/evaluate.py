@@ -545,12 +545,12 @@ def static_pack(trig: dict[str, Any], static: dict[str, Any]) -> list[Pack]:
         f"  - id: {json.dumps(trig['id'])}",
         f"    page: {json.dumps(list(trig.get('pages') or ['*']))}",
         "    when:",
-        f"      - dwell: {{gte: {max(1, default['dwell_ms'])}ms"
-        + (f", by_segment: {{{dwell}}}" if devices else "") + "}",
-        f"      - scroll_depth: {{gte: {default['depth']!r}"
-        + (f", by_segment: {{{depth}}}" if devices else "") + "}",
-        f"    action: {{content: {json.dumps(action.get('content', 'nudge'))}, "
-        "tier: immediate}",
+        (f"      - dwell: {{gte: {max(1, default['dwell_ms'])}ms"
+         + (f", by_segment: {{{dwell}}}" if devices else "") + "}"),
+        (f"      - scroll_depth: {{gte: {default['depth']!r}"
+         + (f", by_segment: {{{depth}}}" if devices else "") + "}"),
+        (f"    action: {{content: {json.dumps(action.get('content', 'nudge'))}, "
+         "tier: immediate}"),
         "    cap: {per_session: 1}",
     ]
     with tempfile.TemporaryDirectory(prefix="trigger-evaluate-static-") as tmp:
@@ -567,8 +567,8 @@ def _pct(x: Any) -> str:
 
 def format_text(doc: dict[str, Any]) -> str:
     """A readable table of the rounds, the judgement and the best static thresholds."""
-    out = [f"{'round':>5} {'file':<28} {'rev':>4} {'sessions':>8} {'shown':>6} {'conv':>5} "
-           f"{'recall':>7} {'false':>6} {'moved':>5} {'published':>9}"]
+    out = [(f"{'round':>5} {'file':<28} {'rev':>4} {'sessions':>8} {'shown':>6} {'conv':>5} "
+            f"{'recall':>7} {'false':>6} {'moved':>5} {'published':>9}")]
     for r in doc["rounds"]:
         moved = sum(1 for c in r["changes"] if c.get("new") is not None
                     and c.get("new") != c.get("old"))
@@ -578,16 +578,16 @@ def format_text(doc: dict[str, Any]) -> str:
                    f"{r['published'] or '-':>9}")
     j, s = doc["judge"], doc["best_static"]
     d = doc.get("detail", {})
-    out += ["", f"judged on {d.get('judge_file', '?')} (target recall "
-                f"{_pct(d.get('target_recall'))}):",
+    out += ["", (f"judged on {d.get('judge_file', '?')} (target recall "
+                 f"{_pct(d.get('target_recall'))}):"),
             f"{'':<13} {'recall':>7} {'false':>6} {'high':>6} {'low':>6}",
-            f"{'learned':<13} {_pct(j['recall']):>7} {j['false_triggers']:>6} {j['high']:>6} "
-            f"{j['low']:>6}",
-            f"{'best static':<13} {_pct(s['recall']):>7} {s['false_triggers']:>6} "
-            f"{s['high']:>6} {s['low']:>6}"]
+            (f"{'learned':<13} {_pct(j['recall']):>7} {j['false_triggers']:>6} {j['high']:>6} "
+             f"{j['low']:>6}"),
+            (f"{'best static':<13} {_pct(s['recall']):>7} {s['false_triggers']:>6} "
+             f"{s['high']:>6} {s['low']:>6}")]
     if s["false_triggers"]:
         cut = 1 - j["false_triggers"] / s["false_triggers"]
-        out.append(f"false triggers vs best static: {cut * 100:+.1f}% fewer" if cut >= 0 else
+        out.append(f"false triggers vs best static: {cut * 100:.1f}% fewer" if cut >= 0 else
                    f"false triggers vs best static: {-cut * 100:.1f}% more")
     out.append("best static thresholds (per device): " + ", ".join(
         f"{k} dwell>={v['dwell_ms']}ms depth>={v['depth']}" for k, v in s["thresholds"].items()))

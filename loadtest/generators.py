@@ -73,7 +73,7 @@ class Visitor:
 
 
 def clamp(x: float, lo: float, hi: float) -> float:
-    return lo if x < lo else hi if x > hi else x
+    return max(lo, min(x, hi))
 
 
 def sigmoid(z: float) -> float:
