@@ -81,7 +81,7 @@ def learned_score(model: LearnedModel, vector: dict[str, Any]) -> float:
             x = math.log1p(x) if x > 0 else 0.0
         z += weight * (x - mean) / scale
     u = model.a * z + model.b
-    if u != u:  # NaN: an overflow of huge terms of both signs; no evidence either way
+    if math.isnan(u):  # an overflow of huge terms of both signs: no evidence either way
         return 0.5
     if u >= 0:  # exp of a non-positive number never overflows
         return 1.0 / (1.0 + math.exp(-u))
