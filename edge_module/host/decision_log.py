@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.engine import MAX_TIME_MS  # the same bound as the decisions' timestamps
+from ..core.features import SESSION_FEATURES
 from .host_secret import host_secret
 
 log = logging.getLogger("edge.decision_log")
@@ -168,19 +169,21 @@ def request_features(events: Any) -> dict[str, Any]:
 
 
 REPORT_POLICIES = ("learned", "explore", "holdout")
-MAX_SESSION_VALUES = 32  # the session vector's numbers kept (it has 15)
+_SESSION = frozenset(SESSION_FEATURES)  # the session vector's names (contract A)
 
 
-def _numbers(values: Any, most: int, cap: int, nulls: bool) -> dict[str, Any]:
+def _numbers(values: Any, most: int, cap: int, nulls: bool,
+             names: frozenset[str] | None = None) -> dict[str, Any]:
     """At most `most` entries of name -> finite number (or null when `nulls`) out of
-    `values`, names cut to `cap`; anything else dropped."""
+    `values`, names cut to `cap` (and among `names` if given); anything else dropped."""
     out: dict[str, Any] = {}
     if type(values) is not dict:
         return out
     for name, value in values.items():
         if len(out) >= most:
             break
-        if type(name) is not str or type(value) is bool:
+        if type(name) is not str or type(value) is bool or (names is not None and
+                                                            name not in names):
             continue
         kept = number(value)
         if kept is not None or (nulls and value is None):
@@ -190,8 +193,9 @@ def _numbers(values: Any, most: int, cap: int, nulls: bool) -> dict[str, Any]:
 
 def report_record(report: Any, limits: RecordLimits) -> dict[str, Any] | None:
     """The bounded, sanitised copy of the core's `report` (issue #12, contract A): finite
-    numbers only, at most `max_report_triggers` triggers of at most `max_report_values`
-    values each, names cut to `max_chars`; anything else is dropped."""
+    numbers only, the session vector's own names, at most `max_report_triggers` triggers
+    of at most `max_report_values` values each, names cut to `max_chars`; anything else
+    is dropped."""
     if type(report) is not dict:
         return None
     cap = limits.max_chars
@@ -215,7 +219,7 @@ def report_record(report: Any, limits: RecordLimits) -> dict[str, Any] | None:
         if p_fire is not None and 0 <= p_fire <= 1:
             kept["p_fire"] = p_fire
         triggers[text(tid, cap) or ""] = kept
-    return {"session": _numbers(report.get("session"), MAX_SESSION_VALUES, cap, False),
+    return {"session": _numbers(report.get("session"), len(_SESSION), cap, False, _SESSION),
             "triggers": triggers}
 
 
