@@ -34,11 +34,13 @@ def _finite(x: float) -> float | None:
 
 
 def visit_entropy(sectors: list[Any]) -> float:
-    """Shannon entropy (bits, 0..3) of the mouse move directions counted over the visit."""
+    """Shannon entropy (bits, 0..3) of the mouse move directions counted over the visit,
+    to 12 decimals: the guest's libm and the host's differ in the last bit of log2, and
+    the report must read the same from every host."""
     n = sum(sectors)
     if n <= 0:
         return 0.0
-    return -sum(c / n * math.log2(c / n) for c in sectors if c) + 0.0
+    return round(-sum(c / n * math.log2(c / n) for c in sectors if c), 12) + 0.0
 
 
 def session_vector(sess: Session, t: int) -> dict[str, Any]:
