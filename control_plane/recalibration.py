@@ -25,13 +25,15 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from edge_module.core import load_snapshot
-from edge_module.core.snapshot import Condition, Snapshot, Sustained
+from edge_module.core.snapshot import Condition, Snapshot
+from edge_module.core.snapshot import _signals as signal_conditions
 from edge_module.edge_store import EdgeStore
 
 from . import publishing
@@ -115,16 +117,6 @@ class Adaptive:
         return [c for c in self.conditions if c.mode == "adaptive"]
 
 
-def _signal_conditions(conds: tuple[Any, ...]) -> list[Condition]:
-    out: list[Condition] = []
-    for c in conds:
-        if type(c) is Condition:
-            out.append(c)
-        elif type(c) is Sustained:
-            out.extend(_signal_conditions(c.inner))
-    return out
-
-
 def _targets(trig: dict[str, Any]) -> list[float]:
     found: list[float] = []
 
@@ -148,7 +140,7 @@ def adaptive_triggers(snapshot: dict[str, Any], snap: Snapshot) -> list[Adaptive
         trig = snap.by_id.get(raw.get("id"))
         if trig is None:
             continue
-        conds = _signal_conditions(trig.conditions)
+        conds = signal_conditions(trig.conditions)
         if any(c.mode == "adaptive" for c in conds):
             out.append(Adaptive(trig.id, tuple(raw.get("pages") or ("*",)), conds,
                                 max(_targets(raw) or [DEFAULT_RECALL]), raw))
@@ -222,13 +214,9 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
 
     # 1. the intent models: pooled, and per segment where a segment has enough sessions
     new_learned: dict[str, dict[str, Any]] = {}
-    for c in tuned:
-        if c.name != "intent":
-            continue
-        key = c.model_key or c.key
-        pooled = learner.fit(train, settings.regularisation, settings.seed)
-        if pooled is None:
-            continue
+    intent_keys = [c.model_key or c.key for c in tuned if c.name == "intent"]
+    pooled = learner.fit(train, settings.regularisation, settings.seed) if intent_keys else None
+    if pooled is not None:
         per = {"*": pooled}
         for seg in snap.segments:
             seg_rows = [r for r in train if r.segment == seg]
@@ -237,7 +225,8 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                 own = learner.fit(seg_rows, settings.regularisation, settings.seed)
                 if own is not None:
                     per[seg] = own
-        new_learned[key] = {s: per[s] for s in segments if s in per}
+        for key in intent_keys:  # the conditions' models learn from the same sessions
+            new_learned[key] = {s: per[s] for s in segments if s in per}
 
     def model_for(seg: str) -> dict[str, dict[str, Any]]:
         out = {}
@@ -402,9 +391,9 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
     published = None
     if publish and result.moved and signer is not None:
         published = publishing.publish_snapshot(
-            edge_store, override_models(snapshot, {"thresholds": thresholds,
-                                              **({"learned": learned} if learned else {})}), source, signer,
-            now_ms)
+            edge_store, override_models(snapshot, {
+                "thresholds": thresholds, **({"learned": learned} if learned else {})}),
+            source, signer, now_ms)
     note = (f"recalibrated revision {source.revision}, a rollback from revision "
             f"{source.rollback_from}, as asked (over_rollback)"
             if source.rollback_from is not None else None)

@@ -18,6 +18,7 @@ sweeps beyond).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -191,26 +192,28 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
     c = background(y, w, _rank(p))
     best: tuple[float, tuple[float, ...], float, float, bool] | None = None
 
-    def one_d(m: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def one_d(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         order = np.argsort(-m, kind="stable")
         point, low = recall_curve(y[order], w[order], boot[:, order], c, alpha)
         share = np.cumsum(w[order]) / wsum
-        return order, m[order], point, low, share
+        return m[order], point, low, share
 
-    grids = [np.unique(np.quantile(session_max(p, p.ok, k)[np.isfinite(
-        session_max(p, p.ok, k))], np.linspace(0, 1, GRID))) if len(tuned) > 1 else None
-        for k in range(len(tuned))]
     prefixes: list[tuple[float, ...]] = [()]
     if len(tuned) > 1:
-        # every combination of the leading conditions on the grid; the last one exactly
-        import itertools
-        prefixes = list(itertools.product(*grids[:-1]))
+        # every combination of the leading conditions on a grid of their values; the last
+        # one exactly
+        grids = []
+        for k in range(len(tuned) - 1):
+            peaks = session_max(p, p.ok, k)
+            grids.append(np.unique(np.quantile(peaks[np.isfinite(peaks)],
+                                               np.linspace(0, 1, GRID))))
+        prefixes = list(itertools.product(*grids))
     for prefix in prefixes:
         mask = p.ok.copy()
         for k, t in enumerate(prefix):
             mask &= p.values[:, k] >= t
         m = session_max(p, mask, len(tuned) - 1) if prefix else firsts
-        order, sorted_m, point, low, share = one_d(m)
+        sorted_m, point, low, share = one_d(m)
         finite = np.isfinite(sorted_m)
         # cut positions: fire for the first k sessions; only where the value changes
         distinct = np.append(sorted_m[1:] != sorted_m[:-1], True) & finite
@@ -274,4 +277,4 @@ def measure(y: np.ndarray, w: np.ndarray, fired: np.ndarray, c: float,
     return {"recall": recall, "recall_se": float(np.nanstd(reps)) if len(reps) else 0.0,
             "false": float((w * (1 - y) * fired).sum()),
             "fire_share": float((w * fired).sum() / w.sum()) if w.sum() > 0 else 0.0,
-            "sessions": int(len(y)), "conversions": int(y.sum())}
+            "sessions": len(y), "conversions": int(y.sum())}

@@ -73,10 +73,10 @@ def fit(rows: list[SessionRow], c: float = 0.5, seed: int = 0) -> dict[str, Any]
     if y.sum() < 2 or y.sum() > len(y) - 2:
         return None
     w = np.array([r.weight for r in rows])
-    names = FEATURE_NAMES_USED = tuple(n for n, _ in FEATURES)
-    x = _transform(matrix([training_vector(r) for r in rows], names), names)
+    all_names = tuple(n for n, _ in FEATURES)
+    x = _transform(matrix([training_vector(r) for r in rows], all_names), all_names)
     present = ~np.all(np.isnan(x), axis=0)
-    names = tuple(n for n, keep in zip(FEATURE_NAMES_USED, present) if keep)
+    names = tuple(n for n, keep in zip(all_names, present) if keep)
     x = x[:, present]
     mean = np.nanmean(x, axis=0)
     scale = np.nanstd(x, axis=0)
