@@ -18,22 +18,21 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from edge_module.core.catalog import AGGREGATE_FIELDS
+from edge_module.core.catalog import AGGREGATE_FIELDS, SIGNALS
 from edge_module.core.globs import glob_match
 
 from ..rulepack.compiler import page_bucket
 from ..rulepack.model import ConditionSpec, EventFilter
+from ..rulepack.vocabulary import ENTROPY_MAX_BITS
 
 # signal, window_ms, target, baseline, event, after, field
 Quantity = tuple[str, int | None, str | None, str | None, EventFilter | None,
                  EventFilter | None, str | None]
 INF = math.inf
-# What each signal can be at all.
-SIGNAL_RANGE = {"scroll_depth": (0.0, 1.0), "scroll_position": (0.0, 1.0),
-                "mouse_entropy": (0.0, 3.0), "intent": (0.0, 1.0)}
-FIELD_RANGE = {"scroll.depth": (0.0, 1.0)}
+# What a value of each kind can be at all (any other kind: a number >= 0).
+KIND_RANGE = {"ratio": (0.0, 1.0), "score": (0.0, 1.0), "entropy": (0.0, ENTROPY_MAX_BITS)}
 # Signals that start again from 0 at every page_view.
-PAGE_RESET = ("dwell", "scroll_depth", "scroll_position", "scroll_velocity", "hover")
+PAGE_RESET = tuple(name for name, spec in SIGNALS.items() if spec.per_page)
 
 
 @dataclass(frozen=True)
@@ -93,10 +92,10 @@ def bounds(conds: Iterable[object]) -> list[ConditionSpec]:
 
 def signal_range(key: Quantity) -> Interval:
     signal, field = key[0], key[6]
-    if field is not None:
-        lo, hi = FIELD_RANGE.get(field, (0.0, INF) if field in AGGREGATE_FIELDS else (-INF, INF))
-    else:
-        lo, hi = SIGNAL_RANGE.get(signal, (0.0, INF))
+    if field is not None and field not in AGGREGATE_FIELDS:
+        return Interval(-INF, INF)
+    kind = SIGNALS[signal].kind if field is None else AGGREGATE_FIELDS[field]
+    lo, hi = KIND_RANGE.get(kind, (0.0, INF))
     return Interval(lo, hi)
 
 

@@ -82,7 +82,6 @@ from .vocabulary import (
     MODES,
     RECALL_TARGET_KEYS,
     THRESHOLD_KEYS,
-    required_params,
     value_kind,
 )
 
@@ -178,7 +177,7 @@ def _value(kind: str | None) -> dict[str, Any]:
 def _signal(name: str) -> dict[str, Any]:
     spec = SIGNALS[name]
     kind = value_kind(name) if spec.kind != "field" else None
-    required = required_params(name)
+    required = spec.required
     params: dict[str, Any] = {
         "window": _duration("the window the signal looks back over"),
         "target": {"type": "string", "minLength": 1, "description": 'a CSS selector such as "#cta"'},

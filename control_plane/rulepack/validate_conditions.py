@@ -27,7 +27,6 @@ from .vocabulary import (
     BASELINES,
     CONTEXT_OPERATOR_WORDS,
     DEFAULT_RECALL,
-    DEFAULT_WINDOW_MS,
     DEFAULT_Z,
     DEVICES,
     EXAMPLE_PARAM,
@@ -38,7 +37,6 @@ from .vocabulary import (
     RECALL_TARGET_KEYS,
     THRESHOLD_KEYS,
     expected_value,
-    required_params,
     value_kind,
 )
 
@@ -79,7 +77,7 @@ _WORD_OF = {op: word for word, op in CONTEXT_OPERATOR_WORDS.items()}
 
 
 def mapping_example(signal: str) -> str:
-    parts = [f"{p}: {EXAMPLE_PARAM.get(p, '...')}" for p in required_params(signal)]
+    parts = [f"{p}: {EXAMPLE_PARAM.get(p, '...')}" for p in SIGNALS[signal].required]
     kind = value_kind(signal, "hover.duration_ms") or "number"
     parts.append(f"gte: {EXAMPLE_VALUE[kind]}")
     return "{" + ", ".join(parts) + "}"
@@ -135,7 +133,7 @@ class ConditionChecker(Checker):
         signal = key.text
         spec = SIGNALS[signal]
         what = f"the {signal} condition"
-        required = required_params(signal)
+        required = spec.required
         if isinstance(node, Scalar) and isinstance(node.value, str):
             if required:
                 self.report(node, f"{signal} needs {' and '.join(required)}: "
@@ -149,7 +147,7 @@ class ConditionChecker(Checker):
             if value is None:
                 return None
             return ConditionSpec(signal, parsed[0], value,
-                                 window_ms=DEFAULT_WINDOW_MS.get(signal),
+                                 window_ms=spec.default_window_ms,
                                  baseline="session" if "baseline" in spec.params else None,
                                  line=key.line, column=key.column)
         if not isinstance(node, MapNode):
@@ -280,7 +278,7 @@ class ConditionChecker(Checker):
             return None
 
     def window(self, node: Node | None, signal: str) -> int | None:
-        default = DEFAULT_WINDOW_MS.get(signal)
+        default = SIGNALS[signal].default_window_ms
         if node is None:
             return default
         ms = self.duration(node, "window")

@@ -11,8 +11,6 @@ from collections.abc import Callable
 
 from edge_module.core.catalog import (
     AGGREGATE_FIELDS,
-    DEFAULT_ENTROPY_WINDOW_MS,
-    DEFAULT_VELOCITY_WINDOW_MS,
     OPERATOR_WORDS,
     SIGNALS,
 )
@@ -39,11 +37,6 @@ BASELINES = ("session", "cohort")
 MAX_ACTIONS_LIMIT = 10
 ANY_SEGMENT = "*"  # the models.thresholds entry for sessions in none of the listed segments
 
-# Windows the core needs but the catalog gives no default for.
-WINDOW_REQUIRED = ("count", "min", "max", "avg")
-DEFAULT_WINDOW_MS = {"scroll_velocity": DEFAULT_VELOCITY_WINDOW_MS,
-                     "velocity_spike": DEFAULT_VELOCITY_WINDOW_MS,
-                     "mouse_entropy": DEFAULT_ENTROPY_WINDOW_MS}
 ENTROPY_MAX_BITS = 3.0  # log2 of the 8 movement sectors
 
 # Keys of a signal condition's mapping form besides the operator words and its parameters
@@ -79,8 +72,6 @@ PARSERS: dict[str, Parser] = {
 
 def value_kind(signal: str, field: str | None = None) -> str | None:
     """How a signal's threshold is written and parsed; None for an aggregate of no known field."""
-    if signal == "mouse_entropy":
-        return "entropy"
     kind = SIGNALS[signal].kind
     if kind == "field":
         return AGGREGATE_FIELDS.get(field or "")
@@ -89,13 +80,6 @@ def value_kind(signal: str, field: str | None = None) -> str | None:
 
 def expected_value(kind: str) -> str:
     return _EXPECTED[kind]
-
-
-def required_params(signal: str) -> tuple[str, ...]:
-    spec = SIGNALS[signal]
-    if signal in WINDOW_REQUIRED and "window" not in spec.required:
-        return (*spec.required, "window")
-    return spec.required
 
 
 def parse_model_value(raw: object, kind: str) -> int | float:

@@ -32,73 +32,81 @@ TIERS = ("immediate", "queued", "predictive")
 OPERATOR_WORDS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "==", "ne": "!="}
 
 
+# How a signal's value moves while no event arrives (the core derives from it when time
+# alone can make a condition true, and `next_check_ms` from that).
+RISING, FALLING, CHANGING, STEADY = "rising", "falling", "changing", "steady"
+# Default windows; the session report's `velocity` reads the scroll_velocity default too.
+DEFAULT_VELOCITY_WINDOW_MS = 1000
+DEFAULT_ENTROPY_WINDOW_MS = 2000
+
+
 @dataclass(frozen=True)
 class SignalSpec:
-    """One behavioural signal a condition can test."""
+    """One behavioural signal a condition can test: the single definition the validator,
+    the schema, the compiler and the decision core all read."""
 
     name: str
-    kind: str  # "duration" (ms), "ratio" (0..1) or "number"
+    # How a threshold is written and bounded: duration (ms), ratio, number, count, entropy
+    # (bits), score (0..1), or "field": the kind of the aggregated event field.
+    kind: str
     unit: str
     description: str
-    # How the value moves while no event arrives: "rising" grows with time (dwell),
-    # "windowed" changes as samples leave its window, None stays put.
-    timed: str | None = None
+    drift: str = STEADY  # how the value moves while no event arrives
     params: tuple[str, ...] = ()
-    required: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()  # "window" here: no default window, one must be written
+    default_window_ms: int | None = None  # the window when none is written
+    per_page: bool = False  # starts again from 0 at every page_view
 
 
-def _spec(name: str, kind: str, unit: str, description: str, timed: str | None = None,
-          params: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> SignalSpec:
-    return SignalSpec(name, kind, unit, description, timed, params, required)
-
-
-# timed: how a value moves while no event arrives: "rising", "falling", "changing" or None.
 SIGNALS: dict[str, SignalSpec] = {
     spec.name: spec
     for spec in (
-        _spec("dwell", "duration", "ms",
-              "time since the visitor's last page_view (dwell on the current page)", "rising"),
-        _spec("session_time", "duration", "ms", "time since the session's first event",
-              "rising"),
-        _spec("scroll_depth", "ratio", "fraction of the page",
-              "deepest scroll position reached on the current page, 0..1"),
-        _spec("scroll_position", "ratio", "fraction of the page",
-              "latest scroll position on the current page, 0..1"),
-        _spec("scroll_velocity", "number", "px/s",
-              "vertical distance scrolled within the window, divided by the window",
-              "falling", ("window",)),
-        _spec("velocity_spike", "number", "x baseline",
-              "scroll velocity within the window as a multiple of a baseline (the session's "
-              "own average scroll speed, or the cohort's from the snapshot's models)",
-              "falling", ("window", "baseline")),
-        _spec("mouse_entropy", "number", "bits",
-              "Shannon entropy of mouse movement directions (8 sectors) within the window",
-              "changing", ("window",)),
-        _spec("hover", "duration", "ms",
-              "total hover time on one target element on the current page",
-              params=("target",), required=("target",)),
-        _spec("pages", "count", "pages", "unique pages seen in the session (session depth)"),
-        _spec("focus_to_input", "duration", "ms",
-              "time from focusing a field to the first input in it (latest such pair)",
-              params=("target",)),
-        _spec("input_to_submit", "duration", "ms",
-              "time from the last input to the submit (latest submit)", params=("target",)),
-        _spec("count", "count", "events", "events matching a filter within the window",
-              "falling", ("event", "window"), ("event",)),
-        _spec("min", "field", "of the field", "smallest value of an event field in the window",
-              "changing", ("field", "window"), ("field",)),
-        _spec("max", "field", "of the field", "largest value of an event field in the window",
-              "changing", ("field", "window"), ("field",)),
-        _spec("avg", "field", "of the field", "average of an event field in the window",
-              "changing", ("field", "window"), ("field",)),
-        _spec("since", "duration", "ms", "time since the latest event matching a filter",
-              "rising", ("event",), ("event",)),
-        _spec("absent", "duration", "ms",
-              "time since the latest `after` event with no `event` since it",
-              "rising", ("event", "after"), ("event", "after")),
-        _spec("intent", "score", "0..1",
-              "intent confidence: a logistic model over normalised signals (snapshot models)",
-              "changing"),
+        SignalSpec("dwell", "duration", "ms",
+                   "time since the visitor's last page_view (dwell on the current page)",
+                   RISING, per_page=True),
+        SignalSpec("session_time", "duration", "ms", "time since the session's first event",
+                   RISING),
+        SignalSpec("scroll_depth", "ratio", "fraction of the page",
+                   "deepest scroll position reached on the current page, 0..1", per_page=True),
+        SignalSpec("scroll_position", "ratio", "fraction of the page",
+                   "latest scroll position on the current page, 0..1", per_page=True),
+        SignalSpec("scroll_velocity", "number", "px/s",
+                   "vertical distance scrolled within the window, divided by the window",
+                   FALLING, ("window",), default_window_ms=DEFAULT_VELOCITY_WINDOW_MS,
+                   per_page=True),
+        SignalSpec("velocity_spike", "number", "x baseline",
+                   "scroll velocity within the window as a multiple of a baseline (the "
+                   "session's own average scroll speed, or the cohort's from the snapshot's "
+                   "models)",
+                   FALLING, ("window", "baseline"), default_window_ms=DEFAULT_VELOCITY_WINDOW_MS),
+        SignalSpec("mouse_entropy", "entropy", "bits",
+                   "Shannon entropy of mouse movement directions (8 sectors) within the window",
+                   CHANGING, ("window",), default_window_ms=DEFAULT_ENTROPY_WINDOW_MS),
+        SignalSpec("hover", "duration", "ms",
+                   "total hover time on one target element on the current page",
+                   params=("target",), required=("target",), per_page=True),
+        SignalSpec("pages", "count", "pages", "unique pages seen in the session (session depth)"),
+        SignalSpec("focus_to_input", "duration", "ms",
+                   "time from focusing a field to the first input in it (latest such pair)",
+                   params=("target",)),
+        SignalSpec("input_to_submit", "duration", "ms",
+                   "time from the last input to the submit (latest submit)", params=("target",)),
+        SignalSpec("count", "count", "events", "events matching a filter within the window",
+                   FALLING, ("event", "window"), ("event", "window")),
+        SignalSpec("min", "field", "of the field", "smallest value of an event field in the window",
+                   CHANGING, ("field", "window"), ("field", "window")),
+        SignalSpec("max", "field", "of the field", "largest value of an event field in the window",
+                   CHANGING, ("field", "window"), ("field", "window")),
+        SignalSpec("avg", "field", "of the field", "average of an event field in the window",
+                   CHANGING, ("field", "window"), ("field", "window")),
+        SignalSpec("since", "duration", "ms", "time since the latest event matching a filter",
+                   RISING, ("event",), ("event",)),
+        SignalSpec("absent", "duration", "ms",
+                   "time since the latest `after` event with no `event` since it",
+                   RISING, ("event", "after"), ("event", "after")),
+        SignalSpec("intent", "score", "0..1",
+                   "intent confidence: a logistic model over normalised signals (snapshot "
+                   "models)", CHANGING),
     )
 }
 
@@ -113,9 +121,7 @@ CONTEXT_OPERATORS = ("in", "==", "!=", ">=", ">", "<=", "<", "glob")
 # Features of the intent model, read from the session at the moment of the decision.
 INTENT_FEATURES = ("dwell", "session_time", "scroll_depth", "scroll_velocity", "mouse_entropy",
                    "pages", "hover_total")
-DEFAULT_ENTROPY_WINDOW_MS = 2000
 MAX_CONSECUTIVE = 20
-DEFAULT_VELOCITY_WINDOW_MS = 1000
 MAX_WINDOW_MS = 600_000
 DEFAULT_MAX_EVENTS = 500
 DEFAULT_MAX_ACTIONS = 3

@@ -10,16 +10,21 @@ import hashlib
 import math
 from typing import Any
 
-from .catalog import WEEKDAYS
+from .catalog import (
+    CHANGING,
+    DEFAULT_ENTROPY_WINDOW_MS,
+    DEFAULT_VELOCITY_WINDOW_MS,
+    FALLING,
+    RISING,
+    WEEKDAYS,
+)
 from .features import learned_score, session_vector
 from .session import COUNT as FIRED, LAST, PAGE_COUNT, PAGE_PV, Session
 from .snapshot import (
     ABSENT,
     AVG,
-    CHANGING,
     COUNT,
     DWELL,
-    FALLING,
     FOCUS_TO_INPUT,
     HOVER,
     INPUT_TO_SUBMIT,
@@ -28,7 +33,7 @@ from .snapshot import (
     MIN,
     MOUSE_ENTROPY,
     PAGES,
-    RISING,
+    RISING_SIGNALS,
     SCROLL_DEPTH,
     SCROLL_POSITION,
     SCROLL_VELOCITY,
@@ -186,8 +191,8 @@ def intent_score(model: Model, sess: Session, t: int) -> float:
         "dwell": t - sess.pv,
         "session_time": t - sess.start_ms,
         "scroll_depth": sess.depth,
-        "scroll_velocity": sess.velocity(t, 1000),
-        "mouse_entropy": sess.entropy(t, 2000),
+        "scroll_velocity": sess.velocity(t, DEFAULT_VELOCITY_WINDOW_MS),
+        "mouse_entropy": sess.entropy(t, DEFAULT_ENTROPY_WINDOW_MS),
         "pages": len(sess.pages),
         "hover_total": sum(sess.hover.values()),
     }
@@ -468,7 +473,7 @@ def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> in
         return None
     s = c.signal
     threshold = ctx.threshold(c)
-    if s in (DWELL, SESSION_TIME, SINCE, ABSENT):
+    if s in RISING_SIGNALS:
         if c.mode == "hybrid":
             return None  # the anomaly test makes the crossing moment unknowable here
         if s == DWELL:

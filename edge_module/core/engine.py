@@ -19,10 +19,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .catalog import EVENT_TYPES
+from .catalog import DEFAULT_VELOCITY_WINDOW_MS, EVENT_TYPES
 from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
-from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS, VELOCITY_WINDOW_MS
+from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS
 from .report import decision_report
 from .errors import BatchTooLarge, DecisionError
 from .session import MAX_CONTEXT_BYTES, MAX_SESSION_BYTES, Session, utf8_size
@@ -369,8 +369,8 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     if sess.sustained:
         _forget_unwatched(snap, sess, scope)
     # a report reads the 1 s scroll velocity (a snapshot that reports keeps it already)
-    sess.prune(now, snap.keep_ms if not reporting or snap.keep_ms >= VELOCITY_WINDOW_MS
-               else VELOCITY_WINDOW_MS)
+    sess.prune(now, snap.keep_ms if not reporting or snap.keep_ms >= DEFAULT_VELOCITY_WINDOW_MS
+               else DEFAULT_VELOCITY_WINDOW_MS)
     sess.fit(MAX_SESSION_BYTES)  # a session's state stays within its byte budget
     response["state"] = sess.to_state(snap.by_id)
     return response

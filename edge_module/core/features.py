@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .catalog import DEFAULT_VELOCITY_WINDOW_MS
 from .session import VISIT_SECTORS, VISIT_SIZE, Session
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 SESSION_FEATURES = ("dwell_ms", "session_ms", "depth", "scroll_px", "scroll_speed",
                     "scroll_events", "velocity", "mouse_entropy", "mouse_moves", "hover_ms",
                     "hovers", "pages", "form_events", "focus_to_input_ms", "input_to_submit_ms")
-VELOCITY_WINDOW_MS = 1000  # `velocity`: the scroll_velocity signal's default window
 
 # Positions in `Session.visit` (a fixed-size list: its bytes never grow with the visit).
 HOVER_MS, HOVERS, SCROLLS, MOVES, FORMS = range(VISIT_SECTORS)
@@ -56,7 +56,7 @@ def session_vector(sess: Session, t: int) -> dict[str, Any]:
         "scroll_px": _finite(float(scrolled[0])) if scrolled else 0.0,
         "scroll_speed": 0.0 if speed is None else _finite(speed),
         "scroll_events": int(visit[SCROLLS]),
-        "velocity": _finite(sess.velocity(t, VELOCITY_WINDOW_MS)),
+        "velocity": _finite(sess.velocity(t, DEFAULT_VELOCITY_WINDOW_MS)),
         "mouse_entropy": visit_entropy(visit[SECTORS:]),
         "mouse_moves": int(visit[MOVES]),
         "hover_ms": float(visit[HOVER_MS]),

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .catalog import (
     AGGREGATE_FIELDS,
+    CHANGING,
     CONTEXT_FIELDS,
     CONTEXT_OPERATORS,
     DEFAULT_ENTROPY_WINDOW_MS,
@@ -22,11 +23,14 @@ from .catalog import (
     DEFAULT_MAX_EVENTS,
     DEFAULT_VELOCITY_WINDOW_MS,
     EVENT_TYPES,
+    FALLING,
     MAX_CONSECUTIVE,
     MAX_WINDOW_MS,
     OPERATORS,
+    RISING,
     SIGNALS,
     SNAPSHOT_FORMAT,
+    STEADY,
     TIERS,
 )
 from .errors import SnapshotError
@@ -43,20 +47,16 @@ OP_FUNCS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 # Signal codes: small ints make the evaluator's dispatch cheap.
+SIGNAL_CODES = {name: code for code, name in enumerate(SIGNALS)}
 (DWELL, SCROLL_DEPTH, SCROLL_VELOCITY, HOVER, SESSION_TIME, SCROLL_POSITION, VELOCITY_SPIKE,
  MOUSE_ENTROPY, PAGES, FOCUS_TO_INPUT, INPUT_TO_SUBMIT, COUNT, MIN, MAX, AVG, SINCE, ABSENT,
- INTENT) = range(18)
-SIGNAL_CODES = {"dwell": DWELL, "scroll_depth": SCROLL_DEPTH, "scroll_velocity": SCROLL_VELOCITY,
-                "hover": HOVER, "session_time": SESSION_TIME, "scroll_position": SCROLL_POSITION,
-                "velocity_spike": VELOCITY_SPIKE, "mouse_entropy": MOUSE_ENTROPY, "pages": PAGES,
-                "focus_to_input": FOCUS_TO_INPUT, "input_to_submit": INPUT_TO_SUBMIT,
-                "count": COUNT, "min": MIN, "max": MAX, "avg": AVG, "since": SINCE,
-                "absent": ABSENT, "intent": INTENT}
-assert set(SIGNAL_CODES) == set(SIGNALS)
-WINDOWED = {SCROLL_VELOCITY, VELOCITY_SPIKE, MOUSE_ENTROPY, COUNT, MIN, MAX, AVG}
+ INTENT) = (SIGNAL_CODES[name] for name in (
+    "dwell", "scroll_depth", "scroll_velocity", "hover", "session_time", "scroll_position",
+    "velocity_spike", "mouse_entropy", "pages", "focus_to_input", "input_to_submit", "count",
+    "min", "max", "avg", "since", "absent", "intent"))
+# Signals whose value grows by 1 per ms while no event arrives (`first_true` solves for them).
+RISING_SIGNALS = frozenset(SIGNAL_CODES[s.name] for s in SIGNALS.values() if s.drift == RISING)
 DEFAULT_EXPLORE = 5.0  # percent: a trigger with adaptive conditions explores by default
-# How a condition moves while no event arrives.
-RISING, FALLING, STEADY, CHANGING = "rising", "falling", "steady", "changing"
 
 
 def filter_key(flt: dict[str, Any]) -> str:
@@ -302,14 +302,13 @@ def _filter(raw: Any, where: str) -> str:
     return filter_key(raw)
 
 
-def _motion(code: int, op: str) -> str:
-    if code in (DWELL, SESSION_TIME, SINCE, ABSENT):
+def _motion(drift: str, op: str) -> str:
+    """How a condition on a signal that drifts so moves while no event arrives."""
+    if drift == RISING:
         return RISING if op in (">=", ">") else (CHANGING if op == "==" else FALLING)
-    if code in (SCROLL_VELOCITY, VELOCITY_SPIKE, COUNT):
+    if drift == FALLING:
         return RISING if op in ("<", "<=", "!=") else FALLING
-    if code in (MOUSE_ENTROPY, MIN, MAX, AVG, INTENT):
-        return CHANGING
-    return STEADY
+    return drift  # changing or steady, whatever the comparison
 
 
 class _Loader:
@@ -355,23 +354,21 @@ class _Loader:
     def signal(self, raw: dict[str, Any], where: str, key: str) -> Condition:
         name = raw.get("signal")
         _need(name in SIGNALS, f"{where}.signal: unknown signal {name!r}")
-        code = SIGNAL_CODES[name]
+        spec, code = SIGNALS[name], SIGNAL_CODES[name]
         op = raw.get("op")
         _need(op in OPERATORS, f"{where}.op: unknown operator {op!r}")
         value = _num(raw.get("value"), f"{where}.value")
-        window = raw.get("window_ms") or (
-            DEFAULT_VELOCITY_WINDOW_MS if code in (SCROLL_VELOCITY, VELOCITY_SPIKE) else
-            DEFAULT_ENTROPY_WINDOW_MS if code == MOUSE_ENTROPY else 0)
+        window = raw.get("window_ms") or spec.default_window_ms or 0
         _int(window, f"{where}.window_ms")
         _need(window <= MAX_WINDOW_MS, f"{where}.window_ms: at most {MAX_WINDOW_MS}")
-        _need(code not in (COUNT, MIN, MAX, AVG) or window > 0,
+        _need("window" not in spec.required or window > 0,
               f"{where}.window_ms: {name} needs a window")
         target = raw.get("target")
         if isinstance(target, dict):  # a recall target (only the control plane reads it)
             target = None
         cond = Condition(key, code, name, op, OP_FUNCS[op], value, window,
                          _opt_str(target, f"{where}.target"))
-        cond.motion = _motion(code, op)
+        cond.motion = _motion(spec.drift, op)
         if code in (SCROLL_VELOCITY, VELOCITY_SPIKE):
             self.scroll_keep = max(self.scroll_keep, window)
         if code == VELOCITY_SPIKE:
