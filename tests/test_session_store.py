@@ -17,17 +17,17 @@ class FakeClock:
 
 def test_a_stored_state_is_returned():
     store = MemorySessionStore()
-    store.put("s", '{"v":1}')
-    assert store.get("s") == '{"v":1}'
+    store.put("s", b"\x00state\xff")  # the core's opaque marshal bytes
+    assert store.get("s") == b"\x00state\xff"
     assert store.get("other") is None
 
 
 def test_a_session_idle_past_its_ttl_is_gone():
     clock = FakeClock()
     store = MemorySessionStore(ttl_s=10, clock=clock)
-    store.put("s", "x")
+    store.put("s", b"x")
     clock.now = 9.9
-    assert store.get("s") == "x"
+    assert store.get("s") == b"x"
     clock.now = 10.0
     assert store.get("s") is None
 
@@ -35,20 +35,20 @@ def test_a_session_idle_past_its_ttl_is_gone():
 def test_writing_renews_the_ttl():
     clock = FakeClock()
     store = MemorySessionStore(ttl_s=10, clock=clock)
-    store.put("s", "x")
+    store.put("s", b"x")
     clock.now = 8
-    store.put("s", "y")
+    store.put("s", b"y")
     clock.now = 15
-    assert store.get("s") == "y"
+    assert store.get("s") == b"y"
 
 
 def test_the_least_recently_written_session_is_evicted_at_the_bound():
     store = MemorySessionStore(max_sessions=2)
-    store.put("a", "1")
-    store.put("b", "2")
-    store.put("a", "1'")
-    store.put("c", "3")
-    assert (store.get("a"), store.get("b"), store.get("c")) == ("1'", None, "3")
+    store.put("a", b"1")
+    store.put("b", b"2")
+    store.put("a", b"1'")
+    store.put("c", b"3")
+    assert (store.get("a"), store.get("b"), store.get("c")) == (b"1'", None, b"3")
     assert len(store) == 2 and store.evicted == 1
 
 
@@ -57,7 +57,7 @@ def test_concurrent_writers_never_exceed_the_bound():
 
     def write(prefix: str) -> None:
         for i in range(2000):
-            store.put(f"{prefix}-{i}", "x")
+            store.put(f"{prefix}-{i}", b"x")
 
     threads = [threading.Thread(target=write, args=(str(n),)) for n in range(4)]
     for t in threads:
