@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
-from edge_module.core.engine import url_path
 from edge_module.core.globs import Glob
+from edge_module.core.urls import url_path
 from edge_module.edge_store import LocalFolderStore
 from edge_module.host.decision_log import decision_record, outcome_record
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_module.core.conditions import context_holds
-from edge_module.core.engine import url_path
 from edge_module.core.globs import glob_match
 from edge_module.core.snapshot import Snapshot
+from edge_module.core.urls import url_path
 
 from ..telemetry_store import TelemetryStore
 

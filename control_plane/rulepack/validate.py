@@ -12,9 +12,9 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from edge_module.core.catalog import CONTEXT_FIELDS, MAX_CONSECUTIVE, TIERS
+from edge_module.core.urls import url_path
 
 from .checker import NAME, closest, closest_operator, describe
 from .cross_pack import keyed_conditions
@@ -316,7 +316,7 @@ class _Checker(ConditionChecker, ModelChecker):
 
     def page_glob_ok(self, node: Node, glob: str) -> bool:
         if glob != "*" and not glob.startswith("/"):
-            fix = (urlsplit(glob).path or "/") if "://" in glob else "/" + glob.lstrip()
+            fix = url_path(glob) if "://" in glob else "/" + glob.lstrip()
             self.report(node, f"page {glob!r} must start with '/' (or be \"*\" for any page)",
                         _PAGE_EXPECTED, fix)
             return False

@@ -27,6 +27,7 @@ from .report import decision_report
 from .errors import BatchTooLarge, DecisionError
 from .session import MAX_CONTEXT_BYTES, MAX_SESSION_BYTES, Session, utf8_size
 from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
+from .urls import url_path
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
@@ -54,18 +55,6 @@ def _bad(code: str, message: str, field: str) -> DecisionError:
 
 def _number(value: Any) -> bool:
     return type(value) in _NUMBER and math.isfinite(value)
-
-
-def url_path(url: str) -> str:
-    """The path of a URL or path: scheme, host, query and fragment removed."""
-    if "://" in url:
-        slash = url.find("/", url.index("://") + 3)
-        url = "/" if slash < 0 else url[slash:]
-    for sep in "?#":
-        cut = url.find(sep)
-        if cut >= 0:
-            url = url[:cut]
-    return url or "/"
 
 
 def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:

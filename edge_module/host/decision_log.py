@@ -28,6 +28,7 @@ from typing import Any
 
 from ..core.engine import MAX_TIME_MS  # the same bound as the decisions' timestamps
 from ..core.features import SESSION_FEATURES
+from ..core.urls import strip_url
 from .host_secret import host_secret
 
 log = logging.getLogger("edge.decision_log")
@@ -95,24 +96,9 @@ def number(value: Any) -> int | float | None:
     return integer(value)
 
 
-def strip_url(url: Any, cap: int | None = None) -> str | None:
-    """A URL without query string, fragment and userinfo (`user:pass@`), which may carry
-    personal data or secrets, cut to `cap` characters; null if not a string."""
-    if type(url) is not str:
-        return None
-    url = url.split("#", 1)[0].split("?", 1)[0]
-    start = url.find("//")
-    if start >= 0:
-        start += 2
-        end = url.find("/", start)
-        authority = url[start:] if end < 0 else url[start:end]
-        at = authority.rfind("@")
-        if at >= 0:
-            url = url[:start] + url[start + at + 1:]
-    return url if cap is None else text(url, cap)
-
-
-strip_query = strip_url  # the name earlier callers know
+def url(value: Any, cap: int) -> str | None:
+    """A URL field: `strip_url` of it (no query, fragment or userinfo), cut to `cap`."""
+    return text(strip_url(value), cap) if type(value) is str else None
 
 
 def time_ms(value: Any) -> int:
@@ -237,9 +223,9 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
             context[name] = text(ctx[name], cap)
     if "local_hour" in ctx:
         context["local_hour"] = integer(ctx["local_hour"], 0, 23)
-    context["url"] = strip_url(ctx.get("url"), limits.max_url_chars)
+    context["url"] = url(ctx.get("url"), limits.max_url_chars)
     if ctx.get("referrer") is not None:
-        context["referrer"] = strip_url(ctx.get("referrer"), limits.max_url_chars)
+        context["referrer"] = url(ctx.get("referrer"), limits.max_url_chars)
     actions = response.get("actions")
     fired = [text(a.get("trigger"), cap) for a in actions[:limits.max_items]
              if type(a) is dict] if type(actions) is list else []
