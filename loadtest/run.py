@@ -3,7 +3,7 @@
 Starts the stack (`loadtest.stack`: keys, the shipped packs plus the 30-trigger bench pack
 published and signed, `edge-host` on a free port and, for the journeys, the control plane
 collecting the edge's telemetry), runs Locust headless (or wrk for the throughput scenario)
-for a fixed time, and writes into loadtest/reports/:
+for a fixed time, and writes into loadtest/reports/ (or --reports DIR):
   <name>_stats.csv, <name>_stats_history.csv, <name>_failures.csv, <name>_exceptions.csv,
   <name>.html and <name>-summary.json (Locust), or <name>-wrk.txt (wrk),
 then prints the summary: decisions per second, client-side and server-side latency (and
@@ -98,19 +98,22 @@ def main(argv: list[str] | None = None) -> int:
                              "to it, the visitors reporting outcomes, and check how many "
                              "records were stored (auto: on for journeys, off for throughput, "
                              "whose decisions/s measure the decision path alone)")
+    parser.add_argument("--reports", type=Path, default=REPORTS,
+                        help="folder of the reports (default: loadtest/reports)")
     parser.add_argument("--host", default="",
                         help="an edge host already running (no stack is started)")
     args = parser.parse_args(argv)
 
     name = args.name or f"{args.scenario}-{args.users}u-{args.seconds}s"
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    summary_path = REPORTS / f"{name}-summary.json"
+    reports = args.reports = args.reports.resolve()
+    reports.mkdir(parents=True, exist_ok=True)
+    summary_path = reports / f"{name}-summary.json"
     summary_path.unlink(missing_ok=True)
     spawn = args.spawn_rate or max(1.0, args.users / 5)
     locust = [str(Path(sys.executable).parent / "locust"), "-f", "loadtest/locustfile.py",
               "--headless", "-u", str(args.users), "-r", f"{spawn:g}",
               "-t", f"{args.seconds}s", "--stop-timeout", "5",
-              "--csv", str(REPORTS / name), "--html", str(REPORTS / f"{name}.html"),
+              "--csv", str(reports / name), "--html", str(reports / f"{name}.html"),
               "--summary-json", str(summary_path), "--only-summary", "--loglevel", "WARNING"]
     if args.processes != 1:
         locust += ["--processes", str(args.processes)]
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render(summary))
     made = [f"{name}-wrk.txt"] if args.generator == "wrk" else [f"{name}_stats.csv",
                                                                f"{name}.html"]
-    print(f"reports in {REPORTS.relative_to(ROOT)}/: {', '.join(made)}, {name}-summary.json")
+    shown = reports.relative_to(ROOT) if reports.is_relative_to(ROOT) else reports
+    print(f"reports in {shown}/: {', '.join(made)}, {name}-summary.json")
     return 0 if summary["locust_exit_code"] == 0 else 1
 
 
@@ -269,7 +273,7 @@ def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pids: tuple
     out, _ = proc.communicate()
     elapsed = time.monotonic() - t0
     others = other_cpu_seconds(exclude) - others_before
-    (REPORTS / f"{name}-wrk.txt").write_text(out)
+    (args.reports / f"{name}-wrk.txt").write_text(out)
     line = next((ln for ln in out.splitlines() if ln.startswith("WRK_SUMMARY ")), None)
     if proc.returncode != 0 or line is None:
         raise SystemExit(f"wrk exited with {proc.returncode}:\n{out}")

@@ -8,9 +8,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Any, Iterator
 
 import pytest
 
@@ -21,22 +20,16 @@ from tests.servers import ROOT
 LOCUST = str(Path(sys.executable).parent / "locust")
 
 
-REPORTS = ROOT / "loadtest" / "reports"
-
-
-@contextmanager
-def build_sh_loadtest(name: str, *args: str, **env: str) -> Iterator[tuple[Any, dict, Path]]:
-    """`./build.sh loadtest ARGS --name NAME` as a user runs it: (the finished process, its
-    summary, the reports folder); the run's reports are removed afterwards."""
+def build_sh_loadtest(reports: Path, name: str, *args: str,
+                      **env: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`./build.sh loadtest ARGS --name NAME` as a user runs it, its reports written into
+    `reports`: the finished process and its summary."""
     env = {**os.environ, "VENV": str(Path(sys.executable).parent.parent), **env}
-    done = subprocess.run(["bash", "build.sh", "loadtest", *args, "--name", name],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(["bash", "build.sh", "loadtest", *args, "--name", name,
+                           "--reports", str(reports)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
-    try:
-        yield done, json.loads((REPORTS / f"{name}-summary.json").read_text()), REPORTS
-    finally:
-        for path in REPORTS.glob(f"{name}*"):
-            path.unlink()
+    return done, json.loads((reports / f"{name}-summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +44,7 @@ def run_locust(stack: EdgeStack, tmp_path: Path, *extra: str) -> dict:
         [LOCUST, "-f", "loadtest/locustfile.py", "--headless", "-u", "5", "-r", "5",
          "-t", "4s", "--stop-timeout", "3", "--host", stack.url, "--only-summary",
          "--summary-json", str(summary), "--csv", str(tmp_path / "run"), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (tmp_path / "run_stats.csv").exists()
     return json.loads(summary.read_text())
@@ -77,22 +70,22 @@ def test_the_throughput_scenario_runs_without_a_failed_request(stack, tmp_path):
 
 def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
     name = "pytest-smoke"
-    with build_sh_loadtest(name, "4", "3") as (done, summary, reports):
-        assert (reports / f"{name}.html").exists() and (reports / f"{name}_stats.csv").exists()
-        assert summary["delivery_success_pct"] == 100.0
-        assert summary["server"]["decisions"] == summary["decisions"]
-        assert "decisions per second" in done.stdout and "timing error" in done.stdout
-        # journeys run with the control plane: every record the edge took is stored, and
-        # the edge took one per decision and per outcome its clients were answered
-        tel = summary["telemetry"]
-        assert tel["recorded_by_edge"] == tel["stored_decisions"] + tel["stored_outcomes"]
-        assert tel["stored_pct"] == 100.0 and "telemetry stored" in done.stdout
-        # the clients saw every answer, but for requests still in flight when Locust
-        # stopped its 4 users (decided and recorded by the edge, their answers unread)
-        assert tel["answered_decisions"] == summary["decisions"]
-        assert tel["answered_outcomes"] == summary["outcomes"]["answered_2xx"]
-        assert 0 <= tel["stored_decisions"] - tel["answered_decisions"] <= 4
-        assert 0 <= tel["stored_outcomes"] - tel["answered_outcomes"] <= 4
+    done, summary = build_sh_loadtest(tmp_path, name, "4", "3")
+    assert (tmp_path / f"{name}.html").exists() and (tmp_path / f"{name}_stats.csv").exists()
+    assert summary["delivery_success_pct"] == 100.0
+    assert summary["server"]["decisions"] == summary["decisions"]
+    assert "decisions per second" in done.stdout and "timing error" in done.stdout
+    # journeys run with the control plane: every record the edge took is stored, and
+    # the edge took one per decision and per outcome its clients were answered
+    tel = summary["telemetry"]
+    assert tel["recorded_by_edge"] == tel["stored_decisions"] + tel["stored_outcomes"]
+    assert tel["stored_pct"] == 100.0 and "telemetry stored" in done.stdout
+    # the clients saw every answer, but for requests still in flight when Locust
+    # stopped its 4 users (decided and recorded by the edge, their answers unread)
+    assert tel["answered_decisions"] == summary["decisions"]
+    assert tel["answered_outcomes"] == summary["outcomes"]["answered_2xx"]
+    assert 0 <= tel["stored_decisions"] - tel["answered_decisions"] <= 4
+    assert 0 <= tel["stored_outcomes"] - tel["answered_outcomes"] <= 4
 
 
 def test_percentiles_are_nearest_rank_over_every_sample():
@@ -129,24 +122,24 @@ def test_build_sh_loadtest_with_wrk_measures_the_maximum_then_a_paced_share(tmp_
     """`--rate 50%`: a closed-loop phase, then half its rate offered on a fixed schedule;
     every answer carries latency_us and component_us, and both land in the summary."""
     name = "pytest-wrk"
-    with build_sh_loadtest(name, "8", "3", "--scenario", "throughput", "--generator", "wrk",
-                           "--rate", "50%", EDGE_THREADS="2") as (done, summary, reports):
-        assert (reports / f"{name}-wrk.txt").exists() and (reports / f"{name}-max-wrk.txt").exists()
-        maximum, paced = summary["maximum"], summary["paced"]
-        assert summary["offered_pct_of_maximum"] == 50.0
-        assert paced["offered_per_s"] == pytest.approx(maximum["decisions_per_s"] / 2, rel=0.01)
-        # paced, the edge is offered half of what it answered flat out: far fewer decisions
-        assert summary["decisions_per_s"] < 0.8 * maximum["decisions_per_s"]
-        assert summary["delivery_success_pct"] == 100.0
-        # the host also decided the requests still in flight when wrk stopped (at most one
-        # per connection), whose answers wrk no longer read
-        assert 0 <= summary["server"]["decisions"] - summary["decisions"] <= 8
-        inner, server = summary["component_call_us"], summary["server_latency_us"]
-        assert inner["count"] == server["count"] == summary["decisions"]
-        assert 0 < inner["p50"] <= server["p50"]  # the component call is part of the decision
-        for line in ("maximum (closed loop)", "offered (open loop)", "of it the component call",
-                     "server / component p50"):
-            assert line in done.stdout
+    done, summary = build_sh_loadtest(tmp_path, name, "8", "3", "--scenario", "throughput",
+                                      "--generator", "wrk", "--rate", "50%", EDGE_THREADS="2")
+    assert (tmp_path / f"{name}-wrk.txt").exists() and (tmp_path / f"{name}-max-wrk.txt").exists()
+    maximum, paced = summary["maximum"], summary["paced"]
+    assert summary["offered_pct_of_maximum"] == 50.0
+    assert paced["offered_per_s"] == pytest.approx(maximum["decisions_per_s"] / 2, rel=0.01)
+    # paced, the edge is offered half of what it answered flat out: far fewer decisions
+    assert summary["decisions_per_s"] < 0.8 * maximum["decisions_per_s"]
+    assert summary["delivery_success_pct"] == 100.0
+    # the host also decided the requests still in flight when wrk stopped (at most one
+    # per connection), whose answers wrk no longer read
+    assert 0 <= summary["server"]["decisions"] - summary["decisions"] <= 8
+    inner, server = summary["component_call_us"], summary["server_latency_us"]
+    assert inner["count"] == server["count"] == summary["decisions"]
+    assert 0 < inner["p50"] <= server["p50"]  # the component call is part of the decision
+    for line in ("maximum (closed loop)", "offered (open loop)", "of it the component call",
+                 "server / component p50"):
+        assert line in done.stdout
 
 
 @pytest.mark.parametrize("text, expected", [("2800", (2800.0, False)), ("70%", (70.0, True)),
@@ -171,4 +164,5 @@ def test_a_share_of_the_maximum_needs_wrk(tmp_path):
     from loadtest.run import main
 
     with pytest.raises(SystemExit, match="only with --generator wrk"):
-        main(["4", "3", "--scenario", "throughput", "--rate", "70%"])
+        main(["4", "3", "--scenario", "throughput", "--rate", "70%",
+              "--reports", str(tmp_path)])
