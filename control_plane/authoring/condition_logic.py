@@ -23,14 +23,12 @@ from edge_module.core.globs import glob_match
 
 from ..rulepack.compiler import page_bucket
 from ..rulepack.model import ConditionSpec, EventFilter
-from ..rulepack.vocabulary import ENTROPY_MAX_BITS
+from ..rulepack.vocabulary import KIND_MAX
 
 # signal, window_ms, target, baseline, event, after, field
 Quantity = tuple[str, int | None, str | None, str | None, EventFilter | None,
                  EventFilter | None, str | None]
 INF = math.inf
-# What a value of each kind can be at all (any other kind: a number >= 0).
-KIND_RANGE = {"ratio": (0.0, 1.0), "score": (0.0, 1.0), "entropy": (0.0, ENTROPY_MAX_BITS)}
 # Signals that start again from 0 at every page_view.
 PAGE_RESET = tuple(name for name, spec in SIGNALS.items() if spec.per_page)
 
@@ -95,8 +93,7 @@ def signal_range(key: Quantity) -> Interval:
     if field is not None and field not in AGGREGATE_FIELDS:
         return Interval(-INF, INF)
     kind = SIGNALS[signal].kind if field is None else AGGREGATE_FIELDS[field]
-    lo, hi = KIND_RANGE.get(kind, (0.0, INF))
-    return Interval(lo, hi)
+    return Interval(0.0, float(KIND_MAX.get(kind, INF)))
 
 
 def allowed(conds: Iterable[object]) -> dict[Quantity, Interval]:

@@ -77,6 +77,7 @@ from .vocabulary import (
     DEFAULT_RECALL,
     DEVICES,
     ENTROPY_MAX_BITS,
+    KIND_MAX,
     MAX_ACTIONS_LIMIT,
     MAX_EXPLORE,
     MODES,
@@ -167,10 +168,8 @@ def _value(kind: str | None) -> dict[str, Any]:
     if kind == "duration":
         return {**text, "description": _VALUE_HINT[kind]}
     numeric: dict[str, Any] = {"type": "integer" if kind == "count" else "number", "minimum": 0}
-    if kind in ("ratio", "score"):
-        numeric["maximum"] = 1
-    if kind == "entropy":
-        numeric["maximum"] = ENTROPY_MAX_BITS
+    if kind in KIND_MAX:
+        numeric["maximum"] = KIND_MAX[kind]
     return {"description": _VALUE_HINT[kind], "anyOf": [numeric, text]}
 
 

@@ -38,6 +38,8 @@ MAX_ACTIONS_LIMIT = 10
 ANY_SEGMENT = "*"  # the models.thresholds entry for sessions in none of the listed segments
 
 ENTROPY_MAX_BITS = 3.0  # log2 of the 8 movement sectors
+# The largest value of each bounded kind; every kind starts at 0, the others are unbounded.
+KIND_MAX = {"ratio": 1, "score": 1, "entropy": ENTROPY_MAX_BITS}
 
 # Keys of a signal condition's mapping form besides the operator words and its parameters
 # (`target` is the recall target, except on signals whose `target` parameter is an element).
