@@ -77,6 +77,7 @@ from .vocabulary import (
     DEFAULT_RECALL,
     DEVICES,
     ENTROPY_MAX_BITS,
+    EXAMPLE_VALUE,
     KIND_MAX,
     MAX_ACTIONS_LIMIT,
     MAX_EXPLORE,
@@ -100,8 +101,6 @@ _VALUE_HINT = {"duration": "a duration such as 3s or 500ms",
                "count": "a whole number >= 0",
                "score": "a score 0..1 such as 0.7",
                "entropy": f"bits, 0..{ENTROPY_MAX_BITS:g}"}
-_EXAMPLE = {"duration": "3s", "ratio": "78%", "number": "800", "count": "3", "score": "0.7",
-            "entropy": "2.2"}
 _SYMBOLS = "|".join(sorted(OPERATORS, key=len, reverse=True))  # ">=" before ">"
 _NAME_PATTERN = f"^{NAME.pattern}$"
 
@@ -215,7 +214,7 @@ def _signal(name: str) -> dict[str, Any]:
         return {**mapping, "description": description}
     shorthand = {"type": "string",
                  "pattern": _whole(rf"({_SYMBOLS})\s*{_VALUE_PATTERN[kind]}"),
-                 "description": f'"<operator> <value>" such as ">= {_EXAMPLE[kind]}"'}
+                 "description": f'"<operator> <value>" such as ">= {EXAMPLE_VALUE[kind]}"'}
     return {"description": description, "anyOf": [shorthand, mapping]}
 
 
