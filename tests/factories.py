@@ -19,6 +19,26 @@ def snapshot_text(*pack_yaml: str, revision: str = "1") -> str:
     return json.dumps(compile_snapshot(packs, revision, 0), separators=(",", ":"))
 
 
+def loaded(decider: Decider, *packs: str) -> Decider:
+    """`decider` with a snapshot of `packs` loaded (asserted to load)."""
+    out = decider.load(snapshot_text(*packs))
+    assert out.ok, out.text
+    return decider
+
+
+def big_snapshot_text(triggers: int, revision: str) -> str:
+    """A valid snapshot of `triggers` triggers (one page each), built without the pack
+    compiler's size limits: slow to load on purpose."""
+    base = json.loads(snapshot_text("pack: huge\ntriggers:\n  - {id: t0, page: /p0, when: "
+                                    "[{dwell: '>= 1s'}], action: {content: c}}\n",
+                                    revision=revision))
+    trigger = base["triggers"][0]
+    base["triggers"] = [{**trigger, "id": f"t{i}", "pages": [f"/p{i}"], "salt": f"t{i}"}
+                        for i in range(triggers)]
+    base["index"] = {**base["index"], "exact": {f"/p{i}": [i] for i in range(triggers)}}
+    return json.dumps(base, separators=(",", ":"))
+
+
 def pack(*triggers: str, name: str = "test-pack") -> str:
     """A pack YAML text from trigger YAML blocks (each dedented, starting with `id:`)."""
     body = "".join(

@@ -20,8 +20,8 @@ def test_direct_call_matches_the_generic_call(new_instance, arg):
 
 def test_a_non_latin_payload_survives_the_packed_path(new_instance):
     from edge_module.core import pack, unpack
+    from tests.cases_decisions import PRICING
     from tests.factories import snapshot_text
-    from tests.test_decisions import PRICING
 
     inst = new_instance()
     assert inst.load_snapshot(snapshot_text(PRICING), 5000).ok

@@ -6,41 +6,12 @@ import json
 
 import pytest
 
-from tests.factories import T0, Session, ev, envelope, request, snapshot_text
-
-PRICING = """
-pack: pricing
-triggers:
-  - id: pricing-discount
-    page: /pricing
-    when:
-      - dwell: ">= 3s"
-      - scroll_depth: ">= 78%"
-    action: {content: discount-nudge-10, tier: immediate, priority: 10}
-    cap: {per_session: 1}
-"""
-
-CHECKOUT = """
-pack: checkout
-triggers:
-  - id: checkout-reminder
-    on: {type: custom, name: cart_abandon}
-    action: {content: cart-reminder, tier: queued, delay: 3s, priority: 5}
-    cap: {per_session: 1}
-"""
-
-
-def loaded(decider, *packs: str):
-    out = decider.load(snapshot_text(*packs))
-    assert out.ok, out.text
-    return decider
+from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, OPENING, PAGES, PRICING, VELOCITY
+from tests.factories import T0, Session, envelope, ev, loaded, request
 
 
 def pricing_visit(decider) -> Session:
     return Session(loaded(decider, PRICING, CHECKOUT), url="/pricing")
-
-
-OPENING = [ev("page_view", 0, url="/pricing"), ev("scroll", 1000, depth=0.8, y=1400)]
 
 
 # -- the pricing nudge: dwell and scroll depth ---------------------------------------------
@@ -160,22 +131,6 @@ def test_a_queued_action_is_dropped_when_the_visitor_leaves_its_pages(decider):
 
 # -- other signals ---------------------------------------------------------------------------
 
-VELOCITY = """
-pack: velocity
-triggers:
-  - id: fast-scroller
-    page: /blog/*
-    when:
-      - scroll_velocity: {gte: 1000, window: 1s}
-    action: {content: skim-summary}
-  - id: calm-reader
-    page: /blog/*
-    when:
-      - dwell: ">= 1s"
-      - scroll_velocity: {lt: 100, window: 1s}
-    action: {content: newsletter}
-"""
-
 
 def test_a_fast_scroll_fires_the_velocity_trigger(decider):
     visit = Session(loaded(decider, VELOCITY), url="/blog/post-1")
@@ -202,16 +157,6 @@ def test_next_check_is_when_fast_scrolling_leaves_the_window(decider):
     assert [a["trigger"] for a in later["actions"]] == ["calm-reader"]
 
 
-HOVER = """
-pack: hover
-triggers:
-  - id: cta-hesitation
-    when:
-      - hover: {target: "#cta", gte: 900ms}
-    action: {content: cta-help}
-"""
-
-
 def test_hover_time_on_a_target_adds_up(decider):
     visit = Session(loaded(decider, HOVER), url="/")
     assert visit.send([ev("hover", 100, target="#cta", duration_ms=500)], now=700)["actions"] == []
@@ -223,19 +168,6 @@ def test_hovering_another_target_does_not_count(decider):
     visit = Session(loaded(decider, HOVER), url="/")
     response = visit.send([ev("hover", 100, target="#logo", duration_ms=5000)], now=5200)
     assert response["actions"] == []
-
-
-PAGES = """
-pack: pages
-triggers:
-  - id: product-view
-    page: /products/*
-    on: page_view
-    action: {content: product-tip}
-  - id: buy-click
-    on: {type: click, target: "#buy"}
-    action: {content: buy-thanks}
-"""
 
 
 @pytest.mark.parametrize("url,fires", [("/products/shoe", True), ("/products/", True),
@@ -256,15 +188,6 @@ def test_an_event_trigger_needs_its_target(decider):
 
 # -- priorities, caps and cooldowns ---------------------------------------------------------
 
-MANY = """
-pack: many
-triggers:
-  - {id: low, on: page_view, action: {content: a, priority: 1}}
-  - {id: top, on: page_view, action: {content: b, priority: 9}}
-  - {id: mid, when: [{dwell: ">= 0s"}], action: {content: c, priority: 5}}
-  - {id: high, when: [{dwell: ">= 0s"}], action: {content: d, priority: 7}}
-"""
-
 
 def test_at_most_three_actions_highest_priority_first(decider):
     visit = Session(loaded(decider, MANY), url="/")
@@ -279,16 +202,6 @@ def test_a_state_trigger_crowded_out_fires_on_the_next_call(decider):
     assert "mid" not in [a["trigger"] for a in first["actions"]]
     assert first["next_check_ms"] == T0  # due now: call again right away
     assert [a["trigger"] for a in visit.send([], now=10)["actions"]] == ["mid"]
-
-
-COOLDOWN = """
-pack: cooldown
-triggers:
-  - id: ping
-    when: [{dwell: ">= 0s"}]
-    action: {content: ping}
-    cap: {per_page: unlimited, cooldown: 10s}
-"""
 
 
 def test_cooldown_spaces_firings_and_next_check_names_its_end(decider):

@@ -8,29 +8,12 @@ import marshal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tests.cases_language as lang
 from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
+from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
+from tests.event_strategies import URLS, event, ts, valid_events
 from tests.factories import T0, ComponentDecider, NativeDecider, snapshot_text
-from tests.test_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 
-URLS = ["/pricing", "/products/shoe", "/blog/post-1", "/cart", "/", "https://x.example/pricing?a=1"]
-TARGETS = ["#cta", "#buy", "#logo", "#email"]
-
-ts = st.integers(min_value=0, max_value=20_000)
-
-
-def event(kind: str, **fields):
-    return st.fixed_dictionaries({"type": st.just(kind), "ts_ms": ts.map(lambda t: T0 + t),
-                                  **fields})
-
-
-valid_events = st.one_of(
-    event("page_view", url=st.sampled_from(URLS)),
-    event("scroll", depth=st.floats(0, 1), y=st.integers(0, 5000)),
-    event("mousemove", x=st.integers(0, 2000), y=st.integers(0, 2000)),
-    event("hover", target=st.sampled_from(TARGETS), duration_ms=st.integers(0, 3000)),
-    event("click", target=st.sampled_from(TARGETS)),
-    event("custom", name=st.sampled_from(["cart_abandon", "add_to_cart"])),
-)
 events = st.one_of(
     valid_events,
     # now and then something malformed: errors must agree too
@@ -88,8 +71,6 @@ def test_native_and_component_decide_identically(new_instance, batches, url):
 # -- the whole language ------------------------------------------------------------------------
 
 def _language_snapshot() -> str:
-    import tests.test_language_semantics as lang
-
     no_mobile = "segments:\n  mobile: {device: mobile}\n"  # defined once, by CONTEXT
     return snapshot_text(
         lang.POSITION, lang.SPIKE, lang.ENTROPY, lang.DEPTH, lang.FORMS, lang.FAST_CLICK,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.factories import Session, ev
-from tests.test_language_reference import EXAMPLES
+from tests.factories import Session, ev, loaded
+from tests.reference_examples import EXAMPLES
 
 DOC = dict(EXAMPLES)
 Step = tuple[list[dict[str, Any]], int]  # events, now (ms after T0)
@@ -17,8 +17,6 @@ Step = tuple[list[dict[str, Any]], int]  # events, now (ms after T0)
 def run(decider: Any, heading: str, url: str, steps: list[Step],
         context: dict[str, Any] | None = None, session: str = "doc") -> set[str]:
     """Every trigger (or sequence step) the visit fired."""
-    from tests.test_decisions import loaded
-
     loaded(decider, DOC[heading])
     visit = Session(decider, url=url, session=session)
     seen: set[str] = set()
@@ -181,8 +179,6 @@ def test_the_documented_example_does_not_fire_otherwise(decider, heading):
 
 
 def test_the_documented_cap_holds_back_a_second_nudge_within_the_cooldown(decider):
-    from tests.test_decisions import loaded
-
     loaded(decider, DOC["cap"])
     visit = Session(decider, url="/products/x")
     assert visit.send([pv()], 20_000)["actions"]
@@ -205,8 +201,6 @@ def test_the_documented_experiment_splits_visitors_stably(decider):
 
 
 def test_the_documented_threshold_experiment_splits_sessions_into_three_arms(decider):
-    from tests.test_decisions import loaded
-
     loaded(decider, DOC["settings: experiment"])
     seen: dict[str, int] = {"adaptive": 0, "static": 0, "holdout": 0}
     for n in range(120):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.cases_decisions import CHECKOUT, OPENING, PRICING
 from tests.factories import T0, snapshot_text
 from tests.servers import BUILD, TRUSTED_KEYS, http, put_snapshot, running_edge, wait_for
-from tests.test_decisions import CHECKOUT, OPENING, PRICING
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from control_plane.authoring.lint import lint
 from control_plane.authoring.pack_diff import diff_snapshots
 from control_plane.rulepack import load_catalog, load_pack
 from tests.language_factories import SEGMENTS, compiled, pack, trigger, when
-from tests.test_language_reference import EXAMPLES, IDS, ROOT
+from tests.reference_examples import EXAMPLES, IDS, ROOT
 
 CATALOG = load_catalog(ROOT / "rules" / "catalog.yaml")
 

@@ -12,7 +12,7 @@ import pytest
 
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import load_snapshot
-from tests.test_language_reference import EXAMPLES, IDS
+from tests.reference_examples import EXAMPLES, IDS
 
 
 @pytest.mark.parametrize("heading, text", EXAMPLES, ids=IDS)

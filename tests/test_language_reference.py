@@ -16,27 +16,10 @@ from control_plane.rulepack.source import parse_yaml, plain
 from control_plane.rulepack.validate import PACK_KEYS, TRIGGER_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
 from edge_module.core.catalog import TIERS
+from tests.reference_examples import EXAMPLES, IDS, REFERENCE
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "docs" / "rules-reference.md"
 CATALOG = load_catalog(ROOT / "rules" / "catalog.yaml")
-
-
-def yaml_examples() -> list[tuple[str, str]]:
-    """(the heading it is under, the YAML text) for every ```yaml block."""
-    examples = []
-    heading = "top"
-    text = REFERENCE.read_text()
-    for match in re.finditer(r"^## ([^\n]+)$|^```yaml\n(.*?)^```$", text, re.MULTILINE | re.DOTALL):
-        if match.group(1):
-            heading = match.group(1)
-        else:
-            examples.append((heading, match.group(2)))
-    return examples
-
-
-EXAMPLES = yaml_examples()
-IDS = [f"{i}-{heading}" for i, (heading, _) in enumerate(EXAMPLES)]
 
 
 @pytest.mark.parametrize("heading, text", EXAMPLES, ids=IDS)

@@ -5,15 +5,33 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import T0, Session, ev
+from tests.cases_language import (
+    ADAPTIVE,
+    COHORT,
+    CONTEXT,
+    COUNT,
+    DEPTH,
+    ENTROPY,
+    FAST_CLICK,
+    FATIGUE,
+    FORMS,
+    GROUPS,
+    INTENT,
+    JOURNEY,
+    POSITION,
+    ROLLOUT,
+    SEQUENCE,
+    SPIKE,
+    TEMPORAL,
+    VOLUME,
+)
+from tests.factories import T0, Session, ev, loaded
 
 MOBILE = {"url": "/", "device": "mobile"}
 DESKTOP = {"url": "/", "device": "desktop"}
 
 
 def visit(decider, pack: str, url: str = "/", session: str = "s-1") -> Session:
-    from tests.test_decisions import loaded
-
     return Session(loaded(decider, pack), url=url, session=session)
 
 
@@ -28,14 +46,6 @@ def send(v: Session, events: list, now: int, context: dict | None = None) -> dic
 
 # -- signals -----------------------------------------------------------------------------------
 
-POSITION = """
-pack: position
-triggers:
-  - id: back-to-top
-    when: [{scroll_position: "<= 10%"}, {scroll_depth: ">= 90%"}]
-    action: {content: back-to-top}
-"""
-
 
 def test_scroll_position_is_the_current_depth_not_the_deepest(decider):
     v = visit(decider, POSITION)
@@ -43,15 +53,6 @@ def test_scroll_position_is_the_current_depth_not_the_deepest(decider):
     assert fired(going_down) == []
     back_up = send(v, [ev("scroll", 300, depth=0.05, y=100)], 400)
     assert fired(back_up) == ["back-to-top"]
-
-
-SPIKE = """
-pack: spike
-triggers:
-  - id: skimming
-    when: [{velocity_spike: {gte: 2.5, window: 1s, baseline: session}}]
-    action: {content: summary}
-"""
 
 
 def _slow_scroll(start: int) -> list:
@@ -70,32 +71,11 @@ def test_steady_scrolling_is_no_spike(decider):
     assert fired(send(v, [ev("page_view", 0)] + _slow_scroll(0) + _slow_scroll(3500), 7000)) == []
 
 
-COHORT = """
-pack: cohort
-models:
-  baselines: {scroll_velocity: {mean: 400, std: 100}}
-triggers:
-  - id: fast-for-the-cohort
-    when: [{velocity_spike: {gte: 3, window: 1s, baseline: cohort}}]
-    action: {content: summary}
-"""
-
-
 @pytest.mark.parametrize("pixels,expected", [(1500, ["fast-for-the-cohort"]), (800, [])])
 def test_a_velocity_spike_against_the_cohort_baseline(decider, pixels, expected):
     v = visit(decider, COHORT)
     assert fired(send(v, [ev("page_view", 0), ev("scroll", 500, depth=0.5, y=pixels)],
                       600)) == expected
-
-
-ENTROPY = """
-pack: entropy
-triggers:
-  - id: erratic-mouse
-    page: /signup
-    when: [{mouse_entropy: {gte: 2.5, window: 2s}}]
-    action: {content: help-prompt}
-"""
 
 
 def _mouse(points: list[tuple[int, int]], start: int) -> list:
@@ -116,15 +96,6 @@ def test_a_straight_mouse_path_is_calm(decider):
     assert fired(send(v, [ev("page_view", 0, url="/signup")] + _mouse(line, 100), 900)) == []
 
 
-DEPTH = """
-pack: depth
-triggers:
-  - id: explorer
-    when: [{pages: ">= 3"}, {session_time: "<= 60s"}]
-    action: {content: tour}
-"""
-
-
 def test_session_depth_counts_unique_pages(decider):
     v = visit(decider, DEPTH)
     assert fired(send(v, [ev("page_view", 0, url="/a"), ev("page_view", 1000, url="/b"),
@@ -136,20 +107,6 @@ def test_session_time_limits_the_explorer(decider):
     v = visit(decider, DEPTH)
     pages = [ev("page_view", i * 30_000, url=f"/{i}") for i in range(3)]
     assert fired(send(v, pages, 61_000)) == []
-
-
-FORMS = """
-pack: forms
-triggers:
-  - id: hesitant-email
-    on: {type: input, target: "#email"}
-    when: [{focus_to_input: {gte: 4s, target: "#email"}}]
-    action: {content: email-help}
-  - id: instant-submit
-    on: submit
-    when: [{input_to_submit: "<= 300ms"}]
-    action: {content: bot-check}
-"""
 
 
 def test_slow_first_input_after_focus_is_hesitation(decider):
@@ -171,33 +128,10 @@ def test_input_to_submit_latency(decider, gap, expected):
     assert fired(r) == expected
 
 
-FAST_CLICK = """
-pack: fast-click
-triggers:
-  - id: rage-landing
-    on: click
-    when: [{dwell: "<= 800ms"}]
-    action: {content: slow-down}
-"""
-
-
 @pytest.mark.parametrize("at,expected", [(500, ["rage-landing"]), (1500, [])])
 def test_a_click_within_a_moment_of_load(decider, at, expected):
     v = visit(decider, FAST_CLICK)
     assert fired(send(v, [ev("page_view", 0), ev("click", at, target="#x")], at)) == expected
-
-
-COUNT = """
-pack: count
-triggers:
-  - id: rage-clicks
-    on: click
-    when: [{count: {event: click, window: 2s, gte: 4}}]
-    action: {content: help-prompt}
-  - id: long-hovers
-    when: [{avg: {field: hover.duration_ms, window: 10s, gte: 800ms}}]
-    action: {content: compare-table}
-"""
 
 
 def test_four_clicks_within_two_seconds(decider):
@@ -222,22 +156,6 @@ def test_average_hover_over_a_window(decider, durations, expected):
 
 
 # -- temporal operators --------------------------------------------------------------------------
-
-TEMPORAL = """
-pack: temporal
-triggers:
-  - id: added-then-checkout
-    page: /checkout
-    on: page_view
-    when: [{since: {event: {type: custom, name: add_to_cart}, lte: 60s}}]
-    action: {content: express-checkout}
-  - id: stuck-on-field
-    when: [{absent: {event: input, after: focus, gte: 5s}}]
-    action: {content: field-help}
-  - id: reading-deep
-    when: [{sustained: {for: 5s, when: [{scroll_depth: ">= 80%"}]}}]
-    action: {content: newsletter}
-"""
 
 
 @pytest.mark.parametrize("gap,expected", [(30_000, ["added-then-checkout"]), (90_000, [])])
@@ -288,16 +206,6 @@ def test_a_dip_restarts_the_sustained_clock(decider):
     assert "reading-deep" in fired(send(v, [], 8500))
 
 
-VOLUME = """
-pack: volume
-triggers:
-  - id: engaged-scroller
-    when: [{scroll_depth: ">= 30%"}]
-    consecutive: 3
-    action: {content: related}
-"""
-
-
 def test_three_qualifying_signals_in_a_row(decider):
     v = visit(decider, VOLUME)
     scrolls = [ev("scroll", 100 * i, depth=0.3 + 0.1 * i, y=100 * i) for i in range(3)]
@@ -314,30 +222,6 @@ def test_a_non_qualifying_signal_breaks_the_streak(decider):
 
 
 # -- context and segments ------------------------------------------------------------------------
-
-CONTEXT = """
-pack: context
-segments:
-  mobile: {device: mobile}
-  dach_evening: {country: [DE, AT, CH], local_hour: ">= 18"}
-  gold: {attribute: {name: crm_tier, in: [gold, platinum]}}
-triggers:
-  - id: deep-scroll
-    when: [{scroll_depth: {gte: 90%, by_segment: {mobile: 60%}}}]
-    action: {content: deep-reader}
-  - id: evening-offer
-    segment: dach_evening
-    on: page_view
-    action: {content: evening}
-  - id: gold-perk
-    on: page_view
-    when: [{segment: gold}, {returning: true}, {weekday: [sat, sun]}]
-    action: {content: perk}
-  - id: from-search
-    on: page_view
-    when: [{referrer: "*google.*"}]
-    action: {content: search-landing}
-"""
 
 
 @pytest.mark.parametrize("context,expected", [(MOBILE, ["deep-scroll"]), (DESKTOP, [])])
@@ -376,25 +260,6 @@ def test_referrer_globs(decider, referrer, expected):
 
 # -- thresholds and scores ----------------------------------------------------------------------
 
-ADAPTIVE = """
-pack: adaptive
-segments:
-  mobile: {device: mobile}
-models:
-  thresholds: {"tuned#0": {"*": 0.5, mobile: 0.3}}
-  baselines: {scroll_velocity: {mean: 300, std: 100}}
-triggers:
-  - id: tuned
-    when: [{scroll_depth: {gte: 0.9, mode: adaptive}}]
-    action: {content: tuned}
-  - id: untuned
-    when: [{scroll_depth: {gte: 0.9, mode: adaptive}}]
-    action: {content: untuned}
-  - id: anomalous
-    when: [{scroll_velocity: {gte: 500, window: 1s, mode: hybrid, z: 2}}]
-    action: {content: anomalous}
-"""
-
 
 @pytest.mark.parametrize("depth,context,expected", [
     (0.55, DESKTOP, ["tuned"]), (0.35, MOBILE, ["tuned"]), (0.35, DESKTOP, []),
@@ -414,17 +279,6 @@ def test_hybrid_needs_the_threshold_and_an_anomaly(decider, pixels, expected):
     assert ("anomalous" in fired(r)) is expected
 
 
-INTENT = """
-pack: intent
-models:
-  intent: {bias: -4, weights: {scroll_depth: 5, pages: 1}}
-triggers:
-  - id: high-intent
-    when: [{intent: ">= 0.7"}]
-    action: {content: demo-offer}
-"""
-
-
 def test_an_intent_score_over_the_threshold_fires(decider):
     v = visit(decider, INTENT)
     pages = [ev("page_view", 0, url="/a"), ev("page_view", 200, url="/b"),
@@ -439,23 +293,6 @@ def test_a_low_intent_score_does_not(decider):
 
 # -- hierarchy, groups, tiers, fatigue ------------------------------------------------------------
 
-GROUPS = """
-pack: groups
-models:
-  intent_by_trigger:
-    offer-a: {bias: -1, weights: {pages: 0}}
-    offer-b: {bias: 2, weights: {pages: 0}}
-settings:
-  max_actions: 2
-triggers:
-  - {id: offer-a, on: page_view, group: offers, action: {content: a, priority: 5}}
-  - {id: offer-b, on: page_view, group: offers, action: {content: b, priority: 5}}
-  - {id: offer-c, on: page_view, group: offers, action: {content: c, priority: 1}}
-  - {id: prefetch, on: page_view, action: {content: next-step, tier: predictive}}
-  - {id: banner, on: page_view, action: {content: banner, priority: 0}}
-  - {id: footer, on: page_view, action: {content: footer, priority: -1}}
-"""
-
 
 def test_one_action_per_exclusive_group_priority_then_intent(decider):
     v = visit(decider, GROUPS)
@@ -468,18 +305,6 @@ def test_predictive_hints_do_not_count_against_the_maximum(decider):
     r = send(v, [ev("page_view", 0)], 0)
     tiers = [a["tier"] for a in r["actions"]]
     assert tiers.count("predictive") == 1 and len(tiers) - 1 == 2
-
-
-FATIGUE = """
-pack: fatigue
-settings:
-  fatigue: {per_session: 3, per_minute: 2, quiet_after_dismiss: 30s}
-triggers:
-  - id: nudge
-    on: page_view
-    cap: {per_page: unlimited}
-    action: {content: nudge}
-"""
 
 
 def test_at_most_two_nudges_a_minute(decider):
@@ -506,20 +331,6 @@ def test_a_dismissal_starts_a_quiet_period(decider):
 
 
 # -- sequences --------------------------------------------------------------------------------
-
-SEQUENCE = """
-pack: recovery
-sequences:
-  - id: cart-recovery
-    start: {type: custom, name: cart_abandon}
-    exit: [{type: custom, name: purchase}]
-    steps:
-      - {id: reminder, after: 3s, action: {content: cart-reminder, priority: 5}}
-      - id: offer
-        after: 5s
-        when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]
-        action: {content: time-limited-offer, priority: 6}
-"""
 
 
 def test_the_cart_recovery_sequence_runs_step_by_step(decider):
@@ -551,17 +362,6 @@ def test_a_purchase_exits_the_sequence(decider):
 
 # -- journeys, rollouts, holdouts ------------------------------------------------------------------
 
-JOURNEY = """
-pack: journey
-segments:
-  mobile: {device: mobile}
-triggers:
-  - id: welcome
-    when: [{dwell: ">= 1s"}]
-    journey: {within: 120s, by_segment: {mobile: 60s}}
-    action: {content: welcome}
-"""
-
 
 @pytest.mark.parametrize("context,at,expected", [(DESKTOP, 90_000, True), (MOBILE, 90_000, False),
                                                  (MOBILE, 30_000, True)])
@@ -571,17 +371,7 @@ def test_journey_windows_by_segment(decider, context, at, expected):
     assert ("welcome" in fired(r)) is expected
 
 
-ROLLOUT = """
-pack: rollout
-triggers:
-  - {id: half, on: page_view, rollout: 50%, salt: s1, action: {content: half}}
-  - {id: held, on: page_view, holdout: 50%, salt: s2, action: {content: held}}
-"""
-
-
 def test_rollouts_and_holdouts_split_sessions_stably(decider):
-    from tests.test_decisions import loaded
-
     loaded(decider, ROLLOUT)
     seen = {}
     for n in range(40):

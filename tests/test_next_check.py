@@ -10,9 +10,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from edge_module.core import decide, load_snapshot
+from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, PAGES, PRICING, VELOCITY
+from tests.event_strategies import URLS, valid_events
 from tests.factories import T0, snapshot_text
-from tests.test_decisions import CHECKOUT, COOLDOWN, HOVER, PAGES, PRICING, VELOCITY
-from tests.test_differential import URLS, valid_events
 
 SNAPSHOT = load_snapshot(snapshot_text(PRICING, CHECKOUT, VELOCITY, HOVER, PAGES, COOLDOWN))
 

@@ -21,10 +21,10 @@ from edge_module.host.session_store import (
     SessionStoreUnavailable,
     make_session_store,
 )
+from tests.cases_decisions import CHECKOUT, PRICING
 from tests.factories import T0, ev, snapshot_text
 from tests.redis_server import RedisServer
 from tests.servers import put_snapshot, running_edge, wait_for
-from tests.test_decisions import CHECKOUT, PRICING
 
 LOCK_KEY = b"edge:session-lock:s"
 

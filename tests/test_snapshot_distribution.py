@@ -20,11 +20,11 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
-from tests.factories import T0, snapshot_text
-from tests.s3_server import S3Server
 from edge_module.signing import entry_statement
+from tests.cases_decisions import CHECKOUT, OPENING, PRICING
+from tests.factories import T0, big_snapshot_text, snapshot_text
+from tests.s3_server import S3Server
 from tests.servers import TEST_KEY, http, put_snapshot, running_edge, wait_for
-from tests.test_decisions import CHECKOUT, OPENING, PRICING
 
 
 @pytest.fixture(scope="module")
@@ -245,19 +245,6 @@ def test_publishing_while_deciding_never_fails_a_request_and_each_host_converges
     assert failures == []
     assert all(content == f"content-r{rev}" for rev, content in seen)
     assert len({rev for rev, _ in seen}) > 2
-
-
-def big_snapshot_text(triggers: int, revision: str) -> str:
-    """A valid snapshot of `triggers` triggers (one page each), built without the pack
-    compiler's size limits: slow to load on purpose."""
-    base = json.loads(snapshot_text("pack: huge\ntriggers:\n  - {id: t0, page: /p0, when: "
-                                    "[{dwell: '>= 1s'}], action: {content: c}}\n",
-                                    revision=revision))
-    trigger = base["triggers"][0]
-    base["triggers"] = [{**trigger, "id": f"t{i}", "pages": [f"/p{i}"], "salt": f"t{i}"}
-                        for i in range(triggers)]
-    base["index"] = {**base["index"], "exact": {f"/p{i}": [i] for i in range(triggers)}}
-    return json.dumps(base, separators=(",", ":"))
 
 
 def _revision_text(revision: int) -> str:

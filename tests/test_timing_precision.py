@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import T0, Session, ev
+from tests.factories import T0, Session, ev, loaded
 
 TOLERANCE_MS = 10
 
@@ -96,8 +96,6 @@ def test_a_client_following_next_check_gets_the_trigger_on_time(decider, kind):
     pack, opening, due = CASES[kind]
     first_now = max(e["ts_ms"] for e in opening) - T0
     if kind == "cooldown":  # first firing at once, then the cooldown is what is timed
-        from tests.test_decisions import loaded
-
         visit = Session(loaded(decider, pack), url="/")
         assert visit.send(opening, 0)["actions"]
         response = visit.send([], 10)
@@ -112,8 +110,6 @@ def test_a_client_following_next_check_gets_the_trigger_on_time(decider, kind):
 
 
 def simulate_fire(decider, pack: str, opening: list, first_now: int) -> tuple[int | None, int]:
-    from tests.test_decisions import loaded
-
     visit = Session(loaded(decider, pack), url="/")
     now = first_now
     response = visit.send(opening, now)

@@ -23,9 +23,9 @@ from edge_module.host.session_store import (
     SessionLeaseLost,
     SessionStoreUnavailable,
 )
+from tests.cases_decisions import PRICING
 from tests.factories import T0, snapshot_text
 from tests.servers import put_snapshot, running_edge, wait_for
-from tests.test_decisions import PRICING
 
 LOCK_KEY = b"edge:session-lock:"
 
