@@ -18,7 +18,7 @@ from .catalog import (
     RISING,
     WEEKDAYS,
 )
-from .features import learned_score, session_vector
+from .features import LearnedModel, learned_score, session_vector
 from .session import COUNT as FIRED, LAST, PAGE_COUNT, PAGE_PV, Session
 from .snapshot import (
     ABSENT,
@@ -42,7 +42,6 @@ from .snapshot import (
     VELOCITY_SPIKE,
     Condition,
     ContextCond,
-    LearnedModel,
     Model,
     SegmentCond,
     Snapshot,

@@ -9,13 +9,11 @@ these values, so the control plane learns from what the edge computed.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from .catalog import DEFAULT_VELOCITY_WINDOW_MS
 from .session import VISIT_SECTORS, VISIT_SIZE, Session
-
-if TYPE_CHECKING:
-    from .snapshot import LearnedModel
 
 # The names of the vector, in the order the report writes them; the last two are absent
 # until their form latency has been seen.
@@ -69,6 +67,17 @@ def session_vector(sess: Session, t: int) -> dict[str, Any]:
     if sess.input_submit:
         out["input_to_submit_ms"] = float(sess.input_submit[0])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class LearnedModel:
+    """A calibrated logistic model over the session vector (contract C of issue #12)."""
+
+    # feature, log1p transform?, mean, scale, weight: x' = (t(x) - mean) / scale
+    terms: tuple[tuple[str, bool, float, float, float], ...]
+    bias: float
+    a: float = 1.0  # calibration: p = 1 / (1 + exp(-(a * z + b)))
+    b: float = 0.0
 
 
 def learned_score(model: LearnedModel, vector: dict[str, Any]) -> float:

@@ -34,7 +34,7 @@ from .catalog import (
     TIERS,
 )
 from .errors import SnapshotError
-from .features import SESSION_FEATURES
+from .features import SESSION_FEATURES, LearnedModel
 from .globs import Glob, from_legacy_regex
 
 OP_FUNCS: dict[str, Callable[[Any, Any], bool]] = {
@@ -191,17 +191,6 @@ class PageScope:
 class Model:
     bias: float
     weights: tuple[tuple[str, float, float], ...]  # feature, weight, scale
-
-
-@dataclass(frozen=True, slots=True)
-class LearnedModel:
-    """A calibrated logistic model over the session vector (contract C of issue #12)."""
-
-    # feature, log1p transform?, mean, scale, weight: x' = (t(x) - mean) / scale
-    terms: tuple[tuple[str, bool, float, float, float], ...]
-    bias: float
-    a: float = 1.0  # calibration: p = 1 / (1 + exp(-(a * z + b)))
-    b: float = 0.0
 
 
 @dataclass(slots=True)
