@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.factories import ComponentDecider, NativeDecider  # noqa: E402
+from tests.factories import ComponentDecider, NativeDecider, PooledDecider  # noqa: E402
 
 BUILD = ROOT / "build"
 
@@ -50,12 +50,18 @@ def new_instance(wasm_runtime: Any) -> Any:
     return make
 
 
-@pytest.fixture(params=["native", "component"])
+@pytest.fixture(params=["native", "component", "packed"])
 def decider(request: pytest.FixtureRequest) -> Any:
-    """Each semantic test runs twice: on the core natively and inside the real component."""
+    """Each semantic test runs three times: on the core natively, inside the real component
+    through its JSON export, and through an instance pool on the packed path the host serves."""
+    from edge_module.host.pool import InstancePool
+
     if request.param == "native":
         return NativeDecider()
-    return ComponentDecider(request.getfixturevalue("new_instance")())
+    new_instance = request.getfixturevalue("new_instance")
+    if request.param == "component":
+        return ComponentDecider(new_instance())
+    return PooledDecider(InstancePool(new_instance, 1, decide_deadline_ms=1000))
 
 
 @pytest.fixture

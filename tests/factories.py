@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import marshal
 import textwrap
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from control_plane.rulepack import compile_snapshot, load_pack
-from edge_module.core import Snapshot, decide_json, error_json, load_snapshot
+from edge_module.core import Snapshot, decide_json, error_json, load_snapshot, unpack
+from edge_module.core import pack as pack_value
 
 T0 = 1_764_201_600_000  # a fixed "page load" moment; tests use offsets from it
 
@@ -112,7 +114,7 @@ class NativeDecider:
 
 
 class ComponentDecider:
-    """The real Wasm component in wasmtime, through the host's Instance."""
+    """The real Wasm component in wasmtime, through its JSON export (`Instance.decide`)."""
 
     def __init__(self, instance: Any) -> None:
         self._inst = instance
@@ -124,6 +126,47 @@ class ComponentDecider:
     def decide(self, envelope: str) -> Outcome:
         r = self._inst.decide(envelope, 1000)
         return Outcome(r.ok, r.text)
+
+
+class PooledDecider:
+    """The real component as the edge host calls it: a packed envelope through an
+    `InstancePool` (`decide_packed`), the session state carried as the guest's own bytes.
+    Answers are rendered as JSON so tests read them as they read the other deciders'."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        # the state as tests see it (JSON) -> the bytes the guest returned with it, passed
+        # back unchanged as the host's session store does
+        self._blobs: dict[str, bytes] = {}
+
+    def load(self, snapshot: str) -> Outcome:
+        from edge_module.host.pool import SnapshotRejected
+
+        try:
+            return Outcome(True, self._pool.install(snapshot))
+        except SnapshotRejected as exc:
+            return Outcome(False, json.dumps({"message": exc.reason}))
+
+    def decide(self, envelope: str) -> Outcome:
+        try:
+            env = json.loads(envelope)
+        except ValueError:
+            env = None
+        if type(env) is dict:
+            state = env.get("state")
+            blob = None if state is None else self._blobs.get(
+                json.dumps(state), marshal.dumps(state))
+            items: tuple[Any, ...] = (env.get("now_ms"), blob, env.get("request"))
+            packed = pack_value(items + (True,) if env.get("report") is True else items)
+        else:
+            packed = envelope  # not an envelope: the guest gets it as it is
+        result = self._pool.decide(packed)
+        if not result.ok:
+            return Outcome(False, result.text)
+        response, blob = unpack(result.text)
+        state_text = json.dumps(marshal.loads(blob))
+        self._blobs[state_text] = blob
+        return Outcome(True, json.dumps(response) + "\n" + state_text)
 
 
 class Session:

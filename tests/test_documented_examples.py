@@ -1,5 +1,6 @@
 """Every example of docs/rules-reference.md, run: a visit where it fires and one where it
-does not, natively and inside the real component (the `decider` fixture runs both)."""
+does not, natively and inside the real component (the `decider` fixture runs each on the core,
+the component's JSON export and the packed path the host serves)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The full trigger language, feature by feature: each fires when it should and not when it
-should not, natively and inside the real component (the `decider` fixture runs both)."""
+should not, natively and inside the real component (the `decider` fixture runs each on the core,
+the component's JSON export and the packed path the host serves)."""
 
 from __future__ import annotations
 
