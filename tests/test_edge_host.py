@@ -211,6 +211,28 @@ def test_beyond_the_pending_bound_requests_get_503_with_retry_after(tmp_path):
         assert edge.decide({"session_id": "after", "now_ms": T0})[0] == 200
 
 
+def test_a_caller_that_must_not_wait_is_refused_at_once_while_every_instance_is_busy(tmp_path):
+    # the granian server's event loop decides with wait=False: it must never block
+    put_snapshot(tmp_path / "store", RUNAWAY, 7)
+    with running_edge(tmp_path / "store", decide_deadline_ms=1000) as edge:
+        app = edge.host.app
+        slow = [threading.Thread(target=edge.decide, args=(poison(f"slow-{k}"),))
+                for k in range(app.pool.size)]
+        for thread in slow:
+            thread.start()
+        wait_for(lambda: app.pool.idle() == 0, what="every instance to be busy")
+        started = time.monotonic()
+        status, body, headers = app.decide_admitted(
+            json.dumps({"session_id": "now", "now_ms": T0}).encode(), wait=False)
+        waited = time.monotonic() - started
+        for thread in slow:
+            thread.join()
+        assert status == 503 and body and headers == [("Retry-After", "1")]
+        assert waited < 0.5  # a blocking checkout would wait out the 1 s decisions
+        assert app.decide_admitted(json.dumps({"session_id": "now", "now_ms": T0}).encode(),
+                                   wait=False)[0] == 200
+
+
 def test_sigterm_lets_the_in_flight_decision_finish_then_exits(tmp_path, free_port):
     put_snapshot(tmp_path / "store", RUNAWAY, 7)
     env = {**os.environ, "EDGE_PORT": str(free_port), "TRIGGERS_STORE": str(tmp_path / "store"),

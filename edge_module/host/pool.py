@@ -91,7 +91,22 @@ class InstancePool:
     def decide(self, envelope: str) -> GuestResult:
         """Run one decision (packed envelope) on a free instance; GuestTrap if the guest
         had to be stopped."""
-        inst = self._acquire()
+        return self._decide_on(self._acquire(), envelope)
+
+    def decide_now(self, envelope: str) -> GuestResult:
+        """`decide` on an instance that is free now; PoolBusy instead of waiting (for a
+        caller that must never block, the granian server's event loop)."""
+        try:
+            inst = self._free.get_nowait()
+        except queue.Empty:
+            raise PoolBusy(f"all {self._size} instances busy") from None
+        return self._decide_on(inst, envelope)
+
+    def idle(self) -> int:
+        """Instances free right now."""
+        return self._free.qsize()
+
+    def _decide_on(self, inst: Instance, envelope: str) -> GuestResult:
         try:
             current = self._current
             if current is not None and self._holds.get(inst) != current.sha256:

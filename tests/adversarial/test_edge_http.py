@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -146,6 +147,28 @@ def test_an_oversized_chunked_body_is_answered_413(stack):
         assert json.loads(resp.read())["error"]["code"] == "body_too_large"
     finally:
         conn.close()
+
+
+def test_concurrent_decisions_are_all_answered_among_stalled_bodies(stack):
+    """Clients outnumbering the decision threads: the event loop decides too (while every
+    thread is busy), and a stalled body still holds neither a thread nor the loop."""
+    stalled = [open_hostile(stack, "partial_body") for _ in range(8)]
+    statuses: list[int] = []
+
+    def client() -> None:
+        statuses.extend(good_request(stack, timeout_s=BODY_TIMEOUT_S / 2) for _ in range(25))
+
+    try:
+        clients = [threading.Thread(target=client) for _ in range(8)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        assert statuses == [200] * 200
+        assert health(stack)["pending"] == 0
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_the_edge_still_decides_after_all_of_that(stack):
