@@ -23,7 +23,8 @@ class EdgeConfig:
     # Threads running the WSGI app, and as many component instances: one per core (2 to 8).
     # The guest runs without the GIL, so each core runs a decision; more threads than cores
     # only add GIL hand-offs (measured on 2 cores: 4 threads 9 % fewer decisions/s than 2,
-    # server-side p99 4x).
+    # server-side p99 4x). Under granian with the memory store the event loop is one of
+    # these deciders (one thread fewer, as many instances).
     threads: int = min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                            else os.cpu_count() or 2, 2), 8)
     io_threads: int = 1  # granian only: Rust threads parsing HTTP and moving bytes
