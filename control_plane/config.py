@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "LEARN_SEGMENT_MODEL_SESSIONS": 600,  # a segment gets its own intent model from this many
     "LEARN_MAX_STEP": 0.15,  # firing falls by at most this share of sessions per run
     "LEARN_CONFIDENCE": 0.9,  # the recall target must hold at this bootstrap lower bound
+    "LEARN_BACKGROUND_SHARE": 0.1,  # background conversions from the least engaged share; 0: none
     "LEARN_REGULARISATION": 0.5,  # C of the logistic regression
 }
 

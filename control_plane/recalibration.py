@@ -59,6 +59,10 @@ class Settings:
     segment_model_sessions: int = 600  # a segment gets its own model from this many
     max_step: float = 0.15  # firing may fall by at most this share of sessions per run
     confidence: float = 0.9  # recall must reach the target at this lower bound
+    # the background conversion rate is that of the least engaged this share of sessions
+    # (it assumes they are low-intent visitors); 0: none, so recall is that of converters,
+    # which always errs towards firing more (docs/telemetry.md, "Choosing thresholds")
+    background_share: float = 0.1
     regularisation: float = 0.5  # C of the logistic regression (smaller: simpler models)
     seed: int = 0
 
@@ -228,6 +232,19 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
         for key in intent_keys:  # the conditions' models learn from the same sessions
             new_learned[key] = {s: per[s] for s in segments if s in per}
 
+    def fit_like(seg: str) -> Any:
+        """How the segment's intent model was fitted, to refit it on part of its sessions:
+        None when none was fitted this run."""
+        if not intent_keys or pooled is None:
+            return None
+        own = seg != "*" and seg in new_learned[intent_keys[0]]
+
+        def refit(excluded: set[str]) -> dict[str, Any] | None:
+            pool = [r for r in train if r.session not in excluded
+                    and (not own or r.segment == seg)]
+            return learner.fit(pool, settings.regularisation, settings.seed)
+        return refit
+
     def model_for(seg: str) -> dict[str, dict[str, Any]]:
         out = {}
         for key in keys:
@@ -255,26 +272,27 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                                           f"{settings.min_conversions}): the segment uses "
                                           "the thresholds for *"))
             continue
-        problem = pick.build(seg_rows, conds, model_for(seg))
+        problem = _cross_fitted(seg_rows, conds, model_for(seg), fit_like(seg), settings)
         boot = pick.boot_weights(problem.n, settings.seed + zlib.crc32(seg.encode()))
         current = [r for r in seg_rows if r.policy in (None, "learned")]
         cw = np.array([r.weight for r in current])
         held_now = np.array([r.ever_held for r in current])
         cur_share = float((cw * held_now).sum() / cw.sum()) if len(current) else 0.0
         result = pick.choose(problem, a.target, settings.confidence,
-                             cur_share - settings.max_step, boot, conds)
+                             cur_share - settings.max_step, boot, conds,
+                             settings.background_share)
         backgrounds[seg] = result.background
         details = {"target": a.target, "recall_low": round(result.recall_low, 4),
                    "fire_share": round(result.fire_share, 4),
                    "current_fire_share": round(cur_share, 4),
                    "background": round(result.background, 5),
-                   "conversions": result.conversions, "step_bounded": result.bounded}
+                   "conversions": result.conversions, "step_bounded": result.bounded,
+                   "reached": result.reached}
         if result.thresholds is None:
             for c in tuned:
                 changes.append(change(c, seg, None, None, problem.n, None,
-                                      f"no thresholds reach recall {a.target:.0%} at the "
-                                      f"{settings.confidence:.0%} bound with these sessions: "
-                                      "left as is", details))
+                                      "no session ever reaches the trigger's other "
+                                      "conditions: left as is", details))
             continue
         chosen[seg] = result.thresholds
         for c, t in zip(tuned, result.thresholds):
@@ -282,12 +300,18 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
             old = thresholds.get(key, {}).get(seg)
             new = round(t, 6)
             new_thresholds[key][seg] = new
-            changes.append(change(
-                c, seg, old, new, problem.n, round(result.recall, 4),
-                f"least firing at recall {result.recall:.1%} (>= {a.target:.0%} at the "
-                f"{settings.confidence:.0%} bound: {result.recall_low:.1%}), fires for "
-                f"{result.fire_share:.1%} of sessions"
-                + (" (step bounded)" if result.bounded else ""), details))
+            if result.reached:
+                why = (f"least firing at recall {result.recall:.1%} (>= {a.target:.0%} at the "
+                       f"{settings.confidence:.0%} bound: {result.recall_low:.1%}), fires for "
+                       f"{result.fire_share:.1%} of sessions"
+                       + (" (step bounded)" if result.bounded else ""))
+            else:
+                why = (f"no thresholds reach recall {a.target:.0%} at the "
+                       f"{settings.confidence:.0%} bound with these sessions: the lowest, "
+                       f"firing for every session it can ({result.fire_share:.1%}; recall "
+                       f"{result.recall:.1%}, bound {result.recall_low:.1%})")
+            changes.append(change(c, seg, old, new, problem.n, round(result.recall, 4), why,
+                                  details))
 
     # 3. the guardrail, on the held-out sessions of the most recent hour
     verdict = _guardrail(a, held, chosen, model_for, thresholds, backgrounds.get("*", 0.0),
@@ -330,19 +354,50 @@ def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[floa
     y = np.array([r.converted for r in rows], dtype=float)
     w = np.array([r.weight for r in rows])
     boot = pick.boot_weights(len(rows), settings.seed + 1)
-    cand = pick.measure(y, w, fired, background, boot)
-    cur = pick.measure(y, w, np.array([r.ever_held for r in rows]), background, boot)
-    noise = max(cand["recall_se"], cur["recall_se"], 0.01)
-    verdict: dict[str, Any] = {"held_out": len(rows), "checked": True,
-                               "candidate": _round(cand), "current": _round(cur)}
-    if cand["recall"] < min(a.target, cur["recall"]) - noise:
+    cmp = pick.compare(y, w, fired, np.array([r.ever_held for r in rows]), background, boot,
+                       settings.confidence)
+    cand, cur = cmp["candidate"], cmp["current"]
+    verdict: dict[str, Any] = {"held_out": len(rows), "checked": cand["recall"] is not None,
+                               "candidate": _round(cand), "current": _round(cur),
+                               "more_intent": [round(v, 4) for v in cmp["more_intent"]]}
+    if cand["recall"] is None:
+        verdict["why"] = "the held-out sessions' conversions show no intent to compare on"
+        return verdict
+    if cand["recall"] < a.target and cmp["more_intent"][2] < 0:
         verdict["refused"] = (f"recall {cand['recall']:.1%} on the held-out sessions, below "
-                              f"the target and the current rule's {cur['recall']:.1%}")
-    elif cur["recall"] >= a.target - noise and cand["false"] > cur["false"] * 1.05 + 1:
+                              f"the target, and it catches less than the current rule "
+                              f"({cur['recall']:.1%}) at the {settings.confidence:.0%} bound")
+    elif cur["recall"] >= a.target and cand["false"] > cur["false"] * 1.05 + 1:
         verdict["refused"] = (f"more false triggers than the current rule on the held-out "
                               f"sessions ({cand['false']:.0f} vs {cur['false']:.0f}) while "
-                              "that rule reaches the target")
+                              f"that rule reaches the target ({cur['recall']:.1%})")
     return verdict
+
+
+FOLDS = 5
+
+
+def _cross_fitted(rows: list[SessionRow], conds: list[pick.Cond],
+                  models: dict[str, dict[str, Any]], refit: Any, settings: Settings
+                  ) -> pick.Problem:
+    """The threshold search's sessions, each scored by an intent model fitted without it
+    (K-fold cross-fitting). Scored by the model that learned from their own outcomes, the
+    converters sit higher than they would on new traffic, and recall estimated from those
+    same outcomes overstates what a threshold catches."""
+    keys = {c.model_key for c in conds if c.adaptive and c.signal == "intent"}
+    if refit is None or not keys:
+        return pick.build(rows, conds, models)
+    folds: list[list[SessionRow]] = [[] for _ in range(FOLDS)]
+    for r in rows:
+        folds[min(FOLDS - 1, int(_stable(r.session, "fold") * FOLDS))].append(r)
+    parts = []
+    for fold in folds:
+        if not fold:
+            continue
+        model = refit({r.session for r in fold})
+        fold_models = {**models, **{k: model for k in keys}} if model is not None else models
+        parts.append(pick.build(fold, conds, fold_models))
+    return pick.concat(parts)
 
 
 def _round(m: dict[str, float]) -> dict[str, float]:

@@ -1,18 +1,18 @@
 """Choosing thresholds for a recall target, and judging a candidate against the current rule.
 
 Recall is estimated on sessions whose only label is whether they converted. Not everyone who
-converts was a visitor the trigger should have found: some convert whatever they do (the
-background rate `c`, the conversion rate of the least engaged tenth, taken at a lower
-confidence bound so it is never overstated). A session's conversion, less `c`, is then an
-unbiased stand-in for its intent (E[y - c | x] is proportional to P(high intent | x) when
-low-intent visitors convert at `c`), and
+converts was a visitor the trigger should have found: some convert whatever they do, at the
+background rate `c`, estimated as the conversion rate of the least engaged tenth. A session's
+conversion, less `c`, is then an unbiased stand-in for its intent (E[y - c | x] is
+proportional to P(high intent | x) when low-intent visitors convert at `c`), and
 
     recall(t) = sum over fired sessions of w (y - c)  /  sum over all of w (y - c)
 
-with w the inverse-propensity weights. Taking c lower than it is only makes the estimate
-cautious (it tends to the recall of converters). The threshold kept is the least-firing one
-whose recall, at the lower bound of a Poisson bootstrap (`confidence`), still reaches the
-target; joint conditions are searched jointly (exactly for one, a grid for two, coordinate
+with w the inverse-propensity weights. The threshold kept is the least-firing one whose
+recall, at the lower bound of a Poisson bootstrap (`confidence`), still reaches the target.
+`c` is re-estimated in every bootstrap replicate, so one bound covers both uncertainties
+(stacking a bound on `c` under the recall bound made the loop fire far more than its target
+needed). Joint conditions are searched jointly (exactly for one, a grid for two, coordinate
 sweeps beyond).
 """
 
@@ -106,6 +106,15 @@ def build(rows: list[SessionRow], conds: list[Cond], models: dict[str, dict[str,
                    np.array([r.weight for r in rows], dtype=float))
 
 
+def concat(parts: list[Problem]) -> Problem:
+    """One problem of several sets of sessions."""
+    offsets = np.cumsum([0] + [q.n for q in parts[:-1]])
+    return Problem(np.concatenate([q.values for q in parts]),
+                   np.concatenate([q.ok for q in parts]),
+                   np.concatenate([q.session + o for q, o in zip(parts, offsets)]),
+                   np.concatenate([q.y for q in parts]), np.concatenate([q.w for q in parts]))
+
+
 def _raw(vectors: list[dict[str, float]], model: dict[str, Any]) -> tuple[np.ndarray, tuple]:
     names = tuple(model["features"])
     return matrix(vectors, names), names
@@ -130,22 +139,20 @@ def session_max(p: Problem, mask: np.ndarray, col: int) -> np.ndarray:
     return out
 
 
-def background(y: np.ndarray, w: np.ndarray, rank: np.ndarray, z: float = 1.28) -> float:
-    """The conversion rate of the least engaged tenth (lowest `rank`), at its lower
-    confidence bound (Wilson, effective sample size of the weights)."""
-    if len(y) == 0:
-        return 0.0
-    cut = np.quantile(rank, 0.1)
-    low = rank <= cut
-    wl, yl = w[low], y[low]
-    if wl.sum() <= 0:
-        return 0.0
-    rate = float((wl * yl).sum() / wl.sum())
-    n_eff = float(wl.sum() ** 2 / (wl ** 2).sum())
-    denom = 1 + z * z / n_eff
-    centre = rate + z * z / (2 * n_eff)
-    spread = z * math.sqrt(rate * (1 - rate) / n_eff + z * z / (4 * n_eff * n_eff))
-    return max(0.0, (centre - spread) / denom)
+def background(y: np.ndarray, w: np.ndarray, rank: np.ndarray,
+               boot: np.ndarray | None = None, share: float = 0.1) -> np.ndarray | float:
+    """The (weighted) conversion rate of the least engaged `share` of sessions (lowest
+    `rank`): a float, or with `boot` one rate per bootstrap replicate, so that its
+    uncertainty enters the recall bound. `share` 0: no background (c = 0), so recall is
+    that of converters, which errs towards firing more."""
+    if len(y) == 0 or share <= 0:
+        return 0.0 if boot is None else np.zeros(len(boot))
+    low = rank <= np.quantile(rank, share)
+    reps = np.ones((1, len(y))) if boot is None else boot
+    den = (reps * (w * low)).sum(axis=1)
+    num = (reps * (w * y * low)).sum(axis=1)
+    rate = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return float(rate[0]) if boot is None else rate
 
 
 def boot_weights(n: int, seed: int) -> np.ndarray:
@@ -163,16 +170,17 @@ class Choice:
     sessions: int
     conversions: int
     bounded: bool = False  # the step bound held it back from the best
+    reached: bool = True  # False: no thresholds reach the target; these fire for all they can
 
 
 def recall_curve(order_y: np.ndarray, order_w: np.ndarray, boot: np.ndarray, c: float,
-                 alpha: float) -> tuple[np.ndarray, np.ndarray]:
+                 c_boot: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """Recall (point, lower bound) of firing for the first k sessions, k = 1..n, sessions
-    in the given order (highest value first)."""
+    in the given order (highest value first); `c_boot`: the background rate per replicate."""
     gain = order_w * (order_y - c)
     total = gain.sum()
     point = np.cumsum(gain) / total if total > 0 else np.zeros_like(gain)
-    bgain = boot * gain
+    bgain = boot * (order_w * (order_y[None, :] - c_boot[:, None]))
     btotal = bgain.sum(axis=1, keepdims=True)
     btotal[btotal <= 0] = np.inf
     bcurve = np.cumsum(bgain, axis=1) / btotal
@@ -181,22 +189,25 @@ def recall_curve(order_y: np.ndarray, order_w: np.ndarray, boot: np.ndarray, c: 
 
 
 def choose(p: Problem, target: float, confidence: float, min_share: float,
-           boot: np.ndarray, conds: list[Cond]) -> Choice:
+           boot: np.ndarray, conds: list[Cond], background_share: float = 0.1) -> Choice:
     """The least-firing thresholds whose recall lower bound reaches `target` and that fire
-    for at least `min_share` of the (weighted) sessions (the step bound)."""
+    for at least `min_share` of the (weighted) sessions (the step bound); the background
+    rate from the least engaged `background_share` of sessions."""
     tuned = [c for c in conds if c.adaptive]
     alpha = 1.0 - confidence
     y, w = p.y, p.w
     wsum = w.sum()
     firsts = session_max(p, p.ok, 0)
-    c = background(y, w, _rank(p))
+    rank = _rank(p)
+    c = float(background(y, w, rank, share=background_share))
+    c_boot = np.asarray(background(y, w, rank, boot, background_share))
     best: tuple[float, tuple[float, ...], float, float, bool] | None = None
 
     def one_d(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         order = np.argsort(-m, kind="stable")
-        point, low = recall_curve(y[order], w[order], boot[:, order], c, alpha)
+        point, bound = recall_curve(y[order], w[order], boot[:, order], c, c_boot, alpha)
         share = np.cumsum(w[order]) / wsum
-        return m[order], point, low, share
+        return m[order], point, bound, share
 
     prefixes: list[tuple[float, ...]] = [()]
     if len(tuned) > 1:
@@ -236,10 +247,32 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
             best = cand
     n_conv = int(y.sum())
     if best is None:
-        return Choice(None, 0.0, 0.0, 1.0, c, p.n, n_conv)
+        return _widest(p, y, w, boot, c, c_boot, alpha, tuned, n_conv)
     share, ts, point, low, bounded = best
     return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
                   n_conv, bounded)
+
+
+def _widest(p: Problem, y: np.ndarray, w: np.ndarray, boot: np.ndarray, c: float,
+            c_boot: np.ndarray, alpha: float, tuned: list[Cond], n_conv: int) -> Choice:
+    """No thresholds reach the target: the lowest of each, firing for every session the
+    trigger's other conditions let through (the most recall there is), or None when no
+    session ever reaches them."""
+    lows = []
+    for k in range(p.values.shape[1]):
+        peaks = session_max(p, p.ok, k)
+        finite = peaks[np.isfinite(peaks)]
+        if len(finite) == 0:
+            return Choice(None, 0.0, 0.0, 1.0, c, p.n, n_conv, reached=False)
+        lows.append(float(finite.min()))
+    fired = fires(p, tuple(t * cnd.sign for t, cnd in zip(lows, tuned)), tuned)
+    order = np.argsort(~fired, kind="stable")
+    point, bound = recall_curve(y[order], w[order], boot[:, order], c, c_boot, alpha)
+    k = int(fired.sum()) - 1
+    share = float((w * fired).sum() / w.sum()) if w.sum() > 0 else 0.0
+    return Choice(tuple(t * cnd.sign for t, cnd in zip(lows, tuned)),
+                  float(point[k]) if k >= 0 else 0.0, float(bound[k]) if k >= 0 else 0.0,
+                  share, c, p.n, n_conv, reached=False)
 
 
 def _rank(p: Problem) -> np.ndarray:
@@ -264,17 +297,27 @@ def fires(p: Problem, thresholds: tuple[float, ...], conds: list[Cond]) -> np.nd
     return out
 
 
-def measure(y: np.ndarray, w: np.ndarray, fired: np.ndarray, c: float,
-            boot: np.ndarray) -> dict[str, float]:
-    """Recall (estimated as above, with its bootstrap replicates' spread) and the weighted
-    fires among sessions that did not convert (the false triggers one can see)."""
+def compare(y: np.ndarray, w: np.ndarray, cand: np.ndarray, cur: np.ndarray, c: float,
+            boot: np.ndarray, confidence: float) -> dict[str, Any]:
+    """Two rules (which sessions each fired for) on the same sessions: each one's recall
+    (estimated as above; None when the sessions hold no sign of intent) and weighted fires
+    among sessions that did not convert, and how much more intent the candidate catches,
+    `more_intent`: the estimate and its bootstrap bounds at `confidence` (a paired, linear
+    statistic, so its bootstrap stays sound when few sessions convert; a ratio's does not)."""
     gain = w * (y - c)
-    total = gain.sum()
-    recall = float(gain[fired].sum() / total) if total > 0 else 0.0
-    bg = boot * gain
-    bt = bg.sum(axis=1)
-    reps = np.where(bt > 0, (bg * fired).sum(axis=1) / np.where(bt > 0, bt, 1), np.nan)
-    return {"recall": recall, "recall_se": float(np.nanstd(reps)) if len(reps) else 0.0,
-            "false": float((w * (1 - y) * fired).sum()),
-            "fire_share": float((w * fired).sum() / w.sum()) if w.sum() > 0 else 0.0,
-            "sessions": len(y), "conversions": int(y.sum())}
+    total = float(gain.sum())
+    diff = cand.astype(float) - cur.astype(float)
+    reps = (boot * gain * diff).sum(axis=1)
+    alpha = 1.0 - confidence
+
+    def one(fired: np.ndarray) -> dict[str, Any]:
+        return {"recall": float(gain[fired].sum() / total) if total > 0 else None,
+                "false": float((w * (1 - y) * fired).sum()),
+                "fire_share": float((w * fired).sum() / w.sum()) if w.sum() > 0 else 0.0}
+
+    share = total if total > 0 else 1.0
+    return {"candidate": one(cand), "current": one(cur),
+            "sessions": len(y), "conversions": int(y.sum()),
+            "more_intent": [float((gain * diff).sum() / share),
+                            float(np.quantile(reps, alpha) / share),
+                            float(np.quantile(reps, 1 - alpha) / share)]}
