@@ -281,14 +281,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFolderStore,
-              telemetry: TelemetryStore, signer: Any, settings: Any, trigger: str,
-              seed: int) -> dict[str, Any]:
-    """One hour: replay, log, draw outcomes, ingest, recalibrate."""
-    from .recalibration import recalibrate
+@dataclass
+class Hour:
+    """What one hour of replayed traffic did."""
 
-    revision, _, snap = served_snapshot(store)
-    hour = START_MS + r * HOUR_MS
+    tally: Tally
+    shown: int
+    impressions: int
+    conversions: int
+    rejected: int
+
+
+def log_hour(snap: Snapshot, sessions: Sequence[Labelled], telemetry: TelemetryStore,
+             trigger: str, hour: int, seed: int, prefix: str) -> Hour:
+    """Replay `sessions` as new visitors spread over the hour from `hour` (ms) through
+    `snap`, draw each one's conversion (seeded) from its probability as nudged or not, and
+    ingest the decision log and outcomes into `telemetry`, as edges would."""
     records: list[dict[str, Any]] = []
     tally = Tally()
     shown = impressions = conversions = 0
@@ -297,7 +305,7 @@ def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFold
         records.append(decision_record(request, response, now, SALT, EDGE_ID))
 
     for i, (s, delta) in enumerate(zip(sessions, placements(sessions, hour))):
-        sid = f"r{r}-{i}"
+        sid = f"{prefix}{i}"
         done = replay(snap, shifted(s, sid, delta), trigger, s.where, log)
         tally.add(s.high, done.fired)
         rng = random.Random(f"{seed}\x1f{sid}")
@@ -320,6 +328,18 @@ def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFold
                                           end + 1000, SALT, EDGE_ID))
     # what the ingest route hands the store (records are plain JSON values already)
     ingested = telemetry.ingest(records)
+    return Hour(tally, shown, impressions, conversions, len(ingested.rejected))
+
+
+def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFolderStore,
+              telemetry: TelemetryStore, signer: Any, settings: Any, trigger: str,
+              seed: int) -> dict[str, Any]:
+    """One hour: replay, log, draw outcomes, ingest, recalibrate."""
+    from .recalibration import recalibrate
+
+    revision, _, snap = served_snapshot(store)
+    hour = START_MS + r * HOUR_MS
+    done = log_hour(snap, sessions, telemetry, trigger, hour, seed, f"r{r}-")
     try:
         result = recalibrate(store, telemetry, signer, settings, publish=True,
                              now_ms=hour + HOUR_MS)
@@ -328,9 +348,10 @@ def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFold
         result, error = None, f"recalibration failed: {type(exc).__name__}: {exc}"
     published = getattr(result, "published", None)
     return {"round": r + 1, "file": str(path), "revision": revision,
-            "sessions": len(sessions), "shown": shown, "fired": tally.high_fired
-            + tally.low_fired, "impressions": impressions, "conversions": conversions,
-            **tally.to_dict(), "rejected_records": len(ingested.rejected),
+            "sessions": len(sessions), "shown": done.shown,
+            "fired": done.tally.high_fired + done.tally.low_fired,
+            "impressions": done.impressions, "conversions": done.conversions,
+            **done.tally.to_dict(), "rejected_records": done.rejected,
             "published": str(published.revision) if published is not None else None,
             "changes": _plain(list(getattr(result, "changes", []))),
             "note": getattr(result, "note", None), **({"error": error} if error else {})}

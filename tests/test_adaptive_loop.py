@@ -12,25 +12,16 @@ from control_plane.cli import cli
 from control_plane.publishing import publish
 from control_plane.rulepack import load_pack_set
 from edge_module.edge_store import LocalFolderStore
-from loadtest.evaluate_adaptive import PACK
 from tests.servers import TEST_KEY, control_config
 
 KEY = "pricing-discount#1"
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "adaptive-pricing.yaml"
+
+
 def adaptive_packs(tmp_path: Path) -> list:
-    path = tmp_path / "packs" / "pricing-adaptive.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(PACK.format(name="adaptive", condition="{gte: 0.7, mode: adaptive}"))
-    return load_pack_set([path], check_content=False).packs
-
-
-def mobile_visit(session: str, depth: float) -> dict:
-    t = 1_764_300_000_000
-    return {"session_id": session, "now_ms": t + 5000,
-            "context": {"url": "/pricing", "device": "mobile"},
-            "events": [{"type": "page_view", "ts_ms": t, "url": "/pricing"},
-                       {"type": "scroll", "ts_ms": t + 1000, "depth": depth, "y": 10}]}
+    return load_pack_set([EXAMPLE], check_content=False).packs
 
 
 def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
