@@ -5,20 +5,23 @@ the snapshot being served (never the registry's drafts) and never runs over a ro
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
+
+from edge_module.host.periodic import PeriodicTask
 
 from .recalibration import Settings, recalibrate
 
 log = logging.getLogger("control_plane.scheduler")
 
 
-class RecalibrationScheduler:
+class RecalibrationScheduler(PeriodicTask):
+    """The host's background-duty shape (`run_once` on an interval, `start`, `stop`)."""
+
+    name = "recalibrate"
+
     def __init__(self, app: Any) -> None:
+        super().__init__(float(app.config["RECALIBRATE_INTERVAL_S"]))
         self.app = app
-        self.interval_s = float(app.config["RECALIBRATE_INTERVAL_S"])
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_note: str | None = None
 
     def run_once(self) -> Any:
@@ -34,21 +37,5 @@ class RecalibrationScheduler:
         return result
 
     def start(self) -> None:
-        if self.interval_s <= 0:
-            return
-        self._thread = threading.Thread(target=self._run, name="recalibrate", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - the next run may succeed; the API keeps serving
-                log.exception("recalibration failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-
+        if self.interval_s > 0:  # 0 turns recalibration off
+            super().start()
