@@ -7,10 +7,10 @@ the registry holds, checked again, since the catalog may have changed since.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
+
+from edge_module.atomic_file import write_atomic
 
 from .rulepack import (
     ContentCatalog,
@@ -75,10 +75,7 @@ class PackRegistry:
     def save(self, name: str, text: str) -> None:
         path = self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        write_atomic(path, text.encode())
 
     def delete(self, name: str) -> bool:
         path = self.path(name)

@@ -17,13 +17,14 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
+
+from .atomic_file import write_atomic
 
 MANIFEST_KEY = "manifest.json"
 MANIFEST_FORMAT = "edge-manifest/2"  # /2: the entry itself is signed (docs/snapshot-format.md)
@@ -137,22 +138,7 @@ class LocalFolderStore:
     def put_object(self, key: str, data: bytes) -> None:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, data)
 
     def get_object(self, key: str) -> bytes:
         try:
