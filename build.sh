@@ -14,8 +14,7 @@ PY="$VENV/bin/python"
 export CONTROL_HOST=${CONTROL_HOST:-127.0.0.1} CONTROL_PORT=${CONTROL_PORT:-8600}
 export EDGE_HOST=${EDGE_HOST:-127.0.0.1} EDGE_PORT=${EDGE_PORT:-8700}
 export CONTROL_DATA_DIR=${CONTROL_DATA_DIR:-.var/control}
-export TRIGGERS_STORE=${TRIGGERS_STORE:-${TRIGGERS_STORE_DIR:-.var/edge-store}}
-export TRIGGERS_TRUSTED_KEYS=${TRIGGERS_TRUSTED_KEYS:-.var/trusted-keys}
+# TRIGGERS_* (shared by control plane and edge) default in edge_module/host/config.py.
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -82,7 +81,7 @@ up() {
   "$VENV/bin/trigger-engine" tokens >/dev/null
   export EDGE_TOKEN=${EDGE_TOKEN:-$(cat "$CONTROL_DATA_DIR/edge.token")}
   export EDGE_CONTROL_URL=${EDGE_CONTROL_URL:-http://$CONTROL_HOST:$CONTROL_PORT}
-  say "publishing rules/ to $TRIGGERS_STORE"
+  say "publishing rules/ to the edge store"
   "$VENV/bin/trigger-engine" publish rules/
   local pids=()
   stop() {

@@ -18,10 +18,10 @@ from edge_module.edge_store import EdgeStore, StoreError, open_store
 from . import config as config_module
 from . import publishing
 from .auth import ROLES, ensure_token_file
-from .keys import KeyRing, KeyRingError
 from .authoring import case_runner, pack_diff
 from .authoring import lint as linting
 from .authoring import simulate as simulation
+from .keys import KeyRing, KeyRingError
 from .pack_registry import PackRegistry
 from .rulepack import PackSet, RulePackError, compile_snapshot, load_catalog, load_pack_set
 from .rulepack.content_catalog import find_catalog
@@ -87,10 +87,11 @@ def _packs(paths: tuple[Path, ...], catalog: Path | None, check_content: bool = 
 
 PATHS = click.argument("paths", nargs=-1, required=True,
                        type=click.Path(exists=True, path_type=Path))
-STORE = click.option("--store", "store_dir", envvar=["TRIGGERS_STORE", "TRIGGERS_STORE_DIR"],
+STORE = click.option("--store", "store_dir", envvar=list(config_module.SHARED["STORE_DIR"]),
                      metavar="DIR|s3://BUCKET/PREFIX",
-                     help="Edge store: a folder or an S3 URL [env TRIGGERS_STORE; "
-                          "default .var/edge-store].")
+                     help="Edge store: a folder or an S3 URL [env "
+                          f"{config_module.SHARED['STORE_DIR'][0]}; "
+                          f"default {config_module.DEFAULTS['STORE_DIR']}].")
 CATALOG = click.option("--catalog", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                        help="Content catalog to check content ids against [default: the "
                             "catalog.yaml beside the first pack or folder given, if any].")
@@ -717,9 +718,9 @@ def serve() -> None:
     from .app import create_app
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .scheduler import RecalibrationScheduler
-
     import signal
+
+    from .scheduler import RecalibrationScheduler
 
     app = create_app()
     RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from edge_module.host.config import _ENV_NAMES as SHARED_ENV_NAMES
+from edge_module.host.config import EdgeConfig
+
 from .rulepack.source import PackLimits
 
 _PACK = PackLimits()  # the rule-pack reader's defaults, which tools without a config use
@@ -15,10 +18,11 @@ DEFAULTS: dict[str, Any] = {
     "DATA_DIR": ".var/control",  # the pack registry lives in DATA_DIR/packs
     # The edge store, shared with the edges (TRIGGERS_STORE): a folder or s3://bucket/prefix;
     # S3 credentials come from the usual AWS chain, the endpoint from TRIGGERS_S3_ENDPOINT_URL.
-    "STORE_DIR": ".var/edge-store",
-    "S3_ENDPOINT_URL": "",
+    # Shared settings take the edge's defaults, so both ends agree without being told.
+    "STORE_DIR": EdgeConfig.store,
+    "S3_ENDPOINT_URL": EdgeConfig.s3_endpoint_url,
     "KEYS_DIR": "",  # private signing keys (0600); empty: DATA_DIR/keys
-    "TRUSTED_KEYS": ".var/trusted-keys",  # TRIGGERS_TRUSTED_KEYS: public keys edges trust
+    "TRUSTED_KEYS": str(EdgeConfig.trusted_keys),  # TRIGGERS_TRUSTED_KEYS: keys edges trust
     "PUBLISHER_TOKENS": "",  # comma-separated; empty: DATA_DIR/publisher.token
     "EDGE_TOKENS": "",  # comma-separated; empty: DATA_DIR/edge.token
     # Authoring (validate, compile: read-only, but they parse untrusted YAML): the publisher
@@ -54,11 +58,11 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# Settings shared with the edges are named TRIGGERS_*.
+# Settings shared with the edges (TRIGGERS_*), read from the variables the edge reads.
 SHARED = {
-    "STORE_DIR": ("TRIGGERS_STORE", "TRIGGERS_STORE_DIR"),
-    "S3_ENDPOINT_URL": ("TRIGGERS_S3_ENDPOINT_URL",),
-    "TRUSTED_KEYS": ("TRIGGERS_TRUSTED_KEYS",),
+    "STORE_DIR": SHARED_ENV_NAMES["store"],
+    "S3_ENDPOINT_URL": SHARED_ENV_NAMES["s3_endpoint_url"],
+    "TRUSTED_KEYS": SHARED_ENV_NAMES["trusted_keys"],
 }
 
 
