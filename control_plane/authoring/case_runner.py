@@ -14,9 +14,11 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
+from edge_module.replay_client import T0, ReplayClient, RunawaySession
 
 from ..rulepack import Pack, Problem, RulePackError, compile_snapshot, load_pack_set
 from ..rulepack.cases import (
@@ -28,7 +30,6 @@ from ..rulepack.cases import (
 )
 from . import plain_words
 
-T0 = 1_764_201_600_000  # the session's start, in ms since epoch; cases give times from it
 DEFAULT_TAIL_MS = 60_000  # how long a session goes on after its last event, unless `until`
 MAX_REQUESTS = 10_000  # a case that needs more has a trigger firing in a loop
 _EVENT_FIELD = re.compile(r"events\[(\d+)\]")
@@ -154,38 +155,40 @@ def run_case(snap: Snapshot, case: PackCase, session_id: str = "test-session") -
     last = case.events[-1].at_ms if case.events else 0
     until = case.until_ms if case.until_ms is not None else last + DEFAULT_TAIL_MS
     context = dict(case.context)
-    state: Any = None
+    client = ReplayClient(partial(decide, snap), session_id, max_requests=MAX_REQUESTS)
     seen: list[SeenAction] = []
-    next_check: int | None = None
-    pending = list(reversed(batches))
-    for _ in range(MAX_REQUESTS):
-        batch: list[CaseEvent] = []
-        if next_check is not None and next_check <= until and (
-                not pending or next_check < pending[-1][0].at_ms):
-            now = next_check
-        elif pending:
-            batch = pending.pop()
-            now = batch[0].at_ms
-        else:
-            return CaseResult(case, tuple(seen))
-        for event in batch:
-            if event.fields.get("type") == "page_view" and event.fields.get("url") is not None:
-                context["url"] = event.fields["url"]
-        request = {"session_id": session_id, "now_ms": T0 + now, "context": dict(context),
-                   "events": [{**e.fields, "ts_ms": T0 + e.at_ms} for e in batch]}
-        try:
-            result = decide(snap, request, state)
-        except DecisionError as exc:
-            return CaseResult(case, tuple(seen), _refused(case, exc, batch))
-        state = result["state"]
-        for action in result["actions"]:
-            at = int(action.get("due_ms", T0 + now)) - T0
+
+    def see(now: int, response: dict[str, Any]) -> None:
+        for action in response["actions"]:
+            at = int(action.get("due_ms", now)) - T0
             seen.append(SeenAction(at, action["trigger"], action["content"]))
-        checked = result["next_check_ms"]
-        next_check = None if checked is None or checked - T0 <= now else checked - T0
-    error = (f"{case.file}:{case.line}:{case.column}: the session needed more than "
-             f"{MAX_REQUESTS} requests; is a trigger firing in a loop? (set until)")
-    return CaseResult(case, tuple(seen), error)
+
+    sending: list[CaseEvent] = []  # the batch on its way, to point a refusal at its event
+    try:
+        for batch in batches:
+            # call-backs come before the next batch and never after `until`
+            for now, response in client.call_backs(T0 + min(batch[0].at_ms, until + 1)):
+                see(now, response)
+            for event in batch:
+                if event.fields.get("type") == "page_view" and event.fields.get("url") is not None:
+                    context["url"] = event.fields["url"]
+            client.context = dict(context)
+            now = T0 + batch[0].at_ms
+            sending = batch
+            see(now, client.send({"session_id": session_id, "now_ms": now,
+                                  "context": dict(context),
+                                  "events": [{**e.fields, "ts_ms": T0 + e.at_ms} for e in batch]},
+                                 now))
+            sending = []
+        for now, response in client.call_backs(T0 + until + 1):
+            see(now, response)
+    except DecisionError as exc:
+        return CaseResult(case, tuple(seen), _refused(case, exc, sending))
+    except RunawaySession:
+        error = (f"{case.file}:{case.line}:{case.column}: the session needed more than "
+                 f"{MAX_REQUESTS} requests; is a trigger firing in a loop? (set until)")
+        return CaseResult(case, tuple(seen), error)
+    return CaseResult(case, tuple(seen))
 
 
 def _refused(case: PackCase, exc: DecisionError, batch: list[CaseEvent]) -> str:

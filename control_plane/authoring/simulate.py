@@ -19,9 +19,11 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from edge_module.core import DecisionError, Snapshot, decide
+from edge_module.replay_client import Decide, ReplayClient
 
 MAX_ERRORS_SHOWN = 5
 
@@ -75,14 +77,12 @@ class SimulationReport:
         }
 
 
-class _Visitor:
-    __slots__ = ("context", "fired", "next_check", "start", "state")
+class _Visitor(ReplayClient):
+    __slots__ = ("fired", "start")
 
-    def __init__(self, start: int) -> None:
+    def __init__(self, decide: Decide, session_id: str, start: int) -> None:
+        super().__init__(decide, session_id)
         self.start = start
-        self.state: Any = None
-        self.next_check: int | None = None
-        self.context: Any = None
         self.fired: dict[str, int] = {}  # trigger -> first fire, ms since start
 
 
@@ -95,17 +95,15 @@ def simulate(snap: Snapshot, trigger_ids: Sequence[str], lines: Iterable[str]) -
     first_errors: list[str] = []
     requests = callbacks = events = 0
     loads = json.loads
+    core = partial(decide, snap)
 
     def refuse(lineno: int, code: str, message: str) -> None:
         errors[code] += 1
         if len(first_errors) < MAX_ERRORS_SHOWN:
             first_errors.append(f"line {lineno}: {message}")
 
-    def run(visitor: _Visitor, request: Any, now: int) -> None:
-        result = decide(snap, request, visitor.state, now)
-        visitor.state = result["state"]
-        visitor.next_check = result["next_check_ms"]
-        for action in result["actions"]:
+    def record(visitor: _Visitor, now: int, response: dict[str, Any]) -> None:
+        for action in response["actions"]:
             tid = action["trigger"]
             fires[tid] += 1
             if tid not in visitor.fired:
@@ -137,13 +135,13 @@ def simulate(snap: Snapshot, trigger_ids: Sequence[str], lines: Iterable[str]) -
         sid = request["session_id"]
         visitor = visitors.get(sid)
         if visitor is None:
-            visitor = visitors[sid] = _Visitor(min([now, *stamps]))
+            visitor = visitors[sid] = _Visitor(core, sid, min([now, *stamps]))
         try:
-            while visitor.next_check is not None and visitor.next_check < now:
-                at = visitor.next_check
-                callbacks += 1
-                run(visitor, {"session_id": sid, "now_ms": at, "context": visitor.context}, at)
-            run(visitor, request, now)
+            if visitor.next_check is not None:  # most requests have no call-back due
+                for at, response in visitor.call_backs(now):
+                    callbacks += 1
+                    record(visitor, at, response)
+            record(visitor, now, visitor.send(request, now))
         except DecisionError as exc:
             where = f" ({exc.field})" if exc.field else ""
             refuse(lineno, exc.code, exc.message + where)
