@@ -25,6 +25,7 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from edge_module.core.globs import Glob
 from edge_module.core.urls import url_path
 from edge_module.edge_store import LocalFolderStore
 from edge_module.host.decision_log import decision_record, outcome_record
+from edge_module.replay_client import T0, ReplayClient
 
 from . import config as config_module
 from . import publishing
@@ -41,7 +43,7 @@ from .rulepack import Pack, compile_snapshot, load_pack_set
 from .telemetry_store import TelemetryStore
 
 HOUR_MS = 3_600_000
-START_MS = 1_764_201_600_000  # round 0's hour starts here (an hour boundary, UTC)
+START_MS = T0  # round 0's hour starts here (an hour boundary, UTC)
 SALT = "evaluate"
 JUDGE_PREFIX = "judge-"  # judged sessions are judge-0, judge-1... (holdout and exploration
 # slices hash the session id, so a recount must use the same ids)
@@ -192,17 +194,16 @@ def replay(snap: Snapshot, requests: list[dict[str, Any]], trigger: str, where: 
            log: Log | None = None) -> Replayed:
     """Drive one session's requests through the decision core in order, its state carried
     between them as the edge carries it; `log(request, response, now)` sees each decision."""
-    state = None
+    client = ReplayClient(partial(decide, snap), requests[0]["session_id"] if requests else "")
     result = Replayed(False, None, None)
     for k, req in enumerate(requests):
         now = req["now_ms"]
         try:
-            response = decide(snap, req, state, now)
+            response = client.send(req, now)
         except DecisionError as exc:
             raise EvaluationInputError(where, f"requests[{k}] refused by the decision core: "
                                               f"{exc.code} at {exc.field or 'the request'}: "
                                               f"{exc.message}") from None
-        state = response.pop("state")
         decision_id = f"{req['session_id']}.{k}"
         response["decision_id"] = decision_id
         response["latency_us"] = 0

@@ -11,8 +11,7 @@ from typing import Any, Protocol
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import Snapshot, decide_json, error_json, load_snapshot, unpack
 from edge_module.core import pack as pack_value
-
-T0 = 1_764_201_600_000  # a fixed "page load" moment; tests use offsets from it
+from edge_module.replay_client import T0, ReplayClient  # T0: tests give times from it
 
 
 def snapshot_text(*pack_yaml: str, revision: str = "1") -> str:
@@ -176,11 +175,15 @@ class Session:
         self.decider = decider
         self.url = url
         self.session = session
-        self.state: Any = None
+        self.client = ReplayClient(self._decide, session)
+
+    @property
+    def state(self) -> Any:
+        return self.client.state
+
+    def _decide(self, req: dict[str, Any], state: Any, _now: int | None) -> dict[str, Any]:
+        out = self.decider.decide(envelope(req, state))
+        return {**out.response, "state": out.state}
 
     def send(self, events: list[dict[str, Any]], now: int, **extra: Any) -> dict[str, Any]:
-        out = self.decider.decide(envelope(request(events, now, self.session, self.url, **extra),
-                                          self.state))
-        response = out.response
-        self.state = out.state
-        return response
+        return self.client.send(request(events, now, self.session, self.url, **extra))
