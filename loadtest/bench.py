@@ -13,14 +13,14 @@ import marshal
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import decide_json, decide_packed, load_snapshot, pack, unpack
+from edge_module.replay_client import T0
 
-T0 = 1_764_201_600_000
 SIGNALS = [
     'dwell: ">= {n}s"',
     'scroll_depth: ">= 0.{n}"',

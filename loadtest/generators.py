@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-START_MS = 1_764_201_600_000  # 2025-11-27 00:00 UTC: sessions start from here
+from edge_module.replay_client import T0
+
+START_MS = T0  # sessions start from here
 PAGE_PX = {"mobile": 9000, "tablet": 6000, "desktop": 4200}  # a page's height in px
 COUNTRIES = (("DE", 0.3), ("US", 0.25), ("FR", 0.15), ("GB", 0.15), ("BR", 0.1), ("JP", 0.05))
 REFERRERS = (None, None, "https://www.google.com/", "https://news.example.com/",

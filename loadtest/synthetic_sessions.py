@@ -18,7 +18,8 @@ import random
 import sys
 from typing import Any
 
-T0 = 1_764_201_600_000
+from edge_module.replay_client import T0
+
 FLUSH_MS = 1000  # the client's batching interval
 PAGES = (("/pricing", 30), ("/products/{n}", 25), ("/blog/{n}", 15), ("/", 10),
          ("/cart", 12), ("/checkout", 8))

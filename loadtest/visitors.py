@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_module.replay_client import T0
+
 MAX_BATCH = 20  # the SDK flushes at most this many events per request
 FLUSH_MS = 1000  # ... and at least this often while something happened
 
@@ -173,9 +175,6 @@ def throughput_events(start_ms: int) -> list[dict[str, Any]]:
         else:
             events.append({"type": "custom", "ts_ms": ts, "name": "evt_1"})
     return events
-
-
-T0 = 1_764_201_600_000
 
 
 def throughput_body(session_id: str, seq: int, now_ms: int | None = None,

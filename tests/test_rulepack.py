@@ -22,11 +22,11 @@ from control_plane.rulepack.compiler import page_bucket
 from control_plane.rulepack.values import ValueProblem, parse_duration, parse_number, parse_ratio
 from edge_module.core import decide, load_snapshot
 from edge_module.core.globs import glob_match
+from tests.factories import T0
 from tests.language_factories import compiled, only_problem, problems_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
-T0 = 1_764_201_600_000
 
 
 # Factories

@@ -11,8 +11,8 @@ from control_plane.authoring.case_runner import snapshot_of
 from control_plane.authoring.simulate import SimulationReport, TriggerStats, simulate
 from control_plane.rulepack import load_pack
 from loadtest.synthetic_sessions import generate
+from tests.factories import T0
 
-T0 = 1_764_201_600_000
 PACK = textwrap.dedent("""\
     pack: shop
     triggers:

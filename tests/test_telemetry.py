@@ -21,6 +21,7 @@ from edge_module.host.decision_log import (
     read_batch,
 )
 from tests.control_server import ControlServer
+from tests.factories import T0
 from tests.servers import (
     BUILD,
     EDGE_TOKEN,
@@ -33,8 +34,6 @@ from tests.servers import (
     running_edge,
     wait_for,
 )
-
-T0 = 1_764_201_600_000
 
 
 def publish_rules(store: Path) -> None:

@@ -15,20 +15,21 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from loadtest.stack import EdgeStack, edge_stack
+from tests.factories import T0
 
 BODY_TIMEOUT_S = 4.0  # the edge's deadline for a request body, in this module
 MAX_BODY = 256 * 1024  # EdgeConfig.max_body_bytes's default
 GOOD = json.dumps({
     "session_id": "good-visitor", "context": {"url": "/pricing", "device": "desktop"},
-    "events": [{"type": "page_view", "ts_ms": 1_764_201_600_000, "url": "/pricing"},
+    "events": [{"type": "page_view", "ts_ms": T0, "url": "/pricing"},
                {"type": "scroll", "ts_ms": 1_764_201_601_000, "depth": 0.5, "y": 900}],
 }).encode()
 

@@ -15,9 +15,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,6 +29,7 @@ from edge_module.core import load_snapshot
 from edge_module.core.engine import MAX_ATTRIBUTE_VALUE, MAX_CONTEXT_VALUE
 from edge_module.core.globs import Glob, from_legacy_regex, glob_match, normalize
 from loadtest.stack import EdgeStack, edge_stack
+from tests.factories import T0
 from tests.servers import http, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,7 +165,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeStack]:
 def decide(stack: EdgeStack, sid: str, url: str, **context: Any) -> tuple[int, dict[str, Any]]:
     status, body, _ = http("POST", stack.url + "/v1/decide", {
         "session_id": sid, "context": {"url": url, **context},
-        "events": [{"type": "page_view", "ts_ms": 1_764_201_600_000, "url": url}]})
+        "events": [{"type": "page_view", "ts_ms": T0, "url": url}]})
     return status, body
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -15,10 +16,11 @@ from hypothesis import strategies as st
 
 from edge_module.host.outcome_tokens import OutcomeTokens, TokenError
 from loadtest.stack import EdgeStack, edge_stack
+from tests.factories import T0
 from tests.servers import wait_for
 
 KEY = bytes(range(32))
-T = 1_764_201_600_000
+T = T0
 
 
 # The token itself
