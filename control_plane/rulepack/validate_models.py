@@ -11,6 +11,8 @@ only known once every pack is read (`model_checks`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from edge_module.core.catalog import INTENT_FEATURES, SIGNALS
 from edge_module.core.features import SESSION_FEATURES
@@ -33,6 +35,7 @@ STATS_KEYS = ("mean", "std")
 MODEL_KEY = re.compile(r"[a-z0-9][a-z0-9_-]*(/[a-z0-9][a-z0-9_-]*)?(#\d+)+")
 MODEL_KEY_RULE = ("a condition's model key: its trigger id, '#' and its position in when "
                   "(from 0), such as pricing-discount#1")
+_Entry = TypeVar("_Entry")
 _INTENT_EXPECTED = "a mapping such as {bias: -3.0, weights: {dwell: 1.2}, scale: {dwell: 10000}}"
 _LEARNED_EXPECTED = ("a mapping such as {features: [dwell_ms, depth], weights: {dwell_ms: 0.9, "
                      "depth: 1.4}, bias: -1.3}")
@@ -188,62 +191,60 @@ class ModelChecker(Checker):
     # Adaptive thresholds
 
     def thresholds(self, node: Node) -> tuple[tuple[Located, tuple[ThresholdEntry, ...]], ...]:
-        out = []
-        for key, value_node in self.named_entries(
-                node, "thresholds", 'a mapping of model keys to thresholds per segment, such '
-                                    'as {"pricing-discount#1": {"*": 0.7, mobile: 0.55}}'):
-            if not MODEL_KEY.fullmatch(key.text):
-                self.report(key, f"threshold key {key.text!r} is not a model key",
-                            MODEL_KEY_RULE)
-                continue
-            entries = []
-            ok = True
-            for seg_key, raw_node in self.named_entries(
-                    value_node, f"the thresholds of {key.text}",
-                    'a mapping such as {"*": 0.7, mobile: 0.55}'):
-                if seg_key.text != ANY_SEGMENT and self.segment_name(seg_key) is None:
-                    ok = False
-                    continue
-                if not (isinstance(raw_node, Scalar)
-                        and (is_number(raw_node.value) or isinstance(raw_node.value, str))):
-                    self.report(raw_node, f"the threshold for {seg_key.text} is "
-                                          f"{describe(raw_node)}", "a number or a value with "
-                                                                   "its unit, such as 55% or 3s")
-                    ok = False
-                    continue
-                entries.append(ThresholdEntry(seg_key.text, raw_node.value, raw_node.line,
-                                              raw_node.column))
-            if ok and entries:
-                out.append((Located(key.text, key.line, key.column), tuple(entries)))
-        return tuple(out)
+        def entry(_key: str, seg_key: Scalar, raw_node: Node) -> ThresholdEntry | None:
+            if not (isinstance(raw_node, Scalar)
+                    and (is_number(raw_node.value) or isinstance(raw_node.value, str))):
+                self.report(raw_node, f"the threshold for {seg_key.text} is "
+                                      f"{describe(raw_node)}", "a number or a value with "
+                                                               "its unit, such as 55% or 3s")
+                return None
+            return ThresholdEntry(seg_key.text, raw_node.value, raw_node.line, raw_node.column)
+
+        return self.per_segment(
+            node, "thresholds", 'a mapping of model keys to thresholds per segment, such '
+                                'as {"pricing-discount#1": {"*": 0.7, mobile: 0.55}}',
+            "threshold key", lambda key: f"the thresholds of {key}",
+            'a mapping such as {"*": 0.7, mobile: 0.55}', entry)
 
     # Learned intent models (issue #12, contract C)
 
     def learned(self, node: Node) -> tuple[tuple[Located, tuple[tuple[str, LearnedModel], ...]],
                                             ...]:
+        def entry(key: str, seg_key: Scalar, body: Node) -> tuple[str, LearnedModel] | None:
+            model = self.learned_model(body, f"models.learned.{key}.{seg_key.text}")
+            return None if model is None else (seg_key.text, model)
+
+        return self.per_segment(
+            node, "learned", 'a mapping of model keys to models per segment, such as '
+                             '{"pricing-discount#0": {"*": {features: [...], ...}}}',
+            "learned model key", lambda key: f"models.learned.{key}",
+            'a mapping of segment names (or "*") to models', entry)
+
+    def per_segment(self, node: Node, field: str, expected: str, key_label: str,
+                    what_of: Callable[[str], str], segment_expected: str,
+                    entry: Callable[[str, Scalar, Node], _Entry | None],
+                    ) -> tuple[tuple[Located, tuple[_Entry, ...]], ...]:
+        """A mapping of model keys to mappings of segments ("*" or a segment name) to
+        entries; a key with any entry in error is left out (the error reported)."""
         out = []
-        for key, value_node in self.named_entries(
-                node, "learned", 'a mapping of model keys to models per segment, such as '
-                                 '{"pricing-discount#0": {"*": {features: [...], ...}}}'):
+        for key, value_node in self.named_entries(node, field, expected):
             if not MODEL_KEY.fullmatch(key.text):
-                self.report(key, f"learned model key {key.text!r} is not a model key",
-                            MODEL_KEY_RULE)
+                self.report(key, f"{key_label} {key.text!r} is not a model key", MODEL_KEY_RULE)
                 continue
-            models = []
+            entries = []
             ok = True
-            for seg_key, body in self.named_entries(
-                    value_node, f"models.learned.{key.text}",
-                    'a mapping of segment names (or "*") to models'):
+            for seg_key, body in self.named_entries(value_node, what_of(key.text),
+                                                    segment_expected):
                 if seg_key.text != ANY_SEGMENT and self.segment_name(seg_key) is None:
                     ok = False
                     continue
-                model = self.learned_model(body, f"models.learned.{key.text}.{seg_key.text}")
-                if model is None:
+                value = entry(key.text, seg_key, body)
+                if value is None:
                     ok = False
                 else:
-                    models.append((seg_key.text, model))
-            if ok and models:
-                out.append((Located(key.text, key.line, key.column), tuple(models)))
+                    entries.append(value)
+            if ok and entries:
+                out.append((Located(key.text, key.line, key.column), tuple(entries)))
         return tuple(out)
 
     def learned_model(self, node: Node, what: str) -> LearnedModel | None:
