@@ -18,7 +18,7 @@ from control_plane import publishing
 from control_plane.keys import KeyRing
 from control_plane.rulepack import load_pack
 from edge_module.host.config import EdgeConfig
-from edge_module.host.server import EdgeHost
+from edge_module.host.edge_host import EdgeHost
 
 PACK = """
 pack: greet

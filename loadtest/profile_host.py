@@ -44,7 +44,7 @@ def build_host(work: Path, threads: int = 1) -> Any:
     import sys
 
     from edge_module.host.config import EdgeConfig
-    from edge_module.host.server import EdgeHost
+    from edge_module.host.edge_host import EdgeHost
 
     env = {**os.environ, "CONTROL_DATA_DIR": str(work / "control"),
            "TRIGGERS_STORE": str(work / "store"), "TRIGGERS_TRUSTED_KEYS": str(work / "trusted")}

@@ -115,7 +115,7 @@ def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
     from waitress.server import create_server
 
     from edge_module.host.config import EdgeConfig
-    from edge_module.host.server import EdgeHost
+    from edge_module.host.edge_host import EdgeHost
 
     settings = {"store": str(store_dir), "component": BUILD / "decision-engine.wasm",
                 "cache_dir": BUILD / "cache", "sync_interval_s": 0.05, "threads": 2,

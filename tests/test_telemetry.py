@@ -377,7 +377,7 @@ def test_workers_starting_together_agree_on_one_salt(tmp_path):
 
 def test_each_worker_ships_its_own_spool_and_none_is_stranded(tmp_path):
     from edge_module.host.config import EdgeConfig
-    from edge_module.host.server import spool_dir
+    from edge_module.host.edge_host import spool_dir
 
     state = tmp_path / "edge"
 

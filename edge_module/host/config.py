@@ -20,11 +20,11 @@ class EdgeConfig:
     host: str = "127.0.0.1"
     port: int = 8700
     server: str = "granian"  # the HTTP server: granian (Rust, default) or waitress
-    # Threads running the WSGI app, and as many component instances: one per core (2 to 8).
-    # The guest runs without the GIL, so each core runs a decision; more threads than cores
-    # only add GIL hand-offs (measured on 2 cores: 4 threads 9 % fewer decisions/s than 2,
-    # server-side p99 4x). Under granian with the memory store the event loop is one of
-    # these deciders (one thread fewer, as many instances).
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR (granian's own log too)
+    # Decision threads, and as many component instances: one per core (2 to 8). The guest
+    # runs without the GIL, so each core runs a decision; more threads than cores only add
+    # GIL hand-offs (measured: README, Performance). Under granian with the memory store
+    # the event loop is one of these deciders (one thread fewer, as many instances).
     threads: int = min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                            else os.cpu_count() or 2, 2), 8)
     io_threads: int = 1  # granian only: Rust threads parsing HTTP and moving bytes
@@ -43,8 +43,8 @@ class EdgeConfig:
     token: str = ""  # this edge's token for the control plane
     report_interval_s: float = 5.0
     # Decisions waiting or running; beyond it: 503 + Retry-After. Admission happens before
-    # queueing, so this is the queue a burst may build: 256 waits about 50 ms at 2 cores
-    # (64 refused 0.5 % of a Locust ramp that the old server's hidden queue absorbed).
+    # queueing, so this is the queue a burst may build (256: about 50 ms at 2 cores); much
+    # smaller refuses bursts that a short wait would absorb.
     max_pending: int = 256
     drain_timeout_s: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     component: Path = Path("build/decision-engine.wasm")

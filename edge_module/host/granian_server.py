@@ -1,57 +1,48 @@
 """The default HTTP server: granian (HTTP in Rust) speaking RSGI to an asyncio loop.
 
 Why RSGI and not granian's WSGI: a WSGI app reads its body on the thread that will
-decide, so a client that sends a head and one byte of its body holds a decision thread
-for as long as it likes (with threads = cores, two such clients stopped the edge). Here a
-body is read whole on the event loop, with a deadline (408 and the connection closed
-when it runs out) and a size bound (413, the excess read and discarded so the client
-sees the answer), before a decision thread or an instance is involved. Only complete
-requests reach the thread pool, and admission (`EdgeApp.admit`) happens before queueing,
-so a saturated edge answers 503 at once instead of queueing without bound. What the loop
-does per request is kept small (it competes with the decisions for the GIL and, on two
-cores, for CPU): one timer sweep instead of a timer per body, a plain queue to the
-decision threads, and the decision thread sends its own answer (granian's protocol object
-may be used from any thread) and counts the decision out itself. The loop is not woken to
-hear that a decision is done (measured: that wake-up, one per decision, cost ~12 % of the
-throughput): the finished requests are collected whenever the loop runs anyway (a new
-request) and by a short timer while decisions are out, so a request's task ends at most
-COLLECT_S after its answer left.
+decide, so a client that sends a head and one byte of its body would hold a decision
+thread for as long as it likes. Here a body is read whole on the event loop, with a
+deadline (408 and the connection closed when it runs out) and a size bound (413, the
+excess read and discarded so the client sees the answer), before a decision thread or an
+instance is involved. Only complete requests reach the threads, and admission
+(`EdgeApp.admit`) happens before queueing, so a saturated edge answers 503 at once instead
+of queueing without bound.
+What the loop does per request is kept small (it competes with the decisions for the GIL):
+one timer sweep instead of a timer per body, a plain queue to the decision threads, and the
+decision thread sends its own answer (granian's protocol object may be used from any
+thread) and counts the decision out itself. The loop is not woken to hear that a decision
+is done (a wake-up per decision is a large share of the host's cost): finished requests are
+collected whenever the loop runs anyway and by a short timer while decisions are out, so a
+request's task ends at most COLLECT_S after its answer left.
 With the memory session store the loop is also one of the deciders: there is one decision
 thread fewer than instances, and a request whose body is in while every decision thread is
-busy is decided on the loop, on the instance they leave free (never waiting for one). A
-hand-off to a thread costs a thread wake-up, a GIL hand-over and a collection; deciding
-where the body arrived costs none, and the guest still runs without the GIL beside the
-thread's (measured, README "What hardening cost": an eighth less CPU and a third fewer
-context switches per request). The loop is then busy for one decision (bounded by its
-deadline; once per publish, by a snapshot load into that instance) before it reads the
-next body. Shared stores (LMDB, Redis) may wait for a lease or the network, which the
-loop must never do: with them every decision goes to a thread.
-`/healthz` and `/openapi.json` are answered on the loop itself.
-
-Measured on the project's 2-core VM (README, Performance): HTTP parsing and connection
-handling stay in Rust threads that do not hold the GIL, so the GIL is left to the
-decision (JSON parse, the component call's wrapper, the response) and the guest runs on
-the other core. One worker process keeps every session of the memory store in one place;
-EDGE_WORKERS=N with EDGE_SESSION_STORE=lmdb (or redis://) runs N processes sharing
-sessions.
+busy is decided on the loop, on the instance they leave free (never waiting for one): no
+thread hand-off, and the guest still runs without the GIL beside the threads'. The loop is
+then busy for one decision (bounded by its deadline) before it reads the next body. Shared
+stores (LMDB, Redis) may wait for a lease or the network, which the loop must never do:
+with them every decision goes to a thread. `/healthz` and `/openapi.json` are answered on
+the loop itself.
+HTTP parsing and connection handling stay in Rust threads that do not hold the GIL. One
+worker process keeps every session of the memory store in one place; EDGE_WORKERS=N with
+EDGE_SESSION_STORE=lmdb (or redis://) runs N processes sharing sessions. The figures
+behind these choices are in the README (Performance).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import queue
 import signal
-import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
+from .app import EdgeApp, Reply, Route, error_body
 from .config import EdgeConfig
-from .server import LOG_FORMAT, EdgeApp, EdgeHost, Reply, Route, error_body, settle_heap
+from .edge_host import EdgeHost, configure_logging, settle_heap
+from .lane import Lane
 from .session_store import MemorySessionStore
 
 log = logging.getLogger("edge.host")
@@ -61,66 +52,6 @@ _JSON = [("content-type", "application/json")]
 
 SWEEP_S = 0.25  # how often overdue body reads are looked for (the deadline's precision)
 COLLECT_S = 0.002  # while decisions are out, how often the loop collects the finished ones
-
-
-class Lane:
-    """`size` threads running blocking calls for the loop: lighter than an executor (no
-    concurrent.futures.Future, no lock per call), the answer handed back through the loop."""
-
-    def __init__(self, size: int, name: str) -> None:
-        self.size, self.name = size, name
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        for k in range(self.size):
-            thread = threading.Thread(target=self._work, name=f"{self.name}_{k}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        future = self._loop.create_future()
-        self._queue.put((future, fn, args))
-        return future
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run `fn(*args)` on a thread; nobody is told when it is done (`fn` handles its
-        own errors and completion)."""
-        self._queue.put((None, fn, args))
-
-    def stop(self) -> None:
-        """Finish what is queued, then end the threads."""
-        for _ in self._threads:
-            self._queue.put(None)
-        for thread in self._threads:
-            thread.join()
-
-    def _work(self) -> None:
-        call_soon = self._loop.call_soon_threadsafe
-        while (item := self._queue.get()) is not None:
-            future, fn, args = item
-            if future is None:  # submitted: it reports its own end
-                fn(*args)
-                continue
-            result, error = None, None
-            try:
-                result = fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting request
-                error = exc
-            try:
-                call_soon(_resolve, future, result, error)
-            except RuntimeError:  # the loop is closed: nobody waits for it any more
-                pass
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 class BodyTooLarge(Exception):
@@ -364,7 +295,7 @@ def _worker_app(config: EdgeConfig, worker: int = 1) -> RsgiEdge:
     """Runs in the worker process: the engine, instances and threads are made there (none
     of them survives a fork). With several workers each is an edge of its own in the fleet
     view and in telemetry (`<edge id>/w<k>`): counters and instances are per process."""
-    logging.basicConfig(level=os.environ.get("EDGE_LOG_LEVEL", "INFO"), format=LOG_FORMAT)
+    configure_logging(config)
     if config.workers > 1:
         config = replace(config, worker=worker,
                          edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}/w{worker}")
@@ -410,7 +341,7 @@ def serve_granian(config: EdgeConfig) -> None:
                     "stream": "ext://sys.stderr"},
         "access": {"formatter": "access", "class": "logging.StreamHandler",
                    "stream": "ext://sys.stderr"}}}
-    level = os.environ.get("EDGE_LOG_LEVEL", "INFO").lower()
+    level = config.log_level.lower()
     server = Server(
         "edge_module.host.granian_server:RsgiEdge", address=config.host, port=config.port,
         interface=Interfaces.RSGI, workers=config.workers,

@@ -1,5 +1,6 @@
-"""The one shape of the host's background duties (snapshot sync, status reporting):
-`run_once` on an interval in a daemon thread, with `start` and `stop`."""
+"""The one shape of the host's background duties (snapshot sync, status reporting,
+telemetry shipping): `run_once` on an interval in a daemon thread, with `start`, `stop`
+and `close`."""
 
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ class PeriodicTask:
         while not self._stop.wait(self.interval_s):
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - a background duty must outlive any surprise
+            except Exception:  # a background duty must outlive any surprise
                 log.exception("%s failed unexpectedly", self.name)
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Stop for good; a duty with work a clean stop must not leave undone does it here."""
+        self.stop()

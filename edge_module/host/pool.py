@@ -14,8 +14,8 @@ import hashlib
 import json
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .component import GuestResult, GuestTrap, Instance
 

@@ -28,9 +28,10 @@ import struct
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import redis
 
@@ -548,7 +549,7 @@ class LmdbSessionStore:
                 # one worker sweeps at a time: the lease outlives a round, then lapses
                 if self._take_lease(_SWEEPER, self._token, interval_s * 1.5):
                     self.sweep()
-            except Exception:  # noqa: BLE001 - a failed round must not end the thread
+            except Exception:  # a failed round must not end the thread
                 log.exception("session sweep at %s failed", self.where)
 
     def sweep(self, make_room: bool = False, chunk: int = 2000) -> int:

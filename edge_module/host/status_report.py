@@ -9,7 +9,8 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .periodic import PeriodicTask
 
@@ -45,6 +46,11 @@ class StatusReporter(PeriodicTask):
         self.last_error = None
         self.last_report_ms = int(time.time() * 1000)
         return True
+
+    def close(self) -> None:
+        """Stop, then report once more: the control plane sees the last state."""
+        self.stop()
+        self.run_once()
 
     def _fail(self, message: str) -> None:
         if message != self.last_error:

@@ -91,6 +91,13 @@ class TelemetryShipper(PeriodicTask):
             sent += result == "delivered"
         return sent
 
+    def close(self) -> None:
+        """Stop, then flush and make one last delivery attempt, backoff or not: nothing
+        buffered is lost on a clean stop, and the spool keeps what is not delivered."""
+        self.stop()
+        self.next_attempt = 0.0
+        self.run_once()
+
     def _send(self, path: Path) -> str:
         """One batch file: delivered, split, refused (kept or set aside) or unavailable."""
         try:

@@ -1,0 +1,381 @@
+"""The edge host's HTTP API as an object apart from any server: `POST /v1/decide`,
+`POST /v1/outcome`, `GET /healthz` and `GET /openapi.json`, routed through one table.
+
+Plain handlers rather than a framework: this is the hot path, and all a decision does is
+parse the body once, fetch the session state, call the component and splice the answer.
+`EdgeApp` is also a WSGI callable (waitress); the granian server reads bodies on its event
+loop and calls the same handlers (`granian_server.py`). What runs it is `edge_host.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..core.api import pack, unpack
+from .component import GuestTrap
+from .config import EdgeConfig
+from .decision_log import DecisionLog, OutcomeError, outcome_record
+from .outcome_tokens import OutcomeTokens, TokenError, load_key
+from .pool import InstancePool, PoolBusy
+from .session_store import (
+    LmdbSessionStore,
+    MemorySessionStore,
+    SessionStore,
+    SessionStoreUnavailable,
+)
+from .snapshot_sync import SnapshotSync
+from .telemetry import TelemetryShipper
+
+log = logging.getLogger("edge.host")
+
+StartResponse = Callable[..., Any]
+JSON = "application/json"
+_STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
+           403: "403 Forbidden", 405: "405 Method Not Allowed", 408: "408 Request Timeout",
+           413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
+           422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
+           503: "503 Service Unavailable"}
+MAX_OUTCOME_BYTES = 16 * 1024
+
+Headers = list[tuple[str, str]]
+Reply = tuple[int, bytes, Headers]
+
+
+class Counters:
+    """What went wrong or right, by name, counted from any thread (shown by /healthz)."""
+
+    NAMES = ("decisions", "errors",
+             "aborted",  # decisions whose guest was stopped (deadline, memory)
+             "busy",
+             "slow_bodies",  # request bodies that did not arrive within the deadline (408)
+             "oversized",  # request bodies over their route's limit (413)
+             "outcomes_refused")  # outcome reports without a valid token
+
+    def __init__(self) -> None:
+        self._counts = dict.fromkeys(self.NAMES, 0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+def error_body(code: str, message: str, field_name: str | None = None) -> bytes:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if field_name is not None:
+        err["field"] = field_name
+    return json.dumps({"error": err}).encode()
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: its method, handler, body limit, and where an asynchronous server runs
+    it: `decide` (a decision thread, admitted against EDGE_MAX_PENDING), `side` (a thread
+    of its own: never queued behind decisions) or `loop` (at once: constant work)."""
+
+    method: str
+    handler: Callable[[bytes], Reply]
+    max_body: int = 0  # 0: no body expected
+    lane: str = "loop"
+
+
+class EdgeApp:
+    """The edge host's endpoints, independent of the HTTP server that carries them: a
+    handler takes the request body (already read whole, within its limit) and returns
+    (status, body, extra headers). `__call__` serves them as WSGI (waitress); the granian
+    server reads bodies asynchronously first (`granian_server.py`)."""
+
+    def __init__(self, pool: InstancePool, sessions: SessionStore, sync: SnapshotSync | None,
+                 config: EdgeConfig, clock_ms: Callable[[], int] | None = None) -> None:
+        self.pool = pool
+        self.sessions = sessions
+        self.sync = sync
+        self.config = config
+        self.counters = Counters()
+        self._clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.edge_id = config.edge_id or f"{config.host}:{config.port}"
+        self.started_ms = self._clock_ms()
+        self.draining = False
+        self.pending = 0  # decisions waiting for or holding an instance
+        self._pending_lock = threading.Lock()
+        self.decision_log: DecisionLog | None = None  # set when telemetry is on
+        self.shipper: TelemetryShipper | None = None  # ... and what ships it
+        self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
+                                    int(config.outcome_window_s * 1000))
+        self.routes: dict[str, Route] = {
+            "/v1/decide": Route("POST", self.decide, config.max_body_bytes, lane="decide"),
+            "/v1/outcome": Route("POST", self.outcome, MAX_OUTCOME_BYTES, lane="side"),
+            "/healthz": Route("GET", lambda _body: self.health(), lane="side"),
+            "/openapi.json": Route("GET", lambda _body: self.openapi()),
+        }
+
+    def route(self, method: str, path: str) -> Route | Reply:
+        """The route for a request, or the 404 / 405 answer."""
+        route = self.routes.get(path)
+        if route is None:
+            return 404, error_body("not_found", f"no route {path}"), []
+        if method != route.method and not (method == "HEAD" and route.method == "GET"):
+            return 405, error_body("method_not_allowed", f"use {route.method} for {path}"), [
+                ("Allow", route.method if route.method != "GET" else "GET, HEAD")]
+        return route
+
+    def too_large(self, route: Route, length: int) -> Reply:
+        self.counters.add("oversized")
+        return 413, error_body("body_too_large", f"request body of {length} bytes or more; "
+                               f"at most {route.max_body}"), [("Connection", "close")]
+
+    def slow_body(self) -> Reply:
+        self.counters.add("slow_bodies")
+        return 408, error_body(
+            "request_timeout", f"the request body did not arrive within "
+            f"{self.config.body_timeout_s:g} s"), [("Connection", "close")]
+
+    def run(self, route: Route, body: bytes, method: str, path: str) -> Reply:
+        """Call a handler; failures become answers here, and only here."""
+        try:
+            return route.handler(body)
+        except SessionStoreUnavailable as exc:  # the detail names internal hosts: log only
+            log.warning("%s %s: %s", method, path, exc)
+            return 503, error_body(
+                "session_store_unavailable",
+                "session state is unavailable; no decision was made, retry shortly"), [
+                ("Retry-After", "1")]
+        except Exception:  # a bug must cost one request, not the worker
+            log.exception("unhandled error on %s %s", method, path)
+            self.counters.add("errors")
+            return 500, error_body("internal_error", "internal error"), []
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """WSGI (waitress: it reads a body whole, within its channel timeout, before a
+        worker thread runs this)."""
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        route = self.route(method, path)
+        if not isinstance(route, Route):
+            return self._reply(start_response, *route)
+        body = b""
+        if route.max_body:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                reply: Reply = (400, error_body("invalid_request", "bad Content-Length"), [])
+                return self._reply(start_response, *reply)
+            if length > route.max_body:
+                return self._reply(start_response, *self.too_large(route, length))
+            body = environ["wsgi.input"].read(length)
+        return self._reply(start_response, *self.run(route, body, method, path))
+
+    @staticmethod
+    def _reply(start_response: StartResponse, status: int, body: bytes,
+               extra: Headers | None = None) -> list[bytes]:
+        headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+        # hop-by-hop headers are the WSGI server's to send (PEP 3333)
+        headers += [h for h in extra or () if h[0].lower() != "connection"]
+        start_response(_STATUS.get(status, f"{status} Error"), headers)
+        return [body]
+
+    def admit(self) -> Reply | None:
+        """Count a decision in, or the 503 that refuses it (draining, or saturated)."""
+        if self.draining:
+            return 503, error_body("draining", "edge host shutting down, retry shortly"), [
+                ("Retry-After", "1")]
+        with self._pending_lock:
+            if self.pending >= self.config.max_pending:
+                self.counters.add("busy")
+                return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
+                    ("Retry-After", "1")]
+            self.pending += 1
+        return None
+
+    def release(self) -> None:
+        with self._pending_lock:
+            self.pending -= 1
+
+    def decide(self, raw: bytes) -> Reply:
+        """`POST /v1/decide`, admitted here (the granian server admits before queueing and
+        calls `decide_admitted`)."""
+        refused = self.admit()
+        if refused is not None:
+            return refused
+        try:
+            return self.decide_admitted(raw)
+        finally:
+            self.release()
+
+    def decide_admitted(self, raw: bytes, wait: bool = True) -> Reply:
+        """A decision already counted in by `admit`; with `wait=False` it takes an instance
+        only if one is free now (503 otherwise), for a caller that must not block."""
+        started = time.perf_counter_ns()
+        try:
+            # orjson: a fifth of the stdlib's parse time on the hot path, and strict where
+            # the stdlib is lax (NaN, Infinity and lone surrogates are refused here, not
+            # stored in a session that could no longer be encoded). Integers beyond 64 bits
+            # arrive as floats; the core refuses timestamps past 2^53.
+            request = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
+        if type(request) is not dict:
+            return 400, error_body("invalid_request", "the request body must be a JSON object"), []
+        session_id = request.get("session_id")
+        if type(session_id) is not str or not session_id:
+            return 400, error_body("invalid_request", "session_id must be a non-empty string",
+                                   "session_id"), []
+
+        with self.sessions.lock(session_id):
+            now_ms = self._clock_ms()
+            envelope = pack((now_ms, self.sessions.get(session_id), request))
+            called = time.perf_counter_ns()
+            try:
+                result = self.pool.decide(envelope) if wait else self.pool.decide_now(envelope)
+            except GuestTrap as trap:
+                self.counters.add("aborted")
+                log.warning("decision for a session stopped: %s", trap)
+                return 503, error_body(
+                    "decision_aborted",
+                    f"the decision was stopped ({trap}); no action, the session is unchanged"), []
+            except PoolBusy:
+                self.counters.add("busy")
+                return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
+                    ("Retry-After", "1")]
+            if not result.ok:
+                return _guest_error(result.text)
+            component_ns = time.perf_counter_ns() - called
+            response, new_state = unpack(result.text)  # type: ignore[misc]
+            self.sessions.put(session_id, new_state)
+        report = response.pop("report", None)  # what the core saw: the log's, never the visitor's
+        self.counters.add("decisions")
+        decision_id = response["decision_id"] = os.urandom(16).hex()  # 128 bits, as uuid4
+        issue = self.tokens.issue
+        response["outcome_token"] = issue(session_id, decision_id, "", now_ms)
+        for action in response.get("actions") or ():
+            trigger = action.get("trigger")
+            if type(trigger) is str:
+                action["outcome_token"] = issue(session_id, decision_id, trigger, now_ms)
+        response["latency_us"] = (time.perf_counter_ns() - started) // 1000
+        # the part of it spent in the component call (waiting for an instance included)
+        response["component_us"] = component_ns // 1000
+        if self.decision_log is not None:
+            try:
+                self.decision_log.decision(
+                    request, response if report is None else {**response, "report": report},
+                    _now(request, self._clock_ms))
+            except Exception:  # the visitor's decision is already made
+                log.exception("decision log failed; the decision is served without it")
+        try:
+            body = orjson.dumps(response)
+        except TypeError:  # an integer beyond 64 bits (from a pack's content): slower, exact
+            body = json.dumps(response).encode()
+        return 200, body, []
+
+    def outcome(self, raw: bytes) -> Reply:
+        """`POST /v1/outcome`: what the visitor did with an action (impression, click...),
+        taken only with the outcome token of the decision it is about."""
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
+        if self.decision_log is None:
+            return 503, error_body("telemetry_off", "this edge records no telemetry "
+                                   "(no control plane configured)"), []
+        now_ms = self._clock_ms()
+        log_ = self.decision_log
+        try:
+            rec = outcome_record(body, now_ms, log_.salt, log_.edge_id, log_.limits)
+        except OutcomeError as exc:
+            return 400, error_body("invalid_outcome", exc.message, exc.field), []
+        # validated above: a dict whose session_id is a non-empty string
+        session_id, decision_id = body["session_id"], body.get("decision_id")
+        try:
+            if type(decision_id) is not str:
+                raise TokenError("decision_id is required: the decide answer's decision_id")
+            self.tokens.check(body.get("outcome_token"), session_id, decision_id,
+                              body.get("trigger") or "", now_ms)
+        except TokenError as exc:
+            self.counters.add("outcomes_refused")
+            return 403, error_body("invalid_outcome_token", str(exc), "outcome_token"), []
+        # One record per (decision, trigger, kind): a visitor replaying its own token adds
+        # nothing, as ingest drops repeated ids.
+        rec["id"] = hashlib.sha256("\x1f".join(
+            (log_.salt, decision_id, body.get("trigger") or "", rec["type"])).encode(
+            "utf-8", "surrogatepass")).hexdigest()[:32]
+        log_.record(rec)
+        return 200, json.dumps({"id": rec["id"]}).encode(), []
+
+    def openapi(self) -> Reply:
+        from .openapi import edge_openapi
+
+        return 200, json.dumps(edge_openapi()).encode(), []
+
+    def status(self) -> dict[str, Any]:
+        """What this edge runs and how it fares (healthz, and the fleet report)."""
+        current = self.pool.current
+        sync = self.sync.status.to_dict() if self.sync is not None else {}
+        return {
+            "edge_id": self.edge_id,
+            "status": "draining" if self.draining else (
+                "ok" if current is not None else "no_snapshot"),
+            "revision": current.revision if current is not None else None,
+            "last_sync_ms": sync.get("last_sync_ms"),
+            "last_error": sync.get("last_error"),
+            "last_error_ms": sync.get("last_error_ms"),
+            "from_cache": sync.get("from_cache", False),
+            "instances": self.pool.size,
+            "traps": self.pool.traps,
+            # counted for this host's own stores; Redis would need a scan per report
+            "sessions": self._session_count(),
+            # states dropped to keep the store within its bytes (evicted), refused as too
+            # large for one session (refused), writes refused after a lost lease (fenced)
+            "session_store": {name: getattr(self.sessions, name, None)
+                              for name in ("evicted", "refused", "fenced")},
+            "pending": self.pending,
+            "started_ms": self.started_ms,
+            **self.counters.snapshot(),
+            # records taken, waiting (buffered, spooled files) and shipped; None: off
+            "telemetry": self.shipper.status() if self.shipper is not None else None,
+        }
+
+    def _session_count(self) -> int | None:
+        if not isinstance(self.sessions, (MemorySessionStore, LmdbSessionStore)):
+            return None
+        try:
+            return len(self.sessions)
+        except SessionStoreUnavailable:
+            return None
+
+    def health(self) -> Reply:
+        doc = self.status()
+        return (200 if doc["status"] == "ok" else 503), json.dumps(doc).encode(), []
+
+
+def _now(request: dict[str, Any], clock_ms: Callable[[], int]) -> int:
+    now = request.get("now_ms")
+    return now if type(now) is int else clock_ms()
+
+
+def _guest_error(error_json: str) -> Reply:
+    try:
+        err = json.loads(error_json)
+        status = int(err.pop("status", 400))
+    except (ValueError, AttributeError, TypeError):
+        return 500, error_body("internal_error", "the decision module answered garbage"), []
+    if status >= 500:
+        log.error("decision module error: %s", err.get("message"))
+    return status, json.dumps({"error": err}).encode(), []
+
+

@@ -1,0 +1,135 @@
+"""One edge host's parts wired together: the component engine and its instances, snapshot
+sync, sessions, the HTTP API object, status reports and telemetry, started and stopped as
+one (`EdgeHost.build`, `EdgeHost.close`). The servers (`waitress_server.py`,
+`granian_server.py`) build one per process and serve its `app`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..edge_store import open_store
+from ..signing import TrustedKeys
+from .app import EdgeApp
+from .component import EpochTicker, Instance, load_component, make_engine
+from .config import EdgeConfig
+from .decision_log import SPOOL_SUFFIX, DecisionLog, RecordLimits, load_salt
+from .periodic import PeriodicTask
+from .pool import InstancePool
+from .session_store import make_session_store
+from .snapshot_sync import SnapshotSync
+from .status_report import StatusReporter
+from .telemetry import TelemetryShipper
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(config: EdgeConfig) -> None:
+    """The host's log lines, on stderr, at EDGE_LOG_LEVEL."""
+    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
+
+
+@dataclass
+class EdgeHost:
+    """Everything one edge host runs, started and stopped together."""
+
+    config: EdgeConfig
+    app: EdgeApp
+    sync: SnapshotSync
+    ticker: EpochTicker
+    # the background duties, closed in this order (last telemetry, last report, sync)
+    duties: tuple[PeriodicTask, ...]
+
+    @property
+    def shipper(self) -> TelemetryShipper | None:
+        return self.app.shipper
+
+    @classmethod
+    def build(cls, config: EdgeConfig) -> EdgeHost:
+        engine = make_engine()
+        component = load_component(engine, config.component, config.cache_dir)
+        ticker = EpochTicker(engine)
+        ticker.start()
+        from wasmtime import component as wcomponent
+
+        linker = wcomponent.Linker(engine)
+        linker.add_wasip2()
+        memory = config.memory_limit_mb * 1024 * 1024
+
+        def factory() -> Instance:
+            return Instance(engine, linker, component, memory_limit=memory)
+
+        pool = InstancePool(factory, config.threads,
+                            decide_deadline_ms=config.decide_deadline_ms,
+                            load_deadline_ms=config.load_deadline_ms,
+                            acquire_timeout_s=config.acquire_timeout_s)
+        store = open_store(config.store, config.s3_endpoint_url or None)
+        sync = SnapshotSync(store, pool, TrustedKeys(config.trusted_keys),
+                            config.sync_interval_s, config.state_dir / "last-good",
+                            config.load_attempts)
+        sync.load_cached()  # serve the last good snapshot even if the store is down
+        sync.run_once()
+        app = EdgeApp(pool, make_session_store(config), sync, config)
+        duties: list[PeriodicTask] = []
+        if config.control_url and config.telemetry:
+            app.decision_log = _decision_log(config, app.edge_id)
+            app.shipper = TelemetryShipper(
+                app.decision_log, config.control_url, config.token, config.telemetry_interval_s,
+                max_tries=config.telemetry_max_tries,
+                max_set_aside=config.telemetry_max_set_aside)
+            duties.append(app.shipper)
+        if config.control_url:
+            duties.append(StatusReporter(config.control_url, config.token, app.status,
+                                         config.report_interval_s))
+        duties.append(sync)
+        for duty in duties:
+            duty.start()
+        return cls(config, app, sync, ticker, tuple(duties))
+
+    def close(self) -> None:
+        for duty in self.duties:
+            duty.close()
+        self.ticker.stop()
+        self.app.sessions.close()
+
+
+def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:
+    return DecisionLog(
+        spool_dir(config), load_salt(config.telemetry_salt, config.state_dir), edge_id,
+        config.telemetry_max_buffer, config.telemetry_max_spool_mb * 1024 * 1024,
+        limits=RecordLimits(config.telemetry_max_field_chars, config.telemetry_max_url_chars,
+                            config.telemetry_max_list_items,
+                            config.telemetry_max_report_triggers,
+                            config.telemetry_max_report_values),
+        max_batch_bytes=config.telemetry_batch_bytes)
+
+
+def spool_dir(config: EdgeConfig) -> Path:
+    """This process's telemetry spool: `spool/` alone, `spool/w<k>` for worker k of several
+    (no two shippers send the same batch). The first worker also takes over the batches
+    left in folders no running worker owns (after the number of workers changed), so none
+    is stranded."""
+    root = config.state_dir / "spool"
+    own = root if config.workers == 1 else root / f"w{config.worker}"
+    if config.worker == 1:
+        owned = {root} if config.workers == 1 else {
+            root / f"w{k}" for k in range(1, config.workers + 1)}
+        strays = [root, *root.glob("w*")] if root.exists() else []
+        for folder in strays:
+            if folder in owned or not folder.is_dir():
+                continue
+            for batch in folder.glob("*" + SPOOL_SUFFIX):
+                own.mkdir(parents=True, exist_ok=True)
+                os.replace(batch, own / batch.name)  # names are unique (time, pid, seq)
+    return own
+
+
+def settle_heap() -> None:
+    """Keep what startup made (modules, the wasmtime bindings, ~60k objects) out of the
+    cyclic GC's full collections, which hold the GIL for tens of milliseconds each; what
+    the process makes later is collected as usual."""
+    gc.collect()
+    gc.freeze()
