@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from edge_module.core.catalog import OPERATOR_WORDS, OPERATORS
 
@@ -23,6 +24,8 @@ from .values import (
     parse_duration,
     parse_percent,
 )
+
+_Value = TypeVar("_Value")
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # trigger, sequence, step, segment and group names
 NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or digit"
@@ -203,10 +206,8 @@ class Checker:
                                                  or is_number(node.value)):
             self.report(node, f"{what} is {describe(node)}", DURATION_EXPECTED)
             return None
-        try:
-            ms = parse_duration(node.value)
-        except ValueProblem as exc:
-            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
+        ms = self.parsed(node, what, lambda: parse_duration(node.value))
+        if ms is None:
             return None
         if positive and ms == 0:
             self.report(node, f"{what} is 0", "a duration above 0 such as 3s")
@@ -217,8 +218,12 @@ class Checker:
         if not isinstance(node, Scalar):
             self.report(node, f"{what} is {describe(node)}", PERCENT_EXPECTED)
             return None
+        return self.parsed(node, what, lambda: parse_percent(node.value))
+
+    def parsed(self, node: Node, what: str, parse: Callable[[], _Value]) -> _Value | None:
+        """`parse()`, or None with the `ValueProblem` it raised reported at `node`."""
         try:
-            return parse_percent(node.value)
+            return parse()
         except ValueProblem as exc:
             self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
             return None

@@ -38,7 +38,7 @@ from .problems import Problem, RulePackError, sort_problems
 from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
 from .validate_conditions import FILTER_KEYS, ConditionChecker
 from .validate_models import ModelChecker
-from .values import ValueProblem, parse_share
+from .values import parse_share
 from .vocabulary import ANY_SEGMENT, DEFAULT_EXPLORE, MAX_ACTIONS_LIMIT, MAX_EXPLORE
 
 __all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack",
@@ -264,11 +264,9 @@ class _Checker(ConditionChecker, ModelChecker):
         if not isinstance(node, Scalar):
             self.report(node, f"explore is {describe(node)}", EXPLORE_EXPECTED)
             return DEFAULT_EXPLORE
-        try:
-            return parse_share(node.value, MAX_EXPLORE, EXPLORE_EXPECTED)
-        except ValueProblem as exc:
-            self.report(node, f"explore: {exc.message}", exc.expected, exc.suggestion)
-            return DEFAULT_EXPLORE
+        share = self.parsed(node, "explore",
+                            lambda: parse_share(node.value, MAX_EXPLORE, EXPLORE_EXPECTED))
+        return DEFAULT_EXPLORE if share is None else share
 
     def share(self, found: dict[str, Node], key: str, default: int) -> int | float:
         if key not in found:

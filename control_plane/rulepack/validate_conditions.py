@@ -22,7 +22,7 @@ from edge_module.core.catalog import (
 from .checker import Checker, closest, closest_operator, describe
 from .model import Condition, ConditionSpec, ContextSpec, EventFilter, SegmentRef, SustainedSpec
 from .source import ListNode, MapNode, Node, Scalar
-from .values import RECALL_EXPECTED, ValueProblem, is_number, parse_recall
+from .values import RECALL_EXPECTED, is_number, parse_recall
 from .vocabulary import (
     BASELINES,
     CONTEXT_OPERATOR_WORDS,
@@ -224,11 +224,7 @@ class ConditionChecker(Checker):
         if not (isinstance(raw, Scalar) and (isinstance(raw.value, str) or is_number(raw.value))):
             self.report(raw, f"recall is {describe(raw)}", RECALL_EXPECTED)
             return None
-        try:
-            return parse_recall(raw.value)
-        except ValueProblem as exc:
-            self.report(raw, f"recall: {exc.message}", exc.expected, exc.suggestion)
-            return None
+        return self.parsed(raw, "recall", lambda: parse_recall(raw.value))
 
     def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
         text: str = node.value
@@ -250,18 +246,29 @@ class ConditionChecker(Checker):
     def operator(self, node: MapNode, found: dict[str, Node], guessed: set[str], what: str,
                  example: str) -> tuple[str | None, Node | None]:
         """The mapping form's one operator and the node holding its value."""
-        ops = [k for k, _ in node.entries if k.text in OPERATOR_WORDS]
+        return self.one_operator(
+            node, [k for k, _ in node.entries if k.text in OPERATOR_WORDS], OPERATOR_WORDS,
+            found, what,
+            # a misspelt operator was reported already
+            None if guessed & set(OPERATOR_WORDS)
+            else f"one of {', '.join(OPERATOR_WORDS)}, as in {example}",
+            "one operator per condition; write another condition for the other bound")
+
+    def one_operator(self, node: MapNode, ops: list[Scalar], words: dict[str, str],
+                     found: dict[str, Node], what: str, missing: str | None,
+                     one: str) -> tuple[str | None, Node | None]:
+        """The operator of `ops` (its symbol in `words`) and its value's node, when there is
+        exactly one; none is reported with `missing` as the fix (unless None), several with
+        `one`."""
         if not ops:
-            if not guessed & set(OPERATOR_WORDS):  # else a misspelt operator was reported
-                self.report(node, f"{what} has no operator",
-                            f"one of {', '.join(OPERATOR_WORDS)}, as in {example}")
+            if missing is not None:
+                self.report(node, f"{what} has no operator", missing)
             return None, None
         if len(ops) > 1:
             self.report(ops[1], f"{what} has more than one operator "
-                                f"({', '.join(k.text for k in ops)})",
-                        "one operator per condition; write another condition for the other bound")
+                                f"({', '.join(k.text for k in ops)})", one)
             return None, None
-        return OPERATOR_WORDS[ops[0].text], found[ops[0].text]
+        return words[ops[0].text], found[ops[0].text]
 
     def mapping_value(self, node: Node, kind: str, what: str) -> int | float | None:
         if isinstance(node, Scalar) and (isinstance(node.value, str) or is_number(node.value)):
@@ -271,11 +278,7 @@ class ConditionChecker(Checker):
         return None
 
     def signal_value(self, node: Node, raw: object, kind: str, what: str) -> int | float | None:
-        try:
-            return PARSERS[kind](raw)
-        except ValueProblem as exc:
-            self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
-            return None
+        return self.parsed(node, what, lambda: PARSERS[kind](raw))
 
     def window(self, node: Node | None, signal: str) -> int | None:
         default = SIGNALS[signal].default_window_ms
@@ -473,17 +476,12 @@ class ConditionChecker(Checker):
 
     def context_operator(self, node: MapNode, found: dict[str, Node], guessed: set[str],
                          what: str, words: list[str]) -> tuple[str | None, Node | None]:
-        ops = [k for k, _ in node.entries if k.text in found and k.text != "name"]
-        if not ops:
-            if not guessed - {"name"}:  # else a misspelt operator was reported
-                self.report(node, f"{what} has no operator", "one of " + ", ".join(words))
-            return None, None
-        if len(ops) > 1:
-            self.report(ops[1], f"{what} has more than one operator "
-                                f"({', '.join(k.text for k in ops)})",
-                        "one operator per condition")
-            return None, None
-        return CONTEXT_OPERATOR_WORDS[ops[0].text], found[ops[0].text]
+        return self.one_operator(
+            node, [k for k, _ in node.entries if k.text in found and k.text != "name"],
+            CONTEXT_OPERATOR_WORDS, found, what,
+            # a misspelt operator was reported already
+            None if guessed - {"name"} else "one of " + ", ".join(words),
+            "one operator per condition")
 
     def context_value(self, field: str, node: Node, raw: object,
                       what: str) -> ContextValue | None:

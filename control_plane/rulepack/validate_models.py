@@ -20,7 +20,7 @@ from edge_module.core.features import SESSION_FEATURES
 from .checker import Checker, closest, describe
 from .model import Baseline, IntentModel, LearnedModel, Located, ModelsSpec, ThresholdEntry
 from .source import ListNode, MapNode, Node, Scalar, plain
-from .values import ValueProblem, is_number
+from .values import is_number
 from .vocabulary import ANY_SEGMENT, expected_value, parse_model_value, value_kind
 
 MODELS_KEYS = ("intent", "intent_by_trigger", "baselines", "thresholds", "learned")
@@ -179,11 +179,7 @@ class ModelChecker(Checker):
             return node.value  # type: ignore[no-any-return]
         if isinstance(node, Scalar) and (isinstance(node.value, str) or is_number(node.value)) \
                 and kind is not None:
-            try:
-                return parse_model_value(node.value, kind)
-            except ValueProblem as exc:
-                self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
-                return None
+            return self.parsed(node, what, lambda: parse_model_value(node.value, kind))
         expected = "a number" if kind is None else f"a number, or {expected_value(kind)}"
         self.report(node, f"{what} is {describe(node)}", expected)
         return None
