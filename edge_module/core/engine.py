@@ -107,6 +107,15 @@ def _invalid(i: int, field: str, message: str) -> DecisionError:
     return _bad("invalid_event", message, f"events[{i}].{field}")
 
 
+def _required_name(ev: dict[str, Any], i: int, field: str, event: str) -> str:
+    """The event's `field`, a string of at most MAX_NAME characters (else refused)."""
+    value = ev.get(field)
+    if type(value) is not str or len(value) > MAX_NAME:
+        raise _invalid(i, field, f"{event} needs a {field} (a string of at most {MAX_NAME} "
+                                 "characters)")
+    return value
+
+
 def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
            ctx_url: str | None, keep_mouse: int, forms: bool,
            visit: list[float] | None = None) -> bool:
@@ -137,10 +146,7 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             return True
         return False
     if etype == "hover":
-        target = ev.get("target")
-        if type(target) is not str or len(target) > MAX_NAME:
-            raise _invalid(i, "target", f"a hover needs a target (a string of at most "
-                                        f"{MAX_NAME} characters)")
+        target = _required_name(ev, i, "target", "a hover")
         dur = ev.get("duration_ms")
         if not _number(dur) or dur < 0:
             raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
@@ -150,10 +156,7 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             visit[HOVERS] += 1
         return False
     if etype == "custom":
-        name = ev.get("name")
-        if type(name) is not str or len(name) > MAX_NAME:
-            raise _invalid(i, "name", f"a custom event needs a name (a string of at most "
-                                      f"{MAX_NAME} characters)")
+        _required_name(ev, i, "name", "a custom event")
         return False
     if etype == "mousemove":
         x, y = ev.get("x"), ev.get("y")
