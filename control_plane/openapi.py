@@ -65,6 +65,14 @@ _TOO_LARGE = _error("the body is over its limit (CONTROL_MAX_REQUEST_BYTES; a pa
                     "CONTROL_MAX_PACK_BYTES, _NODES, _TRIGGERS, _CONDITIONS...), with the "
                     "position where the pack went over it")
 _UNAUTHORIZED = _error("no token (WWW-Authenticate: Bearer)")
+# The reports' and counts' query: a window (or a moment on), and what a bad one answers
+_SINCE_PARAM = {"name": "since_ms", "in": "query",
+                "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}
+_REPORT_WINDOW = ({"name": "window_s", "in": "query",
+                   "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
+                  _SINCE_PARAM)
+_PUBLISHER_QUERY_ERRORS = {"400": _error("bad query"), "401": _UNAUTHORIZED,
+                           "403": _error("not a publisher token")}
 
 # What an edge reports (`POST /v1/fleet/report`), checked on arrival against this schema:
 # the fields the fleet view shows are typed, others an edge adds are kept as sent.
@@ -319,38 +327,29 @@ def _paths() -> dict[str, Any]:
             "operationId": "telemetryCounts", "security": [{"publisherToken": []}],
             "parameters": [
                 {"name": "edge_id", "in": "query", "schema": {"type": "string"}},
-                {"name": "since_ms", "in": "query",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}],
+                _SINCE_PARAM],
             "responses": {"200": {"description": "the counts", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "edge_id": {"type": ["string", "null"]}, "since_ms": {"type": "integer"},
                     "decisions": {"type": "integer"}, "outcomes": {"type": "integer"}}}}}},
-                "400": _error("bad query"), "401": _UNAUTHORIZED,
-                "403": _error("not a publisher token"),
+                **_PUBLISHER_QUERY_ERRORS,
                 "409": _error("telemetry goes to a Kinesis stream")}}},
         "/v1/reports/triggers": {"get": {
             "summary": "Per trigger x device x revision: fires, outcomes, false-trigger rate, "
                        "histograms; holdout lift",
             "operationId": "triggerReport", "security": [{"publisherToken": []}],
             "parameters": [
-                {"name": "window_s", "in": "query",
-                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
-                {"name": "since_ms", "in": "query",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}],
+                *_REPORT_WINDOW],
             "responses": {"200": {"description": "the report", "content": {
                 "application/json": {"schema": {"type": "object"}}}},
-                "400": _error("bad query"), "401": _UNAUTHORIZED,
-                "403": _error("not a publisher token")}}},
+                **_PUBLISHER_QUERY_ERRORS}}},
         "/v1/reports/recalibrations": {"get": {
             "summary": "The learning loop's decisions, newest first: per trigger, model key "
                        "and segment the old and new value, sessions, estimated recall, "
                        "reason and numbers (the guardrail's comparison included)",
             "operationId": "recalibrationReport", "security": [{"publisherToken": []}],
             "parameters": [
-                {"name": "window_s", "in": "query",
-                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
-                {"name": "since_ms", "in": "query",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+                *_REPORT_WINDOW,
                 {"name": "trigger", "in": "query", "schema": {"type": "string"}},
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}],
@@ -358,18 +357,14 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object", "required": [
                     "recalibrations"], "properties": {
                     "recalibrations": {"type": "array", "items": {"type": "object"}}}}}}},
-                "400": _error("bad query"), "401": _UNAUTHORIZED,
-                "403": _error("not a publisher token")}}},
+                **_PUBLISHER_QUERY_ERRORS}}},
         "/v1/reports/experiment": {"get": {
             "summary": "The adaptive-threshold experiment: per arm sessions, conversions, "
                        "false-trigger rate; lift of adaptive vs static and of each arm vs "
                        "holdout with a 95 % interval (or not enough data)",
             "operationId": "experimentReport", "security": [{"publisherToken": []}],
             "parameters": [
-                {"name": "window_s", "in": "query",
-                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400}},
-                {"name": "since_ms", "in": "query",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
+                *_REPORT_WINDOW,
                 {"name": "min_sessions", "in": "query",
                  "schema": {"type": "integer", "minimum": 2, "maximum": 10**9}}],
             "responses": {"200": {"description": "the report", "content": {
@@ -377,8 +372,7 @@ def _paths() -> dict[str, Any]:
                     "arms", "comparisons"], "properties": {
                     "arms": {"type": "array", "items": {"type": "object"}},
                     "comparisons": {"type": "array", "items": {"type": "object"}}}}}}},
-                "400": _error("bad query"), "401": _UNAUTHORIZED,
-                "403": _error("not a publisher token")}}},
+                **_PUBLISHER_QUERY_ERRORS}}},
     }
 
 
