@@ -1,9 +1,9 @@
 """The wasmtime side of the component: engine, precompiled cache, one instance.
 
-Facts this relies on (measured, see shared notes): compiling the 18 MB component takes
-seconds but deserializing a precompiled file takes ~2 ms, and a precompiled file is only
-valid for the wasmtime version and Engine config that made it; a trap leaves the Store
-unusable, so an instance is replaced, never reused, after one.
+Facts this relies on: compiling the component takes seconds but deserializing a
+precompiled file takes milliseconds, and a precompiled file is only valid for the wasmtime
+version and Engine config that made it; a trap leaves the Store unusable, so an instance
+is replaced, never reused, after one.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def load_component(engine: wasmtime.Engine, wasm: Path, cache_dir: Path) -> wcom
 
 
 class EpochTicker:
-    """Advances the engine's epoch every millisecond so deadlines can interrupt guests."""
+    """Advances the engine's epoch every `tick_ms` so deadlines can interrupt guests (a
+    deadline is a number of ticks: its precision is one tick)."""
 
     def __init__(self, engine: wasmtime.Engine, tick_ms: int = EPOCH_TICK_MS) -> None:
         self._engine = engine
@@ -127,7 +128,6 @@ class Instance:
                 raise RuntimeError(f"component does not export {name}")
             funcs[name] = func
         self._load, self._decide, self._decide_packed = funcs.values()
-        self.revision: str | None = None
 
     def _call(self, func: wcomponent.Func, arg: str, deadline_ms: int) -> GuestResult:
         self._store.set_epoch_deadline(max(1, deadline_ms // EPOCH_TICK_MS))
@@ -138,10 +138,8 @@ class Instance:
         return GuestResult(ok, text)
 
     def load_snapshot(self, text: str, deadline_ms: int) -> GuestResult:
-        result = self._call(self._load, text, deadline_ms)
-        if result.ok:
-            self.revision = result.text
-        return result
+        """The guest's `load-snapshot`: its revision on success."""
+        return self._call(self._load, text, deadline_ms)
 
     def decide(self, envelope: str, deadline_ms: int) -> GuestResult:
         """The portable export: JSON envelope in, JSON response and state out."""

@@ -28,11 +28,9 @@ class SnapshotRejected(Exception):
     """The guest refused a snapshot (or trapped loading it); the previous one stays.
     `trapped`: the load was stopped (deadline, memory), which a later try may survive."""
 
-    def __init__(self, revision_hint: str, reason: str, trapped: bool = False) -> None:
+    def __init__(self, reason: str, trapped: bool = False) -> None:
         super().__init__(reason)
-        self.revision_hint = revision_hint
-        self.reason = reason
-        self.trapped = trapped
+        self.reason, self.trapped = reason, trapped
 
 
 @dataclass(frozen=True)
@@ -56,8 +54,7 @@ class InstancePool:
         self.decide_deadline_ms = decide_deadline_ms
         self.load_deadline_ms = load_deadline_ms
         self.acquire_timeout_s = acquire_timeout_s
-        self.traps = 0
-        self.replaced = 0
+        self.traps = 0  # instances replaced after a trap
         for _ in range(size):
             self._free.put(factory())
 
@@ -69,7 +66,7 @@ class InstancePool:
     def current(self) -> LoadedSnapshot | None:
         return self._current
 
-    def install(self, text: str, label: str = "") -> str:
+    def install(self, text: str) -> str:
         """Make `text` the current snapshot if the guest accepts it; returns its revision."""
         sha = hashlib.sha256(text.encode()).hexdigest()
         with self._install_lock:
@@ -78,12 +75,12 @@ class InstancePool:
                 result = inst.load_snapshot(text, self.load_deadline_ms)
             except GuestTrap as trap:
                 inst = self._replace(inst)
-                raise SnapshotRejected(label, f"loading trapped the guest: {trap}",
+                raise SnapshotRejected(f"loading trapped the guest: {trap}",
                                        trapped=True) from None
             finally:
                 self._free.put(inst)
             if not result.ok:
-                raise SnapshotRejected(label, _error_message(result.text))
+                raise SnapshotRejected(_error_message(result.text))
             self._holds[inst] = sha
             self._current = LoadedSnapshot(result.text, text, sha)
             return result.text
@@ -132,7 +129,6 @@ class InstancePool:
         """A fresh instance (with the current snapshot) for one whose Store is unusable."""
         with self._stats_lock:
             self.traps += 1
-            self.replaced += 1
         self._holds.pop(broken, None)
         del broken
         fresh = self._factory()

@@ -175,11 +175,53 @@ return 1
 
 
 class _HeldLeases(threading.local):
-    """The lease token each session's `lock()` holds, per thread (puts are checked
-    against it)."""
-
     def __init__(self) -> None:
         self.tokens: dict[str, Any] = {}
+
+
+class SessionLeases:
+    """A session's lock across processes, for the shared stores: this process's threads
+    queue on a striped local lock, then the one at the front takes the session's lease in
+    the store (`take(key, token)`, retried with doubling pauses for at most `wait_s`). The
+    token a thread holds (`held`) is what its writes are fenced against."""
+
+    def __init__(self, where: str, wait_s: float, pauses_s: tuple[float, float],
+                 take: Callable[[Any, Any], bool], give_back: Callable[[Any, Any], None],
+                 give_back_errors: type[Exception]) -> None:
+        self._where, self._wait_s, self._pauses_s = where, wait_s, pauses_s
+        self._take, self._give_back, self._give_back_errors = take, give_back, give_back_errors
+        self._local = SessionLocks()
+        self._held = _HeldLeases()
+
+    def held(self, session_id: str) -> Any:
+        """The lease token this thread holds for the session (None outside `lock`)."""
+        return self._held.tokens.get(session_id)
+
+    @contextmanager
+    def lock(self, session_id: str, key: Any, token: Any) -> Iterator[None]:
+        with self._local(session_id):
+            self._acquire(key, token, session_id)
+            self._held.tokens[session_id] = token
+            try:
+                yield
+            finally:
+                self._held.tokens.pop(session_id, None)
+                try:
+                    self._give_back(key, token)
+                except self._give_back_errors as exc:  # the lease expires on its own
+                    log.warning("could not release the lock of session %r at %s: %s",
+                                session_id, self._where, exc)
+
+    def _acquire(self, key: Any, token: Any, session_id: str) -> None:
+        deadline = time.monotonic() + self._wait_s
+        pause, longest = self._pauses_s
+        while not self._take(key, token):
+            if time.monotonic() >= deadline:
+                raise SessionLockTimeout(
+                    f"session {session_id!r} stayed locked by another decision for "
+                    f"{self._wait_s:g} s (session store at {self._where})")
+            time.sleep(pause)  # another thread or process decides for this session now
+            pause = min(pause * 2, longest)
 
 
 class RedisSessionStore:
@@ -208,11 +250,12 @@ class RedisSessionStore:
         self._ttl_ms = max(1, int(ttl_s * 1000))
         self._lock_ttl_ms = lock_ttl_ms
         # a waiter gives up well before a crashed holder's lease would run out
-        self._lock_wait_s = min(lock_ttl_ms / 1000, 2.0) if lock_wait_s is None else lock_wait_s
-        self._release = self._redis.register_script(_RELEASE)
+        lock_wait_s = min(lock_ttl_ms / 1000, 2.0) if lock_wait_s is None else lock_wait_s
+        release = self._redis.register_script(_RELEASE)
         self._put_if_held = self._redis.register_script(_PUT_IF_HELD)
-        self._local = SessionLocks()
-        self._held = _HeldLeases()
+        self._locks = SessionLeases(
+            self.where, lock_wait_s, (0.002, 0.05), self._take_lease,
+            lambda key, token: release(keys=[key], args=[token]), redis.RedisError)
         self._max_state = max_state_bytes
         self.refused = 0  # states over max_state_bytes, not kept
         self.fenced = 0  # writes refused because the lease had expired
@@ -225,7 +268,7 @@ class RedisSessionStore:
         """Write the state; inside `lock()`, only while its lease is held (else
         `SessionLeaseLost`, nothing written)."""
         key = self._prefix + session_id
-        token = self._held.tokens.get(session_id)
+        token = self._locks.held(session_id)
         if len(state) > self._max_state:
             self.refused += 1
             _too_big("redis", session_id, len(state), self._max_state)
@@ -246,35 +289,13 @@ class RedisSessionStore:
                 f"{self._lock_ttl_ms} ms) before its state was written; not written, another "
                 f"decision may hold the session (session store at {self.where})")
 
-    @contextmanager
-    def lock(self, session_id: str) -> Iterator[None]:
-        with self._local(session_id):
-            key = self._lock_prefix + session_id
-            token = secrets.token_hex(16)
-            self._acquire(key, token, session_id)
-            self._held.tokens[session_id] = token
-            try:
-                yield
-            finally:
-                self._held.tokens.pop(session_id, None)
-                try:
-                    self._release(keys=[key], args=[token])
-                except redis.RedisError as exc:
-                    # The decision is done; the lease expires on its own.
-                    log.warning("could not release the lock of session %r at %s: %s",
-                                session_id, self.where, exc)
+    def lock(self, session_id: str) -> AbstractContextManager[None]:
+        return self._locks.lock(session_id, self._lock_prefix + session_id,
+                                 secrets.token_hex(16))
 
-    def _acquire(self, key: str, token: str, session_id: str) -> None:
-        deadline = time.monotonic() + self._lock_wait_s
-        pause = 0.002
-        while not self._call("lock a session", self._redis.set, key, token, nx=True,
-                             px=self._lock_ttl_ms):
-            if time.monotonic() >= deadline:
-                raise SessionLockTimeout(
-                    f"session {session_id!r} stayed locked by another decision for "
-                    f"{self._lock_wait_s:g} s (session store at {self.where})")
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+    def _take_lease(self, key: str, token: str) -> bool:
+        return bool(self._call("lock a session", self._redis.set, key, token, nx=True,
+                               px=self._lock_ttl_ms))
 
     def close(self) -> None:
         self._redis.close()
@@ -338,11 +359,12 @@ class LmdbSessionStore:
         self._max = max_sessions
         self._ttl = ttl_s
         self._lock_ttl = lock_ttl_ms / 1000
-        self._lock_wait = lock_wait_s
         self._clock = clock
         self._sweep_lock = threading.Lock()
-        self._local = SessionLocks()
-        self._held = _HeldLeases()
+        self._locks = SessionLeases(
+            self.where, lock_wait_s, (0.0005, 0.02),
+            lambda key, token: self._take_lease(key, token, self._lock_ttl), self._release,
+            lmdb.Error)
         self._max_state = max_state_bytes
         self.refused = 0  # states over max_state_bytes, not kept
         self.fenced = 0  # writes refused because the lease had expired
@@ -412,7 +434,7 @@ class LmdbSessionStore:
         """Write the state; inside `lock()`, only while its lease is held (else
         `SessionLeaseLost`, nothing written)."""
         key, value = self._key(session_id), _EXPIRES.pack(self._clock() + self._ttl) + state
-        token = self._held.tokens.get(session_id)
+        token = self._locks.held(session_id)
         if len(state) > self._max_state:
             self.refused += 1
             _too_big("lmdb", session_id, len(state), self._max_state)
@@ -493,33 +515,9 @@ class LmdbSessionStore:
                 txn.delete(key)
             return True
 
-    @contextmanager
-    def lock(self, session_id: str) -> Iterator[None]:
-        with self._local(session_id):  # this process's threads queue in memory
-            key = self._key(session_id)
-            token = secrets.token_bytes(_TOKEN)
-            self._acquire(key, token, session_id)
-            self._held.tokens[session_id] = token
-            try:
-                yield
-            finally:
-                self._held.tokens.pop(session_id, None)
-                try:
-                    self._release(key, token)
-                except self._lmdb.Error as exc:  # the lease expires on its own
-                    log.warning("could not release the lock of session %r: %s",
-                                session_id, exc)
-
-    def _acquire(self, key: bytes, token: bytes, session_id: str) -> None:
-        deadline = time.monotonic() + self._lock_wait
-        pause = 0.0005
-        while not self._take_lease(key, token, self._lock_ttl):
-            if time.monotonic() >= deadline:
-                raise SessionLockTimeout(
-                    f"session {session_id!r} stayed locked by another decision for "
-                    f"{self._lock_wait:g} s (session store at {self.where})")
-            time.sleep(pause)  # another worker decides for this session right now
-            pause = min(pause * 2, 0.02)
+    def lock(self, session_id: str) -> AbstractContextManager[None]:
+        return self._locks.lock(session_id, self._key(session_id),
+                                 secrets.token_bytes(_TOKEN))
 
     def _take_lease(self, key: bytes, token: bytes, ttl_s: float) -> bool:
         now = self._clock()

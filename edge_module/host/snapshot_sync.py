@@ -107,7 +107,7 @@ class SnapshotSync(PeriodicTask):
             snapshot = self._store.get_object(manifest.object)
             self._check(manifest, snapshot)
             self.status.last_error = None  # before it can be seen serving: no stale error
-            revision = self._pool.install(snapshot.decode("utf-8"), label=str(manifest.revision))
+            revision = self._pool.install(snapshot.decode("utf-8"))
         except StoreError as exc:
             self._fail(f"edge store: {exc}", now_ms)  # may be transient: retried next poll
             return False
@@ -223,7 +223,7 @@ class SnapshotSync(PeriodicTask):
                 self._served = manifest
             # else: kept by an edge from before signed entries; served, but sets no floor
             self._check(manifest, snapshot)
-            revision = self._pool.install(snapshot.decode("utf-8"), label=str(manifest.revision))
+            revision = self._pool.install(snapshot.decode("utf-8"))
         except FileNotFoundError:
             return False
         except (OSError, StoreError, SignatureError, ManifestRefused, SnapshotRejected,

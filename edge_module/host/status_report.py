@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -28,7 +27,6 @@ class StatusReporter(PeriodicTask):
         self._status = status
         self._timeout = timeout_s
         self.last_error: str | None = None
-        self.last_report_ms: int | None = None
 
     def run_once(self) -> bool:
         body = json.dumps(self._status()).encode()
@@ -44,7 +42,6 @@ class StatusReporter(PeriodicTask):
             self._fail(f"control plane unreachable: {exc}")
             return False
         self.last_error = None
-        self.last_report_ms = int(time.time() * 1000)
         return True
 
     def close(self) -> None:

@@ -78,10 +78,10 @@ def test_a_new_snapshot_under_an_old_label_reaches_every_instance(component, siz
     engine, linker, wasm = component
     pool = InstancePool(lambda: GatedInstance(engine, linker, wasm, memory_limit=64 << 20),
                         size)
-    pool.install(greeting("hello-a", "1"), label="1")
+    pool.install(greeting("hello-a", "1"))
     assert decide_on_every_instance(pool) == {"hello-a"}  # every instance holds it now
     # The same label, other content (a store started afresh, republished from 1).
-    pool.install(greeting("hello-b", "1"), label="1")
+    pool.install(greeting("hello-b", "1"))
     assert decide_on_every_instance(pool) == {"hello-b"}
 
 
