@@ -158,11 +158,8 @@ class _CaseReader(Checker):
             self.report(node, f"events is {describe(node)}", f"a list, each {_EVENT_EXPECTED}")
             return ()
         out = []
-        for item in node.items:
-            event = self.mapping(item, "an event", _EVENT_EXPECTED)
-            if event is None:
-                continue
-            found, _ = self.keys(event, EVENT_KEYS, ("at", "type"), "the event")
+        for event, found in self.mappings(node.items, "an event", _EVENT_EXPECTED, EVENT_KEYS,
+                                          ("at", "type"), "the event"):
             at = self.duration(found["at"], "at") if "at" in found else None
             etype = self.text(found["type"], "the event type") if "type" in found else None
             if etype is not None and etype not in EVENT_TYPES:
@@ -186,11 +183,8 @@ class _CaseReader(Checker):
                         f"a list, each {_EXPECT_EXPECTED}; [] or none for no action")
             return ()
         out = []
-        for item in node.items:
-            action = self.mapping(item, "an expected action", _EXPECT_EXPECTED)
-            if action is None:
-                continue
-            found, _ = self.keys(action, EXPECT_KEYS, ("trigger",), "the expected action")
+        for action, found in self.mappings(node.items, "an expected action", _EXPECT_EXPECTED,
+                                           EXPECT_KEYS, ("trigger",), "the expected action"):
             trigger = self.text(found["trigger"], "trigger") if "trigger" in found else None
             at = self.duration(found["at"], "at") if "at" in found else None
             content = self.text(found["content"], "content") if "content" in found else None

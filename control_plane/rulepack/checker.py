@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 from edge_module.core.catalog import OPERATOR_WORDS, OPERATORS
@@ -103,6 +103,15 @@ class Checker:
             return node
         self.report(node, f"{what} is {describe(node)}", expected)
         return None
+
+    def mappings(self, items: Iterable[Node], what: str, expected: str, allowed: Sequence[str],
+                 required: Sequence[str], where: str) -> Iterator[tuple[MapNode, dict[str, Node]]]:
+        """The items that are mappings, each with its allowed keys' values (`keys`); the
+        others are reported."""
+        for item in items:
+            body = self.mapping(item, what, expected)
+            if body is not None:
+                yield body, self.keys(body, allowed, required, where)[0]
 
     def keys(self, node: MapNode, allowed: Sequence[str], required: Sequence[str],
              what: str) -> tuple[dict[str, Node], set[str]]:
