@@ -11,7 +11,7 @@ only known once every pack is read (`model_checks`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from edge_module.core.catalog import INTENT_FEATURES, SIGNALS
@@ -85,19 +85,28 @@ class ModelChecker(Checker):
 
     def features(self, node: Node, what: str,
                  low: float | None) -> tuple[tuple[str, int | float], ...] | None:
-        expected = ("a number" if low is None else "a number above 0") + " per feature"
-        entries = self.named_entries(node, what, f"a mapping of features ({', '.join(INTENT_FEATURES)}) "
-                                                 f"to numbers")
+        return self.numbers_per_feature(
+            node, what, f"a mapping of features ({', '.join(INTENT_FEATURES)}) to numbers",
+            INTENT_FEATURES, lambda key: (f"unknown intent feature {key!r}",
+                                          "one of " + ", ".join(INTENT_FEATURES)),
+            lambda key: f"{what} of {key}", low,
+            ("a number" if low is None else "a number above 0") + " per feature")
+
+    def numbers_per_feature(self, node: Node, what: str, table_expected: str,
+                            known: Sequence[str], unknown: Callable[[str], tuple[str, str]],
+                            value_what: Callable[[str], str], low: float | None,
+                            expected: str) -> tuple[tuple[str, int | float], ...] | None:
+        """A mapping of features to numbers (`low`: exclusive lower bound); a feature not
+        in `known` is reported as `unknown(feature)` (message, expected). None: any error."""
         out = []
         ok = isinstance(node, MapNode)
-        for key, value_node in entries:
-            if key.text not in INTENT_FEATURES:
-                self.report(key, f"unknown intent feature {key.text!r}",
-                            "one of " + ", ".join(INTENT_FEATURES),
-                            closest(key.text, INTENT_FEATURES))
+        for key, value_node in self.named_entries(node, what, table_expected):
+            if key.text not in known:
+                message, fix = unknown(key.text)
+                self.report(key, message, fix, closest(key.text, known))
                 ok = False
                 continue
-            value = self.number(value_node, f"{what} of {key.text}", low, expected)
+            value = self.number(value_node, value_what(key.text), low, expected)
             if value is None:
                 ok = False
             else:
@@ -306,23 +315,12 @@ class ModelChecker(Checker):
     def feature_numbers(self, node: Node, what: str, features: tuple[str, ...],
                         low: float | None) -> tuple[tuple[str, int | float], ...] | None:
         """A number per listed feature (`low`: exclusive lower bound)."""
-        expected = "a number" + ("" if low is None else f" above {low:g}") + " per listed feature"
-        out = []
-        ok = isinstance(node, MapNode)
-        for key, value_node in self.named_entries(node, what, f"a mapping of features to "
-                                                              f"numbers, such as {{{features[0]}: 1.0}}"):
-            if key.text not in features:
-                self.report(key, f"{what}: {key.text!r} is not in features",
-                            "one of the listed features: " + ", ".join(features),
-                            closest(key.text, features))
-                ok = False
-                continue
-            value = self.number(value_node, f"{what}.{key.text}", low, expected)
-            if value is None:
-                ok = False
-            else:
-                out.append((key.text, value))
-        return tuple(out) if ok else None
+        return self.numbers_per_feature(
+            node, what, f"a mapping of features to numbers, such as {{{features[0]}: 1.0}}",
+            features, lambda key: (f"{what}: {key!r} is not in features",
+                                   "one of the listed features: " + ", ".join(features)),
+            lambda key: f"{what}.{key}", low,
+            "a number" + ("" if low is None else f" above {low:g}") + " per listed feature")
 
     def transforms(self, node: Node, what: str,
                    features: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
