@@ -23,9 +23,13 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
+def _answer(status: int, code: str, message: str | None, headers: Any = None, **extra: Any) -> Any:
+    """The one shape of an error answer: `{"error": {"code", "message", ...}}`."""
+    return jsonify(error={"code": code, "message": message, **extra}), status, headers or {}
+
+
 def _problems_answer(exc: Any, status: int, code: str, message: str) -> Any:
-    problems = [p.to_dict() for p in exc.problems]
-    return jsonify(error={"code": code, "message": message, "problems": problems}), status
+    return _answer(status, code, message, problems=[p.to_dict() for p in exc.problems])
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -44,17 +48,16 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if "www_authenticate" in extra:
             headers["WWW-Authenticate"] = extra.pop("www_authenticate")
-        body = {"error": {"code": exc.code, "message": exc.message, **extra}}
-        return jsonify(body), exc.status, headers
+        return _answer(exc.status, exc.code, exc.message, headers, **extra)
 
     @app.errorhandler(KeyRingError)
     def key_error(exc: KeyRingError) -> Any:
-        return jsonify(error={"code": "signing_key", "message": str(exc)}), 409
+        return _answer(409, "signing_key", str(exc))
 
     @app.errorhandler(PublishError)
     def publish_error(exc: PublishError) -> Any:
         log.error("publish failed: %s", exc)
-        return jsonify(error={"code": "publish_failed", "message": str(exc)}), 500
+        return _answer(500, "publish_failed", str(exc))
 
     @app.errorhandler(PackLimitError)
     def pack_limit_error(exc: PackLimitError) -> Any:
@@ -69,22 +72,21 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RevisionError)
     def revision_error(exc: RevisionError) -> Any:
         status = 404 if exc.code == "unknown_revision" else 409
-        return jsonify(error={"code": exc.code, "message": exc.message}), status
+        return _answer(status, exc.code, exc.message)
 
     @app.errorhandler(StoreError)
     def store_error(exc: StoreError) -> Any:
         log.error("edge store: %s", exc)
-        return jsonify(error={"code": "store_unavailable", "message": str(exc)}), 503
+        return _answer(503, "store_unavailable", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
         code = (exc.name or "error").lower().replace(" ", "_")
         # e.g. a 405's Allow: the exception's own headers, but the body is ours (JSON)
         headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
-        return jsonify(error={"code": code, "message": exc.description}), exc.code or 500, \
-            headers
+        return _answer(exc.code or 500, code, exc.description, headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:
         log.exception("unhandled error")
-        return jsonify(error={"code": "internal_error", "message": "internal error"}), 500
+        return _answer(500, "internal_error", "internal error")
