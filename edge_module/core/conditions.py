@@ -114,16 +114,9 @@ class Ctx:
                 value = v
                 break
         if learn:
-            learned = self.snap.thresholds.get(c.model_key or "", ())
-            for seg, v in learned:
-                if seg in self.segments:
-                    value = v
-                    break
-            else:
-                for seg, v in learned:
-                    if seg == "*":
-                        value = v
-                        break
+            learned = self.segment_entry(self.snap.thresholds.get(c.model_key or "", ()))
+            if learned is not None:
+                value = learned
         self._thresholds[(c.key, learn)] = value
         return value
 
@@ -157,19 +150,19 @@ class Ctx:
         else of "*", else None."""
         if model_key in self._learned:
             return self._learned[model_key]
-        found = None
-        by_segment = self.snap.learned.get(model_key, ())
-        for seg, model in by_segment:
-            if seg in self.segments:
-                found = model
-                break
-        else:
-            for seg, model in by_segment:
-                if seg == "*":
-                    found = model
-                    break
-        self._learned[model_key] = found
+        found = self._learned[model_key] = self.segment_entry(self.snap.learned.get(model_key, ()))
         return found
+
+    def segment_entry(self, by_segment: Any) -> Any:
+        """Of (segment, entry) pairs, the entry of the first segment the session is in, else
+        of "*", else None."""
+        for seg, entry in by_segment:
+            if seg in self.segments:
+                return entry
+        for seg, entry in by_segment:
+            if seg == "*":
+                return entry
+        return None
 
     def intent_of(self, c: Condition, trigger_id: str, sess: Session, t: int) -> float:
         """The intent score condition `c` reads: an adaptive one the learned model of the
