@@ -9,11 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_module.host.session_store import (
-    LmdbSessionStore,
-    SessionLockTimeout,
-    SessionStoreUnavailable,
-)
+from edge_module.host.lmdb_session_store import LmdbSessionStore
+from edge_module.host.session_store import SessionLockTimeout, SessionStoreUnavailable
 
 
 class FakeClock:

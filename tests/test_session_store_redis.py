@@ -14,12 +14,12 @@ from typing import Iterator
 import pytest
 
 from edge_module.host.config import ConfigError, EdgeConfig
+from edge_module.host.edge_host import make_session_store
+from edge_module.host.redis_session_store import RedisSessionStore
 from edge_module.host.session_store import (
     MemorySessionStore,
-    RedisSessionStore,
     SessionLockTimeout,
     SessionStoreUnavailable,
-    make_session_store,
 )
 from tests.cases_decisions import CHECKOUT, PRICING
 from tests.factories import T0, ev, snapshot_text

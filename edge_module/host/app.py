@@ -25,14 +25,10 @@ from ..core.api import pack, unpack
 from .component import GuestTrap
 from .config import EdgeConfig
 from .decision_log import DecisionLog, OutcomeError, outcome_record
+from .lmdb_session_store import LmdbSessionStore
 from .outcome_tokens import OutcomeTokens, TokenError, load_key
 from .pool import InstancePool, PoolBusy
-from .session_store import (
-    LmdbSessionStore,
-    MemorySessionStore,
-    SessionStore,
-    SessionStoreUnavailable,
-)
+from .session_store import MemorySessionStore, SessionStore, SessionStoreUnavailable
 from .snapshot_sync import SnapshotSync
 from .telemetry import TelemetryShipper
 
@@ -223,7 +219,7 @@ class EdgeApp:
         only if one is free now (503 otherwise), for a caller that must not block."""
         started = time.perf_counter_ns()
         try:
-            # orjson: a fifth of the stdlib's parse time on the hot path, and strict where
+            # orjson: several times faster than the stdlib's parser, and strict where
             # the stdlib is lax (NaN, Infinity and lone surrogates are refused here, not
             # stored in a session that could no longer be encoded). Integers beyond 64 bits
             # arrive as floats; the core refuses timestamps past 2^53.

@@ -1,6 +1,6 @@
 """One edge host's parts wired together: the component engine and its instances, snapshot
-sync, sessions, the HTTP API object, status reports and telemetry, started and stopped as
-one (`EdgeHost.build`, `EdgeHost.close`). The servers (`waitress_server.py`,
+sync, the session store the settings name (`make_session_store`), the HTTP API object,
+status reports and telemetry, started and stopped as one (`EdgeHost.build`, `close`). The servers (`waitress_server.py`,
 `granian_server.py`) build one per process and serve its `app`."""
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from ..edge_store import open_store
 from ..signing import TrustedKeys
 from .app import EdgeApp
 from .component import EpochTicker, Instance, load_component, make_engine
-from .config import EdgeConfig
+from .config import ConfigError, EdgeConfig
 from .decision_log import SPOOL_SUFFIX, DecisionLog, RecordLimits, load_salt
+from .lmdb_session_store import LmdbSessionStore
 from .periodic import PeriodicTask
 from .pool import InstancePool
-from .session_store import make_session_store
+from .redis_session_store import RedisSessionStore
+from .session_store import MemorySessionStore, SessionStore
 from .snapshot_sync import SnapshotSync
 from .status_report import StatusReporter
 from .telemetry import TelemetryShipper
@@ -94,6 +96,29 @@ class EdgeHost:
             duty.close()
         self.ticker.stop()
         self.app.sessions.close()
+
+
+def make_session_store(config: EdgeConfig) -> SessionStore:
+    """The store `config.session_store` names (validated by EdgeConfig): memory, a local
+    LMDB file shared by this host's workers, or Redis."""
+    max_state = config.session_state_max_kb << 10
+    if config.session_store_max_mb < 1 or max_state < 1:
+        raise ConfigError(f"EDGE_SESSION_STORE_MAX_MB={config.session_store_max_mb}, "
+                          f"EDGE_SESSION_STATE_MAX_KB={config.session_state_max_kb}: each "
+                          "must be at least 1")
+    if config.session_store == "memory":
+        return MemorySessionStore(config.max_sessions, config.session_ttl_s,
+                                  max_bytes=config.session_store_max_mb << 20,
+                                  max_state_bytes=max_state)
+    if config.session_store.startswith("lmdb"):
+        path = config.session_store.partition(":")[2] or str(config.state_dir / "sessions")
+        return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s,
+                                map_size_mb=config.session_store_max_mb,
+                                max_state_bytes=max_state)
+    logging.getLogger("edge.sessions").info("session state shared in Redis at %s",
+                                            config.session_store.rpartition("@")[2])
+    return RedisSessionStore(config.session_store, config.session_ttl_s,
+                             max_state_bytes=max_state)
 
 
 def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:

@@ -2,11 +2,12 @@
 
 Outcomes drive reports, experiment lifts and recalibration, so a stranger who could post a
 conversion for any session and trigger could steer all three. Each decide answer therefore
-carries keyed-BLAKE2b MACs (RFC 7693's keyed mode, a MAC by design, and a fifth of
-`hmac`'s cost on the hot path: three tokens per decision): one per action, bound to (session, decision, trigger, issue
-time), and one for the decision itself (trigger ""), for outcomes that name no trigger (a
-conversion in a holdout session). `/v1/outcome` recomputes the MAC and refuses a report
-whose token is missing, forged, bound to other values or older than the window.
+carries keyed-BLAKE2b MACs (RFC 7693's keyed mode, a MAC by design, and much cheaper than
+`hmac` on the hot path, which issues several per decision): one per action, bound to
+(session, decision, trigger, issue time), and one for the decision itself (trigger ""),
+for outcomes that name no trigger (a conversion in a holdout session). `/v1/outcome`
+recomputes the MAC and refuses a report whose token is missing, forged, bound to other
+values or older than the window.
 
 The key comes from EDGE_OUTCOME_KEY (share it across a fleet whose visitors may reach any
 edge); without it each host makes one and keeps it in its state folder, shared by its

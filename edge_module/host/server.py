@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 
 from .config import ConfigError, EdgeConfig
-from .edge_host import configure_logging
-from .session_store import SessionStoreUnavailable, make_session_store
+from .edge_host import configure_logging, make_session_store
+from .session_store import SessionStoreUnavailable
 
 
 def serve(config: EdgeConfig) -> None:

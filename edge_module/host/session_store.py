@@ -2,8 +2,10 @@
 
 The state is the opaque blob the decision core returns (marshal bytes on the host's
 packed path). `SessionStore` is the seam: the default keeps states in memory, bounded in
-count and in bytes and expiring after a period of inactivity; `RedisSessionStore` shares
-them between the edge hosts of one PoP, so any host can serve the next request of a session.
+count and in bytes and expiring after a period of inactivity; `LmdbSessionStore`
+(`lmdb_session_store.py`) shares them between the worker processes of one host, and
+`RedisSessionStore` (`redis_session_store.py`) between the edge hosts of one PoP, so any
+host can serve the next request of a session. `edge_host.make_session_store` picks one.
 
 Bytes: the core keeps each state within its own budget (`edge_module.core.session`,
 MAX_SESSION_BYTES); every store also refuses to keep a state over `max_state_bytes` (the
@@ -19,26 +21,15 @@ held; a decision that outlived its lease (and so may have raced the next holder)
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-import math
-import secrets
-import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
-from typing import Any, Protocol, TypeVar, cast
-
-import redis
-
-from .config import ConfigError, EdgeConfig
+from typing import Any, Protocol
 
 log = logging.getLogger("edge.sessions")
-T = TypeVar("T")
 
 
 class SessionStoreUnavailable(Exception):
@@ -59,7 +50,8 @@ DEFAULT_MAX_BYTES = 256 << 20
 DEFAULT_MAX_STATE_BYTES = 64 << 10
 
 
-def _too_big(store: str, session_id: str, size: int, limit: int) -> None:
+def warn_too_big(store: str, session_id: str, size: int, limit: int) -> None:
+    """Log a state no store keeps (over `max_state_bytes`)."""
     log.warning("session %r: a state of %d bytes is over the %d-byte bound of the %s "
                 "session store; not kept, the session starts over", session_id[:64], size,
                 limit, store)
@@ -123,7 +115,7 @@ class MemorySessionStore:
                 self.accounted_bytes -= self._cost(session_id, old[1])
             if len(state) > self._max_state:
                 self.refused += 1
-                _too_big("memory", session_id, len(state), self._max_state)
+                warn_too_big("memory", session_id, len(state), self._max_state)
                 return
             self._items[session_id] = (self._clock() + self._ttl, state)
             self.accounted_bytes += self._cost(session_id, state)
@@ -151,27 +143,6 @@ class SessionLocks:
 
     def __call__(self, session_id: str) -> threading.Lock:
         return self._locks[hash(session_id) % len(self._locks)]
-
-
-# Delete the lease only if it is still ours: once it has expired and another host holds
-# it, a plain DEL would let a third decision in beside that host.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
-
-# Write the state only while the lease (KEYS[2]) is still ours (the fencing check and the
-# write in one step): a decision that outlived its lease must not overwrite the state
-# the next holder wrote.
-_PUT_IF_HELD = """
-if redis.call('get', KEYS[2]) ~= ARGV[2] then
-    return 0
-end
-redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1
-"""
 
 
 class _HeldLeases(threading.local):
@@ -222,449 +193,3 @@ class SessionLeases:
                     f"{self._wait_s:g} s (session store at {self._where})")
             time.sleep(pause)  # another thread or process decides for this session now
             pause = min(pause * 2, longest)
-
-
-class RedisSessionStore:
-    """Session states in Redis, shared by the edge hosts of one PoP.
-
-    A state lives at `<prefix><session_id>` and expires `ttl_s` after its last write. A
-    session's lock is a lease at `<prefix minus ':'>-lock:<session_id>` (outside the prefix,
-    so `len()` counts sessions only), taken after a local striped lock so that the threads of
-    one host queue in memory rather than polling Redis. A lease left by a dead host expires
-    after `lock_ttl_ms`; a waiter gives up after `lock_wait_s` (default: 2 s at most).
-    """
-
-    def __init__(self, url: str, ttl_s: float, prefix: str = "edge:session:",
-                 lock_ttl_ms: int = 10_000, lock_wait_s: float | None = None,
-                 timeout_s: float = 0.5,
-                 max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
-        # Short timeouts and no retries: a dead Redis must cost a request half a second,
-        # not hang a worker thread.
-        self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            retry_on_timeout=False)
-        kwargs = self._redis.connection_pool.connection_kwargs
-        self.where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-        self._prefix = prefix
-        self._lock_prefix = prefix.rstrip(":") + "-lock:"
-        self._ttl_ms = max(1, int(ttl_s * 1000))
-        self._lock_ttl_ms = lock_ttl_ms
-        # a waiter gives up well before a crashed holder's lease would run out
-        lock_wait_s = min(lock_ttl_ms / 1000, 2.0) if lock_wait_s is None else lock_wait_s
-        release = self._redis.register_script(_RELEASE)
-        self._put_if_held = self._redis.register_script(_PUT_IF_HELD)
-        self._locks = SessionLeases(
-            self.where, lock_wait_s, (0.002, 0.05), self._take_lease,
-            lambda key, token: release(keys=[key], args=[token]), redis.RedisError)
-        self._max_state = max_state_bytes
-        self.refused = 0  # states over max_state_bytes, not kept
-        self.fenced = 0  # writes refused because the lease had expired
-
-    def get(self, session_id: str) -> bytes | None:
-        state = self._call("read a session", self._redis.get, self._prefix + session_id)
-        return cast("bytes | None", state)  # a sync client with decode_responses off
-
-    def put(self, session_id: str, state: bytes) -> None:
-        """Write the state; inside `lock()`, only while its lease is held (else
-        `SessionLeaseLost`, nothing written)."""
-        key = self._prefix + session_id
-        token = self._locks.held(session_id)
-        if len(state) > self._max_state:
-            self.refused += 1
-            _too_big("redis", session_id, len(state), self._max_state)
-            if token is None or self._call("check a session's lease", self._redis.get,
-                                           self._lock_prefix + session_id) == token.encode():
-                self._call("drop a session", self._redis.delete, key)
-            return
-        if token is None:  # not inside lock(): nothing to fence against
-            self._call("write a session", self._redis.set, key, state, px=self._ttl_ms)
-            return
-        written = self._call("write a session", self._put_if_held,
-                             keys=[key, self._lock_prefix + session_id],
-                             args=[state, token, self._ttl_ms])
-        if not written:
-            self.fenced += 1
-            raise SessionLeaseLost(
-                f"session {session_id[:64]!r}: the lease of this decision expired (after "
-                f"{self._lock_ttl_ms} ms) before its state was written; not written, another "
-                f"decision may hold the session (session store at {self.where})")
-
-    def lock(self, session_id: str) -> AbstractContextManager[None]:
-        return self._locks.lock(session_id, self._lock_prefix + session_id,
-                                 secrets.token_hex(16))
-
-    def _take_lease(self, key: str, token: str) -> bool:
-        return bool(self._call("lock a session", self._redis.set, key, token, nx=True,
-                               px=self._lock_ttl_ms))
-
-    def close(self) -> None:
-        self._redis.close()
-
-    def __len__(self) -> int:
-        pattern = _glob_escape(self._prefix) + "*"
-
-        def count() -> int:
-            return sum(1 for _ in self._redis.scan_iter(match=pattern, count=1000))
-
-        return self._call("count sessions", count)
-
-    def _call(self, what: str, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except redis.RedisError as exc:
-            raise SessionStoreUnavailable(
-                f"cannot {what}: the session store at {self.where} is unavailable "
-                f"({type(exc).__name__}: {exc})") from exc
-
-
-_EXPIRES = struct.Struct("<d")  # a state's value starts with when it expires (time.time())
-_TOKEN = 16  # bytes of a lease's owner token, before its expiry
-_SWEEPER = b"\x00sweeper"  # the lease of the worker sweeping (not a 16-byte session key)
-
-
-class LmdbSessionStore:
-    """Session states in an LMDB file shared by the worker processes of one host.
-
-    What lets the granian server run several worker processes (no GIL between two of
-    their decisions) while any worker serves any request of a session. Reads take no lock
-    and writes are short transactions (LMDB serialises writers with a process-shared
-    mutex), so a decision adds microseconds, not a network round trip. A state outlives a
-    worker's crash or restart (commits reach the page cache; no fsync per write: a host
-    crash costs only sessions, and a file it leaves damaged is set aside at the next start).
-
-    Keys are a 128-bit hash of the session id (any id length fits LMDB's key limit). A
-    state expires `ttl_s` after its last write and reads as absent from then on. One
-    worker at a time (a lease in the file) sweeps every `sweep_interval_s` from a
-    background thread, in small transactions: expired states go, then, beyond
-    `max_sessions` or with the map three quarters full (checked every 32 writes, and then
-    swept at once: deleting in a full map fails too), the states closest to expiring (the
-    least recently written). The map (4 GiB by default) is address space: the file is
-    sparse. A session's lock is a lease as in Redis: a waiter retries for at most
-    `lock_wait_s`; a lease left by a killed worker expires after `lock_ttl_ms`.
-    """
-
-    def __init__(self, path: Path, max_sessions: int, ttl_s: float,
-                 map_size_mb: int = 4096, lock_ttl_ms: int = 10_000,
-                 lock_wait_s: float = 2.0, sweep_interval_s: float | None = 10.0,
-                 clock: Callable[[], float] = time.time,
-                 max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
-        import lmdb
-
-        self._lmdb = lmdb
-        self.where = str(path)
-        self._map_size = map_size_mb << 20
-        self._env = self._open(path)
-        self._states = self._env.open_db(b"states")
-        self._leases = self._env.open_db(b"leases")
-        self._max = max_sessions
-        self._ttl = ttl_s
-        self._lock_ttl = lock_ttl_ms / 1000
-        self._clock = clock
-        self._sweep_lock = threading.Lock()
-        self._locks = SessionLeases(
-            self.where, lock_wait_s, (0.0005, 0.02),
-            lambda key, token: self._take_lease(key, token, self._lock_ttl), self._release,
-            lmdb.Error)
-        self._max_state = max_state_bytes
-        self.refused = 0  # states over max_state_bytes, not kept
-        self.fenced = 0  # writes refused because the lease had expired
-        self._token = secrets.token_bytes(_TOKEN)  # this store's (process's) sweeper lease
-        self.evicted = 0  # states removed before they expired (over the bound, or room)
-        self._stop = threading.Event()
-        self._wake = threading.Event()  # set when the map fills: sweep now
-        self._puts = 0
-        self._room_interval = sweep_interval_s or 10.0
-        self._room_made = -math.inf  # when eviction for room last ran (monotonic)
-        self._sweeper: threading.Thread | None = None
-        if sweep_interval_s:
-            self._sweeper = threading.Thread(target=self._sweep_every, args=(sweep_interval_s,),
-                                             name="session-sweep", daemon=True)
-            self._sweeper.start()
-
-    def _open(self, path: Path) -> Any:
-        lmdb = self._lmdb
-
-        def open_env() -> Any:
-            path.mkdir(parents=True, exist_ok=True)
-            # writemap: a commit writes into the map instead of pwrite()ing its pages
-            # (measured: a write transaction 1.9 us instead of 6.9 us)
-            return lmdb.open(str(path), map_size=self._map_size, max_dbs=2, sync=False,
-                             metasync=False, readahead=False, writemap=True, map_async=True)
-
-        damaged = (lmdb.CorruptedError, lmdb.InvalidError, lmdb.VersionMismatchError,
-                   lmdb.PageNotFoundError, lmdb.BadRslotError)
-        try:
-            try:
-                return open_env()
-            except damaged:
-                pass
-            # Sessions are disposable: keep the damaged file for a look and start afresh,
-            # one process at a time (another may have just done it: try again first).
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path.with_name(path.name + ".recover-lock"), "a") as guard:
-                fcntl.flock(guard, fcntl.LOCK_EX)
-                try:
-                    return open_env()
-                except damaged as exc:
-                    aside = path.with_name(f"{path.name}.damaged-{time.time_ns()}")
-                    log.error("session store at %s is damaged (%s); moved to %s, starting "
-                              "empty", path, exc, aside)
-                    path.rename(aside)
-                    return open_env()
-        except (lmdb.Error, OSError) as exc:
-            raise SessionStoreUnavailable(
-                f"cannot open the session store at {path}: {exc}") from exc
-
-    @staticmethod
-    def _key(session_id: str) -> bytes:
-        return hashlib.blake2b(session_id.encode("utf-8", "surrogatepass"),
-                               digest_size=16).digest()
-
-    def get(self, session_id: str) -> bytes | None:
-        try:
-            with self._env.begin(db=self._states) as txn:
-                value = txn.get(self._key(session_id))
-        except self._lmdb.Error as exc:
-            raise self._unavailable("read a session", exc) from exc
-        if value is None or _EXPIRES.unpack_from(value)[0] <= self._clock():
-            return None
-        return value[_EXPIRES.size:]
-
-    def put(self, session_id: str, state: bytes) -> None:
-        """Write the state; inside `lock()`, only while its lease is held (else
-        `SessionLeaseLost`, nothing written)."""
-        key, value = self._key(session_id), _EXPIRES.pack(self._clock() + self._ttl) + state
-        token = self._locks.held(session_id)
-        if len(state) > self._max_state:
-            self.refused += 1
-            _too_big("lmdb", session_id, len(state), self._max_state)
-            value = b""  # deleted below, under the same fencing check
-        try:
-            if not self._write(key, value, token):
-                raise self._lease_lost(session_id)
-            if not value:
-                return
-        except self._lmdb.MapFullError:
-            self._write_after_making_room(session_id, key, value, token)
-        except self._lmdb.Error as exc:
-            raise self._unavailable("write a session", exc) from exc
-        self._puts += 1  # approximate under threads: it only paces the check below
-        if self._puts % 32 == 0 and \
-                time.monotonic() - self._room_made >= self._room_interval:
-            try:
-                if self._fill() > 0.75:
-                    # room is made before the map is full: deleting in a full map fails too
-                    if self._sweeper is not None:
-                        self._wake.set()
-                    else:
-                        self.sweep()
-            except self._lmdb.Error as exc:  # the state is written; housekeeping can wait
-                log.warning("session store housekeeping at %s failed: %s", self.where, exc)
-
-    def _write_after_making_room(self, session_id: str, key: bytes, value: bytes,
-                                 token: bytes | None) -> None:
-        """The map is full (the store's byte bound): evict the least recently written (a
-        fifth at a time: freed pages may be too scattered for a large state, so up to three
-        rounds), then, as the last resort of a store too small for its load, everything."""
-        for _ in range(3):
-            try:
-                if self._sweep_lock.locked():  # a sweep is making room: wait for it
-                    with self._sweep_lock:
-                        pass
-                else:
-                    self.sweep(make_room=True)
-            except self._lmdb.Error as exc:
-                log.error("could not make room in the session store at %s (%s)", self.where,
-                          exc)
-                break
-            try:
-                if not self._write(key, value, token):
-                    raise self._lease_lost(session_id)
-                return
-            except self._lmdb.MapFullError:
-                continue
-            except self._lmdb.Error as exc:
-                raise self._unavailable("write a session", exc) from exc
-        # sessions are disposable, a store that refuses every write is not
-        log.error("the session store at %s stays full: dropping every session; give it a "
-                  "bigger EDGE_SESSION_STORE_MAX_MB or fewer sessions", self.where)
-        try:
-            with self._env.begin(write=True) as txn:
-                txn.drop(self._states, delete=False)
-            if not self._write(key, value, token):
-                raise self._lease_lost(session_id)
-        except self._lmdb.Error as exc:
-            raise self._unavailable("write a session", exc) from exc
-
-    def _lease_lost(self, session_id: str) -> SessionLeaseLost:
-        self.fenced += 1
-        return SessionLeaseLost(
-            f"session {session_id[:64]!r}: the lease of this decision expired before its "
-            f"state was written; not written (session store at {self.where})")
-
-    def _write(self, key: bytes, value: bytes, token: bytes | None) -> bool:
-        """Put (or with an empty value delete) a state; False, writing nothing, when
-        `token` is given and the session's lease is no longer it."""
-        with self._env.begin(write=True, db=self._states) as txn:
-            if token is not None and \
-                    txn.get(key, b"", db=self._leases)[:_TOKEN] != token:
-                return False
-            if value:
-                txn.put(key, value)
-            else:
-                txn.delete(key)
-            return True
-
-    def lock(self, session_id: str) -> AbstractContextManager[None]:
-        return self._locks.lock(session_id, self._key(session_id),
-                                 secrets.token_bytes(_TOKEN))
-
-    def _take_lease(self, key: bytes, token: bytes, ttl_s: float) -> bool:
-        now = self._clock()
-        try:
-            with self._env.begin(write=True, db=self._leases) as txn:
-                held = txn.get(key)
-                if held is not None and held[:_TOKEN] != token and \
-                        _EXPIRES.unpack_from(held, _TOKEN)[0] > now:
-                    return False
-                txn.put(key, token + _EXPIRES.pack(now + ttl_s))
-                return True
-        except self._lmdb.Error as exc:
-            raise self._unavailable("lock a session", exc) from exc
-
-    def _release(self, key: bytes, token: bytes) -> None:
-        with self._env.begin(write=True, db=self._leases) as txn:
-            if txn.get(key, b"")[:_TOKEN] == token:  # still ours
-                txn.delete(key)
-
-    def _sweep_every(self, interval_s: float) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(interval_s)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                # one worker sweeps at a time: the lease outlives a round, then lapses
-                if self._take_lease(_SWEEPER, self._token, interval_s * 1.5):
-                    self.sweep()
-            except Exception:  # a failed round must not end the thread
-                log.exception("session sweep at %s failed", self.where)
-
-    def sweep(self, make_room: bool = False, chunk: int = 2000) -> int:
-        """Delete expired states, then the least recently written beyond the bound (or,
-        with `make_room` or the map three quarters full, a fifth of them); returns how
-        many. Reads in chunks and deletes in small transactions, re-checking each state
-        so one rewritten meanwhile stays: no writer and no request waits long."""
-        chunk = max(chunk, 2)  # each chunk re-reads the previous one's last key
-        with self._sweep_lock:
-            now = self._clock()
-            entries: list[tuple[float, bytes]] = []
-            start = b""
-            while True:
-                with self._env.begin(db=self._states) as txn:
-                    cursor = txn.cursor()
-                    batch = []
-                    if cursor.set_range(start):
-                        for k, v in cursor:
-                            batch.append((_EXPIRES.unpack_from(v)[0], bytes(k)))
-                            if len(batch) >= chunk:
-                                break
-                entries += [e for e in batch if e[1] != start]
-                if len(batch) < chunk:
-                    break
-                start = batch[-1][1]
-                time.sleep(0)  # let request threads have the GIL between chunks
-            doomed = [(e, k) for e, k in entries if e <= now]
-            alive = sorted((e, k) for e, k in entries if e > now)
-            over = len(alive) - self._max
-            # Deleting a fifth frees pages for reuse but hardly shrinks the tree, so the
-            # fill stays high for a while: evict for room at most once an interval.
-            if make_room or (self._fill() > 0.75 and
-                             time.monotonic() - self._room_made >= self._room_interval):
-                self._room_made = time.monotonic()
-                over = max(over, len(alive) // 5)
-            evicting = alive[:max(0, over)]
-            removed = self._delete(doomed) + (evicted := self._delete(evicting))
-            self.evicted += evicted
-            with self._env.begin(write=True, db=self._leases) as txn:
-                stale = [bytes(k) for k, v in txn.cursor()
-                         if _EXPIRES.unpack_from(v, _TOKEN)[0] <= now]
-                for k in stale:
-                    txn.delete(k)
-            self._env.reader_check()  # reader slots of killed workers
-            return removed
-
-    def _delete(self, entries: list[tuple[float, bytes]]) -> int:
-        """Delete states still carrying the expiry they were chosen with."""
-        removed = 0
-        for start in range(0, len(entries), 256):
-            with self._env.begin(write=True, db=self._states) as txn:
-                for expires, key in entries[start:start + 256]:
-                    value = txn.get(key)
-                    if value is not None and _EXPIRES.unpack_from(value)[0] == expires:
-                        removed += txn.delete(key)
-            time.sleep(0)
-        return removed
-
-    def _fill(self) -> float:
-        """The share of the file's map in use (pages of both tables)."""
-        return self.accounted_bytes / self._map_size
-
-    @property
-    def accounted_bytes(self) -> int:
-        """Bytes of the map in use: the pages of both tables (the map is the bound)."""
-        with self._env.begin() as txn:
-            used = sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-                       for st in (txn.stat(self._states), txn.stat(self._leases)))
-            return int(used * txn.stat(self._states)["psize"])
-
-    def _unavailable(self, what: str, exc: Exception) -> SessionStoreUnavailable:
-        return SessionStoreUnavailable(
-            f"cannot {what}: the session store at {self.where} failed "
-            f"({type(exc).__name__}: {exc})")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
-        with self._sweep_lock:
-            try:
-                self._release(_SWEEPER, self._token)  # another worker may sweep at once
-            except self._lmdb.Error:
-                pass
-            self._env.close()
-
-    def __len__(self) -> int:
-        """Stored states (expired ones not yet swept included)."""
-        try:
-            with self._env.begin(db=self._states) as txn:
-                return int(txn.stat(self._states)["entries"])
-        except self._lmdb.Error as exc:
-            raise self._unavailable("count sessions", exc) from exc
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def make_session_store(config: EdgeConfig) -> SessionStore:
-    """The store `config.session_store` names (validated by EdgeConfig): memory, a local
-    LMDB file shared by this host's workers, or Redis."""
-    max_state = config.session_state_max_kb << 10
-    if config.session_store_max_mb < 1 or max_state < 1:
-        raise ConfigError(f"EDGE_SESSION_STORE_MAX_MB={config.session_store_max_mb}, "
-                          f"EDGE_SESSION_STATE_MAX_KB={config.session_state_max_kb}: each "
-                          "must be at least 1")
-    if config.session_store == "memory":
-        return MemorySessionStore(config.max_sessions, config.session_ttl_s,
-                                  max_bytes=config.session_store_max_mb << 20,
-                                  max_state_bytes=max_state)
-    if config.session_store.startswith("lmdb"):
-        path = config.session_store.partition(":")[2] or str(config.state_dir / "sessions")
-        return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s,
-                                map_size_mb=config.session_store_max_mb,
-                                max_state_bytes=max_state)
-    log.info("session state shared in Redis at %s", config.session_store.rpartition("@")[2])
-    return RedisSessionStore(config.session_store, config.session_ttl_s,
-                             max_state_bytes=max_state)
