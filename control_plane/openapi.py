@@ -65,6 +65,11 @@ _TOO_LARGE = _error("the body is over its limit (CONTROL_MAX_REQUEST_BYTES; a pa
                     "CONTROL_MAX_PACK_BYTES, _NODES, _TRIGGERS, _CONDITIONS...), with the "
                     "position where the pack went over it")
 _UNAUTHORIZED = _error("no token (WWW-Authenticate: Bearer)")
+# Validate and compile: a pack in the body, for a publisher or an author
+_AUTHORING = {"security": [{"publisherToken": []}, {"authorToken": []}],
+              "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK}
+_AUTHORING_ERRORS = {"400": _error("not UTF-8"), "401": _UNAUTHORIZED,
+                     "403": _error("not a publisher or author token"), "413": _TOO_LARGE}
 # The reports' and counts' query: a window (or a moment on), and what a bad one answers
 _SINCE_PARAM = {"name": "since_ms", "in": "query",
                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}}
@@ -189,12 +194,9 @@ def _paths() -> dict[str, Any]:
             "summary": "Validate a pack without storing it", "operationId": "validatePack",
             "description": "Checks the pack alone and its content ids against the catalog. "
                            "A publisher or author token: parsing costs work.",
-            "security": [{"publisherToken": []}, {"authorToken": []}],
-            "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
+            **_AUTHORING,
             "responses": {"200": _json("PackSummary", "valid"), "422": _INVALID,
-                          "400": _error("not UTF-8"), "401": _UNAUTHORIZED,
-                          "403": _error("not a publisher or author token"),
-                          "413": _TOO_LARGE}}},
+                          **_AUTHORING_ERRORS}}},
         "/v1/packs/{name}": {
             "parameters": [_NAME_PARAM],
             "get": {"summary": "A pack's YAML source", "operationId": "getPack", "responses": {
@@ -218,12 +220,9 @@ def _paths() -> dict[str, Any]:
             "operationId": "compilePack",
             "description": "The pack alone, labelled revision \"draft\". A publisher or "
                            "author token; the snapshot is at most CONTROL_MAX_SNAPSHOT_BYTES.",
-            "security": [{"publisherToken": []}, {"authorToken": []}],
-            "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK,
+            **_AUTHORING,
             "responses": {"200": _json("Snapshot", "the compiled snapshot"), "422": _INVALID,
-                          "400": _error("not UTF-8"), "401": _UNAUTHORIZED,
-                          "403": _error("not a publisher or author token"),
-                          "413": _TOO_LARGE}}},
+                          **_AUTHORING_ERRORS}}},
         "/v1/snapshots": {
             "get": {"summary": "Published revisions and rollbacks, newest first",
                     "operationId": "listRevisions", "responses": {"200": {
