@@ -108,11 +108,9 @@ class Ctx:
         cached = self._thresholds.get((c.key, learn))
         if cached is not None:
             return cached
-        value = c.value
-        for seg, v in c.by_segment:
-            if seg in self.segments:
-                value = v
-                break
+        value = self.in_segment(c.by_segment)
+        if value is None:
+            value = c.value
         if learn:
             learned = self.segment_entry(self.snap.thresholds.get(c.model_key or "", ()))
             if learned is not None:
@@ -153,12 +151,19 @@ class Ctx:
         found = self._learned[model_key] = self.segment_entry(self.snap.learned.get(model_key, ()))
         return found
 
-    def segment_entry(self, by_segment: Any) -> Any:
+    def in_segment(self, by_segment: Any) -> Any:
         """Of (segment, entry) pairs, the entry of the first segment the session is in, else
-        of "*", else None."""
+        None."""
         for seg, entry in by_segment:
             if seg in self.segments:
                 return entry
+        return None
+
+    def segment_entry(self, by_segment: Any) -> Any:
+        """`in_segment`, else the entry of "*", else None."""
+        found = self.in_segment(by_segment)
+        if found is not None:
+            return found
         for seg, entry in by_segment:
             if seg == "*":
                 return entry
@@ -357,11 +362,9 @@ def held_out(trig: Trigger, ctx: Ctx) -> bool:
 def journey_end(trig: Trigger, sess: Session, ctx: Ctx) -> int | None:
     if trig.journey_ms is None:
         return None
-    within = trig.journey_ms
-    for seg, ms in trig.journey_by_segment:
-        if seg in ctx.segments:
-            within = ms
-            break
+    within = ctx.in_segment(trig.journey_by_segment)
+    if within is None:
+        within = trig.journey_ms
     return int(sess.start_ms + within)
 
 
