@@ -15,11 +15,8 @@ from pathlib import Path
 
 from control_plane.rulepack import compile_snapshot, load_pack_set
 from control_plane.telemetry_store import MIGRATIONS, TelemetryStore
-from edge_module.host.decision_log import (
-    DecisionLog,
-    decision_record,
-    read_batch,
-)
+from edge_module.host.decision_log import decision_record
+from edge_module.host.log_spool import DecisionLog, read_batch
 from tests.control_server import ControlServer
 from tests.factories import T0
 from tests.servers import (

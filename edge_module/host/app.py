@@ -24,8 +24,9 @@ import orjson
 from ..core.api import pack, unpack
 from .component import GuestTrap
 from .config import EdgeConfig
-from .decision_log import DecisionLog, OutcomeError, outcome_record
+from .decision_log import OutcomeError, outcome_record
 from .lmdb_session_store import LmdbSessionStore
+from .log_spool import DecisionLog
 from .outcome_tokens import OutcomeTokens, TokenError, load_key
 from .pool import InstancePool, PoolBusy
 from .session_store import MemorySessionStore, SessionStore, SessionStoreUnavailable

@@ -16,8 +16,9 @@ from ..signing import TrustedKeys
 from .app import EdgeApp
 from .component import EpochTicker, Instance, load_component, make_engine
 from .config import ConfigError, EdgeConfig
-from .decision_log import SPOOL_SUFFIX, DecisionLog, RecordLimits, load_salt
+from .decision_log import RecordLimits, load_salt
 from .lmdb_session_store import LmdbSessionStore
+from .log_spool import SPOOL_SUFFIX, DecisionLog
 from .periodic import PeriodicTask
 from .pool import InstancePool
 from .redis_session_store import RedisSessionStore

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .decision_log import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
+from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 from .periodic import PeriodicTask
 
 log = logging.getLogger("edge.telemetry")
