@@ -107,13 +107,11 @@ def _invalid(i: int, field: str, message: str) -> DecisionError:
     return _bad("invalid_event", message, f"events[{i}].{field}")
 
 
-def _required_name(ev: dict[str, Any], i: int, field: str, event: str) -> str:
-    """The event's `field`, a string of at most MAX_NAME characters (else refused)."""
-    value = ev.get(field)
-    if type(value) is not str or len(value) > MAX_NAME:
-        raise _invalid(i, field, f"{event} needs a {field} (a string of at most {MAX_NAME} "
-                                 "characters)")
-    return value
+def _name_required(i: int, field: str, event: str) -> DecisionError:
+    """The refusal of an event whose `field` is not a string of at most MAX_NAME characters
+    (the check stays inline: it runs for every hover and custom event)."""
+    return _invalid(i, field, f"{event} needs a {field} (a string of at most {MAX_NAME} "
+                              "characters)")
 
 
 def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
@@ -146,7 +144,9 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             return True
         return False
     if etype == "hover":
-        target = _required_name(ev, i, "target", "a hover")
+        target = ev.get("target")
+        if type(target) is not str or len(target) > MAX_NAME:
+            raise _name_required(i, "target", "a hover")
         dur = ev.get("duration_ms")
         if not _number(dur) or dur < 0:
             raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
@@ -156,7 +156,9 @@ def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             visit[HOVERS] += 1
         return False
     if etype == "custom":
-        _required_name(ev, i, "name", "a custom event")
+        name = ev.get("name")
+        if type(name) is not str or len(name) > MAX_NAME:
+            raise _name_required(i, "name", "a custom event")
         return False
     if etype == "mousemove":
         x, y = ev.get("x"), ev.get("y")
