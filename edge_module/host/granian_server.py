@@ -267,7 +267,21 @@ def _send(proto: Any, reply: Reply) -> None:
     proto.response_bytes(status, _JSON + [(k.lower(), v) for k, v in extra], body)
 
 
-# -- the server ----------------------------------------------------------------------------
+# -- two hooks into granian's internals ------------------------------------------------------
+# No public granian API tells a worker which one it is or lets the app hear the stop signal.
+# Both hooks are tied to the pinned granian (pyproject.toml); an upgrade that breaks them
+# fails tests/test_edge_host.py (the workers' edge ids) and tests/adversarial/
+# test_edge_http.py (Ctrl-C with a stalled body open).
+
+def _numbered_workers(server_class: Any) -> Any:
+    """`server_class` whose workers' loader is told which worker it builds (from 1)."""
+
+    class NumberedWorkers(server_class):  # type: ignore[misc,valid-type]
+        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
+            return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
+
+    return NumberedWorkers
+
 
 def _hook_stop_signals(edge: RsgiEdge) -> None:
     """Let the worker's SIGINT / SIGTERM also reach `edge.stop_reading`. granian installs
@@ -290,6 +304,8 @@ def _hook_stop_signals(edge: RsgiEdge) -> None:
 
     granian_signals.set_loop_signals = set_loop_signals
 
+
+# -- the server ----------------------------------------------------------------------------
 
 def _worker_app(config: EdgeConfig, worker: int = 1) -> RsgiEdge:
     """Runs in the worker process: the engine, instances and threads are made there (none
@@ -330,11 +346,6 @@ def serve_granian(config: EdgeConfig) -> None:
     from granian.http import HTTP1Settings
     from granian.server import MPServer
 
-    class Server(MPServer):  # type: ignore[misc]
-        def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
-            # the loader learns which worker it builds (granian numbers them from 0)
-            return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
-
     # granian logs to stdout by default; the host logs to stderr, and so does granian here.
     log_config = {"handlers": {
         "console": {"formatter": "generic", "class": "logging.StreamHandler",
@@ -342,7 +353,7 @@ def serve_granian(config: EdgeConfig) -> None:
         "access": {"formatter": "access", "class": "logging.StreamHandler",
                    "stream": "ext://sys.stderr"}}}
     level = config.log_level.lower()
-    server = Server(
+    server = _numbered_workers(MPServer)(
         "edge_module.host.granian_server:RsgiEdge", address=config.host, port=config.port,
         interface=Interfaces.RSGI, workers=config.workers,
         # backpressure bounds the requests a worker handles at once, connections waiting
