@@ -38,8 +38,9 @@ import gevent
 from locust import FastHttpUser, between, events, task
 from locust.env import Environment
 
+from edge_module.replay_client import next_call_back
 from loadtest.summary import Samples, summarize, write_summary
-from loadtest.visitors import MAX_BATCH, FLUSH_MS, journey, throughput_body, visitor_context
+from loadtest.visitors import FLUSH_MS, MAX_BATCH, journey, throughput_body, visitor_context
 
 DECIDE = "/v1/decide"
 OUTCOME = "/v1/outcome"
@@ -191,11 +192,10 @@ class VisitorUser(EdgeUser):
         if callback and actions and due is not None:
             samples.timing_error_ms.append(arrived - due)
         samples.actions += len(actions)
-        next_check = answer["next_check_ms"]
-        if callback and not actions and next_check is not None and due is not None \
-                and next_check <= due:
-            next_check = None  # no progress: do not call back in a loop
-        self.next_check = next_check
+        # after a call-back, the replay client's rule: one that delivered nothing and names
+        # no later time is not repeated (it would loop)
+        self.next_check = (next_call_back(answer, int(due)) if callback and due is not None
+                           else answer["next_check_ms"])
         if self.report_outcomes:
             for action in actions:
                 self.report_outcome(answer["decision_id"], action)
