@@ -72,7 +72,7 @@ class LmdbSessionStore:
         self._clock = clock
         self._sweep_lock = threading.Lock()
         self._locks = SessionLeases(
-            self.where, lock_wait_s, (0.0005, 0.02),
+            self.where, self._lock_ttl, lock_wait_s, (0.0005, 0.02),
             lambda key, token: self._take_lease(key, token, self._lock_ttl), self._release,
             lmdb.Error)
         self._max_state = max_state_bytes
@@ -208,9 +208,7 @@ class LmdbSessionStore:
 
     def _lease_lost(self, session_id: str) -> SessionLeaseLost:
         self.fenced += 1
-        return SessionLeaseLost(
-            f"session {session_id[:64]!r}: the lease of this decision expired before its "
-            f"state was written; not written (session store at {self.where})")
+        return self._locks.lost(session_id)
 
     def _write(self, key: bytes, value: bytes, token: bytes | None) -> bool:
         """Put (or with an empty value delete) a state; False, writing nothing, when

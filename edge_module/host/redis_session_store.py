@@ -3,7 +3,6 @@ seam, limits and fencing are described in `session_store.py`."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -13,13 +12,11 @@ import redis
 
 from .session_store import (
     DEFAULT_MAX_STATE_BYTES,
-    SessionLeaseLost,
     SessionLeases,
     SessionStoreUnavailable,
     warn_too_big,
 )
 
-log = logging.getLogger("edge.sessions")
 T = TypeVar("T")
 
 
@@ -74,7 +71,7 @@ class RedisSessionStore:
         release = self._redis.register_script(_RELEASE)
         self._put_if_held = self._redis.register_script(_PUT_IF_HELD)
         self._locks = SessionLeases(
-            self.where, lock_wait_s, (0.002, 0.05), self._take_lease,
+            self.where, lock_ttl_ms / 1000, lock_wait_s, (0.002, 0.05), self._take_lease,
             lambda key, token: release(keys=[key], args=[token]), redis.RedisError)
         self._max_state = max_state_bytes
         self.refused = 0  # states over max_state_bytes, not kept
@@ -104,10 +101,7 @@ class RedisSessionStore:
                              args=[state, token, self._ttl_ms])
         if not written:
             self.fenced += 1
-            raise SessionLeaseLost(
-                f"session {session_id[:64]!r}: the lease of this decision expired (after "
-                f"{self._lock_ttl_ms} ms) before its state was written; not written, another "
-                f"decision may hold the session (session store at {self.where})")
+            raise self._locks.lost(session_id)
 
     def lock(self, session_id: str) -> AbstractContextManager[None]:
         return self._locks.lock(session_id, self._lock_prefix + session_id,

@@ -156,10 +156,10 @@ class SessionLeases:
     the store (`take(key, token)`, retried with doubling pauses for at most `wait_s`). The
     token a thread holds (`held`) is what its writes are fenced against."""
 
-    def __init__(self, where: str, wait_s: float, pauses_s: tuple[float, float],
+    def __init__(self, where: str, ttl_s: float, wait_s: float, pauses_s: tuple[float, float],
                  take: Callable[[Any, Any], bool], give_back: Callable[[Any, Any], None],
                  give_back_errors: type[Exception]) -> None:
-        self._where, self._wait_s, self._pauses_s = where, wait_s, pauses_s
+        self._where, self._ttl_s, self._wait_s, self._pauses_s = where, ttl_s, wait_s, pauses_s
         self._take, self._give_back, self._give_back_errors = take, give_back, give_back_errors
         self._local = SessionLocks()
         self._held = _HeldLeases()
@@ -167,6 +167,13 @@ class SessionLeases:
     def held(self, session_id: str) -> Any:
         """The lease token this thread holds for the session (None outside `lock`)."""
         return self._held.tokens.get(session_id)
+
+    def lost(self, session_id: str) -> SessionLeaseLost:
+        """The error of a write refused because this decision's lease had expired."""
+        return SessionLeaseLost(
+            f"session {session_id[:64]!r}: the lease of this decision expired (after "
+            f"{self._ttl_s:g} s) before its state was written; not written, another "
+            f"decision may hold the session (session store at {self._where})")
 
     @contextmanager
     def lock(self, session_id: str, key: Any, token: Any) -> Iterator[None]:
