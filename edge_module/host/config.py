@@ -23,7 +23,7 @@ class EdgeConfig:
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR (granian's own log too)
     # Decision threads, and as many component instances: one per core (2 to 8). The guest
     # runs without the GIL, so each core runs a decision; more threads than cores only add
-    # GIL hand-offs (measured: README, Performance). Under granian with the memory store
+    # GIL hand-offs (measured: docs/performance.md). Under granian with the memory store
     # the event loop is one of these deciders (one thread fewer, as many instances).
     threads: int = min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                            else os.cpu_count() or 2, 2), 8)

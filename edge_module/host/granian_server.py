@@ -26,7 +26,7 @@ the loop itself.
 HTTP parsing and connection handling stay in Rust threads that do not hold the GIL. One
 worker process keeps every session of the memory store in one place; EDGE_WORKERS=N with
 EDGE_SESSION_STORE=lmdb (or redis://) runs N processes sharing sessions. The figures
-behind these choices are in the README (Performance).
+behind these choices are in docs/performance.md (History).
 """
 
 from __future__ import annotations
