@@ -183,34 +183,32 @@ _BODY_ERRORS = {
 }
 
 
+def _post(summary: str, operation_id: str, request: str,
+          responses: dict[str, Any]) -> dict[str, Any]:
+    """A POST operation taking the JSON body schema `request`."""
+    return {"summary": summary, "operationId": operation_id,
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _ref(request)}}},
+            "responses": responses}
+
+
 def edge_openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route of the edge host."""
-    decide = {
-        "summary": "Decide which content to show a visitor now",
-        "operationId": "decide",
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _ref("DecideRequest")}}},
-        "responses": {
-            "200": _json("Decision", "the actions to show (possibly none)"),
-            **_BODY_ERRORS,
-            "404": _error("no route"),
-            "422": _error("the snapshot cannot decide this request"),
-            "503": _error("no snapshot yet, overloaded, draining, or the decision was stopped "
-                          "at its deadline", _RETRY_AFTER),
-        },
-    }
-    outcome = {
-        "summary": "Report what the visitor did with a decision (impression, click...)",
-        "operationId": "outcome",
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": _ref("OutcomeRequest")}}},
-        "responses": {
-            "200": _json("Outcome", "recorded"),
-            **_BODY_ERRORS,
-            "403": _error("no valid outcome token for this session, decision and trigger"),
-            "503": _error("this edge records no telemetry, or is draining", _RETRY_AFTER),
-        },
-    }
+    decide = _post("Decide which content to show a visitor now", "decide", "DecideRequest", {
+        "200": _json("Decision", "the actions to show (possibly none)"),
+        **_BODY_ERRORS,
+        "404": _error("no route"),
+        "422": _error("the snapshot cannot decide this request"),
+        "503": _error("no snapshot yet, overloaded, draining, or the decision was stopped "
+                      "at its deadline", _RETRY_AFTER),
+    })
+    outcome = _post("Report what the visitor did with a decision (impression, click...)",
+                    "outcome", "OutcomeRequest", {
+        "200": _json("Outcome", "recorded"),
+        **_BODY_ERRORS,
+        "403": _error("no valid outcome token for this session, decision and trigger"),
+        "503": _error("this edge records no telemetry, or is draining", _RETRY_AFTER),
+    })
     return {
         "openapi": "3.1.0",
         "info": {"title": "Edge trigger engine: edge host", "version": "1",
