@@ -4,7 +4,7 @@
 Plain handlers rather than a framework: this is the hot path, and all a decision does is
 parse the body once, fetch the session state, call the component and splice the answer.
 `EdgeApp` is also a WSGI callable (waitress); the granian server reads bodies on its event
-loop and calls the same handlers (`granian_server.py`). What runs it is `edge_host.py`.
+loop and calls the same handlers (`granian_server.py`). `edge_host.py` builds it.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ log = logging.getLogger("edge.host")
 
 StartResponse = Callable[..., Any]
 JSON = "application/json"
-_STATUS = {200: "200 OK", 400: "400 Bad Request", 404: "404 Not Found",
-           403: "403 Forbidden", 405: "405 Method Not Allowed", 408: "408 Request Timeout",
+_STATUS = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
+           405: "405 Method Not Allowed", 408: "408 Request Timeout",
            413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
            422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
            503: "503 Service Unavailable"}

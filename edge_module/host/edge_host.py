@@ -1,7 +1,8 @@
 """One edge host's parts wired together: the component engine and its instances, snapshot
 sync, the session store the settings name (`make_session_store`), the HTTP API object,
-status reports and telemetry, started and stopped as one (`EdgeHost.build`, `close`). The servers (`waitress_server.py`,
-`granian_server.py`) build one per process and serve its `app`."""
+status reports and telemetry, started and stopped as one (`EdgeHost.build`, `close`).
+The servers (`waitress_server.py`, `granian_server.py`) build one per process and serve
+its `app`."""
 
 from __future__ import annotations
 
