@@ -76,9 +76,12 @@ def _key_ring(data_dir: str | None = None) -> KeyRing:
     return KeyRing(config["KEYS_DIR"], config["TRUSTED_KEYS"])
 
 
-DATA_DIR = click.option("--registry", "data_dir", envvar="CONTROL_DATA_DIR", metavar="DIR",
-                        help="Control plane data folder (keys in DIR/keys unless "
-                             "CONTROL_KEYS_DIR) [env CONTROL_DATA_DIR; default .var/control].")
+DATA_DIR = click.option("--data-dir", "--registry", "data_dir", envvar="CONTROL_DATA_DIR",
+                        metavar="DIR",
+                        help="The control plane's data folder: the pack registry (DIR/packs), "
+                             "keys (DIR/keys unless CONTROL_KEYS_DIR), telemetry "
+                             "[env CONTROL_DATA_DIR; default .var/control; --registry is an "
+                             "older name].")
 
 
 def _packs(paths: tuple[Path, ...], catalog: Path | None, check_content: bool = True) -> PackSet:
@@ -332,11 +335,9 @@ def schema(catalog: Path | None, out: Path | None, check: bool) -> None:
 @PATHS
 @CATALOG
 @STORE
-@click.option("--registry", "registry_dir", envvar="CONTROL_DATA_DIR", metavar="DIR",
-              help="Control plane data folder whose packs/ will hold the published packs "
-                   "(and the catalog).")
+@DATA_DIR
 def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None,
-            registry_dir: str | None) -> None:
+            data_dir: str | None) -> None:
     """Publish rule packs as the next revision.
 
     Compiles them into a snapshot, writes it to the edge store and points the manifest at
@@ -344,8 +345,8 @@ def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None
     """
     pack_set = _packs(paths, catalog)
     published = publishing.publish(_store(store_dir), pack_set.packs,
-                                   _key_ring(registry_dir).active())
-    registry = PackRegistry(Path(registry_dir or config_module.load()["DATA_DIR"]) / "packs")
+                                   _key_ring(data_dir).active())
+    registry = PackRegistry(Path(data_dir or config_module.load()["DATA_DIR"]) / "packs")
     registry.root.mkdir(parents=True, exist_ok=True)
     for pack in pack_set.packs:
         shutil.copyfile(pack.file, registry.path(pack.name))
@@ -507,7 +508,7 @@ def _telemetry(data_dir: str | None) -> Any:
     path = root / "telemetry.sqlite3"
     if not path.exists():
         raise Unavailable(f"no telemetry yet in {root} (edges send it to the running "
-                          "control plane; --registry names another data folder)")
+                          "control plane; --data-dir names another data folder)")
     return TelemetryStore(path)
 
 

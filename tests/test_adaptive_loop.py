@@ -32,13 +32,13 @@ def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
     from control_plane.telemetry_store import TelemetryStore
     TelemetryStore(data / "telemetry.sqlite3")  # an empty store: no sessions yet
     runner = CliRunner()
-    dry = runner.invoke(cli, ["recalibrate", "--registry", str(data), "--store", str(store),
+    dry = runner.invoke(cli, ["recalibrate", "--data-dir", str(data), "--store", str(store),
                               "--dry-run", "--format", "json"])
     assert dry.exit_code == 0, dry.output
     doc = json.loads(dry.output)
     assert doc["published"] is None
     assert doc["changes"] and all("too few samples" in c["reason"] for c in doc["changes"])
-    listed = runner.invoke(cli, ["recalibrations", "--registry", str(data), "--format", "json"])
+    listed = runner.invoke(cli, ["recalibrations", "--data-dir", str(data), "--format", "json"])
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)["recalibrations"]
     assert rows and rows[0]["trigger"] == "pricing-discount" and rows[0]["new"] is None

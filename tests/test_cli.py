@@ -56,8 +56,8 @@ def trusted_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def publish(rules: Path, store: Path, tmp_path: Path) -> Result:
-    assert invoke("keys", "generate", "--registry", tmp_path / "control").exit_code == 0
-    return invoke("publish", rules, "--store", store, "--registry", tmp_path / "control")
+    assert invoke("keys", "generate", "--data-dir", tmp_path / "control").exit_code == 0
+    return invoke("publish", rules, "--store", store, "--data-dir", tmp_path / "control")
 
 
 def test_the_group_help_documents_the_exit_codes():
@@ -339,7 +339,7 @@ def test_publish_of_a_bad_pack_publishes_nothing(tmp_path, store):
 def test_rollback_serves_the_earlier_revision_and_revisions_lists_it(rules, store, tmp_path):
     publish(rules, store, tmp_path)
     publish(rules, store, tmp_path)
-    result = invoke("rollback", "1", "--store", store, "--registry", tmp_path / "control")
+    result = invoke("rollback", "1", "--store", store, "--data-dir", tmp_path / "control")
     assert result.exit_code == 0
     assert result.output.startswith("rolled back to revision 1 (was 2)")
     assert invoke("revisions", "--store", store).output.splitlines()[0].endswith(
@@ -348,14 +348,14 @@ def test_rollback_serves_the_earlier_revision_and_revisions_lists_it(rules, stor
 
 def test_rollback_to_the_current_revision_does_nothing(rules, store, tmp_path):
     publish(rules, store, tmp_path)
-    result = invoke("rollback", "1", "--store", store, "--registry", tmp_path / "control")
+    result = invoke("rollback", "1", "--store", store, "--data-dir", tmp_path / "control")
     assert result.exit_code == 0
     assert result.output == "revision 1 is already current; nothing to do\n"
 
 
 def test_rollback_to_an_unknown_revision_is_refused_with_exit_2(rules, store, tmp_path):
     publish(rules, store, tmp_path)
-    result = invoke("rollback", "5", "--store", store, "--registry", tmp_path / "control")
+    result = invoke("rollback", "5", "--store", store, "--data-dir", tmp_path / "control")
     assert result.exit_code == 2
     assert "revision 5 was never published (published: 1)" in result.stderr
 

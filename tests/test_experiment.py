@@ -314,10 +314,10 @@ def test_the_experiment_report_over_http_and_the_cli(tmp_path):
 
     data = Path(edge.application.config["DATA_DIR"])
     runner = CliRunner()
-    shown = runner.invoke(cli, ["report", "--registry", str(data), "--experiment"])
+    shown = runner.invoke(cli, ["report", "--data-dir", str(data), "--experiment"])
     assert shown.exit_code == 0, shown.output
     assert "holdout" in shown.output and "adaptive vs static:" in shown.output
-    as_json = runner.invoke(cli, ["report", "--registry", str(data), "--experiment",
+    as_json = runner.invoke(cli, ["report", "--data-dir", str(data), "--experiment",
                                   "--format", "json"])
     assert json.loads(as_json.output)["comparisons"][0]["lift"] == 0.1
 

@@ -105,7 +105,7 @@ def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone
 
             # Asked explicitly, it re-tunes the rolled-back snapshot, and says so.
             ran = CliRunner().invoke(cli, [
-                "recalibrate", "--registry", config["DATA_DIR"], "--store", config["STORE_DIR"],
+                "recalibrate", "--data-dir", config["DATA_DIR"], "--store", config["STORE_DIR"],
                 "--over-rollback", "--format", "json"])
             assert ran.exit_code == 0, ran.output
             doc = json.loads(ran.output)
