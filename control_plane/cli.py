@@ -261,9 +261,9 @@ def _side(spec: str, store_dir: str | None) -> dict[str, Any]:
     if path.exists():
         return compile_snapshot(load_pack_set([path], check_content=False).packs, spec, 0)
     if spec == "current":
-        return publishing.snapshot_of(_store(store_dir))
+        return publishing.published_snapshot(_store(store_dir))
     if spec.isdigit():
-        return publishing.snapshot_of(_store(store_dir), int(spec))
+        return publishing.published_snapshot(_store(store_dir), int(spec))
     raise click.BadParameter(f"{spec!r} is neither a pack file or folder, a revision number, "
                              "nor 'current'", param_hint="OLD/NEW")
 
@@ -289,7 +289,7 @@ def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording:
     """
     packs = _packs(paths, catalog).packs
     ids = [t.id for p in packs for t in p.triggers]
-    report = simulation.simulate(case_runner.snapshot_of(packs), ids, recording)
+    report = simulation.simulate(case_runner.compiled_snapshot(packs), ids, recording)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

@@ -234,7 +234,7 @@ def newest_sequence(store: EdgeStore) -> int | None:
     return max(sequences, default=None)
 
 
-def snapshot_of(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
+def published_snapshot(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
     """The compiled snapshot of a published revision (None: the current one)."""
     manifest, _ = _read(store)
     if manifest is None:

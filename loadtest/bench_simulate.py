@@ -15,7 +15,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from control_plane.authoring.case_runner import snapshot_of
+from control_plane.authoring.case_runner import compiled_snapshot
 from control_plane.authoring.simulate import SimulationReport, simulate
 from control_plane.rulepack import load_pack_set
 from loadtest.synthetic_sessions import generate
@@ -27,7 +27,7 @@ def run_once(recording: Path, packs_paths: list[Path]) -> SimulationReport:
     packs = load_pack_set(packs_paths).packs
     ids = [t.id for p in packs for t in p.triggers]
     with open(recording) as lines:
-        return simulate(snapshot_of(packs), ids, lines)
+        return simulate(compiled_snapshot(packs), ids, lines)
 
 
 def main() -> None:

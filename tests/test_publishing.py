@@ -108,8 +108,8 @@ def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
 
 
 def test_the_snapshot_of_any_published_revision_can_be_read(store):
-    assert publishing.snapshot_of(store, 2)["revision"] == "2"
-    assert publishing.snapshot_of(store)["revision"] == "3"
+    assert publishing.published_snapshot(store, 2)["revision"] == "2"
+    assert publishing.published_snapshot(store)["revision"] == "3"
 
 
 # -- signed manifest entries ---------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_a_recalibrated_copy_keeps_the_packs_it_was_compiled_from(store, signer)
     models = {**snapshot.get("models", {}), "thresholds": {"k": {"*": 0.5}}}
     done = publishing.publish_snapshot(store, {**snapshot, "models": models}, entry, signer,
                                        now_ms=10_000)
-    again = publishing.snapshot_of(store)
+    again = publishing.published_snapshot(store)
     assert (done.revision, done.recalibrated_from, done.pack_sha256) == \
         (4, 3, entry.pack_sha256)
     assert again["packs"] == snapshot["packs"] and again["models"]["thresholds"]

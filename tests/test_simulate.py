@@ -7,7 +7,7 @@ import textwrap
 from collections import defaultdict
 from typing import Any
 
-from control_plane.authoring.case_runner import snapshot_of
+from control_plane.authoring.case_runner import compiled_snapshot
 from control_plane.authoring.simulate import SimulationReport, TriggerStats, simulate
 from control_plane.rulepack import load_pack
 from loadtest.synthetic_sessions import generate
@@ -49,7 +49,7 @@ def click(at: int) -> dict[str, Any]:
 
 
 def run(*lines: str) -> SimulationReport:
-    return simulate(snapshot_of([load_pack(PACK, "shop.yaml")]), IDS, lines)
+    return simulate(compiled_snapshot([load_pack(PACK, "shop.yaml")]), IDS, lines)
 
 
 def stats(report: SimulationReport, tid: str) -> TriggerStats:

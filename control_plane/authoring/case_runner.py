@@ -133,13 +133,13 @@ def load_suites(paths: Sequence[str | os.PathLike[str]],
         except RulePackError as exc:
             problems.extend(exc.problems)
             continue
-        suites.append(Suite(folder, snapshot_of(packs), tuple(cases)))
+        suites.append(Suite(folder, compiled_snapshot(packs), tuple(cases)))
     if problems:
         raise RulePackError(problems)
     return suites
 
 
-def snapshot_of(packs: Sequence[Pack]) -> Snapshot:
+def compiled_snapshot(packs: Sequence[Pack]) -> Snapshot:
     """The packs compiled and loaded by the decision core, as an edge would hold them."""
     return load_snapshot(json.dumps(compile_snapshot(packs, "test", 0)))
 

@@ -85,8 +85,8 @@ def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone
             assert contents(edge, "keen-1") == ["discount-nudge-10"]  # never the draft
             second = publishing.current_entry(store)
             assert second.recalibrated_from == 1 and second.pack_sha256 == first.pack_sha256
-            assert publishing.snapshot_of(store, 2)["packs"] == \
-                publishing.snapshot_of(store, 1)["packs"]
+            assert publishing.published_snapshot(store, 2)["packs"] == \
+                publishing.published_snapshot(store, 1)["packs"]
             sources = {row[0] for row in control.telemetry().query(
                 "SELECT source FROM recalibrations")}
             assert [json.loads(s)["revision"] for s in sources] == [1]
