@@ -19,7 +19,7 @@ from .catalog import (
     WEEKDAYS,
 )
 from .features import LearnedModel, learned_score, session_vector
-from .session import COUNT as FIRED, LAST, PAGE_COUNT, PAGE_PV, Session
+from .session import FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV, Session
 from .snapshot import (
     ABSENT,
     AVG,
@@ -372,10 +372,10 @@ def capped(trig: Trigger, sess: Session, rec: list[Any] | None) -> bool:
     """The per-session or per-page cap is reached: only a new page (or session) lifts it."""
     if rec is None:
         return False
-    if trig.per_session is not None and rec[FIRED] >= trig.per_session:
+    if trig.per_session is not None and rec[FIRES] >= trig.per_session:
         return True
     return trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
-        rec[PAGE_COUNT] >= trig.per_page
+        rec[PAGE_FIRES] >= trig.per_page
 
 
 def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
@@ -384,7 +384,7 @@ def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
     if rec is not None:
         if capped(trig, sess, rec):
             return False
-        if trig.cooldown_ms and rec[LAST] is not None and t < rec[LAST] + trig.cooldown_ms:
+        if trig.cooldown_ms and rec[LAST_FIRED] is not None and t < rec[LAST_FIRED] + trig.cooldown_ms:
             return False
     if trig.segment is not None and trig.segment not in ctx.segments:
         return False
@@ -417,8 +417,8 @@ def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
     at = now + 1 if not_before is None else max(now + 1, not_before)
     if capped(trig, sess, rec):
         return None
-    if rec is not None and trig.cooldown_ms and rec[LAST] is not None:
-        at = max(at, rec[LAST] + trig.cooldown_ms)
+    if rec is not None and trig.cooldown_ms and rec[LAST_FIRED] is not None:
+        at = max(at, rec[LAST_FIRED] + trig.cooldown_ms)
     if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
         return None  # only events can build the streak
     changes: list[int] = []

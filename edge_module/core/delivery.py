@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .conditions import Ctx, held_out
-from .session import COUNT, LAST, PAGE_COUNT, PAGE_PV, Session
+from .session import FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV, Session
 from .snapshot import Snapshot, Trigger
 
 
@@ -20,13 +20,13 @@ def record(sess: Session, trig: Trigger, t: int) -> None:
     if rec is None:
         sess.fired[trig.id] = [1, t, 1, sess.pv]
     elif rec[PAGE_PV] == sess.pv:
-        rec[COUNT] += 1
-        rec[LAST] = t
-        rec[PAGE_COUNT] += 1
+        rec[FIRES] += 1
+        rec[LAST_FIRED] = t
+        rec[PAGE_FIRES] += 1
     else:
-        rec[COUNT] += 1
-        rec[LAST] = t
-        rec[PAGE_COUNT] = 1
+        rec[FIRES] += 1
+        rec[LAST_FIRED] = t
+        rec[PAGE_FIRES] = 1
         rec[PAGE_PV] = sess.pv
 
 

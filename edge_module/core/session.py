@@ -35,8 +35,9 @@ MAX_FORM_FIELDS = 16
 VISIT_SECTORS = 5
 VISIT_SIZE = VISIT_SECTORS + 8
 
-# A trigger's fire record: [count, last_ms, count_on_page, page_view_of_that_count].
-COUNT, LAST, PAGE_COUNT, PAGE_PV = range(4)
+# A trigger's fire record: [fires, last fired at (ms), fires on the page, the page view
+# those were on]. (Positions in the record, not signal codes: snapshot.COUNT is a signal.)
+FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV = range(4)
 
 # Optional parts of the state: attribute, state key, empty value factory.
 _OPTIONAL = (
