@@ -141,7 +141,7 @@ def main() -> None:
         inst = Instance(engine, linker, component, memory_limit=64 << 20)
         assert inst.load_snapshot(text, 5000).ok
         native_out = decide_json(snap, env)
-        result = inst.decide(env, 1000)
+        result = inst.decide_json(env, 1000)
         assert result.ok and result.text == native_out, "native and component disagree"
         doc = json.loads(env)
         packed = pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
@@ -150,7 +150,7 @@ def main() -> None:
         state_bytes[count] = len(native_out.partition("\n")[2])
         cases[f"{count}|native   JSON"] = partial(decide_json, snap, env)
         cases[f"{count}|native   packed"] = partial(decide_packed, snap, packed)
-        cases[f"{count}|wasm     JSON"] = partial(inst.decide, env, 1000)
+        cases[f"{count}|wasm     JSON"] = partial(inst.decide_json, env, 1000)
         cases[f"{count}|wasm     packed"] = partial(inst.decide_packed, packed, 1000)
     samples = measure(cases, args.iterations)  # every case in one run: ratios are fair
     print(f"{'case':<34}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}")

@@ -76,7 +76,7 @@ def stages(app: Any, bodies: list[bytes]) -> dict[str, list[float]]:
         state = timed(samples, "session get", lambda: app.sessions.get(sid))
         env = timed(samples, "pack envelope (marshal)",
                     lambda: pack((int(time.time() * 1000), state, request)))
-        result = timed(samples, "component call (pool.decide)", lambda: app.pool.decide(env))
+        result = timed(samples, "component call (pool.decide_packed)", lambda: app.pool.decide_packed(env))
         response, new_state = timed(samples, "unpack result", lambda: unpack(result.text))
         timed(samples, "session put", lambda: app.sessions.put(sid, new_state))
 
@@ -131,7 +131,7 @@ def main() -> None:
                                                    ("  its latency_us (server-side)", server)]:
             mean = sum(samples) / len(samples)
             print(f"{name:<36}{pct(samples, .5):>9.1f}{pct(samples, .99):>9.1f}{mean:>9.1f}")
-        component = pct(rows["component call (pool.decide)"], .5)
+        component = pct(rows["component call (pool.decide_packed)"], .5)
         print(f"server-side latency_us p50 / component call p50: "
               f"{pct(server, .5) / component:.2f}x")
         if args.cprofile:

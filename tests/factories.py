@@ -113,7 +113,7 @@ class NativeDecider:
 
 
 class ComponentDecider:
-    """The real Wasm component in wasmtime, through its JSON export (`Instance.decide`)."""
+    """The real Wasm component in wasmtime, through its JSON export (`Instance.decide_json`)."""
 
     def __init__(self, instance: Any) -> None:
         self._inst = instance
@@ -123,7 +123,7 @@ class ComponentDecider:
         return Outcome(r.ok, r.text)
 
     def decide(self, envelope: str) -> Outcome:
-        r = self._inst.decide(envelope, 1000)
+        r = self._inst.decide_json(envelope, 1000)
         return Outcome(r.ok, r.text)
 
 
@@ -159,7 +159,7 @@ class PooledDecider:
             packed = pack_value(items + (True,) if env.get("report") is True else items)
         else:
             packed = envelope  # not an envelope: the guest gets it as it is
-        result = self._pool.decide(packed)
+        result = self._pool.decide_packed(packed)
         if not result.ok:
             return Outcome(False, result.text)
         response, blob = unpack(result.text)

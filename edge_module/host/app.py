@@ -239,7 +239,7 @@ class EdgeApp:
             envelope = pack((now_ms, self.sessions.get(session_id), request))
             called = time.perf_counter_ns()
             try:
-                result = self.pool.decide(envelope) if wait else self.pool.decide_now(envelope)
+                result = self.pool.decide_packed(envelope) if wait else self.pool.decide_packed_now(envelope)
             except GuestTrap as trap:
                 self.counters.add("aborted")
                 log.warning("decision for a session stopped: %s", trap)

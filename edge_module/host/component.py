@@ -141,8 +141,8 @@ class Instance:
         """The guest's `load-snapshot`: its revision on success."""
         return self._call(self._load, text, deadline_ms)
 
-    def decide(self, envelope: str, deadline_ms: int) -> GuestResult:
-        """The portable export: JSON envelope in, JSON response and state out."""
+    def decide_json(self, envelope: str, deadline_ms: int) -> GuestResult:
+        """The portable export `decide`: JSON envelope in, JSON response and state out."""
         return self._call(self._decide, envelope, deadline_ms)
 
     def decide_packed(self, envelope: str, deadline_ms: int) -> GuestResult:

@@ -85,13 +85,13 @@ class InstancePool:
             self._current = LoadedSnapshot(result.text, text, sha)
             return result.text
 
-    def decide(self, envelope: str) -> GuestResult:
+    def decide_packed(self, envelope: str) -> GuestResult:
         """Run one decision (packed envelope) on a free instance; GuestTrap if the guest
         had to be stopped."""
         return self._decide_on(self._acquire(), envelope)
 
-    def decide_now(self, envelope: str) -> GuestResult:
-        """`decide` on an instance that is free now; PoolBusy instead of waiting (for a
+    def decide_packed_now(self, envelope: str) -> GuestResult:
+        """`decide_packed` on an instance that is free now; PoolBusy instead of waiting (for a
         caller that must never block, the granian server's event loop)."""
         try:
             inst = self._free.get_nowait()

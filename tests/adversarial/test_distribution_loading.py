@@ -45,7 +45,7 @@ def decide_on_every_instance(pool: InstancePool) -> set[str]:
     def one(n: int) -> None:
         request = {"session_id": f"s-{n}", "context": {"url": "/"},
                    "events": [{"type": "page_view", "ts_ms": T0}]}
-        result = pool.decide(pack((T0, None, request)))
+        result = pool.decide_packed(pack((T0, None, request)))
         assert result.ok, result.text
         response, _ = unpack(result.text)  # type: ignore[misc]
         contents.extend(a["content"] for a in response["actions"])

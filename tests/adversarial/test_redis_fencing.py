@@ -99,7 +99,7 @@ def test_the_edge_answers_503_and_keeps_the_newer_state_when_its_lease_is_lost(
     try:
         with running_edge(tmp_path / "store", session_store=redis_server.url) as edge:
             pool = edge.host.app.pool
-            real_decide = pool.decide
+            real_decide = pool.decide_packed
 
             def decide_past_the_lease(envelope: Any) -> Any:
                 result = real_decide(envelope)
@@ -109,12 +109,12 @@ def test_the_edge_answers_503_and_keeps_the_newer_state_when_its_lease_is_lost(
                     other.put("fenced", b"newer")
                 return result
 
-            pool.decide = decide_past_the_lease
+            pool.decide_packed = decide_past_the_lease
             try:
                 status, body, headers = edge.decide({"session_id": "fenced", "now_ms": T0,
                                                      "context": {"url": "/pricing"}})
             finally:
-                pool.decide = real_decide
+                pool.decide_packed = real_decide
             assert status == 503 and body["error"]["code"] == "session_store_unavailable"
             assert headers.get("Retry-After") == "1"
             assert other.get("fenced") == b"newer"
