@@ -1,0 +1,15 @@
+"""`trigger-engine`: rule packs from the command line, for people and for scripts.
+
+The group and its shared options are in `group`; each module beside it adds one family of
+commands (authoring, distribution, learning, serve)."""
+
+from __future__ import annotations
+
+from . import authoring, distribution, learning, serve  # noqa: F401  (they register commands)
+from .group import EXIT_FINDINGS, EXIT_USAGE, Unavailable, cli
+
+__all__ = ["EXIT_FINDINGS", "EXIT_USAGE", "Unavailable", "cli", "main"]
+
+
+def main() -> None:
+    cli(prog_name="trigger-engine")

@@ -1,0 +1,5 @@
+"""`python -m control_plane.cli` runs `trigger-engine`."""
+
+from . import main
+
+main()

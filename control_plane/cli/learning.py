@@ -1,0 +1,221 @@
+"""Telemetry and learning commands: reports, the recalibration job and its log, the offline
+evaluation of the learning loop, and the retirement audit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..rulepack import load_pack_set
+from .group import (
+    DATA_DIR,
+    FORMAT,
+    PATHS,
+    STORE,
+    Unavailable,
+    cli,
+    exit_on_findings,
+    key_ring,
+    open_edge_store,
+    open_telemetry,
+)
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--window", "window_s", type=float, default=30.0, show_default=True,
+              help="Seconds within which a click or conversion makes a firing not false.")
+@click.option("--experiment", is_flag=True,
+              help="The adaptive-threshold experiment instead: per arm, and the lifts.")
+@click.option("--min-sessions", type=click.IntRange(min=2), default=30, show_default=True,
+              help="With --experiment: sessions each arm needs before an interval is given.")
+def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
+           min_sessions: int) -> None:
+    """Per trigger x device x revision: fires, impressions, clicks, conversions,
+    dismissals, false-trigger rate; holdout lift with its 95 % interval.
+
+    With --experiment: per arm of settings.experiment (adaptive, static, holdout) sessions,
+    conversion and false-trigger rates, and the lift of adaptive vs static and of each arm
+    vs holdout with its 95 % interval."""
+    from ..reports import experiment_report, format_experiment, format_table, trigger_report
+
+    if experiment:
+        doc = experiment_report(open_telemetry(data_dir), window_s, min_sessions=min_sessions)
+        click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_experiment(doc))
+        return
+    doc = trigger_report(open_telemetry(data_dir), window_s)
+    click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_table(doc))
+
+
+@cli.command()
+@DATA_DIR
+@STORE
+@FORMAT
+@click.option("--dry-run", is_flag=True, help="Show what would move; publish nothing.")
+@click.option("--over-rollback", is_flag=True,
+              help="Run even while a rollback is current (re-tunes the rolled-back "
+                   "snapshot and publishes it as a new revision, ending the rollback).")
+def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: bool,
+                over_rollback: bool) -> None:
+    """Learn intent models and adaptive thresholds from telemetry and publish them.
+
+    For every trigger with `mode: adaptive` conditions: an intent model per segment and the
+    least-firing thresholds that reach the trigger's recall target (CONTROL_LEARN_*
+    settings), checked against the rule in force on held-out sessions of the last hour.
+    Re-tunes the snapshot being served (its packs, not the registry's) and publishes the
+    result as the next revision when anything moved. Does nothing while a rollback is
+    current unless --over-rollback. Every decision is recorded with its numbers
+    (`trigger-engine recalibrations`)."""
+    from ..config import load
+    from ..recalibration import Settings
+    from ..recalibration import recalibrate as run
+
+    result = run(open_edge_store(store_dir), open_telemetry(data_dir),
+                 None if dry_run else key_ring(data_dir).active(),
+                 Settings.from_config(load()), publish=not dry_run,
+                 over_rollback=over_rollback)
+    if fmt == "json":
+        click.echo(json.dumps({"changes": [c.to_dict() for c in result.changes],
+                               "thresholds": result.thresholds,
+                               "learned": result.learned,
+                               "source": result.source.revision if result.source else None,
+                               "note": result.note,
+                               "published": result.published.revision
+                               if result.published else None}, indent=1))
+        return
+    if result.note:
+        click.echo(result.note)
+    for c in result.changes:
+        click.echo(f"{c.model_key:<24} {c.segment:<10} {_num(c.old):>8} -> {_num(c.new):<8} "
+                   f"n={c.samples:<6} {c.reason}")
+    click.echo(f"published revision {result.published.revision}" if result.published
+               else "nothing published" + (" (dry run)" if dry_run else ""))
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--trigger", default=None, help="Only this trigger's decisions.")
+@click.option("--since-ms", type=int, default=0, help="Only decisions from this moment.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+def recalibrations(data_dir: str | None, fmt: str, trigger: str | None, since_ms: int,
+                   limit: int) -> None:
+    """What the learning loop decided, newest first, with its numbers."""
+    from ..reports import recalibration_log
+
+    doc = recalibration_log(open_telemetry(data_dir), since_ms, trigger, limit)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1))
+        return
+    for row in doc["recalibrations"]:
+        published = f"published r{row['published_revision']}" \
+            if row["published_revision"] is not None else "not published"
+        click.echo(f"{row['ts_ms']} {row['trigger']:<20} {row['segment']:<10} "
+                   f"{_num(row['old']):>8} -> {_num(row['new']):<8} n={row['samples']:<6} "
+                   f"{published}: {row['reason']}")
+    if not doc["recalibrations"]:
+        click.echo("no recalibrations recorded")
+
+
+class _Files(click.Option):
+    """A repeatable option that also takes several values after one flag
+    (`--train a.jsonl b.jsonl`), up to the next option."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        option = parser._long_opt.get(self.opts[0])  # click has no public hook for this
+        process = option.process
+
+        def greedy(value: Any, state: Any) -> None:
+            process(value, state)
+            while state.rargs and not state.rargs[0].startswith("-"):
+                process(state.rargs.pop(0), state)
+
+        option.process = greedy
+
+
+@cli.command()
+@PATHS
+@click.option("--trigger", required=True, metavar="ID", help="The trigger to evaluate.")
+@click.option("--train", cls=_Files, multiple=True, required=True, metavar="FILE...",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Labelled session files, one hour of traffic each (JSON lines).")
+@click.option("--judge", "judge_file", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Held-out labelled sessions the final snapshot is judged on.")
+@click.option("--rounds", type=click.IntRange(min=1), default=None,
+              help="Hours to run [default: one per training file; more cycle through them].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the outcomes drawn from each session's probabilities.")
+@click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Recall target of best_static [default: the trigger's target.recall, "
+                   "else 0.95].")
+@click.option("--snapshot-out", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE", help="Also write the final served snapshot (what was learned).")
+@FORMAT
+def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], judge_file: Path,
+             rounds: int | None, seed: int, target: float | None, snapshot_out: Path | None,
+             fmt: str) -> None:
+    """Run the learning loop offline for one trigger and judge it on held-out sessions.
+
+    PATHS (packs, as for publish) are published into a temporary edge store. Each
+    training file is one hour: its sessions (as new visitors) are replayed through the
+    decision core with the served snapshot, logged, given outcomes drawn from their
+    probabilities (seeded), ingested, and recalibrated (CONTROL_LEARN_* settings), which
+    publishes the next snapshot. The final snapshot is judged on --judge: recall (share of
+    intent=high sessions the trigger fired for, holdouts included) and false triggers
+    (intent=low sessions fired for), next to the best per-device static dwell/depth
+    thresholds found on the training files at the same recall target (best_static).
+
+    \b
+    A session file has one JSON object a line:
+      {"session_id", "intent": "high"|"low", "requests": [decide requests in time order],
+       "convert_p_if_nudged", "convert_p_baseline"}
+    Exit 0 when it ran (however well the loop did; a failing recalibration is reported in
+    its round), 2 on bad input (file:line and what was expected).
+    """
+    from ..evaluate import EvaluationInputError, format_text
+    from ..evaluate import evaluate as run
+    from ..rulepack import RulePackError
+
+    try:
+        packs = load_pack_set(paths, None).packs
+        doc = run(packs, trigger, list(train), judge_file, rounds, seed, target, snapshot_out)
+    except RulePackError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise Unavailable(f"{len(exc.problems)} problem(s) in the packs") from None
+    except EvaluationInputError as exc:
+        raise Unavailable(str(exc)) from None
+    for r in doc["rounds"]:
+        if r.get("error"):
+            click.echo(f"warning: round {r['round']}: {r['error']}", err=True)
+    click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_text(doc))
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--min-sessions", type=int, default=30, show_default=True)
+def audit(data_dir: str | None, fmt: str, min_sessions: int) -> None:
+    """Flag triggers for retirement: redundant (firings correlated |r| > 0.9 with another
+    trigger's across sessions) or low-confidence (few sessions, wide interval)."""
+    from ..audit import audit as run
+
+    doc = run(open_telemetry(data_dir), min_sessions=min_sessions)
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        for flag in doc["flags"]:
+            click.echo(" ".join(f"{k}={v}" for k, v in flag.items()))
+        click.echo(f"{len(doc['flags'])} flag(s) over {len(doc['triggers'])} trigger(s), "
+                   f"{doc['sessions']} session(s)")
+    exit_on_findings(bool(doc["flags"]))

@@ -1,0 +1,43 @@
+"""`trigger-engine serve`: the control plane's HTTP API under waitress, with the
+recalibration scheduler."""
+
+from __future__ import annotations
+
+import click
+
+from .group import cli
+
+
+@cli.command()
+def serve() -> None:
+    """Run the control plane's HTTP API on CONTROL_HOST:CONTROL_PORT."""
+    import logging
+
+    from waitress import serve as waitress_serve
+
+    from ..app import create_app
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import signal
+
+    from ..scheduler import RecalibrationScheduler
+
+    app = create_app()
+    RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off
+    click.echo(f"control plane on http://{app.config['HOST']}:{app.config['PORT']}", err=True)
+    # Started in the background by a shell, a process inherits SIGINT ignored: Ctrl-C and
+    # SIGTERM must still stop it (waitress ends on KeyboardInterrupt). Only the first one:
+    # Ctrl-C in `./build.sh up` brings SIGINT and then SIGTERM, and a second interrupt in
+    # the middle of the shutdown (atexit, thread joins) left the process hanging.
+    def stop(_signum: int, _frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
+                       ident="control-plane")
+    except KeyboardInterrupt:
+        pass
