@@ -22,7 +22,7 @@ from edge_module.core.catalog import AGGREGATE_FIELDS, SIGNALS
 from edge_module.core.globs import glob_match
 
 from ..rulepack.compiler import page_bucket
-from ..rulepack.model import ConditionSpec, EventFilter
+from ..rulepack.validated import ConditionSpec, EventFilter
 from ..rulepack.vocabulary import KIND_MAX
 
 # signal, window_ms, target, baseline, event, after, field

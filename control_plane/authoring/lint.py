@@ -23,8 +23,8 @@ from typing import Any
 from ..rulepack import ConditionSpec, ContentCatalog, Pack, TriggerSpec
 from ..rulepack.compiler import compiled_condition, compiled_conditions
 from ..rulepack.content_catalog import pack_actions
-from ..rulepack.model import ActionSpec, SegmentRef
 from ..rulepack.validate import closest
+from ..rulepack.validated import ActionSpec, SegmentRef
 from . import plain_words
 from .condition_logic import (
     PAGE_RESET,

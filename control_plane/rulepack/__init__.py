@@ -2,10 +2,10 @@
 
 from .compiler import compile_snapshot
 from .content_catalog import ContentCatalog, find_catalog, load_catalog, unknown_content
-from .model import ActionSpec, CapSpec, ConditionSpec, EventFilter, Pack, TriggerSpec
 from .pack_set import PackSet, load_pack_set
 from .problems import Problem, RulePackError
 from .validate import is_pack_file, load_pack, load_pack_dir, load_pack_file
+from .validated import ActionSpec, CapSpec, ConditionSpec, EventFilter, Pack, TriggerSpec
 
 __all__ = [
     "ActionSpec",

@@ -13,9 +13,9 @@ from typing import TypeVar
 
 from edge_module.core.catalog import OPERATOR_WORDS, OPERATORS
 
-from .model import Located
 from .problems import Problem
 from .source import ListNode, MapNode, Node, Scalar
+from .validated import Located
 from .values import (
     DURATION_EXPECTED,
     PERCENT_EXPECTED,

@@ -13,7 +13,8 @@ from edge_module.core.catalog import DEFAULT_MAX_ACTIONS, DEFAULT_MAX_EVENTS, SN
 from edge_module.core.globs import normalize
 
 from .cross_pack import cross_pack_problems, merged_thresholds
-from .model import (
+from .problems import RulePackError
+from .validated import (
     ActionSpec,
     Condition,
     ConditionSpec,
@@ -26,7 +27,6 @@ from .model import (
     SequenceSpec,
     TriggerSpec,
 )
-from .problems import RulePackError
 
 __all__ = ["compile_snapshot", "compiled_condition", "compiled_conditions",
            "cross_pack_problems", "page_bucket"]

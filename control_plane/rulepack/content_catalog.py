@@ -17,10 +17,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import ActionSpec, Pack
 from .problems import Problem, RulePackError, sort_problems
 from .source import MapNode, Node, Scalar, parse_yaml, read_text
 from .validate import CATALOG_FILES, closest, describe
+from .validated import ActionSpec, Pack
 
 CATALOG_KEYS = ("content",)
 _EXPECTED = "a mapping of content ids to a short description, under the key content"

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .checker import closest
-from .model import Condition, ConditionSpec, Located, Pack, SustainedSpec, ThresholdEntry
 from .problems import Problem, sort_problems
+from .validated import Condition, ConditionSpec, Located, Pack, SustainedSpec, ThresholdEntry
 from .values import ValueProblem
 from .vocabulary import parse_model_value, value_kind
 

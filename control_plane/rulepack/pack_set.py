@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .compiler import cross_pack_problems
 from .content_catalog import ContentCatalog, find_catalog, load_catalog, unknown_content
-from .model import Pack
 from .problems import Problem, RulePackError
 from .validate import load_pack_dir, load_pack_file
+from .validated import Pack
 
 PathLike = str | os.PathLike[str]
 

@@ -18,7 +18,11 @@ from edge_module.core.urls import url_path
 
 from .checker import NAME, closest, closest_operator, describe
 from .cross_pack import keyed_conditions
-from .model import (
+from .problems import Problem, RulePackError, sort_problems
+from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
+from .validate_conditions import FILTER_KEYS, ConditionChecker
+from .validate_models import ModelChecker
+from .validated import (
     ActionSpec,
     CapSpec,
     Condition,
@@ -34,10 +38,6 @@ from .model import (
     StepSpec,
     TriggerSpec,
 )
-from .problems import Problem, RulePackError, sort_problems
-from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
-from .validate_conditions import FILTER_KEYS, ConditionChecker
-from .validate_models import ModelChecker
 from .values import parse_share
 from .vocabulary import ANY_SEGMENT, DEFAULT_EXPLORE, MAX_ACTIONS_LIMIT, MAX_EXPLORE
 

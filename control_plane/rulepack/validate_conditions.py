@@ -20,8 +20,8 @@ from edge_module.core.catalog import (
 )
 
 from .checker import Checker, closest, closest_operator, describe
-from .model import Condition, ConditionSpec, ContextSpec, EventFilter, SegmentRef, SustainedSpec
 from .source import ListNode, MapNode, Node, Scalar
+from .validated import Condition, ConditionSpec, ContextSpec, EventFilter, SegmentRef, SustainedSpec
 from .values import RECALL_EXPECTED, is_number, parse_recall
 from .vocabulary import (
     BASELINES,

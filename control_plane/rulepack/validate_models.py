@@ -18,8 +18,8 @@ from edge_module.core.catalog import INTENT_FEATURES, SIGNALS
 from edge_module.core.features import SESSION_FEATURES
 
 from .checker import Checker, closest, describe
-from .model import Baseline, IntentModel, LearnedModel, Located, ModelsSpec, ThresholdEntry
 from .source import ListNode, MapNode, Node, Scalar, plain
+from .validated import Baseline, IntentModel, LearnedModel, Located, ModelsSpec, ThresholdEntry
 from .values import is_number
 from .vocabulary import ANY_SEGMENT, expected_value, parse_model_value, value_kind
 
