@@ -375,6 +375,9 @@ def _server_model() -> str:
     if workers > 1:
         return (f"{server}, {workers} processes x {threads} threads = {workers * threads} "
                 f"component instances, sessions {os.environ.get('EDGE_SESSION_STORE')}")
+    if server == "granian" and os.environ.get("EDGE_SESSION_STORE", "memory") == "memory":
+        return (f"granian, 1 process, {threads} component instances ({threads - 1} decision "
+                "threads and the event loop)")
     return f"{server}, 1 process, {threads} threads = {threads} component instances"
 
 

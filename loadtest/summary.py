@@ -1,4 +1,4 @@
-"""The end-of-run summary of a load test: the figures the README quotes, as JSON and text.
+"""The end-of-run summary of a load test: the figures docs/performance.md quotes, as JSON and text.
 
 Samples are plain lists so a Locust worker can ship them to the master with its regular
 report (`drain` / `merge`). Percentiles are nearest-rank over every sample (no histogram
@@ -128,7 +128,7 @@ def write_summary(path: str | Path, summary: dict[str, Any]) -> None:
 
 
 def render(summary: dict[str, Any]) -> str:
-    """The summary as the few lines a person reads (and the README quotes)."""
+    """The summary as the few lines a person reads (and docs/performance.md quotes)."""
 
     def row(label: str, stats: dict[str, Any] | None, unit: str) -> str:
         if stats is None:

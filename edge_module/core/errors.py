@@ -1,11 +1,10 @@
 """Structured errors of the decision core.
 
-They cross the component boundary as JSON (`to_json`) and become HTTP 4xx at the host.
+They cross the component boundary as JSON (`to_dict`, in `api`) and become HTTP 4xx at the
+host.
 """
 
 from __future__ import annotations
-
-import json
 
 
 class DecisionError(Exception):
@@ -24,9 +23,6 @@ class DecisionError(Exception):
         if self.field is not None:
             out["field"] = self.field
         return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
 
 
 class BatchTooLarge(DecisionError):
