@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from control_plane.best_static import best_static, static_pack
 from control_plane.cli import cli
-from control_plane.evaluate import JUDGE_PREFIX, Labelled, best_static, load_sessions
+from control_plane.evaluate import JUDGE_PREFIX
+from control_plane.labelled_sessions import Labelled, load_sessions
 from control_plane.rulepack import compile_snapshot, load_pack_set
 from edge_module.core import decide_json, load_snapshot
 from loadtest import generators
@@ -143,8 +145,6 @@ def test_best_static_reaches_the_target_on_its_training_data(world: dict[str, An
     trig = {"id": "pricing-discount", "pages": ["/pricing"],
             "action": {"content": "discount-nudge-10"}}
     found = best_static(trig, sessions, 0.9)
-    from control_plane.evaluate import static_pack
-
     snapshot = compile_snapshot(static_pack(trig, found), "1", 0)
     # replayed through the real core, not through the search's own arithmetic
     joined = world["root"] / "train-all.jsonl"

@@ -182,8 +182,9 @@ def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], jud
     Exit 0 when it ran (however well the loop did; a failing recalibration is reported in
     its round), 2 on bad input (file:line and what was expected).
     """
-    from ..evaluate import EvaluationInputError, format_text
     from ..evaluate import evaluate as run
+    from ..evaluate import format_text
+    from ..labelled_sessions import EvaluationInputError
     from ..rulepack import RulePackError
 
     try:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from control_plane import evaluate, publishing
 from control_plane.cli import cli
+from control_plane.labelled_sessions import load_sessions
 from control_plane.scheduler import RecalibrationScheduler
 from edge_module.edge_store import LocalFolderStore
 from loadtest import generators
@@ -58,7 +59,7 @@ def an_hour_of_traffic(control: ControlServer, store: LocalFolderStore, tmp_path
                             for s in generators.sessions("latent", 600, seed=3)))
     _, _, snap = evaluate.served_snapshot(store)
     hour = int(time.time() * 1000) - 2 * evaluate.HOUR_MS
-    done = evaluate.log_hour(snap, evaluate.load_sessions(path), control.telemetry(),
+    done = evaluate.log_hour(snap, load_sessions(path), control.telemetry(),
                              "pricing-discount", hour, seed=3, prefix="v")
     assert done.rejected == 0 and done.conversions >= 20
 
