@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_MAX_FIELD_CHARS": 4096,  # a telemetry record's string field; longer: rejected
     "FALSE_TRIGGER_WINDOW_S": 30.0,  # a firing with no click/conversion within it is false
     "RECALIBRATE_INTERVAL_S": 3600.0,  # adaptive thresholds re-tuned this often; 0 = off
-    # The learning loop's settings (CONTROL_LEARN_*; recalibration.Settings documents each)
+    # The learning loop's settings (CONTROL_LEARN_*; learning.proposal.Settings documents each)
     "LEARN_WINDOW_S": 6 * 3600,  # learn from this much recent history, not all of it
     "LEARN_HOLDOUT_SHARE": 0.3,  # of the last hour's sessions, kept for the guardrail
     "LEARN_MIN_SESSIONS": 200,  # per segment, before its thresholds move

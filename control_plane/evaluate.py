@@ -159,12 +159,10 @@ def served_snapshot(store: LocalFolderStore) -> tuple[str, dict[str, Any], Snaps
 
 
 def recalibration_settings() -> Any:
-    """The hourly job's settings as the control plane would use them: from configuration
-    when recalibration reads it, else its defaults."""
-    from . import recalibration
+    """The hourly job's settings as the control plane would use them (CONTROL_LEARN_*)."""
+    from .learning.proposal import Settings
 
-    make = getattr(recalibration.Settings, "from_config", None)
-    return make(config_module.load()) if callable(make) else recalibration.Settings()
+    return Settings.from_config(config_module.load())
 
 
 def _plain(value: Any) -> Any:

@@ -9,7 +9,8 @@ from typing import Any
 
 from edge_module.host.periodic import PeriodicTask
 
-from .recalibration import Settings, recalibrate
+from .learning.proposal import Settings
+from .recalibration import recalibrate
 
 log = logging.getLogger("control_plane.scheduler")
 

@@ -12,7 +12,7 @@ import pytest
 from control_plane.learning import choose as pick
 from control_plane.learning import model as learner
 from control_plane.learning.data import Moment, SessionRow
-from control_plane.recalibration import Adaptive, Settings, _guardrail
+from control_plane.learning.proposal import Adaptive, Settings, _guardrail
 from edge_module.core.snapshot import Condition
 
 TRUE_W = {"dwell_ms": 1.2, "depth": -0.8, "mouse_entropy": -1.5, "hovers": 0.6}
@@ -217,7 +217,7 @@ def test_thresholds_are_chosen_on_cross_fitted_scores() -> None:
     """Scored by a model that learned from their own outcomes, converters rank higher than
     they would on new traffic. With features that say nothing, the in-sample scores still
     'separate' converters; the cross-fitted ones do not."""
-    from control_plane.recalibration import _cross_fitted
+    from control_plane.learning.proposal import _cross_fitted
     rng = random.Random(14)
     rows = []
     for i in range(1500):

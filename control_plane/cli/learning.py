@@ -71,7 +71,7 @@ def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: 
     current unless --over-rollback. Every decision is recorded with its numbers
     (`trigger-engine recalibrations`)."""
     from ..config import load
-    from ..recalibration import Settings
+    from ..learning.proposal import Settings
     from ..recalibration import recalibrate as run
 
     result = run(open_edge_store(store_dir), open_telemetry(data_dir),
