@@ -16,7 +16,7 @@ from .fleet import FleetRegistry
 from .keys import KeyRing
 from .openapi import openapi_document
 from .pack_registry import PackRegistry
-from .rulepack.source import reset_pack_limits, set_pack_limits
+from .rulepack.pack_limits import reset_pack_limits, set_pack_limits
 from .telemetry_sink import make_sink
 from .telemetry_store import TelemetryStore
 

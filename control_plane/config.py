@@ -8,7 +8,7 @@ from typing import Any
 from edge_module.host.config import _ENV_NAMES as SHARED_ENV_NAMES
 from edge_module.host.config import EdgeConfig
 
-from .rulepack.source import PackLimits
+from .rulepack.pack_limits import PackLimits
 
 _PACK = PackLimits()  # the rule-pack reader's defaults, which tools without a config use
 

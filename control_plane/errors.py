@@ -40,7 +40,7 @@ def register_error_handlers(app: Flask) -> None:
     from .keys import KeyRingError
     from .publishing import PublishError, RevisionError
     from .rulepack import RulePackError
-    from .rulepack.source import PackLimitError
+    from .rulepack.pack_limits import PackLimitError
 
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError) -> Any:

@@ -8,9 +8,6 @@ would read the key `on` as the boolean true.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -24,55 +21,11 @@ try:
 except ImportError:  # PyYAML built without libyaml: the pure-Python reader alone
     CParser = None
 
+from .pack_limits import PackLimitError, PackLimits, pack_limits
 from .problems import Problem, RulePackError
 
 _STANDARD_TAG = "tag:yaml.org,2002:"
 _MAX_DEPTH = 64  # rule packs are a few levels deep; deeper input is a mistake or an attack
-
-
-@dataclass(frozen=True)
-class PackLimits:
-    """How much one YAML file may ask of the reader; the control plane sets them from its
-    configuration (CONTROL_MAX_PACK_*), tools use these defaults."""
-
-    bytes: int = 256 * 1024  # the file's UTF-8 bytes, and its scalar text once aliases expand
-    nodes: int = 20_000  # YAML nodes once every alias is written out (500 plain triggers: 15k)
-    triggers: int = 500  # triggers plus sequence steps in one pack
-    conditions_per_trigger: int = 32  # items of `when` lists in one trigger (or step)
-    conditions: int = 2_000  # items of `when` lists in the whole pack
-
-
-_DEFAULT_LIMITS = PackLimits()  # frozen: one shared default is safe
-_LIMITS: ContextVar[PackLimits] = ContextVar("pack_limits", default=_DEFAULT_LIMITS)
-
-
-def pack_limits() -> PackLimits:
-    """The limits `parse_yaml` applies here and now."""
-    return _LIMITS.get()
-
-
-def set_pack_limits(limits: PackLimits) -> Token[PackLimits]:
-    """Apply `limits` to the files read from now on in this context (an HTTP request);
-    `reset_pack_limits(token)` undoes it."""
-    return _LIMITS.set(limits)
-
-
-def reset_pack_limits(token: Token[PackLimits]) -> None:
-    _LIMITS.reset(token)
-
-
-@contextmanager
-def limited(limits: PackLimits) -> Iterator[PackLimits]:
-    """Apply `limits` to every file read within the block (a command, a test)."""
-    token = _LIMITS.set(limits)
-    try:
-        yield limits
-    finally:
-        _LIMITS.reset(token)
-
-
-class PackLimitError(RulePackError):
-    """A file over one of its `PackLimits`: refused before it is validated or compiled."""
 
 
 @dataclass(frozen=True)

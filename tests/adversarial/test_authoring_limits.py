@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from control_plane.rulepack import RulePackError, load_pack_file
-from control_plane.rulepack.source import PackLimits
+from control_plane.rulepack.pack_limits import PackLimits
 from tests.control_server import running_control
 from tests.servers import PUBLISHER_TOKEN, control_config, http
 
