@@ -3,6 +3,9 @@
 Written by hand next to the blueprints it describes; `tests/test_openapi.py` fails when a
 route is registered that the document does not describe. The rule pack's schema is the
 one editors use (`rulepack.schema`), embedded.
+
+Longer than most modules on purpose: it is one declarative document, and the parameters
+and error answers its routes share are written once here, beside every route citing them.
 """
 
 from __future__ import annotations

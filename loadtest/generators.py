@@ -24,6 +24,9 @@ plausible guesses, written before any method was run on them.
   lives mostly in hovers over the plans, calm mouse paths and slow scrolling (about 15 %).
 - `leavers`: high-intent visitors scroll slowly and often leave for /checkout before
   reaching the depth they were heading for; low-intent browsers read everything (30 %).
+
+Longer than most modules on purpose: the four shapes are meant to be read side by side,
+over the page, event and request builders they share.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ unique across packs, segments defined in another pack, a threshold's unit), and 
 only the usual spellings of numbers.
 
 Draft-07, the draft editors support best.
+
+Longer than most modules on purpose: it is one declarative document, a function per
+definition, read best whole beside the validator tables it mirrors.
 """
 
 from __future__ import annotations
