@@ -15,7 +15,7 @@ from control_plane.authoring.pack_diff import diff_snapshots
 from control_plane.rulepack import Problem
 from control_plane.rulepack.schema import pack_schema
 from control_plane.rulepack.source import parse_yaml, plain
-from edge_module.core.snapshot import load_snapshot
+from edge_module.core.snapshot_loader import load_snapshot
 from tests.language_factories import (
     SEGMENTS,
     compile_problems,

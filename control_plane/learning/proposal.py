@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 
 from edge_module.core import load_snapshot
-from edge_module.core.snapshot import Condition, Snapshot
-from edge_module.core.snapshot import _signals as signal_conditions
+from edge_module.core.snapshot import Condition, Snapshot, signal_conditions
 
 from ..telemetry_store import TelemetryStore
 from . import choose as pick

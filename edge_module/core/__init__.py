@@ -3,7 +3,8 @@
 from .api import decide_json, decide_packed, error_json, pack, unpack
 from .engine import decide
 from .errors import BatchTooLarge, DecisionError, SnapshotError
-from .snapshot import Snapshot, load_snapshot
+from .snapshot import Snapshot
+from .snapshot_loader import load_snapshot
 
 __all__ = [
     "BatchTooLarge",

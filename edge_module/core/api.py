@@ -15,7 +15,8 @@ import marshal
 
 from .engine import decide
 from .errors import DecisionError, NotReady
-from .snapshot import Snapshot, load_snapshot
+from .snapshot import Snapshot
+from .snapshot_loader import load_snapshot
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
