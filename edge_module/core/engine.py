@@ -12,182 +12,30 @@ Semantics:
 - `next_check_ms` is the earliest moment, absent new events, at which a trigger or a
   sequence step can fire or a queued action falls due: a client that calls back then is
   served on time.
+
+The request's events and context are checked and applied by `request_input`.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .catalog import DEFAULT_VELOCITY_WINDOW_MS, EVENT_TYPES
+from .catalog import DEFAULT_VELOCITY_WINDOW_MS
 from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
 from .delivery import Decision, action_of
-from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS
 from .report import decision_report
-from .errors import BatchTooLarge, DecisionError
-from .session import MAX_CONTEXT_BYTES, MAX_SESSION_BYTES, Session, utf8_size
+from .request_input import (
+    MAX_SESSION_ID,
+    MAX_TIME_MS,
+    apply_event,
+    is_number,
+    order_events,
+    refuse,
+    request_context,
+)
+from .session import MAX_SESSION_BYTES, Session
 from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
 from .urls import url_path
-
-_EVENT_TYPES = frozenset(EVENT_TYPES)
-_FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
-_NUMBER = (int, float)
-MAX_SESSION_ID = 256
-# Visitor-chosen strings kept in the session or used as keys are bounded: a session's state
-# must stay small, and no request may make it too big to decide on.
-MAX_URL = 2048
-MAX_NAME = 256  # element targets, custom event names
-# Context values a rule can test: bounded like URLs, so no value costs a glob (or the
-# decision log) more than a few KiB. Longer ones are refused, not cut: a cut value could
-# match a glob the whole one does not.
-MAX_CONTEXT_VALUE = MAX_URL  # referrer and the other context strings
-MAX_ATTRIBUTES = 64
-MAX_ATTRIBUTE_VALUE = MAX_NAME  # a CRM field's value (a string), and its name
-_SCALARS = (str, int, float, bool)
-# Timestamps stay exact in a JSON double (2^53 - 1 ms is the year 287396): a larger one is
-# a client bug, and would make answers no JSON encoder of 64-bit integers can write.
-MAX_TIME_MS = 2**53 - 1
-
-
-def _bad(code: str, message: str, field: str) -> DecisionError:
-    return DecisionError(code, message, field)
-
-
-def _number(value: Any) -> bool:
-    return type(value) in _NUMBER and math.isfinite(value)
-
-
-def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
-    """Check a batch's shape and timestamps; return (ts_ms, position, event), oldest first.
-
-    Each event's own fields are checked as it is applied (`_apply`): a batch with any
-    invalid event is refused whole, so nothing of it reaches the session either way.
-    """
-    if raw is None:
-        return []
-    if type(raw) is not list:
-        raise _bad("invalid_request", "events must be a list of event objects", "events")
-    if len(raw) > max_events:
-        raise BatchTooLarge(
-            "batch_too_large",
-            f"{len(raw)} events in one batch; at most {max_events} are accepted, "
-            "send the rest in another request",
-            "events",
-        )
-    out = []
-    last = -1
-    ordered = True
-    for i, ev in enumerate(raw):
-        if type(ev) is not dict:
-            raise _bad("invalid_event", "each event must be a JSON object", f"events[{i}]")
-        etype = ev.get("type")
-        if type(etype) is not str:
-            raise _bad("invalid_event", f"type must be a string, one of {', '.join(EVENT_TYPES)}",
-                       f"events[{i}].type")
-        ts = ev.get("ts_ms")
-        if type(ts) is not int:
-            ts = int(ts) if _number(ts) else -1
-        if not 0 <= ts <= MAX_TIME_MS:
-            raise _bad("invalid_event", "ts_ms must be a non-negative number of ms since epoch, "
-                       f"at most {MAX_TIME_MS}", f"events[{i}].ts_ms")
-        if ts < last:
-            ordered = False
-        last = ts
-        out.append((ts, i, ev))
-    if not ordered:
-        out.sort(key=_first_two)  # simultaneous events keep their order
-    return out
-
-
-def _first_two(item: tuple[int, int, dict[str, Any]]) -> tuple[int, int]:
-    return item[0], item[1]
-
-
-def _invalid(i: int, field: str, message: str) -> DecisionError:
-    return _bad("invalid_event", message, f"events[{i}].{field}")
-
-
-def _name_required(i: int, field: str, event: str) -> DecisionError:
-    """The refusal of an event whose `field` is not a string of at most MAX_NAME characters
-    (the check stays inline: it runs for every hover and custom event)."""
-    return _invalid(i, field, f"{event} needs a {field} (a string of at most {MAX_NAME} "
-                              "characters)")
-
-
-def _apply(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
-           ctx_url: str | None, keep_mouse: int, forms: bool,
-           visit: list[float] | None = None) -> bool:
-    """Check one event's fields and apply it; True when it entered a new page. `visit`:
-    the session's counts over the visit, kept while decisions report (features.py)."""
-    if etype == "scroll":
-        depth = ev.get("depth")
-        if depth is not None:
-            if type(depth) not in _NUMBER or not 0 <= depth <= 1:
-                raise _invalid(i, "depth", "depth must be a number from 0 to 1")
-            if depth > sess.depth:
-                sess.depth = depth
-            sess.pos = depth
-        y = ev.get("y")
-        if y is not None:
-            if type(y) is not int and not _number(y):
-                raise _invalid(i, "y", "y must be a number (px from the top)")
-            sess.scroll_to(ts, y)
-        if visit is not None:
-            visit[SCROLLS] += 1
-        return False
-    if etype == "page_view":
-        url = ev.get("url")
-        if url is not None and (type(url) is not str or len(url) > MAX_URL):
-            raise _invalid(i, "url", f"url must be a string of at most {MAX_URL} characters")
-        if ts >= sess.pv:
-            sess.enter_page(url_path(url or ctx_url or "/"), ts)
-            return True
-        return False
-    if etype == "hover":
-        target = ev.get("target")
-        if type(target) is not str or len(target) > MAX_NAME:
-            raise _name_required(i, "target", "a hover")
-        dur = ev.get("duration_ms")
-        if not _number(dur) or dur < 0:
-            raise _invalid(i, "duration_ms", "duration_ms must be a non-negative number")
-        sess.hovered(target, dur)
-        if visit is not None:
-            visit[HOVER_MS] = min(visit[HOVER_MS] + dur, MAX_TOTAL_MS)
-            visit[HOVERS] += 1
-        return False
-    if etype == "custom":
-        name = ev.get("name")
-        if type(name) is not str or len(name) > MAX_NAME:
-            raise _name_required(i, "name", "a custom event")
-        return False
-    if etype == "mousemove":
-        x, y = ev.get("x"), ev.get("y")
-        if x is not None or y is not None:
-            if (type(x) is not int and not _number(x)) or (type(y) is not int and
-                                                            not _number(y)):
-                raise _invalid(i, "x", "x and y must be numbers (px)")
-            if keep_mouse or visit is not None:
-                sess.mouse_to(ts, x, y, keep_mouse, visit)
-        if visit is not None:
-            visit[MOVES] += 1
-        return False
-    if etype == "dismiss":
-        sess.dismissed = ts
-        return False
-    if etype in _FORM_EVENTS:
-        target = ev.get("target")
-        if target is not None and (type(target) is not str or len(target) > MAX_NAME):
-            raise _invalid(i, "target", f"target must be a string of at most {MAX_NAME} "
-                                        "characters")
-        if forms or visit is not None:
-            sess.form_event(etype, ts, target)
-            if visit is not None and etype != "click":
-                visit[FORMS] += 1
-        return False
-    if etype not in _EVENT_TYPES:
-        raise _invalid(i, "type",
-                       f"unknown event type {etype!r}; expected one of {', '.join(EVENT_TYPES)}")
-    return False
 
 
 def _queue(sess: Session, trig: Trigger, t: int) -> None:
@@ -205,50 +53,6 @@ def _fire_or_queue(dec: Decision, sess: Session, trig: Trigger, t: int) -> None:
         dec.fire(sess, trig, t, action_of(trig, trig.delay_ms))
 
 
-def _context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
-    """The request's context, or the session's last one when the request sends none."""
-    context = request.get("context")
-    if context is None:
-        return sess.context
-    if type(context) is not dict:
-        raise _bad("invalid_request", "context must be a JSON object", "context")
-    url = context.get("url")
-    if url is not None and (type(url) is not str or len(url) > MAX_URL):
-        raise _bad("invalid_request", f"context.url must be a string of at most {MAX_URL} "
-                   "characters", "context.url")
-    for name, value in context.items():
-        if type(value) is str and len(value) > MAX_CONTEXT_VALUE:
-            raise _bad("invalid_request", f"context.{name[:64]} must be at most "
-                       f"{MAX_CONTEXT_VALUE} characters", f"context.{name[:64]}")
-    attrs = context.get("attributes")
-    if attrs is not None:
-        _check_attributes(attrs)
-    if len(context) > (1 if "url" in context else 0):
-        kept = {k: v for k, v in context.items() if k != "url"}
-        if kept != sess.context and utf8_size(repr(kept)) <= MAX_CONTEXT_BYTES:
-            sess.context = kept
-    return context
-
-
-def _check_attributes(attrs: Any) -> None:
-    """CRM attributes: an object of at most MAX_ATTRIBUTES scalars (strings bounded)."""
-    if type(attrs) is not dict:
-        raise _bad("invalid_request", "context.attributes must be a JSON object",
-                   "context.attributes")
-    if len(attrs) > MAX_ATTRIBUTES:
-        raise _bad("invalid_request", f"context.attributes holds {len(attrs)} attributes; at "
-                   f"most {MAX_ATTRIBUTES} are accepted", "context.attributes")
-    for name, value in attrs.items():
-        if len(name) > MAX_ATTRIBUTE_VALUE:
-            raise _bad("invalid_request", f"attribute names are at most {MAX_ATTRIBUTE_VALUE} "
-                       "characters", "context.attributes")
-        if value is not None and (type(value) not in _SCALARS or (
-                type(value) is str and len(value) > MAX_ATTRIBUTE_VALUE)):
-            raise _bad("invalid_request", f"context.attributes.{name[:64]} must be a string of "
-                       f"at most {MAX_ATTRIBUTE_VALUE} characters, a number, a boolean or null",
-                       f"context.attributes.{name[:64]}")
-
-
 def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
            report: bool = False) -> dict[str, Any]:
     """One decision. Returns the response fields and the session's new `state`, and
@@ -257,17 +61,17 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     `state` is consumed: pass the state a previous decision returned (or None).
     """
     if type(request) is not dict:
-        raise _bad("invalid_request", "the request body must be a JSON object", "")
+        raise refuse("invalid_request", "the request body must be a JSON object", "")
     sid = request.get("session_id")
     if type(sid) is not str or not sid or len(sid) > MAX_SESSION_ID:
-        raise _bad("invalid_request",
+        raise refuse("invalid_request",
                    f"session_id must be a non-empty string of at most {MAX_SESSION_ID} characters",
                    "session_id")
     now = request.get("now_ms", host_now_ms)
     if now is None:
-        raise _bad("invalid_request", "now_ms is required (ms since epoch)", "now_ms")
-    if not _number(now) or not 0 <= now <= MAX_TIME_MS:
-        raise _bad("invalid_request", "now_ms must be a non-negative number of ms since epoch, "
+        raise refuse("invalid_request", "now_ms is required (ms since epoch)", "now_ms")
+    if not is_number(now) or not 0 <= now <= MAX_TIME_MS:
+        raise refuse("invalid_request", "now_ms must be a non-negative number of ms since epoch, "
                    f"at most {MAX_TIME_MS}", "now_ms")
     now = int(now)
     events = order_events(request.get("events"), snap.max_events)
@@ -275,7 +79,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
         now = events[-1][0]  # a batch is never older than its newest event
 
     sess = Session.from_state(state, events[0][0] if events else now)
-    context = _context(request, sess)
+    context = request_context(request, sess)
     ctx_url = context.get("url")
     ctx = Ctx(snap, context, sid)
     if sess.url is None and not (events and events[0][2].get("type") == "page_view"):
@@ -295,7 +99,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
         etype = ev.get("type")
         if visit is not None:
             ctx.moved()
-        if _apply(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms, visit):
+        if apply_event(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms, visit):
             scope = snap.scope(sess.url or "/")
             on_event, sustained, streaks = scope.on_event, scope.sustained, scope.streaks
         if tracked and etype in tracked_types:  # most events match no filter at all

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.engine import MAX_TIME_MS  # the same bound as the decisions' timestamps
 from ..core.features import SESSION_FEATURES
+from ..core.request_input import MAX_TIME_MS  # the same bound as the decisions' timestamps
 from ..core.urls import strip_url
 from .host_secret import host_secret
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from control_plane.rulepack.compiler import page_bucket
 from edge_module.core import load_snapshot
-from edge_module.core.engine import MAX_ATTRIBUTE_VALUE, MAX_CONTEXT_VALUE
+from edge_module.core.request_input import MAX_ATTRIBUTE_VALUE, MAX_CONTEXT_VALUE
 from edge_module.core.globs import Glob, from_legacy_regex, glob_match, normalize
 from loadtest.stack import EdgeStack, edge_stack
 from tests.factories import T0
