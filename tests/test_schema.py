@@ -12,14 +12,8 @@ import pytest
 from control_plane.rulepack import load_catalog
 from control_plane.rulepack.schema import pack_schema, schema_text
 from control_plane.rulepack.source import parse_yaml, plain
-from control_plane.rulepack.validate import (
-    ACTION_KEYS,
-    CAP_KEYS,
-    ON_KEYS,
-    PACK_KEYS,
-    SEQUENCE_KEYS,
-    TRIGGER_KEYS,
-)
+from control_plane.rulepack.validate import ON_KEYS, PACK_KEYS, SEQUENCE_KEYS, TRIGGER_KEYS
+from control_plane.rulepack.validate_actions import ACTION_KEYS, CAP_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
 from control_plane.rulepack.validate_models import MODELS_KEYS
 

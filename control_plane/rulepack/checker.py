@@ -32,6 +32,9 @@ NAME_RULE = "lowercase letters, digits, '-' and '_', starting with a letter or d
 _OPERATOR_ALIASES = {"=>": ">=", "=<": "<=", "=": "==", "===": "==", "<>": "!=", "=!": "!=",
                      "!==": "!=", "≥": ">=", "≤": "<=", "≠": "!="}
 _WORD_FOR_OPERATOR = {op: word for word, op in OPERATOR_WORDS.items()}
+SHORTHAND_EXPECTED = '"<operator> <value>" such as ">= 3s"'
+# The operator is either symbols (">=3s" needs no space) or a word followed by a space.
+_SHORTHAND = re.compile(r"\s*([<>=!≥≤≠]+|[A-Za-z_]+(?=\s))\s*(.*?)\s*", re.DOTALL)
 
 
 def closest(word: str, options: Iterable[str]) -> str | None:
@@ -236,6 +239,41 @@ class Checker:
         except ValueProblem as exc:
             self.report(node, f"{what}: {exc.message}", exc.expected, exc.suggestion)
             return None
+
+    # Operators, shared by signal conditions and context tests
+
+    def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
+        text: str = node.value
+        match = _SHORTHAND.fullmatch(text)
+        if match is None:
+            self.report(node, f"{what}: {text!r} is not a comparison", SHORTHAND_EXPECTED,
+                        f">= {text.strip()}" if text.strip() else None)
+            return None
+        op, raw = match.group(1), match.group(2)
+        if op not in OPERATORS:
+            self.report(node, f"unknown operator {op!r}", "one of " + " ".join(OPERATORS),
+                        closest_operator(op))
+            return None
+        if not raw:
+            self.report(node, f"{what}: no value after {op!r}", SHORTHAND_EXPECTED)
+            return None
+        return op, raw
+
+    def one_operator(self, node: MapNode, ops: list[Scalar], words: dict[str, str],
+                     found: dict[str, Node], what: str, missing: str | None,
+                     one: str) -> tuple[str | None, Node | None]:
+        """The operator of `ops` (its symbol in `words`) and its value's node, when there is
+        exactly one; none is reported with `missing` as the fix (unless None), several with
+        `one`."""
+        if not ops:
+            if missing is not None:
+                self.report(node, f"{what} has no operator", missing)
+            return None, None
+        if len(ops) > 1:
+            self.report(ops[1], f"{what} has more than one operator "
+                                f"({', '.join(k.text for k in ops)})", one)
+            return None, None
+        return words[ops[0].text], found[ops[0].text]
 
     # Segment names: defined in any pack, so only their spelling is checked here
 

@@ -37,29 +37,19 @@ from edge_module.core.features import SESSION_FEATURES
 from .checker import NAME
 from .content_catalog import ContentCatalog
 from .validate import (
-    ACTION_KEYS,
-    CAP_KEYS,
     CATALOG_FILES,
     CONTENT_KEYS,
-    EXPERIMENT_KEYS,
-    FATIGUE_KEYS,
     JOURNEY_KEYS,
-    MAX_PRIORITY,
-    MIN_PRIORITY,
     ON_KEYS,
     PACK_KEYS,
     PACK_NAME,
     SEQUENCE_KEYS,
-    SETTINGS_KEYS,
     STEP_KEYS,
     TRIGGER_KEYS,
 )
-from .validate_conditions import (
-    ATTRIBUTE_KEYS,
-    CONTEXT_EXTRA_OPERATORS,
-    SUSTAINED_KEYS,
-    TARGETED_EVENTS,
-)
+from .validate_actions import ACTION_KEYS, CAP_KEYS, MAX_PRIORITY, MIN_PRIORITY
+from .validate_conditions import SUSTAINED_KEYS, TARGETED_EVENTS
+from .validate_context import ATTRIBUTE_KEYS, CONTEXT_EXTRA_OPERATORS
 from .validate_models import (
     BASELINE_KEYS,
     CALIBRATION_KEYS,
@@ -71,6 +61,7 @@ from .validate_models import (
     STATS_KEYS,
     TRANSFORMS,
 )
+from .validate_settings import EXPERIMENT_KEYS, FATIGUE_KEYS, SETTINGS_KEYS
 from .values import DURATION_PATTERN
 from .vocabulary import (
     ANY_SEGMENT,

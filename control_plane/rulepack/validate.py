@@ -2,7 +2,9 @@
 
 Each check records its problems and returns a stand-in value, so one mistake never hides
 the next; the model leaves this module only when no problem was found. Conditions are
-checked in `validate_conditions`, models in `validate_models`; what needs every pack
+checked in `validate_conditions` (context tests and segments in `validate_context`), models
+in `validate_models`, settings in `validate_settings`, actions and caps in
+`validate_actions`; what needs every pack
 (ids, segment names, thresholds) is checked by `compiler.cross_pack_problems`.
 """
 
@@ -13,33 +15,30 @@ import os
 import re
 from collections.abc import Callable
 
-from edge_module.core.catalog import CONTEXT_FIELDS, MAX_CONSECUTIVE, TIERS
+from edge_module.core.catalog import MAX_CONSECUTIVE
 from edge_module.core.urls import url_path
 
 from .checker import NAME, closest, closest_operator, describe
 from .cross_pack import keyed_conditions
 from .problems import Problem, RulePackError, sort_problems
 from .source import ListNode, MapNode, Node, Scalar, parse_yaml, read_text
+from .validate_actions import ActionChecker
 from .validate_conditions import FILTER_KEYS, ConditionChecker
 from .validate_models import ModelChecker
+from .validate_settings import SettingsChecker
 from .validated import (
     ActionSpec,
     CapSpec,
     Condition,
-    ContextSpec,
     EventFilter,
-    ExperimentSpec,
-    FatigueSpec,
     JourneySpec,
     Pack,
-    SegmentSpec,
     SequenceSpec,
-    SettingsSpec,
     StepSpec,
     TriggerSpec,
 )
 from .values import parse_share
-from .vocabulary import ANY_SEGMENT, DEFAULT_EXPLORE, MAX_ACTIONS_LIMIT, MAX_EXPLORE
+from .vocabulary import DEFAULT_EXPLORE, MAX_EXPLORE
 
 __all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack",
            "load_pack_dir", "load_pack_file"]
@@ -49,24 +48,15 @@ PACK_KEYS = ("pack", "description", "settings", "segments", "models", "triggers"
 TRIGGER_KEYS = ("id", "description", "page", "on", "segment", "when", "consecutive", "group",
                 "journey", "rollout", "holdout", "explore", "salt", "action", "cap")
 ON_KEYS = FILTER_KEYS
-ACTION_KEYS = ("content", "tier", "delay", "priority")
-CAP_KEYS = ("per_session", "per_page", "cooldown")
-SETTINGS_KEYS = ("max_actions", "fatigue", "experiment", "report_features")
-FATIGUE_KEYS = ("per_session", "per_minute", "quiet_after_dismiss")
-EXPERIMENT_ARMS = ("adaptive", "static", "holdout")
-EXPERIMENT_KEYS = ("salt", *EXPERIMENT_ARMS)
-DEFAULT_EXPERIMENT_SALT = "experiment"
 JOURNEY_KEYS = ("within", "by_segment")
 SEQUENCE_KEYS = ("id", "description", "start", "exit", "steps")
 STEP_KEYS = ("id", "description", "after", "timeout", "when", "action")
 PACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
 TRIGGER_ID = NAME
-MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 CATALOG_FILES = ("catalog.yaml", "catalog.yml")  # the content catalog, beside the packs
 
 _PACK_NAME_RULE = "lowercase letters, digits and '-', starting with a letter or digit"
 _PAGE_EXPECTED = "a path glob such as /pricing or /blog/*, or \"*\" for any page"
-_SEGMENTS_EXPECTED = "a mapping of segment names to context tests, such as {mobile: {device: mobile}}"
 _JOURNEY_EXPECTED = "a duration such as 120s, or a mapping such as {within: 120s, by_segment: {mobile: 60s}}"
 EXPLORE_EXPECTED = f"a percentage from 0% to {MAX_EXPLORE}% such as {DEFAULT_EXPLORE}%"
 
@@ -132,7 +122,7 @@ def _load(text: str, filename: str) -> Pack:
     return pack
 
 
-class _Checker(ConditionChecker, ModelChecker):
+class _Checker(ConditionChecker, ModelChecker, SettingsChecker, ActionChecker):
     """Checks one pack file; problems inside a trigger or sequence carry its id."""
 
     # The pack
@@ -389,160 +379,3 @@ class _Checker(ConditionChecker, ModelChecker):
                 column=where.column,
             ))
         return tuple(steps)
-
-    # Settings and segments
-
-    def settings(self, node: Node) -> SettingsSpec | None:
-        body = self.mapping(node, "settings",
-                            "a mapping with max_actions, fatigue, experiment and/or "
-                            "report_features")
-        if body is None:
-            return None
-        found, _ = self.keys(body, SETTINGS_KEYS, (), "settings")
-        max_actions = (self.integer(found["max_actions"], "max_actions", 1, MAX_ACTIONS_LIMIT)
-                       if "max_actions" in found else None)
-        fatigue = self.fatigue(found["fatigue"]) if "fatigue" in found else None
-        experiment = self.experiment(found["experiment"]) if "experiment" in found else None
-        report_features = (self.boolean(found["report_features"], "report_features")
-                           if "report_features" in found else None)
-        return SettingsSpec(max_actions, fatigue, body.line, body.column, experiment,
-                            report_features)
-
-    def experiment(self, node: Node) -> ExperimentSpec | None:
-        """settings.experiment: every arm a percentage (a missing arm is 0%), adding up to
-        100%; salt optional."""
-        expected = ("a mapping such as {salt: q4, adaptive: 45%, static: 45%, holdout: 10%} "
-                    "whose arms add up to 100%")
-        body = self.mapping(node, "experiment", expected)
-        if body is None:
-            return None
-        found, _ = self.keys(body, EXPERIMENT_KEYS, (), "experiment")
-        # A misspelt arm is one mistake: "unknown key 'statc'" says it, not a sum too.
-        ok = len(found) == len(body.entries)
-        salt = (self.text(found["salt"], "salt", "a text such as q4") if "salt" in found
-                else DEFAULT_EXPERIMENT_SALT)
-        shares: dict[str, float] = {}
-        ok = ok and salt is not None
-        for arm in EXPERIMENT_ARMS:
-            if arm not in found:
-                shares[arm] = 0.0
-                continue
-            value = self.percent(found[arm], f"experiment {arm}")
-            if value is None:
-                ok = False
-            else:
-                shares[arm] = float(value)
-        if ok and len(shares) == len(EXPERIMENT_ARMS):
-            total = sum(shares.values())
-            if abs(total - 100) > 1e-6:
-                parts = " + ".join(f"{arm} {shares[arm]:g}%" for arm in EXPERIMENT_ARMS)
-                missing = [arm for arm in EXPERIMENT_ARMS if arm not in found]
-                fix = (f"{missing[0]}: {100 - total:g}%" if len(missing) == 1 and total < 100
-                       else None)
-                self.report(body, f"the experiment's arms add up to {total:g}% ({parts})",
-                            "adaptive, static and holdout shares that add up to 100% "
-                            "(a missing arm is 0%)", fix)
-                ok = False
-        if not ok:
-            return None
-        return ExperimentSpec(salt or DEFAULT_EXPERIMENT_SALT, shares["adaptive"],
-                              shares["static"], shares["holdout"], body.line, body.column)
-
-    def fatigue(self, node: Node) -> FatigueSpec | None:
-        body = self.mapping(node, "fatigue", "a mapping such as {per_session: 5, per_minute: 2, "
-                                             "quiet_after_dismiss: 60s}")
-        if body is None:
-            return None
-        found, _ = self.keys(body, FATIGUE_KEYS, (), "fatigue")
-        limits = {key: self.integer(found[key], key, 1, None,
-                                    f"an integer >= 1; leave {key} out for no limit")
-                  for key in ("per_session", "per_minute") if key in found}
-        quiet = (self.duration(found["quiet_after_dismiss"], "quiet_after_dismiss") or 0) \
-            if "quiet_after_dismiss" in found else 0
-        return FatigueSpec(limits.get("per_session"), limits.get("per_minute"), quiet)
-
-    def segments(self, node: Node) -> tuple[SegmentSpec, ...]:
-        table = self.mapping(node, "segments", _SEGMENTS_EXPECTED)
-        if table is None:
-            return ()
-        if not table.entries:
-            self.report(table, "segments is empty", _SEGMENTS_EXPECTED)
-        specs = []
-        for key, value in table.entries:
-            if key.text == ANY_SEGMENT:
-                self.report(key, 'segment name "*" is reserved: it stands for every session '
-                                 "in models.thresholds", "another segment name")
-                continue
-            name = self.name(key, "segment name")
-            tests = self.segment_tests(value, name)
-            if name and tests:
-                specs.append(SegmentSpec(name, tests, key.line, key.column))
-        return tuple(specs)
-
-    def segment_tests(self, node: Node, name: str) -> tuple[ContextSpec, ...]:
-        expected = ("a mapping of context tests that must all hold, such as "
-                    "{device: mobile, country: [DE, AT]}")
-        body = self.mapping(node, f"segment {name}", expected)
-        if body is None:
-            return ()
-        if not body.entries:
-            self.report(body, f"segment {name} is empty", expected)
-        tests: list[ContextSpec | None] = []
-        for key, value in body.entries:
-            if key.text not in CONTEXT_FIELDS:
-                self.report(key, f"unknown context field {key.text!r} in segment {name}",
-                            "one of " + ", ".join(CONTEXT_FIELDS),
-                            closest(key.text, CONTEXT_FIELDS))
-                tests.append(None)
-            elif key.text == "attribute" and isinstance(value, ListNode):
-                # Several attributes, all of which must hold.
-                tests.extend(self.attribute_test(key, item) for item in
-                             self.items(value, "attribute", "a list of attribute tests"))
-            else:
-                tests.append(self.context_test(key, value))
-        return tuple(t for t in tests if t is not None) if all(tests) else ()
-
-    # Action and cap
-
-    def action(self, node: Node) -> ActionSpec:
-        action = self.mapping(node, "action",
-                              "a mapping with content (and optionally tier, delay, priority)")
-        if action is None:
-            return ActionSpec("")
-        found, _ = self.keys(action, ACTION_KEYS, ("content",), "action")
-        content = (self.text(found["content"], "content", "a content id such as discount-nudge-10")
-                   if "content" in found else None)
-        tier = self.choice(found["tier"], "tier", TIERS) if "tier" in found else "immediate"
-        delay = self.duration(found["delay"], "delay") if "delay" in found else 0
-        priority = (self.integer(found["priority"], "priority", MIN_PRIORITY, MAX_PRIORITY)
-                    if "priority" in found else 0)
-        if tier == "queued" and delay == 0:
-            where = found.get("delay") or found["tier"]
-            self.report(where, "a queued action needs a delay greater than 0",
-                        "a delay such as 3s, or tier: immediate")
-        where = found.get("content", action)
-        return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0,
-                          where.line, where.column)
-
-    def cap(self, node: Node) -> CapSpec:
-        cap = self.mapping(node, "cap", "a mapping with per_session, per_page and/or cooldown")
-        if cap is None:
-            return CapSpec()
-        found, _ = self.keys(cap, CAP_KEYS, (), "cap")
-        per_session = (self.integer(found["per_session"], "per_session", 1, None,
-                                    "an integer >= 1; leave per_session out for no limit")
-                       if "per_session" in found else None)
-        per_page: int | None = 1
-        if "per_page" in found:
-            per_page = self.per_page(found["per_page"])
-        cooldown = self.duration(found["cooldown"], "cooldown") if "cooldown" in found else 0
-        return CapSpec(per_session, per_page, cooldown or 0)
-
-    def per_page(self, node: Node) -> int | None:
-        expected = 'an integer >= 1, or "unlimited"'
-        if isinstance(node, Scalar) and isinstance(node.value, str):
-            if node.value != "unlimited":
-                self.report(node, f"per_page {node.value!r} is not allowed", expected,
-                            closest(node.value, ["unlimited"]))
-            return None
-        return self.integer(node, "per_page", 1, None, expected)

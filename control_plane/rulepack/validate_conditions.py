@@ -1,4 +1,5 @@
-"""Checking a `when` list: signal conditions, context tests, segments and `sustained`.
+"""Checking a `when` list: signal conditions, segments and `sustained`; context tests are
+checked in `validate_context`.
 
 Every item is one mapping with one key: a signal (`dwell: ">= 3s"`), a context field
 (`device: mobile`), `segment: gold`, or `sustained: {for: 5s, when: [...]}`.
@@ -14,25 +15,21 @@ from edge_module.core.catalog import (
     EVENT_TYPES,
     MAX_WINDOW_MS,
     OPERATOR_WORDS,
-    OPERATORS,
     SIGNALS,
-    WEEKDAYS,
 )
 
-from .checker import Checker, closest, closest_operator, describe
+from .checker import SHORTHAND_EXPECTED, closest, describe
 from .source import ListNode, MapNode, Node, Scalar
-from .validated import Condition, ConditionSpec, ContextSpec, EventFilter, SegmentRef, SustainedSpec
+from .validate_context import ContextChecker
+from .validated import Condition, ConditionSpec, EventFilter, SegmentRef, SustainedSpec
 from .values import RECALL_EXPECTED, is_number, parse_recall
 from .vocabulary import (
     BASELINES,
-    CONTEXT_OPERATOR_WORDS,
     DEFAULT_RECALL,
     DEFAULT_Z,
-    DEVICES,
     EXAMPLE_PARAM,
     EXAMPLE_VALUE,
     MODES,
-    ORDERED_OPERATORS,
     PARSERS,
     RECALL_TARGET_KEYS,
     THRESHOLD_KEYS,
@@ -43,37 +40,16 @@ from .vocabulary import (
 FILTER_KEYS = ("type", "name", "target")
 TARGETED_EVENTS = ("click", "focus", "input", "submit", "blur", "hover")
 SUSTAINED_KEYS = ("for", "when")
-ATTRIBUTE_KEYS = ("name", *CONTEXT_OPERATOR_WORDS)
 CONDITION_WORDS = (*SIGNALS, *CONTEXT_FIELDS, "segment", "sustained")
-# Which operators each context field can be compared with (besides `in`, `==` and `!=`).
-CONTEXT_EXTRA_OPERATORS = {"local_hour": ORDERED_OPERATORS, "referrer": ("glob",),
-                           "attribute": (*ORDERED_OPERATORS, "glob")}
 
 CONDITION_EXPECTED = 'a signal and its test, such as - dwell: ">= 3s"'
-SHORTHAND_EXPECTED = '"<operator> <value>" such as ">= 3s"'
 TARGET_EXPECTED = 'a CSS selector in quotes, such as "#cta"'
 RECALL_TARGET_EXPECTED = "a recall target such as {recall: 95%}"
 FILTER_EXPECTED = ("an event type such as page_view, "
                    "or a mapping such as {type: custom, name: cart_abandon}")
 _UNKNOWN_EXPECTED = ("a signal (" + ", ".join(SIGNALS) + "), a context field ("
                      + ", ".join(CONTEXT_FIELDS) + "), segment or sustained")
-_CONTEXT_EXPECTED = {
-    "device": "one of " + ", ".join(DEVICES) + ", or a list of them",
-    "country": "a two-letter country code such as DE, or a list of them",
-    "local_hour": 'an hour from 0 to 23, a list of hours, or a comparison such as ">= 18"',
-    "weekday": "one of " + ", ".join(WEEKDAYS) + ", or a list of them",
-    "referrer": 'a referrer URL, or a glob with * such as "*google.*"',
-    "returning": "true or false",
-    "attribute": "a mapping such as {name: crm_tier, in: [gold, platinum]}",
-}
-# The operator is either symbols (">=3s" needs no space) or a word followed by a space.
-_SHORTHAND = re.compile(r"\s*([<>=!≥≤≠]+|[A-Za-z_]+(?=\s))\s*(.*?)\s*", re.DOTALL)
-_COMPARISON = re.compile(r"\s*[<>=!≥≤≠]")
-_COUNTRY = re.compile(r"[A-Z]{2}")
 _EVENT_NAME = re.compile(r"[A-Za-z][\w.-]*")
-
-ContextValue = str | int | float | bool
-_WORD_OF = {op: word for word, op in CONTEXT_OPERATOR_WORDS.items()}
 
 
 def mapping_example(signal: str) -> str:
@@ -83,7 +59,7 @@ def mapping_example(signal: str) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-class ConditionChecker(Checker):
+class ConditionChecker(ContextChecker):
     """The checks of conditions and event filters, shared by triggers and sequence steps."""
 
     def conditions(self, node: Node, nested: bool = False) -> tuple[Condition, ...]:
@@ -226,23 +202,6 @@ class ConditionChecker(Checker):
             return None
         return self.parsed(raw, "recall", lambda: parse_recall(raw.value))
 
-    def shorthand(self, node: Scalar, what: str) -> tuple[str, str] | None:
-        text: str = node.value
-        match = _SHORTHAND.fullmatch(text)
-        if match is None:
-            self.report(node, f"{what}: {text!r} is not a comparison", SHORTHAND_EXPECTED,
-                        f">= {text.strip()}" if text.strip() else None)
-            return None
-        op, raw = match.group(1), match.group(2)
-        if op not in OPERATORS:
-            self.report(node, f"unknown operator {op!r}", "one of " + " ".join(OPERATORS),
-                        closest_operator(op))
-            return None
-        if not raw:
-            self.report(node, f"{what}: no value after {op!r}", SHORTHAND_EXPECTED)
-            return None
-        return op, raw
-
     def operator(self, node: MapNode, found: dict[str, Node], guessed: set[str], what: str,
                  example: str) -> tuple[str | None, Node | None]:
         """The mapping form's one operator and the node holding its value."""
@@ -253,22 +212,6 @@ class ConditionChecker(Checker):
             None if guessed & set(OPERATOR_WORDS)
             else f"one of {', '.join(OPERATOR_WORDS)}, as in {example}",
             "one operator per condition; write another condition for the other bound")
-
-    def one_operator(self, node: MapNode, ops: list[Scalar], words: dict[str, str],
-                     found: dict[str, Node], what: str, missing: str | None,
-                     one: str) -> tuple[str | None, Node | None]:
-        """The operator of `ops` (its symbol in `words`) and its value's node, when there is
-        exactly one; none is reported with `missing` as the fix (unless None), several with
-        `one`."""
-        if not ops:
-            if missing is not None:
-                self.report(node, f"{what} has no operator", missing)
-            return None, None
-        if len(ops) > 1:
-            self.report(ops[1], f"{what} has more than one operator "
-                                f"({', '.join(k.text for k in ops)})", one)
-            return None, None
-        return words[ops[0].text], found[ops[0].text]
 
     def mapping_value(self, node: Node, kind: str, what: str) -> int | float | None:
         if isinstance(node, Scalar) and (isinstance(node.value, str) or is_number(node.value)):
@@ -394,179 +337,3 @@ class ConditionChecker(Checker):
         if for_ms is None or not inner:
             return None
         return SustainedSpec(for_ms, inner, key.line, key.column)
-
-    # Context
-
-    def context_test(self, key: Scalar, node: Node) -> ContextSpec | None:
-        """One test of the request's context: `device: mobile`, `local_hour: ">= 18"`."""
-        field = key.text
-        what = f"the {field} condition"
-        if field == "attribute":
-            return self.attribute_test(key, node)
-        allowed = ("in", "==", "!=", *CONTEXT_EXTRA_OPERATORS.get(field, ()))
-        if isinstance(node, ListNode):
-            values = self.context_list(field, node, what)
-            return None if values is None else ContextSpec(field, "in", values, None, key.line,
-                                                           key.column)
-        if isinstance(node, MapNode):
-            return self.context_mapping(key, node, field, allowed, what)
-        if not isinstance(node, Scalar) or node.value is None:
-            self.report(node, f"{what} is {describe(node)}", _CONTEXT_EXPECTED[field])
-            return None
-        op = "=="
-        raw: object = node.value
-        if isinstance(node.value, str) and _COMPARISON.match(node.value):
-            parsed = self.shorthand(node, what)
-            if parsed is None:
-                return None
-            op, raw = parsed
-            if op not in allowed:
-                self.report(node, f"{field} cannot be compared with {op!r}",
-                            _CONTEXT_EXPECTED[field])
-                return None
-        elif field == "referrer" and isinstance(node.value, str) and "*" in node.value:
-            op = "glob"
-        value = self.context_value(field, node, raw, what)
-        return None if value is None else ContextSpec(field, op, value, None, key.line,
-                                                      key.column)
-
-    def context_list(self, field: str, node: ListNode,
-                     what: str) -> tuple[ContextValue, ...] | None:
-        items = self.items(node, field, _CONTEXT_EXPECTED[field])
-        values: list[ContextValue] = []
-        ok = bool(items)
-        for item in items:
-            if field == "referrer" and isinstance(item, Scalar) and "*" in str(item.value):
-                self.report(item, "a list of referrers is matched exactly: * is not a wildcard "
-                                  "there", "one glob per condition, such as referrer: "
-                                           '"*google.*"')
-                ok = False
-                continue
-            value = self.context_value(field, item, None if not isinstance(item, Scalar)
-                                       else item.value, what)
-            if value is None:
-                ok = False
-            elif value not in values:
-                values.append(value)
-        return tuple(values) if ok else None
-
-    def context_mapping(self, key: Scalar, node: MapNode, field: str, allowed: tuple[str, ...],
-                        what: str) -> ContextSpec | None:
-        words = [w for w, op in CONTEXT_OPERATOR_WORDS.items() if op in allowed]
-        found, guessed = self.keys(node, list(CONTEXT_OPERATOR_WORDS), (), what)
-        op, value_node = self.context_operator(node, found, guessed, what, words)
-        if op is None or value_node is None:
-            return None
-        if op not in allowed:
-            self.report(node.key(_WORD_OF[op]) or node, f"{field} cannot be compared with "
-                                                        f"{op!r}", "one of " + ", ".join(words))
-            return None
-        value: ContextValue | tuple[ContextValue, ...] | None
-        if op == "in":
-            if not isinstance(value_node, ListNode):
-                self.report(value_node, f"in is {describe(value_node)}",
-                            f"a list, such as in: [{'mobile, tablet' if field == 'device' else '...'}]")
-                return None
-            value = self.context_list(field, value_node, what)
-        else:
-            raw = value_node.value if isinstance(value_node, Scalar) else None
-            value = self.context_value(field, value_node, raw, what)
-        return None if value is None else ContextSpec(field, op, value, None, key.line,
-                                                      key.column)
-
-    def context_operator(self, node: MapNode, found: dict[str, Node], guessed: set[str],
-                         what: str, words: list[str]) -> tuple[str | None, Node | None]:
-        return self.one_operator(
-            node, [k for k, _ in node.entries if k.text in found and k.text != "name"],
-            CONTEXT_OPERATOR_WORDS, found, what,
-            # a misspelt operator was reported already
-            None if guessed - {"name"} else "one of " + ", ".join(words),
-            "one operator per condition")
-
-    def context_value(self, field: str, node: Node, raw: object,
-                      what: str) -> ContextValue | None:
-        """One value of a context field, from YAML (`raw` is node.value) or a shorthand."""
-        expected = _CONTEXT_EXPECTED[field]
-        if not isinstance(node, Scalar) or raw is None:
-            self.report(node, f"{what}: the value is {describe(node)}", expected)
-            return None
-        if field == "local_hour":
-            hour = raw
-            if isinstance(raw, str) and raw.strip().isdigit():
-                hour = int(raw.strip())
-            if type(hour) is not int or not 0 <= hour <= 23:
-                self.report(node, f"{what}: {raw!r} is not an hour from 0 to 23", expected)
-                return None
-            return hour
-        if field == "returning":
-            if isinstance(raw, str) and raw.strip() in ("true", "false"):
-                return raw.strip() == "true"
-            if not isinstance(raw, bool):
-                self.report(node, f"{what}: {raw!r} is not true or false", expected)
-                return None
-            return raw
-        if field == "country" and isinstance(raw, bool) and re.fullmatch("[A-Za-z]{2}",
-                                                                          node.text):
-            raw = node.text  # `NO` (Norway) is a boolean in YAML 1.1
-        if not isinstance(raw, str) or not raw.strip():
-            shown = describe(node) if raw is node.value else repr(raw)
-            self.report(node, f"{what}: the value is {shown}", expected)
-            return None
-        text = raw.strip()
-        if field == "device" and text not in DEVICES:
-            self.report(node, f"unknown device {text!r}", expected, closest(text, DEVICES))
-            return None
-        if field == "weekday" and text not in WEEKDAYS:
-            short = text[:3].lower()
-            self.report(node, f"unknown weekday {text!r}", expected,
-                        short if short in WEEKDAYS else closest(text, WEEKDAYS))
-            return None
-        if field == "country" and not _COUNTRY.fullmatch(text):
-            fix = text.upper() if _COUNTRY.fullmatch(text.upper()) else None
-            self.report(node, f"country {text!r} is not a two-letter code in capitals", expected,
-                        fix)
-            return None
-        return text
-
-    def attribute_test(self, key: Scalar, node: Node) -> ContextSpec | None:
-        expected = _CONTEXT_EXPECTED["attribute"]
-        body = self.mapping(node, "attribute", expected)
-        if body is None:
-            return None
-        found, guessed = self.keys(body, ATTRIBUTE_KEYS, ("name",), "attribute")
-        name = self.text(found["name"], "the attribute name", "the name of a CRM attribute, "
-                                                              "such as crm_tier") \
-            if "name" in found else None
-        op, value_node = self.context_operator(body, found, guessed, "attribute",
-                                               list(CONTEXT_OPERATOR_WORDS))
-        if op is None or value_node is None:
-            return None
-        value: ContextValue | tuple[ContextValue, ...] | None = None
-        if op == "in":
-            items = (self.items(value_node, "in", "a list of values")
-                     if isinstance(value_node, ListNode) else None)
-            if items is None:
-                self.report(value_node, f"in is {describe(value_node)}",
-                            "a list of values, such as [gold, platinum]")
-            else:
-                values = [self.attribute_value(item) for item in items]
-                if items and all(v is not None for v in values):
-                    value = tuple(dict.fromkeys(v for v in values if v is not None))
-        elif op in ORDERED_OPERATORS:
-            value = self.number(value_node, f"the value of attribute {name or ''}".strip(),
-                                expected="a number, such as gte: 100")
-        elif op == "glob":
-            value = self.text(value_node, "the glob", 'a text with * wildcards, such as "*@acme.com"')
-        else:
-            value = self.attribute_value(value_node)
-        if name is None or value is None:
-            return None
-        return ContextSpec("attribute", op, value, name, key.line, key.column)
-
-    def attribute_value(self, node: Node) -> ContextValue | None:
-        if isinstance(node, Scalar) and (isinstance(node.value, (str, bool))
-                                         or is_number(node.value)):
-            return node.value  # type: ignore[no-any-return]
-        self.report(node, f"the attribute value is {describe(node)}",
-                    "a text, a number or true/false")
-        return None

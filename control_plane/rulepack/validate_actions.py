@@ -1,0 +1,60 @@
+"""Checking what a trigger or a sequence step does (`action`) and how often it may (`cap`)."""
+
+from __future__ import annotations
+
+from edge_module.core.catalog import TIERS
+
+from .checker import Checker, closest
+from .source import Node, Scalar
+from .validated import ActionSpec, CapSpec
+
+ACTION_KEYS = ("content", "tier", "delay", "priority")
+CAP_KEYS = ("per_session", "per_page", "cooldown")
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+
+
+class ActionChecker(Checker):
+    """The checks of actions and caps, shared by triggers and sequence steps."""
+
+    def action(self, node: Node) -> ActionSpec:
+        action = self.mapping(node, "action",
+                              "a mapping with content (and optionally tier, delay, priority)")
+        if action is None:
+            return ActionSpec("")
+        found, _ = self.keys(action, ACTION_KEYS, ("content",), "action")
+        content = (self.text(found["content"], "content", "a content id such as discount-nudge-10")
+                   if "content" in found else None)
+        tier = self.choice(found["tier"], "tier", TIERS) if "tier" in found else "immediate"
+        delay = self.duration(found["delay"], "delay") if "delay" in found else 0
+        priority = (self.integer(found["priority"], "priority", MIN_PRIORITY, MAX_PRIORITY)
+                    if "priority" in found else 0)
+        if tier == "queued" and delay == 0:
+            where = found.get("delay") or found["tier"]
+            self.report(where, "a queued action needs a delay greater than 0",
+                        "a delay such as 3s, or tier: immediate")
+        where = found.get("content", action)
+        return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0,
+                          where.line, where.column)
+
+    def cap(self, node: Node) -> CapSpec:
+        cap = self.mapping(node, "cap", "a mapping with per_session, per_page and/or cooldown")
+        if cap is None:
+            return CapSpec()
+        found, _ = self.keys(cap, CAP_KEYS, (), "cap")
+        per_session = (self.integer(found["per_session"], "per_session", 1, None,
+                                    "an integer >= 1; leave per_session out for no limit")
+                       if "per_session" in found else None)
+        per_page: int | None = 1
+        if "per_page" in found:
+            per_page = self.per_page(found["per_page"])
+        cooldown = self.duration(found["cooldown"], "cooldown") if "cooldown" in found else 0
+        return CapSpec(per_session, per_page, cooldown or 0)
+
+    def per_page(self, node: Node) -> int | None:
+        expected = 'an integer >= 1, or "unlimited"'
+        if isinstance(node, Scalar) and isinstance(node.value, str):
+            if node.value != "unlimited":
+                self.report(node, f"per_page {node.value!r} is not allowed", expected,
+                            closest(node.value, ["unlimited"]))
+            return None
+        return self.integer(node, "per_page", 1, None, expected)
