@@ -1,4 +1,4 @@
-"""Evaluating conditions: signal values, thresholds, and when time alone makes them true.
+"""Evaluating conditions: signal values, thresholds, context tests and `sustained`.
 
 `Ctx` carries what one decision knows beyond the session: the request's context, the
 segments the session is in, and caches of thresholds and intent scores.
@@ -11,15 +11,13 @@ import math
 from typing import Any
 
 from .catalog import (
-    CHANGING,
     DEFAULT_ENTROPY_WINDOW_MS,
     DEFAULT_VELOCITY_WINDOW_MS,
     FALLING,
-    RISING,
     WEEKDAYS,
 )
 from .features import LearnedModel, learned_score, session_vector
-from .session import FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV, Session
+from .session import Session
 from .snapshot import (
     ABSENT,
     AVG,
@@ -33,7 +31,6 @@ from .snapshot import (
     MIN,
     MOUSE_ENTROPY,
     PAGES,
-    RISING_SIGNALS,
     SCROLL_DEPTH,
     SCROLL_POSITION,
     SCROLL_VELOCITY,
@@ -46,10 +43,8 @@ from .snapshot import (
     SegmentCond,
     Snapshot,
     Sustained,
-    Trigger,
 )
 
-HORIZON_MS = 24 * 3600 * 1000  # moments further away are not announced in next_check_ms
 _AGG = {MIN: "min", MAX: "max", AVG: "avg"}
 
 
@@ -342,167 +337,10 @@ def observe(conds: tuple[Sustained, ...], sess: Session, ctx: Ctx, t: int) -> No
             sess.sustained.pop(c.key, None)
 
 
-# -- whether a trigger may fire at all ----------------------------------------------------------
-
 def bucket(session_id: str, trigger_id: str, salt: str) -> float:
     """A stable position in [0, 100) for (session, trigger, salt): rollouts and holdouts."""
     digest = hashlib.sha256(f"{session_id}\x1f{trigger_id}\x1f{salt}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 10_000 / 100.0
 
 
-def in_rollout(trig: Trigger, ctx: Ctx) -> bool:
-    return trig.rollout >= 100 or bucket(ctx.session_id, trig.id, trig.salt) < trig.rollout
-
-
-def held_out(trig: Trigger, ctx: Ctx) -> bool:
-    return trig.holdout > 0 and \
-        bucket(ctx.session_id, trig.id, trig.salt + "\x1fholdout") < trig.holdout
-
-
-def journey_end(trig: Trigger, sess: Session, ctx: Ctx) -> int | None:
-    if trig.journey_ms is None:
-        return None
-    within = ctx.in_segment(trig.journey_by_segment)
-    if within is None:
-        within = trig.journey_ms
-    return int(sess.start_ms + within)
-
-
-def capped(trig: Trigger, sess: Session, rec: list[Any] | None) -> bool:
-    """The per-session or per-page cap is reached: only a new page (or session) lifts it."""
-    if rec is None:
-        return False
-    if trig.per_session is not None and rec[FIRES] >= trig.per_session:
-        return True
-    return trig.per_page is not None and rec[PAGE_PV] == sess.pv and \
-        rec[PAGE_FIRES] >= trig.per_page
-
-
-def allowed(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
-    """Caps, cooldown, segment, journey window and rollout let `trig` fire at `t`."""
-    rec = sess.fired.get(trig.id)
-    if rec is not None:
-        if capped(trig, sess, rec):
-            return False
-        if trig.cooldown_ms and rec[LAST_FIRED] is not None and t < rec[LAST_FIRED] + trig.cooldown_ms:
-            return False
-    if trig.segment is not None and trig.segment not in ctx.segments:
-        return False
-    if trig.journey_ms is not None:
-        end = journey_end(trig, sess, ctx)
-        if end is not None and t > end:
-            return False
-    return trig.rollout >= 100 or in_rollout(trig, ctx)
-
-
-def fires(trig: Trigger, sess: Session, ctx: Ctx, t: int) -> bool:
-    if trig.plain and trig.id not in sess.fired:  # nothing can hold it back
-        return all_hold(trig.conditions, sess, ctx, t, trig.id)
-    return allowed(trig, sess, ctx, t) and all_hold(trig.conditions, sess, ctx, t, trig.id)
-
-
-# -- next_check ------------------------------------------------------------------------------------
-
-def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
-              not_before: int | None = None) -> int | None:
-    """Earliest t > now (and >= not_before) at which `trig` fires if no event arrives.
-
-    Time alone only moves some signals, each in one direction: a `rising` condition,
-    once true, stays true; a `falling` or steady one can only stop holding; a `changing`
-    one can move either way, but only at known moments (samples leaving its window). So
-    the answer is the latest first-true moment of the rising conditions, or the first
-    change moment after it at which everything holds.
-    """
-    rec = sess.fired.get(trig.id)
-    at = now + 1 if not_before is None else max(now + 1, not_before)
-    if capped(trig, sess, rec):
-        return None
-    if rec is not None and trig.cooldown_ms and rec[LAST_FIRED] is not None:
-        at = max(at, rec[LAST_FIRED] + trig.cooldown_ms)
-    if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
-        return None  # only events can build the streak
-    changes: list[int] = []
-    for c in trig.by_motion:  # steady ones first: the cheapest way to find "never"
-        motion = c.motion
-        if motion == RISING:
-            first = first_true(c, sess, ctx, now, trig.id)
-            if first is None:
-                return None
-            at = max(at, first)
-        elif motion == CHANGING:
-            if not holds(c, sess, ctx, now, trig.id):
-                changes.extend(_change_points(c, sess, now))
-        elif not holds(c, sess, ctx, now, trig.id):
-            return None  # steady or falling: false now, false until new events
-    horizon = now + HORIZON_MS
-    for t in sorted({at, *(m for m in changes if m > at)}):
-        if t > horizon:
-            break
-        if fires(trig, sess, ctx, t):
-            return t
-    return None
-
-
-def _change_points(c: Any, sess: Session, now: int) -> list[int]:
-    if type(c) is not Condition:
-        return []
-    if c.signal == MOUSE_ENTROPY:
-        return sess.change_points(now, c.window_ms, sess.mouse)
-    if c.signal in _AGG:
-        return sess.change_points(now, c.window_ms, sess.fields.get(c.field or "", []))
-    if c.signal == DWELL and c.op == "==":
-        return [int(sess.pv + c.value)]
-    return []  # intent: re-evaluated at each decision, not predicted
-
-
-def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> int | None:
-    """The first moment >= now at which a rising condition holds, absent new events."""
-    if holds(c, sess, ctx, now, trigger_id):
-        return now
-    if type(c) is Sustained:
-        since = sess.sustained.get(c.key)
-        if since is None or not all_hold(c.inner, sess, ctx, now, trigger_id):
-            return None
-        return int(since + c.for_ms)
-    if type(c) is not Condition:
-        return None
-    s = c.signal
-    threshold = ctx.threshold(c)
-    if s in RISING_SIGNALS:
-        if c.mode == "hybrid":
-            return None  # the anomaly test makes the crossing moment unknowable here
-        if s == DWELL:
-            base: int | None = sess.pv
-        elif s == SESSION_TIME:
-            base = sess.start_ms
-        elif s == SINCE:
-            base = sess.last(c.event or "", now)
-        else:
-            began = sess.last(c.after or "", now)
-            seen = sess.last(c.event or "", now)
-            base = None if began is None or (seen is not None and seen >= began) else began
-        if base is None:
-            return None
-        # value(t) = t - base grows by 1 per ms: where the comparison starts to hold
-        crossing = base + threshold
-        return math.floor(crossing) + 1 if c.op == ">" else math.ceil(crossing)
-    # Falling signals (velocity, spikes, counts): they step down as samples leave the
-    # window; search those moments for the first at which the condition holds.
-    if s == COUNT:
-        steps = sorted({int(ts) + c.window_ms for ts in sess.tracked.get(c.event or "", ())
-                        if ts + c.window_ms > now})
-    else:
-        steps = sorted({int(ts) + c.window_ms for ts, _y in sess.samples
-                        if ts + c.window_ms > now})
-    lo, hi = 0, len(steps)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if holds(c, sess, ctx, steps[mid], trigger_id):
-            hi = mid
-        else:
-            lo = mid + 1
-    return steps[lo] if lo < len(steps) else None
-
-
-__all__ = ["Ctx", "FALLING", "all_hold", "allowed", "bucket", "fires", "held_out", "holds",
-           "next_fire", "observe"]
+__all__ = ["FALLING", "Ctx", "all_hold", "bucket", "holds", "observe"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .conditions import Ctx, held_out
+from .conditions import Ctx
+from .eligibility import held_out
 from .session import FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV, Session
 from .snapshot import Snapshot, Trigger
 

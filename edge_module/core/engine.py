@@ -21,8 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog import DEFAULT_VELOCITY_WINDOW_MS
-from .conditions import Ctx, all_hold, allowed, capped, fires, next_fire, observe
+from .conditions import Ctx, all_hold, observe
 from .delivery import Decision, action_of
+from .eligibility import allowed, capped, fires
+from .next_check import next_fire
 from .report import decision_report
 from .request_input import (
     MAX_SESSION_ID,

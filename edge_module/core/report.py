@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .conditions import Ctx, all_hold, capped, held_out, measure
+from .conditions import Ctx, all_hold, measure
+from .eligibility import capped, held_out
 from .features import session_vector
 from .session import Session
 from .snapshot import INTENT, PageScope, Trigger
