@@ -4,6 +4,9 @@ The host keeps the state between requests as the JSON-ready object `to_state` re
 the client only sends new events. Everything here is a function of events and their
 timestamps, never of the wall clock. Optional parts of the state are written only when
 they hold something, so a session that uses few features stays small.
+
+Longer than most modules on purpose: it is one class whose methods record events into,
+bound, serialise and read the same fields, and each field's limits are kept beside them.
 """
 
 from __future__ import annotations
