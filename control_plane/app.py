@@ -8,17 +8,17 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from edge_module.edge_store import open_store
+from control_plane import config as config_module
+from control_plane.distribution.fleet import FleetRegistry
+from control_plane.distribution.keys import KeyRing
+from control_plane.distribution.pack_registry import PackRegistry
+from control_plane.telemetry.telemetry_sink import make_sink
+from control_plane.telemetry.telemetry_store import TelemetryStore
+from edge_module.distribution.edge_store import open_store
 
-from . import config as config_module
 from .errors import register_error_handlers
-from .fleet import FleetRegistry
-from .keys import KeyRing
 from .openapi import openapi_document
-from .pack_registry import PackRegistry
 from .rulepack.pack_limits import reset_pack_limits, set_pack_limits
-from .telemetry_sink import make_sink
-from .telemetry_store import TelemetryStore
 
 log = logging.getLogger("control_plane")
 
@@ -40,8 +40,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .blueprints.compile import bp as compile_bp
     from .blueprints.fleet import bp as fleet_bp
     from .blueprints.keys import bp as keys_bp
-    from .blueprints.rules import bp as rules_bp
     from .blueprints.reports import bp as reports_bp
+    from .blueprints.rules import bp as rules_bp
     from .blueprints.snapshots import bp as snapshots_bp
     from .blueprints.telemetry import bp as telemetry_bp
 

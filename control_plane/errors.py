@@ -35,10 +35,10 @@ def _problems_answer(exc: Any, status: int, code: str, message: str) -> Any:
 def register_error_handlers(app: Flask) -> None:
     """JSON for every error (`{"error": {"code", "message", ...}}`), never a stack trace;
     the headers an error carries (Allow, WWW-Authenticate, Retry-After) are kept."""
-    from edge_module.edge_store import StoreError
+    from control_plane.distribution.keys import KeyRingError
+    from control_plane.distribution.publishing import PublishError, RevisionError
+    from edge_module.distribution.edge_store import StoreError
 
-    from .keys import KeyRingError
-    from .publishing import PublishError, RevisionError
     from .rulepack import RulePackError
     from .rulepack.pack_limits import PackLimitError
 

@@ -78,7 +78,7 @@ def build(out: Path, force: bool = False) -> Path:
         print(f"built {wasm} ({wasm.stat().st_size / 1e6:.1f} MB) "
               f"in {time.monotonic() - started:.1f} s")
     # The precompiled cache: the host deserializes it in milliseconds instead of compiling.
-    from .host.component import load_component, make_engine
+    from edge_module.runtime.component import load_component, make_engine
 
     started = time.monotonic()
     load_component(make_engine(), wasm, out / "cache")

@@ -121,7 +121,7 @@ def main() -> None:
 
     from wasmtime import component as wcomponent
 
-    from edge_module.host.component import EpochTicker, Instance, load_component, make_engine
+    from edge_module.runtime.component import EpochTicker, Instance, load_component, make_engine
 
     engine = make_engine()
     component = load_component(engine, args.build / "decision-engine.wasm", args.build / "cache")

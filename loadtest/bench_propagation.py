@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from control_plane import publishing
-from control_plane.keys import KeyRing
+from control_plane.distribution import publishing
+from control_plane.distribution.keys import KeyRing
 from control_plane.rulepack import load_pack
 from edge_module.host.config import EdgeConfig
 from edge_module.host.edge_host import EdgeHost
@@ -35,7 +35,7 @@ def measure(revisions: int, poll_s: float, build: Path) -> dict[str, list[float]
     ring = KeyRing(tmp / "keys", tmp / "trusted")
     signer = ring.ensure()
     store_dir = tmp / "store"
-    from edge_module.edge_store import LocalFolderStore
+    from edge_module.distribution.edge_store import LocalFolderStore
 
     store = LocalFolderStore(store_dir)
     publishing.publish(store, [load_pack(PACK.format(n=0), "greet.yaml")], signer)

@@ -24,7 +24,7 @@ def wasm_runtime() -> Iterator[Any]:
     from wasmtime import component as wcomponent
 
     from edge_module.build import build
-    from edge_module.host.component import EpochTicker, load_component, make_engine
+    from edge_module.runtime.component import EpochTicker, load_component, make_engine
 
     wasm = build(BUILD)
     engine = make_engine()
@@ -40,7 +40,7 @@ def wasm_runtime() -> Iterator[Any]:
 @pytest.fixture
 def new_instance(wasm_runtime: Any) -> Any:
     """A factory of fresh component instances (one Store each)."""
-    from edge_module.host.component import Instance
+    from edge_module.runtime.component import Instance
 
     engine, linker, component = wasm_runtime
 
@@ -54,7 +54,7 @@ def new_instance(wasm_runtime: Any) -> Any:
 def decider(request: pytest.FixtureRequest) -> Any:
     """Each semantic test runs three times: on the core natively, inside the real component
     through its JSON export, and through an instance pool on the packed path the host serves."""
-    from edge_module.host.pool import InstancePool
+    from edge_module.runtime.pool import InstancePool
 
     if request.param == "native":
         return NativeDecider()

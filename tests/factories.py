@@ -139,7 +139,7 @@ class PooledDecider:
         self._blobs: dict[str, bytes] = {}
 
     def load(self, snapshot: str) -> Outcome:
-        from edge_module.host.pool import SnapshotRejected
+        from edge_module.runtime.pool import SnapshotRejected
 
         try:
             return Outcome(True, self._pool.install(snapshot))

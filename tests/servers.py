@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from control_plane.keys import KeyRing, SigningKey
-from edge_module.edge_store import (
+from control_plane.distribution.keys import KeyRing, SigningKey
+from edge_module.distribution.edge_store import (
     MANIFEST_FORMAT,
     EdgeStore,
     LocalFolderStore,
@@ -22,7 +22,7 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
-from edge_module.signing import entry_statement
+from edge_module.distribution.signing import entry_statement
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"

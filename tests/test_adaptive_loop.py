@@ -9,9 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from control_plane.cli import cli
-from control_plane.publishing import publish
+from control_plane.distribution.publishing import publish
 from control_plane.rulepack import load_pack_set
-from edge_module.edge_store import LocalFolderStore
+from edge_module.distribution.edge_store import LocalFolderStore
 from tests.servers import TEST_KEY, control_config
 
 KEY = "pricing-discount#1"
@@ -29,7 +29,7 @@ def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
     publish(LocalFolderStore(store), adaptive_packs(tmp_path), TEST_KEY)
     config = control_config(tmp_path)
     data = Path(config["DATA_DIR"])
-    from control_plane.telemetry_store import TelemetryStore
+    from control_plane.telemetry.telemetry_store import TelemetryStore
     TelemetryStore(data / "telemetry.sqlite3")  # an empty store: no sessions yet
     runner = CliRunner()
     dry = runner.invoke(cli, ["recalibrate", "--data-dir", str(data), "--store", str(store),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_module.host import component
+from edge_module.runtime import component
 
 
 def test_the_cache_key_changes_with_the_wasm_bytes(tmp_path: Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_module.host.component import call_string_result
+from edge_module.runtime.component import call_string_result
 
 
 @pytest.mark.parametrize("arg", ["{not json", "", "x" * 100_000, "ünïcødé ✓ 🚀",

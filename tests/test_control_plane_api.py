@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_module.core import load_snapshot
-from edge_module.edge_store import LocalFolderStore
+from edge_module.distribution.edge_store import LocalFolderStore
 from tests.servers import EDGE_TOKEN, ROOT, control_client, served
 
 PRICING_SOURCE = (ROOT / "rules" / "pricing-discount.yaml").read_text()
@@ -272,7 +272,7 @@ def test_with_no_token_configured_writes_are_refused(tmp_path):
 # -- signing and fleet status ---------------------------------------------------------------
 
 def test_a_published_snapshot_is_signed_by_the_active_key(client, tmp_path):
-    from edge_module.signing import TrustedKeys
+    from edge_module.distribution.signing import TrustedKeys
 
     client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
     published = client.post("/v1/snapshots").json

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from control_plane.best_static import best_static, static_pack
 from control_plane.cli import cli
-from control_plane.evaluate import JUDGE_PREFIX
-from control_plane.labelled_sessions import Labelled, load_sessions
+from control_plane.learning.best_static import best_static, static_pack
+from control_plane.learning.evaluate import JUDGE_PREFIX
+from control_plane.learning.labelled_sessions import Labelled, load_sessions
 from control_plane.rulepack import compile_snapshot, load_pack_set
 from edge_module.core import decide_json, load_snapshot
 from loadtest import generators

@@ -16,15 +16,15 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from control_plane.audit import audit
 from control_plane.cli import cli
-from control_plane.reports import experiment_report, format_experiment
 from control_plane.rulepack import compile_snapshot, load_pack
 from control_plane.rulepack.problems import RulePackError
 from control_plane.rulepack.source import parse_yaml, plain
-from control_plane.telemetry_store import TelemetryStore
+from control_plane.telemetry.audit import audit
+from control_plane.telemetry.reports import experiment_report, format_experiment
+from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core import decide, load_snapshot
-from edge_module.host.decision_log import decision_record
+from edge_module.telemetry.decision_log import decision_record
 from tests.factories import T0, ev, request
 from tests.servers import EDGE_TOKEN, control_client, control_config
 
@@ -382,9 +382,9 @@ def test_the_audit_leaves_holdout_sessions_out(tmp_path):
 
 def test_the_scheduler_runs_recalibration_on_its_interval_and_stops_cleanly(tmp_path,
                                                                             monkeypatch):
-    import control_plane.scheduler as scheduler_module
+    import control_plane.learning.scheduler as scheduler_module
     from control_plane import create_app
-    from control_plane.scheduler import RecalibrationScheduler
+    from control_plane.learning.scheduler import RecalibrationScheduler
 
     app = create_app(control_config(tmp_path, RECALIBRATE_INTERVAL_S=0.02))
     packs_dir = Path(app.config["DATA_DIR"]) / "packs"
@@ -418,7 +418,7 @@ def test_the_scheduler_runs_recalibration_on_its_interval_and_stops_cleanly(tmp_
 
 def test_a_zero_interval_starts_no_scheduler(tmp_path):
     from control_plane import create_app
-    from control_plane.scheduler import RecalibrationScheduler
+    from control_plane.learning.scheduler import RecalibrationScheduler
 
     scheduler = RecalibrationScheduler(create_app(control_config(tmp_path,
                                                                  RECALIBRATE_INTERVAL_S=0)))

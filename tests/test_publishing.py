@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from control_plane import publishing
+from control_plane.distribution import publishing
+from control_plane.distribution.keys import KeyRing, SigningKey
 from control_plane.rulepack import load_pack
 from edge_module.core import load_snapshot
-from control_plane.keys import KeyRing, SigningKey
-from edge_module.edge_store import LocalFolderStore, read_manifest
-from edge_module.signing import SignatureError, TrustedKeys, entry_statement
+from edge_module.distribution.edge_store import LocalFolderStore, read_manifest
+from edge_module.distribution.signing import SignatureError, TrustedKeys, entry_statement
 from tests.servers import TEST_KEY as SIGNER
 from tests.servers import TRUSTED_KEYS
 from tests.servers import served as served_now

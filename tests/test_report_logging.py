@@ -12,10 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.telemetry_store import MIGRATIONS, TelemetryError, TelemetryStore, check_record
+from control_plane.telemetry.telemetry_store import (
+    MIGRATIONS,
+    TelemetryError,
+    TelemetryStore,
+    check_record,
+)
 from edge_module.core.features import SESSION_FEATURES
-from edge_module.host.decision_log import RecordLimits, decision_record
-from edge_module.host.log_spool import read_batch
+from edge_module.telemetry.decision_log import RecordLimits, decision_record
+from edge_module.telemetry.log_spool import read_batch
 from tests.factories import T0
 from tests.report_snapshots import LEARNING, text
 from tests.servers import EDGE_TOKEN, http, put_snapshot, running_edge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from edge_module.host.session_store import MemorySessionStore
+from edge_module.sessions.session_store import MemorySessionStore
 
 
 class FakeClock:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_module.host.lmdb_session_store import LmdbSessionStore
-from edge_module.host.session_store import SessionLockTimeout, SessionStoreUnavailable
+from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+from edge_module.sessions.session_store import SessionLockTimeout, SessionStoreUnavailable
 
 
 class FakeClock:

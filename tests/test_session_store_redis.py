@@ -15,8 +15,8 @@ import pytest
 
 from edge_module.host.config import ConfigError, EdgeConfig
 from edge_module.host.edge_host import make_session_store
-from edge_module.host.redis_session_store import RedisSessionStore
-from edge_module.host.session_store import (
+from edge_module.sessions.redis_session_store import RedisSessionStore
+from edge_module.sessions.session_store import (
     MemorySessionStore,
     SessionLockTimeout,
     SessionStoreUnavailable,

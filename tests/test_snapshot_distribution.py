@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from control_plane.keys import KeyRing
-from edge_module.edge_store import (
+from control_plane.distribution.keys import KeyRing
+from edge_module.distribution.edge_store import (
     LocalFolderStore,
     ManifestConflict,
     NoManifest,
@@ -20,7 +20,7 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
-from edge_module.signing import entry_statement
+from edge_module.distribution.signing import entry_statement
 from tests.cases_decisions import CHECKOUT, OPENING, PRICING
 from tests.factories import T0, big_snapshot_text, snapshot_text
 from tests.s3_server import S3Server
@@ -87,7 +87,7 @@ def test_the_local_folder_store_has_the_same_compare_and_swap(tmp_path):
 
 
 def test_a_manifest_may_only_name_the_content_address_of_its_hash(tmp_path):
-    from edge_module.edge_store import Manifest
+    from edge_module.distribution.edge_store import Manifest
 
     sha = "a" * 64
     for key in ("/dev/zero", "../../etc/passwd", f"snapshots/{'b' * 64}.json"):

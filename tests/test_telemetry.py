@@ -14,9 +14,9 @@ from http.client import HTTPException
 from pathlib import Path
 
 from control_plane.rulepack import compile_snapshot, load_pack_set
-from control_plane.telemetry_store import MIGRATIONS, TelemetryStore
-from edge_module.host.decision_log import decision_record
-from edge_module.host.log_spool import DecisionLog, read_batch
+from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
+from edge_module.telemetry.decision_log import decision_record
+from edge_module.telemetry.log_spool import DecisionLog, read_batch
 from tests.control_server import ControlServer
 from tests.factories import T0
 from tests.servers import (
@@ -351,7 +351,7 @@ def test_a_spool_write_failure_keeps_the_records_for_the_next_flush(tmp_path, mo
 
 
 def _salt(state_dir: str, out) -> None:
-    from edge_module.host.decision_log import load_salt
+    from edge_module.telemetry.decision_log import load_salt
 
     out.put(load_salt("", Path(state_dir)))
 
@@ -401,7 +401,7 @@ def test_each_worker_ships_its_own_spool_and_none_is_stranded(tmp_path):
 
 
 def test_an_outcome_or_record_with_an_out_of_range_timestamp_is_refused(tmp_path):
-    from edge_module.host.decision_log import OutcomeError, outcome_record
+    from edge_module.telemetry.decision_log import OutcomeError, outcome_record
 
     with_ts = {"session_id": "s", "type": "click", "ts_ms": 2**63}
     try:
@@ -450,7 +450,7 @@ def test_a_decision_record_from_any_json_context_is_storable():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from control_plane.telemetry_store import check_record
+    from control_plane.telemetry.telemetry_store import check_record
 
     scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
     values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
@@ -507,7 +507,7 @@ def _outcome_records(count: int, pad: int = 0) -> list[dict]:
 
 
 def _shipper(log: DecisionLog, url: str, **settings: int):
-    from edge_module.host.telemetry import TelemetryShipper
+    from edge_module.telemetry.shipper import TelemetryShipper
 
     shipper = TelemetryShipper(log, url, EDGE_TOKEN, backoff_base_s=0.01, backoff_max_s=0.02)
     for name, value in settings.items():  # max_tries, max_set_aside
@@ -656,7 +656,7 @@ def test_a_store_that_cannot_write_is_unavailable_not_a_bad_batch(tmp_path):
     """A store that is down (here: its file gone and a folder in its place) answers
     'unavailable' (503: the edge keeps the batch), never a 500 the edge would hold
     against the batch and in the end set aside."""
-    from control_plane.telemetry_store import SinkUnavailable
+    from control_plane.telemetry.telemetry_store import SinkUnavailable
 
     db = tmp_path / "telemetry.sqlite3"
     store = TelemetryStore(db)

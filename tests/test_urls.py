@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from control_plane.learning.data import load_sessions
 from control_plane.rulepack import compile_snapshot, load_pack
-from control_plane.telemetry_store import TelemetryStore
+from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core import decide, load_snapshot
 from edge_module.core.urls import strip_url, url_path
-from edge_module.host.decision_log import decision_record
+from edge_module.telemetry.decision_log import decision_record
 from tests.factories import T0, ev, request
 
 FULL_URL = "https://user:secret@shop.example/pricing?utm_source=ad#plans"

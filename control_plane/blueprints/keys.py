@@ -6,8 +6,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
+from control_plane.distribution.keys import KeyRing
+
 from ..auth import require
-from ..keys import KeyRing
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 

@@ -7,9 +7,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
+from control_plane.distribution.pack_registry import PackRegistry
+
 from ..auth import require
 from ..errors import ApiError
-from ..pack_registry import PackRegistry
 from ..rulepack import Pack, load_pack
 
 bp = Blueprint("rules", __name__, url_prefix="/v1/packs")

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import publishing
+from control_plane.distribution import publishing
+
 from ..auth import require
 from ..errors import ApiError
 

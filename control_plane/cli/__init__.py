@@ -5,7 +5,8 @@ commands (authoring, distribution, learning, serve)."""
 
 from __future__ import annotations
 
-from . import authoring, distribution, learning, serve  # noqa: F401  (they register commands)
+from control_plane.cli import authoring, distribution, learning, serve
+
 from .group import EXIT_FINDINGS, EXIT_USAGE, Unavailable, cli
 
 __all__ = ["EXIT_FINDINGS", "EXIT_USAGE", "Unavailable", "cli", "main"]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import click
 
-from .. import config as config_module
-from .. import publishing
+from control_plane import config as config_module
+from control_plane.distribution import publishing
+from control_plane.distribution.pack_registry import PackRegistry
+
 from ..auth import ROLES, ensure_token_file
-from ..pack_registry import PackRegistry
 from ..rulepack import load_pack_set
 from .group import (
     CATALOG,

@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from edge_module.edge_store import EdgeStore, StoreError, open_store
+from control_plane import config as config_module
+from control_plane.distribution import publishing
+from control_plane.distribution.keys import KeyRing, KeyRingError
+from edge_module.distribution.edge_store import EdgeStore, StoreError, open_store
 
-from .. import config as config_module
-from .. import publishing
-from ..keys import KeyRing, KeyRingError
 from ..rulepack import RulePackError
 
 EXIT_FINDINGS = 1
@@ -113,7 +113,7 @@ def cli() -> None:
 
 def open_telemetry(data_dir: str | None) -> Any:
     """The telemetry store of the data folder; Unavailable before any telemetry arrived."""
-    from ..telemetry_store import TelemetryStore
+    from control_plane.telemetry.telemetry_store import TelemetryStore
 
     root = Path(data_dir or config_module.load()["DATA_DIR"])
     path = root / "telemetry.sqlite3"

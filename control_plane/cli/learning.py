@@ -41,7 +41,12 @@ def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
     With --experiment: per arm of settings.experiment (adaptive, static, holdout) sessions,
     conversion and false-trigger rates, and the lift of adaptive vs static and of each arm
     vs holdout with its 95 % interval."""
-    from ..reports import experiment_report, format_experiment, format_table, trigger_report
+    from control_plane.telemetry.reports import (
+        experiment_report,
+        format_experiment,
+        format_table,
+        trigger_report,
+    )
 
     if experiment:
         doc = experiment_report(open_telemetry(data_dir), window_s, min_sessions=min_sessions)
@@ -70,9 +75,10 @@ def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: 
     result as the next revision when anything moved. Does nothing while a rollback is
     current unless --over-rollback. Every decision is recorded with its numbers
     (`trigger-engine recalibrations`)."""
+    from control_plane.learning.recalibration import recalibrate as run
+
     from ..config import load
     from ..learning.proposal import Settings
-    from ..recalibration import recalibrate as run
 
     result = run(open_edge_store(store_dir), open_telemetry(data_dir),
                  None if dry_run else key_ring(data_dir).active(),
@@ -109,7 +115,7 @@ def _num(value: float | None) -> str:
 def recalibrations(data_dir: str | None, fmt: str, trigger: str | None, since_ms: int,
                    limit: int) -> None:
     """What the learning loop decided, newest first, with its numbers."""
-    from ..reports import recalibration_log
+    from control_plane.telemetry.reports import recalibration_log
 
     doc = recalibration_log(open_telemetry(data_dir), since_ms, trigger, limit)
     if fmt == "json":
@@ -182,9 +188,10 @@ def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], jud
     Exit 0 when it ran (however well the loop did; a failing recalibration is reported in
     its round), 2 on bad input (file:line and what was expected).
     """
-    from ..evaluate import evaluate as run
-    from ..evaluate import format_text
-    from ..labelled_sessions import EvaluationInputError
+    from control_plane.learning.evaluate import evaluate as run
+    from control_plane.learning.evaluate import format_text
+    from control_plane.learning.labelled_sessions import EvaluationInputError
+
     from ..rulepack import RulePackError
 
     try:
@@ -209,7 +216,7 @@ def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], jud
 def audit(data_dir: str | None, fmt: str, min_sessions: int) -> None:
     """Flag triggers for retirement: redundant (firings correlated |r| > 0.9 with another
     trigger's across sessions) or low-confidence (few sessions, wide interval)."""
-    from ..audit import audit as run
+    from control_plane.telemetry.audit import audit as run
 
     doc = run(open_telemetry(data_dir), min_sessions=min_sessions)
     if fmt == "json":

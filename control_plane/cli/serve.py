@@ -20,7 +20,7 @@ def serve() -> None:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import signal
 
-    from ..scheduler import RecalibrationScheduler
+    from control_plane.learning.scheduler import RecalibrationScheduler
 
     app = create_app()
     RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off

@@ -12,21 +12,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..edge_store import open_store
-from ..signing import TrustedKeys
-from .app import EdgeApp
-from .component import EpochTicker, Instance, load_component, make_engine
+from edge_module.distribution.edge_store import open_store
+from edge_module.distribution.signing import TrustedKeys
+from edge_module.distribution.snapshot_sync import SnapshotSync
+from edge_module.http.app import EdgeApp
+from edge_module.runtime.component import EpochTicker, Instance, load_component, make_engine
+from edge_module.runtime.pool import InstancePool
+from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+from edge_module.sessions.redis_session_store import RedisSessionStore
+from edge_module.sessions.session_store import MemorySessionStore, SessionStore
+from edge_module.telemetry.decision_log import RecordLimits, load_salt
+from edge_module.telemetry.log_spool import SPOOL_SUFFIX, DecisionLog
+from edge_module.telemetry.shipper import TelemetryShipper
+from edge_module.telemetry.status_report import StatusReporter
+
 from .config import ConfigError, EdgeConfig
-from .decision_log import RecordLimits, load_salt
-from .lmdb_session_store import LmdbSessionStore
-from .log_spool import SPOOL_SUFFIX, DecisionLog
 from .periodic import PeriodicTask
-from .pool import InstancePool
-from .redis_session_store import RedisSessionStore
-from .session_store import MemorySessionStore, SessionStore
-from .snapshot_sync import SnapshotSync
-from .status_report import StatusReporter
-from .telemetry import TelemetryShipper
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

@@ -7,19 +7,20 @@ from __future__ import annotations
 
 import sys
 
+from edge_module.sessions.session_store import SessionStoreUnavailable
+
 from .config import ConfigError, EdgeConfig
 from .edge_host import configure_logging, make_session_store
-from .session_store import SessionStoreUnavailable
 
 
 def serve(config: EdgeConfig) -> None:
     """Serve the edge API with the server `config.server` names until SIGTERM or Ctrl-C."""
     if config.server == "waitress":
-        from .waitress_server import serve_waitress
+        from edge_module.http.waitress_server import serve_waitress
 
         serve_waitress(config)
     else:
-        from .granian_server import serve_granian
+        from edge_module.http.granian_server import serve_granian
 
         serve_granian(config)
 

@@ -12,9 +12,14 @@ import threading
 import pytest
 
 from edge_module.core.api import pack, unpack
-from edge_module.edge_store import LocalFolderStore, object_key, read_manifest, sha256_text
-from edge_module.host.component import EpochTicker, Instance, load_component, make_engine
-from edge_module.host.pool import InstancePool
+from edge_module.distribution.edge_store import (
+    LocalFolderStore,
+    object_key,
+    read_manifest,
+    sha256_text,
+)
+from edge_module.runtime.component import EpochTicker, Instance, load_component, make_engine
+from edge_module.runtime.pool import InstancePool
 from tests.factories import T0, big_snapshot_text, snapshot_text
 from tests.servers import BUILD, put_snapshot, running_edge, wait_for
 

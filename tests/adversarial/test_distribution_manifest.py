@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from edge_module.edge_store import MANIFEST_FORMAT, LocalFolderStore, read_manifest
+from edge_module.distribution.edge_store import MANIFEST_FORMAT, LocalFolderStore, read_manifest
 from tests.control_server import ControlServer
 from tests.servers import (
     EDGE_TOKEN,

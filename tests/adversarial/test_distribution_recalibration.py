@@ -13,11 +13,12 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from control_plane import evaluate, publishing
 from control_plane.cli import cli
-from control_plane.labelled_sessions import load_sessions
-from control_plane.scheduler import RecalibrationScheduler
-from edge_module.edge_store import LocalFolderStore
+from control_plane.distribution import publishing
+from control_plane.learning import evaluate
+from control_plane.learning.labelled_sessions import load_sessions
+from control_plane.learning.scheduler import RecalibrationScheduler
+from edge_module.distribution.edge_store import LocalFolderStore
 from loadtest import generators
 from tests.control_server import ControlServer
 from tests.servers import PUBLISHER_TOKEN, control_config, http, running_edge, wait_for

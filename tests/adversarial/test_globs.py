@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from control_plane.rulepack.compiler import page_bucket
 from edge_module.core import load_snapshot
-from edge_module.core.request_input import MAX_ATTRIBUTE_VALUE, MAX_CONTEXT_VALUE
 from edge_module.core.globs import Glob, from_legacy_regex, glob_match, normalize
+from edge_module.core.request_input import MAX_ATTRIBUTE_VALUE, MAX_CONTEXT_VALUE
 from loadtest.stack import EdgeStack, edge_stack
 from tests.factories import T0
 from tests.servers import http, wait_for
@@ -103,8 +103,7 @@ def test_fnmatch_specials_are_literal_for_recalibration_as_for_the_core():
     # fnmatch read `?` as any character and `[ab]` as a class; the core never did
     assert glob_match("/p?x", "/p?x") and not glob_match("/p?x", "/pax")
     assert glob_match("/[ab]/*", "/[ab]/z") and not glob_match("/[ab]/*", "/a/z")
-    from control_plane import recalibration
-    from control_plane.learning import proposal
+    from control_plane.learning import proposal, recalibration
     assert "fnmatch" not in vars(recalibration) and "fnmatch" not in vars(proposal)
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from edge_module.host.outcome_tokens import OutcomeTokens, TokenError
+from edge_module.http.outcome_tokens import OutcomeTokens, TokenError
 from loadtest.stack import EdgeStack, edge_stack
 from tests.factories import T0
 from tests.servers import wait_for

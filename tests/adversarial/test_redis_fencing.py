@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_module.host.lmdb_session_store import LmdbSessionStore
-from edge_module.host.redis_session_store import RedisSessionStore
-from edge_module.host.session_store import SessionLeaseLost, SessionStoreUnavailable
+from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+from edge_module.sessions.redis_session_store import RedisSessionStore
+from edge_module.sessions.session_store import SessionLeaseLost, SessionStoreUnavailable
 from tests.cases_decisions import PRICING
 from tests.factories import T0, snapshot_text
 from tests.servers import put_snapshot, running_edge, wait_for

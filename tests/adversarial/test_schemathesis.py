@@ -84,7 +84,7 @@ def test_the_control_plane_keeps_its_openapi_document(tmp_path):
                     reason="needs the component: python -m edge_module.build --out build")
 def test_the_edge_keeps_its_openapi_document(tmp_path):
     from control_plane.rulepack import compile_snapshot, load_pack_file
-    from edge_module.host.openapi import edge_openapi
+    from edge_module.http.openapi import edge_openapi
 
     store = tmp_path / "store"
     pack = load_pack_file(ROOT / "rules" / "pricing-discount.yaml")

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_module.core.session import MAX_SESSION_BYTES
-from edge_module.host.redis_session_store import RedisSessionStore
-from edge_module.host.session_store import MemorySessionStore
+from edge_module.sessions.redis_session_store import RedisSessionStore
+from edge_module.sessions.session_store import MemorySessionStore
 from tests.factories import T0, Session, ev, pack, snapshot_text
 from tests.servers import put_snapshot, running_edge
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from control_plane.telemetry_store import TelemetryStore
+from control_plane.telemetry.telemetry_store import TelemetryStore
 from loadtest.stack import edge_stack
 from tests.servers import http, wait_for
 

@@ -12,12 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_module.edge_store import EdgeStore
-
-from . import publishing
-from .keys import SigningKey
-from .learning.proposal import Change, Settings, propose
-from .telemetry_store import TelemetryStore
+from control_plane.distribution import publishing
+from control_plane.distribution.keys import SigningKey
+from control_plane.learning.proposal import Change, Settings, propose
+from control_plane.telemetry.telemetry_store import TelemetryStore
+from edge_module.distribution.edge_store import EdgeStore
 
 DEFAULTS = Settings()
 

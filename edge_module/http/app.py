@@ -21,17 +21,21 @@ from typing import Any
 
 import orjson
 
-from ..core.api import pack, unpack
-from .component import GuestTrap
-from .config import EdgeConfig
-from .decision_log import OutcomeError, outcome_record
-from .lmdb_session_store import LmdbSessionStore
-from .log_spool import DecisionLog
-from .outcome_tokens import OutcomeTokens, TokenError, load_key
-from .pool import InstancePool, PoolBusy
-from .session_store import MemorySessionStore, SessionStore, SessionStoreUnavailable
-from .snapshot_sync import SnapshotSync
-from .telemetry import TelemetryShipper
+from edge_module.core.api import pack, unpack
+from edge_module.distribution.snapshot_sync import SnapshotSync
+from edge_module.host.config import EdgeConfig
+from edge_module.http.outcome_tokens import OutcomeTokens, TokenError, load_key
+from edge_module.runtime.component import GuestTrap
+from edge_module.runtime.pool import InstancePool, PoolBusy
+from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+from edge_module.sessions.session_store import (
+    MemorySessionStore,
+    SessionStore,
+    SessionStoreUnavailable,
+)
+from edge_module.telemetry.decision_log import OutcomeError, outcome_record
+from edge_module.telemetry.log_spool import DecisionLog
+from edge_module.telemetry.shipper import TelemetryShipper
 
 log = logging.getLogger("edge.host")
 
@@ -239,7 +243,8 @@ class EdgeApp:
             envelope = pack((now_ms, self.sessions.get(session_id), request))
             called = time.perf_counter_ns()
             try:
-                result = self.pool.decide_packed(envelope) if wait else self.pool.decide_packed_now(envelope)
+                result = (self.pool.decide_packed(envelope) if wait
+                          else self.pool.decide_packed_now(envelope))
             except GuestTrap as trap:
                 self.counters.add("aborted")
                 log.warning("decision for a session stopped: %s", trap)
@@ -315,7 +320,7 @@ class EdgeApp:
         return 200, json.dumps({"id": rec["id"]}).encode(), []
 
     def openapi(self) -> Reply:
-        from .openapi import edge_openapi
+        from edge_module.http.openapi import edge_openapi
 
         return 200, json.dumps(edge_openapi()).encode(), []
 

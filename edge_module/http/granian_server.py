@@ -39,11 +39,11 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from .app import EdgeApp, Reply, Route, error_body
-from .config import EdgeConfig
-from .edge_host import EdgeHost, configure_logging, settle_heap
-from .lane import Lane
-from .session_store import MemorySessionStore
+from edge_module.host.config import EdgeConfig
+from edge_module.host.edge_host import EdgeHost, configure_logging, settle_heap
+from edge_module.http.app import EdgeApp, Reply, Route, error_body
+from edge_module.http.lane import Lane
+from edge_module.sessions.session_store import MemorySessionStore
 
 log = logging.getLogger("edge.host")
 _LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -354,7 +354,7 @@ def serve_granian(config: EdgeConfig) -> None:
                    "stream": "ext://sys.stderr"}}}
     level = config.log_level.lower()
     server = _numbered_workers(MPServer)(
-        "edge_module.host.granian_server:RsgiEdge", address=config.host, port=config.port,
+        "edge_module.http.granian_server:RsgiEdge", address=config.host, port=config.port,
         interface=Interfaces.RSGI, workers=config.workers,
         # backpressure bounds the requests a worker handles at once, connections waiting
         # for a slow body included; far above what the instances can decide, so idle and

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_module.signing import key_id
+from edge_module.distribution.signing import key_id
 
 ACTIVE = "ACTIVE"
 

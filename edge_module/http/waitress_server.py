@@ -10,8 +10,8 @@ import signal
 import threading
 import time
 
-from .config import EdgeConfig
-from .edge_host import EdgeHost, settle_heap
+from edge_module.host.config import EdgeConfig
+from edge_module.host.edge_host import EdgeHost, settle_heap
 
 log = logging.getLogger("edge.host")
 

@@ -31,18 +31,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from control_plane import config as config_module
+from control_plane.distribution import publishing
+from control_plane.distribution.keys import KeyRing
+from control_plane.learning.best_static import best_static, static_pack
+from control_plane.learning.labelled_sessions import EvaluationInputError, Labelled, load_sessions
+from control_plane.rulepack import Pack, compile_snapshot
+from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
-from edge_module.edge_store import LocalFolderStore
-from edge_module.host.decision_log import decision_record, outcome_record
+from edge_module.distribution.edge_store import LocalFolderStore
 from edge_module.replay_client import T0, ReplayClient
-
-from . import config as config_module
-from . import publishing
-from .best_static import best_static, static_pack
-from .keys import KeyRing
-from .labelled_sessions import EvaluationInputError, Labelled, load_sessions
-from .rulepack import Pack, compile_snapshot
-from .telemetry_store import TelemetryStore
+from edge_module.telemetry.decision_log import decision_record, outcome_record
 
 HOUR_MS = 3_600_000
 START_MS = T0  # round 0's hour starts here (an hour boundary, UTC)
@@ -160,7 +159,7 @@ def served_snapshot(store: LocalFolderStore) -> tuple[str, dict[str, Any], Snaps
 
 def recalibration_settings() -> Any:
     """The hourly job's settings as the control plane would use them (CONTROL_LEARN_*)."""
-    from .learning.proposal import Settings
+    from control_plane.learning.proposal import Settings
 
     return Settings.from_config(config_module.load())
 
@@ -232,7 +231,7 @@ def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFold
               telemetry: TelemetryStore, signer: Any, settings: Any, trigger: str,
               seed: int) -> dict[str, Any]:
     """One hour: replay, log, draw outcomes, ingest, recalibrate."""
-    from .recalibration import recalibrate
+    from control_plane.learning.recalibration import recalibrate
 
     revision, _, snap = served_snapshot(store)
     hour = START_MS + r * HOUR_MS

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .component import GuestResult, GuestTrap, Instance
+from edge_module.runtime.component import GuestResult, GuestTrap, Instance
 
 
 class PoolBusy(Exception):

@@ -28,8 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane.distribution.keys import SigningKey
+from control_plane.rulepack import Pack, compile_snapshot
 from edge_module.core import SnapshotError, load_snapshot
-from edge_module.edge_store import (
+from edge_module.distribution.edge_store import (
     MANIFEST_FORMAT,
     EdgeStore,
     ManifestConflict,
@@ -38,10 +40,7 @@ from edge_module.edge_store import (
     read_manifest,
     sha256_text,
 )
-from edge_module.signing import entry_statement
-
-from .keys import SigningKey
-from .rulepack import Pack, compile_snapshot
+from edge_module.distribution.signing import entry_statement
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 

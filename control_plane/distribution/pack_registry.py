@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from edge_module.atomic_file import write_atomic
-
-from .rulepack import (
+from control_plane.rulepack import (
     ContentCatalog,
     Pack,
     RulePackError,
@@ -23,6 +21,7 @@ from .rulepack import (
     load_pack_file,
     unknown_content,
 )
+from edge_module.distribution.atomic_file import write_atomic
 
 PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

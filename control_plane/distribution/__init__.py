@@ -1,0 +1,3 @@
+"""Getting snapshots to edges: publishing and rollback, signing keys, the pack registry and the
+fleet view.
+"""

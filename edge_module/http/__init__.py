@@ -1,0 +1,3 @@
+"""The edge's HTTP surface: the API object, its OpenAPI description, outcome tokens, and the two
+servers that serve it.
+"""

@@ -1,0 +1,3 @@
+"""The Wasm runtime of the edge: the precompiled component and the pool of instances that run
+decisions.
+"""

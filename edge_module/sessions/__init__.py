@@ -1,0 +1,2 @@
+"""Where a visitor's session state lives between decisions: memory, LMDB or Redis, behind one seam.
+"""

@@ -1,0 +1,3 @@
+"""What the edge records and ships: the decision log, its spool, the shipper and the fleet status
+reports.
+"""
