@@ -1,6 +1,6 @@
 """The control plane's HTTP API, described as an OpenAPI 3.1 document (`GET /openapi.json`).
 
-Written by hand next to the blueprints it describes; `tests/test_openapi.py` fails when a
+Written by hand next to the blueprints it describes; `tests/edge/test_openapi.py` fails when a
 route is registered that the document does not describe. The rule pack's schema is the
 one editors use (`rulepack.schema`), embedded.
 

@@ -1,6 +1,6 @@
 """Packs and a visit shared by the decision, host, distribution and differential tests.
 
-Each pack is the smallest that shows one feature; `tests/test_decisions.py` specifies
+Each pack is the smallest that shows one feature; `tests/core/test_decisions.py` specifies
 what each decides."""
 
 from __future__ import annotations

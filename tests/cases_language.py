@@ -1,5 +1,5 @@
 """Packs of the whole trigger language, one per feature: what each decides is specified in
-tests/test_language_semantics.py; tests/test_differential.py runs them all at once."""
+tests/core/test_language_semantics.py; tests/core/test_differential.py runs them all at once."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 It is generated from the validator's own tables (the keys it allows, the names it accepts)
 and the decision core's vocabulary (signals, event types, operators, tiers, context fields),
 plus the content catalog when there is one, so the schema cannot drift from what `validate`
-accepts without `tests/test_schema.py` noticing. The validator stays the authority: the
+accepts without `tests/control/test_schema.py` noticing. The validator stays the authority: the
 schema cannot see everything (a duration that is not a whole number of milliseconds, ids
 unique across packs, segments defined in another pack, a threshold's unit), and it accepts
 only the usual spellings of numbers.

@@ -270,7 +270,7 @@ def _send(proto: Any, reply: Reply) -> None:
 # -- two hooks into granian's internals ------------------------------------------------------
 # No public granian API tells a worker which one it is or lets the app hear the stop signal.
 # Both hooks are tied to the pinned granian (pyproject.toml); an upgrade that breaks them
-# fails tests/test_edge_host.py (the workers' edge ids) and tests/adversarial/
+# fails tests/edge/test_edge_host.py (the workers' edge ids) and tests/adversarial/
 # test_edge_http.py (Ctrl-C with a stalled body open).
 
 def _numbered_workers(server_class: Any) -> Any:

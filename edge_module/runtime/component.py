@@ -155,7 +155,7 @@ def call_string_result(func: wcomponent.Func, store: wasmtime.Store, arg: str) -
 
     wasmtime-py's generic `Func.__call__` re-reads the function's type and walks the
     result variant in Python on every call; for this one signature that is most of the
-    host-side cost, so the value is built and read directly. tests/test_component_call.py
+    host-side cost, so the value is built and read directly. tests/edge/test_component_call.py
     checks it against the generic path.
     """
     param = (ffi.wasmtime_component_val_t * 1)()

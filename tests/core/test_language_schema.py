@@ -13,7 +13,7 @@ import pytest
 from control_plane.rulepack import load_pack
 from control_plane.rulepack.source import parse_yaml, plain
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 
 EVERYTHING = """
 pack: everything

@@ -31,13 +31,13 @@ def test_the_cache_key_changes_with_the_wasmtime_version(tmp_path: Path, monkeyp
 
 
 def test_the_built_cache_file_is_named_by_its_key(wasm_runtime):
-    build = Path(__file__).resolve().parent.parent / "build"
+    build = Path(__file__).resolve().parents[2] / "build"
     key = component.cache_key(build / "decision-engine.wasm")
     assert (build / "cache" / f"decision-engine-{key}.cwasm").exists()
 
 
 def test_a_damaged_cache_file_is_rebuilt_not_trusted(wasm_runtime, tmp_path: Path):
-    build = Path(__file__).resolve().parent.parent / "build"
+    build = Path(__file__).resolve().parents[2] / "build"
     wasm = build / "decision-engine.wasm"
     cache = tmp_path / "cache"
     cache.mkdir()

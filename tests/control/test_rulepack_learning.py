@@ -30,7 +30,7 @@ from tests.language_factories import (
     when,
 )
 
-# rules/schema.json without the catalog's content ids (tests/test_schema.py keeps it fresh)
+# rules/schema.json without the catalog's content ids (tests/control/test_schema.py keeps it fresh)
 SCHEMA = pack_schema()
 RECALL_EXPECTED = "a share above 0% and at most 100%, such as 95% (or a fraction such as 0.95)"
 EXPLORE_EXPECTED = "a percentage from 0% to 50% such as 5%"

@@ -1,5 +1,5 @@
-"""The learning loop through the CLI (the loop itself: tests/test_learning.py and
-tests/test_evaluate.py)."""
+"""The learning loop through the CLI (the loop itself: tests/control/test_learning.py and
+tests/control/test_evaluate.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.servers import TEST_KEY, control_config
 KEY = "pricing-discount#1"
 
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "adaptive-pricing.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "adaptive-pricing.yaml"
 
 
 def adaptive_packs(tmp_path: Path) -> list:

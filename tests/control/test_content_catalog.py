@@ -17,7 +17,7 @@ from control_plane.rulepack import (
 )
 from control_plane.rulepack.content_catalog import parse_catalog
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 PACK = "pack: p\ntriggers:\n  - id: t\n    action: {content: discount-nudge-1}\n"
 
 

@@ -28,7 +28,7 @@ from edge_module.telemetry.decision_log import decision_record
 from tests.factories import T0, ev, request
 from tests.servers import EDGE_TOKEN, control_client, control_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 PACK = """\
 pack: {name}

@@ -11,7 +11,7 @@ from control_plane.authoring.case_runner import Suite, load_suites, run_case
 from control_plane.rulepack import RulePackError
 from control_plane.rulepack.cases import PackCase
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
 def collect() -> list[tuple[Suite, PackCase] | RulePackError]:

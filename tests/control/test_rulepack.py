@@ -25,7 +25,7 @@ from edge_module.core.globs import glob_match
 from tests.factories import T0
 from tests.language_factories import compiled, only_problem, problems_of
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 
 

@@ -17,7 +17,7 @@ from control_plane.cli import cli
 from edge_module.core import load_snapshot
 from loadtest.synthetic_sessions import generate
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 SPRAWL = """\
 pack: sprawl
 triggers:

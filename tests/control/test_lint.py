@@ -11,7 +11,7 @@ from control_plane.authoring.condition_logic import glob_covers
 from control_plane.authoring.lint import Finding, lint
 from control_plane.rulepack import load_catalog, load_pack, load_pack_set
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 
 
 def trigger(tid: str, body: str = "", content: str = "discount-nudge-10",

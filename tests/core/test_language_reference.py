@@ -18,7 +18,7 @@ from control_plane.rulepack.validate_conditions import CONDITION_WORDS
 from edge_module.core.catalog import TIERS
 from tests.reference_examples import EXAMPLES, IDS, REFERENCE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CATALOG = load_catalog(ROOT / "rules" / "catalog.yaml")
 
 

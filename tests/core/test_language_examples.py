@@ -1,7 +1,7 @@
 """Every example of docs/rules-reference.md compiles into a snapshot the decision core loads.
 
 What each example does once loaded (fires, does not fire) is specified in
-tests/test_language_semantics.py.
+tests/core/test_language_semantics.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from tests.language_factories import (
     trigger,
 )
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 SEQUENCE = """
 sequences:
   - id: cart-recovery

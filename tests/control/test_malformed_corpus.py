@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from control_plane.cli import cli
 from control_plane.rulepack import RulePackError, is_pack_file, load_pack_set
 
-CORPUS = Path(__file__).resolve().parent / "data" / "malformed"
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "malformed"
 FILES = sorted(p for p in CORPUS.glob("*.yaml") if is_pack_file(p.name))
 _HEADER = re.compile(r"^# (at|message|suggestion): (.*)$", re.MULTILINE)
 

@@ -17,7 +17,7 @@ from control_plane.rulepack import compile_snapshot, load_pack_set
 from edge_module.core import decide, load_snapshot
 from loadtest import generators
 
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parents[2] / "rules"
 SHAPES = sorted(generators.SHAPES)
 
 

@@ -17,7 +17,7 @@ from control_plane.rulepack.validate_actions import ACTION_KEYS, CAP_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
 from control_plane.rulepack.validate_models import MODELS_KEYS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
 SHIPPED = sorted(p for p in RULES.glob("*.yaml")
                  if not p.name.endswith(".test.yaml") and p.name != "catalog.yaml")

@@ -1,0 +1,1 @@
+"""The edge host: HTTP surface, component runtime, session stores, snapshot sync, telemetry."""
