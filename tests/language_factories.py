@@ -3,11 +3,15 @@ and their snapshots."""
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
+import jsonschema
 import pytest
 
 from control_plane.rulepack import Problem, RulePackError, compile_snapshot, load_pack
+from control_plane.rulepack.source import parse_yaml, plain
 
 
 def dedent(text: str) -> str:
@@ -80,3 +84,16 @@ segments:
   mobile: {device: mobile}
   gold: {attribute: {name: crm_tier, in: [gold, platinum]}}
 """
+
+
+def schema_validator() -> jsonschema.Draft7Validator:
+    """A validator of the committed rules/schema.json (what editors use)."""
+    rules = Path(__file__).resolve().parents[1] / "rules"
+    return jsonschema.Draft7Validator(json.loads((rules / "schema.json").read_text()))
+
+
+def as_json(text: str) -> object:
+    """A pack's YAML as the plain JSON value a schema validator sees."""
+    root, problems = parse_yaml(textwrap.dedent(text), "p.yaml")
+    assert root is not None and not problems
+    return plain(root)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from control_plane.cli import cli
@@ -65,80 +67,80 @@ def an_hour_of_traffic(control: ControlServer, store: LocalFolderStore, tmp_path
     assert done.rejected == 0 and done.conversions >= 20
 
 
-def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone(tmp_path):
+@pytest.fixture
+def published(tmp_path: Path) -> Iterator[tuple[dict[str, Any], ControlServer, LocalFolderStore]]:
+    """A control plane on loopback that has published the adaptive pricing pack."""
     config = control_config(tmp_path)
     control = ControlServer(config)
-    store = LocalFolderStore(Path(config["STORE_DIR"]))
     try:
         submit(control, PUBLISHED)
         assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
-        first = publishing.current_entry(store)
-        assert first is not None
-        an_hour_of_traffic(control, store, tmp_path)  # enough to learn from
-        submit(control, DRAFT)  # a draft: in the registry, never published
-        job = RecalibrationScheduler(control.app)
-
-        with running_edge(Path(config["STORE_DIR"]), trusted_keys=Path(config["TRUSTED_KEYS"]),
-                          control_url="", decide_deadline_ms=2000) as edge:
-            result = job.run_once()
-            assert result.published is not None and result.published.revision == 2
-            assert result.source.revision == first.revision
-            wait_for(lambda: edge.health()["revision"] == "2", what="the recalibrated revision")
-            assert contents(edge, "keen-1") == ["discount-nudge-10"]  # never the draft
-            second = publishing.current_entry(store)
-            assert second.recalibrated_from == 1 and second.pack_sha256 == first.pack_sha256
-            assert publishing.published_snapshot(store, 2)["packs"] == \
-                publishing.published_snapshot(store, 1)["packs"]
-            sources = {row[0] for row in control.telemetry().query(
-                "SELECT source FROM recalibrations")}
-            assert [json.loads(s)["revision"] for s in sources] == [1]
-            assert json.loads(sources.pop())["packs"] == dict(first.pack_sha256)
-
-            # A rollback stays: the scheduled job does not run over it.
-            status, body, _ = http("POST", control.url + "/v1/snapshots/rollback",
-                                   {"revision": 1}, AUTH)
-            assert status == 200 and body["rollback_from"] == 2
-            wait_for(lambda: edge.health()["revision"] == "1", what="the rollback")
-            result = job.run_once()
-            assert result.published is None and "rollback" in (result.note or "")
-            current = publishing.current_entry(store)
-            assert (current.revision, current.rollback_from) == (1, 2)
-            assert edge.health()["revision"] == "1"
-
-            # Asked explicitly, it re-tunes the rolled-back snapshot, and says so.
-            ran = CliRunner().invoke(cli, [
-                "recalibrate", "--data-dir", config["DATA_DIR"], "--store", config["STORE_DIR"],
-                "--over-rollback", "--format", "json"])
-            assert ran.exit_code == 0, ran.output
-            doc = json.loads(ran.output)
-            assert (doc["published"], doc["source"]) == (3, 1)
-            assert "rollback" in doc["note"] and "as asked" in doc["note"]
-            third = publishing.current_entry(store)
-            assert third.recalibrated_from == 1 and third.pack_sha256 == first.pack_sha256
-            wait_for(lambda: edge.health()["revision"] == "3", what="the asked-for revision")
-            assert contents(edge, "keen-2") == ["discount-nudge-10"]
+        yield config, control, LocalFolderStore(Path(config["STORE_DIR"]))
     finally:
         control.stop()
 
 
-def test_recalibration_does_not_republish_an_old_entry_someone_put_back(tmp_path):
+def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone(
+        published, tmp_path):
+    config, control, store = published
+    first = publishing.current_entry(store)
+    assert first is not None
+    an_hour_of_traffic(control, store, tmp_path)  # enough to learn from
+    submit(control, DRAFT)  # a draft: in the registry, never published
+    job = RecalibrationScheduler(control.app)
+
+    with running_edge(Path(config["STORE_DIR"]), trusted_keys=Path(config["TRUSTED_KEYS"]),
+                      control_url="", decide_deadline_ms=2000) as edge:
+        result = job.run_once()
+        assert result.published is not None and result.published.revision == 2
+        assert result.source.revision == first.revision
+        wait_for(lambda: edge.health()["revision"] == "2", what="the recalibrated revision")
+        assert contents(edge, "keen-1") == ["discount-nudge-10"]  # never the draft
+        second = publishing.current_entry(store)
+        assert second.recalibrated_from == 1 and second.pack_sha256 == first.pack_sha256
+        assert publishing.published_snapshot(store, 2)["packs"] == \
+            publishing.published_snapshot(store, 1)["packs"]
+        sources = {row[0] for row in control.telemetry().query(
+            "SELECT source FROM recalibrations")}
+        assert [json.loads(s)["revision"] for s in sources] == [1]
+        assert json.loads(sources.pop())["packs"] == dict(first.pack_sha256)
+
+        # A rollback stays: the scheduled job does not run over it.
+        status, body, _ = http("POST", control.url + "/v1/snapshots/rollback",
+                               {"revision": 1}, AUTH)
+        assert status == 200 and body["rollback_from"] == 2
+        wait_for(lambda: edge.health()["revision"] == "1", what="the rollback")
+        result = job.run_once()
+        assert result.published is None and "rollback" in (result.note or "")
+        current = publishing.current_entry(store)
+        assert (current.revision, current.rollback_from) == (1, 2)
+        assert edge.health()["revision"] == "1"
+
+        # Asked explicitly, it re-tunes the rolled-back snapshot, and says so.
+        ran = CliRunner().invoke(cli, [
+            "recalibrate", "--data-dir", config["DATA_DIR"], "--store", config["STORE_DIR"],
+            "--over-rollback", "--format", "json"])
+        assert ran.exit_code == 0, ran.output
+        doc = json.loads(ran.output)
+        assert (doc["published"], doc["source"]) == (3, 1)
+        assert "rollback" in doc["note"] and "as asked" in doc["note"]
+        third = publishing.current_entry(store)
+        assert third.recalibrated_from == 1 and third.pack_sha256 == first.pack_sha256
+        wait_for(lambda: edge.health()["revision"] == "3", what="the asked-for revision")
+        assert contents(edge, "keen-2") == ["discount-nudge-10"]
+
+
+def test_recalibration_does_not_republish_an_old_entry_someone_put_back(published, tmp_path):
     """Whoever can write to the store copies revision 1's entry back into manifest.json
     (edges refuse it): the job must not re-tune it and sign it anew as the newest."""
-    config = control_config(tmp_path)
-    control = ControlServer(config)
-    store = LocalFolderStore(Path(config["STORE_DIR"]))
-    try:
-        submit(control, PUBLISHED)
-        assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
-        submit(control, PUBLISHED.replace("discount-nudge-10", "discount-nudge-15"))
-        assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
-        an_hour_of_traffic(control, store, tmp_path)
-        manifest, etag = store.get_manifest()
-        doc = json.loads(manifest)
-        old = doc["history"][0]
-        store.put_manifest(json.dumps({**doc, **old}).encode(), etag)  # the replay
-        result = RecalibrationScheduler(control.app).run_once()
-        assert result.published is None and "older than an entry" in (result.note or "")
-        assert json.loads(store.get_manifest()[0])["revision"] == old["revision"]
-    finally:
-        control.stop()
+    _, control, store = published
+    submit(control, PUBLISHED.replace("discount-nudge-10", "discount-nudge-15"))
+    assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
+    an_hour_of_traffic(control, store, tmp_path)
+    manifest, etag = store.get_manifest()
+    doc = json.loads(manifest)
+    old = doc["history"][0]
+    store.put_manifest(json.dumps({**doc, **old}).encode(), etag)  # the replay
+    result = RecalibrationScheduler(control.app).run_once()
+    assert result.published is None and "older than an entry" in (result.note or "")
+    assert json.loads(store.get_manifest()[0])["revision"] == old["revision"]

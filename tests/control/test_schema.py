@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import textwrap
 from pathlib import Path
 
 import jsonschema
@@ -11,11 +9,11 @@ import pytest
 
 from control_plane.rulepack import load_catalog
 from control_plane.rulepack.schema import pack_schema, schema_text
-from control_plane.rulepack.source import parse_yaml, plain
 from control_plane.rulepack.validate import ON_KEYS, PACK_KEYS, SEQUENCE_KEYS, TRIGGER_KEYS
 from control_plane.rulepack.validate_actions import ACTION_KEYS, CAP_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
 from control_plane.rulepack.validate_models import MODELS_KEYS
+from tests.language_factories import as_json, schema_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "rules"
@@ -25,13 +23,7 @@ SHIPPED = sorted(p for p in RULES.glob("*.yaml")
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    return jsonschema.Draft7Validator(json.loads((RULES / "schema.json").read_text()))
-
-
-def as_json(text: str) -> object:
-    root, problems = parse_yaml(textwrap.dedent(text), "p.yaml")
-    assert root is not None and not problems
-    return plain(root)
+    return schema_validator()
 
 
 def test_committed_schema_is_what_the_generator_writes():

@@ -3,7 +3,6 @@ satisfies it, and the usual mistakes in each new construct fail it."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import jsonschema
 import pytest
 
 from control_plane.rulepack import load_pack
-from control_plane.rulepack.source import parse_yaml, plain
+from tests.language_factories import as_json, schema_validator
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 
@@ -86,13 +85,7 @@ sequences:
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    return jsonschema.Draft7Validator(json.loads((RULES / "schema.json").read_text()))
-
-
-def as_json(text: str) -> object:
-    root, problems = parse_yaml(textwrap.dedent(text), "p.yaml")
-    assert root is not None and not problems
-    return plain(root)
+    return schema_validator()
 
 
 def test_a_pack_using_every_construct_is_valid_and_satisfies_the_schema(validator):
