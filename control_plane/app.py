@@ -8,17 +8,17 @@ from typing import Any
 
 from flask import Flask, g, jsonify, request
 
-from control_plane import config as config_module
-from control_plane.distribution.fleet import FleetRegistry
-from control_plane.distribution.keys import KeyRing
-from control_plane.distribution.pack_registry import PackRegistry
-from control_plane.telemetry.telemetry_sink import make_sink
-from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.distribution.edge_store import open_store
 
+from . import config as config_module
+from .distribution.fleet import FleetRegistry
+from .distribution.keys import KeyRing
+from .distribution.pack_registry import PackRegistry
 from .errors import register_error_handlers
 from .openapi import openapi_document
 from .rulepack.pack_limits import reset_pack_limits, set_pack_limits
+from .telemetry.telemetry_sink import make_sink
+from .telemetry.telemetry_store import TelemetryStore
 
 log = logging.getLogger("control_plane")
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from control_plane.authoring import plain_words
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
 from edge_module.replay_client import T0, ReplayClient, RunawaySession
 
@@ -29,6 +28,7 @@ from ..rulepack.cases import (
     find_test_files,
     load_cases_file,
 )
+from . import plain_words
 
 DEFAULT_TAIL_MS = 60_000  # how long a session goes on after its last event, unless `until`
 MAX_REQUESTS = 10_000  # a case that needs more has a trigger firing in a loop

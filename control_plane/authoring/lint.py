@@ -20,13 +20,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from control_plane.authoring import plain_words
-
 from ..rulepack import ConditionSpec, ContentCatalog, Pack, TriggerSpec
 from ..rulepack.compiler import compiled_condition, compiled_conditions
 from ..rulepack.content_catalog import pack_actions
 from ..rulepack.validate import closest
 from ..rulepack.validated import ActionSpec, SegmentRef
+from . import plain_words
 from .condition_logic import (
     PAGE_RESET,
     allowed,

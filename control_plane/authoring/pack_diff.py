@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from control_plane.authoring import plain_words
+from . import plain_words
 
 Trigger = Mapping[str, Any]
 

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from control_plane import body_schema
-from control_plane.distribution import publishing
-from control_plane.distribution.fleet import FleetRegistry
-
+from .. import body_schema
 from ..auth import require
+from ..distribution import publishing
+from ..distribution.fleet import FleetRegistry
 from ..openapi import FLEET_REPORT
 
 bp = Blueprint("fleet", __name__, url_prefix="/v1/fleet")

@@ -6,9 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
-from control_plane.distribution.keys import KeyRing
-
 from ..auth import require
+from ..distribution.keys import KeyRing
 
 bp = Blueprint("keys", __name__, url_prefix="/v1/keys")
 

@@ -7,16 +7,15 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from control_plane.telemetry.reports import (
+from ..auth import require
+from ..errors import ApiError
+from ..telemetry.reports import (
     MAX_RECALIBRATIONS,
     MIN_ARM_SESSIONS,
     experiment_report,
     recalibration_log,
     trigger_report,
 )
-
-from ..auth import require
-from ..errors import ApiError
 
 bp = Blueprint("reports", __name__, url_prefix="/v1/reports")
 MAX_WINDOW_S = 86_400.0  # an engagement window longer than a day is no longer one

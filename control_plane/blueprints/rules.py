@@ -7,9 +7,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
-from control_plane.distribution.pack_registry import PackRegistry
-
 from ..auth import require
+from ..distribution.pack_registry import PackRegistry
 from ..errors import ApiError
 from ..rulepack import Pack, load_pack
 

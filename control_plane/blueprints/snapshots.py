@@ -6,9 +6,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from control_plane.distribution import publishing
-
 from ..auth import require
+from ..distribution import publishing
 from ..errors import ApiError
 
 bp = Blueprint("snapshots", __name__, url_prefix="/v1/snapshots")

@@ -11,10 +11,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from control_plane.telemetry.telemetry_store import SinkUnavailable, TelemetryStore, Unparsable
-
 from ..auth import require
 from ..errors import ApiError
+from ..telemetry.telemetry_store import SinkUnavailable, TelemetryStore, Unparsable
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 

@@ -5,8 +5,7 @@ commands (authoring, distribution, learning, serve)."""
 
 from __future__ import annotations
 
-from control_plane.cli import authoring, distribution, learning, serve
-
+from . import authoring, distribution, learning, serve
 from .group import EXIT_FINDINGS, EXIT_USAGE, Unavailable, cli
 
 __all__ = ["EXIT_FINDINGS", "EXIT_USAGE", "Unavailable", "cli", "main"]

@@ -10,11 +10,10 @@ from typing import Any
 
 import click
 
-from control_plane.authoring import case_runner, pack_diff
-from control_plane.authoring import lint as linting
-from control_plane.authoring import simulate as simulation
-from control_plane.distribution import publishing
-
+from ..authoring import case_runner, pack_diff
+from ..authoring import lint as linting
+from ..authoring import simulate as simulation
+from ..distribution import publishing
 from ..rulepack import RulePackError, compile_snapshot, load_catalog, load_pack_set
 from ..rulepack.content_catalog import find_catalog
 from ..rulepack.schema import schema_text

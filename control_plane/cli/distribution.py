@@ -13,11 +13,10 @@ from pathlib import Path
 
 import click
 
-from control_plane import config as config_module
-from control_plane.distribution import publishing
-from control_plane.distribution.pack_registry import PackRegistry
-
+from .. import config as config_module
 from ..auth import ROLES, ensure_token_file
+from ..distribution import publishing
+from ..distribution.pack_registry import PackRegistry
 from ..rulepack import load_pack_set
 from .group import (
     CATALOG,

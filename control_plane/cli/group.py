@@ -9,11 +9,11 @@ from typing import Any
 
 import click
 
-from control_plane import config as config_module
-from control_plane.distribution import publishing
-from control_plane.distribution.keys import KeyRing, KeyRingError
 from edge_module.distribution.edge_store import EdgeStore, StoreError, open_store
 
+from .. import config as config_module
+from ..distribution import publishing
+from ..distribution.keys import KeyRing, KeyRingError
 from ..rulepack import RulePackError
 
 EXIT_FINDINGS = 1

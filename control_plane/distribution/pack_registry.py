@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from control_plane.rulepack import (
+from edge_module.distribution.atomic_file import write_atomic
+
+from ..rulepack import (
     ContentCatalog,
     Pack,
     RulePackError,
@@ -21,7 +23,6 @@ from control_plane.rulepack import (
     load_pack_file,
     unknown_content,
 )
-from edge_module.distribution.atomic_file import write_atomic
 
 PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

@@ -28,8 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.distribution.keys import SigningKey
-from control_plane.rulepack import Pack, compile_snapshot
 from edge_module.core import SnapshotError, load_snapshot
 from edge_module.distribution.edge_store import (
     MANIFEST_FORMAT,
@@ -41,6 +39,9 @@ from edge_module.distribution.edge_store import (
     sha256_text,
 )
 from edge_module.distribution.signing import entry_statement
+
+from ..rulepack import Pack, compile_snapshot
+from .keys import SigningKey
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 

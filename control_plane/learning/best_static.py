@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from control_plane.learning.labelled_sessions import Labelled
-from control_plane.rulepack import Pack, load_pack_set
 from edge_module.core.globs import Glob
 from edge_module.core.urls import url_path
+
+from ..rulepack import Pack, load_pack_set
+from .labelled_sessions import Labelled
 
 # best_static's dwell grid (ms): fine where thresholds usually sit, coarser beyond 30 s
 DWELL_GRID = (1, *range(250, 30_000, 250), *range(30_000, 120_001, 1000))

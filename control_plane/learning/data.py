@@ -19,11 +19,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core.conditions import context_holds
 from edge_module.core.globs import glob_match
 from edge_module.core.snapshot import Snapshot
 from edge_module.core.urls import url_path
+
+from ..telemetry.telemetry_store import TelemetryStore
 
 # The session vector the core reports (contract: docs/snapshot-format.md, "report"), in a
 # fixed order, with the transform that makes each one fit a logistic model: counts,

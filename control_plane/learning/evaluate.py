@@ -31,17 +31,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from control_plane import config as config_module
-from control_plane.distribution import publishing
-from control_plane.distribution.keys import KeyRing
-from control_plane.learning.best_static import best_static, static_pack
-from control_plane.learning.labelled_sessions import EvaluationInputError, Labelled, load_sessions
-from control_plane.rulepack import Pack, compile_snapshot
-from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
 from edge_module.distribution.edge_store import LocalFolderStore
 from edge_module.replay_client import T0, ReplayClient
 from edge_module.telemetry.decision_log import decision_record, outcome_record
+
+from .. import config as config_module
+from ..distribution import publishing
+from ..distribution.keys import KeyRing
+from ..rulepack import Pack, compile_snapshot
+from ..telemetry.telemetry_store import TelemetryStore
+from .best_static import best_static, static_pack
+from .labelled_sessions import EvaluationInputError, Labelled, load_sessions
 
 HOUR_MS = 3_600_000
 START_MS = T0  # round 0's hour starts here (an hour boundary, UTC)

@@ -29,12 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from control_plane.learning import choose as pick
-from control_plane.learning import model as learner
-from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.core import load_snapshot
 from edge_module.core.snapshot import Condition, Snapshot, signal_conditions
 
+from ..telemetry.telemetry_store import TelemetryStore
+from . import choose as pick
+from . import model as learner
 from .data import SessionRow, load_sessions
 
 HOUR_MS = 3_600_000

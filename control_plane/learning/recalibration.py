@@ -12,11 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.distribution import publishing
-from control_plane.distribution.keys import SigningKey
-from control_plane.learning.proposal import Change, Settings, propose
-from control_plane.telemetry.telemetry_store import TelemetryStore
 from edge_module.distribution.edge_store import EdgeStore
+
+from ..distribution import publishing
+from ..distribution.keys import SigningKey
+from ..telemetry.telemetry_store import TelemetryStore
+from .proposal import Change, Settings, propose
 
 DEFAULTS = Settings()
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from control_plane.learning.proposal import Settings
-from control_plane.learning.recalibration import recalibrate
 from edge_module.host.periodic import PeriodicTask
+
+from .proposal import Settings
+from .recalibration import recalibrate
 
 log = logging.getLogger("control_plane.learning.scheduler")
 

@@ -7,7 +7,7 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from control_plane.telemetry.telemetry_store import TelemetryStore
+from .telemetry_store import TelemetryStore
 
 
 def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = 30,

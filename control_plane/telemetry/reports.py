@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from control_plane.telemetry.telemetry_store import TelemetryStore
+from .telemetry_store import TelemetryStore
 
 TIME_TO_FIRE_MS = (1000, 2000, 5000, 10_000, 30_000, 60_000)  # upper bounds; then "+inf"
 LATENCY_US = (100, 250, 500, 1000, 2500, 5000)

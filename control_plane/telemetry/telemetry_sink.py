@@ -8,7 +8,7 @@ import random
 import time
 from typing import Any, Iterable, Protocol
 
-from control_plane.telemetry.telemetry_store import (
+from .telemetry_store import (
     MAX_FIELD_CHARS,
     Ingested,
     Rejected,

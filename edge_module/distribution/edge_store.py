@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from edge_module.distribution.atomic_file import write_atomic
+from .atomic_file import write_atomic
 
 MANIFEST_KEY = "manifest.json"
 MANIFEST_FORMAT = "edge-manifest/2"  # /2: the entry itself is signed (docs/snapshot-format.md)

@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_module.distribution.edge_store import (
+from ..host.periodic import PeriodicTask
+from ..runtime.pool import InstancePool, PoolBusy, SnapshotRejected
+from .edge_store import (
     EdgeStore,
     Manifest,
     NoManifest,
     StoreError,
     sha256_bytes,
 )
-from edge_module.distribution.signing import SignatureError, TrustedKeys, entry_statement
-from edge_module.host.periodic import PeriodicTask
-from edge_module.runtime.pool import InstancePool, PoolBusy, SnapshotRejected
+from .signing import SignatureError, TrustedKeys, entry_statement
 
 log = logging.getLogger("edge.sync")
 

@@ -12,20 +12,19 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_module.distribution.edge_store import open_store
-from edge_module.distribution.signing import TrustedKeys
-from edge_module.distribution.snapshot_sync import SnapshotSync
-from edge_module.http.app import EdgeApp
-from edge_module.runtime.component import EpochTicker, Instance, load_component, make_engine
-from edge_module.runtime.pool import InstancePool
-from edge_module.sessions.lmdb_session_store import LmdbSessionStore
-from edge_module.sessions.redis_session_store import RedisSessionStore
-from edge_module.sessions.session_store import MemorySessionStore, SessionStore
-from edge_module.telemetry.decision_log import RecordLimits, load_salt
-from edge_module.telemetry.log_spool import SPOOL_SUFFIX, DecisionLog
-from edge_module.telemetry.shipper import TelemetryShipper
-from edge_module.telemetry.status_report import StatusReporter
-
+from ..distribution.edge_store import open_store
+from ..distribution.signing import TrustedKeys
+from ..distribution.snapshot_sync import SnapshotSync
+from ..http.app import EdgeApp
+from ..runtime.component import EpochTicker, Instance, load_component, make_engine
+from ..runtime.pool import InstancePool
+from ..sessions.lmdb_session_store import LmdbSessionStore
+from ..sessions.redis_session_store import RedisSessionStore
+from ..sessions.session_store import MemorySessionStore, SessionStore
+from ..telemetry.decision_log import RecordLimits, load_salt
+from ..telemetry.log_spool import SPOOL_SUFFIX, DecisionLog
+from ..telemetry.shipper import TelemetryShipper
+from ..telemetry.status_report import StatusReporter
 from .config import ConfigError, EdgeConfig
 from .periodic import PeriodicTask
 

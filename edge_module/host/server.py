@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from edge_module.sessions.session_store import SessionStoreUnavailable
-
+from ..sessions.session_store import SessionStoreUnavailable
 from .config import ConfigError, EdgeConfig
 from .edge_host import configure_logging, make_session_store
 

@@ -21,21 +21,21 @@ from typing import Any
 
 import orjson
 
-from edge_module.core.api import pack, unpack
-from edge_module.distribution.snapshot_sync import SnapshotSync
-from edge_module.host.config import EdgeConfig
-from edge_module.http.outcome_tokens import OutcomeTokens, TokenError, load_key
-from edge_module.runtime.component import GuestTrap
-from edge_module.runtime.pool import InstancePool, PoolBusy
-from edge_module.sessions.lmdb_session_store import LmdbSessionStore
-from edge_module.sessions.session_store import (
+from ..core.api import pack, unpack
+from ..distribution.snapshot_sync import SnapshotSync
+from ..host.config import EdgeConfig
+from ..runtime.component import GuestTrap
+from ..runtime.pool import InstancePool, PoolBusy
+from ..sessions.lmdb_session_store import LmdbSessionStore
+from ..sessions.session_store import (
     MemorySessionStore,
     SessionStore,
     SessionStoreUnavailable,
 )
-from edge_module.telemetry.decision_log import OutcomeError, outcome_record
-from edge_module.telemetry.log_spool import DecisionLog
-from edge_module.telemetry.shipper import TelemetryShipper
+from ..telemetry.decision_log import OutcomeError, outcome_record
+from ..telemetry.log_spool import DecisionLog
+from ..telemetry.shipper import TelemetryShipper
+from .outcome_tokens import OutcomeTokens, TokenError, load_key
 
 log = logging.getLogger("edge.host")
 

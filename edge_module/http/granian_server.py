@@ -39,11 +39,11 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from edge_module.host.config import EdgeConfig
-from edge_module.host.edge_host import EdgeHost, configure_logging, settle_heap
-from edge_module.http.app import EdgeApp, Reply, Route, error_body
-from edge_module.http.lane import Lane
-from edge_module.sessions.session_store import MemorySessionStore
+from ..host.config import EdgeConfig
+from ..host.edge_host import EdgeHost, configure_logging, settle_heap
+from ..sessions.session_store import MemorySessionStore
+from .app import EdgeApp, Reply, Route, error_body
+from .lane import Lane
 
 log = logging.getLogger("edge.host")
 _LEVELS = ("critical", "error", "warning", "info", "debug")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_module.core.catalog import EVENT_TYPES, TIERS
-from edge_module.telemetry.decision_log import OUTCOME_TYPES
+from ..core.catalog import EVENT_TYPES, TIERS
+from ..telemetry.decision_log import OUTCOME_TYPES
 
 _COMPONENT = "#/components/schemas/"
 MAX_TIME_MS = 2**53 - 1  # timestamps stay exact in a JSON double

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from edge_module.host.host_secret import host_secret
+from ..host.host_secret import host_secret
 
 TOKEN_VERSION = "v1"
 _MAC_BYTES = 16  # 128 bits: forging one by guessing is out of reach

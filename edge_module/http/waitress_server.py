@@ -10,8 +10,8 @@ import signal
 import threading
 import time
 
-from edge_module.host.config import EdgeConfig
-from edge_module.host.edge_host import EdgeHost, settle_heap
+from ..host.config import EdgeConfig
+from ..host.edge_host import EdgeHost, settle_heap
 
 log = logging.getLogger("edge.host")
 

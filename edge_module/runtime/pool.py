@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge_module.runtime.component import GuestResult, GuestTrap, Instance
+from .component import GuestResult, GuestTrap, Instance
 
 
 class PoolBusy(Exception):

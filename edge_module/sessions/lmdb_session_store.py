@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from edge_module.sessions.session_store import (
+from .session_store import (
     DEFAULT_MAX_STATE_BYTES,
     SessionLeaseLost,
     SessionLeases,

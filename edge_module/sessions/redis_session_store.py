@@ -10,7 +10,7 @@ from typing import TypeVar, cast
 
 import redis
 
-from edge_module.sessions.session_store import (
+from .session_store import (
     DEFAULT_MAX_STATE_BYTES,
     SessionLeases,
     SessionStoreUnavailable,

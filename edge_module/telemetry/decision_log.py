@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_module.core.features import SESSION_FEATURES
-from edge_module.core.request_input import MAX_TIME_MS
-from edge_module.core.urls import strip_url
-from edge_module.host.host_secret import host_secret
+from ..core.features import SESSION_FEATURES
+from ..core.request_input import MAX_TIME_MS
+from ..core.urls import strip_url
+from ..host.host_secret import host_secret
 
 OUTCOME_TYPES = ("impression", "click", "dismiss", "conversion")
 INT_MAX = 2**63 - 1  # SQLite's INTEGER: a logged integer beyond it could not be stored

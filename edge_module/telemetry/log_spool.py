@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edge_module.telemetry.decision_log import RecordLimits, decision_record
+from .decision_log import RecordLimits, decision_record
 
 log = logging.getLogger("edge.decision_log")
 

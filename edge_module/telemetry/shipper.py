@@ -25,8 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edge_module.host.periodic import PeriodicTask
-from edge_module.telemetry.log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
+from ..host.periodic import PeriodicTask
+from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 
 log = logging.getLogger("edge.telemetry")
 

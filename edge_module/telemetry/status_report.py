@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from edge_module.host.periodic import PeriodicTask
+from ..host.periodic import PeriodicTask
 
 log = logging.getLogger("edge.status")
 
