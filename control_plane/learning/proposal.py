@@ -253,7 +253,7 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                                           f"{settings.min_conversions}): the segment uses "
                                           "the thresholds for *"))
             continue
-        problem = _cross_fitted(seg_rows, conds, model_for(seg), fit_like(seg), settings)
+        problem = _cross_fitted(seg_rows, conds, model_for(seg), fit_like(seg))
         boot = pick.boot_weights(problem.n, settings.seed + zlib.crc32(seg.encode()))
         current = [r for r in seg_rows if r.policy in (None, "learned")]
         cw = np.array([r.weight for r in current])
@@ -359,8 +359,7 @@ FOLDS = 5
 
 
 def _cross_fitted(rows: list[SessionRow], conds: list[pick.Cond],
-                  models: dict[str, dict[str, Any]], refit: Any, settings: Settings
-                  ) -> pick.Problem:
+                  models: dict[str, dict[str, Any]], refit: Any) -> pick.Problem:
     """The threshold search's sessions, each scored by an intent model fitted without it
     (K-fold cross-fitting). Scored by the model that learned from their own outcomes, the
     converters sit higher than they would on new traffic, and recall estimated from those

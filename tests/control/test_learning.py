@@ -237,7 +237,7 @@ def test_thresholds_are_chosen_on_cross_fitted_scores() -> None:
         pos, neg = s[p.y == 1], s[p.y == 0]
         return float((pos[:, None] > neg[None, :]).mean())
     inside = pick.build(rows, [cond], {"t#0": fitted})
-    crossed = _cross_fitted(rows, [cond], {"t#0": fitted}, refit, Settings())
+    crossed = _cross_fitted(rows, [cond], {"t#0": fitted}, refit)
     assert crossed.n == inside.n and sorted(crossed.y) == sorted(inside.y)
     # (out of fold, noise even leans the other way: a fold's converters are missing from
     # the data its model learned the base rate from)
