@@ -216,7 +216,10 @@ def test_a_caller_that_must_not_wait_is_refused_at_once_while_every_instance_is_
     put_snapshot(tmp_path / "store", RUNAWAY, 7)
     with running_edge(tmp_path / "store", decide_deadline_ms=1000) as edge:
         app = edge.host.app
-        slow = [threading.Thread(target=edge.decide, args=(poison(f"slow-{k}"),))
+        # the slow decisions go straight to the app (the HTTP server's own scheduling of
+        # them made the test depend on timing): each holds an instance for the deadline
+        slow = [threading.Thread(target=app.decide_admitted,
+                                 args=(json.dumps(poison(f"slow-{k}")).encode(),))
                 for k in range(app.pool.size)]
         for thread in slow:
             thread.start()
@@ -229,6 +232,8 @@ def test_a_caller_that_must_not_wait_is_refused_at_once_while_every_instance_is_
             thread.join()
         assert status == 503 and body and headers == [("Retry-After", "1")]
         assert waited < 0.5  # a blocking checkout would wait out the 1 s decisions
+        # trapped instances are replaced: once they are back, the caller is served
+        wait_for(lambda: app.pool.idle() == app.pool.size, what="the instances back")
         assert app.decide_admitted(json.dumps({"session_id": "now", "now_ms": T0}).encode(),
                                    wait=False)[0] == 200
 
