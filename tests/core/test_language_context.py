@@ -5,17 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.language_factories import (
-    SEGMENTS,
-    compiled,
-    conditions,
-    only_compile_problem,
-    only_problem,
-    pack,
-    problems_of,
-    trigger,
-    when,
-)
+from tests import language_factories as lf
 
 
 @pytest.mark.parametrize("written, expected", [
@@ -50,7 +40,7 @@ from tests.language_factories import (
                                           "value": True}),
 ])
 def test_each_context_form_compiles_to_its_documented_condition(written, expected):
-    assert conditions(written) == [expected]
+    assert lf.conditions(written) == [expected]
 
 
 @pytest.mark.parametrize("written, message, suggestion", [
@@ -63,7 +53,7 @@ def test_each_context_form_compiles_to_its_documented_condition(written, expecte
     ("attribute: {nme: ltv, eq: 1}", "unknown key 'nme' in attribute", "name"),
 ])
 def test_unknown_context_values_suggest_the_one_meant(written, message, suggestion):
-    problem = only_problem(when(written))
+    problem = lf.only_problem(lf.when(written))
     assert (problem.message, problem.suggestion, problem.trigger) == (message, suggestion, "t1")
     assert problem.line == 5
 
@@ -87,12 +77,12 @@ def test_unknown_context_values_suggest_the_one_meant(written, message, suggesti
                                            "a wildcard there")),
 ])
 def test_malformed_context_tests_are_reported(written, message):
-    problem = only_problem(when(written))
+    problem = lf.only_problem(lf.when(written))
     assert problem.message == message
 
 
 def test_a_context_problem_points_at_the_value():
-    problem = only_problem(when("device: [mobile, tabelt]"))
+    problem = lf.only_problem(lf.when("device: [mobile, tabelt]"))
     assert (problem.line, problem.column) == (5, 26)
 
 
@@ -100,14 +90,14 @@ def test_a_context_problem_points_at_the_value():
 
 
 def test_segments_compile_to_lists_of_context_conditions():
-    text = pack(trigger(), top="""
+    text = lf.pack(lf.trigger(), top="""
         segments:
           mobile: {device: mobile}
           dach_evening: {country: [DE, AT, CH], local_hour: ">= 18"}
           gold: {attribute: {name: crm_tier, in: [gold, platinum]}}
           search_returning: {returning: true, referrer: "*google.*"}
     """)
-    assert compiled(text)["segments"] == {
+    assert lf.compiled(text)["segments"] == {
         "mobile": [{"context": "device", "op": "==", "value": "mobile"}],
         "dach_evening": [{"context": "country", "op": "in", "value": ["DE", "AT", "CH"]},
                          {"context": "local_hour", "op": ">=", "value": 18}],
@@ -119,33 +109,33 @@ def test_segments_compile_to_lists_of_context_conditions():
 
 
 def test_a_segment_may_test_several_attributes():
-    text = pack(trigger(), top="segments:\n  vip: {attribute: [{name: tier, eq: gold}, "
+    text = lf.pack(lf.trigger(), top="segments:\n  vip: {attribute: [{name: tier, eq: gold}, "
                                "{name: ltv, gte: 1000}]}\n")
-    assert compiled(text)["segments"]["vip"] == [
+    assert lf.compiled(text)["segments"]["vip"] == [
         {"context": "attribute", "name": "tier", "op": "==", "value": "gold"},
         {"context": "attribute", "name": "ltv", "op": ">=", "value": 1000}]
 
 
 def test_a_pack_of_only_segments_is_a_pack():
-    snap = compiled(pack(top=SEGMENTS, name="segments"))
+    snap = lf.compiled(lf.pack(top=lf.SEGMENTS, name="segments"))
     assert list(snap["segments"]) == ["mobile", "gold"]
     assert snap["triggers"] == []
 
 
 def test_a_segment_condition_compiles_to_its_name():
-    assert conditions("segment: gold", top=SEGMENTS) == [{"segment": "gold"}]
+    assert lf.conditions("segment: gold", top=lf.SEGMENTS) == [{"segment": "gold"}]
 
 
 def test_an_undefined_segment_condition_is_reported_with_a_suggestion():
-    problem = only_compile_problem(when("segment: gld", top=SEGMENTS))
+    problem = lf.only_compile_problem(lf.when("segment: gld", top=lf.SEGMENTS))
     assert (problem.message, problem.suggestion) == ("unknown segment 'gld'", "gold")
     assert (problem.line, problem.column, problem.trigger) == (8, 18, "t1")
 
 
 def test_a_segment_defined_in_two_packs_is_reported_at_the_second():
-    first = pack(top=SEGMENTS, name="a")
-    second = pack(top="segments:\n  mobile: {device: tablet}\n", name="b")
-    problem = only_compile_problem(first, second)
+    first = lf.pack(top=lf.SEGMENTS, name="a")
+    second = lf.pack(top="segments:\n  mobile: {device: tablet}\n", name="b")
+    problem = lf.only_compile_problem(first, second)
     assert problem.file == "pack1.yaml"
     assert (problem.line, problem.column) == (3, 3)
     assert problem.message == "segment 'mobile' is also defined in pack0.yaml:3:3 (pack 'a')"
@@ -165,11 +155,11 @@ def test_a_segment_defined_in_two_packs_is_reported_at_the_second():
     ("segments: {m: {device: phone}}", "unknown device 'phone'", None),
 ])
 def test_malformed_segments_are_reported(top, message, suggestion):
-    problem = only_problem(pack(trigger(), top=top + "\n"))
+    problem = lf.only_problem(lf.pack(lf.trigger(), top=top + "\n"))
     assert (problem.message, problem.suggestion, problem.trigger) == (message, suggestion, None)
     assert problem.line == 2
 
 
 def test_every_segment_problem_is_reported_at_once():
     top = "segments:\n  a: {devce: mobile}\n  b: {country: de}\n  c: {weekday: funday}\n"
-    assert [p.line for p in problems_of(pack(trigger(), top=top))] == [3, 4, 5]
+    assert [p.line for p in lf.problems_of(lf.pack(lf.trigger(), top=top))] == [3, 4, 5]

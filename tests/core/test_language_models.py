@@ -5,44 +5,34 @@ from __future__ import annotations
 
 import pytest
 
-from tests.language_factories import (
-    SEGMENTS,
-    compile_problems,
-    compiled,
-    only_compile_problem,
-    only_problem,
-    pack,
-    problems_of,
-    trigger,
-    when,
-)
+from tests import language_factories as lf
 
 # Settings
 
 
 def test_max_actions_is_the_smallest_any_pack_sets():
-    a = pack(trigger(tid="a"), top="settings: {max_actions: 5}\n", name="a")
-    b = pack(trigger(tid="b"), top="settings: {max_actions: 2}\n", name="b")
-    c = pack(trigger(tid="c"), name="c")
-    assert compiled(a, b, c)["limits"] == {"max_events": 500, "max_actions": 2}
+    a = lf.pack(lf.trigger(tid="a"), top="settings: {max_actions: 5}\n", name="a")
+    b = lf.pack(lf.trigger(tid="b"), top="settings: {max_actions: 2}\n", name="b")
+    c = lf.pack(lf.trigger(tid="c"), name="c")
+    assert lf.compiled(a, b, c)["limits"] == {"max_events": 500, "max_actions": 2}
 
 
 def test_fatigue_is_the_strictest_of_the_packs():
-    a = pack(trigger(tid="a"), name="a", top="""
+    a = lf.pack(lf.trigger(tid="a"), name="a", top="""
         settings:
           fatigue: {per_session: 5, per_minute: 2, quiet_after_dismiss: 60s}
     """)
-    b = pack(trigger(tid="b"), name="b", top="""
+    b = lf.pack(lf.trigger(tid="b"), name="b", top="""
         settings:
           fatigue: {per_session: 3, quiet_after_dismiss: 30s}
     """)
-    assert compiled(a, b)["fatigue"] == {"per_session": 3, "per_minute": 2,
+    assert lf.compiled(a, b)["fatigue"] == {"per_session": 3, "per_minute": 2,
                                          "quiet_after_dismiss_ms": 60_000}
 
 
 def test_fatigue_left_out_means_no_limit():
-    text = pack(trigger(), top="settings: {fatigue: {per_minute: 1}}\n")
-    assert compiled(text)["fatigue"] == {"per_session": None, "per_minute": 1,
+    text = lf.pack(lf.trigger(), top="settings: {fatigue: {per_minute: 1}}\n")
+    assert lf.compiled(text)["fatigue"] == {"per_session": None, "per_minute": 1,
                                          "quiet_after_dismiss_ms": 0}
 
 
@@ -59,7 +49,7 @@ def test_fatigue_left_out_means_no_limit():
     ("settings: 3", "settings is a number (3)", None),
 ])
 def test_malformed_settings_are_reported(top, message, suggestion):
-    problem = only_problem(pack(trigger(), top=top + "\n"))
+    problem = lf.only_problem(lf.pack(lf.trigger(), top=top + "\n"))
     assert (problem.message, problem.suggestion) == (message, suggestion)
     assert problem.line == 2
 
@@ -76,12 +66,12 @@ models:
 """
 
 
-def adaptive_pack(top: str = SEGMENTS + MODELS) -> str:
-    return when('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}", top=top)
+def adaptive_pack(top: str = lf.SEGMENTS + MODELS) -> str:
+    return lf.when('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}", top=top)
 
 
 def test_models_compile_to_the_documented_shape():
-    assert compiled(adaptive_pack())["models"] == {
+    assert lf.compiled(adaptive_pack())["models"] == {
         "intent": {"bias": -3.0, "weights": {"dwell": 1.2, "scroll_depth": 2.0},
                    "scale": {"dwell": 10000}},
         "intent_by_trigger": {"t1": {"bias": 1, "weights": {"pages": 0.5}, "scale": {}}},
@@ -92,28 +82,29 @@ def test_models_compile_to_the_documented_shape():
 
 
 def test_models_in_another_pack_tune_this_packs_conditions():
-    models = pack(top=SEGMENTS + MODELS.replace("t1: {bias", "t1: {bias"), name="models")
-    snap = compiled(when('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}"), models)
+    models = lf.pack(top=lf.SEGMENTS + MODELS.replace("t1: {bias", "t1: {bias"), name="models")
+    snap = lf.compiled(
+        lf.when('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}"), models)
     assert snap["models"]["thresholds"] == {"t1#1": {"*": 0.7, "mobile": 0.55}}
 
 
 def test_thresholds_take_the_unit_of_the_condition_they_tune():
     top = 'models:\n  thresholds: {"t1#0": {"*": 5s}, "t1#1": {"*": 4000}}\n'
-    text = when("dwell: {gte: 3s, mode: adaptive}", "dwell: {gte: 3s, mode: adaptive}", top=top)
-    assert compiled(text)["models"]["thresholds"] == {"t1#0": {"*": 5000}, "t1#1": {"*": 4000}}
+    text = lf.when("dwell: {gte: 3s, mode: adaptive}", "dwell: {gte: 3s, mode: adaptive}", top=top)
+    assert lf.compiled(text)["models"]["thresholds"] == {"t1#0": {"*": 5000}, "t1#1": {"*": 4000}}
 
 
 def test_a_threshold_inside_sustained_is_keyed_by_both_positions():
     top = 'models:\n  thresholds: {"t1#0#1": {"*": 0.6}}\n'
-    text = when('sustained: {for: 5s, when: [{dwell: ">= 1s"}, '
+    text = lf.when('sustained: {for: 5s, when: [{dwell: ">= 1s"}, '
                 "{scroll_depth: {gte: 0.8, mode: adaptive}}]}", top=top)
-    snap = compiled(text)
+    snap = lf.compiled(text)
     assert snap["triggers"][0]["when"][0]["sustained"]["when"][1]["model_key"] == "t1#0#1"
     assert snap["models"]["thresholds"] == {"t1#0#1": {"*": 0.6}}
 
 
 def test_a_pack_of_only_models_is_a_pack():
-    assert compiled(pack(top="models:\n  intent: {weights: {pages: 1}}\n"))["models"] == {
+    assert lf.compiled(lf.pack(top="models:\n  intent: {weights: {pages: 1}}\n"))["models"] == {
         "intent": {"bias": 0.0, "weights": {"pages": 1}, "scale": {}}}
 
 
@@ -141,13 +132,13 @@ def test_a_pack_of_only_models_is_a_pack():
     ("models: {thresholds: {'t1#0': {'*': [1]}}}", "the threshold for * is a list", None),
 ])
 def test_malformed_models_are_reported(top, message, suggestion):
-    problem = only_problem(pack(trigger(), top=top + "\n"))
+    problem = lf.only_problem(lf.pack(lf.trigger(), top=top + "\n"))
     assert (problem.message, problem.suggestion) == (message, suggestion)
 
 
 def test_a_baseline_duration_in_milliseconds_is_a_whole_number():
-    text = pack(trigger(), top="models: {baselines: {dwell: {mean: 3000, std: 500}}}\n")
-    assert compiled(text)["models"]["baselines"]["dwell"] == {"mean": 3000, "std": 500,
+    text = lf.pack(lf.trigger(), top="models: {baselines: {dwell: {mean: 3000, std: 500}}}\n")
+    assert lf.compiled(text)["models"]["baselines"]["dwell"] == {"mean": 3000, "std": 500,
                                                               "by_segment": {}}
 
 
@@ -156,14 +147,14 @@ def test_a_baseline_duration_in_milliseconds_is_a_whole_number():
 
 def test_a_threshold_for_a_condition_that_is_not_adaptive_is_reported():
     top = 'models:\n  thresholds: {"t1#0": {"*": 5s}}\n'
-    problem = only_compile_problem(when('dwell: ">= 3s"', top=top))
+    problem = lf.only_compile_problem(lf.when('dwell: ">= 3s"', top=top))
     assert problem.message == "threshold key 't1#0' is not mode: adaptive"
     assert (problem.line, problem.column) == (3, 16)
 
 
 def test_a_threshold_for_no_condition_suggests_an_adaptive_one():
     top = 'models:\n  thresholds: {"t1#2": {"*": 5s}}\n'
-    problem = only_compile_problem(when("dwell: {gte: 3s, mode: adaptive}", top=top))
+    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, mode: adaptive}", top=top))
     assert problem.message == "threshold key 't1#2' names no condition"
     assert problem.suggestion == "t1#0"
     assert problem.expected.endswith("one of t1#0")
@@ -171,36 +162,36 @@ def test_a_threshold_for_no_condition_suggests_an_adaptive_one():
 
 def test_a_threshold_in_the_wrong_unit_is_reported_at_the_value():
     top = 'models:\n  thresholds: {"t1#0": {"*": 140%}}\n'
-    problem = only_compile_problem(when("scroll_depth: {gte: 0.5, mode: adaptive}", top=top))
+    problem = lf.only_compile_problem(lf.when("scroll_depth: {gte: 0.5, mode: adaptive}", top=top))
     assert problem.message == "the threshold of t1#0 for *: '140%' is outside 0% to 100%"
     assert (problem.line, problem.column) == (3, 30)
 
 
 def test_a_threshold_segment_must_be_defined():
     top = 'models:\n  thresholds: {"t1#0": {"*": 1s, mobil: 2s}}\n'
-    problem = only_compile_problem(when("dwell: {gte: 3s, mode: adaptive}", top=top))
+    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, mode: adaptive}", top=top))
     assert (problem.message, problem.suggestion) == ("unknown segment 'mobil'", None)
 
 
 def test_intent_by_trigger_must_name_a_trigger():
     top = "models:\n  intent_by_trigger: {ofer: {weights: {pages: 1}}}\n"
-    problem = only_compile_problem(pack(trigger(tid="offer"), top=top))
+    problem = lf.only_compile_problem(lf.pack(lf.trigger(tid="offer"), top=top))
     assert (problem.message, problem.suggestion) == (("intent_by_trigger names no trigger: "
                                                      "'ofer'"), "offer")
 
 
 def test_two_intent_models_are_one_too_many():
-    a = pack(trigger(tid="a"), top="models:\n  intent: {weights: {pages: 1}}\n", name="a")
-    b = pack(trigger(tid="b"), top="models:\n  intent: {weights: {pages: 2}}\n", name="b")
-    problem = only_compile_problem(a, b)
+    a = lf.pack(lf.trigger(tid="a"), top="models:\n  intent: {weights: {pages: 1}}\n", name="a")
+    b = lf.pack(lf.trigger(tid="b"), top="models:\n  intent: {weights: {pages: 2}}\n", name="b")
+    problem = lf.only_compile_problem(a, b)
     assert problem.file == "pack1.yaml"
     assert problem.message == "models.intent is also defined in pack0.yaml:3:3"
 
 
 def test_a_baseline_defined_in_two_packs_is_reported():
     base = "models:\n  baselines: {dwell: {mean: 1s, std: 1s}}\n"
-    problems = compile_problems(pack(trigger(tid="a"), top=base, name="a"),
-                                pack(trigger(tid="b"), top=base, name="b"))
+    problems = lf.compile_problems(lf.pack(lf.trigger(tid="a"), top=base, name="a"),
+                                lf.pack(lf.trigger(tid="b"), top=base, name="b"))
     assert [p.message for p in problems] == [
         "models.baselines 'dwell' is also defined in pack0.yaml:3:15"]
 
@@ -209,4 +200,4 @@ def test_every_model_problem_is_reported_at_once():
     top = ("models:\n  intent: {weights: {dwel: 1}}\n"
            "  baselines: {dwell: {mean: 1s, std: 0s}}\n"
            "  thresholds: {x: {}}\n")
-    assert [p.line for p in problems_of(pack(trigger(), top=top))] == [3, 4, 5]
+    assert [p.line for p in lf.problems_of(lf.pack(lf.trigger(), top=top))] == [3, 4, 5]

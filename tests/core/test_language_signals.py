@@ -5,18 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.language_factories import (
-    SEGMENTS,
-    compile_problems,
-    compiled,
-    conditions,
-    only_compile_problem,
-    only_problem,
-    pack,
-    problems_of,
-    trigger,
-    when,
-)
+from tests import language_factories as lf
 
 BASELINE = "models:\n  baselines: {scroll_velocity: {mean: 400, std: 150}}\n"
 
@@ -42,7 +31,7 @@ BASELINE = "models:\n  baselines: {scroll_velocity: {mean: 400, std: 150}}\n"
     ('intent: ">= 70%"', {"signal": "intent", "op": ">=", "value": 0.7}),
 ])
 def test_each_signal_compiles_to_its_documented_condition(written, expected):
-    assert conditions(written, top=BASELINE) == [expected]
+    assert lf.conditions(written, top=BASELINE) == [expected]
 
 
 # Values: units and ranges per signal
@@ -59,42 +48,42 @@ def test_each_signal_compiles_to_its_documented_condition(written, expected):
     ("velocity_spike: {gte: -2}", "negative"),
 ])
 def test_values_outside_what_a_signal_can_take_are_reported(written, message):
-    problem = only_problem(when(written))
+    problem = lf.only_problem(lf.when(written))
     assert message in problem.message
     assert (problem.line, problem.trigger) == (5, "t1")
 
 
 def test_a_whole_percentage_as_a_ratio_number_suggests_a_percent():
-    problem = only_problem(when("scroll_position: {gte: 50}"))
+    problem = lf.only_problem(lf.when("scroll_position: {gte: 50}"))
     assert problem.suggestion == "50%"
 
 
 def test_an_unknown_signal_suggests_the_nearest_word_of_the_language():
-    problem = only_problem(when('sesion_time: ">= 3s"'))
+    problem = lf.only_problem(lf.when('sesion_time: ">= 3s"'))
     assert (problem.message, problem.suggestion) == ("unknown signal 'sesion_time'",
                                                      "session_time")
     assert "device" in problem.expected and "sustained" in problem.expected
 
 
 def test_a_parameter_a_signal_does_not_take_is_an_unknown_key():
-    problem = only_problem(when("pages: {gte: 3, window: 2s}"))
+    problem = lf.only_problem(lf.when("pages: {gte: 3, window: 2s}"))
     assert problem.message == "unknown key 'window' in the pages condition"
 
 
 def test_an_unknown_baseline_suggests_one():
-    problem = only_problem(when("velocity_spike: {gte: 2, baseline: cohrt}"))
+    problem = lf.only_problem(lf.when("velocity_spike: {gte: 2, baseline: cohrt}"))
     assert (problem.message, problem.suggestion) == ("unknown baseline 'cohrt'", "cohort")
 
 
 def test_a_cohort_spike_needs_a_cohort_baseline_in_some_pack():
-    problem = only_compile_problem(when("velocity_spike: {gte: 2, baseline: cohort}"))
+    problem = lf.only_compile_problem(lf.when("velocity_spike: {gte: 2, baseline: cohort}"))
     assert "baseline: cohort needs" in problem.message
     assert (problem.line, problem.column, problem.trigger) == (5, 9, "t1")
 
 
 def test_a_cohort_baseline_in_another_pack_is_enough():
-    models = pack(top=BASELINE, name="models")
-    snap = compiled(when("velocity_spike: {gte: 2, baseline: cohort}"), models)
+    models = lf.pack(top=BASELINE, name="models")
+    snap = lf.compiled(lf.when("velocity_spike: {gte: 2, baseline: cohort}"), models)
     assert snap["models"]["baselines"]["scroll_velocity"]["mean"] == 400
 
 
@@ -102,27 +91,27 @@ def test_a_cohort_baseline_in_another_pack_is_enough():
 
 
 def test_by_segment_compiles_per_segment_values_in_the_signals_unit():
-    conds = conditions('scroll_depth: {gte: 78%, by_segment: {mobile: 60%, gold: 0.5}}',
-                       top=SEGMENTS)
+    conds = lf.conditions('scroll_depth: {gte: 78%, by_segment: {mobile: 60%, gold: 0.5}}',
+                       top=lf.SEGMENTS)
     assert conds == [{"signal": "scroll_depth", "op": ">=", "value": 0.78,
                       "by_segment": {"mobile": 0.6, "gold": 0.5}}]
 
 
 def test_by_segment_durations_need_units():
-    problem = only_problem(when("dwell: {gte: 3s, by_segment: {mobile: 5}}"))
+    problem = lf.only_problem(lf.when("dwell: {gte: 3s, by_segment: {mobile: 5}}"))
     assert problem.message.startswith("by_segment mobile:")
     assert "add a unit" in problem.message
 
 
 def test_by_segment_names_must_be_defined_segments():
-    problem = only_compile_problem(when("dwell: {gte: 3s, by_segment: {mobil: 5s}}",
-                                        top=SEGMENTS))
+    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, by_segment: {mobil: 5s}}",
+                                        top=lf.SEGMENTS))
     assert (problem.message, problem.suggestion) == ("unknown segment 'mobil'", "mobile")
     assert (problem.line, problem.column) == (8, 39)
 
 
 def test_an_empty_by_segment_is_reported():
-    assert only_problem(when("dwell: {gte: 3s, by_segment: {}}")).message == \
+    assert lf.only_problem(lf.when("dwell: {gte: 3s, by_segment: {}}")).message == \
         "by_segment is empty"
 
 
@@ -130,14 +119,14 @@ def test_an_empty_by_segment_is_reported():
 
 
 def test_an_adaptive_condition_carries_its_model_key():
-    conds = conditions('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}")
+    conds = lf.conditions('dwell: ">= 1s"', "scroll_depth: {gte: 0.78, mode: adaptive}")
     assert conds[1] == {"signal": "scroll_depth", "op": ">=", "value": 0.78,
                         "mode": "adaptive", "model_key": "t1#1",
                         "target": {"recall": 0.95}}  # the default recall target
 
 
 def test_a_hybrid_condition_carries_z_with_a_default_of_2():
-    conds = conditions("scroll_velocity: {gte: 800, window: 2s, mode: hybrid}",
+    conds = lf.conditions("scroll_velocity: {gte: 800, window: 2s, mode: hybrid}",
                        "scroll_velocity: {gte: 800, mode: hybrid, z: 3}", top=BASELINE)
     assert conds == [
         {"signal": "scroll_velocity", "op": ">=", "value": 800, "window_ms": 2000,
@@ -148,29 +137,29 @@ def test_a_hybrid_condition_carries_z_with_a_default_of_2():
 
 
 def test_a_static_mode_written_out_compiles_like_no_mode():
-    assert conditions('dwell: {gte: 3s, mode: static}') == [
+    assert lf.conditions('dwell: {gte: 3s, mode: static}') == [
         {"signal": "dwell", "op": ">=", "value": 3000}]
 
 
 def test_an_unknown_mode_suggests_one():
-    problem = only_problem(when("dwell: {gte: 3s, mode: adaptve}"))
+    problem = lf.only_problem(lf.when("dwell: {gte: 3s, mode: adaptve}"))
     assert (problem.message, problem.suggestion) == ("unknown mode 'adaptve'", "adaptive")
 
 
 def test_z_without_hybrid_is_reported_at_z():
-    problem = only_problem(when("dwell: {gte: 3s, mode: adaptive, z: 2}"))
+    problem = lf.only_problem(lf.when("dwell: {gte: 3s, mode: adaptive, z: 2}"))
     assert problem.message == "z is only used with mode: hybrid"
     assert (problem.line, problem.column) == (5, 42)
 
 
 @pytest.mark.parametrize("z", ["0", "-1", "two"])
 def test_z_must_be_a_positive_number(z):
-    problem = only_problem(when(f"dwell: {{gte: 3s, mode: hybrid, z: {z}}}"))
+    problem = lf.only_problem(lf.when(f"dwell: {{gte: 3s, mode: hybrid, z: {z}}}"))
     assert problem.message.startswith("z ")
 
 
 def test_hybrid_needs_a_baseline_for_its_signal():
-    problem = only_compile_problem(when("dwell: {gte: 3s, mode: hybrid}"))
+    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, mode: hybrid}"))
     assert problem.message == ("mode: hybrid needs a baseline for dwell, and no pack defines "
                                "one")
     assert problem.expected.startswith("models.baselines.dwell")
@@ -180,33 +169,33 @@ def test_hybrid_needs_a_baseline_for_its_signal():
 
 
 def test_a_signal_needing_parameters_cannot_be_a_shorthand():
-    problem = only_problem(when('count: ">= 3"'))
+    problem = lf.only_problem(lf.when('count: ">= 3"'))
     assert problem.message == "count needs event and window: write the condition as a mapping"
     assert problem.expected == "{event: click, window: 2s, gte: 3}"
 
 
 def test_a_missing_required_parameter_is_reported_once():
-    problem = only_problem(when("count: {event: click, gte: 3}"))
+    problem = lf.only_problem(lf.when("count: {event: click, gte: 3}"))
     assert problem.message == "the count condition is missing the required key 'window'"
 
 
 def test_two_operators_in_one_new_condition_are_reported():
-    problem = only_problem(when("pages: {gte: 2, lt: 5}"))
+    problem = lf.only_problem(lf.when("pages: {gte: 2, lt: 5}"))
     assert "more than one operator" in problem.message
 
 
 def test_every_problem_in_one_condition_is_reported_at_once():
-    problems = problems_of(when("velocity_spike: {gte: 9%, window: 0s, baseline: x}"))
+    problems = lf.problems_of(lf.when("velocity_spike: {gte: 9%, window: 0s, baseline: x}"))
     assert len(problems) == 3
 
 
 def test_conditions_of_new_signals_in_several_triggers_get_their_own_model_keys():
-    text = pack(trigger("when: [{intent: {gte: 0.5, mode: adaptive}}]", tid="a"),
-                trigger("when: [{dwell: '>= 1s'}, {intent: {gte: 0.5, mode: adaptive}}]",
+    text = lf.pack(lf.trigger("when: [{intent: {gte: 0.5, mode: adaptive}}]", tid="a"),
+                lf.trigger("when: [{dwell: '>= 1s'}, {intent: {gte: 0.5, mode: adaptive}}]",
                         tid="b"))
-    keys = [c.get("model_key") for t in compiled(text)["triggers"] for c in t["when"]]
+    keys = [c.get("model_key") for t in lf.compiled(text)["triggers"] for c in t["when"]]
     assert keys == ["a#0", None, "b#1"]
 
 
 def test_a_pack_that_is_valid_alone_can_still_fail_together_with_the_others():
-    assert compile_problems(when("dwell: {gte: 3s, mode: hybrid}"))
+    assert lf.compile_problems(lf.when("dwell: {gte: 3s, mode: hybrid}"))
