@@ -1,7 +1,7 @@
 """`trigger-engine`: rule packs from the command line, for people and for scripts.
 
-The group and its shared options are in `group`; each module beside it adds one family of
-commands (authoring, distribution, learning, serve)."""
+The group is in `group`, the options its commands share in `options`; each module beside
+them adds one family of commands (authoring, distribution, learning, serve)."""
 
 from __future__ import annotations
 

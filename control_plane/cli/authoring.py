@@ -17,17 +17,8 @@ from ..distribution import publishing
 from ..rulepack import RulePackError, compile_snapshot, load_catalog, load_pack_set
 from ..rulepack.content_catalog import find_catalog
 from ..rulepack.schema import schema_text
-from .group import (
-    CATALOG,
-    EXIT_FINDINGS,
-    FORMAT,
-    PATHS,
-    STORE,
-    Unavailable,
-    cli,
-    exit_on_findings,
-    open_edge_store,
-)
+from .group import EXIT_FINDINGS, Unavailable, cli, exit_on_findings
+from .options import CATALOG, FORMAT, PATHS, STORE, open_edge_store
 
 
 @cli.command()

@@ -18,17 +18,8 @@ from ..auth import ROLES, ensure_token_file
 from ..distribution import publishing
 from ..distribution.pack_registry import PackRegistry
 from ..rulepack import load_pack_set
-from .group import (
-    CATALOG,
-    DATA_DIR,
-    EXIT_FINDINGS,
-    PATHS,
-    STORE,
-    Unavailable,
-    cli,
-    key_ring,
-    open_edge_store,
-)
+from .group import EXIT_FINDINGS, Unavailable, cli
+from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
 
 
 @cli.command()

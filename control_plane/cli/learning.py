@@ -10,18 +10,8 @@ from typing import Any
 import click
 
 from ..rulepack import load_pack_set
-from .group import (
-    DATA_DIR,
-    FORMAT,
-    PATHS,
-    STORE,
-    Unavailable,
-    cli,
-    exit_on_findings,
-    key_ring,
-    open_edge_store,
-    open_telemetry,
-)
+from .group import Unavailable, cli, exit_on_findings
+from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, open_telemetry
 
 
 @cli.command()
