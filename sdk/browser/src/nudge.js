@@ -1,0 +1,630 @@
+/*! nudge browser SDK (wire contract v1) | Apache-2.0 */
+// Captures a visitor's behaviour, asks the edge what to show and when, renders it, and
+// reports what became of it. One module, no dependencies; sdk/build.py also wraps it into
+// a classic script that installs window.nudge. Nothing here may throw into the page: every
+// entry point and callback is guarded, and the edge being down only delays nudges.
+
+const W = typeof window === "undefined" ? null : window;
+const D = W && W.document;
+const SESSION_KEY = "nudge.session";
+const SEEN_KEY = "nudge.seen";
+const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
+const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
+const MAX_BATCH = 500; // the edge's per-request limit
+const MAX_OUTCOMES = 100;
+const CADENCE_MS = 250; // how long events wait to travel together
+const MOUSE_SAMPLE_MS = 50;
+const INPUT_SAMPLE_MS = 250; // per field: typing is reported, never what is typed
+const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000, 60000];
+const SEND_AT_ONCE = { click: 1, submit: 1, page_view: 1, custom: 1, dismiss: 1 };
+const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+
+let cfg = null; // the options of init()
+let live = false; // capturing and sending (init done, consent given, privacy allows)
+let consentState = "unknown";
+let sid = null;
+let queue = [];
+let outcomes = [];
+let inFlight = false;
+let flushTimer = 0;
+let checkTimer = 0;
+let retryTimer = 0;
+let failures = 0;
+let blocked = false; // the edge refused this origin: stop calling it
+let lastDecision = null; // {decision_id, outcome_token} of the latest answer
+let convertPending = 0;
+let unhook = []; // functions that undo what start() attached
+let lastPath = null;
+let lastMouse = 0;
+const lastInput = new Map();
+const hovering = new Map(); // selector -> [element, since]
+const shown = new Map(); // trigger -> rendered element
+const handlers = { action: new Set(), impression: new Set(), error: new Set() };
+
+function safely(fn) {
+  return function () {
+    try {
+      return fn.apply(this, arguments);
+    } catch (err) {
+      emit("error", { where: fn.name || "nudge", error: String(err) });
+    }
+  };
+}
+
+function emit(kind, detail) {
+  for (const fn of handlers[kind] || []) {
+    try {
+      fn(detail);
+    } catch (_) {
+      // a site's listener that throws must not stop the others
+    }
+  }
+  if (cfg && cfg.debug && W.console) W.console.debug("[nudge]", kind, detail);
+}
+
+function storage() {
+  try {
+    return W.localStorage;
+  } catch (_) {
+    return null; // blocked storage (privacy modes): the session lives in memory
+  }
+}
+
+function randomId() {
+  if (W.crypto && W.crypto.randomUUID) return W.crypto.randomUUID();
+  const b = new Uint8Array(16);
+  W.crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
+// The visit's id, kept in first-party storage so every page and tab of a visit shares it;
+// `back` says whether an earlier visit left its id behind (a returning visitor).
+function sessionId() {
+  const store = storage();
+  const now = Date.now();
+  let rec = null;
+  try {
+    rec = JSON.parse((store && store.getItem(SESSION_KEY)) || "null");
+  } catch (_) {
+    rec = null;
+  }
+  const fresh = !rec || typeof rec.id !== "string" || !(now - rec.at < SESSION_IDLE_MS);
+  const id = fresh ? randomId() : rec.id;
+  let before = null;
+  try {
+    before = store && store.getItem(SEEN_KEY);
+    if (store && !before) store.setItem(SEEN_KEY, id);
+  } catch (_) {
+    before = null;
+  }
+  touch(id);
+  return [id, !!before && before !== id];
+}
+
+function touch(id) {
+  try {
+    const store = storage();
+    if (store && id) store.setItem(SESSION_KEY, JSON.stringify({ id: id, at: Date.now() }));
+  } catch (_) {
+    // storage full or blocked: the visit goes on in memory
+  }
+}
+
+function privacyForbids() {
+  const n = W.navigator || {};
+  if (cfg.respectGPC !== false && n.globalPrivacyControl === true) return true;
+  const dnt = n.doNotTrack || W.doNotTrack || n.msDoNotTrack;
+  return cfg.respectDNT !== false && (dnt === "1" || dnt === "yes");
+}
+
+function deviceClass() {
+  const ua = (W.navigator && W.navigator.userAgent) || "";
+  if (/iPad|Tablet|PlayBook|Silk|(Android(?!.*Mobile))/i.test(ua)) return "tablet";
+  const hints = W.navigator && W.navigator.userAgentData;
+  if ((hints && hints.mobile) || /Mobi|iPhone|Android/i.test(ua)) return "mobile";
+  return "desktop";
+}
+
+function referrer() {
+  try {
+    const r = new URL(D.referrer); // origin and path only: queries may carry personal data
+    return r.origin + r.pathname;
+  } catch (_) {
+    return null;
+  }
+}
+
+let staticContext = null;
+
+function context() {
+  const now = new Date();
+  const ctx = Object.assign({}, staticContext, {
+    url: W.location.pathname,
+    local_hour: now.getHours(),
+    weekday: WEEKDAYS[now.getDay()],
+  });
+  if (cfg.attributes) ctx.attributes = cfg.attributes;
+  return ctx;
+}
+
+// A short selector for an element: what rule packs name as a target (`#buy`,
+// `input[name=email]`, `button.cta`). Never the element's value.
+function selectorOf(el) {
+  if (!el || el.nodeType !== 1) return "";
+  if (el.id) return ("#" + el.id).slice(0, 256);
+  const tag = el.tagName.toLowerCase();
+  const name = el.getAttribute("name");
+  if (name) return (tag + "[name=" + name + "]").slice(0, 256);
+  const cls = typeof el.className === "string" ? el.className.trim().split(/\s+/).slice(0, 2) : [];
+  return (tag + (cls[0] ? "." + cls.join(".") : "")).slice(0, 256);
+}
+
+function push(event) {
+  if (!live) return;
+  event.ts_ms = Date.now();
+  if (queue.length >= MAX_QUEUE) queue.shift();
+  queue.push(event);
+  if (SEND_AT_ONCE[event.type]) schedule(0);
+  else schedule(CADENCE_MS);
+}
+
+function schedule(ms) {
+  if (inFlight || retryTimer || blocked) return; // the answer or the retry sends what waits
+  if (flushTimer) {
+    if (ms > 0) return;
+    clearTimeout(flushTimer);
+  }
+  flushTimer = setTimeout(flush, ms);
+}
+
+function endpoint(path) {
+  return cfg.edge.replace(/\/+$/, "") + path;
+}
+
+function post(path, body, keepalive) {
+  // text/plain keeps the request "simple" under CORS: no preflight round trip.
+  return fetch(endpoint(path), {
+    method: "POST",
+    body: JSON.stringify(body),
+    headers: { "Content-Type": "text/plain;charset=UTF-8" },
+    keepalive: !!keepalive,
+    credentials: "omit",
+    mode: "cors",
+  });
+}
+
+function retryAfterMs(res) {
+  const h = res && res.headers.get("Retry-After");
+  const s = h && Number(h);
+  if (s >= 0) return s * 1000;
+  const backoff = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1];
+  return backoff * (0.5 + Math.random() / 2); // jitter: a recovering edge is not stampeded
+}
+
+function retryLater(res) {
+  failures++;
+  clearTimeout(retryTimer);
+  retryTimer = setTimeout(() => {
+    retryTimer = 0;
+    flush();
+  }, retryAfterMs(res));
+}
+
+// Sends what is queued (or, with nothing queued, asks whether something became due).
+async function flush() {
+  flushTimer = 0;
+  if (!live || inFlight || blocked) return;
+  clearTimeout(checkTimer);
+  checkTimer = 0;
+  const batch = queue.splice(0, MAX_BATCH);
+  touch(sid);
+  const body = { session_id: sid, now_ms: Date.now(), context: context(), events: batch };
+  inFlight = true;
+  let res = null;
+  try {
+    res = await post("/v1/decide", body, true);
+    if (res.ok) {
+      failures = 0;
+      answer(await res.json());
+    } else if (res.status === 429 || res.status >= 500 || res.status === 408) {
+      queue = batch.concat(queue).slice(-MAX_QUEUE);
+      retryLater(res);
+    } else {
+      // 400/413: this batch cannot succeed as it is; keep the visit going without it
+      const err = await res.json().catch(() => ({}));
+      if (res.status === 403) blocked = true;
+      emit("error", { status: res.status, error: err.error || null });
+    }
+  } catch (err) {
+    queue = batch.concat(queue).slice(-MAX_QUEUE); // the network failed: nothing is lost
+    retryLater(null);
+    emit("error", { status: 0, error: String(err) });
+  } finally {
+    inFlight = false;
+  }
+  if (queue.length && !retryTimer) schedule(CADENCE_MS);
+}
+
+function answer(res) {
+  if (!live || !res) return;
+  lastDecision = { decision_id: res.decision_id, outcome_token: res.outcome_token };
+  for (; convertPending > 0; convertPending--) convert();
+  for (const action of res.actions || []) {
+    action.decision_id = res.decision_id;
+    emit("action", action);
+    if (action.tier === "predictive") prefetch(action);
+    else if (action.delay_ms > 0) setTimeout(safely(() => render(action)), action.delay_ms);
+    else render(action);
+  }
+  if (typeof res.next_check_ms === "number") {
+    // A timed trigger can come due with no new event: call back at that moment.
+    clearTimeout(checkTimer);
+    checkTimer = setTimeout(() => {
+      checkTimer = 0;
+      schedule(0);
+    }, Math.max(0, res.next_check_ms - Date.now()));
+  }
+}
+
+function report(action, type) {
+  const rec = {
+    session_id: sid,
+    decision_id: action.decision_id,
+    trigger: action.trigger,
+    type: type,
+    ts_ms: Date.now(),
+    outcome_token: action.outcome_token,
+  };
+  if (!action.trigger) delete rec.trigger;
+  outcomes.push(rec);
+  if (outcomes.length > MAX_OUTCOMES) outcomes.shift();
+  sendOutcomes();
+}
+
+async function sendOutcomes() {
+  while (outcomes.length && !blocked) {
+    const rec = outcomes[0];
+    try {
+      const res = await post("/v1/outcome", rec, true);
+      if (res.status === 429 || res.status >= 500) return; // retried with the next ones
+    } catch (_) {
+      return; // offline: kept for the next outcome or the page's last beacon
+    }
+    outcomes.shift();
+  }
+}
+
+// --- rendering -------------------------------------------------------------------------
+
+const STYLE =
+  ".nudge{position:fixed;z-index:2147483000;font:15px/1.4 system-ui,sans-serif;" +
+  "background:#fff;color:#111;box-shadow:0 6px 24px rgba(0,0,0,.18);padding:16px 40px 16px 16px;" +
+  "border-radius:8px;max-width:360px}.nudge-toast{right:16px;bottom:16px}" +
+  ".nudge-banner{left:0;right:0;top:0;max-width:none;border-radius:0}" +
+  ".nudge-modal{left:50%;top:30%;transform:translate(-50%,-30%)}" +
+  ".nudge-backdrop{position:fixed;inset:0;background:rgba(0,0,0,.35);z-index:2147482999}" +
+  ".nudge h2{font-size:17px;margin:0 0 6px}.nudge p{margin:0 0 10px}" +
+  ".nudge-close{position:absolute;top:6px;right:8px;border:0;background:none;font-size:20px;" +
+  "cursor:pointer}.nudge-cta{display:inline-block;background:#0b5;color:#fff;padding:6px 12px;" +
+  "border-radius:6px;text-decoration:none}";
+
+function el(tag, cls, text) {
+  const e = D.createElement(tag);
+  if (cls) e.className = cls;
+  if (text != null) e.textContent = String(text); // never HTML from the network
+  return e;
+}
+
+function safeHref(href) {
+  try {
+    const u = new URL(String(href), W.location.href);
+    return u.protocol === "http:" || u.protocol === "https:" ? u.href : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function prefetch(action) {
+  const item = cfg.content && cfg.content[action.content];
+  const href = item && item.cta && safeHref(item.cta.href);
+  if (!href || D.querySelector('link[rel=prefetch][href="' + CSS.escape(href) + '"]')) return;
+  const link = el("link");
+  link.rel = "prefetch";
+  link.href = href;
+  D.head.appendChild(link);
+}
+
+function builtIn(action, item, close) {
+  const kind = ["banner", "toast", "modal"].indexOf(item.render) >= 0 ? item.render : "toast";
+  const box = el("div", "nudge nudge-" + kind);
+  if (kind === "modal") {
+    box.setAttribute("role", "dialog");
+    box.setAttribute("aria-modal", "true");
+  } else {
+    box.setAttribute("role", kind === "banner" ? "region" : "status");
+    box.setAttribute("aria-live", "polite");
+  }
+  box.setAttribute("aria-label", item.title || action.content);
+  if (item.title) box.appendChild(el("h2", "", item.title));
+  if (item.body) box.appendChild(el("p", "", item.body));
+  const href = item.cta && safeHref(item.cta.href);
+  if (href) {
+    const a = el("a", "nudge-cta", item.cta.text || "Open");
+    a.href = href;
+    box.appendChild(a);
+  }
+  const x = el("button", "nudge-close", "\u00d7");
+  x.type = "button";
+  x.setAttribute("aria-label", "Dismiss");
+  x.addEventListener("click", close);
+  box.appendChild(x);
+  return box;
+}
+
+function render(action) {
+  if (!live || shown.has(action.trigger)) return;
+  const custom = cfg.renderers && cfg.renderers[action.content];
+  const item = cfg.content && cfg.content[action.content];
+  if (!custom && !item) return; // the site shows this content its own way (on("action"))
+  let box = null;
+  let backdrop = null;
+  const before = D.activeElement;
+  const close = safely(function dismiss() {
+    if (!shown.has(action.trigger)) return;
+    remove();
+    report(action, "dismiss");
+    push({ type: "dismiss", trigger: action.trigger }); // fatigue rules count it
+  });
+  const remove = () => {
+    shown.delete(action.trigger);
+    D.removeEventListener("keydown", onKey, true);
+    if (box) box.remove();
+    if (backdrop) backdrop.remove();
+    if (before && before.focus && D.contains(before)) before.focus();
+  };
+  const onKey = (e) => {
+    if (e.key === "Escape") close();
+  };
+  box = custom ? custom(action, { close: close }) : builtIn(action, item, close);
+  if (!box || box.nodeType !== 1) return;
+  if (!D.getElementById("nudge-style") && !custom) {
+    const style = el("style", "", STYLE);
+    style.id = "nudge-style";
+    D.head.appendChild(style);
+  }
+  box.setAttribute("data-trigger", action.trigger);
+  box.setAttribute("data-content", action.content);
+  box.addEventListener("click", (e) => {
+    if (e.target.closest && e.target.closest("a,[data-nudge-cta]")) report(action, "click");
+  });
+  if (box.getAttribute("aria-modal") === "true") {
+    backdrop = el("div", "nudge-backdrop");
+    backdrop.addEventListener("click", close);
+    D.body.appendChild(backdrop);
+  }
+  D.body.appendChild(box);
+  shown.set(action.trigger, { remove: remove });
+  D.addEventListener("keydown", onKey, true);
+  if (box.getAttribute("role") === "dialog") {
+    const first = box.querySelector("a,button,input,[tabindex]");
+    if (first) first.focus();
+  }
+  seen(box, action);
+}
+
+// An impression counts once the element is at least half visible.
+function seen(box, action) {
+  const done = () => {
+    report(action, "impression");
+    emit("impression", action);
+  };
+  if (!W.IntersectionObserver) return done();
+  const io = new IntersectionObserver((entries) => {
+    if (entries.some((e) => e.isIntersecting)) {
+      io.disconnect();
+      done();
+    }
+  }, { threshold: 0.5 });
+  io.observe(box);
+}
+
+// --- capture ---------------------------------------------------------------------------
+
+function listen(target, type, fn, opts) {
+  const guarded = safely(fn);
+  target.addEventListener(type, guarded, opts);
+  unhook.push(() => target.removeEventListener(type, guarded, opts));
+}
+
+function pageView() {
+  const path = W.location.pathname;
+  if (path === lastPath) return;
+  lastPath = path;
+  push({ type: "page_view", url: path });
+}
+
+let scrollFrame = 0;
+let lastDepth = -1;
+
+function onScroll() {
+  if (scrollFrame) return;
+  scrollFrame = W.requestAnimationFrame(() => {
+    scrollFrame = 0;
+    const doc = D.documentElement;
+    const y = Math.max(0, Math.round(W.scrollY || doc.scrollTop || 0));
+    const full = Math.max(doc.scrollHeight, D.body ? D.body.scrollHeight : 0, 1);
+    const depth = Math.min(1, Math.round(((y + W.innerHeight) / full) * 1000) / 1000);
+    if (depth === lastDepth) return;
+    lastDepth = depth;
+    push({ type: "scroll", depth: depth, y: y });
+  });
+}
+
+function onMouse(e) {
+  const now = Date.now();
+  if (now - lastMouse < MOUSE_SAMPLE_MS) return;
+  lastMouse = now;
+  push({ type: "mousemove", x: Math.round(e.clientX), y: Math.round(e.clientY) });
+}
+
+function hoverTarget(node) {
+  for (const sel of cfg.hover || []) {
+    const hit = node && node.closest && node.closest(sel);
+    if (hit) return [sel, hit];
+  }
+  return null;
+}
+
+function onOver(e) {
+  const t = hoverTarget(e.target);
+  if (t && !hovering.has(t[0])) hovering.set(t[0], [t[1], Date.now()]);
+}
+
+function onOut(e) {
+  for (const [sel, [node, since]] of hovering) {
+    if (node.contains(e.relatedTarget)) continue; // still inside the hovered element
+    if (node === e.target || node.contains(e.target)) {
+      hovering.delete(sel);
+      push({ type: "hover", target: sel, duration_ms: Date.now() - since });
+    }
+  }
+}
+
+function onInteract(e) {
+  const type = { focusin: "focus", focusout: "blur" }[e.type] || e.type;
+  const target = selectorOf(e.target);
+  if (type === "input") {
+    const now = Date.now();
+    if (now - (lastInput.get(target) || 0) < INPUT_SAMPLE_MS) return;
+    lastInput.set(target, now);
+  }
+  push({ type: type, target: target });
+}
+
+function onHidden() {
+  if (D.visibilityState === "hidden") beacon();
+}
+
+// The page may be going away: what is still queued travels by beacon, which survives it.
+function beacon() {
+  if (!live || blocked || !W.navigator.sendBeacon) return;
+  const send = (path, body) =>
+    W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
+  if (queue.length) {
+    const batch = queue.splice(0, MAX_BATCH);
+    if (!send("/v1/decide", { session_id: sid, now_ms: Date.now(), context: context(), events: batch }))
+      queue = batch.concat(queue);
+  }
+  while (outcomes.length && send("/v1/outcome", outcomes[0])) outcomes.shift();
+}
+
+function patchHistory() {
+  for (const name of ["pushState", "replaceState"]) {
+    const original = W.history[name];
+    W.history[name] = function () {
+      const out = original.apply(this, arguments);
+      safely(pageView)();
+      return out;
+    };
+    unhook.push(() => {
+      W.history[name] = original;
+    });
+  }
+}
+
+function start() {
+  if (live || !cfg || consentState === "denied" || privacyForbids()) return;
+  if (cfg.consent === "required" && consentState !== "granted") return;
+  live = true;
+  const [id, back] = sessionId();
+  sid = id;
+  staticContext = { device: deviceClass(), returning: back };
+  const ref = referrer();
+  if (ref) staticContext.referrer = ref;
+  const passive = { passive: true, capture: true };
+  listen(W, "scroll", onScroll, passive);
+  listen(D, "mousemove", onMouse, passive);
+  listen(D, "mouseover", onOver, passive);
+  listen(D, "mouseout", onOut, passive);
+  for (const type of ["click", "focusin", "focusout", "input", "submit"]) {
+    listen(D, type, onInteract, { capture: true, passive: true });
+  }
+  listen(W, "popstate", pageView);
+  listen(W, "pagehide", beacon);
+  listen(D, "visibilitychange", onHidden);
+  patchHistory();
+  lastPath = null;
+  pageView();
+  onScroll();
+}
+
+function stop() {
+  live = false;
+  for (const undo of unhook.splice(0)) undo();
+  for (const t of [flushTimer, checkTimer, retryTimer]) clearTimeout(t);
+  flushTimer = checkTimer = retryTimer = 0;
+  for (const s of Array.from(shown.values())) s.remove();
+  hovering.clear();
+}
+
+// --- the API ---------------------------------------------------------------------------
+
+export function init(options) {
+  return safely(function init() {
+    if (!W || cfg) return;
+    if (!options || typeof options.edge !== "string") {
+      emit("error", { where: "init", error: "init needs {edge: 'https://edge.example'}" });
+      return;
+    }
+    cfg = Object.assign({ consent: "not-required" }, options);
+    start();
+  })();
+}
+
+// Wire contract v1 carries a custom event's name only; anything else stays in the page.
+export function track(name) {
+  return safely(function track() {
+    if (typeof name !== "string" || !name) return;
+    push({ type: "custom", name: name.slice(0, 256) });
+  })();
+}
+
+export function convert() {
+  return safely(function convert() {
+    if (!live) return;
+    if (!lastDecision) {
+      convertPending++; // nothing decided on this page yet: sent with the first answer's token
+      return schedule(0);
+    }
+    // A conversion names no trigger: it counts for every trigger fired before it.
+    report(Object.assign({ trigger: null }, lastDecision), "conversion");
+  })();
+}
+
+export function on(kind, fn) {
+  const set = handlers[kind];
+  if (!set || typeof fn !== "function") return () => {};
+  set.add(fn);
+  return () => set.delete(fn);
+}
+
+export function consent(choice) {
+  return safely(function consent() {
+    consentState = choice === "granted" ? "granted" : "denied";
+    if (consentState === "granted") return start();
+    queue = [];
+    outcomes = [];
+    stop();
+    const store = storage();
+    if (store) store.removeItem(SESSION_KEY);
+    sid = null;
+  })();
+}
+
+export function shutdown() {
+  return safely(function shutdown() {
+    beacon();
+    stop();
+    cfg = null;
+  })();
+}
