@@ -103,10 +103,10 @@ class _CaseReader(Checker):
     """The pack checker's helpers, on a test file; `trigger` scopes problems to a case."""
 
     def file(self, root: Node) -> tuple[PackCase, ...]:
-        top = self.mapping(root, "the test file", "a mapping with the key cases")
-        if top is None:
+        found = self.mapping_keys(root, "the test file", "a mapping with the key cases",
+                                  FILE_KEYS, FILE_KEYS)
+        if found is None:
             return ()
-        found, _ = self.keys(top, FILE_KEYS, FILE_KEYS, "the test file")
         node = found.get("cases")
         if node is None:
             return ()

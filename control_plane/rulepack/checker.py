@@ -107,6 +107,12 @@ class Checker:
         self.report(node, f"{what} is {describe(node)}", expected)
         return None
 
+    def mapping_keys(self, node: Node, what: str, expected: str, allowed: Sequence[str],
+                     required: Sequence[str] = ()) -> dict[str, Node] | None:
+        """A mapping's allowed keys' values (`keys`); None, reported, when it is no mapping."""
+        body = self.mapping(node, what, expected)
+        return None if body is None else self.keys(body, allowed, required, what)[0]
+
     def mappings(self, items: Iterable[Node], what: str, expected: str, allowed: Sequence[str],
                  required: Sequence[str], where: str) -> Iterator[tuple[MapNode, dict[str, Node]]]:
         """The items that are mappings, each with its allowed keys' values (`keys`); the

@@ -268,10 +268,9 @@ class _Checker(ConditionChecker, ModelChecker, SettingsChecker, ActionChecker):
         if isinstance(node, Scalar):
             within = self.duration(node, "journey", positive=True)
             return None if within is None else JourneySpec(within)
-        body = self.mapping(node, "journey", _JOURNEY_EXPECTED)
-        if body is None:
+        found = self.mapping_keys(node, "journey", _JOURNEY_EXPECTED, JOURNEY_KEYS, ("within",))
+        if found is None:
             return None
-        found, _ = self.keys(body, JOURNEY_KEYS, ("within",), "journey")
         within = self.duration(found["within"], "within", positive=True) \
             if "within" in found else None
         by_segment: list[tuple[str, int]] = []

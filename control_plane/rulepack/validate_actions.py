@@ -37,10 +37,10 @@ class ActionChecker(Checker):
                           where.line, where.column)
 
     def cap(self, node: Node) -> CapSpec:
-        cap = self.mapping(node, "cap", "a mapping with per_session, per_page and/or cooldown")
-        if cap is None:
+        found = self.mapping_keys(node, "cap",
+                                  "a mapping with per_session, per_page and/or cooldown", CAP_KEYS)
+        if found is None:
             return CapSpec()
-        found, _ = self.keys(cap, CAP_KEYS, (), "cap")
         per_session = (self.integer(found["per_session"], "per_session", 1, None,
                                     "an integer >= 1; leave per_session out for no limit")
                        if "per_session" in found else None)

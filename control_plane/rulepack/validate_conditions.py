@@ -322,11 +322,11 @@ class ConditionChecker(ContextChecker):
     # Sustained
 
     def sustained(self, key: Scalar, node: Node) -> SustainedSpec | None:
-        body = self.mapping(node, "sustained",
-                            'a mapping such as {for: 5s, when: [{scroll_depth: ">= 80%"}]}')
-        if body is None:
+        found = self.mapping_keys(
+            node, "sustained", 'a mapping such as {for: 5s, when: [{scroll_depth: ">= 80%"}]}',
+            SUSTAINED_KEYS, SUSTAINED_KEYS)
+        if found is None:
             return None
-        found, _ = self.keys(body, SUSTAINED_KEYS, SUSTAINED_KEYS, "sustained")
         for_ms = self.duration(found["for"], "for", positive=True) if "for" in found else None
         inner: tuple[Condition, ...] = ()
         if "when" in found:

@@ -72,10 +72,9 @@ class ModelChecker(Checker):
     # Intent
 
     def intent(self, node: Node, what: str) -> IntentModel | None:
-        body = self.mapping(node, what, _INTENT_EXPECTED)
-        if body is None:
+        found = self.mapping_keys(node, what, _INTENT_EXPECTED, INTENT_KEYS, ("weights",))
+        if found is None:
             return None
-        found, _ = self.keys(body, INTENT_KEYS, ("weights",), what)
         bias = self.number(found["bias"], "bias") if "bias" in found else 0.0
         weights = self.features(found["weights"], "weights", None) if "weights" in found else None
         scale = self.features(found["scale"], "scale", 0.0) if "scale" in found else ()
@@ -140,10 +139,10 @@ class ModelChecker(Checker):
 
     def baseline(self, node: Node, signal: str) -> Baseline | None:
         what = f"the {signal} baseline"
-        body = self.mapping(node, what, "a mapping such as {mean: 400, std: 150}")
-        if body is None:
+        found = self.mapping_keys(node, what, "a mapping such as {mean: 400, std: 150}",
+                                  BASELINE_KEYS, STATS_KEYS)
+        if found is None:
             return None
-        found, _ = self.keys(body, BASELINE_KEYS, STATS_KEYS, what)
         stats = self.stats(found, signal)
         segments: list[tuple[str, int | float, int | float]] = []
         ok = stats is not None
@@ -151,13 +150,12 @@ class ModelChecker(Checker):
             for key, value_node in self.named_entries(found["by_segment"], "by_segment",
                                                       "a mapping of segments to {mean, std}"):
                 name = self.segment_name(key)
-                seg = self.mapping(value_node, f"the {signal} baseline of {key.text}",
-                                   "a mapping such as {mean: 600, std: 200}")
-                if seg is None:
+                seg_found = self.mapping_keys(value_node, f"the {signal} baseline of {key.text}",
+                                              "a mapping such as {mean: 600, std: 200}",
+                                              STATS_KEYS, STATS_KEYS)
+                if seg_found is None:
                     ok = False
                     continue
-                seg_found, _ = self.keys(seg, STATS_KEYS, STATS_KEYS,
-                                         f"the {signal} baseline of {key.text}")
                 seg_stats = self.stats(seg_found, signal)
                 if name is None or seg_stats is None:
                     ok = False
@@ -254,10 +252,9 @@ class ModelChecker(Checker):
 
     def learned_model(self, node: Node, what: str) -> LearnedModel | None:
         """One segment's model: every feature listed once, known, and given a weight."""
-        body = self.mapping(node, what, _LEARNED_EXPECTED)
-        if body is None:
+        found = self.mapping_keys(node, what, _LEARNED_EXPECTED, LEARNED_KEYS, LEARNED_REQUIRED)
+        if found is None:
             return None
-        found, _ = self.keys(body, LEARNED_KEYS, LEARNED_REQUIRED, what)
         features = self.feature_list(found["features"], what) if "features" in found else None
         if features is None:
             return None

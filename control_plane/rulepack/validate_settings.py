@@ -75,11 +75,10 @@ class SettingsChecker(Checker):
                               shares["static"], shares["holdout"], body.line, body.column)
 
     def fatigue(self, node: Node) -> FatigueSpec | None:
-        body = self.mapping(node, "fatigue", "a mapping such as {per_session: 5, per_minute: 2, "
-                                             "quiet_after_dismiss: 60s}")
-        if body is None:
+        found = self.mapping_keys(node, "fatigue", "a mapping such as {per_session: 5, "
+                                  "per_minute: 2, quiet_after_dismiss: 60s}", FATIGUE_KEYS)
+        if found is None:
             return None
-        found, _ = self.keys(body, FATIGUE_KEYS, (), "fatigue")
         limits = {key: self.integer(found[key], key, 1, None,
                                     f"an integer >= 1; leave {key} out for no limit")
                   for key in ("per_session", "per_minute") if key in found}
