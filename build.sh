@@ -13,6 +13,7 @@ VENV=${VENV:-.venv}
 PY="$VENV/bin/python"
 export CONTROL_HOST=${CONTROL_HOST:-127.0.0.1} CONTROL_PORT=${CONTROL_PORT:-8600}
 export EDGE_HOST=${EDGE_HOST:-127.0.0.1} EDGE_PORT=${EDGE_PORT:-8700}
+export DEMO_HOST=${DEMO_HOST:-127.0.0.1} DEMO_PORT=${DEMO_PORT:-8800}
 export CONTROL_DATA_DIR=${CONTROL_DATA_DIR:-.var/control}
 # TRIGGERS_* (shared by control plane and edge) default in edge_module/host/config.py.
 
@@ -81,6 +82,8 @@ up() {
   "$VENV/bin/trigger-engine" tokens >/dev/null
   export EDGE_TOKEN=${EDGE_TOKEN:-$(cat "$CONTROL_DATA_DIR/edge.token")}
   export EDGE_CONTROL_URL=${EDGE_CONTROL_URL:-http://$CONTROL_HOST:$CONTROL_PORT}
+  # The demo store is another origin: the edge host must let its pages call /v1/decide.
+  export EDGE_ALLOWED_ORIGINS=${EDGE_ALLOWED_ORIGINS:-http://$DEMO_HOST:$DEMO_PORT}
   say "publishing rules/ to the edge store"
   "$VENV/bin/trigger-engine" publish rules/
   local pids=()
@@ -93,9 +96,12 @@ up() {
   trap stop INT TERM EXIT
   "$VENV/bin/trigger-engine" serve & pids+=($!)
   "$VENV/bin/edge-host" & pids+=($!)
+  "$PY" -m demo.store --host "$DEMO_HOST" --port "$DEMO_PORT" \
+    --edge "http://$EDGE_HOST:$EDGE_PORT" & pids+=($!)
   "$PY" - <<PYEOF
 import json, time, urllib.request
-for url in ("http://$CONTROL_HOST:$CONTROL_PORT/healthz", "http://$EDGE_HOST:$EDGE_PORT/healthz"):
+for url in ("http://$CONTROL_HOST:$CONTROL_PORT/healthz", "http://$EDGE_HOST:$EDGE_PORT/healthz",
+            "http://$DEMO_HOST:$DEMO_PORT/healthz"):
     for _ in range(300):
         try:
             urllib.request.urlopen(url, timeout=1).read(); break
@@ -108,6 +114,7 @@ PYEOF
 
   control plane  http://$CONTROL_HOST:$CONTROL_PORT   (GET /v1/snapshots, /v1/fleet, /openapi.json)
   edge host      http://$EDGE_HOST:$EDGE_PORT   (POST /v1/decide, GET /healthz)
+  demo store     http://$DEMO_HOST:$DEMO_PORT   (the SDK in a real page)
   publisher token: $CONTROL_DATA_DIR/publisher.token (needed to submit, publish, roll back)
 
   Try it (a visitor reads the pricing page for 3.2 s after scrolling to 80 %):

@@ -50,6 +50,7 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
     """`./build.sh up` with its state in `tmp`; stopped with Ctrl-C (SIGINT) at the end."""
     cport, eport = _free_port(), _free_port()
     env = {**os.environ, "CONTROL_PORT": str(cport), "EDGE_PORT": str(eport),
+           "DEMO_PORT": str(_free_port()),
            "CONTROL_DATA_DIR": str(tmp / "control"), "TRIGGERS_STORE": str(tmp / "store"),
            "TRIGGERS_TRUSTED_KEYS": str(tmp / "trusted"), "EDGE_STATE_DIR": str(tmp / "edge"),
            "EDGE_SYNC_INTERVAL_S": "0.1", "EDGE_REPORT_INTERVAL_S": "0.2",
