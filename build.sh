@@ -43,6 +43,8 @@ build() {
   setup
   say "building the Wasm component"
   "$PY" -m edge_module.build --out build
+  say "building the browser SDK"
+  "$PY" -m sdk.build --out build/sdk
 }
 
 # ensure_tool COMMAND PACKAGE WHY: the Debian package providing COMMAND, installed with
@@ -72,6 +74,12 @@ ensure_redis() {
 
 ensure_wrk() {
   ensure_tool wrk wrk "the load generator in C of the throughput scenario"
+}
+
+# The browser tests drive Debian's Chromium with Playwright (its own browser download needs
+# hosts these machines cannot reach).
+ensure_chromium() {
+  ensure_tool chromium chromium "the browser tests (tests/browser) run the SDK in it"
 }
 
 up() {
@@ -144,6 +152,7 @@ case "${1:-}" in
     build
     ensure_redis
     ensure_wrk
+    ensure_chromium
     shift
     say "running the test suite"
     "$PY" -m pytest "$@"
