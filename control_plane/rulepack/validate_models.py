@@ -11,7 +11,7 @@ only known once every pack is read (`model_checks`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 from edge_module.core.catalog import INTENT_FEATURES, SIGNALS
@@ -76,36 +76,38 @@ class ModelChecker(Checker):
         if found is None:
             return None
         bias = self.number(found["bias"], "bias") if "bias" in found else 0.0
-        weights = self.features(found["weights"], "weights", None) if "weights" in found else None
-        scale = self.features(found["scale"], "scale", 0.0) if "scale" in found else ()
+        weights = (self.feature_numbers(found["weights"], "weights", None)
+                   if "weights" in found else None)
+        scale = self.feature_numbers(found["scale"], "scale", 0.0) if "scale" in found else ()
         if bias is None or weights is None or scale is None:
             return None
         return IntentModel(bias, weights, scale)
 
-    def features(self, node: Node, what: str,
-                 low: float | None) -> tuple[tuple[str, int | float], ...] | None:
-        return self.numbers_per_feature(
-            node, what, f"a mapping of features ({', '.join(INTENT_FEATURES)}) to numbers",
-            INTENT_FEATURES, lambda key: (f"unknown intent feature {key!r}",
-                                          "one of " + ", ".join(INTENT_FEATURES)),
-            lambda key: f"{what} of {key}", low,
-            ("a number" if low is None else "a number above 0") + " per feature")
-
-    def numbers_per_feature(self, node: Node, what: str, table_expected: str,
-                            known: Sequence[str], unknown: Callable[[str], tuple[str, str]],
-                            value_what: Callable[[str], str], low: float | None,
-                            expected: str) -> tuple[tuple[str, int | float], ...] | None:
-        """A mapping of features to numbers (`low`: exclusive lower bound); a feature not
-        in `known` is reported as `unknown(feature)` (message, expected). None: any error."""
+    def feature_numbers(self, node: Node, what: str, low: float | None,
+                        listed: tuple[str, ...] = ()) -> tuple[tuple[str, int | float], ...] | None:
+        """A number per intent feature, or with `listed` per feature a learned model lists
+        (`low`: exclusive lower bound). None: any error."""
+        known = listed or INTENT_FEATURES
+        table_expected = (f"a mapping of features to numbers, such as {{{listed[0]}: 1.0}}"
+                          if listed else
+                          f"a mapping of features ({', '.join(INTENT_FEATURES)}) to numbers")
+        expected = ("a number" + ("" if low is None else f" above {low:g}")
+                    + (" per listed feature" if listed else " per feature"))
         out = []
         ok = isinstance(node, MapNode)
         for key, value_node in self.named_entries(node, what, table_expected):
             if key.text not in known:
-                message, fix = unknown(key.text)
+                if listed:
+                    message = f"{what}: {key.text!r} is not in features"
+                    fix = "one of the listed features: " + ", ".join(listed)
+                else:
+                    message = f"unknown intent feature {key.text!r}"
+                    fix = "one of " + ", ".join(INTENT_FEATURES)
                 self.report(key, message, fix, closest(key.text, known))
                 ok = False
                 continue
-            value = self.number(value_node, value_what(key.text), low, expected)
+            value_what = f"{what}.{key.text}" if listed else f"{what} of {key.text}"
+            value = self.number(value_node, value_what, low, expected)
             if value is None:
                 ok = False
             else:
@@ -260,7 +262,7 @@ class ModelChecker(Checker):
             return None
         tables: dict[str, tuple[tuple[str, int | float], ...] | None] = {}
         for part, low in (("weights", None), ("mean", None), ("scale", 0.0)):
-            tables[part] = (self.feature_numbers(found[part], f"{what}.{part}", features, low)
+            tables[part] = (self.feature_numbers(found[part], f"{what}.{part}", low, features)
                             if part in found else ())
         transform = self.transforms(found["transform"], what, features) \
             if "transform" in found else ()
@@ -308,16 +310,6 @@ class ModelChecker(Checker):
             else:
                 names.append(name)
         return tuple(names) if ok else None
-
-    def feature_numbers(self, node: Node, what: str, features: tuple[str, ...],
-                        low: float | None) -> tuple[tuple[str, int | float], ...] | None:
-        """A number per listed feature (`low`: exclusive lower bound)."""
-        return self.numbers_per_feature(
-            node, what, f"a mapping of features to numbers, such as {{{features[0]}: 1.0}}",
-            features, lambda key: (f"{what}: {key!r} is not in features",
-                                   "one of the listed features: " + ", ".join(features)),
-            lambda key: f"{what}.{key}", low,
-            "a number" + ("" if low is None else f" above {low:g}") + " per listed feature")
 
     def transforms(self, node: Node, what: str,
                    features: tuple[str, ...]) -> tuple[tuple[str, str], ...] | None:
