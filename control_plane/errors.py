@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify
@@ -32,6 +33,15 @@ def _problems_answer(exc: Any, status: int, code: str, message: str) -> Any:
     return _answer(status, code, message, problems=[p.to_dict() for p in exc.problems])
 
 
+def _plain(status: int, code: str, logged: str | None = None) -> Callable[[Exception], Any]:
+    """A handler answering `status` and `code` with the error's text; logged under `logged`."""
+    def handle(exc: Exception) -> Any:
+        if logged:
+            log.error("%s: %s", logged, exc)
+        return _answer(status, code, str(exc))
+    return handle
+
+
 def register_error_handlers(app: Flask) -> None:
     """JSON for every error (`{"error": {"code", "message", ...}}`), never a stack trace;
     the headers an error carries (Allow, WWW-Authenticate, Retry-After) are kept."""
@@ -50,14 +60,10 @@ def register_error_handlers(app: Flask) -> None:
             headers["WWW-Authenticate"] = extra.pop("www_authenticate")
         return _answer(exc.status, exc.code, exc.message, headers, **extra)
 
-    @app.errorhandler(KeyRingError)
-    def key_error(exc: KeyRingError) -> Any:
-        return _answer(409, "signing_key", str(exc))
-
-    @app.errorhandler(PublishError)
-    def publish_error(exc: PublishError) -> Any:
-        log.error("publish failed: %s", exc)
-        return _answer(500, "publish_failed", str(exc))
+    # Errors whose text is the answer's message; the server-side ones are logged too.
+    app.register_error_handler(KeyRingError, _plain(409, "signing_key"))
+    app.register_error_handler(PublishError, _plain(500, "publish_failed", "publish failed"))
+    app.register_error_handler(StoreError, _plain(503, "store_unavailable", "edge store"))
 
     @app.errorhandler(PackLimitError)
     def pack_limit_error(exc: PackLimitError) -> Any:
@@ -73,11 +79,6 @@ def register_error_handlers(app: Flask) -> None:
     def revision_error(exc: RevisionError) -> Any:
         status = 404 if exc.code == "unknown_revision" else 409
         return _answer(status, exc.code, exc.message)
-
-    @app.errorhandler(StoreError)
-    def store_error(exc: StoreError) -> Any:
-        log.error("edge store: %s", exc)
-        return _answer(503, "store_unavailable", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
