@@ -150,8 +150,8 @@ class _Checker(ConditionChecker, ModelChecker, SettingsChecker, ActionChecker):
         triggers = self.triggers(found["triggers"], ids) if "triggers" in found else ()
         sequences = self.sequences(found["sequences"], ids) if "sequences" in found else ()
         where = top if name_node is None else name_node
-        return Pack(name, self.filename, sha256, triggers, description, where.line, where.column,
-                    settings, segments, models, sequences, tuple(self.segment_uses))
+        return Pack(name, self.filename, sha256, triggers, description, settings, segments, models,
+                    sequences, tuple(self.segment_uses), line=where.line, column=where.column)
 
     def listed(self, node: Node, what: str, item: str) -> tuple[MapNode, ...]:
         """The mappings of a non-empty list (triggers, sequences, steps)."""
@@ -345,8 +345,8 @@ class _Checker(ConditionChecker, ModelChecker, SettingsChecker, ActionChecker):
         where = node if id_node is None else id_node
         if start is None or not steps:
             return None
-        return SequenceSpec(sid, start, tuple(exits), steps, description, where.line,
-                            where.column)
+        return SequenceSpec(sid, start, tuple(exits), steps, description,
+                            line=where.line, column=where.column)
 
     def steps(self, node: Node, sid: str) -> tuple[StepSpec, ...]:
         steps: list[StepSpec] = []

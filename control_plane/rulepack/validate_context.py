@@ -230,7 +230,7 @@ class ContextChecker(Checker):
             name = self.name(key, "segment name")
             tests = self.segment_tests(value, name)
             if name and tests:
-                specs.append(SegmentSpec(name, tests, key.line, key.column))
+                specs.append(SegmentSpec(name, tests, line=key.line, column=key.column))
         return tuple(specs)
 
     def segment_tests(self, node: Node, name: str) -> tuple[ContextSpec, ...]:

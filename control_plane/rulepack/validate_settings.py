@@ -31,8 +31,8 @@ class SettingsChecker(Checker):
         experiment = self.experiment(found["experiment"]) if "experiment" in found else None
         report_features = (self.boolean(found["report_features"], "report_features")
                            if "report_features" in found else None)
-        return SettingsSpec(max_actions, fatigue, body.line, body.column, experiment,
-                            report_features)
+        return SettingsSpec(max_actions, fatigue, experiment, report_features,
+                            line=body.line, column=body.column)
 
     def experiment(self, node: Node) -> ExperimentSpec | None:
         """settings.experiment: every arm a percentage (a missing arm is 0%), adding up to
@@ -72,7 +72,8 @@ class SettingsChecker(Checker):
         if not ok:
             return None
         return ExperimentSpec(salt or DEFAULT_EXPERIMENT_SALT, shares["adaptive"],
-                              shares["static"], shares["holdout"], body.line, body.column)
+                              shares["static"], shares["holdout"],
+                              line=body.line, column=body.column)
 
     def fatigue(self, node: Node) -> FatigueSpec | None:
         found = self.mapping_keys(node, "fatigue", "a mapping such as {per_session: 5, "

@@ -13,6 +13,14 @@ from dataclasses import field as _field  # `field` is also a condition's paramet
 from typing import TypeAlias
 
 
+@dataclass(frozen=True, kw_only=True)
+class Written:
+    """Where a part of a pack that later checks point back at is written (1-based)."""
+
+    line: int = 1
+    column: int = 1
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """An event to match: `name` only for custom events, `target` for element events."""
@@ -110,7 +118,9 @@ class JourneySpec:
 
 
 @dataclass(frozen=True)
-class TriggerSpec:
+class TriggerSpec(Written):
+    """One trigger; its position is where its id is written."""
+
     id: str
     pages: tuple[str, ...]
     on: EventFilter | None
@@ -118,8 +128,6 @@ class TriggerSpec:
     action: ActionSpec
     cap: CapSpec
     description: str | None = None
-    line: int = 1  # where the id is written
-    column: int = 1
     segment: str | None = None
     consecutive: int = 1
     group: str | None = None
@@ -131,7 +139,7 @@ class TriggerSpec:
 
 
 @dataclass(frozen=True)
-class StepSpec:
+class StepSpec(Written):
     """One step of a sequence: due `after_ms` after the sequence entered it."""
 
     id: str
@@ -140,12 +148,10 @@ class StepSpec:
     when: tuple[Condition, ...] = ()
     timeout_ms: int | None = None
     description: str | None = None
-    line: int = 1
-    column: int = 1
 
 
 @dataclass(frozen=True)
-class SequenceSpec:
+class SequenceSpec(Written):
     """A per-session state machine: `start` enters step 0, `exit` ends it early."""
 
     id: str
@@ -153,18 +159,14 @@ class SequenceSpec:
     exit: tuple[EventFilter, ...]
     steps: tuple[StepSpec, ...]
     description: str | None = None
-    line: int = 1
-    column: int = 1
 
 
 @dataclass(frozen=True)
-class SegmentSpec:
+class SegmentSpec(Written):
     """A named predicate over the request's context: all of `when` hold."""
 
     name: str
     when: tuple[ContextSpec, ...]
-    line: int = 1
-    column: int = 1
 
 
 @dataclass(frozen=True)
@@ -177,23 +179,21 @@ class FatigueSpec:
 
 
 @dataclass(frozen=True)
-class ExperimentSpec:
+class ExperimentSpec(Written):
     """settings.experiment: the adaptive-threshold experiment's arms (percent of sessions)."""
 
     salt: str
     adaptive: float
     static: float
     holdout: float
-    line: int = 1
-    column: int = 1
 
 
 @dataclass(frozen=True)
-class SettingsSpec:
+class SettingsSpec(Written):
+    """The `settings:` section; None where the pack leaves a setting out."""
+
     max_actions: int | None = None
     fatigue: FatigueSpec | None = None
-    line: int = 1
-    column: int = 1
     experiment: ExperimentSpec | None = None
     report_features: bool | None = None  # decisions report features without adaptive conditions
 
@@ -264,16 +264,14 @@ class ModelsSpec:
 
 
 @dataclass(frozen=True)
-class Pack:
-    """One rule pack file, validated."""
+class Pack(Written):
+    """One rule pack file, validated; its position is where the pack name is written."""
 
     name: str
     file: str
     sha256: str  # of the source text (UTF-8)
     triggers: tuple[TriggerSpec, ...]
     description: str | None = None
-    line: int = 1  # where the pack name is written
-    column: int = 1
     settings: SettingsSpec | None = None
     segments: tuple[SegmentSpec, ...] = ()
     models: ModelsSpec | None = None
