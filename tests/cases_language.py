@@ -186,8 +186,9 @@ triggers:
     action: {content: nudge}
 """
 
-SEQUENCE = """
-pack: recovery
+# One `sequences:` section for the sequence tests: run here, compiled and broken in
+# test_language_sequences, checked against the editor schema in test_language_schema.
+CART_RECOVERY = """
 sequences:
   - id: cart-recovery
     start: {type: custom, name: cart_abandon}
@@ -196,9 +197,11 @@ sequences:
       - {id: reminder, after: 3s, action: {content: cart-reminder, priority: 5}}
       - id: offer
         after: 5s
+        timeout: 60s
         when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]
         action: {content: time-limited-offer, priority: 6}
 """
+SEQUENCE = "\npack: recovery" + CART_RECOVERY
 
 JOURNEY = """
 pack: journey

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from control_plane.rulepack import load_pack
+from tests.cases_language import CART_RECOVERY
 from tests.language_factories import as_json, schema_validator
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
@@ -69,18 +70,9 @@ triggers:
     salt: "q4"
     action: {content: discount-nudge-10, tier: predictive, delay: 3s, priority: 10}
     cap: {per_session: 1, per_page: 1, cooldown: 30s}
-sequences:
-  - id: cart-recovery
-    start: {type: custom, name: cart_abandon}
-    exit: [{type: custom, name: purchase}]
-    steps:
-      - {id: reminder, after: 3s, action: {content: cart-reminder, priority: 5}}
-      - id: offer
-        after: 5s
-        timeout: 60s
-        when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]
-        action: {content: free-shipping-banner, priority: 6}
-"""
+""" + CART_RECOVERY.lstrip("\n").replace(
+    # the schema offers only the catalog's content ids
+    "time-limited-offer", "free-shipping-banner")
 
 
 @pytest.fixture(scope="module")

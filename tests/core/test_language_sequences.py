@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from control_plane.rulepack import load_catalog, load_pack, unknown_content
+from tests.cases_language import CART_RECOVERY
 from tests.language_factories import (
     compiled,
     dedent,
@@ -18,22 +19,13 @@ from tests.language_factories import (
 )
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
-SEQUENCE = """
-sequences:
-  - id: cart-recovery
-    start: {type: custom, name: cart_abandon}
-    exit: [{type: custom, name: purchase}]
-    steps:
-      - {id: reminder, after: 3s, action: {content: cart-reminder, priority: 5}}
-      - id: offer
-        after: 5s
-        timeout: 60s
-        when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]
-        action: {content: time-limited-offer, priority: 6}
-"""
+# The offer step with an adaptive condition in place of the sustained one.
+ADAPTIVE_OFFER = CART_RECOVERY.replace(
+    'when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]',
+    "when: [{scroll_depth: {gt: 0.8, mode: adaptive}}]")
 
 
-def with_sequence(sequence: str = SEQUENCE, *triggers: str) -> str:
+def with_sequence(sequence: str = CART_RECOVERY, *triggers: str) -> str:
     return pack(*triggers, top=sequence)
 
 
@@ -62,25 +54,20 @@ def test_a_pack_of_only_sequences_has_no_triggers():
 
 
 def test_a_single_exit_event_compiles_to_a_list_and_none_to_an_empty_one():
-    one = SEQUENCE.replace("exit: [{type: custom, name: purchase}]", "exit: submit")
-    none = SEQUENCE.replace("    exit: [{type: custom, name: purchase}]\n", "")
+    one = CART_RECOVERY.replace("exit: [{type: custom, name: purchase}]", "exit: submit")
+    none = CART_RECOVERY.replace("    exit: [{type: custom, name: purchase}]\n", "")
     assert compiled(with_sequence(one))["sequences"][0]["exit"] == [
         {"type": "submit", "name": None, "target": None}]
     assert compiled(with_sequence(none))["sequences"][0]["exit"] == []
 
 
 def test_an_adaptive_condition_in_a_step_is_keyed_by_sequence_and_step():
-    text = with_sequence(SEQUENCE.replace('when: [{sustained: {for: 5s, when: [{scroll_depth: '
-                                          '"> 80%"}]}}]',
-                                          "when: [{scroll_depth: {gt: 0.8, mode: adaptive}}]"))
-    step = compiled(text)["sequences"][0]["steps"][1]
+    step = compiled(with_sequence(ADAPTIVE_OFFER))["sequences"][0]["steps"][1]
     assert step["when"][0]["model_key"] == "cart-recovery/offer#0"
 
 
 def test_a_step_threshold_in_models_is_checked_against_the_step():
-    seq = SEQUENCE.replace('when: [{sustained: {for: 5s, when: [{scroll_depth: "> 80%"}]}}]',
-                           "when: [{scroll_depth: {gt: 0.8, mode: adaptive}}]")
-    top = seq + 'models:\n  thresholds: {"cart-recovery/offer#0": {"*": 0.6}}\n'
+    top = ADAPTIVE_OFFER + 'models:\n  thresholds: {"cart-recovery/offer#0": {"*": 0.6}}\n'
     assert compiled(with_sequence(top))["models"]["thresholds"] == {
         "cart-recovery/offer#0": {"*": 0.6}}
 
@@ -103,19 +90,19 @@ def test_a_step_threshold_in_models_is_checked_against_the_step():
     ("    start:", "    strat:", "unknown key 'strat' in the sequence", "start", 4),
 ])
 def test_malformed_sequences_are_reported(old, new, message, suggestion, line):
-    assert old in SEQUENCE
-    problem = only_problem(with_sequence(SEQUENCE.replace(old, new)))
+    assert old in CART_RECOVERY
+    problem = only_problem(with_sequence(CART_RECOVERY.replace(old, new)))
     assert (problem.message, problem.suggestion, problem.line) == (message, suggestion, line)
 
 
 def test_problems_in_a_step_name_the_step_as_it_fires():
-    problem = only_problem(with_sequence(SEQUENCE.replace("timeout: 60s", "timeout: 0s")))
+    problem = only_problem(with_sequence(CART_RECOVERY.replace("timeout: 60s", "timeout: 0s")))
     assert problem.trigger == "cart-recovery/offer"
 
 
 def test_problems_in_a_sequence_name_the_sequence():
-    problem = only_problem(with_sequence(SEQUENCE.replace("exit: [{type: custom, name: "
-                                                          "purchase}]", "exit: []")))
+    problem = only_problem(with_sequence(
+        CART_RECOVERY.replace("exit: [{type: custom, name: purchase}]", "exit: []")))
     assert problem.trigger == "cart-recovery"
 
 
@@ -131,7 +118,7 @@ def test_empty_steps_are_reported():
 
 
 def test_a_sequence_id_may_not_be_a_trigger_id_of_the_same_pack():
-    text = with_sequence(SEQUENCE.replace("id: cart-recovery", "id: t1"), trigger())
+    text = with_sequence(CART_RECOVERY.replace("id: cart-recovery", "id: t1"), trigger())
     problem = only_problem(text)
     assert problem.message == "sequence id 't1' is also the id of the trigger at line 14"
     assert (problem.line, problem.column, problem.trigger) == (3, 9, "t1")
