@@ -1,4 +1,5 @@
-"""Packs and a visit shared by the decision, host, distribution and differential tests.
+"""Packs and a visit shared by the decision, host, distribution, differential and pack-diff
+tests.
 
 Each pack is the smallest that shows one feature; `tests/core/test_decisions.py` specifies
 what each decides."""
@@ -84,4 +85,26 @@ triggers:
     when: [{dwell: ">= 0s"}]
     action: {content: ping}
     cap: {per_page: unlimited, cooldown: 10s}
+"""
+
+# The pack the authoring tools are tried on: rule-pack tests (test_case_runner) and backtests
+# (test_simulate); content ids are placeholders, no catalog is checked.
+SHOP = """\
+pack: shop
+triggers:
+  - id: engaged
+    page: /pricing
+    when:
+      - dwell: ">= 3s"
+      - scroll_depth: ">= 50%"
+    action: {content: nudge}
+    cap: {per_session: 1}
+  - id: abandon
+    on: {type: custom, name: cart_abandon}
+    action: {content: reminder, tier: queued, delay: 2s}
+    cap: {per_session: 1}
+  - id: clicked
+    on: {type: click, target: "#buy"}
+    action: {content: thanks}
+    cap: {per_session: 1}
 """

@@ -10,27 +10,12 @@ import pytest
 from control_plane.authoring.case_runner import CaseResult, load_suites, run_case
 from control_plane.rulepack import Problem, RulePackError
 from control_plane.rulepack.cases import parse_cases
-
-PACK = """\
-pack: shop
-triggers:
-  - id: engaged
-    page: /pricing
-    when:
-      - dwell: ">= 3s"
-      - scroll_depth: ">= 50%"
-    action: {content: nudge}
-    cap: {per_session: 1}
-  - id: abandon
-    on: {type: custom, name: cart_abandon}
-    action: {content: reminder, tier: queued, delay: 2s}
-    cap: {per_session: 1}
-"""
+from tests.cases_decisions import SHOP
 
 
 def run(tmp_path: Path, cases_yaml: str) -> CaseResult:
-    """The first case of `cases_yaml`, run against PACK in the same folder."""
-    (tmp_path / "shop.yaml").write_text(PACK)
+    """The first case of `cases_yaml`, run against SHOP in the same folder."""
+    (tmp_path / "shop.yaml").write_text(SHOP)
     (tmp_path / "shop.test.yaml").write_text(textwrap.dedent(cases_yaml))
     [suite] = load_suites([tmp_path])
     return run_case(suite.snapshot, suite.cases[0])
@@ -133,7 +118,7 @@ def test_a_case_must_say_what_it_expects():
 
 
 def test_problems_in_packs_and_test_files_are_reported_together(tmp_path):
-    (tmp_path / "shop.yaml").write_text(PACK.replace("dwell", "dwel"))
+    (tmp_path / "shop.yaml").write_text(SHOP.replace("dwell", "dwel"))
     (tmp_path / "shop.test.yaml").write_text("cases: []\n")
     with pytest.raises(RulePackError) as info:
         load_suites([tmp_path])

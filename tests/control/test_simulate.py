@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from collections import defaultdict
 from typing import Any
 
@@ -11,23 +10,9 @@ from control_plane.authoring.case_runner import compiled_snapshot
 from control_plane.authoring.simulate import SimulationReport, TriggerStats, simulate
 from control_plane.rulepack import load_pack
 from loadtest.synthetic_sessions import generate
+from tests.cases_decisions import SHOP
 from tests.factories import T0
 
-PACK = textwrap.dedent("""\
-    pack: shop
-    triggers:
-      - id: engaged
-        page: /pricing
-        when:
-          - dwell: ">= 3s"
-          - scroll_depth: ">= 50%"
-        action: {content: nudge}
-        cap: {per_session: 1}
-      - id: clicked
-        on: {type: click, target: "#buy"}
-        action: {content: thanks}
-        cap: {per_session: 1}
-""")
 IDS = ["engaged", "clicked"]
 
 
@@ -49,7 +34,7 @@ def click(at: int) -> dict[str, Any]:
 
 
 def run(*lines: str) -> SimulationReport:
-    return simulate(compiled_snapshot([load_pack(PACK, "shop.yaml")]), IDS, lines)
+    return simulate(compiled_snapshot([load_pack(SHOP, "shop.yaml")]), IDS, lines)
 
 
 def stats(report: SimulationReport, tid: str) -> TriggerStats:
