@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import boto3
 
@@ -12,24 +15,23 @@ from tests.s3_server import running_s3
 from tests.servers import EDGE_TOKEN, control_client
 
 
-def test_ingested_records_land_on_the_kinesis_stream(tmp_path):
+@contextmanager
+def kinesis_sink(tmp_path) -> Iterator[tuple[Any, str, Any]]:
+    """A control plane whose telemetry sink is a new Kinesis stream: (kinesis, stream, client)."""
     with running_s3() as moto:  # moto's server speaks every AWS protocol, Kinesis too
         kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
-        kinesis.create_stream(StreamName="telemetry", ShardCount=1)
-        client = control_client(tmp_path, token=EDGE_TOKEN,
-                                TELEMETRY_SINK="kinesis://telemetry",
-                                KINESIS_ENDPOINT_URL=moto.endpoint)
-        lines = b"".join(json.dumps({"kind": "outcome", "id": f"o{n}", "session": "s",
-                                     "ts_ms": 1, "type": "click"}).encode() + b"\n"
-                         for n in range(3))
-        assert client.post("/v1/telemetry", data=lines).get_json()["accepted"] == 3
-        shard = kinesis.describe_stream(StreamName="telemetry")[
-            "StreamDescription"]["Shards"][0]["ShardId"]
-        it = kinesis.get_shard_iterator(StreamName="telemetry", ShardId=shard,
-                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        records = kinesis.get_records(ShardIterator=it)["Records"]
-        got = [json.loads(r["Data"])["id"] for r in records]
-        assert got == ["o0", "o1", "o2"]
+        stream = f"telemetry-{uuid.uuid4().hex[:8]}"  # the moto server outlives a test
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        yield kinesis, stream, control_client(tmp_path, token=EDGE_TOKEN,
+                                              TELEMETRY_SINK=f"kinesis://{stream}",
+                                              KINESIS_ENDPOINT_URL=moto.endpoint)
+
+
+def test_ingested_records_land_on_the_kinesis_stream(tmp_path):
+    with kinesis_sink(tmp_path) as (kinesis, stream, client):
+        assert client.post("/v1/telemetry",
+                           data=_outcomes(["o0", "o1", "o2"])).get_json()["accepted"] == 3
+        assert _stream_ids(kinesis, stream) == ["o0", "o1", "o2"]
 
 
 class Throttling:
@@ -69,12 +71,7 @@ def _outcomes(ids) -> bytes:
 
 
 def test_throttled_records_are_retried_and_a_stream_that_keeps_refusing_is_a_503(tmp_path):
-    with running_s3() as moto:
-        kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
-        stream = f"telemetry-{uuid.uuid4().hex[:8]}"  # the moto server outlives a test
-        kinesis.create_stream(StreamName=stream, ShardCount=1)
-        client = control_client(tmp_path, token=EDGE_TOKEN, TELEMETRY_SINK=f"kinesis://{stream}",
-                                KINESIS_ENDPOINT_URL=moto.endpoint)
+    with kinesis_sink(tmp_path) as (kinesis, stream, client):
         sink = client.application.extensions["telemetry_sink"]
         sink.backoff_s = 0.001
         sink.client = Throttling(sink.client, refusals=2)  # a short burst: retried, then in
@@ -90,12 +87,7 @@ def test_throttled_records_are_retried_and_a_stream_that_keeps_refusing_is_a_503
 
 
 def test_bad_records_are_rejected_one_by_one_and_the_rest_reach_the_stream(tmp_path):
-    with running_s3() as moto:
-        kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
-        stream = f"telemetry-{uuid.uuid4().hex[:8]}"  # the moto server outlives a test
-        kinesis.create_stream(StreamName=stream, ShardCount=1)
-        client = control_client(tmp_path, token=EDGE_TOKEN, TELEMETRY_SINK=f"kinesis://{stream}",
-                                KINESIS_ENDPOINT_URL=moto.endpoint)
+    with kinesis_sink(tmp_path) as (kinesis, stream, client):
         bad = [{"kind": "decision", "id": "d", "session": "s", "ts_ms": 1,
                 "context": {"device": {"x": 1}}},
                {"kind": "decision", "id": "h", "session": "s", "ts_ms": 1,
