@@ -15,6 +15,14 @@ class FakeClock:
         return self.now
 
 
+def written_at_0() -> tuple[FakeClock, MemorySessionStore]:
+    """A store with a 10 s TTL on a fake clock, holding session "s" (b"x") written at 0."""
+    clock = FakeClock()
+    store = MemorySessionStore(ttl_s=10, clock=clock)
+    store.put("s", b"x")
+    return clock, store
+
+
 def test_a_stored_state_is_returned():
     store = MemorySessionStore()
     store.put("s", b"\x00state\xff")  # the core's opaque marshal bytes
@@ -23,9 +31,7 @@ def test_a_stored_state_is_returned():
 
 
 def test_a_session_idle_past_its_ttl_is_gone():
-    clock = FakeClock()
-    store = MemorySessionStore(ttl_s=10, clock=clock)
-    store.put("s", b"x")
+    clock, store = written_at_0()
     clock.now = 9.9
     assert store.get("s") == b"x"
     clock.now = 10.0
@@ -33,9 +39,7 @@ def test_a_session_idle_past_its_ttl_is_gone():
 
 
 def test_writing_renews_the_ttl():
-    clock = FakeClock()
-    store = MemorySessionStore(ttl_s=10, clock=clock)
-    store.put("s", b"x")
+    clock, store = written_at_0()
     clock.now = 8
     store.put("s", b"y")
     clock.now = 15
