@@ -17,7 +17,7 @@ from control_plane.rulepack import compile_snapshot, load_pack_set
 from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
 from edge_module.telemetry.decision_log import decision_record
 from edge_module.telemetry.log_spool import DecisionLog, read_batch
-from tests.control_server import ControlServer
+from tests.control_server import ControlServer, running_control
 from tests.factories import T0
 from tests.servers import (
     BUILD,
@@ -524,11 +524,14 @@ def _ship_until(shipper, done, what: str) -> None:
     wait_for(step, 20, what)
 
 
-def test_a_batch_over_the_body_limit_is_split_until_it_fits(tmp_path):
+def _small_bodies(tmp_path: Path) -> dict:
+    """A control plane's configuration that refuses request bodies over 8 KiB."""
     limit = 8 * 1024
-    config = control_config(tmp_path, MAX_REQUEST_BYTES=limit, MAX_PACK_BYTES=limit)
-    control = ControlServer(config)
-    try:
+    return control_config(tmp_path, MAX_REQUEST_BYTES=limit, MAX_PACK_BYTES=limit)
+
+
+def test_a_batch_over_the_body_limit_is_split_until_it_fits(tmp_path):
+    with running_control(_small_bodies(tmp_path)) as control:
         log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
         records = _outcome_records(400)
         for rec in records:
@@ -536,20 +539,15 @@ def test_a_batch_over_the_body_limit_is_split_until_it_fits(tmp_path):
         log.flush()
         assert len(log.spool_files()) == 1  # one batch, far over the control plane's limit
         shipper = _shipper(log, control.url, max_tries=3)
-        db = Path(config["DATA_DIR"]) / "telemetry.sqlite3"
+        db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
         _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
         assert sorted(stored_ids(db)) == sorted(r["id"] for r in records)
         status = shipper.status()
         assert status["split_batches"] >= 3 and status["dropped"] == 0
-    finally:
-        control.stop()
 
 
 def test_a_single_record_over_the_body_limit_is_set_aside_and_counted(tmp_path):
-    limit = 8 * 1024
-    config = control_config(tmp_path, MAX_REQUEST_BYTES=limit, MAX_PACK_BYTES=limit)
-    control = ControlServer(config)
-    try:
+    with running_control(_small_bodies(tmp_path)) as control:
         log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
         log.max_batch_bytes = 6 * 1024
         good = _outcome_records(30)
@@ -559,18 +557,15 @@ def test_a_single_record_over_the_body_limit_is_set_aside_and_counted(tmp_path):
         log.flush()
         shipper = _shipper(log, control.url, max_tries=3)
         _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
-        db = Path(config["DATA_DIR"]) / "telemetry.sqlite3"
+        db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
         assert sorted(stored_ids(db)) == sorted(r["id"] for r in good)
         status = shipper.status()
         assert status["dropped_by_reason"] == {"set_aside:too_large": 1}
         assert status["set_aside_files"] == 1 and status["dropped"] == 1
-    finally:
-        control.stop()
 
 
 def test_records_the_control_plane_rejects_are_counted_dropped_with_the_reason(tmp_path):
-    control = ControlServer(control_config(tmp_path))
-    try:
+    with running_control(control_config(tmp_path)) as control:
         log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
         good = _outcome_records(5)
         bad = [{**good[0], "id": "bad-1", "type": {"x": 1}},
@@ -582,8 +577,6 @@ def test_records_the_control_plane_rejects_are_counted_dropped_with_the_reason(t
         db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
         assert sorted(stored_ids(db)) == sorted(r["id"] for r in good)
         assert shipper.status()["dropped_by_reason"] == {"rejected:invalid_record": 2}
-    finally:
-        control.stop()
 
 
 class _Refusing:
