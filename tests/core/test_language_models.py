@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from control_plane.rulepack import Problem
 from tests import language_factories as lf
 
 # Settings
@@ -145,31 +146,35 @@ def test_a_baseline_duration_in_milliseconds_is_a_whole_number():
 # Models: problems across packs
 
 
+def threshold_problem(thresholds: str, condition: str) -> Problem:
+    """The one problem of `models: {thresholds: <thresholds>}` with trigger t1 on `condition`."""
+    top = f"models:\n  thresholds: {thresholds}\n"
+    return lf.only_compile_problem(lf.when(condition, top=top))
+
+
 def test_a_threshold_for_a_condition_that_is_not_adaptive_is_reported():
-    top = 'models:\n  thresholds: {"t1#0": {"*": 5s}}\n'
-    problem = lf.only_compile_problem(lf.when('dwell: ">= 3s"', top=top))
+    problem = threshold_problem('{"t1#0": {"*": 5s}}', 'dwell: ">= 3s"')
     assert problem.message == "threshold key 't1#0' is not mode: adaptive"
     assert (problem.line, problem.column) == (3, 16)
 
 
 def test_a_threshold_for_no_condition_suggests_an_adaptive_one():
-    top = 'models:\n  thresholds: {"t1#2": {"*": 5s}}\n'
-    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, mode: adaptive}", top=top))
+    problem = threshold_problem('{"t1#2": {"*": 5s}}', "dwell: {gte: 3s, mode: adaptive}")
     assert problem.message == "threshold key 't1#2' names no condition"
     assert problem.suggestion == "t1#0"
     assert problem.expected.endswith("one of t1#0")
 
 
 def test_a_threshold_in_the_wrong_unit_is_reported_at_the_value():
-    top = 'models:\n  thresholds: {"t1#0": {"*": 140%}}\n'
-    problem = lf.only_compile_problem(lf.when("scroll_depth: {gte: 0.5, mode: adaptive}", top=top))
+    problem = threshold_problem('{"t1#0": {"*": 140%}}',
+                                "scroll_depth: {gte: 0.5, mode: adaptive}")
     assert problem.message == "the threshold of t1#0 for *: '140%' is outside 0% to 100%"
     assert (problem.line, problem.column) == (3, 30)
 
 
 def test_a_threshold_segment_must_be_defined():
-    top = 'models:\n  thresholds: {"t1#0": {"*": 1s, mobil: 2s}}\n'
-    problem = lf.only_compile_problem(lf.when("dwell: {gte: 3s, mode: adaptive}", top=top))
+    problem = threshold_problem('{"t1#0": {"*": 1s, mobil: 2s}}',
+                                "dwell: {gte: 3s, mode: adaptive}")
     assert (problem.message, problem.suggestion) == ("unknown segment 'mobil'", None)
 
 
