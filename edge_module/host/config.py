@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..http.cors import OriginError, parse_allowed_origins
+
 
 class ConfigError(Exception):
     pass
@@ -94,6 +96,10 @@ class EdgeConfig:
     telemetry_max_list_items: int = 64  # logged fired/suppressed entries per decision
     telemetry_max_report_triggers: int = 16  # triggers kept of a decision's `report`
     telemetry_max_report_values: int = 16  # condition values kept per reported trigger
+    # Browser pages that may call /v1/decide and /v1/outcome: comma-separated exact origins
+    # (http://shop.example:8800) or *; empty: none (a request with an Origin gets 403)
+    allowed_origins: str = ""
+    sdk_dir: Path = Path("build/sdk")  # the SDK build served under /sdk/ (its manifest.json)
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
@@ -111,6 +117,10 @@ class EdgeConfig:
             raise ConfigError(f"EDGE_WORKERS={self.workers} needs a session store the worker "
                               "processes share: EDGE_SESSION_STORE=lmdb (this host) or a "
                               "redis:// URL (hosts of a PoP)")
+        try:
+            parse_allowed_origins(self.allowed_origins)
+        except OriginError as exc:
+            raise ConfigError(f"EDGE_ALLOWED_ORIGINS: {exc}") from None
         if self.workers > 1 and self.server != "granian":
             raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
                               "several worker processes (EDGE_SERVER=granian)")

@@ -1,5 +1,6 @@
 """The edge host's HTTP API as an object apart from any server: `POST /v1/decide`,
-`POST /v1/outcome`, `GET /healthz` and `GET /openapi.json`, routed through one table.
+`POST /v1/outcome` (and their CORS preflights), `GET /healthz`, `GET /openapi.json` and the
+browser SDK's files under `/sdk/`, routed through one table.
 
 Plain handlers rather than a framework: this is the hot path, and all a decision does is
 parse the body once, fetch the session state, call the component and splice the answer.
@@ -16,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -35,13 +36,16 @@ from ..sessions.session_store import (
 from ..telemetry.decision_log import OutcomeError, outcome_record
 from ..telemetry.log_spool import DecisionLog
 from ..telemetry.shipper import TelemetryShipper
+from .cors import PREFLIGHT_HEADERS, CorsPolicy
 from .outcome_tokens import OutcomeTokens, TokenError, load_key
+from .sdk_files import SdkFile, SdkFiles, etag_matches
 
 log = logging.getLogger("edge.host")
 
 StartResponse = Callable[..., Any]
 JSON = "application/json"
-_STATUS = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
+_STATUS = {200: "200 OK", 204: "204 No Content", 304: "304 Not Modified",
+           400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
            405: "405 Method Not Allowed", 408: "408 Request Timeout",
            413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
            422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
@@ -50,6 +54,8 @@ MAX_OUTCOME_BYTES = 16 * 1024
 
 Headers = list[tuple[str, str]]
 Reply = tuple[int, bytes, Headers]
+NO_HEADERS: Headers = []  # shared: never appended to
+BODILESS = (204, 304)  # answers without content, hence without Content-Type or -Length
 
 
 class Counters:
@@ -60,7 +66,8 @@ class Counters:
              "busy",
              "slow_bodies",  # request bodies that did not arrive within the deadline (408)
              "oversized",  # request bodies over their route's limit (413)
-             "outcomes_refused")  # outcome reports without a valid token
+             "outcomes_refused",  # outcome reports without a valid token
+             "origins_refused")  # browser requests from an origin not allowed (403)
 
     def __init__(self) -> None:
         self._counts = dict.fromkeys(self.NAMES, 0)
@@ -92,6 +99,8 @@ class Route:
     handler: Callable[[bytes], Reply]
     max_body: int = 0  # 0: no body expected
     lane: str = "loop"
+    cors: bool = False  # browsers may call it: the Origin rule applies (`EdgeApp.screen`)
+    etag: str = ""  # its answer's entity tag: If-None-Match may get a 304
 
 
 class EdgeApp:
@@ -123,6 +132,19 @@ class EdgeApp:
             "/healthz": Route("GET", lambda _body: self.health(), lane="side"),
             "/openapi.json": Route("GET", lambda _body: self.openapi()),
         }
+        for path in ("/v1/decide", "/v1/outcome"):
+            self.routes[path] = replace(self.routes[path], cors=True)
+        self.cors = CorsPolicy(config.allowed_origins)
+        self.preflight = Route("OPTIONS", lambda _body: (204, b"", PREFLIGHT_HEADERS),
+                               cors=True)
+        self.origin_refused: Reply = (403, error_body(
+            "origin_not_allowed", "this page's origin may not call the edge (the edge's "
+            "EDGE_ALLOWED_ORIGINS lists the origins that may)"), [("Vary", "Origin")])
+        self.sdk = SdkFiles.load(config.sdk_dir)
+        if self.sdk.error is not None:
+            log.warning("serving no SDK files: %s", self.sdk.error)
+        for name, sdk_file in self.sdk.files.items():
+            self.routes[f"/sdk/{name}"] = Route("GET", _static(sdk_file), etag=sdk_file.etag)
 
     def route(self, method: str, path: str) -> Route | Reply:
         """The route for a request, or the 404 / 405 answer."""
@@ -130,9 +152,31 @@ class EdgeApp:
         if route is None:
             return 404, error_body("not_found", f"no route {path}"), []
         if method != route.method and not (method == "HEAD" and route.method == "GET"):
+            if method == "OPTIONS" and route.cors:
+                return self.preflight
+            allow = {"GET": "GET, HEAD", "POST": "POST, OPTIONS" if route.cors else "POST"}
             return 405, error_body("method_not_allowed", f"use {route.method} for {path}"), [
-                ("Allow", route.method if route.method != "GET" else "GET, HEAD")]
+                ("Allow", allow.get(route.method, route.method))]
         return route
+
+    def screen(self, route: Route, origin: str | None, if_none_match: str | None,
+               ) -> Headers | Reply:
+        """What a request's headers decide before it runs (the server calls this when
+        `route.cors or route.etag`): the headers every answer to it carries (CORS), or the
+        answer itself: 403 for a browser page of an origin not allowed (nothing decided,
+        nothing logged), 304 when the client's copy is current."""
+        if route.cors:
+            if origin is None:  # not a browser page: a server, curl
+                return NO_HEADERS
+            allowed = self.cors.headers(origin)
+            if allowed is None:
+                self.counters.add("origins_refused")
+                return self.origin_refused
+            return allowed
+        if if_none_match is not None and etag_matches(if_none_match, route.etag):
+            _, _, headers = route.handler(b"")
+            return 304, b"", [h for h in headers if h[0] != "Content-Type"]
+        return NO_HEADERS
 
     def too_large(self, route: Route, length: int) -> Reply:
         self.counters.add("oversized")
@@ -168,6 +212,13 @@ class EdgeApp:
         route = self.route(method, path)
         if not isinstance(route, Route):
             return self._reply(start_response, *route)
+        cors = NO_HEADERS
+        if route.cors or route.etag:
+            screened = self.screen(route, environ.get("HTTP_ORIGIN"),
+                                   environ.get("HTTP_IF_NONE_MATCH"))
+            if isinstance(screened, tuple):  # waitress has read the body already
+                return self._reply(start_response, *screened)
+            cors = screened
         body = b""
         if route.max_body:
             try:
@@ -176,18 +227,21 @@ class EdgeApp:
                 length = -1
             if length < 0:
                 reply: Reply = (400, error_body("invalid_request", "bad Content-Length"), [])
-                return self._reply(start_response, *reply)
+                return self._reply(start_response, *reply, cors)
             if length > route.max_body:
-                return self._reply(start_response, *self.too_large(route, length))
+                return self._reply(start_response, *self.too_large(route, length), cors)
             body = environ["wsgi.input"].read(length)
-        return self._reply(start_response, *self.run(route, body, method, path))
+        return self._reply(start_response, *self.run(route, body, method, path), cors)
 
     @staticmethod
     def _reply(start_response: StartResponse, status: int, body: bytes,
-               extra: Headers | None = None) -> list[bytes]:
-        headers = [("Content-Type", JSON), ("Content-Length", str(len(body)))]
+               extra: Headers | None = None, cors: Headers = NO_HEADERS) -> list[bytes]:
         # hop-by-hop headers are the WSGI server's to send (PEP 3333)
-        headers += [h for h in extra or () if h[0].lower() != "connection"]
+        headers = [h for h in extra or () if h[0].lower() != "connection"] + cors
+        if status not in BODILESS:
+            headers.append(("Content-Length", str(len(body))))
+            if not any(h[0] == "Content-Type" for h in headers):
+                headers.append(("Content-Type", JSON))
         start_response(_STATUS.get(status, f"{status} Error"), headers)
         return [body]
 
@@ -341,6 +395,7 @@ class EdgeApp:
             "traps": self.pool.traps,
             # counted for this host's own stores; Redis would need a scan per report
             "sessions": self._session_count(),
+            "sdk": self.sdk.status(),
             # states dropped to keep the store within its bytes (evicted), refused as too
             # large for one session (refused), writes refused after a lost lease (fenced)
             "session_store": {name: getattr(self.sessions, name, None)
@@ -363,6 +418,11 @@ class EdgeApp:
     def health(self) -> Reply:
         doc = self.status()
         return (200 if doc["status"] == "ok" else 503), json.dumps(doc).encode(), []
+
+
+def _static(sdk_file: SdkFile) -> Callable[[bytes], Reply]:
+    reply: Reply = (200, sdk_file.body, sdk_file.headers())
+    return lambda _body: reply
 
 
 def _now(request: dict[str, Any], clock_ms: Callable[[], int]) -> int:

@@ -42,7 +42,7 @@ from typing import Any
 from ..host.config import EdgeConfig
 from ..host.edge_host import EdgeHost, configure_logging, settle_heap
 from ..sessions.session_store import MemorySessionStore
-from .app import EdgeApp, Reply, Route, error_body
+from .app import BODILESS, NO_HEADERS, EdgeApp, Headers, Reply, Route, error_body
 from .lane import Lane
 
 log = logging.getLogger("edge.host")
@@ -134,28 +134,43 @@ class RsgiEdge:
         route = self.app.route(method, path)
         if not isinstance(route, Route):
             return _send(proto, route)
+        cors = NO_HEADERS
+        screened: Reply | None = None  # answered from the request's headers alone
+        if route.cors or route.etag:
+            headers = scope.headers
+            verdict = self.app.screen(route, headers.get("origin"),
+                                      headers.get("if-none-match"))
+            if isinstance(verdict, tuple):
+                screened = verdict
+            else:
+                cors = verdict
         body = b""
         if route.max_body:
+            # read even when refused: the client then reads its answer on a clean connection
             got = await self._read_body(scope, proto, route)
             if not isinstance(got, bytes):
-                return _send(proto, got)
+                return _send(proto, got, cors)
             body = got
+        if screened is not None:
+            return _send(proto, screened)
         if route.lane == "loop":
-            return _send(proto, self.app.run(route, body, method, path))
+            return _send(proto, self.app.run(route, body, method, path), cors)
         if route.lane == "decide":  # admitted before queueing, not in the thread
             refused = self.app.admit()
             if refused is not None:
-                return _send(proto, refused)
+                return _send(proto, refused, cors)
             if (self.loop_decides and self.deciding >= self.decide_threads.size
                     and self.app.pool.idle()):
                 try:
-                    return _send(proto, self.app.run(self.admitted_now, body, method, path))
+                    return _send(proto, self.app.run(self.admitted_now, body, method, path),
+                                 cors)
                 finally:
                     self.app.release()
             # the decision thread answers and releases; this task only waits to end
             done = self.loop.create_future()
             self.deciding += 1
-            self.decide_threads.submit(self._decide_and_send, done, proto, body, method, path)
+            self.decide_threads.submit(self._decide_and_send, done, proto, body, method, path,
+                                       cors)
             if self._collector is None:
                 self._collector = self.loop.call_later(COLLECT_S, self._collect_tick)
             await done
@@ -163,20 +178,20 @@ class RsgiEdge:
         if self.side_pending >= self.config.max_pending:
             self.app.counters.add("busy")
             return _send(proto, (503, error_body("overloaded", "edge host saturated, retry "
-                                                 "shortly"), [("Retry-After", "1")]))
+                                                 "shortly"), [("Retry-After", "1")]), cors)
         self.side_pending += 1
         try:
             reply = await self.side.run(self.app.run, route, body, method, path)
         finally:
             self.side_pending -= 1
-        _send(proto, reply)
+        _send(proto, reply, cors)
 
     def _decide_and_send(self, done: asyncio.Future[None], proto: Any, body: bytes,
-                         method: str, path: str) -> None:
+                         method: str, path: str, cors: Headers) -> None:
         """On a decision thread: decide, answer, count the decision out, and leave `done`
         for the loop to collect (no wake-up: see the module's docstring)."""
         try:
-            _send(proto, self.app.run(self.admitted, body, method, path))
+            _send(proto, self.app.run(self.admitted, body, method, path), cors)
         finally:
             self.app.release()
             self.finished.append(done)  # deque.append: atomic, no lock needed
@@ -262,9 +277,14 @@ async def _collect(proto: Any, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def _send(proto: Any, reply: Reply) -> None:
+def _send(proto: Any, reply: Reply, cors: Headers = NO_HEADERS) -> None:
     status, body, extra = reply
-    proto.response_bytes(status, _JSON + [(k.lower(), v) for k, v in extra], body)
+    headers = [(k.lower(), v) for k, v in extra]
+    if cors:
+        headers += [(k.lower(), v) for k, v in cors]
+    if status not in BODILESS and not any(k == "content-type" for k, _ in headers):
+        headers = _JSON + headers
+    proto.response_bytes(status, headers, body)
 
 
 # -- two hooks into granian's internals ------------------------------------------------------

@@ -1,7 +1,8 @@
 """The edge host's HTTP API, described as an OpenAPI 3.1 document (`GET /openapi.json`).
 
 Written by hand from the wire contract (docs: ARCHITECTURE.md, "Wire contract v1"): what a
-client may send to `/v1/decide` and `/v1/outcome`, and every answer it may get back.
+client may send to `/v1/decide` and `/v1/outcome` (their CORS preflights, the SDK's files
+under `/sdk/`), and every answer it may get back.
 `tests/adversarial/test_schemathesis.py` runs schemathesis against a real edge with it.
 """
 
@@ -36,6 +37,10 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
                                 "schema": {"type": "string"}}}
+_STRING = {"schema": {"type": "string"}}
+# on every answer to a request whose Origin EDGE_ALLOWED_ORIGINS allows
+_CORS = {"Access-Control-Allow-Origin": {"description": "the request's Origin, or *", **_STRING},
+         "Vary": _STRING, "Access-Control-Expose-Headers": _STRING}
 _TIME = {"type": "integer", "minimum": 0, "maximum": MAX_TIME_MS}
 
 _NULLABLE_NAME = {"type": ["string", "null"], "maxLength": MAX_NAME}
@@ -168,7 +173,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {"edge_id": {"type": "string"},
                        "status": {"enum": ["ok", "no_snapshot", "draining"]},
                        "revision": {"type": ["string", "null"]},
-                       "last_error": {"type": ["string", "null"]}},
+                       "last_error": {"type": ["string", "null"]},
+                       "sdk": {"type": "object", "description": "the SDK files served",
+                               "properties": {"available": {"type": "boolean"},
+                                              "files": {"type": "object"},
+                                              "error": {"type": ["string", "null"]}}}},
     },
 }
 
@@ -178,24 +187,40 @@ _BODY_ERRORS = {
                   {"Allow": {"schema": {"type": "string"}, "required": True}}),
     "408": _error("the body did not arrive within the read deadline"),
     "413": _error("the body is over the route's limit"),
-    "415": _error("the body is not application/json"),
 }
+_ORIGIN_REFUSED = "origin_not_allowed: a browser page of an origin EDGE_ALLOWED_ORIGINS " \
+    "does not list (nothing decided or logged)"
 
 
 def _post(summary: str, operation_id: str, request: str,
           responses: dict[str, Any]) -> dict[str, Any]:
-    """A POST operation taking the JSON body schema `request`."""
+    """A POST operation taking the JSON body schema `request`, as application/json or as
+    text/plain (what a browser's CORS simple request sends; the host reads both alike)."""
+    schema = {"schema": _ref(request)}
     return {"summary": summary, "operationId": operation_id,
-            "requestBody": {"required": True, "content": {"application/json": {
-                "schema": _ref(request)}}},
+            "requestBody": {"required": True, "content": {"application/json": schema,
+                                                          "text/plain": schema}},
             "responses": responses}
+
+
+def _preflight(path: str, operation_id: str) -> dict[str, Any]:
+    """The CORS preflight of `path` (never touches an instance)."""
+    return {"summary": f"CORS preflight of POST {path}", "operationId": operation_id,
+            "responses": {
+                "204": {"description": "allowed (Access-Control-Allow-Origin when the Origin "
+                                       "is allowed; cached by the browser for a day)",
+                        "headers": {name: _STRING for name in (
+                            "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+                            "Access-Control-Max-Age")}},
+                "403": _error(_ORIGIN_REFUSED)}}
 
 
 def edge_openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 description of every route of the edge host."""
     decide = _post("Decide which content to show a visitor now", "decide", "DecideRequest", {
-        "200": _json("Decision", "the actions to show (possibly none)"),
+        "200": _json("Decision", "the actions to show (possibly none)", _CORS),
         **_BODY_ERRORS,
+        "403": _error(_ORIGIN_REFUSED),
         "404": _error("no route"),
         "422": _error("the snapshot cannot decide this request"),
         "503": _error("no snapshot yet, overloaded, draining, or the decision was stopped "
@@ -203,9 +228,10 @@ def edge_openapi() -> dict[str, Any]:
     })
     outcome = _post("Report what the visitor did with a decision (impression, click...)",
                     "outcome", "OutcomeRequest", {
-        "200": _json("Outcome", "recorded"),
+        "200": _json("Outcome", "recorded", _CORS),
         **_BODY_ERRORS,
-        "403": _error("no valid outcome token for this session, decision and trigger"),
+        "403": _error("no valid outcome token for this session, decision and trigger; or "
+                      + _ORIGIN_REFUSED),
         "503": _error("this edge records no telemetry, or is draining", _RETRY_AFTER),
     })
     return {
@@ -213,8 +239,22 @@ def edge_openapi() -> dict[str, Any]:
         "info": {"title": "Edge trigger engine: edge host", "version": "1",
                  "description": "Decisions per request from the cached, signed snapshot."},
         "paths": {
-            "/v1/decide": {"post": decide},
-            "/v1/outcome": {"post": outcome},
+            "/v1/decide": {"post": decide, "options": _preflight("/v1/decide", "decidePreflight")},
+            "/v1/outcome": {"post": outcome,
+                            "options": _preflight("/v1/outcome", "outcomePreflight")},
+            "/sdk/{file}": {"get": {
+                "summary": "The browser SDK: the files of its build's manifest",
+                "operationId": "sdkFile",
+                "parameters": [{"name": "file", "in": "path", "required": True,
+                                "schema": {"type": "string"},
+                                "description": "nudge.js, nudge.mjs (aliases, cached 300 s) "
+                                               "or a content-hashed name (immutable)"}],
+                "responses": {
+                    "200": {"description": "the file", "headers": {
+                        "ETag": _STRING, "Cache-Control": _STRING},
+                            "content": {"text/javascript": {"schema": {"type": "string"}}}},
+                    "304": {"description": "the If-None-Match copy is current"},
+                    "404": _error("not a file of the SDK build (or no build)")}}},
             "/healthz": {"get": {
                 "summary": "What this edge runs and how it fares", "operationId": "healthz",
                 "responses": {"200": _json("Health", "serving a snapshot"),

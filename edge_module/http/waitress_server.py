@@ -22,9 +22,13 @@ def serve_waitress(config: EdgeConfig) -> None:
 
     host = EdgeHost.build(config)
     settle_heap()
-    # a channel that sends nothing for the header timeout is closed
+    # A channel that sends nothing for the header timeout is closed. Bodies up to the
+    # discard bound reach the app, whose 413 is JSON with the CORS headers a page needs to
+    # read it (waitress's own is plain text); as under granian, the excess is dropped.
     server = create_server(host.app, host=config.host, port=config.port, threads=config.threads,
-                           ident="edge-host", max_request_body_size=config.max_body_bytes,
+                           ident="edge-host",
+                           max_request_body_size=max(config.max_body_bytes,
+                                                     config.max_discard_bytes),
                            connection_limit=config.max_connections,
                            channel_timeout=config.header_timeout_s)
 

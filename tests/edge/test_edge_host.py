@@ -116,7 +116,7 @@ def test_an_oversized_body_gets_413_before_parsing(edge):
 def test_wrong_method_and_unknown_route_are_json_errors(edge):
     status, body, headers = http("GET", edge.url + "/v1/decide")
     assert status == 405 and body["error"]["code"] == "method_not_allowed"
-    assert headers["Allow"] == "POST"
+    assert headers["Allow"] == "POST, OPTIONS"  # OPTIONS: the CORS preflight
     status, body, _ = http("GET", edge.url + "/nope")
     assert status == 404 and body["error"]["code"] == "not_found"
 
