@@ -131,13 +131,13 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,
-                  what: str = "edge-host") -> None:
+                  what: str = "edge-host", path: str = "/healthz") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()}")
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1) as resp:
+            with urllib.request.urlopen(url + path, timeout=1) as resp:
                 if resp.status == 200:
                     return
         except OSError:

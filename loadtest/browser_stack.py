@@ -1,0 +1,156 @@
+"""The stack a real browser visits: control plane, edge host and the demo store, each its
+own process on its own loopback port (so the store's pages call the edge cross-origin),
+set up as `./build.sh up` sets them up, in a throwaway folder. A second demo store asks
+for consent first. The edge can be stopped and started again mid-visit.
+
+Used by the browser tests (tests/browser) and `python -m loadtest.bench_browser`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from loadtest.stack import BIN, ROOT, _run, _start, _wait_healthy, free_port
+from sdk.build import build as sdk_build
+
+# Installed in every page before its own scripts: when each nudge element appeared (the
+# page's clock, which also stamps the SDK's events) and the bodies the SDK sent with fetch.
+PROBE = """
+window.__probe = {appeared: {}, sent: []};
+(function () {
+  const f = window.fetch;
+  window.fetch = function (url, opts) {
+    try { window.__probe.sent.push({url: String(url), body: String(opts && opts.body),
+                                    at: Date.now()}); } catch (e) {}
+    return f.apply(this, arguments);
+  };
+  new MutationObserver(function (records) {
+    for (const r of records) for (const n of r.addedNodes) {
+      if (n.nodeType === 1 && n.hasAttribute("data-trigger")) {
+        const key = n.getAttribute("data-trigger");
+        if (!(key in window.__probe.appeared)) window.__probe.appeared[key] = Date.now();
+      }
+    }
+  }).observe(document, {childList: true, subtree: true});
+})();
+"""
+
+
+def request(method: str, url: str, body: str | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=None if body is None else body.encode(),
+                                 method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait(predicate: Any, timeout_s: float = 30.0, what: str = "condition") -> Any:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+class BrowserStack:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        cport, eport, dport, dport2 = (free_port() for _ in range(4))
+        self.control = f"http://127.0.0.1:{cport}"
+        self.edge = f"http://127.0.0.1:{eport}"
+        self.demo = f"http://127.0.0.1:{dport}"
+        self.demo_consent = f"http://127.0.0.1:{dport2}"
+        data = work / "control"
+        self.env = {
+            **os.environ, "CONTROL_HOST": "127.0.0.1", "CONTROL_PORT": str(cport),
+            "CONTROL_DATA_DIR": str(data), "TRIGGERS_STORE": str(work / "store"),
+            "TRIGGERS_TRUSTED_KEYS": str(work / "trusted"), "EDGE_HOST": "127.0.0.1",
+            "EDGE_PORT": str(eport), "EDGE_STATE_DIR": str(work / "edge"),
+            "EDGE_SYNC_INTERVAL_S": "0.1", "EDGE_REPORT_INTERVAL_S": "0.5",
+            "EDGE_TELEMETRY_INTERVAL_S": "0.2", "EDGE_CONTROL_URL": self.control,
+            "EDGE_ALLOWED_ORIGINS": f"{self.demo},{self.demo_consent}",
+            "EDGE_SDK_DIR": str(ROOT / "build" / "sdk"),
+            "EDGE_LOG_LEVEL": os.environ.get("EDGE_LOG_LEVEL", "WARNING")}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        sdk_build(ROOT / "build" / "sdk")  # the SDK the edge serves is this tree's
+        engine = str(BIN / "trigger-engine")
+        for argv in (["keys", "generate"], ["tokens"], ["publish", str(ROOT / "rules")]):
+            _run([engine, *argv], self.env)
+        self.env["EDGE_TOKEN"] = (data / "edge.token").read_text().strip()
+        self.publisher = (data / "publisher.token").read_text().strip()
+        try:
+            self.start("control", [engine, "serve"], self.control)
+            self.start_edge()
+            store = [sys.executable, "-m", "demo.store", "--edge", self.edge]
+            self.start("demo", [*store, "--port", str(dport)], self.demo, "/")
+            self.start("demo-consent", [*store, "--port", str(dport2), "--consent", "required"],
+                       self.demo_consent, "/")
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self, name: str, argv: list[str], url: str, path: str = "/healthz") -> None:
+        log = self.work / f"{name}.log"
+        self.procs[name] = proc = _start(argv, self.env, log)
+        _wait_healthy(url, proc, log, 60.0, name, path)
+
+    def start_edge(self) -> None:
+        self.start("edge", [str(BIN / "edge-host")], self.edge)
+        wait(lambda: request("GET", self.edge + "/healthz")[1].get("revision"),
+             what="the edge serving a snapshot")
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def close(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    def _auth(self, content_type: str = "application/json") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.publisher}", "Content-Type": content_type}
+
+    def trigger_report(self) -> dict[str, dict[str, int]]:
+        """Per trigger id, summed over devices and revisions: fires, impressions, clicks,
+        conversions, dismissals, as the control plane reports them."""
+        status, body = request("GET", self.control + "/v1/reports/triggers?window_s=3600",
+                               headers=self._auth())
+        if status != 200:
+            raise RuntimeError(f"trigger report: {status} {body}")
+        out: dict[str, dict[str, int]] = {}
+        for row in body["rows"]:
+            sums = out.setdefault(row["trigger"], {})
+            for key in ("fires", "impressions", "clicks", "conversions", "dismissals"):
+                sums[key] = sums.get(key, 0) + row[key]
+        return out
+
+    def publish_pack(self, name: str, text: str) -> None:
+        """Publish one more pack beside rules/ and wait until the edge serves it."""
+        before = request("GET", self.edge + "/healthz")[1]["revision"]
+        for method, path, body, kind in (("PUT", f"/v1/packs/{name}", text, "application/yaml"),
+                                         ("POST", "/v1/snapshots", None, "application/json")):
+            status, answer = request(method, self.control + path, body, self._auth(kind))
+            if status not in (200, 201):
+                raise RuntimeError(f"{method} {path}: {status} {answer}")
+        wait(lambda: request("GET", self.edge + "/healthz")[1]["revision"] != before,
+             what="the edge serving the new pack")
