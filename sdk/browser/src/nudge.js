@@ -194,9 +194,8 @@ function post(path, body, keepalive) {
 }
 
 function retryAfterMs(res) {
-  const h = res && res.headers.get("Retry-After");
-  const s = h && Number(h);
-  if (s >= 0) return s * 1000;
+  const s = Number(res ? res.headers.get("Retry-After") || NaN : NaN);
+  if (s >= 0) return Math.min(s, 3600) * 1000;
   const backoff = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1];
   return backoff * (0.5 + Math.random() / 2); // jitter: a recovering edge is not stampeded
 }
@@ -441,6 +440,8 @@ function pageView() {
   if (path === lastPath) return;
   lastPath = path;
   push({ type: "page_view", url: path });
+  lastDepth = -1; // a new page: where the visitor stands on it is news
+  onScroll();
 }
 
 let scrollFrame = 0;
@@ -555,7 +556,6 @@ function start() {
   patchHistory();
   lastPath = null;
   pageView();
-  onScroll();
 }
 
 function stop() {
