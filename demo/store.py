@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from flask import Flask, Response, jsonify, render_template
+from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
@@ -57,8 +57,10 @@ def create_app(edge: str, consent: str = "not-required") -> Flask:
     app.config.update(EDGE=edge.rstrip("/"), CONSENT=consent)
 
     def in_layout(page: Page) -> str:
+        # ?sdk=module shows the ES module install instead of the classic snippet
+        sdk = "module" if request.args.get("sdk") == "module" else "classic"
         return render_template("layout.html", page=page, edge=app.config["EDGE"],
-                               consent=app.config["CONSENT"])
+                               consent=app.config["CONSENT"], sdk=sdk)
 
     @app.get("/")
     @app.get("/<path:path>")

@@ -35,7 +35,7 @@ for(var i=0;i<q.length;i++){try{f.apply(null,q[i]);}catch(e){}}
 })();
 """
 
-_EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?function|const|let)", re.M)
+_EXPORT = re.compile(r"^export\s+(?=(?:async\s+)?function|const|let)", re.MULTILINE)
 
 
 def minify(source: str) -> str:

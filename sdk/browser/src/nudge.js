@@ -224,7 +224,12 @@ async function flush() {
     res = await post("/v1/decide", body, true);
     if (res.ok) {
       failures = 0;
-      answer(await res.json());
+      try {
+        answer(await res.json());
+      } catch (err) {
+        // the edge took the events: an answer we cannot read is reported, not resent
+        emit("error", { status: res.status, error: String(err) });
+      }
     } else if (res.status === 429 || res.status >= 500 || res.status === 408) {
       queue = batch.concat(queue).slice(-MAX_QUEUE);
       retryLater(res);
@@ -248,7 +253,8 @@ function answer(res) {
   if (!live || !res) return;
   lastDecision = { decision_id: res.decision_id, outcome_token: res.outcome_token };
   for (; convertPending > 0; convertPending--) convert();
-  for (const action of res.actions || []) {
+  for (const action of Array.isArray(res.actions) ? res.actions : []) {
+    if (!action || typeof action.trigger !== "string") continue;
     action.decision_id = res.decision_id;
     emit("action", action);
     if (action.tier === "predictive") prefetch(action);

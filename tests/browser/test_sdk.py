@@ -1,0 +1,91 @@
+"""The SDK's own promises, in Chromium against the real stack: the ES module build loads
+cross-origin, a modal is accessible, the last events travel by beacon when the page goes
+away, an idle page does not poll, and a broken edge answer never reaches the page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtest.browser_stack import request
+from tests.servers import wait_for
+
+
+def test_the_es_module_build_loads_cross_origin_and_decides(visit: Any, stack: Any) -> None:
+    v = visit()
+    v.goto("/pricing?sdk=module")  # the store's page with the ES module install
+    assert v.page.evaluate("document.querySelector('script[type=module]') !== null")
+    v.page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    nudge = v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    assert nudge.inner_text().startswith("10 % off")
+
+
+MODAL_PACK = """
+pack: newsletter-on-features
+description: Newsletter sign-up as a modal on the features page (browser test)
+triggers:
+  - id: newsletter-modal
+    description: page view of /features -> newsletter modal
+    page: /features
+    on: {type: page_view}
+    action: {content: newsletter-signup, tier: immediate}
+"""
+
+
+def test_a_modal_takes_focus_and_escape_gives_it_back(visit: Any, stack: Any) -> None:
+    stack.publish_pack("newsletter-on-features", MODAL_PACK)
+    v = visit()
+    v.goto("/")
+    v.page.focus("#nav-features")
+    v.page.keyboard.press("Enter")  # SPA navigation to /features
+    modal = v.page.wait_for_selector("[data-trigger='newsletter-modal']", timeout=10_000)
+    assert modal.get_attribute("role") == "dialog"
+    assert modal.get_attribute("aria-modal") == "true"
+    assert v.page.evaluate("document.activeElement.closest('[data-trigger]') !== null")
+    v.page.keyboard.press("Escape")
+    v.page.wait_for_selector("[data-trigger='newsletter-modal']", state="detached")
+    assert v.page.evaluate("document.activeElement.id") == "nav-features"
+    wait_for(lambda: stack.trigger_report().get("newsletter-modal", {}).get("dismissals"),
+             what="the dismissal in the reports")
+
+
+def test_events_still_queued_when_the_page_goes_away_travel_by_beacon(visit: Any,
+                                                                      stack: Any) -> None:
+    v = visit()
+    v.goto("/features")
+    decisions = request("GET", stack.edge + "/healthz")[1]["decisions"]
+    v.page.mouse.move(200, 200)  # waits for the 250 ms batch cadence...
+    v.page.close()  # ...which the page does not live to see: pagehide sends it by beacon
+    wait_for(lambda: request("GET", stack.edge + "/healthz")[1]["decisions"] > decisions,
+             what="the beacon's decision at the edge")
+
+
+def test_an_idle_page_does_not_poll(visit: Any) -> None:
+    v = visit()
+    v.goto("/features")  # nothing timed can come due here: next_check_ms is null
+    wait_for(lambda: v.edge_requests(), what="the page view sent")
+    v.page.wait_for_timeout(500)
+    settled = len(v.edge_requests())
+    v.page.wait_for_timeout(3000)
+    assert len(v.edge_requests()) == settled
+
+
+def test_a_broken_edge_answer_never_reaches_the_page(visit: Any, stack: Any) -> None:
+    v = visit()
+    hostile = ('{"revision": "1", "decision_id": "d", "next_check_ms": "soon", "actions": ['
+               '{"trigger": "x", "content": "<img src=x onerror=alert(1)>", "tier": "immediate"},'
+               '{"trigger": "pricing-discount", "content": "discount-nudge-10", '
+               '"tier": "immediate", "delay_ms": 0}]}')
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.fulfill(
+        status=200, body=hostile, headers={"Access-Control-Allow-Origin": stack.demo}))
+    v.goto("/pricing")
+    toast = v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    # content ids are only looked up in the site's catalog: nothing else is rendered
+    assert len(v.page.query_selector_all("[data-trigger]")) == 1 and toast.is_visible()
+    assert v.page.query_selector("img") is None
+    v.goto("/pricing")  # and invalid JSON is an error event, not an exception in the page
+    v.page.unroute(stack.edge + "/v1/decide")
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.fulfill(
+        status=200, body="{not json", headers={"Access-Control-Allow-Origin": stack.demo}))
+    v.page.evaluate("() => { window.__errors = []; nudge.on('error', e => __errors.push(e)); }")
+    v.page.mouse.click(10, 300)
+    v.page.wait_for_function("window.__errors.length > 0")
