@@ -224,6 +224,7 @@ async function flush() {
     res = await post("/v1/decide", body, true);
     if (res.ok) {
       failures = 0;
+      if (outcomes.length) sendOutcomes(); // the edge is back: what waited goes now
       try {
         answer(await res.json());
       } catch (err) {
