@@ -125,7 +125,9 @@ PYEOF
   demo store     http://$DEMO_HOST:$DEMO_PORT   (the SDK in a real page)
   publisher token: $CONTROL_DATA_DIR/publisher.token (needed to submit, publish, roll back)
 
-  Try it (a visitor reads the pricing page for 3.2 s after scrolling to 80 %):
+  Try it in a browser: open http://$DEMO_HOST:$DEMO_PORT/pricing, scroll to the bottom and
+  stay 3 s: the discount nudge appears. Or with curl (a visitor reads the pricing page for
+  3.2 s after scrolling to 80 %):
 
   curl -s http://$EDGE_HOST:$EDGE_PORT/v1/decide -H 'Content-Type: application/json' -d '{
     "session_id": "demo-1", "now_ms": 1764201603200, "context": {"url": "/pricing", "device": "desktop"},
@@ -139,7 +141,7 @@ PYEOF
   curl -s -X POST http://$CONTROL_HOST:$CONTROL_PORT/v1/snapshots \\
     -H "Authorization: Bearer \$(cat $CONTROL_DATA_DIR/publisher.token)"
 
-  Ctrl-C stops both.
+  Ctrl-C stops all three.
 TXT
   wait "${pids[@]}"
 }

@@ -152,3 +152,17 @@ def _answers(url: str) -> bool:
         return http("GET", url)[0] == 200
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/sdk.md"])
+def test_the_documented_snippet_is_the_one_the_store_uses(doc):
+    text = (ROOT / doc).read_text()
+    assert LOADER in text
+    assert re.search(r'<script async src="[^"]+/sdk/nudge\.js"></script>', text)
+
+
+def test_the_es_module_install_on_request(client):
+    html = page_text(client, "/pricing?sdk=module")
+    assert f'import * as nudge from "{EDGE}/sdk/nudge.mjs";' in html
+    assert "nudge.init({edge: " in html
+    assert LOADER not in html and "/sdk/nudge.js" not in html

@@ -62,7 +62,7 @@ def running_stack(tmp: Path) -> Iterator[Stack]:
     stack = Stack(proc, f"http://127.0.0.1:{cport}", f"http://127.0.0.1:{eport}", log,
                   tmp / "control")
     try:
-        wait_for(lambda: b"Ctrl-C stops both" in log.read_bytes() or proc.poll() is not None,
+        wait_for(lambda: b"Ctrl-C stops all three" in log.read_bytes() or proc.poll() is not None,
                  timeout_s=240, what="./build.sh up")
         assert proc.poll() is None, log.read_text()
         yield stack
