@@ -2,7 +2,7 @@
 # Build and task entry point. Needs only Python 3.11+ on the machine.
 #   ./build.sh up      build everything, publish rules/, run control plane + edge host
 #   ./build.sh test    build everything, run the whole test suite
-#   ./build.sh bench   decide latency (native, component), propagation, simulate rate
+#   ./build.sh bench   decide latency (native, component), propagation, simulate rate, browser
 #   ./build.sh loadtest [USERS] [SECONDS]   Locust against an edge host; reports + summary
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
 #   ./build.sh clean   remove build outputs and local state
@@ -168,6 +168,9 @@ case "${1:-}" in
     "$PY" -m loadtest.bench_propagation
     say "simulate (backtest) throughput"
     "$PY" -m loadtest.bench_simulate
+    ensure_chromium
+    say "how late nudges appear in a real browser (Chromium)"
+    "$PY" -m loadtest.bench_browser --runs 10
     ;;
   loadtest)
     build

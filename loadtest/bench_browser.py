@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     late[name].append(journey(page, stack.demo))
                     if args.screenshot and name == "pricing" and i == 0:
                         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+                        page.evaluate("window.scrollTo(0, 0)")  # the plans, under the toast
+                        page.wait_for_timeout(200)
                         page.screenshot(path=str(args.screenshot))
                     context.close()
         finally:
