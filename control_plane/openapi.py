@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_module.http.openapi import error_schema
+
 from .rulepack.schema import pack_schema
 
 _COMPONENT = "#/components/schemas/"
@@ -124,15 +126,7 @@ def _embedded_pack_schema() -> dict[str, Any]:
 
 
 _COMPONENTS: dict[str, Any] = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message"],
-                                 "properties": {"code": {"type": "string"},
-                                                "message": {"type": "string"},
-                                                "field": {"type": "string"},
-                                                "problems": {"type": "array",
-                                                             "items": _schema("Problem")}}}},
-    },
+    "Error": error_schema(problems={"type": "array", "items": _schema("Problem")}),
     "Problem": {
         "type": "object", "required": ["file", "line", "column", "message"],
         "properties": {"file": {"type": "string"}, "line": {"type": "integer", "minimum": 1},

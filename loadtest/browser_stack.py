@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -18,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from loadtest.stack import BIN, ROOT, _run, _start, _wait_healthy, free_port
+from loadtest.stack import BIN, ROOT, _run, _start, _wait_healthy, free_port, stop_process, wait_for
 from sdk.build import build as sdk_build
 
 # Installed in every page before its own scripts: when each nudge element appeared (the
@@ -53,18 +52,6 @@ def request(method: str, url: str, body: str | None = None,
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
-
-
-def wait(predicate: Any, timeout_s: float = 30.0, what: str = "condition") -> Any:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 class BrowserStack:
@@ -111,17 +98,11 @@ class BrowserStack:
 
     def start_edge(self) -> None:
         self.start("edge", [str(BIN / "edge-host")], self.edge)
-        wait(lambda: request("GET", self.edge + "/healthz")[1].get("revision"),
+        wait_for(lambda: request("GET", self.edge + "/healthz")[1].get("revision"),
              what="the edge serving a snapshot")
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(self.procs.pop(name))
 
     def close(self) -> None:
         for name in reversed(list(self.procs)):
@@ -152,5 +133,5 @@ class BrowserStack:
             status, answer = request(method, self.control + path, body, self._auth(kind))
             if status not in (200, 201):
                 raise RuntimeError(f"{method} {path}: {status} {answer}")
-        wait(lambda: request("GET", self.edge + "/healthz")[1]["revision"] != before,
+        wait_for(lambda: request("GET", self.edge + "/healthz")[1]["revision"] != before,
              what="the edge serving the new pack")

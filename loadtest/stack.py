@@ -114,15 +114,31 @@ def edge_stack(packs: str = "both", env_overrides: dict[str, str] | None = None,
         yield EdgeStack(url, work, proc, log, control_url, publisher, control)
     finally:
         for proc, _ in reversed(started):  # the edge first: its last telemetry goes out
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
         if owned:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """SIGTERM (a server drains and sends its last telemetry), SIGKILL if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
+    """Poll until `predicate()` is truthy (servers start and sync asynchronously)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -23,6 +23,7 @@ from edge_module.distribution.edge_store import (
     sha256_text,
 )
 from edge_module.distribution.signing import entry_statement
+from loadtest.stack import wait_for  # noqa: F401  (the tests' one poll-until helper)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -47,15 +48,6 @@ def http(method: str, url: str, body: bytes | str | dict[str, Any] | None = None
     return status, (json.loads(raw) if raw else {}), hdrs
 
 
-def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> Any:
-    """Poll until `predicate()` is truthy (servers start and sync asynchronously)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def put_snapshot(store: Path | EdgeStore, text: str, revision: int,

@@ -99,14 +99,18 @@ _CONTEXT: dict[str, Any] = {
     "additionalProperties": {"maxLength": MAX_URL},
 }
 
+def error_schema(**more: Any) -> dict[str, Any]:
+    """The error body both servers answer with, `{"error": {"code", "message", "field"}}`,
+    with `more` properties inside `error` (the control plane adds `problems`)."""
+    props = {"code": {"type": "string"}, "message": {"type": "string"},
+             "field": {"type": "string"}, **more}
+    return {"type": "object", "required": ["error"],
+            "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                     "properties": props}}}
+
+
 _SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message"],
-                                 "properties": {"code": {"type": "string"},
-                                                "message": {"type": "string"},
-                                                "field": {"type": "string"}}}},
-    },
+    "Error": error_schema(),
     "DecideRequest": {
         "type": "object", "required": ["session_id"],
         "properties": {
