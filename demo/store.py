@@ -17,7 +17,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
-from .products import PLANS, PRODUCTS
+from .products import CONTENT, PLANS, PRODUCTS
 
 CONSENT_MODES = ("not-required", "required")
 
@@ -60,7 +60,7 @@ def create_app(edge: str, consent: str = "not-required") -> Flask:
         # ?sdk=module shows the ES module install instead of the classic snippet
         sdk = "module" if request.args.get("sdk") == "module" else "classic"
         return render_template("layout.html", page=page, edge=app.config["EDGE"],
-                               consent=app.config["CONSENT"], sdk=sdk)
+                               consent=app.config["CONSENT"], sdk=sdk, content=CONTENT)
 
     @app.get("/")
     @app.get("/<path:path>")
