@@ -1,5 +1,6 @@
 """Who may call what: publishers write rule packs and snapshots, edges report, authors
-validate and compile drafts (a publisher token does too).
+validate and compile drafts (a publisher token does too), viewers read the console, and
+metrics scrapers read /metrics.
 
 Tokens are bearer tokens, compared in constant time, never logged. A missing token is
 401, a wrong one 403. With no token configured for a role, that role's calls are refused
@@ -20,7 +21,7 @@ from flask import current_app, request
 from .errors import ApiError
 
 log = logging.getLogger("control_plane.auth")
-ROLES = ("publisher", "edge", "author")
+ROLES = ("publisher", "edge", "author", "viewer", "metrics")
 
 
 def configured_tokens(config: dict[str, Any], role: str) -> list[str]:

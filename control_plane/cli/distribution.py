@@ -184,8 +184,8 @@ def keys_list(data_dir: str | None) -> None:
 @cli.command("tokens")
 @DATA_DIR
 def tokens_init(data_dir: str | None) -> None:
-    """Create the publisher, edge and author token files in the data folder if missing; print
-    where they are (used when CONTROL_PUBLISHER_TOKENS / CONTROL_EDGE_TOKENS are unset)."""
+    """Create the token files of every role (publisher, edge, author, viewer, metrics) in the
+    data folder if missing; print where they are (used when CONTROL_<ROLE>_TOKENS is unset)."""
     data_dir = data_dir or config_module.load()["DATA_DIR"]
     for role in ROLES:
         ensure_token_file(data_dir, role)
