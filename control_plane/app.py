@@ -44,6 +44,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .blueprints.rules import bp as rules_bp
     from .blueprints.snapshots import bp as snapshots_bp
     from .blueprints.telemetry import bp as telemetry_bp
+    from .console import bp as console_bp
 
     app.register_blueprint(rules_bp)
     app.register_blueprint(compile_bp)
@@ -52,6 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(keys_bp)
     app.register_blueprint(telemetry_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(console_bp)
 
     @app.get("/healthz")
     def healthz() -> Any:

@@ -1,0 +1,11 @@
+"""The console: server-rendered pages where marketers see what their triggers do and
+publishers change what the edges serve. Signed in with a publisher or viewer token."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/console/static")
+
+from . import pages  # noqa: E402,F401  (registers the routes on bp)
