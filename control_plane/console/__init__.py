@@ -8,4 +8,4 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/console/static")
 
-from . import pages  # noqa: E402,F401  (registers the routes on bp)
+from . import pages  # noqa: F401  (registers the routes on bp)

@@ -1,14 +1,102 @@
-"""The console's pages."""
+"""The console's pages: sign-in, and one page per thing a marketer or operator looks at.
+Numbers come from the same functions as `trigger-engine report` and `audit`
+(control_plane/telemetry/); this module only arranges them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from flask import redirect
+from flask import current_app, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 
-from . import bp
+from . import bp, charts
+from .signin import (
+    READ_ROLES,
+    check_csrf,
+    configure,
+    csrf_token,
+    current_role,
+    safe_next,
+    sign_in,
+    signed_in,
+)
+from .views import trigger_overview
+
+DAY_MS = 86_400_000
+PERIODS = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
+
+
+@bp.record_once
+def _setup(state: Any) -> None:
+    configure(state.app)
+
+
+@bp.context_processor
+def _common() -> dict[str, Any]:
+    return {"role": current_role(), "csrf": csrf_token(), "session": session}
+
+
+@bp.errorhandler(HTTPException)
+def _error(exc: HTTPException) -> Any:
+    """Console pages answer errors as pages (the API answers JSON)."""
+    heading = {401: "Sign in first", 403: "Not allowed", 404: "Not found"}.get(
+        exc.code or 500, exc.name)
+    return render_template("error.html", title=heading, heading=heading,
+                           message=exc.description), exc.code or 500
+
+
+def store() -> Any:
+    return current_app.extensions["telemetry_store"]
+
+
+def period() -> tuple[str, int]:
+    """The period the page shows (?period=, default 7 days) and its start (ms)."""
+    name = request.args.get("period", "7d")
+    days = PERIODS.get(name, 7)
+    return (name if name in PERIODS else "7d"), int(time.time() * 1000) - days * DAY_MS
 
 
 @bp.get("/")
 def home() -> Any:
     return redirect("/triggers")
+
+
+@bp.get("/sign-in")
+def sign_in_page() -> Any:
+    if current_role() is not None:
+        return redirect(safe_next(request.args.get("next")))
+    return render_template("sign_in.html", title="Sign in",
+                           next=safe_next(request.args.get("next")), error=None)
+
+
+@bp.post("/sign-in")
+def sign_in_post() -> Any:
+    check_csrf()  # a sign-in form posted from elsewhere must not sign a victim in
+    nxt = safe_next(request.form.get("next"))
+    if sign_in(request.form.get("token", ""), request.form.get("name", "")) is None:
+        return render_template("sign_in.html", title="Sign in", next=nxt,
+                               error="That token is not a publisher or viewer token."), 403
+    return redirect(nxt)
+
+
+@bp.post("/sign-out")
+def sign_out() -> Any:
+    check_csrf()
+    session.clear()
+    return redirect(url_for("console.sign_in_page"))
+
+
+@bp.get("/triggers")
+@signed_in(*READ_ROLES)
+def triggers() -> Any:
+    name, since = period()
+    view = trigger_overview(store(), current_app.extensions["pack_registry"], since,
+                            pack=request.args.get("pack") or None,
+                            device=request.args.get("device") or None,
+                            sort=request.args.get("sort", "fires"),
+                            trigger=request.args.get("trigger") or None)
+    chart = charts.time_series(view["series"], f"Fires and conversions per hour, "
+                               f"{view['series_of']}")
+    return render_template("triggers.html", title="Triggers", period=name, periods=PERIODS,
+                           view=view, chart=chart, args=request.args)

@@ -289,3 +289,31 @@ def recalibration_log(store: TelemetryStore, since_ms: int = 0, trigger: str | N
                      "source": json.loads(source) if source else None,
                      "details": json.loads(details) if details else None})
     return {"recalibrations": rows}
+
+
+HOUR_MS = 3_600_000
+
+
+def hourly_activity(store: TelemetryStore, since_ms: int = 0,
+                    trigger: str | None = None) -> dict[str, list[tuple[int, int]]]:
+    """Fires and conversions per hour (the hour's start, ms), oldest first: of one trigger
+    (conversions counted as the trigger report counts them: naming it, or naming no trigger
+    after it fired in the session), or of all triggers (every conversion)."""
+    if trigger is None:
+        fires = store.query("SELECT ts_ms / ? * ?, count(*) FROM fires WHERE ts_ms >= ? "
+                            "GROUP BY 1 ORDER BY 1", (HOUR_MS, HOUR_MS, since_ms))
+        conv = store.query("SELECT ts_ms / ? * ?, count(*) FROM outcomes WHERE ts_ms >= ? "
+                           "AND type = 'conversion' GROUP BY 1 ORDER BY 1",
+                           (HOUR_MS, HOUR_MS, since_ms))
+    else:
+        fires = store.query("SELECT ts_ms / ? * ?, count(*) FROM fires WHERE trigger = ? "
+                            "AND ts_ms >= ? GROUP BY 1 ORDER BY 1",
+                            (HOUR_MS, HOUR_MS, trigger, since_ms))
+        conv = store.query(
+            "SELECT o.ts_ms / ? * ?, count(*) FROM outcomes o WHERE o.type = 'conversion' "
+            "AND o.ts_ms >= ? AND (o.trigger = ? OR (o.trigger IS NULL AND EXISTS ("
+            "SELECT 1 FROM fires f WHERE f.trigger = ? AND f.session = o.session "
+            "AND f.ts_ms <= o.ts_ms))) GROUP BY 1 ORDER BY 1",
+            (HOUR_MS, HOUR_MS, since_ms, trigger, trigger))
+    return {"fires": [(int(h), int(n)) for h, n in fires],
+            "conversions": [(int(h), int(n)) for h, n in conv]}

@@ -1,0 +1,121 @@
+"""Signing in to the console with a token, and what every page checks.
+
+The session is Flask's signed cookie (HttpOnly, SameSite=Strict, Secure when configured),
+holding the role, the name the person gave (for the audit trail), a CSRF token and a
+fingerprint of the token used: a page is served only while that token is still configured,
+so rotating a token signs its sessions out. Every form that changes something carries the
+CSRF token; a request without it, or with another one, is refused before anything happens.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, redirect, request, session, url_for
+
+from edge_module.host.host_secret import host_secret
+
+from ..auth import configured_tokens
+
+READ_ROLES = ("publisher", "viewer")
+SESSION_S = 8 * 3600
+
+
+def configure(app: Any) -> None:
+    """The cookie's key (kept in the data folder) and its attributes."""
+    app.secret_key = host_secret(Path(app.config["DATA_DIR"]) / "console.secret", 32)
+    app.config.update(SESSION_COOKIE_NAME="console", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_SECURE=bool(app.config.get("CONSOLE_COOKIE_SECURE")),
+                      PERMANENT_SESSION_LIFETIME=SESSION_S)
+
+
+def _fingerprint(token: str) -> str:
+    key = current_app.secret_key
+    return hmac.new(key if isinstance(key, bytes) else str(key).encode(), token.encode(),
+                    hashlib.sha256).hexdigest()[:32]
+
+
+def sign_in(token: str, name: str) -> str | None:
+    """Start a session for the role `token` belongs to; None if it is no console token."""
+    presented = token.strip()
+    role = None
+    for candidate in READ_ROLES:  # every token is compared: timing says nothing
+        for known in configured_tokens(current_app.config, candidate):
+            if hmac.compare_digest(presented.encode(), known.encode()) and role is None:
+                role = candidate
+    if role is None or not presented:
+        return None
+    session.clear()
+    session.permanent = True
+    session.update(role=role, name=name.strip()[:80] or role, fp=_fingerprint(presented),
+                   csrf=secrets.token_urlsafe(24), since=int(time.time()))
+    return role
+
+
+def current_role() -> str | None:
+    """The signed-in role, if its token is still configured."""
+    role, fp = session.get("role"), session.get("fp")
+    if role not in READ_ROLES or not isinstance(fp, str):
+        return None
+    known = [_fingerprint(t) for t in configured_tokens(current_app.config, role)]
+    return role if any(hmac.compare_digest(fp, k) for k in known) else None
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = session["csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse a state-changing request without this session's CSRF token, or sent from
+    another origin."""
+    sent = request.form.get("csrf", "")
+    if not sent or not hmac.compare_digest(sent, csrf_token()):
+        abort(403, "The form's security token is missing or wrong: reload the page and try "
+                   "again.")
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        abort(403, "This form was sent from another site.")
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path on this site only."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/triggers"
+    return target
+
+
+def signed_in(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A page for `roles` (default: anyone signed in). Not signed in: to the sign-in page
+    (a POST is refused); signed in with a role that may not: 403. POSTs check CSRF."""
+    allowed = roles or READ_ROLES
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            role = current_role()
+            if role is None:
+                if request.method != "GET":
+                    abort(401, "Sign in first.")
+                return redirect(url_for("console.sign_in_page", next=request.full_path))
+            if role not in allowed:
+                abort(403, f"A {' or '.join(allowed)} token is needed for this; you signed "
+                           f"in as {role}.")
+            if request.method != "GET":
+                check_csrf()
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
