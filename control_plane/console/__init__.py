@@ -9,3 +9,4 @@ bp = Blueprint("console", __name__, template_folder="templates", static_folder="
                static_url_path="/console/static")
 
 from . import pages  # noqa: F401  (registers the routes on bp)
+from . import pages_packs  # noqa: F401  (packs, revisions, fleet)
