@@ -54,20 +54,23 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     """The report as a JSON-ready document: `rows` (one per trigger x device x revision)
     and `holdout` (lift of firing over holding out, per trigger)."""
     since = since_ms or 0
-    starts = dict(store.query("SELECT session, min(ts_ms) FROM decisions GROUP BY session"))
-    latency = dict(store.query("SELECT id, latency_us FROM decisions WHERE ts_ms >= ?",
-                               (since,)))
+    # Only sessions in which something fired matter: their start, their outcomes (a month
+    # of telemetry holds ten times more sessions than firings).
+    fired_sessions = "SELECT DISTINCT session FROM fires WHERE ts_ms >= ?"
+    starts = dict(store.query("SELECT session, min(ts_ms) FROM decisions WHERE session IN "
+                              f"({fired_sessions}) GROUP BY session", (since,)))
     outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
     for session, ts, kind, trig in store.query(
-            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? "
-            "ORDER BY ts_ms", (since,)):
+            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? AND session "
+            f"IN ({fired_sessions}) ORDER BY ts_ms", (since, since)):
         outcomes[session].append((ts, kind, trig))
     rows: dict[tuple[str, str, str], Row] = {}
     first_fire: dict[tuple[str, str], tuple[int, tuple[str, str, str]]] = {}
     window_ms = int(window_s * 1000)
-    for decision_id, trig, session, ts, revision, device in store.query(
-            "SELECT decision_id, trigger, session, ts_ms, revision, device FROM fires "
-            "WHERE ts_ms >= ? ORDER BY ts_ms", (since,)):
+    for trig, session, ts, revision, device, lat in store.query(
+            "SELECT f.trigger, f.session, f.ts_ms, f.revision, f.device, d.latency_us "
+            "FROM fires f LEFT JOIN decisions d ON d.id = f.decision_id AND d.ts_ms >= ? "
+            "WHERE f.ts_ms >= ? ORDER BY f.ts_ms", (since, since)):
         key = (trig, device or "unknown", revision or "unknown")
         row = rows.get(key) or rows.setdefault(key, Row(*key))
         row.fires += 1
@@ -75,7 +78,6 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             first_fire[(trig, session)] = (ts, key)
             row.sessions += 1
         row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, ts - starts.get(session, ts))] += 1
-        lat = latency.get(decision_id)
         if isinstance(lat, int):
             row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
         if not any(ts <= o_ts <= ts + window_ms and kind in ENGAGED and o_trig in (trig, None)
