@@ -1,0 +1,171 @@
+"""The console's sign-in and its triggers page (Flask's test client against the real app,
+real telemetry store): who gets in, what a forged or missing CSRF token gets, and that the
+page's numbers are the trigger report's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane import create_app
+from control_plane.auth import configured_tokens, ensure_token_file
+from control_plane.telemetry.reports import hourly_activity, trigger_report
+from loadtest.bench_console import synthetic_telemetry
+from tests.servers import control_config
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Any:
+    app = create_app(control_config(tmp_path))
+    for role in ("publisher", "viewer", "edge"):
+        ensure_token_file(app.config["DATA_DIR"], role)
+    return app
+
+
+def token(app: Any, role: str) -> str:
+    return configured_tokens(app.config, role)[0]
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def signed_in(app: Any, role: str = "publisher", name: str = "Ada") -> Any:
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    resp = client.post("/sign-in", data={"csrf": csrf_of(form), "token": token(app, role),
+                                         "name": name, "next": "/triggers"})
+    assert resp.status_code == 302 and resp.headers["Location"] == "/triggers"
+    return client
+
+
+@pytest.mark.parametrize("page", ["/triggers", "/triggers?period=30d", "/"])
+def test_without_a_session_every_page_leads_to_sign_in(app: Any, page: str) -> None:
+    resp = app.test_client().get(page, follow_redirects=True)
+    assert resp.request.path == "/sign-in"
+    assert 'name="token"' in resp.get_data(as_text=True)
+
+
+def test_the_session_cookie_is_http_only_and_same_site_strict(app: Any) -> None:
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    resp = client.post("/sign-in", data={"csrf": csrf_of(form), "token": token(app, "viewer"),
+                                         "name": "Vi"})
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+@pytest.mark.parametrize("role", ["publisher", "viewer"])
+def test_publisher_and_viewer_tokens_sign_in(app: Any, role: str) -> None:
+    page = signed_in(app, role, name="Grace").get("/triggers").get_data(as_text=True)
+    assert f"Grace ({role})" in page
+
+
+@pytest.mark.parametrize("role", ["edge", None])
+def test_other_tokens_do_not_sign_in(app: Any, role: str | None) -> None:
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    resp = client.post("/sign-in", data={"csrf": csrf_of(form), "name": "x",
+                                         "token": token(app, role) if role else "guess"})
+    assert resp.status_code == 403
+    assert "not a publisher or viewer token" in resp.get_data(as_text=True)
+    assert client.get("/triggers").status_code == 302
+
+
+@pytest.mark.parametrize("sent", [None, "forged-token"])
+def test_sign_in_and_sign_out_without_the_forms_csrf_token_are_refused(app: Any,
+                                                                      sent: str | None) -> None:
+    client = app.test_client()
+    client.get("/sign-in")
+    data = {"token": token(app, "publisher"), "name": "x"}
+    if sent:
+        data["csrf"] = sent
+    assert client.post("/sign-in", data=data).status_code == 403
+    assert client.get("/triggers").status_code == 302  # not signed in
+    client = signed_in(app)
+    assert client.post("/sign-out", data={"csrf": "forged"}).status_code == 403
+    assert client.get("/triggers").status_code == 200  # still signed in
+
+
+def test_sign_out_ends_the_session(app: Any) -> None:
+    client = signed_in(app)
+    csrf = csrf_of(client.get("/triggers").get_data(as_text=True))
+    assert client.post("/sign-out", data={"csrf": csrf}).status_code == 302
+    assert client.get("/triggers").status_code == 302
+
+
+def test_a_rotated_token_signs_its_sessions_out(app: Any) -> None:
+    client = signed_in(app, "viewer")
+    (Path(app.config["DATA_DIR"]) / "viewer.token").write_text("a-new-token\n")
+    assert client.get("/triggers").status_code == 302
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil"])
+def test_sign_in_never_redirects_off_site(app: Any, target: str) -> None:
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    resp = client.post("/sign-in", data={"csrf": csrf_of(form), "name": "x", "next": target,
+                                         "token": token(app, "publisher")})
+    assert resp.headers["Location"] == "/triggers"
+
+
+def test_the_api_still_answers_json_errors(app: Any) -> None:
+    resp = app.test_client().get("/v1/reports/triggers")
+    assert resp.status_code == 401 and resp.is_json
+
+
+def ingest(app: Any, days: int = 2, triggers: int = 6) -> None:
+    records = synthetic_telemetry(days=days, triggers=triggers, sessions_per_hour=20, seed=3)
+    app.extensions["telemetry_store"].ingest(records)
+
+
+def test_the_triggers_page_shows_the_reports_numbers(app: Any) -> None:
+    ingest(app)
+    html = signed_in(app).get("/triggers?period=7d").get_data(as_text=True)
+    report = trigger_report(app.extensions["telemetry_store"], 30.0, 0)
+    totals: dict[str, dict[str, int]] = {}
+    for row in report["rows"]:
+        t = totals.setdefault(row["trigger"], {"fires": 0, "conversions": 0, "clicks": 0})
+        for key in t:
+            t[key] += row[key]
+    assert totals, "the synthetic traffic fired triggers"
+    for trig, t in totals.items():
+        cells = re.search(rf'<tr data-trigger="{trig}">(.*?)</tr>', html, re.DOTALL).group(1)
+        numbers = [int(n) for n in re.findall(r"<td>(\d+)</td>", cells)]
+        fires, _impressions, clicks, conversions = numbers[:4]
+        assert (fires, clicks, conversions) == (t["fires"], t["clicks"], t["conversions"])
+
+
+def test_the_hourly_plot_has_a_point_per_hour_with_data(app: Any) -> None:
+    ingest(app)
+    html = signed_in(app).get("/triggers?period=7d").get_data(as_text=True)
+    activity = hourly_activity(app.extensions["telemetry_store"], 0)
+    points = re.findall(r'<circle class="point" data-series="fires" data-value="(\d+)"', html)
+    assert [int(p) for p in points] == [n for _, n in activity["fires"]]
+    assert len(points) > 24
+
+
+def test_filters_and_sorting(app: Any) -> None:
+    ingest(app)
+    client = signed_in(app)
+    by_fires = client.get("/triggers?sort=fires").get_data(as_text=True)
+    order = re.findall(r'<tr data-trigger="([^"]+)">', by_fires)
+    fires = [int(re.search(rf'<tr data-trigger="{t}">\s*<td>.*?</td><td class="text">.*?</td>\s*'
+                           r"<td>(\d+)</td>", by_fires, re.DOTALL).group(1)) for t in order]
+    assert fires == sorted(fires, reverse=True)
+    by_name = client.get("/triggers?sort=trigger").get_data(as_text=True)
+    assert re.findall(r'<tr data-trigger="([^"]+)">', by_name) == sorted(order)
+    mobile = client.get("/triggers?device=mobile").get_data(as_text=True)
+    assert "device desktop" not in mobile and "device mobile" in mobile
+
+
+def test_names_from_telemetry_are_escaped(app: Any) -> None:
+    app.extensions["telemetry_store"].ingest([
+        {"kind": "decision", "id": "d1", "session": "s1", "ts_ms": 1_796_000_000_000,
+         "revision": "1", "fired": ["<script>alert(1)</script>"], "suppressed": [],
+         "context": {"device": "<b>x</b>"}}])
+    html = signed_in(app).get("/triggers?period=90d").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
