@@ -8,6 +8,7 @@ const W = typeof window === "undefined" ? null : window;
 const D = W && W.document;
 const SESSION_KEY = "nudge.session";
 const SEEN_KEY = "nudge.seen";
+const STATE_KEY = "nudge.state"; // an edge that keeps no state hands it to us, signed
 const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
 const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
 const MAX_BATCH = 500; // the edge's per-request limit
@@ -217,7 +218,7 @@ async function flush() {
   checkTimer = 0;
   const batch = queue.splice(0, MAX_BATCH);
   touch(sid);
-  const body = { session_id: sid, now_ms: Date.now(), context: context(), events: batch };
+  const body = request(batch);
   inFlight = true;
   let res = null;
   try {
@@ -250,8 +251,34 @@ async function flush() {
   if (queue.length && !retryTimer) schedule(CADENCE_MS);
 }
 
+// A decide body; with the state token of an edge that keeps sessions client-side.
+function request(events) {
+  const body = { session_id: sid, now_ms: Date.now(), context: context(), events: events };
+  const token = stateToken();
+  if (token) body.state_token = token;
+  return body;
+}
+
+function stateToken() {
+  try {
+    const rec = JSON.parse(storage().getItem(STATE_KEY) || "null");
+    return rec && rec.sid === sid ? rec.token : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+function keepStateToken(token) {
+  try {
+    storage().setItem(STATE_KEY, JSON.stringify({ sid: sid, token: token }));
+  } catch (_) {
+    // no storage: the state starts over on the next page
+  }
+}
+
 function answer(res) {
   if (!live || !res) return;
+  if (typeof res.state_token === "string") keepStateToken(res.state_token);
   lastDecision = { decision_id: res.decision_id, outcome_token: res.outcome_token };
   for (; convertPending > 0; convertPending--) convert();
   for (const action of Array.isArray(res.actions) ? res.actions : []) {
@@ -520,7 +547,7 @@ function beacon() {
     W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
   if (queue.length) {
     const batch = queue.splice(0, MAX_BATCH);
-    if (!send("/v1/decide", { session_id: sid, now_ms: Date.now(), context: context(), events: batch }))
+    if (!send("/v1/decide", request(batch)))
       queue = batch.concat(queue);
   }
   while (outcomes.length && send("/v1/outcome", outcomes[0])) outcomes.shift();
@@ -623,7 +650,10 @@ export function consent(choice) {
     outcomes = [];
     stop();
     const store = storage();
-    if (store) store.removeItem(SESSION_KEY);
+    if (store) {
+      store.removeItem(SESSION_KEY);
+      store.removeItem(STATE_KEY);
+    }
     sid = null;
   })();
 }
