@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import require
-from ..distribution import publishing
+from ..distribution import change_log, publishing
 from ..errors import ApiError
 
 bp = Blueprint("snapshots", __name__, url_prefix="/v1/snapshots")
@@ -24,6 +24,7 @@ def publish() -> Any:
     registry.check_content(packs)  # the catalog may have changed since they were submitted
     signer = current_app.extensions["key_ring"].active()
     published = publishing.publish(current_app.extensions["edge_store"], packs, signer)
+    _record("publish", published)
     return jsonify(published.to_dict()), 201
 
 
@@ -46,7 +47,16 @@ def rollback() -> Any:
                                                "integer >= 1", field="revision")
     signer = current_app.extensions["key_ring"].active()  # signs the rollback statement
     done = publishing.rollback(current_app.extensions["edge_store"], revision, signer)
+    if done.changed:
+        _record("rollback", done.entry)
     return jsonify(done.entry.to_dict())
+
+
+def _record(action: str, entry: publishing.Published) -> None:
+    """Who did it: the API knows the role its token has, not a person."""
+    change_log.record(current_app.config["DATA_DIR"],
+                      change_log.Change.of(action, entry, change_log.API_ACTOR, "publisher",
+                                           "api"))
 
 
 @bp.get("/current")
