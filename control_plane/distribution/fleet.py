@@ -9,6 +9,18 @@ from typing import Any
 STALE_AFTER_MS = 30_000  # an edge silent this long is shown as stale
 
 
+def _rate(before: dict[str, Any] | None, status: dict[str, Any], now_ms: int) -> float | None:
+    """Decisions per second between an edge's last two reports (its `decisions` counter);
+    None after a restart (the counter went back) or before a second report."""
+    if before is None:
+        return None
+    old, new = before.get("decisions"), status.get("decisions")
+    elapsed_ms = now_ms - before["last_seen_ms"]
+    if type(old) is not int or type(new) is not int or new < old or elapsed_ms <= 0:
+        return None
+    return round((new - old) * 1000 / elapsed_ms, 2)
+
+
 class FleetRegistry:
     def __init__(self) -> None:
         self._edges: dict[str, dict[str, Any]] = {}
@@ -17,7 +29,9 @@ class FleetRegistry:
     def report(self, edge_id: str, status: dict[str, Any], now_ms: int | None = None) -> None:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
-            self._edges[edge_id] = {**status, "edge_id": edge_id, "last_seen_ms": now_ms}
+            before = self._edges.get(edge_id)
+            self._edges[edge_id] = {**status, "edge_id": edge_id, "last_seen_ms": now_ms,
+                                    "decisions_per_s": _rate(before, status, now_ms)}
 
     def view(self, current_revision: int | None, now_ms: int | None = None) -> list[dict[str, Any]]:
         """Each edge with how many revisions it is behind the published one."""
