@@ -8,5 +8,4 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/console/static")
 
-from . import pages  # noqa: F401  (registers the routes on bp)
-from . import pages_packs  # noqa: F401  (packs, revisions, fleet)
+from . import pages, pages_packs  # noqa: F401  (register their routes on bp)
