@@ -102,7 +102,11 @@ _FLEET_EDGE: dict[str, Any] = {
     "required": ["edge_id", "behind", "in_sync", "stale", "last_seen_ms"],
     "properties": {**FLEET_REPORT["properties"],
                    "behind": {"type": ["integer", "null"]}, "in_sync": {"type": "boolean"},
-                   "stale": {"type": "boolean"}, "last_seen_ms": {"type": "integer"}},
+                   "stale": {"type": "boolean"}, "last_seen_ms": {"type": "integer"},
+                   "decisions_per_s": {
+                       "type": ["number", "null"],
+                       "description": "between the edge's last two reports; null before "
+                                      "a second one or after a restart"}},
 }
 _KEY_LIST: dict[str, Any] = {"type": "array", "items": {
     "type": "object", "required": ["key_id", "active", "trusted", "private"],
