@@ -89,3 +89,38 @@ def test_a_broken_edge_answer_never_reaches_the_page(visit: Any, stack: Any) -> 
     v.page.evaluate("() => { window.__errors = []; nudge.on('error', e => __errors.push(e)); }")
     v.page.mouse.click(10, 300)
     v.page.wait_for_function("window.__errors.length > 0")
+
+
+SITE_PACK = """
+pack: cart-extras
+description: A site-drawn banner and a prefetch hint on the cart (browser test)
+triggers:
+  - id: shipping-note
+    description: page view of /cart -> the store's own free-shipping bar
+    page: /cart
+    on: {type: page_view}
+    action: {content: free-shipping-banner, tier: immediate}
+  - id: prefetch-checkout
+    description: page view of /cart -> prepare the discount (a hint, nothing shown)
+    page: /cart
+    on: {type: page_view}
+    action: {content: discount-nudge-10, tier: predictive}
+"""
+
+
+def test_site_renderers_and_predictive_hints(visit: Any, stack: Any) -> None:
+    stack.publish_pack("cart-extras", SITE_PACK)
+    v = visit()
+    v.goto("/cart")
+    bar = v.page.wait_for_selector("[data-trigger='shipping-note']", timeout=10_000)
+    # the site's renderer drew it; the SDK only marked it
+    assert "shipping-bar" in bar.get_attribute("class")
+    assert bar.get_attribute("data-content") == "free-shipping-banner"
+    # the predictive action prepared its link and drew nothing
+    v.page.wait_for_selector("link[rel=prefetch][href$='/checkout?code=SAVE10']",
+                             state="attached")
+    assert v.page.query_selector("[data-trigger='prefetch-checkout']") is None
+    bar.query_selector("button").click()  # the renderer's close(): a dismissal
+    v.page.wait_for_selector("[data-trigger='shipping-note']", state="detached")
+    wait_for(lambda: stack.trigger_report().get("shipping-note", {}).get("dismissals"),
+             what="the dismissal in the reports")
