@@ -124,3 +124,20 @@ def test_site_renderers_and_predictive_hints(visit: Any, stack: Any) -> None:
     v.page.wait_for_selector("[data-trigger='shipping-note']", state="detached")
     wait_for(lambda: stack.trigger_report().get("shipping-note", {}).get("dismissals"),
              what="the dismissal in the reports")
+
+
+def test_a_variant_the_edge_chose_is_drawn_as_text(visit: Any, stack: Any) -> None:
+    answer = ('{"revision": "1", "decision_id": "d", "next_check_ms": null, "actions": [{'
+              '"trigger": "pricing-discount", "content": "discount-nudge-10", "tier": "immediate",'
+              ' "delay_ms": 0, "outcome_token": "t", "variant": {"name": "mobile-de", "fields": {'
+              '"title": "<b>Heute 10 % Rabatt</b>", "body": "Nur heute.", "cta_text": "Los",'
+              ' "cta_url": "javascript:alert(1)"}}}]}')
+    v = visit()
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.fulfill(
+        status=200, body=answer, headers={"Access-Control-Allow-Origin": stack.demo}))
+    v.goto("/pricing")
+    toast = v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    assert toast.query_selector("h2").inner_text() == "<b>Heute 10 % Rabatt</b>"
+    assert toast.query_selector("b") is None
+    assert "Nur heute." in toast.inner_text()
+    assert toast.query_selector("a") is None  # a javascript: URL is never a link

@@ -336,7 +336,7 @@ const STYLE =
   ".nudge-banner{left:0;right:0;top:0;max-width:none;border-radius:0}" +
   ".nudge-modal{left:50%;top:30%;transform:translate(-50%,-30%)}" +
   ".nudge-backdrop{position:fixed;inset:0;background:rgba(0,0,0,.35);z-index:2147482999}" +
-  ".nudge h2{font-size:17px;margin:0 0 6px}.nudge p{margin:0 0 10px}" +
+  ".nudge h2{font-size:17px;margin:0 0 6px}.nudge p{margin:0 0 10px}.nudge img{max-width:100%}" +
   ".nudge-close{position:absolute;top:6px;right:8px;border:0;background:none;font-size:20px;" +
   "cursor:pointer}.nudge-cta{display:inline-block;background:#0b5;color:#fff;padding:6px 12px;" +
   "border-radius:6px;text-decoration:none}";
@@ -357,8 +357,24 @@ function safeHref(href) {
   }
 }
 
+// What to draw for an action: the variant the edge chose (its fields ready to render) over
+// the site's own catalog entry for the content id.
+function contentOf(action) {
+  const site = (cfg.content && cfg.content[action.content]) || null;
+  const f = action.variant && action.variant.fields;
+  if (!f || typeof f !== "object") return site;
+  const base = site || {};
+  return {
+    render: f.style || base.render,
+    title: f.title != null ? f.title : base.title,
+    body: f.body != null ? f.body : base.body,
+    image: f.image_url || base.image,
+    cta: f.cta_url ? { text: f.cta_text, href: f.cta_url } : base.cta,
+  };
+}
+
 function prefetch(action) {
-  const item = cfg.content && cfg.content[action.content];
+  const item = contentOf(action);
   const href = item && item.cta && safeHref(item.cta.href);
   if (!href || D.querySelector('link[rel=prefetch][href="' + CSS.escape(href) + '"]')) return;
   const link = el("link");
@@ -379,6 +395,13 @@ function builtIn(action, item, close) {
   }
   box.setAttribute("aria-label", item.title || action.content);
   if (item.title) box.appendChild(el("h2", "", item.title));
+  const img = item.image && safeHref(item.image);
+  if (img) {
+    const pic = el("img");
+    pic.src = img;
+    pic.alt = "";
+    box.appendChild(pic);
+  }
   if (item.body) box.appendChild(el("p", "", item.body));
   const href = item.cta && safeHref(item.cta.href);
   if (href) {
@@ -397,7 +420,7 @@ function builtIn(action, item, close) {
 function render(action) {
   if (!live || shown.has(action.trigger)) return;
   const custom = cfg.renderers && cfg.renderers[action.content];
-  const item = cfg.content && cfg.content[action.content];
+  const item = contentOf(action);
   if (!custom && !item) return; // the site shows this content its own way (on("action"))
   let box = null;
   let backdrop = null;
