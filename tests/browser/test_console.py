@@ -97,3 +97,29 @@ def test_a_viewer_sees_but_cannot_sign_in_with_another_role(browser: Any, stack:
     viewer = (stack.work / "control" / "viewer.token").read_text().strip()
     sign_in(page, stack, viewer, name="Vi")
     assert re.search(r"Vi \(viewer\)", page.inner_text("header"))
+
+
+def test_publish_and_roll_back_from_the_console_change_what_the_edge_serves(
+        browser: Any, stack: Any) -> None:
+    from loadtest.browser_stack import ROOT, request
+
+    for name in ("pricing-discount", "checkout-reminder"):  # the registry holds rules/
+        stack.publish_pack(name, (ROOT / "rules" / f"{name}.yaml").read_text())
+
+    def served() -> int:
+        return int(request("GET", stack.edge + "/healthz")[1]["revision"])
+
+    before = served()
+    page = browser.new_context().new_page()
+    sign_in(page, stack, stack.publisher, name="Grace")
+    page.goto(stack.control + "/revisions/publish")
+    page.check("form.confirm input[name=confirm]")
+    page.click("form.confirm button[type=submit]")
+    assert "Published revision" in page.inner_text(".flash")
+    wait_for(lambda: served() == before + 1, what="the edge serving the console's publish")
+    page.goto(stack.control + f"/revisions/rollback?revision={before}")
+    page.check("form.confirm input[name=confirm]")
+    page.click("form.confirm button[type=submit]")
+    wait_for(lambda: served() == before, what="the edge serving the rolled-back revision")
+    page.goto(stack.control + "/packs")
+    assert "Grace" in page.inner_text("main")  # who did it, in the history
