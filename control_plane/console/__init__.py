@@ -8,4 +8,4 @@ from flask import Blueprint
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/console/static")
 
-from . import pages, pages_packs  # noqa: F401  (register their routes on bp)
+from . import pages, pages_insight, pages_packs  # noqa: F401  (register their routes on bp)
