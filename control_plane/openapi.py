@@ -361,7 +361,8 @@ def _paths() -> dict[str, Any]:
         "/v1/reports/experiment": {"get": {
             "summary": "The adaptive-threshold experiment: per arm sessions, conversions, "
                        "false-trigger rate; lift of adaptive vs static and of each arm vs "
-                       "holdout with a 95 % interval (or not enough data)",
+                       "holdout with a 95 % interval (or not enough data); the sample-ratio "
+                       "check against the published split (null: no experiment published)",
             "operationId": "experimentReport", "security": [{"publisherToken": []}],
             "parameters": [
                 *_REPORT_WINDOW,
@@ -371,7 +372,10 @@ def _paths() -> dict[str, Any]:
                 "application/json": {"schema": {"type": "object", "required": [
                     "arms", "comparisons"], "properties": {
                     "arms": {"type": "array", "items": {"type": "object"}},
-                    "comparisons": {"type": "array", "items": {"type": "object"}}}}}}},
+                    "comparisons": {"type": "array", "items": {"type": "object"}},
+                    "srm": {"type": ["object", "null"], "properties": {
+                        "p": {"type": ["number", "null"]}, "mismatch": {"type": "boolean"}}}
+                }}}}},
                 **_PUBLISHER_QUERY_ERRORS}}},
     }
 

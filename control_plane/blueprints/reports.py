@@ -8,11 +8,13 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import require
+from ..distribution import publishing
 from ..errors import ApiError
 from ..telemetry.reports import (
     MAX_RECALIBRATIONS,
     MIN_ARM_SESSIONS,
     experiment_report,
+    experiment_split,
     recalibration_log,
     trigger_report,
 )
@@ -53,8 +55,9 @@ def triggers() -> Any:
 @bp.get("/experiment")
 @require("publisher")
 def experiment() -> Any:
-    """The adaptive-threshold experiment per arm, and the lifts with 95 % intervals:
-    `?window_s=30`, `?since_ms=`, `?min_sessions=30` (per arm, before an interval)."""
+    """The adaptive-threshold experiment per arm, the lifts with 95 % intervals and the
+    sample-ratio check against the published split: `?window_s=30`, `?since_ms=`,
+    `?min_sessions=30` (per arm, before an interval)."""
     window_s, since_ms = _window_and_since()
     try:
         min_sessions = int(request.args.get("min_sessions", MIN_ARM_SESSIONS))
@@ -63,8 +66,10 @@ def experiment() -> Any:
     if not 2 <= min_sessions <= MAX_MIN_SESSIONS:
         raise ApiError(400, "invalid_query", "min_sessions must be an integer from 2 to "
                        f"{MAX_MIN_SESSIONS}", field="min_sessions")
+    served = publishing.served(current_app.extensions["edge_store"])
     return jsonify(experiment_report(current_app.extensions["telemetry_store"], window_s,
-                                     since_ms, min_sessions))
+                                     since_ms, min_sessions,
+                                     experiment_split(served[1] if served else None)))
 
 
 @bp.get("/recalibrations")

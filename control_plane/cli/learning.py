@@ -16,6 +16,7 @@ from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, 
 
 @cli.command()
 @DATA_DIR
+@STORE
 @FORMAT
 @click.option("--window", "window_s", type=float, default=30.0, show_default=True,
               help="Seconds within which a click or conversion makes a firing not false.")
@@ -23,23 +24,29 @@ from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, 
               help="The adaptive-threshold experiment instead: per arm, and the lifts.")
 @click.option("--min-sessions", type=click.IntRange(min=2), default=30, show_default=True,
               help="With --experiment: sessions each arm needs before an interval is given.")
-def report(data_dir: str | None, fmt: str, window_s: float, experiment: bool,
-           min_sessions: int) -> None:
+def report(data_dir: str | None, store_dir: str | None, fmt: str, window_s: float,
+           experiment: bool, min_sessions: int) -> None:
     """Per trigger x device x revision: fires, impressions, clicks, conversions,
     dismissals, false-trigger rate; holdout lift with its 95 % interval.
 
     With --experiment: per arm of settings.experiment (adaptive, static, holdout) sessions,
-    conversion and false-trigger rates, and the lift of adaptive vs static and of each arm
-    vs holdout with its 95 % interval."""
+    conversion and false-trigger rates, the lift of adaptive vs static and of each arm
+    vs holdout with its 95 % interval, and a sample-ratio check of the arms' sessions
+    against the split the published snapshot (--store) declares."""
     from control_plane.telemetry.reports import (
         experiment_report,
+        experiment_split,
         format_experiment,
         format_table,
         trigger_report,
     )
 
+    from ..distribution import publishing
+
     if experiment:
-        doc = experiment_report(open_telemetry(data_dir), window_s, min_sessions=min_sessions)
+        served = publishing.served(open_edge_store(store_dir))
+        doc = experiment_report(open_telemetry(data_dir), window_s, min_sessions=min_sessions,
+                                split=experiment_split(served[1] if served else None))
         click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_experiment(doc))
         return
     doc = trigger_report(open_telemetry(data_dir), window_s)

@@ -11,19 +11,23 @@ from .telemetry_store import TelemetryStore
 
 
 def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = 30,
-          max_ci_width: float = 0.2) -> dict[str, Any]:
-    """The correlation matrix of firings across sessions, and the flagged triggers.
+          max_ci_width: float = 0.2, since_ms: int = 0) -> dict[str, Any]:
+    """The correlation matrix of firings across sessions (of decisions, fires and outcomes
+    from `since_ms` on), and the flagged triggers.
 
     Sessions in the experiment's holdout arm are left out: nothing fires for them, and
     counting them would make every pair of triggers look correlated."""
     sessions = {s for (s,) in store.query("SELECT DISTINCT session FROM decisions WHERE "
-                                          "arm IS NULL OR arm != 'holdout'")}
+                                          "ts_ms >= ? AND (arm IS NULL OR arm != 'holdout')",
+                                          (since_ms,))}
     fired: dict[str, set[str]] = defaultdict(set)
-    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires"):
+    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
+                                     "WHERE ts_ms >= ?", (since_ms,)):
         if session in sessions:
             fired[trig].add(session)
     engaged = {s for (s,) in store.query(
-        "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion')")}
+        "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion') "
+        "AND ts_ms >= ?", (since_ms,))}
     triggers = sorted(fired)
     n = len(sessions)
     matrix = {a: {b: _phi(fired[a], fired[b], n) for b in triggers} for a in triggers}

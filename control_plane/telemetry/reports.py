@@ -12,6 +12,7 @@ import bisect
 import json
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,17 @@ def lift(conv_a: int, n_a: int, conv_b: int, n_b: int, z: float = 1.96) -> dict[
             "ci95": [round(d - z * se, 4), round(d + z * se, 4)]}
 
 
+def rate_interval(part: int, whole: int, z: float = 1.96) -> list[float] | None:
+    """Wilson score interval of the rate part/whole (sound at small counts and at 0 % or
+    100 %, where the normal approximation collapses to a point); None without data."""
+    if not whole:
+        return None
+    p = part / whole
+    centre = (p + z * z / (2 * whole)) / (1 + z * z / whole)
+    half = z * math.sqrt(p * (1 - p) / whole + z * z / (4 * whole * whole)) / (1 + z * z / whole)
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+
+
 def _hist(bounds: tuple[int, ...], counts: list[int]) -> dict[str, int]:
     labels = [f"<={b}" for b in bounds] + [f">{bounds[-1]}"]
     return dict(zip(labels, counts))
@@ -168,11 +180,13 @@ MIN_ARM_SESSIONS = 30  # below this in either arm, no interval is given
 
 
 def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: int = 0,
-                      min_sessions: int = MIN_ARM_SESSIONS) -> dict[str, Any]:
+                      min_sessions: int = MIN_ARM_SESSIONS,
+                      split: Mapping[str, float] | None = None) -> dict[str, Any]:
     """Per arm: sessions, sessions with a conversion, conversion rate, fires and the
     false-trigger rate; then the lift (difference of conversion rates) of adaptive vs
     static and of each arm vs holdout, with a 95 % normal-approximation interval, or
-    "not enough data" while either arm has fewer than `min_sessions` sessions.
+    "not enough data" while either arm has fewer than `min_sessions` sessions; and, given
+    the declared `split` (arm -> percent, `experiment_split`), the sample-ratio check.
 
     A session belongs to the arm of its first decision that names one; sessions whose
     later decisions name another arm (the salt or shares changed) are counted in
@@ -216,6 +230,7 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
         conv = len(members[arm] & converted)
         arms.append({"arm": arm, "sessions": n, "converted_sessions": conv,
                      "conversion_rate": round(conv / n, 4) if n else None,
+                     "conversion_ci95": rate_interval(conv, n),
                      "fires": fires[arm], "false_triggers": false[arm],
                      "false_trigger_rate": round(false[arm] / fires[arm], 4)
                      if fires[arm] else None})
@@ -236,22 +251,87 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
             entry.update(lift=diff["lift"], ci95=diff["ci95"],
                          significant=low > 0 or high < 0, note=None)
         comparisons.append(entry)
+    srm = (sample_ratio_mismatch({a["arm"]: a["sessions"] for a in arms}, split)
+           if split is not None else None)
     return {"window_s": window_s, "min_sessions": min_sessions,
             "sessions": len(arm_of), "switched_sessions": len(switched),
-            "arms": arms, "comparisons": comparisons}
+            "arms": arms, "comparisons": comparisons, "srm": srm}
+
+
+SRM_P = 0.001  # below this the arms' sizes are not chance: the split itself is broken
+SRM_MIN_EXPECTED = 5  # sessions an arm must expect before the chi-square approximation holds
+
+
+def experiment_split(snapshot: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """The arms' declared shares (percent) of a compiled snapshot; None: no experiment."""
+    arms = ((snapshot or {}).get("experiment") or {}).get("arms")
+    return {arm: float(arms.get(arm, 0.0)) for arm in ARMS} if arms else None
+
+
+def sample_ratio_mismatch(sessions: Mapping[str, int],
+                          split: Mapping[str, float]) -> dict[str, Any]:
+    """Pearson's chi-square test of the arms' session counts against the declared split
+    (percent per arm). `mismatch` when p < SRM_P; p is None (with a note) while an arm
+    expects fewer than SRM_MIN_EXPECTED sessions. An arm declared at 0 % that has
+    sessions is a mismatch outright."""
+    total = sum(sessions.get(arm, 0) for arm in split)
+    share = sum(split.values())
+    expected = {arm: total * pct / share if share else 0.0 for arm, pct in split.items()}
+    observed = {arm: sessions.get(arm, 0) for arm in split}
+    out: dict[str, Any] = {"split": dict(split), "observed": observed,
+                           "expected": {a: round(e, 1) for a, e in expected.items()},
+                           "chi2": None, "df": None, "p": None, "mismatch": False,
+                           "threshold": SRM_P, "note": None}
+    stray = [arm for arm in split if expected[arm] == 0 and observed[arm]]
+    if stray:
+        out.update(p=0.0, mismatch=True,
+                   note=f"sessions in arm(s) declared at 0 %: {', '.join(stray)}")
+        return out
+    drawn = [arm for arm in split if expected[arm] > 0]
+    if len(drawn) < 2:
+        out["note"] = "one arm takes every session: nothing to compare"
+        return out
+    if min(expected[arm] for arm in drawn) < SRM_MIN_EXPECTED:
+        out["note"] = (f"not enough sessions: every arm should expect {SRM_MIN_EXPECTED} "
+                       f"or more ({total} sessions in all)")
+        return out
+    chi2 = sum((observed[a] - expected[a]) ** 2 / expected[a] for a in drawn)
+    p = chi2_sf(chi2, len(drawn) - 1)
+    out.update(chi2=round(chi2, 3), df=len(drawn) - 1, p=p, mismatch=p < SRM_P)
+    return out
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X >= x) for X chi-square with integer `df` degrees of freedom (closed forms)."""
+    if x <= 0:
+        return 1.0
+    half = x / 2
+    if df % 2 == 0:
+        term = total = 1.0
+        for j in range(1, df // 2):
+            term *= half / j
+            total += term
+        return min(1.0, math.exp(-half) * total)
+    total, term = 0.0, math.sqrt(2 * x / math.pi)
+    for j in range(1, (df + 1) // 2):
+        total += term
+        term *= x / (2 * j + 1)
+    return min(1.0, math.erfc(math.sqrt(half)) + math.exp(-half) * total)
 
 
 def format_experiment(report: dict[str, Any]) -> str:
     """The experiment report as a fixed-width table for people."""
     if not report["sessions"]:
         return "no experiment data: no decision names an arm (settings.experiment)"
-    head = f"{'arm':<9} {'sessions':>8} {'conv':>6} {'conv%':>7} {'fires':>6} {'false%':>7}"
+    head = (f"{'arm':<9} {'sessions':>8} {'conv':>6} {'conv%':>7} {'95% CI':>11} "
+            f"{'fires':>6} {'false%':>7}")
     lines = [head, "-" * len(head)]
     for a in report["arms"]:
-        conv, false = a["conversion_rate"], a["false_trigger_rate"]
+        conv, false, ci = a["conversion_rate"], a["false_trigger_rate"], a["conversion_ci95"]
+        span = "-" if ci is None else f"{ci[0] * 100:.1f}..{ci[1] * 100:.1f}"
         lines.append(f"{a['arm']:<9} {a['sessions']:>8} {a['converted_sessions']:>6} "
-                     f"{'-' if conv is None else f'{conv * 100:.1f}':>7} {a['fires']:>6} "
-                     f"{'-' if false is None else f'{false * 100:.1f}':>7}")
+                     f"{'-' if conv is None else f'{conv * 100:.1f}':>7} {span:>11} "
+                     f"{a['fires']:>6} {'-' if false is None else f'{false * 100:.1f}':>7}")
     for c in report["comparisons"]:
         what = f"{c['arm']} vs {c['against']}:"
         if c["lift"] is None:
@@ -263,7 +343,26 @@ def format_experiment(report: dict[str, Any]) -> str:
     if report["switched_sessions"]:
         lines.append(f"{report['switched_sessions']} session(s) changed arm (salt or shares "
                      "changed); counted in their first arm")
+    if report.get("srm") is not None:
+        lines.append(format_srm(report["srm"]))
     return "\n".join(lines)
+
+
+def format_srm(srm: dict[str, Any]) -> str:
+    """The sample-ratio check in words: what was declared, what came, and what it means."""
+    split = ", ".join(f"{arm} {pct:g}%" for arm, pct in srm["split"].items())
+    came = ", ".join(f"{arm} {n}" for arm, n in srm["observed"].items())
+    if srm["p"] is None:
+        return f"sample ratio: not tested ({srm['note']}); declared {split}"
+    stat = (f"chi-square {srm['chi2']:.2f}, df {srm['df']}, p {srm['p']:.2g}"
+            if srm["chi2"] is not None else srm["note"])
+    if not srm["mismatch"]:
+        return f"sample ratio: as declared ({split}; sessions {came}; {stat})"
+    return (f"SAMPLE RATIO MISMATCH: sessions {came} against the declared {split} ({stat}, "
+            f"below {srm['threshold']:g}). The arms are not the random split the experiment "
+            "declares, so their comparison is biased: check that every edge serves the same "
+            "snapshot (experiment salt and shares), that no arm's sessions lose their "
+            "telemetry, and whether the split changed within the period.")
 
 
 MAX_RECALIBRATIONS = 1000  # rows one report lists, newest first
