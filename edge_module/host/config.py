@@ -100,6 +100,11 @@ class EdgeConfig:
     # (http://shop.example:8800) or *; empty: none (a request with an Origin gets 403)
     allowed_origins: str = ""
     sdk_dir: Path = Path("build/sdk")  # the SDK build served under /sdk/ (its manifest.json)
+    # GET /metrics (Prometheus): not served unless one of these is set. A token: served on
+    # the public port to a caller presenting it (Authorization: Bearer). An address
+    # (host:port): served there, on a listener of its own that serves nothing else.
+    metrics_token: str = ""
+    metrics_address: str = ""
 
     def __post_init__(self) -> None:
         if self.server not in SERVERS:
@@ -121,6 +126,9 @@ class EdgeConfig:
             parse_allowed_origins(self.allowed_origins)
         except OriginError as exc:
             raise ConfigError(f"EDGE_ALLOWED_ORIGINS: {exc}") from None
+        if self.metrics_address and not _is_address(self.metrics_address):
+            raise ConfigError(f"EDGE_METRICS_ADDRESS={self.metrics_address!r}: expected "
+                              "host:port (e.g. 127.0.0.1:9700)")
         if self.workers > 1 and self.server != "granian":
             raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
                               "several worker processes (EDGE_SERVER=granian)")
@@ -145,6 +153,11 @@ _ENV_NAMES = {
     "s3_endpoint_url": ("TRIGGERS_S3_ENDPOINT_URL",),
     "trusted_keys": ("TRIGGERS_TRUSTED_KEYS",),
 }
+
+
+def _is_address(value: str) -> bool:
+    host, sep, port = value.rpartition(":")
+    return bool(sep and host and port.isdigit() and int(port) < 65536)
 
 
 def _convert(name: str, raw: str, default: object) -> object:

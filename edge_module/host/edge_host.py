@@ -16,8 +16,8 @@ from ..distribution.edge_store import open_store
 from ..distribution.signing import TrustedKeys
 from ..distribution.snapshot_sync import SnapshotSync
 from ..http.app import EdgeApp
+from ..http.metrics import EdgeMetrics, MeteredPool, MetricsListener, MetricsMirror
 from ..runtime.component import EpochTicker, Instance, load_component, make_engine
-from ..runtime.pool import InstancePool
 from ..sessions.lmdb_session_store import LmdbSessionStore
 from ..sessions.redis_session_store import RedisSessionStore
 from ..sessions.session_store import MemorySessionStore, SessionStore
@@ -46,6 +46,7 @@ class EdgeHost:
     ticker: EpochTicker
     # the background duties, closed in this order (last telemetry, last report, sync)
     duties: tuple[PeriodicTask, ...]
+    metrics_listener: MetricsListener | None = None  # EDGE_METRICS_ADDRESS (worker 1)
 
     @property
     def shipper(self) -> TelemetryShipper | None:
@@ -66,12 +67,12 @@ class EdgeHost:
         def factory() -> Instance:
             return Instance(engine, linker, component, memory_limit=memory)
 
-        pool = InstancePool(factory, config.threads,
+        pool = MeteredPool(factory, config.threads,
                             decide_deadline_ms=config.decide_deadline_ms,
                             load_deadline_ms=config.load_deadline_ms,
                             acquire_timeout_s=config.acquire_timeout_s)
         store = open_store(config.store, config.s3_endpoint_url or None)
-        sync = SnapshotSync(store, pool, TrustedKeys(config.trusted_keys),
+        sync = CountedSync(store, pool, TrustedKeys(config.trusted_keys),
                             config.sync_interval_s, config.state_dir / "last-good",
                             config.load_attempts)
         sync.load_cached()  # serve the last good snapshot even if the store is down
@@ -89,15 +90,40 @@ class EdgeHost:
             duties.append(StatusReporter(config.control_url, config.token, app.status,
                                          config.report_interval_s))
         duties.append(sync)
+        listener = None
+        if config.metrics_token or config.metrics_address:
+            app.metrics = EdgeMetrics(app)
+            pool.observe_wait = app.metrics.wait_seconds.observe
+            if app.metrics.folder is not None:  # several workers: see metrics.py
+                duties.append(MetricsMirror(app.metrics))
+            if config.metrics_address and config.worker == 1:  # one listener per host
+                listener = MetricsListener(app.metrics, config.metrics_address)
+                listener.start()
         for duty in duties:
             duty.start()
-        return cls(config, app, sync, ticker, tuple(duties))
+        return cls(config, app, sync, ticker, tuple(duties), listener)
 
     def close(self) -> None:
+        if self.metrics_listener is not None:
+            self.metrics_listener.close()
         for duty in self.duties:
             duty.close()
         self.ticker.stop()
         self.app.sessions.close()
+
+
+class CountedSync(SnapshotSync):
+    """Snapshot sync counting its failed polls (`errors`, for edge_sync_errors_total)."""
+
+    errors = 0
+
+    def run_once(self) -> bool:
+        before = self.status.last_error_ms
+        try:
+            return super().run_once()
+        finally:  # each failure stamps its time (polls are far more than 1 ms apart)
+            if self.status.last_error_ms != before:
+                self.errors += 1
 
 
 def make_session_store(config: EdgeConfig) -> SessionStore:

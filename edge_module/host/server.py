@@ -14,6 +14,11 @@ from .edge_host import configure_logging, make_session_store
 
 def serve(config: EdgeConfig) -> None:
     """Serve the edge API with the server `config.server` names until SIGTERM or Ctrl-C."""
+    if config.workers > 1 and (config.metrics_token or config.metrics_address):
+        from edge_module.http.metrics import use_multiprocess_dir
+
+        # before the workers start: each keeps its metrics there, a scrape adds them up
+        use_multiprocess_dir(config.state_dir / "metrics")
     if config.server == "waitress":
         from edge_module.http.waitress_server import serve_waitress
 

@@ -1,6 +1,7 @@
 """The edge host's HTTP API as an object apart from any server: `POST /v1/decide`,
-`POST /v1/outcome` (and their CORS preflights), `GET /healthz`, `GET /openapi.json` and the
-browser SDK's files under `/sdk/`, routed through one table.
+`POST /v1/outcome` (and their CORS preflights), `GET /healthz`, `GET /openapi.json`, the
+browser SDK's files under `/sdk/` and `GET /metrics` (with EDGE_METRICS_TOKEN), routed
+through one table.
 
 Plain handlers rather than a framework: this is the hot path, and all a decision does is
 parse the body once, fetch the session state, call the component and splice the answer.
@@ -37,6 +38,7 @@ from ..telemetry.decision_log import OutcomeError, outcome_record
 from ..telemetry.log_spool import DecisionLog
 from ..telemetry.shipper import TelemetryShipper
 from .cors import PREFLIGHT_HEADERS, CorsPolicy
+from .metrics import EdgeMetrics, check_bearer
 from .outcome_tokens import OutcomeTokens, TokenError, load_key
 from .sdk_files import SdkFile, SdkFiles, etag_matches
 
@@ -45,7 +47,8 @@ log = logging.getLogger("edge.host")
 StartResponse = Callable[..., Any]
 JSON = "application/json"
 _STATUS = {200: "200 OK", 204: "204 No Content", 304: "304 Not Modified",
-           400: "400 Bad Request", 403: "403 Forbidden", 404: "404 Not Found",
+           400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
+           404: "404 Not Found",
            405: "405 Method Not Allowed", 408: "408 Request Timeout",
            413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
            422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
@@ -101,6 +104,7 @@ class Route:
     lane: str = "loop"
     cors: bool = False  # browsers may call it: the Origin rule applies (`EdgeApp.screen`)
     etag: str = ""  # its answer's entity tag: If-None-Match may get a 304
+    guarded: bool = False  # the caller must present the metrics token (`EdgeApp.screen`)
 
 
 class EdgeApp:
@@ -124,6 +128,7 @@ class EdgeApp:
         self._pending_lock = threading.Lock()
         self.decision_log: DecisionLog | None = None  # set when telemetry is on
         self.shipper: TelemetryShipper | None = None  # ... and what ships it
+        self.metrics: EdgeMetrics | None = None  # set when metrics are served
         self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
                                     int(config.outcome_window_s * 1000))
         self.routes: dict[str, Route] = {
@@ -132,6 +137,8 @@ class EdgeApp:
             "/healthz": Route("GET", lambda _body: self.health(), lane="side"),
             "/openapi.json": Route("GET", lambda _body: self.openapi()),
         }
+        if config.metrics_token:  # else not on the public port (perhaps on its own address)
+            self.routes["/metrics"] = Route("GET", self.metrics_page, lane="side", guarded=True)
         for path in ("/v1/decide", "/v1/outcome"):
             self.routes[path] = replace(self.routes[path], cors=True)
         self.cors = CorsPolicy(config.allowed_origins)
@@ -160,11 +167,19 @@ class EdgeApp:
         return route
 
     def screen(self, route: Route, origin: str | None, if_none_match: str | None,
-               ) -> Headers | Reply:
+               authorization: str | None = None) -> Headers | Reply:
         """What a request's headers decide before it runs (the server calls this when
-        `route.cors or route.etag`): the headers every answer to it carries (CORS), or the
-        answer itself: 403 for a browser page of an origin not allowed (nothing decided,
-        nothing logged), 304 when the client's copy is current."""
+        `route.cors or route.etag or route.guarded`): the headers every answer to it carries
+        (CORS), or the answer itself: 403 for a browser page of an origin not allowed
+        (nothing decided, nothing logged), 304 when the client's copy is current, 401 / 403
+        without the metrics token."""
+        if route.guarded:
+            refused = check_bearer(self.config.metrics_token, authorization)
+            if refused is None:
+                return NO_HEADERS
+            status, code, message = refused
+            return status, error_body(code, message), (
+                [("WWW-Authenticate", "Bearer")] if status == 401 else [])
         if route.cors:
             if origin is None:  # not a browser page: a server, curl
                 return NO_HEADERS
@@ -192,17 +207,20 @@ class EdgeApp:
     def run(self, route: Route, body: bytes, method: str, path: str) -> Reply:
         """Call a handler; failures become answers here, and only here."""
         try:
-            return route.handler(body)
+            reply = route.handler(body)
         except SessionStoreUnavailable as exc:  # the detail names internal hosts: log only
             log.warning("%s %s: %s", method, path, exc)
-            return 503, error_body(
+            reply = 503, error_body(
                 "session_store_unavailable",
                 "session state is unavailable; no decision was made, retry shortly"), [
                 ("Retry-After", "1")]
         except Exception:  # a bug must cost one request, not the worker
             log.exception("unhandled error on %s %s", method, path)
             self.counters.add("errors")
-            return 500, error_body("internal_error", "internal error"), []
+            reply = 500, error_body("internal_error", "internal error"), []
+        if route.lane == "decide" and self.metrics is not None:
+            self.metrics.answered(reply[0])
+        return reply
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """WSGI (waitress: it reads a body whole, within its channel timeout, before a
@@ -213,9 +231,10 @@ class EdgeApp:
         if not isinstance(route, Route):
             return self._reply(start_response, *route)
         cors = NO_HEADERS
-        if route.cors or route.etag:
+        if route.cors or route.etag or route.guarded:
             screened = self.screen(route, environ.get("HTTP_ORIGIN"),
-                                   environ.get("HTTP_IF_NONE_MATCH"))
+                                   environ.get("HTTP_IF_NONE_MATCH"),
+                                   environ.get("HTTP_AUTHORIZATION"))
             if isinstance(screened, tuple):  # waitress has read the body already
                 return self._reply(start_response, *screened)
             cors = screened
@@ -323,9 +342,12 @@ class EdgeApp:
             trigger = action.get("trigger")
             if type(trigger) is str:
                 action["outcome_token"] = issue(session_id, decision_id, trigger, now_ms)
-        response["latency_us"] = (time.perf_counter_ns() - started) // 1000
+        latency_ns = time.perf_counter_ns() - started
+        response["latency_us"] = latency_ns // 1000
         # the part of it spent in the component call (waiting for an instance included)
         response["component_us"] = component_ns // 1000
+        if self.metrics is not None:
+            self.metrics.decided(latency_ns / 1e9, component_ns / 1e9, response.get("actions"))
         if self.decision_log is not None:
             try:
                 self.decision_log.decision(
@@ -377,6 +399,12 @@ class EdgeApp:
         from edge_module.http.openapi import edge_openapi
 
         return 200, json.dumps(edge_openapi()).encode(), []
+
+    def metrics_page(self, _body: bytes) -> Reply:
+        """`GET /metrics`: the Prometheus text format (`metrics.py`)."""
+        if self.metrics is None:
+            return 404, error_body("not_found", "no route /metrics"), []
+        return self.metrics.reply()
 
     def status(self) -> dict[str, Any]:
         """What this edge runs and how it fares (healthz, and the fleet report)."""

@@ -136,10 +136,10 @@ class RsgiEdge:
             return _send(proto, route)
         cors = NO_HEADERS
         screened: Reply | None = None  # answered from the request's headers alone
-        if route.cors or route.etag:
+        if route.cors or route.etag or route.guarded:
             headers = scope.headers
             verdict = self.app.screen(route, headers.get("origin"),
-                                      headers.get("if-none-match"))
+                                      headers.get("if-none-match"), headers.get("authorization"))
             if isinstance(verdict, tuple):
                 screened = verdict
             else:

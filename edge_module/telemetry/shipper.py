@@ -59,6 +59,7 @@ class TelemetryShipper(PeriodicTask):
         self.failures = 0  # consecutive failed sends (control plane unavailable)
         self.next_attempt = 0.0  # time.monotonic() before which nothing is sent
         self.shipped = 0  # batch files delivered by this process
+        self.shipped_records = 0  # records in them the control plane took (or had already)
         self.split = 0  # batch files split in two after a 413
         self.set_aside = 0  # batch files set aside by this process
         self.last_error: str | None = None
@@ -139,6 +140,7 @@ class TelemetryShipper(PeriodicTask):
             doc = json.loads(answer)
             by_code = doc.get("rejected_by_code") or {}
             counts = [(str(code), int(n)) for code, n in by_code.items()]
+            self.shipped_records += int(doc.get("accepted", 0)) + int(doc.get("duplicates", 0))
         except (ValueError, TypeError, AttributeError):
             return  # an older control plane: it answered stored/duplicates only
         for code, n in counts:

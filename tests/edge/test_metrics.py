@@ -1,0 +1,200 @@
+"""The edge host's GET /metrics: served only when configured (a token, or an address of its
+own), in the Prometheus text format, with values that move as the traffic says, and every
+worker's numbers in one scrape."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.control_server import running_control
+from tests.edge.test_telemetry import engaged, outcome, publish_rules
+from tests.factories import T0
+from tests.servers import (
+    BUILD,
+    EDGE_TOKEN,
+    TRUSTED_KEYS,
+    control_config,
+    http,
+    running_edge,
+    wait_for,
+)
+
+TOKEN = "metrics-token-for-tests"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def get(url: str, token: str | None = TOKEN) -> tuple[int, str, dict[str, str]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as resp:
+            return resp.status, resp.read().decode(), _lower(resp.headers.items())
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(), _lower(err.headers.items())
+
+
+def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers}
+
+
+def scrape(url: str, token: str | None = TOKEN) -> Samples:
+    """Every sample of a scrape, by name and labels, parsed by prometheus-client's parser."""
+    status, text, headers = get(url, token)
+    assert status == 200, text
+    assert headers["content-type"].startswith("text/plain; version=")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_without_a_token_or_an_address_metrics_are_not_served(tmp_path):
+    publish_rules(tmp_path / "store")
+    with running_edge(tmp_path / "store") as edge:
+        status, body, _ = http("GET", edge.url + "/metrics")
+        assert status == 404 and body["error"]["code"] == "not_found"
+        assert edge.host.app.metrics is None  # and nothing is observed per decision
+
+
+def test_the_metrics_token_is_asked_for(tmp_path):
+    publish_rules(tmp_path / "store")
+    with running_edge(tmp_path / "store", metrics_token=TOKEN) as edge:
+        status, body, headers = http("GET", edge.url + "/metrics")
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+        assert _lower(headers.items())["www-authenticate"] == "Bearer"
+        status, body, _ = http("GET", edge.url + "/metrics",
+                               headers={"Authorization": "Bearer not-the-token"})
+        assert status == 403 and body["error"]["code"] == "forbidden"
+        assert get(edge.url + "/metrics")[0] == 200
+
+
+def test_metrics_move_as_the_traffic_says(tmp_path):
+    publish_rules(tmp_path / "store")
+    with running_control(control_config(tmp_path)) as control, \
+            running_edge(tmp_path / "store", control_url=control.url, token=EDGE_TOKEN,
+                         telemetry_interval_s=0.05, metrics_token=TOKEN) as edge:
+        for n in range(7):
+            status, decided, _ = edge.decide(engaged(f"m{n}"))
+            assert status == 200 and [a["trigger"] for a in decided["actions"]] == [
+                "pricing-discount"]
+            assert http("POST", edge.url + "/v1/outcome",
+                        outcome(f"m{n}", decided=decided))[0] == 200
+        status, _, _ = edge.decide({"session_id": "quiet", "now_ms": T0, "events": [],
+                                   "context": {"url": "/"}})
+        assert status == 200  # a decision that fires nothing
+        assert http("POST", edge.url + "/v1/decide", "{not json")[0] == 400
+        assert http("POST", edge.url + "/v1/outcome", outcome("m0"))[0] == 403
+        wait_for(lambda: value(scrape(edge.url + "/metrics"), "edge_telemetry_records_total",
+                               state="shipped") == 15, what="every record shipped")
+
+        got = scrape(edge.url + "/metrics")
+        assert value(got, "edge_decisions_total", status="200") == 8
+        assert value(got, "edge_decisions_total", status="400") == 1
+        assert value(got, "edge_decision_duration_seconds_count") == 8
+        assert value(got, "edge_decision_duration_seconds_bucket", le="+Inf") == 8
+        assert 0 < value(got, "edge_decision_duration_seconds_sum") < 8
+        assert value(got, "edge_component_call_duration_seconds_count") == 8
+        assert value(got, "edge_instance_wait_seconds_count") >= 8
+        assert value(got, "edge_actions_total", trigger="pricing-discount") == 7
+        assert value(got, "edge_rejected_total", reason="invalid_outcome_token") == 1
+        assert value(got, "edge_rejected_total", reason="overloaded") == 0
+        assert value(got, "edge_traps_total") == 0
+        assert value(got, "edge_snapshot_revision") == 1
+        assert value(got, "edge_snapshot_last_sync_timestamp_seconds") > 1.7e9
+        assert value(got, "edge_sync_errors_total") == 0
+        assert value(got, "edge_sessions") == 8
+        assert value(got, "edge_session_store_bytes") > 0
+        # 8 decisions and 7 outcomes taken, spooled and shipped; none lost
+        for state in ("taken", "spooled", "shipped"):
+            assert value(got, "edge_telemetry_records_total", state=state) == 15
+        assert not [k for k in got if k[0] == "edge_telemetry_dropped_total"]
+        assert value(got, "edge_telemetry_backlog_records") == 0
+
+
+def test_a_failing_snapshot_poll_is_counted(tmp_path):
+    publish_rules(tmp_path / "store")
+    with running_edge(tmp_path / "store", metrics_token=TOKEN) as edge:
+        (tmp_path / "store" / "manifest.json").write_text("{broken")
+        wait_for(lambda: value(scrape(edge.url + "/metrics"), "edge_sync_errors_total") > 0,
+                 what="a counted sync error")
+
+
+def test_a_metrics_address_serves_metrics_there_alone(tmp_path, free_port):
+    publish_rules(tmp_path / "store")
+    with running_edge(tmp_path / "store", metrics_address=f"127.0.0.1:{free_port}") as edge:
+        assert edge.decide(engaged("a"))[0] == 200
+        assert http("GET", edge.url + "/metrics")[0] == 404  # not on the public port
+        listener = f"http://127.0.0.1:{free_port}"
+        got = scrape(listener + "/metrics", token=None)
+        assert value(got, "edge_decisions_total", status="200") == 1
+        status, body, _ = http("GET", listener + "/healthz")
+        assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
+    """EDGE_WORKERS=2 (granian): whichever worker answers a scrape, it counts both."""
+    publish_rules(tmp_path / "store")
+    state = tmp_path / "edge"
+    stale = state / "metrics" / "counter_1.db"  # a previous run's: removed at start
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 16)
+    env = {**os.environ, "EDGE_PORT": str(free_port), "TRIGGERS_STORE": str(tmp_path / "store"),
+           "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(state),
+           "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
+           "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
+           "EDGE_WORKERS": "2", "EDGE_THREADS": "1", "EDGE_SESSION_STORE": "lmdb",
+           "EDGE_METRICS_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_for(lambda: _up(url), what="the edge host to start")
+        workers: set[str] = set()
+        wait_for(lambda: workers.add(http("GET", url + "/healthz")[1]["edge_id"]) or
+                 len(workers) == 2, what="both workers to answer")
+        decided: dict[str, int] = {}
+        for n in range(20):  # a new connection each: both workers decide some
+            assert http("POST", url + "/v1/decide", engaged(f"w{n}"))[0] == 200
+        wait_for(lambda: [decided.__setitem__(h["edge_id"], h["decisions"]) for h in
+                          [http("GET", url + "/healthz")[1]]] and len(decided) == 2,
+                 what="both workers' counts")
+        assert all(n > 0 for n in decided.values())
+
+        def counted() -> Samples:
+            return scrape(url + "/metrics")
+
+        # read values reach the files within a second; observed ones at once
+        wait_for(lambda: value(counted(), "edge_rejected_total", reason="overloaded") == 0
+                 and value(counted(), "edge_decisions_total", status="200") == 20,
+                 what="both workers' decisions in one scrape")
+        for _ in range(4):  # whichever worker answers
+            got = counted()
+            assert value(got, "edge_decisions_total", status="200") == 20
+            assert value(got, "edge_decision_duration_seconds_count") == 20
+            assert value(got, "edge_actions_total", trigger="pricing-discount") == 20
+            assert value(got, "edge_snapshot_revision") == 1
+            assert value(got, "edge_sessions") == 20  # one shared store, not added twice
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert not stale.exists()
+
+
+def _up(url: str) -> bool:
+    try:
+        return http("GET", url + "/healthz")[0] == 200
+    except OSError:
+        return False
