@@ -26,7 +26,7 @@ from control_plane.telemetry.reports import (
     sample_ratio_mismatch,
 )
 from control_plane.telemetry.telemetry_store import TelemetryStore
-from tests.servers import PUBLISHER_TOKEN, control_client
+from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, control_client
 
 SPLIT = {"adaptive": 45.0, "static": 45.0, "holdout": 10.0}
 
@@ -100,8 +100,19 @@ def publish_experiment(api: Any, trigger: str = "exp-t") -> None:
     assert api.post("/v1/snapshots").status_code == 201
 
 
-def arm_sessions(store: TelemetryStore, counts: dict[str, tuple[int, int]],
-                 at: int = RECENT) -> None:
+def ingest(target: Any, records: list[dict[str, Any]]) -> None:
+    """Records into a store, or through an app's ingest endpoint as an edge sends them."""
+    if isinstance(target, TelemetryStore):
+        target.ingest(records)
+        return
+    edge = target.application.test_client()
+    body = "\n".join(json.dumps(r) for r in records)
+    answer = edge.post("/v1/telemetry", data=body,
+                       headers={"Authorization": f"Bearer {EDGE_TOKEN}"}).get_json()
+    assert answer["accepted"] == len(records), answer
+
+
+def arm_sessions(target: Any, counts: dict[str, tuple[int, int]], at: int = RECENT) -> None:
     """Sessions per arm (sessions, converted): one decision each, firing in the treated
     arms; converted sessions report a conversion 5 s later."""
     records: list[dict[str, Any]] = []
@@ -116,7 +127,7 @@ def arm_sessions(store: TelemetryStore, counts: dict[str, tuple[int, int]],
             if n < converted:
                 records.append({"kind": "outcome", "id": f"{session}-c", "session": session,
                                 "ts_ms": at + 5000, "type": "conversion"})
-    store.ingest(records)
+    ingest(target, records)
 
 
 FAIR = {"adaptive": (452, 120), "static": (446, 90), "holdout": (102, 12)}
@@ -127,7 +138,7 @@ def test_the_cli_and_the_api_check_the_split_the_published_snapshot_declares(
         tmp_path: Path) -> None:
     api = control_client(tmp_path)
     publish_experiment(api)
-    arm_sessions(api.application.extensions["telemetry_store"], SKEWED)
+    arm_sessions(api, SKEWED)
     doc = api.get("/v1/reports/experiment").get_json()
     assert doc["srm"]["split"] == SPLIT and doc["srm"]["mismatch"] is True
     config = api.application.config
@@ -190,7 +201,7 @@ def pct(v: float) -> str:
 
 def test_the_experiments_page_shows_the_reports_numbers(api: Any) -> None:
     publish_experiment(api)
-    arm_sessions(telemetry(api), FAIR)
+    arm_sessions(api, FAIR)
     html = page(console(api), "/experiments?period=7d")
     report = experiment_report(telemetry(api), 30.0, 0, split=SPLIT)
     for arm in report["arms"]:
@@ -212,7 +223,7 @@ def test_the_experiments_page_shows_the_reports_numbers(api: Any) -> None:
 
 def test_a_skewed_split_warns_and_says_what_to_check(api: Any) -> None:
     publish_experiment(api)
-    arm_sessions(telemetry(api), SKEWED)
+    arm_sessions(api, SKEWED)
     html = page(console(api), "/experiments")
     warning = re.search(r'<div class="warn" role="alert" id="srm">(.*?)</div>', html, re.DOTALL)
     assert warning, "no sample-ratio warning"
@@ -225,13 +236,13 @@ def test_a_skewed_split_warns_and_says_what_to_check(api: Any) -> None:
 
 def test_a_fair_split_does_not_warn(api: Any) -> None:
     publish_experiment(api)
-    arm_sessions(telemetry(api), FAIR)
+    arm_sessions(api, FAIR)
     html = page(console(api), "/experiments")
     assert 'role="alert"' not in html and "Sample ratio as declared" in html
 
 
 def test_without_a_published_experiment_the_page_says_the_split_is_unknown(api: Any) -> None:
-    arm_sessions(telemetry(api), SKEWED)
+    arm_sessions(api, SKEWED)
     html = page(console(api), "/experiments")
     assert 'role="alert"' not in html and "declares no experiment split" in html
 
@@ -298,18 +309,18 @@ def test_the_threshold_plot_has_a_point_per_move_one_line_per_key_and_segment(
     assert html.count("<polyline") == 2
 
 
-def fire_plan(store: TelemetryStore, names: tuple[str, str, str]) -> None:
+def fire_plan(target: Any, names: tuple[str, str, str]) -> None:
     """Sixty sessions: the first two triggers fire together in two thirds of them, the
     third alone in the rest (twenty sessions: too few to judge); a third of them click."""
     twin, other, rare = names
-    store.ingest([{"kind": "decision", "id": f"p{i}", "session": f"p{i}", "ts_ms": RECENT,
-                   "fired": [twin, other] if i % 3 else [rare]} for i in range(60)]
-                 + [{"kind": "outcome", "id": f"o{i}", "session": f"p{i}",
-                     "ts_ms": RECENT + 1000, "type": "click"} for i in range(0, 60, 3)])
+    ingest(target, [{"kind": "decision", "id": f"p{i}", "session": f"p{i}", "ts_ms": RECENT,
+                     "fired": [twin, other] if i % 3 else [rare]} for i in range(60)]
+           + [{"kind": "outcome", "id": f"o{i}", "session": f"p{i}", "ts_ms": RECENT + 1000,
+               "type": "click"} for i in range(0, 60, 3)])
 
 
 def test_the_audit_page_draws_the_matrix_and_says_what_to_do(api: Any) -> None:
-    fire_plan(telemetry(api), ("a-twin", "b-twin", "rare"))
+    fire_plan(api, ("a-twin", "b-twin", "rare"))
     html = page(console(api), "/audit")
     found = audit(telemetry(api))
     values = re.findall(r'<rect class="point" data-value="([^"]+)"', html)
@@ -323,9 +334,9 @@ def test_the_audit_page_draws_the_matrix_and_says_what_to_do(api: Any) -> None:
 
 
 def test_the_audit_page_takes_the_period(api: Any) -> None:
-    fire_plan(telemetry(api), ("a", "b", "c"))
-    telemetry(api).ingest([{"kind": "decision", "id": "old", "session": "old",
-                            "ts_ms": RECENT - 20 * DAY_MS, "fired": ["old-trigger"]}])
+    fire_plan(api, ("a", "b", "c"))
+    ingest(api, [{"kind": "decision", "id": "old", "session": "old",
+                  "ts_ms": RECENT - 20 * DAY_MS, "fired": ["old-trigger"]}])
     assert "old-trigger" not in page(console(api), "/audit?period=7d")
     assert "old-trigger" in page(console(api), "/audit?period=30d")
 
@@ -346,7 +357,7 @@ def test_the_pages_change_nothing(api: Any, path: str) -> None:
 
 def test_names_from_telemetry_are_escaped(api: Any) -> None:
     evil = "<script>alert(1)</script>"
-    fire_plan(telemetry(api), (evil, "b", "c"))
+    fire_plan(api, (evil, "b", "c"))
     recalibrations(telemetry(api), trigger=evil)
     client = console(api)
     for path in ("/learning", "/audit"):
