@@ -15,6 +15,7 @@ from .distribution.fleet import FleetRegistry
 from .distribution.keys import KeyRing
 from .distribution.pack_registry import PackRegistry
 from .errors import register_error_handlers
+from .metrics import install as install_metrics
 from .openapi import openapi_document
 from .rulepack.pack_limits import reset_pack_limits, set_pack_limits
 from .telemetry.telemetry_sink import make_sink
@@ -91,5 +92,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return response
 
     app.make_default_options_response = options_response  # type: ignore[method-assign]
+    install_metrics(app, app.extensions["edge_store"])  # every request counted; GET /metrics
     register_error_handlers(app)
     return app

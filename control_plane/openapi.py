@@ -183,6 +183,14 @@ def _paths() -> dict[str, Any]:
             "200": {"description": "the control plane is up",
                     "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"status": {"const": "ok"}}}}}}}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics", "operationId": "metrics",
+            "security": [{"metricsToken": []}],
+            "description": "Requests by route and status, ingest records by result, what "
+                           "the manifest publishes (docs/operations.md, Metrics).",
+            "responses": {"200": {"description": "the Prometheus text format",
+                                  "content": {"text/plain": {"schema": {"type": "string"}}}},
+                          "401": _UNAUTHORIZED, "403": _error("not a metrics token")}}},
         "/openapi.json": {"get": {"summary": "This document", "operationId": "openapi",
                                   "responses": {"200": {"description": "OpenAPI 3.1",
                                                         "content": {"application/json": {}}}}}},
@@ -409,6 +417,9 @@ def openapi_document() -> dict[str, Any]:
                                    "description": "CONTROL_PUBLISHER_TOKENS"},
                 "edgeToken": {"type": "http", "scheme": "bearer",
                               "description": "CONTROL_EDGE_TOKENS"},
+                "metricsToken": {"type": "http", "scheme": "bearer",
+                                 "description": "CONTROL_METRICS_TOKENS (or DATA_DIR/"
+                                                "metrics.token): GET /metrics only"},
                 "authorToken": {"type": "http", "scheme": "bearer",
                                 "description": "CONTROL_AUTHOR_TOKENS: validate and compile "
                                                "only"}}},
