@@ -158,6 +158,8 @@ class RsgiEdge:
         if route.lane == "decide":  # admitted before queueing, not in the thread
             refused = self.app.admit()
             if refused is not None:
+                if self.app.metrics is not None:  # as `EdgeApp.run` counts the others
+                    self.app.metrics.answered(refused[0])
                 return _send(proto, refused, cors)
             if (self.loop_decides and self.deciding >= self.decide_threads.size
                     and self.app.pool.idle()):

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.control_server import running_control
@@ -141,24 +145,62 @@ def test_a_metrics_address_serves_metrics_there_alone(tmp_path, free_port):
         assert status == 404 and body["error"]["code"] == "not_found"
 
 
+@contextmanager
+def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
+    """`edge-host` in a process of its own (granian), with EDGE_* `env`; yields its URL."""
+    full = {**os.environ, "EDGE_PORT": str(port), "TRIGGERS_STORE": str(tmp_path / "store"),
+            "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
+            "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
+            "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
+            "EDGE_METRICS_TOKEN": TOKEN, **env}
+    proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(url), what="the edge host to start")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("server", ["waitress", "granian"])
+def test_a_refused_decision_is_counted_under_either_server(tmp_path, free_port, server):
+    other_port = _free_port()
+    publish_rules(tmp_path / "store")
+    with ExitStack() as stack:
+        if server == "waitress":  # in this process: admitted inside the handler
+            url = stack.enter_context(running_edge(tmp_path / "store", metrics_token=TOKEN,
+                                                   max_pending=0)).url
+        else:  # admitted on the event loop, before a decision thread
+            stack.enter_context(edge_process(tmp_path, free_port, EDGE_MAX_PENDING="0",
+                                             EDGE_METRICS_ADDRESS=f"127.0.0.1:{other_port}"))
+            url = f"http://127.0.0.1:{free_port}"
+        for n in range(3):
+            status, body, _ = http("POST", url + "/v1/decide", engaged(f"r{n}"))
+            assert status == 503 and body["error"]["code"] == "overloaded"
+        # nothing at all is taken on the public port now, not even GET /metrics
+        got = scrape(f"http://127.0.0.1:{other_port}/metrics" if server == "granian"
+                     else url + "/metrics")
+        assert value(got, "edge_decisions_total", status="503") == 3
+        # and refusals of /healthz while starting, under granian
+        assert value(got, "edge_rejected_total", reason="overloaded") >= 3
+        assert value(got, "edge_decision_duration_seconds_count") == 0
+
+
 def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
     """EDGE_WORKERS=2 (granian): whichever worker answers a scrape, it counts both."""
     publish_rules(tmp_path / "store")
-    state = tmp_path / "edge"
-    stale = state / "metrics" / "counter_1.db"  # a previous run's: removed at start
+    stale = tmp_path / "edge" / "metrics" / "counter_1.db"  # a previous run's: removed
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"\0" * 16)
-    env = {**os.environ, "EDGE_PORT": str(free_port), "TRIGGERS_STORE": str(tmp_path / "store"),
-           "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(state),
-           "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
-           "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
-           "EDGE_WORKERS": "2", "EDGE_THREADS": "1", "EDGE_SESSION_STORE": "lmdb",
-           "EDGE_METRICS_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{free_port}"
-    try:
-        wait_for(lambda: _up(url), what="the edge host to start")
+    with edge_process(tmp_path, free_port, EDGE_WORKERS="2", EDGE_THREADS="1",
+                      EDGE_SESSION_STORE="lmdb") as url:
+        assert not stale.exists()
         workers: set[str] = set()
         wait_for(lambda: workers.add(http("GET", url + "/healthz")[1]["edge_id"]) or
                  len(workers) == 2, what="both workers to answer")
@@ -173,9 +215,8 @@ def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
         def counted() -> Samples:
             return scrape(url + "/metrics")
 
-        # read values reach the files within a second; observed ones at once
-        wait_for(lambda: value(counted(), "edge_rejected_total", reason="overloaded") == 0
-                 and value(counted(), "edge_decisions_total", status="200") == 20,
+        # the other worker's tally reaches the files within a second
+        wait_for(lambda: value(counted(), "edge_decisions_total", status="200") == 20,
                  what="both workers' decisions in one scrape")
         for _ in range(4):  # whichever worker answers
             got = counted()
@@ -184,19 +225,11 @@ def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
             assert value(got, "edge_actions_total", trigger="pricing-discount") == 20
             assert value(got, "edge_snapshot_revision") == 1
             assert value(got, "edge_sessions") == 20  # one shared store, not added twice
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    assert not stale.exists()
-    assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
-def _up(url: str) -> bool:
+def _answers(url: str) -> bool:
     try:
-        return http("GET", url + "/healthz")[0] == 200
+        return http("GET", url + "/healthz")[0] in (200, 503)
     except OSError:
         return False
 
@@ -224,3 +257,9 @@ def test_each_latency_lands_in_its_bucket_and_each_trigger_is_counted():
     assert value(got, "edge_actions_total", trigger="a") == 2
     assert value(got, "edge_actions_total", trigger="b") == 1
     assert value(got, "edge_actions_total", trigger="other") == 1  # not a trigger id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
