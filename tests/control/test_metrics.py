@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from control_plane.auth import ensure_token_file
 from edge_module.telemetry.decision_log import decision_record
 from tests.control_server import running_control
+from tests.edge.test_metrics import documented, families
 from tests.edge.test_telemetry import engaged
 from tests.factories import T0
 from tests.servers import EDGE_TOKEN, PUBLISHER_TOKEN, ROOT, control_config, http
@@ -117,3 +118,4 @@ def test_metrics_count_requests_ingest_and_publishing(tmp_path):
         assert value(got, "control_publishes_total", source="publish") == 2
         assert value(got, "control_publishes_total", source="recalibration") == 0
         assert value(got, "control_rollbacks_total") == 1
+        assert families(scrape(url)[1]) == documented("control_")

@@ -5,6 +5,7 @@ worker's numbers in one scrape."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.control_server import running_control
@@ -24,6 +26,7 @@ from tests.factories import T0
 from tests.servers import (
     BUILD,
     EDGE_TOKEN,
+    ROOT,
     TRUSTED_KEYS,
     control_config,
     http,
@@ -60,6 +63,34 @@ def scrape(url: str, token: str | None = TOKEN) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+
+
+def families(text: str) -> set[str]:
+    """The metric names of a scrape (counters with their `_total`; not the `_created`
+    series prometheus-client adds to counters and histograms)."""
+    return {f.name + ("_total" if f.type == "counter" else "")
+            for f in text_string_to_metric_families(text) if not f.name.endswith("_created")}
+
+
+def documented(prefix: str) -> set[str]:
+    """The metrics docs/operations.md lists in its tables."""
+    table_rows = re.findall(rf"^\| `({prefix}[a-z_]+)` \|", OPERATIONS.read_text(),
+                            re.MULTILINE)
+    return set(table_rows)
+
+
+def test_the_documented_alert_rules_parse_and_name_documented_metrics():
+    text = OPERATIONS.read_text()
+    block = text[text.index("### Example alert rules"):]
+    start = block.index("```yaml") + len("```yaml")
+    rules = yaml.safe_load(block[start:block.index("```", start)])
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {re.sub(r"_(bucket|count|sum)$", "", m)
+             for e in exprs for m in re.findall(r"\b(?:edge|control)_[a-z_]+", e)}
+    assert named and named <= documented("edge_") | documented("control_")
 
 
 def test_without_a_token_or_an_address_metrics_are_not_served(tmp_path):
@@ -123,6 +154,9 @@ def test_metrics_move_as_the_traffic_says(tmp_path):
             assert value(got, "edge_telemetry_records_total", state=state) == 15
         assert not [k for k in got if k[0] == "edge_telemetry_dropped_total"]
         assert value(got, "edge_telemetry_backlog_records") == 0
+        # every metric served is documented, and every documented one served
+        status, text, _ = get(edge.url + "/metrics")
+        assert families(text) == documented("edge_")
 
 
 def test_a_failing_snapshot_poll_is_counted(tmp_path):
