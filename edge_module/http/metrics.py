@@ -76,7 +76,8 @@ def multiprocess_dir() -> Path | None:
 
 
 class EdgeMetrics:
-    """One process's metrics: observed per decision, or read from `app` at `refresh`."""
+    """One process's metrics: tallied per decision, or read from `app`, and carried into
+    prometheus-client's metrics at `refresh`."""
 
     def __init__(self, app: EdgeApp) -> None:
         self.app = app
@@ -91,7 +92,7 @@ class EdgeMetrics:
             return Gauge(name, doc, list(labels), registry=reg, multiprocess_mode=mode)
 
         self.decisions = counter("edge_decisions", "Answers to POST /v1/decide, by HTTP "
-                                 "status (after admission)", ["status"])
+                                 "status (refusals at admission included)", ["status"])
         self.decision_seconds = Histogram(
             "edge_decision_duration_seconds", "Time to decide (answers 200): body parsed to "
             "answer encoded", registry=reg, buckets=LATENCY_BUCKETS)
@@ -100,8 +101,7 @@ class EdgeMetrics:
             "waiting for an instance included", registry=reg, buckets=LATENCY_BUCKETS)
         self.wait_seconds = Histogram(
             "edge_instance_wait_seconds", "Waits for a free component instance (decisions "
-            "that found none free)",
-            registry=reg, buckets=WAIT_BUCKETS)
+            "that found none free)", registry=reg, buckets=WAIT_BUCKETS)
         self.actions = counter("edge_actions", "Actions fired, by trigger id", ["trigger"])
         self.tally = DecisionTally()
         # per decision (app.py): tallied, then added to the metrics at refresh
