@@ -68,13 +68,13 @@ class EdgeHost:
             return Instance(engine, linker, component, memory_limit=memory)
 
         pool = MeteredPool(factory, config.threads,
-                            decide_deadline_ms=config.decide_deadline_ms,
-                            load_deadline_ms=config.load_deadline_ms,
-                            acquire_timeout_s=config.acquire_timeout_s)
+                           decide_deadline_ms=config.decide_deadline_ms,
+                           load_deadline_ms=config.load_deadline_ms,
+                           acquire_timeout_s=config.acquire_timeout_s)
         store = open_store(config.store, config.s3_endpoint_url or None)
         sync = CountedSync(store, pool, TrustedKeys(config.trusted_keys),
-                            config.sync_interval_s, config.state_dir / "last-good",
-                            config.load_attempts)
+                           config.sync_interval_s, config.state_dir / "last-good",
+                           config.load_attempts)
         sync.load_cached()  # serve the last good snapshot even if the store is down
         sync.run_once()
         app = EdgeApp(pool, make_session_store(config), sync, config)

@@ -48,8 +48,7 @@ StartResponse = Callable[..., Any]
 JSON = "application/json"
 _STATUS = {200: "200 OK", 204: "204 No Content", 304: "304 Not Modified",
            400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
-           404: "404 Not Found",
-           405: "405 Method Not Allowed", 408: "408 Request Timeout",
+           404: "404 Not Found", 405: "405 Method Not Allowed", 408: "408 Request Timeout",
            413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
            422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
            503: "503 Service Unavailable"}
