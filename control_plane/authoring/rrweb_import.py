@@ -245,14 +245,30 @@ def convert(events: Sequence[Any], session_id: str, report: ImportReport, *,
             mappings: Sequence[CustomMapping] = ()) -> list[dict[str, Any]]:
     """One recording's decide requests, in time order; what was skipped goes to `report`."""
     s = _Session(session_id, device, mappings)
-    for event in sorted((e for e in events if isinstance(e, dict) and _number(e.get("timestamp"))),
-                        key=lambda e: e["timestamp"]):
+    timed = [e for e in events if isinstance(e, dict) and _number(e.get("timestamp"))]
+    for event in sorted(_unbatched(timed), key=lambda e: e["timestamp"]):
         _convert_one(s, event, report)
     bad = sum(1 for e in events if not (isinstance(e, dict) and _number(e.get("timestamp"))))
     if bad:
         report.malformed["no timestamp"] += bad
     s.flush(s.flush_at if s.flush_at is not None else 0)
     return s.requests
+
+
+def _unbatched(events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """rrweb sends mouse positions in batches, up to 500 ms late: each at its own time."""
+    for e in events:
+        data = e.get("data")
+        if not isinstance(data, dict) or e.get("type") != INCREMENTAL \
+                or data.get("source") != MOUSE_MOVE or not isinstance(data.get("positions"), list):
+            yield e
+            continue
+        for p in data["positions"]:
+            offset = p.get("timeOffset") if isinstance(p, dict) else None
+            at = e["timestamp"] + (offset if _number(offset) else 0)
+            yield {"type": INCREMENTAL, "timestamp": at,
+                   "data": {"source": MOUSE_MOVE, "positions": [{**p, "timeOffset": 0}]
+                            if isinstance(p, dict) else [p]}}
 
 
 def _convert_one(s: _Session, event: dict[str, Any], report: ImportReport) -> str:
