@@ -208,7 +208,7 @@ def test_a_file_that_is_not_json_is_an_error_naming_the_file_and_position(tmp_pa
     broken = tmp_path / "broken.json"
     broken.write_text('[{"type": 4, "timestamp": 1,\n  "data": {"href": ')
     result = invoke("import", "rrweb", broken, "-o", tmp_path / "out.jsonl")
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert "broken.json: line 2, column" in result.output
     assert "Traceback" not in result.output
 
