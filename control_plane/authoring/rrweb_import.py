@@ -333,7 +333,7 @@ def _incremental(s: _Session, data: dict[str, Any], ts: int, report: ImportRepor
             s.mousemove(p["x"], p["y"], ts + int(offset))
         report.converted["mouse move"] += 1
     elif source == MOUSE_INTERACTION:
-        kind = INTERACTIONS.get(data.get("type"))  # type: ignore[arg-type]
+        kind = INTERACTIONS.get(data.get("type"))
         if kind is None:
             if data.get("type") in SILENT_INTERACTIONS:
                 report.not_converted[f"mouse interaction {data.get('type')}"] += 1
