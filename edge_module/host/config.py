@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..http.cors import OriginError, parse_allowed_origins
+from ..state_token import parse_keys
 
 
 class ConfigError(Exception):
@@ -80,6 +81,9 @@ class EdgeConfig:
     outcome_window_s: float = 86_400.0  # outcomes are taken this long after their decision
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
     session_store: str = "memory"  # or a redis:// URL shared by the edge hosts of one PoP
+    # session_store "client": the state travels with the visitor in a signed token. Keys:
+    # "kid:hexkey,..." (the first signs, all verify); tokens live session_ttl_s.
+    state_token_keys: str = ""
     # Telemetry (the decision log): on when control_url is set; spooled in state_dir/spool.
     telemetry: bool = True
     telemetry_interval_s: float = 0.5  # flush to the spool and ship this often
@@ -110,11 +114,22 @@ class EdgeConfig:
         if self.server not in SERVERS:
             raise ConfigError(f"EDGE_SERVER={self.server!r}: expected one of {', '.join(SERVERS)}")
         store = self.session_store
-        if store != "memory" and store != "lmdb" and not store.startswith("lmdb:") and \
+        if store not in ("memory", "lmdb", "client") and not store.startswith("lmdb:") and \
                 not store.startswith(REDIS_SCHEMES):
             raise ConfigError(f"EDGE_SESSION_STORE={store!r}: expected 'memory', 'lmdb' (a "
                               "file shared by this host's workers, in EDGE_STATE_DIR), "
-                              "'lmdb:/path' or a redis:// URL (e.g. redis://127.0.0.1:6379/0)")
+                              "'lmdb:/path', a redis:// URL (e.g. redis://127.0.0.1:6379/0) "
+                              "or 'client' (state carried by the visitor in a signed token)")
+        if store == "client":
+            if not self.state_token_keys:
+                raise ConfigError("EDGE_SESSION_STORE=client needs EDGE_STATE_TOKEN_KEYS="
+                                  "kid:hexkey[,kid:hexkey...] (the first signs; 32 random "
+                                  "bytes: python -c 'import secrets; "
+                                  "print(secrets.token_hex(32))')")
+            try:
+                parse_keys(self.state_token_keys)
+            except ValueError as exc:
+                raise ConfigError(f"EDGE_STATE_TOKEN_KEYS: {exc}") from None
         if self.workers < 1 or self.threads < 1:
             raise ConfigError(f"EDGE_WORKERS={self.workers}, EDGE_THREADS={self.threads}: "
                               "each must be at least 1")

@@ -20,7 +20,7 @@ from ..http.metrics import EdgeMetrics, MeteredPool, MetricsListener, MetricsMir
 from ..runtime.component import EpochTicker, Instance, load_component, make_engine
 from ..sessions.lmdb_session_store import LmdbSessionStore
 from ..sessions.redis_session_store import RedisSessionStore
-from ..sessions.session_store import MemorySessionStore, SessionStore
+from ..sessions.session_store import MemorySessionStore, NoSessionStore, SessionStore
 from ..telemetry.decision_log import RecordLimits, load_salt
 from ..telemetry.log_spool import SPOOL_SUFFIX, DecisionLog
 from ..telemetry.shipper import TelemetryShipper
@@ -128,12 +128,15 @@ class CountedSync(SnapshotSync):
 
 def make_session_store(config: EdgeConfig) -> SessionStore:
     """The store `config.session_store` names (validated by EdgeConfig): memory, a local
-    LMDB file shared by this host's workers, or Redis."""
+    LMDB file shared by this host's workers, Redis, or none (client: the visitor carries
+    the state in a token)."""
     max_state = config.session_state_max_kb << 10
     if config.session_store_max_mb < 1 or max_state < 1:
         raise ConfigError(f"EDGE_SESSION_STORE_MAX_MB={config.session_store_max_mb}, "
                           f"EDGE_SESSION_STATE_MAX_KB={config.session_state_max_kb}: each "
                           "must be at least 1")
+    if config.session_store == "client":
+        return NoSessionStore()
     if config.session_store == "memory":
         return MemorySessionStore(config.max_sessions, config.session_ttl_s,
                                   max_bytes=config.session_store_max_mb << 20,

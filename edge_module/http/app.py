@@ -34,6 +34,7 @@ from ..sessions.session_store import (
     SessionStore,
     SessionStoreUnavailable,
 )
+from ..state_token import EXPIRED, StateTokenError, StateTokens, parse_keys
 from ..telemetry.decision_log import OutcomeError, outcome_record
 from ..telemetry.log_spool import DecisionLog
 from ..telemetry.shipper import TelemetryShipper
@@ -84,6 +85,16 @@ class Counters:
             return dict(self._counts)
 
 
+def _seal(carried: StateTokens, session_id: str, state: bytes, now_ms: int) -> str:
+    """The state's token; over the token bound (the core keeps states within 16 KiB, so it
+    is not expected) the session starts over, as a store does with a state it cannot keep."""
+    try:
+        return carried.seal(session_id, state, now_ms)
+    except StateTokenError as exc:
+        log.warning("session %r: %s; the session starts over", session_id[:64], exc.message)
+        return carried.seal(session_id, None, now_ms)
+
+
 def error_body(code: str, message: str, field_name: str | None = None) -> bytes:
     err: dict[str, Any] = {"code": code, "message": message}
     if field_name is not None:
@@ -130,6 +141,10 @@ class EdgeApp:
         self.metrics: EdgeMetrics | None = None  # set when metrics are served
         self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
                                     int(config.outcome_window_s * 1000))
+        # EDGE_SESSION_STORE=client: the visitor carries the state; `sessions` keeps nothing
+        self.state_tokens = (StateTokens(parse_keys(config.state_token_keys),
+                                         int(config.session_ttl_s * 1000))
+                             if config.session_store == "client" else None)
         self.routes: dict[str, Route] = {
             "/v1/decide": Route("POST", self.decide, config.max_body_bytes, lane="decide"),
             "/v1/outcome": Route("POST", self.outcome, MAX_OUTCOME_BYTES, lane="side"),
@@ -310,9 +325,22 @@ class EdgeApp:
             return 400, error_body("invalid_request", "session_id must be a non-empty string",
                                    "session_id"), []
 
+        carried = self.state_tokens
+        state_token = request.pop("state_token", None)  # not the core's, nor the log's
         with self.sessions.lock(session_id):
             now_ms = self._clock_ms()
-            envelope = pack((now_ms, self.sessions.get(session_id), request))
+            if carried is None:
+                state = self.sessions.get(session_id)
+            elif state_token is None:
+                state = None
+            else:
+                try:
+                    state = carried.open(state_token, session_id, now_ms)
+                except StateTokenError as exc:
+                    if exc.code != EXPIRED:
+                        return 400, error_body(exc.code, exc.message, "state_token"), []
+                    state = None  # the visitor came back after the TTL: a fresh session
+            envelope = pack((now_ms, state, request))
             called = time.perf_counter_ns()
             try:
                 result = (self.pool.decide_packed(envelope) if wait
@@ -331,7 +359,10 @@ class EdgeApp:
                 return _guest_error(result.text)
             component_ns = time.perf_counter_ns() - called
             response, new_state = unpack(result.text)  # type: ignore[misc]
-            self.sessions.put(session_id, new_state)
+            if carried is None:
+                self.sessions.put(session_id, new_state)
+            else:
+                response["state_token"] = _seal(carried, session_id, new_state, now_ms)
         report = response.pop("report", None)  # what the core saw: the log's, never the visitor's
         self.counters.add("decisions")
         decision_id = response["decision_id"] = os.urandom(16).hex()  # 128 bits, as uuid4

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, Protocol
 
 log = logging.getLogger("edge.sessions")
@@ -200,3 +200,24 @@ class SessionLeases:
                     f"{self._wait_s:g} s (session store at {self._where})")
             time.sleep(pause)  # another thread or process decides for this session now
             pause = min(pause * 2, longest)
+
+
+class NoSessionStore:
+    """Keeps nothing: with EDGE_SESSION_STORE=client the state travels with the visitor in
+    a signed token (`edge_module.state_token`), so the edge neither stores nor locks it (two
+    tabs each carry their own copy)."""
+
+    def get(self, session_id: str) -> bytes | None:
+        return None
+
+    def put(self, session_id: str, state: bytes) -> None:
+        pass
+
+    def lock(self, session_id: str) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
