@@ -115,12 +115,18 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["session_id"],
         "properties": {
             "session_id": {"type": "string", "minLength": 1, "maxLength": 256,
-                           "description": "opaque; the session's state stays at the edge"},
+                           "description": "opaque; the session's state stays at the edge "
+                                          "(or, in client mode, in state_token)"},
             "now_ms": {"type": "number", "minimum": 0, "maximum": MAX_TIME_MS,
                        "description": "the batch's time (the host fills it in)"},
             "context": {"anyOf": [_CONTEXT, {"type": "null"}]},
             "events": {"type": ["array", "null"], "items": _EVENT,
                        "description": "new events only, at most the snapshot's max_events"},
+            "state_token": {"type": ["string", "null"], "maxLength": 16 * 1024,
+                            "description": "EDGE_SESSION_STORE=client: the state_token of this "
+                                           "session's previous answer (absent, null or expired: "
+                                           "a fresh session; altered, of another session or "
+                                           "key: 400 invalid_state_token); ignored otherwise"},
         },
         "example": {"session_id": "s-1",
                     "context": {"url": "/pricing", "device": "desktop", "country": "DE"},
@@ -153,6 +159,9 @@ _SCHEMAS: dict[str, Any] = {
             "outcome_token": {"type": "string",
                               "description": "for outcomes about the decision as a whole "
                                              "(no trigger)"},
+            "state_token": {"type": "string",
+                            "description": "EDGE_SESSION_STORE=client only: the session's new "
+                                           "state, signed; send it with the next request"},
         },
     },
     "OutcomeRequest": {
