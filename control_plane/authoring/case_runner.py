@@ -20,7 +20,14 @@ from typing import Any
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
 from edge_module.replay_client import T0, ReplayClient, RunawaySession
 
-from ..rulepack import Pack, Problem, RulePackError, compile_snapshot, load_pack_set
+from ..rulepack import (
+    ContentCatalog,
+    Pack,
+    Problem,
+    RulePackError,
+    compile_snapshot,
+    load_pack_set,
+)
 from ..rulepack.cases import (
     CaseEvent,
     ExpectedAction,
@@ -129,19 +136,21 @@ def load_suites(paths: Sequence[str | os.PathLike[str]],
             except RulePackError as exc:
                 problems.extend(exc.problems)
         try:
-            packs = load_pack_set([folder], catalog).packs
+            pack_set = load_pack_set([folder], catalog)
         except RulePackError as exc:
             problems.extend(exc.problems)
             continue
-        suites.append(Suite(folder, compiled_snapshot(packs), tuple(cases)))
+        suites.append(Suite(folder, compiled_snapshot(pack_set.packs, pack_set.catalog),
+                            tuple(cases)))
     if problems:
         raise RulePackError(problems)
     return suites
 
 
-def compiled_snapshot(packs: Sequence[Pack]) -> Snapshot:
-    """The packs compiled and loaded by the decision core, as an edge would hold them."""
-    return load_snapshot(json.dumps(compile_snapshot(packs, "test", 0)))
+def compiled_snapshot(packs: Sequence[Pack], catalog: ContentCatalog | None = None) -> Snapshot:
+    """The packs (and the catalog's content) compiled and loaded by the decision core, as
+    an edge would hold them."""
+    return load_snapshot(json.dumps(compile_snapshot(packs, "test", 0, catalog)))
 
 
 def run_case(snap: Snapshot, case: PackCase, session_id: str = "test-session") -> CaseResult:

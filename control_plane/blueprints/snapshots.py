@@ -23,7 +23,8 @@ def publish() -> Any:
         raise ApiError(409, "no_packs", "the registry holds no rule packs; submit one first")
     registry.check_content(packs)  # the catalog may have changed since they were submitted
     signer = current_app.extensions["key_ring"].active()
-    published = publishing.publish(current_app.extensions["edge_store"], packs, signer)
+    published = publishing.publish(current_app.extensions["edge_store"], packs, signer,
+                                   catalog=registry.catalog())
     _record("publish", published)
     return jsonify(published.to_dict()), 201
 

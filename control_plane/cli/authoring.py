@@ -39,7 +39,8 @@ def validate(paths: tuple[Path, ...], catalog: Path | None) -> None:
               help="Write here instead of stdout.")
 def compile_cmd(paths: tuple[Path, ...], catalog: Path | None, out: Path | None) -> None:
     """Compile rule packs into a snapshot (JSON), unpublished."""
-    text = json.dumps(compile_snapshot(load_pack_set(paths, catalog).packs, "local", 0), indent=1)
+    pack_set = load_pack_set(paths, catalog)
+    text = json.dumps(compile_snapshot(pack_set.packs, "local", 0, pack_set.catalog), indent=1)
     if out is None:
         click.echo(text)
     else:
@@ -186,9 +187,10 @@ def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording:
     edge, and between them the simulated client calls back at next_check_ms. Requests the
     edge would refuse are counted by error code, not fatal.
     """
-    packs = load_pack_set(paths, catalog).packs
-    ids = [t.id for p in packs for t in p.triggers]
-    report = simulation.simulate(case_runner.compiled_snapshot(packs), ids, recording)
+    pack_set = load_pack_set(paths, catalog)
+    ids = [t.id for p in pack_set.packs for t in p.triggers]
+    report = simulation.simulate(case_runner.compiled_snapshot(pack_set.packs, pack_set.catalog),
+                                 ids, recording)
     if fmt == "json":
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:

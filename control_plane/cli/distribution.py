@@ -36,7 +36,7 @@ def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None
     """
     pack_set = load_pack_set(paths, catalog)
     published = publishing.publish(open_edge_store(store_dir), pack_set.packs,
-                                   key_ring(data_dir).active())
+                                   key_ring(data_dir).active(), catalog=pack_set.catalog)
     registry = PackRegistry(Path(data_dir or config_module.load()["DATA_DIR"]) / "packs")
     registry.root.mkdir(parents=True, exist_ok=True)
     for pack in pack_set.packs:

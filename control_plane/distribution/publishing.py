@@ -40,7 +40,7 @@ from edge_module.distribution.edge_store import (
 )
 from edge_module.distribution.signing import entry_statement
 
-from ..rulepack import Pack, compile_snapshot
+from ..rulepack import ContentCatalog, Pack, compile_snapshot
 from .keys import SigningKey
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
@@ -110,11 +110,12 @@ class Published:
 
 
 def publish(store: EdgeStore, packs: Sequence[Pack], signer: SigningKey,
-            now_ms: int | None = None) -> Published:
-    """Compile `packs` into the next revision, sign it and make it current."""
+            now_ms: int | None = None, catalog: ContentCatalog | None = None) -> Published:
+    """Compile `packs` (with the content variants of `catalog`) into the next revision,
+    sign it and make it current."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return _publish(store, lambda revision: compile_snapshot(packs, str(revision), now_ms),
-                    signer, now_ms)
+    return _publish(store, lambda revision: compile_snapshot(packs, str(revision), now_ms,
+                                                             catalog), signer, now_ms)
 
 
 def publish_snapshot(store: EdgeStore, snapshot: dict[str, Any], based_on: Published,

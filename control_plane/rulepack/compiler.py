@@ -12,6 +12,7 @@ from typing import Any
 from edge_module.core.catalog import DEFAULT_MAX_ACTIONS, DEFAULT_MAX_EVENTS, SNAPSHOT_FORMAT
 from edge_module.core.globs import normalize
 
+from .content_catalog import ContentCatalog, compiled_content
 from .cross_pack import cross_pack_problems, merged_thresholds
 from .problems import RulePackError
 from .validated import (
@@ -32,8 +33,10 @@ __all__ = ["compile_snapshot", "compiled_condition", "compiled_conditions",
            "cross_pack_problems", "page_bucket"]
 
 
-def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> dict[str, Any]:
-    """The snapshot of `packs`, in order; `RulePackError` for clashes between packs."""
+def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int,
+                     catalog: ContentCatalog | None = None) -> dict[str, Any]:
+    """The snapshot of `packs`, in order, with the content fields and variants of `catalog`;
+    `RulePackError` for clashes between packs."""
     if not isinstance(revision, str) or not revision:
         raise ValueError("revision must be a non-empty string")
     if type(created_ms) is not int or created_ms < 0:
@@ -78,6 +81,9 @@ def compile_snapshot(packs: Sequence[Pack], revision: str, created_ms: int) -> d
             "any": sorted(any_page),
         },
     }
+    content = compiled_content(catalog) if catalog is not None else {}
+    if content:  # a catalog without fields leaves the snapshot as it was
+        snapshot["content"] = content
     return snapshot
 
 

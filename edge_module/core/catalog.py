@@ -125,3 +125,16 @@ MAX_CONSECUTIVE = 20
 MAX_WINDOW_MS = 600_000
 DEFAULT_MAX_EVENTS = 500
 DEFAULT_MAX_ACTIONS = 3
+
+# Content variants (rules/catalog.yaml): the fields a renderer reads, what a variant's
+# `when` may test, and their bounds. The compiler checks a catalog against these, the
+# core chooses among the compiled variants.
+CONTENT_FIELDS = ("title", "body", "cta_text", "cta_url", "image_url", "style")
+CONTENT_REQUIRED = ("title",)
+CONTENT_URL_FIELDS = ("cta_url", "image_url")
+VARIANT_WHEN = ("device", "locale", "arm")
+VARIANT_ARMS = ("adaptive", "static")  # a session in the holdout arm is shown nothing
+DEFAULT_VARIANT = "default"  # the name of an id's own fields, when no variant matches
+MAX_FIELD_BYTES = 1024
+MAX_VARIANTS = 32
+MAX_LOCALE = 35  # BCP 47's recommended bound for a language tag

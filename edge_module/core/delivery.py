@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .conditions import Ctx
+from .content import choose, locale_parts
 from .eligibility import held_out
 from .session import FIRES, LAST_FIRED, PAGE_FIRES, PAGE_PV, Session
 from .snapshot import Snapshot, Trigger
@@ -133,6 +134,8 @@ class Decision:
         if self.fatigue_until is not None:
             self.crowded = False  # waiting for the budget, not for the next call
         out = []
+        content = snap.content
+        locale: tuple[str, ...] | None = None
         for item in delivered:
             if item.on_keep is not None:
                 item.on_keep()
@@ -140,6 +143,12 @@ class Decision:
                                                       snap.fatigue_per_session):
                 sess.delivered.append(now)
                 sess.delivered_total += 1
+            entry = content.get(item.trigger.content) if content else None
+            if entry is not None:
+                if locale is None:
+                    locale = locale_parts(ctx.context.get("locale")) or ()
+                name, fields = choose(entry, ctx.context.get("device"), locale, ctx.arm)
+                item.action["variant"] = {"name": name, "fields": dict(fields)}
             out.append(item.action)
         return out
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .catalog import EVENT_TYPES
+from .catalog import EVENT_TYPES, MAX_LOCALE
+from .content import locale_parts
 from .errors import BatchTooLarge, DecisionError
 from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS
 from .session import MAX_CONTEXT_BYTES, Session, utf8_size
@@ -192,6 +193,10 @@ def request_context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
         if type(value) is str and len(value) > MAX_CONTEXT_VALUE:
             raise refuse("invalid_request", f"context.{name[:64]} must be at most "
                        f"{MAX_CONTEXT_VALUE} characters", f"context.{name[:64]}")
+    locale = context.get("locale")
+    if locale is not None and locale_parts(locale) is None:
+        raise refuse("invalid_request", "context.locale must be a BCP 47 language tag such as "
+                     f"de-AT (at most {MAX_LOCALE} characters)", "context.locale")
     attrs = context.get("attributes")
     if attrs is not None:
         _check_attributes(attrs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import RISING, SIGNALS, STEADY
+from .content import ContentEntry
 from .features import LearnedModel
 from .globs import Glob
 
@@ -188,6 +189,7 @@ class Snapshot:
     # model key -> ((segment or "*", model), ...) in the snapshot's order
     learned: dict[str, tuple[tuple[str, LearnedModel], ...]] = field(default_factory=dict)
     report: bool = False  # decisions return what they saw (`report`, contract A)
+    content: dict[str, ContentEntry] = field(default_factory=dict)  # id -> variants
     _scopes: dict[str, PageScope] = field(default_factory=dict)
 
     def scope(self, path: str) -> PageScope:

@@ -16,6 +16,7 @@ from .catalog import (
     DEFAULT_VELOCITY_WINDOW_MS,
     SNAPSHOT_FORMAT,
 )
+from .content import load_content
 from .errors import SnapshotError
 from .features import SESSION_FEATURES, LearnedModel
 from .globs import Glob, from_legacy_regex
@@ -154,6 +155,7 @@ def load_snapshot(text: str) -> Snapshot:
         forms=loader.forms,
         learned=_learned(models.get("learned")),
         report=report,
+        content=load_content(doc.get("content")),
     )
 
 
