@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import warnings  # noqa: F401
 import zlib
 
 VERSION = "v1"
@@ -34,6 +35,9 @@ DEFAULT_MAX_BYTES = 16 * 1024
 # allows a core with a larger budget without letting a valid token become a zip bomb)
 MAX_STATE_BYTES = 256 * 1024
 MIN_KEY_BYTES = 16
+
+# `warnings` above: in the Wasm guest (no OpenSSL) hmac falls back to its pure-Python
+# HMAC, which imports it lazily; componentize-py bundles only what is imported at build.
 
 _KID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _B64 = re.compile(r"[A-Za-z0-9_-]*")
