@@ -169,3 +169,11 @@ def test_a_carried_session_decides_as_the_memory_store_does(client_edge, memory_
         fired = fired or bool(kept["actions"])
         now = max(now, max((e["ts_ms"] - T0 for e in evs), default=now))
     event("an action fired" if fired else "nothing fired")
+
+
+def test_a_state_too_large_for_a_token_starts_the_session_over():
+    from edge_module.http.app import _seal
+
+    small = StateTokens(parse_keys(KEYS), max_bytes=200)
+    token = _seal(small, "c-11", os.urandom(1024), T0)
+    assert small.open(token, "c-11", T0) is None
