@@ -344,7 +344,7 @@ def _paths() -> dict[str, Any]:
                 "409": _error("telemetry goes to a Kinesis stream")}}},
         "/v1/reports/triggers": {"get": {
             "summary": "Per trigger x device x revision: fires, outcomes, false-trigger rate, "
-                       "histograms; holdout lift",
+                       "histograms; the same per trigger x content variant; holdout lift",
             "operationId": "triggerReport", "security": [{"publisherToken": []}],
             "parameters": [
                 *_REPORT_WINDOW],

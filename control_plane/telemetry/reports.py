@@ -1,5 +1,6 @@
 """Trigger reports from the telemetry store: per trigger x device x revision, what fired and
-what visitors did next.
+what visitors did next; and per trigger x content variant, the same counts for the
+variant each firing showed.
 
 An outcome counts for a firing when it comes from the same session and names the same
 trigger (a conversion naming no trigger counts for every trigger fired before it). A
@@ -50,10 +51,35 @@ class Row:
                 "latency_us": _hist(LATENCY_US, self.latency_us)}
 
 
+@dataclass
+class VariantRow:
+    """One trigger x content variant: a session's outcomes count for the variant its
+    first firing of the trigger showed."""
+
+    trigger: str
+    variant: str
+    fires: int = 0
+    sessions: int = 0
+    impressions: int = 0
+    clicks: int = 0
+    conversions: int = 0
+    dismissals: int = 0
+    false_triggers: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trigger": self.trigger, "variant": self.variant, "fires": self.fires,
+                "sessions": self.sessions, "impressions": self.impressions,
+                "clicks": self.clicks, "conversions": self.conversions,
+                "dismissals": self.dismissals, "false_triggers": self.false_triggers,
+                "false_trigger_rate": round(self.false_triggers / self.fires, 4)
+                if self.fires else None}
+
+
 def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                    since_ms: int | None = None) -> dict[str, Any]:
-    """The report as a JSON-ready document: `rows` (one per trigger x device x revision)
-    and `holdout` (lift of firing over holding out, per trigger)."""
+    """The report as a JSON-ready document: `rows` (one per trigger x device x revision),
+    `variants` (one per trigger x content variant shown, for content with variants) and
+    `holdout` (lift of firing over holding out, per trigger)."""
     since = since_ms or 0
     # Only sessions in which something fired matter: their start, their outcomes (a month
     # of telemetry holds ten times more sessions than firings).
@@ -66,39 +92,54 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             f"IN ({fired_sessions}) ORDER BY ts_ms", (since, since)):
         outcomes[session].append((ts, kind, trig))
     rows: dict[tuple[str, str, str], Row] = {}
-    first_fire: dict[tuple[str, str], tuple[int, tuple[str, str, str]]] = {}
+    by_variant: dict[tuple[str, str], VariantRow] = {}
+    first_fire: dict[tuple[str, str], tuple[int, tuple[str, str, str], VariantRow | None]] = {}
     window_ms = int(window_s * 1000)
-    for trig, session, ts, revision, device, lat in store.query(
-            "SELECT f.trigger, f.session, f.ts_ms, f.revision, f.device, d.latency_us "
-            "FROM fires f LEFT JOIN decisions d ON d.id = f.decision_id AND d.ts_ms >= ? "
-            "WHERE f.ts_ms >= ? ORDER BY f.ts_ms", (since, since)):
+    for trig, session, ts, revision, device, variant, lat in store.query(
+            "SELECT f.trigger, f.session, f.ts_ms, f.revision, f.device, f.variant, "
+            "d.latency_us FROM fires f LEFT JOIN decisions d ON d.id = f.decision_id AND "
+            "d.ts_ms >= ? WHERE f.ts_ms >= ? ORDER BY f.ts_ms", (since, since)):
         key = (trig, device or "unknown", revision or "unknown")
         row = rows.get(key) or rows.setdefault(key, Row(*key))
+        vrow = None if variant is None else by_variant.get((trig, variant)) or \
+            by_variant.setdefault((trig, variant), VariantRow(trig, variant))
         row.fires += 1
+        if vrow is not None:
+            vrow.fires += 1
         if (trig, session) not in first_fire:
-            first_fire[(trig, session)] = (ts, key)
+            first_fire[(trig, session)] = (ts, key, vrow)
             row.sessions += 1
+            if vrow is not None:
+                vrow.sessions += 1
         row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, ts - starts.get(session, ts))] += 1
         if isinstance(lat, int):
             row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
         if not any(ts <= o_ts <= ts + window_ms and kind in ENGAGED and o_trig in (trig, None)
                    for o_ts, kind, o_trig in outcomes.get(session, ())):
             row.false_triggers += 1
-    for (trig, session), (fire_ts, key) in first_fire.items():
-        row = rows[key]
+            if vrow is not None:
+                vrow.false_triggers += 1
+    for (trig, session), (fire_ts, key, first_variant) in first_fire.items():
         for o_ts, kind, o_trig in outcomes.get(session, ()):
             if o_trig == trig or (o_trig is None and kind == "conversion" and o_ts >= fire_ts):
-                if kind == "impression":
-                    row.impressions += 1
-                elif kind == "click":
-                    row.clicks += 1
-                elif kind == "conversion":
-                    row.conversions += 1
-                elif kind == "dismiss":
-                    row.dismissals += 1
+                for counted in (rows[key], first_variant):
+                    if counted is not None:
+                        _count_outcome(counted, kind)
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
+            "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
             "holdout": holdout_lift(store, since)}
+
+
+def _count_outcome(row: Row | VariantRow, kind: str) -> None:
+    if kind == "impression":
+        row.impressions += 1
+    elif kind == "click":
+        row.clicks += 1
+    elif kind == "conversion":
+        row.conversions += 1
+    elif kind == "dismiss":
+        row.dismissals += 1
 
 
 def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any]]:
@@ -164,6 +205,17 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{r['fires']:>6} {r['impressions']:>6} {r['clicks']:>6} "
                      f"{r['conversions']:>6} {r['dismissals']:>6} "
                      f"{'-' if rate is None else f'{rate * 100:.1f}':>7}")
+    variants = report.get("variants") or ()
+    if variants:
+        head = (f"{'trigger':<24} {'variant':<16} {'fires':>6} {'impr':>6} {'click':>6} "
+                f"{'conv':>6} {'dism':>6} {'false%':>7}")
+        lines += ["", head, "-" * len(head)]
+        for v in variants:
+            rate = v["false_trigger_rate"]
+            lines.append(f"{v['trigger'][:24]:<24} {v['variant'][:16]:<16} {v['fires']:>6} "
+                         f"{v['impressions']:>6} {v['clicks']:>6} {v['conversions']:>6} "
+                         f"{v['dismissals']:>6} "
+                         f"{'-' if rate is None else f'{rate * 100:.1f}':>7}")
     for h in report.get("holdout", ()):
         if h["lift"] is not None:
             lines.append(f"holdout {h['trigger']}: lift {h['lift']:+.3f} "

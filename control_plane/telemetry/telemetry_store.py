@@ -113,7 +113,14 @@ def _v6(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE recalibrations ADD COLUMN details TEXT")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+def _v7(db: sqlite3.Connection) -> None:
+    # The content variant a firing showed (NULL: its content has no variants, or an edge
+    # from before variants): reports break each trigger down by it.
+    _run(db, "ALTER TABLE fires ADD COLUMN variant TEXT")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6,
+                                                                _v7)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -321,6 +328,15 @@ def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[
         raise TelemetryError(f"fired must be a list of at most {MAX_FIRED} trigger names "
                              f"of at most {max_chars} characters", line)
     row["fired"] = fired
+    variants = rec.get("variants")
+    if variants is None:
+        variants = {}
+    if type(variants) is not dict or len(variants) > MAX_FIRED or any(
+            type(v) is not str or len(t) > max_chars or len(v) > max_chars
+            for t, v in variants.items()):
+        raise TelemetryError(f"variants must be an object of at most {MAX_FIRED} trigger names "
+                             f"-> variant names, each of at most {max_chars} characters", line)
+    row["variants"] = variants
     row["suppressed"] = _json(rec, "suppressed", list, line)
     row["features"] = _json(rec, "features", dict, line)
     row["report"] = None if rec.get("report") is None else \
@@ -380,7 +396,9 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
          json.dumps(rec["fired"]), rec["suppressed"], rec["features"], rec["arm"],
          rec["report"]))
     if cur.rowcount:
-        db.executemany("INSERT OR IGNORE INTO fires VALUES (?, ?, ?, ?, ?, ?)",
+        db.executemany("INSERT OR IGNORE INTO fires (decision_id, trigger, session, ts_ms, "
+                       "revision, device, variant) VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],
-                         rec["device"]) for t in dict.fromkeys(rec["fired"])])
+                         rec["device"], rec["variants"].get(t))
+                        for t in dict.fromkeys(rec["fired"])])
     return cur.rowcount

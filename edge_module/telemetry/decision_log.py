@@ -209,6 +209,7 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
     actions = response.get("actions")
     fired = [text(a.get("trigger"), cap) for a in actions[:limits.max_items]
              if type(a) is dict] if type(actions) is list else []
+    variants = _variants(actions, limits) if type(actions) is list else {}
     session_id = request.get("session_id")
     record: dict[str, Any] = {
         "kind": "decision", "id": text(response.get("decision_id"), cap) or uuid.uuid4().hex,
@@ -220,10 +221,25 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
         "latency_us": integer(response.get("latency_us")), "context": context,
         "features": request_features(request.get("events")),
     }
+    if variants:
+        record["variants"] = variants
     report = report_record(response.get("report"), limits)
     if report is not None:
         record["report"] = report
     return record
+
+
+def _variants(actions: list[Any], limits: RecordLimits) -> dict[str, str]:
+    """Fired trigger -> the name of the content variant it showed (reports per variant)."""
+    out: dict[str, str] = {}
+    for action in actions[:limits.max_items]:
+        if type(action) is not dict or type(action.get("variant")) is not dict:
+            continue
+        trigger = text(action.get("trigger"), limits.max_chars)
+        name = text(action["variant"].get("name"), limits.max_chars)
+        if trigger is not None and name is not None:
+            out[trigger] = name
+    return out
 
 
 def outcome_record(body: Any, now_ms: int, salt: str, edge_id: str,
