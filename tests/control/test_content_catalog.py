@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from control_plane.rulepack import (
     unknown_content,
 )
 from control_plane.rulepack.content_catalog import parse_catalog
+from edge_module.core import decide, load_snapshot
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 PACK = "pack: p\ntriggers:\n  - id: t\n    action: {content: discount-nudge-1}\n"
@@ -212,3 +214,24 @@ def test_the_snapshot_holds_each_variant_merged_over_the_default_fields():
         "fields": {"title": "Ten off", "body": "Today", "style": "toast"},
         "variants": [{"name": "mobile", "when": {"device": "mobile"},
                       "fields": {"title": "Ten off", "body": "Today", "style": "banner"}}]}}
+
+
+def test_the_reference_catalog_example_chooses_as_the_text_says():
+    text = (RULES.parent / "docs" / "rules-reference.md").read_text()
+    section = text.split("## content catalog", 1)[1].split("\n## ", 1)[0]
+    catalog = parse_catalog(section.split("```yaml catalog\n", 1)[1].split("```", 1)[0], "c")
+    pack = load_pack(section.split("```yaml\n", 1)[1].split("```", 1)[0], "p.yaml")
+    snap = load_snapshot(json.dumps(compile_snapshot([pack], "1", 0, catalog)))
+
+    def shown(**context: str) -> str:
+        req = {"session_id": "s", "now_ms": 4000, "context": {"url": "/pricing", **context},
+               "events": [{"type": "page_view", "ts_ms": 0, "url": "/pricing"}]}
+        return decide(snap, req, None)["actions"][0]["variant"]["name"]
+
+    assert shown(device="mobile", locale="de-AT") == "mobile-de"
+    assert shown(device="desktop", locale="de-CH") == "de"
+    assert shown(device="desktop", locale="fr") == "default"
+    assert shown() == "default"
+    shipped = load_catalog(RULES / "catalog.yaml").renderings["discount-nudge-10"]
+    assert [v.name for v in catalog.renderings["discount-nudge-10"].variants] == \
+        [v.name for v in shipped.variants]

@@ -130,6 +130,8 @@ CASES: dict[str, tuple[str, str, dict[str, Any] | None, list[Step], list[Step]]]
                   [([pv(), ev("custom", 100, name="cart_abandon")], 100), ([], 3100)],
                   [([pv(), ev("custom", 100, name="cart_abandon"),
                      ev("custom", 2000, name="purchase")], 2000), ([], 3100)]),
+    "content catalog": ("localised-discount", "/pricing", None, [([pv()], 3000)],
+                        [([pv()], 2999)]),
     "models": ("pricing-intent", "/pricing", None,
                [([pv(), ev("scroll", 100, depth=1.0, y=3000)], 17_000)],
                [([pv(), ev("scroll", 100, depth=1.0, y=3000)], 10_000)]),
