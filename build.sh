@@ -179,6 +179,26 @@ case "${1:-}" in
     say "load test: an edge host on a free port, Locust or wrk (loadtest/reports/)"
     "$PY" -m loadtest.run "$@"
     ;;
+  edge-function)
+    shift
+    say "edge function: build/edge-function.wasm (wasi:http/proxy@0.2.0, snapshot baked in)"
+    "$PY" -m edge_module.edge_function.build
+    if [ "${1:-}" = "--serve" ]; then
+      # jco, pinned, in build/jco (Node is needed here only, never by up or test's main path)
+      [ -x build/jco/node_modules/.bin/jco ] ||
+        npm install --no-audit --no-fund --prefix build/jco @bytecodealliance/jco@1.35.0
+      if [ -z "${EDGE_STATE_TOKEN_KEYS:-}" ]; then
+        EDGE_STATE_TOKEN_KEYS="dev:$("$PY" -c 'import secrets; print(secrets.token_hex(32))')"
+        say "EDGE_STATE_TOKEN_KEYS unset: a throwaway key for this run (tokens die with it)"
+      fi
+      export EDGE_STATE_TOKEN_KEYS
+      say "serving it under jco serve on http://127.0.0.1:${EDGE_FUNCTION_PORT:-8090}"
+      # Node 20 needs this flag for jco's output, and NODE_OPTIONS refuses it
+      JCO_RUN_ARGS=--experimental-wasm-extended-const exec build/jco/node_modules/.bin/jco \
+        serve --host 127.0.0.1 --port "${EDGE_FUNCTION_PORT:-8090}" \
+        --jco-dir build/jco/edge-function build/edge-function.wasm
+    fi
+    ;;
   clean) rm -rf build .var ;;
   *)
     sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'

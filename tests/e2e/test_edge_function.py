@@ -1,0 +1,200 @@
+"""The wasi:http edge function (#17) under `jco serve` against the Python host in client mode
+(EDGE_SESSION_STORE=client): the README's pricing scenario with the token carried, the cap
+holding, a tampered token refused, and generated sessions decided identically (decoded JSON,
+minus what differs between any two answers). Needs Node and npm; skipped, saying so, without."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.rulepack import compile_snapshot, load_pack_set
+from tests.e2e.test_second_host import _jco, random_steps
+from tests.event_strategies import URLS
+from tests.factories import T0
+from tests.servers import put_snapshot, running_edge
+
+KEYS = f"k2:{'22' * 32},k1:{'11' * 32}"
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = [ROOT / "rules" / "pricing-discount.yaml", ROOT / "rules" / "checkout-reminder.yaml"]
+README_EVENTS = [{"type": "page_view", "ts_ms": T0, "url": "/pricing"},
+                 {"type": "scroll", "ts_ms": T0 + 1000, "depth": 0.8, "y": 1400}]
+# what differs between two answers to the same decision (the function issues no outcome
+# tokens: it serves no /v1/outcome)
+PER_ANSWER = ("decision_id", "outcome_token", "latency_us", "component_us", "state_token")
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory) -> Path:
+    packs = load_pack_set(SHIPPED, check_content=False).packs
+    path = tmp_path_factory.mktemp("edge-function") / "snapshot.json"
+    path.write_text(json.dumps(compile_snapshot(packs, "1", 0), separators=(",", ":")))
+    return path
+
+
+@pytest.fixture(scope="module")
+def edge_function(snapshot, tmp_path_factory):
+    """build/edge-function-test.wasm (this snapshot baked in) under jco serve: its URL."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("edge function: Node.js and npm are not installed here (CI machines have "
+                    "them)")
+    from edge_module.edge_function.build import build
+
+    out = tmp_path_factory.mktemp("edge-function-build")
+    wasm = build(out, snapshot, "")
+    port = _free_port()
+    env = {**os.environ, "EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_ALLOWED_ORIGINS":
+           "https://shop.example", "JCO_RUN_ARGS": "--experimental-wasm-extended-const"}
+    proc = subprocess.Popen([str(_jco()), "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--jco-dir", str(out / "jco"), str(wasm)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"jco serve did not start: {proc.stderr.read().decode()[-2000:]}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client_edge(snapshot, tmp_path_factory):
+    store = tmp_path_factory.mktemp("edge-function-store") / "store"
+    put_snapshot(store, snapshot.read_text(), 1)
+    with running_edge(store, session_store="client", state_token_keys=KEYS) as server:
+        yield server
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None):
+    req = urllib.request.Request(f"{url}/v1/decide", data=body, method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            return answer.status, json.loads(answer.read()), dict(answer.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null"), dict(err.headers)
+
+
+def ask(session: str, at: int, events=(), token: str | None = None, url="/pricing") -> dict:
+    req: dict[str, Any] = {"session_id": session, "now_ms": T0 + at, "context": {"url": url},
+                           "events": list(events)}
+    if token is not None:
+        req["state_token"] = token
+    return req
+
+
+def decided(url: str, request: dict) -> dict:
+    status, body, _ = post(url, json.dumps(request).encode())
+    assert status == 200, body
+    return body
+
+
+def test_healthz_names_the_baked_snapshot(edge_function):
+    doc = json.loads(urllib.request.urlopen(f"{edge_function}/healthz", timeout=5).read())
+    assert doc["status"] == "ok" and doc["revision"] == "1"
+
+
+def test_the_readme_scenario_nudges_then_the_carried_cap_holds(edge_function):
+    first = decided(edge_function, ask("f-1", 3200, README_EVENTS))
+    assert [a["trigger"] for a in first["actions"]] == ["pricing-discount"]
+    assert first["state_token"].startswith("v1.k2.")
+    again = decided(edge_function, ask("f-1", 4000, token=first["state_token"]))
+    assert again["actions"] == []  # the cap travelled in the token
+
+
+def test_a_tampered_token_is_refused_naming_the_field(edge_function):
+    token = decided(edge_function, ask("f-2", 1500, README_EVENTS))["state_token"]
+    version, kid, issued, payload, mac = token.split(".")
+    payload = ("B" if payload[0] == "A" else "A") + payload[1:]
+    status, body, _ = post(edge_function, json.dumps(
+        ask("f-2", 3200, token=f"{version}.{kid}.{issued}.{payload}.{mac}")).encode())
+    assert status == 400
+    assert body["error"]["code"] == "invalid_state_token"
+    assert body["error"]["field"] == "state_token"
+
+
+def test_a_token_of_another_session_is_refused(edge_function):
+    token = decided(edge_function, ask("f-3", 1500, README_EVENTS))["state_token"]
+    status, body, _ = post(edge_function, json.dumps(ask("f-4", 3200, token=token)).encode())
+    assert (status, body["error"]["code"]) == (400, "invalid_state_token")
+
+
+def test_errors_are_json_as_the_host_answers_them(edge_function, client_edge):
+    for raw in (b"{", b"[]", b'{"session_id": ""}', b'{"session_id": "x", "events": 3}'):
+        got = post(edge_function, raw)
+        status, body, _ = post(client_edge.url, raw)
+        assert got[0] == status, raw
+        assert got[1]["error"]["code"] == body["error"]["code"], raw
+
+
+def test_an_oversized_body_is_refused(edge_function):
+    status, body, _ = post(edge_function, b" " * (256 * 1024 + 1))
+    assert (status, body["error"]["code"]) == (413, "body_too_large")
+
+
+def test_cors_as_the_host_does_it(edge_function):
+    ok = post(edge_function, json.dumps(ask("f-5", 100)).encode(),
+              {"Origin": "https://shop.example"})
+    assert ok[0] == 200 and ok[2]["access-control-allow-origin"] == "https://shop.example"
+    refused = post(edge_function, json.dumps(ask("f-5", 100)).encode(),
+                   {"Origin": "https://evil.example"})
+    assert (refused[0], refused[1]["error"]["code"]) == (403, "origin_not_allowed")
+
+
+def decision(body: Any) -> Any:
+    """An answer minus what differs between any two answers (per-action outcome tokens too)."""
+    if not isinstance(body, dict):
+        return body
+    kept = {k: v for k, v in body.items() if k not in PER_ANSWER}
+    if isinstance(kept.get("actions"), list):
+        kept["actions"] = [{k: v for k, v in a.items() if k != "outcome_token"}
+                           for a in kept["actions"]]
+    return kept
+
+
+def test_generated_sessions_decide_as_the_host_in_client_mode(edge_function, client_edge):
+    rng = random.Random(17)
+    compared = 0
+    for n in range(100):
+        url = rng.choice(URLS)
+        tokens: dict[str, str | None] = {"function": None, "host": None}
+        for events, now in random_steps(rng):
+            answers = {}
+            for side, base in (("function", edge_function), ("host", client_edge.url)):
+                req = {"session_id": f"p-{n}", "now_ms": T0 + now, "context": {"url": url},
+                       "events": events}
+                if tokens[side] is not None:
+                    req["state_token"] = tokens[side]
+                status, body, _ = post(base, json.dumps(req).encode())
+                if status == 200:
+                    tokens[side] = body["state_token"]
+                answers[side] = (status, decision(body))
+            assert answers["function"] == answers["host"], (n, events, now)
+            compared += 1
+    assert compared >= 100
