@@ -103,6 +103,17 @@ def test_up_publishes_rules_and_serves_the_pricing_nudge(stack):
     assert status == 200 and again["actions"] == []  # capped: once per session
 
 
+def test_up_serves_the_catalog_variant_for_the_visitor(stack):
+    visit = page_visit("e2e-variant", 3200, opening())
+    visit["context"].update(device="mobile", locale="de-AT")
+    status, body, _ = stack.decide(visit)
+    assert status == 200, body
+    [action] = body["actions"]
+    assert action["content"] == "discount-nudge-10"
+    assert action["variant"]["name"] == "mobile-de"
+    assert action["variant"]["fields"]["title"] == "10 % Rabatt"
+
+
 def test_up_announces_the_next_check_before_the_dwell_threshold(stack):
     status, body, _ = stack.decide(page_visit("e2e-2", 1500, opening()))
     assert status == 200 and body["actions"] == [] and body["next_check_ms"] == T0 + 3000
