@@ -217,6 +217,20 @@ def test_a_content_id_missing_from_the_registrys_catalog_is_a_problem(catalog_cl
     assert problem["suggestion"] is None
 
 
+def test_publishing_compiles_the_registrys_catalog_variants_in(tmp_path):
+    packs = tmp_path / "control" / "packs"
+    packs.mkdir(parents=True)
+    (packs / "catalog.yaml").write_text(
+        "content:\n  discount-nudge-10:\n    description: the nudge\n"
+        "    fields: {title: Ten off}\n"
+        "    variants: [{name: de, when: {locale: de}, fields: {title: Zehn weniger}}]\n")
+    client = control_client(tmp_path)
+    client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
+    assert client.post("/v1/snapshots").status_code == 201
+    content = json.loads(served(tmp_path / "store").snapshot_text)["content"]
+    assert [v["name"] for v in content["discount-nudge-10"]["variants"]] == ["de"]
+
+
 def test_the_catalog_is_not_listed_as_a_pack(catalog_client):
     catalog_client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE)
     assert catalog_client.get("/v1/packs").json == {"packs": ["pricing-discount"]}
