@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -57,7 +58,8 @@ def edge_function(snapshot, tmp_path_factory):
            "https://shop.example", "JCO_RUN_ARGS": "--experimental-wasm-extended-const"}
     proc = subprocess.Popen([str(_jco()), "serve", "--host", "127.0.0.1", "--port", str(port),
                              "--jco-dir", str(out / "jco"), str(wasm)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -71,7 +73,8 @@ def edge_function(snapshot, tmp_path_factory):
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
+        # jco serve runs the component in a child node process: stop the whole group
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
 
 
