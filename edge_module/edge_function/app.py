@@ -125,7 +125,10 @@ def route(request):
             ("Allow", "GET, HEAD")]
     if path != "/v1/decide":
         return 404, error_body("not_found", f"no route {path}"), []
-    tokens, cors, max_body = _config()
+    try:
+        tokens, cors, max_body = _config()
+    except ValueError as exc:  # no or bad keys, a bad origin or number: say which
+        return 500, error_body("misconfigured", f"edge function configuration: {exc}"), []
     origin = [v.decode("latin-1") for v in request.headers().get("origin")]
     headers = []
     if origin:  # a browser page: only the allowed origins
