@@ -132,7 +132,7 @@ def publish() -> Any:
             return redirect(back)
         registry.check_content(packs)  # as the API does: the catalog may have changed
         signer = current_app.extensions["key_ring"].active()
-        published = publishing.publish(_store(), packs, signer)
+        published = publishing.publish(_store(), packs, signer, catalog=registry.catalog())
     except RulePackError as exc:
         flash(f"Nothing was published: the packs do not validate: {short(exc.problems[0])}",
               "error")
