@@ -122,7 +122,9 @@ _SCHEMAS: dict[str, Any] = {
             "context": {"anyOf": [_CONTEXT, {"type": "null"}]},
             "events": {"type": ["array", "null"], "items": _EVENT,
                        "description": "new events only, at most the snapshot's max_events"},
-            "state_token": {"type": ["string", "null"], "maxLength": 16 * 1024,
+            # No type or length here: other modes ignore the field whatever it holds; client
+            # mode refuses anything but a string of at most 16 KiB as invalid_state_token.
+            "state_token": {
                             "description": "EDGE_SESSION_STORE=client: the state_token of this "
                                            "session's previous answer (absent, null or expired: "
                                            "a fresh session; altered, of another session or "
