@@ -24,11 +24,10 @@ LATENCY_US = (100, 250, 500, 1000, 2500, 5000)
 ENGAGED = ("click", "conversion")
 
 
-@dataclass
-class Row:
-    trigger: str
-    device: str
-    revision: str
+@dataclass(kw_only=True)
+class Counts:
+    """What followed a trigger's firings; shared by the report's two tables."""
+
     fires: int = 0
     sessions: int = 0
     impressions: int = 0
@@ -36,43 +35,41 @@ class Row:
     conversions: int = 0
     dismissals: int = 0
     false_triggers: int = 0
+
+    def counts(self) -> dict[str, Any]:
+        return {"fires": self.fires, "sessions": self.sessions,
+                "impressions": self.impressions, "clicks": self.clicks,
+                "conversions": self.conversions, "dismissals": self.dismissals,
+                "false_triggers": self.false_triggers,
+                "false_trigger_rate": round(self.false_triggers / self.fires, 4)
+                if self.fires else None}
+
+
+@dataclass
+class Row(Counts):
+    trigger: str
+    device: str
+    revision: str
     time_to_fire_ms: list[int] = field(default_factory=lambda: [0] * (len(TIME_TO_FIRE_MS) + 1))
     latency_us: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_US) + 1))
 
     def to_dict(self) -> dict[str, Any]:
         return {"trigger": self.trigger, "device": self.device, "revision": self.revision,
-                "fires": self.fires, "sessions": self.sessions,
-                "impressions": self.impressions, "clicks": self.clicks,
-                "conversions": self.conversions, "dismissals": self.dismissals,
-                "false_triggers": self.false_triggers,
-                "false_trigger_rate": round(self.false_triggers / self.fires, 4)
-                if self.fires else None,
+                **self.counts(),
                 "time_to_fire_ms": _hist(TIME_TO_FIRE_MS, self.time_to_fire_ms),
                 "latency_us": _hist(LATENCY_US, self.latency_us)}
 
 
 @dataclass
-class VariantRow:
+class VariantRow(Counts):
     """One trigger x content variant: a session's outcomes count for the variant its
     first firing of the trigger showed."""
 
     trigger: str
     variant: str
-    fires: int = 0
-    sessions: int = 0
-    impressions: int = 0
-    clicks: int = 0
-    conversions: int = 0
-    dismissals: int = 0
-    false_triggers: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"trigger": self.trigger, "variant": self.variant, "fires": self.fires,
-                "sessions": self.sessions, "impressions": self.impressions,
-                "clicks": self.clicks, "conversions": self.conversions,
-                "dismissals": self.dismissals, "false_triggers": self.false_triggers,
-                "false_trigger_rate": round(self.false_triggers / self.fires, 4)
-                if self.fires else None}
+        return {"trigger": self.trigger, "variant": self.variant, **self.counts()}
 
 
 def trigger_report(store: TelemetryStore, window_s: float = 30.0,
