@@ -23,7 +23,7 @@ from edge_module.distribution.edge_store import (
     sha256_text,
 )
 from edge_module.distribution.signing import entry_statement
-from loadtest.stack import wait_for  # noqa: F401  (the tests' one poll-until helper)
+from loadtest.stack import stop_process, wait_for  # noqa: F401  (the tests' shared helpers)
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"

@@ -3,6 +3,7 @@ sample-ratio check, the learning loop's recalibrations, and the trigger audit.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, render_template
@@ -41,14 +42,17 @@ def experiments() -> Any:
 @bp.get("/learning")
 @signed_in(*READ_ROLES)
 def learning() -> Any:
-    name, since = period()
-    return render_template("learning.html", title="Learning", period=name, periods=PERIODS,
-                           view=learning_view(store(), since), action="/learning")
+    return _period_page("learning", "Learning", learning_view)
 
 
 @bp.get("/audit")
 @signed_in(*READ_ROLES)
 def audit() -> Any:
+    return _period_page("audit", "Audit", audit_view)
+
+
+def _period_page(page: str, title: str, view: Callable[[Any, float], Any]) -> Any:
+    """A page that shows one view of the telemetry store over the chosen period."""
     name, since = period()
-    return render_template("audit.html", title="Audit", period=name, periods=PERIODS,
-                           view=audit_view(store(), since), action="/audit")
+    return render_template(f"{page}.html", title=title, period=name, periods=PERIODS,
+                           view=view(store(), since), action=f"/{page}")

@@ -90,6 +90,13 @@ def _revision_arg(name: str) -> int | None:
     return int(value) if value.isdigit() and int(value) >= 1 else None
 
 
+def _rollback_target() -> int:
+    revision = _revision_arg("revision")
+    if revision is None:
+        abort(400, "Say which revision to roll back to: revision=N (a published revision).")
+    return revision
+
+
 @bp.get("/revisions/diff")
 @signed_in(*READ_ROLES)
 def revisions_diff() -> Any:
@@ -149,9 +156,7 @@ def publish() -> Any:
 @bp.get("/revisions/rollback")
 @signed_in("publisher")
 def rollback_confirm() -> Any:
-    revision = _revision_arg("revision")
-    if revision is None:
-        abort(400, "Say which revision to roll back to: ?revision=N.")
+    revision = _rollback_target()
     try:
         plan = rollback_plan(_store(), revision)
     except publishing.RevisionError as exc:
@@ -163,9 +168,7 @@ def rollback_confirm() -> Any:
 @bp.post("/revisions/rollback")
 @signed_in("publisher")
 def rollback() -> Any:
-    revision = _revision_arg("revision")
-    if revision is None:
-        abort(400, "Say which revision to roll back to.")
+    revision = _rollback_target()
     refused = _unconfirmed(url_for("console.rollback_confirm", revision=revision))
     if refused is not None:
         return refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -126,10 +127,7 @@ class EdgeConfig:
                                   "kid:hexkey[,kid:hexkey...] (the first signs; 32 random "
                                   "bytes: python -c 'import secrets; "
                                   "print(secrets.token_hex(32))')")
-            try:
-                parse_keys(self.state_token_keys)
-            except ValueError as exc:
-                raise ConfigError(f"EDGE_STATE_TOKEN_KEYS: {exc}") from None
+            _parsed("EDGE_STATE_TOKEN_KEYS", parse_keys, self.state_token_keys, ValueError)
         if self.workers < 1 or self.threads < 1:
             raise ConfigError(f"EDGE_WORKERS={self.workers}, EDGE_THREADS={self.threads}: "
                               "each must be at least 1")
@@ -137,10 +135,7 @@ class EdgeConfig:
             raise ConfigError(f"EDGE_WORKERS={self.workers} needs a session store the worker "
                               "processes share: EDGE_SESSION_STORE=lmdb (this host) or a "
                               "redis:// URL (hosts of a PoP)")
-        try:
-            parse_allowed_origins(self.allowed_origins)
-        except OriginError as exc:
-            raise ConfigError(f"EDGE_ALLOWED_ORIGINS: {exc}") from None
+        _parsed("EDGE_ALLOWED_ORIGINS", parse_allowed_origins, self.allowed_origins, OriginError)
         if self.metrics_address and not _is_address(self.metrics_address):
             raise ConfigError(f"EDGE_METRICS_ADDRESS={self.metrics_address!r}: expected "
                               "host:port (e.g. 127.0.0.1:9700)")
@@ -168,6 +163,15 @@ _ENV_NAMES = {
     "s3_endpoint_url": ("TRIGGERS_S3_ENDPOINT_URL",),
     "trusted_keys": ("TRIGGERS_TRUSTED_KEYS",),
 }
+
+
+def _parsed(name: str, parse: Callable[[str], object], value: str,
+            error: type[Exception]) -> None:
+    """Check one setting with its own parser; its complaint names the setting."""
+    try:
+        parse(value)
+    except error as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _is_address(value: str) -> bool:

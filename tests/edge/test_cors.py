@@ -5,7 +5,6 @@ before anything is decided or logged. Against a real host, on both servers."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from loadtest.stack import EdgeStack, edge_stack
 from tests.cases_decisions import OPENING
 from tests.edge.raw_http import ALLOWED, BROWSER_TEXT, HOSTILE, Answer, request
 from tests.factories import T0
-from tests.servers import BUILD, wait_for
+from tests.servers import BUILD, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(not (BUILD / "decision-engine.wasm").exists(),
                                 reason="needs the component: python -m edge_module.build")
@@ -166,11 +165,7 @@ def test_a_503_exposes_its_retry_after_to_the_page(tmp_path, free_port, server):
         assert answer.status == 503 and answer.headers["retry-after"] == "1"
         assert_cors(answer)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def _answers(url: str) -> bool:

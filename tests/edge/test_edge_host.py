@@ -15,7 +15,15 @@ import pytest
 
 from tests.cases_decisions import CHECKOUT, OPENING, PRICING
 from tests.factories import T0, snapshot_text
-from tests.servers import BUILD, TRUSTED_KEYS, http, put_snapshot, running_edge, wait_for
+from tests.servers import (
+    BUILD,
+    TRUSTED_KEYS,
+    http,
+    put_snapshot,
+    running_edge,
+    stop_process,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -306,11 +314,7 @@ def test_several_worker_processes_share_each_sessions_state(tmp_path, free_port,
         sessions = http("GET", url + "/healthz")[1]["sessions"]
         assert sessions == 10  # one shared store, counted by either worker
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def test_several_workers_without_a_shared_session_store_are_refused(tmp_path):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from tests.servers import (
     control_config,
     http,
     running_edge,
+    stop_process,
     wait_for,
 )
 
@@ -194,11 +194,7 @@ def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
         wait_for(lambda: _answers(url), what="the edge host to start")
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
