@@ -9,6 +9,10 @@ rrweb records the DOM, not its layout: the document height comes from an rrweb c
 tagged `document-height` (`{"height": px}`), which the site adds at load and whenever the height
 changes (`rrweb.record.addCustomEvent`); without one, scrolls cannot become a depth and are
 counted as not converted. Typed text is never read: an input is the field's selector only.
+
+Longer than most modules on purpose: it mirrors the SDK's capture and batching step by step
+(a session that batches, then a branch per rrweb record kind), and splitting it would
+separate the two halves of that mirror.
 """
 
 from __future__ import annotations

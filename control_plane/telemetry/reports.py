@@ -5,6 +5,10 @@ variant each firing showed.
 An outcome counts for a firing when it comes from the same session and names the same
 trigger (a conversion naming no trigger counts for every trigger fired before it). A
 firing is a false trigger when no click or conversion follows it within `window_s`.
+
+Longer than most modules on purpose: the trigger, experiment and recalibration reports and
+the statistics they share (intervals, lift, the sample-ratio test) are the one
+implementation behind both the CLI and the console, kept together so the two cannot drift.
 """
 
 from __future__ import annotations

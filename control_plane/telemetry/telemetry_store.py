@@ -5,6 +5,9 @@ stored is ignored, so a batch the edge retries (its answer was lost) never count
 Ingest checks records one by one (`check_record`): a bad record is rejected alone, with
 its index and a reason, and the rest of the batch is stored.
 The schema grows by ordered migrations; `schema_version` says how many have run.
+
+Longer than most modules on purpose: the record checks, the schema's migrations and the
+queries that read them belong to one schema and change together.
 """
 
 from __future__ import annotations

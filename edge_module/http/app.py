@@ -7,6 +7,10 @@ Plain handlers rather than a framework: this is the hot path, and all a decision
 parse the body once, fetch the session state, call the component and splice the answer.
 `EdgeApp` is also a WSGI callable (waitress); the granian server reads bodies on its event
 loop and calls the same handlers (`granian_server.py`). `edge_host.py` builds it.
+
+Longer than most modules on purpose: a request's whole path (route, CORS, body limits,
+session lease, component call, telemetry) reads top to bottom in one place, which is what
+someone chasing a latency or an error needs.
 """
 
 from __future__ import annotations
