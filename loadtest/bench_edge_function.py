@@ -17,12 +17,8 @@ import statistics
 import time
 from urllib.parse import urlsplit
 
-T0 = 1_764_201_600_000
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+from edge_module.replay_client import T0
+from loadtest.bench import pct as percentile
 
 
 def main() -> None:
