@@ -2,7 +2,7 @@
 
 Requests are counted by route (the URL rule, so `/v1/packs/<name>` is one series whatever
 the name) and status, and timed; telemetry ingest records by result from the ingest
-answer. What is published is read from the edge store's manifest when scraped: its history
+answer; the recalibration schedule's runs by result. What is published is read from the edge store's manifest when scraped: its history
 holds every publish, recalibration and rollback, whichever process (API, CLI, scheduler)
 made it, so the counts survive restarts and agree with what the edges are served.
 """
@@ -25,6 +25,7 @@ from .auth import require
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INGEST_ENDPOINT = "telemetry.ingest"
+RECALIBRATION_RESULTS = ("published", "unchanged", "skipped", "failed")
 
 
 class ControlMetrics:
@@ -43,7 +44,17 @@ class ControlMetrics:
                                 ["result"], registry=self.registry)
         self.rejected = Counter("control_telemetry_rejected", "Telemetry records rejected, "
                                 "by reason code", ["reason"], registry=self.registry)
+        self.recalibrations = Counter("control_recalibration_runs", "Runs of this control "
+                                      "plane's recalibration schedule, by result: published "
+                                      "(a new revision), unchanged (nothing moved), skipped "
+                                      "(nothing to re-tune, or a rollback is current), failed",
+                                      ["result"], registry=self.registry)
+        for result in RECALIBRATION_RESULTS:  # every series exists from the start
+            self.recalibrations.labels(result)
         self.registry.register(PublishedCollector(store))
+
+    def recalibrated(self, result: str) -> None:
+        self.recalibrations.labels(result).inc()
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -30,10 +30,18 @@ class Result:
     source: publishing.Published | None = None  # the served revision it started from
     note: str | None = None  # why nothing ran, or that it ran over a rollback as asked
     learned: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ran: bool = True  # False: nothing was proposed (see `note` for why)
 
     @property
     def moved(self) -> list[Change]:
         return [c for c in self.changes if c.new is not None and c.new != c.old]
+
+    @property
+    def outcome(self) -> str:
+        """published (a new revision), unchanged (ran; nothing published) or skipped."""
+        if self.published is not None:
+            return "published"
+        return "unchanged" if self.ran else "skipped"
 
 
 
@@ -57,7 +65,8 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     served = publishing.served(edge_store)
     if served is None:
-        return Result([], {}, None, note="nothing is published yet: nothing to recalibrate")
+        return Result([], {}, None, note="nothing is published yet: nothing to recalibrate",
+                      ran=False)
     source, snapshot = served
     newest = publishing.newest_sequence(edge_store)
     if source.sequence is not None and newest is not None and source.sequence < newest:
@@ -67,12 +76,12 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
             f"the manifest's current entry (revision {source.revision}, sequence "
             f"{source.sequence}) is older than an entry in its history (sequence {newest}):"
             " not written by this control plane; not recalibrated, publish or roll back to "
-            "repair it"))
+            "repair it"), ran=False)
     if source.rollback_from is not None and not over_rollback:
         return Result([], {}, None, source, note=(
             f"revision {source.revision} is a rollback (from revision {source.rollback_from}):"
             " not recalibrated, so the rollback stays; ask explicitly (--over-rollback) to "
-            "re-tune the rolled-back snapshot"))
+            "re-tune the rolled-back snapshot"), ran=False)
     found, changes = propose(snapshot, telemetry, settings, now_ms)
     thresholds, learned = found["thresholds"], found["learned"]
     result = Result(changes, thresholds, None, source, learned=learned)

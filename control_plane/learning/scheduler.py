@@ -27,8 +27,16 @@ class RecalibrationScheduler(PeriodicTask):
 
     def run_once(self) -> Any:
         ext = self.app.extensions
-        result = recalibrate(ext["edge_store"], ext["telemetry_store"], ext["key_ring"].active(),
-                             Settings.from_config(self.app.config))
+        metrics = ext.get("metrics")
+        try:
+            result = recalibrate(ext["edge_store"], ext["telemetry_store"],
+                                 ext["key_ring"].active(), Settings.from_config(self.app.config))
+        except Exception:
+            if metrics is not None:
+                metrics.recalibrated("failed")
+            raise  # PeriodicTask logs it and keeps the schedule
+        if metrics is not None:
+            metrics.recalibrated(result.outcome)
         if result.note is not None and result.note != self._last_note:
             log.info("recalibration: %s", result.note)  # once, not at every interval
         self._last_note = result.note

@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.request
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from control_plane.auth import ensure_token_file
@@ -119,3 +120,29 @@ def test_metrics_count_requests_ingest_and_publishing(tmp_path):
         assert value(got, "control_publishes_total", source="recalibration") == 0
         assert value(got, "control_rollbacks_total") == 1
         assert families(scrape(url)[1]) == documented("control_")
+
+
+def test_metrics_count_recalibration_runs_by_result(tmp_path, monkeypatch):
+    import control_plane.learning.scheduler as scheduler_module
+    from control_plane.learning.scheduler import RecalibrationScheduler
+
+    with running_control(control_config(tmp_path, METRICS_TOKENS=METRICS_TOKEN)) as control:
+        job = RecalibrationScheduler(control.app)  # the serving app's schedule, run by hand
+        assert job.run_once().outcome == "skipped"  # nothing published yet
+        assert publisher("PUT", control.url + "/v1/packs/pricing-discount", PRICING) == 201
+        assert publisher("POST", control.url + "/v1/snapshots") == 201
+        assert job.run_once().outcome == "unchanged"  # no adaptive condition, no telemetry
+        assert publisher("POST", control.url + "/v1/snapshots") == 201
+        assert publisher("POST", control.url + "/v1/snapshots/rollback", {"revision": 1}) == 200
+        assert job.run_once().outcome == "skipped"  # a rollback is current: it stays
+
+        def broken(*args, **kwargs):
+            raise OSError("the telemetry store's disk went away")
+
+        monkeypatch.setattr(scheduler_module, "recalibrate", broken)
+        with pytest.raises(OSError):
+            job.run_once()
+        got = samples(control.url)
+        runs = {result: value(got, "control_recalibration_runs_total", result=result)
+                for result in ("published", "unchanged", "skipped", "failed")}
+        assert runs == {"published": 0, "unchanged": 1, "skipped": 2, "failed": 1}
