@@ -117,10 +117,15 @@ def _fatigue(packs: Sequence[Pack]) -> dict[str, Any]:
                 if p.settings is not None and p.settings.fatigue is not None]
     per_session = [f.per_session for f in fatigues if f.per_session is not None]
     per_minute = [f.per_minute for f in fatigues if f.per_minute is not None]
-    return {"per_session": min(per_session, default=None),
-            "per_minute": min(per_minute, default=None),
-            "quiet_after_dismiss_ms": max((f.quiet_after_dismiss_ms for f in fatigues),
-                                          default=0)}
+    out = {"per_session": min(per_session, default=None),
+           "per_minute": min(per_minute, default=None),
+           "quiet_after_dismiss_ms": max((f.quiet_after_dismiss_ms for f in fatigues),
+                                         default=0)}
+    # one budget for every channel unless a pack asks for one per channel and none objects
+    said = {f.channels for f in fatigues if f.channels is not None}
+    if said == {"separate"}:
+        out["channels"] = "separate"
+    return out
 
 
 def _experiment(packs: Sequence[Pack]) -> dict[str, Any]:
@@ -199,8 +204,13 @@ def _filter(flt: EventFilter) -> dict[str, Any]:
 
 
 def _action(action: ActionSpec) -> dict[str, Any]:
-    return {"content": action.content, "tier": action.tier, "delay_ms": action.delay_ms,
-            "priority": action.priority}
+    out = {"content": action.content, "tier": action.tier, "delay_ms": action.delay_ms,
+           "priority": action.priority}
+    if action.channel != "page":  # page actions compile as they always did
+        out["channel"] = action.channel
+        if action.template is not None:
+            out["template"] = action.template
+    return out
 
 
 def _trigger(pack: Pack, spec: TriggerSpec) -> dict[str, Any]:

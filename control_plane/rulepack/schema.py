@@ -22,10 +22,13 @@ from typing import Any
 
 from edge_module.core.catalog import (
     AGGREGATE_FIELDS,
+    CHANNELS,
     CONTEXT_FIELDS,
     EVENT_TYPES,
+    FATIGUE_CHANNELS,
     INTENT_FEATURES,
     MAX_CONSECUTIVE,
+    MAX_TEMPLATE,
     OPERATOR_WORDS,
     OPERATORS,
     SIGNALS,
@@ -309,6 +312,11 @@ def _action(catalog: ContentCatalog | None) -> dict[str, Any]:
         "delay": _duration(),
         "priority": {"type": "integer", "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY,
                      "description": "higher first when more actions fire than are shown"},
+        "channel": {"enum": list(CHANNELS),
+                    "description": "page: the visitor's answer (default); push, email, "
+                                   "webhook: sent by the edge to the channel sink when due"},
+        "template": {"type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE,
+                     "description": "the channel's template id (push, email, webhook)"},
     }
     return _object(keys, ACTION_KEYS, ("content",),
                    **{"if": {"properties": {"tier": {"const": "queued"}}, "required": ["tier"]},
@@ -398,7 +406,11 @@ def _settings() -> dict[str, Any]:
     limit = {"type": "integer", "minimum": 1}
     fatigue = _object({"per_session": {**limit, "description": "actions per session"},
                        "per_minute": {**limit, "description": "actions per minute"},
-                       "quiet_after_dismiss": _duration("no action this long after a dismiss")},
+                       "quiet_after_dismiss": _duration("no action this long after a dismiss"),
+                       "channels": {"enum": list(FATIGUE_CHANNELS),
+                                    "description": "shared (default): one budget for page, "
+                                                   "push, email and webhook; separate: one "
+                                                   "per channel"}},
                       FATIGUE_KEYS)
     keys = {"max_actions": {"type": "integer", "minimum": 1, "maximum": MAX_ACTIONS_LIMIT,
                             "description": "at most this many actions per decision (default 3)"},

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from edge_module.core.catalog import TIERS
+from edge_module.core.catalog import CHANNELS, MAX_TEMPLATE, TIERS
 
 from .checker import Checker, closest
 from .source import Node, Scalar
 from .validated import ActionSpec, CapSpec
 
-ACTION_KEYS = ("content", "tier", "delay", "priority")
+ACTION_KEYS = ("content", "tier", "delay", "priority", "channel", "template")
 CAP_KEYS = ("per_session", "per_page", "cooldown")
 MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 
@@ -18,7 +18,8 @@ class ActionChecker(Checker):
 
     def action(self, node: Node) -> ActionSpec:
         action = self.mapping(node, "action",
-                              "a mapping with content (and optionally tier, delay, priority)")
+                              "a mapping with content (and optionally tier, delay, priority, "
+                              "channel, template)")
         if action is None:
             return ActionSpec("")
         found, _ = self.keys(action, ACTION_KEYS, ("content",), "action")
@@ -32,9 +33,25 @@ class ActionChecker(Checker):
             where = found.get("delay") or found["tier"]
             self.report(where, "a queued action needs a delay greater than 0",
                         "a delay such as 3s, or tier: immediate")
+        channel = (self.choice(found["channel"], "channel", CHANNELS) or "page"
+                   if "channel" in found else "page")
+        if channel != "page" and tier == "predictive":
+            self.report(found["tier"], f"a {channel} action cannot be predictive (a hint to "
+                        "prefetch is for the page)", "tier: immediate or queued")
+        template = None
+        if "template" in found:
+            template = self.text(found["template"], "template",
+                                 f"a template id of at most {MAX_TEMPLATE} characters")
+            if template is not None and len(template) > MAX_TEMPLATE:
+                self.report(found["template"], f"template is {len(template)} characters long",
+                            f"a template id of at most {MAX_TEMPLATE} characters")
+            if channel == "page":
+                self.report(found["template"], "a template is for push, email or webhook "
+                            "actions; the page draws the content itself",
+                            "channel: push, email or webhook, or no template")
         where = found.get("content", action)
         return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0,
-                          where.line, where.column)
+                          where.line, where.column, channel, template)
 
     def cap(self, node: Node) -> CapSpec:
         found = self.mapping_keys(node, "cap",

@@ -3,13 +3,15 @@ report_features."""
 
 from __future__ import annotations
 
+from edge_module.core.catalog import FATIGUE_CHANNELS
+
 from .checker import Checker
 from .source import Node
 from .validated import ExperimentSpec, FatigueSpec, SettingsSpec
 from .vocabulary import MAX_ACTIONS_LIMIT
 
 SETTINGS_KEYS = ("max_actions", "fatigue", "experiment", "report_features")
-FATIGUE_KEYS = ("per_session", "per_minute", "quiet_after_dismiss")
+FATIGUE_KEYS = ("per_session", "per_minute", "quiet_after_dismiss", "channels")
 EXPERIMENT_ARMS = ("adaptive", "static", "holdout")
 EXPERIMENT_KEYS = ("salt", *EXPERIMENT_ARMS)
 DEFAULT_EXPERIMENT_SALT = "experiment"
@@ -85,4 +87,7 @@ class SettingsChecker(Checker):
                   for key in ("per_session", "per_minute") if key in found}
         quiet = (self.duration(found["quiet_after_dismiss"], "quiet_after_dismiss") or 0) \
             if "quiet_after_dismiss" in found else 0
-        return FatigueSpec(limits.get("per_session"), limits.get("per_minute"), quiet)
+        channels = (self.choice(found["channels"], "channels", FATIGUE_CHANNELS)
+                    if "channels" in found else None)
+        return FatigueSpec(limits.get("per_session"), limits.get("per_minute"), quiet,
+                           channels)

@@ -98,6 +98,8 @@ class ActionSpec:
     priority: int = 0
     line: int = _field(default=1, compare=False)  # where the content id is written
     column: int = _field(default=1, compare=False)
+    channel: str = "page"
+    template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ class FatigueSpec:
     per_session: int | None = None
     per_minute: int | None = None
     quiet_after_dismiss_ms: int = 0
+    channels: str | None = None  # shared or separate budgets; None: not said (shared)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,13 @@ OPERATORS = (">=", ">", "<=", "<", "==", "!=")
 
 TIERS = ("immediate", "queued", "predictive")
 
+# Where an action goes: `page` is the visitor's answer; the others leave the page as a
+# delivery the edge host sends (signed webhook or stream) at its due moment.
+CHANNELS = ("page", "push", "email", "webhook")
+MAX_TEMPLATE = 128  # characters of an action's template id
+# How fatigue budgets count channels: one budget for the visitor, or one per channel.
+FATIGUE_CHANNELS = ("shared", "separate")
+
 # Rule-pack keyword for each operator, for the mapping form `{gte: 3s}`.
 OPERATOR_WORDS = {"gte": ">=", "gt": ">", "lte": "<=", "lt": "<", "eq": "==", "ne": "!="}
 

@@ -4,6 +4,9 @@ Order: highest priority first (then higher intent, then earlier trigger). A trig
 holdout is recorded as fired but withheld; one mutually exclusive group yields one
 action; the session's fatigue budget (per session, per minute, quiet after a dismiss)
 and the per-decision maximum cut the rest, which stay eligible for a later decision.
+Actions on every channel (page, push, email, webhook) spend one budget unless the
+snapshot gives each channel its own (`fatigue.channels: separate`; the page's quiet
+period after a dismiss then holds only the page).
 """
 
 from __future__ import annotations
@@ -33,8 +36,39 @@ def record(sess: Session, trig: Trigger, t: int) -> None:
 
 
 def action_of(trig: Trigger, delay_ms: int) -> dict[str, Any]:
-    return {"trigger": trig.id, "content": trig.content, "tier": trig.tier,
-            "delay_ms": delay_ms, "priority": trig.priority}
+    action = {"trigger": trig.id, "content": trig.content, "tier": trig.tier,
+              "delay_ms": delay_ms, "priority": trig.priority}
+    if trig.channel != "page":
+        action["channel"] = trig.channel
+        if trig.template is not None:
+            action["template"] = trig.template
+    return action
+
+
+def _budget_key(snap: Snapshot, trig: Trigger) -> str:
+    """Whose fatigue budget a delivery spends: the visitor's one budget, or its channel's."""
+    return trig.channel if snap.fatigue_separate and trig.channel != "page" else ""
+
+
+def _spent(sess: Session, key: str) -> tuple[int, list[int]]:
+    """(nudges delivered in the session, when the recent ones were) for a budget."""
+    if not key:
+        return sess.delivered_total, sess.delivered
+    spent = sess.channel_spent.get(key)
+    return (spent[0], spent[1]) if spent is not None else (0, [])
+
+
+def _spend(sess: Session, key: str, now: int) -> None:
+    if not key:
+        sess.delivered.append(now)
+        sess.delivered_total += 1
+        return
+    spent = sess.channel_spent.get(key)
+    if spent is None:
+        sess.channel_spent[key] = [1, [now]]
+    else:
+        spent[0] += 1
+        spent[1].append(now)
 
 
 class Fired:
@@ -66,6 +100,8 @@ class Decision:
             rec = sess.fired.get(trig.id)
             self.before[trig.id] = None if rec is None else rec.copy()
         record(sess, trig, t)
+        if trig.channel != "page":  # leaves now; the edge host's timer sends it when due
+            action["send_at_ms"] = t + trig.delay_ms
         self.fired.append(Fired(trig, action, on_keep))
 
     def _undo(self, sess: Session, item: Fired, kept: set[str]) -> None:
@@ -97,11 +133,10 @@ class Decision:
             if snap.quiet_after_dismiss_ms and sess.dismissed >= 0 else -1
         budgeted = quiet_until >= 0 or snap.fatigue_per_session is not None or \
             snap.fatigue_per_minute is not None
-        recent = [t for t in sess.delivered if t > now - 60_000] if budgeted else []
+        budgets: dict[str, list[Any]] = {}  # budget key -> [total, recent, counted]
         delivered: list[Fired] = []
         dropped: list[Fired] = []
         groups: set[str] = set()
-        counted = 0
         for item in items:
             trig = item.trigger
             if ctx.arm == "holdout" or (trig.holdout > 0 and held_out(trig, ctx)):
@@ -114,17 +149,24 @@ class Decision:
                 dropped.append(item)
                 continue
             if trig.tier != "predictive":
-                blocked_until = self._fatigue(snap, sess, now, quiet_until, recent, counted) \
-                    if budgeted else None
+                key = _budget_key(snap, trig)
+                budget = budgets.get(key)
+                if budget is None:
+                    total, times = _spent(sess, key) if budgeted else (0, [])
+                    budget = budgets[key] = [total, [t for t in times if t > now - 60_000], 0]
+                # a dismiss on the page quiets the channels that share its budget
+                quiet = quiet_until if not key else -1
+                blocked_until = self._fatigue(snap, budget[0], now, quiet, budget[1],
+                                              budget[2]) if budgeted else None
                 if blocked_until is not None:
                     self.fatigue_until = blocked_until if self.fatigue_until is None else \
                         min(self.fatigue_until, blocked_until)
                     dropped.append(item)
                     continue
-                if counted >= snap.max_actions:
+                if budget[2] >= snap.max_actions:
                     dropped.append(item)
                     continue
-                counted += 1
+                budget[2] += 1
             if trig.group is not None:
                 groups.add(trig.group)
             delivered.append(item)
@@ -141,8 +183,7 @@ class Decision:
                 item.on_keep()
             if item.trigger.tier != "predictive" and (snap.fatigue_per_minute or
                                                       snap.fatigue_per_session):
-                sess.delivered.append(now)
-                sess.delivered_total += 1
+                _spend(sess, _budget_key(snap, item.trigger), now)
             entry = content.get(item.trigger.content) if content else None
             if entry is not None:
                 if locale is None:
@@ -153,13 +194,13 @@ class Decision:
         return out
 
     @staticmethod
-    def _fatigue(snap: Snapshot, sess: Session, now: int, quiet_until: int,
+    def _fatigue(snap: Snapshot, total: int, now: int, quiet_until: int,
                  recent: list[int], counted: int) -> int | None:
         """None if the budget allows one more nudge now, else when it might again."""
         if quiet_until > now:
             return quiet_until
         if snap.fatigue_per_session is not None and \
-                sess.delivered_total + counted >= snap.fatigue_per_session:
+                total + counted >= snap.fatigue_per_session:
             return -1  # spent for the session
         if snap.fatigue_per_minute is not None and \
                 len(recent) + counted >= snap.fatigue_per_minute:

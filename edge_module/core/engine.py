@@ -49,7 +49,7 @@ def _queue(sess: Session, trig: Trigger, t: int) -> None:
 
 
 def _fire_or_queue(dec: Decision, sess: Session, trig: Trigger, t: int) -> None:
-    if trig.tier == "queued" and trig.delay_ms > 0:
+    if trig.tier == "queued" and trig.delay_ms > 0 and trig.channel == "page":
         _queue(sess, trig, t)
     else:
         dec.fire(sess, trig, t, action_of(trig, trig.delay_ms))
@@ -155,11 +155,16 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     if sess.sequences:
         _observe_steps(snap, sess, ctx, now)  # a step reached just now starts watching
 
+    deliveries = [a for a in actions if "channel" in a] if snap.channels else None
+    if deliveries:
+        actions = [a for a in actions if "channel" not in a]
     response: dict[str, Any] = {
         "revision": snap.revision,
         "actions": actions,
         "next_check_ms": _next_check(snap, sess, ctx, scope, dec, now),
     }
+    if deliveries:  # for the host to send; never shown to the visitor
+        response["deliveries"] = _addressed(deliveries, ctx.context)
     if dec.suppressed:
         response["suppressed"] = dec.suppressed
     if ctx.arm is not None:
@@ -295,6 +300,18 @@ def _next_check(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: 
             return None  # the session's budget is spent
         at = max(at, release)
     return at
+
+
+def _addressed(deliveries: list[dict[str, Any]], context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The deliveries with the visitor's CRM id (and the site's signature over it) when the
+    context carries one: the host checks the signature before a receiver sees the id."""
+    crm_id, sig = context.get("crm_id"), context.get("crm_id_sig")
+    if type(crm_id) is str and crm_id:
+        for d in deliveries:
+            d["crm_id"] = crm_id
+            if type(sig) is str:
+                d["crm_id_sig"] = sig
+    return deliveries
 
 
 def _deliver_due(dec: Decision, snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope,

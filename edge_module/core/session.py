@@ -50,6 +50,7 @@ _OPTIONAL = (
     ("fields", "fv", dict), ("sustained", "su", dict), ("streaks", "cs", dict),
     ("sequences", "sq", dict), ("delivered", "fd", list), ("delivered_total", "fn", int),
     ("dismissed", "dm", int), ("context", "cx", dict), ("visit", "rv", list),
+    ("channel_spent", "fc", dict),
 )
 
 
@@ -86,6 +87,8 @@ class Session:
         self.sequences: dict[str, list[int]] = {}
         self.delivered: list[int] = []
         self.delivered_total = 0
+        # channel -> [delivered in the session, [recent times]] (fatigue.channels: separate)
+        self.channel_spent: dict[str, list[Any]] = {}
         self.dismissed = -1
         self.context: dict[str, Any] = {}
         # counts over the whole visit, kept only while decisions report (features.py)
@@ -167,6 +170,8 @@ class Session:
             state["fn"] = self.delivered_total
             if self.delivered:
                 state["fd"] = self.delivered
+        if self.channel_spent:
+            state["fc"] = self.channel_spent
         if self.focused or self.focus_input or self.last_input or self.input_submit:
             for key, value in (("fo", self.focused), ("fi", self.focus_input),
                                ("li", self.last_input), ("is", self.input_submit)):
@@ -276,6 +281,9 @@ class Session:
             del samples[:first]
         if self.delivered and self.delivered[0] <= now_ms - 60_000:
             self.delivered = [t for t in self.delivered if t > now_ms - 60_000]
+        for spent in self.channel_spent.values():
+            if spent[1] and spent[1][0] <= now_ms - 60_000:
+                spent[1] = [t for t in spent[1] if t > now_ms - 60_000]
 
     # -- the byte budget ------------------------------------------------------------
 

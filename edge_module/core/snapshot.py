@@ -122,6 +122,8 @@ class Trigger:
     explore: float = 0.0  # percent of sessions in the exploration slice (adaptive triggers)
     signals: tuple[Condition, ...] = ()  # every signal condition, nested ones too (report)
     has_intent: bool = False  # some condition reads the intent score (report)
+    channel: str = "page"  # where the action goes (catalog.CHANNELS)
+    template: str | None = None  # the channel's template id (push, email, webhook)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +181,8 @@ class Snapshot:
     fatigue_per_session: int | None = None
     fatigue_per_minute: int | None = None
     quiet_after_dismiss_ms: int = 0
+    fatigue_separate: bool = False  # each channel has its own budget (else one for all)
+    channels: bool = False  # some action leaves the page (the response has `deliveries`)
     tracked: dict[str, int] = field(default_factory=dict)  # filter key -> window to keep
     tracked_types: frozenset[str] = frozenset()  # the event types those keys name
     agg_fields: dict[str, int] = field(default_factory=dict)  # field -> window to keep

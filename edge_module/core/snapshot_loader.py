@@ -14,6 +14,7 @@ from .catalog import (
     DEFAULT_MAX_ACTIONS,
     DEFAULT_MAX_EVENTS,
     DEFAULT_VELOCITY_WINDOW_MS,
+    FATIGUE_CHANNELS,
     SNAPSHOT_FORMAT,
 )
 from .content import load_content
@@ -43,6 +44,11 @@ def _index_list(raw: Any, where: str, count: int) -> tuple[int, ...]:
     check(isinstance(raw, list) and all(isinstance(i, int) and 0 <= i < count for i in raw),
           f"{where}: expected a list of trigger indexes")
     return tuple(raw)
+
+
+def _fatigue_channels(value: Any) -> str:
+    check(value in FATIGUE_CHANNELS, f"fatigue.channels: expected one of {FATIGUE_CHANNELS}")
+    return str(value)
 
 
 def load_snapshot(text: str) -> Snapshot:
@@ -147,6 +153,9 @@ def load_snapshot(text: str) -> Snapshot:
                                                                 "fatigue.per_minute", 1),
         quiet_after_dismiss_ms=check_int(fatigue.get("quiet_after_dismiss_ms", 0),
                                     "fatigue.quiet_after_dismiss_ms"),
+        fatigue_separate=_fatigue_channels(fatigue.get("channels", "shared")) == "separate",
+        channels=any(t.channel != "page" for t in
+                     (*triggers, *(step.trigger for seq in sequences for step in seq.steps))),
         tracked=loader.tracked,
         tracked_types=frozenset(key.split("|", 1)[0] for key in loader.tracked),
         agg_fields=loader.agg_fields,

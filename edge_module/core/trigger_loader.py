@@ -10,6 +10,7 @@ from typing import Any
 from .catalog import (
     AGGREGATE_FIELDS,
     CHANGING,
+    CHANNELS,
     CONTEXT_FIELDS,
     CONTEXT_OPERATORS,
     DEFAULT_ENTROPY_WINDOW_MS,
@@ -17,6 +18,7 @@ from .catalog import (
     EVENT_TYPES,
     FALLING,
     MAX_CONSECUTIVE,
+    MAX_TEMPLATE,
     MAX_WINDOW_MS,
     OPERATORS,
     RISING,
@@ -195,6 +197,13 @@ def _action(raw: Any, where: str) -> dict[str, Any]:
     check(isinstance(raw, dict), f"{where}: expected an object")
     check(isinstance(raw.get("content"), str), f"{where}.content: expected a string")
     check(raw.get("tier", "immediate") in TIERS, f"{where}.tier: expected one of {TIERS}")
+    channel = raw.get("channel", "page")
+    check(channel in CHANNELS, f"{where}.channel: expected one of {CHANNELS}")
+    check(channel == "page" or raw.get("tier", "immediate") != "predictive",
+          f"{where}.tier: a {channel} action cannot be predictive")
+    template = check_opt_str(raw.get("template"), f"{where}.template")
+    check(template is None or len(template) <= MAX_TEMPLATE,
+          f"{where}.template: at most {MAX_TEMPLATE} characters")
     return raw
 
 
@@ -246,6 +255,8 @@ def load_trigger(loader: TriggerLoader, index: int, raw: Any, where: str = "") -
         sustained=tuple(sustained),
         content=action["content"],
         tier=action.get("tier", "immediate"),
+        channel=action.get("channel", "page"),
+        template=action.get("template"),
         delay_ms=check_int(action.get("delay_ms", 0), f"{where}.action.delay_ms"),
         priority=check_int(action.get("priority", 0), f"{where}.action.priority", minimum=-(10**6)),
         per_session=None if per_session is None else check_int(per_session, f"{where}.cap.per_session"),
