@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..channels.sinks import check_webhook_url
 from ..http.cors import OriginError, parse_allowed_origins
 from ..state_token import parse_keys
 
@@ -103,6 +104,23 @@ class EdgeConfig:
     telemetry_max_report_values: int = 16  # condition values kept per reported trigger
     # Browser pages that may call /v1/decide and /v1/outcome: comma-separated exact origins
     # (http://shop.example:8800) or *; empty: none (a request with an Origin gets 403)
+    # Channels (push, email, webhook actions): sent to a signed webhook or a Kinesis stream
+    # (one of them; none: such deliveries are counted dropped, reason no_sink). The outbox
+    # is state_dir/channels.sqlite3, shared by this host's workers.
+    channel_webhook_url: str = ""  # https://... (http only to 127.0.0.1 / localhost)
+    channel_webhook_secret: str = ""  # HMAC-SHA256 key shared with the receiver (>= 32 chars)
+    channel_kinesis_stream: str = ""  # a stream name; endpoint: EDGE_CHANNEL_KINESIS_ENDPOINT
+    channel_kinesis_endpoint: str = ""  # any Kinesis-compatible endpoint (default: AWS)
+    # sends of one delivery before it is set aside: at the 300 s backoff cap, about a day,
+    # so a receiver down for hours loses nothing; the age bound usually comes first
+    channel_max_attempts: int = 300
+    channel_max_age_s: float = 86_400.0  # a delivery this far past its due moment is dropped
+    channel_backoff_base_s: float = 1.0  # the first retry's wait, doubled each time
+    channel_backoff_max_s: float = 300.0
+    channel_max_set_aside: int = 10_000  # set-aside deliveries kept; the oldest go first
+    # The site's key for visitors' CRM ids (hex): with it, a delivery carries context.crm_id
+    # only when context.crm_id_sig is its HMAC-SHA256 under this key; without, unverified.
+    crm_id_key: str = ""
     allowed_origins: str = ""
     sdk_dir: Path = Path("build/sdk")  # the SDK build served under /sdk/ (its manifest.json)
     # GET /metrics (Prometheus): not served unless one of these is set. A token: served on
@@ -142,6 +160,25 @@ class EdgeConfig:
         if self.workers > 1 and self.server != "granian":
             raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
                               "several worker processes (EDGE_SERVER=granian)")
+        self._check_channels()
+
+    def _check_channels(self) -> None:
+        if self.channel_webhook_url and self.channel_kinesis_stream:
+            raise ConfigError("EDGE_CHANNEL_WEBHOOK_URL and EDGE_CHANNEL_KINESIS_STREAM: "
+                              "deliveries go to one sink; set one of them")
+        if self.channel_webhook_url:
+            _parsed("EDGE_CHANNEL_WEBHOOK_URL", check_webhook_url, self.channel_webhook_url,
+                    ValueError)
+            if len(self.channel_webhook_secret) < 32:
+                raise ConfigError("EDGE_CHANNEL_WEBHOOK_URL needs EDGE_CHANNEL_WEBHOOK_SECRET, "
+                                  "at least 32 characters shared with the receiver (python -c "
+                                  "'import secrets; print(secrets.token_hex(32))')")
+        if self.crm_id_key:
+            _parsed("EDGE_CRM_ID_KEY", bytes.fromhex, self.crm_id_key, ValueError)
+        if self.channel_max_attempts < 1 or self.channel_backoff_base_s <= 0 or \
+                self.channel_backoff_max_s < self.channel_backoff_base_s:
+            raise ConfigError("EDGE_CHANNEL_MAX_ATTEMPTS must be at least 1 and "
+                              "0 < EDGE_CHANNEL_BACKOFF_BASE_S <= EDGE_CHANNEL_BACKOFF_MAX_S")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> EdgeConfig:

@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..channels.dispatcher import ChannelDispatcher
+from ..channels.outbox import Outbox
+from ..channels.sinks import KinesisSink, Sink, WebhookSink
 from ..distribution.edge_store import open_store
 from ..distribution.signing import TrustedKeys
 from ..distribution.snapshot_sync import SnapshotSync
@@ -78,6 +81,8 @@ class EdgeHost:
         sync.load_cached()  # serve the last good snapshot even if the store is down
         sync.run_once()
         app = EdgeApp(pool, make_session_store(config), sync, config)
+        app.channels = make_dispatcher(config)
+        app.channels.start()
         duties: list[PeriodicTask] = []
         if config.control_url and config.telemetry:
             app.decision_log = _decision_log(config, app.edge_id)
@@ -106,6 +111,8 @@ class EdgeHost:
     def close(self) -> None:
         if self.metrics_listener is not None:
             self.metrics_listener.close()
+        if self.app.channels is not None:  # sends in flight are sent again after a restart
+            self.app.channels.stop()
         for duty in self.duties:
             duty.close()
         self.ticker.stop()
@@ -150,6 +157,22 @@ def make_session_store(config: EdgeConfig) -> SessionStore:
                                             config.session_store.rpartition("@")[2])
     return RedisSessionStore(config.session_store, config.session_ttl_s,
                              max_state_bytes=max_state)
+
+
+def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
+    """The channel dispatcher with the sink the settings name (none: deliveries are
+    counted dropped) and its outbox in the state folder."""
+    sink: Sink | None = None
+    if config.channel_webhook_url:
+        sink = WebhookSink(config.channel_webhook_url, config.channel_webhook_secret.encode())
+    elif config.channel_kinesis_stream:
+        sink = KinesisSink(config.channel_kinesis_stream, config.channel_kinesis_endpoint or None)
+    outbox = Outbox(config.state_dir / "channels.sqlite3", config.channel_max_set_aside) \
+        if sink is not None else None
+    return ChannelDispatcher(outbox, sink, max_attempts=config.channel_max_attempts,
+                             max_age_s=config.channel_max_age_s,
+                             backoff_base_s=config.channel_backoff_base_s,
+                             backoff_max_s=config.channel_backoff_max_s)
 
 
 def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:

@@ -27,6 +27,9 @@ from typing import Any
 
 import orjson
 
+from ..channels.dispatcher import ChannelDispatcher
+from ..channels.outbox import OutboxError
+from ..channels.records import delivery_records
 from ..core.api import pack, unpack
 from ..distribution.snapshot_sync import SnapshotSync
 from ..host.config import EdgeConfig
@@ -142,6 +145,8 @@ class EdgeApp:
         self._pending_lock = threading.Lock()
         self.decision_log: DecisionLog | None = None  # set when telemetry is on
         self.shipper: TelemetryShipper | None = None  # ... and what ships it
+        self.channels: ChannelDispatcher | None = None  # push, email, webhook deliveries
+        self.crm_key = bytes.fromhex(config.crm_id_key) if config.crm_id_key else None
         self.metrics: EdgeMetrics | None = None  # set when metrics are served
         self.tokens = OutcomeTokens(load_key(config.outcome_key, config.state_dir),
                                     int(config.outcome_window_s * 1000))
@@ -363,13 +368,17 @@ class EdgeApp:
                 return _guest_error(result.text)
             component_ns = time.perf_counter_ns() - called
             response, new_state = unpack(result.text)  # type: ignore[misc]
+            decision_id = os.urandom(16).hex()  # 128 bits, as uuid4
+            deliveries = response.pop("deliveries", None)  # never the visitor's
+            if deliveries:  # kept before the state that says they were sent
+                self._send_later(deliveries, decision_id, session_id, response, now_ms)
             if carried is None:
                 self.sessions.put(session_id, new_state)
             else:
                 response["state_token"] = _seal(carried, session_id, new_state, now_ms)
         report = response.pop("report", None)  # what the core saw: the log's, never the visitor's
         self.counters.add("decisions")
-        decision_id = response["decision_id"] = os.urandom(16).hex()  # 128 bits, as uuid4
+        response["decision_id"] = decision_id
         issue = self.tokens.issue
         response["outcome_token"] = issue(session_id, decision_id, "", now_ms)
         for action in response.get("actions") or ():
@@ -384,9 +393,9 @@ class EdgeApp:
             self.metrics.decided(latency_ns / 1e9, component_ns / 1e9, response.get("actions"))
         if self.decision_log is not None:
             try:
-                self.decision_log.decision(
-                    request, response if report is None else {**response, "report": report},
-                    _now(request, self._clock_ms))
+                logged = response if report is None and not deliveries else \
+                    {**response, "report": report, "deliveries": deliveries}
+                self.decision_log.decision(request, logged, _now(request, self._clock_ms))
             except Exception:  # the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
         try:
@@ -394,6 +403,25 @@ class EdgeApp:
         except TypeError:  # an integer beyond 64 bits (from a pack's content): slower, exact
             body = json.dumps(response).encode()
         return 200, body, []
+
+    def _send_later(self, deliveries: Any, decision_id: str, session_id: str,
+                    response: dict[str, Any], now_ms: int) -> None:
+        """Hand a decision's push, email and webhook actions to the channel dispatcher,
+        each with an outcome token (a receiver reports clicks and conversions with it)."""
+        records = delivery_records(deliveries, decision_id=decision_id, session_id=session_id,
+                                   revision=response.get("revision"), edge_id=self.edge_id,
+                                   now_ms=now_ms, crm_key=self.crm_key)
+        for record in records:
+            record["outcome_token"] = self.tokens.issue(session_id, decision_id,
+                                                        record["trigger"], now_ms)
+        channels = self.channels
+        if channels is None:
+            return
+        try:
+            channels.enqueue(records)
+        except OutboxError as exc:  # the decision stands; what it could not keep is counted
+            channels.outbox_failed(len(records), exc)
+            log.error("%d delivery record(s) lost: %s", len(records), exc)
 
     def outcome(self, raw: bytes) -> Reply:
         """`POST /v1/outcome`: what the visitor did with an action (impression, click...),
@@ -467,6 +495,8 @@ class EdgeApp:
             **self.counters.snapshot(),
             # records taken, waiting (buffered, spooled files) and shipped; None: off
             "telemetry": self.shipper.status() if self.shipper is not None else None,
+            # push, email and webhook deliveries: added, delivered, retried, dropped, waiting
+            "channels": self.channels.status() if self.channels is not None else None,
         }
 
     def _session_count(self) -> int | None:

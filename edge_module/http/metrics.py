@@ -125,6 +125,11 @@ class EdgeMetrics:
                                "reason", ["reason"])
         self.session_drops = counter("edge_session_store_dropped", "Session states not "
                                      "kept: evicted, refused (too large), fenced", ["reason"])
+        self.channel_records = counter("edge_channel_deliveries", "Push, email and webhook "
+                                       "deliveries by result: queued (kept in the outbox), "
+                                       "delivered, retried (a send to try again)", ["result"])
+        self.channel_dropped = counter("edge_channel_dropped", "Deliveries lost or set "
+                                       "aside, by reason", ["reason"])
         self._seen: dict[tuple[Counter, tuple[str, ...]], float] = {}
         # gauges: a lower revision in any worker is the host's (min); shared stores are
         # seen whole by each worker (max); the rest add up
@@ -142,6 +147,12 @@ class EdgeMetrics:
                              "buffered in memory, not yet spooled", "livesum")
         self.spool_files = gauge("edge_telemetry_spool_files", "Telemetry batch files "
                                  "waiting to be shipped", "livesum")
+        # the outbox is one file shared by the host's workers: each sees all of it
+        self.channel_pending = gauge("edge_channel_outbox_records", "Deliveries waiting in "
+                                     "the outbox (due later, or to be retried)", "livemax")
+        self.channel_set_aside = gauge("edge_channel_set_aside_records", "Deliveries set "
+                                       "aside in the outbox (refused, gave up, expired)",
+                                       "livemax")
 
     def fold(self) -> None:
         """Add what the decisions tallied since the last call to the metrics."""
@@ -200,6 +211,15 @@ class EdgeMetrics:
             if shipper is not None:
                 self._carry(self.records, shipper.shipped_records, "shipped")
                 self.spool_files.set(len(log.spool_files()) if log is not None else 0)
+            channels = status["channels"]
+            if channels is not None:
+                for result in ("queued", "delivered", "retried"):
+                    self._carry(self.channel_records, channels[result], result)
+                for reason, n in channels["dropped_by_reason"].items():
+                    self._carry(self.channel_dropped, n, reason)
+                if channels["pending"] is not None:
+                    self.channel_pending.set(channels["pending"])
+                    self.channel_set_aside.set(channels["set_aside"])
         revision = status["revision"]
         if revision is not None and str(revision).isdigit():
             self.revision.set(int(revision))

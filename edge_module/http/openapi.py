@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.catalog import EVENT_TYPES, TIERS
+from ..core.catalog import EVENT_TYPES, MAX_LOCALE, TIERS
 from ..telemetry.decision_log import OUTCOME_TYPES
 
 _COMPONENT = "#/components/schemas/"
@@ -89,6 +89,15 @@ _CONTEXT: dict[str, Any] = {
                    "for requests that send none. Any string in it is at most 2048 characters.",
     "properties": {
         "url": {"type": ["string", "null"], "maxLength": MAX_URL},
+        "locale": {"type": ["string", "null"], "maxLength": MAX_LOCALE,
+                   "description": "a BCP 47 language tag (de-AT): picks the content variant"},
+        "crm_id": {"type": ["string", "null"], "maxLength": MAX_URL,
+                   "description": "the visitor's id in the site's CRM: carried to push, email "
+                                  "and webhook deliveries (docs/channels.md)"},
+        "crm_id_sig": {"type": ["string", "null"], "maxLength": MAX_URL,
+                       "description": "hex HMAC-SHA256 of crm_id under EDGE_CRM_ID_KEY, made "
+                                      "by the site's backend: with that key set, an id "
+                                      "without a valid signature is not passed on"},
         "attributes": {
             "type": ["object", "null"], "maxProperties": 64,
             "propertyNames": {"maxLength": MAX_NAME},
@@ -143,7 +152,13 @@ _SCHEMAS: dict[str, Any] = {
                        "delay_ms": {"type": "integer", "minimum": 0},
                        "priority": {"type": "integer"},
                        "outcome_token": {"type": "string",
-                                         "description": "for outcomes about this action"}},
+                                         "description": "for outcomes about this action"},
+                       "variant": {
+                           "type": "object", "required": ["name", "fields"],
+                           "description": "the content's variant for this visitor (device, "
+                                          "locale, arm) when the catalog has fields",
+                           "properties": {"name": {"type": "string"},
+                                          "fields": {"type": "object"}}}},
     },
     "Decision": {
         "type": "object",
@@ -189,6 +204,11 @@ _SCHEMAS: dict[str, Any] = {
                        "status": {"enum": ["ok", "no_snapshot", "draining"]},
                        "revision": {"type": ["string", "null"]},
                        "last_error": {"type": ["string", "null"]},
+                       "channels": {
+                           "type": ["object", "null"],
+                           "description": "push, email and webhook deliveries: sink, queued, "
+                                          "delivered, retried, dropped (and by reason), "
+                                          "pending and set aside in the outbox, last_error"},
                        "sdk": {"type": "object", "description": "the SDK files served",
                                "properties": {"available": {"type": "boolean"},
                                               "files": {"type": "object"},

@@ -209,6 +209,10 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
     actions = response.get("actions")
     fired = [text(a.get("trigger"), cap) for a in actions[:limits.max_items]
              if type(a) is dict] if type(actions) is list else []
+    deliveries = response.get("deliveries")  # push, email, webhook: fired as well
+    if type(deliveries) is list:
+        fired += [text(d.get("trigger"), cap) for d in deliveries[:limits.max_items]
+                  if type(d) is dict][:max(0, limits.max_items - len(fired))]
     variants = _variants(actions, limits) if type(actions) is list else {}
     session_id = request.get("session_id")
     record: dict[str, Any] = {

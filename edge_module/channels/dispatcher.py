@@ -1,0 +1,189 @@
+"""Sends the outbox's deliveries at their due moment: the edge's own timer.
+
+One thread per edge process sleeps until the earliest record falls due (or a decision adds
+one), claims what is due, and sends it through the sink, several at once so one slow
+receiver does not hold the rest. A delivery the sink could not take is tried again with
+exponential backoff and jitter (between half and all of the step); one refused outright,
+tried `max_attempts` times or older than `max_age_s` is set aside and counted dropped
+with its reason. Decisions only
+ever add to the outbox (a few SQLite statements); sending never runs on a decision thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .outbox import Claimed, Outbox, OutboxError
+from .sinks import Refused, Retry, Sink
+
+log = logging.getLogger("edge.channels")
+
+BATCH = 64  # records claimed per round
+SENDERS = 8  # sends in flight at once
+IDLE_WAKE_S = 1.0  # the longest sleep: a record another worker process added is seen by then
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ChannelDispatcher:
+    def __init__(self, outbox: Outbox | None, sink: Sink | None, *, max_attempts: int = 300,
+                 max_age_s: float = 86_400.0, backoff_base_s: float = 1.0,
+                 backoff_max_s: float = 300.0, lease_s: float = 120.0,
+                 clock_ms: Callable[[], int] = _wall_ms) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.max_attempts = max(1, max_attempts)
+        self.max_age_ms = int(max_age_s * 1000)
+        self.backoff_base_ms = int(backoff_base_s * 1000)
+        self.backoff_max_ms = int(backoff_max_s * 1000)
+        self.lease_ms = int(lease_s * 1000)
+        self._clock_ms = clock_ms
+        self.queued = 0  # records added by this process's decisions
+        self.delivered = 0
+        self.retried = 0
+        self.dropped: dict[str, int] = {}  # reason -> records
+        self.last_error: str | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._senders: ThreadPoolExecutor | None = None
+
+    # -- on the decision path ----------------------------------------------------------------
+    def enqueue(self, records: list[dict[str, Any]]) -> None:
+        """Keep a decision's delivery records; with no sink they are counted dropped. Raises
+        OutboxError when the outbox cannot be written (the caller counts and logs it)."""
+        if not records:
+            return
+        if self.sink is None or self.outbox is None:
+            self._drop("no_sink", len(records))
+            return
+        added = self.outbox.add(records)
+        with self._lock:
+            self.queued += added
+        self._wake.set()
+
+    def outbox_failed(self, records: int, exc: Exception) -> None:
+        self._drop("outbox_error", records)
+        self.last_error = str(exc)[:300]
+
+    # -- the timer ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.sink is None or self.outbox is None or self._thread is not None:
+            return
+        self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="channel-send")
+        self._thread = threading.Thread(target=self._loop, name="channels", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self._senders is not None:
+            self._senders.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+                wait_s = self._sleep_s()
+            except OutboxError as exc:
+                self.last_error = str(exc)[:300]
+                log.warning("%s", exc)
+                wait_s = IDLE_WAKE_S
+            except Exception:  # the timer must outlive any surprise
+                log.exception("channel dispatcher round failed")
+                wait_s = IDLE_WAKE_S
+            self._wake.wait(wait_s)
+            self._wake.clear()
+
+    def _sleep_s(self) -> float:
+        assert self.outbox is not None
+        due = self.outbox.next_due()
+        if due is None:
+            return IDLE_WAKE_S
+        return min(max(0.0, (due - self._clock_ms()) / 1000), IDLE_WAKE_S)
+
+    def run_once(self) -> int:
+        """Send what is due now; how many were delivered."""
+        if self.sink is None or self.outbox is None:
+            return 0
+        delivered = 0
+        while not self._stop.is_set():
+            now = self._clock_ms()
+            claimed = self.outbox.claim(now, BATCH, self.lease_ms)
+            if not claimed:
+                break
+            if self._senders is None or len(claimed) == 1:
+                results = [self._send(item) for item in claimed]
+            else:
+                results = list(self._senders.map(self._send, claimed))
+            for item, result in zip(claimed, results, strict=True):
+                delivered += self._settle(item, result)
+            if len(claimed) < BATCH:
+                break
+        return delivered
+
+    def _send(self, item: Claimed) -> Retry | Refused | None:
+        assert self.sink is not None
+        try:
+            return self.sink.send(item.key, item.body.encode())
+        except Exception as exc:  # a sink's bug is a retry, not a lost delivery
+            log.exception("channel sink %s failed", self.sink.name)
+            return Retry(f"sink error: {type(exc).__name__}: {exc}"[:300])
+
+    def _settle(self, item: Claimed, result: Retry | Refused | None) -> int:
+        assert self.outbox is not None
+        now = self._clock_ms()
+        if result is None:
+            self.outbox.sent(item.key)
+            with self._lock:
+                self.delivered += 1
+            return 1
+        self.last_error = result.reason
+        if isinstance(result, Refused):
+            self._set_aside(item, "refused", result.reason, now)
+        elif item.attempts + 1 >= self.max_attempts:
+            self._set_aside(item, "gave_up", result.reason, now)
+        elif now - item.due_ms >= self.max_age_ms:
+            self._set_aside(item, "expired", result.reason, now)
+        else:
+            step = min(self.backoff_max_ms, self.backoff_base_ms * 2 ** min(item.attempts, 30))
+            self.outbox.retry(item.key, now + random.randint(step // 2, step), result.reason)
+            with self._lock:
+                self.retried += 1
+        return 0
+
+    def _set_aside(self, item: Claimed, reason: str, detail: str, now: int) -> None:
+        assert self.outbox is not None
+        log.warning("delivery %s (%s) set aside: %s: %s", item.key, item.channel, reason, detail)
+        self.outbox.set_aside(item, f"{reason}: {detail}", now)
+        self._drop(reason, 1)
+
+    def _drop(self, reason: str, n: int) -> None:
+        with self._lock:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz and metrics: this process's counts, and the outbox's (shared)."""
+        pending = set_aside = None
+        if self.outbox is not None:
+            try:
+                pending, set_aside = self.outbox.counts()
+            except OutboxError:
+                pass
+        with self._lock:
+            return {"sink": self.sink.name if self.sink is not None else None,
+                    "queued": self.queued, "delivered": self.delivered,
+                    "retried": self.retried, "dropped": sum(self.dropped.values()),
+                    "dropped_by_reason": dict(self.dropped), "pending": pending,
+                    "set_aside": set_aside, "last_error": self.last_error}

@@ -1,0 +1,168 @@
+"""The channel outbox: deliveries waiting to be sent, in SQLite (WAL) in EDGE_STATE_DIR.
+
+A decision that fires a push, email or webhook action adds its records here before its
+session state is stored, so an edge killed at any moment after the decision still sends
+them after a restart (at least once: a record sent but not yet marked when the edge dies
+is sent again, under the same idempotency key). Records are claimed with a lease, so the
+worker processes sharing the file never send one at the same time. A record that cannot
+be delivered is set aside (table `set_aside`, the oldest removed beyond a bound) with its
+reason: an operator can read it there, and move it back (`requeue`).
+
+Commits are durable against a killed process (WAL with synchronous=NORMAL), not against
+the machine losing power.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    due_ms INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms);
+CREATE TABLE IF NOT EXISTS set_aside (
+    key TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox's file could not be read or written."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    key: str
+    body: str
+    channel: str
+    due_ms: int
+    attempts: int  # sends tried before this one
+
+
+class Outbox:
+    def __init__(self, path: Path, max_set_aside: int = 10_000, busy_timeout_s: float = 2.0,
+                 ) -> None:
+        self.path = path
+        self.max_set_aside = max(0, max_set_aside)
+        self._busy_timeout_s = busy_timeout_s
+        self._local = threading.local()  # one connection per thread (sqlite3's rule)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._run(lambda c: c.executescript(SCHEMA))
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
+                                   isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _run(self, work: Any) -> Any:
+        try:
+            return work(self._conn())
+        except sqlite3.Error as exc:
+            raise OutboxError(f"channel outbox {self.path}: {exc}") from None
+
+    def _write(self, work: Any) -> Any:
+        """`work` in one transaction (taken at once: writers never deadlock on upgrade)."""
+        def tx(c: sqlite3.Connection) -> Any:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                out = work(c)
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return out
+        return self._run(tx)
+
+    def add(self, records: list[dict[str, Any]]) -> int:
+        """Add records (a key already present is kept as it is); how many were new."""
+        rows = [(r["key"], json.dumps(r, separators=(",", ":"), ensure_ascii=False),
+                 r["channel"] or "", r["due_ms"], r["due_ms"]) for r in records]
+
+        def insert(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms) "
+                          "VALUES (?, ?, ?, ?, ?)", rows)
+            return c.total_changes - before
+        return int(self._write(insert))
+
+    def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Claimed]:
+        """Records due by `now_ms` and not leased, leased to the caller for `lease_ms`."""
+        def take(c: sqlite3.Connection) -> list[Claimed]:
+            rows = c.execute("SELECT key, body, channel, due_ms, attempts FROM outbox "
+                             "WHERE next_ms <= ? AND lease_until <= ? ORDER BY next_ms "
+                             "LIMIT ?", (now_ms, now_ms, limit)).fetchall()
+            c.executemany("UPDATE outbox SET lease_until = ? WHERE key = ?",
+                          [(now_ms + lease_ms, row[0]) for row in rows])
+            return [Claimed(*row) for row in rows]
+        return list(self._write(take))
+
+    def sent(self, key: str) -> None:
+        self._write(lambda c: c.execute("DELETE FROM outbox WHERE key = ?", (key,)))
+
+    def retry(self, key: str, next_ms: int, error: str) -> None:
+        self._write(lambda c: c.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, lease_until = 0, "
+            "last_error = ? WHERE key = ?", (next_ms, error[:500], key)))
+
+    def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
+        def move(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
+                      "VALUES (?, ?, ?, ?, ?)", (item.key, item.body, item.channel,
+                                                 reason[:500], now_ms))
+            c.execute("DELETE FROM outbox WHERE key = ?", (item.key,))
+            excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - \
+                self.max_set_aside
+            if excess > 0:
+                c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
+                          "ORDER BY at_ms LIMIT ?)", (excess,))
+        self._write(move)
+
+    def requeue(self, now_ms: int) -> int:
+        """Move every set-aside record back to be sent now; how many."""
+        def back(c: sqlite3.Connection) -> int:
+            rows = c.execute("SELECT key, body, channel FROM set_aside").fetchall()
+            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          [(k, b, ch, now_ms, now_ms) for k, b, ch in rows])
+            c.execute("DELETE FROM set_aside")
+            return len(rows)
+        return int(self._write(back))
+
+    def next_due(self) -> int | None:
+        """When the earliest record may be claimed (its due moment, retry or lease end)."""
+        row = self._run(lambda c: c.execute(
+            "SELECT MIN(MAX(next_ms, lease_until)) FROM outbox").fetchone())
+        return None if row[0] is None else int(row[0])
+
+    def counts(self) -> tuple[int, int]:
+        """(records waiting, records set aside)."""
+        return self._run(lambda c: (
+            c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+            c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]))
+
+    def set_aside_records(self) -> list[tuple[dict[str, Any], str]]:
+        rows = self._run(lambda c: c.execute(
+            "SELECT body, reason FROM set_aside ORDER BY at_ms").fetchall())
+        return [(json.loads(body), reason) for body, reason in rows]

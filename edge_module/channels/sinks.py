@@ -1,0 +1,143 @@
+"""Where deliveries go: a signed HTTPS webhook, or a Kinesis stream.
+
+Webhook calls are signed with HMAC-SHA256 over `<timestamp>.<body>` under a secret shared
+with the receiver: `X-Trigger-Timestamp` (Unix seconds) and `X-Trigger-Signature`
+(`v1=<hex>`). A receiver checks both with `verify` (docs/channels.md has the recipe in a
+few lines for any language) and refuses a timestamp more than 5 minutes away from its own
+clock, so a captured call cannot be replayed later. Each call also carries
+`Idempotency-Key`: the same delivery may arrive more than once (at least once), never with
+another key.
+
+A send ends in one of three ways: delivered; `Retry` (the receiver is away, busy or
+misconfigured: 401, 403, 404, 408, 429, 5xx, no answer; the outbox tries again later); or
+`Refused` (any other answer: this delivery will not be taken; it is set aside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+SIGNATURE_HEADER = "X-Trigger-Signature"
+TIMESTAMP_HEADER = "X-Trigger-Timestamp"
+TOLERANCE_S = 300  # a receiver refuses calls signed further from its clock than this
+# the receiver is away, misconfigured or busy: the delivery is fine, try again later
+RETRY_STATUSES = frozenset((401, 403, 404, 408, 425, 429))
+LOOPBACK_HOSTS = frozenset(("127.0.0.1", "::1", "localhost"))
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    return "v1=" + hmac.new(secret, timestamp.encode() + b"." + body,
+                            hashlib.sha256).hexdigest()
+
+
+def verify(secret: bytes, timestamp: str | None, sig: str | None, body: bytes,
+           now_s: float | None = None, tolerance_s: int = TOLERANCE_S) -> bool:
+    """The receiver's check: the signature is ours over this body and timestamp, and the
+    timestamp is within `tolerance_s` of the receiver's clock."""
+    if not timestamp or not sig or not timestamp.isdigit():
+        return False
+    now = time.time() if now_s is None else now_s
+    if abs(now - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), sig)
+
+
+@dataclass(frozen=True)
+class Retry:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    reason: str
+
+
+Sent = None  # a send that returns None was delivered
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, key: str, body: bytes) -> Retry | Refused | None: ...
+
+
+def check_webhook_url(url: str) -> str:
+    """The URL, if deliveries may go there: https, or http to this machine (tests, a
+    local relay). Raises ValueError saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r}: expected an https:// URL")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"{url!r}: deliveries name visitors; send them over https "
+                         "(http only to 127.0.0.1 or localhost)")
+    return url
+
+
+class WebhookSink:
+    name = "webhook"
+
+    def __init__(self, url: str, secret: bytes, timeout_s: float = 5.0) -> None:
+        parts = urlsplit(check_webhook_url(url))
+        self.url = url
+        self._secret = secret
+        self._timeout_s = timeout_s
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def send(self, key: str, body: bytes) -> Retry | Refused | None:
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": key,
+                   TIMESTAMP_HEADER: timestamp,
+                   SIGNATURE_HEADER: signature(self._secret, timestamp, body),
+                   "User-Agent": "edge-trigger-engine"}
+        conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        conn = conn_type(self._host, self._port, timeout=self._timeout_s)
+        try:
+            conn.request("POST", self._path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read(64 * 1024)
+            status = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
+        finally:
+            conn.close()
+        if 200 <= status < 300:
+            return Sent
+        if status in RETRY_STATUSES or status >= 500:
+            return Retry(f"webhook answered {status}")
+        return Refused(f"webhook answered {status}")
+
+
+class KinesisSink:
+    name = "kinesis"
+
+    def __init__(self, stream: str, endpoint_url: str | None = None, client: Any = None) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("kinesis", endpoint_url=endpoint_url or None)
+        self.stream = stream
+        self.client = client
+
+    def send(self, key: str, body: bytes) -> Retry | Refused | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            # the key as partition key: one delivery's retries land on one shard, in order
+            self.client.put_record(StreamName=self.stream, Data=body, PartitionKey=key[:256])
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("ValidationException", "InvalidArgumentException"):
+                return Refused(f"kinesis refused the record: {code}")
+            return Retry(f"kinesis stream {self.stream}: {code or exc}"[:300])
+        except BotoCoreError as exc:
+            return Retry(f"kinesis stream {self.stream}: {exc}"[:300])
+        return Sent

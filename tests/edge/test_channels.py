@@ -1,0 +1,349 @@
+"""Push, email and webhook deliveries from a real edge host: kept in the SQLite outbox before
+the decision's state, sent by the edge's own timer to a signed webhook (a real receiver on
+loopback that checks every signature) or a Kinesis stream (moto on loopback), at least once
+under one idempotency key, across a receiver that is down and an edge killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from edge_module.channels.dispatcher import ChannelDispatcher
+from edge_module.channels.outbox import Claimed, Outbox
+from edge_module.channels.records import crm_signature, delivery_records
+from edge_module.channels.sinks import Refused, Retry, WebhookSink, signature, verify
+from edge_module.host.config import ConfigError, EdgeConfig
+from tests.channel_receiver import SECRET, Receiver
+from tests.factories import pack, snapshot_text
+from tests.s3_server import running_s3
+from tests.servers import (
+    BUILD,
+    ROOT,
+    TRUSTED_KEYS,
+    http,
+    put_snapshot,
+    running_edge,
+    stop_process,
+    wait_for,
+)
+
+PUSH = """\
+id: pricing-push
+page: /pricing
+when:
+  - dwell: ">= 3s"
+  - scroll_depth: ">= 78%"
+action: {content: discount-nudge-10, channel: push, template: push-discount}
+cap: {per_session: 1}
+"""
+
+EMAIL_LATER = """\
+id: cart-email
+on: {type: custom, name: cart_abandon}
+action: {content: cart-reminder, channel: email, template: cart-email, tier: queued, delay: 2s}
+cap: {per_session: 1}
+"""
+
+
+def readme_visit(session: str, **context: str) -> dict:
+    """The README's pricing scenario: a page view, a scroll to 80 %, asked 3.2 s later."""
+    t0 = int(time.time() * 1000) - 3200
+    return {"session_id": session, "now_ms": t0 + 3200,
+            "context": {"url": "/pricing", "device": "desktop", **context},
+            "events": [{"type": "page_view", "ts_ms": t0, "url": "/pricing"},
+                       {"type": "scroll", "ts_ms": t0 + 1000, "depth": 0.8, "y": 1400}]}
+
+
+def abandon(session: str) -> dict:
+    now = int(time.time() * 1000)
+    return {"session_id": session, "now_ms": now, "context": {"url": "/cart"},
+            "events": [{"type": "page_view", "ts_ms": now - 500, "url": "/cart"},
+                       {"type": "custom", "ts_ms": now - 100, "name": "cart_abandon"}]}
+
+
+def publish(store: Path, *triggers: str) -> None:
+    store.mkdir(parents=True, exist_ok=True)
+    put_snapshot(store, snapshot_text(pack(*triggers)), 1)
+
+
+# -- signatures and records ------------------------------------------------------------------
+
+
+def test_a_signature_checks_only_with_the_secret_the_body_and_a_fresh_timestamp():
+    secret, body, now = b"s" * 32, b'{"key":"d:t"}', 1_800_000_000
+    sig = signature(secret, str(now), body)
+    assert verify(secret, str(now), sig, body, now_s=now + 299)
+    assert not verify(b"t" * 32, str(now), sig, body, now_s=now)  # another secret
+    assert not verify(secret, str(now), sig, body + b" ", now_s=now)  # another body
+    assert not verify(secret, str(now + 1), sig, body, now_s=now)  # another timestamp
+    assert not verify(secret, str(now), sig, body, now_s=now + 301)  # a replay, later
+    assert not verify(secret, str(now), sig, body, now_s=now - 301)  # from the future
+    assert not verify(secret, None, sig, body) and not verify(secret, "x", sig, body)
+
+
+def test_a_crm_id_is_passed_on_verified_only_with_the_sites_signature():
+    key = bytes(range(32))
+    delivery = {"trigger": "t", "channel": "push", "delay_ms": 0, "crm_id": "cus_42"}
+
+    def record(crm_key, **extra):
+        [rec] = delivery_records([{**delivery, **extra}], decision_id="d", session_id="s",
+                                 revision="1", edge_id="e", now_ms=1000, crm_key=crm_key)
+        return rec["crm_id"], rec["crm_id_verified"]
+
+    assert record(key, crm_id_sig=crm_signature(key, "cus_42")) == ("cus_42", True)
+    assert record(key, crm_id_sig=crm_signature(key, "cus_43")) == (None, False)
+    assert record(key) == (None, False)
+    assert record(None) == ("cus_42", False)  # no key configured: passed on, unverified
+
+
+def test_the_due_moment_counts_from_the_edges_clock_not_the_visitors():
+    [rec] = delivery_records([{"trigger": "t", "channel": "email", "delay_ms": 30_000,
+                               "send_at_ms": 1}], decision_id="d", session_id="s",
+                             revision="1", edge_id="e", now_ms=5_000, crm_key=None)
+    assert rec["due_ms"] == 35_000 and rec["key"] == "d:t"
+
+
+# -- the outbox --------------------------------------------------------------------------------
+
+
+def _rec(key: str, due: int = 0) -> dict:
+    return {"key": key, "channel": "push", "due_ms": due}
+
+
+def test_the_outbox_keeps_a_key_once_leases_what_it_hands_out_and_survives_a_reopen(tmp_path):
+    box = Outbox(tmp_path / "channels.sqlite3", max_set_aside=2)
+    assert box.add([_rec("a"), _rec("b", 5_000)]) == 2
+    assert box.add([_rec("a")]) == 0  # the same key again: kept once
+    [a] = box.claim(1_000, 10, lease_ms=60_000)
+    assert a.key == "a" and box.claim(1_000, 10, 60_000) == []  # leased; b not due
+    box.retry("a", 2_000, "receiver away")
+    assert box.next_due() == 2_000
+    box = Outbox(tmp_path / "channels.sqlite3", max_set_aside=2)  # a restart
+    assert [c.key for c in box.claim(6_000, 10, 60_000)] == ["a", "b"]
+    assert [c.attempts for c in box.claim(200_000, 10, 60_000)] == [1, 0]  # leases ended
+    for n, key in enumerate(("a", "b", "c")):
+        box.add([_rec(key)]) if key == "c" else None
+        box.set_aside(Claimed(key, json.dumps(_rec(key)), "push", 0, 0), "refused: 400", n)
+    assert box.counts() == (0, 2)  # the oldest set-aside record went first
+    assert [r["key"] for r, _ in box.set_aside_records()] == ["b", "c"]
+    assert box.requeue(7) == 2 and box.counts() == (2, 0)
+
+
+class Scripted:
+    """A sink answering from a script (the sends a real receiver is tested with below)."""
+
+    name = "scripted"
+
+    def __init__(self, *results) -> None:
+        self.results = list(results)
+        self.sent: list[str] = []
+
+    def send(self, key: str, body: bytes):
+        self.sent.append(key)
+        return self.results.pop(0) if self.results else None
+
+
+def test_retries_back_off_and_refusals_or_too_many_tries_are_set_aside(tmp_path):
+    now = [10_000]
+    box = Outbox(tmp_path / "o.sqlite3")
+    sink = Scripted(Retry("503"), Retry("503"), None)
+    d = ChannelDispatcher(box, sink, backoff_base_s=1.0, backoff_max_s=4.0,
+                          clock_ms=lambda: now[0])
+    d.enqueue([_rec("k")])
+    for _ in range(3):
+        d.run_once()
+        due = box.next_due()
+        now[0] = due if due is not None else now[0]
+    assert sink.sent == ["k", "k", "k"] and d.delivered == 1 and d.retried == 2
+    assert box.counts() == (0, 0)
+
+    refusing = ChannelDispatcher(box, Scripted(Refused("webhook answered 400")),
+                                 clock_ms=lambda: now[0])
+    refusing.enqueue([_rec("r")])
+    refusing.run_once()
+    assert refusing.dropped == {"refused": 1} and box.counts() == (0, 1)
+
+    tiring = ChannelDispatcher(box, Scripted(*[Retry("away")] * 5), max_attempts=3,
+                               backoff_base_s=0.001, backoff_max_s=0.001,
+                               clock_ms=lambda: now[0])
+    tiring.enqueue([_rec("g")])
+    for _ in range(3):
+        now[0] += 10
+        tiring.run_once()
+    assert tiring.dropped == {"gave_up": 1} and box.counts() == (0, 2)
+
+
+def test_webhook_urls_must_be_https_except_to_this_machine(tmp_path):
+    base = {"state_dir": tmp_path, "channel_webhook_secret": SECRET}
+    with pytest.raises(ConfigError, match="https"):
+        EdgeConfig(channel_webhook_url="http://hooks.example.com/x", **base)
+    with pytest.raises(ConfigError, match="one sink"):
+        EdgeConfig(channel_webhook_url="https://hooks.example.com/x",
+                   channel_kinesis_stream="nudges", **base)
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        EdgeConfig(channel_webhook_url="https://hooks.example.com/x", state_dir=tmp_path,
+                   channel_webhook_secret="short")
+    with pytest.raises(ConfigError, match="EDGE_CRM_ID_KEY"):
+        EdgeConfig(crm_id_key="not hex", state_dir=tmp_path)
+    EdgeConfig(channel_webhook_url="http://127.0.0.1:9/x", **base)
+
+
+def test_a_receiver_that_refuses_its_signature_is_retried_not_dropped(free_port):
+    receiver = Receiver(free_port, secret="another secret entirely, 32+ chars").start()
+    try:
+        sink = WebhookSink(receiver.url, SECRET.encode())
+        assert sink.send("d:t", b"{}") == Retry("webhook answered 401")
+        assert receiver.keys() == []
+    finally:
+        receiver.stop()
+
+
+# -- a real edge host ---------------------------------------------------------------------------
+
+
+def test_a_push_reaches_the_receiver_signed_once_and_never_the_page(tmp_path, free_port):
+    publish(tmp_path / "store", PUSH)
+    receiver = Receiver(free_port).start()
+    try:
+        with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
+                          channel_webhook_secret=SECRET) as edge:
+            status, answer, _ = edge.decide(readme_visit("visitor-1", crm_id="cus_42"))
+            assert status == 200 and answer["actions"] == [] and "deliveries" not in answer
+            wait_for(lambda: receiver.keys(), what="the push at the receiver")
+            [call] = receiver.calls
+            assert call.signed and call.key == f"{answer['decision_id']}:pricing-push"
+            body = call.body
+            assert (body["channel"], body["template"], body["content"]) == \
+                ("push", "push-discount", "discount-nudge-10")
+            assert (body["session_id"], body["crm_id"], body["crm_id_verified"]) == \
+                ("visitor-1", "cus_42", False)
+            assert body["decided_ms"] <= body["due_ms"] <= body["decided_ms"] + 5
+            # the receiver can report what the visitor did with it, as the page would
+            edge.host.app.tokens.check(body["outcome_token"], "visitor-1",
+                                       answer["decision_id"], "pricing-push", body["due_ms"])
+            # the same visitor again: capped once per session, nothing more is sent
+            assert edge.decide(readme_visit("visitor-1"))[0] == 200
+            channels = edge.health()["channels"]
+            assert channels["queued"] == channels["delivered"] == 1
+            assert (channels["dropped"], channels["pending"]) == (0, 0)
+        assert len(receiver.calls) == 1
+    finally:
+        receiver.stop()
+
+
+def test_without_a_sink_deliveries_are_counted_dropped(tmp_path):
+    publish(tmp_path / "store", PUSH)
+    with running_edge(tmp_path / "store") as edge:
+        status, answer, _ = edge.decide(readme_visit("visitor-2"))
+        assert status == 200 and answer["actions"] == [] and "deliveries" not in answer
+        assert edge.health()["channels"]["dropped_by_reason"] == {"no_sink": 1}
+
+
+def test_a_receiver_down_for_30_s_loses_nothing(tmp_path, free_port):
+    publish(tmp_path / "store", PUSH, EMAIL_LATER)
+    receiver = Receiver(free_port)  # not started: nothing listens on its port
+    with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
+                      channel_webhook_secret=SECRET, channel_backoff_base_s=0.25,
+                      channel_backoff_max_s=2.0) as edge:
+        expected = set()
+        for n in range(6):
+            answer = edge.decide(readme_visit(f"p-{n}") if n % 2 else abandon(f"e-{n}"))[1]
+            expected.add(f"{answer['decision_id']}:" + ("pricing-push" if n % 2 else
+                                                        "cart-email"))
+        down_until = time.monotonic() + 30
+        wait_for(lambda: edge.health()["channels"]["retried"] >= 6, what="retries")
+        time.sleep(max(0.0, down_until - time.monotonic()))
+        receiver.start()
+        try:
+            wait_for(lambda: set(receiver.keys()) == expected, timeout_s=30,
+                     what="every delivery after the receiver came back")
+            channels = edge.health()["channels"]
+            assert channels["dropped"] == 0 and channels["delivered"] == 6
+            assert sorted(receiver.keys()) == sorted(expected)  # each once
+        finally:
+            receiver.stop()
+
+
+def test_deliveries_survive_an_edge_killed_with_sigkill(tmp_path, free_port):
+    publish(tmp_path / "store", PUSH, EMAIL_LATER)
+    receiver = Receiver(free_port).start()
+    edge_port = _free_port()
+    env = {**os.environ, "TRIGGERS_STORE": str(tmp_path / "store"),
+           "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
+           "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"), "EDGE_SERVER": "waitress",
+           "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
+           "EDGE_PORT": str(edge_port), "EDGE_CHANNEL_WEBHOOK_URL": receiver.url,
+           "EDGE_CHANNEL_WEBHOOK_SECRET": SECRET, "EDGE_CHANNEL_BACKOFF_BASE_S": "0.2"}
+    url = f"http://127.0.0.1:{edge_port}"
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
+                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _up(url) or proc.poll() is not None, what="the edge host to start")
+        assert proc.poll() is None
+        return proc
+
+    proc = start()
+    try:
+        expected = set()
+        for n in range(20):  # pushes due now, emails due in 2 s: the kill catches both
+            push = n % 2 == 0
+            status, answer, _ = http("POST", url + "/v1/decide",
+                                     readme_visit(f"p-{n}") if push else abandon(f"e-{n}"))
+            assert status == 200
+            expected.add(f"{answer['decision_id']}:{'pricing-push' if push else 'cart-email'}")
+        proc.send_signal(signal.SIGKILL)  # no drain: whatever was not sent is in the outbox
+        proc.wait(timeout=10)
+        before_restart = set(receiver.keys())
+        assert before_restart < expected  # the delayed emails had not gone yet
+        proc = start()  # the same EDGE_STATE_DIR: the same outbox
+        wait_for(lambda: set(receiver.keys()) == expected, timeout_s=30,
+                 what="every delivery after the restart")
+        keys = receiver.keys()
+        assert set(keys) == expected and len(keys) - len(set(keys)) <= 1  # at most the one in flight
+        assert all(call.signed for call in receiver.calls)
+    finally:
+        stop_process(proc)
+        receiver.stop()
+
+
+def test_deliveries_land_on_a_kinesis_stream(tmp_path):
+    publish(tmp_path / "store", PUSH)
+    with running_s3() as moto:  # moto's server speaks Kinesis too
+        kinesis = boto3.client("kinesis", endpoint_url=moto.endpoint, region_name="us-east-1")
+        stream = f"nudges-{os.urandom(4).hex()}"
+        kinesis.create_stream(StreamName=stream, ShardCount=1)
+        with running_edge(tmp_path / "store", channel_kinesis_stream=stream,
+                          channel_kinesis_endpoint=moto.endpoint) as edge:
+            answer = edge.decide(readme_visit("k-1"))[1]
+            wait_for(lambda: edge.health()["channels"]["delivered"] == 1, what="the put")
+        shard = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]
+        it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"],
+                                        ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=it)["Records"]
+        [body] = [json.loads(r["Data"]) for r in records]
+        assert body["key"] == f"{answer['decision_id']}:pricing-push"
+        assert records[0]["PartitionKey"] == body["key"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _up(url: str) -> bool:
+    try:
+        return http("GET", url + "/healthz")[0] == 200
+    except OSError:
+        return False
