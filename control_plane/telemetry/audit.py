@@ -19,19 +19,17 @@ def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = M
 
     Sessions in the experiment's holdout arm are left out: nothing fires for them, and
     counting them would make every pair of triggers look correlated."""
-    sessions = {s for (s,) in store.query("SELECT DISTINCT session FROM decisions WHERE "
-                                          "ts_ms >= ? AND (arm IS NULL OR arm != 'holdout')",
-                                          (since_ms,))}
+    # `open_ts`: a session's last decision outside the holdout arm
+    n = store.query("SELECT count(*) FROM sessions WHERE open_ts >= ?", (since_ms,))[0][0]
     fired: dict[str, set[str]] = defaultdict(set)
-    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
-                                     "WHERE ts_ms >= ?", (since_ms,)):
-        if session in sessions:
-            fired[trig].add(session)
+    for trig, session in store.rows(
+            "SELECT f.trigger, f.session FROM fires f JOIN sessions s ON s.session = f.session "
+            "AND s.open_ts >= ? WHERE f.ts_ms >= ?", (since_ms, since_ms)):
+        fired[trig].add(session)
     engaged = {s for (s,) in store.query(
         "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion') "
         "AND ts_ms >= ?", (since_ms,))}
     triggers = sorted(fired)
-    n = len(sessions)
     matrix = {a: {b: _phi(fired[a], fired[b], n) for b in triggers} for a in triggers}
     flags = []
     for i, a in enumerate(triggers):

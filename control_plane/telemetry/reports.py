@@ -14,10 +14,12 @@ implementation behind both the CLI and the console, kept together so the two can
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import math
+import operator
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,54 +84,79 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     `variants` (one per trigger x content variant shown, for content with variants) and
     `holdout` (lift of firing over holding out, per trigger)."""
     since = since_ms or 0
-    # Only sessions in which something fired matter: their start, their outcomes (a month
-    # of telemetry holds ten times more sessions than firings).
-    fired_sessions = "SELECT DISTINCT session FROM fires WHERE ts_ms >= ?"
-    starts = dict(store.query("SELECT session, min(ts_ms) FROM decisions WHERE session IN "
-                              f"({fired_sessions}) GROUP BY session", (since,)))
-    outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
-    for session, ts, kind, trig in store.query(
-            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? AND session "
-            f"IN ({fired_sessions}) ORDER BY ts_ms", (since, since)):
-        outcomes[session].append((ts, kind, trig))
+    # Firings and outcomes are read in session order and merged one session at a time, so
+    # a month of them is never held at once; a session's start is its row in `sessions`.
+    fires = store.rows(
+        "SELECT f.session, f.trigger, f.ts_ms, f.revision, f.device, f.variant, f.latency_us, "
+        "s.first_ts FROM fires f LEFT JOIN sessions s ON s.session = f.session "
+        "WHERE f.ts_ms >= ? ORDER BY f.session, f.ts_ms, f.rowid", (since,))
+    outcomes = store.rows(
+        "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? ORDER BY session",
+        (since,))
     rows: dict[tuple[str, str, str], Row] = {}
     by_variant: dict[tuple[str, str], VariantRow] = {}
-    first_fire: dict[tuple[str, str], tuple[int, tuple[str, str, str], VariantRow | None]] = {}
+    shown: dict[str, set[str]] = defaultdict(set)
+    converted: set[str] = set()
     window_ms = int(window_s * 1000)
-    for trig, session, ts, revision, device, variant, lat in store.query(
-            "SELECT f.trigger, f.session, f.ts_ms, f.revision, f.device, f.variant, "
-            "d.latency_us FROM fires f LEFT JOIN decisions d ON d.id = f.decision_id AND "
-            "d.ts_ms >= ? WHERE f.ts_ms >= ? ORDER BY f.ts_ms", (since, since)):
-        key = (trig, device or "unknown", revision or "unknown")
-        row = rows.get(key) or rows.setdefault(key, Row(*key))
-        vrow = None if variant is None else by_variant.get((trig, variant)) or \
-            by_variant.setdefault((trig, variant), VariantRow(trig, variant))
-        row.fires += 1
-        if vrow is not None:
-            vrow.fires += 1
-        if (trig, session) not in first_fire:
-            first_fire[(trig, session)] = (ts, key, vrow)
-            row.sessions += 1
+    for session, session_fires, mine in _by_session(fires, outcomes):
+        engaged = [o for o in mine if o[2] in ENGAGED]
+        if any(o[2] == "conversion" for o in engaged):
+            converted.add(session)
+        first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
+        for _s, trig, ts, revision, device, variant, lat, start in session_fires:
+            key = (trig, device or "unknown", revision or "unknown")
+            row = rows.get(key) or rows.setdefault(key, Row(*key))
+            vrow = None if variant is None else by_variant.get((trig, variant)) or \
+                by_variant.setdefault((trig, variant), VariantRow(trig, variant))
+            row.fires += 1
             if vrow is not None:
-                vrow.sessions += 1
-        row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, ts - starts.get(session, ts))] += 1
-        if isinstance(lat, int):
-            row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
-        if not any(ts <= o_ts <= ts + window_ms and kind in ENGAGED and o_trig in (trig, None)
-                   for o_ts, kind, o_trig in outcomes.get(session, ())):
-            row.false_triggers += 1
-            if vrow is not None:
-                vrow.false_triggers += 1
-    for (trig, session), (fire_ts, key, first_variant) in first_fire.items():
-        for o_ts, kind, o_trig in outcomes.get(session, ()):
-            if o_trig == trig or (o_trig is None and kind == "conversion" and o_ts >= fire_ts):
-                for counted in (rows[key], first_variant):
-                    if counted is not None:
-                        _count_outcome(counted, kind)
+                vrow.fires += 1
+            if trig not in first_fire:
+                first_fire[trig] = (ts, key, vrow)
+                shown[trig].add(session)
+                row.sessions += 1
+                if vrow is not None:
+                    vrow.sessions += 1
+            lead = 0 if start is None else ts - start
+            row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, lead)] += 1
+            if isinstance(lat, int):
+                row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
+            if not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
+                       for _s, o_ts, _kind, o_trig in engaged):
+                row.false_triggers += 1
+                if vrow is not None:
+                    vrow.false_triggers += 1
+        for trig, (fire_ts, key, first_variant) in first_fire.items():
+            for _s, o_ts, kind, o_trig in mine:
+                if o_trig == trig or (o_trig is None and kind == "conversion" and
+                                      o_ts >= fire_ts):
+                    for counted in (rows[key], first_variant):
+                        if counted is not None:
+                            _count_outcome(counted, kind)
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
             "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
-            "holdout": holdout_lift(store, since)}
+            "holdout": _lift_per_trigger(store, since, shown, converted)}
+
+
+def _by_session(fires: Iterator[tuple[Any, ...]], outcomes: Iterator[tuple[Any, ...]]
+                ) -> Iterator[tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """Two row streams, each ordered by its first column (a session), merged: each session
+    in either with its fires and its outcomes."""
+    by_session = operator.itemgetter(0)
+    fire_groups = itertools.groupby(fires, by_session)
+    outcome_groups = itertools.groupby(outcomes, by_session)
+    fire, outcome = next(fire_groups, None), next(outcome_groups, None)
+    while fire is not None or outcome is not None:
+        if outcome is None or (fire is not None and fire[0] < outcome[0]):
+            yield fire[0], list(fire[1]), []
+            fire = next(fire_groups, None)
+        elif fire is None or outcome[0] < fire[0]:
+            yield outcome[0], [], list(outcome[1])
+            outcome = next(outcome_groups, None)
+        else:
+            yield fire[0], list(fire[1]), list(outcome[1])
+            fire, outcome = next(fire_groups, None), next(outcome_groups, None)
 
 
 def _count_outcome(row: Row | VariantRow, kind: str) -> None:
@@ -150,10 +177,16 @@ def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any
         "SELECT DISTINCT session FROM outcomes WHERE type = 'conversion' AND ts_ms >= ?",
         (since_ms,))}
     shown: dict[str, set[str]] = defaultdict(set)
-    held: dict[str, set[str]] = defaultdict(set)
     for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
                                      "WHERE ts_ms >= ?", (since_ms,)):
         shown[trig].add(session)
+    return _lift_per_trigger(store, since_ms, shown, converted)
+
+
+def _lift_per_trigger(store: TelemetryStore, since_ms: int, shown: Mapping[str, set[str]],
+                      converted: set[str]) -> list[dict[str, Any]]:
+    """`holdout_lift` given the sessions each trigger fired in and those that converted."""
+    held: dict[str, set[str]] = defaultdict(set)
     for session, suppressed in store.query("SELECT session, suppressed FROM decisions WHERE "
                                            "ts_ms >= ? AND suppressed != '[]'", (since_ms,)):
         for entry in json.loads(suppressed):
@@ -161,7 +194,7 @@ def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any
                 held[str(entry.get("trigger"))].add(session)
     out = []
     for trig in sorted(held):
-        treated = shown[trig] - held[trig]
+        treated = shown.get(trig, set()) - held[trig]
         out.append({"trigger": trig, **lift(len(treated & converted), len(treated),
                                             len(held[trig] & converted), len(held[trig]))})
     return out
@@ -228,6 +261,7 @@ def format_table(report: dict[str, Any]) -> str:
 # The adaptive-threshold experiment (snapshot `experiment`, decision log `arm`)
 
 ARMS = ("adaptive", "static", "holdout")
+_ARM_LIST = "(" + ", ".join(f"'{arm}'" for arm in ARMS) + ")"  # for SQL's IN
 COMPARISONS = (("adaptive", "static"), ("adaptive", "holdout"), ("static", "holdout"))
 MIN_ARM_SESSIONS = 30  # below this in either arm, no interval is given
 
@@ -244,19 +278,22 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
     A session belongs to the arm of its first decision that names one; sessions whose
     later decisions name another arm (the salt or shares changed) are counted in
     `switched_sessions` and stay in their first arm."""
-    arm_of: dict[str, str] = {}
-    switched: set[str] = set()
-    for session, arm in store.query(
-            "SELECT session, arm FROM decisions WHERE arm IS NOT NULL AND ts_ms >= ? "
-            "ORDER BY ts_ms, id", (since_ms,)):
-        if arm not in ARMS:
-            continue
-        first = arm_of.setdefault(session, arm)
-        if first != arm:
-            switched.add(session)
-    converted = {s for (s,) in store.query(
-        "SELECT DISTINCT session FROM outcomes WHERE type = 'conversion' AND ts_ms >= ?",
-        (since_ms,))}
+    sessions = dict.fromkeys(ARMS, 0)
+    converted = dict.fromkeys(ARMS, 0)
+    mixed_arm, switched = _mixed_sessions(store, since_ms)
+    for arm in mixed_arm.values():
+        sessions[arm] += 1
+    for arm, n in store.query(
+            f"SELECT arm, count(*) FROM sessions WHERE arm_ts >= ? AND NOT mixed AND arm IN "
+            f"{_ARM_LIST} GROUP BY arm", (since_ms,)):
+        sessions[arm] += n
+    for session, arm, mixed in store.query(
+            "SELECT DISTINCT o.session, s.arm, s.mixed FROM outcomes o JOIN sessions s ON "
+            "s.session = o.session AND s.arm_ts >= ? WHERE o.type = 'conversion' AND "
+            "o.ts_ms >= ?", (since_ms, since_ms)):
+        arm = mixed_arm.get(session) if mixed else arm
+        if arm in converted:
+            converted[arm] += 1
     outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
     for session, ts, kind, trig in store.query(
             "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? AND type IN "
@@ -265,22 +302,21 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
     fires = dict.fromkeys(ARMS, 0)
     false = dict.fromkeys(ARMS, 0)
     window_ms = int(window_s * 1000)
-    for trig, session, ts in store.query(
-            "SELECT trigger, session, ts_ms FROM fires WHERE ts_ms >= ?", (since_ms,)):
-        arm = arm_of.get(session)
-        if arm is None:
+    for trig, session, ts, arm, mixed in store.rows(
+            "SELECT f.trigger, f.session, f.ts_ms, s.arm, s.mixed FROM fires f JOIN sessions s "
+            "ON s.session = f.session AND s.arm_ts >= ? WHERE f.ts_ms >= ?",
+            (since_ms, since_ms)):
+        arm = mixed_arm.get(session) if mixed else arm
+        if arm not in fires:
             continue
         fires[arm] += 1
         if not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
                    for o_ts, _kind, o_trig in outcomes.get(session, ())):
             false[arm] += 1
-    members: dict[str, set[str]] = {arm: set() for arm in ARMS}
-    for session, arm in arm_of.items():
-        members[arm].add(session)
     arms = []
     for arm in ARMS:
-        n = len(members[arm])
-        conv = len(members[arm] & converted)
+        n = sessions[arm]
+        conv = converted[arm]
         arms.append({"arm": arm, "sessions": n, "converted_sessions": conv,
                      "conversion_rate": round(conv / n, 4) if n else None,
                      "conversion_ci95": rate_interval(conv, n),
@@ -307,8 +343,22 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
     srm = (sample_ratio_mismatch({a["arm"]: a["sessions"] for a in arms}, split)
            if split is not None else None)
     return {"window_s": window_s, "min_sessions": min_sessions,
-            "sessions": len(arm_of), "switched_sessions": len(switched),
+            "sessions": sum(sessions.values()), "switched_sessions": len(switched),
             "arms": arms, "comparisons": comparisons, "srm": srm}
+
+
+def _mixed_sessions(store: TelemetryStore, since_ms: int) -> tuple[dict[str, str], set[str]]:
+    """The sessions whose decisions name more than one arm: each one's arm in the period
+    (that of its first decision there naming one), and those that changed arm within it."""
+    arm_of: dict[str, str] = {}
+    switched: set[str] = set()
+    for session, arm in store.query(
+            "SELECT d.session, d.arm FROM sessions s JOIN decisions d ON d.session = s.session "
+            f"WHERE s.mixed AND s.arm_ts >= ? AND d.ts_ms >= ? AND d.arm IN {_ARM_LIST} "
+            "ORDER BY d.ts_ms, d.id", (since_ms, since_ms)):
+        if arm_of.setdefault(session, arm) != arm:
+            switched.add(session)
+    return arm_of, switched
 
 
 SRM_P = 0.001  # below this the arms' sizes are not chance: the split itself is broken

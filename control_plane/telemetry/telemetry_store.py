@@ -122,8 +122,32 @@ def _v7(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE fires ADD COLUMN variant TEXT")
 
 
+def _v8(db: sqlite3.Connection) -> None:
+    # One row per session, kept at ingest (`_insert`): when it began, the experiment arm its
+    # decisions name (`mixed` when more than one; the reports then read its decisions), its
+    # last decision naming an arm and its last outside the holdout. A report over a month
+    # counts sessions here instead of reading every decision of the month on each request.
+    # Firings carry their decision's latency (the same instant, so the same period).
+    _run(db, """
+        CREATE TABLE sessions (
+            session TEXT PRIMARY KEY, first_ts INTEGER NOT NULL, arm TEXT, arm_ts INTEGER,
+            mixed INTEGER NOT NULL DEFAULT 0, open_ts INTEGER) WITHOUT ROWID;
+        INSERT INTO sessions (session, first_ts, arm, arm_ts, mixed, open_ts)
+            SELECT session, min(ts_ms), min(arm),
+                   max(CASE WHEN arm IS NOT NULL THEN ts_ms END), count(DISTINCT arm) > 1,
+                   max(CASE WHEN arm IS NULL OR arm != 'holdout' THEN ts_ms END)
+            FROM decisions GROUP BY session;
+        CREATE INDEX sessions_arm ON sessions (arm_ts, arm, mixed);
+        CREATE INDEX sessions_open ON sessions (open_ts);
+        CREATE INDEX decisions_suppressed ON decisions (ts_ms) WHERE suppressed != '[]';
+        ALTER TABLE fires ADD COLUMN latency_us INTEGER;
+        UPDATE fires SET latency_us = (
+            SELECT latency_us FROM decisions WHERE decisions.id = fires.decision_id);
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6,
-                                                                _v7)
+                                                                _v7, _v8)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -224,6 +248,12 @@ class TelemetryStore:
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self.connection() as db:
             return db.execute(sql, params).fetchall()
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """`query` one row at a time: a report that folds many rows into a few never holds
+        them all (nor makes the garbage collector walk them)."""
+        with self.connection() as db:
+            return db.execute(sql, params)
 
     def record_recalibrations(self, rows: Iterable[dict[str, Any]]) -> None:
         with self.connection() as db:
@@ -400,8 +430,22 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
          rec["report"]))
     if cur.rowcount:
         db.executemany("INSERT OR IGNORE INTO fires (decision_id, trigger, session, ts_ms, "
-                       "revision, device, variant) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       "revision, device, variant, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                        [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],
-                         rec["device"], rec["variants"].get(t))
+                         rec["device"], rec["variants"].get(t), rec["latency_us"])
                         for t in dict.fromkeys(rec["fired"])])
+        _count_session(db, rec)
     return cur.rowcount
+
+
+def _count_session(db: sqlite3.Connection, rec: dict[str, Any]) -> None:
+    """A new decision into its session's row (`_v8`), whatever order decisions arrive in."""
+    arm = rec["arm"]
+    db.execute(
+        "INSERT INTO sessions (session, first_ts, arm, arm_ts, open_ts) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (session) DO UPDATE SET first_ts = min(first_ts, excluded.first_ts), "
+        "mixed = mixed OR coalesce(arm != excluded.arm, 0), arm = coalesce(arm, excluded.arm), "
+        "arm_ts = max(coalesce(arm_ts, excluded.arm_ts), coalesce(excluded.arm_ts, arm_ts)), "
+        "open_ts = max(coalesce(open_ts, excluded.open_ts), coalesce(excluded.open_ts, open_ts))",
+        (rec["session"], rec["ts_ms"], arm, rec["ts_ms"] if arm is not None else None,
+         rec["ts_ms"] if arm != "holdout" else None))

@@ -1,0 +1,89 @@
+"""The reports read per-session facts (start, arm, last decision outside the holdout) from the
+store's `sessions` table, kept at ingest and filled by migration 8: the numbers must not
+depend on the order records arrive in, nor on whether the store was migrated."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from control_plane.telemetry.audit import audit
+from control_plane.telemetry.reports import experiment_report, trigger_report
+from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
+
+T0 = 1_700_000_000_000
+HOUR = 3_600_000
+SPLIT = {"adaptive": 45.0, "static": 45.0, "holdout": 10.0}
+
+
+def records(seed: int = 5, sessions: int = 300) -> list[dict[str, Any]]:
+    """Sessions over a few days: arms that change mid-session, decisions outside the
+    experiment, holdouts, repeated firings and outcomes naming a trigger or none."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for i in range(sessions):
+        session, start = f"s{i}", T0 + rng.randrange(72 * HOUR)
+        arms = rng.choice([[None], ["adaptive"], ["static"], ["holdout"], [None, "holdout"],
+                           ["adaptive", "static"], ["holdout", "adaptive"]])
+        for k in range(rng.randrange(1, 5)):
+            ts = start + rng.choice([1000 * k, 20 * HOUR * k])  # one firing per instant
+            fired = rng.sample(["a", "b", "c"], rng.choice([0, 1, 1, 2]))
+            arm = rng.choice(arms)
+            out.append({"kind": "decision", "id": f"{session}-{k}", "session": session,
+                        "ts_ms": ts, "revision": rng.choice([1, 2]), "arm": arm,
+                        "latency_us": rng.choice([None, 80, 700]),
+                        "fired": [] if arm == "holdout" else fired,
+                        "suppressed": [{"trigger": t, "reason": "holdout"} for t in fired]
+                        if arm == "holdout" else [],
+                        "context": {"device": rng.choice(["desktop", "mobile"])}})
+            for j in range(rng.randrange(3)):
+                out.append({"kind": "outcome", "id": f"{session}-{k}-{j}", "session": session,
+                            "ts_ms": ts + rng.choice([0, 5000, 45_000]),
+                            "decision_id": f"{session}-{k}",
+                            "trigger": rng.choice(["a", "b", "c", None]),
+                            "type": rng.choice(["impression", "click", "conversion"])})
+    return out
+
+
+def reports(store: TelemetryStore) -> list[Any]:
+    """Every report that reads sessions, over the whole store and from the middle on."""
+    return [(trigger_report(store, 30.0, since), experiment_report(store, 30.0, since,
+                                                                    split=SPLIT),
+             audit(store, since_ms=since)) for since in (0, T0 + 36 * HOUR)]
+
+
+def test_the_reports_do_not_depend_on_the_order_records_arrive_in(tmp_path: Path) -> None:
+    recs = records()
+    in_order = TelemetryStore(tmp_path / "in-order.db")
+    in_order.ingest(sorted(recs, key=lambda r: r["ts_ms"]))
+    shuffled = TelemetryStore(tmp_path / "shuffled.db")
+    random.Random(1).shuffle(recs)
+    for i in range(0, len(recs), 37):
+        shuffled.ingest(recs[i:i + 37])
+    shuffled.ingest(recs[:100])  # a batch sent again counts once
+    expected = reports(in_order)
+    assert reports(shuffled) == expected
+    assert expected[0][1]["switched_sessions"] > 0 and expected[0][2]["sessions"] > 0
+
+
+def test_a_store_from_before_the_sessions_table_reports_the_same_after_migrating(
+        tmp_path: Path) -> None:
+    current = TelemetryStore(tmp_path / "current.db")
+    current.ingest(records())
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    old.execute("INSERT INTO schema_version VALUES (7)")
+    for step in MIGRATIONS[:7]:
+        step(old)
+    old.execute("ATTACH DATABASE ? AS current", (str(tmp_path / "current.db"),))
+    old.execute("INSERT INTO decisions SELECT * FROM current.decisions")
+    old.execute("INSERT INTO outcomes SELECT * FROM current.outcomes")
+    old.execute("INSERT INTO fires SELECT decision_id, trigger, session, ts_ms, revision, "
+                "device, variant FROM current.fires")
+    old.execute("DETACH DATABASE current")
+    old.close()
+    migrated = TelemetryStore(tmp_path / "old.db")
+    assert migrated.query("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
+    assert reports(migrated) == reports(current)
