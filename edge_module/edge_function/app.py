@@ -84,6 +84,9 @@ def decide(tokens, raw):
     except StateTokenError:  # over the token bound: the session starts over, as the host's
         response["state_token"] = tokens.seal(session_id, None, now_ms)
     response.pop("report", None)
+    # push, email and webhook actions need the edge host's outbox and timer (delays,
+    # retries across restarts); a function has neither: they are never the visitor's
+    response.pop("deliveries", None)
     response["decision_id"] = os.urandom(16).hex()
     response["latency_us"] = (time.perf_counter_ns() - started) // 1000
     response["component_us"] = component_ns // 1000

@@ -23,7 +23,8 @@ def run(decider: Any, heading: str, url: str, steps: list[Step],
     seen: set[str] = set()
     for events, now in steps:
         extra = {"context": {"url": url, **context}} if context else {}
-        seen.update(a["trigger"] for a in visit.send(events, now, **extra)["actions"])
+        out = visit.send(events, now, **extra)
+        seen.update(a["trigger"] for a in [*out["actions"], *out.get("deliveries", ())])
     return seen
 
 
@@ -121,6 +122,9 @@ CASES: dict[str, tuple[str, str, dict[str, Any] | None, list[Step], list[Step]]]
     "on": ("welcome", "/", None, [([pv(0, "/")], 0)], [([pv(0, "/other")], 0)]),
     "action": ("prefetch-offer", "/pricing", None, [([pv()], 1000)], [([pv()], 500)]),
     "cap": ("shipping-reminder", "/products/x", None, [([pv()], 20_000)], [([pv()], 19_000)]),
+    "channel": ("pricing-push", "/pricing", None,
+                [([pv(), ev("scroll", 1000, depth=0.8, y=1400)], 3200)],
+                [([pv(), ev("scroll", 1000, depth=0.5, y=500)], 3200)]),
     "group": ("big-discount", "/pricing", None, [([pv()], 12_000)], [([pv()], 5000)]),
     "journey": ("early-welcome", "/", None, [], []),
     "settings: max_actions and fatigue": (

@@ -15,7 +15,7 @@ from control_plane.rulepack import compile_snapshot, load_catalog, load_pack, un
 from control_plane.rulepack.source import parse_yaml, plain
 from control_plane.rulepack.validate import PACK_KEYS, TRIGGER_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
-from edge_module.core.catalog import TIERS
+from edge_module.core.catalog import CHANNELS, FATIGUE_CHANNELS, TIERS
 from tests.reference_examples import EXAMPLES, IDS, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +63,8 @@ def test_the_examples_use_every_word_of_the_language():
                 stack.extend(value)
             elif isinstance(value, str):
                 used.add(value)
-    words = {*PACK_KEYS, *TRIGGER_KEYS, *CONDITION_WORDS, *TIERS, "by_segment", "mode",
+    words = {*PACK_KEYS, *TRIGGER_KEYS, *CONDITION_WORDS, *TIERS, *CHANNELS, "template",
+             "separate", "by_segment", "mode",
              "adaptive", "hybrid", "z", "baseline", "cohort", "exit", "timeout", "fatigue",
              "max_actions", "intent_by_trigger", "baselines", "thresholds", "experiment",
              "static"}

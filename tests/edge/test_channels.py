@@ -347,3 +347,15 @@ def _up(url: str) -> bool:
         return http("GET", url + "/healthz")[0] == 200
     except OSError:
         return False
+
+
+def test_the_documented_verification_recipe_accepts_our_calls_and_nothing_else():
+    text = (ROOT / "docs" / "channels.md").read_text()
+    start = text.index("```python\n", text.index("## Checking a webhook call")) + 10
+    recipe: dict = {}
+    exec(text[start:text.index("```", start)], recipe)  # noqa: S102 - our own documentation
+    secret, body, now = SECRET.encode(), b'{"key":"d:t"}', str(int(time.time()))
+    assert recipe["verify"](secret, now, signature(secret, now, body), body)
+    assert not recipe["verify"](secret, now, signature(secret, now, body), body + b"x")
+    stale = str(int(time.time()) - 301)
+    assert not recipe["verify"](secret, stale, signature(secret, stale, body), body)
