@@ -39,12 +39,21 @@ def free_port() -> int:
 
 def write_packs(folder: Path, packs: str) -> Path:
     """The packs a run publishes: `shipped` (rules/), `bench` (the 30-trigger pack of
-    `./build.sh bench`) or `both` (default: the journeys meet the shipped nudges, and each
-    decision also evaluates the 30 bench triggers)."""
+    `./build.sh bench`), `both` (default: the journeys meet the shipped nudges, and each
+    decision also evaluates the 30 bench triggers) or `channels` (the pricing nudge as a
+    push)."""
     folder.mkdir(parents=True, exist_ok=True)
     if packs in ("shipped", "both"):
         for name in SHIPPED_PACKS:
             shutil.copy(ROOT / "rules" / name, folder / name)
+    if packs == "channels":  # the README's pricing nudge, sent as a push instead
+        text = (ROOT / "rules" / "pricing-discount.yaml").read_text()
+        (folder / "pricing-push.yaml").write_text(text.replace(
+            "      content: discount-nudge-10\n",
+            "      content: discount-nudge-10\n      channel: push\n"
+            "      template: push-discount\n"))
+        shutil.copy(ROOT / "rules" / "catalog.yaml", folder / "catalog.yaml")
+        return folder
     if packs in ("bench", "both"):
         # No catalog.yaml beside them: the bench pack's content ids (c-0...) are synthetic.
         (folder / "bench.yaml").write_text(bench_pack(30))

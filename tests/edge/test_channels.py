@@ -359,3 +359,26 @@ def test_the_documented_verification_recipe_accepts_our_calls_and_nothing_else()
     assert not recipe["verify"](secret, now, signature(secret, now, body), body + b"x")
     stale = str(int(time.time()) - 301)
     assert not recipe["verify"](secret, stale, signature(secret, stale, body), body)
+
+
+def test_an_operator_lists_and_requeues_set_aside_deliveries(tmp_path):
+    box = Outbox(tmp_path / "channels.sqlite3")
+    box.add([_rec("d1:t")])
+    box.set_aside(box.claim(0, 1, 1000)[0], "refused: webhook answered 400", 5)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge_module.channels", *args,
+                               "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                              cwd=ROOT, check=False)
+
+    listed = cli("list")
+    assert listed.returncode == 0
+    [line] = listed.stdout.splitlines()
+    assert json.loads(line) == {"reason": "refused: webhook answered 400",
+                                "record": _rec("d1:t")}
+    assert "1 delivery record(s)" in cli("requeue").stdout
+    assert box.counts() == (1, 0) and [c.key for c in box.claim(10**13, 5, 1)] == ["d1:t"]
+    missing = subprocess.run([sys.executable, "-m", "edge_module.channels", "list",
+                              "--state-dir", str(tmp_path / "nowhere")], capture_output=True,
+                             text=True, cwd=ROOT, check=False)
+    assert missing.returncode == 1 and "no channel outbox" in missing.stderr
