@@ -4,7 +4,8 @@ Fills a control plane's telemetry store with DAYS of synthetic traffic for TRIGG
 triggers (sessions spread over every hour, a few decisions each; some fire a trigger, and
 impressions, clicks, dismissals and conversions follow at plausible rates; 10 % of the
 sessions held out), starts the control plane (waitress, as `trigger-engine serve` does),
-signs in and times each page over HTTP (median and max of --repeat loads).
+signs in and times each page over HTTP (median and max of --repeat loads). With
+--screenshots DIR it then saves the pages as PNGs (loadtest/console_screenshots.py).
 """
 
 from __future__ import annotations
@@ -92,9 +93,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--triggers", type=int, default=50)
     parser.add_argument("--sessions-per-hour", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--screenshots", metavar="DIR",
+                        help="then publish an experiment pack and save PNGs of the console "
+                             "pages into DIR (loadtest/console_screenshots.py)")
     args = parser.parse_args(argv)
     from control_plane.auth import ensure_token_file
     from control_plane.config import load
+    from control_plane.distribution.keys import KeyRing
     from control_plane.telemetry.telemetry_store import TelemetryStore
 
     with tempfile.TemporaryDirectory(prefix="bench-console-") as work:
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   "KEYS_DIR": f"{work}/keys", "TRUSTED_KEYS": f"{work}/trusted",
                   "RECALIBRATE_INTERVAL_S": 0}
         token = ensure_token_file(config["DATA_DIR"], "publisher")
+        if args.screenshots:  # they publish a pack, which is signed
+            KeyRing(config["KEYS_DIR"], config["TRUSTED_KEYS"]).ensure()
         t0 = time.perf_counter()
         records = synthetic_telemetry(args.days, args.triggers, args.sessions_per_hour)
         store = TelemetryStore(Path(config["DATA_DIR"]) / "telemetry.sqlite3")
@@ -133,6 +140,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "max_ms": max(times)}
             print(f"{page:42} {status}  p50 {figures[page]['p50_ms']:7.0f} ms  "
                   f"max {figures[page]['max_ms']:7.0f} ms")
+        if args.screenshots:
+            from .console_screenshots import capture, publish
+
+            publish(base, token, args.triggers)
+            for path in capture(base, token, args.screenshots):
+                print(f"{path}  {path.stat().st_size / 1024:.0f} KiB")
         server.close()
     return figures
 
