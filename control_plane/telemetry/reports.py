@@ -99,8 +99,8 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     converted: set[str] = set()
     window_ms = int(window_s * 1000)
     for session, session_fires, mine in _by_session(fires, outcomes):
-        engaged = [o for o in mine if o[2] in ENGAGED]
-        if any(o[2] == "conversion" for o in engaged):
+        engaged = [o for o in mine if o[2] in ENGAGED] if mine else mine
+        if engaged and any(o[2] == "conversion" for o in engaged):
             converted.add(session)
         first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
         for _s, trig, ts, revision, device, variant, lat, start in session_fires:
@@ -130,9 +130,9 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             for _s, o_ts, kind, o_trig in mine:
                 if o_trig == trig or (o_trig is None and kind == "conversion" and
                                       o_ts >= fire_ts):
-                    for counted in (rows[key], first_variant):
-                        if counted is not None:
-                            _count_outcome(counted, kind)
+                    _count_outcome(rows[key], kind)
+                    if first_variant is not None:
+                        _count_outcome(first_variant, kind)
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
             "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
