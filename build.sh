@@ -92,6 +92,8 @@ up() {
   export EDGE_CONTROL_URL=${EDGE_CONTROL_URL:-http://$CONTROL_HOST:$CONTROL_PORT}
   # The demo store is another origin: the edge host must let its pages call /v1/decide.
   export EDGE_ALLOWED_ORIGINS=${EDGE_ALLOWED_ORIGINS:-http://$DEMO_HOST:$DEMO_PORT}
+  # The store signs its signed-in customers' ids for push and email (docs/channels.md).
+  export EDGE_CRM_ID_KEY=${EDGE_CRM_ID_KEY:-$("$PY" -c 'import secrets; print(secrets.token_hex(32))')}
   say "publishing rules/ to the edge store"
   "$VENV/bin/trigger-engine" publish rules/
   local pids=()

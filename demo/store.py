@@ -17,6 +17,8 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 
+from edge_module.channels.records import crm_signature
+
 from .products import CONTENT, PLANS, PRODUCTS
 
 CONSENT_MODES = ("not-required", "required")
@@ -51,8 +53,9 @@ def _main(template: str, **context: Any) -> Markup:
     return Markup(render_template(template, **context))
 
 
-def create_app(edge: str, consent: str = "not-required") -> Flask:
-    """The store's app; `edge` is the edge host's base URL the SDK snippet points at."""
+def create_app(edge: str, consent: str = "not-required", crm_key: bytes | None = None) -> Flask:
+    """The store's app; `edge` is the edge host's base URL the SDK snippet points at;
+    `crm_key` (shared with the edge, EDGE_CRM_ID_KEY) signs a signed-in customer's id."""
     app = Flask(__name__, template_folder="pages", static_folder="static")
     app.config.update(EDGE=edge.rstrip("/"), CONSENT=consent)
 
@@ -60,7 +63,8 @@ def create_app(edge: str, consent: str = "not-required") -> Flask:
         # ?sdk=module shows the ES module install instead of the classic snippet
         sdk = "module" if request.args.get("sdk") == "module" else "classic"
         return render_template("layout.html", page=page, edge=app.config["EDGE"],
-                               consent=app.config["CONSENT"], sdk=sdk, content=CONTENT)
+                               consent=app.config["CONSENT"], sdk=sdk, content=CONTENT,
+                               crm=_customer(crm_key))
 
     @app.get("/")
     @app.get("/<path:path>")
@@ -87,6 +91,18 @@ def create_app(edge: str, consent: str = "not-required") -> Flask:
     return app
 
 
+def _customer(crm_key: bytes | None) -> dict[str, str] | None:
+    """The signed-in customer (a store's session would say; here the `customer` cookie),
+    with the backend's signature over the id when the store shares a key with the edge:
+    push and email receivers then know the id is the store's word, not the visitor's."""
+    customer = request.cookies.get("customer", "")
+    if not customer or len(customer) > 64 or not customer.replace("_", "").isalnum():
+        return None
+    if crm_key is None:
+        return {"id": customer}
+    return {"id": customer, "sig": crm_signature(crm_key, customer)}
+
+
 def _check_edge(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -103,14 +119,20 @@ def _check_edge(_ctx: click.Context, _param: click.Parameter, value: str) -> str
 @click.option("--consent", type=click.Choice(CONSENT_MODES), default="not-required",
               show_default=True,
               help="'required': the SDK captures nothing until the visitor accepts the bar.")
-def main(port: int, host: str, edge: str, consent: str) -> None:
+@click.option("--crm-key", envvar="EDGE_CRM_ID_KEY", default="",
+              help="Hex key shared with the edge (EDGE_CRM_ID_KEY) to sign customer ids.")
+def main(port: int, host: str, edge: str, consent: str, crm_key: str) -> None:
     """Serve the demo store, whose pages load the SDK from the edge host."""
     from werkzeug.serving import make_server
 
     # One log line per request would bury the edge host's and control plane's output in
     # `./build.sh up`; errors still show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(host, port, create_app(edge, consent), threaded=True)
+    try:
+        key = bytes.fromhex(crm_key) if crm_key else None
+    except ValueError:
+        raise click.BadParameter("expected hex", param_hint="--crm-key") from None
+    server = make_server(host, port, create_app(edge, consent, key), threaded=True)
     click.echo(f"demo store on http://{host}:{server.server_port} (edge {edge})", err=True)
 
     # Started in the background by a shell, the process inherits SIGINT ignored; SIGTERM

@@ -1,7 +1,9 @@
 """The stack a real browser visits: control plane, edge host and the demo store, each its
 own process on its own loopback port (so the store's pages call the edge cross-origin),
 set up as `./build.sh up` sets them up, in a throwaway folder. A second demo store asks
-for consent first. The edge can be stopped and started again mid-visit.
+for consent first. The edge can be stopped and started again mid-visit. Push, email and
+webhook deliveries go to a signed-webhook receiver on loopback (`receiver`), and the
+stores sign their customers' ids with the key the edge checks (`crm_key`).
 
 Used by the browser tests (tests/browser) and `python -m loadtest.bench_browser`.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import urllib.error
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.stack import BIN, ROOT, _run, _start, _wait_healthy, free_port, stop_process, wait_for
+from loadtest.webhook_receiver import Receiver
 from sdk.build import build as sdk_build
 
 # Installed in every page before its own scripts: when each nudge element appeared (the
@@ -63,6 +67,9 @@ class BrowserStack:
         self.demo = f"http://127.0.0.1:{dport}"
         self.demo_consent = f"http://127.0.0.1:{dport2}"
         data = work / "control"
+        # push, email and webhook nudges go to this receiver; customer ids are signed
+        self.receiver = Receiver(free_port()).start()
+        self.crm_key = secrets.token_hex(32)
         self.env = {
             **os.environ, "CONTROL_HOST": "127.0.0.1", "CONTROL_PORT": str(cport),
             "CONTROL_DATA_DIR": str(data), "TRIGGERS_STORE": str(work / "store"),
@@ -72,6 +79,9 @@ class BrowserStack:
             "EDGE_TELEMETRY_INTERVAL_S": "0.2", "EDGE_CONTROL_URL": self.control,
             "EDGE_ALLOWED_ORIGINS": f"{self.demo},{self.demo_consent}",
             "EDGE_SDK_DIR": str(ROOT / "build" / "sdk"),
+            "EDGE_CHANNEL_WEBHOOK_URL": self.receiver.url,
+            "EDGE_CHANNEL_WEBHOOK_SECRET": self.receiver.secret,
+            "EDGE_CRM_ID_KEY": self.crm_key,
             "EDGE_LOG_LEVEL": os.environ.get("EDGE_LOG_LEVEL", "WARNING")}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         sdk_build(ROOT / "build" / "sdk")  # the SDK the edge serves is this tree's
@@ -107,6 +117,7 @@ class BrowserStack:
     def close(self) -> None:
         for name in reversed(list(self.procs)):
             self.stop(name)
+        self.receiver.stop()
 
     def _auth(self, content_type: str = "application/json") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.publisher}", "Content-Type": content_type}

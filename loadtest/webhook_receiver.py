@@ -1,12 +1,13 @@
-"""A webhook receiver on loopback for channel tests: a real HTTP server that checks each
-call's signature with the documented recipe (`edge_module.channels.sinks.verify`) and keeps
-what it was sent. It can answer with a chosen status, and be stopped and started again on
-the same port (a receiver that is down)."""
+"""A webhook receiver on loopback for channel tests and benches: a real HTTP server that
+checks each call's signature (`edge_module.channels.sinks.verify`, the documented recipe)
+and keeps what it was sent, and when. It can answer with a chosen status, and be stopped
+and started again on the same port (a receiver that is down)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,7 @@ class Call:
     key: str
     body: dict[str, Any]
     signed: bool  # the signature and timestamp check (`verify`)
+    at: float  # time.perf_counter() when it arrived
 
 
 @dataclass
@@ -40,19 +42,25 @@ class Receiver:
         with self._lock:
             return [c.key for c in self.calls if c.signed]
 
+    def first(self, key: str) -> Call | None:
+        """The first signed call with this idempotency key."""
+        with self._lock:
+            return next((c for c in self.calls if c.signed and c.key == key), None)
+
     def start(self) -> Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                at = time.perf_counter()
                 signed = verify(receiver.secret.encode(), self.headers.get(TIMESTAMP_HEADER),
                                 self.headers.get(SIGNATURE_HEADER), raw)
                 with receiver._lock:
                     status = receiver.answers.pop(0) if receiver.answers else 200
                     if status == 200:
                         receiver.calls.append(Call(self.headers.get("Idempotency-Key", ""),
-                                                   json.loads(raw), signed))
+                                                   json.loads(raw), signed, at))
                 self.send_response(status if signed else 401)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

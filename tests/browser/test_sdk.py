@@ -141,3 +141,36 @@ def test_a_variant_the_edge_chose_is_drawn_as_text(visit: Any, stack: Any) -> No
     assert toast.query_selector("b") is None
     assert "Nur heute." in toast.inner_text()
     assert toast.query_selector("a") is None  # a javascript: URL is never a link
+
+
+PUSH_PACK = """
+pack: wishlist-push
+description: A push when the site reports a wishlist add (browser test)
+triggers:
+  - id: wishlist-push
+    on: {type: custom, name: wishlist_add}
+    action: {content: discount-nudge-10, channel: push, template: wishlist-discount}
+    cap: {per_session: 1}
+"""
+
+
+def test_a_push_leaves_the_page_for_the_receiver_with_the_stores_signed_customer(
+        visit: Any, stack: Any) -> None:
+    stack.publish_pack("wishlist-push", PUSH_PACK)
+    v = visit(locale="de-AT")
+    v.context.add_cookies([{"name": "customer", "value": "cus_42", "url": stack.demo}])
+    v.goto("/features")
+    v.page.evaluate("() => nudge('track', 'wishlist_add')")
+    wait_for(lambda: [c for c in stack.receiver.calls if c.body["trigger"] == "wishlist-push"],
+             what="the push at the receiver")
+    [call] = [c for c in stack.receiver.calls if c.body["trigger"] == "wishlist-push"]
+    session = v.page.evaluate("() => JSON.parse(localStorage.getItem('nudge.session')).id")
+    assert call.signed and call.body["session_id"] == session
+    assert (call.body["crm_id"], call.body["crm_id_verified"]) == ("cus_42", True)
+    assert call.body["template"] == "wishlist-discount"
+    # the page was told nothing of it, and sent the store's context along
+    assert v.page.query_selector("[data-trigger='wishlist-push']") is None
+    sent = [r.post_data_json for r in v.edge_requests() if r.url.endswith("/v1/decide")]
+    context = next(b["context"] for b in sent if b.get("context"))
+    assert context["locale"] == "de-AT" and context["crm_id"] == "cus_42"
+    assert context["crm_id_sig"] != ""

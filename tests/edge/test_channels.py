@@ -21,7 +21,7 @@ from edge_module.channels.outbox import Claimed, Outbox
 from edge_module.channels.records import crm_signature, delivery_records
 from edge_module.channels.sinks import Refused, Retry, WebhookSink, signature, verify
 from edge_module.host.config import ConfigError, EdgeConfig
-from tests.channel_receiver import SECRET, Receiver
+from loadtest.webhook_receiver import SECRET, Receiver
 from tests.factories import pack, snapshot_text
 from tests.s3_server import running_s3
 from tests.servers import (

@@ -136,6 +136,7 @@ function referrer() {
 }
 
 let staticContext = null;
+const LOCALE = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/; // what the edge takes (BCP 47)
 
 function context() {
   const now = new Date();
@@ -599,6 +600,17 @@ function start() {
   staticContext = { device: deviceClass(), returning: back };
   const ref = referrer();
   if (ref) staticContext.referrer = ref;
+  // the language content variants are chosen by: the site's word, else the browser's
+  const lang = cfg.locale || (W.navigator && W.navigator.language);
+  if (typeof lang === "string" && lang.length <= 35 && LOCALE.test(lang)) {
+    staticContext.locale = lang;
+  }
+  // the visitor's CRM id for push and email, signed by the site's backend (crm.sig)
+  const crm = cfg.crm;
+  if (crm && typeof crm.id === "string" && crm.id) {
+    staticContext.crm_id = crm.id.slice(0, 256);
+    if (typeof crm.sig === "string") staticContext.crm_id_sig = crm.sig.slice(0, 128);
+  }
   const passive = { passive: true, capture: true };
   listen(W, "scroll", onScroll, passive);
   listen(D, "mousemove", onMouse, passive);
