@@ -49,6 +49,7 @@ class ChannelDispatcher:
         self.queued = 0  # records added by this process's decisions
         self.delivered = 0
         self.retried = 0
+        self.cancelled = 0  # waiting deliveries of visitors who converted first
         self.dropped: dict[str, int] = {}  # reason -> records
         self.last_error: str | None = None
         self._lock = threading.Lock()
@@ -70,6 +71,16 @@ class ChannelDispatcher:
         with self._lock:
             self.queued += added
         self._wake.set()
+
+    def cancel(self, session_id: str) -> int:
+        """The visitor converted: their deliveries still waiting for a later moment (a
+        reminder, an offer) are no longer wanted. Raises OutboxError."""
+        if self.outbox is None:
+            return 0
+        n = self.outbox.cancel_session(session_id, self._clock_ms())
+        with self._lock:
+            self.cancelled += n
+        return n
 
     def outbox_failed(self, records: int, exc: Exception) -> None:
         self._drop("outbox_error", records)
@@ -184,6 +195,7 @@ class ChannelDispatcher:
         with self._lock:
             return {"sink": self.sink.name if self.sink is not None else None,
                     "queued": self.queued, "delivered": self.delivered,
-                    "retried": self.retried, "dropped": sum(self.dropped.values()),
+                    "retried": self.retried, "cancelled": self.cancelled,
+                    "dropped": sum(self.dropped.values()),
                     "dropped_by_reason": dict(self.dropped), "pending": pending,
                     "set_aside": set_aside, "last_error": self.last_error}

@@ -30,9 +30,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     lease_until INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT
+    last_error TEXT,
+    session TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms);
+CREATE INDEX IF NOT EXISTS outbox_session ON outbox (session);
 CREATE TABLE IF NOT EXISTS set_aside (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL,
@@ -98,12 +100,13 @@ class Outbox:
     def add(self, records: list[dict[str, Any]]) -> int:
         """Add records (a key already present is kept as it is); how many were new."""
         rows = [(r["key"], json.dumps(r, separators=(",", ":"), ensure_ascii=False),
-                 r["channel"] or "", r["due_ms"], r["due_ms"]) for r in records]
+                 r["channel"] or "", r["due_ms"], r["due_ms"], r.get("session_id") or "")
+                for r in records]
 
         def insert(c: sqlite3.Connection) -> int:
             before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms) "
-                          "VALUES (?, ?, ?, ?, ?)", rows)
+            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms, "
+                          "session) VALUES (?, ?, ?, ?, ?, ?)", rows)
             return c.total_changes - before
         return int(self._write(insert))
 
@@ -138,6 +141,15 @@ class Outbox:
                 c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
                           "ORDER BY at_ms LIMIT ?)", (excess,))
         self._write(move)
+
+    def cancel_session(self, session_id: str, now_ms: int) -> int:
+        """Drop the session's deliveries not yet due (nor being sent); how many."""
+        def drop(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.execute("DELETE FROM outbox WHERE session = ? AND due_ms > ? AND attempts = 0 "
+                      "AND lease_until <= ?", (session_id, now_ms, now_ms))
+            return c.total_changes - before
+        return int(self._write(drop))
 
     def requeue(self, now_ms: int) -> int:
         """Move every set-aside record back to be sent now; how many."""

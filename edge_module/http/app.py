@@ -455,6 +455,11 @@ class EdgeApp:
             (log_.salt, decision_id, body.get("trigger") or "", rec["type"])).encode(
             "utf-8", "surrogatepass")).hexdigest()[:32]
         log_.record(rec)
+        if rec["type"] == "conversion" and self.channels is not None:
+            try:  # a reminder or an offer still waiting is moot once the visitor converts
+                self.channels.cancel(session_id)
+            except OutboxError as exc:
+                log.warning("waiting deliveries of a converted session kept: %s", exc)
         return 200, json.dumps({"id": rec["id"]}).encode(), []
 
     def openapi(self) -> Reply:

@@ -127,7 +127,8 @@ class EdgeMetrics:
                                      "kept: evicted, refused (too large), fenced", ["reason"])
         self.channel_records = counter("edge_channel_deliveries", "Push, email and webhook "
                                        "deliveries by result: queued (kept in the outbox), "
-                                       "delivered, retried (a send to try again)", ["result"])
+                                       "delivered, retried (a send to try again), cancelled "
+                                       "(the visitor converted first)", ["result"])
         self.channel_dropped = counter("edge_channel_dropped", "Deliveries lost or set "
                                        "aside, by reason", ["reason"])
         self._seen: dict[tuple[Counter, tuple[str, ...]], float] = {}
@@ -213,7 +214,7 @@ class EdgeMetrics:
                 self.spool_files.set(len(log.spool_files()) if log is not None else 0)
             channels = status["channels"]
             if channels is not None:
-                for result in ("queued", "delivered", "retried"):
+                for result in ("queued", "delivered", "retried", "cancelled"):
                     self._carry(self.channel_records, channels[result], result)
                 for reason, n in channels["dropped_by_reason"].items():
                     self._carry(self.channel_dropped, n, reason)

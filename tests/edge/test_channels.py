@@ -382,3 +382,27 @@ def test_an_operator_lists_and_requeues_set_aside_deliveries(tmp_path):
                               "--state-dir", str(tmp_path / "nowhere")], capture_output=True,
                              text=True, cwd=ROOT, check=False)
     assert missing.returncode == 1 and "no channel outbox" in missing.stderr
+
+
+def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_port):
+    publish(tmp_path / "store", EMAIL_LATER)
+    receiver = Receiver(free_port).start()
+    try:
+        # telemetry on (outcomes are taken), its control plane away: it does not matter here
+        with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
+                          channel_webhook_secret=SECRET, control_url="http://127.0.0.1:9",
+                          token="t") as edge:
+            bought = edge.decide(abandon("bought"))[1]
+            kept = edge.decide(abandon("left"))[1]
+            status, _, _ = http("POST", edge.url + "/v1/outcome", {
+                "session_id": "bought", "type": "conversion",
+                "decision_id": bought["decision_id"], "outcome_token": bought["outcome_token"]})
+            assert status == 200
+            wait_for(lambda: receiver.keys() and edge.health()["channels"]["pending"] == 0,
+                     what="the outbox settled")
+            assert receiver.keys() == [f"{kept['decision_id']}:cart-email"]
+            channels = edge.health()["channels"]
+            assert (channels["cancelled"], channels["delivered"], channels["pending"]) == \
+                (1, 1, 0)
+    finally:
+        receiver.stop()
