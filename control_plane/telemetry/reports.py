@@ -121,8 +121,8 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, lead)] += 1
             if isinstance(lat, int):
                 row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
-            if not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
-                       for _s, o_ts, _kind, o_trig in engaged):
+            if not engaged or not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
+                                      for _s, o_ts, _kind, o_trig in engaged):
                 row.false_triggers += 1
                 if vrow is not None:
                     vrow.false_triggers += 1
