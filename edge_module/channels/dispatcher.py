@@ -37,7 +37,7 @@ class ChannelDispatcher:
     def __init__(self, outbox: Outbox | None, sink: Sink | None, *, max_attempts: int = 300,
                  max_age_s: float = 86_400.0, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 300.0, lease_s: float = 120.0,
-                 clock_ms: Callable[[], int] = _wall_ms) -> None:
+                 max_outbox: int = 1_000_000, clock_ms: Callable[[], int] = _wall_ms) -> None:
         self.outbox = outbox
         self.sink = sink
         self.max_attempts = max(1, max_attempts)
@@ -45,6 +45,11 @@ class ChannelDispatcher:
         self.backoff_base_ms = int(backoff_base_s * 1000)
         self.backoff_max_ms = int(backoff_max_s * 1000)
         self.lease_ms = int(lease_s * 1000)
+        # Visitors can be made up at will, and each may fire a delayed email: the outbox is
+        # bounded. Its size is counted by the timer's rounds (at most a second old) and
+        # grown by this process's additions since, not counted per decision.
+        self.max_outbox = max_outbox
+        self._outbox_size = outbox.counts()[0] if outbox is not None else 0
         self._clock_ms = clock_ms
         self.queued = 0  # records added by this process's decisions
         self.delivered = 0
@@ -67,9 +72,13 @@ class ChannelDispatcher:
         if self.sink is None or self.outbox is None:
             self._drop("no_sink", len(records))
             return
+        if self._outbox_size + len(records) > self.max_outbox:
+            self._drop("outbox_full", len(records))
+            return
         added = self.outbox.add(records)
         with self._lock:
             self.queued += added
+            self._outbox_size += added
         self._wake.set()
 
     def cancel(self, session_id: str) -> int:
@@ -119,6 +128,7 @@ class ChannelDispatcher:
 
     def _sleep_s(self) -> float:
         assert self.outbox is not None
+        self._outbox_size = self.outbox.counts()[0]
         due = self.outbox.next_due()
         if due is None:
             return IDLE_WAKE_S

@@ -118,6 +118,7 @@ class EdgeConfig:
     channel_backoff_base_s: float = 1.0  # the first retry's wait, doubled each time
     channel_backoff_max_s: float = 300.0
     channel_max_set_aside: int = 10_000  # set-aside deliveries kept; the oldest go first
+    channel_max_outbox: int = 1_000_000  # deliveries waiting; beyond it new ones are dropped
     # The site's key for visitors' CRM ids (hex): with it, a delivery carries context.crm_id
     # only when context.crm_id_sig is its HMAC-SHA256 under this key; without, unverified.
     crm_id_key: str = ""

@@ -172,7 +172,8 @@ def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
     return ChannelDispatcher(outbox, sink, max_attempts=config.channel_max_attempts,
                              max_age_s=config.channel_max_age_s,
                              backoff_base_s=config.channel_backoff_base_s,
-                             backoff_max_s=config.channel_backoff_max_s)
+                             backoff_max_s=config.channel_backoff_max_s,
+                             max_outbox=config.channel_max_outbox)
 
 
 def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:

@@ -406,3 +406,12 @@ def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_por
                 (1, 1, 0)
     finally:
         receiver.stop()
+
+
+def test_the_outbox_is_bounded_against_made_up_visitors(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    d = ChannelDispatcher(box, Scripted(), max_outbox=3, clock_ms=lambda: 0)
+    for n in range(5):
+        d.enqueue([_rec(f"k{n}", due=10**12)])  # due much later: they pile up
+    assert box.counts() == (3, 0) and d.dropped == {"outbox_full": 2}
+    assert d.status()["queued"] == 3
