@@ -81,6 +81,14 @@ def put_snapshot(store: Path | EdgeStore, text: str, revision: int,
     return manifest
 
 
+def healthy(url: str) -> bool:
+    """The server at `url` answers its /healthz with 200 (False while it cannot be reached)."""
+    try:
+        return http("GET", url + "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
 @dataclass
 class EdgeServer:
     url: str

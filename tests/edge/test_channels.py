@@ -21,13 +21,17 @@ from edge_module.channels.outbox import Claimed, Outbox
 from edge_module.channels.records import crm_signature, delivery_records
 from edge_module.channels.sinks import Refused, Retry, WebhookSink, signature, verify
 from edge_module.host.config import ConfigError, EdgeConfig
+from loadtest.stack import free_port as pick_port
 from loadtest.webhook_receiver import SECRET, Receiver
+from tests.core.test_channels import EMAIL_LATER as EMAIL
+from tests.core.test_channels import PUSH
 from tests.factories import pack, snapshot_text
 from tests.s3_server import running_s3
 from tests.servers import (
     BUILD,
     ROOT,
     TRUSTED_KEYS,
+    healthy,
     http,
     put_snapshot,
     running_edge,
@@ -35,22 +39,7 @@ from tests.servers import (
     wait_for,
 )
 
-PUSH = """\
-id: pricing-push
-page: /pricing
-when:
-  - dwell: ">= 3s"
-  - scroll_depth: ">= 78%"
-action: {content: discount-nudge-10, channel: push, template: push-discount}
-cap: {per_session: 1}
-"""
-
-EMAIL_LATER = """\
-id: cart-email
-on: {type: custom, name: cart_abandon}
-action: {content: cart-reminder, channel: email, template: cart-email, tier: queued, delay: 2s}
-cap: {per_session: 1}
-"""
+EMAIL_LATER = EMAIL.replace("delay: 30m", "delay: 2s")  # the edge's timer, within a test
 
 
 def readme_visit(session: str, **context: str) -> dict:
@@ -272,10 +261,10 @@ def test_a_receiver_down_for_30_s_loses_nothing(tmp_path, free_port):
             receiver.stop()
 
 
-def test_deliveries_survive_an_edge_killed_with_sigkill(tmp_path, free_port):
+def test_deliveries_survive_an_edge_killed_with_sigkill(tmp_path):
     publish(tmp_path / "store", PUSH, EMAIL_LATER)
-    receiver = Receiver(free_port).start()
-    edge_port = _free_port()
+    receiver = Receiver(pick_port()).start()
+    edge_port = pick_port()
     env = {**os.environ, "TRIGGERS_STORE": str(tmp_path / "store"),
            "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
            "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"), "EDGE_SERVER": "waitress",
@@ -287,7 +276,7 @@ def test_deliveries_survive_an_edge_killed_with_sigkill(tmp_path, free_port):
     def start() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=env,
                                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: _up(url) or proc.poll() is not None, what="the edge host to start")
+        wait_for(lambda: healthy(url) or proc.poll() is not None, what="the edge host to start")
         assert proc.poll() is None
         return proc
 
@@ -334,19 +323,6 @@ def test_deliveries_land_on_a_kinesis_stream(tmp_path):
         assert records[0]["PartitionKey"] == body["key"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _up(url: str) -> bool:
-    try:
-        return http("GET", url + "/healthz")[0] == 200
-    except OSError:
-        return False
 
 
 def test_the_documented_verification_recipe_accepts_our_calls_and_nothing_else():

@@ -18,6 +18,7 @@ from tests.factories import T0, snapshot_text
 from tests.servers import (
     BUILD,
     TRUSTED_KEYS,
+    healthy,
     http,
     put_snapshot,
     running_edge,
@@ -257,7 +258,7 @@ def test_sigterm_lets_the_in_flight_decision_finish_then_exits(tmp_path, free_po
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{free_port}"
     try:
-        wait_for(lambda: _up(url), what="the edge host to start")
+        wait_for(lambda: healthy(url), what="the edge host to start")
         answers: list[int] = []
         slow = threading.Thread(
             target=lambda: answers.append(http("POST", url + "/v1/decide", poison("s"))[0]))
@@ -273,11 +274,6 @@ def test_sigterm_lets_the_in_flight_decision_finish_then_exits(tmp_path, free_po
             proc.kill()
 
 
-def _up(url: str) -> bool:
-    try:
-        return http("GET", url + "/healthz")[0] == 200
-    except OSError:
-        return False
 
 
 def test_several_worker_processes_share_each_sessions_state(tmp_path, free_port, store_dir):
@@ -292,7 +288,7 @@ def test_several_worker_processes_share_each_sessions_state(tmp_path, free_port,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{free_port}"
     try:
-        wait_for(lambda: _up(url), what="the edge host to start")
+        wait_for(lambda: healthy(url), what="the edge host to start")
         workers = set()
         wait_for(lambda: workers.add(http("GET", url + "/healthz")[1]["edge_id"]) or
                  len(workers) == 2, what="both workers to answer")

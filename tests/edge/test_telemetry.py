@@ -17,6 +17,7 @@ from control_plane.rulepack import compile_snapshot, load_pack_set
 from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
 from edge_module.telemetry.decision_log import decision_record
 from edge_module.telemetry.log_spool import DecisionLog, read_batch
+from loadtest.stack import free_port as pick_port
 from tests.control_server import ControlServer, running_control
 from tests.factories import T0
 from tests.servers import (
@@ -26,6 +27,7 @@ from tests.servers import (
     TRUSTED_KEYS,
     control_client,
     control_config,
+    healthy,
     http,
     put_snapshot,
     running_edge,
@@ -245,11 +247,11 @@ def test_an_edge_killed_mid_stream_loses_nothing_it_spooled(tmp_path, free_port)
                                 env={**env, "EDGE_PORT": str(port)}, cwd=ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _up(url) or proc.poll() is not None, what="the edge host to start")
+        wait_for(lambda: healthy(url) or proc.poll() is not None, what="the edge host to start")
         assert proc.poll() is None
         return proc, url
 
-    edge_port = _free()
+    edge_port = pick_port()
     proc, url = start_edge(edge_port)
     answered = 0
     stop = threading.Event()
@@ -295,19 +297,8 @@ def test_an_edge_killed_mid_stream_loses_nothing_it_spooled(tmp_path, free_port)
             proc.wait(timeout=10)
 
 
-def _free() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def _up(url: str) -> bool:
-    try:
-        return http("GET", url + "/healthz")[0] == 200
-    except OSError:
-        return False
 
 
 # Reports
