@@ -16,11 +16,11 @@ import json
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 INT_MAX = 2**63 - 1  # SQLite's INTEGER
 MAX_FIELD_CHARS = 4096  # CONTROL_TELEMETRY_MAX_FIELD_CHARS: one string field of a record
@@ -123,7 +123,7 @@ def _v7(db: sqlite3.Connection) -> None:
 
 
 def _v8(db: sqlite3.Connection) -> None:
-    # One row per session, kept at ingest (`_insert`): when it began, the experiment arm its
+    # One row per session, kept at ingest (`_store`): when it began, the experiment arm its
     # decisions name (`mixed` when more than one; the reports then read its decisions), its
     # last decision naming an arm and its last outside the holdout. A report over a month
     # counts sessions here instead of reading every decision of the month on each request.
@@ -208,6 +208,7 @@ class TelemetryStore:
     def _store(self, rows: list[tuple[int, dict[str, Any]]],
                rejected: list[Rejected]) -> Ingested:
         stored = 0
+        sessions: dict[str, list[Any]] = {}
         with self.connection() as db:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -215,12 +216,17 @@ class TelemetryStore:
                     # a savepoint per record: one the database refuses leaves no half
                     db.execute("SAVEPOINT record")
                     try:
-                        stored += _insert(db, rec)
+                        new = _insert(db, rec)
                     except (sqlite3.DataError, sqlite3.IntegrityError, OverflowError,
                             ValueError, TypeError) as exc:
                         db.execute("ROLLBACK TO record")
                         rejected.append(Rejected(index, "not_storable", str(exc)[:200]))
+                    else:
+                        stored += new
+                        if new and rec["kind"] == "decision":
+                            _fold_session(sessions, rec)
                     db.execute("RELEASE record")
+                _count_sessions(db, sessions)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -434,18 +440,37 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
                        [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],
                          rec["device"], rec["variants"].get(t), rec["latency_us"])
                         for t in dict.fromkeys(rec["fired"])])
-        _count_session(db, rec)
     return cur.rowcount
 
 
-def _count_session(db: sqlite3.Connection, rec: dict[str, Any]) -> None:
-    """A new decision into its session's row (`_v8`), whatever order decisions arrive in."""
-    arm = rec["arm"]
-    db.execute(
-        "INSERT INTO sessions (session, first_ts, arm, arm_ts, open_ts) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (session) DO UPDATE SET first_ts = min(first_ts, excluded.first_ts), "
-        "mixed = mixed OR coalesce(arm != excluded.arm, 0), arm = coalesce(arm, excluded.arm), "
+def _fold_session(sessions: dict[str, list[Any]], rec: dict[str, Any]) -> None:
+    """A stored decision into its session's row of the batch: [first_ts, arm, mixed, arm_ts,
+    open_ts] as the `sessions` table keeps them (`_v8`)."""
+    ts, arm = rec["ts_ms"], rec["arm"]
+    row = sessions.get(rec["session"])
+    if row is None:
+        sessions[rec["session"]] = [ts, arm, 0, None if arm is None else ts,
+                                    None if arm == "holdout" else ts]
+        return
+    row[0] = min(row[0], ts)
+    if arm is not None:
+        if row[1] is None:
+            row[1] = arm
+        elif row[1] != arm:
+            row[2] = 1
+        row[3] = ts if row[3] is None else max(row[3], ts)
+    if arm != "holdout":
+        row[4] = ts if row[4] is None else max(row[4], ts)
+
+
+def _count_sessions(db: sqlite3.Connection, sessions: dict[str, list[Any]]) -> None:
+    """A batch's session rows merged into the table, whatever order decisions arrive in."""
+    db.executemany(
+        "INSERT INTO sessions (session, first_ts, arm, mixed, arm_ts, open_ts) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (session) DO UPDATE SET "
+        "first_ts = min(first_ts, excluded.first_ts), "
+        "mixed = mixed OR excluded.mixed OR coalesce(arm != excluded.arm, 0), "
+        "arm = coalesce(arm, excluded.arm), "
         "arm_ts = max(coalesce(arm_ts, excluded.arm_ts), coalesce(excluded.arm_ts, arm_ts)), "
         "open_ts = max(coalesce(open_ts, excluded.open_ts), coalesce(excluded.open_ts, open_ts))",
-        (rec["session"], rec["ts_ms"], arm, rec["ts_ms"] if arm is not None else None,
-         rec["ts_ms"] if arm != "holdout" else None))
+        [(session, *row) for session, row in sessions.items()])
