@@ -59,8 +59,10 @@ def time_series(series: dict[str, Sequence[tuple[int, float]]], label: str,
     for i in range(5):
         t = t0 + (t1 - t0) * i / 4
         stamp = datetime.fromtimestamp(t / 1000, UTC).strftime("%d %b %H:%M")
+        # the outer labels align with the plot's edges, so the last is not cut off
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         body.append(f'<text class="tick" x="{x(t):.1f}" y="{H - BOTTOM + 16}" '
-                    f'text-anchor="middle">{stamp}</text>')
+                    f'text-anchor="{anchor}">{stamp}</text>')
     for i, (name, pts) in enumerate(series.items()):
         color = PALETTE[i % len(PALETTE)]
         path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
