@@ -42,6 +42,11 @@ class Receiver:
         with self._lock:
             return [c.key for c in self.calls if c.signed]
 
+    def fired(self) -> list[tuple[str, str]]:
+        """(decision id, trigger) of each signed call, duplicates included."""
+        with self._lock:
+            return [(c.body["decision_id"], c.body["trigger"]) for c in self.calls if c.signed]
+
     def first(self, key: str) -> Call | None:
         """The first signed call with this idempotency key."""
         with self._lock:

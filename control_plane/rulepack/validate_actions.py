@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_module.core.catalog import CHANNELS, MAX_TEMPLATE, TIERS
+from edge_module.core.catalog import CHANNELS, MAX_CHANNEL_DELAY_MS, MAX_TEMPLATE, TIERS
 
 from .checker import Checker, closest
 from .source import Node, Scalar
@@ -35,6 +35,10 @@ class ActionChecker(Checker):
                         "a delay such as 3s, or tier: immediate")
         channel = (self.choice(found["channel"], "channel", CHANNELS) or "page"
                    if "channel" in found else "page")
+        if channel != "page" and (delay or 0) > MAX_CHANNEL_DELAY_MS:
+            self.report(found["delay"], f"a {channel} action waits at most "
+                        f"{MAX_CHANNEL_DELAY_MS // 86_400_000} days",
+                        "a delay of at most 720h (30 days)")
         if channel != "page" and tier == "predictive":
             self.report(found["tier"], f"a {channel} action cannot be predictive (a hint to "
                         "prefetch is for the page)", "tier: immediate or queued")

@@ -1,22 +1,24 @@
 """Sends the outbox's deliveries at their due moment: the edge's own timer.
 
 One thread per edge process sleeps until the earliest record falls due (or a decision adds
-one), claims what is due, and sends it through the sink, several at once so one slow
-receiver does not hold the rest. A delivery the sink could not take is tried again with
-exponential backoff and jitter (between half and all of the step); one refused outright,
-tried `max_attempts` times or older than `max_age_s` is set aside and counted dropped
-with its reason. Decisions only
-ever add to the outbox (a few SQLite statements); sending never runs on a decision thread.
+an earlier one, or a send finishes), claims what is due, and hands each record to one of
+`SENDERS` sender threads, claiming more as soon as one is free, so a slow receiver holds
+only its own sends. A delivery the sink could not take is tried again with exponential
+backoff and jitter (between half and all of the step); one refused outright, tried
+`max_attempts` times, or found more than `max_age_s` past due (before or after a send) is
+set aside and counted dropped with its reason. Decisions only ever add to the outbox (a
+few SQLite statements); sending never runs on a decision thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .outbox import Claimed, Outbox, OutboxError
@@ -24,13 +26,21 @@ from .sinks import Refused, Retry, Sink
 
 log = logging.getLogger("edge.channels")
 
-BATCH = 64  # records claimed per round
+BATCH = 64  # records claimed at once by `run_once`
 SENDERS = 8  # sends in flight at once
 IDLE_WAKE_S = 1.0  # the longest sleep: a record another worker process added is seen by then
+SIZE_EVERY_MS = 5_000  # how often the outbox's size is counted again (for its bound)
+PURGE_EVERY_MS = 60_000  # how often settled keys older than max_age are forgotten
+
+
+NEVER = 2**62
 
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+Result = Retry | Refused | None
 
 
 class ChannelDispatcher:
@@ -46,8 +56,8 @@ class ChannelDispatcher:
         self.backoff_max_ms = int(backoff_max_s * 1000)
         self.lease_ms = int(lease_s * 1000)
         # Visitors can be made up at will, and each may fire a delayed email: the outbox is
-        # bounded. Its size is counted by the timer's rounds (at most a second old) and
-        # grown by this process's additions since, not counted per decision.
+        # bounded. Its size is counted every few seconds and grown by this process's
+        # additions in between, not counted per decision.
         self.max_outbox = max_outbox
         self._outbox_size = outbox.counts()[0] if outbox is not None else 0
         self._clock_ms = clock_ms
@@ -62,6 +72,10 @@ class ChannelDispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._senders: ThreadPoolExecutor | None = None
+        self._done: queue.SimpleQueue[tuple[Claimed, Result]] = queue.SimpleQueue()
+        self._inflight = 0  # the timer thread's own count
+        self._sleep_until = NEVER  # when the timer wakes next (ms): an earlier record wakes it
+        self._sized_ms = self._purged_ms = 0
 
     # -- on the decision path ----------------------------------------------------------------
     def enqueue(self, records: list[dict[str, Any]]) -> None:
@@ -79,7 +93,8 @@ class ChannelDispatcher:
         with self._lock:
             self.queued += added
             self._outbox_size += added
-        self._wake.set()
+        if min(r["due_ms"] for r in records) < self._sleep_until:
+            self._wake.set()  # due before the timer would look again
 
     def cancel(self, session_id: str) -> int:
         """The visitor converted: their deliveries still waiting for a later moment (a
@@ -95,6 +110,10 @@ class ChannelDispatcher:
         self._drop("outbox_error", records)
         self.last_error = str(exc)[:300]
 
+    def drop(self, reason: str, records: int) -> None:
+        """Records the decision made but that will not be sent (counted, with why)."""
+        self._drop(reason, records)
+
     # -- the timer ---------------------------------------------------------------------------
     def start(self) -> None:
         if self.sink is None or self.outbox is None or self._thread is not None:
@@ -104,6 +123,8 @@ class ChannelDispatcher:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop claiming; sends in flight are abandoned (their leases end, and this or
+        another process sends them again under the same key)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -113,8 +134,9 @@ class ChannelDispatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._sleep_until = NEVER  # awake: a record added now makes the next wait short
             try:
-                self.run_once()
+                self._pump()
                 wait_s = self._sleep_s()
             except OutboxError as exc:
                 self.last_error = str(exc)[:300]
@@ -123,38 +145,74 @@ class ChannelDispatcher:
             except Exception:  # the timer must outlive any surprise
                 log.exception("channel dispatcher round failed")
                 wait_s = IDLE_WAKE_S
+            self._sleep_until = self._clock_ms() + int(wait_s * 1000)
             self._wake.wait(wait_s)
             self._wake.clear()
 
+    def _pump(self) -> None:
+        """Settle finished sends, start new ones while senders are free, keep the books."""
+        assert self.outbox is not None and self._senders is not None
+        while True:
+            try:
+                item, result = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._inflight -= 1
+            self._settle(item, result)
+        now = self._clock_ms()
+        for item in self.outbox.claim(now, SENDERS - self._inflight, self.lease_ms):
+            if self._expired(item, now):
+                continue
+            self._inflight += 1
+            future = self._senders.submit(self._send, item)
+            future.add_done_callback(lambda f, item=item: self._finished(item, f))
+        if now - self._sized_ms >= SIZE_EVERY_MS:
+            self._outbox_size, self._sized_ms = self.outbox.counts()[0], now
+        if now - self._purged_ms >= PURGE_EVERY_MS:
+            self.outbox.purge(now, self.max_age_ms)
+            self._purged_ms = now
+
+    def _finished(self, item: Claimed, future: Future[Result]) -> None:
+        try:
+            result = future.result()
+        except BaseException as exc:  # cancelled at shutdown, or a bug: sent again later
+            result = Retry(f"send interrupted: {type(exc).__name__}")
+        self._done.put((item, result))
+        self._wake.set()
+
     def _sleep_s(self) -> float:
         assert self.outbox is not None
-        self._outbox_size = self.outbox.counts()[0]
+        if self._inflight >= SENDERS:
+            return IDLE_WAKE_S  # a finishing send wakes the timer
         due = self.outbox.next_due()
         if due is None:
             return IDLE_WAKE_S
         return min(max(0.0, (due - self._clock_ms()) / 1000), IDLE_WAKE_S)
 
     def run_once(self) -> int:
-        """Send what is due now; how many were delivered."""
+        """Send what is due now and wait for the answers; how many were delivered (tests,
+        and a caller without the timer thread)."""
         if self.sink is None or self.outbox is None:
             return 0
         delivered = 0
         while not self._stop.is_set():
             now = self._clock_ms()
-            claimed = self.outbox.claim(now, BATCH, self.lease_ms)
+            claimed = [item for item in self.outbox.claim(now, BATCH, self.lease_ms)
+                       if not self._expired(item, now)]
             if not claimed:
                 break
-            if self._senders is None or len(claimed) == 1:
-                results = [self._send(item) for item in claimed]
-            else:
-                results = list(self._senders.map(self._send, claimed))
-            for item, result in zip(claimed, results, strict=True):
-                delivered += self._settle(item, result)
-            if len(claimed) < BATCH:
-                break
+            for item in claimed:
+                delivered += self._settle(item, self._send(item))
         return delivered
 
-    def _send(self, item: Claimed) -> Retry | Refused | None:
+    def _expired(self, item: Claimed, now: int) -> bool:
+        """Too long past due to be worth sending (an edge down for days: stale reminders)."""
+        if now - item.due_ms < self.max_age_ms:
+            return False
+        self._set_aside(item, "expired", f"{(now - item.due_ms) // 1000} s past due", now)
+        return True
+
+    def _send(self, item: Claimed) -> Result:
         assert self.sink is not None
         try:
             return self.sink.send(item.key, item.body.encode())
@@ -162,11 +220,11 @@ class ChannelDispatcher:
             log.exception("channel sink %s failed", self.sink.name)
             return Retry(f"sink error: {type(exc).__name__}: {exc}"[:300])
 
-    def _settle(self, item: Claimed, result: Retry | Refused | None) -> int:
+    def _settle(self, item: Claimed, result: Result) -> int:
         assert self.outbox is not None
         now = self._clock_ms()
         if result is None:
-            self.outbox.sent(item.key)
+            self.outbox.sent(item.key, now)
             with self._lock:
                 self.delivered += 1
             return 1

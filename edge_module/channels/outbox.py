@@ -3,10 +3,14 @@
 A decision that fires a push, email or webhook action adds its records here before its
 session state is stored, so an edge killed at any moment after the decision still sends
 them after a restart (at least once: a record sent but not yet marked when the edge dies
-is sent again, under the same idempotency key). Records are claimed with a lease, so the
-worker processes sharing the file never send one at the same time. A record that cannot
-be delivered is set aside (table `set_aside`, the oldest removed beyond a bound) with its
-reason: an operator can read it there, and move it back (`requeue`).
+is sent again, under the same idempotency key). Records are claimed with a lease (their
+`next_ms` moves to the lease's end), so the worker processes sharing the file never send
+one at the same time, and `next_ms` alone says when a record may be claimed. A record
+that cannot be delivered is set aside (table `set_aside`, the oldest removed beyond a
+bound) with its reason: an operator can read it there, and move it back (`requeue`).
+
+A settled record (sent, set aside or cancelled) keeps its key, without its body, for
+`keep_ms`: the same firing added again (a replayed state) is then ignored, not resent.
 
 Commits are durable against a killed process (WAL with synchronous=NORMAL), not against
 the machine losing power.
@@ -21,17 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+SETTLED = 2**62  # the next_ms of a settled record: never claimed again
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     key TEXT PRIMARY KEY,
     body TEXT NOT NULL,
     channel TEXT NOT NULL,
+    session TEXT NOT NULL DEFAULT '',
     due_ms INTEGER NOT NULL,
     next_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
-    lease_until INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    session TEXT NOT NULL DEFAULT ''
+    settled_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms);
 CREATE INDEX IF NOT EXISTS outbox_session ON outbox (session);
@@ -98,43 +104,48 @@ class Outbox:
         return self._run(tx)
 
     def add(self, records: list[dict[str, Any]]) -> int:
-        """Add records (a key already present is kept as it is); how many were new."""
+        """Add records (a key present, waiting or settled, is kept as it is); how many
+        were new."""
         rows = [(r["key"], json.dumps(r, separators=(",", ":"), ensure_ascii=False),
-                 r["channel"] or "", r["due_ms"], r["due_ms"], r.get("session_id") or "")
+                 r["channel"] or "", r.get("session_id") or "", r["due_ms"], r["due_ms"])
                 for r in records]
 
         def insert(c: sqlite3.Connection) -> int:
             before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms, "
-                          "session) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, session, due_ms, "
+                          "next_ms) VALUES (?, ?, ?, ?, ?, ?)", rows)
             return c.total_changes - before
         return int(self._write(insert))
 
     def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Claimed]:
-        """Records due by `now_ms` and not leased, leased to the caller for `lease_ms`."""
+        """Up to `limit` records due by `now_ms`, leased to the caller for `lease_ms`."""
         def take(c: sqlite3.Connection) -> list[Claimed]:
             rows = c.execute("SELECT key, body, channel, due_ms, attempts FROM outbox "
-                             "WHERE next_ms <= ? AND lease_until <= ? ORDER BY next_ms "
-                             "LIMIT ?", (now_ms, now_ms, limit)).fetchall()
-            c.executemany("UPDATE outbox SET lease_until = ? WHERE key = ?",
+                             "WHERE next_ms <= ? ORDER BY next_ms LIMIT ?",
+                             (now_ms, limit)).fetchall()
+            c.executemany("UPDATE outbox SET next_ms = ? WHERE key = ?",
                           [(now_ms + lease_ms, row[0]) for row in rows])
             return [Claimed(*row) for row in rows]
-        return list(self._write(take))
+        return list(self._write(take)) if limit > 0 else []
 
-    def sent(self, key: str) -> None:
-        self._write(lambda c: c.execute("DELETE FROM outbox WHERE key = ?", (key,)))
+    def _settle(self, c: sqlite3.Connection, key: str, now_ms: int) -> None:
+        c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' WHERE key = ?",
+                  (SETTLED, now_ms, key))
+
+    def sent(self, key: str, now_ms: int) -> None:
+        self._write(lambda c: self._settle(c, key, now_ms))
 
     def retry(self, key: str, next_ms: int, error: str) -> None:
         self._write(lambda c: c.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, lease_until = 0, "
-            "last_error = ? WHERE key = ?", (next_ms, error[:500], key)))
+            "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, last_error = ? "
+            "WHERE key = ?", (next_ms, error[:500], key)))
 
     def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
         def move(c: sqlite3.Connection) -> None:
             c.execute("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
                       "VALUES (?, ?, ?, ?, ?)", (item.key, item.body, item.channel,
                                                  reason[:500], now_ms))
-            c.execute("DELETE FROM outbox WHERE key = ?", (item.key,))
+            self._settle(c, item.key, now_ms)
             excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - \
                 self.max_set_aside
             if excess > 0:
@@ -143,35 +154,46 @@ class Outbox:
         self._write(move)
 
     def cancel_session(self, session_id: str, now_ms: int) -> int:
-        """Drop the session's deliveries not yet due (nor being sent); how many."""
+        """Settle the session's deliveries not yet due (never claimed); how many."""
         def drop(c: sqlite3.Connection) -> int:
             before = c.total_changes
-            c.execute("DELETE FROM outbox WHERE session = ? AND due_ms > ? AND attempts = 0 "
-                      "AND lease_until <= ?", (session_id, now_ms, now_ms))
+            c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' "
+                      "WHERE session = ? AND due_ms > ? AND attempts = 0 AND next_ms < ?",
+                      (SETTLED, now_ms, session_id, now_ms, SETTLED))
             return c.total_changes - before
         return int(self._write(drop))
+
+    def purge(self, now_ms: int, keep_ms: int) -> int:
+        """Forget the keys of records settled more than `keep_ms` ago; how many."""
+        def forget(c: sqlite3.Connection) -> int:
+            before = c.total_changes
+            c.execute("DELETE FROM outbox WHERE next_ms = ? AND settled_ms < ?",
+                      (SETTLED, now_ms - keep_ms))
+            return c.total_changes - before
+        return int(self._write(forget))
 
     def requeue(self, now_ms: int) -> int:
         """Move every set-aside record back to be sent now; how many."""
         def back(c: sqlite3.Connection) -> int:
             rows = c.execute("SELECT key, body, channel FROM set_aside").fetchall()
-            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, due_ms, next_ms) "
-                          "VALUES (?, ?, ?, ?, ?)",
-                          [(k, b, ch, now_ms, now_ms) for k, b, ch in rows])
+            c.executemany(
+                "INSERT OR REPLACE INTO outbox (key, body, channel, session, due_ms, next_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(k, b, ch, json.loads(b).get("session_id") or "", now_ms, now_ms)
+                 for k, b, ch in rows])
             c.execute("DELETE FROM set_aside")
             return len(rows)
         return int(self._write(back))
 
     def next_due(self) -> int | None:
-        """When the earliest record may be claimed (its due moment, retry or lease end)."""
-        row = self._run(lambda c: c.execute(
-            "SELECT MIN(MAX(next_ms, lease_until)) FROM outbox").fetchone())
-        return None if row[0] is None else int(row[0])
+        """When the earliest record may be claimed (due, retry or end of lease)."""
+        row = self._run(lambda c: c.execute("SELECT MIN(next_ms) FROM outbox").fetchone())
+        return None if row[0] is None or row[0] >= SETTLED else int(row[0])
 
     def counts(self) -> tuple[int, int]:
         """(records waiting, records set aside)."""
         return self._run(lambda c: (
-            c.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+            c.execute("SELECT COUNT(*) FROM outbox WHERE next_ms < ?", (SETTLED,)).fetchone()[0],
             c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]))
 
     def set_aside_records(self) -> list[tuple[dict[str, Any], str]]:

@@ -6,7 +6,8 @@ import hashlib
 import hmac
 from typing import Any
 
-MAX_DELAY_MS = 30 * 86_400_000  # a pack's delay is far below it
+from ..core.catalog import MAX_CHANNEL_DELAY_MS as MAX_DELAY_MS
+
 MAX_TEXT = 256  # characters of each string field taken from the decision or the visitor
 
 
@@ -18,9 +19,11 @@ def crm_signature(key: bytes, crm_id: str) -> str:
 
 def delivery_records(deliveries: Any, *, decision_id: str, session_id: str, revision: Any,
                      edge_id: str, now_ms: int, crm_key: bytes | None) -> list[dict[str, Any]]:
-    """One record per delivery of a decision's answer. The idempotency key is the decision
-    id and the trigger: a record sent twice (a retry after a lost answer, a restart) carries
-    the same key, so the receiver keeps it once.
+    """One record per delivery of a decision's answer. The idempotency key names the firing,
+    not the request: the session, the trigger and which of its firings in that session this
+    is (the core's `firing`). A record sent twice (a retry after a lost answer, a restart)
+    carries the same key, and so does the same firing decided again from a replayed state
+    (a visitor resending an old state token): the outbox and the receiver keep it once.
 
     The visitor's CRM id is only ever as good as the site's word for it: with a CRM key
     configured, an id whose signature does not check is left out (`crm_id_verified` false);
@@ -30,8 +33,9 @@ def delivery_records(deliveries: Any, *, decision_id: str, session_id: str, revi
         if type(d) is not dict or type(d.get("trigger")) is not str:
             continue
         trigger = d["trigger"][:MAX_TEXT]
+        firing = d.get("firing") if type(d.get("firing")) is str else decision_id
         record: dict[str, Any] = {
-            "key": f"{decision_id}:{trigger}",
+            "key": delivery_key(session_id, trigger, firing),
             "decision_id": decision_id,
             "trigger": trigger,
             "channel": _text(d.get("channel")),
@@ -49,16 +53,28 @@ def delivery_records(deliveries: Any, *, decision_id: str, session_id: str, revi
         if type(variant) is dict:
             record["variant"] = variant
         crm_id = d.get("crm_id")
-        if type(crm_id) is str and crm_id:
+        if type(crm_id) is str and 0 < len(crm_id) <= MAX_TEXT:  # a longer id is nobody's
             if crm_key is None:
-                record["crm_id"] = crm_id[:MAX_TEXT]
-            else:
-                sig = d.get("crm_id_sig")
-                if type(sig) is str and hmac.compare_digest(crm_signature(crm_key, crm_id),
-                                                            sig.lower()):
-                    record["crm_id"], record["crm_id_verified"] = crm_id[:MAX_TEXT], True
+                record["crm_id"] = crm_id
+            elif _signed(crm_key, crm_id, d.get("crm_id_sig")):
+                record["crm_id"], record["crm_id_verified"] = crm_id, True
         out.append(record)
     return out
+
+
+def delivery_key(session_id: str, trigger: str, firing: str) -> str:
+    digest = hashlib.sha256("\x1f".join((session_id, trigger, firing)).encode(
+        "utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{digest}:{trigger}"
+
+
+def _signed(key: bytes, crm_id: str, sig: Any) -> bool:
+    """`sig` is the site's hex signature of `crm_id` (compared as bytes: a visitor's
+    non-ASCII text is a wrong signature, not an error)."""
+    if type(sig) is not str or len(sig) != 64:
+        return False
+    return hmac.compare_digest(crm_signature(key, crm_id).encode(),
+                               sig.lower().encode("utf-8", "surrogatepass"))
 
 
 def _text(value: Any) -> str | None:
@@ -67,5 +83,6 @@ def _text(value: Any) -> str | None:
 
 def _delay(value: Any) -> int:
     """The pack's delay, counted from the edge's clock (the action's `send_at_ms` is on the
-    visitor's clock, which a visitor could set anywhere)."""
-    return value if type(value) is int and 0 <= value <= MAX_DELAY_MS else 0
+    visitor's clock, which a visitor could set anywhere). Packs cannot ask for more than
+    MAX_DELAY_MS (the validator says so); a snapshot written by hand is held to it."""
+    return min(value, MAX_DELAY_MS) if type(value) is int and value > 0 else 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,6 +75,13 @@ def check_webhook_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{url!r}: expected an https:// URL")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port when it is read
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number from 0 to 65535") from None
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{url!r}: no credentials in the URL; the receiver checks the "
+                         "signature (X-Trigger-Signature) instead")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ValueError(f"{url!r}: deliveries name visitors; send them over https "
                          "(http only to 127.0.0.1 or localhost)")
@@ -100,6 +109,11 @@ class WebhookSink:
                    "User-Agent": "edge-trigger-engine"}
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = conn_type(self._host, self._port, timeout=self._timeout_s)
+        # The socket timeout bounds each read, not the call: a receiver trickling its
+        # answer a byte at a time is cut off at the deadline, so a send has a bounded
+        # length (and ends well within its lease).
+        deadline = threading.Timer(self._timeout_s, _cut, (conn,))
+        deadline.start()
         try:
             conn.request("POST", self._path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -108,6 +122,7 @@ class WebhookSink:
         except (OSError, http.client.HTTPException) as exc:
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
         finally:
+            deadline.cancel()
             conn.close()
         if 200 <= status < 300:
             return Sent
@@ -116,14 +131,27 @@ class WebhookSink:
         return Refused(f"webhook answered {status}")
 
 
+def _cut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass
+
+
 class KinesisSink:
     name = "kinesis"
 
     def __init__(self, stream: str, endpoint_url: str | None = None, client: Any = None) -> None:
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("kinesis", endpoint_url=endpoint_url or None)
+            # one short attempt per send: the dispatcher owns retries and their backoff
+            client = boto3.client("kinesis", endpoint_url=endpoint_url or None,
+                                  config=Config(connect_timeout=3, read_timeout=5,
+                                                retries={"total_max_attempts": 1}))
         self.stream = stream
         self.client = client
 

@@ -32,6 +32,7 @@ TIERS = ("immediate", "queued", "predictive")
 # delivery the edge host sends (signed webhook or stream) at its due moment.
 CHANNELS = ("page", "push", "email", "webhook")
 MAX_TEMPLATE = 128  # characters of an action's template id
+MAX_CHANNEL_DELAY_MS = 30 * 86_400_000  # the longest a push, email or webhook may wait
 # How fatigue budgets count channels: one budget for the visitor, or one per channel.
 FATIGUE_CHANNELS = ("shared", "separate")
 

@@ -102,6 +102,9 @@ class Decision:
         record(sess, trig, t)
         if trig.channel != "page":  # leaves now; the edge host's timer sends it when due
             action["send_at_ms"] = t + trig.delay_ms
+            # which firing this is: the same state replayed fires "again" with the same
+            # value, so the host's idempotency key collapses the copies
+            action["firing"] = f"{sess.start_ms}.{sess.fired[trig.id][FIRES]}"
         self.fired.append(Fired(trig, action, on_keep))
 
     def _undo(self, sess: Session, item: Fired, kept: set[str]) -> None:
@@ -137,6 +140,7 @@ class Decision:
         delivered: list[Fired] = []
         dropped: list[Fired] = []
         groups: set[str] = set()
+        counted = 0  # toward the per-decision maximum, whatever the channel
         for item in items:
             trig = item.trigger
             if ctx.arm == "holdout" or (trig.holdout > 0 and held_out(trig, ctx)):
@@ -163,9 +167,10 @@ class Decision:
                         min(self.fatigue_until, blocked_until)
                     dropped.append(item)
                     continue
-                if budget[2] >= snap.max_actions:
+                if counted >= snap.max_actions:
                     dropped.append(item)
                     continue
+                counted += 1
                 budget[2] += 1
             if trig.group is not None:
                 groups.add(trig.group)

@@ -9,11 +9,12 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..channels.dispatcher import ChannelDispatcher
-from ..channels.outbox import Outbox
+from ..channels.outbox import Outbox, OutboxError
 from ..channels.sinks import KinesisSink, Sink, WebhookSink
 from ..distribution.edge_store import open_store
 from ..distribution.signing import TrustedKeys
@@ -167,13 +168,29 @@ def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
         sink = WebhookSink(config.channel_webhook_url, config.channel_webhook_secret.encode())
     elif config.channel_kinesis_stream:
         sink = KinesisSink(config.channel_kinesis_stream, config.channel_kinesis_endpoint or None)
-    outbox = Outbox(config.state_dir / "channels.sqlite3", config.channel_max_set_aside) \
+    outbox = _open_outbox(config.state_dir / "channels.sqlite3", config.channel_max_set_aside) \
         if sink is not None else None
     return ChannelDispatcher(outbox, sink, max_attempts=config.channel_max_attempts,
                              max_age_s=config.channel_max_age_s,
                              backoff_base_s=config.channel_backoff_base_s,
                              backoff_max_s=config.channel_backoff_max_s,
                              max_outbox=config.channel_max_outbox)
+
+
+def _open_outbox(path: Path, max_set_aside: int) -> Outbox:
+    """The outbox in `path`; one that cannot be read is moved aside (kept for an operator)
+    and a new one started, so a damaged file never keeps the edge from serving."""
+    try:
+        return Outbox(path, max_set_aside)
+    except OutboxError as exc:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            damaged = path.with_name(path.name + suffix)
+            if damaged.exists():
+                damaged.rename(damaged.with_name(f"{path.name}.damaged-{stamp}{suffix}"))
+        logging.getLogger("edge.channels").error(
+            "%s; moved aside as %s.damaged-%s, starting an empty outbox", exc, path.name, stamp)
+        return Outbox(path, max_set_aside)
 
 
 def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:

@@ -407,21 +407,30 @@ class EdgeApp:
     def _send_later(self, deliveries: Any, decision_id: str, session_id: str,
                     response: dict[str, Any], now_ms: int) -> None:
         """Hand a decision's push, email and webhook actions to the channel dispatcher,
-        each with an outcome token (a receiver reports clicks and conversions with it)."""
-        records = delivery_records(deliveries, decision_id=decision_id, session_id=session_id,
-                                   revision=response.get("revision"), edge_id=self.edge_id,
-                                   now_ms=now_ms, crm_key=self.crm_key)
-        for record in records:
-            record["outcome_token"] = self.tokens.issue(session_id, decision_id,
-                                                        record["trigger"], now_ms)
+        each with an outcome token (a receiver reports clicks and conversions with it, for
+        a day from the moment it is sent). Never fails the decision."""
         channels = self.channels
         if channels is None:
             return
         try:
+            records = delivery_records(
+                deliveries, decision_id=decision_id, session_id=session_id,
+                revision=response.get("revision"), edge_id=self.edge_id, now_ms=now_ms,
+                crm_key=self.crm_key)
+            if self.crm_key is not None:  # the site signs its ids: an email needs one
+                unaddressed = [r for r in records
+                               if r["channel"] == "email" and not r["crm_id_verified"]]
+                if unaddressed:
+                    channels.drop("unverified_recipient", len(unaddressed))
+                    records = [r for r in records if r not in unaddressed]
+            for record in records:
+                record["outcome_token"] = self.tokens.issue(session_id, decision_id,
+                                                            record["trigger"], record["due_ms"])
             channels.enqueue(records)
-        except OutboxError as exc:  # the decision stands; what it could not keep is counted
-            channels.outbox_failed(len(records), exc)
-            log.error("%d delivery record(s) lost: %s", len(records), exc)
+        except Exception as exc:  # the decision stands; what it could not keep is counted
+            n = len(deliveries) if type(deliveries) is list else 1
+            channels.outbox_failed(n, exc)
+            log.error("%d delivery record(s) lost: %s", n, exc)
 
     def outcome(self, raw: bytes) -> Reply:
         """`POST /v1/outcome`: what the visitor did with an action (impression, click...),

@@ -49,7 +49,7 @@ def test_a_push_action_is_a_delivery_and_not_shown_on_the_page(decider):
     assert out["deliveries"] == [{
         "trigger": "pricing-push", "content": "discount-nudge-10", "tier": "immediate",
         "delay_ms": 0, "priority": 10, "channel": "push", "template": "push-discount",
-        "send_at_ms": T0 + 3200}]
+        "send_at_ms": T0 + 3200, "firing": f"{T0}.1"}]
 
 
 def test_page_only_snapshots_answer_without_deliveries(decider):
@@ -135,3 +135,30 @@ def test_fatigue_channels_must_be_shared_or_separate():
     with pytest.raises(RulePackError) as err:
         load_pack(text, "p.yaml")
     assert "unknown channels 'seperate'" in str(err.value) and "separate" in str(err.value)
+
+
+def test_a_channel_action_waits_at_most_30_days():
+    text = ("pack: p\ntriggers:\n  - id: t\n    action: {content: c, channel: email, "
+            "tier: queued, delay: 744h}\n")
+    with pytest.raises(RulePackError) as err:
+        load_pack(text, "p.yaml")
+    assert "waits at most 30 days" in str(err.value) and "p.yaml:4:" in str(err.value)
+    load_pack(text.replace("744h", "720h"), "p.yaml")
+
+
+def test_the_same_state_decided_again_names_the_same_firing(decider):
+    loaded(decider, pack(PUSH))
+    s = Session(decider, "/pricing")
+    before = s.state
+    first = read_pricing(s)["deliveries"][0]["firing"]
+    replayed = Session(decider, "/pricing")
+    replayed.client.state = before  # the visitor sends its old state (token) again
+    assert read_pricing(replayed)["deliveries"][0]["firing"] == first
+
+
+def test_the_per_decision_maximum_counts_every_channel(decider):
+    loaded(decider, pack(PUSH, BANNER).replace(
+        "triggers:", "settings:\n  max_actions: 1\n  fatigue: {channels: separate}\ntriggers:"))
+    out = read_pricing(Session(decider, "/pricing"))
+    assert [d["trigger"] for d in out.get("deliveries", [])] == ["pricing-push"]
+    assert out["actions"] == []  # the one action of this decision was the push
