@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 answer = _decide(stack.url, f"bench-{n}")
                 answered = time.perf_counter()
                 assert answer["actions"] == [], "a push reached the page"
-                key = f"{answer['decision_id']}:pricing-discount"
                 deadline = answered + 10
-                while (call := receiver.first(key)) is None and time.perf_counter() < deadline:
+                while (call := receiver.first(answer["decision_id"])) is None and \
+                        time.perf_counter() < deadline:
                     time.sleep(0.0005)
                 if call is None:
                     raise SystemExit(f"visit {n}: no push within 10 s")

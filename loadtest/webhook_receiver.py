@@ -47,10 +47,11 @@ class Receiver:
         with self._lock:
             return [(c.body["decision_id"], c.body["trigger"]) for c in self.calls if c.signed]
 
-    def first(self, key: str) -> Call | None:
-        """The first signed call with this idempotency key."""
+    def first(self, decision_id: str) -> Call | None:
+        """The first signed call for a delivery of this decision."""
         with self._lock:
-            return next((c for c in self.calls if c.signed and c.key == key), None)
+            return next((c for c in self.calls
+                         if c.signed and c.body.get("decision_id") == decision_id), None)
 
     def start(self) -> Receiver:
         receiver = self
