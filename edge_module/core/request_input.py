@@ -197,6 +197,9 @@ def request_context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
     if locale is not None and locale_parts(locale) is None:
         raise refuse("invalid_request", "context.locale must be a BCP 47 language tag such as "
                      f"de-AT (at most {MAX_LOCALE} characters)", "context.locale")
+    for name in ("crm_id", "crm_id_sig"):  # read by the host for channel deliveries
+        if context.get(name) is not None and type(context[name]) is not str:
+            raise refuse("invalid_request", f"context.{name} must be a string", f"context.{name}")
     attrs = context.get("attributes")
     if attrs is not None:
         _check_attributes(attrs)

@@ -90,6 +90,7 @@ _CONTEXT: dict[str, Any] = {
     "properties": {
         "url": {"type": ["string", "null"], "maxLength": MAX_URL},
         "locale": {"type": ["string", "null"], "maxLength": MAX_LOCALE,
+                   "pattern": "^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$",
                    "description": "a BCP 47 language tag (de-AT): picks the content variant"},
         "crm_id": {"type": ["string", "null"], "maxLength": MAX_URL,
                    "description": "the visitor's id in the site's CRM: carried to push, email "

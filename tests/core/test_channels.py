@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from control_plane.rulepack import RulePackError, load_pack
-from tests.factories import T0, Session, ev, loaded, pack
+from tests.factories import T0, Session, envelope, ev, loaded, pack, request
 
 PUSH = """\
 id: pricing-push
@@ -162,3 +162,11 @@ def test_the_per_decision_maximum_counts_every_channel(decider):
     out = read_pricing(Session(decider, "/pricing"))
     assert [d["trigger"] for d in out.get("deliveries", [])] == ["pricing-push"]
     assert out["actions"] == []  # the one action of this decision was the push
+
+
+def test_a_crm_id_that_is_not_a_string_is_refused_where_it_is(decider):
+    loaded(decider, pack(PUSH))
+    for name in ("crm_id", "crm_id_sig"):
+        out = decider.decide(envelope(request([], 100, "s-x", "/pricing",
+                                              context={"url": "/pricing", name: {"x": 1}})))
+        assert not out.ok and f"context.{name} must be a string" in out.text
