@@ -31,8 +31,14 @@ def decide_json(snap: Snapshot | None, envelope: str) -> str:
         raise DecisionError("invalid_json", f"request is not valid JSON: {exc}", "") from None
     if type(env) is not dict:
         raise DecisionError("invalid_request", "envelope must be a JSON object", "")
-    result = decide(snap, env.get("request"), env.get("state"), env.get("now_ms"),
-                    env.get("report") is True)
+    report = env.get("report") is True
+    result = None
+    if snap.plan is not None and not report:
+        result = snap.plan.decide(env.get("request"), env.get("state"), env.get("now_ms"))
+        if result is None:
+            env = json.loads(envelope)  # the plan consumed its copy of the state
+    if result is None:
+        result = decide(snap, env.get("request"), env.get("state"), env.get("now_ms"), report)
     state = result.pop("state")
     return _dumps(result) + "\n" + _dumps(state)
 
@@ -62,13 +68,21 @@ def decide_packed(snap: Snapshot | None, envelope: str) -> str:
     except (ValueError, EOFError, TypeError, UnicodeEncodeError):
         raise DecisionError("invalid_envelope", "packed envelope is not (now_ms, state, "
                             "request[, report]) in marshal format", "") from None
-    try:
-        state = None if state_blob is None else marshal.loads(state_blob)
-    except (ValueError, EOFError, TypeError):
-        state = None  # an unreadable stored state starts a fresh session, as a stale one does
-    result = decide(snap, request, state, now_ms, len(items) == 4 and items[3] is True)
+    report = len(items) == 4 and items[3] is True
+    result = None
+    if snap.plan is not None and not report:
+        result = snap.plan.decide(request, _stored_state(state_blob), now_ms)
+    if result is None:  # on a state of its own: the plan may have changed the other
+        result = decide(snap, request, _stored_state(state_blob), now_ms, report)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
     return pack((result, state_out))
+
+
+def _stored_state(blob: object) -> object:
+    try:
+        return None if blob is None else marshal.loads(blob)  # type: ignore[arg-type]
+    except (ValueError, EOFError, TypeError):
+        return None  # an unreadable stored state starts a fresh session, as a stale one does
 
 
 def error_json(exc: BaseException) -> str:

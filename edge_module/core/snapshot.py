@@ -194,6 +194,7 @@ class Snapshot:
     learned: dict[str, tuple[tuple[str, LearnedModel], ...]] = field(default_factory=dict)
     report: bool = False  # decisions return what they saw (`report`, contract A)
     content: dict[str, ContentEntry] = field(default_factory=dict)  # id -> variants
+    plan: Any = None  # the decision plan compiled for it (plan.py), set by the loader
     _scopes: dict[str, PageScope] = field(default_factory=dict)
 
     def scope(self, path: str) -> PageScope:

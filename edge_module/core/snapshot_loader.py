@@ -21,6 +21,7 @@ from .content import load_content
 from .errors import SnapshotError
 from .features import SESSION_FEATURES, LearnedModel
 from .globs import Glob, from_legacy_regex
+from .plan import compile_plan
 from .snapshot import INTENT, Model, Snapshot
 from .snapshot_checks import check, check_finite, check_int, check_num
 from .trigger_loader import TriggerLoader, context_condition, load_sequence, load_trigger
@@ -124,7 +125,7 @@ def load_snapshot(text: str) -> Snapshot:
         c.mode == "adaptive" or c.signal == INTENT
         for t in (*triggers, *(step.trigger for seq in sequences for step in seq.steps))
         for c in t.signals)
-    return Snapshot(
+    snap = Snapshot(
         revision=revision,
         triggers=triggers,
         by_id=by_id,
@@ -166,6 +167,8 @@ def load_snapshot(text: str) -> Snapshot:
         report=report,
         content=load_content(doc.get("content")),
     )
+    snap.plan = compile_plan(snap)
+    return snap
 
 
 _TRANSFORMS = ("identity", "log1p")
