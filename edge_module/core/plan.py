@@ -16,24 +16,34 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from math import isfinite
 from typing import Any
 
+from .catalog import CHANGING, RISING
 from .conditions import Ctx, holds, observe, signal_holds
-from .delivery import Decision
+from .delivery import Decision, action_of
 from .eligibility import allowed, fires
 from .engine import (
     _deliver_due,
     _fields,
     _fire_or_queue,
     _forget_unwatched,
-    _next_check,
     _observe_steps,
     _sequence_events,
     _sequence_steps,
     _streak,
 )
+from .next_check import HORIZON_MS, next_fire
 from .request_input import MAX_NAME, MAX_SESSION_ID, MAX_TIME_MS, MAX_URL, request_context
-from .session import MAX_HOVER_TARGETS, MAX_SAMPLES, MAX_SESSION_BYTES, PAGE_FIRES, PAGE_PV, Session
+from .session import (
+    LAST_FIRED,
+    MAX_HOVER_TARGETS,
+    MAX_SAMPLES,
+    MAX_SESSION_BYTES,
+    PAGE_FIRES,
+    PAGE_PV,
+    Session,
+)
 from .snapshot import (
     DWELL,
     HOVER,
@@ -43,7 +53,9 @@ from .snapshot import (
     SCROLL_VELOCITY,
     SESSION_TIME,
     Condition,
+    ContextCond,
     PageScope,
+    SegmentCond,
     Snapshot,
     Trigger,
     event_keys,
@@ -56,6 +68,7 @@ _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
+TimedRun = Callable[[Session, Ctx, int, list[int]], None]
 
 
 class Plan:
@@ -65,16 +78,19 @@ class Plan:
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self._buckets: dict[frozenset[int], StateRun] = {}
+        self._buckets: dict[frozenset[int], tuple[StateRun, TimedRun]] = {}
 
-    def state_run(self, scope: PageScope) -> StateRun:
-        """The bucket's state triggers as one function (built on first use)."""
-        run = self._buckets.get(scope.members)
-        if run is None:
+    def bucket(self, scope: PageScope) -> tuple[StateRun, TimedRun]:
+        """The bucket's state triggers and their next moments as functions (built on first
+        use)."""
+        runs = self._buckets.get(scope.members)
+        if runs is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets.clear()
-            run = self._buckets[scope.members] = compile_state_triggers(scope.state_triggers)
-        return run
+            runs = self._buckets[scope.members] = (
+                compile_state_triggers(scope.state_triggers),
+                compile_next_moments(scope.timed_triggers))
+        return runs
 
     def decide(self, request: Any, state: Any, host_now_ms: Any) -> dict[str, Any] | None:
         """`engine.decide` for a covered request (state consumed), else None."""
@@ -122,6 +138,9 @@ class Plan:
         mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, \
             snap.agg_fields, snap.sequences
         sustained, streaks = scope.sustained, scope.streaks
+        # at every event: anything beyond applying it (most snapshots need nothing here)
+        each = bool(tracked or fields or sequences or sustained or streaks)
+        samples, hover, scrolled = sess.samples, sess.hover, sess.scrolled
         last = 0
         for ev in raw:
             # the shape `order_events` checks, and order: anything else is the engine's
@@ -136,21 +155,33 @@ class Plan:
             if etype == "scroll":
                 depth = ev.get("depth")
                 if depth is not None:
-                    if type(depth) not in _NUMBER or not 0 <= depth <= 1:
+                    if type(depth) is not float and type(depth) is not int or \
+                            not 0 <= depth <= 1:
                         return None
-                    sess.depth = max(sess.depth, depth)
+                    if depth > sess.depth:  # noqa: PLR1730 - as the engine writes it
+                        sess.depth = depth
                     sess.pos = depth
                 y = ev.get("y")
                 if y is not None:
-                    if type(y) is not int and (type(y) is not float or not math.isfinite(y)):
+                    if type(y) is not int and (type(y) is not float or not isfinite(y)):
                         return None
-                    _scroll_to(sess, ts, y)
+                    # `Session.scroll_to`
+                    if samples:
+                        prev = samples[-1]
+                        if not scrolled:
+                            scrolled = sess.scrolled = [0.0, 0]
+                        scrolled[0] += abs(y - prev[1])
+                        gap = ts - prev[0]
+                        scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)  # noqa: FURB136
+                    samples.append([ts, y])
+                    if len(samples) > MAX_SAMPLES:
+                        del samples[: len(samples) - MAX_SAMPLES]
             elif etype == "mousemove":
                 x, y = ev.get("x"), ev.get("y")
                 if x is not None or y is not None:
-                    if (type(x) is not int and (type(x) is not float or not math.isfinite(x))) \
+                    if (type(x) is not int and (type(x) is not float or not isfinite(x))) \
                             or (type(y) is not int and
-                                (type(y) is not float or not math.isfinite(y))):
+                                (type(y) is not float or not isfinite(y))):
                         return None
                     if mouse_keep:
                         sess.mouse_to(ts, x, y, mouse_keep, None)
@@ -159,10 +190,9 @@ class Plan:
                 if type(target) is not str or len(target) > MAX_NAME:
                     return None
                 dur = ev.get("duration_ms")
-                if type(dur) is not int and (type(dur) is not float or not math.isfinite(dur)) \
+                if type(dur) is not int and (type(dur) is not float or not isfinite(dur)) \
                         or dur < 0:
                     return None
-                hover = sess.hover
                 if target in hover or len(hover) < MAX_HOVER_TARGETS:
                     hover[target] = hover.get(target, 0.0) + dur
             elif etype == "custom":
@@ -175,9 +205,11 @@ class Plan:
                     return None
                 if ts >= sess.pv:
                     sess.enter_page(url_path(url or ctx_url or "/"), ts)
+                    samples, hover = sess.samples, sess.hover
                     scope = snap.scope(sess.url or "/")
                     on_event, sustained, streaks = scope.on_event, scope.sustained, \
                         scope.streaks
+                    each = bool(tracked or fields or sequences or sustained or streaks)
             elif etype == "dismiss":
                 sess.dismissed = ts
             elif etype in _FORM_EVENTS:
@@ -188,23 +220,24 @@ class Plan:
                     sess.form_event(etype, ts, target)
             else:
                 return None  # an unknown type: the engine names it
-            # then what the engine does at every event, for the features the snapshot uses
-            if tracked and etype in tracked_types:
-                for key in event_keys(etype, ev.get("name"), ev.get("target")):
-                    keep = tracked.get(key)
-                    if keep is not None:
-                        sess.track(key, ts, keep)
-                if sequences:
-                    _sequence_events(snap, sess, ts, etype, ev)
-            if fields:
-                _fields(snap, sess, ts, etype, ev)
-            if sustained:
-                observe(sustained, sess, ctx, ts)
-            if sequences and sess.sequences:
-                _observe_steps(snap, sess, ctx, ts)
-            if streaks:
-                for trig in streaks:
-                    _streak(sess, trig, ctx, ts)
+            if each:
+                # then what the engine does at every event, for the features the snapshot uses
+                if tracked and etype in tracked_types:
+                    for key in event_keys(etype, ev.get("name"), ev.get("target")):
+                        keep = tracked.get(key)
+                        if keep is not None:
+                            sess.track(key, ts, keep)
+                    if sequences:
+                        _sequence_events(snap, sess, ts, etype, ev)
+                if fields:
+                    _fields(snap, sess, ts, etype, ev)
+                if sustained:
+                    observe(sustained, sess, ctx, ts)
+                if sequences and sess.sequences:
+                    _observe_steps(snap, sess, ctx, ts)
+                if streaks:
+                    for trig in streaks:
+                        _streak(sess, trig, ctx, ts)
             if on_event:
                 hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
                 if hits:
@@ -222,8 +255,9 @@ class Plan:
             observe(scope.sustained, sess, ctx, now)
         if sess.queue:
             _deliver_due(dec, snap, sess, ctx, scope, now)
+        state_run, timed_run = self.bucket(scope)
         if scope.state_triggers:
-            self.state_run(scope)(dec, sess, ctx, now)
+            state_run(dec, sess, ctx, now)
         if sess.sequences:
             _observe_steps(snap, sess, ctx, now)
             _sequence_steps(snap, sess, ctx, dec, now)
@@ -234,7 +268,7 @@ class Plan:
         response: dict[str, Any] = {
             "revision": snap.revision,
             "actions": actions,
-            "next_check_ms": _next_check(snap, sess, ctx, scope, dec, now),
+            "next_check_ms": _next_check(snap, sess, ctx, timed_run, dec, now),
         }
         if dec.suppressed:
             response["suppressed"] = dec.suppressed
@@ -246,22 +280,6 @@ class Plan:
         sess.fit(MAX_SESSION_BYTES)
         response["state"] = sess.to_state(snap.by_id)
         return response
-
-
-def _scroll_to(sess: Session, ts: int, y: float) -> None:
-    """`Session.scroll_to`, for a session whose samples are never empty after a page view."""
-    samples = sess.samples
-    if samples:
-        prev = samples[-1]
-        scrolled = sess.scrolled
-        if not scrolled:
-            scrolled = sess.scrolled = [0.0, 0]
-        scrolled[0] += abs(y - prev[1])
-        gap = ts - prev[0]
-        scrolled[1] += 1000 if gap > 1000 else (max(0, gap))
-    samples.append([ts, y])
-    if len(samples) > MAX_SAMPLES:
-        del samples[: len(samples) - MAX_SAMPLES]
 
 
 def compile_plan(snap: Snapshot) -> Plan | None:
@@ -277,7 +295,7 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
     """The engine's state-trigger loop for these triggers, unrolled: caps and static signal
     conditions inline, everything else through the engine's own functions."""
     names: dict[str, Any] = {"allowed": allowed, "holds": holds, "signal_holds": signal_holds,
-                             "fire_or_queue": _fire_or_queue}
+                             "fire_or_queue": _fire_or_queue, "action_of": action_of}
     lines = ["def run(dec, sess, ctx, t):",
              "    fired = sess.fired", "    pv = sess.pv", "    hover = sess.hover",
              "    streaks = sess.streaks"]
@@ -307,7 +325,11 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
             tests.append(_condition(c, cname, tid, names, windows))
         lines.append(f"{indent}if {' and '.join(tests)}:")
         lines.append(f"{indent}    streaks.pop({tid}, None)")
-        lines.append(f"{indent}    fire_or_queue(dec, sess, {tname}, t)")
+        if trig.tier == "queued" and trig.delay_ms > 0:
+            lines.append(f"{indent}    fire_or_queue(dec, sess, {tname}, t)")
+        else:  # `_fire_or_queue`'s other branch
+            lines.append(f"{indent}    dec.fire(sess, {tname}, t, action_of({tname}, "
+                         f"{trig.delay_ms!r}))")
     for w in sorted(windows):
         lines.insert(5, f"    v{w} = None")
     if len(lines) == 5:
@@ -318,7 +340,8 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
     return run
 
 
-def _condition(c: Any, cname: str, tid: str, names: dict[str, Any], windows: set[int]) -> str:
+def _condition(c: Any, cname: str, tid: str, names: dict[str, Any],
+               windows: set[int] | None) -> str:
     """A condition as a Python expression over `sess`, `ctx`, `t` and the run's locals."""
     if type(c) is not Condition:
         return f"holds({cname}, sess, ctx, t, {tid})"
@@ -331,8 +354,11 @@ def _condition(c: Any, cname: str, tid: str, names: dict[str, Any], windows: set
         value = "sess.depth"
     elif s == SCROLL_VELOCITY:
         w = c.window_ms
-        windows.add(w)
-        value = f"(v{w} if v{w} is not None else (v{w} := sess.velocity(t, {w!r})))"
+        if windows is None:  # no shared value: the caller evaluates several moments
+            value = f"sess.velocity(t, {w!r})"
+        else:
+            windows.add(w)
+            value = f"(v{w} if v{w} is not None else (v{w} := sess.velocity(t, {w!r})))"
     elif s == HOVER:
         value = f"hover.get({(c.target or '')!r}, 0.0)"
     elif s == SESSION_TIME:
@@ -343,9 +369,127 @@ def _condition(c: Any, cname: str, tid: str, names: dict[str, Any], windows: set
         value = "len(sess.pages)"
     else:
         return f"signal_holds({cname}, sess, ctx, t, {tid})"
+    return f"{value} {c.op} {_literal(c, cname)}"
+
+
+def _literal(c: Condition, cname: str) -> str:
+    """The static threshold as a literal (or read from the condition, if not a finite one)."""
     threshold = c.value
     if type(threshold) is int or (type(threshold) is float and math.isfinite(threshold)):
-        literal = repr(threshold)
-    else:
-        literal = f"{cname}.value"
-    return f"{value} {c.op} {literal}"
+        return repr(threshold)
+    return f"{cname}.value"
+
+
+# -- a bucket's next moments ---------------------------------------------------------------------
+
+def _next_check(snap: Snapshot, sess: Session, ctx: Ctx, timed_run: TimedRun, dec: Decision,
+                now: int) -> int | None:
+    """`engine._next_check`, the bucket's timed triggers through `timed_run`."""
+    if dec.crowded:
+        return now
+    candidates = [sess.queue[0][0]] if sess.queue else []
+    timed_run(sess, ctx, now, candidates)
+    for seq in snap.sequences:
+        state = sess.sequences.get(seq.id)
+        if state is not None and state[0] < len(seq.steps):
+            step = seq.steps[state[0]]
+            due = state[1] + step.after_ms
+            at = next_fire(step.trigger, sess, ctx, now, not_before=due)
+            if at is not None and (step.timeout_ms is None or at <= due + step.timeout_ms):
+                candidates.append(at)
+    if not candidates:
+        return None
+    at = min(candidates)
+    release = dec.fatigue_until
+    if release is not None:
+        if release == -1:
+            return None
+        at = max(at, release)
+    return at
+
+
+_CLOSED_RISING = frozenset((DWELL, SESSION_TIME))
+
+
+def _closed_form(trig: Trigger) -> bool:
+    """`next_fire` of `trig` is one moment computed from its conditions: each is a context or
+    segment test, or a static signal condition that time leaves steady, only ever stops
+    holding, or (dwell, session time) starts holding at a moment known now."""
+    for c in trig.conditions:
+        if type(c) is Condition:
+            if c.motion == CHANGING:
+                return False
+            if c.motion == RISING and (c.signal not in _CLOSED_RISING or not c.static or
+                                       c.hybrid or c.test is not OP_FUNCS.get(c.op) or
+                                       c.op not in (">=", ">")):
+                return False
+        elif type(c) not in (ContextCond, SegmentCond):
+            return False  # sustained: rising from a moment the session keeps
+    return True
+
+
+def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedRun:
+    """`next_fire` for each of these triggers, appending its moment to `out`: written out
+    for the closed-form ones, the engine's own for the rest."""
+    names: dict[str, Any] = {"allowed": allowed, "holds": holds, "signal_holds": signal_holds,
+                             "next_fire": next_fire, "ceil": math.ceil, "floor": math.floor}
+    lines = ["def timed(sess, ctx, now, out):",
+             "    fired = sess.fired", "    pv = sess.pv", "    hover = sess.hover",
+             "    streaks = sess.streaks", f"    horizon = now + {HORIZON_MS!r}"]
+    for k, trig in enumerate(triggers):
+        tname = f"T{k}"
+        names[tname] = trig
+        if not _closed_form(trig):
+            lines += [f"    at = next_fire({tname}, sess, ctx, now)",
+                      "    if at is not None:", "        out.append(at)"]
+            continue
+        tid = repr(trig.id)
+        lines.append(f"    rec = fired.get({tid})")
+        caps = []
+        if trig.per_session is not None:
+            caps.append(f"rec[0] >= {trig.per_session!r}")
+        if trig.per_page is not None:
+            caps.append(f"(rec[{PAGE_PV}] == pv and rec[{PAGE_FIRES}] >= {trig.per_page!r})")
+        pad = "    "
+        if caps:
+            lines.append(f"{pad}if rec is None or not ({' or '.join(caps)}):")
+            pad += "    "
+        lines.append(f"{pad}at = now + 1")
+        if trig.cooldown_ms:
+            lines += [f"{pad}if rec is not None and rec[{LAST_FIRED}] is not None:",
+                      f"{pad}    at = max(at, rec[{LAST_FIRED}] + {trig.cooldown_ms!r})"]
+        if trig.consecutive > 1:
+            lines.append(f"{pad}if streaks.get({tid}, 0) >= {trig.consecutive!r}:")
+            pad += "    "
+        lines.append(f"{pad}t = now")
+        steady = []
+        for j, c in enumerate(trig.conditions):
+            cname = f"C{k}_{j}"
+            names[cname] = c
+            if c.motion != RISING:
+                steady.append(_condition(c, cname, tid, names, None))
+        if steady:
+            lines.append(f"{pad}if {' and '.join(steady)}:")
+            pad += "    "
+        for j, c in enumerate(trig.conditions):
+            if c.motion == RISING:  # `first_true`: value(t) = t - base grows by 1 per ms
+                base = "pv" if c.signal == DWELL else "sess.start_ms"
+                threshold = _literal(c, f"C{k}_{j}")
+                holds_now = _condition(c, f"C{k}_{j}", tid, names, None)
+                crossing = f"floor({base} + {threshold}) + 1" if c.op == ">" else \
+                    f"ceil({base} + {threshold})"
+                lines += [f"{pad}if not ({holds_now}):",
+                          f"{pad}    at = max(at, {crossing})"]
+        # then `fires` at that moment, as the engine checks it
+        tests = [f"(rec is None or allowed({tname}, sess, ctx, t))" if trig.plain
+                 else f"allowed({tname}, sess, ctx, t)"]
+        tests += [_condition(c, f"C{k}_{j}", tid, names, None)
+                  for j, c in enumerate(trig.conditions)]
+        lines += [f"{pad}t = at", f"{pad}if t <= horizon and {' and '.join(tests)}:",
+                  f"{pad}    out.append(t)"]
+    if len(lines) == 6:
+        lines.append("    pass")
+    code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
+    exec(code, names)  # noqa: S102 - source generated above from the loaded snapshot
+    run: TimedRun = names["timed"]
+    return run
