@@ -71,7 +71,7 @@ def decide_packed(snap: Snapshot | None, envelope: str) -> str:
     report = len(items) == 4 and items[3] is True
     result = None
     if snap.plan is not None and not report:
-        result = snap.plan.decide(request, _stored_state(state_blob), now_ms)
+        result = snap.plan.decide(request, state_blob, now_ms, _stored_state)
     if result is None:  # on a state of its own: the plan may have changed the other
         result = decide(snap, request, _stored_state(state_blob), now_ms, report)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)

@@ -69,6 +69,7 @@ _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
 TimedRun = Callable[[Session, Ctx, int, list[int]], None]
+Bucket = tuple[StateRun, TimedRun, frozenset[str]]
 
 
 class Plan:
@@ -78,28 +79,33 @@ class Plan:
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self._buckets: dict[frozenset[int], tuple[StateRun, TimedRun]] = {}
+        self._buckets: dict[frozenset[int], Bucket] = {}
 
-    def bucket(self, scope: PageScope) -> tuple[StateRun, TimedRun]:
-        """The bucket's state triggers and their next moments as functions (built on first
-        use)."""
+    def bucket(self, scope: PageScope) -> Bucket:
+        """The bucket's state triggers and their next moments as functions, and the event
+        types its event triggers wait for (built on first use)."""
         runs = self._buckets.get(scope.members)
         if runs is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets.clear()
             runs = self._buckets[scope.members] = (
                 compile_state_triggers(scope.state_triggers),
-                compile_next_moments(scope.timed_triggers))
+                compile_next_moments(scope.timed_triggers),
+                frozenset(key.partition(":")[0] for key in scope.on_event))
         return runs
 
-    def decide(self, request: Any, state: Any, host_now_ms: Any) -> dict[str, Any] | None:
-        """`engine.decide` for a covered request (state consumed), else None."""
+    def decide(self, request: Any, state: Any, host_now_ms: Any,
+               read_state: Callable[[Any], Any] | None = None) -> dict[str, Any] | None:
+        """`engine.decide` for a covered request (state consumed), else None. With
+        `read_state`, `state` is what it reads the state from, once the request's own
+        fields have passed (a refused request costs no state)."""
         try:
-            return self._decide(request, state, host_now_ms)
+            return self._decide(request, state, host_now_ms, read_state)
         except Exception:  # noqa: BLE001 - the generic engine answers, errors included
             return None
 
-    def _decide(self, request: Any, state: Any, host_now_ms: Any) -> dict[str, Any] | None:
+    def _decide(self, request: Any, state: Any, host_now_ms: Any,
+                read_state: Callable[[Any], Any] | None) -> dict[str, Any] | None:
         snap = self.snap
         if type(request) is not dict:
             return None
@@ -114,6 +120,8 @@ class Plan:
             raw = ()
         elif type(raw) is not list or len(raw) > snap.max_events:
             return None
+        if read_state is not None:
+            state = read_state(state)
         if raw:
             first = raw[0]
             if type(first) is not dict:
@@ -134,6 +142,7 @@ class Plan:
         dec = Decision()
         scope = snap.scope(sess.url or "/")
         on_event = scope.on_event
+        on_types = self.bucket(scope)[2]
         tracked, tracked_types = snap.tracked, snap.tracked_types
         mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, \
             snap.agg_fields, snap.sequences
@@ -209,6 +218,7 @@ class Plan:
                     scope = snap.scope(sess.url or "/")
                     on_event, sustained, streaks = scope.on_event, scope.sustained, \
                         scope.streaks
+                    on_types = self.bucket(scope)[2]
                     each = bool(tracked or fields or sequences or sustained or streaks)
             elif etype == "dismiss":
                 sess.dismissed = ts
@@ -238,7 +248,7 @@ class Plan:
                 if streaks:
                     for trig in streaks:
                         _streak(sess, trig, ctx, ts)
-            if on_event:
+            if etype in on_types:
                 hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
                 if hits:
                     for trig in hits:
@@ -255,7 +265,7 @@ class Plan:
             observe(scope.sustained, sess, ctx, now)
         if sess.queue:
             _deliver_due(dec, snap, sess, ctx, scope, now)
-        state_run, timed_run = self.bucket(scope)
+        state_run, timed_run, _ = self.bucket(scope)
         if scope.state_triggers:
             state_run(dec, sess, ctx, now)
         if sess.sequences:
