@@ -117,6 +117,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5000)
     parser.add_argument("--triggers", type=int, nargs="+", default=[30, 500])
     parser.add_argument("--build", type=Path, default=Path("build"))
+    parser.add_argument("--compare", type=Path, metavar="BUILD",
+                        help="another build's component (a build/ directory, e.g. of the "
+                        "previous main), measured in the same run, in alternating blocks "
+                        "(rows `base`)")
     args = parser.parse_args()
 
     from wasmtime import component as wcomponent
@@ -125,6 +129,8 @@ def main() -> None:
 
     engine = make_engine()
     component = load_component(engine, args.build / "decision-engine.wasm", args.build / "cache")
+    base = None if args.compare is None else \
+        load_component(engine, args.compare / "decision-engine.wasm", args.compare / "cache")
     linker = wcomponent.Linker(engine)
     linker.add_wasip2()
     ticker = EpochTicker(engine)
@@ -152,6 +158,12 @@ def main() -> None:
         cases[f"{count}|native   packed"] = partial(decide_packed, snap, packed)
         cases[f"{count}|wasm     JSON"] = partial(inst.decide_json, env, 1000)
         cases[f"{count}|wasm     packed"] = partial(inst.decide_packed, packed, 1000)
+        if base is not None:
+            other = Instance(engine, linker, base, memory_limit=64 << 20)
+            assert other.load_snapshot(text, 5000).ok
+            result = other.decide_packed(packed, 1000)
+            assert result.ok and unpack(result.text)[0] == unpack(decide_packed(snap, packed))[0]
+            cases[f"{count}|base     packed"] = partial(other.decide_packed, packed, 1000)
     samples = measure(cases, args.iterations)  # every case in one run: ratios are fair
     print(f"{'case':<34}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}")
     p50: dict[str, float] = {}
@@ -168,6 +180,9 @@ def main() -> None:
         print(f"  component / native p50 ratio: JSON "
               f"{p50[f'{count}|wasm     JSON'] / p50[f'{count}|native   JSON']:.2f}x, packed "
               f"{p50[f'{count}|wasm     packed'] / p50[f'{count}|native   packed']:.2f}x")
+        if base is not None:
+            print(f"  component p50 (packed) against {args.compare}: "
+                  f"{p50[f'{count}|wasm     packed'] / p50[f'{count}|base     packed']:.2f}x")
     if len(args.triggers) > 1:
         small, large = min(args.triggers), max(args.triggers)
         print(f"  component p50 (packed), {large} vs {small} triggers: "
