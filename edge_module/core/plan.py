@@ -22,7 +22,7 @@ from typing import Any
 from .catalog import CHANGING, RISING
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
-from .eligibility import allowed, fires
+from .eligibility import allowed, capped, fires
 from .engine import (
     _deliver_due,
     _fields,
@@ -66,6 +66,9 @@ from .urls import url_path
 _NUMBER = (int, float)
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
+# A bucket's triggers are written out up to this many (~0.15 ms each to compile natively,
+# on the bucket's first decision); a bigger one runs the engine's loops.
+MAX_WRITTEN_OUT = 64
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
 TimedRun = Callable[[Session, Ctx, int, list[int]], None]
@@ -89,8 +92,12 @@ class Plan:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets.clear()
             runs = self._buckets[scope.members] = (
-                compile_state_triggers(scope.state_triggers),
-                compile_next_moments(scope.timed_triggers),
+                compile_state_triggers(scope.state_triggers)
+                if len(scope.state_triggers) <= MAX_WRITTEN_OUT
+                else _engine_state_triggers(scope.state_triggers),
+                compile_next_moments(scope.timed_triggers)
+                if len(scope.timed_triggers) <= MAX_WRITTEN_OUT
+                else _engine_next_moments(scope.timed_triggers),
                 frozenset(key.partition(":")[0] for key in scope.on_event))
         return runs
 
@@ -300,6 +307,32 @@ def compile_plan(snap: Snapshot) -> Plan | None:
 
 
 # -- a bucket's state triggers as generated source ------------------------------------------
+
+def _engine_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
+    """The engine's state-trigger loop over `triggers`."""
+    def run(dec: Decision, sess: Session, ctx: Ctx, now: int) -> None:
+        fired = sess.fired
+        for trig in triggers:
+            rec = fired.get(trig.id)
+            if rec is not None and capped(trig, sess, rec):
+                continue
+            if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
+                continue
+            if fires(trig, sess, ctx, now):
+                sess.streaks.pop(trig.id, None)
+                _fire_or_queue(dec, sess, trig, now)
+    return run
+
+
+def _engine_next_moments(triggers: tuple[Trigger, ...]) -> TimedRun:
+    """The engine's `next_fire` for each of `triggers`."""
+    def run(sess: Session, ctx: Ctx, now: int, out: list[int]) -> None:
+        for trig in triggers:
+            at = next_fire(trig, sess, ctx, now)
+            if at is not None:
+                out.append(at)
+    return run
+
 
 def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
     """The engine's state-trigger loop for these triggers, unrolled: caps and static signal

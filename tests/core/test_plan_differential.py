@@ -16,6 +16,7 @@ import tests.cases_language as lang
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import Snapshot, decide_json, decide_packed, error_json, load_snapshot, unpack
 from edge_module.core import pack as pack_value
+from edge_module.core.plan import MAX_WRITTEN_OUT
 from loadtest.bench import bench_pack, envelope_for
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 from tests.event_strategies import URLS, event, ts, valid_events
@@ -300,3 +301,14 @@ def test_the_plan_answers_the_bench_case_itself():
 
 def test_a_snapshot_that_reports_has_no_plan():
     assert load_snapshot(snapshot_text(lang.INTENT)).plan is None
+
+
+def test_a_bucket_too_big_to_write_out_runs_the_engines_loops_and_agrees():
+    triggers = [f"  - id: w{i}\n    when:\n      - {CONDITIONS[i % len(CONDITIONS)].format(n=i % 9 + 1)}"
+                f"\n    action: {{content: c{i}}}" for i in range(MAX_WRITTEN_OUT + 6)]
+    text = "pack: wide\nsegments:\n  mobile: {device: mobile}\ntriggers:\n" + \
+        "\n".join(triggers) + "\n"
+    snap = load_snapshot(json.dumps(compile_snapshot([load_pack(text, "w.yaml")], "w", 0)))
+    assert len(snap.scope("/pricing").state_triggers) > MAX_WRITTEN_OUT
+    assert run_visit(snap, _scripted("/pricing"), context={"device": "mobile"},
+                     url="/pricing") > 0
