@@ -162,8 +162,8 @@ class Plan:
             # the shape `order_events` checks, and order: anything else is the engine's
             if type(ev) is not dict:
                 return None
-            etype = ev.get("type")
-            ts = ev.get("ts_ms")
+            etype = ev["type"]  # a missing field raises: the engine answers for it
+            ts = ev["ts_ms"]
             if type(ts) is not int or ts < last or ts > MAX_TIME_MS or type(etype) is not str:
                 return None
             last = ts
@@ -202,17 +202,17 @@ class Plan:
                     if mouse_keep:
                         sess.mouse_to(ts, x, y, mouse_keep, None)
             elif etype == "hover":
-                target = ev.get("target")
+                target = ev["target"]
                 if type(target) is not str or len(target) > MAX_NAME:
                     return None
-                dur = ev.get("duration_ms")
+                dur = ev["duration_ms"]
                 if type(dur) is not int and (type(dur) is not float or not isfinite(dur)) \
                         or dur < 0:
                     return None
                 if target in hover or len(hover) < MAX_HOVER_TARGETS:
                     hover[target] = hover.get(target, 0.0) + dur
             elif etype == "custom":
-                name = ev.get("name")
+                name = ev["name"]
                 if type(name) is not str or len(name) > MAX_NAME:
                     return None
             elif etype == "page_view":
