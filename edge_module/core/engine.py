@@ -18,6 +18,7 @@ The request's events and context are checked and applied by `request_input`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .catalog import DEFAULT_VELOCITY_WINDOW_MS
@@ -151,6 +152,17 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     if sess.sequences:
         _observe_steps(snap, sess, ctx, now)
         _sequence_steps(snap, sess, ctx, dec, now)
+    return respond(snap, sess, ctx, scope, dec, now, _next_check, seen, reporting)
+
+
+NextCheck = Callable[[Snapshot, Session, Ctx, PageScope, Decision, int], "int | None"]
+
+
+def respond(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision, now: int,
+            next_check: NextCheck, seen: dict[str, Any] | None = None,
+            reporting: bool = False) -> dict[str, Any]:
+    """What fired, delivered (`take`), then the response and the session's new state: the
+    end of every decision (a decision plan's too, with its own `next_check`)."""
     actions = dec.take(snap, sess, ctx, now)
     if sess.sequences:
         _observe_steps(snap, sess, ctx, now)  # a step reached just now starts watching
@@ -161,7 +173,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     response: dict[str, Any] = {
         "revision": snap.revision,
         "actions": actions,
-        "next_check_ms": _next_check(snap, sess, ctx, scope, dec, now),
+        "next_check_ms": next_check(snap, sess, ctx, scope, dec, now),
     }
     if deliveries:  # for the host to send; never shown to the visitor
         response["deliveries"] = _addressed(deliveries, ctx.context)

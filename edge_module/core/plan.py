@@ -24,14 +24,15 @@ from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
 from .eligibility import allowed, capped, fires
 from .engine import (
+    NextCheck,
     _deliver_due,
     _fields,
     _fire_or_queue,
-    _forget_unwatched,
     _observe_steps,
     _sequence_events,
     _sequence_steps,
     _streak,
+    respond,
 )
 from .next_check import HORIZON_MS, next_fire
 from .request_input import MAX_NAME, MAX_SESSION_ID, MAX_TIME_MS, MAX_URL, request_context
@@ -39,7 +40,6 @@ from .session import (
     LAST_FIRED,
     MAX_HOVER_TARGETS,
     MAX_SAMPLES,
-    MAX_SESSION_BYTES,
     PAGE_FIRES,
     PAGE_PV,
     Session,
@@ -72,7 +72,7 @@ MAX_WRITTEN_OUT = 64
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
 TimedRun = Callable[[Session, Ctx, int, list[int]], None]
-Bucket = tuple[StateRun, TimedRun, frozenset[str]]
+Bucket = tuple[StateRun, NextCheck, frozenset[str]]
 
 
 class Plan:
@@ -95,9 +95,9 @@ class Plan:
                 compile_state_triggers(scope.state_triggers)
                 if len(scope.state_triggers) <= MAX_WRITTEN_OUT
                 else _engine_state_triggers(scope.state_triggers),
-                compile_next_moments(scope.timed_triggers)
-                if len(scope.timed_triggers) <= MAX_WRITTEN_OUT
-                else _engine_next_moments(scope.timed_triggers),
+                _next_check(compile_next_moments(scope.timed_triggers)
+                            if len(scope.timed_triggers) <= MAX_WRITTEN_OUT
+                            else _engine_next_moments(scope.timed_triggers)),
                 frozenset(key.partition(":")[0] for key in scope.on_event))
         return runs
 
@@ -272,31 +272,13 @@ class Plan:
             observe(scope.sustained, sess, ctx, now)
         if sess.queue:
             _deliver_due(dec, snap, sess, ctx, scope, now)
-        state_run, timed_run, _ = self.bucket(scope)
+        state_run, next_check, _ = self.bucket(scope)
         if scope.state_triggers:
             state_run(dec, sess, ctx, now)
         if sess.sequences:
             _observe_steps(snap, sess, ctx, now)
             _sequence_steps(snap, sess, ctx, dec, now)
-        actions = dec.take(snap, sess, ctx, now)
-        if sess.sequences:
-            _observe_steps(snap, sess, ctx, now)
-
-        response: dict[str, Any] = {
-            "revision": snap.revision,
-            "actions": actions,
-            "next_check_ms": _next_check(snap, sess, ctx, timed_run, dec, now),
-        }
-        if dec.suppressed:
-            response["suppressed"] = dec.suppressed
-        if ctx.arm is not None:
-            response["arm"] = ctx.arm
-        if sess.sustained:
-            _forget_unwatched(snap, sess, scope)
-        sess.prune(now, snap.keep_ms)
-        sess.fit(MAX_SESSION_BYTES)
-        response["state"] = sess.to_state(snap.by_id)
-        return response
+        return respond(snap, sess, ctx, scope, dec, now, next_check)
 
 
 def compile_plan(snap: Snapshot) -> Plan | None:
@@ -425,30 +407,32 @@ def _literal(c: Condition, cname: str) -> str:
 
 # -- a bucket's next moments ---------------------------------------------------------------------
 
-def _next_check(snap: Snapshot, sess: Session, ctx: Ctx, timed_run: TimedRun, dec: Decision,
-                now: int) -> int | None:
-    """`engine._next_check`, the bucket's timed triggers through `timed_run`."""
-    if dec.crowded:
-        return now
-    candidates = [sess.queue[0][0]] if sess.queue else []
-    timed_run(sess, ctx, now, candidates)
-    for seq in snap.sequences:
-        state = sess.sequences.get(seq.id)
-        if state is not None and state[0] < len(seq.steps):
-            step = seq.steps[state[0]]
-            due = state[1] + step.after_ms
-            at = next_fire(step.trigger, sess, ctx, now, not_before=due)
-            if at is not None and (step.timeout_ms is None or at <= due + step.timeout_ms):
-                candidates.append(at)
-    if not candidates:
-        return None
-    at = min(candidates)
-    release = dec.fatigue_until
-    if release is not None:
-        if release == -1:
+def _next_check(timed_run: TimedRun) -> NextCheck:
+    """`engine._next_check` for one bucket, its timed triggers through `timed_run`."""
+    def next_check(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision,
+                   now: int) -> int | None:
+        if dec.crowded:
+            return now
+        candidates = [sess.queue[0][0]] if sess.queue else []
+        timed_run(sess, ctx, now, candidates)
+        for seq in snap.sequences:
+            state = sess.sequences.get(seq.id)
+            if state is not None and state[0] < len(seq.steps):
+                step = seq.steps[state[0]]
+                due = state[1] + step.after_ms
+                at = next_fire(step.trigger, sess, ctx, now, not_before=due)
+                if at is not None and (step.timeout_ms is None or at <= due + step.timeout_ms):
+                    candidates.append(at)
+        if not candidates:
             return None
-        at = max(at, release)
-    return at
+        at = min(candidates)
+        release = dec.fatigue_until
+        if release is not None:
+            if release == -1:
+                return None
+            at = max(at, release)
+        return at
+    return next_check
 
 
 _CLOSED_RISING = frozenset((DWELL, SESSION_TIME))

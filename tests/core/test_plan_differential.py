@@ -20,8 +20,19 @@ from edge_module.core.plan import MAX_WRITTEN_OUT
 from loadtest.bench import bench_pack, envelope_for
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 from tests.event_strategies import URLS, event, ts, valid_events
-from tests.factories import T0, snapshot_text
+from tests.factories import T0, pack, snapshot_text
 from tests.reference_examples import EXAMPLES, IDS
+
+CHANNELS = pack("""
+id: pricing-push
+page: /pricing
+when: [{dwell: ">= 3s"}]
+action: {content: push-nudge, channel: push, template: push-discount, priority: 10}
+""", """
+id: cart-email
+on: {type: custom, name: cart_abandon}
+action: {content: cart-reminder, channel: email, template: cart-email, tier: queued, delay: 30s}
+""", name="channels")
 
 FIELDS = ["#email", "#card", "#btn"]
 events = st.one_of(
@@ -184,7 +195,7 @@ _LANGUAGE = snapshot_text(
     lang.POSITION, lang.SPIKE, lang.ENTROPY, lang.DEPTH, lang.FORMS, lang.FAST_CLICK, lang.COUNT,
     lang.TEMPORAL, lang.VOLUME, lang.CONTEXT, lang.GROUPS, lang.FATIGUE, lang.SEQUENCE,
     lang.JOURNEY.replace("segments:\n  mobile: {device: mobile}\n", ""), lang.ROLLOUT, PRICING,
-    CHECKOUT, VELOCITY, HOVER, PAGES, MANY, COOLDOWN)
+    CHECKOUT, VELOCITY, HOVER, PAGES, MANY, COOLDOWN, CHANNELS)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -224,7 +235,8 @@ def packs(draw: Any) -> str:
     if draw(st.booleans()):
         lines += ["settings:", f"  max_actions: {draw(st.integers(1, 3))}"]
         if draw(st.booleans()):
-            lines.append("  fatigue: {per_session: 3, per_minute: 2, quiet_after_dismiss: 5s}")
+            lines.append("  fatigue: {per_session: 3, per_minute: 2, quiet_after_dismiss: 5s"
+                         + draw(st.sampled_from(["", ", channels: separate"])) + "}")
     lines.append("triggers:")
     for i in range(draw(st.integers(1, 6))):
         lines.append(f"  - id: g{i}")
@@ -243,7 +255,9 @@ def packs(draw: Any) -> str:
         lines += ["    " + o for o in ([cap] if cap else []) + options]
         tier = draw(st.sampled_from(["immediate", "queued", "predictive"]))
         delay = ", delay: 2s" if tier == "queued" else ""
-        lines.append(f"    action: {{content: c{i}, tier: {tier}{delay}, "
+        channel = draw(st.sampled_from(["", "", ", channel: push, template: p",
+                                        ", channel: email, template: e"]))
+        lines.append(f"    action: {{content: c{i}, tier: {tier}{delay}{channel}, "
                      f"priority: {draw(st.integers(0, 3))}}}")
     if draw(st.booleans()):
         lines += CART_SEQUENCE
