@@ -139,8 +139,18 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
         _deliver_due(dec, snap, sess, ctx, scope, now)
     # before the state triggers fire: a trigger this decision caps is still reported
     seen = decision_report(scope, sess, ctx, now) if reporting else None
+    fire_state_triggers(scope.state_triggers, dec, sess, ctx, now)
+    if sess.sequences:
+        _observe_steps(snap, sess, ctx, now)
+        _sequence_steps(snap, sess, ctx, dec, now)
+    return respond(snap, sess, ctx, scope, dec, now, _next_check, seen, reporting)
+
+
+def fire_state_triggers(triggers: tuple[Trigger, ...], dec: Decision, sess: Session, ctx: Ctx,
+                        now: int) -> None:
+    """Fire (or queue) the state triggers that may fire and whose conditions hold `now`."""
     fired = sess.fired
-    for trig in scope.state_triggers:
+    for trig in triggers:
         rec = fired.get(trig.id)
         if rec is not None and capped(trig, sess, rec):
             continue  # the common case once a trigger has fired: settled in one call
@@ -149,10 +159,6 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
         if fires(trig, sess, ctx, now):
             sess.streaks.pop(trig.id, None)
             _fire_or_queue(dec, sess, trig, now)
-    if sess.sequences:
-        _observe_steps(snap, sess, ctx, now)
-        _sequence_steps(snap, sess, ctx, dec, now)
-    return respond(snap, sess, ctx, scope, dec, now, _next_check, seen, reporting)
 
 
 NextCheck = Callable[[Snapshot, Session, Ctx, PageScope, Decision, int], "int | None"]
@@ -286,15 +292,23 @@ def _observe_steps(snap: Snapshot, sess: Session, ctx: Ctx, t: int) -> None:
                 observe(sustained, sess, ctx, t)
 
 
+TimedMoments = Callable[[Session, Ctx, int, list[int]], None]
+
+
 def _next_check(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision,
-                now: int) -> int | None:
+                now: int, timed: TimedMoments | None = None) -> int | None:
+    """The earliest moment something is due (`timed`: the page's timed triggers' moments
+    appended to the list it gets, as a decision plan writes them; else `next_fire`)."""
     if dec.crowded:
         return now  # more was due than one decision returns: call again right away
     candidates = [sess.queue[0][0]] if sess.queue else []
-    for trig in scope.timed_triggers:
-        at = next_fire(trig, sess, ctx, now)
-        if at is not None:
-            candidates.append(at)
+    if timed is not None:
+        timed(sess, ctx, now, candidates)
+    else:
+        for trig in scope.timed_triggers:
+            at = next_fire(trig, sess, ctx, now)
+            if at is not None:
+                candidates.append(at)
     for seq in snap.sequences:
         state = sess.sequences.get(seq.id)
         if state is not None and state[0] < len(seq.steps):

@@ -1,10 +1,11 @@
 """Decision plans: `decide` specialised to one snapshot, for the requests it covers.
 
-A plan is compiled when a snapshot is loaded. It checks and applies a batch in one pass with
-the common event types inline, and evaluates each page bucket's state triggers in one
-generated function with their caps and static signal conditions written out as expressions
-(built on the bucket's first use, cached per set of triggers). Everything else (context,
-queue, sequences, delivery, next check, the state) is the generic engine's own code.
+`load_snapshot` gives each snapshot its plan. It checks and applies a batch in one pass with
+the common event types inline; each page bucket's state triggers, and the moments time alone
+makes them fire (`next_check_ms`), are generated functions with caps and static signal
+conditions written out as expressions (compiled on the bucket's first decision, cached per
+set of triggers). Everything else (context, queue, sequences, the end of the decision in
+`engine.respond`) is the generic engine's own code.
 
 A plan answers only what it covers: a batch that is invalid, out of order or asks for a
 report, and any exception, make it return None, and the caller decides with the generic
@@ -16,22 +17,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from math import isfinite
 from typing import Any
 
 from .catalog import CHANGING, RISING
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
-from .eligibility import allowed, capped, fires
+from .eligibility import allowed, fires
 from .engine import (
     NextCheck,
+    TimedMoments,
     _deliver_due,
     _fields,
     _fire_or_queue,
+    _next_check,
     _observe_steps,
     _sequence_events,
     _sequence_steps,
     _streak,
+    fire_state_triggers,
     respond,
 )
 from .next_check import HORIZON_MS, next_fire
@@ -63,7 +68,6 @@ from .snapshot import (
 from .trigger_loader import OP_FUNCS
 from .urls import url_path
 
-_NUMBER = (int, float)
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
 # A bucket's triggers are written out up to this many (~0.15 ms each to compile natively,
@@ -71,7 +75,6 @@ _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
 MAX_WRITTEN_OUT = 64
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
-TimedRun = Callable[[Session, Ctx, int, list[int]], None]
 Bucket = tuple[StateRun, NextCheck, frozenset[str]]
 
 
@@ -94,10 +97,9 @@ class Plan:
             runs = self._buckets[scope.members] = (
                 compile_state_triggers(scope.state_triggers)
                 if len(scope.state_triggers) <= MAX_WRITTEN_OUT
-                else _engine_state_triggers(scope.state_triggers),
-                _next_check(compile_next_moments(scope.timed_triggers)
-                            if len(scope.timed_triggers) <= MAX_WRITTEN_OUT
-                            else _engine_next_moments(scope.timed_triggers)),
+                else partial(fire_state_triggers, scope.state_triggers),
+                partial(_next_check, timed=compile_next_moments(scope.timed_triggers))
+                if len(scope.timed_triggers) <= MAX_WRITTEN_OUT else _next_check,
                 frozenset(key.partition(":")[0] for key in scope.on_event))
         return runs
 
@@ -290,32 +292,6 @@ def compile_plan(snap: Snapshot) -> Plan | None:
 
 # -- a bucket's state triggers as generated source ------------------------------------------
 
-def _engine_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
-    """The engine's state-trigger loop over `triggers`."""
-    def run(dec: Decision, sess: Session, ctx: Ctx, now: int) -> None:
-        fired = sess.fired
-        for trig in triggers:
-            rec = fired.get(trig.id)
-            if rec is not None and capped(trig, sess, rec):
-                continue
-            if trig.consecutive > 1 and sess.streaks.get(trig.id, 0) < trig.consecutive:
-                continue
-            if fires(trig, sess, ctx, now):
-                sess.streaks.pop(trig.id, None)
-                _fire_or_queue(dec, sess, trig, now)
-    return run
-
-
-def _engine_next_moments(triggers: tuple[Trigger, ...]) -> TimedRun:
-    """The engine's `next_fire` for each of `triggers`."""
-    def run(sess: Session, ctx: Ctx, now: int, out: list[int]) -> None:
-        for trig in triggers:
-            at = next_fire(trig, sess, ctx, now)
-            if at is not None:
-                out.append(at)
-    return run
-
-
 def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
     """The engine's state-trigger loop for these triggers, unrolled: caps and static signal
     conditions inline, everything else through the engine's own functions."""
@@ -407,34 +383,6 @@ def _literal(c: Condition, cname: str) -> str:
 
 # -- a bucket's next moments ---------------------------------------------------------------------
 
-def _next_check(timed_run: TimedRun) -> NextCheck:
-    """`engine._next_check` for one bucket, its timed triggers through `timed_run`."""
-    def next_check(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision,
-                   now: int) -> int | None:
-        if dec.crowded:
-            return now
-        candidates = [sess.queue[0][0]] if sess.queue else []
-        timed_run(sess, ctx, now, candidates)
-        for seq in snap.sequences:
-            state = sess.sequences.get(seq.id)
-            if state is not None and state[0] < len(seq.steps):
-                step = seq.steps[state[0]]
-                due = state[1] + step.after_ms
-                at = next_fire(step.trigger, sess, ctx, now, not_before=due)
-                if at is not None and (step.timeout_ms is None or at <= due + step.timeout_ms):
-                    candidates.append(at)
-        if not candidates:
-            return None
-        at = min(candidates)
-        release = dec.fatigue_until
-        if release is not None:
-            if release == -1:
-                return None
-            at = max(at, release)
-        return at
-    return next_check
-
-
 _CLOSED_RISING = frozenset((DWELL, SESSION_TIME))
 
 
@@ -455,7 +403,7 @@ def _closed_form(trig: Trigger) -> bool:
     return True
 
 
-def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedRun:
+def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments:
     """`next_fire` for each of these triggers, appending its moment to `out`: written out
     for the closed-form ones, the engine's own for the rest."""
     names: dict[str, Any] = {"allowed": allowed, "holds": holds, "signal_holds": signal_holds,
@@ -518,5 +466,5 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedRun:
         lines.append("    pass")
     code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
     exec(code, names)  # noqa: S102 - source generated above from the loaded snapshot
-    run: TimedRun = names["timed"]
+    run: TimedMoments = names["timed"]
     return run
