@@ -41,6 +41,42 @@ from .snapshot import PageScope, Sequence, Snapshot, Trigger, event_keys
 from .urls import url_path
 
 
+def observe_event(snap: Snapshot, sess: Session, ctx: Ctx, ts: int, etype: str,
+                  ev: dict[str, Any], sustained: Any, streaks: Any) -> None:
+    """What an applied event is watched for besides signals: tracked filters and sequence
+    starts, form-field aggregates, sustained conditions, sequence steps and streaks (the
+    page's `sustained` and `streaks`). The engine and the decision plans both call it."""
+    if snap.tracked and etype in snap.tracked_types:  # most events match no filter at all
+        for key in event_keys(etype, ev.get("name"), ev.get("target")):
+            keep = snap.tracked.get(key)
+            if keep is not None:
+                sess.track(key, ts, keep)
+        if snap.sequences:
+            _sequence_events(snap, sess, ts, etype, ev)
+    if snap.agg_fields:
+        _fields(snap, sess, ts, etype, ev)
+    if sustained:
+        observe(sustained, sess, ctx, ts)
+    if snap.sequences and sess.sequences:
+        _observe_steps(snap, sess, ctx, ts)
+    if streaks:
+        for trig in streaks:
+            _streak(sess, trig, ctx, ts)
+
+
+def fire_on_event(dec: Decision, sess: Session, ctx: Ctx, hits: Any, ev: dict[str, Any],
+                  ts: int) -> None:
+    """The triggers waiting for this event (`hits`) that fire at it, read as of `ts`."""
+    for trig in hits:
+        if trig.on_target is not None and ev.get("target") != trig.on_target:
+            continue
+        if trig.consecutive > 1 and not _streak(sess, trig, ctx, ts):
+            continue
+        if fires(trig, sess, ctx, ts):
+            sess.streaks.pop(trig.id, None)
+            _fire_or_queue(dec, sess, trig, ts)
+
+
 def _queue(sess: Session, trig: Trigger, t: int) -> None:
     for entry in sess.queue:
         if entry[1] == trig.id:
@@ -91,11 +127,13 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     dec = Decision()
     scope = snap.scope(sess.url or "/")
     on_event = scope.on_event
-    tracked, tracked_types = snap.tracked, snap.tracked_types
+    tracked = snap.tracked
     # What this snapshot needs watched, looked up once: most packs use few features.
     mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, snap.agg_fields, \
         snap.sequences
     sustained, streaks = scope.sustained, scope.streaks
+    # anything besides signals watched at each event (most snapshots: nothing)
+    watching = bool(tracked or fields or sequences or sustained or streaks)
     reporting = report or snap.report
     visit = sess.visit_counts() if reporting and events else None
     for ts, i, ev in events:
@@ -105,33 +143,13 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
         if apply_event(sess, ts, i, ev, etype, ctx_url, mouse_keep, forms, visit):
             scope = snap.scope(sess.url or "/")
             on_event, sustained, streaks = scope.on_event, scope.sustained, scope.streaks
-        if tracked and etype in tracked_types:  # most events match no filter at all
-            for key in event_keys(etype, ev.get("name"), ev.get("target")):
-                keep = tracked.get(key)
-                if keep is not None:
-                    sess.track(key, ts, keep)
-            if sequences:
-                _sequence_events(snap, sess, ts, etype, ev)
-        if fields:
-            _fields(snap, sess, ts, etype, ev)
-        if sustained:
-            observe(sustained, sess, ctx, ts)
-        if sequences and sess.sequences:
-            _observe_steps(snap, sess, ctx, ts)
-        if streaks:
-            for trig in streaks:
-                _streak(sess, trig, ctx, ts)
+            watching = bool(tracked or fields or sequences or sustained or streaks)
+        if watching:
+            observe_event(snap, sess, ctx, ts, etype, ev, sustained, streaks)
         if on_event:
             hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
             if hits:
-                for trig in hits:
-                    if trig.on_target is not None and ev.get("target") != trig.on_target:
-                        continue
-                    if trig.consecutive > 1 and not _streak(sess, trig, ctx, ts):
-                        continue
-                    if fires(trig, sess, ctx, ts):
-                        sess.streaks.pop(trig.id, None)
-                        _fire_or_queue(dec, sess, trig, ts)
+                fire_on_event(dec, sess, ctx, hits, ev, ts)
 
     if scope.sustained:
         observe(scope.sustained, sess, ctx, now)

@@ -24,19 +24,18 @@ from typing import Any
 from .catalog import CHANGING, RISING
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
-from .eligibility import allowed, fires
+from .eligibility import allowed
 from .engine import (
     NextCheck,
     TimedMoments,
     _deliver_due,
-    _fields,
     _fire_or_queue,
     _next_check,
     _observe_steps,
-    _sequence_events,
     _sequence_steps,
-    _streak,
+    fire_on_event,
     fire_state_triggers,
+    observe_event,
     respond,
 )
 from .next_check import HORIZON_MS, next_fire
@@ -63,7 +62,6 @@ from .snapshot import (
     SegmentCond,
     Snapshot,
     Trigger,
-    event_keys,
 )
 from .trigger_loader import OP_FUNCS
 from .urls import url_path
@@ -152,7 +150,7 @@ class Plan:
         scope = snap.scope(sess.url or "/")
         on_event = scope.on_event
         on_types = self.bucket(scope)[2]
-        tracked, tracked_types = snap.tracked, snap.tracked_types
+        tracked = snap.tracked
         mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, \
             snap.agg_fields, snap.sequences
         sustained, streaks = scope.sustained, scope.streaks
@@ -239,35 +237,12 @@ class Plan:
                     sess.form_event(etype, ts, target)
             else:
                 return None  # an unknown type: the engine names it
-            if each:
-                # then what the engine does at every event, for the features the snapshot uses
-                if tracked and etype in tracked_types:
-                    for key in event_keys(etype, ev.get("name"), ev.get("target")):
-                        keep = tracked.get(key)
-                        if keep is not None:
-                            sess.track(key, ts, keep)
-                    if sequences:
-                        _sequence_events(snap, sess, ts, etype, ev)
-                if fields:
-                    _fields(snap, sess, ts, etype, ev)
-                if sustained:
-                    observe(sustained, sess, ctx, ts)
-                if sequences and sess.sequences:
-                    _observe_steps(snap, sess, ctx, ts)
-                if streaks:
-                    for trig in streaks:
-                        _streak(sess, trig, ctx, ts)
+            if each:  # then what the engine watches at every event, as it does
+                observe_event(snap, sess, ctx, ts, etype, ev, sustained, streaks)
             if etype in on_types:
                 hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
                 if hits:
-                    for trig in hits:
-                        if trig.on_target is not None and ev.get("target") != trig.on_target:
-                            continue
-                        if trig.consecutive > 1 and not _streak(sess, trig, ctx, ts):
-                            continue
-                        if fires(trig, sess, ctx, ts):
-                            sess.streaks.pop(trig.id, None)
-                            _fire_or_queue(dec, sess, trig, ts)
+                    fire_on_event(dec, sess, ctx, hits, ev, ts)
         now = max(now, last)  # a batch is never older than its newest event
 
         if scope.sustained:
@@ -305,16 +280,7 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
         tname = f"T{k}"
         names[tname] = trig
         tid = repr(trig.id)
-        lines.append(f"    rec = fired.get({tid})")
-        caps = []
-        if trig.per_session is not None:
-            caps.append(f"rec[0] >= {trig.per_session!r}")
-        if trig.per_page is not None:
-            caps.append(f"(rec[{PAGE_PV}] == pv and rec[{PAGE_FIRES}] >= {trig.per_page!r})")
-        indent = "    "
-        if caps:
-            lines.append(f"    if rec is None or not ({' or '.join(caps)}):")
-            indent = "        "
+        indent = _capped_guard(lines, trig)
         tests = []
         if trig.consecutive > 1:
             tests.append(f"streaks.get({tid}, 0) >= {trig.consecutive!r}")
@@ -333,11 +299,7 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
                          f"{trig.delay_ms!r}))")
     for w in sorted(windows):
         lines.insert(5, f"    v{w} = None")
-    if len(lines) == 5:
-        lines.append("    pass")
-    code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
-    exec(code, names)  # noqa: S102 - source generated above from the loaded snapshot
-    run: StateRun = names["run"]
+    run: StateRun = _function(lines, 5, names, "run")
     return run
 
 
@@ -386,6 +348,32 @@ def _literal(c: Condition, cname: str) -> str:
 _CLOSED_RISING = frozenset((DWELL, SESSION_TIME))
 
 
+def _function(lines: list[str], head: int, names: dict[str, Any], name: str) -> Any:
+    """Compile generated source (`head` lines of set-up, then the body) into the function
+    `name`, with `names` (the snapshot's triggers and conditions) as its globals."""
+    if len(lines) == head:
+        lines.append("    pass")
+    code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
+    exec(code, names)  # noqa: S102 - source generated from the loaded snapshot
+    return names[name]
+
+
+def _capped_guard(lines: list[str], trig: Trigger, pad: str = "    ") -> str:
+    """Append the source that reads `trig`'s fire record (`rec`) and, when it has caps, the
+    test that they are not reached (per session, per page; `pv`: the page view); returns
+    the indent of the code the test guards."""
+    lines.append(f"{pad}rec = fired.get({trig.id!r})")
+    caps = []
+    if trig.per_session is not None:
+        caps.append(f"rec[0] >= {trig.per_session!r}")
+    if trig.per_page is not None:
+        caps.append(f"(rec[{PAGE_PV}] == pv and rec[{PAGE_FIRES}] >= {trig.per_page!r})")
+    if not caps:
+        return pad
+    lines.append(f"{pad}if rec is None or not ({' or '.join(caps)}):")
+    return pad + "    "
+
+
 def _closed_form(trig: Trigger) -> bool:
     """`next_fire` of `trig` is one moment computed from its conditions: each is a context or
     segment test, or a static signal condition that time leaves steady, only ever stops
@@ -419,16 +407,7 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments:
                       "    if at is not None:", "        out.append(at)"]
             continue
         tid = repr(trig.id)
-        lines.append(f"    rec = fired.get({tid})")
-        caps = []
-        if trig.per_session is not None:
-            caps.append(f"rec[0] >= {trig.per_session!r}")
-        if trig.per_page is not None:
-            caps.append(f"(rec[{PAGE_PV}] == pv and rec[{PAGE_FIRES}] >= {trig.per_page!r})")
-        pad = "    "
-        if caps:
-            lines.append(f"{pad}if rec is None or not ({' or '.join(caps)}):")
-            pad += "    "
+        pad = _capped_guard(lines, trig)
         lines.append(f"{pad}at = now + 1")
         if trig.cooldown_ms:
             lines += [f"{pad}if rec is not None and rec[{LAST_FIRED}] is not None:",
@@ -462,9 +441,5 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments:
                   for j, c in enumerate(trig.conditions)]
         lines += [f"{pad}t = at", f"{pad}if t <= horizon and {' and '.join(tests)}:",
                   f"{pad}    out.append(t)"]
-    if len(lines) == 6:
-        lines.append("    pass")
-    code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
-    exec(code, names)  # noqa: S102 - source generated above from the loaded snapshot
-    run: TimedMoments = names["timed"]
-    return run
+    timed: TimedMoments = _function(lines, 6, names, "timed")
+    return timed
