@@ -11,6 +11,10 @@ A plan answers only what it covers: a batch that is invalid, out of order or ask
 report, and any exception, make it return None, and the caller decides with the generic
 engine on an untouched copy of the state. So the plan has no errors of its own: the
 generic engine raises them, in its order and with its messages.
+
+Longer than most modules on purpose: the one-pass event loop and the two code generators
+(state triggers, next moments) are one specialisation of `engine.decide`, read side by side
+with it and tested against it (tests/core/test_plan_differential.py).
 """
 
 from __future__ import annotations
