@@ -25,3 +25,19 @@ valid_events = st.one_of(
     event("click", target=st.sampled_from(TARGETS)),
     event("custom", name=st.sampled_from(["cart_abandon", "add_to_cart"])),
 )
+
+
+def language_events(fields: list[str], pages: list[str]) -> st.SearchStrategy:
+    """Events for whole rule packs: the valid ones plus small mouse moves, form work on
+    `fields`, dismissals, the custom events packs listen for, and page views of `pages`."""
+    return st.one_of(
+        valid_events,
+        event("mousemove", x=st.integers(-50, 50), y=st.integers(-50, 50)),
+        event("focus", target=st.sampled_from(fields)),
+        event("blur", target=st.sampled_from(fields)),
+        event("input", target=st.sampled_from(fields)),
+        event("submit", target=st.just("#form")),
+        event("dismiss", trigger=st.just("nudge")),
+        event("custom", name=st.sampled_from(["cart_abandon", "purchase", "add_to_cart"])),
+        event("page_view", url=st.sampled_from(pages)),
+    )

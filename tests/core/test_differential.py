@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import tests.cases_language as lang
 from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
-from tests.event_strategies import URLS, event, ts, valid_events
+from tests.event_strategies import URLS, language_events, ts, valid_events
 from tests.factories import T0, ComponentDecider, NativeDecider, snapshot_text
 
 events = st.one_of(
@@ -79,18 +79,8 @@ def _language_snapshot() -> str:
         lang.JOURNEY.replace(no_mobile, ""), lang.ROLLOUT, CHECKOUT, COOLDOWN)
 
 
-FIELDS = ["#email", "#card", "#name", "#btn"]
-language_events = st.one_of(
-    valid_events,
-    event("mousemove", x=st.integers(-50, 50), y=st.integers(-50, 50)),
-    event("focus", target=st.sampled_from(FIELDS)),
-    event("blur", target=st.sampled_from(FIELDS)),
-    event("input", target=st.sampled_from(FIELDS)),
-    event("submit", target=st.just("#form")),
-    event("dismiss", trigger=st.just("nudge")),
-    event("custom", name=st.sampled_from(["cart_abandon", "purchase", "add_to_cart"])),
-    event("page_view", url=st.sampled_from(["/checkout", "/signup", "/a", "/b", "/c"])),
-)
+pack_events = language_events(["#email", "#card", "#name", "#btn"],
+                              ["/checkout", "/signup", "/a", "/b", "/c"])
 contexts = st.fixed_dictionaries({
     "device": st.sampled_from(["mobile", "desktop", "tablet"]),
     "country": st.sampled_from(["DE", "FR", "AT"]),
@@ -104,7 +94,7 @@ contexts = st.fixed_dictionaries({
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(batches=st.lists(st.tuples(st.lists(language_events, max_size=20), st.integers(0, 90_000)),
+@given(batches=st.lists(st.tuples(st.lists(pack_events, max_size=20), st.integers(0, 90_000)),
                         min_size=1, max_size=5),
        context=contexts, url=st.sampled_from(URLS), session=st.sampled_from(["a", "b", "c"]))
 def test_native_and_component_agree_on_the_whole_language(new_instance, batches, context, url,

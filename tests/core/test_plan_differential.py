@@ -19,7 +19,7 @@ from edge_module.core import pack as pack_value
 from edge_module.core.plan import MAX_WRITTEN_OUT
 from loadtest.bench import bench_pack, envelope_for
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
-from tests.event_strategies import URLS, event, ts, valid_events
+from tests.event_strategies import URLS, event, language_events, ts
 from tests.factories import T0, pack, snapshot_text
 from tests.reference_examples import EXAMPLES, IDS
 
@@ -34,18 +34,8 @@ on: {type: custom, name: cart_abandon}
 action: {content: cart-reminder, channel: email, template: cart-email, tier: queued, delay: 30s}
 """, name="channels")
 
-FIELDS = ["#email", "#card", "#btn"]
-events = st.one_of(
-    valid_events,
-    event("mousemove", x=st.integers(-50, 50), y=st.integers(-50, 50)),
-    event("focus", target=st.sampled_from(FIELDS)),
-    event("blur", target=st.sampled_from(FIELDS)),
-    event("input", target=st.sampled_from(FIELDS)),
-    event("submit", target=st.just("#form")),
-    event("dismiss", trigger=st.just("nudge")),
-    event("custom", name=st.sampled_from(["cart_abandon", "purchase", "add_to_cart"])),
-    event("page_view", url=st.sampled_from(["/checkout", "/signup", "/pricing", "/blog/a"])),
-)
+events = language_events(["#email", "#card", "#btn"],
+                         ["/checkout", "/signup", "/pricing", "/blog/a"])
 malformed = st.one_of(
     st.fixed_dictionaries({"type": st.sampled_from(["scroll", "warp", "hover", "custom"]),
                            "ts_ms": st.one_of(st.none(), st.text(max_size=3), ts,
