@@ -30,6 +30,7 @@ BATCH = 64  # records claimed at once by `run_once`
 SENDERS = 8  # sends in flight at once
 IDLE_WAKE_S = 1.0  # the longest sleep: a record another worker process added is seen by then
 SIZE_EVERY_MS = 5_000  # how often the outbox's size is counted again (for its bound)
+ORPHANS_EVERY_MS = 5_000  # how often leases of dead worker processes are looked for
 PURGE_EVERY_MS = 60_000  # how often settled keys older than max_age are forgotten
 
 
@@ -76,6 +77,7 @@ class ChannelDispatcher:
         self._inflight = 0  # the timer thread's own count
         self._sleep_until = NEVER  # when the timer wakes next (ms): an earlier record wakes it
         self._sized_ms = self._purged_ms = 0
+        self._orphans_ms: int | None = None  # None: not looked yet (this process starting)
 
     # -- on the decision path ----------------------------------------------------------------
     def enqueue(self, records: list[dict[str, Any]]) -> None:
@@ -160,6 +162,10 @@ class ChannelDispatcher:
             self._inflight -= 1
             self._settle(item, result)
         now = self._clock_ms()
+        if self._orphans_ms is None or now - self._orphans_ms >= ORPHANS_EVERY_MS:
+            # Sends a killed process had claimed go now, not when their lease runs out.
+            self.outbox.release_orphans(now, starting=self._orphans_ms is None)
+            self._orphans_ms = now
         for item in self.outbox.claim(now, SENDERS - self._inflight, self.lease_ms):
             if self._expired(item, now):
                 continue

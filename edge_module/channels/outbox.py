@@ -4,8 +4,11 @@ A decision that fires a push, email or webhook action adds its records here befo
 session state is stored, so an edge killed at any moment after the decision still sends
 them after a restart (at least once: a record sent but not yet marked when the edge dies
 is sent again, under the same idempotency key). Records are claimed with a lease (their
-`next_ms` moves to the lease's end), so the worker processes sharing the file never send
-one at the same time, and `next_ms` alone says when a record may be claimed. A record
+`next_ms` moves to the lease's end, `owner` names the claiming process), so the worker
+processes sharing the file never send one at the same time, and `next_ms` alone says when
+a record may be claimed. A lease whose owner has died (a killed edge, a crashed worker) is
+released as soon as a live process notices (`release_orphans`), not at the lease's end:
+the file is on this machine (EDGE_STATE_DIR), so a process id says who is alive. A record
 that cannot be delivered is set aside (table `set_aside`, the oldest removed beyond a
 bound) with its reason: an operator can read it there, and move it back (`requeue`).
 
@@ -19,7 +22,9 @@ the machine losing power.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +42,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    settled_ms INTEGER
+    settled_ms INTEGER,
+    owner INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms);
 CREATE INDEX IF NOT EXISTS outbox_session ON outbox (session);
@@ -72,7 +78,14 @@ class Outbox:
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()  # one connection per thread (sqlite3's rule)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._run(lambda c: c.executescript(SCHEMA))
+        self._run(self._create)
+
+    @staticmethod
+    def _create(c: sqlite3.Connection) -> None:
+        c.executescript(SCHEMA)
+        columns = {row[1] for row in c.execute("PRAGMA table_info(outbox)")}
+        if "owner" not in columns:  # an outbox written before leases had owners
+            c.execute("ALTER TABLE outbox ADD COLUMN owner INTEGER")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -123,22 +136,39 @@ class Outbox:
             rows = c.execute("SELECT key, body, channel, due_ms, attempts FROM outbox "
                              "WHERE next_ms <= ? ORDER BY next_ms LIMIT ?",
                              (now_ms, limit)).fetchall()
-            c.executemany("UPDATE outbox SET next_ms = ? WHERE key = ?",
-                          [(now_ms + lease_ms, row[0]) for row in rows])
+            c.executemany("UPDATE outbox SET next_ms = ?, owner = ? WHERE key = ?",
+                          [(now_ms + lease_ms, os.getpid(), row[0]) for row in rows])
             return [Claimed(*row) for row in rows]
         return list(self._write(take)) if limit > 0 else []
 
+    def release_orphans(self, now_ms: int, *, starting: bool = False) -> int:
+        """Make records leased by processes no longer alive claimable now; how many. A
+        process `starting` also releases leases under its own id (a process id reused after
+        the one that held it was killed, as a container restart gives the same id)."""
+        def release(c: sqlite3.Connection) -> int:
+            owners = [row[0] for row in c.execute(
+                "SELECT DISTINCT owner FROM outbox WHERE owner IS NOT NULL AND next_ms > ? "
+                "AND next_ms < ?", (now_ms, SETTLED))]
+            dead = [o for o in owners
+                    if (starting and o == os.getpid()) or (o != os.getpid() and not _alive(o))]
+            before = c.total_changes
+            c.executemany("UPDATE outbox SET next_ms = ?, owner = NULL WHERE owner = ? "
+                          "AND next_ms > ? AND next_ms < ?",
+                          [(now_ms, o, now_ms, SETTLED) for o in dead])
+            return c.total_changes - before
+        return int(self._write(release))
+
     def _settle(self, c: sqlite3.Connection, key: str, now_ms: int) -> None:
-        c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' WHERE key = ?",
-                  (SETTLED, now_ms, key))
+        c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', owner = NULL "
+                  "WHERE key = ?", (SETTLED, now_ms, key))
 
     def sent(self, key: str, now_ms: int) -> None:
         self._write(lambda c: self._settle(c, key, now_ms))
 
     def retry(self, key: str, next_ms: int, error: str) -> None:
         self._write(lambda c: c.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, last_error = ? "
-            "WHERE key = ?", (next_ms, error[:500], key)))
+            "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, last_error = ?, "
+            "owner = NULL WHERE key = ?", (next_ms, error[:500], key)))
 
     def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
         def move(c: sqlite3.Connection) -> None:
@@ -200,3 +230,17 @@ class Outbox:
         rows = self._run(lambda c: c.execute(
             "SELECT body, reason FROM set_aside ORDER BY at_ms").fetchall())
         return [(json.loads(body), reason) for body, reason in rows]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (where we cannot tell, assume
+    it does: its lease then simply runs out)."""
+    if sys.platform == "win32" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, under another user
+        return True
+    return True

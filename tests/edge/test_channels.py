@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -129,6 +130,27 @@ def test_the_outbox_keeps_a_key_once_leases_what_it_hands_out_and_survives_a_reo
     assert [r["key"] for r, _ in box.set_aside_records()] == ["b", "c"]
     assert box.requeue(7) == 2 and box.counts() == (2, 0)
     assert box.next_due() == 7
+
+
+def test_a_lease_held_by_a_killed_process_is_released_at_once_not_at_its_end(tmp_path):
+    path = tmp_path / "channels.sqlite3"
+    box = Outbox(path)
+    box.add([_rec("killed"), _rec("alive"), _rec("mine")])
+    claimer = ("import sys; from pathlib import Path; from edge_module.channels.outbox import "
+               "Outbox; Outbox(Path(sys.argv[1])).claim(1_000, 1, 120_000)")
+    child = subprocess.run([sys.executable, "-c", claimer, str(path)], cwd=ROOT, check=True)
+    assert child.returncode == 0  # it claimed "killed" for 120 s, and is gone
+    with sqlite3.connect(path) as c:  # "alive" leased by a process that still runs
+        c.execute("UPDATE outbox SET next_ms = 121000, owner = ? WHERE key = 'alive'",
+                  (os.getppid(),))
+    [mine] = box.claim(1_000, 1, 120_000)
+    assert mine.key == "mine" and box.claim(2_000, 10, 120_000) == []  # all leased
+    assert box.release_orphans(2_000) == 1  # the dead claimer's record only
+    assert [c.key for c in box.claim(2_000, 10, 120_000)] == ["killed"]
+    box.sent("killed", 2_500)
+    assert box.release_orphans(3_000, starting=True) == 1  # this process, restarted: its own
+    assert [c.key for c in box.claim(3_000, 10, 120_000)] == ["mine"]
+    assert box.claim(3_000, 10, 120_000) == []  # the live process keeps its lease
 
 
 class Scripted:
