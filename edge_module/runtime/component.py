@@ -130,9 +130,9 @@ class Instance:
         self._load, self._decide, self._decide_packed = funcs.values()
 
     def _call(self, func: wcomponent.Func, arg: str, deadline_ms: int) -> GuestResult:
-        self._store.set_epoch_deadline(max(1, deadline_ms // EPOCH_TICK_MS))
         try:
-            ok, text = call_string_result(func, self._store, arg)
+            ok, text = call_string_result(func, self._store, arg,
+                                          max(1, deadline_ms // EPOCH_TICK_MS))
         except wasmtime.WasmtimeError as exc:
             raise GuestTrap(describe_trap(str(exc))) from None
         return GuestResult(ok, text)
@@ -150,28 +150,65 @@ class Instance:
         return self._call(self._decide_packed, envelope, deadline_ms)
 
 
-def call_string_result(func: wcomponent.Func, store: wasmtime.Store, arg: str) -> tuple[bool, str]:
+class _HeldGil:
+    """The C functions a call needs around the guest's run, bound so that they keep the GIL.
+
+    ctypes releases the GIL around every foreign call made through wasmtime-py's bindings,
+    and taking it back waits for whichever thread took it meanwhile. Under load that is a
+    hand-over per call, and a stall until the other thread's next release: four of them
+    around each decision (a buffer, a copy, the deadline, two frees), for calls of a few
+    nanoseconds each. Bound through `ctypes.PyDLL` the same functions keep the GIL; only
+    the guest's run itself (`wasmtime_component_func_call`, through wasmtime-py's binding)
+    lets other threads go on.
+    """
+
+    def __init__(self) -> None:
+        lib = ctypes.PyDLL(ffi.dll._name)
+        self.vec_new = lib.wasm_byte_vec_new
+        self.vec_new.restype = None
+        self.vec_new.argtypes = [ctypes.POINTER(ffi.wasm_byte_vec_t), ctypes.c_size_t,
+                                 ctypes.c_char_p]
+        self.val_delete = lib.wasmtime_component_val_delete
+        self.val_delete.restype = None
+        self.val_delete.argtypes = [ctypes.POINTER(ffi.wasmtime_component_val_t)]
+        self.set_deadline = lib.wasmtime_context_set_epoch_deadline
+        self.set_deadline.restype = None
+        self.set_deadline.argtypes = [ctypes.POINTER(ffi.wasmtime_context_t), ctypes.c_uint64]
+
+
+_held = _HeldGil()
+
+
+def call_string_result(func: wcomponent.Func, store: wasmtime.Store, arg: str,
+                       deadline_ticks: int | None = None) -> tuple[bool, str]:
     """Call a `func(string) -> result<string, string>` export; returns (is_ok, payload).
+    With `deadline_ticks` the store's epoch deadline is set first (in the same breath).
 
     wasmtime-py's generic `Func.__call__` re-reads the function's type and walks the
     result variant in Python on every call; for this one signature that is most of the
-    host-side cost, so the value is built and read directly. tests/edge/test_component_call.py
-    checks it against the generic path.
+    host-side cost, so the value is built and read directly, with the GIL kept except while
+    the guest runs (`_HeldGil`). tests/edge/test_component_call.py checks it against the
+    generic path.
     """
+    context = store._context()
+    if deadline_ticks is not None:
+        _held.set_deadline(context, deadline_ticks)
+    data = arg.encode()
     param = (ffi.wasmtime_component_val_t * 1)()
     param[0].kind = ffi.WASMTIME_COMPONENT_STRING
-    param[0].of.string = ffi.str_to_capi(arg)
+    _held.vec_new(ctypes.byref(param[0].of.string), len(data), data)
     result = ffi.wasmtime_component_val_t()
     try:
         error = ffi.wasmtime_component_func_call(
-            ctypes.byref(func._func), store._context(), param, 1, ctypes.byref(result), 1)
+            ctypes.byref(func._func), context, param, 1, ctypes.byref(result), 1)
         if error:
             raise wasmtime.WasmtimeError._from_ptr(error)
         if result.kind != ffi.WASMTIME_COMPONENT_RESULT.value:
             raise TypeError("export does not return result<string, string>")
         ok = bool(result.of.result.is_ok)
-        text = ffi.to_str(result.of.result.val.contents.of.string)
-        ffi.wasmtime_component_val_delete(ctypes.byref(result))
+        out = result.of.result.val.contents.of.string
+        text = ctypes.string_at(out.data, out.size).decode()
+        _held.val_delete(ctypes.byref(result))
         return ok, text
     finally:
-        ffi.wasmtime_component_val_delete(ctypes.byref(param[0]))
+        _held.val_delete(ctypes.byref(param[0]))

@@ -31,3 +31,18 @@ def test_a_non_latin_payload_survives_the_packed_path(new_instance):
     assert result.ok
     response, state = unpack(result.text)
     assert response["actions"] == [] and isinstance(state, bytes)
+
+
+def test_only_the_guests_run_lets_other_threads_take_the_gil():
+    # The calls around it keep the GIL (a hand-over per tiny call stalls both deciders under
+    # load: docs/performance.md, 2026-12-06 late); the guest's run itself must not.
+    import ctypes
+
+    from wasmtime import _bindings
+
+    from edge_module.runtime.component import _held
+
+    keeps = ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+    for fn in (_held.vec_new, _held.val_delete, _held.set_deadline):
+        assert fn._flags_ & keeps
+    assert not _bindings._wasmtime_component_func_call._flags_ & keeps
