@@ -161,6 +161,8 @@ class RsgiEdge:
                 if self.app.metrics is not None:  # as `EdgeApp.run` counts the others
                     self.app.metrics.answered(refused[0])
                 return _send(proto, refused, cors)
+            if self.finished:  # a thread that finished while this body was read is free
+                self._collect()
             if (self.loop_decides and self.deciding >= self.decide_threads.size
                     and self.app.pool.idle()):
                 try:
