@@ -73,7 +73,9 @@ def test_build_sh_loadtest_writes_reports_and_a_summary(tmp_path):
     done, summary = build_sh_loadtest(tmp_path, name, "4", "3")
     assert (tmp_path / f"{name}.html").exists() and (tmp_path / f"{name}_stats.csv").exists()
     assert summary["delivery_success_pct"] == 100.0
-    assert summary["server"]["decisions"] == summary["decisions"]
+    # the edge decided every request a client saw answered, and at most one more per user:
+    # a request in flight when Locust stopped its 4 users is decided, its answer unread
+    assert 0 <= summary["server"]["decisions"] - summary["decisions"] <= 4
     assert "decisions per second" in done.stdout and "timing error" in done.stdout
     # journeys run with the control plane: every record the edge took is stored, and
     # the edge took one per decision and per outcome its clients were answered
