@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from .outbox import Claimed, Outbox, OutboxError
@@ -48,7 +48,8 @@ class ChannelDispatcher:
     def __init__(self, outbox: Outbox | None, sink: Sink | None, *, max_attempts: int = 300,
                  max_age_s: float = 86_400.0, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 300.0, lease_s: float = 120.0,
-                 max_outbox: int = 1_000_000, clock_ms: Callable[[], int] = _wall_ms) -> None:
+                 max_outbox: int = 1_000_000, keep_keys_s: float | None = None,
+                 clock_ms: Callable[[], int] = _wall_ms) -> None:
         self.outbox = outbox
         self.sink = sink
         self.max_attempts = max(1, max_attempts)
@@ -56,6 +57,9 @@ class ChannelDispatcher:
         self.backoff_base_ms = int(backoff_base_s * 1000)
         self.backoff_max_ms = int(backoff_max_s * 1000)
         self.lease_ms = int(lease_s * 1000)
+        # how long a settled record's key is kept: a replayed state (a client-carried token
+        # lives the session TTL) must find it, or the same firing is sent again
+        self.keep_keys_ms = max(self.max_age_ms, int((keep_keys_s or 0) * 1000))
         # Visitors can be made up at will, and each may fire a delayed email: the outbox is
         # bounded. Its size is counted every few seconds and grown by this process's
         # additions in between, not counted per decision.
@@ -75,6 +79,8 @@ class ChannelDispatcher:
         self._senders: ThreadPoolExecutor | None = None
         self._done: queue.SimpleQueue[tuple[Claimed, Result]] = queue.SimpleQueue()
         self._inflight = 0  # the timer thread's own count
+        self._inflight_keys: set[str] = set()  # timer thread only
+        self._futures: set[Future[Result]] = set()
         self._sleep_until = NEVER  # when the timer wakes next (ms): an earlier record wakes it
         self._sized_ms = self._purged_ms = 0
         self._orphans_ms: int | None = None  # None: not looked yet (this process starting)
@@ -124,15 +130,20 @@ class ChannelDispatcher:
         self._thread = threading.Thread(target=self._loop, name="channels", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop claiming; sends in flight are abandoned (their leases end, and this or
-        another process sends them again under the same key)."""
+    def stop(self, timeout_s: float = 5.0, sends_s: float = 2.0) -> None:
+        """Stop claiming; sends in flight get `sends_s` to finish and are settled (one
+        abandoned beyond that is sent again after a restart, under the same key)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
         if self._senders is not None:
             self._senders.shutdown(wait=False, cancel_futures=True)
+            wait(list(self._futures), timeout=sends_s)
+            try:
+                self._settle_finished()
+            except OutboxError as exc:
+                log.warning("sends finished at stop not settled: %s", exc)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -151,34 +162,58 @@ class ChannelDispatcher:
             self._wake.wait(wait_s)
             self._wake.clear()
 
-    def _pump(self) -> None:
-        """Settle finished sends, start new ones while senders are free, keep the books."""
-        assert self.outbox is not None and self._senders is not None
+    def _settle_finished(self) -> None:
+        """Settle the sends that have finished. One whose settle fails (the outbox locked
+        too long) is kept for the next round, not forgotten until its lease ends."""
         while True:
             try:
                 item, result = self._done.get_nowait()
             except queue.Empty:
-                break
+                return
+            try:
+                self._settle(item, result)
+            except OutboxError:
+                self._done.put((item, result))
+                raise
             self._inflight -= 1
-            self._settle(item, result)
+            self._inflight_keys.discard(item.key)
+
+    def _pump(self) -> None:
+        """Settle finished sends, start new ones while senders are free, keep the books."""
+        assert self.outbox is not None and self._senders is not None
+        self._settle_finished()
         now = self._clock_ms()
         if self._orphans_ms is None or now - self._orphans_ms >= ORPHANS_EVERY_MS:
             # Sends a killed process had claimed go now, not when their lease runs out.
             self.outbox.release_orphans(now, starting=self._orphans_ms is None)
+            self._expire(now)
             self._orphans_ms = now
         for item in self.outbox.claim(now, SENDERS - self._inflight, self.lease_ms):
+            if item.key in self._inflight_keys:  # its lease ran out under a clock step
+                continue
             if self._expired(item, now):
                 continue
             self._inflight += 1
+            self._inflight_keys.add(item.key)
             future = self._senders.submit(self._send, item)
+            self._futures.add(future)
             future.add_done_callback(lambda f, item=item: self._finished(item, f))
         if now - self._sized_ms >= SIZE_EVERY_MS:
             self._outbox_size, self._sized_ms = self.outbox.counts()[0], now
         if now - self._purged_ms >= PURGE_EVERY_MS:
-            self.outbox.purge(now, self.max_age_ms)
+            self.outbox.purge(now, self.keep_keys_ms)
             self._purged_ms = now
 
+    def _expire(self, now: int) -> None:
+        """Set aside in bulk what is too long past due to be worth sending."""
+        assert self.outbox is not None
+        while expired := self.outbox.expire(now, self.max_age_ms):
+            log.warning("%d deliveries more than %d s past due set aside (e.g. %s)",
+                        len(expired), self.max_age_ms // 1000, expired[0][0])
+            self._drop("expired", len(expired))
+
     def _finished(self, item: Claimed, future: Future[Result]) -> None:
+        self._futures.discard(future)
         try:
             result = future.result()
         except BaseException as exc:  # cancelled at shutdown, or a bug: sent again later
@@ -203,12 +238,13 @@ class ChannelDispatcher:
         delivered = 0
         while not self._stop.is_set():
             now = self._clock_ms()
-            claimed = [item for item in self.outbox.claim(now, BATCH, self.lease_ms)
-                       if not self._expired(item, now)]
+            self._expire(now)
+            claimed = self.outbox.claim(now, BATCH, self.lease_ms)
             if not claimed:
                 break
             for item in claimed:
-                delivered += self._settle(item, self._send(item))
+                if not self._expired(item, now):
+                    delivered += self._settle(item, self._send(item))
         return delivered
 
     def _expired(self, item: Claimed, now: int) -> bool:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SETTLED = 2**62  # the next_ms of a settled record: never claimed again
+CHUNK = 2_000  # rows changed per transaction by bulk work (a decision's add waits for it)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -54,6 +55,7 @@ CREATE TABLE IF NOT EXISTS set_aside (
     reason TEXT NOT NULL,
     at_ms INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS set_aside_at ON set_aside (at_ms);
 """
 
 
@@ -158,49 +160,85 @@ class Outbox:
             return c.total_changes - before
         return int(self._write(release))
 
-    def _settle(self, c: sqlite3.Connection, key: str, now_ms: int) -> None:
+    def _settle(self, c: sqlite3.Connection, key: str, now_ms: int) -> bool:
+        """Settle a record not settled yet; whether it was (a late answer to a send that
+        was taken over, or cancelled meanwhile, changes nothing)."""
+        before = c.total_changes
         c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', owner = NULL "
-                  "WHERE key = ?", (SETTLED, now_ms, key))
+                  "WHERE key = ? AND next_ms < ?", (SETTLED, now_ms, key, SETTLED))
+        return c.total_changes > before
 
     def sent(self, key: str, now_ms: int) -> None:
         self._write(lambda c: self._settle(c, key, now_ms))
 
     def retry(self, key: str, next_ms: int, error: str) -> None:
+        """Try again at `next_ms`, if this process still holds the record's lease (not
+        settled by another send of it, nor claimed by another process meanwhile)."""
         self._write(lambda c: c.execute(
             "UPDATE outbox SET attempts = attempts + 1, next_ms = ?, last_error = ?, "
-            "owner = NULL WHERE key = ?", (next_ms, error[:500], key)))
+            "owner = NULL WHERE key = ? AND owner = ? AND next_ms < ?",
+            (next_ms, error[:500], key, os.getpid(), SETTLED)))
 
     def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
         def move(c: sqlite3.Connection) -> None:
-            c.execute("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
-                      "VALUES (?, ?, ?, ?, ?)", (item.key, item.body, item.channel,
-                                                 reason[:500], now_ms))
-            self._settle(c, item.key, now_ms)
-            excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - \
-                self.max_set_aside
-            if excess > 0:
-                c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
-                          "ORDER BY at_ms LIMIT ?)", (excess,))
+            if self._settle(c, item.key, now_ms):  # not if another send settled it first
+                c.execute("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, "
+                          "at_ms) VALUES (?, ?, ?, ?, ?)",
+                          (item.key, item.body, item.channel, reason[:500], now_ms))
+                self._trim_set_aside(c)
         self._write(move)
+
+    def _trim_set_aside(self, c: sqlite3.Connection) -> None:
+        excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - self.max_set_aside
+        if excess > 0:
+            c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
+                      "ORDER BY at_ms LIMIT ?)", (excess,))
+
+    def expire(self, now_ms: int, max_age_ms: int) -> list[tuple[str, str]]:
+        """Set aside, in bulk, the claimable records more than `max_age_ms` past due (an
+        edge down for days: stale reminders, not sent; without this each would wait its
+        turn ahead of the fresh ones); their (key, channel), at most CHUNK at a time."""
+        def move(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = c.execute("SELECT key, body, channel, due_ms FROM outbox WHERE next_ms <= ? "
+                             "AND due_ms <= ? LIMIT ?",
+                             (now_ms, now_ms - max_age_ms, CHUNK)).fetchall()
+            c.executemany("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
+                          "VALUES (?, ?, ?, ?, ?)",
+                          [(k, b, ch, f"expired: {(now_ms - due) // 1000} s past due", now_ms)
+                           for k, b, ch, due in rows])
+            c.executemany("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', "
+                          "owner = NULL WHERE key = ?", [(SETTLED, now_ms, k) for k, *_ in rows])
+            self._trim_set_aside(c)
+            return [(k, ch) for k, _, ch, _ in rows]
+        return list(self._write(move))
 
     def cancel_session(self, session_id: str, now_ms: int) -> int:
         """Settle the session's deliveries not yet due (never claimed); how many."""
         def drop(c: sqlite3.Connection) -> int:
             before = c.total_changes
             c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' "
-                      "WHERE session = ? AND due_ms > ? AND attempts = 0 AND next_ms < ?",
+                      "WHERE session = ? AND due_ms > ? AND attempts = 0 AND next_ms < ? "
+                      "AND owner IS NULL",
                       (SETTLED, now_ms, session_id, now_ms, SETTLED))
             return c.total_changes - before
         return int(self._write(drop))
 
     def purge(self, now_ms: int, keep_ms: int) -> int:
-        """Forget the keys of records settled more than `keep_ms` ago; how many."""
+        """Forget the keys of records settled more than `keep_ms` ago; how many. In chunks:
+        a day of keys at once would hold the write lock for seconds, and decisions adding
+        their records wait for it."""
         def forget(c: sqlite3.Connection) -> int:
             before = c.total_changes
-            c.execute("DELETE FROM outbox WHERE next_ms = ? AND settled_ms < ?",
-                      (SETTLED, now_ms - keep_ms))
+            c.execute("DELETE FROM outbox WHERE key IN (SELECT key FROM outbox WHERE "
+                      "next_ms = ? AND settled_ms < ? LIMIT ?)",
+                      (SETTLED, now_ms - keep_ms, CHUNK))
             return c.total_changes - before
-        return int(self._write(forget))
+        total = 0
+        while (n := int(self._write(forget))) > 0:
+            total += n
+            if n < CHUNK:
+                break
+        return total
 
     def requeue(self, now_ms: int) -> int:
         """Move every set-aside record back to be sent now; how many."""

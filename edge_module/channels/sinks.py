@@ -42,7 +42,7 @@ def verify(secret: bytes, timestamp: str | None, sig: str | None, body: bytes,
            now_s: float | None = None, tolerance_s: int = TOLERANCE_S) -> bool:
     """The receiver's check: the signature is ours over this body and timestamp, and the
     timestamp is within `tolerance_s` of the receiver's clock."""
-    if not timestamp or not sig or not timestamp.isdigit():
+    if not timestamp or not sig or not (timestamp.isascii() and timestamp.isdigit()):
         return False
     now = time.time() if now_s is None else now_s
     if abs(now - int(timestamp)) > tolerance_s:
@@ -109,12 +109,19 @@ class WebhookSink:
                    "User-Agent": "edge-trigger-engine"}
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = conn_type(self._host, self._port, timeout=self._timeout_s)
-        # The socket timeout bounds each read, not the call: a receiver trickling its
-        # answer a byte at a time is cut off at the deadline, so a send has a bounded
-        # length (and ends well within its lease).
-        deadline = threading.Timer(self._timeout_s, _cut, (conn,))
-        deadline.start()
+        # The socket timeout bounds each step (each address tried, each read), not the
+        # call: the exchange after connecting gets what is left of the deadline, and a
+        # receiver trickling its answer a byte at a time is cut off when it runs out.
+        started = time.monotonic()
+        deadline: threading.Timer | None = None
         try:
+            conn.connect()
+            left = self._timeout_s - (time.monotonic() - started)
+            if left <= 0:
+                return Retry(f"webhook {self._host}: connecting took the whole "
+                             f"{self._timeout_s:g} s deadline")
+            deadline = threading.Timer(left, _cut, (conn,))
+            deadline.start()
             conn.request("POST", self._path, body=body, headers=headers)
             resp = conn.getresponse()
             resp.read(64 * 1024)
@@ -122,7 +129,8 @@ class WebhookSink:
         except (OSError, http.client.HTTPException) as exc:
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
         finally:
-            deadline.cancel()
+            if deadline is not None:
+                deadline.cancel()
             conn.close()
         if 200 <= status < 300:
             return Sent

@@ -174,7 +174,8 @@ def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
                              max_age_s=config.channel_max_age_s,
                              backoff_base_s=config.channel_backoff_base_s,
                              backoff_max_s=config.channel_backoff_max_s,
-                             max_outbox=config.channel_max_outbox)
+                             max_outbox=config.channel_max_outbox,
+                             keep_keys_s=config.session_ttl_s)
 
 
 def _open_outbox(path: Path, max_set_aside: int) -> Outbox:

@@ -439,13 +439,19 @@ class EdgeApp:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}"), []
-        if self.decision_log is None:
+        log_ = self.decision_log
+        # Without telemetry an outcome is still a conversion that cancels the visitor's
+        # waiting deliveries (a cart reminder must not reach a buyer); anything else has
+        # nowhere to go.
+        converted = type(body) is dict and body.get("type") == "conversion"
+        cancels = converted and self.channels is not None and self.channels.outbox is not None
+        if log_ is None and not cancels:
             return 503, error_body("telemetry_off", "this edge records no telemetry "
                                    "(no control plane configured)"), []
         now_ms = self._clock_ms()
-        log_ = self.decision_log
         try:
-            rec = outcome_record(body, now_ms, log_.salt, log_.edge_id, log_.limits)
+            rec = (outcome_record(body, now_ms, log_.salt, log_.edge_id, log_.limits)
+                   if log_ is not None else outcome_record(body, now_ms, "", ""))
         except OutcomeError as exc:
             return 400, error_body("invalid_outcome", exc.message, exc.field), []
         # validated above: a dict whose session_id is a non-empty string
@@ -461,10 +467,12 @@ class EdgeApp:
         # One record per (decision, trigger, kind): a visitor replaying its own token adds
         # nothing, as ingest drops repeated ids.
         rec["id"] = hashlib.sha256("\x1f".join(
-            (log_.salt, decision_id, body.get("trigger") or "", rec["type"])).encode(
-            "utf-8", "surrogatepass")).hexdigest()[:32]
-        log_.record(rec)
-        if rec["type"] == "conversion" and self.channels is not None:
+            (log_.salt if log_ is not None else "", decision_id, body.get("trigger") or "",
+             rec["type"])).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        if log_ is not None:
+            log_.record(rec)
+        if cancels:
+            assert self.channels is not None
             try:  # a reminder or an offer still waiting is moot once the visitor converts
                 self.channels.cancel(session_id)
             except OutboxError as exc:

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from edge_module.channels.dispatcher import SENDERS, ChannelDispatcher
-from edge_module.channels.outbox import Claimed, Outbox
+from edge_module.channels.outbox import Claimed, Outbox, OutboxError
 from edge_module.channels.records import crm_signature, delivery_key, delivery_records
 from edge_module.channels.sinks import Refused, Retry, WebhookSink, signature, verify
 from edge_module.host.config import ConfigError, EdgeConfig
@@ -77,6 +77,7 @@ def test_a_signature_checks_only_with_the_secret_the_body_and_a_fresh_timestamp(
     assert not verify(secret, str(now), sig, body, now_s=now + 301)  # a replay, later
     assert not verify(secret, str(now), sig, body, now_s=now - 301)  # from the future
     assert not verify(secret, None, sig, body) and not verify(secret, "x", sig, body)
+    assert not verify(secret, "\u00b2", sig, body)  # a digit to str.isdigit, not to int()
 
 
 def test_a_crm_id_is_passed_on_verified_only_with_the_sites_signature():
@@ -248,7 +249,9 @@ def test_a_push_reaches_the_receiver_signed_once_and_never_the_page(tmp_path, fr
                                        answer["decision_id"], "pricing-push", body["due_ms"])
             # the same visitor again: capped once per session, nothing more is sent
             assert edge.decide(readme_visit("visitor-1"))[0] == 200
-            channels = edge.health()["channels"]
+            # the receiver records a call before the edge has settled it: its books next
+            channels = wait_for(lambda: (c := edge.health()["channels"])["delivered"] and c,
+                                what="the push settled")
             assert channels["queued"] == channels["delivered"] == 1
             assert (channels["dropped"], channels["pending"]) == (0, 0)
         assert len(receiver.calls) == 1
@@ -281,8 +284,10 @@ def test_a_receiver_down_for_30_s_loses_nothing(tmp_path, free_port):
         try:
             wait_for(lambda: set(receiver.fired()) == expected, timeout_s=30,
                      what="every delivery after the receiver came back")
-            channels = edge.health()["channels"]
-            assert channels["dropped"] == 0 and channels["delivered"] == 6
+            # the receiver records a call before the edge has settled it: its books next
+            channels = wait_for(lambda: (c := edge.health()["channels"])["delivered"] == 6 and c,
+                                what="every delivery settled")
+            assert channels["dropped"] == 0 and channels["pending"] == 0
             assert sorted(receiver.fired()) == sorted(expected)  # each once
         finally:
             receiver.stop()
@@ -389,22 +394,30 @@ def test_an_operator_lists_and_requeues_set_aside_deliveries(tmp_path):
     assert missing.returncode == 1 and "no channel outbox" in missing.stderr
 
 
-def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_port):
+@pytest.mark.parametrize("telemetry", [True, False], ids=["telemetry-on", "telemetry-off"])
+def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_port, telemetry):
     publish(tmp_path / "store", EMAIL_LATER)
     receiver = Receiver(free_port).start()
+    # with telemetry its control plane is away (it does not matter here); without it, the
+    # conversion is still taken for what it cancels, and nothing else is
+    extra = {"control_url": "http://127.0.0.1:9", "token": "t"} if telemetry else {}
     try:
-        # telemetry on (outcomes are taken), its control plane away: it does not matter here
         with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
-                          channel_webhook_secret=SECRET, control_url="http://127.0.0.1:9",
-                          token="t") as edge:
+                          channel_webhook_secret=SECRET, **extra) as edge:
             bought = edge.decide(abandon("bought"))[1]
             kept = edge.decide(abandon("left"))[1]
             status, _, _ = http("POST", edge.url + "/v1/outcome", {
                 "session_id": "bought", "type": "conversion",
                 "decision_id": bought["decision_id"], "outcome_token": bought["outcome_token"]})
             assert status == 200
-            wait_for(lambda: receiver.keys() and edge.health()["channels"]["pending"] == 0,
-                     what="the outbox settled")
+            status, answer, _ = http("POST", edge.url + "/v1/outcome", {
+                "session_id": "left", "type": "impression",
+                "decision_id": kept["decision_id"], "outcome_token": kept["outcome_token"]})
+            assert status == (200 if telemetry else 503), answer
+            # the edge's own books, not the receiver's: a call is seen there before the
+            # edge has settled it
+            wait_for(lambda: edge.health()["channels"]["delivered"] == 1,
+                     what="the kept email delivered and settled")
             assert receiver.fired() == [(kept["decision_id"], "cart-email")]
             channels = edge.health()["channels"]
             assert (channels["cancelled"], channels["delivered"], channels["pending"]) == \
@@ -573,3 +586,86 @@ def test_webhook_urls_with_a_bad_port_or_credentials_are_refused(tmp_path):
         EdgeConfig(channel_webhook_url="https://hooks.example.com:99999/x", **base)
     with pytest.raises(ConfigError, match="no credentials"):
         EdgeConfig(channel_webhook_url="https://u:p@hooks.example.com/x", **base)
+
+
+def test_a_late_answer_cannot_undo_a_settled_record_nor_another_processes_lease(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.add([_rec("k"), _rec("mine")])
+    box.claim(1_000, 10, 120_000)
+    box.sent("k", 1_500)  # another send of it got through first
+    box.retry("k", 2_000, "503 from a slow first send")  # ...then the slow one answered
+    box.set_aside(Claimed("k", "{}", "push", 0, 0), "refused: 400", 2_000)
+    assert box.claim(10**9, 10, 1)[0].key == "mine" and box.next_due() is not None
+    assert box.counts() == (1, 0)  # k stays sent: not back, not set aside
+    with sqlite3.connect(tmp_path / "o.sqlite3") as c:  # "mine" taken over by a sibling
+        c.execute("UPDATE outbox SET owner = ? WHERE key = 'mine'", (os.getppid(),))
+    box.retry("mine", 5, "a late answer here")
+    assert box.next_due() == 10**9 + 1  # the sibling's lease stands
+
+
+def test_a_clock_step_past_the_lease_does_not_send_a_record_twice_at_once(tmp_path):
+    now = [int(time.time() * 1000)]
+    d = ChannelDispatcher(Outbox(tmp_path / "o.sqlite3"), Slow(1.5), lease_s=1.0,
+                          clock_ms=lambda: now[0])
+    d.start()
+    try:
+        d.enqueue([_rec("slow-1", due=now[0])])
+        wait_for(lambda: d._inflight_keys, what="the send to start")
+        now[0] += 120_000  # the wall clock steps past the lease while it is being sent
+        d._wake.set()
+        wait_for(lambda: d.delivered == 1, what="the send settled")
+        assert d.sink.done == ["slow-1"]
+    finally:
+        d.stop()
+
+
+def test_a_stop_settles_the_sends_in_flight_instead_of_sending_them_again(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    d = ChannelDispatcher(box, Slow(0.5))
+    d.start()
+    d.enqueue([_rec("slow-1", due=int(time.time() * 1000))])
+    wait_for(lambda: d._inflight_keys, what="the send to start")
+    d.stop()
+    assert d.sink.done == ["slow-1"] and d.delivered == 1 and box.counts() == (0, 0)
+
+
+def test_a_settle_the_outbox_refused_is_tried_again_not_sent_again(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    sink = Scripted()
+    d = ChannelDispatcher(box, sink, clock_ms=lambda: 1_000)
+    d._senders = __import__("concurrent.futures").futures.ThreadPoolExecutor(1)
+    real_sent, failures = box.sent, [OutboxError("database is locked")]
+
+    def sent(key, now_ms):
+        if failures:
+            raise failures.pop()
+        real_sent(key, now_ms)
+    box.sent = sent
+    d.enqueue([_rec("k")])
+    d._pump()  # claims and sends
+    d._senders.shutdown(wait=True)
+    with pytest.raises(OutboxError):
+        d._pump()  # the settle fails: the answer is kept
+    d._pump()
+    assert sink.sent == ["k"] and d.delivered == 1 and box.counts() == (0, 0)
+
+
+def test_records_long_past_due_are_set_aside_in_bulk_ahead_of_fresh_ones(tmp_path):
+    now = 10 * 86_400_000
+    box = Outbox(tmp_path / "o.sqlite3")
+    sink = Scripted()
+    d = ChannelDispatcher(box, sink, max_age_s=60, clock_ms=lambda: now)
+    d.enqueue([_rec(f"old-{n}", due=1_000 + n) for n in range(2_500)] +
+              [_rec("fresh", due=now - 1)])
+    assert d.run_once() == 1 and sink.sent == ["fresh"]
+    assert d.dropped == {"expired": 2_500} and box.counts() == (0, 2_500)
+
+
+def test_settled_keys_are_forgotten_in_chunks_and_kept_for_the_session_ttl(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.add([_rec(f"k{n}") for n in range(4_500)])
+    for item in box.claim(1, 10_000, 1):
+        box.sent(item.key, 2)
+    assert box.purge(now_ms=100, keep_ms=10) == 4_500 and box.add([_rec("k1")]) == 1
+    d = ChannelDispatcher(box, Scripted(), max_age_s=60, keep_keys_s=1_800)
+    assert d.keep_keys_ms == 1_800_000  # a state token replayed within its TTL finds its key
