@@ -214,7 +214,7 @@ def _parsed(name: str, parse: Callable[[str], object], value: str,
 
 def _is_address(value: str) -> bool:
     host, sep, port = value.rpartition(":")
-    return bool(sep and host and port.isdigit() and int(port) < 65536)
+    return bool(sep and host and port.isascii() and port.isdigit() and int(port) < 65536)
 
 
 def _convert(name: str, raw: str, default: object) -> object:

@@ -222,7 +222,7 @@ class EdgeMetrics:
                     self.channel_pending.set(channels["pending"])
                     self.channel_set_aside.set(channels["set_aside"])
         revision = status["revision"]
-        if revision is not None and str(revision).isdigit():
+        if revision is not None and str(revision).isascii() and str(revision).isdigit():
             self.revision.set(int(revision))
         if status["last_sync_ms"] is not None:
             self.last_sync.set(status["last_sync_ms"] / 1000)
