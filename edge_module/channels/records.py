@@ -11,10 +11,17 @@ from ..core.catalog import MAX_CHANNEL_DELAY_MS as MAX_DELAY_MS
 MAX_TEXT = 256  # characters of each string field taken from the decision or the visitor
 
 
-def crm_signature(key: bytes, crm_id: str) -> str:
-    """What a site's backend puts beside the visitor's CRM id (`context.crm_id_sig`): the
-    hex HMAC-SHA256 of the id under the key it shares with the edge (EDGE_CRM_ID_KEY)."""
-    return hmac.new(key, crm_id.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+MAX_EXPIRY_DIGITS = 12  # Unix seconds in a signature's expiry (year 33658 and before)
+
+
+def crm_signature(key: bytes, crm_id: str, expires_s: int) -> str:
+    """What a site's backend puts beside the visitor's CRM id (`context.crm_id_sig`):
+    `<expires_s>.<hex HMAC-SHA256 of "<expires_s>.<crm_id>">` under the key it shares with
+    the edge (EDGE_CRM_ID_KEY). The expiry (Unix seconds) bounds what a copied signature is
+    worth: a page's id and signature, taken elsewhere, stop working when it passes."""
+    mac = hmac.new(key, f"{expires_s}.{crm_id}".encode("utf-8", "surrogatepass"),
+                   hashlib.sha256).hexdigest()
+    return f"{expires_s}.{mac}"
 
 
 def delivery_records(deliveries: Any, *, decision_id: str, session_id: str, revision: Any,
@@ -56,7 +63,7 @@ def delivery_records(deliveries: Any, *, decision_id: str, session_id: str, revi
         if type(crm_id) is str and 0 < len(crm_id) <= MAX_TEXT:  # a longer id is nobody's
             if crm_key is None:
                 record["crm_id"] = crm_id
-            elif _signed(crm_key, crm_id, d.get("crm_id_sig")):
+            elif _signed(crm_key, crm_id, d.get("crm_id_sig"), now_ms):
                 record["crm_id"], record["crm_id_verified"] = crm_id, True
         out.append(record)
     return out
@@ -68,12 +75,18 @@ def delivery_key(session_id: str, trigger: str, firing: str) -> str:
     return f"{digest}:{trigger}"
 
 
-def _signed(key: bytes, crm_id: str, sig: Any) -> bool:
-    """`sig` is the site's hex signature of `crm_id` (compared as bytes: a visitor's
-    non-ASCII text is a wrong signature, not an error)."""
-    if type(sig) is not str or len(sig) != 64:
+def _signed(key: bytes, crm_id: str, sig: Any, now_ms: int) -> bool:
+    """`sig` is the site's signature of `crm_id`, not expired at `now_ms` (compared as
+    bytes: a visitor's non-ASCII text is a wrong signature, not an error)."""
+    if type(sig) is not str:
         return False
-    return hmac.compare_digest(crm_signature(key, crm_id).encode(),
+    expires, dot, mac = sig.partition(".")
+    if not (dot and expires.isascii() and expires.isdigit() and
+            len(expires) <= MAX_EXPIRY_DIGITS and len(mac) == 64):
+        return False
+    if int(expires) * 1000 < now_ms:
+        return False
+    return hmac.compare_digest(crm_signature(key, crm_id, int(expires)).encode(),
                                sig.lower().encode("utf-8", "surrogatepass"))
 
 

@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -89,8 +90,12 @@ def test_a_crm_id_is_passed_on_verified_only_with_the_sites_signature():
                                  revision="1", edge_id="e", now_ms=1000, crm_key=crm_key)
         return rec["crm_id"], rec["crm_id_verified"]
 
-    assert record(key, crm_id_sig=crm_signature(key, "cus_42")) == ("cus_42", True)
-    assert record(key, crm_id_sig=crm_signature(key, "cus_43")) == (None, False)
+    assert record(key, crm_id_sig=crm_signature(key, "cus_42", 1)) == ("cus_42", True)
+    assert record(key, crm_id_sig=crm_signature(key, "cus_43", 1)) == (None, False)
+    assert record(key, crm_id_sig=crm_signature(key, "cus_42", 0)) == (None, False)  # expired
+    forged = crm_signature(key, "cus_42", 1).replace("1.", "9.", 1)  # a later expiry, same MAC
+    assert record(key, crm_id_sig=forged) == (None, False)
+    assert record(key, crm_id_sig=crm_signature(key, "cus_42", 1)[2:]) == (None, False)  # bare MAC
     assert record(key) == (None, False)
     assert record(None) == ("cus_42", False)  # no key configured: passed on, unverified
 
@@ -370,6 +375,26 @@ def test_the_documented_verification_recipe_accepts_our_calls_and_nothing_else()
     assert not recipe["verify"](secret, stale, signature(secret, stale, body), body)
 
 
+def test_the_documented_crm_signing_recipe_makes_signatures_the_edge_takes():
+    text = (ROOT / "docs" / "channels.md").read_text()
+    start = text.index("```python\n", text.index("- `crm_id` is the visitor's")) + 10
+    recipe: dict = {}
+    block = textwrap.dedent(text[start:text.rindex("\n", start, text.index("```", start))])
+    exec(block, recipe)  # noqa: S102 - our own documentation (indented in its list item)
+    key, now_ms = bytes(range(32)), int(time.time() * 1000)
+
+    def verified(sig: str, at_ms: int = now_ms) -> bool:
+        [rec] = delivery_records([{"trigger": "t", "channel": "email", "crm_id": "cus_9",
+                                   "crm_id_sig": sig}], decision_id="d", session_id="s",
+                                 revision="1", edge_id="e", now_ms=at_ms, crm_key=key)
+        return rec["crm_id_verified"]
+
+    sig = recipe["crm_id_sig"](key, "cus_9")
+    assert verified(sig) and sig == crm_signature(key, "cus_9", int(sig.split(".")[0]))
+    assert not verified(sig, at_ms=now_ms + 86_401_000)  # a day on: expired
+    assert not verified(recipe["crm_id_sig"](b"x" * 32, "cus_9"))  # another key
+
+
 def test_an_operator_lists_and_requeues_set_aside_deliveries(tmp_path):
     box = Outbox(tmp_path / "channels.sqlite3")
     box.add([_rec("d1:t")])
@@ -487,7 +512,8 @@ def test_an_email_without_a_signed_recipient_is_not_sent_when_the_site_signs_its
                       channel_webhook_url="http://127.0.0.1:9/x",
                       channel_webhook_secret=SECRET) as edge:
         edge.decide({**abandon("anon"), "context": {"url": "/cart", "crm_id": "cus_1"}})
-        signed = {"url": "/cart", "crm_id": "cus_2", "crm_id_sig": crm_signature(key, "cus_2")}
+        signed = {"url": "/cart", "crm_id": "cus_2",
+                  "crm_id_sig": crm_signature(key, "cus_2", int(time.time()) + 60)}
         edge.decide({**abandon("known"), "context": signed})
         channels = edge.health()["channels"]
         assert channels["dropped_by_reason"] == {"unverified_recipient": 1}
