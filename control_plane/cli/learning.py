@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from .. import config
 from ..rulepack import load_pack_set
 from .group import Unavailable, cli, exit_on_findings
 from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, open_telemetry
@@ -18,7 +19,9 @@ from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, 
 @DATA_DIR
 @STORE
 @FORMAT
-@click.option("--window", "window_s", type=float, default=30.0, show_default=True,
+@click.option("--window", "window_s", type=click.FloatRange(min=0, min_open=True, max=86_400),
+              default=lambda: float(config.load()["FALSE_TRIGGER_WINDOW_S"]),
+              show_default="CONTROL_FALSE_TRIGGER_WINDOW_S, or 30",
               help="Seconds within which a click or conversion makes a firing not false.")
 @click.option("--experiment", is_flag=True,
               help="The adaptive-threshold experiment instead: per arm, and the lifts.")

@@ -39,9 +39,14 @@ def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 10 or v == int(v) else f"{v:.2g}"
 
 
+LAST_MS = 253_402_300_799_000  # 9999-12-31 23:59:59 UTC, the last moment datetime names
+
 def time_series(series: dict[str, Sequence[tuple[int, float]]], label: str,
                 unit: str = "") -> Markup:
     """Lines over time: `series` maps a name to (ts_ms, value) points, oldest first."""
+    # a point no calendar can name (a store written before ingest refused far-future
+    # timestamps) is left out rather than failing the page
+    series = {name: [p for p in pts if 0 <= p[0] <= LAST_MS] for name, pts in series.items()}
     points = [p for pts in series.values() for p in pts]
     if not points:
         return Markup('<p class="empty">No data in this period.</p>')

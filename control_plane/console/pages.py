@@ -95,7 +95,8 @@ def triggers() -> Any:
                             pack=request.args.get("pack") or None,
                             device=request.args.get("device") or None,
                             sort=request.args.get("sort", "fires"),
-                            trigger=request.args.get("trigger") or None)
+                            trigger=request.args.get("trigger") or None,
+                            window_s=float(current_app.config["FALSE_TRIGGER_WINDOW_S"]))
     chart = charts.time_series(view["series"], f"Fires and conversions per hour, "
                                f"{view['series_of']}")
     return render_template("triggers.html", title="Triggers", period=name, periods=PERIODS,

@@ -9,7 +9,7 @@ from typing import Any
 from ..distribution.pack_registry import PackRegistry
 from ..rulepack import RulePackError
 from ..telemetry.reports import hourly_activity, trigger_report
-from ..telemetry.telemetry_store import TelemetryStore
+from ..telemetry.telemetry_store import TelemetryStore, consistent
 
 COUNTS = ("fires", "sessions", "impressions", "clicks", "conversions", "dismissals",
           "false_triggers")
@@ -29,6 +29,7 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
+@consistent
 def trigger_overview(store: TelemetryStore, registry: PackRegistry, since_ms: int,
                      pack: str | None = None, device: str | None = None,
                      sort: str = "fires", trigger: str | None = None,

@@ -17,7 +17,7 @@ from ..telemetry.reports import (
     experiment_split,
     recalibration_log,
 )
-from ..telemetry.telemetry_store import TelemetryStore
+from ..telemetry.telemetry_store import TelemetryStore, consistent
 from . import charts
 
 
@@ -25,6 +25,7 @@ def when(ts_ms: int) -> str:
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+@consistent
 def experiment_view(store: TelemetryStore, snapshot: Mapping[str, Any] | None, since_ms: int,
                     window_s: float) -> dict[str, Any]:
     """The experiment report of the period, checked against the split `snapshot` (the
@@ -64,6 +65,7 @@ def flat(details: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, str(details))]
 
 
+@consistent
 def learning_view(store: TelemetryStore, since_ms: int) -> dict[str, Any]:
     """Each recalibration of the period, newest first, and per trigger a plot of its
     adaptive thresholds over time (one series per model key and segment: `new` at each
@@ -82,6 +84,7 @@ def learning_view(store: TelemetryStore, since_ms: int) -> dict[str, Any]:
     return {"rows": rows, "plots": plots, "truncated": len(rows) >= MAX_RECALIBRATIONS}
 
 
+@consistent
 def audit_view(store: TelemetryStore, since_ms: int) -> dict[str, Any]:
     """The audit of the period: its correlation matrix as a heat map, and each flagged
     trigger with what to do about it in words."""

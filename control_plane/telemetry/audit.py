@@ -7,11 +7,12 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from .telemetry_store import TelemetryStore
+from .telemetry_store import TelemetryStore, consistent
 
 MIN_SESSIONS = 30  # a trigger that fired in fewer sessions is low-confidence
 
 
+@consistent
 def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = MIN_SESSIONS,
           max_ci_width: float = 0.2, since_ms: int = 0) -> dict[str, Any]:
     """The correlation matrix of firings across sessions (of decisions, fires and outcomes

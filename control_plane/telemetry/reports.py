@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .telemetry_store import TelemetryStore
+from .telemetry_store import TelemetryStore, consistent
 
 TIME_TO_FIRE_MS = (1000, 2000, 5000, 10_000, 30_000, 60_000)  # upper bounds; then "+inf"
 LATENCY_US = (100, 250, 500, 1000, 2500, 5000)
@@ -78,6 +78,7 @@ class VariantRow(Counts):
         return {"trigger": self.trigger, "variant": self.variant, **self.counts()}
 
 
+@consistent
 def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                    since_ms: int | None = None) -> dict[str, Any]:
     """The report as a JSON-ready document: `rows` (one per trigger x device x revision),
@@ -170,6 +171,7 @@ def _count_outcome(row: Row | VariantRow, kind: str) -> None:
         row.dismissals += 1
 
 
+@consistent
 def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any]]:
     """Per trigger: conversion rate of sessions it fired for against sessions held out of it
     (the snapshot's `holdout`), and the lift with a 95 % normal-approximation interval."""
@@ -266,6 +268,7 @@ COMPARISONS = (("adaptive", "static"), ("adaptive", "holdout"), ("static", "hold
 MIN_ARM_SESSIONS = 30  # below this in either arm, no interval is given
 
 
+@consistent
 def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: int = 0,
                       min_sessions: int = MIN_ARM_SESSIONS,
                       split: Mapping[str, float] | None = None) -> dict[str, Any]:
@@ -471,6 +474,7 @@ def format_srm(srm: dict[str, Any]) -> str:
 MAX_RECALIBRATIONS = 1000  # rows one report lists, newest first
 
 
+@consistent
 def recalibration_log(store: TelemetryStore, since_ms: int = 0, trigger: str | None = None,
                       limit: int = 200) -> dict[str, Any]:
     """What the learning loop decided, newest first: per trigger, model key and segment the
@@ -498,6 +502,7 @@ def recalibration_log(store: TelemetryStore, since_ms: int = 0, trigger: str | N
 HOUR_MS = 3_600_000
 
 
+@consistent
 def hourly_activity(store: TelemetryStore, since_ms: int = 0,
                     trigger: str | None = None) -> dict[str, list[tuple[int, int]]]:
     """Fires and conversions per hour (the hour's start, ms), oldest first: of one trigger
@@ -513,11 +518,13 @@ def hourly_activity(store: TelemetryStore, since_ms: int = 0,
         fires = store.query("SELECT ts_ms / ? * ?, count(*) FROM fires WHERE trigger = ? "
                             "AND ts_ms >= ? GROUP BY 1 ORDER BY 1",
                             (HOUR_MS, HOUR_MS, trigger, since_ms))
+        # as `trigger_report`: only in sessions where it fired in the period, naming it,
+        # or naming none and after one of those firings
         conv = store.query(
             "SELECT o.ts_ms / ? * ?, count(*) FROM outcomes o WHERE o.type = 'conversion' "
-            "AND o.ts_ms >= ? AND (o.trigger = ? OR (o.trigger IS NULL AND EXISTS ("
-            "SELECT 1 FROM fires f WHERE f.trigger = ? AND f.session = o.session "
-            "AND f.ts_ms <= o.ts_ms))) GROUP BY 1 ORDER BY 1",
-            (HOUR_MS, HOUR_MS, since_ms, trigger, trigger))
+            "AND o.ts_ms >= ? AND EXISTS (SELECT 1 FROM fires f WHERE f.trigger = ? "
+            "AND f.session = o.session AND f.ts_ms >= ? AND (o.trigger = ? OR "
+            "(o.trigger IS NULL AND f.ts_ms <= o.ts_ms))) GROUP BY 1 ORDER BY 1",
+            (HOUR_MS, HOUR_MS, since_ms, trigger, since_ms, trigger))
     return {"fires": [(int(h), int(n)) for h, n in fires],
             "conversions": [(int(h), int(n)) for h, n in conv]}

@@ -12,17 +12,24 @@ queries that read them belong to one schema and change together.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 INT_MAX = 2**63 - 1  # SQLite's INTEGER
+# How far ahead of this machine's clock a record may be (edges' clocks drift; an edge
+# sending microseconds for milliseconds is refused, not kept in every period for good)
+MAX_FUTURE_MS = 86_400_000
 MAX_FIELD_CHARS = 4096  # CONTROL_TELEMETRY_MAX_FIELD_CHARS: one string field of a record
 MAX_JSON_CHARS = 16 * 1024  # features or suppressed of one record, as stored JSON
 # a decision's `report` (issue #12) as stored JSON: the edge bounds it to 16 triggers of 16
@@ -175,6 +182,16 @@ class Ingested:
                 "rejected_by_code": dict(Counter(r.code for r in self.rejected))}
 
 
+def consistent(report: Callable[..., T]) -> Callable[..., T]:
+    """`report(store, ...)` over one snapshot of its store (`TelemetryStore.snapshot`): its
+    queries never see an ingest half-way (a session counted by one and not another)."""
+    @functools.wraps(report)
+    def run(store: TelemetryStore, *args: Any, **kwargs: Any) -> T:
+        with store.snapshot():
+            return report(store, *args, **kwargs)
+    return run
+
+
 class TelemetryStore:
     """SQLite at `path`; one connection per thread (waitress serves on several)."""
 
@@ -195,6 +212,23 @@ class TelemetryStore:
             db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, fast
             self._local.db = db
         yield db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One consistent view of the store for every read inside (a report's several
+        queries): a read transaction on this thread's connection, so an ingest committed
+        meanwhile is seen by all of them or by none. Re-entrant."""
+        depth = getattr(self._local, "snapshot_depth", 0)
+        with self.connection() as db:
+            if depth == 0:
+                db.execute("BEGIN")
+            self._local.snapshot_depth = depth + 1
+            try:
+                yield
+            finally:
+                self._local.snapshot_depth = depth
+                if depth == 0:
+                    db.execute("COMMIT")
 
     def ingest(self, records: Iterable[Any]) -> Ingested:
         """Store the well-formed records not seen before (by id), in one transaction;
@@ -288,13 +322,17 @@ def migrate(db: sqlite3.Connection) -> int:
             continue
         db.execute("BEGIN IMMEDIATE")
         try:
-            step(db)
-            db.execute("UPDATE schema_version SET version = ?", (number,))
+            # read again under the write lock: another process opening the same store at
+            # the same moment may have applied this step while this one waited for it
+            version = int(db.execute("SELECT version FROM schema_version").fetchone()[0])
+            if number > version:
+                step(db)
+                db.execute("UPDATE schema_version SET version = ?", (number,))
+                version = number
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        version = number
     return version
 
 
@@ -332,6 +370,9 @@ def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[
     if type(rec.get("ts_ms")) is not int or not 0 <= rec["ts_ms"] <= INT_MAX:
         raise TelemetryError("ts_ms must be an integer from 0 to 2^63 - 1 (ms since epoch)",
                              line)
+    if rec["ts_ms"] > time.time() * 1000 + MAX_FUTURE_MS:
+        raise TelemetryError("ts_ms is more than a day ahead of this server's clock "
+                             "(milliseconds since the epoch are expected)", line)
     row = {"kind": kind, "id": rec["id"], "session": rec["session"], "ts_ms": rec["ts_ms"],
            "edge_id": _text(rec, "edge_id", max_chars, line)}
     if kind == "outcome":

@@ -169,3 +169,33 @@ def test_names_from_telemetry_are_escaped(app: Any) -> None:
          "context": {"device": "<b>x</b>"}}])
     html = signed_in(app).get("/triggers?period=90d").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_the_triggers_page_counts_as_the_api_does_with_the_configured_window(
+        tmp_path: Path) -> None:
+    import time
+
+    app = create_app(control_config(tmp_path, FALSE_TRIGGER_WINDOW_S=60.0))
+    ensure_token_file(app.config["DATA_DIR"], "viewer")
+    now = int(time.time() * 1000) - 3_600_000
+    decision = {"kind": "decision", "session": "s", "fired": ["a"]}
+    app.extensions["telemetry_store"].ingest([
+        {**decision, "id": "d1", "ts_ms": now},
+        # clicked 45 s on: not a false trigger with a 60 s window (30 s is the default)
+        {"kind": "outcome", "id": "o1", "session": "s", "ts_ms": now + 45_000,
+         "type": "click", "trigger": "a"},
+        # a conversion naming `a` in a session where it never fired counts for nobody
+        {"kind": "decision", "id": "d2", "session": "t", "ts_ms": now, "fired": []},
+        {"kind": "outcome", "id": "o2", "session": "t", "ts_ms": now + 1, "type": "conversion",
+         "trigger": "a"}])
+    client = signed_in(app, "viewer")
+    api = client.get("/v1/reports/triggers",
+                     headers={"Authorization": f"Bearer {token(app, 'publisher')}"}).get_json()
+    [row] = api["rows"]
+    assert (row["false_triggers"], row["conversions"]) == (0, 0)
+    html = client.get("/triggers?period=7d&trigger=a").get_data(as_text=True)
+    cells = re.search(r'<tr data-trigger="a">(.*?)</tr>', html, re.DOTALL).group(1)
+    assert "<td>0.0 %</td>" in cells  # the false-trigger rate, as the API counts it
+    conversions = re.findall(r'<circle class="point" data-series="conversions" '
+                             r'data-value="(\d+)"', html)
+    assert sum(int(n) for n in conversions) == row["conversions"]

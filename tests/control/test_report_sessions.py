@@ -87,3 +87,80 @@ def test_a_store_from_before_the_sessions_table_reports_the_same_after_migrating
     migrated = TelemetryStore(tmp_path / "old.db")
     assert migrated.query("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     assert reports(migrated) == reports(current)
+
+
+class Interleaved(TelemetryStore):
+    """A store into which another connection (a concurrent POST /v1/telemetry) commits
+    `later` right after the report's `after`-th query."""
+
+    later: list[dict[str, Any]] | None = None
+    after = 1
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = super().query(sql, params)
+        self.after -= 1
+        if self.later and self.after == 0:
+            TelemetryStore(self.path).ingest(self.later)
+            self.later = None
+        return out
+
+
+def _decision(i: int, session: str, fired: tuple[str, ...] = (), arm: str | None = None
+              ) -> dict[str, Any]:
+    return {"kind": "decision", "id": f"d{i}", "session": session, "ts_ms": T0,
+            "fired": list(fired), "arm": arm}
+
+
+def test_a_report_sees_an_ingest_committed_between_its_queries_whole_or_not_at_all(tmp_path):
+    store = Interleaved(tmp_path / "audit.sqlite3")
+    store.ingest([_decision(1, "s0"), _decision(2, "s1", ("a",))])
+    store.later = [_decision(3, "s2", ("a",)), _decision(4, "s3", ("a",)),
+                   _decision(5, "s4", ("b",))]
+    found = audit(store)  # counted 2 sessions, then saw a firing in 3: sqrt of a negative
+    assert found["sessions"] == 2 and found["triggers"] == ["a"]
+    assert audit(store)["sessions"] == 5  # the next report sees all of it
+
+    store = Interleaved(tmp_path / "experiment.sqlite3")
+    store.after = 2
+    store.ingest([_decision(10, "x0", arm="static")])
+    store.later = [_decision(11, "x1", arm="static"), _decision(12, "x2", arm="static")] + [
+        {"kind": "outcome", "id": f"o{n}", "session": s, "ts_ms": T0 + 1, "type": "conversion"}
+        for n, s in enumerate(("x1", "x2"))]
+    static = next(a for a in experiment_report(store)["arms"] if a["arm"] == "static")
+    assert (static["sessions"], static["converted_sessions"]) == (1, 0)
+
+
+def test_two_processes_opening_an_old_store_migrate_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "t.sqlite3"
+    current = TelemetryStore(tmp_path / "current.sqlite3")
+    current.ingest([_decision(i, f"s{i % 5000}") | {"ts_ms": T0 + i} for i in range(100_000)])
+    db = sqlite3.connect(path, isolation_level=None)  # the same records at schema version 7
+    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    db.execute("INSERT INTO schema_version VALUES (7)")
+    for step in MIGRATIONS[:7]:
+        step(db)
+    db.execute("ATTACH DATABASE ? AS current", (str(tmp_path / "current.sqlite3"),))
+    db.execute("INSERT INTO decisions SELECT * FROM current.decisions")
+    db.execute("DETACH DATABASE current")
+    db.close()
+    opener = ("import sys; from control_plane.telemetry.telemetry_store import TelemetryStore; "
+              "TelemetryStore(sys.argv[1])")
+    procs = [subprocess.Popen([sys.executable, "-c", opener, str(path)], cwd=Path.cwd(),
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert TelemetryStore(path).query("SELECT count(*) FROM sessions")[0][0] == 5000
+
+
+def test_a_record_from_far_in_the_future_is_refused_alone(tmp_path):
+    import time
+
+    store = TelemetryStore(tmp_path / "t.sqlite3")
+    now = int(time.time() * 1000)
+    done = store.ingest([_decision(1, "ok") | {"ts_ms": now},
+                         _decision(2, "micro") | {"ts_ms": now * 1000}])  # microseconds
+    assert done.stored == 1 and [r.index for r in done.rejected] == [0 + 1]
+    assert "ahead of this server's clock" in done.rejected[0].reason
