@@ -19,7 +19,7 @@ import json
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,9 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     converted: set[str] = set()
     window_ms = int(window_s * 1000)
     for session, session_fires, mine in _by_session(fires, outcomes):
-        engaged = [o for o in mine if o[2] in ENGAGED] if mine else mine
-        if engaged and any(o[2] == "conversion" for o in engaged):
+        engaged = Engagement((o_ts, o_trig) for _s, o_ts, kind, o_trig in mine
+                             if kind in ENGAGED)
+        if any(o[2] == "conversion" for o in mine):
             converted.add(session)
         first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
         for _s, trig, ts, revision, device, variant, lat, start in session_fires:
@@ -122,22 +123,60 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, lead)] += 1
             if isinstance(lat, int):
                 row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
-            if not engaged or not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
-                                      for _s, o_ts, _kind, o_trig in engaged):
+            if not engaged.follows(trig, ts, window_ms):
                 row.false_triggers += 1
                 if vrow is not None:
                     vrow.false_triggers += 1
+        if not first_fire or not mine:
+            continue
+        # what each trigger gets: the outcomes naming it, and the conversions naming none
+        # after its first firing (grouped once: a session's outcomes x its triggers stays
+        # linear however many of either a client makes up)
+        named: dict[str, list[str]] = defaultdict(list)
+        unnamed: list[int] = []
+        for _s, o_ts, kind, o_trig in mine:
+            if o_trig is not None:
+                named[o_trig].append(kind)
+            elif kind == "conversion":
+                unnamed.append(o_ts)
+        unnamed.sort()
         for trig, (fire_ts, key, first_variant) in first_fire.items():
-            for _s, o_ts, kind, o_trig in mine:
-                if o_trig == trig or (o_trig is None and kind == "conversion" and
-                                      o_ts >= fire_ts):
-                    _count_outcome(rows[key], kind)
-                    if first_variant is not None:
-                        _count_outcome(first_variant, kind)
+            kinds = named.get(trig, [])
+            after = len(unnamed) - bisect.bisect_left(unnamed, fire_ts)
+            for kind in itertools.chain(kinds, itertools.repeat("conversion", after)):
+                _count_outcome(rows[key], kind)
+                if first_variant is not None:
+                    _count_outcome(first_variant, kind)
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
             "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
             "holdout": _lift_per_trigger(store, since, shown, converted)}
+
+
+class Engagement:
+    """A session's clicks and conversions by the trigger they name (None: none), each list
+    in time order: whether one follows a firing is a binary search, not a scan of them all
+    per firing (a session with thousands of both made a report quadratic)."""
+
+    def __init__(self, outcomes: Iterable[tuple[int, str | None]]) -> None:
+        self._times: dict[str | None, list[int]] = defaultdict(list)
+        for ts, trig in outcomes:
+            self._times[trig].append(ts)
+        for times in self._times.values():
+            times.sort()
+
+    def __bool__(self) -> bool:
+        return bool(self._times)
+
+    def follows(self, trigger: str, ts: int, window_ms: int) -> bool:
+        """A click or conversion naming `trigger` or none, within `window_ms` from `ts`."""
+        for key in (trigger, None):
+            times = self._times.get(key)
+            if times:
+                i = bisect.bisect_left(times, ts)
+                if i < len(times) and times[i] <= ts + window_ms:
+                    return True
+        return False
 
 
 def _by_session(fires: Iterator[tuple[Any, ...]], outcomes: Iterator[tuple[Any, ...]]
@@ -297,11 +336,13 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
         arm = mixed_arm.get(session) if mixed else arm
         if arm in converted:
             converted[arm] += 1
-    outcomes: dict[str, list[tuple[int, str, str | None]]] = defaultdict(list)
-    for session, ts, kind, trig in store.query(
-            "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? AND type IN "
-            "('click', 'conversion') ORDER BY ts_ms", (since_ms,)):
-        outcomes[session].append((ts, kind, trig))
+    outcomes: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
+    for session, ts, trig in store.query(
+            "SELECT session, ts_ms, trigger FROM outcomes WHERE ts_ms >= ? AND type IN "
+            "('click', 'conversion')", (since_ms,)):
+        outcomes[session].append((ts, trig))
+    engagement = {session: Engagement(these) for session, these in outcomes.items()}
+    nothing = Engagement(())
     fires = dict.fromkeys(ARMS, 0)
     false = dict.fromkeys(ARMS, 0)
     window_ms = int(window_s * 1000)
@@ -313,8 +354,7 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
         if arm not in fires:
             continue
         fires[arm] += 1
-        if not any(ts <= o_ts <= ts + window_ms and o_trig in (trig, None)
-                   for o_ts, _kind, o_trig in outcomes.get(session, ())):
+        if not engagement.get(session, nothing).follows(trig, ts, window_ms):
             false[arm] += 1
     arms = []
     for arm in ARMS:

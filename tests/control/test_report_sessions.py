@@ -164,3 +164,29 @@ def test_a_record_from_far_in_the_future_is_refused_alone(tmp_path):
                          _decision(2, "micro") | {"ts_ms": now * 1000}])  # microseconds
     assert done.stored == 1 and [r.index for r in done.rejected] == [0 + 1]
     assert "ahead of this server's clock" in done.rejected[0].reason
+
+
+def test_a_busy_session_is_counted_as_a_brute_force_recount_counts_it(tmp_path: Path) -> None:
+    # many firings and outcomes in one session (what a made-up client can send): the report
+    # looks outcomes up per trigger and time instead of scanning them all per firing
+    rng = random.Random(9)
+    fires = [(T0 + rng.randrange(600_000), rng.choice("abc")) for _ in range(200)]
+    outs = [(T0 + rng.randrange(700_000), rng.choice(["click", "conversion", "impression"]),
+             rng.choice(["a", "b", "c", None])) for _ in range(300)]
+    store = TelemetryStore(tmp_path / "t.db")
+    store.ingest([{"kind": "decision", "id": f"d{i}", "session": "s", "ts_ms": ts,
+                   "fired": [trig]} for i, (ts, trig) in enumerate(fires)] +
+                 [{"kind": "outcome", "id": f"o{i}", "session": "s", "ts_ms": ts, "type": kind,
+                   "trigger": trig} for i, (ts, kind, trig) in enumerate(outs)])
+    report = {r["trigger"]: r for r in trigger_report(store, 30.0)["rows"]}
+    for trig in "abc":
+        mine = [ts for ts, t in fires if t == trig]
+        false = sum(not any(ts <= o_ts <= ts + 30_000 and o_trig in (trig, None)
+                            and kind != "impression" for o_ts, kind, o_trig in outs)
+                    for ts in mine)
+        first = min(mine)
+        conversions = sum(kind == "conversion" and (o_trig == trig or
+                                                    (o_trig is None and o_ts >= first))
+                          for o_ts, kind, o_trig in outs)
+        assert (report[trig]["false_triggers"], report[trig]["conversions"]) == \
+            (false, conversions)
