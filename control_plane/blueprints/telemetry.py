@@ -19,6 +19,11 @@ bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
 MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a gzip bomb stops here
 MAX_LISTED = 100  # rejections listed one by one in an answer (all are counted by code)
+# Firings named in one batch, at most: each is a row written under the store's one write
+# lock, so a small gzip body naming millions held every other edge's ingest past its busy
+# timeout. An edge's batch (768 KiB, 64 firings a decision) stays far below; over it the
+# answer is 413, and the edge splits the batch.
+MAX_BATCH_FIRED = 250_000
 
 
 @bp.post("")
@@ -45,6 +50,11 @@ def ingest() -> Any:
             records.append(json.loads(line))
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             records.append(Unparsable(str(exc)[:200]))
+    fired = sum(len(r["fired"]) for r in records
+                if type(r) is dict and type(r.get("fired")) is list)
+    if fired > MAX_BATCH_FIRED:
+        raise ApiError(413, "batch_too_large", f"a batch names {fired} firings, more than "
+                                               f"{MAX_BATCH_FIRED}; send smaller batches")
     try:
         done = current_app.extensions["telemetry_sink"].ingest(records)
     except SinkUnavailable as exc:

@@ -10,6 +10,10 @@ from typing import Any
 from .telemetry_store import TelemetryStore, consistent
 
 MIN_SESSIONS = 30  # a trigger that fired in fewer sessions is low-confidence
+# Triggers in the correlation matrix, at most: the ones that fired in the most sessions.
+# Telemetry names whatever triggers a client made up; an N x N matrix of them was a
+# 260 MB page at 1,000 names.
+MAX_MATRIX = 100
 
 
 @consistent
@@ -30,7 +34,7 @@ def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = M
     engaged = {s for (s,) in store.query(
         "SELECT DISTINCT session FROM outcomes WHERE type IN ('click', 'conversion') "
         "AND ts_ms >= ?", (since_ms,))}
-    triggers = sorted(fired)
+    triggers = sorted(sorted(fired, key=lambda t: (-len(fired[t]), t))[:MAX_MATRIX])
     matrix = {a: {b: _phi(fired[a], fired[b], n) for b in triggers} for a in triggers}
     flags = []
     for i, a in enumerate(triggers):
@@ -40,14 +44,14 @@ def audit(store: TelemetryStore, redundant_r: float = 0.9, min_sessions: int = M
                 r = 1.0  # both fire in every session: no variance, yet the same signal
             if r is not None and abs(r) > redundant_r:
                 flags.append({"trigger": b, "flag": "redundant", "with": a, "r": round(r, 3)})
-    for trig in triggers:
+    for trig in sorted(fired):
         k = len(fired[trig])
         rate = len(fired[trig] & engaged) / k if k else 0.0
         width = 2 * 1.96 * math.sqrt(rate * (1 - rate) / k) if k else float("inf")
         if k < min_sessions or width > max_ci_width:
             flags.append({"trigger": trig, "flag": "low_confidence", "sessions": k,
                           "engagement_rate": round(rate, 3), "ci95_width": round(width, 3)})
-    return {"sessions": n, "triggers": triggers,
+    return {"sessions": n, "triggers": triggers, "left_out": len(fired) - len(triggers),
             "correlation": {a: {b: None if v is None else round(v, 3) for b, v in row.items()}
                             for a, row in matrix.items()}, "flags": flags}
 

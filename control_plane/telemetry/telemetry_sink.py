@@ -3,6 +3,7 @@ through boto3; consumers aggregate downstream)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -54,7 +55,7 @@ class KinesisSink:
             except (ValueError, TypeError, RecursionError) as exc:
                 rejected.append(Rejected(index, "not_storable", str(exc)[:200]))
                 continue
-            entries.append({"Data": data.encode(), "PartitionKey": rec["session"]})
+            entries.append({"Data": data.encode(), "PartitionKey": _partition_key(rec["session"])})
         for chunk in _chunks(entries):
             self._put(chunk)
         rejected.sort(key=lambda r: r.index)
@@ -108,3 +109,12 @@ def make_sink(config: dict[str, Any], store: TelemetryStore) -> TelemetrySink:
     if sink != "sqlite":
         raise ValueError(f"CONTROL_TELEMETRY_SINK={sink!r}: expected sqlite or kinesis://STREAM")
     return store
+
+
+def _partition_key(session: str) -> str:
+    """The session as Kinesis's partition key (one session's records on one shard, in
+    order); one longer than Kinesis takes (256 characters) by its digest, or AWS refuses the
+    whole PutRecords call for it."""
+    if len(session) <= 256:
+        return session
+    return hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()

@@ -190,3 +190,38 @@ def test_a_busy_session_is_counted_as_a_brute_force_recount_counts_it(tmp_path: 
                           for o_ts, kind, o_trig in outs)
         assert (report[trig]["false_triggers"], report[trig]["conversions"]) == \
             (false, conversions)
+
+
+def test_made_up_trigger_names_cannot_blow_up_the_audit(tmp_path: Path) -> None:
+    from control_plane.telemetry.audit import MAX_MATRIX
+
+    store = TelemetryStore(tmp_path / "t.db")
+    names = [f"made-up-{i}" for i in range(MAX_MATRIX * 3)]
+    store.ingest([{"kind": "decision", "id": f"d{k}", "session": f"s{k}", "ts_ms": T0,
+                   "fired": names[:MAX_MATRIX * 3 if k == 0 else 2]} for k in range(5)])
+    found = audit(store)
+    assert len(found["triggers"]) == MAX_MATRIX and found["left_out"] == MAX_MATRIX * 2
+    assert set(found["triggers"]) >= {"made-up-0", "made-up-1"}  # the most sessions first
+    low = {f["trigger"] for f in found["flags"] if f["flag"] == "low_confidence"}
+    assert low == set(names)  # every name is still judged
+
+
+def test_a_small_body_naming_millions_of_firings_is_413_for_the_edge_to_split(
+        tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    from control_plane.blueprints.telemetry import MAX_BATCH_FIRED
+    from tests.servers import EDGE_TOKEN, control_client
+
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    names = [f"t{i}" for i in range(1000)]
+    records = [{"kind": "decision", "id": f"d{k}", "session": f"s{k}", "ts_ms": T0,
+                "fired": names} for k in range(MAX_BATCH_FIRED // 1000 + 1)]
+    body = gzip.compress("\n".join(json.dumps(r) for r in records).encode())
+    assert len(body) < 1024 * 1024  # within the request limit: only the firings are many
+    resp = client.post("/v1/telemetry", data=body, headers={"Content-Encoding": "gzip"})
+    assert resp.status_code == 413 and resp.json["error"]["code"] == "batch_too_large"
+    half = gzip.compress("\n".join(json.dumps(r) for r in records[:len(records) // 2]).encode())
+    resp = client.post("/v1/telemetry", data=half, headers={"Content-Encoding": "gzip"})
+    assert resp.status_code == 200 and resp.json["accepted"] == len(records) // 2

@@ -100,3 +100,18 @@ def test_bad_records_are_rejected_one_by_one_and_the_rest_reach_the_stream(tmp_p
         assert doc["accepted"] == 2 and [r["index"] for r in doc["rejected"]] == [1, 2, 3]
         assert doc["rejected_by_code"] == {"invalid_json": 1, "invalid_record": 2}
         assert sorted(_stream_ids(kinesis, stream)) == ["o0", "o1"]
+
+
+def test_a_session_longer_than_kinesis_takes_is_keyed_by_its_digest(tmp_path):
+    from control_plane.telemetry.telemetry_sink import _partition_key
+
+    long_a, long_b = "a" * 4096, "a" * 4095 + "b"
+    assert _partition_key("s-1") == "s-1"  # as before: a session's records on one shard
+    assert len(_partition_key(long_a)) <= 256 and _partition_key(long_a) == _partition_key(long_a)
+    assert _partition_key(long_a) != _partition_key(long_b)
+    with kinesis_sink(tmp_path) as (kinesis, stream, client):
+        record = {"kind": "outcome", "id": "o-long", "session": long_a, "ts_ms": 1,
+                  "type": "click"}
+        assert client.post("/v1/telemetry", data=json.dumps(record).encode()
+                           ).get_json()["accepted"] == 1
+        assert _stream_ids(kinesis, stream) == ["o-long"]
