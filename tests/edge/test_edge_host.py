@@ -210,11 +210,26 @@ def poison(session: str) -> dict:
 def test_beyond_the_pending_bound_requests_get_503_with_retry_after(tmp_path):
     put_snapshot(tmp_path / "store", RUNAWAY, 7)
     with running_edge(tmp_path / "store", decide_deadline_ms=1000, max_pending=1) as edge:
+        # the slow decision holds its slot until the next request has been answered (its
+        # own deadline alone, 1 s, could run out first on a loaded machine: then the next
+        # request would be decided, not refused)
+        pool, release = edge.host.app.pool, threading.Event()
+        real_decide = pool.decide_packed
+
+        def held(envelope: str) -> object:
+            release.wait(30)
+            return real_decide(envelope)
+
+        pool.decide_packed = held
         slow = threading.Thread(target=edge.decide, args=(poison("slow"),))
         slow.start()
-        wait_for(lambda: edge.host.app.pending == 1, what="the slow decision to start")
-        status, body, headers = edge.decide({"session_id": "next", "now_ms": T0})
-        slow.join()
+        try:
+            wait_for(lambda: edge.host.app.pending == 1, what="the slow decision to start")
+            status, body, headers = edge.decide({"session_id": "next", "now_ms": T0})
+        finally:
+            pool.decide_packed = real_decide
+            release.set()
+            slow.join()
         assert status == 503 and body["error"]["code"] == "overloaded"
         assert headers["Retry-After"] == "1"
         assert edge.decide({"session_id": "after", "now_ms": T0})[0] == 200
