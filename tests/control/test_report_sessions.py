@@ -68,22 +68,28 @@ def test_the_reports_do_not_depend_on_the_order_records_arrive_in(tmp_path: Path
     assert expected[0][1]["switched_sessions"] > 0 and expected[0][2]["sessions"] > 0
 
 
-def test_a_store_from_before_the_sessions_table_reports_the_same_after_migrating(
-        tmp_path: Path) -> None:
-    current = TelemetryStore(tmp_path / "current.db")
-    current.ingest(records())
-    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+def at_version_7(path: Path, current: TelemetryStore) -> None:
+    """A store at `path` at schema version 7 (before the `sessions` table) holding
+    `current`'s records."""
+    old = sqlite3.connect(path, isolation_level=None)
     old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     old.execute("INSERT INTO schema_version VALUES (7)")
     for step in MIGRATIONS[:7]:
         step(old)
-    old.execute("ATTACH DATABASE ? AS current", (str(tmp_path / "current.db"),))
+    old.execute("ATTACH DATABASE ? AS current", (str(current.path),))
     old.execute("INSERT INTO decisions SELECT * FROM current.decisions")
     old.execute("INSERT INTO outcomes SELECT * FROM current.outcomes")
     old.execute("INSERT INTO fires SELECT decision_id, trigger, session, ts_ms, revision, "
                 "device, variant FROM current.fires")
     old.execute("DETACH DATABASE current")
     old.close()
+
+
+def test_a_store_from_before_the_sessions_table_reports_the_same_after_migrating(
+        tmp_path: Path) -> None:
+    current = TelemetryStore(tmp_path / "current.db")
+    current.ingest(records())
+    at_version_7(tmp_path / "old.db", current)
     migrated = TelemetryStore(tmp_path / "old.db")
     assert migrated.query("SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     assert reports(migrated) == reports(current)
@@ -137,15 +143,7 @@ def test_two_processes_opening_an_old_store_migrate_it_once(tmp_path):
     path = tmp_path / "t.sqlite3"
     current = TelemetryStore(tmp_path / "current.sqlite3")
     current.ingest([_decision(i, f"s{i % 5000}") | {"ts_ms": T0 + i} for i in range(100_000)])
-    db = sqlite3.connect(path, isolation_level=None)  # the same records at schema version 7
-    db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-    db.execute("INSERT INTO schema_version VALUES (7)")
-    for step in MIGRATIONS[:7]:
-        step(db)
-    db.execute("ATTACH DATABASE ? AS current", (str(tmp_path / "current.sqlite3"),))
-    db.execute("INSERT INTO decisions SELECT * FROM current.decisions")
-    db.execute("DETACH DATABASE current")
-    db.close()
+    at_version_7(path, current)
     opener = ("import sys; from control_plane.telemetry.telemetry_store import TelemetryStore; "
               "TelemetryStore(sys.argv[1])")
     procs = [subprocess.Popen([sys.executable, "-c", opener, str(path)], cwd=Path.cwd(),
