@@ -141,12 +141,14 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                 unnamed.append(o_ts)
         unnamed.sort()
         for trig, (fire_ts, key, first_variant) in first_fire.items():
-            kinds = named.get(trig, [])
-            after = len(unnamed) - bisect.bisect_left(unnamed, fire_ts)
-            for kind in itertools.chain(kinds, itertools.repeat("conversion", after)):
+            for kind in named.get(trig, ()):
                 _count_outcome(rows[key], kind)
                 if first_variant is not None:
                     _count_outcome(first_variant, kind)
+            after = len(unnamed) - bisect.bisect_left(unnamed, fire_ts)
+            rows[key].conversions += after
+            if first_variant is not None:
+                first_variant.conversions += after
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
             "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
