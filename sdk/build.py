@@ -26,9 +26,10 @@ SOURCE = Path(__file__).parent / "browser" / "src" / "nudge.js"
 # calls queued by the snippet (window.nudge.q) are replayed in order.
 CLASSIC_HEAD = "(function(){"
 CLASSIC_TAIL = """
+var w=window;if(w.nudge&&w.nudge.init)return;
 var api={init:init,track:track,convert:convert,on:on,consent:consent,shutdown:shutdown};
-var w=window,q=(w.nudge&&w.nudge.q)||[];
-var f=function(m){var a=[].slice.call(arguments,1);return api[m]&&api[m].apply(null,a);};
+var q=(w.nudge&&w.nudge.q)||[];
+var f=function(m){var a=[].slice.call(arguments,1);return Object.prototype.hasOwnProperty.call(api,m)?api[m].apply(null,a):undefined;};
 for(var k in api)f[k]=api[k];
 w.nudge=f;
 for(var i=0;i<q.length;i++){try{f.apply(null,q[i]);}catch(e){}}

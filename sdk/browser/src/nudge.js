@@ -17,6 +17,11 @@ const CADENCE_MS = 250; // how long events wait to travel together
 const MOUSE_SAMPLE_MS = 50;
 const INPUT_SAMPLE_MS = 250; // per field: typing is reported, never what is typed
 const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000, 60000];
+const MAX_TIMER_MS = 2 ** 31 - 1; // longer waits fire at once in browsers: never asked for
+const MIN_RECHECK_MS = 1000; // between two call-backs with nothing new to tell
+const KEEPALIVE_BYTES = 60000; // browsers refuse keepalive bodies over 64 KiB
+const ANSWER_TIMEOUT_MS = 10000; // an edge that never answers does not hold the visit
+const MAX_SHOWN = 3; // nudges drawn from one answer, and prefetch hints
 const SEND_AT_ONCE = { click: 1, submit: 1, page_view: 1, custom: 1, dismiss: 1 };
 const WEEKDAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
@@ -34,6 +39,10 @@ let failures = 0;
 let blocked = false; // the edge refused this origin: stop calling it
 let lastDecision = null; // {decision_id, outcome_token} of the latest answer
 let convertPending = 0;
+let sendingOutcomes = false;
+let generation = 0; // bumped by stop(): what was in flight before is not sent again
+let lastCheck = 0; // when the SDK last called back with nothing new to tell
+const renderTimers = new Set();
 let unhook = []; // functions that undo what start() attached
 let lastPath = null;
 let lastMouse = 0;
@@ -184,22 +193,27 @@ function endpoint(path) {
 }
 
 function post(path, body, keepalive) {
+  const text = JSON.stringify(body);
+  const small = new TextEncoder().encode(text).length < KEEPALIVE_BYTES;
   // text/plain keeps the request "simple" under CORS: no preflight round trip.
   return fetch(endpoint(path), {
     method: "POST",
-    body: JSON.stringify(body),
+    body: text,
     headers: { "Content-Type": "text/plain;charset=UTF-8" },
-    keepalive: !!keepalive,
+    keepalive: !!keepalive && small, // a larger one would be refused outright, forever
     credentials: "omit",
     mode: "cors",
+    signal: AbortSignal.timeout ? AbortSignal.timeout(ANSWER_TIMEOUT_MS) : undefined,
   });
 }
 
 function retryAfterMs(res) {
   const s = Number(res ? res.headers.get("Retry-After") || NaN : NaN);
-  if (s >= 0) return Math.min(s, 3600) * 1000;
   const backoff = BACKOFF_MS[Math.min(failures, BACKOFF_MS.length) - 1];
-  return backoff * (0.5 + Math.random() / 2); // jitter: a recovering edge is not stampeded
+  // the edge's word as a floor, never below the backoff; jitter: a recovering edge is
+  // not stampeded by every page retrying on the same beat
+  const wait = s >= 0 ? Math.max(Math.min(s, 3600) * 1000, backoff) : backoff;
+  return wait * (0.75 + Math.random() / 2);
 }
 
 function retryLater(res) {
@@ -220,10 +234,12 @@ async function flush() {
   const batch = queue.splice(0, MAX_BATCH);
   touch(sid);
   const body = request(batch);
+  const gen = generation;
   inFlight = true;
   let res = null;
   try {
     res = await post("/v1/decide", body, true);
+    if (gen !== generation) return; // stopped meanwhile (consent withdrawn): dropped
     if (res.ok) {
       failures = 0;
       if (outcomes.length) sendOutcomes(); // the edge is back: what waited goes now
@@ -238,11 +254,12 @@ async function flush() {
       retryLater(res);
     } else {
       // 400/413: this batch cannot succeed as it is; keep the visit going without it
-      const err = await res.json().catch(() => ({}));
+      const err = (await res.json().catch(() => null)) || {};
       if (res.status === 403) blocked = true;
       emit("error", { status: res.status, error: err.error || null });
     }
   } catch (err) {
+    if (gen !== generation) return;
     queue = batch.concat(queue).slice(-MAX_QUEUE); // the network failed: nothing is lost
     retryLater(null);
     emit("error", { status: 0, error: String(err) });
@@ -281,23 +298,42 @@ function answer(res) {
   if (!live || !res) return;
   if (typeof res.state_token === "string") keepStateToken(res.state_token);
   lastDecision = { decision_id: res.decision_id, outcome_token: res.outcome_token };
+  callBack(res.next_check_ms);
   for (; convertPending > 0; convertPending--) convert();
-  for (const action of Array.isArray(res.actions) ? res.actions : []) {
-    if (!action || typeof action.trigger !== "string") continue;
-    action.decision_id = res.decision_id;
-    emit("action", action);
-    if (action.tier === "predictive") prefetch(action);
-    else if (action.delay_ms > 0) setTimeout(safely(() => render(action)), action.delay_ms);
-    else render(action);
+  const actions = (Array.isArray(res.actions) ? res.actions : []).slice(0, MAX_SHOWN);
+  for (const action of actions) {
+    if (!action || typeof action !== "object" || typeof action.trigger !== "string") continue;
+    safely(act)(action, res.decision_id); // one malformed action spoils only itself
   }
-  if (typeof res.next_check_ms === "number") {
-    // A timed trigger can come due with no new event: call back at that moment.
-    clearTimeout(checkTimer);
-    checkTimer = setTimeout(() => {
-      checkTimer = 0;
-      schedule(0);
-    }, Math.max(0, res.next_check_ms - Date.now()));
-  }
+}
+
+function act(action, decisionId) {
+  action.decision_id = decisionId;
+  emit("action", action);
+  if (action.tier === "predictive") return prefetch(action);
+  const delay = Number(action.delay_ms);
+  if (!(delay > 0)) return render(action);
+  if (delay > MAX_TIMER_MS) return;
+  const t = setTimeout(safely(() => {
+    renderTimers.delete(t);
+    render(action);
+  }), delay);
+  renderTimers.add(t);
+}
+
+// A timed trigger can come due with no new event: call back at that moment. An edge that
+// keeps naming a moment already past (a clock off, a stale state) is asked again no more
+// than once a second, and a moment beyond what a timer can wait is not asked for at all.
+function callBack(due) {
+  if (typeof due !== "number" || !Number.isFinite(due)) return;
+  const wait = Math.max(due - Date.now(), lastCheck + MIN_RECHECK_MS - Date.now(), 0);
+  if (wait > MAX_TIMER_MS) return;
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(() => {
+    checkTimer = 0;
+    lastCheck = Date.now();
+    schedule(0);
+  }, wait);
 }
 
 function report(action, type) {
@@ -316,15 +352,21 @@ function report(action, type) {
 }
 
 async function sendOutcomes() {
-  while (outcomes.length && !blocked) {
-    const rec = outcomes[0];
-    try {
-      const res = await post("/v1/outcome", rec, true);
-      if (res.status === 429 || res.status >= 500) return; // retried with the next ones
-    } catch (_) {
-      return; // offline: kept for the next outcome or the page's last beacon
+  if (sendingOutcomes) return; // one sender: the record at the head is sent once
+  sendingOutcomes = true;
+  try {
+    while (outcomes.length && !blocked) {
+      const rec = outcomes[0];
+      try {
+        const res = await post("/v1/outcome", rec, true);
+        if (res.status === 429 || res.status >= 500) return; // retried with the next ones
+      } catch (_) {
+        return; // offline: kept for the next outcome or the page's last beacon
+      }
+      if (outcomes[0] === rec) outcomes.shift(); // not if consent emptied the list meanwhile
     }
-    outcomes.shift();
+  } finally {
+    sendingOutcomes = false;
   }
 }
 
@@ -345,8 +387,12 @@ const STYLE =
 function el(tag, cls, text) {
   const e = D.createElement(tag);
   if (cls) e.className = cls;
-  if (text != null) e.textContent = String(text); // never HTML from the network
+  if (typeof text === "string" || typeof text === "number") e.textContent = String(text); // never HTML from the network
   return e;
+}
+
+function str(value) {
+  return typeof value === "string" ? value : "";
 }
 
 function safeHref(href) {
@@ -360,27 +406,36 @@ function safeHref(href) {
 
 // What to draw for an action: the variant the edge chose (its fields ready to render) over
 // the site's own catalog entry for the content id.
+function own(map, key) {
+  return map && typeof key === "string" && Object.prototype.hasOwnProperty.call(map, key)
+    ? map[key]
+    : null;
+}
+
 function contentOf(action) {
-  const site = (cfg.content && cfg.content[action.content]) || null;
+  const site = own(cfg.content, action.content);
   const f = action.variant && action.variant.fields;
   if (!f || typeof f !== "object") return site;
   const base = site || {};
+  const text = (value, fallback) => (typeof value === "string" ? value : fallback);
   return {
-    render: f.style || base.render,
-    title: f.title != null ? f.title : base.title,
-    body: f.body != null ? f.body : base.body,
-    image: f.image_url || base.image,
-    cta: f.cta_url ? { text: f.cta_text, href: f.cta_url } : base.cta,
+    render: text(f.style, base.render),
+    title: text(f.title, base.title),
+    body: text(f.body, base.body),
+    image: text(f.image_url, base.image),
+    cta: typeof f.cta_url === "string" ? { text: str(f.cta_text), href: f.cta_url } : base.cta,
   };
 }
 
 function prefetch(action) {
+  if (D.querySelectorAll("link[rel=prefetch][data-nudge]").length >= MAX_SHOWN) return;
   const item = contentOf(action);
   const href = item && item.cta && safeHref(item.cta.href);
   if (!href || D.querySelector('link[rel=prefetch][href="' + CSS.escape(href) + '"]')) return;
   const link = el("link");
   link.rel = "prefetch";
   link.href = href;
+  link.setAttribute("data-nudge", "");
   D.head.appendChild(link);
 }
 
@@ -394,7 +449,7 @@ function builtIn(action, item, close) {
     box.setAttribute("role", kind === "banner" ? "region" : "status");
     box.setAttribute("aria-live", "polite");
   }
-  box.setAttribute("aria-label", item.title || action.content);
+  box.setAttribute("aria-label", str(item.title) || str(action.content));
   if (item.title) box.appendChild(el("h2", "", item.title));
   const img = item.image && safeHref(item.image);
   if (img) {
@@ -420,7 +475,8 @@ function builtIn(action, item, close) {
 
 function render(action) {
   if (!live || shown.has(action.trigger)) return;
-  const custom = cfg.renderers && cfg.renderers[action.content];
+  const found = own(cfg.renderers, action.content);
+  const custom = typeof found === "function" ? found : null;
   const item = contentOf(action);
   if (!custom && !item) return; // the site shows this content its own way (on("action"))
   let box = null;
@@ -435,13 +491,18 @@ function render(action) {
   const remove = () => {
     shown.delete(action.trigger);
     D.removeEventListener("keydown", onKey, true);
+    // focus goes back only from a modal that held it: a toast closing must not pull the
+    // visitor out of the field they are typing in
+    const held = modal && box && box.contains(D.activeElement);
     if (box) box.remove();
     if (backdrop) backdrop.remove();
-    if (before && before.focus && D.contains(before)) before.focus();
+    if (held && before && before.focus && D.contains(before)) before.focus();
   };
   const onKey = (e) => {
+    // dismissible without moving focus or pointer (WCAG 1.4.13); focus stays where it is
     if (e.key === "Escape") close();
   };
+  let modal = false;
   box = custom ? custom(action, { close: close }) : builtIn(action, item, close);
   if (!box || box.nodeType !== 1) return;
   if (!D.getElementById("nudge-style") && !custom) {
@@ -450,11 +511,12 @@ function render(action) {
     D.head.appendChild(style);
   }
   box.setAttribute("data-trigger", action.trigger);
-  box.setAttribute("data-content", action.content);
+  box.setAttribute("data-content", str(action.content));
   box.addEventListener("click", (e) => {
     if (e.target.closest && e.target.closest("a,[data-nudge-cta]")) report(action, "click");
   });
-  if (box.getAttribute("aria-modal") === "true") {
+  modal = box.getAttribute("aria-modal") === "true";
+  if (modal) {
     backdrop = el("div", "nudge-backdrop");
     backdrop.addEventListener("click", close);
     D.body.appendChild(backdrop);
@@ -580,13 +642,15 @@ function beacon() {
 function patchHistory() {
   for (const name of ["pushState", "replaceState"]) {
     const original = W.history[name];
-    W.history[name] = function () {
+    const ours = function () {
       const out = original.apply(this, arguments);
-      safely(pageView)();
+      if (live) safely(pageView)();
       return out;
     };
+    W.history[name] = ours;
     unhook.push(() => {
-      W.history[name] = original;
+      // a wrapper added after ours (a router's) stays; ours then does nothing once stopped
+      if (W.history[name] === ours) W.history[name] = original;
     });
   }
 }
@@ -629,8 +693,10 @@ function start() {
 
 function stop() {
   live = false;
+  generation++;
   for (const undo of unhook.splice(0)) undo();
-  for (const t of [flushTimer, checkTimer, retryTimer]) clearTimeout(t);
+  for (const t of [flushTimer, checkTimer, retryTimer, ...renderTimers]) clearTimeout(t);
+  renderTimers.clear();
   flushTimer = checkTimer = retryTimer = 0;
   for (const s of Array.from(shown.values())) s.remove();
   hovering.clear();
@@ -688,6 +754,7 @@ export function consent(choice) {
     if (store) {
       store.removeItem(SESSION_KEY);
       store.removeItem(STATE_KEY);
+      store.removeItem(SEEN_KEY);
     }
     sid = null;
   })();
