@@ -18,7 +18,8 @@ const MOUSE_SAMPLE_MS = 50;
 const INPUT_SAMPLE_MS = 250; // per field: typing is reported, never what is typed
 const BACKOFF_MS = [1000, 2000, 5000, 10000, 30000, 60000];
 const MAX_TIMER_MS = 2 ** 31 - 1; // longer waits fire at once in browsers: never asked for
-const MIN_RECHECK_MS = 1000; // between two call-backs with nothing new to tell
+const MIN_RECHECK_MS = 1000; // between call-backs for a moment already past
+const MIN_CHECK_GAP_MS = 100; // between any two call-backs
 const KEEPALIVE_BYTES = 60000; // browsers refuse keepalive bodies over 64 KiB
 const ANSWER_TIMEOUT_MS = 10000; // an edge that never answers does not hold the visit
 const MAX_SHOWN = 3; // nudges drawn from one answer, and prefetch hints
@@ -321,12 +322,15 @@ function act(action, decisionId) {
   renderTimers.add(t);
 }
 
-// A timed trigger can come due with no new event: call back at that moment. An edge that
-// keeps naming a moment already past (a clock off, a stale state) is asked again no more
-// than once a second, and a moment beyond what a timer can wait is not asked for at all.
+// A timed trigger can come due with no new event: call back at that moment (to the
+// millisecond: two triggers may fall due a moment apart). An edge that keeps naming a
+// moment already past (a clock off, a stale state) is asked again no more than once a
+// second, and a moment beyond what a timer can wait is not asked for at all.
 function callBack(due) {
   if (typeof due !== "number" || !Number.isFinite(due)) return;
-  const wait = Math.max(due - Date.now(), lastCheck + MIN_RECHECK_MS - Date.now(), 0);
+  const now = Date.now();
+  const wait = Math.max(due > now ? due - now : lastCheck + MIN_RECHECK_MS - now,
+                        lastCheck + MIN_CHECK_GAP_MS - now, 0);
   if (wait > MAX_TIMER_MS) return;
   clearTimeout(checkTimer);
   checkTimer = setTimeout(() => {
