@@ -4,6 +4,7 @@ evaluation of the learning loop, and the retirement audit."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,13 @@ import click
 
 from .. import config
 from ..rulepack import load_pack_set
+from ..telemetry.reports import PERIODS, period_start
 from .group import Unavailable, cli, exit_on_findings
 from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, open_telemetry
+
+# the console's periods, so a page's numbers can be printed here too
+PERIOD = click.option("--period", type=click.Choice(["all", *PERIODS]), default="all",
+                      show_default=True, help="Only records from this far back.")
 
 
 @cli.command()
@@ -27,8 +33,9 @@ from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, 
               help="The adaptive-threshold experiment instead: per arm, and the lifts.")
 @click.option("--min-sessions", type=click.IntRange(min=2), default=30, show_default=True,
               help="With --experiment: sessions each arm needs before an interval is given.")
+@PERIOD
 def report(data_dir: str | None, store_dir: str | None, fmt: str, window_s: float,
-           experiment: bool, min_sessions: int) -> None:
+           experiment: bool, min_sessions: int, period: str) -> None:
     """Per trigger x device x revision: fires, impressions, clicks, conversions,
     dismissals, false-trigger rate; holdout lift with its 95 % interval.
 
@@ -46,13 +53,15 @@ def report(data_dir: str | None, store_dir: str | None, fmt: str, window_s: floa
 
     from ..distribution import publishing
 
+    since_ms = period_start(period, int(time.time() * 1000))
     if experiment:
         served = publishing.served(open_edge_store(store_dir))
-        doc = experiment_report(open_telemetry(data_dir), window_s, min_sessions=min_sessions,
+        doc = experiment_report(open_telemetry(data_dir), window_s, since_ms,
+                                min_sessions=min_sessions,
                                 split=experiment_split(served[1] if served else None))
         click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_experiment(doc))
         return
-    doc = trigger_report(open_telemetry(data_dir), window_s)
+    doc = trigger_report(open_telemetry(data_dir), window_s, since_ms)
     click.echo(json.dumps(doc, indent=1) if fmt == "json" else format_table(doc))
 
 
@@ -213,12 +222,14 @@ def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], jud
 @DATA_DIR
 @FORMAT
 @click.option("--min-sessions", type=int, default=30, show_default=True)
-def audit(data_dir: str | None, fmt: str, min_sessions: int) -> None:
+@PERIOD
+def audit(data_dir: str | None, fmt: str, min_sessions: int, period: str) -> None:
     """Flag triggers for retirement: redundant (firings correlated |r| > 0.9 with another
     trigger's across sessions) or low-confidence (few sessions, wide interval)."""
     from control_plane.telemetry.audit import audit as run
 
-    doc = run(open_telemetry(data_dir), min_sessions=min_sessions)
+    doc = run(open_telemetry(data_dir), min_sessions=min_sessions,
+              since_ms=period_start(period, int(time.time() * 1000)))
     if fmt == "json":
         click.echo(json.dumps(doc, indent=1))
     else:

@@ -10,6 +10,7 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
+from ..telemetry.reports import PERIODS, period_start
 from . import bp, charts
 from .signin import (
     READ_ROLES,
@@ -22,9 +23,6 @@ from .signin import (
     signed_in,
 )
 from .views import trigger_overview
-
-DAY_MS = 86_400_000
-PERIODS = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
 
 
 @bp.record_once
@@ -53,8 +51,8 @@ def store() -> Any:
 def period() -> tuple[str, int]:
     """The period the page shows (?period=, default 7 days) and its start (ms)."""
     name = request.args.get("period", "7d")
-    days = PERIODS.get(name, 7)
-    return (name if name in PERIODS else "7d"), int(time.time() * 1000) - days * DAY_MS
+    name = name if name in PERIODS else "7d"
+    return name, period_start(name, int(time.time() * 1000))
 
 
 @bp.get("/")

@@ -25,6 +25,16 @@ from typing import Any
 
 from .telemetry_store import TelemetryStore, consistent
 
+DAY_MS = 86_400_000
+# The periods the console offers and the CLI's --period takes: days back from now
+PERIODS = {"24h": 1, "7d": 7, "30d": 30, "90d": 90}
+
+
+def period_start(name: str, now_ms: int) -> int:
+    """Where a named period starts (ms); "all" (or any other name) is the whole store."""
+    return now_ms - PERIODS[name] * DAY_MS if name in PERIODS else 0
+
+
 TIME_TO_FIRE_MS = (1000, 2000, 5000, 10_000, 30_000, 60_000)  # upper bounds; then "+inf"
 LATENCY_US = (100, 250, 500, 1000, 2500, 5000)
 ENGAGED = ("click", "conversion")

@@ -425,3 +425,26 @@ def test_status_with_an_unreachable_edge_exits_2(store, free_port):
     result = invoke("status", "--store", store, "--edge", f"http://127.0.0.1:{free_port}")
     assert result.exit_code == 2
     assert "cannot reach the edge host" in result.stderr
+
+
+def test_report_and_audit_take_the_consoles_periods(tmp_path: Path) -> None:
+    import json
+    import time
+
+    from control_plane.telemetry.telemetry_store import TelemetryStore
+
+    now = int(time.time() * 1000)
+    store = TelemetryStore(tmp_path / "telemetry.sqlite3")
+    store.ingest([{"kind": "decision", "id": f"d{i}", "session": f"s{i}", "ts_ms": ts,
+                   "fired": ["a"]} for i, ts in enumerate((now - 10 * 86_400_000,
+                                                           now - 3_600_000))])
+
+    def fires(*period: str) -> int:
+        done = invoke("report", "--data-dir", tmp_path, "--format", "json", *period)
+        assert done.exit_code == 0, done.output
+        return sum(row["fires"] for row in json.loads(done.output)["rows"])
+
+    assert (fires(), fires("--period", "30d"), fires("--period", "7d")) == (2, 2, 1)
+    audited = invoke("audit", "--data-dir", tmp_path, "--format", "json", "--period", "24h")
+    assert json.loads(audited.output)["sessions"] == 1
+    assert invoke("report", "--data-dir", tmp_path, "--period", "1y").exit_code == 2
