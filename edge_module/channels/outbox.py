@@ -180,19 +180,8 @@ class Outbox:
             (next_ms, error[:500], key, os.getpid(), SETTLED)))
 
     def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
-        def move(c: sqlite3.Connection) -> None:
-            if self._settle(c, item.key, now_ms):  # not if another send settled it first
-                c.execute("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, "
-                          "at_ms) VALUES (?, ?, ?, ?, ?)",
-                          (item.key, item.body, item.channel, reason[:500], now_ms))
-                self._trim_set_aside(c)
-        self._write(move)
-
-    def _trim_set_aside(self, c: sqlite3.Connection) -> None:
-        excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - self.max_set_aside
-        if excess > 0:
-            c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
-                      "ORDER BY at_ms LIMIT ?)", (excess,))
+        self._write(lambda c: self._move_aside(
+            c, [(item.key, item.body, item.channel, reason)], now_ms))
 
     def expire(self, now_ms: int, max_age_ms: int) -> list[tuple[str, str]]:
         """Set aside, in bulk, the claimable records more than `max_age_ms` past due (an
@@ -202,15 +191,25 @@ class Outbox:
             rows = c.execute("SELECT key, body, channel, due_ms FROM outbox WHERE next_ms <= ? "
                              "AND due_ms <= ? LIMIT ?",
                              (now_ms, now_ms - max_age_ms, CHUNK)).fetchall()
-            c.executemany("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
-                          "VALUES (?, ?, ?, ?, ?)",
-                          [(k, b, ch, f"expired: {(now_ms - due) // 1000} s past due", now_ms)
-                           for k, b, ch, due in rows])
-            c.executemany("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', "
-                          "owner = NULL WHERE key = ?", [(SETTLED, now_ms, k) for k, *_ in rows])
-            self._trim_set_aside(c)
-            return [(k, ch) for k, _, ch, _ in rows]
+            moved = self._move_aside(c, [(k, b, ch, f"expired: {(now_ms - due) // 1000} s "
+                                          "past due") for k, b, ch, due in rows], now_ms)
+            return [(k, ch) for k, _b, ch, _r in moved]
         return list(self._write(move))
+
+    def _move_aside(self, c: sqlite3.Connection, rows: list[tuple[str, str, str, str]],
+                    now_ms: int) -> list[tuple[str, str, str, str]]:
+        """Settle each (key, body, channel, reason) not settled yet (another send of it may
+        have been first) and keep it in `set_aside`, the oldest there removed beyond the
+        bound; the ones moved."""
+        moved = [row for row in rows if self._settle(c, row[0], now_ms)]
+        c.executemany("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
+                      "VALUES (?, ?, ?, ?, ?)",
+                      [(k, b, ch, reason[:500], now_ms) for k, b, ch, reason in moved])
+        excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - self.max_set_aside
+        if excess > 0:
+            c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
+                      "ORDER BY at_ms LIMIT ?)", (excess,))
+        return moved
 
     def cancel_session(self, session_id: str, now_ms: int) -> int:
         """Settle the session's deliveries not yet due (never claimed); how many."""
