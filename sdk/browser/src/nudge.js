@@ -195,7 +195,9 @@ function endpoint(path) {
 
 function post(path, body, keepalive) {
   const text = JSON.stringify(body);
-  const small = new TextEncoder().encode(text).length < KEEPALIVE_BYTES;
+  // at most 3 UTF-8 bytes per UTF-16 unit: only a body near the limit is measured
+  const small = text.length * 3 < KEEPALIVE_BYTES ||
+    new TextEncoder().encode(text).length < KEEPALIVE_BYTES;
   // text/plain keeps the request "simple" under CORS: no preflight round trip.
   return fetch(endpoint(path), {
     method: "POST",
