@@ -177,9 +177,6 @@ class Engagement:
         for times in self._times.values():
             times.sort()
 
-    def __bool__(self) -> bool:
-        return bool(self._times)
-
     def follows(self, trigger: str, ts: int, window_ms: int) -> bool:
         """A click or conversion naming `trigger` or none, within `window_ms` from `ts`."""
         for key in (trigger, None):
