@@ -230,6 +230,8 @@ class RsgiEdge:
                 if length <= self.config.max_discard_bytes:  # beyond: answer, then close
                     await self._discard(proto, 0)
                 return self.app.too_large(route, length)
+        if self.app.draining:  # the stop came before this read began: it would not be
+            return _draining()  # cancelled with the others, and would wait out its deadline
         # The request's own task is registered, so that a stop can cancel the reads still
         # waiting (granian runs each request as an asyncio task).
         task = asyncio.current_task()
@@ -245,8 +247,7 @@ class RsgiEdge:
             task.uncancel()
             if task in self.overdue:
                 return self.app.slow_body()
-            return 503, error_body("draining", "edge host shutting down, retry shortly"), [
-                ("Retry-After", "1"), ("Connection", "close")]
+            return _draining()
         except BodyTooLarge as exc:  # chunked, no length declared
             await self._discard(proto, exc.seen)
             return self.app.too_large(route, exc.seen)
@@ -267,6 +268,11 @@ class RsgiEdge:
                         return
         except (TimeoutError, Exception):  # noqa: BLE001 - the client went away: fine
             return
+
+
+def _draining() -> Reply:
+    return 503, error_body("draining", "edge host shutting down, retry shortly"), [
+        ("Retry-After", "1"), ("Connection", "close")]
 
 
 async def _collect(proto: Any, limit: int) -> bytes:
