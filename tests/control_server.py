@@ -25,9 +25,11 @@ class ControlServer:
         from waitress.server import create_server
 
         from control_plane import create_app
+        from control_plane.cli.serve import server_options
 
         self.app = create_app(dict(self.config))
-        self._server = create_server(self.app, host="127.0.0.1", port=self.port, threads=4)
+        self._server = create_server(self.app, host="127.0.0.1", port=self.port,
+                                     **server_options(self.app))
         self.port = self._server.effective_port
         server = self._server
 

@@ -17,7 +17,11 @@ from ..telemetry.telemetry_store import SinkUnavailable, TelemetryStore, Unparsa
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
-MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a gzip bomb stops here
+# An edge's batch is at most 2,000 records and 768 KiB before compression, and the edge
+# splits a batch that is answered 413: these bounds leave it room and stop a small gzip
+# body from costing minutes of CPU and gigabytes (one object per line) before the answer.
+MAX_INFLATED_BYTES = 8 * 1024 * 1024
+MAX_BATCH_LINES = 20_000
 MAX_LISTED = 100  # rejections listed one by one in an answer (all are counted by code)
 # Firings named in one batch, at most: each is a row written under the store's one write
 # lock, so a small gzip body naming millions held every other edge's ingest past its busy
@@ -40,8 +44,12 @@ def ingest() -> Any:
         except (OSError, EOFError) as exc:
             raise ApiError(400, "invalid_gzip", f"the body is not valid gzip: {exc}") from None
         if len(raw) > MAX_INFLATED_BYTES:
-            raise ApiError(413, "batch_too_large", "a batch inflates to more than 64 MiB; "
-                                                   "send smaller batches")
+            raise ApiError(413, "batch_too_large", f"a batch inflates to more than "
+                                                   f"{MAX_INFLATED_BYTES >> 20} MiB; send "
+                                                   f"smaller batches")
+    if raw.count(b"\n") >= MAX_BATCH_LINES:  # counted before any line is parsed
+        raise ApiError(413, "batch_too_large", f"a batch has more than {MAX_BATCH_LINES} "
+                                               f"lines; send smaller batches")
     records: list[Any] = []
     for line in raw.splitlines():
         if not line.strip():

@@ -3,9 +3,19 @@ recalibration scheduler."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .group import cli
+
+
+def server_options(app: Any) -> dict[str, Any]:
+    """waitress's settings for the control plane (tests serve it with the same ones).
+    waitress buffers a body (to disk past 512 KiB) before Flask or the token check sees
+    it: bounded here, an oversized body is refused as its head arrives, not after 1 GiB."""
+    return {"threads": 4, "ident": "control-plane",
+            "max_request_body_size": int(app.config["MAX_REQUEST_BYTES"])}
 
 
 @cli.command()
@@ -37,7 +47,7 @@ def serve() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]), threads=4,
-                       ident="control-plane")
+        waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]),
+                       **server_options(app))
     except KeyboardInterrupt:
         pass
