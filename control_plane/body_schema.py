@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
+
 from .errors import ApiError
 
 _TYPES: dict[str, Any] = {
@@ -17,6 +19,15 @@ _TYPES: dict[str, Any] = {
     "boolean": lambda v: type(v) is bool,
     "null": lambda v: v is None,
 }
+
+
+def json_body() -> Any:
+    """The request's JSON body, or None when it is not JSON: Flask's `silent` parse lets a
+    RecursionError (a body nested thousands deep) through as a 500."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
 
 
 def problem(schema: dict[str, Any], value: Any, where: str = "") -> tuple[str, str] | None:

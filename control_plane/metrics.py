@@ -28,6 +28,10 @@ INGEST_ENDPOINT = "telemetry.ingest"
 RECALIBRATION_RESULTS = ("published", "unchanged", "skipped", "failed")
 
 
+# A method is a label only when it is one of these: a client inventing methods must not
+# add a series (and memory) per request.
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"))
+
 class ControlMetrics:
     """One app's metrics: its own registry (several apps may live in one process)."""
 
@@ -135,7 +139,8 @@ def install(app: Flask, store: EdgeStore) -> None:
         rule = request.url_rule
         route = rule.rule if rule is not None else "unmatched"
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        metrics.answered(route, request.method, response.status_code, elapsed)
+        method = request.method if request.method in _METHODS else "other"
+        metrics.answered(route, method, response.status_code, elapsed)
         if request.endpoint == INGEST_ENDPOINT and response.status_code == 200:
             metrics.ingest_answer(response.get_json(silent=True))
         return response

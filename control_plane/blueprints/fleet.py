@@ -10,9 +10,12 @@ from .. import body_schema
 from ..auth import require
 from ..distribution import publishing
 from ..distribution.fleet import FleetRegistry
+from ..errors import ApiError
 from ..openapi import FLEET_REPORT
 
 bp = Blueprint("fleet", __name__, url_prefix="/v1/fleet")
+# An edge's report is about 2 KB; the registry keeps the last one of each edge in memory
+MAX_REPORT_BYTES = 64 * 1024
 
 
 def _fleet() -> FleetRegistry:
@@ -24,7 +27,10 @@ def _fleet() -> FleetRegistry:
 def report() -> Any:
     """What an edge runs: a JSON object as `FLEET_REPORT` describes (400 otherwise), so
     `GET /v1/fleet` shows only what its own schema allows."""
-    status = request.get_json(silent=True)  # None when not JSON: refused as "not an object"
+    if len(request.get_data(cache=True)) > MAX_REPORT_BYTES:  # kept per edge, shown to all
+        raise ApiError(413, "report_too_large", f"a fleet report is at most "
+                                                f"{MAX_REPORT_BYTES} bytes")
+    status = body_schema.json_body()  # None when not JSON: refused as "not an object"
     body_schema.check(FLEET_REPORT, status, "invalid_report")
     _fleet().report(status["edge_id"], status)
     return "", 204

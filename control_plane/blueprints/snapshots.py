@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
+from .. import body_schema
 from ..auth import require
 from ..distribution import change_log, publishing
 from ..errors import ApiError
@@ -39,7 +40,7 @@ def list_revisions() -> Any:
 @require("publisher")
 def rollback() -> Any:
     """Serve an earlier revision's snapshot again: `{"revision": N}`."""
-    body = request.get_json(silent=True)
+    body = body_schema.json_body()
     revision = body.get("revision") if isinstance(body, dict) else None
     if type(revision) is float and revision.is_integer():  # JSON Schema's integer: 3.0 too
         revision = int(revision)

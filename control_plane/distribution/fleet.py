@@ -7,6 +7,9 @@ import time
 from typing import Any
 
 STALE_AFTER_MS = 30_000  # an edge silent this long is shown as stale
+# Edges remembered at most: past it, the one silent longest is forgotten (the edge token
+# is shared by a fleet, so made-up edge ids must not grow the control plane without end)
+MAX_EDGES = 10_000
 
 
 def _rate(before: dict[str, Any] | None, status: dict[str, Any], now_ms: int) -> float | None:
@@ -16,20 +19,24 @@ def _rate(before: dict[str, Any] | None, status: dict[str, Any], now_ms: int) ->
         return None
     old, new = before.get("decisions"), status.get("decisions")
     elapsed_ms = now_ms - before["last_seen_ms"]
-    if type(old) is not int or type(new) is not int or new < old or elapsed_ms <= 0:
+    if (type(old) is not int or type(new) is not int or not 0 <= old <= new < 2**63
+            or elapsed_ms <= 0):
         return None
     return round((new - old) * 1000 / elapsed_ms, 2)
 
 
 class FleetRegistry:
-    def __init__(self) -> None:
-        self._edges: dict[str, dict[str, Any]] = {}
+    def __init__(self, max_edges: int = MAX_EDGES) -> None:
+        self._edges: dict[str, dict[str, Any]] = {}  # in order of their last report
         self._lock = threading.Lock()
+        self.max_edges = max_edges
 
     def report(self, edge_id: str, status: dict[str, Any], now_ms: int | None = None) -> None:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
-            before = self._edges.get(edge_id)
+            before = self._edges.pop(edge_id, None)
+            if len(self._edges) >= self.max_edges:
+                del self._edges[next(iter(self._edges))]
             self._edges[edge_id] = {**status, "edge_id": edge_id, "last_seen_ms": now_ms,
                                     "decisions_per_s": _rate(before, status, now_ms)}
 
