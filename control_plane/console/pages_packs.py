@@ -86,8 +86,12 @@ def pack(name: str) -> Any:
 
 
 def _revision_arg(name: str) -> int | None:
+    """A revision number from the query or form; anything else (superscript digits, which
+    `str.isdigit` takes, or a number of thousands of digits) is None."""
     value = request.values.get(name, "")
-    return int(value) if value.isdigit() and int(value) >= 1 else None
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
+        return None
+    return int(value) if int(value) >= 1 else None
 
 
 def _rollback_target() -> int:

@@ -90,8 +90,11 @@ def check_csrf() -> None:
 
 
 def safe_next(target: str | None) -> str:
-    """Where to go after signing in: a path on this site only."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Where to go after signing in: a path on this site only. Browsers drop tabs and
+    newlines from a URL and read a backslash as a slash (a tab between two slashes goes
+    off site), so any of them, or any other control character or space, is refused."""
+    if (not target or not target.startswith("/") or target.startswith("//")
+            or any(c <= " " or c in "\\\x7f" for c in target)):
         return "/triggers"
     return target
 
