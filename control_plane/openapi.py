@@ -63,7 +63,7 @@ _FILE_PARAM = {"name": "file", "in": "query", "required": False,
                "schema": {"type": "string", "default": "pack.yaml"}}
 _NAME_PARAM = {"name": "name", "in": "path", "required": True,
                "description": "the pack's name (lowercase letters, digits, -)",
-               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+               "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,99}$"},
                "example": "pricing-discount"}
 _INVALID = _json("InvalidPack", "the pack has problems: every one, with its position")
 _TOO_LARGE = _error("the body is over its limit (CONTROL_MAX_REQUEST_BYTES; a pack: "

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from ..auth import require
-from ..distribution.pack_registry import PackRegistry
+from ..distribution.pack_registry import PackNameMismatch, PackRegistry
 from ..errors import ApiError
 from ..rulepack import Pack, load_pack
 
@@ -69,12 +69,11 @@ def submit(name: str) -> Any:
     registry = _registry()
     pack_name(name)
     text = body_text()
-    pack = registry.check(text, request.args.get("file", f"{name}.yaml"))
-    if pack.name != name:
-        raise ApiError(400, "name_mismatch",
-                       f"the URL names pack {name!r} but the file declares pack {pack.name!r}")
-    existed = registry.source(name) is not None
-    registry.save(name, text)
+    try:
+        pack, existed = registry.submit(name, text, request.args.get("file", f"{name}.yaml"))
+    except PackNameMismatch as exc:
+        raise ApiError(400, "name_mismatch", f"the URL names pack {name!r} but the file "
+                                             f"declares pack {exc.declared!r}") from None
     return jsonify(ok=True, **_summary(pack)), (200 if existed else 201)
 
 

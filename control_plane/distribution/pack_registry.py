@@ -7,6 +7,7 @@ the registry holds, checked again, since the catalog may have changed since.
 
 from __future__ import annotations
 
+import fcntl
 import re
 from pathlib import Path
 
@@ -20,11 +21,20 @@ from ..rulepack import (
     is_pack_file,
     load_catalog,
     load_pack,
-    load_pack_file,
     unknown_content,
 )
+from ..rulepack.source import read_text
 
-PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# A stored pack's name is its file's name: bounded well inside a file system's 255 bytes
+PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+class PackNameMismatch(Exception):
+    """The pack's file declares another name than the one it is submitted under."""
+
+    def __init__(self, declared: str) -> None:
+        super().__init__(declared)
+        self.declared = declared
 
 
 class PackRegistry:
@@ -35,7 +45,8 @@ class PackRegistry:
 
     def path(self, name: str) -> Path:
         if not PACK_NAME.fullmatch(name):
-            raise ValueError(f"pack name {name!r}: use lowercase letters, digits and '-'")
+            raise ValueError(f"pack name {name[:120]!r}: use lowercase letters, digits and "
+                             f"'-', at most 100 characters")
         if not is_pack_file(f"{name}.yaml"):
             raise ValueError(f"pack name {name!r} is reserved for the content catalog")
         return self.root / f"{name}.yaml"
@@ -46,7 +57,9 @@ class PackRegistry:
         return sorted(p.stem for p in self.root.glob("*.yaml") if is_pack_file(p.name))
 
     def packs(self) -> list[Pack]:
-        return [load_pack_file(self.path(name)) for name in self.names()]
+        # named by file name: a problem's location does not show the server's folders
+        return [load_pack(read_text(self.path(name)), f"{name}.yaml")
+                for name in self.names()]
 
     def source(self, name: str) -> str | None:
         path = self.path(name)
@@ -76,6 +89,22 @@ class PackRegistry:
         path = self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
         write_atomic(path, text.encode())
+
+    def submit(self, name: str, text: str, filename: str) -> tuple[Pack, bool]:
+        """`check`, then `save` if the pack is named `name` (else PackNameMismatch), as one step:
+        two packs checked at once, each against the folder without the other, could both
+        be stored and then never compile together (two triggers with one id). A file lock,
+        so the CLI and every server thread or process take turns. Returns the pack and
+        whether it replaced one."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".submit.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            pack = self.check(text, filename)
+            if pack.name != name:
+                raise PackNameMismatch(pack.name)
+            existed = self.path(name).exists()
+            self.save(name, text)
+            return pack, existed
 
     def delete(self, name: str) -> bool:
         path = self.path(name)
