@@ -43,7 +43,14 @@ from .engine import (
     respond,
 )
 from .next_check import HORIZON_MS, next_fire
-from .request_input import MAX_NAME, MAX_SESSION_ID, MAX_TIME_MS, MAX_URL, request_context
+from .request_input import (
+    MAX_NAME,
+    MAX_NUMBER,
+    MAX_SESSION_ID,
+    MAX_TIME_MS,
+    MAX_URL,
+    request_context,
+)
 from .session import (
     LAST_FIRED,
     MAX_HOVER_TARGETS,
@@ -183,7 +190,8 @@ class Plan:
                     sess.pos = depth
                 y = ev.get("y")
                 if y is not None:
-                    if type(y) is not int and (type(y) is not float or not isfinite(y)):
+                    if not (-MAX_NUMBER <= y <= MAX_NUMBER if type(y) is int
+                            else type(y) is float and isfinite(y)):
                         return None
                     # `Session.scroll_to`
                     if samples:
@@ -199,9 +207,10 @@ class Plan:
             elif etype == "mousemove":
                 x, y = ev.get("x"), ev.get("y")
                 if x is not None or y is not None:
-                    if (type(x) is not int and (type(x) is not float or not isfinite(x))) \
-                            or (type(y) is not int and
-                                (type(y) is not float or not isfinite(y))):
+                    if not (-MAX_NUMBER <= x <= MAX_NUMBER if type(x) is int
+                            else type(x) is float and isfinite(x)) \
+                            or not (-MAX_NUMBER <= y <= MAX_NUMBER if type(y) is int
+                                    else type(y) is float and isfinite(y)):
                         return None
                     if mouse_keep:
                         sess.mouse_to(ts, x, y, mouse_keep, None)
@@ -210,8 +219,8 @@ class Plan:
                 if type(target) is not str or len(target) > MAX_NAME:
                     return None
                 dur = ev["duration_ms"]
-                if type(dur) is not int and (type(dur) is not float or not isfinite(dur)) \
-                        or dur < 0:
+                if not (0 <= dur <= MAX_NUMBER if type(dur) is int
+                        else type(dur) is float and isfinite(dur) and dur >= 0):
                     return None
                 if target in hover or len(hover) < MAX_HOVER_TARGETS:
                     hover[target] = hover.get(target, 0.0) + dur

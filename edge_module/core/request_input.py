@@ -5,6 +5,7 @@ within their bounds. Every refusal is a `DecisionError` naming the field."""
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 from .catalog import EVENT_TYPES, MAX_LOCALE
@@ -39,9 +40,16 @@ def refuse(code: str, message: str, field: str) -> DecisionError:
     return DecisionError(code, message, field)
 
 
+# JSON allows integers of any length and the stdlib's parser keeps them: one past a
+# double's range would raise OverflowError in the first float arithmetic (a 500).
+MAX_NUMBER = sys.float_info.max
+
+
 def is_number(value: Any) -> bool:
-    """A finite JSON number (not a bool)."""
-    return type(value) in _NUMBER and math.isfinite(value)
+    """A finite JSON number (not a bool) that a double can hold."""
+    if type(value) is int:
+        return -MAX_NUMBER <= value <= MAX_NUMBER
+    return type(value) is float and math.isfinite(value)
 
 
 def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
@@ -116,7 +124,7 @@ def apply_event(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
             sess.pos = depth
         y = ev.get("y")
         if y is not None:
-            if type(y) is not int and not is_number(y):
+            if not is_number(y):
                 raise _invalid(i, "y", "y must be a number (px from the top)")
             sess.scroll_to(ts, y)
         if visit is not None:
@@ -150,8 +158,7 @@ def apply_event(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
     if etype == "mousemove":
         x, y = ev.get("x"), ev.get("y")
         if x is not None or y is not None:
-            if (type(x) is not int and not is_number(x)) or (type(y) is not int and
-                                                            not is_number(y)):
+            if not is_number(x) or not is_number(y):
                 raise _invalid(i, "x", "x and y must be numbers (px)")
             if keep_mouse or visit is not None:
                 sess.mouse_to(ts, x, y, keep_mouse, visit)

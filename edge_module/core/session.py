@@ -122,7 +122,8 @@ class Session:
         except (KeyError, TypeError):
             return cls(now_ms)
         if not (type(s.samples) is list and type(s.hover) is dict and type(s.fired) is dict
-                and type(s.queue) is list and type(s.pv) is int):
+                and type(s.queue) is list and type(s.pv) is int and type(s.start_ms) is int
+                and type(s.depth) in (float, int) and (s.url is None or type(s.url) is str)):
             return cls(now_ms)
         return s
 

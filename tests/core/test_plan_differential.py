@@ -293,6 +293,66 @@ def test_a_malformed_request_gets_the_engines_answer(request_body):
     assert answer(snap, packed, snap.plan) == answer(snap, packed, None)
 
 
+# JSON integers of any length reach the core in the edge function (the stdlib's parser); one
+# past a double's range was a 500 (OverflowError) on one path, and with 64 hover targets
+# already kept the plan answered 200 where the engine failed.
+_BEYOND_DOUBLE = [10**309, -(10**309), 10**400]
+
+
+def _hover_table(n: int) -> list[dict[str, Any]]:
+    return [{"type": "hover", "ts_ms": T0 + 1, "target": f"#t{k}", "duration_ms": 1}
+            for k in range(n)]
+
+
+@pytest.mark.parametrize("big", _BEYOND_DOUBLE)
+@pytest.mark.parametrize("where", ["now_ms", "hover", "hover_full", "scroll", "mouse_x",
+                                   "mouse_y"])
+def test_a_number_beyond_a_double_is_a_400_with_and_without_the_plan(big, where):
+    snap = load_snapshot(_LANGUAGE)
+    view = {"type": "page_view", "ts_ms": T0, "url": "/pricing"}
+    events = {
+        "now_ms": [],
+        "hover": [view, {"type": "hover", "ts_ms": T0 + 2, "target": "#a",
+                         "duration_ms": big}],
+        "hover_full": [view, *_hover_table(64), {"type": "hover", "ts_ms": T0 + 2,
+                                                 "target": "#new", "duration_ms": big}],
+        "scroll": [view, {"type": "scroll", "ts_ms": T0 + 2, "y": big}],
+        "mouse_x": [view, {"type": "mousemove", "ts_ms": T0 + 2, "x": big, "y": 1}],
+        "mouse_y": [view, {"type": "mousemove", "ts_ms": T0 + 2, "x": 1, "y": big}],
+    }[where]
+    request = {"session_id": "s", "now_ms": big if where == "now_ms" else T0 + 10,
+               "events": events}
+    packed = pack_value((None, None, request))
+    expected = answer(snap, packed, None)
+    assert expected[0] is False and expected[1]["status"] == 400, expected
+    assert answer(snap, packed, snap.plan) == expected
+    envelope = json.dumps({"now_ms": None, "state": None, "request": request})
+    assert json_answer(snap, envelope, snap.plan) == json_answer(snap, envelope, None)
+
+
+@pytest.mark.parametrize("key,value", [("t0", float("inf")), ("t0", "x"), ("t0", 1.5),
+                                       ("d", "x"), ("d", None), ("d", [1]), ("url", 7),
+                                       ("url", ["/"])])
+def test_a_stored_state_with_a_field_of_the_wrong_type_starts_fresh_on_both_paths(key, value):
+    """The core writes none of these; a store that hands one back (corrupted, or written by
+    someone else) gets a fresh session, not a 500 on one path and an answer on the other."""
+    snap = load_snapshot(json.dumps(compile_snapshot([load_pack(
+        "pack: p\ntriggers:\n  - {id: t, page: /pricing, when: [{dwell: '< 5s'}, "
+        "{scroll_depth: '>= 50%'}], cap: {cooldown: 5s}, action: {content: c}}\n"
+        "  - {id: u, page: /pricing, when: [{session_time: '>= 6s'}, "
+        "{scroll_velocity: '>= 300'}], action: {content: c}}\n", "p.yaml")], "r", 0)))
+    first = {"session_id": "s", "now_ms": T0 + 100, "events": [
+        {"type": "page_view", "ts_ms": T0, "url": "/pricing"},
+        {"type": "scroll", "ts_ms": T0 + 50, "y": 300, "depth": 0.6}]}
+    state = marshal.loads(generic_state(snap, pack_value((None, None, first))))
+    state[key] = value
+    later = {"session_id": "s", "now_ms": T0 + 10_000, "events": []}
+    packed = pack_value((None, marshal.dumps(state, 4), later))
+    expected = answer(snap, packed, None)
+    assert expected[0] is True, expected
+    assert answer(snap, packed, snap.plan) == expected
+
+
 # -- what the plan covers -------------------------------------------------------------------------
 
 def test_the_plan_answers_the_bench_case_itself():
