@@ -323,6 +323,10 @@ class _Builder:
             value = self._constructor.construct_object(node)
         except yaml.YAMLError:
             value = node.value  # e.g. a lone "=" that YAML 1.1 calls a "value" tag
+        except ValueError:  # an integer of thousands of digits (Python's int() limit)
+            self._report(line, column, "this number has too many digits",
+                         expected="a number of at most a few dozen digits")
+            value = node.value
         return Scalar(value, node.value, line, column)
 
     def _check_collection_tag(self, node: yaml.Node, line: int, column: int) -> None:

@@ -270,3 +270,15 @@ def test_console_pages_cannot_be_framed_or_run_scripts(control, page):
     assert head["x-frame-options"] == "DENY"
     policy = head["content-security-policy"]
     assert "frame-ancestors 'none'" in policy and "script-src 'none'" in policy
+
+
+@pytest.mark.parametrize("digits", [4_301, 5_000, 40_000])
+def test_a_number_of_thousands_of_digits_in_a_pack_is_a_422_at_its_position(control, digits):
+    assert PRICING.rstrip().endswith("per_session: 1")
+    text = PRICING.rstrip()[:-1] + "9" * digits + "\n"
+    status, body, _ = http("POST", control.url + "/v1/packs/validate", text,
+                           {**PUBLISHER, "Content-Type": "application/yaml"})
+    assert status == 422, body
+    problem = next(p for p in body["error"]["problems"] if "digits" in p["message"])
+    assert problem["line"] == text.count("\n") and problem["column"] > 1
+    assert "internal error" not in json.dumps(body)
