@@ -91,11 +91,11 @@ class PackRegistry:
         write_atomic(path, text.encode())
 
     def submit(self, name: str, text: str, filename: str) -> tuple[Pack, bool]:
-        """`check`, then `save` if the pack is named `name` (else PackNameMismatch), as one step:
-        two packs checked at once, each against the folder without the other, could both
-        be stored and then never compile together (two triggers with one id). A file lock,
-        so the CLI and every server thread or process take turns. Returns the pack and
-        whether it replaced one."""
+        """`check`, then `save` if the pack is named `name` (else PackNameMismatch), as one
+        step: two packs checked at once, each against the folder without the other, could
+        both be stored and then never compile together (two triggers with one id). A file
+        lock, so every server thread and worker process takes its turn. Returns the pack
+        and whether it replaced one."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".submit.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
