@@ -76,6 +76,7 @@ class Counters:
              "busy",
              "slow_bodies",  # request bodies that did not arrive within the deadline (408)
              "oversized",  # request bodies over their route's limit (413)
+             "broken_bodies",  # bodies the client broke off or framed wrong (400)
              "outcomes_refused",  # outcome reports without a valid token
              "origins_refused")  # browser requests from an origin not allowed (403)
 
@@ -226,6 +227,14 @@ class EdgeApp:
         return 408, error_body(
             "request_timeout", f"the request body did not arrive within "
             f"{self.config.body_timeout_s:g} s"), [("Connection", "close")]
+
+    def broken_body(self) -> Reply:
+        """The client went away mid-body, or its chunked framing broke: nothing of it is
+        decided (a proxy retrying would otherwise apply the same events twice)."""
+        self.counters.add("broken_bodies")
+        return 400, error_body("incomplete_body", "the request body ended before it was "
+                               "complete (connection closed, or malformed chunks)"), [
+            ("Connection", "close")]
 
     def run(self, route: Route, body: bytes, method: str, path: str) -> Reply:
         """Call a handler; failures become answers here, and only here."""

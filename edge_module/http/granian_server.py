@@ -33,11 +33,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+import stat
 from collections import deque
 from dataclasses import replace
 from functools import partial
 from typing import Any
+
+from granian.rsgi import ProtocolClosed, ProtocolError
 
 from ..host.config import EdgeConfig
 from ..host.edge_host import EdgeHost, configure_logging, settle_heap
@@ -97,6 +102,18 @@ class RsgiEdge:
         self.decide_threads.start(loop)
         self.side.start(loop)
         loop.call_later(SWEEP_S, self._sweep)
+        loop.call_soon(self._bound_sends, 0)
+
+    def _bound_sends(self, tries: int) -> None:
+        """Give the listening socket its send timeout (`limit_stalled_sends`), once granian
+        has opened it (it may not have when the loop starts: look again for a few seconds)."""
+        if limit_stalled_sends(self.config.port, self.config.send_timeout_s):
+            return
+        if tries < 50:
+            self.loop.call_later(0.1, self._bound_sends, tries + 1)
+        else:
+            log.warning("no listening socket on port %d found: answers a client does not "
+                        "read are not timed out", self.config.port)
 
     def _sweep(self) -> None:
         """Cancel the body reads past their deadline (they answer 408)."""
@@ -251,6 +268,8 @@ class RsgiEdge:
         except BodyTooLarge as exc:  # chunked, no length declared
             await self._discard(proto, exc.seen)
             return self.app.too_large(route, exc.seen)
+        except (BodyBroken, ProtocolClosed, ProtocolError):
+            return self.app.broken_body()  # the client left mid-body, or framed it wrong
         finally:
             if task is not None:
                 self.reading.pop(task, None)
@@ -270,16 +289,60 @@ class RsgiEdge:
             return
 
 
+def limit_stalled_sends(port: int, timeout_s: float) -> int:
+    """Set TCP_USER_TIMEOUT on this process's listening sockets on `port` (the connections
+    they accept inherit it), so a connection whose peer leaves an answer unread (zero
+    window) or unacknowledged for `timeout_s` is closed by the kernel and its slot freed:
+    granian has no send timeout. The sockets are granian's, opened in Rust: found among
+    this process's descriptors. Returns how many were set (0 where Linux's option or
+    /proc is missing)."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None or not os.path.isdir("/proc/self/fd"):
+        return 0
+    done = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except (ValueError, OSError):
+            continue
+        with sock:  # closes the duplicate only
+            try:
+                if (sock.family in (socket.AF_INET, socket.AF_INET6)
+                        and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                        and sock.getsockname()[1] == port):
+                    sock.setsockopt(socket.IPPROTO_TCP, option, int(timeout_s * 1000))
+                    done += 1
+            except OSError:
+                continue
+    return done
+
+
 def _draining() -> Reply:
     return 503, error_body("draining", "edge host shutting down, retry shortly"), [
         ("Retry-After", "1"), ("Connection", "close")]
 
 
+class BodyBroken(Exception):
+    """A chunked body that did not end with its last chunk."""
+
+
 async def _collect(proto: Any, limit: int) -> bytes:
-    """A body sent without a length, chunk by chunk, up to `limit` (BodyTooLarge)."""
+    """A body sent without a length, chunk by chunk, up to `limit` (BodyTooLarge). granian
+    hands over an empty chunk when the body ends, and also when it fails (the connection
+    closed before the last chunk, a chunk size that is not one): only the last one may be
+    empty (BodyBroken)."""
     parts: list[bytes] = []
     size = 0
+    ended = False
     async for chunk in proto:
+        if ended:
+            raise BodyBroken
+        if not chunk:
+            ended = True
+            continue
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(size)

@@ -56,7 +56,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
 # the app's counters that are refusals, by the reason label they get
 REJECTED = {"busy": "overloaded", "aborted": "decision_aborted", "oversized": "body_too_large",
-            "slow_bodies": "body_timeout", "outcomes_refused": "invalid_outcome_token",
+            "slow_bodies": "body_timeout", "broken_bodies": "incomplete_body",
+            "outcomes_refused": "invalid_outcome_token",
             "origins_refused": "origin_not_allowed"}
 
 

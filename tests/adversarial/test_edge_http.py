@@ -194,6 +194,130 @@ def test_concurrent_decisions_are_all_answered_among_stalled_bodies(stack):
             sock.close()
 
 
+def _session_request(session: str) -> bytes:
+    return json.dumps({"session_id": session, "context": {"url": "/pricing"}, "events": [
+        {"type": "page_view", "ts_ms": T0, "url": "/pricing"}]}).encode()
+
+
+def _chunks(body: bytes, cuts: list[int]) -> bytes:
+    edges = [0, *sorted({min(max(c, 1), len(body) - 1) for c in cuts}), len(body)]
+    parts = [body[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in parts)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(BODY_TIMEOUT_S * 2)
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except OSError:  # reset: the answer, if any, is what came before
+        pass
+    return out
+
+
+BROKEN = ("chunks_then_close", "bad_chunk_size", "length_then_half_close")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(how=st.sampled_from(BROKEN), cuts=st.lists(st.integers(1, 200), max_size=3))
+def test_a_body_the_client_broke_off_is_never_decided(stack, how, cuts):
+    """A chunked body that stops before its last chunk, or whose next chunk size is not
+    one, was decided as if complete (a proxy retrying it would apply its events twice);
+    a body cut short by a half-close was a 500 with a traceback in the log."""
+    body = _session_request(f"broken-{how}-{len(cuts)}-{sum(cuts)}")
+    head = b"POST /v1/decide HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+    before = health(stack)
+    sock = socket.create_connection(address(stack))
+    try:
+        if how == "length_then_half_close":
+            cut = min(max(cuts[0] if cuts else 5, 1), len(body) - 1)
+            sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:cut])
+            sock.shutdown(socket.SHUT_WR)
+            answer = _read_all(sock)
+        else:
+            sock.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n" + _chunks(body, cuts))
+            if how == "bad_chunk_size":
+                sock.sendall(b"ZZZ-not-a-chunk-size\r\n")
+                answer = _read_all(sock)
+            else:
+                time.sleep(0.2)
+                sock.close()
+                answer = b""
+    finally:
+        sock.close()
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    after = wait_for(lambda: (h := health(stack))["broken_bodies"] > before["broken_bodies"]
+                     and h, what="the broken body counted")
+    assert after["decisions"] == before["decisions"]
+    assert after["errors"] == before["errors"]
+
+
+def test_a_complete_chunked_body_is_still_decided(stack):
+    body = _session_request("chunked-whole")
+    sock = socket.create_connection(address(stack))
+    try:
+        sock.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked"
+                     b"\r\nConnection: close\r\n\r\n" + _chunks(body, [3, 17]) + b"0\r\n\r\n")
+        answer = _read_all(sock)
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+SEND_TIMEOUT_S = 2.0
+
+
+@pytest.mark.parametrize("readers", [0, 3])
+def test_clients_that_never_read_their_answers_lose_their_slots(readers):
+    """Connections that pipeline requests and never read held their slots for ever (no
+    send timeout in granian): with every slot taken, no visitor was served again. The
+    kernel now closes a connection whose answer stays unread for EDGE_SEND_TIMEOUT_S."""
+    slots = 12
+    with edge_stack("shipped", env_overrides={
+            "EDGE_MAX_CONNECTIONS": str(slots),
+            "EDGE_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S)}) as small:
+        hostile = []
+        for _ in range(slots + 2):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(address(small))
+            sock.setblocking(False)
+            try:
+                sock.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2000)
+            except BlockingIOError:
+                pass
+            hostile.append(sock)
+        # slow but honest readers beside them keep their connections
+        honest = [http.client.HTTPConnection(*address(small), timeout=10)
+                  for _ in range(readers)]
+        try:
+            time.sleep(SEND_TIMEOUT_S + 3)
+            assert good_request(small, timeout_s=5) == 200
+            for conn in honest:
+                conn.request("GET", "/healthz")
+                assert conn.getresponse().read()
+            closed = sum(1 for sock in hostile if _reset(sock))
+            assert closed >= 2  # the ones that were served and then stalled
+        finally:
+            for sock in hostile:
+                sock.close()
+            for conn in honest:
+                conn.close()
+
+
+def _reset(sock: socket.socket) -> bool:
+    """The server gave up on `sock`: reading past what it sent ends in a reset or EOF."""
+    sock.setblocking(True)
+    sock.settimeout(2)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except (ConnectionResetError, TimeoutError, OSError) as exc:
+        return not isinstance(exc, TimeoutError)
+    return True
+
+
 def test_the_edge_still_decides_after_all_of_that(stack):
     assert good_request(stack, timeout_s=5) == 200
     doc = health(stack)
