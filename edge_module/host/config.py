@@ -75,6 +75,10 @@ class EdgeConfig:
     # a request head must arrive within this many seconds of the connection opening or of
     # the previous response (idle keep-alive connections are closed after it)
     header_timeout_s: float = 15.0
+    # granian (Linux): an answer the client does not read (its receive window stays shut)
+    # for this many seconds closes the connection (TCP_USER_TIMEOUT): otherwise a client
+    # that pipelines requests and never reads keeps its connection slot for ever
+    send_timeout_s: float = 30.0
     # an oversized body is read and discarded up to this many bytes so the client reads its
     # 413 (RFC 9112 section 9.6); beyond it the connection is closed after the answer
     max_discard_bytes: int = 16 * 1024 * 1024
@@ -147,6 +151,11 @@ class EdgeConfig:
                                   "bytes: python -c 'import secrets; "
                                   "print(secrets.token_hex(32))')")
             _parsed("EDGE_STATE_TOKEN_KEYS", parse_keys, self.state_token_keys, ValueError)
+        for name in ("body_timeout_s", "header_timeout_s", "send_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ConfigError(f"EDGE_{name.upper()}={value}: expected seconds, more than "
+                                  "0 and at most 3600")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError(f"EDGE_WORKERS={self.workers}, EDGE_THREADS={self.threads}: "
                               "each must be at least 1")
