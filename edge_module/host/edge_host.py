@@ -152,7 +152,7 @@ def make_session_store(config: EdgeConfig) -> SessionStore:
     if config.session_store.startswith("lmdb"):
         path = config.session_store.partition(":")[2] or str(config.state_dir / "sessions")
         return LmdbSessionStore(Path(path), config.max_sessions, config.session_ttl_s,
-                                map_size_mb=config.session_store_max_mb,
+                                max_mb=config.session_store_max_mb,
                                 max_state_bytes=max_state)
     logging.getLogger("edge.sessions").info("session state shared in Redis at %s",
                                             config.session_store.rpartition("@")[2])

@@ -46,15 +46,17 @@ class LmdbSessionStore:
     state expires `ttl_s` after its last write and reads as absent from then on. One
     worker at a time (a lease in the file) sweeps every `sweep_interval_s` from a
     background thread, in small transactions: expired states go, then, beyond
-    `max_sessions` or with the map three quarters full (checked every 32 writes, and then
-    swept at once: deleting in a full map fails too), the states closest to expiring (the
-    least recently written). The map (4 GiB by default) is address space: the file is
-    sparse. A session's lock is a lease as in Redis: a waiter retries for at most
+    `max_sessions` or with the pages in use three quarters of `max_bytes` (checked every
+    32 writes, every write near the bound), the states closest to expiring (the least
+    recently written); over the bound, a write makes room itself. The map is twice the
+    bound and 64 MiB more: LMDB needs free pages to delete (a map filled to the last page
+    could not evict, and refused every write after), and the reserve takes a burst of
+    writes between two checks. It is address space: the file is sparse. A session's lock is a lease as in Redis: a waiter retries for at most
     `lock_wait_s`; a lease left by a killed worker expires after `lock_ttl_ms`.
     """
 
     def __init__(self, path: Path, max_sessions: int, ttl_s: float,
-                 map_size_mb: int = 4096, lock_ttl_ms: int = 10_000,
+                 max_mb: int = 2048, lock_ttl_ms: int = 10_000,
                  lock_wait_s: float = 2.0, sweep_interval_s: float | None = 10.0,
                  clock: Callable[[], float] = time.time,
                  max_state_bytes: int = DEFAULT_MAX_STATE_BYTES) -> None:
@@ -62,7 +64,8 @@ class LmdbSessionStore:
 
         self._lmdb = lmdb
         self.where = str(path)
-        self._map_size = map_size_mb << 20
+        self._bound = max_mb << 20
+        self._map_size = 2 * self._bound + (64 << 20)
         self._env = self._open(path)
         self._states = self._env.open_db(b"states")
         self._leases = self._env.open_db(b"leases")
@@ -85,6 +88,10 @@ class LmdbSessionStore:
         self._puts = 0
         self._room_interval = sweep_interval_s or 10.0
         self._room_made = -math.inf  # when eviction for room last ran (monotonic)
+        # states stored when room was last made: evicting frees slots inside pages without
+        # shrinking the tree, so over the bound it is made again only once they are refilled
+        self._room_entries = 0
+        self._near = False  # the last check found the pages near the bound: check each write
         self._sweeper: threading.Thread | None = None
         if sweep_interval_s:
             self._sweeper = threading.Thread(target=self._sweep_every, args=(sweep_interval_s,),
@@ -159,23 +166,28 @@ class LmdbSessionStore:
         except self._lmdb.Error as exc:
             raise self._unavailable("write a session", exc) from exc
         self._puts += 1  # approximate under threads: it only paces the check below
-        if self._puts % 32 == 0 and \
-                time.monotonic() - self._room_made >= self._room_interval:
+        if self._near or self._puts % 32 == 0:
             try:
-                if self._fill() > 0.75:
-                    # room is made before the map is full: deleting in a full map fails too
-                    if self._sweeper is not None:
-                        self._wake.set()
-                    else:
-                        self.sweep()
+                self._keep_bound()
             except self._lmdb.Error as exc:  # the state is written; housekeeping can wait
                 log.warning("session store housekeeping at %s failed: %s", self.where, exc)
 
+    def _keep_bound(self) -> None:
+        fill = self._fill()
+        self._near = fill > 0.9
+        if fill > 1.0 and len(self) >= self._room_entries:
+            self.sweep(make_room=True)  # over the bound: this write's process makes room
+        elif fill > 0.75 and time.monotonic() - self._room_made >= self._room_interval:
+            if self._sweeper is not None:  # early, in the background
+                self._wake.set()
+            else:
+                self.sweep()
+
     def _write_after_making_room(self, session_id: str, key: bytes, value: bytes,
                                  token: bytes | None) -> None:
-        """The map is full (the store's byte bound): evict the least recently written (a
-        fifth at a time: freed pages may be too scattered for a large state, so up to three
-        rounds), then, as the last resort of a store too small for its load, everything."""
+        """The map is full (writes outran the checks by the whole reserve): evict the least
+        recently written (a fifth at a time: freed pages may be too scattered for a large
+        state, so up to three rounds), then, as the last resort, everything."""
         for _ in range(3):
             try:
                 if self._sweep_lock.locked():  # a sweep is making room: wait for it
@@ -290,6 +302,7 @@ class LmdbSessionStore:
             if make_room or (self._fill() > 0.75 and
                              time.monotonic() - self._room_made >= self._room_interval):
                 self._room_made = time.monotonic()
+                self._room_entries = len(alive)
                 over = max(over, len(alive) // 5)
             evicting = alive[:max(0, over)]
             removed = self._delete(doomed) + (evicted := self._delete(evicting))
@@ -315,12 +328,12 @@ class LmdbSessionStore:
         return removed
 
     def _fill(self) -> float:
-        """The share of the file's map in use (pages of both tables)."""
-        return self.accounted_bytes / self._map_size
+        """Pages in use (both tables) as a share of the byte bound."""
+        return self.accounted_bytes / self._bound
 
     @property
     def accounted_bytes(self) -> int:
-        """Bytes of the map in use: the pages of both tables (the map is the bound)."""
+        """Bytes of the map in use: the pages of both tables (what the bound counts)."""
         with self._env.begin() as txn:
             used = sum(st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
                        for st in (txn.stat(self._states), txn.stat(self._leases)))

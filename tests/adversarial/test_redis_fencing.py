@@ -65,7 +65,7 @@ def test_a_holder_with_its_lease_writes_as_before(redis_server):
 
 
 def _write_as_another_worker(path: str) -> None:
-    store = LmdbSessionStore(Path(path), 100, 60, map_size_mb=16, sweep_interval_s=None)
+    store = LmdbSessionStore(Path(path), 100, 60, max_mb=16, sweep_interval_s=None)
     with store.lock("s"):
         store.put("s", b"newer")
     store.close()
@@ -73,7 +73,7 @@ def _write_as_another_worker(path: str) -> None:
 
 def test_the_lmdb_lease_fences_its_write_too(tmp_path: Path):
     # a lease of 1 ms has run out by the time the other worker process asks for it
-    slow = LmdbSessionStore(tmp_path, 100, 60, map_size_mb=16, lock_ttl_ms=1,
+    slow = LmdbSessionStore(tmp_path, 100, 60, max_mb=16, lock_ttl_ms=1,
                             sweep_interval_s=None)
     try:
         with slow.lock("s"):

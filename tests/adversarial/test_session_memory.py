@@ -158,3 +158,49 @@ def test_redis_caps_each_state_and_its_maxmemory_bounds_the_total(redis_server):
     finally:
         store.close()
         admin.close()
+
+
+@settings(max_examples=3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(bound_mb=st.integers(2, 4), state_kb=st.integers(6, 14), writers=st.integers(2, 4))
+def test_the_lmdb_store_keeps_taking_writes_when_a_flood_outruns_its_sweeps(
+        tmp_path_factory, bound_mb, state_kb, writers):
+    """A store flooded from several threads (as a worker's decision threads) with ten
+    times the bound, the background sweep an interval away: the map used to fill to its
+    last page, where LMDB cannot even delete, and every write after failed (visitors got
+    503 session_store_unavailable). Every write is taken, and the bound holds within the
+    slack of one state per writer between two checks."""
+    import threading
+
+    from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+
+    path = tmp_path_factory.mktemp("lmdb") / "sessions"
+    store = LmdbSessionStore(path, 100_000, 600, max_mb=bound_mb, sweep_interval_s=10.0)
+    state = bytes(state_kb * 1024)
+    per_writer = 10 * (bound_mb << 10) // state_kb // writers
+    failures: list[BaseException] = []
+
+    def flood(k: int) -> None:
+        for n in range(per_writer):
+            try:
+                with store.lock(f"w{k}-{n}"):
+                    store.put(f"w{k}-{n}", state)
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+                return
+
+    try:
+        threads = [threading.Thread(target=flood, args=(k,)) for k in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        slack = (writers + 1) * (state_kb * 1024 + 4096)
+        assert store.accounted_bytes <= (bound_mb << 20) + slack
+        assert store.evicted > 0
+        with store.lock("late"):
+            store.put("late", state)
+        assert store.get("late") == state
+    finally:
+        store.close()

@@ -76,7 +76,7 @@ def test_a_sweep_deletes_expired_states_and_keeps_the_bound(tmp_path):
 
 
 def test_a_full_file_makes_room_instead_of_refusing_writes(tmp_path):
-    store = store_at(tmp_path, map_size_mb=2, max_sessions=10_000, sweep_interval_s=None)
+    store = store_at(tmp_path, max_mb=2, max_sessions=10_000, sweep_interval_s=None)
     for n in range(1500):  # ~6 MB of states through a 2 MB file, no sweeper running
         store.put(f"s{n}", bytes(4000))
     assert store.get("s1499") == bytes(4000)  # the newest are kept, every write taken
