@@ -64,7 +64,7 @@ class EdgeConfig:
     session_ttl_s: float = 1800.0
     max_sessions: int = 100_000
     # Bytes of session state a store keeps: memory evicts the least recently used beyond
-    # it, lmdb sizes its map to it (full: the least recently written go). Redis: each state
+    # it, lmdb counts its pages against it (the least recently written go). Redis: each state
     # at most session_state_max_kb; its total is the server's maxmemory (volatile-lru).
     session_store_max_mb: int = 256
     session_state_max_kb: int = 64  # a larger state is not kept (the session starts over)

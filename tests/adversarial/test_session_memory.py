@@ -2,7 +2,7 @@
 
 100 distinct 2 KB page paths made one session ~205 KB (1,500 such sessions took an edge
 from 144 to 444 MB). The core now keeps each state within MAX_SESSION_BYTES, and every
-store bounds its total (memory: LRU by accounted bytes; LMDB: its map; Redis: per-state
+store bounds its total (memory: LRU by accounted bytes; LMDB: its pages; Redis: per-state
 cap, total by the server's maxmemory with volatile-lru).
 """
 
