@@ -87,6 +87,7 @@ class RsgiEdge:
         # here: never on the loop, never queued behind decisions
         self.side = Lane(2, "side")
         self.side_pending = 0  # side requests queued or running (loop thread only)
+        self._health_running: asyncio.Future[Reply] | None = None  # /healthz being computed
         # requests reading their body now, with their deadline (loop time): one sweeper
         # cancels the overdue ones, cheaper on the hot path than a timer per request
         self.reading: dict[asyncio.Task[Any], float] = {}
@@ -196,6 +197,8 @@ class RsgiEdge:
                 self._collector = self.loop.call_later(COLLECT_S, self._collect_tick)
             await done
             return None
+        if path == "/healthz":
+            return _send(proto, await self._health(route, method, path), cors)
         if self.side_pending >= self.config.max_pending:
             self.app.counters.add("busy")
             return _send(proto, (503, error_body("overloaded", "edge host saturated, retry "
@@ -206,6 +209,16 @@ class RsgiEdge:
         finally:
             self.side_pending -= 1
         _send(proto, reply, cors)
+
+    async def _health(self, route: Route, method: str, path: str) -> Reply:
+        """`/healthz`, computed once for every probe waiting meanwhile: a flood of probes
+        costs one computation at a time and takes no slot from outcome reports (they
+        shared the side lane's bound, and both got 503 under 300 looping probes)."""
+        running = self._health_running
+        if running is None or running.done():
+            running = self._health_running = self.side.run(self.app.run, route, b"", method,
+                                                            path)
+        return await asyncio.shield(running)  # type: ignore[no-any-return]
 
     def _decide_and_send(self, done: asyncio.Future[None], proto: Any, body: bytes,
                          method: str, path: str, cors: Headers) -> None:

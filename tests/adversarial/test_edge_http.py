@@ -6,6 +6,7 @@ Each test reproduces a defect seen on an earlier main (issue #11, items 1, 2 and
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import os
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,6 +265,77 @@ def test_a_complete_chunked_body_is_still_decided(stack):
     finally:
         sock.close()
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+@pytest.fixture()
+def shipping_stack() -> Iterator[EdgeStack]:
+    """An edge whose telemetry is on and whose control plane is down (records spool)."""
+    with edge_stack("shipped", env_overrides={
+            "EDGE_CONTROL_URL": f"http://127.0.0.1:{_free_port()}",
+            "EDGE_TOKEN": "edge-token-for-tests",
+            "EDGE_MAX_PENDING": "32"}) as running:  # fewer probes than flooders suffice
+        yield running
+
+
+def test_a_flood_of_health_probes_leaves_probes_and_outcomes_answered(shipping_stack):
+    """300 connections looping on the public /healthz: each probe queued its own
+    computation (a sorted glob of the telemetry spool) on the two side threads, sharing
+    their bound with outcome reports, and both got 503 (or no answer). Probes now share
+    one computation at a time."""
+    stack = shipping_stack
+    spool = stack.workdir / "edge" / "spool"  # a spool grown while the control plane is down
+    assert spool.is_dir()
+    for k in range(3000):
+        (spool / f"backlog-{k:05d}.jsonl.gz").write_bytes(gzip.compress(b"{}\n"))
+    req = urllib.request.Request(stack.url + "/v1/decide", data=_session_request("flooded"),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        decided = json.loads(resp.read())
+    outcome = json.dumps({"session_id": "flooded", "decision_id": decided["decision_id"],
+                          "type": "conversion",
+                          "outcome_token": decided["outcome_token"]}).encode()
+
+    def report() -> tuple[int, str]:
+        """The outcome's answer (taken, 200), or its error code."""
+        sent = urllib.request.Request(stack.url + "/v1/outcome", data=outcome,
+                                      headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(sent, timeout=3) as resp:
+                return resp.status, ""
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())["error"]["code"]
+
+    baseline = report()
+    assert baseline == (200, "")
+    stop = time.monotonic() + 4.0
+
+    def flood() -> None:
+        try:
+            with socket.create_connection(address(stack), timeout=10) as sock:
+                while time.monotonic() < stop:
+                    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    got = sock.recv(1 << 20)
+                    if not got:
+                        return
+                    flooded.append(got[9:12])
+        except OSError:
+            return
+
+    flooded: list[bytes] = []
+    flooders = [threading.Thread(target=flood) for _ in range(300)]
+    for thread in flooders:
+        thread.start()
+    answers: list[tuple[int, int]] = []
+    try:
+        time.sleep(0.5)
+        while time.monotonic() < stop - 0.3:
+            probe = urllib.request.urlopen(stack.url + "/healthz", timeout=3).status
+            answers.append((probe, report()))
+    finally:
+        for thread in flooders:
+            thread.join()
+    assert answers and all(a == (200, baseline) for a in answers), answers
+    assert flooded and set(flooded) == {b"200"}  # the flood itself is answered too
 
 
 SEND_TIMEOUT_S = 2.0
