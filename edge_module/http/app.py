@@ -404,7 +404,9 @@ class EdgeApp:
             try:
                 logged = response if report is None and not deliveries else \
                     {**response, "report": report, "deliveries": deliveries}
-                self.decision_log.decision(request, logged, _now(request, self._clock_ms))
+                # stamped by this host's clock: a visitor's own clock (its now_ms) must not
+                # place records in another period of the reports
+                self.decision_log.decision(request, logged, now_ms)
             except Exception:  # the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
         try:
@@ -468,11 +470,14 @@ class EdgeApp:
         try:
             if type(decision_id) is not str:
                 raise TokenError("decision_id is required: the decide answer's decision_id")
-            self.tokens.check(body.get("outcome_token"), session_id, decision_id,
-                              body.get("trigger") or "", now_ms)
+            issued = self.tokens.check(body.get("outcome_token"), session_id, decision_id,
+                                       body.get("trigger") or "", now_ms)
         except TokenError as exc:
             self.counters.add("outcomes_refused")
             return 403, error_body("invalid_outcome_token", str(exc), "outcome_token"), []
+        # The visitor's ts_ms is kept between the decision and now (its clock may be off, or
+        # lie to move the record into another period of the reports).
+        rec["ts_ms"] = min(max(rec["ts_ms"], issued), now_ms)
         # One record per (decision, trigger, kind): a visitor replaying its own token adds
         # nothing, as ingest drops repeated ids.
         rec["id"] = hashlib.sha256("\x1f".join(
@@ -546,11 +551,6 @@ class EdgeApp:
 def _static(sdk_file: SdkFile) -> Callable[[bytes], Reply]:
     reply: Reply = (200, sdk_file.body, sdk_file.headers())
     return lambda _body: reply
-
-
-def _now(request: dict[str, Any], clock_ms: Callable[[], int]) -> int:
-    now = request.get("now_ms")
-    return now if type(now) is int else clock_ms()
 
 
 def _guest_error(error_json: str) -> Reply:

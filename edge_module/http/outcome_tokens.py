@@ -52,8 +52,9 @@ class OutcomeTokens:
         return f"{TOKEN_VERSION}.{now_ms}.{self._mac(session_id, decision_id, trigger, now_ms)}"
 
     def check(self, token: object, session_id: str, decision_id: str, trigger: str,
-              now_ms: int) -> None:
-        """Raise `TokenError` unless `token` was issued for exactly these values, recently."""
+              now_ms: int) -> int:
+        """When `token` was issued (ms); `TokenError` unless it was issued for exactly
+        these values, recently."""
         if type(token) is not str or len(token) > 128:
             raise TokenError("outcome_token is required: send the token the decide answer "
                              "carried with the action (or the answer's own for a conversion)")
@@ -72,6 +73,7 @@ class OutcomeTokens:
                              f"{self.window_ms // 1000} s after the decision)")
         if issued - now_ms > 60_000:  # issued in the future: another edge's clock, or forged
             raise TokenError("outcome_token is from the future")
+        return issued
 
 
 def load_key(configured: str, state_dir: Path) -> bytes:

@@ -154,3 +154,36 @@ def test_a_malformed_outcome_is_still_a_400_not_a_403(stack):
         "session_id": "visitor-b", "decision_id": answer["decision_id"], "type": "purchase",
         "outcome_token": answer["outcome_token"]})
     assert status == 400 and error["error"]["field"] == "type"
+
+
+def counts_since(stack: EdgeStack, since_ms: int) -> tuple[int, int]:
+    req = urllib.request.Request(
+        f"{stack.control_url}/v1/telemetry/counts?since_ms={since_ms}",
+        headers={"Authorization": f"Bearer {stack.publisher_token}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        doc = json.loads(resp.read())
+    return int(doc["decisions"]), int(doc["outcomes"])
+
+
+@pytest.mark.parametrize("skew_ms", [-(10**12), 23 * 3600_000])
+def test_a_visitors_clock_does_not_place_its_records_in_another_period(stack, skew_ms):
+    """A decide with now_ms decades back or a day ahead, and an outcome claiming ts_ms 5 or
+    a day ahead, were stored at those times: a visitor could push records into past or
+    future report windows. Decisions are stamped by the edge's clock, and an outcome's
+    ts_ms is kept between its decision and its arrival."""
+    import time
+
+    start = int(time.time() * 1000) - 1000
+    before = counts_since(stack, start)
+    session = f"clock-{skew_ms}"
+    status, answer = post(stack.url + "/v1/decide", {
+        "session_id": session, "now_ms": start + skew_ms if start + skew_ms > 0 else 1000,
+        "context": {"url": "/pricing"}})
+    assert status == 200, answer
+    status, _ = post(stack.url + "/v1/outcome", {
+        "session_id": session, "decision_id": answer["decision_id"], "type": "conversion",
+        "outcome_token": answer["outcome_token"], "ts_ms": 5 if skew_ms < 0 else start + skew_ms})
+    assert status == 200
+    wait_for(lambda: counts_since(stack, start) == (before[0] + 1, before[1] + 1),
+             timeout_s=30, what="both records counted from the moment they were made")
+    assert counts_since(stack, int(time.time() * 1000) + 60_000) == (0, 0)
