@@ -5,17 +5,19 @@ pre-initialisation bakes it in: a fresh instance decides at once. The visitor ca
 session's state in a state token (as the host's EDGE_SESSION_STORE=client); nothing else is
 kept. Configuration comes from the WASI environment on every request (an instance may be
 reused or not, and pre-initialisation would freeze os.environ at build time):
-EDGE_STATE_TOKEN_KEYS, EDGE_ALLOWED_ORIGINS, EDGE_SESSION_TTL_S, EDGE_MAX_BODY_BYTES.
+EDGE_STATE_TOKEN_KEYS, EDGE_ALLOWED_ORIGINS, EDGE_SESSION_TTL_S, EDGE_MAX_BODY_BYTES,
+EDGE_BODY_TIMEOUT_S.
 """
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import environment, types
+from wit_world.imports import environment, monotonic_clock, poll, types
 from wit_world.imports.streams import StreamError_Closed
 
 from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
@@ -25,6 +27,7 @@ from edge_module.state_token import EXPIRED, StateTokenError, StateTokens, parse
 SNAPSHOT = load_snapshot((Path(__file__).parent / "snapshot.json").read_text())
 MAX_BODY_DEFAULT = 256 * 1024
 TTL_DEFAULT_S = 1800.0
+BODY_TIMEOUT_DEFAULT_S = 10.0  # as the host's EDGE_BODY_TIMEOUT_S
 WRITE_CHUNK = 4096  # blocking-write-and-flush takes at most 4096 bytes a call
 
 _config_cache: dict = {}
@@ -38,24 +41,113 @@ def error_body(code, message, field_name=None):
 
 
 def _config():
-    """(tokens, cors, max_body) for this environment, built once per distinct environment."""
+    """(tokens, cors, max_body, body_timeout_s) for this environment, built once per
+    distinct environment."""
     env = dict(environment.get_environment())
     key = tuple(env.get(name, "") for name in (
         "EDGE_STATE_TOKEN_KEYS", "EDGE_ALLOWED_ORIGINS", "EDGE_SESSION_TTL_S",
-        "EDGE_MAX_BODY_BYTES"))
+        "EDGE_MAX_BODY_BYTES", "EDGE_BODY_TIMEOUT_S"))
     if key not in _config_cache:
-        keys, origins, ttl, max_body = key
+        keys, origins, ttl, max_body, body_timeout = key
         tokens = StateTokens(parse_keys(keys), int(float(ttl or TTL_DEFAULT_S) * 1000))
-        _config_cache[key] = (tokens, CorsPolicy(origins), int(max_body or MAX_BODY_DEFAULT))
+        timeout_s = float(body_timeout or BODY_TIMEOUT_DEFAULT_S)
+        if not 0 < timeout_s <= 3600:
+            raise ValueError(f"EDGE_BODY_TIMEOUT_S={body_timeout}: expected seconds, more "
+                             "than 0 and at most 3600")
+        _config_cache[key] = (tokens, CorsPolicy(origins), int(max_body or MAX_BODY_DEFAULT),
+                              timeout_s)
     return _config_cache[key]
+
+
+# What the host's parser (orjson) refuses, refused here too, before the stdlib's parser
+# sees it: nesting past 1024 (deeper, the parser's C recursion overflowed the JS stack
+# under jco and took the whole server down), text that is not UTF-8, NaN and Infinity,
+# integers past a double, lone surrogates.
+MAX_DEPTH = 1024
+_ESCAPE = re.compile(r"\\.", re.S)
+_STRINGS = re.compile(r'"[^"]*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_LONG_INT = re.compile(r"\d{19,}")
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _int(text):
+    """orjson's integers: 64-bit ones exact, larger ones as floats, past a double refused."""
+    if len(text) > 400:
+        raise ValueError("number out of range")
+    value = int(text)
+    if -(2**63) <= value < 2**64:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError("number out of range") from None
+
+
+def _utf8(value):
+    """Whether every string and key in `value` is UTF-8 (no lone surrogate); no recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is str:
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif kind is dict:
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+    return True
+
+
+def parse_json(raw):
+    """The body as JSON on the host's terms (ValueError saying why not)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if _too_deep(text):
+        raise ValueError("depth limit exceeded")
+    value = json.loads(text, parse_constant=_no_constant,
+                       parse_int=_int if _LONG_INT.search(text) else None)
+    if _SURROGATE.search(text) and not _utf8(value):
+        raise ValueError("a string holds a lone surrogate (not UTF-8)")
+    return value
+
+
+def _too_deep(text):
+    """Whether arrays and objects nest past MAX_DEPTH, found without parsing: a parser's
+    recursion (or the traceback of its RecursionError, freed recursively) overflowed the
+    stack. Escapes go first, then strings (linear: no pattern here can backtrack); only
+    the nesting the parser would walk before any syntax error is counted right, which is
+    all it walks."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRINGS.sub("", _ESCAPE.sub("", text)))
+    depth = 0
+    for c in brackets:
+        if c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def decide(tokens, raw):
     """POST /v1/decide, as the host answers it in client mode."""
     started = time.perf_counter_ns()
     try:
-        request = json.loads(raw)
-    except ValueError as exc:
+        request = parse_json(raw)
+    except (ValueError, RecursionError) as exc:
         return 400, error_body("invalid_json", f"request body is not valid JSON: {exc}")
     if type(request) is not dict:
         return 400, error_body("invalid_request", "the request body must be a JSON object")
@@ -98,16 +190,31 @@ def health():
                             "session_store": "client"}).encode()
 
 
-def read_body(request, limit):
-    """The body, or None when it is longer than `limit` (read no further than that)."""
+TOO_LARGE, TOO_SLOW = "too_large", "too_slow"
+
+
+def read_body(request, limit, timeout_s):
+    """The body; TOO_LARGE once it passes `limit` (read no further), TOO_SLOW when it has
+    not all come within `timeout_s`. Reads wait on the stream and a timer together: a
+    blocking read waited for as long as the client liked, and a runtime that serves one
+    request at a time (jco serve) stalled every visitor behind it."""
     stream = request.consume().stream()
     chunks, size = [], 0
+    deadline = monotonic_clock.now() + int(timeout_s * 1e9)
     try:
         while True:
-            chunk = stream.blocking_read(65536)
+            chunk = stream.read(65536)
+            if not chunk:
+                left = deadline - monotonic_clock.now()
+                if left <= 0:
+                    return TOO_SLOW
+                with stream.subscribe() as readable, \
+                        monotonic_clock.subscribe_duration(left) as timer:
+                    poll.poll([readable, timer])
+                continue
             size += len(chunk)
             if size > limit:
-                return None
+                return TOO_LARGE
             chunks.append(chunk)
     except Err as err:
         if not isinstance(err.value, StreamError_Closed):
@@ -129,13 +236,13 @@ def route(request):
     if path != "/v1/decide":
         return 404, error_body("not_found", f"no route {path}"), []
     try:
-        tokens, cors, max_body = _config()
+        tokens, cors, max_body, body_timeout_s = _config()
     except ValueError as exc:  # no or bad keys, a bad origin or number: say which
         return 500, error_body("misconfigured", f"edge function configuration: {exc}"), []
     origin = [v.decode("latin-1") for v in request.headers().get("origin")]
     headers = []
-    if origin:  # a browser page: only the allowed origins
-        allowed = cors.headers(origin[0])
+    if origin:  # a browser page: only the allowed origins (one Origin, as browsers send)
+        allowed = cors.headers(origin[0]) if len(origin) == 1 else None
         if allowed is None:
             return 403, error_body(
                 "origin_not_allowed", "this page's origin may not call the edge (the edge's "
@@ -146,10 +253,13 @@ def route(request):
     if not isinstance(method, types.Method_Post):
         return 405, error_body("method_not_allowed", "use POST for /v1/decide"), [
             ("Allow", "POST, OPTIONS")] + headers
-    body = read_body(request, max_body)
-    if body is None:
+    body = read_body(request, max_body, body_timeout_s)
+    if body == TOO_LARGE:
         return 413, error_body("body_too_large", f"request body of more than {max_body} "
                                f"bytes; at most {max_body}"), headers
+    if body == TOO_SLOW:
+        return 408, error_body("request_timeout", f"the request body did not arrive within "
+                               f"{body_timeout_s:g} s"), headers
     return (*decide(tokens, body), headers)
 
 

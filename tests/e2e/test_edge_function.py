@@ -55,7 +55,8 @@ def edge_function(snapshot, tmp_path_factory):
     wasm = build(out, snapshot, "")
     port = _free_port()
     env = {**os.environ, "EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_ALLOWED_ORIGINS":
-           "https://shop.example", "JCO_RUN_ARGS": "--experimental-wasm-extended-const"}
+           "https://shop.example", "JCO_RUN_ARGS": "--experimental-wasm-extended-const",
+           "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}
     proc = subprocess.Popen([str(_jco()), "serve", "--host", "127.0.0.1", "--port", str(port),
                              "--jco-dir", str(out / "jco"), str(wasm)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -154,6 +155,61 @@ def test_errors_are_json_as_the_host_answers_them(edge_function, client_edge):
         status, body, _ = post(client_edge.url, raw)
         assert got[0] == status, raw
         assert got[1]["error"]["code"] == body["error"]["code"], raw
+
+
+BODY_TIMEOUT_S = 2.0
+HOSTILE_JSON = {
+    # deeper than the host's parser goes: the stdlib parser's recursion overflowed the JS
+    # stack under jco and the whole server died (the first two), or marshal refused (500)
+    "unclosed, 6,000 deep": b'{"session_id":"c","x":' + b"[" * 6000,
+    "balanced, 20,000 deep": b'{"session_id":"c","x":' + b"[" * 20000 + b"]" * 20000 + b"}",
+    "balanced, 1,500 deep": b'{"session_id":"c","x":' + b"[" * 1500 + b"]" * 1500 + b"}",
+    "brackets in strings only": b'{"session_id":"c","x":"' + b"[" * 3000 + b'"}',
+    "UTF-8 with a BOM": b'\xef\xbb\xbf{"session_id":"c"}',
+    "UTF-16": '{"session_id":"c"}'.encode("utf-16"),
+    "UTF-16-LE": '{"session_id":"c"}'.encode("utf-16-le"),
+    "UTF-32": '{"session_id":"c"}'.encode("utf-32"),
+    "NaN": b'{"session_id":"c","context":{"attributes":{"v":NaN}}}',
+    "Infinity": b'{"session_id":"c","context":{"attributes":{"v":Infinity}}}',
+    "a lone surrogate": b'{"session_id":"\\ud800"}',
+    "a lone surrogate key": b'{"session_id":"c","context":{"attributes":{"\\udc00":1}}}',
+    "an integer past a double": b'{"session_id":"c","now_ms":1' + b"0" * 400 + b"}",
+    "an integer of 5,000 digits": b'{"session_id":"c","now_ms":' + b"9" * 5000 + b"}",
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_JSON))
+def test_hostile_json_is_answered_as_the_host_answers_it(edge_function, client_edge, name):
+    raw = HOSTILE_JSON[name]
+    got = post(edge_function, raw)
+    status, body, _ = post(client_edge.url, raw)
+    assert got[0] == status, (got, body)
+    if status != 200:
+        assert got[1]["error"]["code"] == body["error"]["code"], (got, body)
+    assert "set_int_max_str_digits" not in json.dumps(got[1])
+    health = urllib.request.urlopen(f"{edge_function}/healthz", timeout=10)
+    assert health.status == 200  # the server is still there
+
+
+def test_a_stalled_body_gets_408_and_frees_the_function(edge_function):
+    """One client sending part of its body and waiting held jco serve (one request at a
+    time) for its 300 s: every visitor waited. The read now has a deadline."""
+    import socket
+
+    body = json.dumps(ask("stalled", 100)).encode()
+    host, port = edge_function.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+        started = time.monotonic()
+        answer = b""
+        while b"request_timeout" not in answer and (chunk := sock.recv(4096)):
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"request_timeout" in answer
+    assert waited < 120  # the deadline (2 s here), not node's 300 s
+    assert decided(edge_function, ask("after-stall", 100))["state_token"]
 
 
 def test_an_oversized_body_is_refused(edge_function):
