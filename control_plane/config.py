@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -74,18 +75,50 @@ def pack_limits(config: dict[str, Any]) -> PackLimits:
                       conditions=int(config["MAX_CONDITIONS"]))
 
 
+class ConfigError(ValueError):
+    """A CONTROL_* (or TRIGGERS_*) setting that cannot be used; the message names it."""
+
+
+# Numeric settings' ranges (inclusive); every numeric one must also be finite.
+_RANGES: dict[str, tuple[float, float]] = {
+    "PORT": (0, 65535), "FALSE_TRIGGER_WINDOW_S": (0.001, 86_400 * 365),
+    "RECALIBRATE_INTERVAL_S": (0, 86_400 * 365), "LEARN_HOLDOUT_SHARE": (0, 0.9),
+    "LEARN_MAX_STEP": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
+    "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
+}
+
+
+def _setting(key: str, raw: str, default: Any) -> Any:
+    """`raw` (from CONTROL_<key>) as the default's type, within its range."""
+    name = f"CONTROL_{key}"
+    kind = type(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected {'an integer' if kind is int else 'a number'}"
+                          ) from None
+    if kind in (int, float):
+        low, high = _RANGES.get(key, (1 if kind is int else 0, float("inf")))
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ConfigError(f"{name}={raw!r}: expected a finite number from {low:g} to "
+                              f"{high:g}")
+    return value
+
+
 def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """DEFAULTS, then the environment, then `overrides` (tests)."""
+    """DEFAULTS, then the environment, then `overrides` (tests). A variable set to nothing
+    counts as unset: an empty TRIGGERS_STORE or CONTROL_DATA_DIR meant the current folder,
+    where a publish then wrote its manifest. ConfigError for a value that cannot be used."""
     config = dict(DEFAULTS)
     for key, names in SHARED.items():
         for name in names:
-            if name in os.environ:
+            if os.environ.get(name):
                 config[key] = os.environ[name]
                 break
     for key, default in DEFAULTS.items():
         raw = os.environ.get(f"CONTROL_{key}")
-        if raw is not None:
-            config[key] = type(default)(raw)
+        if raw:
+            config[key] = _setting(key, raw, default) if type(default) is not str else raw
     config.update(overrides or {})
     if not config["KEYS_DIR"]:
         config["KEYS_DIR"] = os.path.join(config["DATA_DIR"], "keys")

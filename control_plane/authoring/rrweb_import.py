@@ -18,6 +18,7 @@ separate the two halves of that mirror.
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -241,7 +242,9 @@ class _Session:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite JSON number: 1e999 reads as inf and NaN as nan, and either broke the
+    conversion (a traceback) where a bad event is to be counted and skipped."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
 
 
 def convert(events: Sequence[Any], session_id: str, report: ImportReport, *,

@@ -123,9 +123,9 @@ def simulate(snap: Snapshot, trigger_ids: Sequence[str], lines: Iterable[str]) -
         batch = request.get("events")
         batch = batch if type(batch) is list else []
         stamps = [int(e["ts_ms"]) for e in batch
-                  if type(e) is dict and type(e.get("ts_ms")) in (int, float)]
+                  if type(e) is dict and _finite(e.get("ts_ms"))]
         raw_now = request.get("now_ms")
-        if isinstance(raw_now, (int, float)) and not isinstance(raw_now, bool):
+        if _finite(raw_now):
             now = int(raw_now)
         elif stamps:
             now = max(stamps)
@@ -199,3 +199,8 @@ def render_text(report: SimulationReport) -> str:
 
 def _ms(value: int | None) -> str:
     return "-" if value is None else f"{value / 1000:.1f}s"
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number a time can be made of (1e999 reads as inf, NaN as nan: neither is)."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))

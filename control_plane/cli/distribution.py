@@ -27,14 +27,21 @@ from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
 @CATALOG
 @STORE
 @DATA_DIR
+@click.option("--allow-empty", is_flag=True,
+              help="publish even when PATHS hold no rule pack (every trigger goes off)")
 def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None,
-            data_dir: str | None) -> None:
+            data_dir: str | None, allow_empty: bool) -> None:
     """Publish rule packs as the next revision.
 
     Compiles them into a snapshot, writes it to the edge store and points the manifest at
-    it; copies the packs (and the catalog) into the control plane's registry.
+    it; copies the packs (and the catalog) into the control plane's registry. PATHS with
+    no rule pack in them (an empty folder, only tests) are refused unless --allow-empty:
+    the snapshot would switch every trigger off across the fleet.
     """
     pack_set = load_pack_set(paths, catalog)
+    if not pack_set.packs and not allow_empty:
+        raise Unavailable(f"no rule packs in {', '.join(map(str, paths))}: publishing nothing "
+                          "would switch every trigger off (--allow-empty does that on purpose)")
     published = publishing.publish(open_edge_store(store_dir), pack_set.packs,
                                    key_ring(data_dir).active(), catalog=pack_set.catalog)
     registry = PackRegistry(Path(data_dir or config_module.load()["DATA_DIR"]) / "packs")

@@ -3,6 +3,7 @@ messages (the options and openers the commands share are in `options`)."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
@@ -10,12 +11,14 @@ import click
 
 from edge_module.distribution.edge_store import StoreError
 
+from ..config import ConfigError
 from ..distribution import publishing
 from ..distribution.keys import KeyRingError
 from ..rulepack import RulePackError
 
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C: not a finding (1), not a usage error
 
 
 class Unavailable(click.ClickException):
@@ -47,6 +50,13 @@ class _Group(click.Group):
             raise Unavailable(str(exc)) from None
         except StoreError as exc:
             raise Unavailable(f"edge store: {exc}") from None
+        except ConfigError as exc:
+            raise Unavailable(str(exc)) from None
+        except sqlite3.Error as exc:  # the telemetry store: damaged, or not a database
+            raise Unavailable(f"telemetry store: {exc}") from None
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         except UnicodeDecodeError as exc:  # a recording read as text
             raise Unavailable(f"the input is not UTF-8 text: {exc}") from None
         except OSError as exc:
@@ -70,5 +80,6 @@ def cli() -> None:
       1  findings: rule-pack problems, lint findings, failing tests, an edge
          serving another revision than the published one (status --edge)
       2  usage or environment error: bad arguments, a missing file, no test
-         files, an unknown revision, an unavailable store or edge host
+         files, an unknown revision, an unavailable store or edge host, a bad setting
+      130  interrupted (Ctrl-C)
     """

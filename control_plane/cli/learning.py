@@ -21,11 +21,26 @@ PERIOD = click.option("--period", type=click.Choice(["all", *PERIODS]), default=
                       show_default=True, help="Only records from this far back.")
 
 
+
+class _FiniteSeconds(click.FloatRange):
+    """Seconds, more than 0 and at most a day; NaN (which FloatRange lets through) refused."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+FINITE_SECONDS = _FiniteSeconds(min=0, min_open=True, max=86_400)
+
 @cli.command()
 @DATA_DIR
 @STORE
 @FORMAT
-@click.option("--window", "window_s", type=click.FloatRange(min=0, min_open=True, max=86_400),
+@click.option("--window", "window_s", type=FINITE_SECONDS,
               default=lambda: float(config.load()["FALSE_TRIGGER_WINDOW_S"]),
               show_default="CONTROL_FALSE_TRIGGER_WINDOW_S, or 30",
               help="Seconds within which a click or conversion makes a firing not false.")
@@ -221,7 +236,7 @@ def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], jud
 @cli.command()
 @DATA_DIR
 @FORMAT
-@click.option("--min-sessions", type=int, default=30, show_default=True)
+@click.option("--min-sessions", type=click.IntRange(min=1), default=30, show_default=True)
 @PERIOD
 def audit(data_dir: str | None, fmt: str, min_sessions: int, period: str) -> None:
     """Flag triggers for retirement: redundant (firings correlated |r| > 0.9 with another

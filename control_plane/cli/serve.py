@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .group import cli
+from .group import Unavailable, cli
 
 
 def server_options(app: Any) -> dict[str, Any]:
@@ -51,3 +51,6 @@ def serve() -> None:
                        **server_options(app))
     except KeyboardInterrupt:
         pass
+    except ValueError as exc:  # waitress: a host name that does not resolve
+        raise Unavailable(f"CONTROL_HOST={app.config['HOST']!r}, CONTROL_PORT="
+                          f"{app.config['PORT']}: {exc}") from None

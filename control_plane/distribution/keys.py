@@ -47,7 +47,11 @@ class KeyRing:
         except FileNotFoundError:
             raise KeyRingError(f"no signing key in {self.keys_dir}: run "
                             "'trigger-engine keys generate'") from None
-        private = serialization.load_pem_private_key(pem, password=None)
+        try:
+            private = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:  # a damaged or foreign file
+            raise KeyRingError(f"{self.keys_dir / (kid + '.key')}: not a readable private "
+                               f"key ({exc})") from None
         if not isinstance(private, Ed25519PrivateKey):
             raise KeyRingError(f"{kid}.key is not an Ed25519 key")
         return SigningKey(kid, private)

@@ -191,10 +191,13 @@ class S3Store:
 
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._client = client or boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-            config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
-                          retries={"max_attempts": 2, "mode": "standard"}))
+        try:
+            self._client = client or boto3.client(
+                "s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
+                config=Config(connect_timeout=timeout_s, read_timeout=timeout_s,
+                              retries={"max_attempts": 2, "mode": "standard"}))
+        except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+            raise StoreError(f"TRIGGERS_S3_ENDPOINT_URL={endpoint_url!r}: {exc}") from None
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from ..channels.sinks import check_webhook_url
 from ..http.cors import OriginError, parse_allowed_origins
@@ -151,6 +154,21 @@ class EdgeConfig:
                                   "bytes: python -c 'import secrets; "
                                   "print(secrets.token_hex(32))')")
             _parsed("EDGE_STATE_TOKEN_KEYS", parse_keys, self.state_token_keys, ValueError)
+        self._check_numbers()
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"EDGE_LOG_LEVEL={self.log_level!r}: expected DEBUG, INFO, "
+                              "WARNING, ERROR or CRITICAL")
+        for name in ("s3_endpoint_url", "channel_kinesis_endpoint"):
+            url = getattr(self, name)
+            if url and not url.startswith(("http://", "https://")):
+                env = "TRIGGERS_S3_ENDPOINT_URL" if name == "s3_endpoint_url" else \
+                    f"EDGE_{name.upper()}"
+                raise ConfigError(f"{env}={url!r}: expected an http:// or https:// URL")
+        if self.session_store.startswith(REDIS_SCHEMES[:2]):
+            try:
+                urlsplit(self.session_store).port
+            except ValueError as exc:
+                raise ConfigError(f"EDGE_SESSION_STORE: {exc}") from None
         for name in ("body_timeout_s", "header_timeout_s", "send_timeout_s"):
             value = getattr(self, name)
             if not 0 < value <= 3600:
@@ -171,6 +189,21 @@ class EdgeConfig:
             raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
                               "several worker processes (EDGE_SERVER=granian)")
         self._check_channels()
+
+    def _check_numbers(self) -> None:
+        """Every number finite and positive (a few may be 0), some bounded above: -1 ms
+        deadlines aborted every decision, 0 pending refused every request, a 0 or NaN
+        interval spun a core, 100,000 threads ate the memory, port 99999 listened elsewhere."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if type(value) not in (int, float):
+                continue
+            low_ok = value >= 0 if f.name in _ZERO_OK else value > 0
+            if not (math.isfinite(value) and low_ok and value <= _MAX.get(f.name, math.inf)):
+                bound = f" and at most {_MAX[f.name]}" if f.name in _MAX else ""
+                raise ConfigError(f"EDGE_{f.name.upper()}={value}: expected a finite number, "
+                                  f"{'0 or more' if f.name in _ZERO_OK else 'more than 0'}"
+                                  f"{bound}")
 
     def _check_channels(self) -> None:
         if self.channel_webhook_url and self.channel_kinesis_stream:
@@ -197,12 +230,20 @@ class EdgeConfig:
         values: dict[str, object] = {}
         for f in fields(cls):
             for name in _ENV_NAMES.get(f.name, (f"EDGE_{f.name.upper()}",)):
-                if name in env:
+                # a folder set to nothing is unset: "" was the current folder (a publish
+                # or the edge's state written wherever it was started)
+                if name in env and (env[name] or not _is_place(f)):
                     values[f.name] = _convert(name, env[name], f.default)
                     break
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
 
+
+# Numbers that may be 0 (all others must be more), and upper bounds.
+_ZERO_OK = frozenset(("port", "max_discard_bytes", "telemetry_max_set_aside",
+                      "channel_max_set_aside", "telemetry_max_report_triggers",
+                      "telemetry_max_report_values"))
+_MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64}
 
 # Settings shared with the control plane are named TRIGGERS_*.
 _ENV_NAMES = {
@@ -226,12 +267,21 @@ def _is_address(value: str) -> bool:
     return bool(sep and host and port.isascii() and port.isdigit() and int(port) < 65536)
 
 
+def _is_place(f: Field[Any]) -> bool:
+    """A folder or store setting (empty means unset)."""
+    return isinstance(f.default, Path) or f.name == "store"
+
+
 def _convert(name: str, raw: str, default: object) -> object:
     try:
         if isinstance(default, Path):
             return Path(raw)
         if isinstance(default, bool):
-            return raw.lower() in ("1", "true", "yes", "on")
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ConfigError(f"{name}={raw!r}: expected true or false (1/0, yes/no, on/off)")
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):

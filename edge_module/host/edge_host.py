@@ -37,7 +37,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def configure_logging(config: EdgeConfig) -> None:
     """The host's log lines, on stderr, at EDGE_LOG_LEVEL."""
-    logging.basicConfig(level=config.log_level, format=LOG_FORMAT)
+    logging.basicConfig(level=config.log_level.upper(), format=LOG_FORMAT)
 
 
 @dataclass

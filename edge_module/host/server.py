@@ -5,6 +5,7 @@ wiring `edge_host.py`."""
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from ..sessions.session_store import SessionStoreUnavailable
@@ -40,6 +41,10 @@ def main() -> int:
         print(f"edge-host: {config.component} not found; run ./build.sh build first",
               file=sys.stderr)
         return 2
+    problem = _cannot_start(config)
+    if problem:
+        print(f"edge-host: {problem}", file=sys.stderr)
+        return 2
     if config.session_store.startswith("lmdb"):
         try:  # a store the workers cannot open is refused here, not in a respawn loop
             make_session_store(config).close()
@@ -48,6 +53,33 @@ def main() -> int:
             return 2
     serve(config)
     return 0
+
+
+def _cannot_start(config: EdgeConfig) -> str | None:
+    """Why the host would fail once its workers run, checked here where it can be said in
+    one line (a worker dying with a traceback, respawned, says it badly)."""
+    if config.state_dir.exists() and not config.state_dir.is_dir():
+        return f"EDGE_STATE_DIR={config.state_dir}: not a folder"
+    with open(config.component, "rb") as wasm:
+        if wasm.read(4) != b"\0asm":
+            return f"EDGE_COMPONENT={config.component}: not a WebAssembly component"
+    try:
+        from edge_module.http.outcome_tokens import load_key
+
+        load_key(config.outcome_key, config.state_dir)
+    except (ValueError, OSError) as exc:
+        return f"outcome key: {exc}"
+    places = [("EDGE_HOST/EDGE_PORT", config.host, config.port)]
+    if config.metrics_address:
+        host, _, port = config.metrics_address.rpartition(":")
+        places.append(("EDGE_METRICS_ADDRESS", host, int(port)))
+    for what, host, port in places:
+        try:  # taken, or not an address of this machine: granian would fail in Rust
+            with socket.create_server((host, port)):
+                pass
+        except OSError as exc:
+            return f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 if __name__ == "__main__":

@@ -86,4 +86,12 @@ def load_key(configured: str, state_dir: Path) -> bytes:
         if len(key) < 16:
             raise ValueError("EDGE_OUTCOME_KEY must have at least 16 bytes (32 hex digits)")
         return key
-    return bytes.fromhex(host_secret(state_dir / "outcome.key", 32))
+    path = state_dir / "outcome.key"
+    try:
+        key = bytes.fromhex(host_secret(path, 32))
+    except ValueError:
+        key = b""
+    if len(key) < 16:  # an empty or cut file: a key anyone could guess
+        raise ValueError(f"{path}: not an outcome key (at least 32 hex digits); remove it to "
+                         "make a new one (outstanding outcome tokens then stop working)")
+    return key

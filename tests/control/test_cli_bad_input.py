@@ -1,0 +1,168 @@
+"""What a user gets wrong at the command line gets one clear line and exit 2, never a
+traceback, and nothing is written where it should not be (an independent review's findings,
+each run here as the real `trigger-engine` and `edge-host` processes)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_module.host.config import ConfigError, EdgeConfig
+from tests.servers import ROOT
+
+RULES = ROOT / "rules"
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "CONTROL_DATA_DIR": str(cwd / "control"),
+            "TRIGGERS_STORE": str(cwd / "store"), "TRIGGERS_TRUSTED_KEYS": str(cwd / "trusted"),
+            **env}
+    return subprocess.run([sys.executable, "-m", "control_plane.cli", *args], cwd=cwd,
+                          env=full, capture_output=True, text=True, timeout=120)
+
+
+def clean_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+def test_publishing_a_folder_without_packs_is_refused_unless_asked(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "only.test.yaml").write_text("cases: []\n")
+    assert run(["keys", "generate"], tmp_path).returncode == 0
+    assert run(["publish", str(RULES)], tmp_path).returncode == 0
+    clean_error(run(["publish", str(empty)], tmp_path), "no rule packs", "--allow-empty")
+    status = run(["status"], tmp_path)
+    assert "revision 1" in status.stdout, status.stdout  # still served
+    done = run(["publish", "--allow-empty", str(empty)], tmp_path)
+    assert done.returncode == 0 and "0 trigger(s)" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("name", ["TRIGGERS_STORE", "CONTROL_DATA_DIR"])
+def test_a_setting_set_to_nothing_is_unset_not_the_current_folder(tmp_path, name):
+    work = tmp_path / "here"
+    work.mkdir()
+    (work / "p.yaml").write_text((RULES / "pricing-discount.yaml").read_text())
+    env = {name: ""}
+    run(["keys", "generate"], work, **env)
+    run(["publish", "p.yaml"], work, **env)
+    assert not (work / "manifest.json").exists() and not (work / "keys").exists()
+    assert not list(work.glob("*.token"))
+
+
+@pytest.mark.parametrize("setting", ["CONTROL_PORT=abc", "CONTROL_PORT=99999",
+                                     "CONTROL_PORT=-1", "CONTROL_MAX_REQUEST_BYTES=1MB",
+                                     "CONTROL_FALSE_TRIGGER_WINDOW_S=30s",
+                                     "CONTROL_RECALIBRATE_INTERVAL_S=nan",
+                                     "CONTROL_LEARN_HOLDOUT_SHARE=1.5"])
+def test_a_bad_control_setting_is_named(tmp_path, setting):
+    name, _, value = setting.partition("=")
+    clean_error(run(["status"], tmp_path, **{name: value}), name)
+
+
+def test_a_damaged_signing_key_is_named(tmp_path):
+    assert run(["keys", "generate"], tmp_path).returncode == 0
+    [key] = (tmp_path / "control" / "keys").glob("*.key")
+    key.write_text("not a key\n")
+    clean_error(run(["publish", str(RULES)], tmp_path), key.name, "not a readable private key")
+
+
+def test_an_s3_endpoint_that_is_not_a_url_is_named(tmp_path):
+    clean_error(run(["status", "--store", "s3://bucket/prefix"], tmp_path,
+                    TRIGGERS_S3_ENDPOINT_URL="notaurl"), "TRIGGERS_S3_ENDPOINT_URL")
+
+
+@pytest.mark.parametrize("args", [["report", "--window", "nan"],
+                                  ["audit", "--min-sessions", "-5"]])
+def test_out_of_range_options_are_usage_errors(tmp_path, args):
+    done = run(args, tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_damaged_telemetry_store_is_named(tmp_path):
+    (tmp_path / "control").mkdir()
+    (tmp_path / "control" / "telemetry.sqlite3").write_bytes(b"not a database" * 100)
+    clean_error(run(["report"], tmp_path), "telemetry store")
+
+
+def test_non_finite_times_in_a_recording_are_counted_not_fatal(tmp_path):
+    sessions = tmp_path / "sessions.jsonl"
+    sessions.write_text("\n".join(json.dumps(r) for r in [
+        {"session_id": "a", "now_ms": 1e999, "events": []},
+        {"session_id": "b", "now_ms": 1_764_201_600_000,
+         "events": [{"type": "page_view", "ts_ms": float("nan"), "url": "/"}]},
+    ]) + "\n")
+    done = run(["simulate", str(RULES), "--sessions", str(sessions)], tmp_path)
+    assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr
+    rrweb = tmp_path / "rec.json"
+    rrweb.write_text('[{"type": 4, "timestamp": 1e999, "data": {"href": "https://x/p", '
+                     '"width": 1, "height": 1}}, {"type": 3, "timestamp": NaN, "data": '
+                     '{"source": 1, "positions": [{"x": 1e999, "y": 1, "timeOffset": 0}]}}]')
+    done = run(["import", "rrweb", str(rrweb), "-o", str(tmp_path / "out.jsonl")], tmp_path)
+    assert "Traceback" not in done.stderr and done.returncode in (0, 1, 2), done.stderr
+
+
+# -- the edge host's settings --------------------------------------------------------------
+
+@pytest.mark.parametrize("env", [
+    {"EDGE_PORT": "99999"}, {"EDGE_DECIDE_DEADLINE_MS": "-1"}, {"EDGE_MAX_PENDING": "0"},
+    {"EDGE_SYNC_INTERVAL_S": "0"}, {"EDGE_SYNC_INTERVAL_S": "nan"},
+    {"EDGE_TELEMETRY": "ture"}, {"EDGE_THREADS": "100000"}, {"EDGE_SESSION_TTL_S": "-1"},
+    {"EDGE_MAX_BODY_BYTES": "-1"}, {"EDGE_ACQUIRE_TIMEOUT_S": "inf"},
+    {"EDGE_LOAD_ATTEMPTS": "0"}, {"EDGE_LOG_LEVEL": "bogus"},
+    {"EDGE_SESSION_STORE": "redis://127.0.0.1:abc/0"},
+    {"TRIGGERS_S3_ENDPOINT_URL": "notaurl"}, {"EDGE_CHANNEL_KINESIS_ENDPOINT": "notaurl"},
+])
+def test_an_edge_setting_that_cannot_work_is_refused(env):
+    with pytest.raises(ConfigError) as refused:
+        EdgeConfig.from_env(env)
+    assert next(iter(env)) in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["TRIGGERS_STORE", "EDGE_STATE_DIR", "TRIGGERS_TRUSTED_KEYS"])
+def test_an_edge_place_set_to_nothing_keeps_its_default(name):
+    assert EdgeConfig.from_env({name: ""}) == EdgeConfig.from_env({})
+
+
+def test_an_empty_control_url_still_means_no_control_plane():
+    assert EdgeConfig.from_env({"EDGE_CONTROL_URL": ""}).control_url == ""
+
+
+def edge_host(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "EDGE_STATE_DIR": str(tmp_path / "edge"),
+            "EDGE_COMPONENT": str(ROOT / "build" / "decision-engine.wasm"),
+            "EDGE_CACHE_DIR": str(ROOT / "build" / "cache"), **env}
+    return subprocess.run([sys.executable, "-m", "edge_module.host.server"], env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_edge_host_refuses_a_port_in_use_in_one_line(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = edge_host(tmp_path, EDGE_PORT=str(port))
+    clean_error(done, "EDGE_PORT", "cannot listen")
+
+
+@pytest.mark.parametrize("content", [b"", b"ab", b"zz" * 40])
+def test_edge_host_refuses_a_damaged_outcome_key_naming_the_file(tmp_path, content):
+    """An empty or cut key file was used as the MAC key (outcome tokens anyone could make),
+    a non-hex one killed every worker with a traceback."""
+    (tmp_path / "edge").mkdir()
+    (tmp_path / "edge" / "outcome.key").write_bytes(content)
+    clean_error(edge_host(tmp_path), "outcome.key")
+
+
+def test_edge_host_refuses_a_component_that_is_not_one(tmp_path):
+    fake = tmp_path / "fake.wasm"
+    fake.write_bytes(gzip.compress(b"not wasm"))
+    clean_error(edge_host(tmp_path, EDGE_COMPONENT=str(fake)), "EDGE_COMPONENT")
