@@ -256,7 +256,12 @@ class EdgeApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """WSGI (waitress: it reads a body whole, within its channel timeout, before a
-        worker thread runs this)."""
+        worker thread runs this). A HEAD answer has the GET's head and no body: waitress
+        sends what it is given, and a body there is read as the next answer."""
+        chunks = self._wsgi(environ, start_response)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else chunks
+
+    def _wsgi(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
         route = self.route(method, path)

@@ -5,6 +5,7 @@ before anything is decided or logged. Against a real host, on both servers."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -242,3 +243,18 @@ def test_a_preflight_from_another_origin_is_refused(stack):
 def test_options_is_named_beside_post_for_a_wrong_method(stack):
     answer = request(stack.url, "GET", "/v1/decide")
     assert answer.status == 405 and answer.headers["allow"] == "POST, OPTIONS"
+
+
+def test_a_head_answer_has_no_body_to_be_read_as_the_next_answer(stack):
+    """HEAD /healthz on waitress sent the GET's JSON after the head: on a kept-alive
+    connection it sat where the next answer's status line belongs."""
+    host, port = stack.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, rest = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:80]  # the second answer, nothing between
