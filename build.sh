@@ -5,6 +5,8 @@
 #   ./build.sh bench   decide latency (native, component), propagation, simulate rate, browser
 #   ./build.sh loadtest [USERS] [SECONDS]   Locust against an edge host; reports + summary
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
+#   ./build.sh setup   the .venv only (what build starts with)
+#   ./build.sh edge-function [--serve]   the wasi:http edge function (and jco serve)
 #   ./build.sh clean   remove build outputs and local state
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -203,7 +205,7 @@ case "${1:-}" in
     ;;
   clean) rm -rf build .var ;;
   *)
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -64,13 +64,24 @@ def our_pids(*roots: int) -> set[int]:
     return pids
 
 
+def _at_least_one(text: str) -> int:
+    """A whole number of 1 or more (0 seconds ran for ever, -3 failed after the start)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected 1 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="./build.sh loadtest", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("users", nargs="?", type=int, default=200,
+    parser.add_argument("users", nargs="?", type=_at_least_one, default=200,
                         help="simulated users (default 200)")
-    parser.add_argument("seconds", nargs="?", type=int, default=30,
+    parser.add_argument("seconds", nargs="?", type=_at_least_one, default=30,
                         help="run time in seconds (default 30)")
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="journeys",
                         help="journeys: VisitorUser (default); throughput: ThroughputUser")

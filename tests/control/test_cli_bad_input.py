@@ -166,3 +166,21 @@ def test_edge_host_refuses_a_component_that_is_not_one(tmp_path):
     fake = tmp_path / "fake.wasm"
     fake.write_bytes(gzip.compress(b"not wasm"))
     clean_error(edge_host(tmp_path, EDGE_COMPONENT=str(fake)), "EDGE_COMPONENT")
+
+
+@pytest.mark.parametrize("args", [["10", "0"], ["10", "-3"], ["0", "3"], ["x", "3"]])
+def test_a_load_test_of_no_time_or_no_users_is_refused_before_it_starts(tmp_path, args):
+    """`loadtest.run 10 0` ran Locust for ever; -3 failed after the stack had started."""
+    done = subprocess.run([sys.executable, "-m", "loadtest.run", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "expected 1 or more" in done.stderr or "is not a whole number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_build_sh_usage_lists_its_commands_and_nothing_else(tmp_path):
+    done = subprocess.run(["bash", str(ROOT / "build.sh"), "no-such-command"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "edge-function" in done.stderr + done.stdout
+    assert "set -euo" not in done.stderr + done.stdout
