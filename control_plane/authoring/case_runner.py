@@ -140,6 +140,11 @@ def load_suites(paths: Sequence[str | os.PathLike[str]],
         except RulePackError as exc:
             problems.extend(exc.problems)
             continue
+        if not pack_set.packs:  # every "does not fire" case would pass against nothing
+            problems.append(Problem(files[0], 1, 1, f"no rule packs beside this test file "
+                                    f"(in {folder}) to test",
+                                    expected="the packs it tests, in the same folder"))
+            continue
         suites.append(Suite(folder, compiled_snapshot(pack_set.packs, pack_set.catalog),
                             tuple(cases)))
     if problems:

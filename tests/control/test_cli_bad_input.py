@@ -184,3 +184,12 @@ def test_build_sh_usage_lists_its_commands_and_nothing_else(tmp_path):
     assert done.returncode != 0
     assert "edge-function" in done.stderr + done.stdout
     assert "set -euo" not in done.stderr + done.stdout
+
+
+def test_a_test_file_with_no_packs_beside_it_is_a_problem_not_a_pass(tmp_path):
+    """Its "does not fire" cases all passed against an empty snapshot, exit 0."""
+    tests = (RULES / "pricing-discount.test.yaml").read_text()
+    (tmp_path / "alone.test.yaml").write_text(tests)
+    done = run(["test", str(tmp_path / "alone.test.yaml")], tmp_path)
+    assert done.returncode == 1 and "no rule packs beside this test file" in done.stderr, \
+        (done.stdout, done.stderr)
