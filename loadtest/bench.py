@@ -122,6 +122,11 @@ def main() -> None:
                         "previous main), measured in the same run, in alternating blocks "
                         "(rows `base`)")
     args = parser.parse_args()
+    if args.iterations < 1 or min(args.triggers) < 1:
+        parser.error("--iterations and --triggers must be 1 or more")
+    for build in filter(None, (args.build, args.compare)):
+        if not (build / "decision-engine.wasm").is_file():
+            parser.error(f"{build}: no decision-engine.wasm (a build/ folder: ./build.sh build)")
 
     from wasmtime import component as wcomponent
 

@@ -439,11 +439,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--shape is required (see --list)")
     if args.sessions < 0:
         parser.error("--sessions must be >= 0")
-    if args.out is None:
-        write(sys.stdout, args.shape, args.sessions, args.seed)
-    else:
-        with args.out.open("w") as f:
-            write(f, args.shape, args.sessions, args.seed)
+    try:
+        if args.out is None:
+            write(sys.stdout, args.shape, args.sessions, args.seed)
+        else:  # whole or not at all: written beside it, renamed when complete
+            tmp = args.out.with_name(f".{args.out.name}.partial")
+            try:
+                with tmp.open("w") as f:
+                    write(f, args.shape, args.sessions, args.seed)
+                tmp.replace(args.out)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        sys.stderr.close()  # no second complaint from the interpreter at exit
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        parser.error(f"--out {args.out}: {exc.strerror or exc}")
     return 0
 
 

@@ -193,3 +193,22 @@ def test_a_test_file_with_no_packs_beside_it_is_a_problem_not_a_pass(tmp_path):
     done = run(["test", str(tmp_path / "alone.test.yaml")], tmp_path)
     assert done.returncode == 1 and "no rule packs beside this test file" in done.stderr, \
         (done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("args", [["--out", "{tmp}"], ["--out", "{tmp}/no/such/x.jsonl"]])
+def test_generators_name_an_output_they_cannot_write(tmp_path, args):
+    args = [a.format(tmp=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "loadtest.generators", "--shape", "latent",
+                           "--sessions", "3", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--out" in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.glob(".*partial"))
+
+
+@pytest.mark.parametrize("args", [["--iterations", "0"], ["--triggers", "0"],
+                                  ["--build", "{tmp}"], ["--compare", "{tmp}"]])
+def test_bench_refuses_what_it_cannot_measure(tmp_path, args):
+    args = [a.format(tmp=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "loadtest.bench", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
