@@ -52,7 +52,8 @@ class EdgeConfig:
     report_interval_s: float = 5.0
     # Decisions waiting or running; beyond it: 503 + Retry-After. Admission happens before
     # queueing, so this is the queue a burst may build (256: about 50 ms at 2 cores); much
-    # smaller refuses bursts that a short wait would absorb.
+    # smaller refuses bursts that a short wait would absorb. 0 refuses every decision and
+    # outcome (503, a maintenance stop; /healthz is still answered).
     max_pending: int = 256
     drain_timeout_s: float = 10.0  # on SIGTERM, how long in-flight requests may finish
     component: Path = Path("build/decision-engine.wasm")
@@ -240,7 +241,7 @@ class EdgeConfig:
 
 
 # Numbers that may be 0 (all others must be more), and upper bounds.
-_ZERO_OK = frozenset(("port", "max_discard_bytes", "telemetry_max_set_aside",
+_ZERO_OK = frozenset(("port", "max_pending", "max_discard_bytes", "telemetry_max_set_aside",
                       "channel_max_set_aside", "telemetry_max_report_triggers",
                       "telemetry_max_report_values"))
 _MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64}

@@ -173,6 +173,7 @@ def test_a_visitors_clock_does_not_place_its_records_in_another_period(stack, sk
     ts_ms is kept between its decision and its arrival."""
     import time
 
+    wait_for(lambda: _shipped_all(stack), timeout_s=30, what="earlier records shipped")
     start = int(time.time() * 1000) - 1000
     before = counts_since(stack, start)
     session = f"clock-{skew_ms}"

@@ -115,7 +115,7 @@ def test_non_finite_times_in_a_recording_are_counted_not_fatal(tmp_path):
 # -- the edge host's settings --------------------------------------------------------------
 
 @pytest.mark.parametrize("env", [
-    {"EDGE_PORT": "99999"}, {"EDGE_DECIDE_DEADLINE_MS": "-1"}, {"EDGE_MAX_PENDING": "0"},
+    {"EDGE_PORT": "99999"}, {"EDGE_DECIDE_DEADLINE_MS": "-1"}, {"EDGE_MAX_PENDING": "-5"},
     {"EDGE_SYNC_INTERVAL_S": "0"}, {"EDGE_SYNC_INTERVAL_S": "nan"},
     {"EDGE_TELEMETRY": "ture"}, {"EDGE_THREADS": "100000"}, {"EDGE_SESSION_TTL_S": "-1"},
     {"EDGE_MAX_BODY_BYTES": "-1"}, {"EDGE_ACQUIRE_TIMEOUT_S": "inf"},
