@@ -46,10 +46,10 @@ class LmdbSessionStore:
     state expires `ttl_s` after its last write and reads as absent from then on. One
     worker at a time (a lease in the file) sweeps every `sweep_interval_s` from a
     background thread, in small transactions: expired states go, then, beyond
-    `max_sessions` or with the pages in use three quarters of `max_bytes` (checked every
-    32 writes, every write near the bound), the states closest to expiring (the least
-    recently written); over the bound, a write makes room itself. The map is twice the
-    bound and 64 MiB more: LMDB needs free pages to delete (a map filled to the last page
+    `max_sessions` or with the pages in use three quarters of `max_bytes` (checked each
+    1/64 of the bound written, every write near the bound), the states closest to expiring (the least
+    recently written); over the bound, a write makes room itself. The map is three times
+    the bound and 64 MiB more: LMDB needs free pages to delete (a map filled to the last page
     could not evict, and refused every write after), and the reserve takes a burst of
     writes between two checks. It is address space: the file is sparse. A session's lock is a lease as in Redis: a waiter retries for at most
     `lock_wait_s`; a lease left by a killed worker expires after `lock_ttl_ms`.
@@ -65,7 +65,7 @@ class LmdbSessionStore:
         self._lmdb = lmdb
         self.where = str(path)
         self._bound = max_mb << 20
-        self._map_size = 2 * self._bound + (64 << 20)
+        self._map_size = 3 * self._bound + (64 << 20)
         self._env = self._open(path)
         self._states = self._env.open_db(b"states")
         self._leases = self._env.open_db(b"leases")
@@ -85,12 +85,14 @@ class LmdbSessionStore:
         self.evicted = 0  # states removed before they expired (over the bound, or room)
         self._stop = threading.Event()
         self._wake = threading.Event()  # set when the map fills: sweep now
-        self._puts = 0
+        self._unchecked = 0  # bytes written since the bound was last checked
         self._room_interval = sweep_interval_s or 10.0
         self._room_made = -math.inf  # when eviction for room last ran (monotonic)
-        # states stored when room was last made: evicting frees slots inside pages without
-        # shrinking the tree, so over the bound it is made again only once they are refilled
+        # states stored when room was last made, and the pages left after: evicting frees
+        # slots inside pages without shrinking the tree, so over the bound room is made
+        # again once those slots are refilled, or once the pages grew anyway (bigger states)
         self._room_entries = 0
+        self._room_pages = 0
         self._near = False  # the last check found the pages near the bound: check each write
         self._sweeper: threading.Thread | None = None
         if sweep_interval_s:
@@ -165,8 +167,10 @@ class LmdbSessionStore:
             self._write_after_making_room(session_id, key, value, token)
         except self._lmdb.Error as exc:
             raise self._unavailable("write a session", exc) from exc
-        self._puts += 1  # approximate under threads: it only paces the check below
-        if self._near or self._puts % 32 == 0:
+        # paced by bytes, not writes: 32 big states between two checks overshot by a fifth
+        self._unchecked += len(value)  # approximate under threads: it only paces the check
+        if self._near or self._unchecked > self._bound // 64:
+            self._unchecked = 0
             try:
                 self._keep_bound()
             except self._lmdb.Error as exc:  # the state is written; housekeeping can wait
@@ -175,7 +179,8 @@ class LmdbSessionStore:
     def _keep_bound(self) -> None:
         fill = self._fill()
         self._near = fill > 0.9
-        if fill > 1.0 and len(self) >= self._room_entries:
+        if fill > 1.0 and (len(self) >= self._room_entries or
+                           fill * self._bound > self._room_pages + self._bound // 20):
             self.sweep(make_room=True)  # over the bound: this write's process makes room
         elif fill > 0.75 and time.monotonic() - self._room_made >= self._room_interval:
             if self._sweeper is not None:  # early, in the background
@@ -272,13 +277,14 @@ class LmdbSessionStore:
 
     def sweep(self, make_room: bool = False, chunk: int = 2000) -> int:
         """Delete expired states, then the least recently written beyond the bound (or,
-        with `make_room` or the map three quarters full, a fifth of them); returns how
-        many. Reads in chunks and deletes in small transactions, re-checking each state
+        with `make_room` or the pages three quarters of the bound, a fifth of them, and
+        more until their bytes are under it); returns how many. Reads in chunks and deletes in small transactions, re-checking each state
         so one rewritten meanwhile stays: no writer and no request waits long."""
         chunk = max(chunk, 2)  # each chunk re-reads the previous one's last key
         with self._sweep_lock:
             now = self._clock()
             entries: list[tuple[float, bytes]] = []
+            sizes: dict[bytes, int] = {}
             start = b""
             while True:
                 with self._env.begin(db=self._states) as txn:
@@ -286,7 +292,9 @@ class LmdbSessionStore:
                     batch = []
                     if cursor.set_range(start):
                         for k, v in cursor:
-                            batch.append((_EXPIRES.unpack_from(v)[0], bytes(k)))
+                            key = bytes(k)
+                            batch.append((_EXPIRES.unpack_from(v)[0], key))
+                            sizes[key] = len(v)
                             if len(batch) >= chunk:
                                 break
                 entries += [e for e in batch if e[1] != start]
@@ -304,9 +312,18 @@ class LmdbSessionStore:
                 self._room_made = time.monotonic()
                 self._room_entries = len(alive)
                 over = max(over, len(alive) // 5)
+                # and as many more as it takes to bring the bytes under 70 % of the bound
+                # (a fifth of small old states frees little beside big new ones)
+                need = self.accounted_bytes - self._bound * 7 // 10
+                freed = sum(sizes[k] for _, k in alive[:over])
+                while over < len(alive) and freed < need:
+                    freed += sizes[alive[over][1]]
+                    over += 1
             evicting = alive[:max(0, over)]
             removed = self._delete(doomed) + (evicted := self._delete(evicting))
             self.evicted += evicted
+            if evicting:
+                self._room_pages = self.accounted_bytes
             with self._env.begin(write=True, db=self._leases) as txn:
                 stale = [bytes(k) for k, v in txn.cursor()
                          if _EXPIRES.unpack_from(v, _TOKEN)[0] <= now]

@@ -204,3 +204,29 @@ def test_the_lmdb_store_keeps_taking_writes_when_a_flood_outruns_its_sweeps(
         assert store.get("late") == state
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("big_kb", [3, 20, 60])
+def test_the_lmdb_bound_holds_when_states_grow(tmp_path, big_kb):
+    """Small states to the bound, then big ones: room was made a fifth of the states at a
+    time, the oldest (small) first, so the pages grew to 5.7x the bound and a write failed
+    with the map full. Room is now made until the bytes are back under the bound."""
+    from edge_module.sessions.lmdb_session_store import LmdbSessionStore
+
+    bound_mb = 8
+    store = LmdbSessionStore(tmp_path / "s", 1_000_000, 600, max_mb=bound_mb,
+                             sweep_interval_s=10.0)
+    try:
+        n = 0
+        while store.evicted == 0:
+            store.put(f"small-{n}", bytes(600))
+            n += 1
+        peak = 0
+        for k in range(3 * (bound_mb << 10) // big_kb):
+            store.put(f"big-{k}", bytes(big_kb * 1024))  # SessionStoreUnavailable fails it
+            peak = max(peak, store.accounted_bytes)
+        # within a tenth of the bound (room is made again once the pages grew that much)
+        assert peak <= (bound_mb << 20) * 1.1 + 2 * (big_kb * 1024 + 8192)
+        assert store.get(f"big-{k}") == bytes(big_kb * 1024)
+    finally:
+        store.close()
