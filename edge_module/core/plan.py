@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from math import isfinite
 from typing import Any
 
 from .catalog import CHANGING, RISING
@@ -86,6 +85,8 @@ MAX_WRITTEN_OUT = 64
 StateRun = Callable[[Decision, Session, Ctx, int], None]
 Bucket = tuple[StateRun, NextCheck, frozenset[str]]
 
+
+_NUMBER = (int, float)  # as request_input's: not bool
 
 class Plan:
     """A snapshot's plan: `decide(request, state, host_now_ms)` or None (not covered)."""
@@ -190,8 +191,7 @@ class Plan:
                     sess.pos = depth
                 y = ev.get("y")
                 if y is not None:
-                    if not (-MAX_NUMBER <= y <= MAX_NUMBER if type(y) is int
-                            else type(y) is float and isfinite(y)):
+                    if type(y) not in _NUMBER or not -MAX_NUMBER <= y <= MAX_NUMBER:
                         return None
                     # `Session.scroll_to`
                     if samples:
@@ -207,10 +207,8 @@ class Plan:
             elif etype == "mousemove":
                 x, y = ev.get("x"), ev.get("y")
                 if x is not None or y is not None:
-                    if not (-MAX_NUMBER <= x <= MAX_NUMBER if type(x) is int
-                            else type(x) is float and isfinite(x)) \
-                            or not (-MAX_NUMBER <= y <= MAX_NUMBER if type(y) is int
-                                    else type(y) is float and isfinite(y)):
+                    if type(x) not in _NUMBER or not -MAX_NUMBER <= x <= MAX_NUMBER \
+                            or type(y) not in _NUMBER or not -MAX_NUMBER <= y <= MAX_NUMBER:
                         return None
                     if mouse_keep:
                         sess.mouse_to(ts, x, y, mouse_keep, None)
@@ -219,8 +217,7 @@ class Plan:
                 if type(target) is not str or len(target) > MAX_NAME:
                     return None
                 dur = ev["duration_ms"]
-                if not (0 <= dur <= MAX_NUMBER if type(dur) is int
-                        else type(dur) is float and isfinite(dur) and dur >= 0):
+                if type(dur) not in _NUMBER or not 0 <= dur <= MAX_NUMBER:
                     return None
                 if target in hover or len(hover) < MAX_HOVER_TARGETS:
                     hover[target] = hover.get(target, 0.0) + dur

@@ -4,8 +4,6 @@ within their bounds. Every refusal is a `DecisionError` naming the field."""
 
 from __future__ import annotations
 
-import math
-import sys
 from typing import Any
 
 from .catalog import EVENT_TYPES, MAX_LOCALE
@@ -40,16 +38,15 @@ def refuse(code: str, message: str, field: str) -> DecisionError:
     return DecisionError(code, message, field)
 
 
-# JSON allows integers of any length and the stdlib's parser keeps them: one past a
-# double's range would raise OverflowError in the first float arithmetic (a 500).
-MAX_NUMBER = sys.float_info.max
+# A visitor's numbers (px, ms) within 2^53 (as timestamps are): JSON allows integers of
+# any length (the stdlib's parser keeps them) and doubles to 1.8e308, and sums and
+# differences of such values overflowed (OverflowError, a 500) or turned to inf.
+MAX_NUMBER = 2**53 - 1
 
 
 def is_number(value: Any) -> bool:
-    """A finite JSON number (not a bool) that a double can hold."""
-    if type(value) is int:
-        return -MAX_NUMBER <= value <= MAX_NUMBER
-    return type(value) is float and math.isfinite(value)
+    """A JSON number (not a bool) within +-MAX_NUMBER (NaN and inf are not)."""
+    return type(value) in _NUMBER and -MAX_NUMBER <= value <= MAX_NUMBER
 
 
 def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:

@@ -295,8 +295,9 @@ def test_a_malformed_request_gets_the_engines_answer(request_body):
 
 # JSON integers of any length reach the core in the edge function (the stdlib's parser); one
 # past a double's range was a 500 (OverflowError) on one path, and with 64 hover targets
-# already kept the plan answered 200 where the engine failed.
-_BEYOND_DOUBLE = [10**309, -(10**309), 10**400]
+# already kept the plan answered 200 where the engine failed; two within it (10^308, then
+# -10^308) overflowed in a sum. Numbers past 2^53 are refused, as timestamps are.
+_BEYOND_DOUBLE = [10**309, -(10**309), 10**400, 2**53, 1e300, -1e300, 10**308, -(10**308)]
 
 
 def _hover_table(n: int) -> list[dict[str, Any]]:
