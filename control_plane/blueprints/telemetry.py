@@ -47,9 +47,10 @@ def ingest() -> Any:
             raise ApiError(413, "batch_too_large", f"a batch inflates to more than "
                                                    f"{MAX_INFLATED_BYTES >> 20} MiB; send "
                                                    f"smaller batches")
-    if raw.count(b"\n") >= MAX_BATCH_LINES:  # counted before any line is parsed
+    # counted before any line is parsed, as splitlines() will split them (\r too)
+    if raw.count(b"\n") + raw.count(b"\r") > MAX_BATCH_LINES:
         raise ApiError(413, "batch_too_large", f"a batch has more than {MAX_BATCH_LINES} "
-                                               f"lines; send smaller batches")
+                                               f"line breaks; send smaller batches")
     records: list[Any] = []
     for line in raw.splitlines():
         if not line.strip():

@@ -8,7 +8,6 @@ the registry holds, checked again, since the catalog may have changed since.
 from __future__ import annotations
 
 import fcntl
-import re
 from pathlib import Path
 
 from edge_module.distribution.atomic_file import write_atomic
@@ -24,9 +23,7 @@ from ..rulepack import (
     unknown_content,
 )
 from ..rulepack.source import read_text
-
-# A stored pack's name is its file's name: bounded well inside a file system's 255 bytes
-PACK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+from ..rulepack.validate import PACK_NAME
 
 
 class PackNameMismatch(Exception):
@@ -44,7 +41,7 @@ class PackRegistry:
         self.catalog_path = Path(catalog_path) if catalog_path else self.root / "catalog.yaml"
 
     def path(self, name: str) -> Path:
-        if not PACK_NAME.fullmatch(name):
+        if not PACK_NAME.fullmatch(name):  # also its file's name: within 255 bytes
             raise ValueError(f"pack name {name[:120]!r}: use lowercase letters, digits and "
                              f"'-', at most 100 characters")
         if not is_pack_file(f"{name}.yaml"):
@@ -94,8 +91,9 @@ class PackRegistry:
         """`check`, then `save` if the pack is named `name` (else PackNameMismatch), as one
         step: two packs checked at once, each against the folder without the other, could
         both be stored and then never compile together (two triggers with one id). A file
-        lock, so every server thread and worker process takes its turn. Returns the pack
-        and whether it replaced one."""
+        lock, so every server thread and worker process takes its turn (`trigger-engine
+        publish` copies the set it published in without it). Returns the pack and whether
+        it replaced one."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".submit.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -51,11 +51,12 @@ ON_KEYS = FILTER_KEYS
 JOURNEY_KEYS = ("within", "by_segment")
 SEQUENCE_KEYS = ("id", "description", "start", "exit", "steps")
 STEP_KEYS = ("id", "description", "after", "timeout", "when", "action")
-PACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+PACK_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")
 TRIGGER_ID = NAME
 CATALOG_FILES = ("catalog.yaml", "catalog.yml")  # the content catalog, beside the packs
 
-_PACK_NAME_RULE = "lowercase letters, digits and '-', starting with a letter or digit"
+_PACK_NAME_RULE = ("lowercase letters, digits and '-', starting with a letter or digit, at "
+                   "most 100 characters")
 _PAGE_EXPECTED = "a path glob such as /pricing or /blog/*, or \"*\" for any page"
 _JOURNEY_EXPECTED = "a duration such as 120s, or a mapping such as {within: 120s, by_segment: {mobile: 60s}}"
 EXPLORE_EXPECTED = f"a percentage from 0% to {MAX_EXPLORE}% such as {DEFAULT_EXPLORE}%"

@@ -74,8 +74,10 @@ def _cannot_start(config: EdgeConfig) -> str | None:
         host, _, port = config.metrics_address.rpartition(":")
         places.append(("EDGE_METRICS_ADDRESS", host, int(port)))
     for what, host, port in places:
+        host = host.strip("[]")  # [::1]:9464
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:  # taken, or not an address of this machine: granian would fail in Rust
-            with socket.create_server((host, port)):
+            with socket.create_server((host, port), family=family):
                 pass
         except OSError as exc:
             return f"{what}: cannot listen on {host}:{port}: {exc.strerror or exc}"

@@ -212,3 +212,37 @@ def test_bench_refuses_what_it_cannot_measure(tmp_path, args):
     done = subprocess.run([sys.executable, "-m", "loadtest.bench", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("host", ["::1", "127.0.0.1"])
+def test_edge_host_start_checks_take_ipv6_and_ipv4_addresses(tmp_path, host):
+    """The pre-start check bound an IPv4 socket only: EDGE_HOST=::1 was refused."""
+    from edge_module.host.server import _cannot_start
+
+    if ":" in host:
+        try:
+            socket.create_server((host, 0), family=socket.AF_INET6).close()
+        except OSError:
+            pytest.skip("no IPv6 loopback on this machine")
+    config = EdgeConfig.from_env({"EDGE_HOST": host, "EDGE_PORT": "0",
+                                  "EDGE_STATE_DIR": str(tmp_path / "edge"),
+                                  "EDGE_COMPONENT": str(ROOT / "build" / "decision-engine.wasm"),
+                                  "EDGE_METRICS_ADDRESS": f"[{host}]:0" if ":" in host
+                                  else f"{host}:0"})
+    assert _cannot_start(config) is None
+
+
+def test_a_pack_name_too_long_for_the_registry_is_a_problem_before_anything_is_published(
+        tmp_path):
+    """101 characters passed validation, was published, and then the copy into the registry
+    (which names files by pack) failed with a traceback: edges served what it did not hold."""
+    long_name = "p" * 101
+    (tmp_path / "packs").mkdir()
+    (tmp_path / "packs" / "long.yaml").write_text(
+        (RULES / "pricing-discount.yaml").read_text().replace(
+            "pack: pricing-discount", f"pack: {long_name}"))
+    assert run(["keys", "generate"], tmp_path).returncode == 0
+    done = run(["publish", str(tmp_path / "packs")], tmp_path)
+    assert done.returncode == 1 and "at most 100 characters" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "store" / "manifest.json").exists()
