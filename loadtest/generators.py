@@ -442,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.out is None:
             write(sys.stdout, args.shape, args.sessions, args.seed)
-        else:  # whole or not at all: written beside it, renamed when complete
+        elif args.out.is_symlink() or (args.out.exists() and not args.out.is_file()):
+            with args.out.open("w") as f:  # /dev/stdout, a fifo, a link: written through
+                write(f, args.shape, args.sessions, args.seed)
+        else:  # a file: whole or not at all, written beside it and renamed when complete
             tmp = args.out.with_name(f".{args.out.name}.partial")
             try:
                 with tmp.open("w") as f:

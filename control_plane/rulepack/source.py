@@ -323,9 +323,13 @@ class _Builder:
             value = self._constructor.construct_object(node)
         except yaml.YAMLError:
             value = node.value  # e.g. a lone "=" that YAML 1.1 calls a "value" tag
-        except ValueError:  # an integer of thousands of digits (Python's int() limit)
-            self._report(line, column, "this number has too many digits",
-                         expected="a number of at most a few dozen digits")
+        except ValueError as exc:
+            if node.tag.endswith(":int"):  # thousands of digits: past Python's int() limit
+                self._report(line, column, "this number has too many digits",
+                             expected="a number of at most a few dozen digits")
+            else:  # a date that is not one (2024-13-45), and the like
+                self._report(line, column, f"not a valid {node.tag.rpartition(':')[2]}: "
+                             f"{exc}", expected="a quoted string, or a valid value")
             value = node.value
         return Scalar(value, node.value, line, column)
 

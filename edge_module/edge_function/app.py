@@ -68,11 +68,20 @@ _ESCAPE = re.compile(r"\\.", re.S)
 _STRINGS = re.compile(r'"[^"]*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _LONG_INT = re.compile(r"\d{19,}")
+_BIG_EXPONENT = re.compile(r"[eE]\+?\d{3,}")
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
+
+
+def _float(text):
+    """A number with a fraction or exponent; past a double (1e400) refused, as orjson does."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
 
 
 def _int(text):
@@ -116,7 +125,8 @@ def parse_json(raw):
     if _too_deep(text):
         raise ValueError("depth limit exceeded")
     value = json.loads(text, parse_constant=_no_constant,
-                       parse_int=_int if _LONG_INT.search(text) else None)
+                       parse_int=_int if _LONG_INT.search(text) else None,
+                       parse_float=_float if _BIG_EXPONENT.search(text) else None)
     if _SURROGATE.search(text) and not _utf8(value):
         raise ValueError("a string holds a lone surrogate (not UTF-8)")
     return value

@@ -246,3 +246,27 @@ def test_a_pack_name_too_long_for_the_registry_is_a_problem_before_anything_is_p
     assert done.returncode == 1 and "at most 100 characters" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "store" / "manifest.json").exists()
+
+
+def test_generators_write_through_a_link_or_device_they_are_given(tmp_path):
+    """Written beside and renamed, /dev/stdout (a link) was replaced by a file."""
+    target = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    done = subprocess.run([sys.executable, "-m", "loadtest.generators", "--shape", "latent",
+                           "--sessions", "3", "--out", str(link)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and len(target.read_text().splitlines()) == 3
+
+
+def test_a_date_that_is_not_one_is_named_as_such_at_its_place():
+    from control_plane.rulepack import RulePackError, load_pack
+
+    text = (RULES / "pricing-discount.yaml").read_text().replace(
+        "pack: pricing-discount", "pack: pricing-discount\ndescription: 2024-13-45")
+    with pytest.raises(RulePackError) as refused:
+        load_pack(text, "p.yaml")
+    [problem] = [p for p in refused.value.problems if "2024" in p.message or "valid" in p.message]
+    assert "not a valid timestamp" in problem.message and "digits" not in problem.message
+    assert problem.line == text.splitlines().index("description: 2024-13-45") + 1

@@ -175,6 +175,8 @@ HOSTILE_JSON = {
     "a lone surrogate key": b'{"session_id":"c","context":{"attributes":{"\\udc00":1}}}',
     "an integer past a double": b'{"session_id":"c","now_ms":1' + b"0" * 400 + b"}",
     "an integer of 5,000 digits": b'{"session_id":"c","now_ms":' + b"9" * 5000 + b"}",
+    "a float past a double": b'{"session_id":"c","context":{"attributes":{"v":1e400}}}',
+    "a negative float past a double": b'{"session_id":"c","context":{"attributes":{"v":-1E+400}}}',
 }
 
 
