@@ -13,9 +13,11 @@ from .group import Unavailable, cli
 def server_options(app: Any) -> dict[str, Any]:
     """waitress's settings for the control plane (tests serve it with the same ones).
     waitress buffers a body (to disk past 512 KiB) before Flask or the token check sees
-    it: bounded here, an oversized body is refused as its head arrives, not after 1 GiB."""
+    it: bounded here at four times CONTROL_MAX_REQUEST_BYTES, a body far over the limit is
+    refused as its head arrives (its client may see a reset), not after 1 GiB; one up to
+    that is read and answered Flask's JSON 413, which every client can read."""
     return {"threads": 4, "ident": "control-plane",
-            "max_request_body_size": int(app.config["MAX_REQUEST_BYTES"])}
+            "max_request_body_size": 4 * int(app.config["MAX_REQUEST_BYTES"])}
 
 
 @cli.command()

@@ -99,6 +99,16 @@ def test_an_oversized_body_is_refused_from_its_head_without_a_byte_of_it(control
     assert limit < 300 * 1024 * 1024
 
 
+@pytest.mark.parametrize("times", [1.5, 3])
+def test_a_body_somewhat_over_the_limit_gets_a_json_413_the_client_can_read(control, times):
+    """Refused from its head, an 8 MB batch reached urllib as a connection reset, which the
+    edge's shipper takes for an outage (it retries) rather than a 413 (it splits)."""
+    body = b"x" * int(control.app.config["MAX_REQUEST_BYTES"] * times)
+    status, answer, _ = http("POST", control.url + "/v1/telemetry", body,
+                             {**EDGE, "Content-Type": "application/x-ndjson"})
+    assert status == 413 and answer["error"]["code"], answer
+
+
 def test_a_body_within_the_limit_still_reaches_the_routes(control):
     status, body, _ = http("POST", control.url + "/v1/packs/validate", PRICING,
                            {**PUBLISHER, "Content-Type": "application/yaml"})
