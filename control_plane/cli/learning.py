@@ -4,6 +4,7 @@ evaluation of the learning loop, and the retirement audit."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ class _FiniteSeconds(click.FloatRange):
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
         seconds = super().convert(value, param, ctx)
-        if seconds != seconds:
+        if math.isnan(seconds):
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
         return seconds
 

@@ -64,7 +64,7 @@ def _config():
 # under jco and took the whole server down), text that is not UTF-8, NaN and Infinity,
 # integers past a double, lone surrogates.
 MAX_DEPTH = 1024
-_ESCAPE = re.compile(r"\\.", re.S)
+_ESCAPE = re.compile(r"\\.", re.DOTALL)
 _STRINGS = re.compile(r'"[^"]*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _LONG_INT = re.compile(r"\d{19,}")

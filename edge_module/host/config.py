@@ -167,7 +167,7 @@ class EdgeConfig:
                 raise ConfigError(f"{env}={url!r}: expected an http:// or https:// URL")
         if self.session_store.startswith(REDIS_SCHEMES[:2]):
             try:
-                urlsplit(self.session_store).port
+                _ = urlsplit(self.session_store).port  # the attribute parses it
             except ValueError as exc:
                 raise ConfigError(f"EDGE_SESSION_STORE: {exc}") from None
         for name in ("body_timeout_s", "header_timeout_s", "send_timeout_s"):

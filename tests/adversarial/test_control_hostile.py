@@ -228,7 +228,7 @@ def test_sign_in_still_returns_to_the_page_asked_for(control):
 @pytest.mark.parametrize("page", ["/revisions/diff?old={}&new=1", "/revisions/rollback?revision={}"])
 def test_odd_revision_numbers_in_console_pages_are_not_500(control, arg, page):
     conn = HTTPConnection("127.0.0.1", control.port, timeout=10)
-    status, head = sign_in(control, "/triggers", PUBLISHER_TOKEN)
+    _, head = sign_in(control, "/triggers", PUBLISHER_TOKEN)
     cookie = head["set-cookie"].split(";")[0]
     conn.request("GET", page.format(urllib.parse.quote(arg)), headers={"Cookie": cookie})
     resp = conn.getresponse()
@@ -248,7 +248,8 @@ def test_two_conflicting_packs_put_at_once_are_not_both_stored(control, tmp_path
         answers: dict[str, int] = {}
         start = threading.Barrier(2)
 
-        def put(name: str) -> None:
+        def put(name: str, start: threading.Barrier = start,
+                answers: dict[str, int] = answers) -> None:
             start.wait()
             answers[name] = http("PUT", f"{control.url}/v1/packs/{name}", pack(name),
                                  {**PUBLISHER, "Content-Type": "application/yaml"})[0]

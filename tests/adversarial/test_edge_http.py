@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -203,7 +204,7 @@ def _session_request(session: str) -> bytes:
 
 def _chunks(body: bytes, cuts: list[int]) -> bytes:
     edges = [0, *sorted({min(max(c, 1), len(body) - 1) for c in cuts}), len(body)]
-    parts = [body[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    parts = [body[a:b] for a, b in itertools.pairwise(edges) if b > a]
     return b"".join(b"%x\r\n" % len(p) + p + b"\r\n" for p in parts)
 
 
