@@ -15,6 +15,8 @@ from ..telemetry.decision_log import OUTCOME_TYPES
 
 _COMPONENT = "#/components/schemas/"
 MAX_TIME_MS = 2**53 - 1  # timestamps stay exact in a JSON double
+MAX_NUMBER = 2**53 - 1  # and a visitor's other numbers (px, ms) stay within it too
+_COORD = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
 MAX_URL = 2048
 MAX_NAME = 256
 
@@ -66,15 +68,15 @@ _EVENT: dict[str, Any] = {
             "url": {"type": ["string", "null"], "maxLength": MAX_URL}}}),
         _when(("scroll",), {"properties": {
             "depth": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-            "y": {"type": ["number", "null"]}}}),
+            "y": {"type": ["number", "null"], "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}}}),
         # x and y together, or neither
         _when(("mousemove",), {"anyOf": [
             {"properties": {"x": {"type": "null"}, "y": {"type": "null"}}},
             {"required": ["x", "y"],
-             "properties": {"x": {"type": "number"}, "y": {"type": "number"}}}]}),
+             "properties": {"x": _COORD, "y": _COORD}}]}),
         _when(("hover",), {"required": ["target", "duration_ms"], "properties": {
             "target": {"type": "string", "maxLength": MAX_NAME},
-            "duration_ms": {"type": "number", "minimum": 0}}}),
+            "duration_ms": {"type": "number", "minimum": 0, "maximum": MAX_NUMBER}}}),
         _when(("click", "focus", "input", "submit", "blur"),
               {"properties": {"target": _NULLABLE_NAME}}),
         _when(("custom",), {"required": ["name"], "properties": {

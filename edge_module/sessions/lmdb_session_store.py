@@ -46,12 +46,13 @@ class LmdbSessionStore:
     state expires `ttl_s` after its last write and reads as absent from then on. One
     worker at a time (a lease in the file) sweeps every `sweep_interval_s` from a
     background thread, in small transactions: expired states go, then, beyond
-    `max_sessions` or with the pages in use three quarters of `max_bytes` (checked each
-    1/64 of the bound written, every write near the bound), the states closest to expiring (the least
-    recently written); over the bound, a write makes room itself. The map is three times
-    the bound and 64 MiB more: LMDB needs free pages to delete (a map filled to the last page
-    could not evict, and refused every write after), and the reserve takes a burst of
-    writes between two checks. It is address space: the file is sparse. A session's lock is a lease as in Redis: a waiter retries for at most
+    `max_sessions` or with the pages in use three quarters of `max_mb` (checked each
+    1/64 of it written, and every write near it), the states closest to expiring (the
+    least recently written); over the bound, a write makes room itself. The map is three
+    times the bound and 64 MiB more: LMDB needs free pages to delete (a map filled to its
+    last page could not evict, and refused every write after), and the reserve takes a
+    burst of writes between two checks. It is address space: the file is sparse. A
+    session's lock is a lease as in Redis: a waiter retries for at most
     `lock_wait_s`; a lease left by a killed worker expires after `lock_ttl_ms`.
     """
 
@@ -277,8 +278,9 @@ class LmdbSessionStore:
 
     def sweep(self, make_room: bool = False, chunk: int = 2000) -> int:
         """Delete expired states, then the least recently written beyond the bound (or,
-        with `make_room` or the pages three quarters of the bound, a fifth of them, and
-        more until their bytes are under it); returns how many. Reads in chunks and deletes in small transactions, re-checking each state
+        with `make_room` or the pages three quarters of the bound, a fifth of them, or
+        the share of their bytes the pages are over 80 % of the bound by, if more);
+        returns how many. Reads in chunks and deletes in small transactions, re-checking each state
         so one rewritten meanwhile stays: no writer and no request waits long."""
         chunk = max(chunk, 2)  # each chunk re-reads the previous one's last key
         with self._sweep_lock:
@@ -312,9 +314,12 @@ class LmdbSessionStore:
                 self._room_made = time.monotonic()
                 self._room_entries = len(alive)
                 over = max(over, len(alive) // 5)
-                # and as many more as it takes to bring the bytes under 70 % of the bound
-                # (a fifth of small old states frees little beside big new ones)
-                need = self.accounted_bytes - self._bound * 7 // 10
+                # and more while that frees less than the share of the states' bytes the
+                # pages are over 80 % of the bound by (a fifth of small old states frees
+                # little beside big new ones). Bytes of values, not pages: deletions spread
+                # over the leaves shrink the pages later, as their slots are reused.
+                share = max(0.0, 1 - self._bound * 0.8 / max(self.accounted_bytes, 1))
+                need = share * sum(sizes.values())
                 freed = sum(sizes[k] for _, k in alive[:over])
                 while over < len(alive) and freed < need:
                     freed += sizes[alive[over][1]]

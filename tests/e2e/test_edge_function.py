@@ -177,6 +177,8 @@ HOSTILE_JSON = {
     "an integer of 5,000 digits": b'{"session_id":"c","now_ms":' + b"9" * 5000 + b"}",
     "a float past a double": b'{"session_id":"c","context":{"attributes":{"v":1e400}}}',
     "a negative float past a double": b'{"session_id":"c","context":{"attributes":{"v":-1E+400}}}',
+    "a long float past a double": b'{"session_id":"c","context":{"attributes":{"v":1'
+                                  + b"0" * 320 + b'.0}}}',
 }
 
 
