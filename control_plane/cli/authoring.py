@@ -18,7 +18,7 @@ from ..rulepack import RulePackError, compile_snapshot, load_catalog, load_pack_
 from ..rulepack.content_catalog import find_catalog
 from ..rulepack.schema import schema_text
 from .group import EXIT_FINDINGS, Unavailable, cli, exit_on_findings
-from .options import CATALOG, FORMAT, PATHS, STORE, open_edge_store
+from .options import CATALOG, FORMAT, OUTPUT, PATHS, STORE, open_edge_store
 
 
 @cli.command()
@@ -35,7 +35,7 @@ def validate(paths: tuple[Path, ...], catalog: Path | None) -> None:
 @cli.command("compile")
 @PATHS
 @CATALOG
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--out", type=OUTPUT,
               help="Write here instead of stdout.")
 def compile_cmd(paths: tuple[Path, ...], catalog: Path | None, out: Path | None) -> None:
     """Compile rule packs into a snapshot (JSON), unpublished."""
@@ -199,7 +199,7 @@ def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording:
 
 @cli.command()
 @CATALOG
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--out", type=OUTPUT,
               help="Write here instead of stdout; the catalog.yaml beside it is used by "
                    "default.")
 @click.option("--check", is_flag=True,

@@ -10,6 +10,7 @@ import click
 
 from ..authoring import rrweb_import
 from .group import Unavailable, cli
+from .options import OUTPUT
 
 
 @cli.group("import")
@@ -28,7 +29,7 @@ def _mapping(_ctx: click.Context, _param: click.Parameter,
 @import_group.command("rrweb")
 @click.argument("recordings", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("-o", "--out", type=OUTPUT, required=True,
               help="The sessions file to write ('-': stdout).")
 @click.option("--custom", "mappings", multiple=True, callback=_mapping,
               metavar="EVENT:SELECTOR=NAME",
@@ -37,7 +38,7 @@ def _mapping(_ctx: click.Context, _param: click.Parameter,
                    "click:#abandon-cart=cart_abandon.")
 @click.option("--device", type=click.Choice(["desktop", "mobile", "tablet"]), default="desktop",
               show_default=True, help="The context's device (rrweb records no user agent).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--report", "report_path", type=OUTPUT,
               help="Also write what was converted and what not (counts by kind) as JSON.")
 def import_rrweb(recordings: tuple[Path, ...], out: Path, mappings: list[rrweb_import.CustomMapping],
                  device: str, report_path: Path | None) -> None:

@@ -15,7 +15,16 @@ from .. import config
 from ..rulepack import load_pack_set
 from ..telemetry.reports import PERIODS, period_start
 from .group import Unavailable, cli, exit_on_findings
-from .options import DATA_DIR, FORMAT, PATHS, STORE, key_ring, open_edge_store, open_telemetry
+from .options import (
+    DATA_DIR,
+    FORMAT,
+    OUTPUT,
+    PATHS,
+    STORE,
+    key_ring,
+    open_edge_store,
+    open_telemetry,
+)
 
 # the console's periods, so a page's numbers can be printed here too
 PERIOD = click.option("--period", type=click.Choice(["all", *PERIODS]), default="all",
@@ -189,7 +198,7 @@ class _Files(click.Option):
 @click.option("--target", type=click.FloatRange(0, 1, min_open=True), default=None,
               help="Recall target of best_static [default: the trigger's target.recall, "
                    "else 0.95].")
-@click.option("--snapshot-out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--snapshot-out", type=OUTPUT,
               metavar="FILE", help="Also write the final served snapshot (what was learned).")
 @FORMAT
 def evaluate(paths: tuple[Path, ...], trigger: str, train: tuple[Path, ...], judge_file: Path,

@@ -14,6 +14,25 @@ from .. import config as config_module
 from ..distribution.keys import KeyRing
 from .group import Unavailable
 
+
+class OutputFile(click.Path):
+    """A file a command will write: its folder must exist now, not when the command has
+    done its work (an evaluation ran to the end, or one of two outputs was written, before
+    a missing folder was noticed)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        path = super().convert(value, param, ctx)
+        folder = Path(path).parent
+        if not folder.is_dir():
+            self.fail(f"{path}: its folder {folder} does not exist", param, ctx)
+        return path
+
+
+OUTPUT = OutputFile()
+
 DATA_DIR = click.option("--data-dir", "--registry", "data_dir", envvar="CONTROL_DATA_DIR",
                         metavar="DIR",
                         help="The control plane's data folder: the pack registry (DIR/packs), "

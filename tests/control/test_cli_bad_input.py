@@ -270,3 +270,20 @@ def test_a_date_that_is_not_one_is_named_as_such_at_its_place():
     [problem] = [p for p in refused.value.problems if "2024" in p.message or "valid" in p.message]
     assert "not a valid timestamp" in problem.message and "digits" not in problem.message
     assert problem.line == text.splitlines().index("description: 2024-13-45") + 1
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path):
+    """`import rrweb -o OUT --report nodir/r.json` wrote OUT and then failed; `evaluate
+    --snapshot-out nodir/x.json` ran the whole evaluation before failing."""
+    recording = tmp_path / "rec.json"
+    recording.write_text('[{"type": 4, "timestamp": 1764201600000, "data": {"href": '
+                         '"https://shop.example/pricing", "width": 1280, "height": 800}}]')
+    out = tmp_path / "out.jsonl"
+    done = run(["import", "rrweb", str(recording), "-o", str(out), "--report",
+                str(tmp_path / "nodir" / "r.json")], tmp_path)
+    assert done.returncode == 2 and "does not exist" in done.stderr, done.stderr
+    assert not out.exists()
+    done = run(["evaluate", str(RULES), "--trigger", "pricing-discount", "--train",
+                str(recording), "--judge", str(recording), "--snapshot-out",
+                str(tmp_path / "nodir" / "x.json")], tmp_path)
+    assert done.returncode == 2 and "does not exist" in done.stderr, done.stderr
