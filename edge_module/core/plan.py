@@ -48,6 +48,7 @@ from .request_input import (
     MAX_SESSION_ID,
     MAX_TIME_MS,
     MAX_URL,
+    NUMBER_TYPES,
     request_context,
 )
 from .session import (
@@ -86,7 +87,6 @@ StateRun = Callable[[Decision, Session, Ctx, int], None]
 Bucket = tuple[StateRun, NextCheck, frozenset[str]]
 
 
-_NUMBER = (int, float)  # as request_input's: not bool
 
 class Plan:
     """A snapshot's plan: `decide(request, state, host_now_ms)` or None (not covered)."""
@@ -191,7 +191,7 @@ class Plan:
                     sess.pos = depth
                 y = ev.get("y")
                 if y is not None:
-                    if type(y) not in _NUMBER or not -MAX_NUMBER <= y <= MAX_NUMBER:
+                    if type(y) not in NUMBER_TYPES or not -MAX_NUMBER <= y <= MAX_NUMBER:
                         return None
                     # `Session.scroll_to`
                     if samples:
@@ -207,8 +207,8 @@ class Plan:
             elif etype == "mousemove":
                 x, y = ev.get("x"), ev.get("y")
                 if x is not None or y is not None:
-                    if type(x) not in _NUMBER or not -MAX_NUMBER <= x <= MAX_NUMBER \
-                            or type(y) not in _NUMBER or not -MAX_NUMBER <= y <= MAX_NUMBER:
+                    if type(x) not in NUMBER_TYPES or not -MAX_NUMBER <= x <= MAX_NUMBER \
+                            or type(y) not in NUMBER_TYPES or not -MAX_NUMBER <= y <= MAX_NUMBER:
                         return None
                     if mouse_keep:
                         sess.mouse_to(ts, x, y, mouse_keep, None)
@@ -217,7 +217,7 @@ class Plan:
                 if type(target) is not str or len(target) > MAX_NAME:
                     return None
                 dur = ev["duration_ms"]
-                if type(dur) not in _NUMBER or not 0 <= dur <= MAX_NUMBER:
+                if type(dur) not in NUMBER_TYPES or not 0 <= dur <= MAX_NUMBER:
                     return None
                 if target in hover or len(hover) < MAX_HOVER_TARGETS:
                     hover[target] = hover.get(target, 0.0) + dur

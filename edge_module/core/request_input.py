@@ -15,7 +15,7 @@ from .urls import url_path
 
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
-_NUMBER = (int, float)
+NUMBER_TYPES = (int, float)  # a JSON number: not bool (its own type)
 MAX_SESSION_ID = 256
 # Visitor-chosen strings kept in the session or used as keys are bounded: a session's state
 # must stay small, and no request may make it too big to decide on.
@@ -46,7 +46,7 @@ MAX_NUMBER = 2**53 - 1
 
 def is_number(value: Any) -> bool:
     """A JSON number (not a bool) within +-MAX_NUMBER (NaN and inf are not)."""
-    return type(value) in _NUMBER and -MAX_NUMBER <= value <= MAX_NUMBER
+    return type(value) in NUMBER_TYPES and -MAX_NUMBER <= value <= MAX_NUMBER
 
 
 def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, Any]]]:
@@ -114,7 +114,7 @@ def apply_event(sess: Session, ts: int, i: int, ev: dict[str, Any], etype: Any,
     if etype == "scroll":
         depth = ev.get("depth")
         if depth is not None:
-            if type(depth) not in _NUMBER or not 0 <= depth <= 1:
+            if type(depth) not in NUMBER_TYPES or not 0 <= depth <= 1:
                 raise _invalid(i, "depth", "depth must be a number from 0 to 1")
             if depth > sess.depth:
                 sess.depth = depth

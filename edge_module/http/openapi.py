@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.catalog import EVENT_TYPES, MAX_LOCALE, TIERS
+from ..core.request_input import MAX_NUMBER  # a visitor's numbers (px, ms)
 from ..telemetry.decision_log import OUTCOME_TYPES
 
 _COMPONENT = "#/components/schemas/"
 MAX_TIME_MS = 2**53 - 1  # timestamps stay exact in a JSON double
-MAX_NUMBER = 2**53 - 1  # and a visitor's other numbers (px, ms) stay within it too
 _COORD = {"type": "number", "minimum": -MAX_NUMBER, "maximum": MAX_NUMBER}
 MAX_URL = 2048
 MAX_NAME = 256
