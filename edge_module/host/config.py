@@ -20,23 +20,25 @@ class ConfigError(Exception):
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-SERVERS = ("granian", "waitress")
+SERVERS = ("granian", "loop", "waitress")
 
 
 @dataclass(frozen=True)
 class EdgeConfig:
     host: str = "127.0.0.1"
     port: int = 8700
-    server: str = "granian"  # the HTTP server: granian (Rust, default) or waitress
+    # the HTTP server: loop (httptools on the worker's event loop, default), granian (HTTP in
+    # Rust) or waitress (pure Python)
+    server: str = "loop"
     log_level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR (granian's own log too)
     # Decision threads, and as many component instances: one per core (2 to 8). The guest
     # runs without the GIL, so each core runs a decision; more threads than cores only add
-    # GIL hand-offs (measured: docs/performance.md). Under granian with the memory store
+    # GIL hand-offs (measured: docs/performance.md). Under loop or granian with the memory store
     # the event loop is one of these deciders (one thread fewer, as many instances).
     threads: int = min(max(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                            else os.cpu_count() or 2, 2), 8)
     io_threads: int = 1  # granian only: Rust threads parsing HTTP and moving bytes
-    # granian only: worker processes, each with `threads` threads and instances; more than
+    # loop, granian: worker processes, each with `threads` threads and instances; more than
     # one needs a shared session store (lmdb or redis)
     workers: int = 1
     worker: int = 1  # which of them this process is (set by the server, from 1)
@@ -73,20 +75,20 @@ class EdgeConfig:
     session_store_max_mb: int = 256
     session_state_max_kb: int = 64  # a larger state is not kept (the session starts over)
     max_body_bytes: int = 256 * 1024
-    # granian: a request body must arrive whole within this many seconds of the request
+    # loop, granian: a request body must arrive whole within this many seconds of the request
     # head (else 408 and the connection is closed); no decision thread waits for a body.
     body_timeout_s: float = 10.0
     # a request head must arrive within this many seconds of the connection opening or of
     # the previous response (idle keep-alive connections are closed after it)
     header_timeout_s: float = 15.0
-    # granian (Linux): an answer the client does not read (its receive window stays shut)
+    # loop, granian (Linux): an answer the client does not read (its receive window stays shut)
     # for this many seconds closes the connection (TCP_USER_TIMEOUT): otherwise a client
     # that pipelines requests and never reads keeps its connection slot for ever
     send_timeout_s: float = 30.0
     # an oversized body is read and discarded up to this many bytes so the client reads its
     # 413 (RFC 9112 section 9.6); beyond it the connection is closed after the answer
     max_discard_bytes: int = 16 * 1024 * 1024
-    max_connections: int = 10_000  # granian: connections served at once per worker process
+    max_connections: int = 10_000  # connections served at once per worker process
     outcome_key: str = ""  # MAC key of outcome tokens (hex); default: one kept in state_dir
     outcome_window_s: float = 86_400.0  # outcomes are taken this long after their decision
     acquire_timeout_s: float = 1.0  # waiting longer for a free instance answers 503
@@ -186,9 +188,9 @@ class EdgeConfig:
         if self.metrics_address and not _is_address(self.metrics_address):
             raise ConfigError(f"EDGE_METRICS_ADDRESS={self.metrics_address!r}: expected "
                               "host:port (e.g. 127.0.0.1:9700)")
-        if self.workers > 1 and self.server != "granian":
-            raise ConfigError(f"EDGE_WORKERS={self.workers}: only the granian server runs "
-                              "several worker processes (EDGE_SERVER=granian)")
+        if self.workers > 1 and self.server == "waitress":
+            raise ConfigError(f"EDGE_WORKERS={self.workers}: waitress runs one worker process "
+                              "(EDGE_SERVER=loop or granian run several)")
         self._check_channels()
 
     def _check_numbers(self) -> None:

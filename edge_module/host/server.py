@@ -24,6 +24,10 @@ def serve(config: EdgeConfig) -> None:
         from edge_module.http.waitress_server import serve_waitress
 
         serve_waitress(config)
+    elif config.server == "loop":
+        from edge_module.http.loop_server import serve_loop
+
+        serve_loop(config)
     else:
         from edge_module.http.granian_server import serve_granian
 

@@ -78,6 +78,11 @@ class RsgiEdge:
                                                                    MemorySessionStore)
         self.decide_threads = Lane(self.config.threads - 1 if self.loop_decides
                                    else self.config.threads, "decide")
+        # decisions that may wait in the threads' queue before the loop decides one itself:
+        # 0 under granian (its Rust threads read the next requests while the loop decides);
+        # the loop server reads nothing while its loop decides, so there the threads keep
+        # work queued (loop_server.QUEUE_AHEAD)
+        self.queue_ahead = 0
         # /v1/decide once admitted on the loop (the thread must not count it in again)
         self.admitted = Route("POST", self.app.decide_admitted, self.config.max_body_bytes,
                               lane="decide")
@@ -181,7 +186,7 @@ class RsgiEdge:
                 return _send(proto, refused, cors)
             if self.finished:  # a thread that finished while this body was read is free
                 self._collect()
-            if (self.loop_decides and self.deciding >= self.decide_threads.size
+            if (self.loop_decides and self.deciding >= self.decide_threads.size + self.queue_ahead
                     and self.app.pool.idle()):
                 try:
                     return _send(proto, self.app.run(self.admitted_now, body, method, path),
@@ -413,7 +418,7 @@ def _hook_stop_signals(edge: RsgiEdge) -> None:
 
 # -- the server ----------------------------------------------------------------------------
 
-def _worker_app(config: EdgeConfig, worker: int = 1) -> RsgiEdge:
+def _worker_app(config: EdgeConfig, worker: int = 1, server: str = "granian") -> RsgiEdge:
     """Runs in the worker process: the engine, instances and threads are made there (none
     of them survives a fork). With several workers each is an edge of its own in the fleet
     view and in telemetry (`<edge id>/w<k>`): counters and instances are per process."""
@@ -423,11 +428,12 @@ def _worker_app(config: EdgeConfig, worker: int = 1) -> RsgiEdge:
                          edge_id=f"{config.edge_id or f'{config.host}:{config.port}'}/w{worker}")
     host = EdgeHost.build(config)
     settle_heap()
-    log.info("edge host %s on http://%s:%s (revision %s, granian, worker %d of %d, "
+    log.info("edge host %s on http://%s:%s (revision %s, %s, worker %d of %d, "
              "%d threads)", host.app.edge_id, config.host, config.port,
-             host.sync.status.revision, worker, config.workers, config.threads)
+             host.sync.status.revision, server, worker, config.workers, config.threads)
     edge = RsgiEdge(host)
-    _hook_stop_signals(edge)
+    if server == "granian":
+        _hook_stop_signals(edge)
     return edge
 
 

@@ -1,0 +1,615 @@
+"""The loop server (EDGE_SERVER=loop, the default): HTTP/1.1 parsed by httptools (llhttp,
+Node.js's parser) on a uvloop event loop in the worker process itself, serving the same
+RSGI application as granian (`granian_server.RsgiEdge`).
+
+Why a second transport: under granian a request crosses threads four times before its
+answer leaves (the Rust runtime hands the head to the loop, the body read goes back to the
+runtime and returns to the loop, the loop hands the request to a decision thread, the answer
+goes back to the runtime); on an idle edge each crossing wakes a sleeping core, and a
+sequential client waited 75-140 us more per answer than under granian's WSGI interface
+(docs/performance.md, History). Here the loop that reads the bytes parses them: a body that
+came with its head is complete when the application asks for it, the request crosses to a
+decision thread once, and the thread writes its answer to the socket itself (under the
+connection's lock, to a duplicate of the socket that only the loop closes, so an answer
+never reaches a connection that replaced a closed one). Under load the loop decides too,
+as under granian, but while it decides nothing is read: the decision threads keep up to
+QUEUE_AHEAD requests queued so they never wait for it.
+
+The guarantees are granian's under RsgiEdge: a head must arrive within EDGE_HEADER_TIMEOUT_S
+of the connection's opening or of the previous answer (else the connection is closed), a
+body within EDGE_BODY_TIMEOUT_S (408; RsgiEdge's sweep), heads are bounded (64 KiB, 100
+fields: 431), a connection reads at most one body chunk beyond READ_AHEAD bytes the
+application has not taken, and at most MAX_PIPELINED requests ahead of its answers; request
+trailers are refused (400), and connections beyond EDGE_MAX_CONNECTIONS are closed at once.
+EDGE_WORKERS=N forks N such processes on one listening socket (`_supervise`)."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+
+import httptools
+from granian.rsgi import ProtocolClosed
+
+from ..host.config import EdgeConfig
+from .app import error_body
+
+log = logging.getLogger("edge.host")
+
+MAX_HEAD_BYTES = 64 * 1024  # request line and header fields together
+MAX_HEADER_FIELDS = 100
+READ_AHEAD = 64 * 1024  # body bytes held for the application before the socket is paused
+SWEEP_S = 0.25
+# decisions queued for the decision threads before the loop decides one itself: while the
+# loop decides, nothing is read, so the threads keep work at hand (measured: 0 -> 2 took the
+# wrk maximum from 4,000 to 4,400-4,500 decisions/s; docs/performance.md, History)
+QUEUE_AHEAD = 2
+MAX_PIPELINED = 32  # requests read ahead of the one being answered (then: close after it)
+
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Headers(dict):  # type: ignore[type-arg]
+    """A request's header fields by lower-case name (a repeated field: its first value, as
+    granian's `get` gives it; `get_all` gives each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.all: list[tuple[str, str]] = []
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self.all if k == name]
+
+
+class Scope:
+    __slots__ = ("headers", "http_version", "method", "path", "proto", "query_string")
+
+    def __init__(self, method: str, path: str, query: str, headers: Headers,
+                 version: str) -> None:
+        self.proto = "http"
+        self.method, self.path, self.query_string = method, path, query
+        self.headers, self.http_version = headers, version
+
+
+class Request:
+    """One request: its scope, and the RSGI protocol object the application reads its body
+    from and answers through (`response_bytes` may be called from any thread)."""
+
+    __slots__ = ("answered", "broken", "complete", "conn", "flushed", "head_only", "held",
+                 "keep_alive", "parts", "scope", "started", "waiter")
+
+    def __init__(self, conn: Connection, scope: Scope, keep_alive: bool) -> None:
+        self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
+        self.head_only = scope.method == "HEAD"
+        self.parts: deque[bytes] = deque()
+        self.held = 0  # bytes in parts
+        self.complete = self.broken = self.answered = self.started = False
+        self.flushed = False  # the whole answer is in the socket (or the transport's buffer)
+        self.waiter: asyncio.Future[None] | None = None
+
+    # -- the body, as the application reads it (on the loop) --------------------------------
+    def __call__(self) -> Any:
+        return self._whole()
+
+    async def _whole(self) -> bytes:
+        while not self.complete:
+            await self._wait()
+        body = b"".join(self.parts)
+        self.parts.clear()
+        self.held = 0
+        self.conn.resume()
+        return body
+
+    def __aiter__(self) -> Request:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self.parts:
+            if self.complete:
+                if self.held == -1:
+                    raise StopAsyncIteration
+                self.held = -1  # the empty chunk that says the body ended, once
+                return b""
+            await self._wait()
+        chunk = self.parts.popleft()
+        self.held -= len(chunk)
+        self.conn.resume()
+        return chunk
+
+    async def _wait(self) -> None:
+        if self.broken:
+            raise ProtocolClosed("the client closed the connection mid-body")
+        self.waiter = waiter = self.conn.loop.create_future()
+        self.conn.resume()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+        if self.broken and not self.complete:
+            raise ProtocolClosed("the client closed the connection mid-body")
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the answer -------------------------------------------------------------------------
+    def response_bytes(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        keep = self.keep_alive and self.complete and not any(
+            k == "connection" and v.lower() == "close" for k, v in headers)
+        self.keep_alive = keep
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"")),
+                 _date_line()]
+        for name, value in headers:
+            if name != "connection":
+                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+        if status >= 200 and status not in (204, 304):
+            lines.append(b"content-length: %d\r\n" % len(body))
+        if not keep:
+            lines.append(b"connection: close\r\n")
+        lines.append(b"\r\n")
+        if not self.head_only and status not in (204, 304):
+            lines.append(body)
+        self.conn.send(b"".join(lines), self)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: parses what arrives, runs one request at a time (a pipelined
+    one waits, with the socket paused), enforces the head deadline and bounds."""
+
+    def __init__(self, server: LoopServer) -> None:
+        self.server, self.loop = server, server.loop
+        self.app = server.app
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.lock = threading.Lock()  # a thread's write against the loop's close
+        self.fd = -1
+        self.closed = False
+        self.paused = False
+        self.final = False  # no more requests are read on this connection
+        self.current: Request | None = None  # being parsed
+        self.running: Request | None = None  # its task runs (answered or not)
+        self.queued: deque[Request] = deque()
+        self.head_deadline = server.loop.time() + server.config.header_timeout_s
+        self._reset_head()
+
+    def _reset_head(self) -> None:
+        self.url = b""
+        self.head_bytes = 0
+        self.headers = Headers()
+        self.in_head = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        server = self.server
+        if len(server.connections) >= server.config.max_connections:
+            transport.abort()
+            self.closed = True
+            return
+        server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        # the decision threads write to a duplicate of the socket, closed only here (under
+        # the lock), so its number cannot be reused by another client's connection while a
+        # thread still holds it
+        self.fd = os.dup(sock.fileno()) if sock is not None else -1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        with self.lock:
+            self.closed = True
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+        self.server.connections.discard(self)
+        for request in (self.current, self.running, *self.queued):
+            if request is not None and not request.complete:
+                request.broken = True
+                request._wake()
+        # a decision under way finishes; its answer goes nowhere
+
+    def data_received(self, data: bytes) -> None:
+        if self.final:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._close_after_current()
+        except _Refused:
+            pass
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Refused):
+                raise
+        except httptools.HttpParserError as exc:
+            self._refuse(400, "invalid_request", f"malformed HTTP request: {exc}")
+
+    def eof_received(self) -> bool | None:
+        # a half-close: the client sends no more; requests already complete are answered
+        if self.current is not None and not self.current.complete:
+            self.current.broken = True
+            self.current._wake()
+        if self.running is None and not self.queued:
+            return False  # nothing to answer: close
+        self._close_after_current()
+        return True
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        # the head deadline runs from the connection's opening or the previous answer
+        self._reset_head()
+        self.in_head = True
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_bytes += len(url)
+        if self.head_bytes > MAX_HEAD_BYTES:
+            self._refuse(431, "head_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
+            raise _Refused
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:  # a trailer field after a chunked body
+            self._refuse(400, "invalid_request", "request trailers are not accepted")
+            raise _Refused
+        self.head_bytes += len(name) + len(value) + 4
+        headers = self.headers
+        if self.head_bytes > MAX_HEAD_BYTES or len(headers.all) >= MAX_HEADER_FIELDS:
+            self._refuse(431, "head_too_large", f"request head over {MAX_HEAD_BYTES} bytes "
+                         f"or {MAX_HEADER_FIELDS} fields")
+            raise _Refused
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers.all.append((key, text))
+        if key not in headers:
+            headers[key] = text
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        try:
+            url = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            self._refuse(400, "invalid_request", "malformed request target")
+            raise _Refused from None
+        path = (url.path or b"/").decode("latin-1")
+        query = (url.query or b"").decode("latin-1")
+        method = parser.get_method().decode("latin-1")
+        version = parser.get_http_version()
+        scope = Scope(method, path, query, self.headers, version)
+        request = Request(self, scope, parser.should_keep_alive())
+        self.current = request
+        if self.headers.get("expect", "").lower() == "100-continue" and (
+                self.running is None and not self.queued):
+            self._write(_CONTINUE)
+        running = self.running
+        if running is None or (running.flushed and running.keep_alive and not self.queued):
+            # the previous answer is out (its task may not have ended yet: a decision
+            # thread's answer is collected later, see RsgiEdge)
+            self._start(request)
+        else:
+            if len(self.queued) >= MAX_PIPELINED:
+                self._close_after_current()
+                raise _Refused
+            self.queued.append(request)
+            self.pause()
+
+    def on_body(self, body: bytes) -> None:
+        request = self.current
+        if request is None:
+            return
+        request.parts.append(body)
+        request.held += len(body)
+        if request.held > READ_AHEAD:
+            self.pause()
+        request._wake()
+
+    def on_message_complete(self) -> None:
+        request = self.current
+        if request is None:
+            return
+        request.complete = True
+        self.current = None
+        self.head_deadline = float("inf")
+        request._wake()
+
+    # -- running requests -------------------------------------------------------------------
+    def _start(self, request: Request) -> None:
+        self.running = request
+        request.started = True
+        self.head_deadline = float("inf")
+        self.server.tasks[request] = self.loop.create_task(self._run(request))
+
+    async def _run(self, request: Request) -> None:
+        try:
+            await self.server.edge.__rsgi__(request.scope, request)
+        except Exception:
+            log.exception("request %s %s failed", request.scope.method, request.scope.path)
+            if not request.answered:
+                request.keep_alive = False
+                request.response_bytes(500, [("content-type", "application/json")],
+                                       error_body("internal", "the edge host failed"))
+        finally:
+            self.server.tasks.pop(request, None)
+            self._finished(request)
+
+    def _finished(self, request: Request) -> None:
+        if self.running is not request:  # the next one started when this answer was out
+            return
+        self.running = None
+        if not request.answered:  # the application gave no answer (the client left)
+            request.keep_alive = False
+        if not request.keep_alive or not request.complete or self.closed:
+            self._close()
+            return
+        if self.queued:
+            self._start(self.queued.popleft())
+        else:
+            self.head_deadline = self.loop.time() + self.server.config.header_timeout_s
+        self.resume()
+
+    # -- writing ----------------------------------------------------------------------------
+    def send(self, data: bytes, request: Request) -> None:
+        """The answer of `request`, from the loop or a decision thread."""
+        close = not request.keep_alive
+        if threading.get_ident() == self.server.loop_thread:
+            self._write(data)
+            request.flushed = True
+            if close:
+                self._close_later()
+            return
+        with self.lock:  # a decision thread: write what the socket takes now
+            if self.closed:
+                return
+            sent = _write_keeping_gil(self.fd, data) if self.fd >= 0 else 0
+            if sent < 0:
+                if ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    return  # the connection is gone: the loop hears of it
+                sent = 0
+        if sent < len(data) or close:
+            self.loop.call_soon_threadsafe(self._write_rest, data[sent:], close, request)
+        else:
+            request.flushed = True
+
+    def _write_rest(self, data: bytes, close: bool, request: Request) -> None:
+        if data:
+            self._write(data)
+        request.flushed = True
+        if close:
+            self._close_later()
+
+    def _write(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    def _close_later(self) -> None:
+        """After the answer was handed to the transport: close once it is sent."""
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # flushes the buffer, then closes
+            with self.lock:
+                self.closed = True
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.closed:
+            with self.lock:
+                self.closed = True
+            self.transport.close()
+
+    def _close_after_current(self) -> None:
+        """Read no more: answer the requests already taken, in order, then close."""
+        self.final = True
+        last = self.queued[-1] if self.queued else self.running
+        if last is not None:
+            last.keep_alive = False
+        else:
+            self._close()
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        """A request that cannot be parsed or is out of bounds: answer (if nothing else is
+        being answered on this connection), close, and stop parsing."""
+        if self.running is None and not self.closed:
+            head = (b"HTTP/1.1 %d %s\r\n%scontent-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n")
+            body = error_body(code, message)
+            self._write(head % (status, _REASONS.get(status, b""), _date_line(), len(body))
+                        + body)
+        self._close_after_current()
+        if self.current is not None:
+            self.current.broken = True
+            self.current._wake()
+
+    # -- flow ----------------------------------------------------------------------------------
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None and not self.closed:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume(self) -> None:
+        if not self.paused or self.closed or self.final or self.transport is None:
+            return
+        current = self.current
+        if self.queued or (current is not None and current.held > READ_AHEAD):
+            return
+        self.paused = False
+        self.transport.resume_reading()
+
+
+# write(2) called with the GIL held: os.write lets it go, and taking it back waits for the
+# loop's next release (a whole guest call, often), which made the thread's decisions look
+# busy for twice their time. A write to a non-blocking socket does not block.
+_libc = ctypes.PyDLL(None, use_errno=True)
+_libc_write = _libc.write
+_libc_write.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t)
+_libc_write.restype = ctypes.c_ssize_t
+
+
+def _write_keeping_gil(fd: int, data: bytes) -> int:
+    return _libc_write(fd, data, len(data))  # type: ignore[no-any-return]
+
+
+class _Refused(Exception):
+    """Raised from a parser callback to stop parsing what is left of the data."""
+
+
+_date = [0, b""]
+
+
+def _date_line() -> bytes:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[0], _date[1] = now, b"date: %s\r\n" % formatdate(now, usegmt=True).encode()
+    return _date[1]  # type: ignore[return-value]
+
+
+class LoopServer:
+    """The listening socket, its connections, the head deadline sweep and the stop."""
+
+    def __init__(self, config: EdgeConfig, edge: Any) -> None:
+        self.config, self.edge = config, edge
+        self.app = edge.app
+        self.connections: set[Connection] = set()
+        self.tasks: dict[Request, asyncio.Task[None]] = {}
+        self.stopping: asyncio.Event | None = None
+
+    async def serve(self, sock: socket.socket) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.stopping = asyncio.Event()
+        self.edge.__rsgi_init__(self.loop)
+        server = await self.loop.create_server(lambda: Connection(self), sock=sock,
+                                               backlog=2048)
+        self.loop.call_later(SWEEP_S, self._sweep)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(signum, self._on_signal)
+        try:
+            await self.stopping.wait()
+        finally:
+            server.close()
+            self.edge.stop_reading()
+            deadline = self.loop.time() + self.config.drain_timeout_s
+            while self.tasks and self.loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            for conn in list(self.connections):
+                conn._close()
+            await asyncio.sleep(0)
+            self.edge.__rsgi_del__(self.loop)
+
+    def _on_signal(self) -> None:
+        assert self.stopping is not None
+        self.stopping.set()
+
+    def _sweep(self) -> None:
+        """Close the connections whose head is overdue (idle keep-alive ones included)."""
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.head_deadline <= now]:
+            if conn.running is None:
+                conn._close()
+        self.loop.call_later(SWEEP_S, self._sweep)
+
+
+def serve_loop(config: EdgeConfig) -> None:
+    """Serve until SIGTERM or Ctrl-C: in this process, or with EDGE_WORKERS=N in N forked
+    worker processes accepting on one listening socket (`_supervise`)."""
+    from .granian_server import raise_open_files_limit
+
+    # each connection holds two descriptors (the transport's and the threads' duplicate)
+    raise_open_files_limit(2 * config.max_connections * config.workers + 1024)
+    sock = _listen(config)
+    if config.workers == 1:
+        _serve_worker(config, sock, 1)
+    else:
+        _supervise(config, sock)
+
+
+def _listen(config: EdgeConfig) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.create_server((config.host.strip("[]"), config.port), family=family,
+                                backlog=2048)
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is not None:  # inherited by accepted connections (see limit_stalled_sends)
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(config.send_timeout_s * 1000))
+    return sock
+
+
+def _serve_worker(config: EdgeConfig, sock: socket.socket, worker: int) -> None:
+    import uvloop
+
+    from .granian_server import _worker_app
+
+    edge = _worker_app(config, worker=worker, server="loop")
+    edge.queue_ahead = QUEUE_AHEAD
+    uvloop.run(LoopServer(config, edge).serve(sock))
+
+
+def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
+    """Fork the workers (before any thread exists here), pass SIGTERM / SIGINT on to them,
+    start again a worker that dies while not stopping (after a second), and after a stop
+    kill a worker that has not finished its drain within EDGE_DRAIN_TIMEOUT_S + 5 s."""
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping: list[int] = []  # the signal, once one came
+
+    def spawn(worker: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _serve_worker(config, sock, worker)
+            except BaseException:
+                log.exception("worker %d failed", worker)
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = worker
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stopping:
+            stopping.append(signum)
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for worker in range(1, config.workers + 1):
+        spawn(worker)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    kill_at = None
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            if stopping and kill_at is None:
+                kill_at = time.monotonic() + config.drain_timeout_s + 5
+            if kill_at is not None and time.monotonic() > kill_at:
+                for child in children:
+                    os.kill(child, signal.SIGKILL)
+            time.sleep(0.1)
+            continue
+        worker = children.pop(pid, 0)
+        if not stopping and worker:
+            log.error("worker %d ended (status %d); starting it again", worker, status)
+            time.sleep(1)
+            if not stopping:
+                spawn(worker)
+    sock.close()
