@@ -1,5 +1,6 @@
-"""Hostile HTTP clients against a real edge host (granian, the real component, a published
-snapshot): slow, idle and half-open connections, oversized bodies, and stopping the host.
+"""Hostile HTTP clients against a real edge host (the loop server and granian, the real
+component, a published snapshot): slow, idle and half-open connections, oversized bodies,
+and stopping the host.
 
 Each test reproduces a defect seen on an earlier main (issue #11, items 1, 2 and 12).
 """
@@ -37,9 +38,13 @@ GOOD = json.dumps({
 }).encode()
 
 
-@pytest.fixture(scope="module")
-def stack() -> Iterator[EdgeStack]:
+SERVERS = ("loop", "granian")  # the two that keep the slow-client guarantees
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def stack(request) -> Iterator[EdgeStack]:
     with edge_stack("shipped", env_overrides={
+            "EDGE_SERVER": request.param,
             "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S), "EDGE_THREADS": "2",
             "EDGE_DECIDE_DEADLINE_MS": "1000"}) as running:
         yield running
@@ -342,14 +347,15 @@ def test_a_flood_of_health_probes_leaves_probes_and_outcomes_answered(shipping_s
 SEND_TIMEOUT_S = 2.0
 
 
+@pytest.mark.parametrize("server", SERVERS)
 @pytest.mark.parametrize("readers", [0, 3])
-def test_clients_that_never_read_their_answers_lose_their_slots(readers):
+def test_clients_that_never_read_their_answers_lose_their_slots(readers, server):
     """Connections that pipeline requests and never read held their slots for ever (no
     send timeout in granian): with every slot taken, no visitor was served again. The
     kernel now closes a connection whose answer stays unread for EDGE_SEND_TIMEOUT_S."""
     slots = 12
     with edge_stack("shipped", env_overrides={
-            "EDGE_MAX_CONNECTIONS": str(slots),
+            "EDGE_SERVER": server, "EDGE_MAX_CONNECTIONS": str(slots),
             "EDGE_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S)}) as small:
         hostile = []
         for _ in range(slots + 2):

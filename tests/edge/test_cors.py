@@ -23,7 +23,7 @@ from tests.servers import BUILD, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(not (BUILD / "decision-engine.wasm").exists(),
                                 reason="needs the component: python -m edge_module.build")
-SERVERS = ("granian", "waitress")
+SERVERS = ("loop", "granian", "waitress")
 
 
 def visit(session: str, now: int = 3200, events: Any = OPENING) -> dict[str, Any]:

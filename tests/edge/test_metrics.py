@@ -181,7 +181,8 @@ def test_a_metrics_address_serves_metrics_there_alone(tmp_path, free_port):
 
 @contextmanager
 def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
-    """`edge-host` in a process of its own (granian), with EDGE_* `env`; yields its URL."""
+    """`edge-host` in a process of its own (the default server unless `env` names one),
+    with EDGE_* `env`; yields its URL."""
     full = {**os.environ, "EDGE_PORT": str(port), "TRIGGERS_STORE": str(tmp_path / "store"),
             "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
             "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
@@ -198,7 +199,7 @@ def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
     assert b"Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("server", ["waitress", "granian"])
+@pytest.mark.parametrize("server", ["waitress", "granian", "loop"])
 def test_a_refused_decision_is_counted_under_either_server(tmp_path, free_port, server):
     other_port = _free_port()
     publish_rules(tmp_path / "store")
@@ -207,23 +208,25 @@ def test_a_refused_decision_is_counted_under_either_server(tmp_path, free_port, 
             url = stack.enter_context(running_edge(tmp_path / "store", metrics_token=TOKEN,
                                                    max_pending=0)).url
         else:  # admitted on the event loop, before a decision thread
-            stack.enter_context(edge_process(tmp_path, free_port, EDGE_MAX_PENDING="0",
+            stack.enter_context(edge_process(tmp_path, free_port, EDGE_SERVER=server,
+                                             EDGE_MAX_PENDING="0",
                                              EDGE_METRICS_ADDRESS=f"127.0.0.1:{other_port}"))
             url = f"http://127.0.0.1:{free_port}"
         for n in range(3):
             status, body, _ = http("POST", url + "/v1/decide", engaged(f"r{n}"))
             assert status == 503 and body["error"]["code"] == "overloaded"
         # nothing at all is taken on the public port now, not even GET /metrics
-        got = scrape(f"http://127.0.0.1:{other_port}/metrics" if server == "granian"
-                     else url + "/metrics")
+        got = scrape(url + "/metrics" if server == "waitress"
+                     else f"http://127.0.0.1:{other_port}/metrics")
         assert value(got, "edge_decisions_total", status="503") == 3
-        # and refusals of /healthz while starting, under granian
+        # and refusals of /healthz while starting, on the event loop
         assert value(got, "edge_rejected_total", reason="overloaded") >= 3
         assert value(got, "edge_decision_duration_seconds_count") == 0
 
 
 def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
-    """EDGE_WORKERS=2 (granian): whichever worker answers a scrape, it counts both."""
+    """EDGE_WORKERS=2 (the loop server's forked workers): whichever worker answers a
+    scrape, it counts both."""
     publish_rules(tmp_path / "store")
     stale = tmp_path / "edge" / "metrics" / "counter_1.db"  # a previous run's: removed
     stale.parent.mkdir(parents=True)

@@ -19,7 +19,7 @@ from tests.servers import BUILD
 
 pytestmark = pytest.mark.skipif(not (BUILD / "decision-engine.wasm").exists(),
                                 reason="needs the component: python -m edge_module.build")
-SERVERS = ("granian", "waitress")
+SERVERS = ("loop", "granian", "waitress")
 SCRIPT = b"(function(){window.nudge=window.nudge||function(){};})();\n"
 MODULE = b"export function init(){}\n"
 
