@@ -17,10 +17,14 @@ QUEUE_AHEAD requests queued so they never wait for it.
 
 The guarantees are granian's under RsgiEdge: a head must arrive within EDGE_HEADER_TIMEOUT_S
 of the connection's opening or of the previous answer (else the connection is closed), a
-body within EDGE_BODY_TIMEOUT_S (408; RsgiEdge's sweep), heads are bounded (64 KiB, 100
-fields: 431), a connection reads at most one body chunk beyond READ_AHEAD bytes the
-application has not taken, and at most MAX_PIPELINED requests ahead of its answers; request
-trailers are refused (400), and connections beyond EDGE_MAX_CONNECTIONS are closed at once.
+body within EDGE_BODY_TIMEOUT_S (408; RsgiEdge's sweep). Here besides: heads are bounded by
+the bytes received (64 KiB) and by 100 fields (431); a request starts only once the previous
+answer has left whole (the transport's high-water mark is 0, so it says when it holds
+bytes), so answers never interleave and a client that does not read meets back-pressure;
+a connection parses at most MAX_PIPELINED requests ahead of its answers and holds at most
+READ_AHEAD body bytes the application has not asked for; request trailers are refused
+(400), HTTP versions other than 1.0 and 1.1 too (505); an Upgrade offer is ignored;
+connections beyond EDGE_MAX_CONNECTIONS are closed at once.
 EDGE_WORKERS=N forks N such processes on one listening socket (`_supervise`)."""
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 import httptools
 from granian.rsgi import ProtocolClosed
@@ -55,7 +60,8 @@ SWEEP_S = 0.25
 # loop decides, nothing is read, so the threads keep work at hand (measured: 0 -> 2 took the
 # wrk maximum from 4,000 to 4,400-4,500 decisions/s; docs/performance.md, History)
 QUEUE_AHEAD = 2
-MAX_PIPELINED = 32  # requests read ahead of the one being answered (then: close after it)
+MAX_PIPELINED = 32  # requests parsed ahead of the one being answered (then: back-pressure)
+PIPELINED_SLICE = 2048  # while requests wait, bytes parsed at a time (bounds the overshoot)
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -87,8 +93,9 @@ class Request:
     """One request: its scope, and the RSGI protocol object the application reads its body
     from and answers through (`response_bytes` may be called from any thread)."""
 
-    __slots__ = ("answered", "broken", "complete", "conn", "flushed", "head_only", "held",
-                 "keep_alive", "parts", "scope", "started", "waiter")
+    __slots__ = ("answered", "broken", "canned", "complete", "conn", "continued",
+                 "expects_continue", "flushed", "framing", "head_only", "held", "keep_alive",
+                 "parts", "scope", "started", "waiter", "whole")
 
     def __init__(self, conn: Connection, scope: Scope, keep_alive: bool) -> None:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
@@ -96,11 +103,20 @@ class Request:
         self.parts: deque[bytes] = deque()
         self.held = 0  # bytes in parts
         self.complete = self.broken = self.answered = self.started = False
-        self.flushed = False  # the whole answer is in the socket (or the transport's buffer)
+        self.flushed = False  # the whole answer is in the socket (none of it left buffered)
+        self.whole = False  # the application waits for the whole body (bounded by its route)
+        self.expects_continue = scope.http_version == "1.1" and scope.headers.get(
+            "expect", "").lower() == "100-continue"
+        self.continued = False
+        self.framing = b""  # the body's framing header, for an Upgrade request (see below)
+        self.canned: tuple[int, bytes] | None = None  # the answer of a refusal
         self.waiter: asyncio.Future[None] | None = None
 
     # -- the body, as the application reads it (on the loop) --------------------------------
     def __call__(self) -> Any:
+        """The whole body: called only for a declared length within the route's limit (the
+        application checks it first), so holding all of it is bounded."""
+        self.whole = True
         return self._whole()
 
     async def _whole(self) -> bytes:
@@ -131,6 +147,11 @@ class Request:
     async def _wait(self) -> None:
         if self.broken:
             raise ProtocolClosed("the client closed the connection mid-body")
+        if self.expects_continue and not self.continued:
+            # the body is asked for: the client waiting for this may send it now (hyper
+            # sends it at the same moment)
+            self.continued = True
+            self.conn._write(_CONTINUE)
         self.waiter = waiter = self.conn.loop.create_future()
         self.conn.resume()
         try:
@@ -162,6 +183,8 @@ class Request:
             lines.append(b"content-length: %d\r\n" % len(body))
         if not keep:
             lines.append(b"connection: close\r\n")
+        elif self.scope.http_version == "1.0":
+            lines.append(b"connection: keep-alive\r\n")
         lines.append(b"\r\n")
         if not self.head_only and status not in (204, 304):
             lines.append(body)
@@ -169,8 +192,9 @@ class Request:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: parses what arrives, runs one request at a time (a pipelined
-    one waits, with the socket paused), enforces the head deadline and bounds."""
+    """One client connection: parses what arrives, runs one request at a time (the next
+    waits, with the socket paused, until the previous answer has left whole), enforces the
+    head deadline and bounds."""
 
     def __init__(self, server: LoopServer) -> None:
         self.server, self.loop = server, server.loop
@@ -182,10 +206,17 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.paused = False
         self.final = False  # no more requests are read on this connection
+        # the transport holds bytes it could not send yet (its high-water mark is 0, so it
+        # says so at once): a thread must not write past them, nor the next answer start
+        self.write_blocked = False
         self.current: Request | None = None  # being parsed
-        self.running: Request | None = None  # its task runs (answered or not)
+        self.running: Request | None = None  # started, its answer not yet out whole
         self.queued: deque[Request] = deque()
+        self.upgrading: Request | None = None  # an Upgrade request whose body llhttp skips
+        self.continuing: Request | None = None  # its body, parsed after a made-up head
         self.head_deadline = server.loop.time() + server.config.header_timeout_s
+        self.head_seen = 0  # bytes received since the last head ended (a head's bound)
+        self.stash = b""  # received, not parsed yet: MAX_PIPELINED requests are waiting
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -203,6 +234,7 @@ class Connection(asyncio.Protocol):
             self.closed = True
             return
         server.connections.add(self)
+        transport.set_write_buffer_limits(high=0)
         sock = transport.get_extra_info("socket")
         # the decision threads write to a duplicate of the socket, closed only here (under
         # the lock), so its number cannot be reused by another client's connection while a
@@ -225,10 +257,41 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.final:
             return
+        if self.stash:  # requests read ahead are waiting: keep the order
+            self.stash += data
+            self.pause()
+            return
+        if self.in_head or self.current is None:
+            # httptools holds a header field until it ends: bound the head by bytes
+            # received, not by fields seen
+            self.head_seen += len(data)
+        # A pipelining client may send many requests in one read: parse in slices, and once
+        # MAX_PIPELINED wait, keep the rest unparsed with the socket paused (the client
+        # feels TCP's back-pressure) until they have been answered.
+        view, at = memoryview(data), 0
+        while at < len(data) and not self.final:
+            step = PIPELINED_SLICE if self.queued else len(data) - at
+            self._feed(bytes(view[at:at + step]))
+            at += step
+            if len(self.queued) >= MAX_PIPELINED and at < len(data):
+                self.stash = bytes(view[at:])
+                self.pause()
+                break
+        if self.in_head and self.head_seen > MAX_HEAD_BYTES and not self.final:
+            self._refuse(431, "head_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def _unstash(self) -> None:
+        """Parse what a pipelining client sent ahead, once there is room for it."""
+        stash, self.stash = self.stash, b""
+        if stash and not self.closed:
+            self.data_received(stash)
+            self.resume()
+
+    def _feed(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._close_after_current()
+        except httptools.HttpParserUpgrade as exc:
+            self._after_upgrade(data[exc.args[0]:] if exc.args else b"")
         except _Refused:
             pass
         except httptools.HttpParserCallbackError as exc:
@@ -236,6 +299,23 @@ class Connection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError as exc:
             self._refuse(400, "invalid_request", f"malformed HTTP request: {exc}")
+
+    def _after_upgrade(self, rest: bytes) -> None:
+        """llhttp stops at the head of a request that offers an Upgrade (h2c from `curl
+        --http2`, websocket) and treats what follows as the new protocol's. The edge speaks
+        HTTP/1.1 only: the offer is ignored, as granian does. A fresh parser reads on; a
+        body the request announced is parsed after a made-up head with its framing."""
+        request, self.upgrading = self.upgrading, None
+        self.parser = httptools.HttpRequestParser(self)
+        if request is None or request.scope.method == "CONNECT":  # a tunnel: not for us
+            self._close_after_current()
+            return
+        if request.framing:
+            self.continuing = request
+            self.current = None  # until the made-up head has been parsed
+            rest = b"POST / HTTP/1.1\r\n" + request.framing + b"\r\n" + rest
+        if rest:
+            self._feed(rest)
 
     def eof_received(self) -> bool | None:
         # a half-close: the client sends no more; requests already complete are answered
@@ -248,18 +328,24 @@ class Connection(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
-        pass
+        self.write_blocked = True
 
     def resume_writing(self) -> None:
-        pass
+        self.write_blocked = False
+        running = self.running
+        if running is not None and running.answered and not running.flushed:
+            running.flushed = True
+            self._advance()
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         # the head deadline runs from the connection's opening or the previous answer
         self._reset_head()
-        self.in_head = True
+        self.in_head = self.continuing is None
 
     def on_url(self, url: bytes) -> None:
+        if self.continuing is not None:
+            return
         self.url += url
         self.head_bytes += len(url)
         if self.head_bytes > MAX_HEAD_BYTES:
@@ -267,6 +353,11 @@ class Connection(asyncio.Protocol):
             raise _Refused
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.continuing is not None:
+            if self.current is self.continuing:  # past the made-up head: a trailer
+                self._refuse(400, "invalid_request", "request trailers are not accepted")
+                raise _Refused
+            return
         if not self.in_head:  # a trailer field after a chunked body
             self._refuse(400, "invalid_request", "request trailers are not accepted")
             raise _Refused
@@ -284,31 +375,45 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.in_head = False
+        self.head_seen = 0
+        if self.continuing is not None:  # the made-up head: the body is the request's
+            self.current = self.continuing
+            return
         parser = self.parser
+        version = parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            self._refuse(505, "http_version_not_supported", "HTTP/1.1 or HTTP/1.0 only")
+            raise _Refused
         try:
             url = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             self._refuse(400, "invalid_request", "malformed request target")
             raise _Refused from None
         path = (url.path or b"/").decode("latin-1")
+        if "%" in path:  # routed decoded, as granian does (/heal%74hz is /healthz)
+            path = unquote(path, errors="replace")
         query = (url.query or b"").decode("latin-1")
         method = parser.get_method().decode("latin-1")
-        version = parser.get_http_version()
         scope = Scope(method, path, query, self.headers, version)
         request = Request(self, scope, parser.should_keep_alive())
+        if parser.should_upgrade():
+            self.upgrading = request
+            if method == "CONNECT":
+                request.keep_alive = False
+            elif "transfer-encoding" in self.headers:
+                request.framing = b"transfer-encoding: chunked\r\n"
+            elif self.headers.get("content-length", "0").strip() not in ("", "0"):
+                request.framing = b"content-length: %s\r\n" % self.headers[
+                    "content-length"].strip().encode("latin-1")
         self.current = request
-        if self.headers.get("expect", "").lower() == "100-continue" and (
-                self.running is None and not self.queued):
-            self._write(_CONTINUE)
         running = self.running
-        if running is None or (running.flushed and running.keep_alive and not self.queued):
-            # the previous answer is out (its task may not have ended yet: a decision
-            # thread's answer is collected later, see RsgiEdge)
+        if running is not None and running.flushed and not self.queued:
+            self._advance()  # the previous answer is out; its task may still be ending
+            if self.closed or self.final:
+                raise _Refused
+        if self.running is None and not self.queued:
             self._start(request)
         else:
-            if len(self.queued) >= MAX_PIPELINED:
-                self._close_after_current()
-                raise _Refused
             self.queued.append(request)
             self.pause()
 
@@ -318,7 +423,7 @@ class Connection(asyncio.Protocol):
             return
         request.parts.append(body)
         request.held += len(body)
-        if request.held > READ_AHEAD:
+        if request.held > READ_AHEAD and not request.whole:
             self.pause()
         request._wake()
 
@@ -326,6 +431,9 @@ class Connection(asyncio.Protocol):
         request = self.current
         if request is None:
             return
+        if request is self.upgrading and request.framing:
+            return  # its body comes after the upgrade (`_after_upgrade`)
+        self.continuing = None
         request.complete = True
         self.current = None
         self.head_deadline = float("inf")
@@ -336,6 +444,11 @@ class Connection(asyncio.Protocol):
         self.running = request
         request.started = True
         self.head_deadline = float("inf")
+        if request.canned is not None:  # a refusal of what could not be parsed
+            status, body = request.canned
+            request.response_bytes(status, [("content-type", "application/json")], body)
+            self._advance()
+            return
         self.server.tasks[request] = self.loop.create_task(self._run(request))
 
     async def _run(self, request: Request) -> None:
@@ -349,21 +462,34 @@ class Connection(asyncio.Protocol):
                                        error_body("internal", "the edge host failed"))
         finally:
             self.server.tasks.pop(request, None)
-            self._finished(request)
+            if self.running is request:
+                if not request.answered:  # no answer (the client left): nothing to wait for
+                    request.keep_alive = False
+                    request.flushed = True
+                self._advance()
 
-    def _finished(self, request: Request) -> None:
-        if self.running is not request:  # the next one started when this answer was out
-            return
-        self.running = None
-        if not request.answered:  # the application gave no answer (the client left)
-            request.keep_alive = False
-        if not request.keep_alive or not request.complete or self.closed:
-            self._close()
+    def _advance(self) -> None:
+        """On the loop: once the running request's answer is out whole, close if it was the
+        last, else start the next one read, else wait for the next head."""
+        running = self.running
+        if running is not None:
+            if not running.flushed:
+                return  # the answer is still in the transport; resume_writing comes back
+            self.running = None
+            if not running.keep_alive or not running.complete:
+                self._close()
+                return
+        if self.closed:
             return
         if self.queued:
             self._start(self.queued.popleft())
-        else:
-            self.head_deadline = self.loop.time() + self.server.config.header_timeout_s
+            if self.stash and len(self.queued) < MAX_PIPELINED:
+                self.loop.call_soon(self._unstash)  # not from inside a parser callback
+            return
+        if self.stash:
+            self.loop.call_soon(self._unstash)
+            return
+        self.head_deadline = self.loop.time() + self.server.config.header_timeout_s
         self.resume()
 
     # -- writing ----------------------------------------------------------------------------
@@ -372,29 +498,36 @@ class Connection(asyncio.Protocol):
         close = not request.keep_alive
         if threading.get_ident() == self.server.loop_thread:
             self._write(data)
-            request.flushed = True
+            if not self.write_blocked:
+                request.flushed = True
             if close:
                 self._close_later()
             return
         with self.lock:  # a decision thread: write what the socket takes now
             if self.closed:
                 return
-            sent = _write_keeping_gil(self.fd, data) if self.fd >= 0 else 0
-            if sent < 0:
-                if ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    return  # the connection is gone: the loop hears of it
-                sent = 0
+            sent = 0
+            if self.fd >= 0 and not self.write_blocked:
+                sent = _write_keeping_gil(self.fd, data)
+                if sent < 0:
+                    if ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK):
+                        return  # the connection is gone: the loop hears of it
+                    sent = 0
         if sent < len(data) or close:
             self.loop.call_soon_threadsafe(self._write_rest, data[sent:], close, request)
         else:
             request.flushed = True
 
     def _write_rest(self, data: bytes, close: bool, request: Request) -> None:
+        """On the loop: the part of a thread's answer the socket did not take."""
         if data:
             self._write(data)
-        request.flushed = True
+        if not self.write_blocked:
+            request.flushed = True
         if close:
             self._close_later()
+        elif self.running is request and request.flushed and request.started:
+            self._advance()
 
     def _write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -403,9 +536,9 @@ class Connection(asyncio.Protocol):
     def _close_later(self) -> None:
         """After the answer was handed to the transport: close once it is sent."""
         if self.transport is not None and not self.closed:
-            self.transport.close()  # flushes the buffer, then closes
             with self.lock:
                 self.closed = True
+            self.transport.close()  # flushes the buffer, then closes
 
     def _close(self) -> None:
         if self.transport is not None and not self.closed:
@@ -417,24 +550,36 @@ class Connection(asyncio.Protocol):
         """Read no more: answer the requests already taken, in order, then close."""
         self.final = True
         last = self.queued[-1] if self.queued else self.running
-        if last is not None:
+        if last is not None and not last.flushed:
             last.keep_alive = False
         else:
             self._close()
 
     def _refuse(self, status: int, code: str, message: str) -> None:
-        """A request that cannot be parsed or is out of bounds: answer (if nothing else is
-        being answered on this connection), close, and stop parsing."""
-        if self.running is None and not self.closed:
-            head = (b"HTTP/1.1 %d %s\r\n%scontent-type: application/json\r\n"
-                    b"content-length: %d\r\nconnection: close\r\n\r\n")
-            body = error_body(code, message)
-            self._write(head % (status, _REASONS.get(status, b""), _date_line(), len(body))
-                        + body)
-        self._close_after_current()
-        if self.current is not None:
-            self.current.broken = True
-            self.current._wake()
+        """What was received cannot be parsed, or is out of bounds: read no more, answer it
+        after the answers already due (in order), then close."""
+        current = self.current
+        if current is not None and (current is self.running or current in self.queued):
+            # the fault is in a body being read: its request answers (400 incomplete_body)
+            current.broken = True
+            current._wake()
+            self._close_after_current()
+            return
+        self.final = True
+        if self.closed:
+            return
+        refusal = Request(self, Scope("GET", "/", "", Headers(), "1.1"), keep_alive=False)
+        refusal.complete = True
+        refusal.canned = (status, error_body(code, message))
+        running = self.running
+        if running is not None and running.flushed and not self.queued:
+            self._advance()
+            if self.closed:
+                return
+        if self.running is None and not self.queued:
+            self._start(refusal)
+        else:
+            self.queued.append(refusal)
 
     # -- flow ----------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -446,7 +591,8 @@ class Connection(asyncio.Protocol):
         if not self.paused or self.closed or self.final or self.transport is None:
             return
         current = self.current
-        if self.queued or (current is not None and current.held > READ_AHEAD):
+        if self.queued or self.stash or (current is not None and current.held > READ_AHEAD
+                                         and not current.whole):
             return
         self.paused = False
         self.transport.resume_reading()
@@ -503,6 +649,7 @@ class LoopServer:
             await self.stopping.wait()
         finally:
             server.close()
+            sock.close()  # no connection is taken into the backlog while draining
             self.edge.stop_reading()
             deadline = self.loop.time() + self.config.drain_timeout_s
             while self.tasks and self.loop.time() < deadline:
@@ -585,6 +732,7 @@ def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
     def on_signal(signum: int, _frame: object) -> None:
         if not stopping:
             stopping.append(signum)
+            sock.close()  # else the kernel takes new connections that nobody will answer
         for pid in children:
             try:
                 os.kill(pid, signum)
