@@ -217,6 +217,7 @@ class Connection(asyncio.Protocol):
         self.head_deadline = server.loop.time() + server.config.header_timeout_s
         self.head_seen = 0  # bytes received since the last head ended (a head's bound)
         self.stash = b""  # received, not parsed yet: MAX_PIPELINED requests are waiting
+        self.eof = False  # the client half-closed with requests in the stash
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -285,6 +286,8 @@ class Connection(asyncio.Protocol):
         stash, self.stash = self.stash, b""
         if stash and not self.closed:
             self.data_received(stash)
+            if self.eof and not self.stash:  # the client half-closed after sending these
+                self._close_after_current()
             self.resume()
 
     def _feed(self, data: bytes) -> None:
@@ -324,6 +327,9 @@ class Connection(asyncio.Protocol):
             self.current._wake()
         if self.running is None and not self.queued:
             return False  # nothing to answer: close
+        if self.stash:  # requests still unparsed are answered too (`_unstash`)
+            self.eof = True
+            return True
         self._close_after_current()
         return True
 

@@ -144,14 +144,18 @@ def test_pipelined_requests_are_answered_in_order(stack, kinds):
     assert got == expected
 
 
-def test_a_pipelining_flood_is_answered_in_order(stack):
+@pytest.mark.parametrize("half_close", [False, True])
+def test_a_pipelining_flood_is_answered_in_order(stack, half_close):
     """Hundreds of requests in one write: each is answered, in order (the loop server
     parses at most MAX_PIPELINED ahead and leaves the rest to TCP's back-pressure), or
-    the connection ends cleanly after whole answers; others are served meanwhile."""
+    the connection ends cleanly after whole answers; others are served meanwhile. A
+    client that half-closes after sending them still gets every answer (loop server)."""
     count = 400
     wire = b"".join(b"GET /nowhere/%d HTTP/1.1\r\nHost: edge\r\n\r\n" % k for k in range(count))
     with connect(stack) as sock:
         sock.sendall(wire)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
         reader = Reader(sock)
         answered = 0
         while answered < count and (answer := reader.answer()) is not None:
