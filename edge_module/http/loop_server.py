@@ -61,7 +61,8 @@ SWEEP_S = 0.25
 # wrk maximum from 4,000 to 4,400-4,500 decisions/s; docs/performance.md, History)
 QUEUE_AHEAD = 2
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered (then: back-pressure)
-PIPELINED_SLICE = 2048  # while requests wait, bytes parsed at a time (bounds the overshoot)
+PIPELINED_SLICE = 2048  # bytes of heads parsed at a time (bounds the overshoot of the above)
+BODY_SLICE = 64 * 1024  # bytes of a body parsed at a time
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -266,16 +267,19 @@ class Connection(asyncio.Protocol):
             # httptools holds a header field until it ends: bound the head by bytes
             # received, not by fields seen
             self.head_seen += len(data)
-        # A pipelining client may send many requests in one read: parse in slices, and once
-        # MAX_PIPELINED wait, keep the rest unparsed with the socket paused (the client
-        # feels TCP's back-pressure) until they have been answered.
-        view, at = memoryview(data), 0
-        while at < len(data) and not self.final:
-            step = PIPELINED_SLICE if self.queued else len(data) - at
-            self._feed(bytes(view[at:at + step]))
+        # A pipelining client may send many requests in one read: heads are parsed in
+        # slices, and once MAX_PIPELINED wait, the rest is kept unparsed with the socket
+        # paused (the client feels TCP's back-pressure) until they have been answered.
+        buf, at = memoryview(data), 0
+        while at < len(buf) and not self.final:
+            in_body = self.current is not None and not self.in_head
+            step = BODY_SLICE if in_body else PIPELINED_SLICE
+            after_upgrade = self._feed(bytes(buf[at:at + step]))
             at += step
-            if len(self.queued) >= MAX_PIPELINED and at < len(data):
-                self.stash = bytes(view[at:])
+            if after_upgrade is not None:  # parse on with a fresh parser, not recursively
+                buf, at = memoryview(after_upgrade + bytes(buf[at:])), 0
+            if len(self.queued) >= MAX_PIPELINED and at < len(buf):
+                self.stash = bytes(buf[at:])
                 self.pause()
                 break
         if self.in_head and self.head_seen > MAX_HEAD_BYTES and not self.final:
@@ -290,11 +294,13 @@ class Connection(asyncio.Protocol):
                 self._close_after_current()
             self.resume()
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> bytes | None:
+        """Parse `data`; after an Upgrade offer, the bytes still to parse (with a fresh
+        parser), else None."""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            self._after_upgrade(data[exc.args[0]:] if exc.args else b"")
+            return self._after_upgrade(data[exc.args[0]:] if exc.args else b"")
         except _Refused:
             pass
         except httptools.HttpParserCallbackError as exc:
@@ -302,23 +308,24 @@ class Connection(asyncio.Protocol):
                 raise
         except httptools.HttpParserError as exc:
             self._refuse(400, "invalid_request", f"malformed HTTP request: {exc}")
+        return None
 
-    def _after_upgrade(self, rest: bytes) -> None:
+    def _after_upgrade(self, rest: bytes) -> bytes | None:
         """llhttp stops at the head of a request that offers an Upgrade (h2c from `curl
         --http2`, websocket) and treats what follows as the new protocol's. The edge speaks
-        HTTP/1.1 only: the offer is ignored, as granian does. A fresh parser reads on; a
-        body the request announced is parsed after a made-up head with its framing."""
+        HTTP/1.1 only: the offer is ignored, as granian does. A fresh parser reads on (the
+        bytes returned); a body the request announced is parsed after a made-up head with
+        its framing."""
         request, self.upgrading = self.upgrading, None
         self.parser = httptools.HttpRequestParser(self)
         if request is None or request.scope.method == "CONNECT":  # a tunnel: not for us
             self._close_after_current()
-            return
+            return None
         if request.framing:
             self.continuing = request
             self.current = None  # until the made-up head has been parsed
             rest = b"POST / HTTP/1.1\r\n" + request.framing + b"\r\n" + rest
-        if rest:
-            self._feed(rest)
+        return rest
 
     def eof_received(self) -> bool | None:
         # a half-close: the client sends no more; requests already complete are answered
@@ -517,7 +524,10 @@ class Connection(asyncio.Protocol):
                 sent = _write_keeping_gil(self.fd, data)
                 if sent < 0:
                     if ctypes.get_errno() not in (errno.EAGAIN, errno.EWOULDBLOCK):
-                        return  # the connection is gone: the loop hears of it
+                        # the peer is gone; the loop may not be reading this socket (paused
+                        # for queued requests, or after its EOF), so it is told
+                        self.loop.call_soon_threadsafe(self._abort)
+                        return
                     sent = 0
         if sent < len(data) or close:
             self.loop.call_soon_threadsafe(self._write_rest, data[sent:], close, request)
@@ -534,6 +544,12 @@ class Connection(asyncio.Protocol):
             self._close_later()
         elif self.running is request and request.flushed and request.started:
             self._advance()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            with self.lock:
+                self.closed = True
+            self.transport.abort()  # connection_lost follows
 
     def _write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
