@@ -70,14 +70,11 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 class Headers(dict):  # type: ignore[type-arg]
     """A request's header fields by lower-case name (a repeated field: its first value, as
-    granian's `get` gives it; `get_all` gives each)."""
+    granian's `get` gives it); `all` keeps each, in order."""
 
     def __init__(self) -> None:
         super().__init__()
         self.all: list[tuple[str, str]] = []
-
-    def get_all(self, name: str) -> list[str]:
-        return [v for k, v in self.all if k == name]
 
 
 class Scope:
@@ -199,7 +196,6 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, server: LoopServer) -> None:
         self.server, self.loop = server, server.loop
-        self.app = server.app
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.lock = threading.Lock()  # a thread's write against the loop's close
@@ -542,7 +538,7 @@ class Connection(asyncio.Protocol):
             request.flushed = True
         if close:
             self._close_later()
-        elif self.running is request and request.flushed and request.started:
+        elif self.running is request and request.flushed:
             self._advance()
 
     def _abort(self) -> None:
@@ -652,7 +648,6 @@ class LoopServer:
 
     def __init__(self, config: EdgeConfig, edge: Any) -> None:
         self.config, self.edge = config, edge
-        self.app = edge.app
         self.connections: set[Connection] = set()
         self.tasks: dict[Request, asyncio.Task[None]] = {}
         self.stopping: asyncio.Event | None = None
