@@ -2,7 +2,8 @@
 # Build and task entry point. Needs only Python 3.11+ on the machine.
 #   ./build.sh up      build everything, publish rules/, run control plane + edge host
 #   ./build.sh test    build everything, run the whole test suite
-#   ./build.sh bench   decide latency (native, component), propagation, simulate rate, browser
+#   ./build.sh bench   decide latency and instructions (native, component), propagation,
+#                      simulate rate, browser
 #   ./build.sh loadtest [USERS] [SECONDS]   Locust against an edge host; reports + summary
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
 #   ./build.sh setup   the .venv only (what build starts with)
@@ -76,6 +77,11 @@ ensure_redis() {
 
 ensure_wrk() {
   ensure_tool wrk wrk "the load generator in C of the throughput scenario"
+}
+
+# Instructions per decision are counted under valgrind (loadtest/bench_instructions.py).
+ensure_valgrind() {
+  ensure_tool valgrind valgrind "counting instructions per decision"
 }
 
 # The browser tests drive Debian's Chromium with Playwright (its own browser download needs
@@ -159,6 +165,7 @@ case "${1:-}" in
     ensure_redis
     ensure_wrk
     ensure_chromium
+    ensure_valgrind
     shift
     say "running the test suite"
     "$PY" -m pytest "$@"
@@ -168,6 +175,9 @@ case "${1:-}" in
     shift
     say "decide latency, natively and in the component"
     "$PY" -m loadtest.bench "$@"
+    ensure_valgrind
+    say "instructions per decision (valgrind; the first run compiles the component under it)"
+    "$PY" -m loadtest.bench_instructions
     say "publish-to-served propagation"
     "$PY" -m loadtest.bench_propagation
     say "simulate (backtest) throughput"

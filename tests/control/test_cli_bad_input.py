@@ -214,6 +214,15 @@ def test_bench_refuses_what_it_cannot_measure(tmp_path, args):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("args", [["--decisions", "0"], ["--triggers", "0"],
+                                  ["--build", "{tmp}"], ["--compare", "{tmp}"]])
+def test_instruction_count_refuses_what_it_cannot_measure(tmp_path, args):
+    args = [a.format(tmp=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-m", "loadtest.bench_instructions", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
 @pytest.mark.parametrize("host", ["::1", "127.0.0.1"])
 def test_edge_host_start_checks_take_ipv6_and_ipv4_addresses(tmp_path, host):
     """The pre-start check bound an IPv4 socket only: EDGE_HOST=::1 was refused."""
