@@ -723,6 +723,19 @@ def _serve_worker(config: EdgeConfig, sock: socket.socket, worker: int) -> None:
     uvloop.run(LoopServer(config, edge).serve(sock))
 
 
+def _forget_metrics_of(pid: int) -> None:
+    """A worker is gone: its live gauges must no longer count in a scrape. A worker that
+    stops marks itself (`EdgeMetrics.close`); one killed cannot, so the supervisor does,
+    or its last values stay in the sums (a revision it served, the lowest, for ever)."""
+    from .metrics import multiprocess_dir
+
+    folder = multiprocess_dir()
+    if folder is not None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid, str(folder))
+
+
 def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
     """Fork the workers (before any thread exists here), pass SIGTERM / SIGINT on to them,
     start again a worker that dies while not stopping (after a second), and after a stop
@@ -772,6 +785,7 @@ def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
             time.sleep(0.1)
             continue
         worker = children.pop(pid, 0)
+        _forget_metrics_of(pid)
         if not stopping and worker:
             log.error("worker %d ended (status %d); starting it again", worker, status)
             time.sleep(1)

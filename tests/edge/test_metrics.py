@@ -4,6 +4,7 @@ worker's numbers in one scrape."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from control_plane.rulepack import compile_snapshot, load_pack_set
 from tests.control_server import running_control
 from tests.edge.test_telemetry import engaged, outcome, publish_rules
 from tests.factories import T0
@@ -29,6 +31,7 @@ from tests.servers import (
     TRUSTED_KEYS,
     control_config,
     http,
+    put_snapshot,
     running_edge,
     stop_process,
     wait_for,
@@ -180,9 +183,10 @@ def test_a_metrics_address_serves_metrics_there_alone(tmp_path, free_port):
 
 
 @contextmanager
-def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
+def edge_process(tmp_path: Path, port: int, started: list[subprocess.Popen] | None = None,
+                 **env: str) -> Iterator[str]:
     """`edge-host` in a process of its own (the default server unless `env` names one),
-    with EDGE_* `env`; yields its URL."""
+    with EDGE_* `env`; yields its URL (and appends the process to `started`)."""
     full = {**os.environ, "EDGE_PORT": str(port), "TRIGGERS_STORE": str(tmp_path / "store"),
             "TRIGGERS_TRUSTED_KEYS": str(TRUSTED_KEYS), "EDGE_STATE_DIR": str(tmp_path / "edge"),
             "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"),
@@ -190,6 +194,8 @@ def edge_process(tmp_path: Path, port: int, **env: str) -> Iterator[str]:
             "EDGE_METRICS_TOKEN": TOKEN, **env}
     proc = subprocess.Popen([sys.executable, "-m", "edge_module.host.server"], env=full,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if started is not None:
+        started.append(proc)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(url), what="the edge host to start")
@@ -258,6 +264,46 @@ def test_two_workers_are_counted_in_one_scrape(tmp_path, free_port):
             assert value(got, "edge_actions_total", trigger="pricing-discount") == 20
             assert value(got, "edge_snapshot_revision") == 1
             assert value(got, "edge_sessions") == 20  # one shared store, not added twice
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_killed_worker_no_longer_counts_in_the_live_gauges(tmp_path, free_port):
+    """A worker killed with SIGKILL cannot mark its metrics dead; the supervisor must, or
+    the revision it served stays the host's lowest after every live worker moved on."""
+    publish_rules(tmp_path / "store")
+    started: list[subprocess.Popen] = []
+    with edge_process(tmp_path, free_port, started, EDGE_WORKERS="2", EDGE_THREADS="1",
+                      EDGE_SESSION_STORE="lmdb") as url:
+        wait_for(lambda: value(scrape(url + "/metrics"), "edge_snapshot_revision") == 1,
+                 what="revision 1 served")
+        killed = _children(started[0].pid)
+        assert len(killed) == 2
+        for pid in killed:
+            os.kill(pid, 9)
+        wait_for(lambda: len(set(_children(started[0].pid)) - set(killed)) == 2
+                 and _answers(url), what="both workers started again")
+        packs = load_pack_set([ROOT / "rules" / "pricing-discount.yaml"],
+                              check_content=False).packs
+        put_snapshot(tmp_path / "store", json.dumps(compile_snapshot(packs, "2", 0)), 2)
+        workers: dict[str, int] = {}
+        wait_for(lambda: [workers.__setitem__(h["edge_id"], h["revision"]) for h in
+                          [http("GET", url + "/healthz")[1]]] and len(workers) == 2
+                 and set(workers.values()) == {"2"},
+                 what="both new workers on revision 2")
+        wait_for(lambda: value(scrape(url + "/metrics"), "edge_snapshot_revision") == 2,
+                 timeout_s=5, what="the scrape to show revision 2, not the dead workers' 1")
 
 
 def _answers(url: str) -> bool:
