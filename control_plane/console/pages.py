@@ -18,6 +18,7 @@ from .signin import (
     configure,
     csrf_token,
     current_role,
+    end_session,
     safe_next,
     sign_in,
     signed_in,
@@ -81,7 +82,7 @@ def sign_in_post() -> Any:
 @bp.post("/sign-out")
 def sign_out() -> Any:
     check_csrf()
-    session.clear()
+    end_session()
     return redirect(url_for("console.sign_in_page"))
 
 

@@ -3,7 +3,8 @@
 The session is Flask's signed cookie (HttpOnly, SameSite=Strict, Secure when configured),
 holding the role, the name the person gave (for the audit trail), a CSRF token and a
 fingerprint of the token used: a page is served only while that token is still configured,
-so rotating a token signs its sessions out. Every form that changes something carries the
+so rotating a token signs its sessions out. Signing out records the session's random id on
+the server (`signouts`), so a copy of the cookie taken before is refused too. Every form that changes something carries the
 CSRF token; a request without it, or with another one, is refused before anything happens.
 """
 
@@ -24,6 +25,7 @@ from flask import abort, current_app, redirect, request, session, url_for
 from edge_module.host.host_secret import host_secret
 
 from ..auth import configured_tokens
+from .signouts import SignOuts
 
 READ_ROLES = ("publisher", "viewer")
 SESSION_S = 8 * 3600
@@ -36,6 +38,8 @@ def configure(app: Any) -> None:
                       SESSION_COOKIE_SAMESITE="Strict",
                       SESSION_COOKIE_SECURE=bool(app.config.get("CONSOLE_COOKIE_SECURE")),
                       PERMANENT_SESSION_LIFETIME=SESSION_S)
+    app.extensions["console_signouts"] = SignOuts(Path(app.config["DATA_DIR"]) /
+                                                  "console.sqlite3")
 
 
 def _fingerprint(token: str) -> str:
@@ -57,14 +61,28 @@ def sign_in(token: str, name: str) -> str | None:
     session.clear()
     session.permanent = True
     session.update(role=role, name=name.strip()[:80] or role, fp=_fingerprint(presented),
-                   csrf=secrets.token_urlsafe(24), since=int(time.time()))
+                   csrf=secrets.token_urlsafe(24), since=int(time.time()),
+                   sid=secrets.token_urlsafe(18))
     return role
 
 
+def end_session() -> None:
+    """End this session here and for every copy of its cookie. A copy was signed before
+    now, so it expires within the session's lifetime from now: the record lasts as long."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        current_app.extensions["console_signouts"].record(sid, int(time.time()) + SESSION_S)
+    session.clear()
+
+
 def current_role() -> str | None:
-    """The signed-in role, if its token is still configured."""
-    role, fp = session.get("role"), session.get("fp")
-    if role not in READ_ROLES or not isinstance(fp, str):
+    """The signed-in role, if its token is still configured and the session was not
+    signed out (a cookie from before session ids were kept has none: signed out)."""
+    role, fp, sid = session.get("role"), session.get("fp"), session.get("sid")
+    if role not in READ_ROLES or not isinstance(fp, str) or not isinstance(sid, str):
+        return None
+    if current_app.extensions["console_signouts"].signed_out(sid):
+        session.clear()  # and this browser's cookie goes
         return None
     known = [_fingerprint(t) for t in configured_tokens(current_app.config, role)]
     return role if any(hmac.compare_digest(fp, k) for k in known) else None

@@ -97,6 +97,42 @@ def test_sign_out_ends_the_session(app: Any) -> None:
     assert client.get("/triggers").status_code == 302
 
 
+def copy_of(app: Any, client: Any) -> Any:
+    """Another browser holding a copy of `client`'s console cookie."""
+    copy = app.test_client()
+    copy.set_cookie("console", client.get_cookie("console").value)
+    return copy
+
+
+def sign_out(client: Any) -> None:
+    csrf = csrf_of(client.get("/triggers").get_data(as_text=True))
+    assert client.post("/sign-out", data={"csrf": csrf}).status_code == 302
+
+
+def test_a_copy_of_the_cookie_taken_before_signing_out_is_refused(app: Any) -> None:
+    """Signing out records the session's id on the server: a copy (a shared machine, a
+    proxy's log) no longer works, while other sessions do."""
+    client, other = signed_in(app), signed_in(app, name="Other")
+    copy = copy_of(app, client)
+    assert copy.get("/triggers").status_code == 200
+    sign_out(client)
+    refused = copy.get("/triggers")
+    assert refused.status_code == 302 and "/sign-in" in refused.headers["Location"]
+    assert other.get("/triggers").status_code == 200
+
+
+def test_a_sign_out_holds_across_a_restart(app: Any, tmp_path: Path) -> None:
+    client = signed_in(app)
+    copy_value = client.get_cookie("console").value
+    sign_out(client)
+    restarted = create_app(control_config(tmp_path))  # the same data folder
+    copy = restarted.test_client()
+    copy.set_cookie("console", copy_value)
+    assert copy.get("/triggers").status_code == 302
+    live = copy_of(restarted, signed_in(app))  # sessions not signed out carry on
+    assert live.get("/triggers").status_code == 200
+
+
 def test_a_rotated_token_signs_its_sessions_out(app: Any) -> None:
     client = signed_in(app, "viewer")
     (Path(app.config["DATA_DIR"]) / "viewer.token").write_text("a-new-token\n")
