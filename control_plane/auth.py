@@ -5,6 +5,10 @@ metrics scrapers read /metrics.
 Tokens are bearer tokens, compared in constant time, never logged. A missing token is
 401, a wrong one 403. With no token configured for a role, that role's calls are refused
 (the embedded default, `./build.sh up`, generates one of each in the data folder).
+
+An edge token is shared by a fleet (CONTROL_EDGE_TOKENS: its holder may report as any
+edge) or bound to one edge id (CONTROL_BOUND_EDGE_TOKENS, `edge-id=token`): a call made
+with a bound token may speak for that edge only (`claimed_edge`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import secrets
 from pathlib import Path
 from typing import Any, Callable
 
-from flask import current_app, request
+from flask import current_app, g, request
 
+from .config import bound_edge_tokens
 from .errors import ApiError
 
 log = logging.getLogger("control_plane.auth")
@@ -25,7 +30,15 @@ ROLES = ("publisher", "edge", "author", "viewer", "metrics")
 
 
 def configured_tokens(config: dict[str, Any], role: str) -> list[str]:
-    """Tokens from CONTROL_<ROLE>_TOKENS (comma-separated), else DATA_DIR/<role>.token."""
+    """Tokens from CONTROL_<ROLE>_TOKENS (comma-separated), else DATA_DIR/<role>.token;
+    for edges, the bound ones too."""
+    tokens = _listed(config, role)
+    if role == "edge":
+        tokens += list(bound_edge_tokens(config).values())
+    return tokens
+
+
+def _listed(config: dict[str, Any], role: str) -> list[str]:
     raw = config.get(f"{role.upper()}_TOKENS") or ""
     tokens = [t.strip() for t in str(raw).split(",") if t.strip()]
     if not tokens:
@@ -33,6 +46,21 @@ def configured_tokens(config: dict[str, Any], role: str) -> list[str]:
         if path.exists():
             tokens = [path.read_text().strip()]
     return [t for t in tokens if t]
+
+
+def claimed_edge() -> str | None:
+    """The edge id the request's token is bound to (None: a shared edge token, or another
+    role's); set by `check`."""
+    return g.get("bound_edge_id")
+
+
+def may_speak_for(edge_id: object) -> bool:
+    """Whether this request may report as `edge_id`: any id with a shared token; with a
+    bound one, its edge's own, or one of that edge's worker processes (`pop-a/w2`: the
+    edge host names its workers so with EDGE_WORKERS)."""
+    bound = claimed_edge()
+    return bound is None or edge_id == bound or (
+        type(edge_id) is str and edge_id.startswith(bound + "/"))
 
 
 def ensure_token_file(data_dir: str | Path, role: str) -> str:
@@ -74,6 +102,14 @@ def check(*roles: str) -> None:
     # every configured token is compared, so the time taken says nothing about which matched
     matches = [hmac.compare_digest(presented, t.encode())
                for role in roles for t in configured_tokens(current_app.config, role)]
+    if "edge" in roles:
+        bound = [edge_id for edge_id, t in bound_edge_tokens(current_app.config).items()
+                 if hmac.compare_digest(presented, t.encode())]
+        shared = [hmac.compare_digest(presented, t.encode())
+                  for role in roles for t in _listed(current_app.config, role)]
+        # a token listed both ways is shared: the wider right was granted
+        g.bound_edge_id = bound[0] if bound and not any(shared) else None
     if not any(matches):
         log.warning("refused %s: wrong %s token", where, wanted)
         raise ApiError(403, "forbidden", f"the token presented is not a valid {wanted} token")
+

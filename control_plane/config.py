@@ -26,6 +26,9 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_KEYS": str(EdgeConfig.trusted_keys),  # TRIGGERS_TRUSTED_KEYS: keys edges trust
     "PUBLISHER_TOKENS": "",  # comma-separated; empty: DATA_DIR/publisher.token
     "EDGE_TOKENS": "",  # comma-separated; empty: DATA_DIR/edge.token
+    # Edge tokens bound to one edge id each, `edge-id=token` comma-separated: a holder can
+    # report (fleet, telemetry) as that edge only. Shared EDGE_TOKENS may claim any id.
+    "BOUND_EDGE_TOKENS": "",
     # Authoring (validate, compile: read-only, but they parse untrusted YAML): the publisher
     # token or one of these; comma-separated; empty: DATA_DIR/author.token if it exists.
     "AUTHOR_TOKENS": "",
@@ -120,6 +123,24 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         if raw:
             config[key] = _setting(key, raw, default) if type(default) is not str else raw
     config.update(overrides or {})
+    bound_edge_tokens(config)  # refused at start, not at an edge's first report
     if not config["KEYS_DIR"]:
         config["KEYS_DIR"] = os.path.join(config["DATA_DIR"], "keys")
     return config
+
+
+def bound_edge_tokens(config: dict[str, Any]) -> dict[str, str]:
+    """CONTROL_BOUND_EDGE_TOKENS as {edge id: token}: `edge-id=token` entries, comma-
+    separated (an id has no `=`; a token may)."""
+    out: dict[str, str] = {}
+    for n, entry in enumerate(str(config.get("BOUND_EDGE_TOKENS") or "").split(","), 1):
+        if not entry.strip():
+            continue
+        edge_id, sep, token = entry.strip().partition("=")
+        if not sep or not edge_id.strip() or not token.strip():  # never shown: a secret
+            raise ConfigError(f"CONTROL_BOUND_EDGE_TOKENS: entry {n} is not edge-id=token")
+        if edge_id.strip() in out:
+            raise ConfigError(f"CONTROL_BOUND_EDGE_TOKENS: edge id {edge_id.strip()!r} is "
+                              "listed twice")
+        out[edge_id.strip()] = token.strip()
+    return out

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from .. import body_schema
-from ..auth import require
+from ..auth import claimed_edge, may_speak_for, require
 from ..distribution import publishing
 from ..distribution.fleet import FleetRegistry
 from ..errors import ApiError
@@ -32,6 +32,9 @@ def report() -> Any:
                                                 f"{MAX_REPORT_BYTES} bytes")
     status = body_schema.json_body()  # None when not JSON: refused as "not an object"
     body_schema.check(FLEET_REPORT, status, "invalid_report")
+    if not may_speak_for(status["edge_id"]):
+        raise ApiError(403, "edge_id_not_yours", f"this token reports for edge "
+                                                 f"{claimed_edge()!r} only")
     _fleet().report(status["edge_id"], status)
     return "", 204
 

@@ -11,9 +11,14 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from ..auth import require
+from ..auth import claimed_edge, may_speak_for, require
 from ..errors import ApiError
-from ..telemetry.telemetry_store import SinkUnavailable, TelemetryStore, Unparsable
+from ..telemetry.telemetry_store import (
+    Refused,
+    SinkUnavailable,
+    TelemetryStore,
+    Unparsable,
+)
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
@@ -59,6 +64,12 @@ def ingest() -> Any:
             records.append(json.loads(line))
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             records.append(Unparsable(str(exc)[:200]))
+    bound = claimed_edge()
+    if bound is not None:  # a token bound to one edge writes that edge's records only
+        records = [r if type(r) is not dict or may_speak_for(r.get("edge_id")) else
+                   Refused("edge_id_not_yours", f"this token sends records of edge "
+                                                f"{bound!r} (and its workers) only")
+                   for r in records]
     fired = sum(len(r["fired"]) for r in records
                 if type(r) is dict and type(r.get("fired")) is list)
     if fired > MAX_BATCH_FIRED:

@@ -62,6 +62,15 @@ class Unparsable:
     message: str
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A record the caller may not send (another edge's, with a bound edge token):
+    rejected like any bad record, at its index."""
+
+    code: str
+    message: str
+
+
 def _run(db: sqlite3.Connection, script: str) -> None:
     """Statements one by one: executescript would commit the migration's transaction."""
     for statement in script.split(";"):
@@ -358,6 +367,8 @@ def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[
     naming the first field that is wrong: a type, a length or a number out of range."""
     if isinstance(rec, Unparsable):
         raise TelemetryError(f"not JSON: {rec.message}", line, "invalid_json")
+    if isinstance(rec, Refused):
+        raise TelemetryError(rec.message, line, rec.code)
     if type(rec) is not dict:
         raise TelemetryError("a record is a JSON object", line)
     kind = rec.get("kind")
