@@ -297,12 +297,15 @@ def _paths() -> dict[str, Any]:
                             "last_error": None, "last_sync_ms": 1764201600000}}}},
             "responses": {"204": {"description": "recorded"},
                           "400": _error("not a report: the field that breaks the schema"),
-                          "401": _UNAUTHORIZED, "403": _error("not an edge token"),
+                          "401": _UNAUTHORIZED,
+                          "403": _error("not an edge token, or a token bound to another "
+                                        "edge (edge_id_not_yours)"),
                           "413": _TOO_LARGE}}},
         "/v1/telemetry": {"post": {
             "summary": "An edge sends a batch of decision and outcome records (edge token); "
-                       "records already stored (by id) are ignored, malformed ones are "
-                       "rejected one by one (never the batch)",
+                       "records already stored (by id) are ignored, malformed ones (and, "
+                       "with a token bound to one edge, other edges' records: "
+                       "edge_id_not_yours) are rejected one by one (never the batch)",
             "operationId": "telemetryIngest", "security": [{"edgeToken": []}],
             "requestBody": {"required": False, "content": {"application/x-ndjson": {
                 "schema": {"type": "array", "items": {"type": "object"},
