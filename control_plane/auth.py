@@ -54,13 +54,22 @@ def claimed_edge() -> str | None:
     return g.get("bound_edge_id")
 
 
+MAX_WORKERS = 64  # EDGE_WORKERS' upper bound: a bound edge has at most this many names
+
+
 def may_speak_for(edge_id: object) -> bool:
     """Whether this request may report as `edge_id`: any id with a shared token; with a
-    bound one, its edge's own, or one of that edge's worker processes (`pop-a/w2`: the
-    edge host names its workers so with EDGE_WORKERS)."""
+    bound one, its edge's own or one of that edge's worker processes (`pop-a/w2`, as the
+    edge host names them with EDGE_WORKERS; w1..w64 and nothing else, so a leaked bound
+    token cannot make up names enough to crowd other edges out of the fleet view)."""
     bound = claimed_edge()
-    return bound is None or edge_id == bound or (
-        type(edge_id) is str and edge_id.startswith(bound + "/"))
+    if bound is None or edge_id == bound:
+        return True
+    if type(edge_id) is not str or not edge_id.startswith(bound + "/w"):
+        return False
+    worker = edge_id[len(bound) + 2:]
+    return worker.isascii() and worker.isdigit() and worker[0] != "0" and \
+        int(worker) <= MAX_WORKERS
 
 
 def ensure_token_file(data_dir: str | Path, role: str) -> str:

@@ -136,11 +136,18 @@ def bound_edge_tokens(config: dict[str, Any]) -> dict[str, str]:
     for n, entry in enumerate(str(config.get("BOUND_EDGE_TOKENS") or "").split(","), 1):
         if not entry.strip():
             continue
-        edge_id, sep, token = entry.strip().partition("=")
-        if not sep or not edge_id.strip() or not token.strip():  # never shown: a secret
-            raise ConfigError(f"CONTROL_BOUND_EDGE_TOKENS: entry {n} is not edge-id=token")
-        if edge_id.strip() in out:
-            raise ConfigError(f"CONTROL_BOUND_EDGE_TOKENS: edge id {edge_id.strip()!r} is "
-                              "listed twice")
-        out[edge_id.strip()] = token.strip()
+        edge_id, sep, token = (part.strip() for part in entry.strip().partition("="))
+        where = f"CONTROL_BOUND_EDGE_TOKENS: entry {n}"  # never the token: a secret
+        if not sep or not edge_id or not token:
+            raise ConfigError(f"{where} is not edge-id=token")
+        if "/" in edge_id:  # `/w<k>` names an edge's workers: pop-a could speak for pop-a/x
+            raise ConfigError(f"{where}: an edge id has no '/' ({edge_id!r})")
+        if any(c.isspace() or c in ";," for c in token):
+            raise ConfigError(f"{where}: the token holds a space or ';' (a typo for ','?)")
+        if edge_id in out:
+            raise ConfigError(f"{where}: edge id {edge_id!r} is listed twice")
+        if token in out.values():
+            raise ConfigError(f"{where}: its token is also another edge's (one token, "
+                              "one edge)")
+        out[edge_id] = token
     return out

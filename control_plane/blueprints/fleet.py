@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -13,6 +14,7 @@ from ..distribution.fleet import FleetRegistry
 from ..errors import ApiError
 from ..openapi import FLEET_REPORT
 
+log = logging.getLogger("control_plane.fleet")
 bp = Blueprint("fleet", __name__, url_prefix="/v1/fleet")
 # An edge's report is about 2 KB; the registry keeps the last one of each edge in memory
 MAX_REPORT_BYTES = 64 * 1024
@@ -33,8 +35,10 @@ def report() -> Any:
     status = body_schema.json_body()  # None when not JSON: refused as "not an object"
     body_schema.check(FLEET_REPORT, status, "invalid_report")
     if not may_speak_for(status["edge_id"]):
+        log.warning("refused a fleet report as %r from %s: its token is bound to %r",
+                    str(status["edge_id"])[:100], request.remote_addr, claimed_edge())
         raise ApiError(403, "edge_id_not_yours", f"this token reports for edge "
-                                                 f"{claimed_edge()!r} only")
+                                                 f"{claimed_edge()!r} (and its workers) only")
     _fleet().report(status["edge_id"], status)
     return "", 204
 

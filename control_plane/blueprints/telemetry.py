@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -20,6 +21,7 @@ from ..telemetry.telemetry_store import (
     Unparsable,
 )
 
+log = logging.getLogger("control_plane.telemetry")
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 
 # An edge's batch is at most 2,000 records and 768 KiB before compression, and the edge
@@ -70,6 +72,10 @@ def ingest() -> Any:
                    Refused("edge_id_not_yours", f"this token sends records of edge "
                                                 f"{bound!r} (and its workers) only")
                    for r in records]
+        foreign = sum(isinstance(r, Refused) for r in records)
+        if foreign:  # a leaked token trying other names, or an edge given the wrong EDGE_ID
+            log.warning("refused %d telemetry record(s) from %s: not of edge %r, whose "
+                        "token sent them", foreign, request.remote_addr, bound)
     fired = sum(len(r["fired"]) for r in records
                 if type(r) is dict and type(r.get("fired")) is list)
     if fired > MAX_BATCH_FIRED:

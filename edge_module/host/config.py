@@ -253,6 +253,8 @@ _ENV_NAMES = {
     "store": ("TRIGGERS_STORE", "TRIGGERS_STORE_DIR"),
     "s3_endpoint_url": ("TRIGGERS_S3_ENDPOINT_URL",),
     "trusted_keys": ("TRIGGERS_TRUSTED_KEYS",),
+    # documented as EDGE_ID (operations.md); EDGE_EDGE_ID, the generic name, also works
+    "edge_id": ("EDGE_ID", "EDGE_EDGE_ID"),
 }
 
 

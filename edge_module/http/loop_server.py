@@ -730,10 +730,14 @@ def _forget_metrics_of(pid: int) -> None:
     from .metrics import multiprocess_dir
 
     folder = multiprocess_dir()
-    if folder is not None:
-        from prometheus_client import multiprocess
+    if folder is None:
+        return
+    from prometheus_client import multiprocess
 
+    try:
         multiprocess.mark_process_dead(pid, str(folder))
+    except Exception:  # noqa: BLE001 - restarting workers must not hang on bookkeeping
+        log.exception("could not drop the metrics of worker process %d", pid)
 
 
 def _supervise(config: EdgeConfig, sock: socket.socket) -> None:

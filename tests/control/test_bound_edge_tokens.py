@@ -45,6 +45,9 @@ def test_a_bound_token_reports_for_its_own_edge_only(tmp_path):
                                                 "last_error": None}).status_code == 204
     assert pop_a.post("/v1/fleet/report", json={"edge_id": "pop-a/w1", "revision": "1"}
                       ).status_code == 204
+    for made_up in ("pop-a/w0", "pop-a/w65", "pop-a/anything"):  # no crowding the fleet out
+        assert pop_a.post("/v1/fleet/report", json={"edge_id": made_up, "revision": "1"}
+                          ).status_code == 403
     resp = pop_a.post("/v1/fleet/report", json={"edge_id": "pop-b", "revision": "0",
                                                 "last_error": "made up"})
     assert resp.status_code == 403 and resp.json["error"]["code"] == "edge_id_not_yours"
@@ -54,10 +57,11 @@ def test_a_bound_token_reports_for_its_own_edge_only(tmp_path):
 def test_a_bound_tokens_records_of_another_edge_are_refused_one_by_one(tmp_path):
     pop_a = client(tmp_path, POP_A)
     answer = send(pop_a, [record(0, "pop-a"), record(1, "pop-b"), record(2, None),
-                          record(3, "pop-a/w2"), record(4, "pop-ab"), record(5, "pop-b/w1")])
+                          record(3, "pop-a/w2"), record(4, "pop-ab"), record(5, "pop-b/w1"),
+                          record(6, "pop-a/x"), record(7, "pop-a/w65"), record(8, "pop-a/w02")])
     assert answer["accepted"] == 2  # its own, and a worker's of its own (EDGE_WORKERS)
     refused = {r["index"]: r["code"] for r in answer["rejected"]}
-    assert refused == dict.fromkeys((1, 2, 4, 5), "edge_id_not_yours")
+    assert refused == dict.fromkeys((1, 2, 4, 5, 6, 7, 8), "edge_id_not_yours")
     publisher = control_client(tmp_path, BOUND_EDGE_TOKENS=BOUND)
     assert publisher.get("/v1/telemetry/counts?edge_id=pop-a").json["decisions"] == 1
     assert publisher.get("/v1/telemetry/counts?edge_id=pop-a/w2").json["decisions"] == 1
@@ -84,7 +88,10 @@ def test_bound_tokens_are_not_publisher_tokens(tmp_path):
 
 
 @pytest.mark.parametrize("setting", ["secret-without-id", "=secret", "pop-a=",
-                                     "pop-a=secret,pop-a=secret2"])
+                                     "pop-a=secret,pop-a=secret2",
+                                     "pop-a=secret,pop-b=secret",  # one token, two edges
+                                     "pop-a=secret1;pop-b=secret2",  # a typo for ","
+                                     "eu=secret1,eu/fra=secret2"])  # eu would speak for it
 def test_a_malformed_setting_is_refused_at_start_without_showing_a_token(tmp_path, setting):
     with pytest.raises(ConfigError, match="CONTROL_BOUND_EDGE_TOKENS") as refused:
         create_app(control_config(tmp_path, BOUND_EDGE_TOKENS=setting))
@@ -96,6 +103,7 @@ def test_an_edge_host_with_a_bound_token_ships_its_records_and_reports(tmp_path)
     decision and outcome record is stored under pop-a, and its fleet row is there."""
     import sqlite3
 
+    from edge_module.host.config import EdgeConfig
     from tests.control_server import ControlServer
     from tests.edge.test_telemetry import engaged, outcome, publish_rules
     from tests.servers import http, running_edge, wait_for
@@ -103,8 +111,9 @@ def test_an_edge_host_with_a_bound_token_ships_its_records_and_reports(tmp_path)
     publish_rules(tmp_path / "store")
     control = ControlServer(control_config(tmp_path, BOUND_EDGE_TOKENS=BOUND))
     try:
+        edge_id = EdgeConfig.from_env({"EDGE_ID": "pop-a"}).edge_id  # as documented
         with running_edge(tmp_path / "store", control_url=control.url, token=POP_A,
-                          edge_id="pop-a", telemetry_interval_s=0.05) as edge:
+                          edge_id=edge_id, telemetry_interval_s=0.05) as edge:
             for n in range(5):
                 status, body, _ = edge.decide(engaged(f"s{n}"))
                 assert status == 200

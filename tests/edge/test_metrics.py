@@ -306,6 +306,24 @@ def test_a_killed_worker_no_longer_counts_in_the_live_gauges(tmp_path, free_port
                  timeout_s=5, what="the scrape to show revision 2, not the dead workers' 1")
 
 
+def test_a_worker_whose_metrics_cannot_be_dropped_is_still_restarted(tmp_path, monkeypatch,
+                                                                    caplog):
+    """The supervisor drops a dead worker's live gauges; a failure there (a read-only or
+    broken metrics folder) is logged, never raised: it would end the supervisor and orphan
+    the other workers."""
+    from prometheus_client import multiprocess
+
+    from edge_module.http import loop_server, metrics
+
+    def broken(pid: int, path: str) -> None:
+        raise PermissionError(f"cannot remove {path}/gauge_livesum_{pid}.db")
+
+    monkeypatch.setattr(metrics, "multiprocess_dir", lambda: tmp_path)
+    monkeypatch.setattr(multiprocess, "mark_process_dead", broken)
+    loop_server._forget_metrics_of(12345)
+    assert "could not drop the metrics of worker process 12345" in caplog.text
+
+
 def _answers(url: str) -> bool:
     try:
         return http("GET", url + "/healthz")[0] in (200, 503)
