@@ -13,20 +13,23 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import abort, current_app, redirect, request, session, url_for
+from flask import abort, current_app, g, redirect, request, session, url_for
 
 from edge_module.host.host_secret import host_secret
 
 from ..auth import configured_tokens
 from .signouts import SignOuts
 
+log = logging.getLogger("control_plane.console")
 READ_ROLES = ("publisher", "viewer")
 SESSION_S = 8 * 3600
 
@@ -67,21 +70,38 @@ def sign_in(token: str, name: str) -> str | None:
 
 
 def end_session() -> None:
-    """End this session here and for every copy of its cookie. A copy was signed before
-    now, so it expires within the session's lifetime from now: the record lasts as long."""
-    sid = session.get("sid")
-    if isinstance(sid, str):
-        current_app.extensions["console_signouts"].record(sid, int(time.time()) + SESSION_S)
+    """End this session here and for every copy of its cookie: no session outlives its
+    sign-in by more than SESSION_S (`current_role`), so the record lasts as long. This
+    browser's cookie goes even when the record cannot be written (then: 503, said so)."""
+    sid, since = session.get("sid"), session.get("since")
     session.clear()
+    if not isinstance(sid, str) or type(since) is not int:
+        return
+    try:
+        current_app.extensions["console_signouts"].record(sid, since + SESSION_S)
+    except sqlite3.Error as exc:
+        log.error("a console sign-out could not be recorded: %s", exc)
+        abort(503, "You are signed out in this browser, but the sign-out could not be "
+                   "recorded on the server, so a copy of this session's cookie would still "
+                   "work until it expires. Sign in and out again shortly.")
 
 
 def current_role() -> str | None:
-    """The signed-in role, if its token is still configured and the session was not
-    signed out (a cookie from before session ids were kept has none: signed out)."""
-    role, fp, sid = session.get("role"), session.get("fp"), session.get("sid")
-    if role not in READ_ROLES or not isinstance(fp, str) or not isinstance(sid, str):
+    """The signed-in role, if its token is still configured, the session is younger than
+    SESSION_S (whatever refreshed its cookie) and was not signed out (a cookie from before
+    session ids were kept has none: signed out)."""
+    role, fp, sid, since = (session.get("role"), session.get("fp"), session.get("sid"),
+                            session.get("since"))
+    if role not in READ_ROLES or not isinstance(fp, str) or not isinstance(sid, str) \
+            or type(since) is not int or not 0 <= time.time() - since <= SESSION_S:
         return None
-    if current_app.extensions["console_signouts"].signed_out(sid):
+    try:
+        gone = current_app.extensions["console_signouts"].signed_out(sid)
+    except sqlite3.Error as exc:  # unknown: not signed in, and the pages say why
+        log.error("console sign-outs unreadable: %s", exc)
+        g.console_signouts_down = True
+        return None
+    if gone:
         session.clear()  # and this browser's cookie goes
         return None
     known = [_fingerprint(t) for t in configured_tokens(current_app.config, role)]
@@ -126,6 +146,9 @@ def signed_in(*roles: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             role = current_role()
+            if role is None and g.get("console_signouts_down"):
+                abort(503, "The console cannot check its sessions right now (its sign-out "
+                           "records are unavailable). Try again shortly.")
             if role is None:
                 if request.method != "GET":
                     abort(401, "Sign in first.")

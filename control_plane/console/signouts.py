@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+TIMEOUT_S = 2.0
+
 
 class SignOuts:
     def __init__(self, path: Path) -> None:
@@ -25,19 +27,23 @@ class SignOuts:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # a page's check never waits on a write
             db.execute("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, "
                        "until_s INTEGER NOT NULL)")
+            db.execute("CREATE INDEX IF NOT EXISTS signed_out_until ON signed_out (until_s)")
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = sqlite3.connect(self.path, timeout=30,
+            # a page waits at most this long for the table: then it says so (503)
+            db = self._local.db = sqlite3.connect(self.path, timeout=TIMEOUT_S,
                                                   isolation_level=None)
         yield db
 
     def record(self, sid: str, until_s: int) -> None:
-        """Session `sid` is signed out; its cookie could be valid until `until_s`."""
+        """Session `sid` is signed out; its cookie could be valid until `until_s`.
+        sqlite3.Error when the table cannot be written."""
         now = int(time.time())
         with self._db() as db:
             db.execute("DELETE FROM signed_out WHERE until_s < ?", (now,))
@@ -45,6 +51,7 @@ class SignOuts:
                        (sid, max(until_s, now)))
 
     def signed_out(self, sid: str) -> bool:
+        """sqlite3.Error when the table cannot be read."""
         with self._db() as db:
             return db.execute("SELECT 1 FROM signed_out WHERE sid = ?",
                               (sid,)).fetchone() is not None

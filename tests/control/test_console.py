@@ -121,6 +121,67 @@ def test_a_copy_of_the_cookie_taken_before_signing_out_is_refused(app: Any) -> N
     assert other.get("/triggers").status_code == 200
 
 
+def signin_sid(app: Any, client: Any) -> str:
+    """The session id inside `client`'s console cookie."""
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.loads(client.get_cookie("console").value)["sid"]
+
+
+def test_no_session_outlives_its_sign_in_by_more_than_its_lifetime(app: Any,
+                                                                  monkeypatch) -> None:
+    """Every request re-issues the cookie with a fresh timestamp, so a copy kept in use
+    would outlive the sign-out record; the sign-in time inside the cookie bounds it."""
+    import time
+
+    from control_plane.console import signin
+
+    client = signed_in(app)
+    copy = copy_of(app, client)
+    sign_out(client)
+    started = time.time()
+    monkeypatch.setattr(time, "time", lambda: started + signin.SESSION_S - 600)
+    assert copy.get("/healthz").status_code == 200  # re-issues the copy's cookie
+    monkeypatch.setattr(time, "time", lambda: started + signin.SESSION_S + 60)
+    sign_out(signed_in(app))  # any sign-out forgets records past their end: this one's
+    assert app.extensions["console_signouts"].signed_out(
+        signin_sid(app, copy)) is False
+    assert copy.get("/triggers").status_code == 302  # its cookie is fresh, its sign-in not
+    assert signed_in(app).get("/triggers").status_code == 200  # signed in now: fine
+
+
+def test_a_sign_out_that_cannot_be_recorded_says_so_and_still_signs_this_browser_out(
+        app: Any) -> None:
+    import sqlite3
+
+    client = signed_in(app)
+    csrf = csrf_of(client.get("/triggers").get_data(as_text=True))
+    lock = sqlite3.connect(Path(app.config["DATA_DIR"]) / "console.sqlite3",
+                           isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # another process writing, for longer than a page waits
+    try:
+        resp = client.post("/sign-out", data={"csrf": csrf})
+        assert resp.status_code == 503
+        page = resp.get_data(as_text=True)
+        assert "could not be recorded" in page and "Traceback" not in page
+        assert client.get("/triggers").status_code == 302  # this browser is signed out
+    finally:
+        lock.execute("ROLLBACK")
+
+
+def test_unreadable_sign_outs_are_a_503_page_not_a_way_in(app: Any, monkeypatch) -> None:
+    import sqlite3
+
+    client = signed_in(app)
+
+    def down(self: Any, sid: str) -> bool:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(app.extensions["console_signouts"].__class__, "signed_out", down)
+    resp = client.get("/triggers")
+    assert resp.status_code == 503
+    assert "cannot check its sessions" in resp.get_data(as_text=True)
+
+
 def test_a_sign_out_holds_across_a_restart(app: Any, tmp_path: Path) -> None:
     client = signed_in(app)
     copy_value = client.get_cookie("console").value
