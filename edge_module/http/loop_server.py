@@ -736,7 +736,12 @@ def _forget_metrics_of(pid: int) -> None:
 
     try:
         multiprocess.mark_process_dead(pid, str(folder))
-    except Exception:  # noqa: BLE001 - restarting workers must not hang on bookkeeping
+        # a worker killed while creating a file leaves it without its header: every scrape
+        # would fail reading it, and it holds no value
+        for path in folder.glob(f"*_{pid}.db"):
+            if path.stat().st_size < 8:
+                path.unlink()
+    except Exception:  # restarting workers must not hang on bookkeeping
         log.exception("could not drop the metrics of worker process %d", pid)
 
 

@@ -24,6 +24,7 @@ import hmac
 import os
 import queue
 import shutil
+import struct
 import threading
 import time
 from bisect import bisect_left
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MIRROR_INTERVAL_S = 1.0
+READ_ATTEMPTS = 5  # reads of the workers' files before a scrape is an error
 MAX_TRIGGERS = 1000  # distinct trigger labels; beyond (a runaway of revisions): "other"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -248,7 +250,15 @@ class EdgeMetrics:
             return generate_latest(self.registry)
         every = CollectorRegistry()
         multiprocess.MultiProcessCollector(every, str(self.folder))
-        return generate_latest(every)
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return generate_latest(every)
+            except (struct.error, ValueError, OSError):
+                # a worker starting meanwhile: its files exist before their first bytes
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.01)
+        raise AssertionError("unreachable")
 
     def reply(self) -> Reply:
         return 200, self.render(), [("Content-Type", CONTENT_TYPE_LATEST)]

@@ -324,6 +324,41 @@ def test_a_worker_whose_metrics_cannot_be_dropped_is_still_restarted(tmp_path, m
     assert "could not drop the metrics of worker process 12345" in caplog.text
 
 
+def test_a_dead_workers_headerless_metrics_file_is_removed(tmp_path, monkeypatch):
+    """A worker killed while creating a metrics file leaves it empty; every scrape would
+    then fail reading it. The supervisor removes it with the worker's other dead values."""
+    from edge_module.http import loop_server, metrics
+
+    monkeypatch.setattr(metrics, "multiprocess_dir", lambda: tmp_path)
+    (tmp_path / "counter_12345.db").write_bytes(b"")
+    (tmp_path / "counter_777.db").write_bytes(b"")  # another process's: not touched
+    kept = tmp_path / "histogram_12345.db"
+    kept.write_bytes(b"\0" * 16)  # the dead worker's values: they still count
+    loop_server._forget_metrics_of(12345)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_777.db",
+                                                           "histogram_12345.db"]
+
+
+def test_a_scrape_meeting_a_file_being_created_reads_again(tmp_path, monkeypatch):
+    """A worker starting during a scrape has files that exist before their first bytes:
+    the scrape reads again rather than answer 500."""
+    import struct
+
+    from edge_module.http import metrics
+
+    failures = iter([struct.error("unpack_from requires a buffer of at least 4 bytes")] * 2)
+
+    def flaky(registry: object) -> bytes:
+        for exc in failures:
+            raise exc
+        return b"# fine\n"
+
+    monkeypatch.setattr(metrics, "generate_latest", flaky)
+    fake = metrics.EdgeMetrics.__new__(metrics.EdgeMetrics)
+    fake.folder, fake.refresh = tmp_path, lambda: None
+    assert fake.render() == b"# fine\n"
+
+
 def _answers(url: str) -> bool:
     try:
         return http("GET", url + "/healthz")[0] in (200, 503)
