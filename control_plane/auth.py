@@ -121,4 +121,3 @@ def check(*roles: str) -> None:
     if not any(matches):
         log.warning("refused %s: wrong %s token", where, wanted)
         raise ApiError(403, "forbidden", f"the token presented is not a valid {wanted} token")
-

@@ -3,9 +3,10 @@
 The session is Flask's signed cookie (HttpOnly, SameSite=Strict, Secure when configured),
 holding the role, the name the person gave (for the audit trail), a CSRF token and a
 fingerprint of the token used: a page is served only while that token is still configured,
-so rotating a token signs its sessions out. Signing out records the session's random id on
-the server (`signouts`), so a copy of the cookie taken before is refused too. Every form that changes something carries the
-CSRF token; a request without it, or with another one, is refused before anything happens.
+so rotating a token signs its sessions out. A session ends SESSION_S after its sign-in, and
+signing out records its random id on the server (`signouts`), so a copy of the cookie taken
+before is refused too. Every form that changes something carries the CSRF token; a request
+without it, or with another one, is refused before anything happens.
 """
 
 from __future__ import annotations
