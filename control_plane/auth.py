@@ -63,13 +63,8 @@ def may_speak_for(edge_id: object) -> bool:
     edge host names them with EDGE_WORKERS; w1..w64 and nothing else, so a leaked bound
     token cannot make up names enough to crowd other edges out of the fleet view)."""
     bound = claimed_edge()
-    if bound is None or edge_id == bound:
-        return True
-    if type(edge_id) is not str or not edge_id.startswith(bound + "/w"):
-        return False
-    worker = edge_id[len(bound) + 2:]
-    return worker.isascii() and worker.isdigit() and worker[0] != "0" and \
-        int(worker) <= MAX_WORKERS
+    return bound is None or edge_id == bound or (
+        type(edge_id) is str and edge_id in {f"{bound}/w{k}" for k in range(1, MAX_WORKERS + 1)})
 
 
 def ensure_token_file(data_dir: str | Path, role: str) -> str:

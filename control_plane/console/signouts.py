@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TIMEOUT_S = 2.0
+KEEP_AFTER_S = 86_400
 
 
 class SignOuts:
@@ -27,7 +28,7 @@ class SignOuts:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # a page's check never waits on a write
+            _use_wal(db)  # a page's check never waits on a write
             db.execute("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, "
                        "until_s INTEGER NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS signed_out_until ON signed_out (until_s)")
@@ -46,7 +47,8 @@ class SignOuts:
         sqlite3.Error when the table cannot be written."""
         now = int(time.time())
         with self._db() as db:
-            db.execute("DELETE FROM signed_out WHERE until_s < ?", (now,))
+            # a day past their end: a clock stepped forward and back must not lose them
+            db.execute("DELETE FROM signed_out WHERE until_s < ?", (now - KEEP_AFTER_S,))
             db.execute("INSERT OR REPLACE INTO signed_out (sid, until_s) VALUES (?, ?)",
                        (sid, max(until_s, now)))
 
@@ -55,3 +57,16 @@ class SignOuts:
         with self._db() as db:
             return db.execute("SELECT 1 FROM signed_out WHERE sid = ?",
                               (sid,)).fetchone() is not None
+
+
+def _use_wal(db: sqlite3.Connection, attempts: int = 50) -> None:
+    """Switch to WAL. SQLite answers a switch raced by another process's with "locked" at
+    once, without its busy wait: try again, and take WAL set by the other as done."""
+    for _ in range(attempts):
+        try:
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    db.execute("PRAGMA journal_mode=WAL")  # the last try's error, if any, is the answer

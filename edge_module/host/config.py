@@ -235,7 +235,8 @@ class EdgeConfig:
             for name in _ENV_NAMES.get(f.name, (f"EDGE_{f.name.upper()}",)):
                 # a folder set to nothing is unset: "" was the current folder (a publish
                 # or the edge's state written wherever it was started)
-                if name in env and (env[name] or not _is_place(f)):
+                # ...and an empty name (default "") defers to the next alternative name
+                if name in env and (env[name] or not (_is_place(f) or f.default == "")):
                     values[f.name] = _convert(name, env[name], f.default)
                     break
         values.update(overrides)

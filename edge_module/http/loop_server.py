@@ -783,8 +783,20 @@ def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     kill_at = None
-    while children:
-        pid, status = os.waitpid(-1, os.WNOHANG)
+    restart_at: dict[int, float] = {}  # worker -> when to start it again
+    while children or (restart_at and not stopping):
+        if restart_at and not stopping:
+            for worker, due in sorted(restart_at.items()):
+                if time.monotonic() < due:
+                    continue
+                try:
+                    spawn(worker)
+                    del restart_at[worker]
+                except OSError as exc:  # out of processes or memory: the others go on
+                    log.error("could not start worker %d again (%s); trying again in a "
+                              "second", worker, exc)
+                    restart_at[worker] = time.monotonic() + 1
+        pid, status = os.waitpid(-1, os.WNOHANG) if children else (0, 0)
         if pid == 0:
             if stopping and kill_at is None:
                 kill_at = time.monotonic() + config.drain_timeout_s + 5
@@ -794,10 +806,9 @@ def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
             time.sleep(0.1)
             continue
         worker = children.pop(pid, 0)
-        _forget_metrics_of(pid)
+        _forget_metrics_of(pid)  # at once, so that no scrape meets its remains meanwhile
         if not stopping and worker:
-            log.error("worker %d ended (status %d); starting it again", worker, status)
-            time.sleep(1)
-            if not stopping:
-                spawn(worker)
+            log.error("worker %d ended (status %d); starting it again in a second", worker,
+                      status)
+            restart_at[worker] = time.monotonic() + 1
     sock.close()

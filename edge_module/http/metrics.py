@@ -249,7 +249,7 @@ class EdgeMetrics:
         if self.folder is None:
             return generate_latest(self.registry)
         every = CollectorRegistry()
-        multiprocess.MultiProcessCollector(every, str(self.folder))
+        every.register(_WorkerFiles(self.folder))
         for attempt in range(READ_ATTEMPTS):
             try:
                 return generate_latest(every)
@@ -267,6 +267,25 @@ class EdgeMetrics:
         """This worker is gone: its live gauges no longer count (its counters still do)."""
         if self.folder is not None:
             multiprocess.mark_process_dead(os.getpid(), str(self.folder))
+
+
+class _WorkerFiles:
+    """prometheus-client's multi-process collection, without the files that have no
+    header yet (a worker starting, or killed while it created one): they hold no value,
+    and reading one fails the whole scrape."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Any]:
+        files = []
+        for path in self.folder.glob("*.db"):
+            try:
+                if path.stat().st_size >= 8:
+                    files.append(str(path))
+            except OSError:
+                continue  # removed meanwhile (a worker marked dead)
+        return multiprocess.MultiProcessCollector.merge(files, accumulate=True)
 
 
 class DecisionTally:

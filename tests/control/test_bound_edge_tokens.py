@@ -58,10 +58,11 @@ def test_a_bound_tokens_records_of_another_edge_are_refused_one_by_one(tmp_path)
     pop_a = client(tmp_path, POP_A)
     answer = send(pop_a, [record(0, "pop-a"), record(1, "pop-b"), record(2, None),
                           record(3, "pop-a/w2"), record(4, "pop-ab"), record(5, "pop-b/w1"),
-                          record(6, "pop-a/x"), record(7, "pop-a/w65"), record(8, "pop-a/w02")])
+                          record(6, "pop-a/x"), record(7, "pop-a/w65"), record(8, "pop-a/w02"),
+                          record(9, "pop-a/w" + "1" * 5000)])  # not a number to convert
     assert answer["accepted"] == 2  # its own, and a worker's of its own (EDGE_WORKERS)
     refused = {r["index"]: r["code"] for r in answer["rejected"]}
-    assert refused == dict.fromkeys((1, 2, 4, 5, 6, 7, 8), "edge_id_not_yours")
+    assert refused == dict.fromkeys((1, 2, 4, 5, 6, 7, 8, 9), "edge_id_not_yours")
     publisher = control_client(tmp_path, BOUND_EDGE_TOKENS=BOUND)
     assert publisher.get("/v1/telemetry/counts?edge_id=pop-a").json["decisions"] == 1
     assert publisher.get("/v1/telemetry/counts?edge_id=pop-a/w2").json["decisions"] == 1
@@ -132,3 +133,13 @@ def test_an_edge_host_with_a_bound_token_ships_its_records_and_reports(tmp_path)
             assert tel["dropped"] == 0
     finally:
         control.stop()
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"EDGE_ID": "pop-a"}, "pop-a"), ({"EDGE_EDGE_ID": "pop-a"}, "pop-a"),
+    ({"EDGE_ID": "", "EDGE_EDGE_ID": "pop-a"}, "pop-a"),  # an empty template variable
+    ({"EDGE_ID": "pop-a", "EDGE_EDGE_ID": "pop-b"}, "pop-a")])
+def test_the_edge_hosts_name_is_edge_id_as_documented(env, named):
+    from edge_module.host.config import EdgeConfig
+
+    assert EdgeConfig.from_env(env).edge_id == named

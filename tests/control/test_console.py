@@ -133,15 +133,19 @@ def test_no_session_outlives_its_sign_in_by_more_than_its_lifetime(app: Any,
     would outlive the sign-out record; the sign-in time inside the cookie bounds it."""
     import time
 
-    from control_plane.console import signin
+    from control_plane.console import signin, signouts
 
     client = signed_in(app)
     copy = copy_of(app, client)
     sign_out(client)
     started = time.time()
-    monkeypatch.setattr(time, "time", lambda: started + signin.SESSION_S - 600)
-    assert copy.get("/healthz").status_code == 200  # re-issues the copy's cookie
-    monkeypatch.setattr(time, "time", lambda: started + signin.SESSION_S + 60)
+    end = started + signin.SESSION_S + signouts.KEEP_AFTER_S + 60  # the record is gone
+    at = started
+    while at + signin.SESSION_S - 600 < end:  # kept alive: re-issued every 7 h 50 min
+        at += signin.SESSION_S - 600
+        monkeypatch.setattr(time, "time", lambda t=at: t)
+        assert copy.get("/healthz").status_code == 200  # re-issues the copy's cookie
+    monkeypatch.setattr(time, "time", lambda: end)
     sign_out(signed_in(app))  # any sign-out forgets records past their end: this one's
     assert app.extensions["console_signouts"].signed_out(
         signin_sid(app, copy)) is False
@@ -180,6 +184,21 @@ def test_unreadable_sign_outs_are_a_503_page_not_a_way_in(app: Any, monkeypatch)
     resp = client.get("/triggers")
     assert resp.status_code == 503
     assert "cannot check its sessions" in resp.get_data(as_text=True)
+
+
+def test_a_clock_stepped_forward_and_back_keeps_the_sign_outs(app: Any, monkeypatch) -> None:
+    import time
+
+    from control_plane.console import signin
+
+    client = signed_in(app)
+    copy = copy_of(app, client)
+    sign_out(client)
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + signin.SESSION_S + 3600)  # 9 h ahead
+    sign_out(signed_in(app))  # a sign-out purges what has ended
+    monkeypatch.setattr(time, "time", lambda: now + 60)  # and the clock comes back
+    assert copy.get("/triggers").status_code == 302
 
 
 def test_a_sign_out_holds_across_a_restart(app: Any, tmp_path: Path) -> None:

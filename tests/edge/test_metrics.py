@@ -339,6 +339,30 @@ def test_a_dead_workers_headerless_metrics_file_is_removed(tmp_path, monkeypatch
                                                            "histogram_12345.db"]
 
 
+def test_a_scrape_skips_files_that_have_no_header_yet(tmp_path):
+    """A worker starting (or killed while it created a file) leaves a file without its
+    header for a moment: the scrape counts every other file instead of failing whole."""
+    from prometheus_client import CollectorRegistry, Counter, values
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from edge_module.http import metrics
+
+    previous = values.ValueClass
+    os.environ[metrics.MULTIPROC_ENV] = str(tmp_path)
+    try:
+        values.ValueClass = values.MultiProcessValue(lambda: 4242)
+        Counter("edge_test_things", "things", registry=CollectorRegistry()).inc(3)
+        (tmp_path / "counter_999.db").write_bytes(b"")  # a worker's file, being created
+        fake = metrics.EdgeMetrics.__new__(metrics.EdgeMetrics)
+        fake.folder, fake.refresh = tmp_path, lambda: None
+        text = fake.render().decode()
+    finally:
+        values.ValueClass = previous
+        del os.environ[metrics.MULTIPROC_ENV]
+    got = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert got["edge_test_things_total"] == 3
+
+
 def test_a_scrape_meeting_a_file_being_created_reads_again(tmp_path, monkeypatch):
     """A worker starting during a scrape has files that exist before their first bytes:
     the scrape reads again rather than answer 500."""
