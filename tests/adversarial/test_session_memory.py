@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge_module.core.session import MAX_SESSION_BYTES
 from edge_module.sessions.redis_session_store import RedisSessionStore
-from edge_module.sessions.session_store import MemorySessionStore
+from edge_module.sessions.session_store import MemorySessionStore, SessionLeaseLost
 from tests.factories import T0, Session, ev, pack, snapshot_text
 from tests.servers import put_snapshot, running_edge
 
@@ -148,12 +148,20 @@ def test_redis_caps_each_state_and_its_maxmemory_bounds_the_total(redis_server):
     try:
         store.put("big", b"z" * 20_001)
         assert store.get("big") is None and store.refused == 1
+        lost: set[int] = set()
         for i in range(1000):  # 16 MB of states at the core's budget
             with store.lock(f"s-{i}"):
-                store.put(f"s-{i}", bytes([i % 256]) * MAX_SESSION_BYTES)
+                try:
+                    store.put(f"s-{i}", bytes([i % 256]) * MAX_SESSION_BYTES)
+                except SessionLeaseLost:
+                    # a lease has a TTL, so volatile-lru may evict it under this pressure
+                    # (seen once in a CI rehearsal): that write is refused, never blind
+                    lost.add(i)
+        assert len(lost) < 50 and store.fenced == len(lost)
         used = admin.info("memory")["used_memory"]
         assert used <= (4 << 20) * 1.1
-        assert store.get("s-999") == bytes([999 % 256]) * MAX_SESSION_BYTES
+        last = max(set(range(1000)) - lost)  # the latest write stays
+        assert store.get(f"s-{last}") == bytes([last % 256]) * MAX_SESSION_BYTES
         assert len(store) < 1000
     finally:
         store.close()
