@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from edge_module.sqlite_wal import use_wal
+
 TIMEOUT_S = 2.0
 KEEP_AFTER_S = 86_400
 
@@ -28,7 +30,7 @@ class SignOuts:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self._db() as db:
-            _use_wal(db)  # a page's check never waits on a write
+            use_wal(db)  # a page's check never waits on a write
             db.execute("CREATE TABLE IF NOT EXISTS signed_out (sid TEXT PRIMARY KEY, "
                        "until_s INTEGER NOT NULL)")
             db.execute("CREATE INDEX IF NOT EXISTS signed_out_until ON signed_out (until_s)")
@@ -58,15 +60,3 @@ class SignOuts:
             return db.execute("SELECT 1 FROM signed_out WHERE sid = ?",
                               (sid,)).fetchone() is not None
 
-
-def _use_wal(db: sqlite3.Connection, attempts: int = 50) -> None:
-    """Switch to WAL. SQLite answers a switch raced by another process's with "locked" at
-    once, without its busy wait: try again, and take WAL set by the other as done."""
-    for _ in range(attempts):
-        try:
-            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal":
-                return
-        except sqlite3.OperationalError:
-            pass
-        time.sleep(0.05)
-    db.execute("PRAGMA journal_mode=WAL")  # the last try's error, if any, is the answer

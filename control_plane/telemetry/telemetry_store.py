@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_module.sqlite_wal import use_wal
+
 T = TypeVar("T")
 
 INT_MAX = 2**63 - 1  # SQLite's INTEGER
@@ -210,7 +212,7 @@ class TelemetryStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         with self.connection() as db:
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)  # several processes may open a new store at once
             migrate(db)
 
     @contextmanager

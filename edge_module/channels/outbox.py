@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..sqlite_wal import use_wal
+
 SETTLED = 2**62  # the next_ms of a settled record: never claimed again
 CHUNK = 2_000  # rows changed per transaction by bulk work (a decision's add waits for it)
 
@@ -94,7 +96,7 @@ class Outbox:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
                                    isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            use_wal(conn)  # the host's workers open the outbox at once
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
