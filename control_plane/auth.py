@@ -55,6 +55,7 @@ def claimed_edge() -> str | None:
 
 
 MAX_WORKERS = 64  # EDGE_WORKERS' upper bound: a bound edge has at most this many names
+_WORKER_SUFFIXES = frozenset(f"/w{k}" for k in range(1, MAX_WORKERS + 1))
 
 
 def may_speak_for(edge_id: object) -> bool:
@@ -64,7 +65,8 @@ def may_speak_for(edge_id: object) -> bool:
     token cannot make up names enough to crowd other edges out of the fleet view)."""
     bound = claimed_edge()
     return bound is None or edge_id == bound or (
-        type(edge_id) is str and edge_id in {f"{bound}/w{k}" for k in range(1, MAX_WORKERS + 1)})
+        type(edge_id) is str and edge_id.startswith(bound)
+        and edge_id[len(bound):] in _WORKER_SUFFIXES)
 
 
 def ensure_token_file(data_dir: str | Path, role: str) -> str:
