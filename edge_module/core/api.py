@@ -96,11 +96,17 @@ def decide_packed(snap: Snapshot | None, envelope: str,
 
 
 def _session_of(blob: object) -> object:
-    """The session a stored state describes, or the state itself when it is none of ours
-    (the engine then starts a fresh session, timed by the batch)."""
+    """The session a stored state describes, to keep; or the state itself when it is none
+    of ours (the engine then starts a fresh session, timed by the batch) or when two of its
+    parts are one object (never written by the core, but marshal keeps what a tampered
+    store shares: a part emptied, and so left out of the next state, would stay shared in
+    the kept session while the state read again has two)."""
     state = _stored_state(blob)
     sess = Session.restore(state)
-    return state if sess is None else sess
+    if sess is None:
+        return state
+    parts = [v for v in state.values() if type(v) is list or type(v) is dict]  # type: ignore[union-attr]
+    return sess if len(set(map(id, parts))) == len(parts) else state
 
 
 def _stored_state(blob: object) -> object:

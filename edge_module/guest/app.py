@@ -18,12 +18,12 @@ _sessions = SessionCache()
 class WitWorld(wit_world.WitWorld):
     def load_snapshot(self, snapshot: str) -> str:
         global _snapshot
+        _sessions.clear()  # before the new snapshot is built: memory for both at once
         try:
             loaded = load_snapshot(snapshot)
         except BaseException as exc:  # noqa: BLE001 - nothing may trap the instance
             raise Err(error_json(exc)) from None
         _snapshot = loaded
-        _sessions.clear()
         return loaded.revision
 
     def decide(self, envelope: str) -> str:

@@ -116,7 +116,10 @@ class InstancePool:
             current = self._current
             if current is not None and self._holds.get(inst) != current.sha256:
                 self._load(inst, current)
-            return inst.decide_packed(envelope, self.decide_deadline_ms)
+            result = inst.decide_packed(envelope, self.decide_deadline_ms)
+            if not result.ok:  # nothing kept (and the id may be one the guest refuses)
+                session_id = None
+            return result
         except GuestTrap:
             inst = self._replace(inst)
             session_id = None  # the fresh instance keeps no session

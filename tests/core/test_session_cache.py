@@ -254,3 +254,32 @@ def test_a_kept_session_is_what_its_state_restores_whatever_it_was_read_from(par
         restored = Session.restore(marshal.loads(state))
         assert restored is not None and slots(kept) == slots(restored)
     assert sessions.hits == 2
+
+
+def test_a_stored_state_whose_parts_share_one_object_is_read_and_not_kept():
+    """The core never writes one object into two parts, but marshal keeps what a tampered
+    store shares: a part emptied (so left out of the next state) would stay shared in a
+    kept session, while the state read again has two. Such a session is not kept."""
+    snap = _snap(PRICING + """
+  - id: form
+    page: /pricing
+    when: [{focus_to_input: {gte: 1s, target: "email"}}]
+    action: {content: x}
+""")
+    shared = {"f1": T0}
+    state = {"v": 1, "t0": T0, "url": "/pricing", "pv": T0, "d": 0.0, "sc": [[T0, 0.0]],
+             "hv": {}, "f": {}, "q": [], "fo": shared, "cx": shared}
+    steps = [(100, {"type": "input", "ts_ms": T0 + 100, "target": "f1"}),  # empties both
+             (200, {"type": "focus", "ts_ms": T0 + 200, "target": "email"}), (300, None)]
+
+    def visit(sessions: SessionCache | None) -> list[Any]:
+        blob, seen = marshal.dumps(state, 4), []
+        for at, event in steps:
+            response, blob = _decide(snap, blob, _request("a", at, *[e for e in [event] if e]),
+                                     sessions)
+            seen.append((response, typed(marshal.loads(blob))))
+        return seen
+
+    sessions = SessionCache()
+    assert visit(sessions) == visit(None)
+    assert sessions.hits == 1  # from the second state on, the core's own: kept

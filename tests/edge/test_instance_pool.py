@@ -131,3 +131,12 @@ def test_after_a_trap_the_session_is_decided_afresh_on_the_replacement(pool):
     for _ in range(3):
         a.decide()
     assert a.shown == ["nudge"]
+
+
+def test_a_session_id_the_guest_refuses_is_not_remembered(pool):
+    pool, _log = pool
+    long_id = "x" * 300  # beyond the core's limit: refused, whatever the host let through
+    request = {"session_id": long_id, "now_ms": T0, "events": []}
+    result = pool.decide_packed(pack((None, None, request)), long_id)
+    assert not result.ok and "session_id" in result.text
+    assert long_id not in pool._served and pool.idle() == 3
