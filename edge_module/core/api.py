@@ -75,38 +75,26 @@ def decide_packed(snap: Snapshot | None, envelope: str,
                             "request[, report]) in marshal format", "") from None
     report = len(items) == 4 and items[3] is True
     sid = request.get("session_id") if sessions is not None and type(request) is dict else None
+    kept: list[Session] | None = None
     if type(sid) is str:  # the session this instance kept, if the state sent is its own
-        kept = sessions.take(sid, state_blob)  # type: ignore[union-attr]
-        state = kept if kept is not None else _session_of(state_blob)
-        read_state = None
+        state = sessions.take(sid, state_blob)  # type: ignore[union-attr]
+        if state is None:
+            state = _stored_state(state_blob)
+        kept, read_state = [], None
     else:
         state, read_state = state_blob, _stored_state
     result = None
     if snap.plan is not None and not report:
-        result = snap.plan.decide(request, state, now_ms, read_state)
+        result = snap.plan.decide(request, state, now_ms, read_state, kept)
         if result is None and read_state is None:  # the plan may have changed the session
-            state = _session_of(state_blob)
+            state, kept = _stored_state(state_blob), []
     if result is None:  # on a state of its own: the plan may have changed the other
         result = decide(snap, request, state if read_state is None else read_state(state_blob),
-                        now_ms, report)
+                        now_ms, report, kept)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
-    if read_state is None and type(state) is Session:
-        sessions.keep(sid, state_out, state)  # type: ignore[union-attr, arg-type]
+    if kept:
+        sessions.keep(sid, state_out, kept[-1])  # type: ignore[union-attr, arg-type]
     return pack((result, state_out))
-
-
-def _session_of(blob: object) -> object:
-    """The session a stored state describes, to keep; or the state itself when it is none
-    of ours (the engine then starts a fresh session, timed by the batch) or when two of its
-    parts are one object (never written by the core, but marshal keeps what a tampered
-    store shares: a part emptied, and so left out of the next state, would stay shared in
-    the kept session while the state read again has two)."""
-    state = _stored_state(blob)
-    sess = Session.restore(state)
-    if sess is None:
-        return state
-    parts = [v for v in state.values() if type(v) is list or type(v) is dict]  # type: ignore[union-attr]
-    return sess if len(set(map(id, parts))) == len(parts) else state
 
 
 def _stored_state(blob: object) -> object:

@@ -119,6 +119,10 @@ class Session:
             s.fired = state["f"]
             s.queue = state["q"]
             if len(state) > 9:  # optional parts present
+                # Parts are distinct objects in every state the core writes; marshal would
+                # keep what a tampered store shares, and a part emptied (so left out of the
+                # next state) would then stay shared in a session the guest keeps.
+                parts = {id(s.samples), id(s.hover), id(s.fired), id(s.queue)}
                 for key, value in state.items():
                     part = _BY_KEY.get(key)
                     if part is None:
@@ -127,6 +131,10 @@ class Session:
                     if type(value) is not factory and not (factory is float and
                                                            type(value) is int):
                         return None
+                    if factory is list or factory is dict:
+                        if id(value) in parts:
+                            return None
+                        parts.add(id(value))
                     setattr(s, name, value)
         except (KeyError, TypeError):
             return None
