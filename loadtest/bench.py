@@ -3,16 +3,11 @@
 The case: a pack of 30 triggers (a realistic mix of pages, signals and event triggers) and a
 20-event batch on a session that already has history. Both paths get the same envelope
 text; the component path is the host's own Instance (epoch deadline armed per call).
-
-The `kept` rows are one long visit instead: each request carries the state the same
-instance wrote for the one before, as the host's store passes it back, so the guest decides
-on the session it kept (edge_module/core/session_cache.py) rather than reading the state.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import marshal
 import platform
@@ -21,11 +16,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import decide_json, decide_packed, load_snapshot, pack, unpack
-from edge_module.core.session_cache import SessionCache
 from edge_module.replay_client import T0
 
 SIGNALS = [
@@ -96,40 +89,6 @@ def envelope_for(snapshot: str) -> str:
     return '{"now_ms":null,"state":%s,"request":%s}' % (state, json.dumps(req))
 
 
-VISIT = 1000  # requests of the `kept` rows' visit, replayed in a cycle
-
-
-def visit_requests(count: int) -> list[dict]:
-    """`count` further requests of the bench's visit: a 20-event batch each second."""
-    return [{"session_id": "bench", "now_ms": T0 + 2500 + 1000 * k,
-             "context": {"url": "/pricing"}, "events": batch(1500 + 1000 * k)}
-            for k in range(1, count + 1)]
-
-
-def recorded_visit(decide: Callable[[str], str], snapshot: str, count: int) -> list[str]:
-    """The visit's packed envelopes, each carrying the state that `decide` (one instance,
-    or the native core with its own kept sessions) wrote for the one before. Replayed in
-    order by the same decider, every request but the first finds its session kept: checked
-    here, as a replay's answers must be the recorded ones byte for byte."""
-    doc = json.loads(envelope_for(snapshot))
-    state: bytes | None = marshal.dumps(doc["state"], 4)
-    envelopes, answers = [], []
-    for request in visit_requests(count):
-        envelopes.append(pack((None, state, request)))
-        answers.append(decide(envelopes[-1]))
-        state = unpack(answers[-1])[1]  # type: ignore[index]
-    for envelope, answer in zip(envelopes[:2], answers[:2]):
-        if decide(envelope) != answer:
-            raise SystemExit("a replay of the visit did not repeat its answers: no kept "
-                             "session would be found")
-    return envelopes
-
-
-def _replay(decide: Callable[[str], object], envelopes: list[str]) -> Callable[[], object]:
-    ring = itertools.cycle(envelopes)
-    return lambda: decide(next(ring))
-
-
 def measure(cases: dict[str, Callable[[], object]], iterations: int) -> dict[str, list[float]]:
     """Latency samples (us) per case, in alternating blocks of 250 calls: each block runs
     warm, and machine noise (a shared VM) spreads over every case alike."""
@@ -198,25 +157,18 @@ def main() -> None:
         doc = json.loads(env)
         packed = pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
         result = inst.decide_packed(packed, 1000)
-        assert result.ok and _values(result.text) == _values(decide_packed(snap, packed))
+        assert result.ok and unpack(result.text) == unpack(decide_packed(snap, packed))
         state_bytes[count] = len(native_out.partition("\n")[2])
         cases[f"{count}|native   JSON"] = partial(decide_json, snap, env)
         cases[f"{count}|native   packed"] = partial(decide_packed, snap, packed)
         cases[f"{count}|wasm     JSON"] = partial(inst.decide_json, env, 1000)
         cases[f"{count}|wasm     packed"] = partial(inst.decide_packed, packed, 1000)
-        native_kept = partial(decide_packed, snap, sessions=SessionCache())
-        cases[f"{count}|native   kept"] = _replay(native_kept,
-                                                 recorded_visit(native_kept, text, VISIT))
-        kept = Instance(engine, linker, component, memory_limit=64 << 20)
-        cases[f"{count}|wasm     kept"] = _kept_case(kept, text)
         if base is not None:
             other = Instance(engine, linker, base, memory_limit=64 << 20)
             assert other.load_snapshot(text, 5000).ok
             result = other.decide_packed(packed, 1000)
             assert result.ok and unpack(result.text)[0] == unpack(decide_packed(snap, packed))[0]
             cases[f"{count}|base     packed"] = partial(other.decide_packed, packed, 1000)
-            cases[f"{count}|base     kept"] = _kept_case(
-                Instance(engine, linker, base, memory_limit=64 << 20), text)
     samples = measure(cases, args.iterations)  # every case in one run: ratios are fair
     print(f"{'case':<34}{'p50 us':>10}{'p99 us':>10}{'mean us':>10}")
     p50: dict[str, float] = {}
@@ -235,32 +187,12 @@ def main() -> None:
               f"{p50[f'{count}|wasm     packed'] / p50[f'{count}|native   packed']:.2f}x")
         if base is not None:
             print(f"  component p50 (packed) against {args.compare}: "
-                  f"{p50[f'{count}|wasm     packed'] / p50[f'{count}|base     packed']:.2f}x; "
-                  f"kept {p50[f'{count}|wasm     kept'] / p50[f'{count}|base     kept']:.2f}x")
+                  f"{p50[f'{count}|wasm     packed'] / p50[f'{count}|base     packed']:.2f}x")
     if len(args.triggers) > 1:
         small, large = min(args.triggers), max(args.triggers)
         print(f"  component p50 (packed), {large} vs {small} triggers: "
               f"{p50[f'{large}|wasm     packed'] / p50[f'{small}|wasm     packed']:.2f}x")
     ticker.stop()
-
-
-def _values(answer: str) -> tuple[object, object]:
-    """A packed answer's values (marshal bytes of equal values may differ)."""
-    response, state = unpack(answer)  # type: ignore[misc]
-    return response, marshal.loads(state)
-
-
-def _kept_case(inst: Any, snapshot: str) -> Callable[[], object]:
-    """The `kept` case on its own instance: the visit recorded by it, replayed."""
-    assert inst.load_snapshot(snapshot, 5000).ok
-
-    def decide(envelope: str) -> str:
-        result = inst.decide_packed(envelope, 1000)
-        assert result.ok, result.text
-        return str(result.text)
-
-    return _replay(partial(inst.decide_packed, deadline_ms=1000),
-                   recorded_visit(decide, snapshot, VISIT))
 
 
 def _cpus() -> int:

@@ -5,9 +5,7 @@ only instruction counts) twice, making 0 and N decisions of `loadtest.bench`'s c
 the same set-up; the difference over N is the cost of one decision, the host's call
 included for the component (everything but the epoch ticker, which is not started: its
 thread would add wake-ups). `PYTHONHASHSEED=0` keeps dict layouts, and so the counts,
-the same from run to run. The `kept` rows count `loadtest.bench`'s long visit instead, each
-request carrying the state the same decider wrote for the one before (the guest's kept
-sessions, edge_module/core/session_cache.py); recording that visit is part of the set-up.
+the same from run to run.
 
 Valgrind's emulated CPU offers the JIT fewer features than the real one, so the component
 is compiled under valgrind once (minutes; cached in `<build>/cache-valgrind`, keyed like
@@ -27,8 +25,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 CHILD = "--child"
@@ -46,20 +42,17 @@ def _case(triggers: int) -> tuple[str, str]:
     return text, pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
 
 
-def child(mode: str, decisions: int, triggers: int, build: Path | None, visit: int) -> None:
-    """Set up one case (native, or the component of `build`; `-kept`: a visit of `visit`
-    requests recorded, then replayed) and make `decisions` calls."""
-    from loadtest.bench import recorded_visit
-
+def child(mode: str, decisions: int, triggers: int, build: Path | None) -> None:
+    """Set up one case (native, or the component of `build`) and make `decisions` calls."""
     text, packed = _case(triggers)
-    decide: Callable[[str], object]
-    if mode.startswith("native"):
+    if mode == "native":
         from edge_module.core import decide_packed, load_snapshot
-        from edge_module.core.session_cache import SessionCache
 
         snap = load_snapshot(text)
         decide_packed(snap, packed)  # warm: the plan compiles its bucket on a first decision
-        decide = partial(decide_packed, snap, sessions=SessionCache() if "kept" in mode else None)
+
+        def call() -> object:
+            return decide_packed(snap, packed)
     else:
         from wasmtime import component as wcomponent
 
@@ -77,22 +70,17 @@ def child(mode: str, decisions: int, triggers: int, build: Path | None, visit: i
         if not inst.decide_packed(packed, 10 ** 9).ok:  # warm, as natively
             raise SystemExit("the component refused the bench envelope")
 
-        def decide(envelope: str) -> object:
-            result = inst.decide_packed(envelope, 10 ** 9)
-            if not result.ok:
-                raise SystemExit(f"the component refused a bench envelope: {result.text}")
-            return result.text
-    envelopes = recorded_visit(decide, text, visit) if mode.endswith("-kept") else [packed]
-    for i in range(decisions):
-        decide(envelopes[i % len(envelopes)])
+        def call() -> object:
+            return inst.decide_packed(packed, 10 ** 9)
+    for _ in range(decisions):
+        call()
 
 
-def count(mode: str, decisions: int, triggers: int, build: Path | None, visit: int = 0) -> int:
-    """Instructions executed by a child process making `decisions` decisions (`-kept`
-    modes: of a visit of `visit` requests, recorded first)."""
+def count(mode: str, decisions: int, triggers: int, build: Path | None) -> int:
+    """Instructions executed by a child process making `decisions` decisions."""
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
            sys.executable, "-m", "loadtest.bench_instructions", CHILD, mode, str(decisions),
-           str(triggers), str(build or ""), str(visit)]
+           str(triggers), str(build or "")]
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     found = REFS.search(done.stderr)
@@ -112,7 +100,7 @@ def compile_once(build: Path) -> None:
         return
     print(f"  compiling {wasm} under valgrind once (a minute or two)", flush=True)
     cmd = ["valgrind", "--tool=none", "-q", sys.executable, "-m", "loadtest.bench_instructions",
-           CHILD, "component", "0", "1", str(build), "0"]
+           CHILD, "component", "0", "1", str(build)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"valgrind compile failed:\n{done.stderr.strip()[-2000:]}")
@@ -121,15 +109,13 @@ def compile_once(build: Path) -> None:
 def per_decision(mode: str, decisions: int, triggers: int, build: Path | None) -> float:
     if build is not None:
         compile_once(build)
-    # a kept visit as long as the count: every request but the first finds its session
-    return (count(mode, decisions, triggers, build, decisions)
-            - count(mode, 0, triggers, build, decisions)) / decisions
+    return (count(mode, decisions, triggers, build) - count(mode, 0, triggers, build)) / decisions
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == CHILD:
-        mode, decisions, triggers, build, visit = sys.argv[2:7]
-        child(mode, int(decisions), int(triggers), Path(build) if build else None, int(visit))
+        mode, decisions, triggers, build = sys.argv[2:6]
+        child(mode, int(decisions), int(triggers), Path(build) if build else None)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decisions", type=int, default=300)
@@ -151,20 +137,17 @@ def main() -> None:
     rows = [("native", "native", None), ("wasm", "component", args.build)]
     if args.compare is not None:
         rows.append(("base", "component", args.compare))
-    rows += [(f"{label} kept", f"{mode}-kept", build) for label, mode, build in rows]
     print(f"instructions per decision ({args.triggers} triggers, 20-event batch; valgrind "
           f"cachegrind, {args.decisions} decisions less 0)")
     counted: dict[str, float] = {}
     for label, mode, build in rows:
         started = time.monotonic()
         counted[label] = per_decision(mode, args.decisions, args.triggers, build)
-        name, _, kept = label.partition(" ")
-        print(f"{name:<9}{kept or 'packed':<7}{counted[label]:>12,.0f}   "
+        print(f"{label:<9}packed {counted[label]:>12,.0f}   "
               f"({time.monotonic() - started:.0f} s under valgrind)")
     print(f"  component / native: {counted['wasm'] / counted['native']:.2f}x")
     if "base" in counted:
-        print(f"  component against {args.compare}: {counted['wasm'] / counted['base']:.2f}x; "
-              f"kept {counted['wasm kept'] / counted['base kept']:.2f}x")
+        print(f"  component against {args.compare}: {counted['wasm'] / counted['base']:.2f}x")
 
 
 if __name__ == "__main__":

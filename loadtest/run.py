@@ -162,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
             "busy_503": after.get("busy", 0) - before_health.get("busy", 0),
             "errors_500": after.get("errors", 0) - before_health.get("errors", 0),
             "instances": after.get("instances"), "traps": after.get("traps"),
-            # decisions on the instance that decided the session before (its kept session)
-            "returning": after.get("returning", 0) - before_health.get("returning", 0),
         }
         summary["machine"] = machine()
         summary["other_cpu_pct"] = round(100 * max(0.0, others) / elapsed, 1)
@@ -317,8 +315,7 @@ def _wrk_phase(args: argparse.Namespace, name: str, url: str, server_pids: tuple
                    "decisions": after.get("decisions", 0) - before.get("decisions", 0),
                    "busy_503": after.get("busy", 0) - before.get("busy", 0),
                    "errors_500": after.get("errors", 0) - before.get("errors", 0),
-                   "instances": after.get("instances"), "traps": after.get("traps"),
-                   "returning": after.get("returning", 0) - before.get("returning", 0)},
+                   "instances": after.get("instances"), "traps": after.get("traps")},
         "machine": machine(),
         "other_cpu_pct": round(100 * max(0.0, others) / elapsed, 1),
         "command": " ".join(["./build.sh loadtest", *map(shlex.quote, sys.argv[1:])]),
@@ -361,7 +358,7 @@ def _host_health(url: str) -> dict[str, Any]:
         print(f"warning: only {len(seen)} of {_workers()} workers answered /healthz; the "
               "edge's counters in the summary are theirs alone", file=sys.stderr)
     total: dict[str, Any] = {"workers_seen": len(seen)}
-    for key in ("decisions", "busy", "errors", "pending", "instances", "traps", "returning"):
+    for key in ("decisions", "busy", "errors", "pending", "instances", "traps"):
         total[key] = sum(int(d.get(key) or 0) for d in seen.values())
     return total
 

@@ -15,8 +15,6 @@ import marshal
 
 from .engine import decide
 from .errors import DecisionError, NotReady
-from .session import Session
-from .session_cache import SessionCache
 from .snapshot import Snapshot
 from .snapshot_loader import load_snapshot
 
@@ -57,12 +55,9 @@ def unpack(text: str) -> object:
     return marshal.loads(text.encode("latin-1"))
 
 
-def decide_packed(snap: Snapshot | None, envelope: str,
-                  sessions: SessionCache | None = None) -> str:
+def decide_packed(snap: Snapshot | None, envelope: str) -> str:
     """`decide_json` for a Python host: (now_ms, state bytes, request[, report]) in,
-    (response, state bytes) out, all marshalled: the guest then spends no time on JSON.
-    With `sessions` (the guest's), a session this instance decided last is used as it was
-    kept when the state sent is the one it wrote (session_cache.py)."""
+    (response, state bytes) out, all marshalled: the guest then spends no time on JSON."""
     if snap is None:
         raise NotReady("no_snapshot", "no snapshot is loaded yet", None)
     try:
@@ -74,26 +69,12 @@ def decide_packed(snap: Snapshot | None, envelope: str,
         raise DecisionError("invalid_envelope", "packed envelope is not (now_ms, state, "
                             "request[, report]) in marshal format", "") from None
     report = len(items) == 4 and items[3] is True
-    sid = request.get("session_id") if sessions is not None and type(request) is dict else None
-    kept: list[Session] | None = None
-    if type(sid) is str:  # the session this instance kept, if the state sent is its own
-        state = sessions.take(sid, state_blob)  # type: ignore[union-attr]
-        if state is None:
-            state = _stored_state(state_blob)
-        kept, read_state = [], None
-    else:
-        state, read_state = state_blob, _stored_state
     result = None
     if snap.plan is not None and not report:
-        result = snap.plan.decide(request, state, now_ms, read_state, kept)
-        if result is None and read_state is None:  # the plan may have changed the session
-            state, kept = _stored_state(state_blob), []
+        result = snap.plan.decide(request, state_blob, now_ms, _stored_state)
     if result is None:  # on a state of its own: the plan may have changed the other
-        result = decide(snap, request, state if read_state is None else read_state(state_blob),
-                        now_ms, report, kept)
+        result = decide(snap, request, _stored_state(state_blob), now_ms, report)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
-    if kept:
-        sessions.keep(sid, state_out, kept[-1])  # type: ignore[union-attr, arg-type]
     return pack((result, state_out))
 
 

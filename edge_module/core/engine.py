@@ -93,12 +93,11 @@ def _fire_or_queue(dec: Decision, sess: Session, trig: Trigger, t: int) -> None:
 
 
 def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
-           report: bool = False, kept: list[Session] | None = None) -> dict[str, Any]:
+           report: bool = False) -> dict[str, Any]:
     """One decision. Returns the response fields and the session's new `state`, and
     `report` (what it saw, for the decision log) when the snapshot or `report` asks.
 
-    `state` is consumed: pass the state a previous decision returned (or None), or the
-    `Session` that wrote it. `kept` gets the session, for the guest to keep.
+    `state` is consumed: pass the state a previous decision returned (or None).
     """
     if type(request) is not dict:
         raise refuse("invalid_request", "the request body must be a JSON object", "")
@@ -162,7 +161,7 @@ def decide(snap: Snapshot, request: Any, state: Any, host_now_ms: Any = None,
     if sess.sequences:
         _observe_steps(snap, sess, ctx, now)
         _sequence_steps(snap, sess, ctx, dec, now)
-    return respond(snap, sess, ctx, scope, dec, now, _next_check, seen, reporting, kept)
+    return respond(snap, sess, ctx, scope, dec, now, _next_check, seen, reporting)
 
 
 def fire_state_triggers(triggers: tuple[Trigger, ...], dec: Decision, sess: Session, ctx: Ctx,
@@ -185,7 +184,7 @@ NextCheck = Callable[[Snapshot, Session, Ctx, PageScope, Decision, int], "int | 
 
 def respond(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Decision, now: int,
             next_check: NextCheck, seen: dict[str, Any] | None = None,
-            reporting: bool = False, kept: list[Session] | None = None) -> dict[str, Any]:
+            reporting: bool = False) -> dict[str, Any]:
     """What fired, delivered (`take`), then the response and the session's new state: the
     end of every decision (a decision plan's too, with its own `next_check`)."""
     actions = dec.take(snap, sess, ctx, now)
@@ -215,8 +214,6 @@ def respond(snap: Snapshot, sess: Session, ctx: Ctx, scope: PageScope, dec: Deci
                else DEFAULT_VELOCITY_WINDOW_MS)
     sess.fit(MAX_SESSION_BYTES)  # a session's state stays within its byte budget
     response["state"] = sess.to_state(snap.by_id)
-    if kept is not None:
-        kept.append(sess)
     return response
 
 

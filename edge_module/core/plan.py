@@ -114,19 +114,17 @@ class Plan:
         return runs
 
     def decide(self, request: Any, state: Any, host_now_ms: Any,
-               read_state: Callable[[Any], Any] | None = None,
-               kept: list[Session] | None = None) -> dict[str, Any] | None:
+               read_state: Callable[[Any], Any] | None = None) -> dict[str, Any] | None:
         """`engine.decide` for a covered request (state consumed), else None. With
         `read_state`, `state` is what it reads the state from, once the request's own
         fields have passed (a refused request costs no state)."""
         try:
-            return self._decide(request, state, host_now_ms, read_state, kept)
+            return self._decide(request, state, host_now_ms, read_state)
         except Exception:  # noqa: BLE001 - the generic engine answers, errors included
             return None
 
     def _decide(self, request: Any, state: Any, host_now_ms: Any,
-                read_state: Callable[[Any], Any] | None,
-                kept: list[Session] | None) -> dict[str, Any] | None:
+                read_state: Callable[[Any], Any] | None) -> dict[str, Any] | None:
         snap = self.snap
         if type(request) is not dict:
             return None
@@ -267,7 +265,7 @@ class Plan:
         if sess.sequences:
             _observe_steps(snap, sess, ctx, now)
             _sequence_steps(snap, sess, ctx, dec, now)
-        return respond(snap, sess, ctx, scope, dec, now, next_check, kept=kept)
+        return respond(snap, sess, ctx, scope, dec, now, next_check)
 
 
 def compile_plan(snap: Snapshot) -> Plan | None:

@@ -96,18 +96,9 @@ class Session:
 
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
-        """Rebuild from a stored state; anything unreadable starts a fresh session. A
-        `Session` passed as the state (one the guest kept, session_cache.py) is used as is."""
-        if type(state) is cls:
-            return state
-        restored = cls.restore(state)
-        return restored if restored is not None else cls(now_ms)
-
-    @classmethod
-    def restore(cls, state: Any) -> Session | None:
-        """The session a stored state describes, or None if it is not one of ours."""
+        """Rebuild from a stored state; anything unreadable starts a fresh session."""
         if type(state) is not dict or state.get("v") != STATE_VERSION:
-            return None
+            return cls(now_ms)
         # The state is the core's own output, kept by the host: check its shape cheaply.
         try:
             s = cls(state["t0"])
@@ -119,10 +110,6 @@ class Session:
             s.fired = state["f"]
             s.queue = state["q"]
             if len(state) > 9:  # optional parts present
-                # Parts are distinct objects in every state the core writes; marshal would
-                # keep what a tampered store shares, and a part emptied (so left out of the
-                # next state) would then stay shared in a session the guest keeps.
-                parts = {id(s.samples), id(s.hover), id(s.fired), id(s.queue)}
                 for key, value in state.items():
                     part = _BY_KEY.get(key)
                     if part is None:
@@ -130,24 +117,18 @@ class Session:
                     name, factory = part
                     if type(value) is not factory and not (factory is float and
                                                            type(value) is int):
-                        return None
-                    if factory is list or factory is dict:
-                        if id(value) in parts:
-                            return None
-                        parts.add(id(value))
+                        return cls(now_ms)
                     setattr(s, name, value)
         except (KeyError, TypeError):
-            return None
+            return cls(now_ms)
         if not (type(s.samples) is list and type(s.hover) is dict and type(s.fired) is dict
                 and type(s.queue) is list and type(s.pv) is int and type(s.start_ms) is int
                 and type(s.depth) in (float, int) and (s.url is None or type(s.url) is str)):
-            return None
+            return cls(now_ms)
         return s
 
     def to_state(self, keep: dict[str, Any]) -> dict[str, Any]:
-        """The JSON-ready state; fire records of triggers not in `keep` are dropped. What
-        the state leaves out is dropped here too (reset to its empty value), so this session
-        is now exactly the one `restore` rebuilds from the state: the guest may keep it."""
+        """The JSON-ready state; fire records of triggers not in `keep` are dropped."""
         state: dict[str, Any] = {
             "v": STATE_VERSION,
             "t0": self.start_ms,
@@ -156,14 +137,12 @@ class Session:
             "d": self.depth,
             "sc": self.samples,
             "hv": self.hover,
-            "f": {k: r for k, r in self.fired.items() if k in keep} if self.fired else {},
+            "f": {k: r for k, r in self.fired.items() if k in keep},
             "q": self.queue,
         }
         # the optional parts, each only when it holds something (see _OPTIONAL)
         if self.pos:
             state["dp"] = self.pos
-        else:
-            self.pos = 0.0  # an integer 0, or -0.0, comes back as 0.0
         if self.pages:
             state["pg"] = self.pages
         if self.scrolled:
@@ -172,8 +151,6 @@ class Session:
             state["mp"] = self.mouse_at
             if self.mouse:
                 state["ms"] = self.mouse
-        elif self.mouse:
-            self.mouse = []
         if self.tracked:
             state["ev"] = self.tracked
         if self.fields:
@@ -188,16 +165,12 @@ class Session:
             state["cx"] = self.context
         if self.dismissed >= 0:
             state["dm"] = self.dismissed
-        else:
-            self.dismissed = -1
         if self.visit:
             state["rv"] = self.visit
         if self.delivered_total:
             state["fn"] = self.delivered_total
             if self.delivered:
                 state["fd"] = self.delivered
-        elif self.delivered:
-            self.delivered = []
         if self.channel_spent:
             state["fc"] = self.channel_spent
         if self.focused or self.focus_input or self.last_input or self.input_submit:
@@ -205,7 +178,6 @@ class Session:
                                ("li", self.last_input), ("is", self.input_submit)):
                 if value:
                     state[key] = value
-        self.fired = state["f"]
         return state
 
     # -- observations ---------------------------------------------------------------

@@ -366,8 +366,8 @@ class EdgeApp:
             envelope = pack((now_ms, state, request))
             called = time.perf_counter_ns()
             try:
-                result = (self.pool.decide_packed(envelope, session_id) if wait
-                          else self.pool.decide_packed_now(envelope, session_id))
+                result = (self.pool.decide_packed(envelope) if wait
+                          else self.pool.decide_packed_now(envelope))
             except GuestTrap as trap:
                 self.counters.add("aborted")
                 log.warning("decision for a session stopped: %s", trap)
@@ -524,9 +524,6 @@ class EdgeApp:
             "from_cache": sync.get("from_cache", False),
             "instances": self.pool.size,
             "traps": self.pool.traps,
-            # decisions on the instance that decided the session's previous request, where
-            # the guest may have kept the session (edge_module/core/session_cache.py)
-            "returning": self.pool.returning,
             # counted for this host's own stores; Redis would need a scan per report
             "sessions": self._session_count(),
             "sdk": self.sdk.status(),

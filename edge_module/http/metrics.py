@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import queue
 import shutil
 import struct
 import threading
@@ -119,8 +120,6 @@ class EdgeMetrics:
                                 "refusals)", ["reason"])
         self.errors = counter("edge_errors", "Requests answered 500 (a bug)")
         self.traps = counter("edge_traps", "Component instances replaced after a trap")
-        self.returning = counter("edge_returning_sessions", "Decisions on the instance that "
-                                 "decided the session's previous request (its kept session)")
         self.sync_errors = counter("edge_sync_errors", "Snapshot polls that failed")
         self.records = counter("edge_telemetry_records", "Telemetry records by state: taken "
                                "(logged), spooled (written to disk), shipped (answered for "
@@ -202,7 +201,6 @@ class EdgeMetrics:
                 self._carry(self.rejected, status[name], reason)
             self._carry(self.errors, status["errors"])
             self._carry(self.traps, status["traps"])
-            self._carry(self.returning, status["returning"])
             self._carry(self.sync_errors, getattr(app.sync, "errors", 0))
             for reason, n in (status["session_store"] or {}).items():
                 if n is not None:
@@ -443,12 +441,13 @@ class MeteredPool(InstancePool):
         super().__init__(*args, **kwargs)
         self.observe_wait: Callable[[float], object] = lambda _seconds: None
 
-    def _acquire(self, session_id: str | None = None) -> Instance:
-        inst = self._take_now(session_id)
-        if inst is not None:
-            return inst
+    def _acquire(self) -> Instance:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
         started = time.perf_counter()
         try:
-            return super()._acquire(session_id)
+            return super()._acquire()
         finally:
             self.observe_wait(time.perf_counter() - started)

@@ -6,24 +6,18 @@ guest refuses never becomes current); the others load it on their next checkout,
 decision uses exactly one revision. Which snapshot an instance holds is tracked by content
 hash, not by revision label: two snapshots with one label (a store started afresh) are two
 snapshots. An instance that traps is replaced by a fresh one.
-
-A session goes back to the instance that decided for it last when that one is free: the
-guest keeps the sessions it decided (edge_module/core/session_cache.py) and skips reading
-the state of one it finds again. Otherwise the instance freed last is taken (warm caches).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import queue
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .component import GuestResult, GuestTrap, Instance
-
-MAX_REMEMBERED_SESSIONS = 16_384  # session id -> the instance that served it last
 
 
 class PoolBusy(Exception):
@@ -51,9 +45,7 @@ class InstancePool:
                  decide_deadline_ms: int = 50, load_deadline_ms: int = 5000,
                  acquire_timeout_s: float = 1.0) -> None:
         self._factory = factory
-        self._free: list[Instance] = []  # the last one freed at the end
-        self._freed = threading.Condition()
-        self._served: dict[str, Instance] = {}  # oldest first
+        self._free: queue.LifoQueue[Instance] = queue.LifoQueue()
         self._size = size
         self._current: LoadedSnapshot | None = None
         self._holds: dict[Instance, str] = {}  # instance -> sha256 of the snapshot it loaded
@@ -63,9 +55,8 @@ class InstancePool:
         self.load_deadline_ms = load_deadline_ms
         self.acquire_timeout_s = acquire_timeout_s
         self.traps = 0  # instances replaced after a trap
-        self.returning = 0  # decisions on the instance that served the session last
         for _ in range(size):
-            self._free.append(factory())
+            self._free.put(factory())
 
     @property
     def size(self) -> int:
@@ -87,81 +78,48 @@ class InstancePool:
                 raise SnapshotRejected(f"loading trapped the guest: {trap}",
                                        trapped=True) from None
             finally:
-                self._release(inst, None)
+                self._free.put(inst)
             if not result.ok:
                 raise SnapshotRejected(_error_message(result.text))
             self._holds[inst] = sha
             self._current = LoadedSnapshot(result.text, text, sha)
             return result.text
 
-    def decide_packed(self, envelope: str, session_id: str | None = None) -> GuestResult:
-        """Run one decision (packed envelope) on a free instance, the one that served
-        `session_id` last if it is free; GuestTrap if the guest had to be stopped."""
-        return self._decide_on(self._acquire(session_id), envelope, session_id)
+    def decide_packed(self, envelope: str) -> GuestResult:
+        """Run one decision (packed envelope) on a free instance; GuestTrap if the guest
+        had to be stopped."""
+        return self._decide_on(self._acquire(), envelope)
 
-    def decide_packed_now(self, envelope: str, session_id: str | None = None) -> GuestResult:
+    def decide_packed_now(self, envelope: str) -> GuestResult:
         """`decide_packed` on an instance that is free now; PoolBusy instead of waiting (for a
         caller that must never block, the granian server's event loop)."""
-        inst = self._take_now(session_id)
-        if inst is None:
-            raise PoolBusy(f"all {self._size} instances busy")
-        return self._decide_on(inst, envelope, session_id)
+        try:
+            inst = self._free.get_nowait()
+        except queue.Empty:
+            raise PoolBusy(f"all {self._size} instances busy") from None
+        return self._decide_on(inst, envelope)
 
     def idle(self) -> int:
         """Instances free right now."""
-        return len(self._free)
+        return self._free.qsize()
 
-    def _decide_on(self, inst: Instance, envelope: str, session_id: str | None) -> GuestResult:
+    def _decide_on(self, inst: Instance, envelope: str) -> GuestResult:
         try:
             current = self._current
             if current is not None and self._holds.get(inst) != current.sha256:
                 self._load(inst, current)
-            result = inst.decide_packed(envelope, self.decide_deadline_ms)
-            if not result.ok:  # nothing kept (and the id may be one the guest refuses)
-                session_id = None
-            return result
+            return inst.decide_packed(envelope, self.decide_deadline_ms)
         except GuestTrap:
             inst = self._replace(inst)
-            session_id = None  # the fresh instance keeps no session
             raise
         finally:
-            self._release(inst, session_id)
+            self._free.put(inst)
 
-    def _take_now(self, session_id: str | None = None) -> Instance | None:
-        """A free instance (the one that served `session_id` last if free), or None."""
-        with self._freed:
-            free = self._free
-            if not free:
-                return None
-            served = self._served.get(session_id) if session_id is not None else None
-            if served is not None:
-                for i in range(len(free) - 1, -1, -1):
-                    if free[i] is served:
-                        self.returning += 1
-                        return free.pop(i)
-            return free.pop()
-
-    def _acquire(self, session_id: str | None = None) -> Instance:
-        inst = self._take_now(session_id)
-        deadline = time.monotonic() + self.acquire_timeout_s
-        while inst is None:
-            with self._freed:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._freed.wait_for(lambda: self._free, left):
-                    raise PoolBusy(f"all {self._size} instances busy")
-            inst = self._take_now(session_id)  # another waiter may have been quicker
-        return inst
-
-    def _release(self, inst: Instance, session_id: str | None) -> None:
-        with self._freed:
-            self._free.append(inst)
-            if session_id is not None:
-                served = self._served
-                served.pop(session_id, None)
-                served[session_id] = inst
-                if len(served) > MAX_REMEMBERED_SESSIONS:
-                    del served[next(iter(served))]
-            self._freed.notify()
+    def _acquire(self) -> Instance:
+        try:
+            return self._free.get(timeout=self.acquire_timeout_s)
+        except queue.Empty:
+            raise PoolBusy(f"all {self._size} instances busy") from None
 
     def _load(self, inst: Instance, snapshot: LoadedSnapshot) -> None:
         if inst.load_snapshot(snapshot.text, self.load_deadline_ms).ok:
@@ -172,8 +130,6 @@ class InstancePool:
         with self._stats_lock:
             self.traps += 1
         self._holds.pop(broken, None)
-        with self._freed:  # its sessions went with it
-            self._served = {sid: i for sid, i in self._served.items() if i is not broken}
         del broken
         fresh = self._factory()
         current = self._current

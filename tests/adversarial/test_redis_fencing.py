@@ -101,8 +101,8 @@ def test_the_edge_answers_503_and_keeps_the_newer_state_when_its_lease_is_lost(
             pool = edge.host.app.pool
             real_decide = pool.decide_packed
 
-            def decide_past_the_lease(envelope: Any, session_id: Any = None) -> Any:
-                result = real_decide(envelope, session_id)
+            def decide_past_the_lease(envelope: Any) -> Any:
+                result = real_decide(envelope)
                 # while this decision ran, its lease lapsed and another host went ahead
                 admin.delete(LOCK_KEY + b"fenced")
                 with other.lock("fenced"):

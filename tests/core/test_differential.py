@@ -116,32 +116,3 @@ def test_native_and_component_agree_on_the_whole_language(new_instance, batches,
         assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == expected
         if got.ok:
             state = marshal.dumps(expected[1][1], 4)
-
-
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(batches=st.lists(st.tuples(st.lists(pack_events, max_size=20), st.integers(0, 90_000)),
-                        min_size=2, max_size=6),
-       context=contexts, url=st.sampled_from(URLS), report=st.booleans())
-def test_a_session_the_guest_kept_decides_as_the_native_core_reads_it(new_instance, batches,
-                                                                      context, url, report):
-    """The host passes back the guest's own bytes, as its store does, so the guest uses the
-    session it kept (session_cache.py); the native core reads the state from bytes."""
-    snapshot = _language_snapshot()
-    snap = load_snapshot(snapshot)
-    inst = new_instance()
-    assert inst.load_snapshot(snapshot, 5000).ok
-    native_state = guest_state = None
-    for evs, now in batches:
-        request = {"session_id": "kept", "now_ms": T0 + now,
-                   "context": {**context, "url": url}, "events": evs}
-        try:
-            response, native_state_next = unpack(decide_packed(
-                snap, pack((None, native_state, request, report))))
-            expected = (True, (response, marshal.loads(native_state_next)))
-        except Exception as exc:  # noqa: BLE001 - errors must agree too
-            expected = (False, json.loads(error_json(exc)))
-        got = inst.decide_packed(pack((None, guest_state, request, report)), 1000)
-        assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == expected
-        if got.ok:
-            native_state, guest_state = native_state_next, unpack(got.text)[1]

@@ -216,9 +216,9 @@ def test_beyond_the_pending_bound_requests_get_503_with_retry_after(tmp_path):
         pool, release = edge.host.app.pool, threading.Event()
         real_decide = pool.decide_packed
 
-        def held(envelope: str, session_id: str | None = None) -> object:
+        def held(envelope: str) -> object:
             release.wait(30)
-            return real_decide(envelope, session_id)
+            return real_decide(envelope)
 
         pool.decide_packed = held
         slow = threading.Thread(target=edge.decide, args=(poison("slow"),))

@@ -419,15 +419,3 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def test_a_session_that_comes_back_to_its_instance_is_counted(tmp_path):
-    publish_rules(tmp_path / "store")
-    with running_edge(tmp_path / "store", metrics_token=TOKEN) as edge:
-        for session in ("back", "once", "back", "back"):
-            status, _, _ = edge.decide({"session_id": session, "now_ms": T0, "events": [],
-                                       "context": {"url": "/"}})
-            assert status == 200
-        got = scrape(edge.url + "/metrics")
-        # one by one, every instance is free: each return finds the one it used last
-        assert value(got, "edge_returning_sessions_total") == 2
