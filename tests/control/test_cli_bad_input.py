@@ -214,11 +214,17 @@ def test_bench_refuses_what_it_cannot_measure(tmp_path, args):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
-@pytest.mark.parametrize("args", [["--decisions", "0"], ["--triggers", "0"],
-                                  ["--build", "{tmp}"], ["--compare", "{tmp}"]])
-def test_instruction_count_refuses_what_it_cannot_measure(tmp_path, args):
+@pytest.mark.parametrize("module, args", [
+    ("loadtest.bench_instructions", ["--decisions", "0"]),
+    ("loadtest.bench_instructions", ["--triggers", "0"]),
+    ("loadtest.bench_instructions", ["--build", "{tmp}"]),
+    ("loadtest.bench_instructions", ["--compare", "{tmp}"]),
+    ("loadtest.guest_profile", ["--decisions", "0"]),
+    ("loadtest.guest_profile", ["--top", "-1"]),
+    ("loadtest.guest_profile", ["--build", "{tmp}"])])
+def test_instruction_count_refuses_what_it_cannot_measure(tmp_path, module, args):
     args = [a.format(tmp=tmp_path) for a in args]
-    done = subprocess.run([sys.executable, "-m", "loadtest.bench_instructions", *args],
+    done = subprocess.run([sys.executable, "-m", module, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
