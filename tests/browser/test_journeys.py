@@ -29,7 +29,10 @@ def sent_events(v: Any) -> list[dict[str, Any]]:
 
 
 def page_views(v: Any, path: str) -> list[int]:
-    return [e["ts_ms"] for e in sent_events(v) if e["type"] == "page_view" and e["url"] == path]
+    """The page views of `path` the SDK sent, once each: a batch the edge refused for now
+    (429, 5xx) or the network lost is sent again, the same events with the same stamps."""
+    stamps = [e["ts_ms"] for e in sent_events(v) if e["type"] == "page_view" and e["url"] == path]
+    return list(dict.fromkeys(stamps))
 
 
 def scroll_to_bottom(page: Any) -> None:
