@@ -64,42 +64,52 @@ class CodeMap:
 
     @classmethod
     def read(cls, path: Path) -> CodeMap:
-        entries = []
+        """Wasmtime writes most functions twice, with their own name and as
+        `wasm[8]::function[4035]::NAME`: one entry per range, NAME kept. Ranges never
+        overlap otherwise; if they did, an address could be given the wrong name."""
+        named: dict[tuple[int, int], str] = {}
         for line in path.read_text().splitlines():
             start, size, name = line.split(" ", 2)
-            entries.append((int(start, 16), int(size, 16), name))
-        entries.sort()
+            key = (int(start, 16), int(size, 16))
+            if name.startswith("wasm[") and name.count("::") >= 2:
+                named[key] = name.split("::", 2)[2]
+            else:
+                named.setdefault(key, name)
+        entries = sorted((start, size, name) for (start, size), name in named.items())
+        for (start, size, name), (after, _, other) in zip(entries, entries[1:]):
+            if after < start + size:
+                raise ValueError(f"{path}: code ranges overlap ({name} and {other})")
         return cls([start for start, _, _ in entries], entries)
 
     def name(self, address: int) -> str | None:
-        """The guest function at `address` (`wasm[8]::function[4035]::X` gives `X`)."""
+        """The guest function at `address`, or None outside the JIT code."""
         i = bisect.bisect_right(self.starts, address) - 1
         if i < 0:
             return None
         start, size, name = self.entries[i]
-        if address >= start + size:
-            return None
-        return name.split("::", 2)[-1]
+        return name if address < start + size else None
 
 
 _NAMED = re.compile(r"\((\d+)\)(?: (.*))?")
 
 
 def costs(callgrind_out: Path, code: CodeMap) -> tuple[Counter[str], Counter[tuple[str, str]]]:
-    """(self cost per function, inclusive cost per call edge) of a callgrind file made with
-    `--dump-instr=yes`. Functions in `code` are `guest:NAME`; the rest `OBJECT:NAME`."""
+    """(own instructions per function, inclusive instructions per call edge) of a callgrind
+    file (`--dump-instr=yes`). Functions in `code` are `guest:NAME`; the rest
+    `OBJECT:NAME`. Raises ValueError if the own costs do not add up to the file's total."""
     names: dict[tuple[str, str], str] = {}
     current = {"ob": "?", "fn": "?", "cob": "?", "cfn": "?"}
+    positions, ir = 1, 0  # position columns per cost line; the column of `Ir` among the costs
     address = 0
-    call_target: tuple[str, str, int | None] | None = None
+    call: tuple[str, str, int] | None = None
+    skip_next = False  # the position line after `jump=` / `jcnd=` carries no cost
+    total: int | None = None
     own: Counter[str] = Counter()
     edges: Counter[tuple[str, str]] = Counter()
 
-    def where(addr: int | None, ob: str, fn: str) -> str:
-        found = None if addr is None else code.name(addr)
-        if found is not None:
-            return f"{GUEST}:{found}"
-        return f"{ob.rsplit('/', 1)[-1]}:{fn}"
+    def where(addr: int, ob: str, fn: str) -> str:
+        found = code.name(addr)
+        return f"{GUEST}:{found}" if found is not None else f"{ob.rsplit('/', 1)[-1]}:{fn}"
 
     with open(callgrind_out, encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -107,27 +117,42 @@ def costs(callgrind_out: Path, code: CodeMap) -> tuple[Counter[str], Counter[tup
             if head in "0123456789+-*":
                 fields = line.split()
                 address = _position(fields[0], address)
-                cost = int(fields[-1]) if len(fields) > 1 else 0
+                if skip_next:
+                    skip_next = False
+                    continue
+                columns = fields[positions:]
+                cost = int(columns[ir]) if ir < len(columns) else 0  # trailing zeros are left out
                 me = where(address, current["ob"], current["fn"])
-                if call_target is not None:
-                    cob, cfn, target = call_target
-                    call_target = None
+                if call is not None:
+                    cob, cfn, target = call
+                    call = None
                     current["cob"] = current["ob"]  # a callee's object is named per call
                     callee = where(target, cob, cfn)
-                    if callee != me:
+                    if callee != me:  # unnamed JIT blocks of one function call each other
                         edges[(me, callee)] += cost
                 else:
                     own[me] += cost
             elif line.startswith("calls="):
-                fields = line.split()
-                # calls=COUNT TARGET-POSITION [TARGET-LINE]
-                target = int(fields[1], 16) if len(fields) > 1 and fields[1].startswith("0x") \
-                    else None
-                call_target = (current["cob"], current["cfn"], target)
+                # calls=COUNT TARGET-POSITION ...: the target may be relative to the last
+                # position, which it does not move
+                call = (current["cob"], current["cfn"], _position(line.split()[1], address))
+            elif line.startswith(("jump=", "jcnd=")):
+                skip_next = True
+            elif line.startswith("positions:"):
+                positions = len(line.split()) - 1
+            elif line.startswith("events:"):
+                events = line.split()[1:]
+                if "Ir" not in events:
+                    raise ValueError(f"{callgrind_out}: no Ir event (events: {' '.join(events)})")
+                ir = events.index("Ir")
+            elif line.startswith(("summary:", "totals:")):
+                values = line.split()[1:]
+                total = int(values[ir]) if ir < len(values) else 0
             elif "=" in line and line[:3] in ("ob=", "fn=", "cob", "cfn", "fl=", "fi=", "fe=",
                                               "cfi", "cfl"):
                 key, value = line.rstrip("\n").split("=", 1)
                 space = key.removeprefix("c")[:2]
+                space = "fl" if space in ("fi", "fe") else space  # one space for file names
                 named = _NAMED.fullmatch(value)
                 if named is not None:
                     ident, text = named.groups()
@@ -138,6 +163,9 @@ def costs(callgrind_out: Path, code: CodeMap) -> tuple[Counter[str], Counter[tup
                     current[key] = value
                     if key == "ob":
                         current["cob"] = value
+    if total is not None and sum(own.values()) != total:
+        raise ValueError(f"{callgrind_out}: own costs add up to {sum(own.values())}, "
+                         f"the file's total is {total}")
     return own, edges
 
 
@@ -168,12 +196,13 @@ def child(decisions: int, triggers: int, build: Path, epoch: bool, cache: Path) 
     from wasmtime import component as wcomponent
 
     from edge_module.core import unpack
-    from edge_module.runtime.component import Instance
+    from edge_module.runtime.component import ENGINE_SETTINGS, Instance
     from loadtest.bench_instructions import _case
 
     text, packed = _case(triggers)
     config = wasmtime.Config()
     config.epoch_interruption = epoch
+    config.consume_fuel = ENGINE_SETTINGS["consume_fuel"]  # as the edge runs, but for epochs
     config.profiler = "perfmap"
     engine = wasmtime.Engine(config)
     if cache.exists():
@@ -216,28 +245,37 @@ def profile(decisions: int, triggers: int, build: Path, epoch: bool,
         if proc.returncode != 0:
             raise SystemExit(f"valgrind compile failed:\n{(err or '').strip()[-2000:]}")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    measured = []
     with tempfile.TemporaryDirectory(prefix="guest-profile-") as tmp:
-        runs = []
-        for n in (0, decisions):
-            out = Path(tmp) / f"callgrind.{n}"
-            cmd = ["valgrind", "--tool=callgrind", "--dump-instr=yes",
-                   f"--callgrind-out-file={out}", *[part.format(n=n) for part in base]]
-            runs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.PIPE, text=True, env=env)))
-        measured = []
-        for out, proc in runs:
-            _, err = proc.communicate()
-            perf_map = Path(f"/tmp/perf-{proc.pid}.map")  # wasmtime's, in the valgrind process
-            try:
+        runs: list[tuple[Path, subprocess.Popen[str]]] = []
+        try:
+            for n in (0, decisions):
+                out = Path(tmp) / f"callgrind.{n}"
+                cmd = ["valgrind", "--tool=callgrind", "-q", "--dump-instr=yes",
+                       f"--callgrind-out-file={out}", *[part.format(n=n) for part in base]]
+                runs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.PIPE, text=True, env=env)))
+            for out, proc in runs:
+                _, err = proc.communicate()
+                perf_map = Path(f"/tmp/perf-{proc.pid}.map")  # wasmtime's; valgrind keeps the pid
                 if proc.returncode != 0 or not out.exists() or not perf_map.exists():
-                    tail = "\n".join((err or "").strip().splitlines()[-5:])
+                    tail = "\n".join((err or "").strip().splitlines()[-8:])
                     raise SystemExit(f"callgrind run failed:\n{tail}")
-                measured.append(costs(out, CodeMap.read(perf_map)))
-            finally:
-                perf_map.unlink(missing_ok=True)
+                try:
+                    measured.append(costs(out, CodeMap.read(perf_map)))
+                except ValueError as exc:
+                    raise SystemExit(f"cannot read the profile: {exc}") from None
+        finally:
+            for _, proc in runs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                Path(f"/tmp/perf-{proc.pid}.map").unlink(missing_ok=True)
     (own0, edges0), (own1, edges1) = measured
-    own = Counter({k: (v - own0.get(k, 0)) / decisions for k, v in own1.items()})
-    edges = Counter({k: (v - edges0.get(k, 0)) / decisions for k, v in edges1.items()})
+    own = Counter({k: (own1.get(k, 0) - own0.get(k, 0)) / decisions
+                   for k in own0.keys() | own1.keys()})
+    edges = Counter({k: (edges1.get(k, 0) - edges0.get(k, 0)) / decisions
+                     for k in edges0.keys() | edges1.keys()})
     return own, edges
 
 
