@@ -19,15 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from loadtest.browser_stack import PROBE, BrowserStack
+from loadtest.browser_stack import PROBE, BrowserStack, decide_events
 
 
 def _events(page: Any) -> list[dict[str, Any]]:
-    out = []
-    for req in page.evaluate("window.__probe.sent"):
-        if req["url"].endswith("/v1/decide"):
-            out.extend(json.loads(req["body"])["events"])
-    return out
+    return decide_events(page.evaluate("window.__probe.sent"))
 
 
 def pricing(page: Any, demo: str) -> float:

@@ -47,6 +47,26 @@ window.__probe = {appeared: {}, sent: []};
 """
 
 
+def decide_events(sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events the SDK sent to /v1/decide (the probe's `sent`), in order and each once.
+
+    A batch the edge refused for now (429, 5xx) or the network lost is sent again with the
+    same events, stamped when they happened: an identical copy is the same event resent.
+    (Two events alike in every field, stamp included, count once: no check here needs them.)
+    """
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for req in sent:
+        if not req["url"].endswith("/v1/decide"):
+            continue
+        for event in json.loads(req["body"])["events"]:
+            key = json.dumps(event, sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append(event)
+    return out
+
+
 def request(method: str, url: str, body: str | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=None if body is None else body.encode(),

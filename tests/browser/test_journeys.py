@@ -9,9 +9,9 @@ seconds off); how late nudges appear is measured by `python -m loadtest.bench_br
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from loadtest.browser_stack import decide_events
 from tests.servers import wait_for
 
 PRICING = "[data-trigger='pricing-discount'][data-content='discount-nudge-10']"
@@ -20,19 +20,12 @@ SLACK_MS = 1500  # what "on time" allows on a loaded 2-core machine
 
 
 def sent_events(v: Any) -> list[dict[str, Any]]:
-    """Every event the SDK sent to /v1/decide with fetch, in order."""
-    out = []
-    for req in v.probe()["sent"]:
-        if req["url"].endswith("/v1/decide"):
-            out.extend(json.loads(req["body"])["events"])
-    return out
+    """Every event the SDK sent to /v1/decide with fetch, in order, a resent batch's once."""
+    return decide_events(v.probe()["sent"])
 
 
 def page_views(v: Any, path: str) -> list[int]:
-    """The page views of `path` the SDK sent, once each: a batch the edge refused for now
-    (429, 5xx) or the network lost is sent again, the same events with the same stamps."""
-    stamps = [e["ts_ms"] for e in sent_events(v) if e["type"] == "page_view" and e["url"] == path]
-    return list(dict.fromkeys(stamps))
+    return [e["ts_ms"] for e in sent_events(v) if e["type"] == "page_view" and e["url"] == path]
 
 
 def scroll_to_bottom(page: Any) -> None:
