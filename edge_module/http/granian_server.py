@@ -391,6 +391,20 @@ def _numbered_workers(server_class: Any) -> Any:
         def _spawn_worker(self, idx: int, target: Any, callback_loader: Any) -> Any:
             return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
 
+        def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> Any:
+            # only workers that died are respawned (no lifetime or memory limit is set):
+            # a killed one could not mark its live gauges dead
+            from .metrics import forget_worker_metrics
+
+            for idx in workers:
+                try:
+                    pid = self.wrks[idx]._id()  # granian's own name for the process id
+                except Exception:  # never in the way of the respawn itself
+                    log.exception("could not tell which process worker %d was", idx + 1)
+                    continue
+                forget_worker_metrics(pid)
+            return super()._respawn_workers(workers, *args, **kwargs)
+
     return NumberedWorkers
 
 
@@ -476,5 +490,8 @@ def serve_granian(config: EdgeConfig) -> None:
         http="1", websockets=False, log_level=level if level in _LEVELS else "info",
         http1_settings=HTTP1Settings(
             header_read_timeout=int(config.header_timeout_s * 1000), keep_alive=True),
-        log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)))
+        log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)),
+        # a worker that dies is started again at once; one dying again within 5.5 s of
+        # its restart is a crash loop, and granian then stops the host
+        respawn_failed_workers=True)
     server.serve(target_loader=partial(_worker_app, config), wrap_loader=False)

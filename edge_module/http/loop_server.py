@@ -724,25 +724,9 @@ def _serve_worker(config: EdgeConfig, sock: socket.socket, worker: int) -> None:
 
 
 def _forget_metrics_of(pid: int) -> None:
-    """A worker is gone: its live gauges must no longer count in a scrape. A worker that
-    stops marks itself (`EdgeMetrics.close`); one killed cannot, so the supervisor does,
-    or its last values stay in the sums (a revision it served, the lowest, for ever)."""
-    from .metrics import multiprocess_dir
+    from .metrics import forget_worker_metrics  # not before the workers fork
 
-    folder = multiprocess_dir()
-    if folder is None:
-        return
-    from prometheus_client import multiprocess
-
-    try:
-        multiprocess.mark_process_dead(pid, str(folder))
-        # a worker killed while creating a file leaves it without its header: every scrape
-        # would fail reading it, and it holds no value
-        for path in folder.glob(f"*_{pid}.db"):
-            if path.stat().st_size < 8:
-                path.unlink()
-    except Exception:  # restarting workers must not hang on bookkeeping
-        log.exception("could not drop the metrics of worker process %d", pid)
+    forget_worker_metrics(pid)
 
 
 def _supervise(config: EdgeConfig, sock: socket.socket) -> None:

@@ -21,6 +21,7 @@ that feeds it, so adding one is a change in one place.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import queue
 import shutil
@@ -46,6 +47,8 @@ from prometheus_client import (
 from ..host.periodic import PeriodicTask
 from ..runtime.component import Instance
 from ..runtime.pool import InstancePool
+
+log = logging.getLogger("edge.host")
 
 if TYPE_CHECKING:
     from .app import EdgeApp, Reply
@@ -78,6 +81,25 @@ def use_multiprocess_dir(path: Path) -> None:
 def multiprocess_dir() -> Path | None:
     found = os.environ.get(MULTIPROC_ENV)
     return Path(found) if found and values.ValueClass is not values.MutexValue else None
+
+
+def forget_worker_metrics(pid: int) -> None:
+    """A worker is gone: its live gauges must no longer count in a scrape. A worker that
+    stops marks itself (`EdgeMetrics.close`); one killed cannot, so its supervisor (the
+    loop server's, or granian's respawning it) does, or its last values stay in the sums
+    (a revision it served, the lowest, for ever)."""
+    folder = multiprocess_dir()
+    if folder is None:
+        return
+    try:
+        multiprocess.mark_process_dead(pid, str(folder))
+        # a worker killed while creating a file leaves it without its header: every scrape
+        # would fail reading it, and it holds no value
+        for path in folder.glob(f"*_{pid}.db"):
+            if path.stat().st_size < 8:
+                path.unlink()
+    except Exception:  # restarting workers must not hang on bookkeeping
+        log.exception("could not drop the metrics of worker process %d", pid)
 
 
 class EdgeMetrics:

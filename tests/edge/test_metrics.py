@@ -279,13 +279,16 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def test_a_killed_worker_no_longer_counts_in_the_live_gauges(tmp_path, free_port):
-    """A worker killed with SIGKILL cannot mark its metrics dead; the supervisor must, or
-    the revision it served stays the host's lowest after every live worker moved on."""
+@pytest.mark.parametrize("server", ["loop", "granian"])
+def test_a_killed_worker_is_started_again_and_no_longer_counts_in_the_live_gauges(
+        tmp_path, free_port, server):
+    """A worker killed with SIGKILL is started again (under granian it stopped the whole
+    host); it cannot mark its metrics dead, so the supervisor must, or the revision it
+    served stays the host's lowest after every live worker moved on."""
     publish_rules(tmp_path / "store")
     started: list[subprocess.Popen] = []
     with edge_process(tmp_path, free_port, started, EDGE_WORKERS="2", EDGE_THREADS="1",
-                      EDGE_SESSION_STORE="lmdb") as url:
+                      EDGE_SESSION_STORE="lmdb", EDGE_SERVER=server) as url:
         wait_for(lambda: value(scrape(url + "/metrics"), "edge_snapshot_revision") == 1,
                  what="revision 1 served")
         killed = _children(started[0].pid)
