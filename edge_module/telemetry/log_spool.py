@@ -51,6 +51,7 @@ class DecisionLog:
         self.limits = limits
         self.max_batch_bytes = max_batch_bytes
         self._buffer: list[dict[str, Any]] = []
+        self._flushing = 0  # records taken from the buffer and not yet in a batch file
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of batch files at a time
         self._seq = 0
@@ -97,8 +98,10 @@ class DecisionLog:
                                     self.limits))
 
     def pending(self) -> int:
+        """Records not yet in a batch file, those a flush is writing included: /healthz
+        shows 0 only once every record taken is in the spool or shipped."""
         with self._lock:
-            return len(self._buffer)
+            return len(self._buffer) + self._flushing
 
     def flush(self) -> Path | None:
         """Write the buffered records as batch files (fsync'd, then renamed into place);
@@ -107,6 +110,7 @@ class DecisionLog:
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
+                self._flushing = len(batch)
             if not batch:
                 return None
             try:
@@ -116,6 +120,9 @@ class DecisionLog:
                               len(batch))
                 self._keep(batch, "flush_failed")
                 return None
+            finally:
+                with self._lock:
+                    self._flushing = 0
 
     def _spool(self, batch: list[dict[str, Any]]) -> Path | None:
         if self.spool_bytes() > self.max_spool_bytes:

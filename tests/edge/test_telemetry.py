@@ -341,6 +341,24 @@ def test_a_spool_write_failure_keeps_the_records_for_the_next_flush(tmp_path, mo
     assert log.flush() is not None and log.pending() == 0 and log.spooled == 3
 
 
+def test_records_being_written_still_count_as_pending(tmp_path, monkeypatch):
+    """/healthz read `buffered: 0, spooled_files: 0` while a flush had taken the records and
+    not yet renamed their file into the spool: "all shipped" with a batch in between."""
+    log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+    for n in range(3):
+        log.record({"id": f"r{n}", "kind": "outcome"})
+    real_write = log._write
+    seen = []
+
+    def watched(batch):
+        seen.append(log.pending())  # the lock is free meanwhile: /healthz can ask
+        return real_write(batch)
+
+    monkeypatch.setattr(log, "_write", watched)
+    assert log.flush() is not None
+    assert seen == [3] and log.pending() == 0 and log.spooled == 3
+
+
 def _salt(state_dir: str, out) -> None:
     from edge_module.telemetry.decision_log import load_salt
 
