@@ -392,16 +392,21 @@ def _numbered_workers(server_class: Any) -> Any:
             return super()._spawn_worker(idx, target, partial(callback_loader, worker=idx + 1))
 
         def _respawn_workers(self, workers: Any, *args: Any, **kwargs: Any) -> Any:
-            # only workers that died are respawned (no lifetime or memory limit is set):
-            # a killed one could not mark its live gauges dead
+            # a worker that died could not mark its live gauges dead; one still running
+            # (a SIGHUP reload replaces them all) marks its own when it stops
             from .metrics import forget_worker_metrics
 
             for idx in workers:
                 try:
-                    pid = self.wrks[idx]._id()  # granian's own name for the process id
+                    worker = self.wrks[idx]
+                    if worker.is_alive():
+                        continue
+                    pid = worker._id()  # granian's own name for the process id
                 except Exception:  # never in the way of the respawn itself
                     log.exception("could not tell which process worker %d was", idx + 1)
                     continue
+                log.error("worker %d (process %d) ended; starting it again (what it had "
+                          "not yet spooled of its telemetry is lost)", idx + 1, pid)
                 forget_worker_metrics(pid)
             return super()._respawn_workers(workers, *args, **kwargs)
 
@@ -491,7 +496,8 @@ def serve_granian(config: EdgeConfig) -> None:
         http1_settings=HTTP1Settings(
             header_read_timeout=int(config.header_timeout_s * 1000), keep_alive=True),
         log_dictconfig=log_config, workers_kill_timeout=max(1, round(config.drain_timeout_s)),
-        # a worker that dies is started again at once; one dying again within 5.5 s of
-        # its restart is a crash loop, and granian then stops the host
+        # a worker that dies is started again at once; granian stops the host when one
+        # dies again within 5.5 s of its restart (a crash loop), unless another worker
+        # was restarted in between
         respawn_failed_workers=True)
     server.serve(target_loader=partial(_worker_app, config), wrap_loader=False)
