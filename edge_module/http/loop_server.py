@@ -724,7 +724,7 @@ def _serve_worker(config: EdgeConfig, sock: socket.socket, worker: int) -> None:
 
 
 def _forget_metrics_of(pid: int) -> None:
-    from .metrics import forget_worker_metrics  # not before the workers fork
+    from .metrics import forget_worker_metrics  # the supervisor loads it only once needed
 
     forget_worker_metrics(pid)
 
