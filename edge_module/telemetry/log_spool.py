@@ -144,11 +144,14 @@ class DecisionLog:
                 final = self._write(chunk)
                 done += len(chunk)
             _fsync_dir(self.spool_dir)
-        except OSError as exc:
-            # the disk refused (full, I/O error): keep what was not written for the
-            # next flush, within the memory bound, rather than lose it silently
+        except Exception as exc:
+            # the disk refused (full, I/O error) or a surprise: keep what was not written
+            # for the next flush, within the memory bound, rather than lose it silently;
+            # the files already written stay, so none of their records is spooled twice
             self.spooled += done
-            log.error("telemetry spool write failed (%s)", exc)
+            log.error("telemetry spool write failed (%s: %s); %d record(s) kept",
+                      type(exc).__name__, exc, len(lines) - done,
+                      exc_info=not isinstance(exc, OSError))
             self._keep([rec for rec, _ in lines[done:]], "spool_write_failed")
             return final
         self.spooled += done

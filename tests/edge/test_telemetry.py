@@ -341,6 +341,32 @@ def test_a_spool_write_failure_keeps_the_records_for_the_next_flush(tmp_path, mo
     assert log.flush() is not None and log.pending() == 0 and log.spooled == 3
 
 
+def test_a_write_that_fails_part_way_keeps_only_what_is_not_in_a_file(tmp_path, monkeypatch):
+    """A batch cut into several files, the second write failing with something other than
+    an OSError: the first file stays and its records are not kept to be written again."""
+    log = DecisionLog(tmp_path / "spool", "salt", "edge-1", max_batch_bytes=2000)
+    for n in range(40):
+        log.record({"kind": "outcome", "id": f"o{n:02d}", "session": "s" * 80, "ts_ms": T0})
+    real_write = log._write
+    writes = []
+
+    def second_fails(batch):
+        writes.append(len(batch))
+        if len(writes) == 2:
+            raise MemoryError("compressing")
+        return real_write(batch)
+
+    monkeypatch.setattr(log, "_write", second_fails)
+    log.flush()
+    first = writes[0]
+    assert len(log.spool_files()) == 1 and log.spooled == first
+    assert log.pending() == 40 - first and log.dropped == 0
+    monkeypatch.undo()
+    log.flush()
+    assert sorted(spooled_ids(tmp_path / "spool")) == [f"o{n:02d}" for n in range(40)]
+    assert log.pending() == 0 and log.spooled == 40
+
+
 def test_records_being_written_still_count_as_pending(tmp_path, monkeypatch):
     """/healthz read `buffered: 0, spooled_files: 0` while a flush had taken the records and
     not yet renamed their file into the spool: "all shipped" with a batch in between."""
