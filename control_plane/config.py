@@ -33,6 +33,13 @@ DEFAULTS: dict[str, Any] = {
     # token or one of these; comma-separated; empty: DATA_DIR/author.token if it exists.
     "AUTHOR_TOKENS": "",
     "MAX_REQUEST_BYTES": 1024 * 1024,  # any request body (telemetry batches included)
+    # The server (http_server.py): threads running requests; connections held at once; a
+    # request must arrive whole within REQUEST_TIMEOUT_S of its first byte; an idle
+    # connection is closed after IDLE_TIMEOUT_S.
+    "THREADS": 4,
+    "MAX_CONNECTIONS": 1000,
+    "REQUEST_TIMEOUT_S": 30.0,
+    "IDLE_TIMEOUT_S": 30,
     # What one rule pack may ask of the reader (CONTROL_MAX_PACK_BYTES...): checked before
     # it is validated or compiled; over a limit is 413 pack_too_large with the position.
     "MAX_PACK_BYTES": _PACK.bytes,  # the YAML's bytes, and its text with aliases expanded
@@ -88,6 +95,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "RECALIBRATE_INTERVAL_S": (0, 86_400 * 365), "LEARN_HOLDOUT_SHARE": (0, 0.9),
     "LEARN_MAX_STEP": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
     "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
+    "THREADS": (1, 256), "MAX_CONNECTIONS": (8, 100_000), "REQUEST_TIMEOUT_S": (1, 3600),
+    "IDLE_TIMEOUT_S": (1, 3600),
 }
 
 

@@ -78,11 +78,10 @@ def synthetic_telemetry(days: int = 30, triggers: int = 50, sessions_per_hour: i
 
 
 def _serve(config: dict[str, Any]) -> tuple[str, Any]:
-    from waitress.server import create_server
-
     from control_plane import create_app
+    from control_plane.http_server import make_server
 
-    server = create_server(create_app(config), host="127.0.0.1", port=0, threads=4)
+    server = make_server(create_app(config), "127.0.0.1", 0)
     threading.Thread(target=server.run, daemon=True).start()
     return f"http://127.0.0.1:{server.effective_port}", server
 

@@ -22,14 +22,11 @@ class ControlServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        from waitress.server import create_server
-
         from control_plane import create_app
-        from control_plane.cli.serve import server_options
+        from control_plane.http_server import make_server
 
         self.app = create_app(dict(self.config))
-        self._server = create_server(self.app, host="127.0.0.1", port=self.port,
-                                     **server_options(self.app))
+        self._server = make_server(self.app, "127.0.0.1", self.port)
         self.port = self._server.effective_port
         server = self._server
 

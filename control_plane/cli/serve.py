@@ -1,23 +1,11 @@
-"""`trigger-engine serve`: the control plane's HTTP API under waitress, with the
-recalibration scheduler."""
+"""`trigger-engine serve`: the control plane's HTTP API under waitress (`http_server.py`),
+with the recalibration scheduler."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import click
 
 from .group import Unavailable, cli
-
-
-def server_options(app: Any) -> dict[str, Any]:
-    """waitress's settings for the control plane (tests serve it with the same ones).
-    waitress buffers a body (to disk past 512 KiB) before Flask or the token check sees
-    it: bounded here at four times CONTROL_MAX_REQUEST_BYTES, a body far over the limit is
-    refused as its head arrives (its client may see a reset), not after 1 GiB; one up to
-    that is read and answered Flask's JSON 413, which every client can read."""
-    return {"threads": 4, "ident": "control-plane",
-            "max_request_body_size": 4 * int(app.config["MAX_REQUEST_BYTES"])}
 
 
 @cli.command()
@@ -25,9 +13,8 @@ def serve() -> None:
     """Run the control plane's HTTP API on CONTROL_HOST:CONTROL_PORT."""
     import logging
 
-    from waitress import serve as waitress_serve
-
     from ..app import create_app
+    from ..http_server import make_server
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import signal
@@ -49,10 +36,13 @@ def serve() -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        waitress_serve(app, host=app.config["HOST"], port=int(app.config["PORT"]),
-                       **server_options(app))
-    except KeyboardInterrupt:
-        pass
+        server = make_server(app, app.config["HOST"], int(app.config["PORT"]))
     except ValueError as exc:  # waitress: a host name that does not resolve
         raise Unavailable(f"CONTROL_HOST={app.config['HOST']!r}, CONTROL_PORT="
                           f"{app.config['PORT']}: {exc}") from None
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()

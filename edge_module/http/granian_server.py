@@ -49,6 +49,7 @@ from ..host.edge_host import EdgeHost, configure_logging, settle_heap
 from ..sessions.session_store import MemorySessionStore
 from .app import BODILESS, NO_HEADERS, EdgeApp, Headers, Reply, Route, error_body
 from .lane import Lane
+from .open_files import raise_open_files_limit
 
 log = logging.getLogger("edge.host")
 _LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -454,19 +455,6 @@ def _worker_app(config: EdgeConfig, worker: int = 1, server: str = "granian") ->
     if server == "granian":
         _hook_stop_signals(edge)
     return edge
-
-
-def raise_open_files_limit(wanted: int) -> None:
-    """Let the process hold `wanted` connections (and its files): raise the soft limit on
-    open files toward the hard one (a common soft default, 1024, is a cheap way to refuse
-    every visitor for whoever opens a thousand idle connections)."""
-    import resource
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        log.info("open files limit raised from %d to %d", soft, target)
 
 
 def serve_granian(config: EdgeConfig) -> None:

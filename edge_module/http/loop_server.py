@@ -692,7 +692,7 @@ class LoopServer:
 def serve_loop(config: EdgeConfig) -> None:
     """Serve until SIGTERM or Ctrl-C: in this process, or with EDGE_WORKERS=N in N forked
     worker processes accepting on one listening socket (`_supervise`)."""
-    from .granian_server import raise_open_files_limit
+    from .open_files import raise_open_files_limit
 
     # each connection holds two descriptors (the transport's and the threads' duplicate)
     raise_open_files_limit(2 * config.max_connections * config.workers + 1024)

@@ -1,0 +1,125 @@
+"""Slow and idle clients against a real control plane (the server `trigger-engine serve`
+runs): an independent review stalled it, no token needed, with a hundred connections
+sending nothing or one header byte every few seconds (waitress's timeout counts only
+silence, and at its 100 connections it stopped accepting)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.client import HTTPConnection
+from typing import Any
+
+import pytest
+
+from tests.control_server import running_control
+from tests.servers import EDGE_TOKEN, control_config
+
+REQUEST_TIMEOUT_S = 2.0
+
+
+@pytest.fixture
+def control(tmp_path):
+    config = control_config(tmp_path, REQUEST_TIMEOUT_S=REQUEST_TIMEOUT_S, IDLE_TIMEOUT_S=3)
+    with running_control(config) as server:
+        yield server
+
+
+def healthz(control: Any) -> int:
+    conn = HTTPConnection("127.0.0.1", control.port, timeout=20)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """True when the server closes the connection (EOF or reset) within `within_s`."""
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+class Trickler:
+    """`count` connections each sending its request one byte every `every_s` seconds."""
+
+    def __init__(self, port: int, count: int, request: bytes, every_s: float,
+                 sent_at_once: bytes = b"") -> None:
+        self.socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+        for sock in self.socks:
+            sock.sendall(sent_at_once)
+        self.request, self.every_s = request, every_s
+        self.closed: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for k in range(len(self.request)):
+            for n, sock in enumerate(self.socks):
+                if n in self.closed:
+                    continue
+                try:
+                    sock.sendall(self.request[k:k + 1])
+                except OSError:
+                    self.closed.add(n)
+            if self._stop.wait(self.every_s):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for sock in self.socks:
+            sock.close()
+
+
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_a_request_trickled_a_byte_at_a_time_is_cut_at_its_deadline(control, part):
+    body = b'{"kind": "outcome"}' * 50
+    head = (f"POST /v1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {EDGE_TOKEN}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    trickler = (Trickler(control.port, 1, body, every_s=0.2, sent_at_once=head)
+                if part == "body" else Trickler(control.port, 1, head, every_s=0.2))
+    try:  # a byte every 0.2 s: never silent for waitress's idle timeout
+        assert closed_by_server(trickler.socks[0], within_s=10 * REQUEST_TIMEOUT_S)
+    finally:
+        trickler.stop()
+
+
+def test_more_slow_connections_than_waitress_took_leave_room_for_a_real_request(control):
+    trickler = Trickler(control.port, 150, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+                        every_s=0.5)
+    try:
+        time.sleep(0.5)  # all connected and started
+        assert healthz(control) == 200
+    finally:
+        trickler.stop()
+    assert healthz(control) == 200
+
+
+def test_an_idle_connection_is_closed(control):
+    sock = socket.create_connection(("127.0.0.1", control.port))
+    try:
+        assert closed_by_server(sock, within_s=20)
+    finally:
+        sock.close()
+
+
+def test_a_keep_alive_client_that_keeps_asking_is_not_cut(control):
+    """The deadline is per request, from its first byte: a connection that serves request
+    after request for longer than it stays open."""
+    conn = HTTPConnection("127.0.0.1", control.port, timeout=20)
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 2 * REQUEST_TIMEOUT_S:
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().read() and conn.sock is not None
+            time.sleep(0.1)
+    finally:
+        conn.close()
