@@ -105,11 +105,23 @@ def segment_of(snap: Snapshot, context: dict[str, Any]) -> str:
     return "*"
 
 
+def _finite(value: Any) -> float | None:
+    """A stored number as a finite float, else None (ingest refuses integers past 2^53;
+    rows stored before it did may still hold one, and float() raises on them)."""
+    if type(value) not in (int, float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _numbers(raw: Any) -> dict[str, float]:
     if type(raw) is not dict:
         return {}
-    return {str(k): float(v) for k, v in raw.items()
-            if type(v) in (int, float) and math.isfinite(v)}
+    numbers = {str(k): _finite(v) for k, v in raw.items()}
+    return {k: v for k, v in numbers.items() if v is not None}
 
 
 def load_sessions(store: TelemetryStore, snap: Snapshot, trigger_id: str, pages: tuple[str, ...],
@@ -135,12 +147,11 @@ def load_sessions(store: TelemetryStore, snap: Snapshot, trigger_id: str, pages:
         trig = (rep.get("triggers") or {}).get(trigger_id)
         trig = trig if type(trig) is dict else {}
         raw = trig.get("values")
-        values = {str(k): (float(v) if type(v) in (int, float) and math.isfinite(v)
-                           else None) for k, v in raw.items()} if type(raw) is dict else None
+        values = {str(k): _finite(v) for k, v in raw.items()} if type(raw) is dict else None
         intent, p_fire = trig.get("intent"), trig.get("p_fire")
         row.moments.append(Moment(
             ts, _numbers(rep.get("session")), values,
-            float(intent) if type(intent) in (int, float) else None,
+            _finite(intent),
             bool(trig["holds"]) if "holds" in trig else None,
             str(trig["policy"]) if trig.get("policy") else None,
             float(p_fire) if type(p_fire) in (int, float) and 0 <= p_fire <= 1 else None))

@@ -29,6 +29,7 @@ from edge_module.sqlite_wal import use_wal
 T = TypeVar("T")
 
 INT_MAX = 2**63 - 1  # SQLite's INTEGER
+MAX_SAFE_INT = 2**53  # an integer in features or a report: beyond it, no float holds it
 # How far ahead of this machine's clock a record may be (edges' clocks drift; an edge
 # sending microseconds for milliseconds is refused, not kept in every period for good)
 MAX_FUTURE_MS = 86_400_000
@@ -469,7 +470,23 @@ def _json(rec: dict[str, Any], name: str, kind: type, line: int,
                              "deep", line) from None
     if len(text) > max_chars:
         raise TelemetryError(f"{name} is over {max_chars} characters as JSON", line)
+    if _has_huge_int(value):  # 10**400 is valid JSON, and no float: the learner raised on it
+        raise TelemetryError(f"{name} holds an integer beyond 2^53 (an edge measures "
+                             "nothing that large)", line)
     return text
+
+
+def _has_huge_int(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is int and not -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+            return True
+        if type(item) is dict:
+            stack.extend(item.values())
+        elif type(item) is list:
+            stack.extend(item)
+    return False
 
 
 def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:

@@ -42,3 +42,50 @@ def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)["recalibrations"]
     assert rows and rows[0]["trigger"] == "pricing-discount" and rows[0]["new"] is None
+
+
+def _decision(report: dict, **fields) -> dict:
+    import time
+    return {"kind": "decision", "id": "d1", "session": "s1", "ts_ms": int(time.time() * 1000),
+            "context": {"url": "/pricing", "device": "desktop"}, "fired": [],
+            "report": report, **fields}
+
+
+def test_a_number_no_float_holds_is_refused_at_ingest_naming_its_field():
+    """10**400 is valid JSON within every size bound; stored, it stopped the learning
+    loop (float() raises on it) for as long as it stayed in the learning window."""
+    import pytest
+
+    from control_plane.telemetry.telemetry_store import TelemetryError, check_record
+
+    huge = 10**400
+    for record, field in [(_decision({"session": {"dwell_ms": huge}}), "report"),
+                          (_decision({"triggers": {"t": {"values": {"x": [-huge]}}}}), "report"),
+                          (_decision({}, features={"dwell_ms": huge}), "features")]:
+        with pytest.raises(TelemetryError) as refused:
+            check_record(record, 1)
+        assert refused.value.message.startswith(field) and "2^53" in refused.value.message
+    assert check_record(_decision({"session": {"dwell_ms": 2**53, "depth": -2**53}}), 1)
+
+
+def test_the_loop_reads_past_a_number_no_float_holds_stored_before_ingest_refused_it(tmp_path):
+    import sqlite3
+    import time
+
+    from control_plane.telemetry.telemetry_store import TelemetryStore
+
+    store = tmp_path / "store"
+    publish(LocalFolderStore(store), adaptive_packs(tmp_path), TEST_KEY)
+    data = Path(control_config(tmp_path)["DATA_DIR"])
+    TelemetryStore(data / "telemetry.sqlite3")
+    huge = 10**400
+    report = {"session": {"dwell_ms": huge, "max_depth": 0.5},
+              "triggers": {"pricing-discount": {"values": {"dwell": huge}, "intent": huge}}}
+    with sqlite3.connect(data / "telemetry.sqlite3") as db:
+        db.execute("INSERT INTO decisions (id, ts_ms, session, device, url, fired, suppressed,"
+                   " features, report) VALUES ('d1', ?, 's1', 'desktop', '/pricing', '[]', "
+                   "'[]', '{}', ?)", (int(time.time() * 1000) - 60_000, json.dumps(report)))
+    run = CliRunner().invoke(cli, ["recalibrate", "--data-dir", str(data), "--store",
+                                   str(store), "--dry-run", "--format", "json"])
+    assert run.exit_code == 0, run.output
+    assert all("too few samples" in c["reason"] for c in json.loads(run.output)["changes"])
