@@ -19,6 +19,7 @@ from ..rulepack import RulePackError
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C: not a finding (1), not a usage error
+EXIT_INTERNAL = 70  # a bug (sysexits' EX_SOFTWARE): neither the input's fault nor a finding
 
 
 class Unavailable(click.ClickException):
@@ -62,11 +63,23 @@ class _Group(click.Group):
         except OSError as exc:
             raise Unavailable(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) \
                 from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug: one line for the user, the trace for the report
+            click.echo(f"internal error: {type(exc).__name__}: {exc}"[:500] + " (a bug in "
+                       "trigger-engine: please report it with the command that caused it; "
+                       "--debug shows where)", err=True)
+            if ctx.find_root().params.get("debug"):
+                import traceback
+                traceback.print_exc()
+            sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"],
                                            "max_content_width": 100})
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="On an internal error (exit 70), also print "
+              "where it happened (the traceback), for a bug report.")
+def cli(debug: bool) -> None:
     """Write, check, test and publish rule packs for the edge trigger engine.
 
     A PATH is a rule pack file or a folder of them (*.yaml; *.test.yaml files are rule-pack
@@ -81,5 +94,6 @@ def cli() -> None:
          serving another revision than the published one (status --edge)
       2  usage or environment error: bad arguments, a missing file, no test
          files, an unknown revision, an unavailable store or edge host, a bad setting
+      70  internal error (a bug: the message says what; --debug prints where)
       130  interrupted (Ctrl-C)
     """

@@ -448,3 +448,19 @@ def test_report_and_audit_take_the_consoles_periods(tmp_path: Path) -> None:
     audited = invoke("audit", "--data-dir", tmp_path, "--format", "json", "--period", "24h")
     assert json.loads(audited.output)["sessions"] == 1
     assert invoke("report", "--data-dir", tmp_path, "--period", "1y").exit_code == 2
+
+
+def test_a_bug_is_one_line_and_exit_70_and_debug_shows_where(monkeypatch):
+    import control_plane.cli.authoring as authoring
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something no input should cause")
+
+    monkeypatch.setattr(authoring, "load_pack_set", broken)
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["validate", str(RULES)])
+    assert plain.exit_code == 70
+    assert "internal error: RuntimeError: something no input should cause" in plain.output
+    assert "Traceback" not in plain.output
+    debug = runner.invoke(cli, ["--debug", "validate", str(RULES)])
+    assert debug.exit_code == 70 and "Traceback" in debug.output and "broken" in debug.output
