@@ -273,6 +273,20 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
     return Problem(filename, line, column, message, expected=expected)
 
 
+def _lone_surrogate(text: str) -> str | None:
+    """The first half of a UTF-16 surrogate pair in `text` that is not in a pair."""
+    k = 0
+    while k < len(text):
+        c = text[k]
+        if "\ud800" <= c <= "\udbff" and k + 1 < len(text) and "\udc00" <= text[k + 1] <= "\udfff":
+            k += 2
+            continue
+        if "\ud800" <= c <= "\udfff":
+            return c
+        k += 1
+    return None
+
+
 class _Builder:
     """Turns yaml nodes into `Node`s, noting duplicate keys and unsupported constructs."""
 
@@ -331,7 +345,26 @@ class _Builder:
                 self._report(line, column, f"not a valid {node.tag.rpartition(':')[2]}: "
                              f"{exc}", expected="a quoted string, or a valid value")
             value = node.value
-        return Scalar(value, node.value, line, column)
+        raw = self._text(node.value, line, column)
+        if type(value) is str:
+            value = self._text(value, line, column, report=False)
+        return Scalar(value, raw, line, column)
+
+    def _text(self, text: str, line: int, column: int, report: bool = True) -> str:
+        """`text` with JSON-style surrogate pairs ("\\ud83d\\ude00", which YAML reads as
+        two halves) joined into their character; a half left alone is reported: no page,
+        file or terminal can show it, so the console and the CLI failed on the pack."""
+        try:
+            text.encode()
+            return text
+        except UnicodeEncodeError:
+            pass
+        lone = _lone_surrogate(text)
+        if report and lone is not None:
+            self._report(line, column, f"\\u{ord(lone):04x} is half of a character (a lone "
+                         "UTF-16 surrogate)", expected="the character itself, or both halves "
+                         "together (e.g. \\ud83d\\ude00), or \\U0001F600")
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
     def _check_collection_tag(self, node: yaml.Node, line: int, column: int) -> None:
         if node.tag not in (_STANDARD_TAG + "map", _STANDARD_TAG + "seq"):
@@ -346,7 +379,7 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 self._report(k_line, k_col, "a key must be a plain name, not a list or mapping")
                 continue
-            text = key_node.value
+            text = self._text(key_node.value, k_line, k_col)
             if text == "<<" and key_node.tag == _STANDARD_TAG + "merge":
                 self._report(k_line, k_col, "YAML merge keys (<<) are not supported",
                              expected="the keys written out")

@@ -695,3 +695,41 @@ def test_yaml_anchors_and_aliases_can_share_a_condition():
     """)
     assert [t["when"] for t in compiled(text)["triggers"]] == [
         [{"signal": "dwell", "op": ">=", "value": 3000}]] * 2
+
+
+PACK_WITH = """pack: p
+description: {description}
+triggers:
+  - id: t1
+    page: {page}
+    when:
+      - dwell: ">= 3s"
+    action:
+      content: c1
+"""
+
+
+def test_a_character_written_as_two_json_halves_is_that_character():
+    pack = load_pack(PACK_WITH.format(description='"Sale \\ud83d\\ude00"', page="/pricing"),
+                     "p.yaml")
+    assert pack.description == "Sale \U0001F600"
+
+
+@pytest.mark.parametrize("description,page,where", [
+    ('"Sale \\ud83d!"', "/pricing", (2, 14)),
+    ("sale", '"/pricing\\udc00"', (5, 11)),
+    ('"\\ud83d\\ude00 \\ude00"', "/pricing", (2, 14)),
+])
+def test_half_a_character_is_a_problem_at_its_position(description, page, where):
+    """YAML reads "\\ud83d" as half a character, which no page or terminal can show: it
+    passed every check, then the console's pack pages answered 500 and `diff` crashed."""
+    problem = only_problem(PACK_WITH.format(description=description, page=page))
+    assert (problem.line, problem.column) == where
+    assert "half of a character" in problem.message and problem.expected
+    str(problem).encode()  # the problem itself prints anywhere
+
+
+def test_half_a_character_in_a_key_is_a_problem_at_the_key():
+    text = PACK_WITH.format(description="d", page="/pricing").replace(
+        "pack: p", 'pack: p\n"x\\udc00": 1')
+    assert any(p.line == 2 and "half of a character" in p.message for p in problems_of(text))
