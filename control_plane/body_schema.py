@@ -23,11 +23,44 @@ _TYPES: dict[str, Any] = {
 
 def json_body() -> Any:
     """The request's JSON body, or None when it is not JSON: Flask's `silent` parse lets a
-    RecursionError (a body nested thousands deep) through as a 500."""
+    RecursionError (a body nested thousands deep) through as a 500. A string holding half
+    of a character ("\\ud800", valid JSON) is a 400 naming where: kept, it broke every page
+    and log line that showed it."""
     try:
-        return request.get_json(silent=True)
+        body = request.get_json(silent=True)
     except RecursionError:
         return None
+    where = _lone_surrogate_at(body)
+    if where is not None:
+        raise ApiError(400, "invalid_unicode", f"{where} holds half of a character (a lone "
+                       "UTF-16 surrogate such as \\ud800): not valid Unicode", field=where)
+    return body
+
+
+def _lone_surrogate_at(value: Any) -> str | None:
+    """Where the first string (or key) in `value` that does not encode as UTF-8 is."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, item = stack.pop()
+        if type(item) is str:
+            if not _encodes(item):
+                return where or "body"
+        elif type(item) is dict:
+            for key, sub in item.items():
+                if not _encodes(key):
+                    return f"a key of {where or 'body'}"
+                stack.append((_join(where, key), sub))
+        elif type(item) is list:
+            stack.extend((f"{where or 'body'}[{i}]", sub) for i, sub in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def problem(schema: dict[str, Any], value: Any, where: str = "") -> tuple[str, str] | None:

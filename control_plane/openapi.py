@@ -95,7 +95,17 @@ FLEET_REPORT: dict[str, Any] = {
         "status": {"type": "string", "maxLength": 64},
         "last_error": {"type": ["string", "null"], "maxLength": 4096},
         "last_sync_ms": {"type": ["integer", "null"]},
+        "last_error_ms": {"type": ["integer", "null"]},
+        "from_cache": {"type": "boolean"},
+        **{name: {"type": ["integer", "null"]} for name in (
+            "instances", "traps", "sessions", "pending", "started_ms", "decisions", "errors",
+            "aborted", "busy", "slow_bodies", "oversized", "broken_bodies",
+            "outcomes_refused", "origins_refused")},
+        **{name: {"type": ["object", "null"], "description": "kept two levels deep, scalars "
+                  "only (at most 64 keys a level, strings of at most 1,024 characters)"}
+           for name in ("sdk", "session_store", "telemetry", "channels")},
     },
+    "description": "what an edge runs and how it fares (its /healthz); other keys are not kept",
 }
 _FLEET_EDGE: dict[str, Any] = {
     "type": "object",

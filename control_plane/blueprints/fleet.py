@@ -17,7 +17,9 @@ from ..openapi import FLEET_REPORT
 log = logging.getLogger("control_plane.fleet")
 bp = Blueprint("fleet", __name__, url_prefix="/v1/fleet")
 # An edge's report is about 2 KB; the registry keeps the last one of each edge in memory
-MAX_REPORT_BYTES = 64 * 1024
+MAX_REPORT_BYTES = 16 * 1024
+MAX_KEYS = 64  # in one object of a report (the edge's telemetry and channel counts)
+MAX_STRING_CHARS = 4096  # last_error, the longest string an edge sends
 
 
 def _fleet() -> FleetRegistry:
@@ -27,8 +29,9 @@ def _fleet() -> FleetRegistry:
 @bp.post("/report")
 @require("edge")
 def report() -> Any:
-    """What an edge runs: a JSON object as `FLEET_REPORT` describes (400 otherwise), so
-    `GET /v1/fleet` shows only what its own schema allows."""
+    """What an edge runs: a JSON object as `FLEET_REPORT` describes (400 otherwise), of
+    which only the fields it names are kept (`_bounded`): `GET /v1/fleet` shows only what
+    its own schema allows."""
     if len(request.get_data(cache=True)) > MAX_REPORT_BYTES:  # kept per edge, shown to all
         raise ApiError(413, "report_too_large", f"a fleet report is at most "
                                                 f"{MAX_REPORT_BYTES} bytes")
@@ -39,8 +42,23 @@ def report() -> Any:
                     str(status["edge_id"])[:100], request.remote_addr, claimed_edge())
         raise ApiError(403, "edge_id_not_yours", f"this token reports for edge "
                                                  f"{claimed_edge()!r} (and its workers) only")
-    _fleet().report(status["edge_id"], status)
+    kept = {name: _bounded(value, 2) for name, value in status.items()
+            if name in FLEET_REPORT["properties"]}
+    _fleet().report(status["edge_id"], kept)
     return "", 204
+
+
+def _bounded(value: Any, depth: int) -> Any:
+    """`value` as the fleet keeps it: scalars, and objects `depth` levels deep of at most
+    64 keys; a list, or anything deeper or longer, is not kept (None). The view is open to
+    anyone: a report is no way to store and serve arbitrary data."""
+    if value is None or type(value) in (bool, int, float):
+        return value
+    if type(value) is str:
+        return value[:MAX_STRING_CHARS]
+    if type(value) is dict and depth > 0 and len(value) <= MAX_KEYS:
+        return {str(k)[:128]: _bounded(v, depth - 1) for k, v in value.items()}
+    return None
 
 
 @bp.get("")
