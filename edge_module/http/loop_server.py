@@ -106,7 +106,7 @@ class Request:
         self.expects_continue = scope.http_version == "1.1" and scope.headers.get(
             "expect", "").lower() == "100-continue"
         self.continued = False
-        self.framing = b""  # the body's framing header, for an Upgrade request (see below)
+        self.framing = b""  # the body's framing fields, for an Upgrade request (see below)
         self.canned: tuple[int, bytes] | None = None  # the answer of a refusal
         self.waiter: asyncio.Future[None] | None = None
 
@@ -310,8 +310,9 @@ class Connection(asyncio.Protocol):
         """llhttp stops at the head of a request that offers an Upgrade (h2c from `curl
         --http2`, websocket) and treats what follows as the new protocol's. The edge speaks
         HTTP/1.1 only: the offer is ignored, as granian does. A fresh parser reads on (the
-        bytes returned); a body the request announced is parsed after a made-up head with
-        its framing."""
+        bytes returned); a body the request announced is parsed after a made-up head that
+        carries the request's own framing fields, so it is framed exactly as it would be
+        without the offer."""
         request, self.upgrading = self.upgrading, None
         self.parser = httptools.HttpRequestParser(self)
         if request is None or request.scope.method == "CONNECT":  # a tunnel: not for us
@@ -393,6 +394,13 @@ class Connection(asyncio.Protocol):
         if version not in ("1.0", "1.1"):
             self._refuse(505, "http_version_not_supported", "HTTP/1.1 or HTTP/1.0 only")
             raise _Refused
+        codings = [v for k, v in self.headers.all if k == "transfer-encoding"]
+        if codings and [c.strip().lower() for c in ",".join(codings).split(",")] != ["chunked"]:
+            # llhttp would refuse one not ending in chunked only mid-body (as a broken
+            # body), and pass a gzip one on undecoded: refused here, before it is started
+            self._refuse(400, "unsupported_transfer_coding", "Transfer-Encoding must be "
+                         "chunked alone; send the body chunked or with a Content-Length")
+            raise _Refused
         try:
             url = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
@@ -409,11 +417,10 @@ class Connection(asyncio.Protocol):
             self.upgrading = request
             if method == "CONNECT":
                 request.keep_alive = False
-            elif "transfer-encoding" in self.headers:
-                request.framing = b"transfer-encoding: chunked\r\n"
-            elif self.headers.get("content-length", "0").strip() not in ("", "0"):
-                request.framing = b"content-length: %s\r\n" % self.headers[
-                    "content-length"].strip().encode("latin-1")
+            else:  # its own framing fields, as llhttp checked them above: never rewritten
+                request.framing = b"".join(
+                    b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("latin-1"))
+                    for k, v in self.headers.all if k in ("transfer-encoding", "content-length"))
         self.current = request
         running = self.running
         if running is not None and running.flushed and not self.queued:

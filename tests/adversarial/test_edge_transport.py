@@ -643,3 +643,46 @@ def test_a_trailer_after_an_upgrade_offer_is_still_answered(stack):
         sock.sendall(wire)
         answer = Reader(sock).answer()
     assert answer is not None and answer[0] == 400
+
+
+SMUGGLED = b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: e\r\n\r\n"
+UNFRAMED = {  # framing a proxy may read otherwise: refused, with or without an Upgrade offer
+    "gzip": (b"Transfer-Encoding: gzip\r\n", "unsupported_transfer_coding"),
+    "gzip+length": (b"Transfer-Encoding: gzip\r\nContent-Length: %d\r\n" % len(SMUGGLED),
+                    "invalid_request"),
+    "identity+length": (b"Transfer-Encoding: identity\r\nContent-Length: %d\r\n"
+                        % len(SMUGGLED), "invalid_request"),
+    "chunked+length": (b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n"
+                       % len(SMUGGLED), "invalid_request"),
+}
+
+
+@pytest.mark.parametrize("upgrade", [b"", b"Connection: Upgrade\r\nUpgrade: websocket\r\n"],
+                         ids=["plain", "upgrade"])
+@pytest.mark.parametrize("framing", UNFRAMED)
+def test_a_body_framed_by_neither_length_nor_chunks_is_refused_and_closed(stack, framing,
+                                                                          upgrade):
+    """An Upgrade offer made the loop server read any Transfer-Encoding as chunked, so a
+    request hidden in a body ending `0\\r\\n\\r\\n` was answered too (request smuggling)."""
+    fields, code = UNFRAMED[framing]
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: e\r\nContent-Type: application/json\r\n"
+                     + upgrade + fields + b"\r\n" + SMUGGLED)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer is None or answer[0] == 400, answer
+        assert reader.closed()  # the request in the body was never read as one
+        if stack.server == "loop":  # type: ignore[attr-defined]
+            assert answer is not None and json.loads(answer[2])["error"]["code"] == code
+    alive(stack)
+
+
+def test_a_body_after_an_upgrade_offer_is_framed_by_its_length(stack):
+    body = decide_body("upgrade-length")
+    wire = post("/v1/decide", body, b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+    with connect(stack) as sock:
+        sock.sendall(wire + b"GET /healthz HTTP/1.1\r\nHost: e\r\n\r\n")
+        reader = Reader(sock)
+        first, second = reader.answer(), reader.answer()
+    assert first is not None and first[0] == 200 and "decision_id" in json.loads(first[2])
+    assert second is not None and second[0] == 200 and "decision_id" not in json.loads(second[2])
