@@ -3,10 +3,13 @@ the buffer to the spool, then sends spooled batches oldest first, deleting each 
 control plane has answered for it.
 
 Failures are told apart: when the control plane cannot be reached or is unavailable (no
-answer, 401/403/404, 408, 429, 502-504) every batch waits, with exponential backoff and
-jitter, however long that takes. When it refuses one batch (any other 4xx or 5xx) that
-batch alone is retried later and the others go on; after `max_tries` refusals it is set
-aside (`set-aside/` in the spool, at most `max_set_aside` files, the oldest removed
+answer, 401/403/404, 408, 429, any 5xx) every batch waits, with exponential backoff and
+jitter, however long that takes. A 5xx says nothing against the batch (a bug or a proxy
+in front answers it for every batch alike), so a batch answered one is never set aside:
+it waits its own backoff too, so that one batch the control plane fails on does not hold
+the others back, and is sent again until it goes through. When the control plane refuses
+one batch (any other 4xx) that batch alone is retried later and the others go on; after
+`max_tries` refusals it is set aside (`set-aside/` in the spool, at most `max_set_aside` files, the oldest removed
 first) and its records are counted as dropped, with the reason. A 413 splits the batch in
 two and sends the halves. Records the control plane rejects one by one are counted as
 dropped under its reason code. Moving a set-aside file back into the spool resends it.
@@ -35,7 +38,8 @@ SET_ASIDE = "set-aside"
 DEFAULT_MAX_TRIES = 5  # EDGE_TELEMETRY_MAX_TRIES
 DEFAULT_MAX_SET_ASIDE = 100  # EDGE_TELEMETRY_MAX_SET_ASIDE
 # answers that say nothing about the batch: the control plane is away, misconfigured or busy
-UNAVAILABLE = frozenset((401, 403, 404, 408, 429, 502, 503, 504))
+# (and every 5xx: `_send`)
+UNAVAILABLE = frozenset((401, 403, 404, 408, 429))
 
 
 class TelemetryShipper(PeriodicTask):
@@ -66,6 +70,7 @@ class TelemetryShipper(PeriodicTask):
         self.last_error: str | None = None
         self._tries: dict[str, int] = {}  # batch file name -> refusals so far
         self._not_before: dict[str, float] = {}  # batch file name -> its own backoff
+        self._held: dict[str, int] = {}  # batch file name -> 5xx answers so far
 
     @property
     def set_aside_dir(self) -> Path:
@@ -79,17 +84,22 @@ class TelemetryShipper(PeriodicTask):
             return 0
         files = self.log.spool_files()
         names = {p.name for p in files}
-        for table in (self._tries, self._not_before):  # forget files no longer spooled
+        for table in (self._tries, self._not_before, self._held):  # files no longer spooled
             for name in [n for n in table if n not in names]:
                 del table[name]
-        sent = 0
+        sent = held_in_a_row = 0
         for path in files[: self.max_files_per_run]:
             if self._not_before.get(path.name, 0.0) > now:
                 continue  # a refused batch waits its turn; the others go on
             result = self._send(path)
-            if result == "unavailable":
+            if result == "held":  # one more batch tells a batch it fails on from an outage
+                held_in_a_row += 1
+                if held_in_a_row < 2:
+                    continue
+            if result in ("unavailable", "held"):
                 self._back_off()
                 break
+            held_in_a_row = 0
             sent += result == "delivered"
         return sent
 
@@ -101,7 +111,8 @@ class TelemetryShipper(PeriodicTask):
         self.run_once()
 
     def _send(self, path: Path) -> str:
-        """One batch file: delivered, split, refused (kept or set aside) or unavailable."""
+        """One batch file: delivered, split, refused (kept or set aside), held (a 5xx) or
+        unavailable."""
         try:
             data = path.read_bytes()
         except FileNotFoundError:  # delivered by a concurrent run (close() racing the thread)
@@ -115,8 +126,11 @@ class TelemetryShipper(PeriodicTask):
         except urllib.error.HTTPError as exc:
             code = exc.code
             exc.close()
-            if code in UNAVAILABLE:
+            if code in UNAVAILABLE or code >= 500:
                 self._fail(f"control plane answered {code} to a telemetry batch")
+                if code >= 500:
+                    self._hold(path)
+                    return "held"
                 return "unavailable"
             if code == 413:  # never taken as is: in halves, or set aside if one record
                 if self._split(path):
@@ -169,6 +183,14 @@ class TelemetryShipper(PeriodicTask):
         log.warning("telemetry batch %s too large for the control plane (413): split in two",
                     path.name)
         return True
+
+    def _hold(self, path: Path) -> None:
+        """A batch the control plane failed on (5xx): kept, and sent again after its own
+        backoff, however many times it takes."""
+        held = self._held.get(path.name, 0) + 1
+        self._held[path.name] = held
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (held - 1))
+        self._not_before[path.name] = time.monotonic() + random.uniform(ceiling / 2, ceiling)
 
     def _refused(self, path: Path, reason: str) -> str:
         """One more refusal of this batch: retried later, or set aside after max_tries."""

@@ -13,6 +13,8 @@ import threading
 from http.client import HTTPException
 from pathlib import Path
 
+import pytest
+
 from control_plane.rulepack import compile_snapshot, load_pack_set
 from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
 from edge_module.telemetry.decision_log import decision_record
@@ -615,14 +617,16 @@ def test_records_the_control_plane_rejects_are_counted_dropped_with_the_reason(t
 
 
 class _Refusing:
-    """A control plane stand-in on loopback: 500 to any batch holding a record whose id
-    starts with "poison", 200 (stores the ids) to the others."""
+    """A control plane stand-in on loopback: `status` to any batch holding a record whose
+    id starts with "poison" (while `poisoning`; to every batch while `failing`), 200
+    (stores the ids) to the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: int) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         stored = self.stored = []
         self.posts = 0
+        self.status, self.failing, self.poisoning = status, False, True
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -630,8 +634,9 @@ class _Refusing:
                 outer.posts += 1
                 body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
                 ids = [json.loads(line)["id"] for line in body.splitlines()]
-                if any(i.startswith("poison") for i in ids):
-                    self.send_response(500)
+                if outer.failing or (outer.poisoning
+                                     and any(i.startswith("poison") for i in ids)):
+                    self.send_response(outer.status)
                     self.end_headers()
                     return
                 stored.extend(ids)
@@ -653,29 +658,85 @@ class _Refusing:
         self.server.server_close()
 
 
+def _poisoned_spool(log: DecisionLog) -> tuple[list[str], list[str]]:
+    """Five batch files of 3 records, the 1st, 3rd and 5th holding a "poison" record: the
+    ids of the good batches' records and of the poisoned ones'."""
+    good: list[str] = []
+    poisoned: list[str] = []
+    for n in range(5):
+        batch = _outcome_records(3)
+        if n % 2 == 0:
+            batch[1]["id"] = f"poison-{n}"
+        (poisoned if n % 2 == 0 else good).extend(r["id"] for r in batch)
+        for rec in batch:
+            log.record(rec)
+        log.flush()
+    return good, poisoned
+
+
 def test_a_batch_refused_again_and_again_is_set_aside_and_nothing_behind_it_waits(tmp_path):
-    control = _Refusing()
+    control = _Refusing(400)
     try:
         log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
-        good: list[str] = []
-        for n in range(5):  # poison batches (of 3 records) between good ones
-            batch = _outcome_records(3)
-            if n % 2 == 0:
-                batch[1]["id"] = f"poison-{n}"
-            else:
-                good.extend(r["id"] for r in batch)
-            for rec in batch:
-                log.record(rec)
-            log.flush()
+        good, _ = _poisoned_spool(log)
         shipper = _shipper(log, control.url, max_tries=3, max_set_aside=2)
         _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
         assert sorted(control.stored) == sorted(good)
         status = shipper.status()
         # three poison batches of 3 records, each refused 3 times; 2 files kept
-        assert status["dropped_by_reason"] == {"set_aside:http_500": 9}
+        assert status["dropped_by_reason"] == {"set_aside:http_400": 9}
         assert status["set_aside_batches"] == 3 and status["set_aside_files"] == 2
         assert control.posts == 2 + 3 * 3
         assert status["failures"] == 0  # the control plane answered: no global backoff
+    finally:
+        control.close()
+
+
+def test_a_batch_the_control_plane_fails_on_is_kept_and_holds_no_other_back(tmp_path):
+    """A 5xx says nothing against the batch (a bug or a proxy answers it for any batch):
+    a review saw every batch set aside, and so lost, while a control plane answered 500."""
+    control = _Refusing(500)
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        good, poisoned = _poisoned_spool(log)
+        shipper = _shipper(log, control.url, max_tries=3)
+        _ship_until(shipper, lambda: sorted(control.stored) == sorted(good),
+                    "the good batches delivered")
+        for _ in range(20):  # far past max_tries for the poisoned ones
+            shipper.next_attempt = 0.0
+            shipper._not_before.clear()
+            shipper.run_once()
+        assert len(log.spool_files()) == 3 and shipper.status()["dropped"] == 0
+        assert shipper.status()["set_aside_batches"] == 0
+        control.poisoning = False  # the control plane mended
+        control.stored.clear()
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert sorted(control.stored) == sorted(poisoned)
+    finally:
+        control.close()
+
+
+@pytest.mark.parametrize("status", [500, 501, 505])
+def test_a_control_plane_answering_5xx_to_everything_loses_nothing(tmp_path, status):
+    control = _Refusing(status)
+    control.failing = True
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        records = _outcome_records(12)
+        for k, rec in enumerate(records):
+            log.record(rec)
+            if k % 3 == 2:
+                log.flush()
+        shipper = _shipper(log, control.url, max_tries=2)
+        for _ in range(20):
+            shipper.next_attempt = 0.0
+            shipper._not_before.clear()
+            shipper.run_once()
+        assert shipper.status()["failures"] > 0  # it backs off: the control plane is away
+        assert shipper.status()["dropped"] == 0 and len(log.spool_files()) == 4
+        control.failing = False
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert sorted(control.stored) == sorted(r["id"] for r in records)
     finally:
         control.close()
 
