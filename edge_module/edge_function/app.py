@@ -10,8 +10,10 @@ EDGE_BODY_TIMEOUT_S.
 """
 
 import json
+import math
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +32,9 @@ TTL_DEFAULT_S = 1800.0
 BODY_TIMEOUT_DEFAULT_S = 10.0  # as the host's EDGE_BODY_TIMEOUT_S
 WRITE_CHUNK = 4096  # blocking-write-and-flush takes at most 4096 bytes a call
 
+SETTINGS = ("EDGE_STATE_TOKEN_KEYS", "EDGE_ALLOWED_ORIGINS", "EDGE_SESSION_TTL_S",
+            "EDGE_MAX_BODY_BYTES", "EDGE_BODY_TIMEOUT_S")
+
 _config_cache: dict = {}
 
 
@@ -40,22 +45,65 @@ def error_body(code, message, field_name=None):
     return json.dumps({"error": err}).encode()
 
 
+class ConfigError(ValueError):
+    """A setting the function cannot use; the message names it and says what it expects."""
+
+
+def _setting(env, name, default, parse):
+    """`parse` of one setting (of `default` when unset or empty); its complaint, and any
+    overflow, names the setting."""
+    try:
+        return parse(env.get(name) or default)
+    except (ValueError, OverflowError) as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _number(kind, high=math.inf):
+    """A parser of numbers of `kind` (int or float): finite, more than 0, at most `high`,
+    as the host's numeric settings: -1 bytes would refuse every body, an infinite TTL has
+    no milliseconds."""
+    expected = (f"expected {'a whole' if kind is int else 'a finite'} number, more than 0"
+                + ("" if high == math.inf else f" and at most {high:g}"))
+
+    def parse(raw):
+        try:
+            value = kind(raw)
+            fits = (kind is int or math.isfinite(value)) and 0 < value <= high
+        except (ValueError, OverflowError):
+            fits = False
+        if not fits:
+            raise ValueError(f"{raw!r}: {expected}")
+        return value
+    return parse
+
+
+def _keys(raw):
+    if not raw:
+        raise ValueError("not set: expected kid:hexkey[,kid:hexkey...], the first signs "
+                         "(32 random bytes: python -c 'import secrets; "
+                         "print(secrets.token_hex(32))')")
+    return parse_keys(raw)
+
+
+_ttl_s = _number(float, sys.float_info.max / 1000)  # kept in milliseconds
+_body_timeout_s = _number(float, 3600)  # as the host's EDGE_BODY_TIMEOUT_S
+_max_body = _number(int)
+
+
 def _config():
     """(tokens, cors, max_body, body_timeout_s) for this environment, built once per
-    distinct environment."""
+    distinct environment; ConfigError naming the first setting that cannot be used."""
     env = dict(environment.get_environment())
-    key = tuple(env.get(name, "") for name in (
-        "EDGE_STATE_TOKEN_KEYS", "EDGE_ALLOWED_ORIGINS", "EDGE_SESSION_TTL_S",
-        "EDGE_MAX_BODY_BYTES", "EDGE_BODY_TIMEOUT_S"))
+    key = tuple(env.get(name, "") for name in SETTINGS)
     if key not in _config_cache:
-        keys, origins, ttl, max_body, body_timeout = key
-        tokens = StateTokens(parse_keys(keys), int(float(ttl or TTL_DEFAULT_S) * 1000))
-        timeout_s = float(body_timeout or BODY_TIMEOUT_DEFAULT_S)
-        if not 0 < timeout_s <= 3600:
-            raise ValueError(f"EDGE_BODY_TIMEOUT_S={body_timeout}: expected seconds, more "
-                             "than 0 and at most 3600")
-        _config_cache[key] = (tokens, CorsPolicy(origins), int(max_body or MAX_BODY_DEFAULT),
-                              timeout_s)
+        keys = _setting(env, "EDGE_STATE_TOKEN_KEYS", "", _keys)
+        cors = _setting(env, "EDGE_ALLOWED_ORIGINS", "", CorsPolicy)
+        ttl_s = _setting(env, "EDGE_SESSION_TTL_S", str(TTL_DEFAULT_S), _ttl_s)
+        max_body = _setting(env, "EDGE_MAX_BODY_BYTES", str(MAX_BODY_DEFAULT), _max_body)
+        timeout_s = _setting(env, "EDGE_BODY_TIMEOUT_S", str(BODY_TIMEOUT_DEFAULT_S),
+                             _body_timeout_s)
+        tokens = StateTokens(keys, max(1, math.ceil(ttl_s * 1000)))
+        _config_cache[key] = (tokens, cors, max_body, timeout_s)
     return _config_cache[key]
 
 
@@ -208,30 +256,31 @@ def read_body(request, limit, timeout_s):
     not all come within `timeout_s`. Reads wait on the stream and a timer together: a
     blocking read waited for as long as the client liked, and a runtime that serves one
     request at a time (jco serve) stalled every visitor behind it."""
-    stream = request.consume().stream()
-    chunks, size = [], 0
-    deadline = monotonic_clock.now() + int(timeout_s * 1e9)
-    try:
-        while True:
-            chunk = stream.read(65536)
-            if not chunk:
-                left = deadline - monotonic_clock.now()
-                if left <= 0:
-                    return TOO_SLOW
-                with stream.subscribe() as readable, \
-                        monotonic_clock.subscribe_duration(left) as timer:
-                    poll.poll([readable, timer])
-                continue
-            size += len(chunk)
-            if size > limit:
-                return TOO_LARGE
-            chunks.append(chunk)
-    except Err as err:
-        if not isinstance(err.value, StreamError_Closed):
-            raise
-    finally:
-        stream.__exit__(None, None, None)
-    return b"".join(chunks)
+    # wasi:http resources form a tree: a child (the stream) must be dropped before its
+    # parent (the body), or the host traps. `with` drops them in that order on every way
+    # out (a temporary body would be freed, and dropped, while its stream is open).
+    with request.consume() as incoming, incoming.stream() as stream:
+        chunks, size = [], 0
+        deadline = monotonic_clock.now() + int(timeout_s * 1e9)
+        try:
+            while True:
+                chunk = stream.read(65536)
+                if not chunk:
+                    left = deadline - monotonic_clock.now()
+                    if left <= 0:
+                        return TOO_SLOW
+                    with stream.subscribe() as readable, \
+                            monotonic_clock.subscribe_duration(left) as timer:
+                        poll.poll([readable, timer])
+                    continue
+                size += len(chunk)
+                if size > limit:
+                    return TOO_LARGE
+                chunks.append(chunk)
+        except Err as err:
+            if not isinstance(err.value, StreamError_Closed):
+                raise
+        return b"".join(chunks)
 
 
 def route(request):
@@ -247,9 +296,10 @@ def route(request):
         return 404, error_body("not_found", f"no route {path}"), []
     try:
         tokens, cors, max_body, body_timeout_s = _config()
-    except ValueError as exc:  # no or bad keys, a bad origin or number: say which
+    except ConfigError as exc:  # no or bad keys, a bad origin or number: it says which
         return 500, error_body("misconfigured", f"edge function configuration: {exc}"), []
-    origin = [v.decode("latin-1") for v in request.headers().get("origin")]
+    with request.headers() as request_headers:  # the request's child: dropped before it
+        origin = [v.decode("latin-1") for v in request_headers.get("origin")]
     headers = []
     if origin:  # a browser page: only the allowed origins (one Origin, as browsers send)
         allowed = cors.headers(origin[0]) if len(origin) == 1 else None
@@ -281,11 +331,15 @@ def respond(response_out, status, body, headers):
     response.set_status_code(status)
     out_body = response.body()
     types.ResponseOutparam.set(response_out, Ok(response))
-    stream = out_body.write()
-    for i in range(0, len(body), WRITE_CHUNK):
-        stream.blocking_write_and_flush(body[i:i + WRITE_CHUNK])
-    stream.__exit__(None, None, None)
-    types.OutgoingBody.finish(out_body, None)
+    try:
+        # the stream is the body's child: dropped (by `with`, even when a write fails)
+        # before the body is finished
+        with out_body.write() as stream:
+            for i in range(0, len(body), WRITE_CHUNK):
+                stream.blocking_write_and_flush(body[i:i + WRITE_CHUNK])
+        types.OutgoingBody.finish(out_body, None)
+    except Err:  # the client has gone (it sent half a body, or closed): no one to answer
+        pass
 
 
 class IncomingHandler(exports.IncomingHandler):

