@@ -198,7 +198,7 @@ _SCHEMAS: dict[str, Any] = {
             "ts_ms": _TIME,
         },
         "example": {"session_id": "s-1", "type": "click", "decision_id": "0" * 32,
-                    "trigger": "pricing-discount", "outcome_token": "v1.0.AAAA"},
+                    "trigger": "pricing-discount", "outcome_token": "v2.0.AAAA"},
     },
     "Outcome": {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}},
     "Health": {

@@ -23,7 +23,11 @@ from pathlib import Path
 
 from ..host.host_secret import host_secret
 
-TOKEN_VERSION = "v1"
+TOKEN_VERSION = "v2"  # each value length-prefixed under the MAC
+# v1 joined the values with NUL, so values holding NUL could be split another way (a
+# token for session "a\0<32 hex>" passed for session "a"); still taken, for the tokens
+# outstanding at an upgrade, when no value holds a NUL (then the join is unambiguous)
+_OLD_VERSION = "v1"
 _MAC_BYTES = 16  # 128 bits: forging one by guessing is out of reach
 
 
@@ -41,10 +45,15 @@ class OutcomeTokens:
         self._key = key if len(key) <= 64 else hashlib.blake2b(key).digest()
         self.window_ms = window_ms
 
-    def _mac(self, session_id: str, decision_id: str, trigger: str, issued_ms: int) -> str:
-        msg = "\x00".join((TOKEN_VERSION, session_id, decision_id, trigger, str(issued_ms)))
-        digest = hashlib.blake2b(msg.encode("utf-8", "surrogatepass"), key=self._key,
-                                 digest_size=_MAC_BYTES).digest()
+    def _mac(self, session_id: str, decision_id: str, trigger: str, issued_ms: int,
+             version: str = TOKEN_VERSION) -> str:
+        values = (session_id, decision_id, trigger, str(issued_ms))
+        if version == _OLD_VERSION:
+            msg = "\x00".join((version, *values)).encode("utf-8", "surrogatepass")
+        else:
+            fields = [v.encode("utf-8", "surrogatepass") for v in values]
+            msg = version.encode() + b"".join(len(f).to_bytes(4, "big") + f for f in fields)
+        digest = hashlib.blake2b(msg, key=self._key, digest_size=_MAC_BYTES).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def issue(self, session_id: str, decision_id: str, trigger: str, now_ms: int) -> str:
@@ -60,11 +69,13 @@ class OutcomeTokens:
                              "carried with the action (or the answer's own for a conversion)")
         parts = token.split(".")
         # isascii: str.isdigit also takes "²", which int() refuses
-        if len(parts) != 3 or parts[0] != TOKEN_VERSION or not parts[1].isascii() or \
-                not parts[1].isdigit() or len(parts[1]) > 16:
+        if len(parts) != 3 or parts[0] not in (TOKEN_VERSION, _OLD_VERSION) or \
+                not parts[1].isascii() or not parts[1].isdigit() or len(parts[1]) > 16:
             raise TokenError("outcome_token is malformed")
+        if parts[0] == _OLD_VERSION and "\x00" in session_id + decision_id + trigger:
+            raise TokenError("outcome_token does not match this session, decision and trigger")
         issued = int(parts[1])
-        expected = self._mac(session_id, decision_id, trigger, issued).encode()
+        expected = self._mac(session_id, decision_id, trigger, issued, parts[0]).encode()
         # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
         if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"), expected):
             raise TokenError("outcome_token does not match this session, decision and trigger")

@@ -51,7 +51,7 @@ def test_a_decision_follows_the_wire_contract(edge):
     assert body["actions"] == [{"trigger": "pricing-discount", "content": "discount-nudge-10",
                                 "tier": "immediate", "delay_ms": 0, "priority": 10}]
     # what the visitor's outcome reports must carry (one per action, one for the decision)
-    assert all(t.startswith("v1.") for t in [*tokens, body["outcome_token"]])
+    assert all(t.startswith("v2.") for t in [*tokens, body["outcome_token"]])
     assert body["revision"] == "1"
     assert body["next_check_ms"] is None
     assert len(body["decision_id"]) == 32 and isinstance(body["latency_us"], int)
