@@ -11,6 +11,7 @@ variables). Without telemetry the edge has no control plane (EDGE_CONTROL_URL=""
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -82,9 +83,10 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 @contextmanager
 def edge_stack(packs: str = "both", env_overrides: dict[str, str] | None = None,
                workdir: Path | None = None, startup_s: float = 60.0,
-               telemetry: bool = False) -> Iterator[EdgeStack]:
+               telemetry: bool = False, open_files: int | None = None) -> Iterator[EdgeStack]:
     """Keys, a published snapshot and a running edge host (and with `telemetry` the control
-    plane it ships its decision log to); stopped (SIGTERM) on exit."""
+    plane it ships its decision log to); stopped (SIGTERM) on exit. `open_files`: the edge
+    host's open-files limit (soft and hard), to see it live within a small one."""
     owned = workdir is None
     work = Path(tempfile.mkdtemp(prefix="loadtest-")) if workdir is None else workdir
     port = free_port()
@@ -116,7 +118,7 @@ def edge_stack(packs: str = "both", env_overrides: dict[str, str] | None = None,
             started.append((control, control_log))
             _wait_healthy(control_url, control, control_log, startup_s, "control plane")
         log = work / "edge-host.log"
-        proc = _start([str(BIN / "edge-host")], env, log)
+        proc = _start([str(BIN / "edge-host")], env, log, open_files)
         started.append((proc, log))
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, proc, log, startup_s, "edge-host")
@@ -150,9 +152,14 @@ def wait_for(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(args: list[str], env: dict[str, str], log: Path,
+           open_files: int | None = None) -> subprocess.Popen[bytes]:
+    def limit_open_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with open(log, "wb") as out:
-        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=None if open_files is None else limit_open_files)
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float,

@@ -24,7 +24,8 @@ bytes), so answers never interleave and a client that does not read meets back-p
 a connection parses at most MAX_PIPELINED requests ahead of its answers and holds at most
 READ_AHEAD body bytes the application has not asked for; request trailers are refused
 (400), HTTP versions other than 1.0 and 1.1 too (505); an Upgrade offer is ignored;
-connections beyond EDGE_MAX_CONNECTIONS are closed at once.
+connections beyond EDGE_MAX_CONNECTIONS (fewer where the open-files limit says so:
+FD_RESERVE) are closed at once.
 EDGE_WORKERS=N forks N such processes on one listening socket (`_supervise`)."""
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import ctypes
 import errno
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -63,6 +65,10 @@ QUEUE_AHEAD = 2
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered (then: back-pressure)
 PIPELINED_SLICE = 2048  # bytes of heads parsed at a time (bounds the overshoot of the above)
 BODY_SLICE = 64 * 1024  # bytes of a body parsed at a time
+# descriptors a worker keeps beside its connections' (two each): files, and sockets to the
+# session store, the control plane and the sinks (an idle worker with LMDB, metrics and a
+# webhook sink holds about 40)
+FD_RESERVE = 256
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -227,17 +233,23 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
         server = self.server
-        if len(server.connections) >= server.config.max_connections:
+        if len(server.connections) >= server.max_connections:
             transport.abort()
             self.closed = True
             return
-        server.connections.add(self)
-        transport.set_write_buffer_limits(high=0)
         sock = transport.get_extra_info("socket")
         # the decision threads write to a duplicate of the socket, closed only here (under
         # the lock), so its number cannot be reused by another client's connection while a
         # thread still holds it
-        self.fd = os.dup(sock.fileno()) if sock is not None else -1
+        try:
+            self.fd = os.dup(sock.fileno()) if sock is not None else -1
+        except OSError as exc:  # out of descriptors: this connection only is given up
+            transport.abort()
+            self.closed = True
+            server.short_of_descriptors(exc)
+            return
+        server.connections.add(self)
+        transport.set_write_buffer_limits(high=0)
 
     def connection_lost(self, exc: Exception | None) -> None:
         with self.lock:
@@ -655,6 +667,8 @@ class LoopServer:
 
     def __init__(self, config: EdgeConfig, edge: Any) -> None:
         self.config, self.edge = config, edge
+        self.max_connections = connections_within_open_files(config.max_connections)
+        self.short_logged_at = float("-inf")
         self.connections: set[Connection] = set()
         self.tasks: dict[Request, asyncio.Task[None]] = {}
         self.stopping: asyncio.Event | None = None
@@ -683,6 +697,15 @@ class LoopServer:
             await asyncio.sleep(0)
             self.edge.__rsgi_del__(self.loop)
 
+    def short_of_descriptors(self, exc: OSError) -> None:
+        """A connection was given up for want of a descriptor: said once a minute at most."""
+        now = time.monotonic()
+        if now - self.short_logged_at >= 60:
+            self.short_logged_at = now
+            log.warning("a connection was closed at once: %s (%d connections open; the "
+                        "open files limit is %d)", exc.strerror, len(self.connections),
+                        resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
     def _on_signal(self) -> None:
         assert self.stopping is not None
         self.stopping.set()
@@ -701,13 +724,32 @@ def serve_loop(config: EdgeConfig) -> None:
     worker processes accepting on one listening socket (`_supervise`)."""
     from .open_files import raise_open_files_limit
 
-    # each connection holds two descriptors (the transport's and the threads' duplicate)
-    raise_open_files_limit(2 * config.max_connections * config.workers + 1024)
+    # each connection holds two descriptors (the transport's and the threads' duplicate);
+    # the limit is per process, each worker's own
+    raise_open_files_limit(2 * config.max_connections + FD_RESERVE)
     sock = _listen(config)
     if config.workers == 1:
         _serve_worker(config, sock, 1)
     else:
         _supervise(config, sock)
+
+
+def connections_within_open_files(wanted: int) -> int:
+    """How many connections a worker takes at once: `wanted` (EDGE_MAX_CONNECTIONS), or
+    fewer where the open-files limit would run out first (two descriptors each, beside
+    FD_RESERVE); then a visitor beyond them is refused cleanly and the worker's own files
+    and sockets still open."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    allowed = max(1, (soft - FD_RESERVE) // 2)
+    if allowed >= wanted:
+        return wanted
+    log.warning("at most %d connections at once, not EDGE_MAX_CONNECTIONS=%d: the open files "
+                "limit is %d (two descriptors a connection, %d kept for files and sockets); "
+                "raise the hard limit (ulimit -Hn) to take more", allowed, wanted, soft,
+                FD_RESERVE)
+    return allowed
 
 
 def _listen(config: EdgeConfig) -> socket.socket:

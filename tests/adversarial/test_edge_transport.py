@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -25,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_module.http.loop_server import FD_RESERVE
 from loadtest.stack import EdgeStack, edge_stack
 from tests.factories import T0
 
@@ -686,3 +688,42 @@ def test_a_body_after_an_upgrade_offer_is_framed_by_its_length(stack):
         first, second = reader.answer(), reader.answer()
     assert first is not None and first[0] == 200 and "decision_id" in json.loads(first[2])
     assert second is not None and second[0] == 200 and "decision_id" not in json.loads(second[2])
+
+
+def _closed_by_server(socks: list[socket.socket], at_least: int) -> int:
+    """How many of `socks` the server closed, waiting (boundedly) until `at_least` have."""
+    closed: set[socket.socket] = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        wait = 0.5 if len(closed) >= at_least else deadline - time.monotonic()
+        ready, _, _ = select.select([s for s in socks if s not in closed], [], [], wait)
+        if not ready:
+            break
+        for sock in ready:
+            try:
+                if sock.recv(1) == b"":
+                    closed.add(sock)
+            except OSError:
+                closed.add(sock)
+    return len(closed)
+
+
+def test_the_loop_server_takes_only_the_connections_its_open_files_allow():
+    """With an open-files limit below what EDGE_MAX_CONNECTIONS needs (two descriptors a
+    connection), a flood of idle connections ran a worker out of descriptors: tracebacks
+    from connection_made, and snapshot sync, telemetry and metrics failing. The worker now
+    takes what its limit allows beside a reserve, and says so."""
+    allowed, extra = 100, 150  # more than the reserve holds: without the cap, EMFILE
+    with edge_stack("shipped", env_overrides={"EDGE_SERVER": "loop", "EDGE_THREADS": "2",
+                                              "EDGE_HEADER_TIMEOUT_S": "60"},
+                    open_files=FD_RESERVE + 2 * allowed) as running:
+        assert f"at most {allowed} connections at once" in running.log.read_text()
+        socks = [connect(running) for _ in range(allowed + extra)]
+        try:
+            assert _closed_by_server(socks, extra) == extra
+        finally:
+            for sock in socks:
+                sock.close()
+        alive(running)
+        log = running.log.read_text()
+    assert "Traceback" not in log and "Too many open files" not in log, log[-3000:]
