@@ -18,7 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,8 @@ def wasmtime_serving(wasmtime: Path, cwasm: Path, env: dict[str, str],
     assert "Caused by" not in traps, traps[-3000:]  # a guest trap is answered as a 500 page
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, output, what: str) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen, output: Callable[[], str],
+                  what: str) -> None:
     deadline = time.monotonic() + 120
     while True:
         try:
