@@ -263,7 +263,11 @@ class RsgiEdge:
                 return 400, error_body("invalid_request", "bad Content-Length"), [
                     ("Connection", "close")]
             if length > route.max_body:
-                if length <= self.config.max_discard_bytes:  # beyond: answer, then close
+                # read and dropped so a client sending already sees the answer; beyond the
+                # bound, or from a client waiting for 100 Continue, nothing is read (the
+                # answer says close)
+                if (length <= self.config.max_discard_bytes
+                        and scope.headers.get("expect", "").lower() != "100-continue"):
                     await self._discard(proto, 0)
                 return self.app.too_large(route, length)
         if self.app.draining:  # the stop came before this read began: it would not be

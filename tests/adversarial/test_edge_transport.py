@@ -727,3 +727,20 @@ def test_the_loop_server_takes_only_the_connections_its_open_files_allow():
         alive(running)
         log = running.log.read_text()
     assert "Traceback" not in log and "Too many open files" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("size", [256 * 1024 + 1, 15_000_000])
+def test_an_oversized_body_awaiting_100_continue_is_refused_at_once(stack, size):
+    """A client that waits for 100 Continue before it sends a body over the route's limit
+    was told to go ahead, sent all of it, and only then got its 413."""
+    with connect(stack) as sock:
+        sock.sendall(b"POST /v1/decide HTTP/1.1\r\nHost: edge\r\nContent-Type: "
+                     b"application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n"
+                     % size)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer is not None and answer[0] == 413, answer
+        assert json.loads(answer[2])["error"]["code"] == "body_too_large"
+        assert answer[1].get("connection") == "close"
+        assert reader.closed()
+    alive(stack)
