@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                               app.config["S3_ENDPOINT_URL"] or None)
     app.extensions["key_ring"] = KeyRing(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])
     app.extensions["fleet"] = FleetRegistry()
+    # telemetry batches taken at once: two threads always left for everything else
+    app.extensions["ingest_lane"] = threading.BoundedSemaphore(
+        max(1, int(app.config["THREADS"]) - 2))
     app.extensions["telemetry_store"] = TelemetryStore(
         Path(app.config["DATA_DIR"]) / "telemetry.sqlite3")
     app.extensions["telemetry_sink"] = make_sink(app.config, app.extensions["telemetry_store"])

@@ -58,6 +58,8 @@ def register_error_handlers(app: Flask) -> None:
         headers = {}
         if "www_authenticate" in extra:
             headers["WWW-Authenticate"] = extra.pop("www_authenticate")
+        if "accept_encoding" in extra:  # a 415: the codings taken (RFC 9110, 15.5.16)
+            headers["Accept-Encoding"] = extra.pop("accept_encoding")
         return _answer(exc.status, exc.code, exc.message, headers, **extra)
 
     # Errors whose text is the answer's message; the server-side ones are logged too.

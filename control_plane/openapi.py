@@ -340,8 +340,9 @@ def _paths() -> dict[str, Any]:
                             "type": "integer", "minimum": 1}}}}}}},
                 "400": _error("the body is not valid gzip"), "401": _UNAUTHORIZED,
                 "403": _error("not an edge token"), "413": _TOO_LARGE,
-                "503": _error("the telemetry sink is unavailable: send the batch again",
-                              )}}},
+                "415": _error("a Content-Encoding other than gzip (or none)"),
+                "503": _error("the telemetry sink is unavailable, or the control plane is "
+                              "taking other batches (busy): send the batch again")}}},
         "/v1/telemetry/counts": {"get": {
             "summary": "Stored decision and outcome records, of one edge and from a moment "
                        "on: what delivery is checked against",

@@ -8,6 +8,7 @@ import gzip
 import io
 import json
 import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -28,13 +29,13 @@ bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
 # splits a batch that is answered 413: these bounds leave it room and stop a small gzip
 # body from costing minutes of CPU and gigabytes (one object per line) before the answer.
 MAX_INFLATED_BYTES = 8 * 1024 * 1024
-MAX_BATCH_LINES = 20_000
+MAX_BATCH_LINES = 5_000
 MAX_LISTED = 100  # rejections listed one by one in an answer (all are counted by code)
 # Firings named in one batch, at most: each is a row written under the store's one write
 # lock, so a small gzip body naming millions held every other edge's ingest past its busy
 # timeout. An edge's batch (768 KiB, 64 firings a decision) stays far below; over it the
-# answer is 413, and the edge splits the batch.
-MAX_BATCH_FIRED = 250_000
+# answer is 413, and the edge splits the batch. (250,000 held the lock for 5 s a batch.)
+MAX_BATCH_FIRED = 50_000
 
 
 @bp.post("")
@@ -42,9 +43,30 @@ MAX_BATCH_FIRED = 250_000
 def ingest() -> Any:
     """A batch as JSON lines, gzip-compressed (Content-Encoding: gzip) or not. The answer
     counts the records accepted and already stored (duplicates), and lists the rejected
-    ones with their index (0-based, among the non-blank lines) and reason."""
+    ones with their index (0-based, among the non-blank lines) and reason.
+
+    At most CONTROL_THREADS - 2 batches are taken at once (the store writes one at a time
+    anyway); past that the answer is 503 at once and the edge sends the batch again
+    later. A review held all four threads with large batches, one after another, and
+    /healthz, the reports and the console waited up to 15 s behind them."""
+    lane: threading.BoundedSemaphore = current_app.extensions["ingest_lane"]
+    if not lane.acquire(blocking=False):
+        return jsonify(error={"code": "busy", "message": "the control plane is taking other "
+                              "telemetry batches: send this one again shortly"}), 503, {
+            "Retry-After": "1"}
+    try:
+        return _ingest()
+    finally:
+        lane.release()
+
+
+def _ingest() -> Any:
     raw = request.get_data(cache=False)
-    if request.headers.get("Content-Encoding", "").lower() == "gzip":
+    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if coding not in ("gzip", "x-gzip", "identity"):  # read as text, every line was refused
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {coding[:40]!r} is "
+                       "not taken: send gzip or no encoding", accept_encoding="gzip")
+    if coding in ("gzip", "x-gzip"):
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
                 raw = f.read(MAX_INFLATED_BYTES + 1)

@@ -3,6 +3,7 @@
 root and varied rather than replayed with the reviewer's numbers.
 
 - a small gzip telemetry body inflating to millions of lines cost minutes and gigabytes;
+- large telemetry batches held every thread; an unknown Content-Encoding lost the batch;
 - an anonymous body of hundreds of MiB was buffered to disk before the 401;
 - made-up HTTP methods each added a `/metrics` series, for good;
 - fleet reports of any size from made-up edge ids were all kept, and shown to anyone;
@@ -85,6 +86,45 @@ def test_a_gzip_batch_inflating_past_its_bound_is_413(control):
     status, answer, _ = raw(control, "POST", "/v1/telemetry", body,
                             {**EDGE, "Content-Encoding": "gzip"})
     assert status == 413 and b"batch_too_large" in answer
+
+
+def test_telemetry_batches_past_the_ingest_lane_are_503_and_the_rest_is_served(control):
+    """A review held all four threads with large batches, one after another: /healthz, the
+    reports and the console waited up to 15 s. Batches beyond the lane are sent again
+    later by the edge (503); everything else keeps its threads."""
+    lane = control.app.extensions["ingest_lane"]
+    held = 0
+    while lane.acquire(blocking=False):  # the lane full, as with batches being stored
+        held += 1
+    try:
+        assert held == control.app.config["THREADS"] - 2
+        status, answer, head = raw(control, "POST", "/v1/telemetry", b"", EDGE)
+        assert status == 503 and json.loads(answer)["error"]["code"] == "busy"
+        assert head["retry-after"] == "1"
+        assert raw(control, "GET", "/healthz")[0] == 200
+    finally:
+        for _ in range(held):
+            lane.release()
+    assert raw(control, "POST", "/v1/telemetry", b"", EDGE)[0] == 200
+
+
+@pytest.mark.parametrize("coding", ["deflate", "gzip, gzip", "br", "compress"])
+def test_a_content_encoding_not_taken_is_415_not_a_batch_of_rejected_lines(control, coding):
+    """Read as text, every line was rejected behind a 200, and the edge dropped them."""
+    body = gzip.compress(b'{"kind": "outcome"}\n')
+    status, answer, head = raw(control, "POST", "/v1/telemetry", body,
+                               {**EDGE, "Content-Encoding": coding})
+    assert status == 415 and json.loads(answer)["error"]["code"] == "unsupported_encoding"
+    assert head["accept-encoding"] == "gzip"
+
+
+def test_x_gzip_is_gzip(control):
+    record = {"kind": "outcome", "id": "x-gzip-1", "session": "s", "ts_ms": 1764201600000,
+              "type": "click"}
+    status, answer, _ = raw(control, "POST", "/v1/telemetry",
+                            gzip.compress(json.dumps(record).encode()),
+                            {**EDGE, "Content-Encoding": "x-gzip"})
+    assert status == 200 and json.loads(answer)["accepted"] + json.loads(answer)["duplicates"] == 1
 
 
 @pytest.mark.parametrize("path", ["/v1/telemetry", "/v1/packs/validate", "/sign-in"])
