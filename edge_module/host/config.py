@@ -202,8 +202,10 @@ class EdgeConfig:
             if type(value) not in (int, float):
                 continue
             low_ok = value >= 0 if f.name in _ZERO_OK else value > 0
-            if not (math.isfinite(value) and low_ok and value <= _MAX.get(f.name, math.inf)):
-                bound = f" and at most {_MAX[f.name]}" if f.name in _MAX else ""
+            most = _MAX.get(f.name, MAX_SECONDS if f.name.endswith("_s") else math.inf)
+            if not (math.isfinite(value) and low_ok and value <= most):
+                bound = f" and at most {most} (ten years)" if most == MAX_SECONDS else (
+                    f" and at most {most}" if most != math.inf else "")
                 raise ConfigError(f"EDGE_{f.name.upper()}={value}: expected a finite number, "
                                   f"{'0 or more' if f.name in _ZERO_OK else 'more than 0'}"
                                   f"{bound}")
@@ -248,6 +250,9 @@ _ZERO_OK = frozenset(("port", "max_pending", "max_discard_bytes", "telemetry_max
                       "channel_max_set_aside", "telemetry_max_report_triggers",
                       "telemetry_max_report_values"))
 _MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64}
+# Any duration (`*_s`), at most ten years: 1e306 s passed as finite, then its milliseconds
+# overflowed an int as the host started
+MAX_SECONDS = 10 * 365 * 86_400
 
 # Settings shared with the control plane are named TRIGGERS_*.
 _ENV_NAMES = {

@@ -120,6 +120,7 @@ def test_non_finite_times_in_a_recording_are_counted_not_fatal(tmp_path):
     {"EDGE_TELEMETRY": "ture"}, {"EDGE_THREADS": "100000"}, {"EDGE_SESSION_TTL_S": "-1"},
     {"EDGE_MAX_BODY_BYTES": "-1"}, {"EDGE_ACQUIRE_TIMEOUT_S": "inf"},
     {"EDGE_LOAD_ATTEMPTS": "0"}, {"EDGE_LOG_LEVEL": "bogus"},
+    {"EDGE_SESSION_TTL_S": "1e306"}, {"EDGE_OUTCOME_WINDOW_S": "1e300"},
     {"EDGE_SESSION_STORE": "redis://127.0.0.1:abc/0"},
     {"TRIGGERS_S3_ENDPOINT_URL": "notaurl"}, {"EDGE_CHANNEL_KINESIS_ENDPOINT": "notaurl"},
 ])
