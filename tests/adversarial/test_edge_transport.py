@@ -3,10 +3,12 @@ keep the slow-client guarantees: the loop server (httptools on the worker's own 
 the default) and granian. Real servers on loopback, the real component.
 
 What is checked: pipelined requests answered in order and bounded; heads bounded (431);
-malformed requests answered 400 in JSON and closed; trailers refused; the head deadline not
-stretched by trickling; HTTP/1.0 and `Connection: close`; `Expect: 100-continue`; HEAD; and
-that under concurrency every answer (written by a decision thread, straight to the socket)
-reaches the connection that asked for it.
+malformed requests answered 400 in JSON and closed (granian's own refusals: empty bodies);
+bodies framed by a length or chunks only, Upgrade offer or not (no smuggling); trailers
+refused; the head deadline not stretched by trickling; HTTP/1.0 and `Connection: close`;
+`Expect: 100-continue` (an oversized one refused at once); HEAD; the loop server within a
+small open-files limit; and that under concurrency every answer (written by a decision
+thread, straight to the socket) reaches the connection that asked for it.
 """
 
 from __future__ import annotations
@@ -744,3 +746,37 @@ def test_an_oversized_body_awaiting_100_continue_is_refused_at_once(stack, size)
         assert answer[1].get("connection") == "close"
         assert reader.closed()
     alive(stack)
+
+
+_BODY = b'{"session_id": "g", "events": []}'
+PROTOCOL_ERRORS = {  # wire: the loop server's answer, and granian's (written by hyper)
+    "header fields": (b"GET /healthz HTTP/1.1\r\nHost: e\r\n"
+                      + b"".join(b"X-%d: v\r\n" % k for k in range(101)) + b"\r\n",
+                      (431, "head_too_large"), 431),
+    "long target": (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: e\r\n\r\n",
+                    (431, "head_too_large"), 414),
+    "gzip coding": (b"POST /v1/decide HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip\r\n\r\n"
+                    + _BODY, (400, "unsupported_transfer_coding"), 400),
+    "negative length": (b"POST /v1/decide HTTP/1.1\r\nHost: e\r\nContent-Length: -1\r\n\r\n"
+                        + _BODY, (400, "invalid_request"), 400),
+    "NUL in a field": (b"GET /healthz HTTP/1.1\r\nHost: e\r\nX-A: a\x00b\r\n\r\n",
+                       (400, "invalid_request"), 400),
+    "no version": (b"GET /healthz\r\n\r\n", (505, "http_version_not_supported"), 400),
+}
+
+
+@pytest.mark.parametrize("case", PROTOCOL_ERRORS)
+def test_requests_refused_by_the_http_layer_are_answered_as_documented(stack, case):
+    """The loop server answers each in JSON with a code of its own; granian's HTTP layer
+    answers them before the edge's code runs, with an empty body (docs/edge-api.md)."""
+    wire, (status, code), granian_status = PROTOCOL_ERRORS[case]
+    with connect(stack) as sock:
+        sock.sendall(wire)
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer is not None
+        if stack.server == "loop":  # type: ignore[attr-defined]
+            assert (answer[0], json.loads(answer[2])["error"]["code"]) == (status, code)
+        else:
+            assert (answer[0], answer[2]) == (granian_status, b"")
+        assert reader.closed()
