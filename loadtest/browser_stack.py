@@ -79,7 +79,8 @@ def request(method: str, url: str, body: str | None = None,
 
 
 class BrowserStack:
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, edge_env: dict[str, str] | None = None) -> None:
+        """`edge_env`: more settings for the edge host (e.g. client-carried sessions)."""
         self.work = work
         cport, eport, dport, dport2 = (free_port() for _ in range(4))
         self.control = f"http://127.0.0.1:{cport}"
@@ -102,7 +103,7 @@ class BrowserStack:
             "EDGE_CHANNEL_WEBHOOK_URL": self.receiver.url,
             "EDGE_CHANNEL_WEBHOOK_SECRET": self.receiver.secret,
             "EDGE_CRM_ID_KEY": self.crm_key,
-            "EDGE_LOG_LEVEL": os.environ.get("EDGE_LOG_LEVEL", "WARNING")}
+            "EDGE_LOG_LEVEL": os.environ.get("EDGE_LOG_LEVEL", "WARNING"), **(edge_env or {})}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         sdk_build(ROOT / "build" / "sdk")  # the SDK the edge serves is this tree's
         engine = str(BIN / "trigger-engine")

@@ -13,18 +13,32 @@ import pytest
 from loadtest.browser_stack import PROBE, BrowserStack
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
+def chromium_path() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         pytest.fail("Chromium is needed by the browser tests: `./build.sh test` installs it "
                     "(Debian/Ubuntu: apt-get install chromium)", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    path = chromium_path()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def bfcache_browser(browser: Any) -> Iterator[Any]:
+    """Chromium with its back/forward cache, which Playwright turns off by default."""
+    b = browser.browser_type.launch(executable_path=chromium_path(), args=["--no-sandbox"],
+                                    ignore_default_args=["--disable-back-forward-cache"])
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +83,8 @@ class Visit:
 def visit(browser: Any, stack: BrowserStack) -> Iterator[Any]:
     made: list[Visit] = []
 
-    def open_(**context: Any) -> Visit:
-        made.append(Visit(browser, stack, **context))
+    def open_(in_browser: Any = None, **context: Any) -> Visit:
+        made.append(Visit(in_browser or browser, stack, **context))
         return made[-1]
 
     yield open_
