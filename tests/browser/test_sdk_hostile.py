@@ -1,8 +1,9 @@
 """The SDK against an edge that answers badly (a stale clock, an overload signal without a
 floor, a malformed action) and a page that does odd things (loads the SDK twice, types while
-a nudge closes, piles up events while the edge is away): in Chromium, with the edge's
-answers made up by Playwright's routing. Nothing here may flood the edge, lose the visit,
-steal focus or outlive a withdrawn consent."""
+a nudge closes, piles up events while the edge is away, forbids inline styles, pollutes
+Object.prototype): in Chromium, with the edge's answers made up by Playwright's routing.
+Nothing here may flood the edge, lose the visit, steal focus, outlive a withdrawn consent
+or throw into the page."""
 
 from __future__ import annotations
 
@@ -143,3 +144,43 @@ def test_a_backlog_over_64_kib_still_reaches_the_edge(visit: Any, stack: Any) ->
         v.page.wait_for_timeout(100)  # Playwright routes requests only while it is called
         return any(size > 64 * 1024 for size in sizes)
     wait_for(arrived, timeout_s=40, what="the large batch at the edge")
+
+
+def test_nudges_are_styled_under_a_policy_that_forbids_inline_styles(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    # the policy as the page's first element (a page Playwright serves itself is not on
+    # loopback to Chromium, which then refuses it the edge's script)
+    v.context.add_init_script("""new MutationObserver((_, watch) => {
+        if (!document.head) return;
+        watch.disconnect();
+        const policy = document.createElement('meta');
+        policy.httpEquiv = 'Content-Security-Policy';
+        policy.content = "style-src 'self'";
+        document.head.prepend(policy);
+    }).observe(document, {childList: true, subtree: true})""")
+    answer_with(v, stack, body={"decision_id": "d", "actions": [TOAST]})
+    v.goto("/pricing")
+    toast = v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    assert toast.evaluate("e => getComputedStyle(e).position") == "fixed"
+
+
+def test_a_polluted_object_prototype_does_not_change_what_is_drawn(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    v.context.add_init_script("Object.prototype.variant = "
+                              "{fields: {title: 'written by a script', style: 'modal'}}")
+    answer_with(v, stack, body={"decision_id": "d", "actions": [TOAST]})
+    v.goto("/pricing")
+    toast = v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    # the site's own title, as a toast
+    assert toast.query_selector("h2").inner_text() == "10 % off your first order"
+    assert toast.get_attribute("role") == "status"
+
+
+def test_listening_for_a_name_objects_inherit_is_refused_quietly(visit: Any) -> None:
+    v = visit()
+    v.goto("/features")
+    kinds = ["__proto__", "constructor", "toString", "hasOwnProperty"]
+    assert v.page.evaluate("k => k.map(kind => typeof nudge.on(kind, () => {}))", kinds) == \
+        ["function"] * len(kinds)

@@ -9,6 +9,9 @@ const D = W && W.document;
 const SESSION_KEY = "nudge.session";
 const SEEN_KEY = "nudge.seen";
 const STATE_KEY = "nudge.state"; // an edge that keeps no state hands it to us, signed
+const UNANSWERED_KEY = "nudge.unanswered"; // this tab's events whose new state never came
+const DECISION_KEY = "nudge.decision"; // the visit's latest answer: convert() on any page
+const CONVERT_KEY = "nudge.convert"; // conversions made before any answer, on a page left
 const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
 const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
 const MAX_BATCH = 500; // the edge's per-request limit
@@ -38,19 +41,24 @@ let checkTimer = 0;
 let retryTimer = 0;
 let failures = 0;
 let blocked = false; // the edge refused this origin: stop calling it
-let lastDecision = null; // {decision_id, outcome_token} of the latest answer
+let lastDecision = null; // {sid, decision_id, outcome_token} of the visit's latest answer
 let convertPending = 0;
 let sendingOutcomes = false;
 let generation = 0; // bumped by stop(): what was in flight before is not sent again
+let leaving = false; // pagehide came: a request failing now may have reached the edge
 let lastCheck = 0; // when the SDK last called back with nothing new to tell
 const renderTimers = new Set();
+let waiting = []; // actions answered while the tab was hidden, drawn when it is back
+let sheet = null; // the built-in renderers' style, once added
 let unhook = []; // functions that undo what start() attached
 let lastPath = null;
 let lastMouse = 0;
 const lastInput = new Map();
 const hovering = new Map(); // selector -> [element, since]
 const shown = new Map(); // trigger -> rendered element
-const handlers = { action: new Set(), impression: new Set(), error: new Set() };
+// no prototype: on("toString") or on("__proto__") is an unknown kind, not a crash
+const handlers = Object.assign(Object.create(null),
+  { action: new Set(), impression: new Set(), error: new Set() });
 
 function safely(fn) {
   return function () {
@@ -78,6 +86,31 @@ function storage() {
     return W.localStorage;
   } catch (_) {
     return null; // blocked storage (privacy modes): the session lives in memory
+  }
+}
+
+function tabStorage() {
+  try {
+    return W.sessionStorage;
+  } catch (_) {
+    return null;
+  }
+}
+
+function load(store, key) {
+  try {
+    return JSON.parse((store && store.getItem(key)) || "null");
+  } catch (_) {
+    return null;
+  }
+}
+
+function save(store, key, value) {
+  try {
+    if (value === null) store.removeItem(key);
+    else store.setItem(key, JSON.stringify(value));
+  } catch (_) {
+    // storage full or blocked: kept in memory only
   }
 }
 
@@ -234,11 +267,37 @@ async function flush() {
   if (!live || inFlight || blocked) return;
   clearTimeout(checkTimer);
   checkTimer = 0;
+  inFlight = true;
+  try {
+    // The tabs of a visit whose state the client carries take turns, each sending the
+    // state the last answer left: a once-per-session cap holds across them.
+    const locks = stateToken() && W.navigator.locks;
+    await (locks ? locks.request("nudge.decide." + sid, decide) : decide());
+  } catch (_) {
+    // no lock for a page being left: the queue waits for the beacon
+  } finally {
+    inFlight = false;
+  }
+  // a hidden page's timers are slowed, and it may be frozen soon: what waits goes at once
+  if (queue.length && !retryTimer) schedule(D.visibilityState === "hidden" ? 0 : CADENCE_MS);
+}
+
+async function decide() {
+  if (!live) return; // stopped while another tab's request went
+  const token = stateToken();
+  const lost = token && load(tabStorage(), UNANSWERED_KEY);
+  if (lost) {
+    // sent from this tab with the state token still current: the answer never came
+    save(tabStorage(), UNANSWERED_KEY, null);
+    if (lost.sid === sid && lost.token === token && Array.isArray(lost.events)) {
+      queue = lost.events.concat(queue).slice(-MAX_QUEUE);
+    }
+  }
   const batch = queue.splice(0, MAX_BATCH);
   touch(sid);
   const body = request(batch);
   const gen = generation;
-  inFlight = true;
+  remember(token, batch); // until its answer is read: the page may be left meanwhile
   let res = null;
   try {
     res = await post("/v1/decide", body, true);
@@ -247,7 +306,7 @@ async function flush() {
       failures = 0;
       if (outcomes.length) sendOutcomes(); // the edge is back: what waited goes now
       try {
-        answer(await res.json());
+        answer(parse(await res.text()));
       } catch (err) {
         // the edge took the events: an answer we cannot read is reported, not resent
         emit("error", { status: res.status, error: String(err) });
@@ -262,14 +321,45 @@ async function flush() {
       emit("error", { status: res.status, error: err.error || null });
     }
   } catch (err) {
-    if (gen !== generation) return;
+    // a page going away cancels its requests, maybe after the edge had them: never sent
+    // twice (with a state token, the tab's next page sends them again: remember())
+    if (gen !== generation || leaving) return;
     queue = batch.concat(queue).slice(-MAX_QUEUE); // the network failed: nothing is lost
     retryLater(null);
     emit("error", { status: 0, error: String(err) });
   } finally {
-    inFlight = false;
+    if (gen === generation && token && !leaving) settle(token, batch.length);
   }
-  if (queue.length && !retryTimer) schedule(CADENCE_MS);
+}
+
+// JSON from the network as objects without a prototype: a field the edge left out is
+// absent, never one a script added to Object.prototype.
+function parse(text) {
+  return JSON.parse(text, (_, v) =>
+    v && typeof v === "object" && !Array.isArray(v) ? Object.assign(Object.create(null), v) : v);
+}
+
+// With client-carried state the edge keeps nothing: events whose answer (the new state)
+// this page never reads are lost from the visit unless sent again with the same token,
+// which is exact, as the edge starts from that token each time. The tab's next request
+// does so. Without a token the edge keeps the session and may have applied them: they are
+// never sent twice.
+function remember(token, events, more) {
+  if (!token) return;
+  const rec = more && load(tabStorage(), UNANSWERED_KEY);
+  const before = rec && rec.sid === sid && rec.token === token ? rec.events : [];
+  save(tabStorage(), UNANSWERED_KEY,
+       { sid: sid, token: token, events: before.concat(events).slice(-MAX_BATCH) });
+}
+
+// The answer was read or the batch is queued again; what a beacon added meanwhile (a page
+// kept in the back/forward cache) goes again with the next request.
+function settle(token, sent) {
+  const rec = load(tabStorage(), UNANSWERED_KEY);
+  save(tabStorage(), UNANSWERED_KEY, null);
+  if (rec && rec.sid === sid && rec.token === token && Array.isArray(rec.events)) {
+    queue = rec.events.slice(sent).concat(queue);
+  }
 }
 
 // A decide body; with the state token of an edge that keeps sessions client-side.
@@ -281,27 +371,19 @@ function request(events) {
 }
 
 function stateToken() {
-  try {
-    const rec = JSON.parse(storage().getItem(STATE_KEY) || "null");
-    return rec && rec.sid === sid ? rec.token : null;
-  } catch (_) {
-    return null;
-  }
-}
-
-function keepStateToken(token) {
-  try {
-    storage().setItem(STATE_KEY, JSON.stringify({ sid: sid, token: token }));
-  } catch (_) {
-    // no storage: the state starts over on the next page
-  }
+  const rec = load(storage(), STATE_KEY);
+  return rec && rec.sid === sid && typeof rec.token === "string" ? rec.token : null;
 }
 
 function answer(res) {
   if (!live || !res) return;
-  if (typeof res.state_token === "string") keepStateToken(res.state_token);
-  lastDecision = { decision_id: res.decision_id, outcome_token: res.outcome_token };
+  // for the visit's next request, on any page (no storage: the state starts over there)
+  const token = res.state_token;
+  if (typeof token === "string") save(storage(), STATE_KEY, { sid: sid, token: token });
+  lastDecision = { sid: sid, decision_id: res.decision_id, outcome_token: res.outcome_token };
+  save(storage(), DECISION_KEY, lastDecision);
   callBack(res.next_check_ms);
+  if (convertPending) save(storage(), CONVERT_KEY, null);
   for (; convertPending > 0; convertPending--) convert();
   const actions = (Array.isArray(res.actions) ? res.actions : []).slice(0, MAX_SHOWN);
   for (const action of actions) {
@@ -315,13 +397,19 @@ function act(action, decisionId) {
   emit("action", action);
   if (action.tier === "predictive") return prefetch(action);
   const delay = Number(action.delay_ms);
-  if (!(delay > 0)) return render(action);
+  if (!(delay > 0)) return show(action);
   if (delay > MAX_TIMER_MS) return;
   const t = setTimeout(safely(() => {
     renderTimers.delete(t);
-    render(action);
+    show(action);
   }), delay);
-  renderTimers.add(t);
+  renderTimers.add(t); // a page change cancels it (pageView)
+}
+
+// A nudge answered while the tab is hidden is drawn when the visitor is back to see it.
+function show(action) {
+  if (D.visibilityState === "hidden") waiting.push(action);
+  else render(action);
 }
 
 // A timed trigger can come due with no new event: call back at that moment (to the
@@ -389,6 +477,20 @@ const STYLE =
   ".nudge-close{position:absolute;top:6px;right:8px;border:0;background:none;font-size:20px;" +
   "cursor:pointer}.nudge-cta{display:inline-block;background:#0b5;color:#fff;padding:6px 12px;" +
   "border-radius:6px;text-decoration:none}";
+
+// A constructed sheet is not subject to a Content-Security-Policy's style-src, which
+// blocks an injected <style> unless it allows 'unsafe-inline'; older browsers get that.
+function addStyle() {
+  if (sheet && (sheet.nodeType ? D.contains(sheet) : D.adoptedStyleSheets.includes(sheet))) return;
+  try {
+    sheet = new CSSStyleSheet();
+    sheet.replaceSync(STYLE);
+    D.adoptedStyleSheets = D.adoptedStyleSheets.concat(sheet);
+  } catch (_) {
+    sheet = el("style", "", STYLE);
+    D.head.appendChild(sheet);
+  }
+}
 
 function el(tag, cls, text) {
   const e = D.createElement(tag);
@@ -511,11 +613,7 @@ function render(action) {
   let modal = false;
   box = custom ? custom(action, { close: close }) : builtIn(action, item, close);
   if (!box || box.nodeType !== 1) return;
-  if (!D.getElementById("nudge-style") && !custom) {
-    const style = el("style", "", STYLE);
-    style.id = "nudge-style";
-    D.head.appendChild(style);
-  }
+  if (!custom) addStyle();
   box.setAttribute("data-trigger", action.trigger);
   box.setAttribute("data-content", str(action.content));
   box.addEventListener("click", (e) => {
@@ -565,6 +663,11 @@ function pageView() {
   const path = W.location.pathname;
   if (path === lastPath) return;
   lastPath = path;
+  // what was answered for the page before is not drawn on this one (as the edge delivers
+  // a queued action only on a page its trigger covers)
+  for (const t of renderTimers) clearTimeout(t);
+  renderTimers.clear();
+  waiting = [];
   push({ type: "page_view", url: path });
   lastDepth = -1; // a new page: where the visitor stands on it is news
   onScroll();
@@ -628,21 +731,52 @@ function onInteract(e) {
   push({ type: type, target: target });
 }
 
-function onHidden() {
-  if (D.visibilityState === "hidden") beacon();
+// Hidden is not gone: the visitor may come back, so what waits goes by keepalive fetch
+// (which outlives the page as a beacon does) and its answer is still read.
+function onVisibility() {
+  if (D.visibilityState !== "hidden") {
+    for (const action of waiting.splice(0)) render(action);
+    return;
+  }
+  keepConversions();
+  if (queue.length && !inFlight && !retryTimer) {
+    clearTimeout(flushTimer);
+    flush();
+  }
+  if (outcomes.length) sendOutcomes();
 }
 
-// The page may be going away: what is still queued travels by beacon, which survives it.
+// A conversion made before any answer has no token yet: the visit's next page sends it.
+function keepConversions() {
+  if (convertPending) save(storage(), CONVERT_KEY, { sid: sid, n: convertPending });
+}
+
+// The page is going away: what is still queued travels by beacon, which survives it.
 function beacon() {
   if (!live || blocked || !W.navigator.sendBeacon) return;
+  keepConversions();
   const send = (path, body) =>
     W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
   if (queue.length) {
     const batch = queue.splice(0, MAX_BATCH);
-    if (!send("/v1/decide", request(batch)))
-      queue = batch.concat(queue);
+    const body = request(batch);
+    if (send("/v1/decide", body)) remember(body.state_token, batch, true);
+    else queue = batch.concat(queue);
   }
   while (outcomes.length && send("/v1/outcome", outcomes[0])) outcomes.shift();
+}
+
+function onPageHide() {
+  leaving = true;
+  beacon();
+}
+
+// A page back from the back/forward cache is a page view like any other.
+function onPageShow(e) {
+  leaving = false;
+  if (!e.persisted) return;
+  lastPath = null;
+  pageView();
 }
 
 function patchHistory() {
@@ -668,6 +802,13 @@ function start() {
   const [id, back] = sessionId();
   sid = id;
   staticContext = { device: deviceClass(), returning: back };
+  const decided = load(storage(), DECISION_KEY);
+  lastDecision = decided && decided.sid === sid ? decided : null;
+  const converted = load(storage(), CONVERT_KEY);
+  save(storage(), CONVERT_KEY, null);
+  if (converted && converted.sid === sid && converted.n > 0) {
+    convertPending = Math.min(converted.n, MAX_OUTCOMES);
+  }
   const ref = referrer();
   if (ref) staticContext.referrer = ref;
   // the language content variants are chosen by: the site's word, else the browser's
@@ -690,8 +831,9 @@ function start() {
     listen(D, type, onInteract, { capture: true, passive: true });
   }
   listen(W, "popstate", pageView);
-  listen(W, "pagehide", beacon);
-  listen(D, "visibilitychange", onHidden);
+  listen(W, "pagehide", onPageHide);
+  listen(W, "pageshow", onPageShow);
+  listen(D, "visibilitychange", onVisibility);
   patchHistory();
   lastPath = null;
   pageView();
@@ -703,6 +845,7 @@ function stop() {
   for (const undo of unhook.splice(0)) undo();
   for (const t of [flushTimer, checkTimer, retryTimer, ...renderTimers]) clearTimeout(t);
   renderTimers.clear();
+  waiting = [];
   flushTimer = checkTimer = retryTimer = 0;
   for (const s of Array.from(shown.values())) s.remove();
   hovering.clear();
@@ -743,10 +886,12 @@ export function convert() {
 }
 
 export function on(kind, fn) {
-  const set = handlers[kind];
-  if (!set || typeof fn !== "function") return () => {};
-  set.add(fn);
-  return () => set.delete(fn);
+  return safely(function on() {
+    const set = handlers[kind];
+    if (!set || typeof fn !== "function") return () => {};
+    set.add(fn);
+    return () => set.delete(fn);
+  })() || (() => {});
 }
 
 export function consent(choice) {
@@ -761,7 +906,12 @@ export function consent(choice) {
       store.removeItem(SESSION_KEY);
       store.removeItem(STATE_KEY);
       store.removeItem(SEEN_KEY);
+      store.removeItem(DECISION_KEY);
+      store.removeItem(CONVERT_KEY);
     }
+    save(tabStorage(), UNANSWERED_KEY, null);
+    lastDecision = null;
+    convertPending = 0;
     sid = null;
   })();
 }

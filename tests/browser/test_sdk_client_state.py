@@ -1,0 +1,125 @@
+"""The SDK against an edge that keeps no sessions (`EDGE_SESSION_STORE=client`), in Chromium:
+the visit's state is the token each answer carries, so an answer the page never reads
+would take its events out of the visit."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from loadtest.browser_stack import BrowserStack
+from tests.browser.test_sdk_page_life import FOCUS_PACK, FOCUS_THEN_HIDE, SHOW, sent_events
+from tests.servers import wait_for
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserStack]:
+    s = BrowserStack(tmp_path_factory.mktemp("browser-stack-client-state"), edge_env={
+        "EDGE_SESSION_STORE": "client", "EDGE_STATE_TOKEN_KEYS": f"k1:{secrets.token_hex(32)}"})
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def has_state(v: Any) -> None:
+    v.page.wait_for_function("localStorage.getItem('nudge.state') !== null")
+
+
+def leave_before_the_answer(v: Any, stack: Any) -> Any:
+    """Track `cart_abandon` on /cart and go to /features while that request is held (as an
+    answer still on its way when the page is left); the held request's route."""
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if not held and "cart_abandon" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+    v.page.route(stack.edge + "/v1/decide", hold)
+    v.goto("/cart")
+    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.evaluate("nudge('track', 'cart_abandon')")
+    wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
+    v.page.evaluate("location.href = '/features'")
+    v.page.wait_for_url("**/features")
+    return held[0]
+
+
+def test_events_sent_as_the_page_is_left_stay_in_the_visit(visit: Any, stack: Any) -> None:
+    v = visit()
+    held = leave_before_the_answer(v, stack)  # the new state never reaches a page
+    v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
+    held.abort()
+
+
+def test_events_answered_are_not_sent_again(visit: Any) -> None:
+    v = visit()
+    v.goto("/cart")
+    has_state(v)
+    v.page.evaluate("nudge('track', 'cart_abandon')")
+    v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
+    v.goto("/features")
+    has_state(v)
+    v.page.wait_for_timeout(1000)
+    assert [e["name"] for e in sent_events(v, "custom")] == ["cart_abandon"]
+
+
+def test_a_hidden_tabs_answer_keeps_the_visits_state(visit: Any, stack: Any) -> None:
+    stack.publish_pack("name-focus", FOCUS_PACK)
+    v = visit()
+    v.goto("/checkout")
+    has_state(v)
+    token = v.page.evaluate("localStorage.getItem('nudge.state')")
+    v.page.evaluate(FOCUS_THEN_HIDE)
+    v.page.wait_for_function("t => localStorage.getItem('nudge.state') !== t", arg=token)
+    v.page.evaluate(SHOW)
+    v.page.wait_for_selector("[data-trigger='name-focus']", state="visible", timeout=10_000)
+    # the focus is in the visit's state: the next request does not tell it again
+    v.page.mouse.click(5, 300)
+    v.page.wait_for_timeout(1000)
+    focus = [json.dumps(e) for e in sent_events(v, "focus")]
+    assert len(focus) == len(set(focus)), focus
+
+
+ONCE_PACK = """
+pack: once-a-visit
+description: A nudge at most once a visit, whichever tab asks (browser test)
+triggers:
+  - id: once-a-visit
+    on: {type: custom, name: wishlist_add}
+    action: {content: discount-nudge-10, tier: immediate}
+    cap: {per_session: 1}
+"""
+
+
+def test_tabs_of_one_visit_take_turns_so_a_once_a_visit_nudge_shows_once(
+        visit: Any, stack: Any) -> None:
+    stack.publish_pack("once-a-visit", ONCE_PACK)
+    v = visit()
+    v.goto("/features")
+    has_state(v)
+    other = v.context.new_page()  # a second tab of the same visit
+    other.goto(stack.demo + "/pricing")
+    other.wait_for_function("window.nudge && typeof window.nudge.track === 'function'")
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # the first tab's request is slow to come back
+        if not held and "wishlist_add" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+    v.context.route(stack.edge + "/v1/decide", hold)
+    v.page.evaluate("nudge('track', 'wishlist_add')")
+    wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the first tab's request")
+    other.evaluate("nudge('track', 'wishlist_add')")
+    other.wait_for_timeout(1000)  # time to send the same state, were it not its turn
+    held[0].continue_()
+    v.page.wait_for_selector("[data-trigger='once-a-visit']", timeout=10_000)
+    other.wait_for_function("window.__probe.sent.some(s => s.body.includes('wishlist_add'))")
+    other.wait_for_timeout(2000)
+    assert other.query_selector("[data-trigger='once-a-visit']") is None
