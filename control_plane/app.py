@@ -14,6 +14,7 @@ from edge_module.distribution.edge_store import open_store
 from . import config as config_module
 from .distribution.fleet import FleetRegistry
 from .distribution.keys import KeyRing
+from .distribution.manifest_cache import ManifestCache
 from .distribution.pack_registry import PackRegistry
 from .errors import register_error_handlers
 from .metrics import install as install_metrics
@@ -31,8 +32,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     app.extensions["pack_registry"] = PackRegistry(Path(app.config["DATA_DIR"]) / "packs",
                                                    app.config["CATALOG_FILE"] or None)
-    app.extensions["edge_store"] = open_store(app.config["STORE_DIR"],
-                                              app.config["S3_ENDPOINT_URL"] or None)
+    app.extensions["edge_store"] = ManifestCache(open_store(app.config["STORE_DIR"],
+                                                            app.config["S3_ENDPOINT_URL"] or None))
     app.extensions["key_ring"] = KeyRing(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])
     app.extensions["fleet"] = FleetRegistry()
     # telemetry batches taken at once: two threads always left for everything else

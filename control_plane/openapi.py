@@ -296,8 +296,12 @@ def _paths() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {
                     "type": "object", "required": ["current_revision", "edges"],
                     "properties": {"current_revision": {"type": ["integer", "null"]},
-                                   "edges": {"type": "array", "items": _FLEET_EDGE}}}}}},
-                "503": _error("edge store unavailable")}}},
+                                   "store_error": {
+                                       "type": ["string", "null"],
+                                       "description": "why the edge store could not be "
+                                                      "read (the edges are still listed, "
+                                                      "against no revision)"},
+                                   "edges": {"type": "array", "items": _FLEET_EDGE}}}}}}}}},
         "/v1/fleet/report": {"post": {
             "summary": "An edge reports what it runs (edge token)",
             "operationId": "fleetReport", "security": [{"edgeToken": []}],

@@ -7,6 +7,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from edge_module.distribution.edge_store import StoreError
+
 from .. import body_schema
 from ..auth import claimed_edge, may_speak_for, require
 from ..distribution import publishing
@@ -63,6 +65,13 @@ def _bounded(value: Any, depth: int) -> Any:
 
 @bp.get("")
 def show() -> Any:
-    current = publishing.current(current_app.extensions["edge_store"])
+    """Every edge against the published revision; with the edge store away, still every
+    edge (their sync errors are what is needed then), `store_error` saying why."""
+    store_error = None
+    try:
+        current = publishing.current(current_app.extensions["edge_store"])
+    except StoreError as exc:
+        current, store_error = None, str(exc)
     revision = int(current["revision"]) if current else None
-    return jsonify(current_revision=revision, edges=_fleet().view(revision))
+    return jsonify(current_revision=revision, store_error=store_error,
+                   edges=_fleet().view(revision))

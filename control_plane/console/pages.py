@@ -10,6 +10,8 @@ from typing import Any
 from flask import current_app, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
+from edge_module.distribution.edge_store import StoreError
+
 from ..telemetry.reports import PERIODS, period_start
 from . import bp, charts
 from .signin import (
@@ -43,6 +45,16 @@ def _error(exc: HTTPException) -> Any:
         exc.code or 500, exc.name)
     return render_template("error.html", title=heading, heading=heading,
                            message=exc.description), exc.code or 500
+
+
+@bp.errorhandler(StoreError)
+def _store_error(exc: StoreError) -> Any:
+    """The edge store away (or damaged): a page saying so, never the API's JSON; nothing
+    a console form asked for was done (a publish writes the manifest last)."""
+    return render_template("error.html", title="Edge store unavailable",
+                           heading="The edge store cannot be read now",
+                           message=f"{exc}. Nothing was changed; try again when it answers."
+                           ), 503
 
 
 def store() -> Any:

@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 
+from edge_module.distribution.edge_store import StoreError
+
 from ..distribution import change_log, publishing
 from ..distribution.fleet import STALE_AFTER_MS
 from ..rulepack import RulePackError
@@ -148,7 +150,7 @@ def publish() -> Any:
         flash(f"Nothing was published: the packs do not validate: {short(exc.problems[0])}",
               "error")
         return redirect(back)
-    except publishing.PublishError as exc:
+    except (publishing.PublishError, StoreError) as exc:
         flash(f"Nothing was published: {exc}", "error")
         return redirect(back)
     _record("publish", published)
@@ -179,7 +181,7 @@ def rollback() -> Any:
     try:
         signer = current_app.extensions["key_ring"].active()
         done = publishing.rollback(_store(), revision, signer)
-    except (publishing.RevisionError, publishing.PublishError) as exc:
+    except (publishing.RevisionError, publishing.PublishError, StoreError) as exc:
         flash(f"Nothing was rolled back: {getattr(exc, 'message', exc)}", "error")
         return redirect(url_for("console.packs"))
     if not done.changed:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from edge_module.distribution.edge_store import EdgeStore
+from edge_module.distribution.edge_store import EdgeStore, StoreError
 
 from ..authoring import lint as linting
 from ..authoring import pack_diff
@@ -178,8 +178,14 @@ def rollback_plan(store: EdgeStore, revision: int) -> dict[str, Any]:
 
 
 def fleet_view(fleet: FleetRegistry, store: EdgeStore) -> dict[str, Any]:
-    """`GET /v1/fleet`: every edge against the published revision."""
-    current = publishing.current(store)
+    """`GET /v1/fleet`: every edge against the published revision. With the store away the
+    edges are still shown (their sync errors are what an operator needs then), against
+    no revision, and `store_error` says why."""
+    store_error = None
+    try:
+        current = publishing.current(store)
+    except StoreError as exc:
+        current, store_error = None, str(exc)
     revision = int(current["revision"]) if current else None
     edges = fleet.view(revision)
     for edge in edges:
@@ -187,4 +193,4 @@ def fleet_view(fleet: FleetRegistry, store: EdgeStore) -> dict[str, Any]:
         edge["last_report"] = when(edge["last_seen_ms"])
         edge["backlog"] = ({k: shipping.get(k) for k in ("buffered", "spooled_files")}
                            if isinstance(shipping, dict) else None)
-    return {"current_revision": revision, "edges": edges}
+    return {"current_revision": revision, "store_error": store_error, "edges": edges}
