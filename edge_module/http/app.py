@@ -58,9 +58,13 @@ _STATUS = {200: "200 OK", 204: "204 No Content", 304: "304 Not Modified",
            400: "400 Bad Request", 401: "401 Unauthorized", 403: "403 Forbidden",
            404: "404 Not Found", 405: "405 Method Not Allowed", 408: "408 Request Timeout",
            413: "413 Payload Too Large", 415: "415 Unsupported Media Type",
-           422: "422 Unprocessable Entity", 500: "500 Internal Server Error",
+           422: "422 Unprocessable Entity", 429: "429 Too Many Requests",
+           500: "500 Internal Server Error",
            503: "503 Service Unavailable"}
 MAX_OUTCOME_BYTES = 16 * 1024
+# Decisions of one session in one process at once: one deciding, one waiting for its lock
+# (two tabs of a visit); a third is refused (429 session_busy) rather than park a thread
+SESSION_TURNS = 2
 
 Headers = list[tuple[str, str]]
 Reply = tuple[int, bytes, Headers]
@@ -144,6 +148,7 @@ class EdgeApp:
         self.draining = False
         self.pending = 0  # decisions waiting for or holding an instance
         self._pending_lock = threading.Lock()
+        self._turns: dict[str, int] = {}  # session id -> its decisions in this process
         self.decision_log: DecisionLog | None = None  # set when telemetry is on
         self.shipper: TelemetryShipper | None = None  # ... and what ships it
         self.channels: ChannelDispatcher | None = None  # push, email, webhook deliveries
@@ -318,6 +323,23 @@ class EdgeApp:
         with self._pending_lock:
             self.pending -= 1
 
+    def _take_turn(self, session_id: str) -> bool:
+        """Count a decision in for its session, unless one is deciding and another already
+        waits for the session's lock: a third would only park a decision thread (a review
+        slowed every visitor 25-200x with requests for one session), so it is refused."""
+        with self._pending_lock:
+            waiting = self._turns.get(session_id, 0)
+            if waiting >= SESSION_TURNS:
+                return False
+            self._turns[session_id] = waiting + 1
+            return True
+
+    def _end_turn(self, session_id: str) -> None:
+        with self._pending_lock:
+            waiting = self._turns.pop(session_id) - 1
+            if waiting:
+                self._turns[session_id] = waiting
+
     def decide(self, raw: bytes) -> Reply:
         """`POST /v1/decide`, admitted here (the granian server admits before queueing and
         calls `decide_admitted`)."""
@@ -350,46 +372,55 @@ class EdgeApp:
 
         carried = self.state_tokens
         state_token = request.pop("state_token", None)  # not the core's, nor the log's
-        with self.sessions.lock(session_id):
-            now_ms = self._clock_ms()
-            if carried is None:
-                state = self.sessions.get(session_id)
-            elif state_token is None:
-                state = None
-            else:
+        if carried is None and not self._take_turn(session_id):
+            self.counters.add("busy")
+            return 429, error_body("session_busy", "a decision for this session is already "
+                                   "waiting its turn: send again shortly", "session_id"), [
+                ("Retry-After", "1")]
+        try:
+            with self.sessions.lock(session_id):
+                now_ms = self._clock_ms()
+                if carried is None:
+                    state = self.sessions.get(session_id)
+                elif state_token is None:
+                    state = None
+                else:
+                    try:
+                        state = carried.open(state_token, session_id, now_ms)
+                    except StateTokenError as exc:
+                        if exc.code != EXPIRED:
+                            return 400, error_body(exc.code, exc.message, "state_token"), []
+                        state = None  # the visitor came back after the TTL: a fresh session
+                envelope = pack((now_ms, state, request))
+                called = time.perf_counter_ns()
                 try:
-                    state = carried.open(state_token, session_id, now_ms)
-                except StateTokenError as exc:
-                    if exc.code != EXPIRED:
-                        return 400, error_body(exc.code, exc.message, "state_token"), []
-                    state = None  # the visitor came back after the TTL: a fresh session
-            envelope = pack((now_ms, state, request))
-            called = time.perf_counter_ns()
-            try:
-                result = (self.pool.decide_packed(envelope) if wait
-                          else self.pool.decide_packed_now(envelope))
-            except GuestTrap as trap:
-                self.counters.add("aborted")
-                log.warning("decision for a session stopped: %s", trap)
-                return 503, error_body(
-                    "decision_aborted",
-                    f"the decision was stopped ({trap}); no action, the session is unchanged"), []
-            except PoolBusy:
-                self.counters.add("busy")
-                return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
-                    ("Retry-After", "1")]
-            if not result.ok:
-                return _guest_error(result.text)
-            component_ns = time.perf_counter_ns() - called
-            response, new_state = unpack(result.text)  # type: ignore[misc]
-            decision_id = os.urandom(16).hex()  # 128 bits, as uuid4
-            deliveries = response.pop("deliveries", None)  # never the visitor's
-            if deliveries:  # kept before the state that says they were sent
-                self._send_later(deliveries, decision_id, session_id, response, now_ms)
+                    result = (self.pool.decide_packed(envelope) if wait
+                              else self.pool.decide_packed_now(envelope))
+                except GuestTrap as trap:
+                    self.counters.add("aborted")
+                    log.warning("decision for a session stopped: %s", trap)
+                    return 503, error_body(
+                        "decision_aborted",
+                        f"the decision was stopped ({trap}); no action, the session is unchanged"), []
+                except PoolBusy:
+                    self.counters.add("busy")
+                    return 503, error_body("overloaded", "edge host saturated, retry shortly"), [
+                        ("Retry-After", "1")]
+                if not result.ok:
+                    return _guest_error(result.text)
+                component_ns = time.perf_counter_ns() - called
+                response, new_state = unpack(result.text)  # type: ignore[misc]
+                decision_id = os.urandom(16).hex()  # 128 bits, as uuid4
+                deliveries = response.pop("deliveries", None)  # never the visitor's
+                if deliveries:  # kept before the state that says they were sent
+                    self._send_later(deliveries, decision_id, session_id, response, now_ms)
+                if carried is None:
+                    self.sessions.put(session_id, new_state)
+                else:
+                    response["state_token"] = _seal(carried, session_id, new_state, now_ms)
+        finally:
             if carried is None:
-                self.sessions.put(session_id, new_state)
-            else:
-                response["state_token"] = _seal(carried, session_id, new_state, now_ms)
+                self._end_turn(session_id)
         report = response.pop("report", None)  # what the core saw: the log's, never the visitor's
         self.counters.add("decisions")
         response["decision_id"] = decision_id

@@ -261,6 +261,8 @@ def edge_openapi() -> dict[str, Any]:
         "403": _error(_ORIGIN_REFUSED),
         "404": _error("no route"),
         "422": _error("the snapshot cannot decide this request"),
+        "429": _error("session_busy: two decisions of this session are already under way "
+                      "in this process", _RETRY_AFTER),
         "503": _error("no snapshot yet, overloaded, draining, or the decision was stopped "
                       "at its deadline", _RETRY_AFTER),
     })

@@ -363,3 +363,29 @@ def test_a_timestamp_too_large_to_stay_exact_is_a_400_and_changes_no_session(edg
     assert "at most 9007199254740991" in body["error"]["message"]
     status, body, _ = edge.decide(visit("huge-ts", 1500, OPENING))
     assert status == 200 and body["next_check_ms"] == T0 + 3000  # a fresh session
+
+
+def test_a_third_decision_for_one_session_is_refused_rather_than_parking_a_thread(store_dir):
+    """One deciding and one waiting for the session's lock (two tabs) is the most a session
+    takes in a process: a review parked every decision thread on one session's lock and
+    slowed every other visitor 25-200x."""
+    with running_edge(store_dir, threads=4) as edge:
+        app = edge.host.app
+        lock = app.sessions.lock("busy")
+        other = next(s for s in (f"other-{k}" for k in range(100))
+                     if app.sessions.lock(s) is not lock)
+        answers: list[tuple] = []
+        waiting = [threading.Thread(target=lambda: answers.append(
+            edge.decide(visit("busy", 3200, OPENING)))) for _ in range(2)]
+        with lock:  # a decision of this session holds it
+            for thread in waiting:
+                thread.start()
+            wait_for(lambda: app._turns.get("busy") == 2, what="two decisions taking turns")
+            status, body, headers = edge.decide(visit("busy", 3300))
+            assert status == 429 and body["error"]["code"] == "session_busy"
+            assert headers["Retry-After"] == "1"
+            assert edge.decide(visit(other, 3200))[0] == 200  # other sessions go on
+        for thread in waiting:
+            thread.join()
+        assert [a[0] for a in answers] == [200, 200] and "busy" not in app._turns
+        assert edge.decide(visit("busy", 3400))[0] == 200
