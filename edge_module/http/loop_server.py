@@ -841,7 +841,10 @@ def _supervise(config: EdgeConfig, sock: socket.socket) -> None:
         worker = children.pop(pid, 0)
         _forget_metrics_of(pid)  # at once, so that no scrape meets its remains meanwhile
         if not stopping and worker:
-            log.error("worker %d ended (status %d); starting it again in a second", worker,
-                      status)
+            how = (f"killed by signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
+                   else f"exit status {os.waitstatus_to_exitcode(status)}")
+            log.error("worker %d (pid %d) ended (%s): the part of its telemetry not yet "
+                      "spooled (at most the last EDGE_TELEMETRY_INTERVAL_S of decisions) is "
+                      "lost; starting it again in a second", worker, pid, how)
             restart_at[worker] = time.monotonic() + 1
     sock.close()
