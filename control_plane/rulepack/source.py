@@ -98,14 +98,16 @@ def parse_yaml(text: str, filename: str) -> tuple[Node | None, list[Problem]]:
         raise PackLimitError([Problem(filename, exc.line, exc.column, exc.message,
                                       expected=exc.expected)]) from None
     except yaml.MarkedYAMLError as exc:
-        return None, [_syntax_problem(exc, filename)]
+        return None, [_syntax_problem(exc, filename, text)]
     except yaml.reader.ReaderError as exc:
         line, column = _position(text, exc.position)
         return None, [Problem(filename, line, column, f"invalid character in YAML: {exc.reason}")]
     except yaml.YAMLError as exc:
         return None, [Problem(filename, 1, 1, f"invalid YAML: {exc}")]
     except RecursionError:
-        return None, [Problem(filename, 1, 1, "the YAML nests too deeply")]
+        line, column = _position(text, _deepest(text))
+        return None, [Problem(filename, line, column, "the YAML nests too deeply from here",
+                              expected=f"at most {_MAX_DEPTH} levels (rule packs need a few)")]
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _STANDARD_TAG + "null"):
         empty = Problem(filename, 1, 1, "the file is empty",
                         expected="a rule pack with the keys pack and triggers")
@@ -255,7 +257,32 @@ def _position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
-def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
+def _deepest(text: str) -> int:
+    """Where flow brackets ([ and {, outside quotes) first open more than _MAX_DEPTH deep,
+    else where the deepest-indented line starts: the place to look at in a file that nests
+    too deeply for the reader."""
+    depth, quote = 0, ""
+    for k, c in enumerate(text):
+        if quote:
+            quote = "" if c == quote else quote
+        elif c in "'\"":
+            quote = c
+        elif c in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return k
+        elif c in "]}":
+            depth -= 1
+    offset, deepest, at = 0, -1, 0
+    for row in text.splitlines(keepends=True):
+        indent = len(row) - len(row.lstrip(" "))
+        if row.strip() and indent > deepest:
+            deepest, at = indent, offset + indent
+        offset += len(row)
+    return at
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str, text: str) -> Problem:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
@@ -264,7 +291,15 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, filename: str) -> Problem:
     # The usual causes, in the words of a rule pack rather than of the YAML spec.
     context = f"{exc.context} {exc.problem}"
     expected = None
-    if "block scalar" in context:
+    row = text.splitlines()[line - 1] if mark and line <= len(text.splitlines()) else ""
+    key = row.lstrip(" -").split(":", 1)[0]
+    if ":" in row and len(key) > 1024:  # the reader takes plain keys of 1,024 characters
+        message = f"invalid YAML: a key of {len(key)} characters"
+        expected = "a key of at most 1,024 characters (rule pack keys are short names)"
+        column = row.index(key[0]) + 1
+    elif "mapping values are not allowed" in context:
+        expected = 'quotes around a value that holds ": ", e.g. description: "Sale: 10 % off"'
+    elif "block scalar" in context:
         expected = 'quotes around a value that starts with ">", e.g. dwell: ">= 3s"'
     elif "alias" in context:
         expected = "quotes around a value that starts with \"*\", e.g. page: \"*\""

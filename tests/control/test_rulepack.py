@@ -733,3 +733,21 @@ def test_half_a_character_in_a_key_is_a_problem_at_the_key():
     text = PACK_WITH.format(description="d", page="/pricing").replace(
         "pack: p", 'pack: p\n"x\\udc00": 1')
     assert any(p.line == 2 and "half of a character" in p.message for p in problems_of(text))
+
+
+def test_yaml_nested_too_deeply_is_a_problem_where_it_gets_deep():
+    text = "pack: p\ntriggers: " + "[" * 5000 + "]" * 5000 + "\n"
+    problem = only_problem(text)
+    assert (problem.line, problem.column) == (2, 11 + 64)  # the 65th bracket
+    assert "nests too deeply" in problem.message and problem.expected
+
+
+def test_a_key_over_the_readers_length_says_so_at_the_key():
+    problem = only_problem("pack: p\ntriggers:\n  - " + "k" * 1100 + ": 1\n")
+    assert (problem.line, problem.column) == (3, 5)
+    assert "a key of 1100 characters" in problem.message and "1,024" in problem.expected
+
+
+def test_an_unquoted_value_holding_a_colon_is_told_to_be_quoted():
+    problem = only_problem("pack: p\ndescription: Sale: 10 off\ntriggers: []\n")
+    assert problem.line == 2 and "quotes around a value" in problem.expected
