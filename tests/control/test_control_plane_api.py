@@ -334,3 +334,11 @@ def test_a_report_needs_an_edge_token_and_an_edge_id(tmp_path):
     assert publisher.post("/v1/fleet/report", json={"edge_id": "x"}).status_code == 403
     edge = control_client(tmp_path, token=EDGE_TOKEN)
     assert edge.post("/v1/fleet/report", json={"revision": "1"}).status_code == 400
+
+
+def test_a_token_after_a_tab_is_a_token(tmp_path):
+    from tests.servers import PUBLISHER_TOKEN
+
+    client = control_client(tmp_path, token=None)
+    assert client.post("/v1/snapshots/rollback", json={"revision": 1},
+                       headers={"Authorization": f"Bearer\t{PUBLISHER_TOKEN}"}).status_code != 401
