@@ -97,7 +97,7 @@ def check(*roles: str) -> None:
     """Refuse the request (401 without a token, 403 with a wrong one) unless it presents
     a token of one of `roles`; checked before the body is read."""
     header = request.headers.get("Authorization", "")
-    scheme, token = (header.split(None, 1) + [""])[:2]  # a tab is as good as a space
+    scheme, token = (header.split(None, 1) + ["", ""])[:2]  # a tab is as good as a space
     where = f"{request.method} {request.path} from {request.remote_addr}"
     wanted = " or ".join(roles)
     if scheme.lower() != "bearer" or not token.strip():
