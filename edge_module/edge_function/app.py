@@ -13,7 +13,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from wit_world.imports.streams import StreamError_Closed
 
 from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
 from edge_module.http.cors import PREFLIGHT_HEADERS, CorsPolicy
+from edge_module.setting_bounds import MAX_REQUEST_TIMEOUT_S, MAX_SECONDS
 from edge_module.state_token import EXPIRED, StateTokenError, StateTokens, parse_keys
 
 SNAPSHOT = load_snapshot((Path(__file__).parent / "snapshot.json").read_text())
@@ -63,7 +63,7 @@ def _number(kind, high=math.inf):
     as the host's numeric settings: -1 bytes would refuse every body, an infinite TTL has
     no milliseconds."""
     expected = (f"expected {'a whole' if kind is int else 'a finite'} number, more than 0"
-                + ("" if high == math.inf else f" and at most {high:g}"))
+                + ("" if high == math.inf else f" and at most {high}"))
 
     def parse(raw):
         try:
@@ -85,8 +85,8 @@ def _keys(raw):
     return parse_keys(raw)
 
 
-_ttl_s = _number(float, sys.float_info.max / 1000)  # kept in milliseconds
-_body_timeout_s = _number(float, 3600)  # as the host's EDGE_BODY_TIMEOUT_S
+_ttl_s = _number(float, MAX_SECONDS)
+_body_timeout_s = _number(float, MAX_REQUEST_TIMEOUT_S)
 _max_body = _number(int)
 
 

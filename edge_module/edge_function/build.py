@@ -48,8 +48,9 @@ def snapshot_text(snapshot: Path | None, store: str) -> tuple[str, str]:
 
 
 def stage(dest: Path, snapshot: str) -> None:
-    """The guest's Python path: app.py, the snapshot, the core, the state token and CORS
-    modules (an empty edge_module.http: its package imports the host's server code)."""
+    """The guest's Python path: app.py, the snapshot, the core, the state token, setting
+    bounds and CORS modules (an empty edge_module.http: its package imports the host's
+    server code)."""
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "edge_module" / "core").mkdir(parents=True)
@@ -57,7 +58,8 @@ def stage(dest: Path, snapshot: str) -> None:
     shutil.copy(EDGE / "__init__.py", dest / "edge_module" / "__init__.py")
     for src in (EDGE / "core").glob("*.py"):
         shutil.copy(src, dest / "edge_module" / "core" / src.name)
-    shutil.copy(EDGE / "state_token.py", dest / "edge_module" / "state_token.py")
+    for shared in ("state_token.py", "setting_bounds.py"):
+        shutil.copy(EDGE / shared, dest / "edge_module" / shared)
     (dest / "edge_module" / "http" / "__init__.py").write_text("")
     shutil.copy(EDGE / "http" / "cors.py", dest / "edge_module" / "http" / "cors.py")
     shutil.copy(PACKAGE / "app.py", dest / "app.py")

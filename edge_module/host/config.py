@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from ..channels.sinks import check_webhook_url
 from ..http.cors import OriginError, parse_allowed_origins
+from ..setting_bounds import MAX_REQUEST_TIMEOUT_S, MAX_SECONDS
 from ..state_token import parse_keys
 
 
@@ -174,9 +175,9 @@ class EdgeConfig:
                 raise ConfigError(f"EDGE_SESSION_STORE: {exc}") from None
         for name in ("body_timeout_s", "header_timeout_s", "send_timeout_s"):
             value = getattr(self, name)
-            if not 0 < value <= 3600:
+            if not 0 < value <= MAX_REQUEST_TIMEOUT_S:
                 raise ConfigError(f"EDGE_{name.upper()}={value}: expected seconds, more than "
-                                  "0 and at most 3600")
+                                  f"0 and at most {MAX_REQUEST_TIMEOUT_S}")
         if self.workers < 1 or self.threads < 1:
             raise ConfigError(f"EDGE_WORKERS={self.workers}, EDGE_THREADS={self.threads}: "
                               "each must be at least 1")
@@ -250,9 +251,6 @@ _ZERO_OK = frozenset(("port", "max_pending", "max_discard_bytes", "telemetry_max
                       "channel_max_set_aside", "telemetry_max_report_triggers",
                       "telemetry_max_report_values"))
 _MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64}
-# Any duration (`*_s`), at most ten years: 1e306 s passed as finite, then its milliseconds
-# overflowed an int as the host started
-MAX_SECONDS = 10 * 365 * 86_400
 
 # Settings shared with the control plane are named TRIGGERS_*.
 _ENV_NAMES = {

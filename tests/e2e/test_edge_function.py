@@ -372,7 +372,8 @@ def test_generated_sessions_decide_as_the_host_in_client_mode(edge_function, cli
 
 
 UNUSABLE_SETTINGS = {
-    "EDGE_SESSION_TTL_S": ["inf", "nan", "1e400", "0", "-5"],
+    # at most ten years, as the host's (any setting in seconds)
+    "EDGE_SESSION_TTL_S": ["inf", "nan", "1e400", "0", "-5", "1e300", "315360001"],
     "EDGE_MAX_BODY_BYTES": ["abc", "1e6", "-1", "0"],
     "EDGE_BODY_TIMEOUT_S": ["nan", "3601"],
     "EDGE_ALLOWED_ORIGINS": ["https://shop.example/"],
@@ -393,3 +394,20 @@ def test_a_setting_it_cannot_use_is_named_in_a_500(wasmtime_cli, edge_function_c
     assert f"{name}:" in body["error"]["message"]
     # no key material in an answer
     assert "abcd" not in body["error"]["message"] and "22" * 16 not in body["error"]["message"]
+
+
+@pytest.mark.parametrize("name, value", [(name, value) for name, values in
+                                         UNUSABLE_SETTINGS.items() for value in values])
+def test_a_setting_the_function_cannot_use_the_host_refuses_too(name, value):
+    from edge_module.host.config import ConfigError, EdgeConfig
+
+    env = {"EDGE_SESSION_STORE": "client", "EDGE_STATE_TOKEN_KEYS": KEYS, name: value}
+    with pytest.raises((ConfigError, ValueError)):
+        EdgeConfig.from_env(env)
+
+
+def test_the_longest_ttl_the_host_takes_the_function_takes(wasmtime_cli, edge_function_cwasm,
+                                                           tmp_path):
+    env = {"EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_SESSION_TTL_S": "315360000"}
+    with wasmtime_serving(wasmtime_cli, edge_function_cwasm, env, tmp_path) as url:
+        assert decided(url, ask("m-2", 100))["state_token"]
