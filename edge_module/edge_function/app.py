@@ -13,7 +13,9 @@ import json
 import math
 import os
 import re
+import sys
 import time
+import traceback
 from pathlib import Path
 
 from componentize_py_types import Err, Ok
@@ -248,14 +250,16 @@ def health():
                             "session_store": "client"}).encode()
 
 
-TOO_LARGE, TOO_SLOW = "too_large", "too_slow"
+TOO_LARGE, TOO_SLOW, BROKEN = "too_large", "too_slow", "broken"
 
 
 def read_body(request, limit, timeout_s):
     """The body; TOO_LARGE once it passes `limit` (read no further), TOO_SLOW when it has
-    not all come within `timeout_s`. Reads wait on the stream and a timer together: a
-    blocking read waited for as long as the client liked, and a runtime that serves one
-    request at a time (jco serve) stalled every visitor behind it."""
+    not all come within `timeout_s`, BROKEN when the runtime could not read it (malformed
+    chunks, a connection gone mid-body: the client's body failed, not the function). Reads
+    wait on the stream and a timer together: a blocking read waited for as long as the
+    client liked, and a runtime that serves one request at a time (jco serve) stalled every
+    visitor behind it."""
     # wasi:http resources form a tree: a child (the stream) must be dropped before its
     # parent (the body), or the host traps. `with` drops them in that order on every way
     # out (a temporary body would be freed, and dropped, while its stream is open).
@@ -279,7 +283,7 @@ def read_body(request, limit, timeout_s):
                 chunks.append(chunk)
         except Err as err:
             if not isinstance(err.value, StreamError_Closed):
-                raise
+                return BROKEN
         return b"".join(chunks)
 
 
@@ -300,6 +304,7 @@ def route(request):
         return 500, error_body("misconfigured", f"edge function configuration: {exc}"), []
     with request.headers() as request_headers:  # the request's child: dropped before it
         origin = [v.decode("latin-1") for v in request_headers.get("origin")]
+        length = request_headers.get("content-length")
     headers = []
     if origin:  # a browser page: only the allowed origins (one Origin, as browsers send)
         allowed = cors.headers(origin[0]) if len(origin) == 1 else None
@@ -313,7 +318,16 @@ def route(request):
     if not isinstance(method, types.Method_Post):
         return 405, error_body("method_not_allowed", "use POST for /v1/decide"), [
             ("Allow", "POST, OPTIONS")] + headers
+    declared = _declared_length(length)
+    if declared is not None and declared > max_body:
+        # refused before the body is consumed: the runtime sends a waiting client its
+        # 100 Continue only when the body is read (wasmtime), and nothing is uploaded
+        return 413, error_body("body_too_large", f"request body of {declared} bytes or "
+                               f"more; at most {max_body}"), headers
     body = read_body(request, max_body, body_timeout_s)
+    if body == BROKEN:
+        return 400, error_body("incomplete_body", "the request body ended before it was "
+                               "complete (connection closed, or malformed chunks)"), headers
     if body == TOO_LARGE:
         return 413, error_body("body_too_large", f"request body of more than {max_body} "
                                f"bytes; at most {max_body}"), headers
@@ -321,6 +335,14 @@ def route(request):
         return 408, error_body("request_timeout", f"the request body did not arrive within "
                                f"{body_timeout_s:g} s"), headers
     return (*decide(tokens, body), headers)
+
+
+def _declared_length(values):
+    """The Content-Length the client declared, or None (none, or not one 64-bit whole
+    number: the runtime's parser judges those, and the read still counts)."""
+    if len(values) == 1 and values[0].isdigit() and len(values[0]) <= 19:
+        return int(values[0])
+    return None
 
 
 def respond(response_out, status, body, headers):
@@ -346,6 +368,9 @@ class IncomingHandler(exports.IncomingHandler):
     def handle(self, request, response_out):
         try:
             status, body, headers = route(request)
-        except BaseException as exc:  # noqa: BLE001 - a JSON 500, never a trap
-            status, body, headers = 500, error_body("internal_error", str(exc)[:200]), []
+        except BaseException:  # noqa: BLE001 - a JSON 500, never a trap
+            # the detail (a runtime's error object, a traceback) goes to the log, as the
+            # host's does: it means nothing to the client and may name internals
+            traceback.print_exc(file=sys.stderr)
+            status, body, headers = 500, error_body("internal_error", "internal error"), []
         respond(response_out, status, body, headers)

@@ -12,8 +12,10 @@ import importlib.util
 import json
 import os
 import random
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 
 from control_plane.rulepack import compile_snapshot, load_pack_set
+from loadtest.stack import edge_stack
 from tests.e2e.test_second_host import _jco, random_steps
 from tests.event_strategies import URLS
 from tests.factories import T0
@@ -156,8 +159,6 @@ def _wait_healthy(url: str, proc: subprocess.Popen, output: Callable[[], str],
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -169,6 +170,16 @@ def client_edge(snapshot, tmp_path_factory):
     put_snapshot(store, snapshot.read_text(), 1)
     with running_edge(store, session_store="client", state_token_keys=KEYS) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def loop_edge():
+    """The host under its default server (loop), for what the HTTP layer answers: waitress,
+    `client_edge`'s server, refuses broken framing itself, in plain text."""
+    with edge_stack("shipped", env_overrides={
+            "EDGE_SERVER": "loop", "EDGE_SESSION_STORE": "client",
+            "EDGE_STATE_TOKEN_KEYS": KEYS, "EDGE_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S)}) as stack:
+        yield stack
 
 
 def call(url: str, method: str, path: str, body: bytes | None = None,
@@ -305,8 +316,6 @@ def test_hostile_json_is_answered_as_the_host_answers_it(edge_function, client_e
 def test_a_stalled_body_gets_408_and_frees_the_function(edge_function):
     """One client sending part of its body and waiting held jco serve (one request at a
     time) for its 300 s: every visitor waited. The read now has a deadline."""
-    import socket
-
     body = json.dumps(ask("stalled", 100)).encode()
     host, port = edge_function.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
@@ -327,6 +336,52 @@ def test_an_oversized_body_is_refused(edge_function, client_edge):
     for base in (edge_function, client_edge.url):
         status, body, _ = post(base, b" " * (256 * 1024 + 1))
         assert (status, body["error"]["code"]) == (413, "body_too_large"), base
+
+
+def exchange(url: str, request: bytes) -> bytes:
+    """All a server sends back for one raw request (sent with `Connection: close`) until it
+    closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def final_answer(raw: bytes) -> tuple[int, str | None, bytes]:
+    """(status, error code or None, everything) of a raw answer, past any 100 Continue."""
+    while raw.startswith(b"HTTP/1.1 100"):
+        raw = raw.split(b"\r\n\r\n", 1)[1]
+    code = re.search(rb'"code": ?"(\w+)"', raw)
+    return int(raw.split(b" ", 2)[1]), code and code[1].decode(), raw
+
+
+def test_a_malformed_chunked_body_is_refused_as_the_host_refuses_it(edge_function,
+                                                                    loop_edge):
+    """Under wasmtime the runtime's failed read was the function's 500 internal_error, its
+    message the repr of a wasi:io error object. jco's own parser refuses it (no body)."""
+    request = (b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
+    got, want = (final_answer(exchange(base, request))
+                 for base in (edge_function, loop_edge.url))
+    assert got[0] == want[0] == 400, (got, want)
+    assert got[1] in (want[1], None), (got, want)
+    assert b" object at 0x" not in got[2]
+
+
+def test_a_declared_body_over_the_bound_is_refused_before_it_is_sent(edge_function,
+                                                                    loop_edge):
+    """A client waiting for 100 Continue with 10 MB declared was told to go ahead (or, not
+    sending, got a 408 after the body timeout); the host answers 413 at once."""
+    request = (b"POST /v1/decide HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Expect: 100-continue\r\nContent-Length: 10000000\r\n\r\n")
+    for base in (edge_function, loop_edge.url):
+        started = time.monotonic()
+        status, code, raw = final_answer(exchange(base, request))
+        assert (status, code) == (413, "body_too_large"), (base, raw[:300])
+        assert time.monotonic() - started < BODY_TIMEOUT_S, base
 
 
 def test_cors_as_the_host_does_it(edge_function):
