@@ -287,10 +287,22 @@ def read_body(request, limit, timeout_s):
         return b"".join(chunks)
 
 
+def _path(target):
+    """The path of a request target. An absolute-form one (`POST http://x/v1/decide`, which
+    a server must accept, RFC 9112 3.2.2) is its path, as the host and wasmtime route it;
+    jco passes the target on whole."""
+    target = target.split("?", 1)[0]
+    if not target.startswith("/") and "://" in target:
+        authority_and_path = target.split("://", 1)[1]
+        slash = authority_and_path.find("/")
+        target = authority_and_path[slash:] if slash >= 0 else "/"
+    return target
+
+
 def route(request):
     """(status, body, headers) for one request."""
     method = request.method()
-    path = (request.path_with_query() or "/").split("?", 1)[0]
+    path = _path(request.path_with_query() or "/")
     if path == "/healthz":
         if isinstance(method, (types.Method_Get, types.Method_Head)):
             return (*health(), [])

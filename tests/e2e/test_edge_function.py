@@ -384,6 +384,18 @@ def test_a_declared_body_over_the_bound_is_refused_before_it_is_sent(edge_functi
         assert time.monotonic() - started < BODY_TIMEOUT_S, base
 
 
+def test_an_absolute_form_target_is_routed_by_its_path(edge_function, loop_edge):
+    """RFC 9112 3.2.2: a server accepts `POST http://host/path`; jco passed the whole target
+    on (404), wasmtime and the host route its path."""
+    body = json.dumps(ask("abs-1", 100)).encode()
+    request = (b"POST http://x/v1/decide HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+               + body)
+    answers = [final_answer(exchange(base, request))[:2]
+               for base in (edge_function, loop_edge.url)]
+    assert answers == [(200, None)] * 2, answers
+
+
 def test_cors_as_the_host_does_it(edge_function):
     ok = post(edge_function, json.dumps(ask("f-5", 100)).encode(),
               {"Origin": "https://shop.example"})
