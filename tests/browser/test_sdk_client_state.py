@@ -123,3 +123,50 @@ def test_tabs_of_one_visit_take_turns_so_a_once_a_visit_nudge_shows_once(
     other.wait_for_function("window.__probe.sent.some(s => s.body.includes('wishlist_add'))")
     other.wait_for_timeout(2000)
     assert other.query_selector("[data-trigger='once-a-visit']") is None
+
+
+def test_a_state_token_the_edge_refuses_is_dropped_and_the_visit_goes_on(visit: Any) -> None:
+    v = visit()
+    v.goto("/cart")
+    has_state(v)
+    # a token this edge cannot use (its key rotated away, another deployment)
+    v.page.evaluate("""() => { const s = JSON.parse(localStorage.getItem('nudge.state'));
+        localStorage.setItem('nudge.state', JSON.stringify({sid: s.sid, token: 'v1.gone.1.x.y'}));
+    }""")
+    v.page.evaluate("nudge('track', 'cart_abandon')")
+    v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
+    assert "v1.gone" not in v.page.evaluate("localStorage.getItem('nudge.state')")
+
+
+def test_a_web_lock_refused_does_not_stop_the_visit(visit: Any) -> None:
+    v = visit()
+    v.context.add_init_script("""navigator.locks.request = () =>
+        Promise.reject(new DOMException('refused', 'InvalidStateError'))""")
+    v.goto("/cart")
+    has_state(v)
+    v.page.evaluate("nudge('track', 'cart_abandon')")
+    v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
+
+
+def test_a_page_left_while_its_request_goes_is_kept_in_the_back_forward_cache(
+        visit: Any, stack: Any, bfcache_browser: Any) -> None:
+    v = visit(bfcache_browser)
+    v.goto("/features")
+    has_state(v)
+    v.page.evaluate("window.__kept = true")  # a page rebuilt from the network loses it
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # the click's answer is still on its way as the page is left
+        if not held and "#nav-cart" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+    v.page.route(stack.edge + "/v1/decide", hold)
+    v.page.click("#nav-cart")
+    v.page.wait_for_url("**/cart")
+    has_state(v)
+    v.page.wait_for_function("window.nudge && typeof window.nudge.track === 'function'")
+    v.page.go_back(wait_until="commit")
+    assert v.page.evaluate("window.__kept === true"), "not restored from the bfcache"
+    if held:
+        held[0].abort()

@@ -110,8 +110,14 @@ def test_a_delayed_nudge_is_not_drawn_on_the_page_navigated_to(visit: Any, stack
         route.fulfill(status=200, headers={"Access-Control-Allow-Origin": stack.demo},
                       body=json.dumps({"decision_id": "d", "actions": actions}))
     v.page.route(stack.edge + "/v1/decide", handle)
-    v.page.add_init_script("""addEventListener('DOMContentLoaded', () => nudge('on', 'action',
-        () => setTimeout(() => document.querySelector('#nav-features').click())))""")
+    # the listener is in the snippet's queue before the SDK can answer (it may before the
+    # page's DOMContentLoaded); the click waits for the store's own navigation to be wired
+    v.page.add_init_script("""
+        (function(w,n){w[n]=w[n]||function(){(w[n].q=w[n].q||[]).push(arguments)}})(window,"nudge");
+        nudge('on', 'action', () => {
+          const go = () => document.querySelector('#nav-features').click();
+          if (document.readyState === 'complete') setTimeout(go); else addEventListener('load', go);
+        });""")
     v.goto("/pricing")
     v.page.wait_for_function("location.pathname === '/features'")
     v.page.wait_for_timeout(4000)  # twice the delay
@@ -126,3 +132,141 @@ def test_events_sent_as_the_page_is_left_are_sent_once(visit: Any, stack: Any) -
     v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
     # the edge keeps the session and may have applied them: never sent twice
     assert [e["name"] for e in sent_events(v, "custom")] == ["cart_abandon"]
+
+
+def conversions(*pages: Any) -> list[str]:
+    """The decision ids of the conversions the pages sent (fetch, as the probe saw them)."""
+    return [json.loads(s["body"])["decision_id"] for p in pages
+            for s in p.evaluate("window.__probe.sent") if s["url"].endswith("/v1/outcome")
+            and json.loads(s["body"])["type"] == "conversion"]
+
+
+def test_a_conversion_another_tab_reported_is_not_reported_again(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    held: list[Any] = []
+    v.page.route(stack.edge + "/v1/decide", lambda route: held.append(route))  # slow answers
+    v.goto("/features")
+    wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the first tab's request")
+    v.page.evaluate("nudge.convert()")  # before any answer of the visit
+    v.page.evaluate(HIDE)  # the visitor switches to another tab of the same visit
+    other = v.context.new_page()
+    other.goto(stack.demo + "/pricing")
+    other.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
+    v.page.evaluate(SHOW)
+    with v.page.expect_response(stack.edge + "/v1/decide"):
+        for route in held:
+            route.continue_()
+    v.page.unroute(stack.edge + "/v1/decide")
+    v.page.wait_for_timeout(1000)  # time for the first tab to report what it has
+    assert len(conversions(v.page, other)) == 1, conversions(v.page, other)
+
+
+def test_a_conversion_is_not_reported_again_by_a_page_back_from_the_cache(
+        visit: Any, stack: Any, bfcache_browser: Any) -> None:
+    v = visit(bfcache_browser)
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())  # the edge away
+    v.goto("/features")
+    v.page.evaluate("nudge.convert(); window.__kept = true")
+    tried = v.page.evaluate("window.__probe.sent.length")
+    v.page.unroute(stack.edge + "/v1/decide")
+    v.goto("/pricing")  # whose answer reports the conversion
+    v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
+    v.page.go_back(wait_until="commit")
+    assert v.page.evaluate("window.__kept === true"), "not restored from the bfcache"
+    # the page back sends its retry with its page view, and reads the answer
+    with v.page.expect_response(stack.edge + "/v1/decide", timeout=15_000):
+        v.page.wait_for_function("n => window.__probe.sent.length > n", arg=tried)
+    v.page.wait_for_timeout(1000)  # time for it to report what it has
+
+    def reported() -> list[Any]:
+        return [r for r in v.edge_requests() if r.url.endswith("/v1/outcome")
+                and r.post_data_json["type"] == "conversion"]
+    assert len(reported()) == 1, [r.post_data for r in reported()]
+
+
+def test_a_batch_whose_answer_was_given_up_on_is_not_sent_again(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    # the page's 10 s wait for an answer, shortened
+    v.context.add_init_script("""(() => { const t = AbortSignal.timeout.bind(AbortSignal);
+        AbortSignal.timeout = () => t(1000); })()""")
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:  # the edge applies it but its answer never comes
+        if not held and "add_to_cart" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+    v.page.route(stack.edge + "/v1/decide", hold)
+    v.goto("/features")
+    v.page.evaluate("nudge('track', 'add_to_cart')")
+    wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
+    v.page.wait_for_function("window.__probe.sent.some(s => s.body.includes('add_to_cart'))")
+    v.page.evaluate("setTimeout(() => nudge('track', 'after'), 1500)")
+    v.page.wait_for_function("window.__probe.sent.some(s => s.body.includes('\"after\"'))",
+                             timeout=15_000)
+    # the edge keeps the session and may have applied it: never sent twice
+    assert [e["name"] for e in sent_events(v, "custom")] == ["add_to_cart", "after"]
+
+
+def test_an_answer_for_the_page_before_a_navigation_is_not_drawn(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    held: list[Any] = []
+
+    def hold(route: Any) -> None:
+        if "go_on" in (route.request.post_data or ""):
+            held.append(route)
+        else:
+            route.continue_()
+    v.page.route(stack.edge + "/v1/decide", hold)
+    v.goto("/pricing")
+    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.evaluate("nudge('track', 'go_on')")
+    wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
+    v.page.click("#nav-features")  # a single-page-app navigation while it goes
+    v.page.wait_for_function("location.pathname === '/features'")
+    held[0].fulfill(status=200, headers={"Access-Control-Allow-Origin": stack.demo},
+                    body=json.dumps({"decision_id": "for-pricing", "actions": [
+                        {"trigger": "stale", "content": "discount-nudge-10",
+                         "tier": "immediate"}]}))
+    v.page.wait_for_function(  # the answer is read
+        "JSON.parse(localStorage.getItem('nudge.decision')).decision_id === 'for-pricing'")
+    v.page.wait_for_timeout(500)
+    assert v.page.query_selector("[data-trigger='stale']") is None
+
+
+def test_an_outcome_being_sent_as_the_page_is_left_is_sent_once(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    v.context.add_init_script("""(() => { const b = navigator.sendBeacon.bind(navigator);
+        navigator.sendBeacon = (url, data) => {  // the beacons a page left sent
+          const sent = JSON.parse(localStorage.getItem('beacons') || '[]');
+          localStorage.setItem('beacons', JSON.stringify(sent.concat(String(url))));
+          return b(url, data);
+        }; })()""")
+    v.goto("/features")
+    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.route(stack.edge + "/v1/outcome", lambda route: None)  # its answer never comes
+    v.page.evaluate("nudge.convert()")
+    v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
+    v.goto("/pricing")  # the page is left while the conversion goes
+    beacons = v.page.evaluate("JSON.parse(localStorage.getItem('beacons') || '[]')")
+    assert [b for b in beacons if b.endswith("/v1/outcome")] == []
+
+
+def test_a_conversion_counts_for_the_visits_latest_answer_from_any_tab(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    v.goto("/features")
+    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    mine = v.page.evaluate("JSON.parse(localStorage.getItem('nudge.decision')).decision_id")
+    other = v.context.new_page()  # another tab of the visit is answered later
+    other.goto(stack.demo + "/pricing")
+    other.wait_for_function(
+        "d => JSON.parse(localStorage.getItem('nudge.decision')).decision_id !== d", arg=mine)
+    latest = other.evaluate("JSON.parse(localStorage.getItem('nudge.decision')).decision_id")
+    v.page.evaluate("nudge.convert()")
+    v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
+    assert conversions(v.page) == [latest]

@@ -36,6 +36,8 @@ let sid = null;
 let queue = [];
 let outcomes = [];
 let inFlight = false;
+let release = null; // gives up the Web Lock a request holds (the page is being left)
+let navs = 0; // page views so far: an answer for an earlier page is not drawn
 let flushTimer = 0;
 let checkTimer = 0;
 let retryTimer = 0;
@@ -43,7 +45,7 @@ let failures = 0;
 let blocked = false; // the edge refused this origin: stop calling it
 let lastDecision = null; // {sid, decision_id, outcome_token} of the visit's latest answer
 let convertPending = 0;
-let sendingOutcomes = false;
+let sendingOutcomes = null; // true, or the outcome a fetch is sending
 let generation = 0; // bumped by stop(): what was in flight before is not sent again
 let leaving = false; // pagehide came: a request failing now may have reached the edge
 let lastCheck = 0; // when the SDK last called back with nothing new to tell
@@ -268,15 +270,27 @@ async function flush() {
   clearTimeout(checkTimer);
   checkTimer = 0;
   inFlight = true;
+  let sending = null;
+  const send = () => (sending = decide());
   try {
     // The tabs of a visit whose state the client carries take turns, each sending the
-    // state the last answer left: a once-per-session cap holds across them.
+    // state the last answer left: a once-per-session cap holds across them. A page left
+    // gives its turn up at once: one holding a Web Lock is not kept in the bfcache.
     const locks = stateToken() && W.navigator.locks;
-    await (locks ? locks.request("nudge.decide." + sid, decide) : decide());
+    if (locks) {
+      const quit = new AbortController();
+      const left = new Promise((done) => (release = () => done(quit.abort())));
+      await locks.request("nudge.decide." + sid, { signal: quit.signal },
+                          () => Promise.race([send(), left])).catch(() => {});
+    }
+    // no Web Locks, or a lock refused (a page being left sends by beacon instead)
+    if (!sending && !leaving) send();
+    await sending;
   } catch (_) {
-    // no lock for a page being left: the queue waits for the beacon
+    // decide() reports its own failures
   } finally {
     inFlight = false;
+    release = null;
   }
   // a hidden page's timers are slowed, and it may be frozen soon: what waits goes at once
   if (queue.length && !retryTimer) schedule(D.visibilityState === "hidden" ? 0 : CADENCE_MS);
@@ -297,6 +311,7 @@ async function decide() {
   touch(sid);
   const body = request(batch);
   const gen = generation;
+  const nav = navs;
   remember(token, batch); // until its answer is read: the page may be left meanwhile
   let res = null;
   try {
@@ -306,7 +321,7 @@ async function decide() {
       failures = 0;
       if (outcomes.length) sendOutcomes(); // the edge is back: what waited goes now
       try {
-        answer(parse(await res.text()));
+        answer(parse(await res.text()), nav);
       } catch (err) {
         // the edge took the events: an answer we cannot read is reported, not resent
         emit("error", { status: res.status, error: String(err) });
@@ -317,14 +332,23 @@ async function decide() {
     } else {
       // 400/413: this batch cannot succeed as it is; keep the visit going without it
       const err = (await res.json().catch(() => null)) || {};
+      const why = err.error || {};
       if (res.status === 403) blocked = true;
+      if (token && why.code === "invalid_state_token") {
+        // a token the edge cannot use (its key rotated away, another deployment): the
+        // visit's state starts over, and the batch goes once more, without it
+        if (stateToken() === token) save(storage(), STATE_KEY, null);
+        queue = batch.concat(queue).slice(-MAX_QUEUE);
+      }
       emit("error", { status: res.status, error: err.error || null });
     }
   } catch (err) {
     // a page going away cancels its requests, maybe after the edge had them: never sent
     // twice (with a state token, the tab's next page sends them again: remember())
     if (gen !== generation || leaving) return;
-    queue = batch.concat(queue).slice(-MAX_QUEUE); // the network failed: nothing is lost
+    // the network failed: sent again. An answer given up on may come from an edge that
+    // applied the batch: sent again only with the token, which makes that exact
+    if (token || err.name !== "TimeoutError") queue = batch.concat(queue).slice(-MAX_QUEUE);
     retryLater(null);
     emit("error", { status: 0, error: String(err) });
   } finally {
@@ -375,7 +399,7 @@ function stateToken() {
   return rec && rec.sid === sid && typeof rec.token === "string" ? rec.token : null;
 }
 
-function answer(res) {
+function answer(res, nav) {
   if (!live || !res) return;
   // for the visit's next request, on any page (no storage: the state starts over there)
   const token = res.state_token;
@@ -383,8 +407,10 @@ function answer(res) {
   lastDecision = { sid: sid, decision_id: res.decision_id, outcome_token: res.outcome_token };
   save(storage(), DECISION_KEY, lastDecision);
   callBack(res.next_check_ms);
-  if (convertPending) save(storage(), CONVERT_KEY, null);
-  for (; convertPending > 0; convertPending--) convert();
+  for (let n = pending(0); n > 0; n--) {
+    report(Object.assign({ trigger: null }, lastDecision), "conversion");
+  }
+  if (nav !== navs) return; // the page changed while the request went: not drawn on this one
   const actions = (Array.isArray(res.actions) ? res.actions : []).slice(0, MAX_SHOWN);
   for (const action of actions) {
     if (!action || typeof action !== "object" || typeof action.trigger !== "string") continue;
@@ -450,7 +476,7 @@ async function sendOutcomes() {
   sendingOutcomes = true;
   try {
     while (outcomes.length && !blocked) {
-      const rec = outcomes[0];
+      const rec = (sendingOutcomes = outcomes[0]);
       try {
         const res = await post("/v1/outcome", rec, true);
         if (res.status === 429 || res.status >= 500) return; // retried with the next ones
@@ -460,7 +486,7 @@ async function sendOutcomes() {
       if (outcomes[0] === rec) outcomes.shift(); // not if consent emptied the list meanwhile
     }
   } finally {
-    sendingOutcomes = false;
+    sendingOutcomes = null;
   }
 }
 
@@ -663,6 +689,7 @@ function pageView() {
   const path = W.location.pathname;
   if (path === lastPath) return;
   lastPath = path;
+  navs++;
   // what was answered for the page before is not drawn on this one (as the edge delivers
   // a queued action only on a page its trigger covers)
   for (const t of renderTimers) clearTimeout(t);
@@ -738,7 +765,6 @@ function onVisibility() {
     for (const action of waiting.splice(0)) render(action);
     return;
   }
-  keepConversions();
   if (queue.length && !inFlight && !retryTimer) {
     clearTimeout(flushTimer);
     flush();
@@ -746,15 +772,28 @@ function onVisibility() {
   if (outcomes.length) sendOutcomes();
 }
 
-// A conversion made before any answer has no token yet: the visit's next page sends it.
-function keepConversions() {
-  if (convertPending) save(storage(), CONVERT_KEY, { sid: sid, n: convertPending });
+// Conversions made before any answer have no token yet. They wait in localStorage, and the
+// visit's next answer, in whichever tab or page reads it, takes them out and reports them:
+// one owner each, so a tab or a page back from the bfcache does not report them again.
+// pending(1) adds one, pending(0) takes them all.
+function pending(add) {
+  const store = storage();
+  const rec = store ? load(store, CONVERT_KEY) : { sid: sid, n: convertPending };
+  const n = (rec && rec.sid === sid && rec.n) || 0;
+  convertPending = add ? Math.min(n + add, MAX_OUTCOMES) : 0;
+  save(store, CONVERT_KEY, convertPending ? { sid: sid, n: convertPending } : null);
+  return n;
+}
+
+// The visit's latest answer, whichever tab or page read it.
+function latest() {
+  const d = load(storage(), DECISION_KEY);
+  return d && d.sid === sid ? d : lastDecision;
 }
 
 // The page is going away: what is still queued travels by beacon, which survives it.
 function beacon() {
   if (!live || blocked || !W.navigator.sendBeacon) return;
-  keepConversions();
   const send = (path, body) =>
     W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
   if (queue.length) {
@@ -763,11 +802,13 @@ function beacon() {
     if (send("/v1/decide", body)) remember(body.state_token, batch, true);
     else queue = batch.concat(queue);
   }
-  while (outcomes.length && send("/v1/outcome", outcomes[0])) outcomes.shift();
+  // the one a fetch is sending is not sent twice
+  outcomes = outcomes.filter((rec) => rec === sendingOutcomes || !send("/v1/outcome", rec));
 }
 
 function onPageHide() {
   leaving = true;
+  if (release) release();
   beacon();
 }
 
@@ -802,13 +843,7 @@ function start() {
   const [id, back] = sessionId();
   sid = id;
   staticContext = { device: deviceClass(), returning: back };
-  const decided = load(storage(), DECISION_KEY);
-  lastDecision = decided && decided.sid === sid ? decided : null;
-  const converted = load(storage(), CONVERT_KEY);
-  save(storage(), CONVERT_KEY, null);
-  if (converted && converted.sid === sid && converted.n > 0) {
-    convertPending = Math.min(converted.n, MAX_OUTCOMES);
-  }
+  lastDecision = null;
   const ref = referrer();
   if (ref) staticContext.referrer = ref;
   // the language content variants are chosen by: the site's word, else the browser's
@@ -876,12 +911,13 @@ export function track(name) {
 export function convert() {
   return safely(function convert() {
     if (!live) return;
-    if (!lastDecision) {
-      convertPending++; // nothing decided on this page yet: sent with the first answer's token
+    const decided = latest();
+    if (!decided) {
+      pending(1); // nothing decided in this visit yet: sent with the first answer's token
       return schedule(0);
     }
     // A conversion names no trigger: it counts for every trigger fired before it.
-    report(Object.assign({ trigger: null }, lastDecision), "conversion");
+    report(Object.assign({ trigger: null }, decided), "conversion");
   })();
 }
 
