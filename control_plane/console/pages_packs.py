@@ -42,7 +42,7 @@ def _store() -> Any:
 
 def _current_sequence() -> str:
     """What the confirmation was shown against: a change since then is not confirmed."""
-    entry = publishing.current_entry(_store())
+    entry = publishing.current_entry(_store(), fresh=True)  # it guards a write
     return "none" if entry is None else str(entry.sequence)
 
 

@@ -6,9 +6,11 @@ request thread for its whole timeout (8 s on S3), so six anonymous clients stall
 telemetry, healthz and the console behind them. Here one read serves every request for
 `fresh_s`; while a read is under way the others get the last manifest read, however old,
 at once, or, before any, the error; a failed read is the answer for `retry_s` without
-asking the store again. Writes go straight through and make the next read a fresh one, so
-this process always sees its own publishes; a publish elsewhere shows within `fresh_s`
-(a publish here that read an older manifest is refused as a conflict, never lost).
+asking the store again. A manifest this process writes is what it reads next, at once.
+A publish elsewhere shows here within `fresh_s`, so whatever decides a write (publish,
+rollback, the console's confirmation) reads the store itself (`uncached`): a rollback
+decided on a cached manifest answered "already served" while the store served another
+revision.
 """
 
 from __future__ import annotations
@@ -50,11 +52,17 @@ class ManifestCache:
 
     def put_manifest(self, data: bytes, if_match: str | None) -> str:
         try:
-            return self.store.put_manifest(data, if_match)
-        finally:
+            etag = self.store.put_manifest(data, if_match)
+        except BaseException:
             with self._lock:  # whatever happened, read it afresh next time
                 self._at = -float("inf")
                 self._writes += 1
+            raise
+        with self._lock:  # what this process wrote is what it reads next
+            self._got, self._none, self._error = (data, etag), None, None
+            self._at = time.monotonic()
+            self._writes += 1
+        return etag
 
     def get_manifest(self, if_none_match: str | None = None) -> tuple[bytes, str] | None:
         if if_none_match is not None:  # a conditional read is about one caller's ETag
@@ -102,3 +110,8 @@ class ManifestCache:
 
     def __getattr__(self, name: str) -> Any:  # what else the store offers (bucket, root...)
         return getattr(self.store, name)
+
+
+def uncached(store: EdgeStore) -> EdgeStore:
+    """The store itself, for a read that decides a write."""
+    return store.store if isinstance(store, ManifestCache) else store

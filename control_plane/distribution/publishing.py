@@ -42,6 +42,7 @@ from edge_module.distribution.signing import entry_statement
 
 from ..rulepack import ContentCatalog, Pack, compile_snapshot
 from .keys import SigningKey
+from .manifest_cache import uncached
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 
@@ -137,7 +138,7 @@ def _publish(store: EdgeStore, build: Callable[[int], dict[str, Any]], signer: S
              now_ms: int, based_on: Published | None = None) -> Published:
     """The compare-and-swap loop: `build(revision)` is the snapshot to publish as `revision`."""
     for _ in range(MAX_ATTEMPTS):
-        manifest, etag = _read(store)
+        manifest, etag = _read(store, fresh=True)
         if based_on is not None:
             _still_current(manifest, based_on)
         revision = _highest_revision(manifest) + 1
@@ -184,7 +185,7 @@ def rollback(store: EdgeStore, revision: int, signer: SigningKey,
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for _ in range(MAX_ATTEMPTS):
-        manifest, etag = _read(store)
+        manifest, etag = _read(store, fresh=True)
         if manifest is None:
             raise RevisionError("not_published", "nothing has been published yet, so there "
                                                  "is nothing to roll back to")
@@ -212,9 +213,9 @@ def rollback(store: EdgeStore, revision: int, signer: SigningKey,
     raise PublishError("the manifest kept changing under concurrent publishers; try again")
 
 
-def current_entry(store: EdgeStore) -> Published | None:
+def current_entry(store: EdgeStore, fresh: bool = False) -> Published | None:
     """The manifest's current entry (None: nothing published yet)."""
-    manifest, _ = _read(store)
+    manifest, _ = _read(store, fresh)
     return None if manifest is None else Published.from_dict(manifest)
 
 
@@ -287,8 +288,10 @@ def _entry(manifest: dict[str, Any], revision: int) -> dict[str, Any]:
                                             f"(published: {listed or 'none'})")
 
 
-def _read(store: EdgeStore) -> tuple[dict[str, Any] | None, str | None]:
-    got = read_manifest(store)
+def _read(store: EdgeStore, fresh: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """The manifest and its ETag; `fresh` for a read a write is decided on (the control
+    plane's store shares reads for a second: `manifest_cache`)."""
+    got = read_manifest(uncached(store) if fresh else store)
     return (None, None) if got is None else (got[0].doc, got[1])
 
 

@@ -163,3 +163,24 @@ def test_a_recalibrated_copy_keeps_the_packs_it_was_compiled_from(store, signer)
     assert (done.revision, done.recalibrated_from, done.pack_sha256) == \
         (4, 3, entry.pack_sha256)
     assert again["packs"] == snapshot["packs"] and again["models"]["thresholds"]
+
+
+def test_a_write_through_the_control_planes_shared_reads_is_decided_on_the_store_itself(
+        tmp_path, signer):
+    """The control plane shares manifest reads for a second (`ManifestCache`); a review's
+    rollback, decided on a shared read older than another publish, answered 'already
+    served' and changed nothing while the store served the newer revision."""
+    from control_plane.distribution.manifest_cache import ManifestCache
+
+    raw = LocalFolderStore(tmp_path / "shared")
+    shared = ManifestCache(raw, fresh_s=600)
+    publishing.publish(shared, pack(1), signer, now_ms=1000)
+    publishing.publish(shared, pack(2), signer, now_ms=2000)
+    assert publishing.current(shared)["revision"] == 2  # this process sees its own write
+    publishing.publish(raw, pack(3), signer, now_ms=3000)  # another process publishes
+    assert publishing.current(shared)["revision"] == 2  # shared reads lag (documented)
+    done = publishing.rollback(shared, 2, signer, now_ms=4000)
+    assert done.changed and read_manifest(raw)[0].doc["revision"] == 2
+    assert publishing.current(shared)["revision"] == 2 and served(raw)[1] == 2000
+    published = publishing.publish(shared, pack(4), signer, now_ms=5000)
+    assert published.revision == 4 == read_manifest(raw)[0].doc["revision"]
