@@ -1,18 +1,20 @@
 """Ships the decision log to the control plane (`POST /v1/telemetry`, edge token): flushes
 the buffer to the spool, then sends spooled batches oldest first, deleting each once the
-control plane has answered for it.
+control plane's ingest has answered for it (a 2xx that is not its answer, from a portal or
+a proxy, keeps the batch; a redirect is never followed, and keeps it too).
 
 Failures are told apart: when the control plane cannot be reached or is unavailable (no
-answer, 401/403/404, 408, 429, any 5xx) every batch waits, with exponential backoff and
+answer, a 3xx, 401/403/404, 408, 429, any 5xx) every batch waits, with exponential backoff and
 jitter, however long that takes. A 5xx says nothing against the batch (a bug or a proxy
 in front answers it for every batch alike), so a batch answered one is never set aside:
 it waits its own backoff too, so that one batch the control plane fails on does not hold
 the others back, and is sent again until it goes through. When the control plane refuses
 one batch (any other 4xx) that batch alone is retried later and the others go on; after
-`max_tries` refusals it is set aside (`set-aside/` in the spool, at most `max_set_aside` files, the oldest removed
-first) and its records are counted as dropped, with the reason. A 413 splits the batch in
-two and sends the halves. Records the control plane rejects one by one are counted as
-dropped under its reason code. Moving a set-aside file back into the spool resends it.
+`max_tries` refusals it is set aside (`set-aside/` in the spool, at most `max_set_aside`
+files, the oldest removed first) and its records are counted as dropped, with the
+reason. A 413 splits the batch in two and sends the halves. Records the control plane
+rejects one by one are counted as dropped under its reason code. Moving a set-aside file
+back into the spool resends it.
 """
 
 from __future__ import annotations
@@ -121,11 +123,16 @@ class TelemetryShipper(PeriodicTask):
             "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
             "Authorization": f"Bearer {self._token}"})
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                answer = resp.read()
+            with _NO_REDIRECTS.open(req, timeout=self._timeout) as resp:
+                answer = resp.read(MAX_ANSWER_BYTES)
         except urllib.error.HTTPError as exc:
             code = exc.code
+            location = exc.headers.get("Location") if exc.headers else None
             exc.close()
+            if 300 <= code < 400:  # the URL is not the ingest's: the batch waits, unread
+                self._fail(f"control plane answered {code} to a telemetry batch (to "
+                           f"{str(location)[:200]}): fix EDGE_CONTROL_URL")
+                return "unavailable"
             if code in UNAVAILABLE or code >= 500:
                 self._fail(f"control plane answered {code} to a telemetry batch")
                 if code >= 500:
@@ -140,6 +147,10 @@ class TelemetryShipper(PeriodicTask):
             return self._refused(path, f"http_{code}")
         except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
             self._fail(f"control plane unreachable for telemetry: {exc}")
+            return "unavailable"
+        if not _is_ingest_answer(answer):  # a 2xx from something else (a portal, a proxy)
+            self._fail("a telemetry batch was answered 2xx, but not by the control plane's "
+                       f"ingest ({answer[:80]!r}): the batch stays spooled")
             return "unavailable"
         self._count_rejected(answer)
         path.unlink(missing_ok=True)
@@ -248,6 +259,29 @@ class TelemetryShipper(PeriodicTask):
                 "set_aside_files": _count_files(self.set_aside_dir),
                 "failures": self.failures,
                 "last_error": self.last_error}
+
+
+class _Refuse(urllib.request.HTTPRedirectHandler):
+    """urllib follows a 301-303 to a POST as a GET without the batch, and a 2xx from there
+    deleted it: here a redirect is answered as it came (an HTTPError)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_Refuse)
+MAX_ANSWER_BYTES = 1 << 20  # the ingest answer lists at most 100 rejections
+
+
+def _is_ingest_answer(answer: bytes) -> bool:
+    """The ingest's answer: counts of records taken and already stored (`accepted`, or
+    `stored` from older control planes, and `duplicates`)."""
+    try:
+        doc = json.loads(answer)
+    except ValueError:
+        return False
+    return (type(doc) is dict and type(doc.get("duplicates")) is int
+            and (type(doc.get("accepted")) is int or type(doc.get("stored")) is int))
 
 
 def _count_files(folder: Path) -> int:

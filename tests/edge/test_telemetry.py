@@ -627,12 +627,29 @@ class _Refusing:
         stored = self.stored = []
         self.posts = 0
         self.status, self.failing, self.poisoning = status, False, True
+        self.answer: tuple[int, bytes, dict[str, str]] | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - where a redirect points: a portal
+                self._plain(200, b"<html>welcome</html>")
+
+            def _plain(self, status: int, body: bytes, **headers: str) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 outer.posts += 1
-                body = gzip.decompress(self.rfile.read(int(self.headers["Content-Length"])))
+                length = int(self.headers["Content-Length"])
+                if outer.answer is not None:  # not the ingest: a portal, a redirect
+                    self.rfile.read(length)
+                    self._plain(*outer.answer[:2], **outer.answer[2])
+                    return
+                body = gzip.decompress(self.rfile.read(length))
                 ids = [json.loads(line)["id"] for line in body.splitlines()]
                 if outer.failing or (outer.poisoning
                                      and any(i.startswith("poison") for i in ids)):
@@ -712,6 +729,36 @@ def test_a_batch_the_control_plane_fails_on_is_kept_and_holds_no_other_back(tmp_
         control.stored.clear()
         _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
         assert sorted(control.stored) == sorted(poisoned)
+    finally:
+        control.close()
+
+
+@pytest.mark.parametrize("answer", [
+    (301, b"", {"Location": "/portal"}), (302, b"", {"Location": "/portal"}),
+    (303, b"", {"Location": "/portal"}), (307, b"", {"Location": "/v1/telemetry"}),
+    (308, b"", {"Location": "/v1/telemetry"}), (200, b"<html>sign in</html>", {}),
+    (200, b'{"ok": true}', {}), (204, b"", {})])
+def test_an_answer_that_is_not_the_ingests_keeps_the_batch(tmp_path, answer):
+    """A re-review lost batches without a count: urllib followed a 301 to a POST as a
+    GET without it and took the portal's 200 as delivered; a 307/308 was set aside."""
+    control = _Refusing(200)
+    control.answer = answer
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        records = _outcome_records(3)
+        for rec in records:
+            log.record(rec)
+        shipper = _shipper(log, control.url, max_tries=2)
+        for _ in range(5):
+            shipper.next_attempt = 0.0
+            shipper.run_once()
+        status = shipper.status()
+        assert len(log.spool_files()) == 1 and status["dropped"] == 0
+        assert status["shipped_batches"] == 0 and status["set_aside_batches"] == 0
+        assert status["failures"] > 0 and status["last_error"]
+        control.answer = None  # the URL mended
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert sorted(control.stored) == sorted(r["id"] for r in records)
     finally:
         control.close()
 
