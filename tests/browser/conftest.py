@@ -50,6 +50,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserStack]:
         s.close()
 
 
+# nudgeKey('state'): the name the SDK stores `nudge.state` under (with its install's edge)
+STORED = """window.nudgeKey = (name) =>
+  Object.keys(localStorage).find((k) => k.startsWith('nudge.' + name + '@'));"""
+
+
 class Visit:
     """A fresh browser context (no stored session) with the probe installed; page errors
     are collected and the test fails on any."""
@@ -58,6 +63,7 @@ class Visit:
         self.stack = stack
         self.context = browser.new_context(**context)
         self.context.add_init_script(PROBE)
+        self.context.add_init_script(STORED)
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))

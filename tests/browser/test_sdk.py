@@ -186,7 +186,7 @@ def test_a_push_leaves_the_page_for_the_receiver_with_the_stores_signed_customer
     wait_for(lambda: [c for c in stack.receiver.calls if c.body["trigger"] == "wishlist-push"],
              what="the push at the receiver")
     [call] = [c for c in stack.receiver.calls if c.body["trigger"] == "wishlist-push"]
-    session = v.page.evaluate("() => JSON.parse(localStorage.getItem('nudge.session')).id")
+    session = v.page.evaluate("() => JSON.parse(localStorage.getItem(nudgeKey('session'))).id")
     assert call.signed and call.body["session_id"] == session
     assert (call.body["crm_id"], call.body["crm_id_verified"]) == ("cus_42", True)
     assert call.body["template"] == "wishlist-discount"

@@ -27,7 +27,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserStack]:
 
 
 def has_state(v: Any) -> None:
-    v.page.wait_for_function("localStorage.getItem('nudge.state') !== null")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('state')) !== null")
 
 
 def leave_before_the_answer(v: Any, stack: Any) -> Any:
@@ -42,7 +42,7 @@ def leave_before_the_answer(v: Any, stack: Any) -> Any:
             route.continue_()
     v.page.route(stack.edge + "/v1/decide", hold)
     v.goto("/cart")
-    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.evaluate("nudge('track', 'cart_abandon')")
     wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
     v.page.evaluate("location.href = '/features'")
@@ -74,9 +74,9 @@ def test_a_hidden_tabs_answer_keeps_the_visits_state(visit: Any, stack: Any) -> 
     v = visit()
     v.goto("/checkout")
     has_state(v)
-    token = v.page.evaluate("localStorage.getItem('nudge.state')")
+    token = v.page.evaluate("localStorage.getItem(nudgeKey('state'))")
     v.page.evaluate(FOCUS_THEN_HIDE)
-    v.page.wait_for_function("t => localStorage.getItem('nudge.state') !== t", arg=token)
+    v.page.wait_for_function("t => localStorage.getItem(nudgeKey('state')) !== t", arg=token)
     v.page.evaluate(SHOW)
     v.page.wait_for_selector("[data-trigger='name-focus']", state="visible", timeout=10_000)
     # the focus is in the visit's state: the next request does not tell it again
@@ -130,12 +130,12 @@ def test_a_state_token_the_edge_refuses_is_dropped_and_the_visit_goes_on(visit: 
     v.goto("/cart")
     has_state(v)
     # a token this edge cannot use (its key rotated away, another deployment)
-    v.page.evaluate("""() => { const s = JSON.parse(localStorage.getItem('nudge.state'));
-        localStorage.setItem('nudge.state', JSON.stringify({sid: s.sid, token: 'v1.gone.1.x.y'}));
+    v.page.evaluate("""() => { const s = JSON.parse(localStorage.getItem(nudgeKey('state')));
+        localStorage.setItem(nudgeKey('state'), JSON.stringify({sid: s.sid, token: 'v1.gone.1.x.y'}));
     }""")
     v.page.evaluate("nudge('track', 'cart_abandon')")
     v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
-    assert "v1.gone" not in v.page.evaluate("localStorage.getItem('nudge.state')")
+    assert "v1.gone" not in v.page.evaluate("localStorage.getItem(nudgeKey('state'))")
 
 
 def test_a_web_lock_refused_does_not_stop_the_visit(visit: Any) -> None:
@@ -170,3 +170,23 @@ def test_a_page_left_while_its_request_goes_is_kept_in_the_back_forward_cache(
     assert v.page.evaluate("window.__kept === true"), "not restored from the bfcache"
     if held:
         held[0].abort()
+
+
+def test_a_second_install_on_the_site_keeps_its_own_visit(visit: Any, stack: Any) -> None:
+    v = visit()
+    v.goto("/features")
+    has_state(v)
+    # another copy of the SDK (a module of another URL) installed for another site
+    v.page.evaluate("""async (edge) => {
+        const other = await import(edge + '/sdk/nudge.mjs?second');
+        other.init({edge: edge, site: 'second'});
+        other.track('from_second');
+    }""", stack.edge)
+    v.page.wait_for_function("window.__probe.sent.some(s => s.body.includes('from_second'))")
+    first = json.loads(v.page.evaluate("""localStorage.getItem(Object.keys(localStorage).find(
+        (k) => k.startsWith('nudge.session@') && !k.endsWith('/second')))"""))["id"]
+    second = next(json.loads(s["body"]) for s in v.page.evaluate("window.__probe.sent")
+                  if s["url"].endswith("/v1/decide") and "from_second" in s["body"])
+    # its own session, and the first install's state is not sent for it
+    assert second["session_id"] != first
+    assert "state_token" not in second

@@ -90,7 +90,7 @@ def test_a_conversion_reports_at_once_with_the_visits_latest_answer(
         visit: Any, stack: Any) -> None:
     v = visit()
     v.goto("/features")
-    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())  # no answer here
     v.goto("/pricing")
     v.page.evaluate("nudge.convert()")
@@ -222,7 +222,7 @@ def test_an_answer_for_the_page_before_a_navigation_is_not_drawn(
             route.continue_()
     v.page.route(stack.edge + "/v1/decide", hold)
     v.goto("/pricing")
-    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.evaluate("nudge('track', 'go_on')")
     wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
     v.page.click("#nav-features")  # a single-page-app navigation while it goes
@@ -232,7 +232,7 @@ def test_an_answer_for_the_page_before_a_navigation_is_not_drawn(
                         {"trigger": "stale", "content": "discount-nudge-10",
                          "tier": "immediate"}]}))
     v.page.wait_for_function(  # the answer is read
-        "JSON.parse(localStorage.getItem('nudge.decision')).decision_id === 'for-pricing'")
+        "JSON.parse(localStorage.getItem(nudgeKey('decision'))).decision_id === 'for-pricing'")
     v.page.wait_for_timeout(500)
     assert v.page.query_selector("[data-trigger='stale']") is None
 
@@ -247,7 +247,7 @@ def test_an_outcome_being_sent_as_the_page_is_left_is_sent_once(
           return b(url, data);
         }; })()""")
     v.goto("/features")
-    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.route(stack.edge + "/v1/outcome", lambda route: None)  # its answer never comes
     v.page.evaluate("nudge.convert()")
     v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
@@ -260,13 +260,13 @@ def test_a_conversion_counts_for_the_visits_latest_answer_from_any_tab(
         visit: Any, stack: Any) -> None:
     v = visit()
     v.goto("/features")
-    v.page.wait_for_function("localStorage.getItem('nudge.decision') !== null")
-    mine = v.page.evaluate("JSON.parse(localStorage.getItem('nudge.decision')).decision_id")
+    v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
+    mine = v.page.evaluate("JSON.parse(localStorage.getItem(nudgeKey('decision'))).decision_id")
     other = v.context.new_page()  # another tab of the visit is answered later
     other.goto(stack.demo + "/pricing")
     other.wait_for_function(
-        "d => JSON.parse(localStorage.getItem('nudge.decision')).decision_id !== d", arg=mine)
-    latest = other.evaluate("JSON.parse(localStorage.getItem('nudge.decision')).decision_id")
+        "d => JSON.parse(localStorage.getItem(nudgeKey('decision'))).decision_id !== d", arg=mine)
+    latest = other.evaluate("JSON.parse(localStorage.getItem(nudgeKey('decision'))).decision_id")
     v.page.evaluate("nudge.convert()")
     v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
     assert conversions(v.page) == [latest]

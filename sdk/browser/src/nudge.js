@@ -6,12 +6,6 @@
 
 const W = typeof window === "undefined" ? null : window;
 const D = W && W.document;
-const SESSION_KEY = "nudge.session";
-const SEEN_KEY = "nudge.seen";
-const STATE_KEY = "nudge.state"; // an edge that keeps no state hands it to us, signed
-const UNANSWERED_KEY = "nudge.unanswered"; // this tab's events whose new state never came
-const DECISION_KEY = "nudge.decision"; // the visit's latest answer: convert() on any page
-const CONVERT_KEY = "nudge.convert"; // conversions made before any answer, on a page left
 const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
 const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
 const MAX_BATCH = 500; // the edge's per-request limit
@@ -83,6 +77,16 @@ function emit(kind, detail) {
   if (cfg && cfg.debug && W.console) W.console.debug("[nudge]", kind, detail);
 }
 
+// What the SDK stores: nudge.session, .seen (a returning visitor), .state (the signed state
+// of an edge that keeps none), .unanswered (this tab's events whose new state never came),
+// .decision (the visit's latest answer), .convert (conversions before any answer). Each
+// name ends with the install's edge and site: two SDKs on one site keep their visits apart.
+let installed = "";
+
+function key(name) {
+  return "nudge." + name + installed;
+}
+
 function storage() {
   try {
     return W.localStorage;
@@ -130,7 +134,7 @@ function sessionId() {
   const now = Date.now();
   let rec = null;
   try {
-    rec = JSON.parse((store && store.getItem(SESSION_KEY)) || "null");
+    rec = JSON.parse((store && store.getItem(key("session"))) || "null");
   } catch (_) {
     rec = null;
   }
@@ -138,8 +142,8 @@ function sessionId() {
   const id = fresh ? randomId() : rec.id;
   let before = null;
   try {
-    before = store && store.getItem(SEEN_KEY);
-    if (store && !before) store.setItem(SEEN_KEY, id);
+    before = store && store.getItem(key("seen"));
+    if (store && !before) store.setItem(key("seen"), id);
   } catch (_) {
     before = null;
   }
@@ -150,7 +154,7 @@ function sessionId() {
 function touch(id) {
   try {
     const store = storage();
-    if (store && id) store.setItem(SESSION_KEY, JSON.stringify({ id: id, at: Date.now() }));
+    if (store && id) store.setItem(key("session"), JSON.stringify({ id: id, at: Date.now() }));
   } catch (_) {
     // storage full or blocked: the visit goes on in memory
   }
@@ -299,10 +303,10 @@ async function flush() {
 async function decide() {
   if (!live) return; // stopped while another tab's request went
   const token = stateToken();
-  const lost = token && load(tabStorage(), UNANSWERED_KEY);
+  const lost = token && load(tabStorage(), key("unanswered"));
   if (lost) {
     // sent from this tab with the state token still current: the answer never came
-    save(tabStorage(), UNANSWERED_KEY, null);
+    save(tabStorage(), key("unanswered"), null);
     if (lost.sid === sid && lost.token === token && Array.isArray(lost.events)) {
       queue = lost.events.concat(queue).slice(-MAX_QUEUE);
     }
@@ -337,7 +341,7 @@ async function decide() {
       if (token && why.code === "invalid_state_token") {
         // a token the edge cannot use (its key rotated away, another deployment): the
         // visit's state starts over, and the batch goes once more, without it
-        if (stateToken() === token) save(storage(), STATE_KEY, null);
+        if (stateToken() === token) save(storage(), key("state"), null);
         queue = batch.concat(queue).slice(-MAX_QUEUE);
       }
       emit("error", { status: res.status, error: err.error || null });
@@ -370,17 +374,17 @@ function parse(text) {
 // never sent twice.
 function remember(token, events, more) {
   if (!token) return;
-  const rec = more && load(tabStorage(), UNANSWERED_KEY);
+  const rec = more && load(tabStorage(), key("unanswered"));
   const before = rec && rec.sid === sid && rec.token === token ? rec.events : [];
-  save(tabStorage(), UNANSWERED_KEY,
+  save(tabStorage(), key("unanswered"),
        { sid: sid, token: token, events: before.concat(events).slice(-MAX_BATCH) });
 }
 
 // The answer was read or the batch is queued again; what a beacon added meanwhile (a page
 // kept in the back/forward cache) goes again with the next request.
 function settle(token, sent) {
-  const rec = load(tabStorage(), UNANSWERED_KEY);
-  save(tabStorage(), UNANSWERED_KEY, null);
+  const rec = load(tabStorage(), key("unanswered"));
+  save(tabStorage(), key("unanswered"), null);
   if (rec && rec.sid === sid && rec.token === token && Array.isArray(rec.events)) {
     queue = rec.events.slice(sent).concat(queue);
   }
@@ -395,7 +399,7 @@ function request(events) {
 }
 
 function stateToken() {
-  const rec = load(storage(), STATE_KEY);
+  const rec = load(storage(), key("state"));
   return rec && rec.sid === sid && typeof rec.token === "string" ? rec.token : null;
 }
 
@@ -403,9 +407,9 @@ function answer(res, nav) {
   if (!live || !res) return;
   // for the visit's next request, on any page (no storage: the state starts over there)
   const token = res.state_token;
-  if (typeof token === "string") save(storage(), STATE_KEY, { sid: sid, token: token });
+  if (typeof token === "string") save(storage(), key("state"), { sid: sid, token: token });
   lastDecision = { sid: sid, decision_id: res.decision_id, outcome_token: res.outcome_token };
-  save(storage(), DECISION_KEY, lastDecision);
+  save(storage(), key("decision"), lastDecision);
   callBack(res.next_check_ms);
   for (let n = pending(0); n > 0; n--) {
     report(Object.assign({ trigger: null }, lastDecision), "conversion");
@@ -778,16 +782,16 @@ function onVisibility() {
 // pending(1) adds one, pending(0) takes them all.
 function pending(add) {
   const store = storage();
-  const rec = store ? load(store, CONVERT_KEY) : { sid: sid, n: convertPending };
+  const rec = store ? load(store, key("convert")) : { sid: sid, n: convertPending };
   const n = (rec && rec.sid === sid && rec.n) || 0;
   convertPending = add ? Math.min(n + add, MAX_OUTCOMES) : 0;
-  save(store, CONVERT_KEY, convertPending ? { sid: sid, n: convertPending } : null);
+  save(store, key("convert"), convertPending ? { sid: sid, n: convertPending } : null);
   return n;
 }
 
 // The visit's latest answer, whichever tab or page read it.
 function latest() {
-  const d = load(storage(), DECISION_KEY);
+  const d = load(storage(), key("decision"));
   return d && d.sid === sid ? d : lastDecision;
 }
 
@@ -896,6 +900,8 @@ export function init(options) {
       return;
     }
     cfg = Object.assign({ consent: "not-required" }, options);
+    const site = typeof cfg.site === "string" ? "/" + cfg.site : "";
+    installed = "@" + cfg.edge.replace(/\/+$/, "") + site;
     start();
   })();
 }
@@ -939,13 +945,13 @@ export function consent(choice) {
     stop();
     const store = storage();
     if (store) {
-      store.removeItem(SESSION_KEY);
-      store.removeItem(STATE_KEY);
-      store.removeItem(SEEN_KEY);
-      store.removeItem(DECISION_KEY);
-      store.removeItem(CONVERT_KEY);
+      store.removeItem(key("session"));
+      store.removeItem(key("state"));
+      store.removeItem(key("seen"));
+      store.removeItem(key("decision"));
+      store.removeItem(key("convert"));
     }
-    save(tabStorage(), UNANSWERED_KEY, null);
+    save(tabStorage(), key("unanswered"), null);
     lastDecision = null;
     convertPending = 0;
     sid = null;
