@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     # connection is closed after IDLE_TIMEOUT_S.
     "THREADS": 4,
     "MAX_CONNECTIONS": 1000,
+    # per client address; 0: no bound (behind a proxy, which then limits its clients)
+    "MAX_CONNECTIONS_PER_CLIENT": 100,
     "REQUEST_TIMEOUT_S": 30.0,
     "IDLE_TIMEOUT_S": 30,
     # What one rule pack may ask of the reader (CONTROL_MAX_PACK_BYTES...): checked before
@@ -96,6 +98,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "LEARN_MAX_STEP": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
     "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
     "THREADS": (1, 256), "MAX_CONNECTIONS": (8, 100_000), "REQUEST_TIMEOUT_S": (1, 3600),
+    "MAX_CONNECTIONS_PER_CLIENT": (0, 100_000),
     "IDLE_TIMEOUT_S": (1, 3600),
 }
 

@@ -3,21 +3,25 @@
 waitress's own timeout counts only silence: a client sending one header byte every few
 seconds held its connection for ever, and at its connection limit (100 by default)
 waitress stops accepting, so a hundred such sockets, no token needed, stalled the edges'
-telemetry, the publishers and the console. Here a request must arrive whole, head and
-body, within CONTROL_REQUEST_TIMEOUT_S of its first byte (its connection is closed when
-it does not); an idle connection is closed after CONTROL_IDLE_TIMEOUT_S; the server takes
-CONTROL_MAX_CONNECTIONS at once (poll, not select, so past 1,024 descriptors); and a
-response its client stops reading is dropped by the kernel after the request timeout
+telemetry, the publishers and the console. Here a connection must bring a whole request,
+head and body, within CONTROL_REQUEST_TIMEOUT_S of opening or of its last answer (else it
+is closed; bytes and empty requests do not count); an idle connection is closed after
+CONTROL_IDLE_TIMEOUT_S; one client address holds at most
+CONTROL_MAX_CONNECTIONS_PER_CLIENT connections, and the server
+CONTROL_MAX_CONNECTIONS (poll, not select, so past 1,024 descriptors); and a response its
+client stops reading is dropped by the kernel after the request timeout
 (TCP_USER_TIMEOUT), freeing the thread that writes it.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import create_server
 
 from edge_module.http.open_files import raise_open_files_limit
@@ -25,16 +29,46 @@ from edge_module.http.open_files import raise_open_files_limit
 CLEANUP_INTERVAL_S = 1  # how often waitress looks for idle connections (their precision)
 
 
+class _NotingParser(HTTPRequestParser):
+    """waitress's request parser, telling its connection when a whole request with content
+    is in (a bare CRLF also completes a request, an empty one)."""
+
+    def __init__(self, adj: Any, on_whole: Any) -> None:
+        super().__init__(adj)
+        self._on_whole = on_whole
+
+    def received(self, data: bytes) -> int:
+        taken = super().received(data)
+        if self.completed and not self.empty:
+            self._on_whole()
+        return taken
+
+
 class DeadlineChannel(HTTPChannel):
-    """A connection whose request in progress must be whole `request_timeout_s` after its
-    first byte. asyncore asks every channel `readable()` at each turn of the loop (at least
-    once a second), so that is where an overdue one is marked to close."""
+    """A connection must bring a whole request `request_timeout_s` after it opened or its
+    last request was answered, and a client holds at most `per_client` connections at
+    once. Neither bytes nor empty requests (bare CRLFs) move the clock: a re-review kept a
+    thousand connections, and the server, with a CRLF every 10 s. asyncore asks every
+    channel `readable()` at each turn of the loop (at least once a second): that is where
+    an overdue one is marked to close."""
 
     request_timeout_s = 30.0
-    _request_since: float | None = None
+    per_client = 0  # 0: no bound (behind a proxy, every connection is the proxy's)
+    clients: dict[str, int] = {}  # connections held per client address (one server's)
+    clients_lock = threading.Lock()
+    _client: str | None = None  # its address while counted
 
-    def __init__(self, server: Any, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(server, sock, *args, **kwargs)
+    def __init__(self, server: Any, sock: socket.socket, addr: Any, *args: Any,
+                 **kwargs: Any) -> None:
+        super().__init__(server, sock, addr, *args, **kwargs)
+        self.parser_class = lambda adj: _NotingParser(adj, self._whole_request)
+        self._waiting_since: float | None = time.monotonic()
+        self._client = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+        with self.clients_lock:
+            held = self.clients.get(self._client, 0) + 1
+            self.clients[self._client] = held
+        if self.per_client and held > self.per_client:
+            self.will_close = True  # closed at the loop's next turn, unread
         option = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux
         if option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -42,22 +76,29 @@ class DeadlineChannel(HTTPChannel):
             except OSError:  # not every kernel takes it: the idle timeout still applies
                 pass
 
-    def received(self, data: bytes) -> bool:
-        partial = self.request
-        taken = super().received(data)
-        if self.request is None:  # every request it held is complete
-            self._request_since = None
-        elif self.request is not partial:  # a new one began in this data
-            self._request_since = time.monotonic()
-        return taken
+    def _whole_request(self) -> None:
+        self._waiting_since = None  # the clock waits for its answer
 
     def readable(self) -> bool:
-        since = self._request_since
-        if since is not None and time.monotonic() - since > self.request_timeout_s:
+        since = self._waiting_since
+        if since is None:
+            if not self.requests:  # answered: the next request's time starts
+                self._waiting_since = time.monotonic()
+        elif time.monotonic() - since > self.request_timeout_s:
             self.will_close = True  # writable() is now true: handle_write closes it
-            self._request_since = None
             return False
         return super().readable()
+
+    def del_channel(self, map: Any = None) -> None:  # noqa: A002 - waitress's name
+        """Every way a channel closes goes through here (waitress calls the dispatcher's
+        close() directly, never this class's)."""
+        if self._client is not None:
+            with self.clients_lock:
+                held = self.clients.pop(self._client, 0) - 1
+                if held > 0:
+                    self.clients[self._client] = held
+            self._client = None
+        super().del_channel(map)
 
 
 def server_options(app: Any) -> dict[str, Any]:
@@ -81,7 +122,9 @@ def make_server(app: Any, host: str, port: int) -> Any:
     sockets: dict[int, Any] = {}
     server = create_server(app, map=sockets, host=host, port=port, **server_options(app))
     channel = type("DeadlineChannel", (DeadlineChannel,),
-                   {"request_timeout_s": float(app.config["REQUEST_TIMEOUT_S"])})
+                   {"request_timeout_s": float(app.config["REQUEST_TIMEOUT_S"]),
+                    "per_client": int(app.config["MAX_CONNECTIONS_PER_CLIENT"]),
+                    "clients": {}, "clients_lock": threading.Lock()})
     for listener in list(sockets.values()):
         listener.channel_class = channel
     return server

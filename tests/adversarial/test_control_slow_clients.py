@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 
 from tests.control_server import running_control
-from tests.servers import EDGE_TOKEN, control_config
+from tests.servers import EDGE_TOKEN, control_config, wait_for
 
 REQUEST_TIMEOUT_S = 2.0
 
 
 @pytest.fixture
 def control(tmp_path):
-    config = control_config(tmp_path, REQUEST_TIMEOUT_S=REQUEST_TIMEOUT_S, IDLE_TIMEOUT_S=3)
+    config = control_config(tmp_path, REQUEST_TIMEOUT_S=REQUEST_TIMEOUT_S, IDLE_TIMEOUT_S=3,
+                            MAX_CONNECTIONS_PER_CLIENT=0)  # the tests' sockets are all ours
     with running_control(config) as server:
         yield server
 
@@ -123,3 +124,35 @@ def test_a_keep_alive_client_that_keeps_asking_is_not_cut(control):
             time.sleep(0.1)
     finally:
         conn.close()
+
+
+def test_bare_line_ends_do_not_keep_a_connection_open(control):
+    """A re-review held a thousand connections, and so the server, with a CRLF every 10 s:
+    each pair completed an empty request, which restarted the clock."""
+    trickler = Trickler(control.port, 1, b"\r\n" * 200, every_s=0.2)
+    try:
+        assert closed_by_server(trickler.socks[0], within_s=10 * REQUEST_TIMEOUT_S)
+    finally:
+        trickler.stop()
+
+
+def test_one_client_address_holds_at_most_its_share_of_connections(tmp_path):
+    config = control_config(tmp_path, MAX_CONNECTIONS_PER_CLIENT=20)
+    with running_control(config) as control:
+        held = [socket.create_connection(("127.0.0.1", control.port)) for _ in range(20)]
+        try:
+            extra = socket.create_connection(("127.0.0.1", control.port))
+            try:
+                assert closed_by_server(extra, within_s=20)
+            finally:
+                extra.close()
+        finally:
+            for sock in held:
+                sock.close()
+        def answered() -> bool:
+            try:
+                return healthz(control) == 200
+            except OSError:  # closed: the server has not yet seen the others go
+                return False
+
+        wait_for(answered, what="room again once the address's connections are gone")
