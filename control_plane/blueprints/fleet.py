@@ -44,22 +44,23 @@ def report() -> Any:
                     str(status["edge_id"])[:100], request.remote_addr, claimed_edge())
         raise ApiError(403, "edge_id_not_yours", f"this token reports for edge "
                                                  f"{claimed_edge()!r} (and its workers) only")
-    kept = {name: _bounded(value, 2) for name, value in status.items()
+    kept = {name: _bounded(value, 2, MAX_STRING_CHARS) for name, value in status.items()
             if name in FLEET_REPORT["properties"]}
     _fleet().report(status["edge_id"], kept)
     return "", 204
 
 
-def _bounded(value: Any, depth: int) -> Any:
-    """`value` as the fleet keeps it: scalars, and objects `depth` levels deep of at most
-    64 keys; a list, or anything deeper or longer, is not kept (None). The view is open to
-    anyone: a report is no way to store and serve arbitrary data."""
+def _bounded(value: Any, depth: int, chars: int) -> Any:
+    """`value` as the fleet keeps it: scalars (strings of at most `chars`, 1,024 within an
+    object), and objects `depth` levels deep of at most 64 keys; a list, or anything
+    deeper or longer, is not kept (None). The view is open to anyone: a report is no way
+    to store and serve arbitrary data."""
     if value is None or type(value) in (bool, int, float):
         return value
     if type(value) is str:
-        return value[:MAX_STRING_CHARS]
+        return value[:chars]
     if type(value) is dict and depth > 0 and len(value) <= MAX_KEYS:
-        return {str(k)[:128]: _bounded(v, depth - 1) for k, v in value.items()}
+        return {str(k)[:128]: _bounded(v, depth - 1, 1024) for k, v in value.items()}
     return None
 
 

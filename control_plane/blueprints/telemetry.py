@@ -62,7 +62,7 @@ def ingest() -> Any:
 
 def _ingest() -> Any:
     raw = request.get_data(cache=False)
-    coding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    coding = request.headers.get("Content-Encoding", "").strip().lower() or "identity"
     if coding not in ("gzip", "x-gzip", "identity"):  # read as text, every line was refused
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {coding[:40]!r} is "
                        "not taken: send gzip or no encoding", accept_encoding="gzip")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -10,6 +11,10 @@ STALE_AFTER_MS = 30_000  # an edge silent this long is shown as stale
 # Edges remembered at most: past it, the one silent longest is forgotten (the edge token
 # is shared by a fleet, so made-up edge ids must not grow the control plane without end)
 MAX_EDGES = 10_000
+# ... and their reports' bytes (as JSON), at most: the view is open to anyone, so reports
+# made up under a shared token must not grow each of its answers without bound (a
+# re-review: 43 MB from 3,000 edges, 144 MB at 10,000). An edge's report is about 2 KB.
+MAX_BYTES = 24 * 1024 * 1024
 
 
 def _rate(before: dict[str, Any] | None, status: dict[str, Any], now_ms: int) -> float | None:
@@ -26,19 +31,29 @@ def _rate(before: dict[str, Any] | None, status: dict[str, Any], now_ms: int) ->
 
 
 class FleetRegistry:
-    def __init__(self, max_edges: int = MAX_EDGES) -> None:
+    def __init__(self, max_edges: int = MAX_EDGES, max_bytes: int = MAX_BYTES) -> None:
         self._edges: dict[str, dict[str, Any]] = {}  # in order of their last report
+        self._sizes: dict[str, int] = {}  # each edge's report, bytes as JSON
+        self._bytes = 0
         self._lock = threading.Lock()
-        self.max_edges = max_edges
+        self.max_edges, self.max_bytes = max_edges, max_bytes
 
     def report(self, edge_id: str, status: dict[str, Any], now_ms: int | None = None) -> None:
+        """Keep an edge's report; the edges silent longest are forgotten past the bounds."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        size = len(json.dumps(status, default=str))
         with self._lock:
             before = self._edges.pop(edge_id, None)
-            if len(self._edges) >= self.max_edges:
-                del self._edges[next(iter(self._edges))]
+            self._bytes -= self._sizes.pop(edge_id, 0)
+            while self._edges and (len(self._edges) >= self.max_edges
+                                   or self._bytes + size > self.max_bytes):
+                oldest = next(iter(self._edges))
+                del self._edges[oldest]
+                self._bytes -= self._sizes.pop(oldest)
             self._edges[edge_id] = {**status, "edge_id": edge_id, "last_seen_ms": now_ms,
                                     "decisions_per_s": _rate(before, status, now_ms)}
+            self._sizes[edge_id] = size
+            self._bytes += size
 
     def view(self, current_revision: int | None, now_ms: int | None = None) -> list[dict[str, Any]]:
         """Each edge with how many revisions it is behind the published one."""
