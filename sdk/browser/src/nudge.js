@@ -42,6 +42,7 @@ let convertPending = 0;
 let sendingOutcomes = null; // true, or the outcome a fetch is sending
 let generation = 0; // bumped by stop(): what was in flight before is not sent again
 let leaving = false; // pagehide came: a request failing now may have reached the edge
+let hides = 0; // pagehides so far: a request failing across one may have reached the edge
 let lastCheck = 0; // when the SDK last called back with nothing new to tell
 const renderTimers = new Set();
 let waiting = []; // actions answered while the tab was hidden, drawn when it is back
@@ -316,6 +317,7 @@ async function decide() {
   const body = request(batch);
   const gen = generation;
   const nav = navs;
+  const hid = hides;
   remember(token, batch); // until its answer is read: the page may be left meanwhile
   let res = null;
   try {
@@ -349,14 +351,15 @@ async function decide() {
   } catch (err) {
     // a page going away cancels its requests, maybe after the edge had them: never sent
     // twice (with a state token, the tab's next page sends them again: remember())
-    if (gen !== generation || leaving) return;
+    if (await left(hid)) return;
+    if (gen !== generation) return;
     // the network failed: sent again. An answer given up on may come from an edge that
     // applied the batch: sent again only with the token, which makes that exact
     if (token || err.name !== "TimeoutError") queue = batch.concat(queue).slice(-MAX_QUEUE);
     retryLater(null);
     emit("error", { status: 0, error: String(err) });
   } finally {
-    if (gen === generation && token && !leaving) settle(token, batch.length);
+    if (gen === generation && token && !leaving && hid === hides) settle(token, batch.length);
   }
 }
 
@@ -481,11 +484,15 @@ async function sendOutcomes() {
   try {
     while (outcomes.length && !blocked) {
       const rec = (sendingOutcomes = outcomes[0]);
+      const hid = hides;
       try {
         const res = await post("/v1/outcome", rec, true);
         if (res.status === 429 || res.status >= 500) return; // retried with the next ones
       } catch (_) {
-        return; // offline: kept for the next outcome or the page's last beacon
+        // offline: kept for the next outcome or the page's last beacon, which does not
+        // send it again if it failed as the page was left (it may have reached the edge)
+        if (await left(hid)) outcomes = outcomes.filter((o) => o !== rec);
+        return;
       }
       if (outcomes[0] === rec) outcomes.shift(); // not if consent emptied the list meanwhile
     }
@@ -810,8 +817,16 @@ function beacon() {
   outcomes = outcomes.filter((rec) => rec === sendingOutcomes || !send("/v1/outcome", rec));
 }
 
+// A page being left fails its fetches just before its pagehide: a failure is known to
+// be the network's only once that has had its turn.
+async function left(since) {
+  await new Promise((done) => setTimeout(done));
+  return leaving || hides !== since;
+}
+
 function onPageHide() {
   leaving = true;
+  hides++;
   if (release) release();
   beacon();
 }
