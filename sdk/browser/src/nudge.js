@@ -284,9 +284,9 @@ async function flush() {
     const locks = stateToken() && W.navigator.locks;
     if (locks) {
       const quit = new AbortController();
-      const left = new Promise((done) => (release = () => done(quit.abort())));
+      const gone = new Promise((done) => (release = () => done(quit.abort())));
       await locks.request("nudge.decide." + sid, { signal: quit.signal },
-                          () => Promise.race([send(), left])).catch(() => {});
+                          () => Promise.race([send(), gone])).catch(() => {});
     }
     // no Web Locks, or a lock refused (a page being left sends by beacon instead)
     if (!sending && !leaving) send();
