@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import threading
+import zlib
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
@@ -70,7 +71,7 @@ def _ingest() -> Any:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
                 raw = f.read(MAX_INFLATED_BYTES + 1)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # damaged data: zlib's own error
             raise ApiError(400, "invalid_gzip", f"the body is not valid gzip: {exc}") from None
         if len(raw) > MAX_INFLATED_BYTES:
             raise ApiError(413, "batch_too_large", f"a batch inflates to more than "

@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,13 @@ def write_batch_file(folder: Path, name: str, data: bytes) -> Path:
 
 
 def read_lines(path: Path) -> list[bytes]:
-    """The non-blank lines of one spooled batch file (OSError/EOFError if unreadable)."""
-    return [line for line in gzip.decompress(path.read_bytes()).splitlines() if line.strip()]
+    """The non-blank lines of one spooled batch file (OSError/EOFError if unreadable,
+    damaged compressed data included: zlib raises its own error)."""
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except zlib.error as exc:
+        raise OSError(f"{path.name}: damaged gzip data ({exc})") from None
+    return [line for line in data.splitlines() if line.strip()]
 
 
 def read_batch(path: Path) -> list[dict[str, Any]]:

@@ -93,7 +93,13 @@ class TelemetryShipper(PeriodicTask):
         for path in files[: self.max_files_per_run]:
             if self._not_before.get(path.name, 0.0) > now:
                 continue  # a refused batch waits its turn; the others go on
-            result = self._send(path)
+            try:
+                result = self._send(path)
+            except Exception as exc:  # a surprise with one batch: it waits, the others go on
+                log.exception("telemetry batch %s could not be sent", path.name)
+                self._hold(path)
+                self.last_error = f"telemetry batch {path.name}: {type(exc).__name__}: {exc}"
+                continue
             if result == "held":  # one more batch tells a batch it fails on from an outage
                 held_in_a_row += 1
                 if held_in_a_row < 2:
@@ -124,14 +130,16 @@ class TelemetryShipper(PeriodicTask):
             "Authorization": f"Bearer {self._token}"})
         try:
             with _NO_REDIRECTS.open(req, timeout=self._timeout) as resp:
-                answer = resp.read(MAX_ANSWER_BYTES)
+                answer = _read_within(resp, MAX_ANSWER_BYTES,
+                                      time.monotonic() + self._timeout)
         except urllib.error.HTTPError as exc:
             code = exc.code
             location = exc.headers.get("Location") if exc.headers else None
             exc.close()
-            if 300 <= code < 400:  # the URL is not the ingest's: the batch waits, unread
+            if code < 200 or 300 <= code < 400:  # a 1xx (103) or a redirect: not the
+                # ingest's answer; the batch waits, unread
                 self._fail(f"control plane answered {code} to a telemetry batch (to "
-                           f"{str(location)[:200]}): fix EDGE_CONTROL_URL")
+                           f"{str(location)[:200]}): check EDGE_CONTROL_URL")
                 return "unavailable"
             if code in UNAVAILABLE or code >= 500:
                 self._fail(f"control plane answered {code} to a telemetry batch")
@@ -165,8 +173,10 @@ class TelemetryShipper(PeriodicTask):
         try:
             doc = json.loads(answer)
             by_code = doc.get("rejected_by_code") or {}
-            counts = [(str(code), int(n)) for code, n in by_code.items()]
-            self.shipped_records += int(doc.get("accepted", 0)) + int(doc.get("duplicates", 0))
+            counts = [(str(code)[:64], n) for code, n in by_code.items()
+                      if type(n) is int and 0 < n < 1 << 32]  # 1e999 is JSON, no count
+            taken = [doc.get("accepted", 0), doc.get("duplicates", 0)]
+            self.shipped_records += sum(n for n in taken if type(n) is int and n >= 0)
         except (ValueError, TypeError, AttributeError):
             return  # an older control plane: it answered stored/duplicates only
         for code, n in counts:
@@ -245,7 +255,8 @@ class TelemetryShipper(PeriodicTask):
 
     def _fail(self, message: str) -> None:
         if message != self.last_error:
-            log.warning("%s; the batch stays spooled", message)
+            log.warning("%s; the batch stays spooled", message.removesuffix(
+                ": the batch stays spooled"))
         self.last_error = message
 
     def status(self) -> dict[str, Any]:
@@ -271,6 +282,23 @@ class _Refuse(urllib.request.HTTPRedirectHandler):
 
 _NO_REDIRECTS = urllib.request.build_opener(_Refuse)
 MAX_ANSWER_BYTES = 1 << 20  # the ingest answer lists at most 100 rejections
+
+
+def _read_within(resp: Any, most: int, until: float) -> bytes:
+    """At most `most` bytes of an answer, all by `until` (TimeoutError past it): the
+    socket's timeout bounds each read, and an answer trickled a byte every 3 s held the
+    shipper for most of an hour."""
+    parts: list[bytes] = []
+    size = 0
+    while size < most:
+        if time.monotonic() > until:
+            raise TimeoutError("the answer did not arrive whole in time")
+        chunk = resp.read1(min(1 << 16, most - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def _is_ingest_answer(answer: bytes) -> bool:

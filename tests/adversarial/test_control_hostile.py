@@ -394,3 +394,15 @@ def test_a_number_of_thousands_of_digits_in_a_pack_is_a_422_at_its_position(cont
     problem = next(p for p in body["error"]["problems"] if "digits" in p["message"])
     assert problem["line"] == text.count("\n") and problem["column"] > 1
     assert "internal error" not in json.dumps(body)
+
+
+def test_damaged_gzip_data_is_a_400_not_a_500(control):
+    """zlib raises its own error on damaged deflate data: a 500, which the edge keeps
+    sending for good (a 5xx says nothing against the batch)."""
+    import os
+
+    good = gzip.compress(os.urandom(2000).hex().encode())
+    status, answer, _ = raw(control, "POST", "/v1/telemetry",
+                            good[:12] + b"\xff" * 40 + good[52:],
+                            {**EDGE, "Content-Encoding": "gzip"})
+    assert status == 400 and json.loads(answer)["error"]["code"] == "invalid_gzip"

@@ -18,7 +18,7 @@ import pytest
 from control_plane.rulepack import compile_snapshot, load_pack_set
 from control_plane.telemetry.telemetry_store import MIGRATIONS, TelemetryStore
 from edge_module.telemetry.decision_log import decision_record
-from edge_module.telemetry.log_spool import DecisionLog, read_batch
+from edge_module.telemetry.log_spool import SPOOL_SUFFIX, DecisionLog, read_batch
 from loadtest.stack import free_port as pick_port
 from tests.control_server import ControlServer, running_control
 from tests.factories import T0
@@ -736,7 +736,8 @@ def test_a_batch_the_control_plane_fails_on_is_kept_and_holds_no_other_back(tmp_
 @pytest.mark.parametrize("answer", [
     (301, b"", {"Location": "/portal"}), (302, b"", {"Location": "/portal"}),
     (303, b"", {"Location": "/portal"}), (307, b"", {"Location": "/v1/telemetry"}),
-    (308, b"", {"Location": "/v1/telemetry"}), (200, b"<html>sign in</html>", {}),
+    (308, b"", {"Location": "/v1/telemetry"}), (103, b"", {}),
+    (200, b"<html>sign in</html>", {}),
     (200, b'{"ok": true}', {}), (204, b"", {})])
 def test_an_answer_that_is_not_the_ingests_keeps_the_batch(tmp_path, answer):
     """A re-review lost batches without a count: urllib followed a 301 to a POST as a
@@ -759,6 +760,38 @@ def test_an_answer_that_is_not_the_ingests_keeps_the_batch(tmp_path, answer):
         control.answer = None  # the URL mended
         _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
         assert sorted(control.stored) == sorted(r["id"] for r in records)
+    finally:
+        control.close()
+
+
+def test_a_damaged_batch_file_is_set_aside_and_the_others_go_on(tmp_path):
+    """A third review stopped all telemetry with one spool file of damaged gzip data: zlib
+    raised its own error, which nothing caught, twice a second, for good."""
+    with running_control(control_config(tmp_path)) as control:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        damaged = tmp_path / "spool" / f"{'0' * 20}-1-000001{SPOOL_SUFFIX}"
+        good = gzip.compress(os.urandom(2000).hex().encode())
+        damaged.write_bytes(good[:12] + b"\xff" * 40 + good[52:])  # zlib.error, no OSError
+        records = _outcome_records(6)
+        for rec in records:
+            log.record(rec)
+        shipper = _shipper(log, control.url, max_tries=2)
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        db = Path(control.config["DATA_DIR"]) / "telemetry.sqlite3"
+        assert sorted(stored_ids(db)) == sorted(r["id"] for r in records)
+        assert shipper.status()["set_aside_files"] == 1
+
+
+def test_counts_no_integer_holds_in_an_ingest_answer_are_not_counted(tmp_path):
+    control = _Refusing(200)
+    control.answer = (200, b'{"accepted": 1, "duplicates": 0, "rejected_by_code": '
+                           b'{"bad": 1e999, "odd": -3}}', {})
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        log.record(_outcome_records(1)[0])
+        shipper = _shipper(log, control.url)
+        _ship_until(shipper, lambda: not log.spool_files(), "the spool emptied")
+        assert shipper.status()["dropped"] == 0 and control.posts == 1
     finally:
         control.close()
 
