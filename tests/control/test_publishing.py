@@ -11,7 +11,12 @@ from control_plane.distribution import publishing
 from control_plane.distribution.keys import KeyRing, SigningKey
 from control_plane.rulepack import load_pack
 from edge_module.core import load_snapshot
-from edge_module.distribution.edge_store import LocalFolderStore, read_manifest
+from edge_module.distribution.edge_store import (
+    LocalFolderStore,
+    ManifestConflict,
+    StoreError,
+    read_manifest,
+)
 from edge_module.distribution.signing import SignatureError, TrustedKeys, entry_statement
 from tests.servers import TEST_KEY as SIGNER
 from tests.servers import TRUSTED_KEYS
@@ -184,3 +189,37 @@ def test_a_write_through_the_control_planes_shared_reads_is_decided_on_the_store
     assert publishing.current(shared)["revision"] == 2 and served(raw)[1] == 2000
     published = publishing.publish(shared, pack(4), signer, now_ms=5000)
     assert published.revision == 4 == read_manifest(raw)[0].doc["revision"]
+
+
+class _AnswerLost:
+    """A store whose manifest write lands but whose answer is lost: botocore retries the
+    conditional PUT, which then meets its own write (412), or the call times out."""
+
+    def __init__(self, store: LocalFolderStore, error: Exception) -> None:
+        self.store, self.error, self.lose = store, error, False
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+    def put_manifest(self, data: bytes, if_match):
+        etag = self.store.put_manifest(data, if_match)
+        if self.lose:
+            raise self.error
+        return etag
+
+
+@pytest.mark.parametrize("error", [ManifestConflict("412 on the retry"),
+                                   StoreError("read timeout")])
+def test_a_write_whose_answer_is_lost_is_judged_by_what_the_store_serves(tmp_path, signer,
+                                                                         error):
+    """A third review saw one publish make two revisions (the retried PUT's 412 taken for
+    another publisher), and a rollback that took effect answer 'nothing was changed'."""
+    store = _AnswerLost(LocalFolderStore(tmp_path / "store"), error)
+    for secs in (1, 2, 3):
+        publishing.publish(store, pack(secs), signer)
+    store.lose = True
+    published = publishing.publish(store, pack(4), signer)
+    doc = read_manifest(store.store)[0].doc
+    assert published.revision == 4 == doc["revision"] and len(doc["history"]) == 4
+    done = publishing.rollback(store, 2, signer)
+    assert done.changed and read_manifest(store.store)[0].doc["revision"] == 2
