@@ -3,10 +3,10 @@
 waitress's own timeout counts only silence: a client sending one header byte every few
 seconds held its connection for ever, and at its connection limit (100 by default)
 waitress stops accepting, so a hundred such sockets, no token needed, stalled the edges'
-telemetry, the publishers and the console. Here a connection must bring a whole request,
-head and body, within CONTROL_REQUEST_TIMEOUT_S of opening or of its last answer (else it
-is closed; bytes and empty requests do not count); an idle connection is closed after
-CONTROL_IDLE_TIMEOUT_S; one client address holds at most
+telemetry, the publishers and the console. Here a request must arrive whole, head and
+body, within CONTROL_REQUEST_TIMEOUT_S of its first byte (a connection's first request,
+of its opening), else its connection is closed, and empty requests (bare CRLFs) do not
+stop that clock; an idle connection is closed after CONTROL_IDLE_TIMEOUT_S; one client address holds at most
 CONTROL_MAX_CONNECTIONS_PER_CLIENT connections, and the server
 CONTROL_MAX_CONNECTIONS (poll, not select, so past 1,024 descriptors); and a response its
 client stops reading is dropped by the kernel after the request timeout
@@ -45,12 +45,14 @@ class _NotingParser(HTTPRequestParser):
 
 
 class DeadlineChannel(HTTPChannel):
-    """A connection must bring a whole request `request_timeout_s` after it opened or its
-    last request was answered, and a client holds at most `per_client` connections at
-    once. Neither bytes nor empty requests (bare CRLFs) move the clock: a re-review kept a
-    thousand connections, and the server, with a CRLF every 10 s. asyncore asks every
-    channel `readable()` at each turn of the loop (at least once a second): that is where
-    an overdue one is marked to close."""
+    """A request must arrive whole `request_timeout_s` after its first byte (or after the
+    connection opened, for its first), and a client holds at most `per_client`
+    connections at once. Empty requests (bare CRLFs) do not stop the clock: a re-review
+    kept a thousand connections, and the server, with a CRLF every 10 s. While a request is
+    answered, its answer still being sent included, there is no clock (a steady reader of
+    a large answer was cut), and silence after an answer is the idle timeout's. asyncore
+    asks every channel `readable()` at each turn of the loop (at least once a second):
+    that is where an overdue one is marked to close."""
 
     request_timeout_s = 30.0
     per_client = 0  # 0: no bound (behind a proxy, every connection is the proxy's)
@@ -62,7 +64,8 @@ class DeadlineChannel(HTTPChannel):
                  **kwargs: Any) -> None:
         super().__init__(server, sock, addr, *args, **kwargs)
         self.parser_class = lambda adj: _NotingParser(adj, self._whole_request)
-        self._waiting_since: float | None = time.monotonic()
+        self._since: float | None = time.monotonic()  # the request arriving began then
+        self._serving = False  # a whole request is being answered
         self._client = str(addr[0]) if isinstance(addr, tuple) and addr else ""
         with self.clients_lock:
             held = self.clients.get(self._client, 0) + 1
@@ -77,14 +80,18 @@ class DeadlineChannel(HTTPChannel):
                 pass
 
     def _whole_request(self) -> None:
-        self._waiting_since = None  # the clock waits for its answer
+        self._since, self._serving = None, True
+
+    def received(self, data: bytes) -> bool:
+        if data and self._since is None and not self._serving:
+            self._since = time.monotonic()  # the next request's first byte
+        return super().received(data)
 
     def readable(self) -> bool:
-        since = self._waiting_since
-        if since is None:
-            if not self.requests:  # answered: the next request's time starts
-                self._waiting_since = time.monotonic()
-        elif time.monotonic() - since > self.request_timeout_s:
+        if self._serving:
+            if not self.requests and not self.total_outbufs_len:  # answered, all sent
+                self._serving = False
+        elif self._since is not None and time.monotonic() - self._since > self.request_timeout_s:
             self.will_close = True  # writable() is now true: handle_write closes it
             return False
         return super().readable()

@@ -156,3 +156,23 @@ def test_one_client_address_holds_at_most_its_share_of_connections(tmp_path):
                 return False
 
         wait_for(answered, what="room again once the address's connections are gone")
+
+
+def test_a_keep_alive_connection_idle_a_while_then_uploading_steadily_is_not_cut(control):
+    """The clock starts at a request's first byte, not at the last answer: a pooled
+    connection, idle for a while, then sending a batch at a steady pace was cut."""
+    body = b'{"kind": "outcome"}' * 8
+    head = (f"POST /v1/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {EDGE_TOKEN}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", control.port), timeout=20)
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(0.75 * REQUEST_TIMEOUT_S)  # idle, within the idle timeout
+        request = head + body
+        for k in range(0, len(request), 16):  # the whole request in about 0.75 timeouts
+            sock.sendall(request[k:k + 16])
+            time.sleep(0.75 * REQUEST_TIMEOUT_S * 16 / len(request))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()
