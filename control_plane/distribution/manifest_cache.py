@@ -51,6 +51,8 @@ class ManifestCache:
         return self.store.get_object(key)
 
     def put_manifest(self, data: bytes, if_match: str | None) -> str:
+        with self._lock:
+            writes = self._writes
         try:
             etag = self.store.put_manifest(data, if_match)
         except BaseException:
@@ -58,9 +60,13 @@ class ManifestCache:
                 self._at = -float("inf")
                 self._writes += 1
             raise
-        with self._lock:  # what this process wrote is what it reads next
-            self._got, self._none, self._error = (data, etag), None, None
-            self._at = time.monotonic()
+        with self._lock:  # what this process wrote is what it reads next, unless another
+            # write of its own ended meanwhile: then which is newer is the store's to say
+            if writes == self._writes:
+                self._got, self._none, self._error = (data, etag), None, None
+                self._at = time.monotonic()
+            else:
+                self._at = -float("inf")
             self._writes += 1
         return etag
 
@@ -84,16 +90,19 @@ class ManifestCache:
         got: tuple[bytes, str] | None = None
         none: NoManifest | None = None
         error: StoreError | None = None
+        answered = False
         try:
             got = self.store.get_manifest(None)
+            answered = True
         except NoManifest as exc:
-            none = exc
+            none, answered = exc, True
         except StoreError as exc:
-            error = exc
+            error, answered = exc, True
         finally:
             with self._lock:
                 self._reading = False
-                if writes == self._writes:  # else a write came since: not kept
+                # kept unless a write came since, or the read ended in a surprise
+                if answered and writes == self._writes:
                     self._at, self._error = time.monotonic(), error
                     if error is None:
                         self._got, self._none = got, none

@@ -228,18 +228,20 @@ class S3Store:
     def put_object(self, key: str, data: bytes) -> None:
         self._call(f"writing {key}", self._client.put_object, Key=self._key(key), Body=data)
 
+    def _read(self, **kwargs: Any) -> tuple[bytes, str]:
+        """An object's bytes and ETag: the body is read within `_call` too, so a store that
+        breaks off mid-body is a StoreError like any other (it was a raw botocore error)."""
+        resp = self._client.get_object(**kwargs)
+        return bytes(resp["Body"].read()), str(resp["ETag"])
+
     def get_object(self, key: str) -> bytes:
-        resp = self._call(f"reading {key}", self._client.get_object, Key=self._key(key))
-        return bytes(resp["Body"].read())
+        return self._call(f"reading {key}", self._read, Key=self._key(key))[0]  # type: ignore[no-any-return]
 
     def get_manifest(self, if_none_match: str | None = None) -> tuple[bytes, str] | None:
         kwargs: dict[str, Any] = {"Key": self._key(MANIFEST_KEY)}
         if if_none_match:
             kwargs["IfNoneMatch"] = if_none_match
-        resp = self._call("reading the manifest", self._client.get_object, **kwargs)
-        if resp is None:
-            return None
-        return bytes(resp["Body"].read()), str(resp["ETag"])
+        return self._call("reading the manifest", self._read, **kwargs)  # type: ignore[no-any-return]
 
     def put_manifest(self, data: bytes, if_match: str | None) -> str:
         kwargs: dict[str, Any] = {"Key": self._key(MANIFEST_KEY), "Body": data}

@@ -92,3 +92,29 @@ def test_a_write_through_the_cache_is_read_back_at_once():
         assert read_manifest(cache)[0].doc["revision"] == 1  # seen after fresh_s
     finally:
         s3.stop()
+
+
+def test_a_read_ending_in_a_surprise_is_not_kept_as_an_answer(tmp_path):
+    """A third review's store broke off mid-body: a raw botocore error escaped, the cache
+    kept 'nothing' as the answer, and every view was a 500 for a second."""
+    from edge_module.distribution.edge_store import LocalFolderStore
+
+    store = LocalFolderStore(tmp_path / "store")
+    put_snapshot(store, snapshot_text(), 1, TEST_KEY)
+
+    class BreaksOnce:
+        broke = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def get_manifest(self, if_none_match: str | None = None) -> Any:
+            if not self.broke:
+                self.broke = True
+                raise RuntimeError("connection broken off mid-body")
+            return store.get_manifest(if_none_match)
+
+    cache = ManifestCache(BreaksOnce(), fresh_s=600)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        read_manifest(cache)
+    assert read_manifest(cache)[0].doc["revision"] == 1
