@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from loadtest.browser_stack import BrowserStack
+from tests.browser.routes import hold_decide
 from tests.browser.test_sdk_page_life import FOCUS_PACK, FOCUS_THEN_HIDE, SHOW, sent_events
 from tests.servers import wait_for
 
@@ -33,14 +34,7 @@ def has_state(v: Any) -> None:
 def leave_before_the_answer(v: Any, stack: Any) -> Any:
     """Track `cart_abandon` on /cart and go to /features while that request is held (as an
     answer still on its way when the page is left); the held request's route."""
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        if not held and "cart_abandon" in (route.request.post_data or ""):
-            held.append(route)
-        else:
-            route.continue_()
-    v.page.route(stack.edge + "/v1/decide", hold)
+    held = hold_decide(v.page, stack.edge, "cart_abandon")
     v.goto("/cart")
     v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.evaluate("nudge('track', 'cart_abandon')")
@@ -106,14 +100,8 @@ def test_tabs_of_one_visit_take_turns_so_a_once_a_visit_nudge_shows_once(
     other = v.context.new_page()  # a second tab of the same visit
     other.goto(stack.demo + "/pricing")
     other.wait_for_function("window.nudge && typeof window.nudge.track === 'function'")
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:  # the first tab's request is slow to come back
-        if not held and "wishlist_add" in (route.request.post_data or ""):
-            held.append(route)
-        else:
-            route.continue_()
-    v.context.route(stack.edge + "/v1/decide", hold)
+    # the first tab's request is slow to come back
+    held = hold_decide(v.context, stack.edge, "wishlist_add")
     v.page.evaluate("nudge('track', 'wishlist_add')")
     wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the first tab's request")
     other.evaluate("nudge('track', 'wishlist_add')")
@@ -154,14 +142,8 @@ def test_a_page_left_while_its_request_goes_is_kept_in_the_back_forward_cache(
     v.goto("/features")
     has_state(v)
     v.page.evaluate("window.__kept = true")  # a page rebuilt from the network loses it
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:  # the click's answer is still on its way as the page is left
-        if not held and "#nav-cart" in (route.request.post_data or ""):
-            held.append(route)
-        else:
-            route.continue_()
-    v.page.route(stack.edge + "/v1/decide", hold)
+    # the click's answer is still on its way as the page is left
+    held = hold_decide(v.page, stack.edge, "#nav-cart")
     v.page.click("#nav-cart")
     v.page.wait_for_url("**/cart")
     has_state(v)

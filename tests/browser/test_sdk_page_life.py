@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tests.browser.routes import hold_decide
 from tests.servers import wait_for
 
 # A tab switch as the page sees it (headless Chromium never hides a page by itself).
@@ -191,14 +192,8 @@ def test_a_batch_whose_answer_was_given_up_on_is_not_sent_again(
     # the page's 10 s wait for an answer, shortened
     v.context.add_init_script("""(() => { const t = AbortSignal.timeout.bind(AbortSignal);
         AbortSignal.timeout = () => t(1000); })()""")
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:  # the edge applies it but its answer never comes
-        if not held and "add_to_cart" in (route.request.post_data or ""):
-            held.append(route)
-        else:
-            route.continue_()
-    v.page.route(stack.edge + "/v1/decide", hold)
+    # the edge applies it but its answer never comes
+    held = hold_decide(v.page, stack.edge, "add_to_cart")
     v.goto("/features")
     v.page.evaluate("nudge('track', 'add_to_cart')")
     wait_for(lambda: v.page.wait_for_timeout(50) or held, what="the request held")
@@ -213,14 +208,7 @@ def test_a_batch_whose_answer_was_given_up_on_is_not_sent_again(
 def test_an_answer_for_the_page_before_a_navigation_is_not_drawn(
         visit: Any, stack: Any) -> None:
     v = visit()
-    held: list[Any] = []
-
-    def hold(route: Any) -> None:
-        if "go_on" in (route.request.post_data or ""):
-            held.append(route)
-        else:
-            route.continue_()
-    v.page.route(stack.edge + "/v1/decide", hold)
+    held = hold_decide(v.page, stack.edge, "go_on", every=True)
     v.goto("/pricing")
     v.page.wait_for_function("localStorage.getItem(nudgeKey('decision')) !== null")
     v.page.evaluate("nudge('track', 'go_on')")
