@@ -311,25 +311,29 @@ def _point_at(store: EdgeStore, manifest: dict[str, Any] | None, etag: str | Non
 
 def _written(store: EdgeStore, manifest: dict[str, Any] | None, etag: str | None,
              entry: dict[str, Any]) -> bool:
-    """`_point_at`, telling whether `entry` is now current (False: another writer's is).
+    """`_point_at`, telling whether `entry` landed (False: another writer's did instead).
     A write whose answer is lost (a timeout, a conflict on the retry of a write that did
-    land) is judged by what the store serves: a third review saw one publish make two
-    revisions, and a rollback that took effect answer 'nothing was changed'."""
+    land) is judged by the store's history, where it stays even once a newer publish
+    follows: a third review saw one publish make two revisions, and a rollback that took
+    effect answer 'nothing was changed'."""
     try:
         _point_at(store, manifest, etag, entry)
         return True
     except ManifestConflict:
-        return _is_current(store, entry)
+        return _landed(store, entry)
     except StoreError:
-        if _is_current(store, entry):
+        if _landed(store, entry):
             return True
         raise
 
 
-def _is_current(store: EdgeStore, entry: dict[str, Any]) -> bool:
+def _landed(store: EdgeStore, entry: dict[str, Any]) -> bool:
     now, _ = _read(store, fresh=True)
-    return now is not None and now.get("sequence") == entry["sequence"] and \
-        now.get("entry_signature") == entry["entry_signature"]
+    if now is None:
+        return False
+    return any(e.get("sequence") == entry["sequence"]
+               and e.get("entry_signature") == entry["entry_signature"]
+               for e in (now, *now.get("history", [])))
 
 
 def revisions(store: EdgeStore) -> list[dict[str, Any]]:

@@ -223,3 +223,22 @@ def test_a_write_whose_answer_is_lost_is_judged_by_what_the_store_serves(tmp_pat
     assert published.revision == 4 == doc["revision"] and len(doc["history"]) == 4
     done = publishing.rollback(store, 2, signer)
     assert done.changed and read_manifest(store.store)[0].doc["revision"] == 2
+
+
+def test_a_write_whose_answer_is_lost_and_then_superseded_is_still_written(tmp_path, signer):
+    """Judged by whether it is current, a publish that landed and was then overtaken by
+    another publish was compiled again and published over it."""
+    raw = LocalFolderStore(tmp_path / "store")
+    publishing.publish(raw, pack(1), signer)
+
+    class Overtaken(_AnswerLost):
+        def put_manifest(self, data: bytes, if_match):
+            self.store.put_manifest(data, if_match)
+            publishing.publish(self.store, pack(50), signer)  # another publisher, meanwhile
+            raise self.error
+
+    store = Overtaken(raw, ManifestConflict("412 on the retry"))
+    published = publishing.publish(store, pack(4), signer)
+    doc = read_manifest(raw)[0].doc
+    assert published.revision == 2 and doc["revision"] == 3 and len(doc["history"]) == 3
+    assert served(raw)[1] == 50_000  # the other publisher's stays served
