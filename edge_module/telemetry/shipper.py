@@ -25,9 +25,10 @@ import json
 import logging
 import os
 import random
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -125,22 +126,16 @@ class TelemetryShipper(PeriodicTask):
             data = path.read_bytes()
         except FileNotFoundError:  # delivered by a concurrent run (close() racing the thread)
             return "delivered"
-        req = urllib.request.Request(self._url, data=data, method="POST", headers={
-            "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip",
-            "Authorization": f"Bearer {self._token}"})
         try:
-            with _NO_REDIRECTS.open(req, timeout=self._timeout) as resp:
-                answer = _read_within(resp, MAX_ANSWER_BYTES,
-                                      time.monotonic() + self._timeout)
-        except urllib.error.HTTPError as exc:
-            code = exc.code
-            location = exc.headers.get("Location") if exc.headers else None
-            exc.close()
-            if code < 200 or 300 <= code < 400:  # a 1xx (103) or a redirect: not the
-                # ingest's answer; the batch waits, unread
-                self._fail(f"control plane answered {code} to a telemetry batch (to "
-                           f"{str(location)[:200]}): check EDGE_CONTROL_URL")
-                return "unavailable"
+            code, location, answer = self._exchange(data)
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
+            self._fail(f"control plane unreachable for telemetry: {exc}")
+            return "unavailable"
+        if code < 200 or 300 <= code < 400:  # a 1xx (103) or a redirect: not the ingest's
+            self._fail(f"control plane answered {code} to a telemetry batch (to "
+                       f"{str(location)[:200]}): check EDGE_CONTROL_URL")
+            return "unavailable"
+        if code >= 300:
             if code in UNAVAILABLE or code >= 500:
                 self._fail(f"control plane answered {code} to a telemetry batch")
                 if code >= 500:
@@ -153,9 +148,6 @@ class TelemetryShipper(PeriodicTask):
                 self._set_aside(path, "too_large")
                 return "set_aside"
             return self._refused(path, f"http_{code}")
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
-            self._fail(f"control plane unreachable for telemetry: {exc}")
-            return "unavailable"
         if not _is_ingest_answer(answer):  # a 2xx from something else (a portal, a proxy)
             self._fail("a telemetry batch was answered 2xx, but not by the control plane's "
                        f"ingest ({answer[:80]!r}): the batch stays spooled")
@@ -167,6 +159,39 @@ class TelemetryShipper(PeriodicTask):
         self.last_error = None
         self.shipped += 1
         return "delivered"
+
+    def _exchange(self, data: bytes) -> tuple[int, str | None, bytes]:
+        """POST one batch: the answer's status, Location and body (a 2xx's only), all
+        within the timeout (TimeoutError past it). The socket's timeout bounds each read,
+        not the exchange: a status line, headers or answer trickled a byte at a time, or
+        '100 Continue' sent again and again, held the shipper, and all telemetry, for
+        hours. A redirect is never followed (urllib followed a 301 to a POST as a GET)."""
+        url = urllib.parse.urlsplit(self._url)
+        kind = http.client.HTTPSConnection if url.scheme == "https" else \
+            http.client.HTTPConnection
+        conn = kind(url.hostname or "", url.port, timeout=self._timeout)
+        started = time.monotonic()
+        deadline: threading.Timer | None = None
+        try:
+            conn.connect()
+            left = self._timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise TimeoutError("connecting took the whole timeout")
+            deadline = threading.Timer(left, _cut, (conn,))
+            deadline.daemon = True
+            deadline.start()
+            conn.request("POST", url.path + (f"?{url.query}" if url.query else ""), body=data,
+                         headers={"Content-Type": "application/x-ndjson",
+                                  "Content-Encoding": "gzip",
+                                  "Authorization": f"Bearer {self._token}"})
+            resp = conn.getresponse()
+            answer = _read_within(resp, MAX_ANSWER_BYTES, started + self._timeout) \
+                if 200 <= resp.status < 300 else b""
+            return resp.status, resp.getheader("Location"), answer
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            conn.close()
 
     def _count_rejected(self, answer: bytes) -> None:
         """The records the control plane refused one by one, counted by its reason code."""
@@ -272,15 +297,14 @@ class TelemetryShipper(PeriodicTask):
                 "last_error": self.last_error}
 
 
-class _Refuse(urllib.request.HTTPRedirectHandler):
-    """urllib follows a 301-303 to a POST as a GET without the batch, and a 2xx from there
-    deleted it: here a redirect is answered as it came (an HTTPError)."""
+def _cut(conn: http.client.HTTPConnection) -> None:
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+        except OSError:
+            pass
 
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_NO_REDIRECTS = urllib.request.build_opener(_Refuse)
 MAX_ANSWER_BYTES = 1 << 20  # the ingest answer lists at most 100 rejections
 
 

@@ -845,3 +845,40 @@ def test_a_store_that_cannot_write_is_unavailable_not_a_bad_batch(tmp_path):
     worker.start()
     worker.join()
     assert len(failures) == 1 and isinstance(failures[0], SinkUnavailable)
+
+
+@pytest.mark.parametrize("trickle", [b"HTTP/1.1 100 Continue\r\n\r\n", b"X"])
+def test_an_answer_trickled_forever_does_not_hold_the_shipper(tmp_path, trickle):
+    """A final review held the shipper, and all telemetry, with '100 Continue' sent again
+    and again, or a header a byte a second: the socket's timeout bounds each read only."""
+    import socket as sockets
+
+    listener = sockets.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        if trickle == b"X":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        while not stop.wait(0.2):
+            try:
+                conn.sendall(trickle)
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        log.record(_outcome_records(1)[0])
+        shipper = _shipper(log, f"http://127.0.0.1:{listener.getsockname()[1]}")
+        shipper._timeout = 1.0
+        running = threading.Thread(target=shipper.run_once, daemon=True)
+        running.start()
+        running.join(30)
+        assert not running.is_alive()  # it gave up on the answer
+        assert len(log.spool_files()) == 1 and shipper.status()["last_error"]
+    finally:
+        stop.set()
+        listener.close()
