@@ -131,8 +131,12 @@ def test_events_sent_as_the_page_is_left_are_sent_once(visit: Any, stack: Any) -
     v.page.evaluate("() => { nudge('track', 'cart_abandon'); location.href = '/features'; }")
     v.page.wait_for_url("**/features")
     v.page.wait_for_selector("[data-trigger='checkout-reminder']", timeout=15_000)
-    # the edge keeps the session and may have applied them: never sent twice
-    assert [e["name"] for e in sent_events(v, "custom")] == ["cart_abandon"]
+    # The reminder shows the edge got the event. The edge keeps the session and may have
+    # applied it: the next page must not send it again. Playwright does not always report
+    # a request a page makes as it unloads (a clean-clone CI run saw none while the
+    # reminder showed), so the unloading page's send may be missing here; the next page's
+    # requests, which would carry a resend, always are.
+    assert [e["name"] for e in sent_events(v, "custom")] in ([], ["cart_abandon"])
 
 
 def conversions(*pages: Any) -> list[str]:
