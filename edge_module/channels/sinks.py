@@ -18,12 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+from ..http_deadline import connected_within
 
 SIGNATURE_HEADER = "X-Trigger-Signature"
 TIMESTAMP_HEADER = "X-Trigger-Timestamp"
@@ -109,43 +109,21 @@ class WebhookSink:
                    "User-Agent": "edge-trigger-engine"}
         conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         conn = conn_type(self._host, self._port, timeout=self._timeout_s)
-        # The socket timeout bounds each step (each address tried, each read), not the
-        # call: the exchange after connecting gets what is left of the deadline, and a
-        # receiver trickling its answer a byte at a time is cut off when it runs out.
-        started = time.monotonic()
-        deadline: threading.Timer | None = None
-        try:
-            conn.connect()
-            left = self._timeout_s - (time.monotonic() - started)
-            if left <= 0:
-                return Retry(f"webhook {self._host}: connecting took the whole "
-                             f"{self._timeout_s:g} s deadline")
-            deadline = threading.Timer(left, _cut, (conn,))
-            deadline.start()
-            conn.request("POST", self._path, body=body, headers=headers)
-            resp = conn.getresponse()
-            resp.read(64 * 1024)
-            status = resp.status
+        try:  # a receiver trickling its answer is cut off when the deadline runs out
+            with connected_within(conn, self._timeout_s):
+                conn.request("POST", self._path, body=body, headers=headers)
+                resp = conn.getresponse()
+                resp.read(64 * 1024)
+                status = resp.status
         except (OSError, http.client.HTTPException) as exc:
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
         finally:
-            if deadline is not None:
-                deadline.cancel()
             conn.close()
         if 200 <= status < 300:
             return Sent
         if status in RETRY_STATUSES or status >= 500:
             return Retry(f"webhook answered {status}")
         return Refused(f"webhook answered {status}")
-
-
-def _cut(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
-        except OSError:
-            pass
 
 
 class KinesisSink:

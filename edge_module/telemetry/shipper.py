@@ -25,14 +25,13 @@ import json
 import logging
 import os
 import random
-import socket
-import threading
 import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from ..host.periodic import PeriodicTask
+from ..http_deadline import connected_within
 from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 
 log = logging.getLogger("edge.telemetry")
@@ -162,35 +161,22 @@ class TelemetryShipper(PeriodicTask):
 
     def _exchange(self, data: bytes) -> tuple[int, str | None, bytes]:
         """POST one batch: the answer's status, Location and body (a 2xx's only), all
-        within the timeout (TimeoutError past it). The socket's timeout bounds each read,
-        not the exchange: a status line, headers or answer trickled a byte at a time, or
-        '100 Continue' sent again and again, held the shipper, and all telemetry, for
-        hours. A redirect is never followed (urllib followed a 301 to a POST as a GET)."""
+        within the timeout (`connected_within`). A redirect is never followed (urllib
+        followed a 301 to a POST as a GET)."""
         url = urllib.parse.urlsplit(self._url)
         kind = http.client.HTTPSConnection if url.scheme == "https" else \
             http.client.HTTPConnection
         conn = kind(url.hostname or "", url.port, timeout=self._timeout)
-        started = time.monotonic()
-        deadline: threading.Timer | None = None
         try:
-            conn.connect()
-            left = self._timeout - (time.monotonic() - started)
-            if left <= 0:
-                raise TimeoutError("connecting took the whole timeout")
-            deadline = threading.Timer(left, _cut, (conn,))
-            deadline.daemon = True
-            deadline.start()
-            conn.request("POST", url.path + (f"?{url.query}" if url.query else ""), body=data,
-                         headers={"Content-Type": "application/x-ndjson",
-                                  "Content-Encoding": "gzip",
-                                  "Authorization": f"Bearer {self._token}"})
-            resp = conn.getresponse()
-            answer = _read_within(resp, MAX_ANSWER_BYTES, started + self._timeout) \
-                if 200 <= resp.status < 300 else b""
-            return resp.status, resp.getheader("Location"), answer
+            with connected_within(conn, self._timeout):
+                conn.request("POST", url.path + (f"?{url.query}" if url.query else ""),
+                             body=data, headers={"Content-Type": "application/x-ndjson",
+                                                 "Content-Encoding": "gzip",
+                                                 "Authorization": f"Bearer {self._token}"})
+                resp = conn.getresponse()
+                answer = resp.read(MAX_ANSWER_BYTES) if 200 <= resp.status < 300 else b""
+                return resp.status, resp.getheader("Location"), answer
         finally:
-            if deadline is not None:
-                deadline.cancel()
             conn.close()
 
     def _count_rejected(self, answer: bytes) -> None:
@@ -297,32 +283,7 @@ class TelemetryShipper(PeriodicTask):
                 "last_error": self.last_error}
 
 
-def _cut(conn: http.client.HTTPConnection) -> None:
-    sock = conn.sock
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
-        except OSError:
-            pass
-
 MAX_ANSWER_BYTES = 1 << 20  # the ingest answer lists at most 100 rejections
-
-
-def _read_within(resp: Any, most: int, until: float) -> bytes:
-    """At most `most` bytes of an answer, all by `until` (TimeoutError past it): the
-    socket's timeout bounds each read, and an answer trickled a byte every 3 s held the
-    shipper for most of an hour."""
-    parts: list[bytes] = []
-    size = 0
-    while size < most:
-        if time.monotonic() > until:
-            raise TimeoutError("the answer did not arrive whole in time")
-        chunk = resp.read1(min(1 << 16, most - size))
-        if not chunk:
-            break
-        parts.append(chunk)
-        size += len(chunk)
-    return b"".join(parts)
 
 
 def _is_ingest_answer(answer: bytes) -> bool:
