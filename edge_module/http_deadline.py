@@ -1,5 +1,5 @@
 """One deadline over an outgoing HTTP exchange (http.client), for the edge's own calls:
-the telemetry shipper's and the webhook sink's.
+the telemetry shipper's, the status reporter's and the webhook sink's (`post`).
 
 A socket's timeout bounds each step (each address tried, each read), never the call: a
 peer trickling its status line, headers or answer a byte at a time, or sending
@@ -14,29 +14,64 @@ import http.client
 import socket
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import NamedTuple
+
+
+class Answer(NamedTuple):
+    status: int
+    location: str | None
+    body: bytes  # a 2xx's body, at most `read_limit` bytes; empty for any other status
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
+         read_limit: int = 64 * 1024) -> Answer:
+    """POST `body` to `url` and read the answer, all within `timeout_s`. A redirect is
+    never followed (urllib's urlopen followed a 301 to a POST as a GET, to wherever it
+    pointed). Raises OSError (TimeoutError included) or http.client.HTTPException."""
+    parts = urllib.parse.urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else \
+        http.client.HTTPConnection
+    conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    try:
+        with connected_within(conn, timeout_s):
+            conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query
+                                                         else ""),
+                         body=body, headers=dict(headers))
+            resp = conn.getresponse()
+            answer = resp.read(read_limit) if 200 <= resp.status < 300 else b""
+            return Answer(resp.status, resp.getheader("Location"), answer)
+    finally:
+        conn.close()
 
 
 @contextmanager
 def connected_within(conn: http.client.HTTPConnection, seconds: float) -> Iterator[None]:
     """Connect `conn` (its own timeout bounds that), then run the body of the `with` within
-    what is left of `seconds`; TimeoutError if connecting took them all."""
+    what is left of `seconds`; TimeoutError if connecting took them all, or if the deadline
+    cut the exchange, even when what was read by then looked like an answer (http.client
+    takes headers cut short by the shut socket as complete)."""
     started = time.monotonic()
     conn.connect()
     left = seconds - (time.monotonic() - started)
     if left <= 0:
         raise TimeoutError(f"connecting took the whole {seconds:g} s deadline")
-    deadline = threading.Timer(left, _cut, (conn,))
+    cut = threading.Event()
+    deadline = threading.Timer(left, _cut, (conn, cut))
     deadline.daemon = True
     deadline.start()
     try:
         yield
     finally:
         deadline.cancel()
+    if cut.is_set():
+        raise TimeoutError(f"no whole answer within the {seconds:g} s deadline")
 
 
-def _cut(conn: http.client.HTTPConnection) -> None:
+def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:
+    cut.set()
     sock = conn.sock
     if sock is not None:
         try:

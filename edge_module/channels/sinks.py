@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ..http_deadline import connected_within
+from ..http_deadline import post
 
 SIGNATURE_HEADER = "X-Trigger-Signature"
 TIMESTAMP_HEADER = "X-Trigger-Timestamp"
@@ -96,10 +96,7 @@ class WebhookSink:
         self.url = url
         self._secret = secret
         self._timeout_s = timeout_s
-        self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
-        self._port = parts.port
-        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def send(self, key: str, body: bytes) -> Retry | Refused | None:
         timestamp = str(int(time.time()))
@@ -107,18 +104,10 @@ class WebhookSink:
                    TIMESTAMP_HEADER: timestamp,
                    SIGNATURE_HEADER: signature(self._secret, timestamp, body),
                    "User-Agent": "edge-trigger-engine"}
-        conn_type = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-        conn = conn_type(self._host, self._port, timeout=self._timeout_s)
         try:  # a receiver trickling its answer is cut off when the deadline runs out
-            with connected_within(conn, self._timeout_s):
-                conn.request("POST", self._path, body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read(64 * 1024)
-                status = resp.status
+            status = post(self.url, body, headers, self._timeout_s).status
         except (OSError, http.client.HTTPException) as exc:
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
-        finally:
-            conn.close()
         if 200 <= status < 300:
             return Sent
         if status in RETRY_STATUSES or status >= 500:

@@ -26,12 +26,11 @@ import logging
 import os
 import random
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from ..host.periodic import PeriodicTask
-from ..http_deadline import connected_within
+from ..http_deadline import post
 from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 
 log = logging.getLogger("edge.telemetry")
@@ -161,23 +160,11 @@ class TelemetryShipper(PeriodicTask):
 
     def _exchange(self, data: bytes) -> tuple[int, str | None, bytes]:
         """POST one batch: the answer's status, Location and body (a 2xx's only), all
-        within the timeout (`connected_within`). A redirect is never followed (urllib
-        followed a 301 to a POST as a GET)."""
-        url = urllib.parse.urlsplit(self._url)
-        kind = http.client.HTTPSConnection if url.scheme == "https" else \
-            http.client.HTTPConnection
-        conn = kind(url.hostname or "", url.port, timeout=self._timeout)
-        try:
-            with connected_within(conn, self._timeout):
-                conn.request("POST", url.path + (f"?{url.query}" if url.query else ""),
-                             body=data, headers={"Content-Type": "application/x-ndjson",
-                                                 "Content-Encoding": "gzip",
-                                                 "Authorization": f"Bearer {self._token}"})
-                resp = conn.getresponse()
-                answer = resp.read(MAX_ANSWER_BYTES) if 200 <= resp.status < 300 else b""
-                return resp.status, resp.getheader("Location"), answer
-        finally:
-            conn.close()
+        within the timeout; a redirect is never followed (`http_deadline.post`)."""
+        return post(self._url, data, {"Content-Type": "application/x-ndjson",
+                                      "Content-Encoding": "gzip",
+                                      "Authorization": f"Bearer {self._token}"},
+                    self._timeout, MAX_ANSWER_BYTES)
 
     def _count_rejected(self, answer: bytes) -> None:
         """The records the control plane refused one by one, counted by its reason code."""

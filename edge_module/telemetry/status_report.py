@@ -1,17 +1,21 @@
 """Tells the control plane what this edge runs: id, revision, last sync error, instance
-count and decision counters, every few seconds (`POST /v1/fleet/report`, edge token)."""
+count and decision counters, every few seconds (`POST /v1/fleet/report`, edge token).
+
+Each report is one exchange within the timeout, redirects not followed
+(`http_deadline.post`): a control plane trickling its answer, or a proxy pointing
+elsewhere, neither holds the reporter (nor the edge's shutdown, which reports once more)
+nor sends the edge's report on to another host."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from ..host.periodic import PeriodicTask
+from ..http_deadline import post
 
 log = logging.getLogger("edge.status")
 
@@ -30,16 +34,15 @@ class StatusReporter(PeriodicTask):
 
     def run_once(self) -> bool:
         body = json.dumps(self._status()).encode()
-        req = urllib.request.Request(self._url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self._token}"})
         try:
-            with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                resp.read()
-        except urllib.error.HTTPError as exc:
-            self._fail(f"control plane answered {exc.code} to the status report")
-            return False
+            status = post(self._url, body, {"Content-Type": "application/json",
+                                            "Authorization": f"Bearer {self._token}"},
+                          self._timeout).status
         except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
             self._fail(f"control plane unreachable: {exc}")
+            return False
+        if not 200 <= status < 300:
+            self._fail(f"control plane answered {status} to the status report")
             return False
         self.last_error = None
         return True
