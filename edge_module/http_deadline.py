@@ -10,6 +10,7 @@ down and the blocked read returns at once.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import socket
 import threading
@@ -24,6 +25,24 @@ class Answer(NamedTuple):
     status: int
     location: str | None
     body: bytes  # a 2xx's body, at most `read_limit` bytes; empty for any other status
+    retry_after: float | None = None  # seconds the peer asked for (Retry-After), if any
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After's delay in seconds (RFC 9110: delay-seconds or an HTTP-date); None when
+    absent or unreadable. The caller bounds it: a peer asking a year is not obeyed."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:12]), 1 << 32))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP-date is always GMT; a date without a zone is not one
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
@@ -42,7 +61,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
                          body=body, headers=dict(headers))
             resp = conn.getresponse()
             answer = resp.read(read_limit) if 200 <= resp.status < 300 else b""
-            return Answer(resp.status, resp.getheader("Location"), answer)
+            return Answer(resp.status, resp.getheader("Location"), answer,
+                          retry_after_s(resp.getheader("Retry-After")))
     finally:
         conn.close()
 

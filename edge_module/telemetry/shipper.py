@@ -5,7 +5,8 @@ a proxy, keeps the batch; a redirect is never followed, and keeps it too).
 
 Failures are told apart: when the control plane cannot be reached or is unavailable (no
 answer, a 3xx, 401/403/404, 408, 429, any 5xx) every batch waits, with exponential backoff and
-jitter, however long that takes. A 5xx says nothing against the batch (a bug or a proxy
+jitter (never sooner than the answer's Retry-After, up to the backoff's ceiling), however
+long that takes. A 5xx says nothing against the batch (a bug or a proxy
 in front answers it for every batch alike), so a batch answered one is never set aside:
 it waits its own backoff too, so that one batch the control plane fails on does not hold
 the others back, and is sent again until it goes through. When the control plane refuses
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..host.periodic import PeriodicTask
-from ..http_deadline import post
+from ..http_deadline import Answer, post
 from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
 
 log = logging.getLogger("edge.telemetry")
@@ -72,6 +73,7 @@ class TelemetryShipper(PeriodicTask):
         self._tries: dict[str, int] = {}  # batch file name -> refusals so far
         self._not_before: dict[str, float] = {}  # batch file name -> its own backoff
         self._held: dict[str, int] = {}  # batch file name -> 5xx answers so far
+        self._asked = 0.0  # seconds the last answer asked to wait (Retry-After)
 
     @property
     def set_aside_dir(self) -> Path:
@@ -124,8 +126,9 @@ class TelemetryShipper(PeriodicTask):
             data = path.read_bytes()
         except FileNotFoundError:  # delivered by a concurrent run (close() racing the thread)
             return "delivered"
+        self._asked = 0.0
         try:
-            code, location, answer = self._exchange(data)
+            code, location, answer, asked = self._exchange(data)
         except (OSError, ValueError, http.client.HTTPException) as exc:  # BadStatusLine...
             self._fail(f"control plane unreachable for telemetry: {exc}")
             return "unavailable"
@@ -135,6 +138,9 @@ class TelemetryShipper(PeriodicTask):
             return "unavailable"
         if code >= 300:
             if code in UNAVAILABLE or code >= 500:
+                # the wait a busy control plane asks for (Retry-After), within the backoff's
+                # own ceiling; the jittered backoff decides when it asks for less
+                self._asked = min(asked or 0.0, self.backoff_max_s)
                 self._fail(f"control plane answered {code} to a telemetry batch")
                 if code >= 500:
                     self._hold(path)
@@ -158,9 +164,10 @@ class TelemetryShipper(PeriodicTask):
         self.shipped += 1
         return "delivered"
 
-    def _exchange(self, data: bytes) -> tuple[int, str | None, bytes]:
-        """POST one batch: the answer's status, Location and body (a 2xx's only), all
-        within the timeout; a redirect is never followed (`http_deadline.post`)."""
+    def _exchange(self, data: bytes) -> Answer:
+        """POST one batch: the answer's status, Location, body (a 2xx's only) and
+        Retry-After, all within the timeout; a redirect is never followed
+        (`http_deadline.post`)."""
         return post(self._url, data, {"Content-Type": "application/x-ndjson",
                                       "Content-Encoding": "gzip",
                                       "Authorization": f"Bearer {self._token}"},
@@ -208,8 +215,7 @@ class TelemetryShipper(PeriodicTask):
         backoff, however many times it takes."""
         held = self._held.get(path.name, 0) + 1
         self._held[path.name] = held
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (held - 1))
-        self._not_before[path.name] = time.monotonic() + random.uniform(ceiling / 2, ceiling)
+        self._not_before[path.name] = time.monotonic() + self._delay(held)
 
     def _refused(self, path: Path, reason: str) -> str:
         """One more refusal of this batch: retried later, or set aside after max_tries."""
@@ -247,9 +253,13 @@ class TelemetryShipper(PeriodicTask):
 
     def _back_off(self) -> None:
         self.failures += 1
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (self.failures - 1))
-        # full jitter: edges that lost the control plane together do not return together
-        self.next_attempt = time.monotonic() + random.uniform(ceiling / 2, ceiling)
+        self.next_attempt = time.monotonic() + self._delay(self.failures)
+
+    def _delay(self, failures: int) -> float:
+        """Exponential backoff with jitter (edges that lost the control plane together do
+        not return together), and never sooner than the control plane asked."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (failures - 1))
+        return max(random.uniform(ceiling / 2, ceiling), self._asked)
 
     def _fail(self, message: str) -> None:
         if message != self.last_error:

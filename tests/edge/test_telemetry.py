@@ -882,3 +882,43 @@ def test_an_answer_trickled_forever_does_not_hold_the_shipper(tmp_path, trickle)
     finally:
         stop.set()
         listener.close()
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_the_wait_a_busy_control_plane_asks_for_is_kept(tmp_path, status):
+    """The ingest answers 503 busy with Retry-After: 1 when its lane is full; the shipper
+    came back within a quarter second (its own backoff) and was refused again."""
+    import time
+
+    control = _Refusing(status)
+    control.answer = (status, b"", {"Retry-After": "7"})
+    try:
+        log = DecisionLog(tmp_path / "spool", "salt", "edge-1")
+        log.record(_outcome_records(1)[0])
+        shipper = _shipper(log, control.url)
+        shipper.backoff_max_s = 30.0  # the ceiling on what is obeyed
+        for _ in range(3):  # a 5xx holds the batch alone first, then backs off for all
+            shipper.next_attempt = 0.0
+            shipper.run_once()
+        now = time.monotonic()
+        waits = [shipper.next_attempt - now] + [t - now for t in shipper._not_before.values()]
+        assert control.posts >= 1 and log.spool_files()
+        assert max(waits) > 6.5 and min(w for w in waits if w > 0) > 6.5
+        control.answer = (status, b"", {"Retry-After": "86400"})  # a day: capped
+        shipper.next_attempt = 0.0
+        shipper._not_before.clear()
+        shipper.run_once()
+        assert shipper.next_attempt - time.monotonic() <= 30.0
+        assert all(t - time.monotonic() <= 30.0 for t in shipper._not_before.values())
+    finally:
+        control.close()
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("7", 7.0), (" 0 ", 0.0), ("-3", None), ("soon", None), ("", None), (None, None),
+    ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0), ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),
+    ("9" * 40, float(1 << 32)), ("٣", None)])
+def test_retry_after_is_read_as_seconds_or_a_date(value, seconds):
+    from edge_module.http_deadline import retry_after_s
+
+    assert retry_after_s(value, now=40.0) == seconds
