@@ -55,11 +55,14 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
         http.client.HTTPConnection
     conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
     try:
-        with connected_within(conn, timeout_s):
+        with connected_within(conn, timeout_s) as cut:
             conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query
                                                          else ""),
                          body=body, headers=dict(headers))
             resp = conn.getresponse()
+            if cut.is_set():  # http.client takes headers cut short as complete
+                raise TimeoutError(f"no whole answer head within the {timeout_s:g} s "
+                                   "deadline")
             answer = resp.read(read_limit) if 200 <= resp.status < 300 else b""
             return Answer(resp.status, resp.getheader("Location"), answer,
                           retry_after_s(resp.getheader("Retry-After")))
@@ -68,11 +71,12 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
 
 
 @contextmanager
-def connected_within(conn: http.client.HTTPConnection, seconds: float) -> Iterator[None]:
+def connected_within(conn: http.client.HTTPConnection,
+                     seconds: float) -> Iterator[threading.Event]:
     """Connect `conn` (its own timeout bounds that), then run the body of the `with` within
-    what is left of `seconds`; TimeoutError if connecting took them all, or if the deadline
-    cut the exchange, even when what was read by then looked like an answer (http.client
-    takes headers cut short by the shut socket as complete)."""
+    what is left of `seconds` (TimeoutError if connecting took them all). The event it
+    gives is set once the deadline has cut the exchange: what was read by then may look
+    whole (http.client takes headers cut short by the shut socket as complete)."""
     started = time.monotonic()
     conn.connect()
     left = seconds - (time.monotonic() - started)
@@ -83,11 +87,9 @@ def connected_within(conn: http.client.HTTPConnection, seconds: float) -> Iterat
     deadline.daemon = True
     deadline.start()
     try:
-        yield
+        yield cut
     finally:
         deadline.cancel()
-    if cut.is_set():
-        raise TimeoutError(f"no whole answer within the {seconds:g} s deadline")
 
 
 def _cut(conn: http.client.HTTPConnection, cut: threading.Event) -> None:

@@ -4,7 +4,8 @@ One thread per edge process sleeps until the earliest record falls due (or a dec
 an earlier one, or a send finishes), claims what is due, and hands each record to one of
 `SENDERS` sender threads, claiming more as soon as one is free, so a slow receiver holds
 only its own sends. A delivery the sink could not take is tried again with exponential
-backoff and jitter (between half and all of the step); one refused outright, tried
+backoff and jitter (between half and all of the step, and never sooner than the receiver's
+Retry-After asks, up to the backoff's ceiling); one refused outright, tried
 `max_attempts` times, or found more than `max_age_s` past due (before or after a send) is
 set aside and counted dropped with its reason. Decisions only ever add to the outbox (a
 few SQLite statements); sending never runs on a decision thread.
@@ -279,7 +280,9 @@ class ChannelDispatcher:
             self._set_aside(item, "expired", result.reason, now)
         else:
             step = min(self.backoff_max_ms, self.backoff_base_ms * 2 ** min(item.attempts, 30))
-            self.outbox.retry(item.key, now + random.randint(step // 2, step), result.reason)
+            wait = max(random.randint(step // 2, step),
+                       min(self.backoff_max_ms, int(result.after_s * 1000)))
+            self.outbox.retry(item.key, now + wait, result.reason)
             with self._lock:
                 self.retried += 1
         return 0

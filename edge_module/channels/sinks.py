@@ -53,6 +53,7 @@ def verify(secret: bytes, timestamp: str | None, sig: str | None, body: bytes,
 @dataclass(frozen=True)
 class Retry:
     reason: str
+    after_s: float = 0.0  # the wait the receiver asked for (Retry-After), if it did
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,14 @@ class WebhookSink:
                    SIGNATURE_HEADER: signature(self._secret, timestamp, body),
                    "User-Agent": "edge-trigger-engine"}
         try:  # a receiver trickling its answer is cut off when the deadline runs out
-            status = post(self.url, body, headers, self._timeout_s).status
+            answer = post(self.url, body, headers, self._timeout_s)
         except (OSError, http.client.HTTPException) as exc:
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
+        status = answer.status
         if 200 <= status < 300:
             return Sent
         if status in RETRY_STATUSES or status >= 500:
-            return Retry(f"webhook answered {status}")
+            return Retry(f"webhook answered {status}", answer.retry_after or 0.0)
         return Refused(f"webhook answered {status}")
 
 

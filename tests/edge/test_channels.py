@@ -218,6 +218,46 @@ def test_webhook_urls_must_be_https_except_to_this_machine(tmp_path):
     EdgeConfig(channel_webhook_url="http://127.0.0.1:9/x", **base)
 
 
+def test_the_wait_a_receiver_asks_for_is_kept_within_the_ceiling(tmp_path):
+    now = [10_000]
+    box = Outbox(tmp_path / "o.sqlite3")
+    sink = Scripted(Retry("429", after_s=9.0), Retry("503", after_s=86_400.0), None)
+    d = ChannelDispatcher(box, sink, backoff_base_s=1.0, backoff_max_s=30.0,
+                          clock_ms=lambda: now[0])
+    d.enqueue([_rec("k", due=now[0])])
+    d.run_once()
+    assert box.next_due() >= now[0] + 9_000  # not the 0.5-1 s of its own first step
+    now[0] = box.next_due()
+    d.run_once()
+    assert box.next_due() <= now[0] + 30_000  # a day asked: the ceiling
+
+
+def test_the_sink_passes_on_the_wait_a_receiver_asks_for():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Busy(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(429)
+            self.send_header("Retry-After", "12")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/x",
+                           SECRET.encode())
+        assert sink.send("k", b"{}") == Retry("webhook answered 429", after_s=12.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_receiver_that_refuses_its_signature_is_retried_not_dropped(free_port):
     receiver = Receiver(free_port, secret="another secret entirely, 32+ chars").start()
     try:
