@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +35,32 @@ def _problems_answer(exc: Any, status: int, code: str, message: str) -> Any:
     return _answer(status, code, message, problems=[p.to_dict() for p in exc.problems])
 
 
+LOG_REPEAT_S = 30.0  # the same server-side error is logged again at most this often
+
+
 def _plain(status: int, code: str, logged: str | None = None) -> Callable[[Exception], Any]:
-    """A handler answering `status` and `code` with the error's text; logged under `logged`."""
+    """A handler answering `status` and `code` with the error's text; logged under `logged`,
+    the same text once per LOG_REPEAT_S with how many times it came meanwhile: a store that
+    is away answers every request alike, and a client repeating one had written a line
+    per request."""
+    last: dict[str, Any] = {"text": None, "at": 0.0, "repeats": 0}
+    lock = threading.Lock()
+
     def handle(exc: Exception) -> Any:
         if logged:
-            log.error("%s: %s", logged, exc)
+            text, now = str(exc), time.monotonic()
+            with lock:
+                again = text == last["text"] and now - last["at"] < LOG_REPEAT_S
+                if again:
+                    last["repeats"] += 1
+                else:
+                    before, repeats = last["text"], last["repeats"]
+                    last.update(text=text, at=now, repeats=0)
+            if not again:
+                if repeats:
+                    log.error("%s: %s (%d more time(s) since it was logged)", logged,
+                              before, repeats)
+                log.error("%s: %s", logged, text)
         return _answer(status, code, str(exc))
     return handle
 
