@@ -3,6 +3,7 @@ document promises is what the routes accept (the JSON Schema subset those schema
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import request
@@ -22,14 +23,23 @@ _TYPES: dict[str, Any] = {
 
 
 def json_body() -> Any:
-    """The request's JSON body, or None when it is not JSON: Flask's `silent` parse lets a
-    RecursionError (a body nested thousands deep) through as a 500. A string holding half
-    of a character ("\\ud800", valid JSON) is a 400 naming where: kept, it broke every page
-    and log line that showed it."""
+    """The request's JSON body, or a 400 `invalid_json` saying why it is not JSON (a 415
+    when it is not sent as JSON). Flask's `silent` parse answered None for all of them,
+    and the routes then said "body must be object" of a body that was one, with an
+    integer of 5,000 digits in it; and it let a RecursionError (a body nested thousands
+    deep) through as a 500. A string holding half of a character ("\\ud800", valid JSON)
+    is a 400 naming where: kept, it broke every page and log line that showed it."""
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON, with "
+                       "Content-Type: application/json")
     try:
-        body = request.get_json(silent=True)
+        body = json.loads(request.get_data(cache=True))
     except RecursionError:
-        return None
+        raise ApiError(400, "invalid_json", "the body is not JSON this server reads: it is "
+                       "nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer over 4,300 digits
+        raise ApiError(400, "invalid_json", f"the body is not JSON: {str(exc)[:200]}") \
+            from None
     where = _lone_surrogate_at(body)
     if where is not None:
         raise ApiError(400, "invalid_unicode", f"{where} holds half of a character (a lone "

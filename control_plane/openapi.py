@@ -70,6 +70,7 @@ _TOO_LARGE = _error("the body is over its limit (CONTROL_MAX_REQUEST_BYTES; a pa
                     "CONTROL_MAX_PACK_BYTES, _NODES, _TRIGGERS, _CONDITIONS...), with the "
                     "position where the pack went over it")
 _UNAUTHORIZED = _error("no token (WWW-Authenticate: Bearer)")
+_NOT_JSON = _error("the body is not sent as JSON (Content-Type: application/json)")
 # Validate and compile: a pack in the body, for a publisher or an author
 _AUTHORING = {"security": [{"publisherToken": []}, {"authorToken": []}],
               "parameters": [_FILE_PARAM], "requestBody": _YAML_PACK}
@@ -270,10 +271,12 @@ def _paths() -> dict[str, Any]:
                 "type": "object", "required": ["revision"],
                 "properties": {"revision": {"type": "integer", "minimum": 1}}}}}},
             "responses": {"200": _json("Revision", "now current"),
-                          "400": _error("no revision number in the body"),
+                          "400": _error("no revision number in the body, or the body is "
+                                        "not JSON (invalid_json)"),
                           "404": _error("the revision was never published"),
                           "409": _error("nothing published, or the snapshot no longer loads"),
                           "413": _TOO_LARGE,
+                          "415": _NOT_JSON,
                           "503": _error("edge store unavailable")}}},
         "/v1/keys": {"get": {
             "summary": "Signing keys: which one signs, which ones edges trust",
@@ -310,11 +313,13 @@ def _paths() -> dict[str, Any]:
                 "example": {"edge_id": "edge-1", "revision": "3", "status": "ok",
                             "last_error": None, "last_sync_ms": 1764201600000}}}},
             "responses": {"204": {"description": "recorded"},
-                          "400": _error("not a report: the field that breaks the schema"),
+                          "400": _error("not a report: the field that breaks the schema, "
+                                        "or why the body is not JSON (invalid_json)"),
                           "401": _UNAUTHORIZED,
                           "403": _error("not an edge token, or a token bound to another "
                                         "edge (edge_id_not_yours)"),
-                          "413": _TOO_LARGE}}},
+                          "413": _TOO_LARGE,
+                          "415": _NOT_JSON}}},
         "/v1/telemetry": {"post": {
             "summary": "An edge sends a batch of decision and outcome records (edge token); "
                        "records already stored (by id) are ignored, malformed ones (and, "

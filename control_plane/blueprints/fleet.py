@@ -37,7 +37,7 @@ def report() -> Any:
     if len(request.get_data(cache=True)) > MAX_REPORT_BYTES:  # kept per edge, shown to all
         raise ApiError(413, "report_too_large", f"a fleet report is at most "
                                                 f"{MAX_REPORT_BYTES} bytes")
-    status = body_schema.json_body()  # None when not JSON: refused as "not an object"
+    status = body_schema.json_body()
     body_schema.check(FLEET_REPORT, status, "invalid_report")
     if not may_speak_for(status["edge_id"]):
         log.warning("refused a fleet report as %r from %s: its token is bound to %r",

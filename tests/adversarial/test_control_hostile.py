@@ -269,7 +269,7 @@ def test_a_counter_out_of_range_does_not_break_the_fleet_view(control, decisions
 def test_json_nested_thousands_deep_is_a_400(control, route, token, depth):
     status, body, _ = http("POST", control.url + route, "[" * depth + "]" * depth, token)
     assert status == 400, body
-    assert body["error"]["code"] in ("invalid_report", "invalid_request")
+    assert body["error"]["code"] in ("invalid_json", "invalid_report", "invalid_request")
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE", "PUT"])

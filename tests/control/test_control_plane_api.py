@@ -342,3 +342,19 @@ def test_a_token_after_a_tab_is_a_token(tmp_path):
     client = control_client(tmp_path, token=None)
     assert client.post("/v1/snapshots/rollback", json={"revision": 1},
                        headers={"Authorization": f"Bearer\t{PUBLISHER_TOKEN}"}).status_code != 401
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code", "says"), [
+    (b'{"edge_id": "e", "decisions": ' + b"7" * 5000 + b"}", "application/json", 400,
+     "invalid_json", "digits"),  # an object: it was refused as "body must be object"
+    (b'{"edge_id": "e",', "application/json", 400, "invalid_json", "line 1 column 17"),
+    (b"\xff\xfe{", "application/json", 400, "invalid_json", "not JSON"),
+    (b'{"edge_id": "e"}', "application/x-www-form-urlencoded", 415,
+     "unsupported_media_type", "Content-Type: application/json"),  # curl -d's default
+])
+def test_a_body_that_is_not_json_is_told_why(tmp_path, body, content_type, status, code,
+                                             says):
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    resp = client.post("/v1/fleet/report", data=body, content_type=content_type)
+    assert resp.status_code == status, resp.json
+    assert resp.json["error"]["code"] == code and says in resp.json["error"]["message"]
