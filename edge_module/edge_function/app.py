@@ -17,6 +17,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from urllib.parse import unquote
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
@@ -288,15 +289,16 @@ def read_body(request, limit, timeout_s):
 
 
 def _path(target):
-    """The path of a request target. An absolute-form one (`POST http://x/v1/decide`, which
-    a server must accept, RFC 9112 3.2.2) is its path, as the host and wasmtime route it;
-    jco passes the target on whole."""
+    """The path of a request target, %-escapes decoded as the host routes it (`/heal%74hz`
+    is `/healthz`: the two answered differently). An absolute-form one (`POST
+    http://x/v1/decide`, which a server must accept, RFC 9112 3.2.2) is its path, as the
+    host and wasmtime route it; jco passes the target on whole."""
     target = target.split("?", 1)[0]
     if not target.startswith("/") and "://" in target:
         authority_and_path = target.split("://", 1)[1]
         slash = authority_and_path.find("/")
         target = authority_and_path[slash:] if slash >= 0 else "/"
-    return target
+    return unquote(target, errors="replace") if "%" in target else target
 
 
 def route(request):

@@ -396,6 +396,23 @@ def test_an_absolute_form_target_is_routed_by_its_path(edge_function, loop_edge)
     assert answers == [(200, None)] * 2, answers
 
 
+@pytest.mark.parametrize(("target", "status"), [("/v1/%64ecide", 200), ("/heal%74hz", 200),
+                                                ("/v1/decide%2F", 404)])
+def test_escaped_paths_are_routed_as_the_host_routes_them(edge_function, loop_edge, target,
+                                                          status):
+    """The host routes a path %-decoded (as granian does); the edge function matched the
+    raw target, so `/heal%74hz` answered 404 there and 200 on the host."""
+    body = json.dumps(ask("esc-1", 100)).encode()
+    method = b"GET" if "heal" in target else b"POST"
+    request = (method + b" " + target.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+               b"Connection: close\r\n" + (b"" if method == b"GET" else
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+               + body) + (b"\r\n" if method == b"GET" else b""))
+    answers = [final_answer(exchange(base, request))[0]
+               for base in (edge_function, loop_edge.url)]
+    assert answers == [status] * 2, answers
+
+
 def test_cors_as_the_host_does_it(edge_function):
     ok = post(edge_function, json.dumps(ask("f-5", 100)).encode(),
               {"Origin": "https://shop.example"})
