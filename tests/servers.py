@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -117,10 +118,11 @@ def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
     from edge_module.host.config import EdgeConfig
     from edge_module.host.edge_host import EdgeHost
 
+    own_state = None if "state_dir" in overrides else \
+        Path(tempfile.mkdtemp(prefix="edge-state-"))  # removed at the end, unlike a caller's
     settings = {"store": str(store_dir), "component": BUILD / "decision-engine.wasm",
                 "cache_dir": BUILD / "cache", "sync_interval_s": 0.05, "threads": 2,
-                "trusted_keys": TRUSTED_KEYS, "control_url": "",
-                "state_dir": Path(tempfile.mkdtemp(prefix="edge-state-"))}
+                "trusted_keys": TRUSTED_KEYS, "control_url": "", "state_dir": own_state}
     settings.update(overrides)
     config = EdgeConfig.from_env({}, **settings)
     host = EdgeHost.build(config)
@@ -143,6 +145,8 @@ def running_edge(store_dir: Path, **overrides: Any) -> Iterator[EdgeServer]:
         stop_waitress(server)
         host.close()
         thread.join(timeout=5)
+        if own_state is not None:
+            shutil.rmtree(own_state, ignore_errors=True)
 
 
 PUBLISHER_TOKEN = "publisher-token-for-tests"
