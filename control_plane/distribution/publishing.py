@@ -178,8 +178,10 @@ def rollback(store: EdgeStore, revision: int, signer: SigningKey,
 
     `RevisionError` if nothing is published, the revision never was, or its snapshot no
     longer loads (its object is checked against its hash and by the decision core first).
-    The snapshot keeps the signature it was published with; the new entry, a rollback
-    statement edges accept below the revision they serve, is signed by `signer`.
+    The snapshot (the same object, byte for byte) and the new entry, a rollback statement
+    edges accept below the revision they serve, are both signed by `signer`: the key that
+    signed the revision then may have been retired since, as operations.md says to do once
+    edges moved on, and every edge refused a rollback that kept its signature.
     """
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     for _ in range(MAX_ATTEMPTS):
@@ -199,10 +201,11 @@ def rollback(store: EdgeStore, revision: int, signer: SigningKey,
             raise RevisionError("unloadable_revision",
                                 f"revision {revision}'s snapshot no longer loads in this "
                                 f"decision core: {exc.message}") from None
-        # Everything recorded with the revision comes back with it (the snapshot's
-        # signature included), marked as a rollback, in a newly signed entry.
+        # Everything recorded with the revision comes back with it, marked as a rollback,
+        # in a newly signed entry, over the object signed anew by the active key.
         doc = _signed({**recorded, "published_ms": now_ms, "rollback_from": current,
-                       "sequence": _next_sequence(manifest, now_ms)}, signer)
+                       "sequence": _next_sequence(manifest, now_ms),
+                       "signature": signer.sign(text.encode()), "key_id": signer.id}, signer)
         if not _written(store, manifest, etag, doc):
             continue
         return Rollback(Published.from_dict(doc), changed=True)

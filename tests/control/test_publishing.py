@@ -109,7 +109,30 @@ def test_rollback_keeps_what_the_publish_recorded_about_the_revision(store):
     store.put_manifest(json.dumps(manifest).encode(), etag)
     publishing.rollback(store, 1, SIGNER, now_ms=9000)
     assert served_now(store).manifest["note"] == "kept"
-    assert served_now(store).manifest["signature"] == manifest["history"][0]["signature"]
+    assert served_now(store).manifest["object"] == manifest["history"][0]["object"]
+
+
+def test_a_revision_signed_by_a_key_retired_since_rolls_back_signed_by_the_active_one(
+        tmp_path):
+    """operations.md: rotate, publish, retire the old key once edges moved on. A rollback
+    to a revision of the old key then answered 200 and every edge refused it: the
+    snapshot kept the signature of a key they no longer trust."""
+    ring = KeyRing(tmp_path / "keys", tmp_path / "trusted")
+    old_key = ring.ensure()
+    store = LocalFolderStore(tmp_path / "store")
+    publishing.publish(store, pack(1), old_key, now_ms=1000)
+    new_key = ring.rotate()
+    publishing.publish(store, pack(2), new_key, now_ms=2000)
+    ring.retire(old_key.id)
+    publishing.rollback(store, 1, ring.active(), now_ms=3000)
+    manifest = served_now(store).manifest
+    assert (manifest["revision"], manifest["key_id"]) == (1, new_key.id)
+    trusted = TrustedKeys(tmp_path / "trusted")
+    trusted.verify(served_now(store).snapshot_text.encode(), manifest["signature"],
+                   manifest["key_id"], what="snapshot")  # what an edge checks
+    with pytest.raises(SignatureError):  # and the old signature would not pass
+        trusted.verify(served_now(store).snapshot_text.encode(),
+                       manifest["history"][-1]["signature"], old_key.id, what="snapshot")
 
 
 def test_the_snapshot_of_any_published_revision_can_be_read(store):
