@@ -56,7 +56,10 @@ class FleetRegistry:
             self._bytes += size
 
     def view(self, current_revision: int | None, now_ms: int | None = None) -> list[dict[str, Any]]:
-        """Each edge with how many revisions it is behind the published one."""
+        """Each edge with how many revisions it is behind the published one (`behind`, 0
+        when it serves that one or a higher one) and whether it serves exactly that one
+        (`in_sync`): after a rollback, an edge still on the revision rolled back from (it
+        refused the rollback: its `last_error` says why) is behind 0 and not in sync."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         with self._lock:
             edges = [dict(e) for e in self._edges.values()]

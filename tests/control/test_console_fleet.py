@@ -58,6 +58,16 @@ def test_every_edge_is_shown_with_the_revision_it_serves_and_how_far_behind(api)
     assert "edge store unreachable" in row_of(page, "pop-b")
 
 
+def test_an_edge_on_a_higher_revision_than_published_is_not_up_to_date(api):
+    """After a rollback to 3, an edge that refused it still serves 4: it was shown "up to
+    date" (behind 0), the incident invisible in the console."""
+    edge_report(api, **status("pop-a", "4", last_error="snapshot revision 3 rejected"))
+    [shown] = api.get("/v1/fleet").json["edges"]
+    assert (shown["behind"], shown["in_sync"]) == (0, False)
+    row = row_of(html.unescape(console(api).get("/fleet").get_data(as_text=True)), "pop-a")
+    assert "up to date" not in row and "not on revision 3" in row
+
+
 def test_the_numbers_are_the_fleet_apis(api):
     edge_report(api, **status("pop-a", "2", traps=4,
                               telemetry={"buffered": 17, "spooled_files": 2}))
