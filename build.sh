@@ -103,7 +103,8 @@ up() {
   # The store signs its signed-in customers' ids for push and email (docs/channels.md).
   export EDGE_CRM_ID_KEY=${EDGE_CRM_ID_KEY:-$("$PY" -c 'import secrets; print(secrets.token_hex(32))')}
   say "publishing rules/ to the edge store"
-  "$VENV/bin/trigger-engine" publish rules/
+  # not over packs published since through the API or the console: those stay live
+  "$VENV/bin/trigger-engine" publish rules/ --skip-if-dropping
   local pids=()
   stop() {
     trap - INT TERM EXIT

@@ -18,6 +18,7 @@ from ..auth import ROLES, ensure_token_file
 from ..distribution import publishing
 from ..distribution.pack_registry import PackRegistry
 from ..rulepack import load_pack_set
+from ..rulepack.pack_set import resolve_catalog
 from .group import EXIT_FINDINGS, Unavailable, cli
 from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
 
@@ -29,30 +30,61 @@ from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
 @DATA_DIR
 @click.option("--allow-empty", is_flag=True,
               help="publish even when PATHS hold no rule pack (every trigger goes off)")
+@click.option("--replace", is_flag=True,
+              help="switch off the packs the current revision serves that PATHS do not "
+                   "hold (they leave the control plane's registry too)")
+@click.option("--skip-if-dropping", is_flag=True,
+              help="publish nothing, and exit 0, when the current revision serves packs "
+                   "PATHS do not hold (`./build.sh up` at every start)")
 def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None,
-            data_dir: str | None, allow_empty: bool) -> None:
+            data_dir: str | None, allow_empty: bool, replace: bool,
+            skip_if_dropping: bool) -> None:
     """Publish rule packs as the next revision.
 
     Compiles them into a snapshot, writes it to the edge store and points the manifest at
-    it; copies the packs (and the catalog) into the control plane's registry. PATHS with
-    no rule pack in them (an empty folder, only tests) are refused unless --allow-empty:
-    the snapshot would switch every trigger off across the fleet.
+    it; copies the packs (and the catalog) into the control plane's registry. The snapshot
+    holds exactly the packs in PATHS: when the current revision serves others (published
+    through the API or the console), publishing is refused and names them, unless
+    --replace switches them off on purpose. Content ids are checked against the catalog in
+    PATHS (or --catalog), else against the control plane's. PATHS with no rule pack in
+    them (an empty folder, only tests) are refused unless --allow-empty: the snapshot
+    would switch every trigger off across the fleet.
     """
+    settings = config_module.load()
+    registry = PackRegistry(Path(data_dir or settings["DATA_DIR"]) / "packs",
+                            settings.get("CATALOG_FILE") or None)
+    if catalog is None and resolve_catalog(paths) is None and registry.catalog_path.is_file():
+        catalog = registry.catalog_path  # a folder without one: the control plane's catalog
     pack_set = load_pack_set(paths, catalog)
     if not pack_set.packs and not allow_empty:
         raise Unavailable(f"no rule packs in {', '.join(map(str, paths))}: publishing nothing "
                           "would switch every trigger off (--allow-empty does that on purpose)")
-    published = publishing.publish(open_edge_store(store_dir), pack_set.packs,
-                                   key_ring(data_dir).active(), catalog=pack_set.catalog)
-    registry = PackRegistry(Path(data_dir or config_module.load()["DATA_DIR"]) / "packs")
+    store = open_edge_store(store_dir)
+    live = publishing.current_entry(store, fresh=True)
+    left_out = sorted(set(live.packs) - {p.name for p in pack_set.packs}) if live else []
+    if left_out and not replace:
+        message = (f"revision {live.revision} serves pack(s) {', '.join(left_out)}, which "
+                   f"{', '.join(map(str, paths))} do not hold: publishing would switch their "
+                   "triggers off. Add them to PATHS (`GET /v1/packs/<name>` gives a pack's "
+                   "source), or pass --replace to switch them off")
+        if skip_if_dropping:
+            click.echo(f"not published: {message}")
+            return
+        raise Unavailable(message)
+    published = publishing.publish(store, pack_set.packs, key_ring(data_dir).active(),
+                                   catalog=pack_set.catalog)
     registry.root.mkdir(parents=True, exist_ok=True)
     for pack in pack_set.packs:
         shutil.copyfile(pack.file, registry.path(pack.name))
-    if pack_set.catalog is not None:
+    if pack_set.catalog is not None and \
+            Path(pack_set.catalog.file).resolve() != registry.catalog_path.resolve():
         shutil.copyfile(pack_set.catalog.file, registry.catalog_path)
+    for name in left_out:  # --replace: the next publish from the registry leaves them off
+        registry.delete(name)
     click.echo(f"published revision {published.revision}: {published.triggers} trigger(s) "
                f"from {', '.join(published.packs)} ({published.sha256[:12]}, signed by key "
-               f"{published.key_id})")
+               f"{published.key_id})" + (f"; switched off: {', '.join(left_out)}"
+                                         if left_out else ""))
 
 
 @cli.command()

@@ -330,6 +330,52 @@ def test_publish_copies_the_packs_and_catalog_into_the_registry(rules, store, tm
         "catalog.yaml", "checkout-reminder.yaml", "pricing-discount.yaml"]
 
 
+def _one_pack(rules: Path, name: str, tmp_path: Path) -> Path:
+    """A folder holding one of the shipped packs, without the catalog."""
+    folder = tmp_path / f"only-{name}"
+    folder.mkdir()
+    shutil.copyfile(rules / f"{name}.yaml", folder / f"{name}.yaml")
+    return folder
+
+
+def test_publishing_a_folder_that_leaves_out_a_live_pack_is_refused_and_names_it(
+        rules, store, tmp_path):
+    """A review published one pack from a folder: every other live pack, published
+    through the API, went off without a word; `./build.sh up` did it at every start."""
+    publish(rules, store, tmp_path)
+    only = _one_pack(rules, "pricing-discount", tmp_path)
+    control = tmp_path / "control"
+    result = invoke("publish", only, "--store", store, "--data-dir", control)
+    assert result.exit_code == 2
+    assert "revision 1 serves pack(s) checkout-reminder" in result.stderr
+    assert "--replace" in result.stderr
+    skipped = invoke("publish", only, "--store", store, "--data-dir", control,
+                     "--skip-if-dropping")
+    assert skipped.exit_code == 0 and skipped.output.startswith("not published: revision 1")
+    assert invoke("status", "--store", store).output.startswith("published: revision 1")
+    replaced = invoke("publish", only, "--store", store, "--data-dir", control, "--replace")
+    assert replaced.exit_code == 0, replaced.output
+    assert replaced.output.startswith("published revision 2: 1 trigger(s) from "
+                                      "pricing-discount")
+    assert replaced.output.rstrip().endswith("switched off: checkout-reminder")
+    assert not (control / "packs" / "checkout-reminder.yaml").exists()  # not back by API
+
+
+def test_a_folder_without_a_catalog_is_checked_against_the_control_planes(
+        rules, store, tmp_path):
+    """Published from a folder without catalog.yaml, a pack's unknown content id went to
+    the edges: the same pack through the API is refused for it."""
+    publish(rules, store, tmp_path)  # the registry now holds the shipped catalog
+    only = _one_pack(rules, "pricing-discount", tmp_path)
+    pack = only / "pricing-discount.yaml"
+    pack.write_text(pack.read_text().replace("discount-nudge-10", "no-such-content", 1))
+    result = invoke("publish", only, "--store", store, "--data-dir", tmp_path / "control",
+                    "--replace")
+    assert result.exit_code == 1
+    assert "no-such-content" in result.output + result.stderr
+    assert invoke("status", "--store", store).output.startswith("published: revision 1")
+
+
 def test_publish_of_a_bad_pack_publishes_nothing(tmp_path, store):
     (tmp_path / "bad.yaml").write_text("pack: bad\n")
     assert invoke("publish", tmp_path / "bad.yaml", "--store", store).exit_code == 1
