@@ -79,9 +79,17 @@ from .urls import url_path
 
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
 _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
-# A bucket's triggers are written out up to this many (~0.15 ms each to compile natively,
-# on the bucket's first decision); a bigger one runs the engine's loops.
+# A bucket's triggers are written out up to this many; a bigger one runs the engine's loops.
 MAX_WRITTEN_OUT = 64
+# ... and only while a function's generated source stays this short. Compiling it happens
+# on the bucket's first decision, inside that decision's deadline, at about 0.5-1.5 us a
+# character natively and three times that in the component: a review's bucket of 64
+# triggers of 4 conditions (57,000 characters) took 46 ms natively, and in the component
+# every first decision ran past the 50 ms deadline, the instance was replaced, and the
+# fresh one started compiling again: that page answered 503 for good. The bench's buckets
+# are 1,400-2,700 characters; a longer one runs the engine's own loops instead (the same
+# decisions: the differential suite holds both to them).
+MAX_SOURCE_CHARS = 4_000
 
 StateRun = Callable[[Decision, Session, Ctx, int], None]
 Bucket = tuple[StateRun, NextCheck, frozenset[str]]
@@ -91,26 +99,41 @@ Bucket = tuple[StateRun, NextCheck, frozenset[str]]
 class Plan:
     """A snapshot's plan: `decide(request, state, host_now_ms)` or None (not covered)."""
 
-    __slots__ = ("_buckets", "snap")
+    __slots__ = ("_buckets", "_on_types", "snap")
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self._buckets: dict[frozenset[int], Bucket] = {}
+        self._on_types: dict[frozenset[int], frozenset[str]] = {}
+
+    def on_types(self, scope: PageScope) -> frozenset[str]:
+        """The event types the bucket's event triggers wait for. Every page view of a batch
+        asks: this compiles nothing (a batch of page views over many pages compiled a
+        bucket for each, all within one decision's deadline)."""
+        types = self._on_types.get(scope.members)
+        if types is None:
+            if len(self._on_types) >= _MAX_BUCKETS:
+                self._on_types.clear()
+            types = self._on_types[scope.members] = frozenset(
+                key.partition(":")[0] for key in scope.on_event)
+        return types
 
     def bucket(self, scope: PageScope) -> Bucket:
         """The bucket's state triggers and their next moments as functions, and the event
-        types its event triggers wait for (built on first use)."""
+        types its event triggers wait for (built on first use: one bucket per decision,
+        the page the batch ends on)."""
         runs = self._buckets.get(scope.members)
         if runs is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets.clear()
+            state_run = compile_state_triggers(scope.state_triggers) \
+                if len(scope.state_triggers) <= MAX_WRITTEN_OUT else None
+            timed = compile_next_moments(scope.timed_triggers) \
+                if len(scope.timed_triggers) <= MAX_WRITTEN_OUT else None
             runs = self._buckets[scope.members] = (
-                compile_state_triggers(scope.state_triggers)
-                if len(scope.state_triggers) <= MAX_WRITTEN_OUT
-                else partial(fire_state_triggers, scope.state_triggers),
-                partial(_next_check, timed=compile_next_moments(scope.timed_triggers))
-                if len(scope.timed_triggers) <= MAX_WRITTEN_OUT else _next_check,
-                frozenset(key.partition(":")[0] for key in scope.on_event))
+                state_run or partial(fire_state_triggers, scope.state_triggers),
+                _next_check if timed is None else partial(_next_check, timed=timed),
+                self.on_types(scope))
         return runs
 
     def decide(self, request: Any, state: Any, host_now_ms: Any,
@@ -161,7 +184,7 @@ class Plan:
         dec = Decision()
         scope = snap.scope(sess.url or "/")
         on_event = scope.on_event
-        on_types = self.bucket(scope)[2]
+        on_types = self.on_types(scope)
         tracked = snap.tracked
         mouse_keep, forms, fields, sequences = snap.mouse_keep_ms, snap.forms, \
             snap.agg_fields, snap.sequences
@@ -235,7 +258,7 @@ class Plan:
                     scope = snap.scope(sess.url or "/")
                     on_event, sustained, streaks = scope.on_event, scope.sustained, \
                         scope.streaks
-                    on_types = self.bucket(scope)[2]
+                    on_types = self.on_types(scope)
                     each = bool(tracked or fields or sequences or sustained or streaks)
             elif etype == "dismiss":
                 sess.dismissed = ts
@@ -277,9 +300,10 @@ def compile_plan(snap: Snapshot) -> Plan | None:
 
 # -- a bucket's state triggers as generated source ------------------------------------------
 
-def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
+def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun | None:
     """The engine's state-trigger loop for these triggers, unrolled: caps and static signal
-    conditions inline, everything else through the engine's own functions."""
+    conditions inline, everything else through the engine's own functions (None: too long
+    to compile within a decision, `MAX_SOURCE_CHARS`)."""
     names: dict[str, Any] = {"allowed": allowed, "holds": holds, "signal_holds": signal_holds,
                              "fire_or_queue": _fire_or_queue, "action_of": action_of}
     lines = ["def run(dec, sess, ctx, t):",
@@ -309,7 +333,7 @@ def compile_state_triggers(triggers: tuple[Trigger, ...]) -> StateRun:
                          f"{trig.delay_ms!r}))")
     for w in sorted(windows):
         lines.insert(5, f"    v{w} = None")
-    run: StateRun = _function(lines, 5, names, "run")
+    run: StateRun | None = _function(lines, 5, names, "run")
     return run
 
 
@@ -360,10 +384,14 @@ _CLOSED_RISING = frozenset((DWELL, SESSION_TIME))
 
 def _function(lines: list[str], head: int, names: dict[str, Any], name: str) -> Any:
     """Compile generated source (`head` lines of set-up, then the body) into the function
-    `name`, with `names` (the snapshot's triggers and conditions) as its globals."""
+    `name`, with `names` (the snapshot's triggers and conditions) as its globals; None
+    when the source is longer than MAX_SOURCE_CHARS (the caller runs the engine's loop)."""
     if len(lines) == head:
         lines.append("    pass")
-    code = compile("\n".join(lines) + "\n", "<decision plan>", "exec")
+    source = "\n".join(lines) + "\n"
+    if len(source) > MAX_SOURCE_CHARS:
+        return None
+    code = compile(source, "<decision plan>", "exec")
     exec(code, names)  # noqa: S102 - source generated from the loaded snapshot
     return names[name]
 
@@ -401,9 +429,10 @@ def _closed_form(trig: Trigger) -> bool:
     return True
 
 
-def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments:
+def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments | None:
     """`next_fire` for each of these triggers, appending its moment to `out`: written out
-    for the closed-form ones, the engine's own for the rest."""
+    for the closed-form ones, the engine's own for the rest (None: too long to compile
+    within a decision, `MAX_SOURCE_CHARS`)."""
     names: dict[str, Any] = {"allowed": allowed, "holds": holds, "signal_holds": signal_holds,
                              "next_fire": next_fire, "ceil": math.ceil, "floor": math.floor}
     lines = ["def timed(sess, ctx, now, out):",
@@ -451,5 +480,5 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments:
                   for j, c in enumerate(trig.conditions)]
         lines += [f"{pad}t = at", f"{pad}if t <= horizon and {' and '.join(tests)}:",
                   f"{pad}    out.append(t)"]
-    timed: TimedMoments = _function(lines, 6, names, "timed")
+    timed: TimedMoments | None = _function(lines, 6, names, "timed")
     return timed

@@ -16,7 +16,8 @@ import tests.cases_language as lang
 from control_plane.rulepack import compile_snapshot, load_pack
 from edge_module.core import Snapshot, decide_json, decide_packed, error_json, load_snapshot, unpack
 from edge_module.core import pack as pack_value
-from edge_module.core.plan import MAX_WRITTEN_OUT
+from edge_module.core import plan as plan_module
+from edge_module.core.plan import MAX_SOURCE_CHARS, MAX_WRITTEN_OUT
 from loadtest.bench import bench_pack, envelope_for
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 from tests.event_strategies import URLS, event, language_events, ts
@@ -377,3 +378,62 @@ def test_a_bucket_too_big_to_write_out_runs_the_engines_loops_and_agrees():
     assert len(snap.scope("/pricing").state_triggers) > MAX_WRITTEN_OUT
     assert run_visit(snap, _scripted("/pricing"), context={"device": "mobile"},
                      url="/pricing") > 0
+
+
+def _wide_pack(triggers: int, conditions: int, page: str = "/") -> str:
+    """`triggers` triggers of `conditions` conditions each on `page`: a review's bucket."""
+    lines = ["pack: wide", "triggers:"]
+    for i in range(triggers):
+        lines += [f"  - id: w{i}", f'    page: "{page}"', "    when:"]
+        lines += [f'      - dwell: ">= {1000 + i * 31 + k}ms"' if k % 2 == 0
+                  else f'      - scroll_depth: ">= 0.{k}"' for k in range(conditions)]
+        lines.append(f"    action: {{content: c{i}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_bucket_whose_source_is_too_long_to_compile_runs_the_engines_loops(monkeypatch):
+    """A review's 64 triggers of 4 conditions: 57,000 characters of source took 46 ms to
+    compile natively on the bucket's first decision, past the component's 50 ms deadline
+    there, on every fresh instance: that page answered 503 for good."""
+    compiled: list[int] = []
+    real = compile
+
+    def counting(source, *args, **kwargs):
+        if args and args[0] == "<decision plan>":
+            compiled.append(len(source))
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "compile", counting, raising=False)
+    snap = load_snapshot(json.dumps(compile_snapshot([load_pack(_wide_pack(64, 4), "w.yaml")],
+                                                     "w", 0)))
+    visit = [([{"type": "page_view", "ts_ms": T0, "url": "/"}], 10),
+             ([{"type": "scroll", "ts_ms": T0 + 500, "depth": 0.9, "y": 900}], 600),
+             ([], 4000)]
+    assert run_visit(snap, visit) > 0  # the plan answers, through the engine's loops
+    assert compiled == []  # nothing this long was compiled
+    small = load_snapshot(json.dumps(compile_snapshot([load_pack(_wide_pack(4, 2), "w.yaml")],
+                                                      "w", 0)))
+    assert run_visit(small, visit) > 0
+    assert compiled and max(compiled) <= MAX_SOURCE_CHARS  # a small bucket still is
+
+
+def test_page_views_over_many_pages_compile_only_the_page_the_batch_ends_on(monkeypatch):
+    """Each page view of a batch compiled its page's bucket: 200 page views over glob pages
+    compiled 200 buckets inside one decision's deadline."""
+    compiled: list[str] = []
+    real = compile
+
+    def counting(source, *args, **kwargs):
+        if args and args[0] == "<decision plan>":
+            compiled.append(source)
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "compile", counting, raising=False)
+    pack = "pack: globs\ntriggers:\n" + "".join(
+        f'  - id: g{i}\n    page: "/*-k{i}-*"\n    when: [{{dwell: ">= {i + 1}s"}}]\n'
+        f"    action: {{content: c{i}}}\n" for i in range(8))
+    snap = load_snapshot(json.dumps(compile_snapshot([load_pack(pack, "g.yaml")], "g", 0)))
+    views = [{"type": "page_view", "ts_ms": T0 + i, "url": f"/x-k{i % 8}-k{(i * 3) % 8}-y-{i}"}
+             for i in range(40)]
+    assert run_visit(snap, [(views, 100)]) > 0
+    assert len(compiled) <= 2  # the last page's state triggers and its next moments

@@ -164,6 +164,28 @@ def test_a_runaway_guest_is_stopped_and_the_host_keeps_serving(tmp_path):
         assert edge.health()["traps"] == 1
 
 
+def test_a_page_of_many_triggers_is_decided_within_the_deadline_in_the_component(tmp_path):
+    """A review's validated pack, 64 triggers of 4 conditions on one page: the plan compiled
+    the page's bucket on its first decision, past the 50 ms deadline, in every fresh
+    instance, and that page answered 503 for good."""
+    from control_plane.rulepack import compile_snapshot, load_pack
+    from tests.core.test_plan_differential import _wide_pack
+
+    text = json.dumps(compile_snapshot([load_pack(_wide_pack(64, 4, "/wide"), "w.yaml")],
+                                       "9", 0))
+    put_snapshot(tmp_path / "store", text, 9)
+    with running_edge(tmp_path / "store", decide_deadline_ms=50) as edge:
+        answers = [edge.decide({"session_id": f"w-{i}", "now_ms": T0 + 5000,
+                                "context": {"url": "/wide"},
+                                "events": [{"type": "page_view", "ts_ms": T0, "url": "/wide"},
+                                           {"type": "scroll", "ts_ms": T0 + 10, "depth": 0.9,
+                                            "y": 900}]})
+                   for i in range(6)]
+        assert [status for status, _, _ in answers] == [200] * 6, answers[0][1]
+        assert all(body["actions"] for _, body, _ in answers)
+        assert edge.health()["traps"] == 0
+
+
 def test_a_snapshot_that_fails_to_load_is_rejected_and_the_last_good_one_serves(edge, store_dir):
     put_snapshot(store_dir, '{"format": "edge-triggers/1", "revision": "2", "triggers": "no"}', 2)
     health = wait_for(lambda: (h := edge.health())["last_error"] and h, what="a sync error")
