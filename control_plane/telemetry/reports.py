@@ -3,8 +3,13 @@ what visitors did next; and per trigger x content variant, the same counts for t
 variant each firing showed.
 
 An outcome counts for a firing when it comes from the same session and names the same
-trigger (a conversion naming no trigger counts for every trigger fired before it). A
-firing is a false trigger when no click or conversion follows it within `window_s`.
+trigger (a conversion naming no trigger counts for every trigger fired before it). Clicks,
+impressions and dismissals are the reports made (one per decision and trigger); a
+conversion is a session's: a trigger's `conversions` are the sessions it fired in that
+converted after it, once however many decisions (or the decision and the action both)
+report it. A firing is a false trigger when no click or conversion follows it within
+`window_s`. A channel firing the edge never sent (`undelivered`: no signed recipient...)
+reached nobody: it is counted apart, never as a fire.
 
 Longer than most modules on purpose: the trigger, experiment and recalibration reports and
 the statistics they share (intervals, lift, the sample-ratio test) are the one
@@ -44,16 +49,18 @@ ENGAGED = ("click", "conversion")
 class Counts:
     """What followed a trigger's firings; shared by the report's two tables."""
 
-    fires: int = 0
+    fires: int = 0  # firings that reached the visitor (or their channel's receiver)
     sessions: int = 0
     impressions: int = 0
     clicks: int = 0
     conversions: int = 0
     dismissals: int = 0
     false_triggers: int = 0
+    undelivered: int = 0  # channel firings the edge never sent: in no other count
 
     def counts(self) -> dict[str, Any]:
-        return {"fires": self.fires, "sessions": self.sessions,
+        return {"fires": self.fires, "undelivered": self.undelivered,
+                "sessions": self.sessions,
                 "impressions": self.impressions, "clicks": self.clicks,
                 "conversions": self.conversions, "dismissals": self.dismissals,
                 "false_triggers": self.false_triggers,
@@ -93,13 +100,14 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                    since_ms: int | None = None) -> dict[str, Any]:
     """The report as a JSON-ready document: `rows` (one per trigger x device x revision),
     `variants` (one per trigger x content variant shown, for content with variants) and
-    `holdout` (lift of firing over holding out, per trigger)."""
+    `holdout` (lift of firing over holding out, per trigger). `conversions` counts
+    sessions (once per session and trigger); `undelivered` the firings never sent."""
     since = since_ms or 0
     # Firings and outcomes are read in session order and merged one session at a time, so
     # a month of them is never held at once; a session's start is its row in `sessions`.
     fires = store.rows(
         "SELECT f.session, f.trigger, f.ts_ms, f.revision, f.device, f.variant, f.latency_us, "
-        "s.first_ts FROM fires f LEFT JOIN sessions s ON s.session = f.session "
+        "s.first_ts, f.undelivered FROM fires f LEFT JOIN sessions s ON s.session = f.session "
         "WHERE f.ts_ms >= ? ORDER BY f.session, f.ts_ms, f.rowid", (since,))
     outcomes = store.rows(
         "SELECT session, ts_ms, type, trigger FROM outcomes WHERE ts_ms >= ? ORDER BY session",
@@ -115,9 +123,12 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
         if any(o[2] == "conversion" for o in mine):
             converted.add(session)
         first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
-        for _s, trig, ts, revision, device, variant, lat, start in session_fires:
+        for _s, trig, ts, revision, device, variant, lat, start, lost in session_fires:
             key = (trig, device or "unknown", revision or "unknown")
             row = rows.get(key) or rows.setdefault(key, Row(*key))
+            if lost is not None:  # reached nobody: not a fire, nor a session shown it
+                row.undelivered += 1
+                continue
             vrow = None if variant is None else by_variant.get((trig, variant)) or \
                 by_variant.setdefault((trig, variant), VariantRow(trig, variant))
             row.fires += 1
@@ -139,26 +150,31 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                     vrow.false_triggers += 1
         if not first_fire or not mine:
             continue
-        # what each trigger gets: the outcomes naming it, and the conversions naming none
-        # after its first firing (grouped once: a session's outcomes x its triggers stays
-        # linear however many of either a client makes up)
+        # what each trigger gets: the outcomes naming it, and whether the session converted
+        # after its first firing, by a conversion naming it or naming none (grouped once: a
+        # session's outcomes x its triggers stays linear however many of either a client
+        # makes up)
         named: dict[str, list[str]] = defaultdict(list)
-        unnamed: list[int] = []
+        first_unnamed: int | None = None  # the session's first conversion naming no trigger
         for _s, o_ts, kind, o_trig in mine:
             if o_trig is not None:
                 named[o_trig].append(kind)
-            elif kind == "conversion":
-                unnamed.append(o_ts)
-        unnamed.sort()
+            elif kind == "conversion" and (first_unnamed is None or o_ts < first_unnamed):
+                first_unnamed = o_ts
         for trig, (fire_ts, key, first_variant) in first_fire.items():
-            for kind in named.get(trig, ()):
-                _count_outcome(rows[key], kind)
+            kinds = named.get(trig, ())
+            for kind in kinds:
+                if kind != "conversion":
+                    _count_outcome(rows[key], kind)
+                    if first_variant is not None:
+                        _count_outcome(first_variant, kind)
+            # one session, one conversion: a decision-level report and the action's own
+            # (or one per decision the client cited) are the same purchase
+            if "conversion" in kinds or (first_unnamed is not None and
+                                         first_unnamed >= fire_ts):
+                rows[key].conversions += 1
                 if first_variant is not None:
-                    _count_outcome(first_variant, kind)
-            after = len(unnamed) - bisect.bisect_left(unnamed, fire_ts)
-            rows[key].conversions += after
-            if first_variant is not None:
-                first_variant.conversions += after
+                    first_variant.conversions += 1
     ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
             "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
@@ -228,7 +244,7 @@ def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any
         (since_ms,))}
     shown: dict[str, set[str]] = defaultdict(set)
     for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
-                                     "WHERE ts_ms >= ?", (since_ms,)):
+                                     "WHERE ts_ms >= ? AND undelivered IS NULL", (since_ms,)):
         shown[trig].add(session)
     return _lift_per_trigger(store, since_ms, shown, converted)
 
@@ -281,14 +297,15 @@ def _hist(bounds: tuple[int, ...], counts: list[int]) -> dict[str, int]:
 def format_table(report: dict[str, Any]) -> str:
     """The report as a fixed-width table for people."""
     head = (f"{'trigger':<24} {'device':<8} {'rev':>4} {'fires':>6} {'impr':>6} {'click':>6} "
-            f"{'conv':>6} {'dism':>6} {'false%':>7}")
+            f"{'conv':>6} {'dism':>6} {'false%':>7} {'unsent':>6}")
     lines = [head, "-" * len(head)]
     for r in report["rows"]:
         rate = r["false_trigger_rate"]
         lines.append(f"{r['trigger'][:24]:<24} {r['device'][:8]:<8} {r['revision']:>4} "
                      f"{r['fires']:>6} {r['impressions']:>6} {r['clicks']:>6} "
                      f"{r['conversions']:>6} {r['dismissals']:>6} "
-                     f"{'-' if rate is None else f'{rate * 100:.1f}':>7}")
+                     f"{'-' if rate is None else f'{rate * 100:.1f}':>7} "
+                     f"{r.get('undelivered', 0):>6}")
     variants = report.get("variants") or ()
     if variants:
         head = (f"{'trigger':<24} {'variant':<16} {'fires':>6} {'impr':>6} {'click':>6} "
@@ -357,7 +374,8 @@ def experiment_report(store: TelemetryStore, window_s: float = 30.0, since_ms: i
     window_ms = int(window_s * 1000)
     for trig, session, ts, arm, mixed in store.rows(
             "SELECT f.trigger, f.session, f.ts_ms, s.arm, s.mixed FROM fires f JOIN sessions s "
-            "ON s.session = f.session AND s.arm_ts >= ? WHERE f.ts_ms >= ?",
+            "ON s.session = f.session AND s.arm_ts >= ? WHERE f.ts_ms >= ? AND "
+            "f.undelivered IS NULL",
             (since_ms, since_ms)):
         arm = mixed_arm.get(session) if mixed else arm
         if arm not in fires:
@@ -555,25 +573,30 @@ HOUR_MS = 3_600_000
 def hourly_activity(store: TelemetryStore, since_ms: int = 0,
                     trigger: str | None = None) -> dict[str, list[tuple[int, int]]]:
     """Fires and conversions per hour (the hour's start, ms), oldest first: of one trigger
-    (conversions counted as the trigger report counts them: naming it, or naming no trigger
-    after it fired in the session), or of all triggers (every conversion)."""
+    (conversions counted as the trigger report counts them: a session once, in the hour of
+    its first conversion naming the trigger, or naming none after it fired), or of all
+    triggers (each converting session once, in the hour of its first conversion). Firings
+    never sent (`undelivered`) are not fires."""
     if trigger is None:
         fires = store.query("SELECT ts_ms / ? * ?, count(*) FROM fires WHERE ts_ms >= ? "
-                            "GROUP BY 1 ORDER BY 1", (HOUR_MS, HOUR_MS, since_ms))
-        conv = store.query("SELECT ts_ms / ? * ?, count(*) FROM outcomes WHERE ts_ms >= ? "
-                           "AND type = 'conversion' GROUP BY 1 ORDER BY 1",
+                            "AND undelivered IS NULL GROUP BY 1 ORDER BY 1",
+                            (HOUR_MS, HOUR_MS, since_ms))
+        conv = store.query("SELECT first / ? * ?, count(*) FROM (SELECT min(ts_ms) AS first "
+                           "FROM outcomes WHERE ts_ms >= ? AND type = 'conversion' "
+                           "GROUP BY session) GROUP BY 1 ORDER BY 1",
                            (HOUR_MS, HOUR_MS, since_ms))
     else:
         fires = store.query("SELECT ts_ms / ? * ?, count(*) FROM fires WHERE trigger = ? "
-                            "AND ts_ms >= ? GROUP BY 1 ORDER BY 1",
+                            "AND ts_ms >= ? AND undelivered IS NULL GROUP BY 1 ORDER BY 1",
                             (HOUR_MS, HOUR_MS, trigger, since_ms))
         # as `trigger_report`: only in sessions where it fired in the period, naming it,
-        # or naming none and after one of those firings
+        # or naming none and after one of those firings; one per session
         conv = store.query(
-            "SELECT o.ts_ms / ? * ?, count(*) FROM outcomes o WHERE o.type = 'conversion' "
-            "AND o.ts_ms >= ? AND EXISTS (SELECT 1 FROM fires f WHERE f.trigger = ? "
-            "AND f.session = o.session AND f.ts_ms >= ? AND (o.trigger = ? OR "
-            "(o.trigger IS NULL AND f.ts_ms <= o.ts_ms))) GROUP BY 1 ORDER BY 1",
+            "SELECT first / ? * ?, count(*) FROM (SELECT min(o.ts_ms) AS first FROM outcomes o "
+            "WHERE o.type = 'conversion' AND o.ts_ms >= ? AND EXISTS (SELECT 1 FROM fires f "
+            "WHERE f.trigger = ? AND f.session = o.session AND f.ts_ms >= ? AND "
+            "f.undelivered IS NULL AND (o.trigger = ? OR (o.trigger IS NULL AND "
+            "f.ts_ms <= o.ts_ms))) GROUP BY o.session) GROUP BY 1 ORDER BY 1",
             (HOUR_MS, HOUR_MS, since_ms, trigger, since_ms, trigger))
     return {"fires": [(int(h), int(n)) for h, n in fires],
             "conversions": [(int(h), int(n)) for h, n in conv]}

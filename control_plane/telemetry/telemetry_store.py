@@ -165,8 +165,14 @@ def _v8(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v9(db: sqlite3.Connection) -> None:
+    # Why a channel firing was never sent (`unverified_recipient`...; NULL: handed on, or
+    # an edge from before): it reached nobody, so the reports keep it out of the fires.
+    _run(db, "ALTER TABLE fires ADD COLUMN undelivered TEXT")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6,
-                                                                _v7, _v8)
+                                                                _v7, _v8, _v9)
 ARMS = ("adaptive", "static", "holdout")
 
 
@@ -431,6 +437,16 @@ def check_record(rec: Any, line: int, max_chars: int = MAX_FIELD_CHARS) -> dict[
         raise TelemetryError(f"variants must be an object of at most {MAX_FIRED} trigger names "
                              f"-> variant names, each of at most {max_chars} characters", line)
     row["variants"] = variants
+    undelivered = rec.get("undelivered")
+    if undelivered is None:
+        undelivered = {}
+    if type(undelivered) is not dict or len(undelivered) > MAX_FIRED or any(
+            type(v) is not str or len(t) > max_chars or len(v) > max_chars
+            or not _unicode(t) or not _unicode(v) for t, v in undelivered.items()):
+        raise TelemetryError(f"undelivered must be an object of at most {MAX_FIRED} trigger "
+                             f"names -> reasons, each valid Unicode of at most {max_chars} "
+                             "characters", line)
+    row["undelivered"] = undelivered
     row["suppressed"] = _json(rec, "suppressed", list, line)
     row["features"] = _json(rec, "features", dict, line)
     row["report"] = None if rec.get("report") is None else \
@@ -452,6 +468,15 @@ def _text(rec: dict[str, Any], name: str, max_chars: int, line: int, prefix: str
     except UnicodeEncodeError:  # a lone surrogate (\ud800): SQLite would refuse it
         raise TelemetryError(f"{prefix}{name} is not valid Unicode", line) from None
     return value
+
+
+def _unicode(value: str) -> bool:
+    """No lone surrogate (\\ud800) in `value`: SQLite would refuse to store it."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json(rec: dict[str, Any], name: str, kind: type, line: int,
@@ -507,9 +532,11 @@ def _insert(db: sqlite3.Connection, rec: dict[str, Any]) -> int:
          rec["report"]))
     if cur.rowcount:
         db.executemany("INSERT OR IGNORE INTO fires (decision_id, trigger, session, ts_ms, "
-                       "revision, device, variant, latency_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       "revision, device, variant, latency_us, undelivered) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        [(rec["id"], t, rec["session"], rec["ts_ms"], rec["revision"],
-                         rec["device"], rec["variants"].get(t), rec["latency_us"])
+                         rec["device"], rec["variants"].get(t), rec["latency_us"],
+                         rec["undelivered"].get(t))
                         for t in dict.fromkeys(rec["fired"])])
     return cur.rowcount
 

@@ -412,8 +412,10 @@ class EdgeApp:
                 response, new_state = unpack(result.text)  # type: ignore[misc]
                 decision_id = os.urandom(16).hex()  # 128 bits, as uuid4
                 deliveries = response.pop("deliveries", None)  # never the visitor's
+                undelivered = None
                 if deliveries:  # kept before the state that says they were sent
-                    self._send_later(deliveries, decision_id, session_id, response, now_ms)
+                    undelivered = self._send_later(deliveries, decision_id, session_id,
+                                                   response, now_ms)
                 if carried is None:
                     self.sessions.put(session_id, new_state)
                 else:
@@ -439,10 +441,12 @@ class EdgeApp:
         if self.decision_log is not None:
             try:
                 logged = response if report is None and not deliveries else \
-                    {**response, "report": report, "deliveries": deliveries}
+                    {**response, "report": report, "deliveries": deliveries,
+                     "undelivered": undelivered}
                 # stamped by this host's clock: a visitor's own clock (its now_ms) must not
-                # place records in another period of the reports
-                self.decision_log.decision(request, logged, now_ms)
+                # place records in another period of the reports; the state it started
+                # from holds the context a request without one was decided with
+                self.decision_log.decision(request, logged, now_ms, state)
             except Exception:  # the visitor's decision is already made
                 log.exception("decision log failed; the decision is served without it")
         try:
@@ -452,13 +456,15 @@ class EdgeApp:
         return 200, body, []
 
     def _send_later(self, deliveries: Any, decision_id: str, session_id: str,
-                    response: dict[str, Any], now_ms: int) -> None:
+                    response: dict[str, Any], now_ms: int) -> dict[str, str] | None:
         """Hand a decision's push, email and webhook actions to the channel dispatcher,
         each with an outcome token (a receiver reports clicks and conversions with it, for
-        a day from the moment it is sent). Never fails the decision."""
+        a day from the moment it is sent). Never fails the decision. Returns the triggers
+        whose delivery is not sent at all, with why (the decision log's `undelivered`)."""
         channels = self.channels
         if channels is None:
-            return
+            return None
+        undelivered: dict[str, str] = {}
         try:
             records = delivery_records(
                 deliveries, decision_id=decision_id, session_id=session_id,
@@ -470,6 +476,8 @@ class EdgeApp:
                 if unaddressed:
                     channels.drop("unverified_recipient", len(unaddressed))
                     records = [r for r in records if r not in unaddressed]
+                    undelivered.update((r["trigger"], "unverified_recipient")
+                                       for r in unaddressed)
             for record in records:
                 record["outcome_token"] = self.tokens.issue(session_id, decision_id,
                                                             record["trigger"], record["due_ms"])
@@ -478,6 +486,10 @@ class EdgeApp:
             n = len(deliveries) if type(deliveries) is list else 1
             channels.outbox_failed(n, exc)
             log.error("%d delivery record(s) lost: %s", n, exc)
+            for d in deliveries if type(deliveries) is list else ():
+                if type(d) is dict and type(d.get("trigger")) is str:
+                    undelivered.setdefault(d["trigger"], "outbox_error")
+        return undelivered
 
     def outcome(self, raw: bytes) -> Reply:
         """`POST /v1/outcome`: what the visitor did with an action (impression, click...),

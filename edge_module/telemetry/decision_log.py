@@ -7,6 +7,7 @@ with); `log_spool.py` buffers and spools the records and `telemetry.py` ships th
 from __future__ import annotations
 
 import hashlib
+import marshal
 import math
 import uuid
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from ..core.features import SESSION_FEATURES
 from ..core.request_input import MAX_TIME_MS
+from ..core.session import Session
 from ..core.urls import strip_url
 from ..host.host_secret import host_secret
 
@@ -189,12 +191,29 @@ def report_record(report: Any, limits: RecordLimits) -> dict[str, Any] | None:
             "triggers": triggers}
 
 
+def kept_context(stored_state: bytes | None) -> dict[str, Any]:
+    """The context the core decides with when a request sends none: the one kept in the
+    session's stored state (marshal bytes, as the host stores it), read as the core reads
+    it (an unreadable or outdated state is a fresh session, which keeps none)."""
+    try:
+        state = None if stored_state is None else marshal.loads(stored_state)
+    except (ValueError, EOFError, TypeError):
+        return {}
+    return Session.from_state(state, 0).context
+
+
 def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: int,
-                    salt: str, edge_id: str, limits: RecordLimits = RecordLimits()
-                    ) -> dict[str, Any]:
+                    salt: str, edge_id: str, limits: RecordLimits = RecordLimits(),
+                    stored_state: bytes | None = None) -> dict[str, Any]:
     """The log record of one decision: nothing sensitive in it, every field a bounded
-    scalar (or a bounded list of them), whatever the visitor sent."""
+    scalar (or a bounded list of them), whatever the visitor sent. `stored_state` is the
+    session state the decision started from: a request without context is decided with
+    the context kept there, so that is the one logged (its device, country... are what
+    segments and reports go by). A response's `undelivered` (channel trigger -> reason)
+    names the firings the host never sent."""
     ctx = request.get("context")
+    if ctx is None:  # as the core does (request_input.request_context)
+        ctx = kept_context(stored_state)
     ctx = ctx if type(ctx) is dict else {}
     cap = limits.max_chars
     context: dict[str, Any] = {}
@@ -227,6 +246,9 @@ def decision_record(request: dict[str, Any], response: dict[str, Any], now_ms: i
     }
     if variants:
         record["variants"] = variants
+    undelivered = _undelivered(response.get("undelivered"), limits)
+    if undelivered:
+        record["undelivered"] = undelivered
     report = report_record(response.get("report"), limits)
     if report is not None:
         record["report"] = report
@@ -243,6 +265,19 @@ def _variants(actions: list[Any], limits: RecordLimits) -> dict[str, str]:
         name = text(action["variant"].get("name"), limits.max_chars)
         if trigger is not None and name is not None:
             out[trigger] = name
+    return out
+
+
+def _undelivered(dropped: Any, limits: RecordLimits) -> dict[str, str]:
+    """Channel trigger -> why its delivery was never sent (`unverified_recipient`...): a
+    firing that reached nobody, which the reports keep out of the trigger's fires."""
+    if type(dropped) is not dict:
+        return {}
+    out: dict[str, str] = {}
+    for trigger, reason in list(dropped.items())[:limits.max_items]:
+        name, why = text(trigger, limits.max_chars), text(reason, limits.max_chars)
+        if name is not None:
+            out[name] = why or "dropped"
     return out
 
 

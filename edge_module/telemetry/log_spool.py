@@ -94,9 +94,12 @@ class DecisionLog:
         if full:  # memory stays bounded: the recording thread flushes
             self.flush()
 
-    def decision(self, request: dict[str, Any], response: dict[str, Any], now_ms: int) -> None:
+    def decision(self, request: dict[str, Any], response: dict[str, Any], now_ms: int,
+                 stored_state: bytes | None = None) -> None:
+        """Record one decision; `stored_state` is the session state it started from (the
+        context a request without one was decided with is kept there)."""
         self.record(decision_record(request, response, now_ms, self.salt, self.edge_id,
-                                    self.limits))
+                                    self.limits, stored_state))
 
     def pending(self) -> int:
         """Records not yet in a batch file, those a flush is writing included: /healthz

@@ -183,9 +183,9 @@ def test_a_busy_session_is_counted_as_a_brute_force_recount_counts_it(tmp_path: 
                             and kind != "impression" for o_ts, kind, o_trig in outs)
                     for ts in mine)
         first = min(mine)
-        conversions = sum(kind == "conversion" and (o_trig == trig or
+        conversions = int(any(kind == "conversion" and (o_trig == trig or
                                                     (o_trig is None and o_ts >= first))
-                          for o_ts, kind, o_trig in outs)
+                              for o_ts, kind, o_trig in outs))
         assert (report[trig]["false_triggers"], report[trig]["conversions"]) == \
             (false, conversions)
 
