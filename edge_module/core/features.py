@@ -38,7 +38,7 @@ def visit_entropy(sectors: list[Any]) -> float:
     n = sum(sectors)
     if n <= 0:
         return 0.0
-    return round(-sum(c / n * math.log2(c / n) for c in sectors if c), 12) + 0.0
+    return round(-math.fsum(c / n * math.log2(c / n) for c in sectors if c), 12) + 0.0
 
 
 def session_vector(sess: Session, t: int) -> dict[str, Any]:

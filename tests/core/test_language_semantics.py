@@ -411,3 +411,60 @@ def test_experiment_arms_split_sessions_and_behave_as_their_arm(decider):
     assert arms["adaptive"] == {(("tuned",), ())}
     assert arms["static"] == {((), ())}
     assert arms["holdout"] == {((), ("experiment_holdout",))}
+
+
+AVERAGE = """
+pack: avg
+triggers:
+  - id: read-on
+    when:
+      - avg: {field: scroll.depth, window: 5s, gte: 20%}
+    action: {content: c}
+"""
+
+
+def test_an_average_is_the_same_number_on_every_host(decider):
+    """Depths of 10, 20 and 30 %: CPython 3.11's sum() made their average 20.000000000000004 %
+    (it fired natively), the guest's 3.14 19.999999999999998 % (it did not at the edge)."""
+    import json
+
+    from tests.factories import snapshot_text
+
+    assert decider.load(snapshot_text(AVERAGE)).ok
+    events = [{"type": "page_view", "ts_ms": T0, "url": "/"}] + [
+        {"type": "scroll", "ts_ms": T0 + 100 * (i + 1), "depth": d}
+        for i, d in enumerate((0.1, 0.2, 0.3))]
+    out = decider.decide(json.dumps({"now_ms": None, "state": None, "request": {
+        "session_id": "s", "now_ms": T0 + 1000, "context": {"url": "/"}, "events": events}}))
+    assert out.ok, out.text
+    assert [a["trigger"] for a in json.loads(out.text.partition("\n")[0])["actions"]] == \
+        ["read-on"]
+
+
+CANCELLING = """
+pack: flip
+models:
+  intent: {bias: 0, weights: {dwell: 2000000000000, pages: 1, session_time: -2000000000000}}
+triggers:
+  - id: f
+    when:
+      - intent: ">= 0.6"
+    action: {content: c}
+"""
+
+
+def test_an_intent_score_is_the_same_number_on_every_host(decider):
+    """Terms that cancel: a review's model scored 0.5 natively (CPython 3.11's sum()) and
+    0.731 in the component (3.14's compensated sum), and only the component fired."""
+    import json
+
+    from tests.factories import snapshot_text
+
+    assert decider.load(snapshot_text(CANCELLING)).ok
+    out = decider.decide(json.dumps({"now_ms": None, "state": None, "report": True, "request": {
+        "session_id": "s", "now_ms": T0 + 5000, "context": {"url": "/"},
+        "events": [{"type": "page_view", "ts_ms": T0, "url": "/"}]}}))
+    assert out.ok, out.text
+    answer = json.loads(out.text.partition("\n")[0])
+    assert [a["trigger"] for a in answer["actions"]] == ["f"]  # 1 / (1 + e^-1): 0.731
+    assert round(answer["report"]["triggers"]["f"]["intent"], 3) == 0.731
