@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .catalog import CHANGING, RISING
+from .catalog import CHANGING, FALLING, RISING, SIGNALS
 from .conditions import Ctx, all_hold, holds
 from .eligibility import capped, fires
 from .session import LAST_FIRED, Session
@@ -18,6 +18,7 @@ from .snapshot import (
     MOUSE_ENTROPY,
     RISING_SIGNALS,
     SESSION_TIME,
+    SIGNAL_CODES,
     SINCE,
     Condition,
     Sustained,
@@ -26,6 +27,8 @@ from .snapshot import (
 
 HORIZON_MS = 24 * 3600 * 1000  # moments further away are not announced in next_check_ms
 _AGGREGATES = frozenset((MIN, MAX, AVG))
+_FALLING_SIGNALS = frozenset(SIGNAL_CODES[s.name] for s in SIGNALS.values()
+                             if s.drift == FALLING)
 
 
 def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
@@ -56,7 +59,7 @@ def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
             at = max(at, first)
         elif motion == CHANGING:
             if not holds(c, sess, ctx, now, trig.id):
-                changes.extend(_change_points(c, sess, now))
+                changes.extend(_change_points(c, sess, ctx, now))
         elif not holds(c, sess, ctx, now, trig.id):
             return None  # steady or falling: false now, false until new events
     horizon = now + HORIZON_MS
@@ -68,16 +71,54 @@ def next_fire(trig: Trigger, sess: Session, ctx: Ctx, now: int,
     return None
 
 
-def _change_points(c: Any, sess: Session, now: int) -> list[int]:
+def _change_points(c: Any, sess: Session, ctx: Ctx, now: int) -> list[int]:
+    """Moments after `now` at which a changing condition may start to hold, absent events
+    (`fires` checks each): samples leaving a window, or an equality on a signal time
+    moves (`session_time == 5s`, `dwell != 5s`, `count == 0`: each was announced as never,
+    yet a call at that moment fired)."""
     if type(c) is not Condition:
         return []
-    if c.signal == MOUSE_ENTROPY:
+    s = c.signal
+    if s == MOUSE_ENTROPY:
         return sess.change_points(now, c.window_ms, sess.mouse)
-    if c.signal in _AGGREGATES:
+    if s in _AGGREGATES:
         return sess.change_points(now, c.window_ms, sess.fields.get(c.field or "", []))
-    if c.signal == DWELL and c.op == "==":
-        return [int(sess.pv + c.value)]
+    if s in RISING_SIGNALS:  # == or != on a value growing by 1 per ms
+        if c.mode == "hybrid":
+            return []  # the anomaly test makes the moment unknowable here
+        base = _rising_base(c, sess, now)
+        if base is None:
+            return []
+        crossing = base + ctx.threshold(c)
+        return [math.ceil(crossing), math.floor(crossing) + 1]
+    if s in _FALLING_SIGNALS:  # == or != on a value stepping down
+        return _falling_steps(c, sess, now)
     return []  # intent: re-evaluated at each decision, not predicted
+
+
+def _rising_base(c: Condition, sess: Session, now: int) -> int | None:
+    """The moment from which a rising signal's value counts (value(t) = t - base), or None
+    when it has none now (no such event yet, or the awaited one came)."""
+    s = c.signal
+    if s == DWELL:
+        return sess.pv
+    if s == SESSION_TIME:
+        return sess.start_ms
+    if s == SINCE:
+        return sess.last(c.event or "", now)
+    began = sess.last(c.after or "", now)
+    seen = sess.last(c.event or "", now)
+    return None if began is None or (seen is not None and seen >= began) else began
+
+
+def _falling_steps(c: Condition, sess: Session, now: int) -> list[int]:
+    """The moments after `now` at which a falling signal steps down: an event or a scroll
+    sample leaving its window."""
+    if c.signal == COUNT:
+        return sorted({int(ts) + c.window_ms for ts in sess.tracked.get(c.event or "", ())
+                       if ts + c.window_ms > now})
+    return sorted({int(ts) + c.window_ms for ts, _y in sess.samples
+                   if ts + c.window_ms > now})
 
 
 def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> int | None:
@@ -96,16 +137,7 @@ def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> in
     if s in RISING_SIGNALS:
         if c.mode == "hybrid":
             return None  # the anomaly test makes the crossing moment unknowable here
-        if s == DWELL:
-            base: int | None = sess.pv
-        elif s == SESSION_TIME:
-            base = sess.start_ms
-        elif s == SINCE:
-            base = sess.last(c.event or "", now)
-        else:
-            began = sess.last(c.after or "", now)
-            seen = sess.last(c.event or "", now)
-            base = None if began is None or (seen is not None and seen >= began) else began
+        base = _rising_base(c, sess, now)
         if base is None:
             return None
         # value(t) = t - base grows by 1 per ms: where the comparison starts to hold
@@ -113,12 +145,7 @@ def first_true(c: Any, sess: Session, ctx: Ctx, now: int, trigger_id: str) -> in
         return math.floor(crossing) + 1 if c.op == ">" else math.ceil(crossing)
     # Falling signals (velocity, spikes, counts): they step down as samples leave the
     # window; search those moments for the first at which the condition holds.
-    if s == COUNT:
-        steps = sorted({int(ts) + c.window_ms for ts in sess.tracked.get(c.event or "", ())
-                        if ts + c.window_ms > now})
-    else:
-        steps = sorted({int(ts) + c.window_ms for ts, _y in sess.samples
-                        if ts + c.window_ms > now})
+    steps = _falling_steps(c, sess, now)
     lo, hi = 0, len(steps)
     while lo < hi:
         mid = (lo + hi) // 2

@@ -74,10 +74,12 @@ def _filter(raw: Any, where: str) -> str:
 
 def _motion(drift: str, op: str) -> str:
     """How a condition on a signal that drifts so moves while no event arrives."""
+    if op in ("==", "!="):  # true at one moment, or false at one: either way, in time
+        return CHANGING if drift in (RISING, FALLING) else drift
     if drift == RISING:
-        return RISING if op in (">=", ">") else (CHANGING if op == "==" else FALLING)
+        return RISING if op in (">=", ">") else FALLING
     if drift == FALLING:
-        return RISING if op in ("<", "<=", "!=") else FALLING
+        return RISING if op in ("<", "<=") else FALLING
     return drift  # changing or steady, whatever the comparison
 
 

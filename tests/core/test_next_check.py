@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -46,3 +47,69 @@ def test_next_check_is_the_first_moment_anything_fires(batches, url):
         if due - 1 > now:
             assert call(state, due - 1)["actions"] == []
         assert call(state, due)["actions"] != []
+
+
+def _both(snap, request, state):
+    """(engine, plan) answers to one request: each must announce the same moment."""
+    import json
+
+    from edge_module.core import decide_json
+
+    engine = decide(snap, copy.deepcopy(request), copy.deepcopy(state))
+    planned = json.loads(decide_json(snap, json.dumps(
+        {"now_ms": None, "state": state, "request": request})).partition("\n")[0])
+    assert planned["next_check_ms"] == engine["next_check_ms"]
+    assert [a["trigger"] for a in planned["actions"]] == \
+        [a["trigger"] for a in engine["actions"]]
+    return engine
+
+
+PV = {"type": "page_view", "ts_ms": T0, "url": "/"}
+
+
+@pytest.mark.parametrize(("condition", "events", "asked", "due"), [
+    ('session_time: "== 5s"', [PV], 1000, 5000),
+    ("since: {event: click, eq: 3s}", [PV, {"type": "click", "ts_ms": T0 + 100}], 1000, 3100),
+    ("absent: {event: input, after: focus, eq: 3s}",
+     [PV, {"type": "focus", "ts_ms": T0 + 100}], 1000, 3100),
+    ('dwell: "!= 5s"', [PV], 5000, 5001),
+    ("scroll_velocity: {eq: 0, window: 1s}",
+     [PV, {"type": "scroll", "ts_ms": T0 + 100, "y": 500}], 500, 1100),
+    ("count: {event: click, window: 2s, eq: 0}",
+     [PV, {"type": "click", "ts_ms": T0 + 100}], 500, 2100),
+])
+def test_an_equality_that_time_makes_true_is_announced(condition, events, asked, due):
+    """A review's six conditions: each was announced as never (null), yet a call at the
+    moment fired: `==` and `!=` on a signal time moves were taken for falling ones."""
+    snap = load_snapshot(snapshot_text(
+        f"pack: p\ntriggers:\n  - id: t\n    when:\n      - {condition}\n"
+        "    action: {content: c}\n"))
+    first = _both(snap, {"session_id": "s", "now_ms": T0 + asked, "context": {"url": "/"},
+                         "events": events}, None)
+    assert first["actions"] == [] and first["next_check_ms"] == T0 + due
+    state = first["state"]
+    if due - 1 > asked:
+        early = _both(snap, {"session_id": "s", "now_ms": T0 + due - 1}, copy.deepcopy(state))
+        assert early["actions"] == []
+    assert [a["trigger"] for a in _both(snap, {"session_id": "s", "now_ms": T0 + due},
+                                        state)["actions"]] == ["t"]
+
+
+def test_a_queued_action_waiting_is_the_next_moment_not_every_millisecond():
+    """The documented `tiers` example: while its offer waited 2 s, every answer said
+    now + 1, and a client following next_check_ms called 2,002 times."""
+    snap = load_snapshot(snapshot_text(
+        "pack: tiers\ntriggers:\n  - id: show-offer\n    page: /pricing\n    when:\n"
+        '      - dwell: ">= 3s"\n    action: {content: discount-nudge-10, tier: queued, '
+        "delay: 2s, priority: 10}\n    cap: {per_session: 1}\n"))
+    state, now, calls = None, T0 + 3000, 0
+    events = [{"type": "page_view", "ts_ms": T0, "url": "/pricing"}]
+    while True:
+        answer = _both(snap, {"session_id": "q", "now_ms": now,
+                              "context": {"url": "/pricing"}, "events": events}, state)
+        state, events, calls = answer["state"], [], calls + 1
+        if answer["actions"] or answer["next_check_ms"] is None:
+            break
+        now = answer["next_check_ms"]
+    assert [a["trigger"] for a in answer["actions"]] == ["show-offer"]
+    assert (now, calls) == (T0 + 5000, 2)
