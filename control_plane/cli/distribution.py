@@ -29,7 +29,8 @@ from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
 @STORE
 @DATA_DIR
 @click.option("--allow-empty", is_flag=True,
-              help="publish even when PATHS hold no rule pack (every trigger goes off)")
+              help="publish even when PATHS hold no rule pack (every trigger goes off, "
+                   "the live packs leave the registry)")
 @click.option("--replace", is_flag=True,
               help="switch off the packs the current revision serves that PATHS do not "
                    "hold (they leave the control plane's registry too)")
@@ -62,6 +63,7 @@ def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None
     store = open_edge_store(store_dir)
     live = publishing.current_entry(store, fresh=True)
     left_out = sorted(set(live.packs) - {p.name for p in pack_set.packs}) if live else []
+    replace = replace or (allow_empty and not pack_set.packs)  # every trigger off: asked
     if left_out and not replace:
         message = (f"revision {live.revision} serves pack(s) {', '.join(left_out)}, which "
                    f"{', '.join(map(str, paths))} do not hold: publishing would switch their "
