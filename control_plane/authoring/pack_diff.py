@@ -2,8 +2,8 @@
 
 Both sides are compiled snapshots (from files, folders or published revisions), compared
 trigger by trigger and sequence by sequence: "pricing-discount: dwell threshold 3s -> 5s",
-then settings, segments and models. A snapshot published before a key existed reads as
-having its default.
+then settings, segments, models and the content catalog's fields. A snapshot published
+before a key existed reads as having its default.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ Trigger = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Change:
-    trigger: str  # a trigger or sequence id, or "settings", "segments", "models"
+    trigger: str  # a trigger or sequence id, or "settings", "segments", "models...", "content"
     kind: str  # "added", "removed" or "changed"
     what: str  # "trigger", "sequence", "pack", "pages", "event", "condition", "content", ...
     old: Any
@@ -69,6 +69,9 @@ _FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] 
     ("explore", lambda t: t.get("explore"), _percent),
     ("salt", lambda t: t.get("salt") or t["id"], str),
     ("content", lambda t: t["action"]["content"], str),
+    # page actions compile without these keys: the visitor's answer, no template
+    ("channel", lambda t: t["action"].get("channel", "page"), str),
+    ("template", lambda t: t["action"].get("template"), _none),
     ("tier", lambda t: t["action"]["tier"], str),
     ("delay", lambda t: t["action"]["delay_ms"], plain_words.duration),
     ("priority", lambda t: t["action"]["priority"], str),
@@ -81,7 +84,7 @@ _FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] 
 
 def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     """Every change from `old` to `new`: triggers and sequences added, removed, and what
-    changed in each; then limits, fatigue, segments and models."""
+    changed in each; then limits, fatigue, segments, models and content."""
     changes = _diff_named(old["triggers"], new["triggers"], "trigger", plain_words.trigger,
                           diff_trigger)
     changes += _diff_named(old.get("sequences") or [], new.get("sequences") or [], "sequence",
@@ -95,6 +98,11 @@ def diff_snapshots(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Chang
         if section == "intent":
             a, b = {"intent": a} if a else {}, {"intent": b} if b else {}
         changes += _diff_table(f"models.{section}", a or {}, b or {}, _model_text)
+    changes += _diff_learned(old_models.get("learned") or {}, new_models.get("learned") or {})
+    # A snapshot compiled without the catalog (a pack file's side) has no `content`: its
+    # fields are unknown there, not gone.
+    if "content" in old and "content" in new:
+        changes += _diff_content(old["content"], new["content"])
     return changes
 
 
@@ -117,10 +125,15 @@ def _diff_named(old: Sequence[Trigger], new: Sequence[Trigger], what: str,
     return changes
 
 
+def _numbers(table: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {plain_words.number(v)}" for k, v in table.items())
+
+
 def _model_text(value: Any) -> str:
     if isinstance(value, Mapping) and "weights" in value:
-        weights = ", ".join(f"{k} {plain_words.number(w)}" for k, w in value["weights"].items())
-        return f"bias {plain_words.number(value.get('bias', 0))}, weights {weights}"
+        text = (f"bias {plain_words.number(value.get('bias', 0))}, "
+                f"weights {_numbers(value['weights'])}")
+        return text + (f", scale {_numbers(value['scale'])}" if value.get("scale") else "")
     if isinstance(value, Mapping):
         return ", ".join(f"{k}: {_model_text(v)}" for k, v in value.items())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -144,6 +157,109 @@ def _diff_table(name: str, old: Mapping[str, Any], new: Mapping[str, Any],
     return changes
 
 
+# What a learned model scores with, part by part; its `trained` notes change no score.
+_LEARNED_PARTS: tuple[tuple[str, Callable[[Any], str]], ...] = (
+    ("features", lambda v: ", ".join(v) or "none"),
+    ("transform", lambda v: ", ".join(f"{k} {t}" for k, t in v.items()) or "none"),
+    ("mean", _numbers),
+    ("scale", _numbers),
+    ("weights", _numbers),
+    ("bias", plain_words.number),
+    ("calibration", _numbers),
+)
+
+
+def _or_none(say: Callable[[Any], str], value: Any) -> str:
+    return "none" if value is None else say(value)  # a part an older compiler did not write
+
+
+def _learned_text(model: Mapping[str, Any]) -> str:
+    return "; ".join(f"{part} {say(model[part])}" for part, say in _LEARNED_PARTS
+                     if part in model)
+
+
+def _diff_learned(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """models.learned per model key and segment: added, removed, or which parts changed."""
+    changes = []
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key) or {}, new.get(key) or {}
+        for segment in dict.fromkeys([*before, *after]):
+            a, b = before.get(segment), after.get(segment)
+            name = f"models.learned: {key} ({segment})"
+            if a is None or b is None:
+                kind = "added" if a is None else "removed"
+                text = f"{name} {kind}: {_learned_text(b if a is None else a)}"
+                changes.append(Change("models.learned", kind, f"{key} {segment}", a, b, text))
+                continue
+            parts = [f"{part} {_or_none(say, a.get(part))} -> {_or_none(say, b.get(part))}"
+                     for part, say in _LEARNED_PARTS if a.get(part) != b.get(part)]
+            if parts:
+                changes.append(Change("models.learned", "changed", f"{key} {segment}", a, b,
+                                      f"{name}: " + "; ".join(parts)))
+    return changes
+
+
+def _quoted(value: Any) -> str:
+    return "none" if value is None else repr(value)
+
+
+def _when(when: Mapping[str, str]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in when.items())
+
+
+def _own_fields(variant: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's fields that differ from its id's: the snapshot holds them merged."""
+    return {k: v for k, v in variant["fields"].items() if base.get(k) != v}
+
+
+def _diff_content(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+    """The catalog's fields and variants per content id: what a renderer shows."""
+    changes: list[Change] = []
+
+    def change(kind: str, what: str, a: Any, b: Any, text: str) -> None:
+        changes.append(Change("content", kind, what, a, b, f"content: {text}"))
+
+    for cid in dict.fromkeys([*old, *new]):
+        a, b = old.get(cid), new.get(cid)
+        if a is None or b is None:
+            kind = "added" if a is None else "removed"
+            entry = b if a is None else a
+            variants = ", ".join(v["name"] for v in entry["variants"]) or "none"
+            change(kind, cid, a, b, f"{cid} {kind}: title {_quoted(entry['fields'].get('title'))}"
+                                    f", variants {variants}")
+            continue
+        base_a, base_b = a["fields"], b["fields"]
+        for key in dict.fromkeys([*base_a, *base_b]):
+            if base_a.get(key) != base_b.get(key):
+                change("changed", cid, base_a.get(key), base_b.get(key),
+                       f"{cid} {key} {_quoted(base_a.get(key))} -> {_quoted(base_b.get(key))}")
+        before = {v["name"]: v for v in a["variants"]}
+        after = {v["name"]: v for v in b["variants"]}
+        for name in dict.fromkeys([*before, *after]):
+            va, vb = before.get(name), after.get(name)
+            what = f"{cid} variant {name}"
+            if va is None or vb is None:
+                kind = "added" if va is None else "removed"
+                shown = vb if va is None else va
+                change(kind, what, va, vb, f"{what} {kind} (when {_when(shown['when'])})")
+                continue
+            if va["when"] != vb["when"]:
+                change("changed", what, va["when"], vb["when"],
+                       f"{what} when {_when(va['when'])} -> {_when(vb['when'])}")
+            own_a, own_b = _own_fields(va, base_a), _own_fields(vb, base_b)
+            for key in dict.fromkeys([*own_a, *own_b]):
+                if own_a.get(key) != own_b.get(key):
+                    change("changed", what, own_a.get(key), own_b.get(key),
+                           f"{what} {key} {_quoted(own_a.get(key, base_a.get(key)))} -> "
+                           f"{_quoted(own_b.get(key, base_b.get(key)))}")
+        kept_a = [n for n in before if n in after]
+        kept_b = [n for n in after if n in before]
+        if kept_a != kept_b:  # among equally specific variants, the first written wins
+            change("changed", f"{cid} variants", kept_a, kept_b,
+                   f"{cid} variant order {', '.join(kept_a)} -> {', '.join(kept_b)}")
+    return changes
+
+
 def _experiment(exp: Any) -> str:
     if not exp:
         return "none"
@@ -154,13 +270,17 @@ def _experiment(exp: Any) -> str:
 
 def _diff_settings(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     fatigue_default = {"per_session": None, "per_minute": None, "quiet_after_dismiss_ms": 0}
+    old_limits, new_limits = old.get("limits") or {}, new.get("limits") or {}
     fields: tuple[tuple[str, Any, Any, Callable[[Any], str]], ...] = (
-        ("max_actions", (old.get("limits") or {}).get("max_actions"),
-         (new.get("limits") or {}).get("max_actions"), _none),
+        ("max_actions", old_limits.get("max_actions"), new_limits.get("max_actions"), _none),
+        ("max_events", old_limits.get("max_events"), new_limits.get("max_events"), _none),
         *((f"fatigue {k}", (old.get("fatigue") or fatigue_default).get(k),
            (new.get("fatigue") or fatigue_default).get(k),
            plain_words.duration if k.endswith("_ms") else _cap)
           for k in fatigue_default),
+        # absent: one budget for every channel
+        ("fatigue channels", (old.get("fatigue") or {}).get("channels", "shared"),
+         (new.get("fatigue") or {}).get("channels", "shared"), str),
         ("experiment", old.get("experiment"), new.get("experiment"), _experiment),
         ("report_features", bool((old.get("settings") or {}).get("report_features")),
          bool((new.get("settings") or {}).get("report_features")), str),
@@ -214,7 +334,8 @@ def diff_sequence(old: Trigger, new: Trigger) -> list[Change]:
 _STEP_FIELDS: tuple[tuple[str, Callable[[Trigger], Any], Callable[[Any], str]], ...] = (
     ("after", lambda s: s["after_ms"], plain_words.duration),
     ("timeout", lambda s: s["timeout_ms"], plain_words.duration),
-    *(f for f in _FIELDS if f[0] in ("content", "tier", "delay", "priority")),
+    *(f for f in _FIELDS if f[0] in ("content", "channel", "template", "tier", "delay",
+                                      "priority")),
 )
 
 

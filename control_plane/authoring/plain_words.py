@@ -137,11 +137,21 @@ def trigger(trig: Mapping[str, Any]) -> str:
         parts.append(f"at {event(trig['on'])}")
     if trig.get("when"):
         parts.append(f"when {conditions(trig['when'])}")
-    action = trig["action"]
-    shown = action["content"]
-    if action.get("tier") == "queued":
-        shown += f" (queued {duration(action['delay_ms'])})"
-    return " ".join(parts) + f" -> {shown}"
+    return " ".join(parts) + f" -> {action(trig['action'])}"
+
+
+def action(act: Mapping[str, Any]) -> str:
+    """What an action delivers, and where: "discount-nudge-10", "cart-reminder (queued 3s)",
+    "help-chat-offer by webhook with template sales-callback"."""
+    shown = str(act["content"])
+    channel = act.get("channel", "page")
+    if channel != "page":  # it leaves the page: say to which receiver
+        shown += f" by {channel}"
+        if act.get("template") is not None:
+            shown += f" with template {act['template']}"
+    if act.get("tier") == "queued":
+        shown += f" (queued {duration(act['delay_ms'])})"
+    return shown
 
 
 def sequence(seq: Mapping[str, Any]) -> str:
@@ -151,7 +161,7 @@ def sequence(seq: Mapping[str, Any]) -> str:
         text = f"{duration(step['after_ms'])}"
         if step.get("when"):
             text += f" when {conditions(step['when'])}"
-        steps.append(f"{text} -> {step['action']['content']}")
+        steps.append(f"{text} -> {action(step['action'])}")
     tail = ""
     if seq.get("exit"):
         tail = " (ends at " + ", ".join(event(e) for e in seq["exit"]) + ")"
