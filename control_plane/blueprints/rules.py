@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
@@ -10,7 +11,11 @@ from werkzeug.exceptions import MethodNotAllowed
 from ..auth import require
 from ..distribution.pack_registry import PackNameMismatch, PackRegistry
 from ..errors import ApiError
-from ..rulepack import Pack, load_pack
+from ..rulepack import Pack, RulePackError
+from ..rulepack.pack_limits import PackLimitError
+from ..rulepack.pack_set import check_joining
+
+_Checked = TypeVar("_Checked")
 
 bp = Blueprint("rules", __name__, url_prefix="/v1/packs")
 
@@ -51,14 +56,37 @@ def _summary(pack: Pack) -> dict[str, Any]:
     return {"pack": pack.name, "triggers": [t.id for t in pack.triggers]}
 
 
+def _every_problem(check: Callable[[], _Checked], text: str, filename: str) -> _Checked:
+    """`check()`: the registry's own check of the pack `text`, or its submission. When that
+    refuses the pack, it stops at the first stage that finds problems (the pack alone, then
+    the catalog, then the packs together); the answer lists every problem at once instead,
+    found by the same checks (`check_joining`)."""
+    try:
+        return check()
+    except PackLimitError:
+        raise  # 413: nothing was validated
+    except RulePackError as refused:
+        registry = _registry()
+        try:
+            others = registry.packs()
+        except RulePackError:
+            raise refused from None  # a stored pack is broken: the check's own answer
+        try:
+            check_joining(text, filename, others, registry.catalog)
+        except RulePackError as every:
+            raise every from None
+        raise refused from None  # the registry changed in between: the check's own answer
+
+
 @bp.post("/validate")
 @require("publisher", "author")
 def validate() -> Any:
-    """Validate a pack (alone, and against the content catalog) without storing it: 200 with
-    a summary, 422 with problems, 413 past a size limit. Parsing untrusted YAML costs CPU,
-    so it takes a publisher or author token."""
-    pack = load_pack(body_text(), request.args.get("file", "pack.yaml"))
-    _registry().check_content([pack])
+    """Validate a pack as submitting it would (alone, with the registry's other packs and
+    against the content catalog) without storing it: 200 with a summary, 422 with every
+    problem, 413 past a size limit. Parsing untrusted YAML costs CPU, so it takes a
+    publisher or author token."""
+    text, filename = body_text(), request.args.get("file", "pack.yaml")
+    pack = _every_problem(lambda: _registry().check(text, filename), text, filename)
     return jsonify(ok=True, **_summary(pack))
 
 
@@ -68,9 +96,10 @@ def submit(name: str) -> Any:
     """Validate a pack with the others and store it; publishing is a separate step."""
     registry = _registry()
     pack_name(name)
-    text = body_text()
+    text, filename = body_text(), request.args.get("file", f"{name}.yaml")
     try:
-        pack, existed = registry.submit(name, text, request.args.get("file", f"{name}.yaml"))
+        pack, existed = _every_problem(lambda: registry.submit(name, text, filename), text,
+                                      filename)
     except PackNameMismatch as exc:
         raise ApiError(400, "name_mismatch", f"the URL names pack {name!r} but the file "
                                              f"declares pack {exc.declared!r}") from None

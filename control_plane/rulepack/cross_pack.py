@@ -2,7 +2,9 @@
 
 Each pack is valid by itself; together, pack names, trigger and sequence ids and segment
 names must be unique, every segment used must be defined in some pack, and the models
-(which any pack may hold) must fit the conditions they tune.
+(which any pack may hold) must fit the conditions they tune. Names are checked in packs
+with problems of their own too (as far as those packs were understood), so every problem
+shows at once; models only when every pack is complete.
 """
 
 from __future__ import annotations
@@ -84,8 +86,9 @@ def _segments(names: Sequence[str]) -> str:
 
 
 class _CrossCheck:
-    def __init__(self, packs: Sequence[Pack]) -> None:
+    def __init__(self, packs: Sequence[Pack], complete: bool) -> None:
         self.packs = packs
+        self.complete = complete
         self.problems: list[Problem] = []
 
     def report(self, pack: Pack, where: Located | None, message: str, scope: str | None = None,
@@ -99,28 +102,35 @@ class _CrossCheck:
         self.experiment()
         segments = self.segments()
         self.segment_uses(segments)
-        self.models()
+        if self.complete:
+            # A condition with a mistake is missing from its `when`, which moves the model
+            # keys after it: models are checked against complete packs only.
+            self.models()
         return sort_problems(self.problems)
 
     def names_and_ids(self) -> None:
         pack_seen: dict[str, Pack] = {}
-        id_seen: dict[str, tuple[Pack, str, int, int]] = {}
-        for pack in self.packs:
+        id_seen: dict[str, tuple[int, Pack, str, int, int]] = {}
+        for at, pack in enumerate(self.packs):
             # Clashes are found by name, not identity: the same pack passed twice clashes too.
             if pack.name in pack_seen:
                 first = pack_seen[pack.name]
                 self.report(pack, None, f"pack name {pack.name!r} is also used by "
                                         f"{first.file}:{first.line}:{first.column}",
                             expected="a pack name unique across all packs")
-            else:
+            elif pack.name:  # empty: left out or mistaken, a problem of the pack itself
                 pack_seen[pack.name] = pack
             named = [("trigger", t.id, t.line, t.column) for t in pack.triggers]
             named += [("sequence", s.id, s.line, s.column) for s in pack.sequences]
             for kind, ident, line, column in named:
-                if ident not in id_seen:
-                    id_seen[ident] = (pack, kind, line, column)
+                if not ident:  # left out or mistaken, as above
                     continue
-                other, other_kind, o_line, o_column = id_seen[ident]
+                if ident not in id_seen:
+                    id_seen[ident] = (at, pack, kind, line, column)
+                    continue
+                other_at, other, other_kind, o_line, o_column = id_seen[ident]
+                if other_at == at:
+                    continue  # twice in one pack: a problem of the pack by itself
                 what = "" if other_kind == kind else f" (as a {other_kind} id)"
                 self.report(pack, Located(ident, line, column),
                             f"{kind} id {ident!r} is also defined in "
@@ -267,9 +277,11 @@ class _CrossCheck:
                             "pack, or baseline: session")
 
 
-def cross_pack_problems(packs: Sequence[Pack]) -> list[Problem]:
-    """Every clash or dangling name across `packs` (each pack is valid by itself)."""
-    return _CrossCheck(packs).run()
+def cross_pack_problems(packs: Sequence[Pack], complete: bool = True) -> list[Problem]:
+    """Every clash or dangling name across `packs`. `complete`: each pack is valid by
+    itself; otherwise some are as far as their problems let them be understood
+    (`validate.PackCheck`), and only names are checked."""
+    return _CrossCheck(packs, complete).run()
 
 
 def merged_thresholds(packs: Sequence[Pack]) -> dict[str, dict[str, int | float]]:

@@ -38,6 +38,14 @@ def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (p.file, p.line, p.column))
 
 
+def problems_by_file(problems: Iterable[Problem], files: Iterable[str] = ()) -> list[Problem]:
+    """Problems file by file, `files` first in their order, any other file in the order its
+    first problem was found; in reading order within a file, ties as they were found."""
+    problems = list(problems)
+    order = {f: i for i, f in enumerate(dict.fromkeys([*files, *(p.file for p in problems)]))}
+    return sorted(problems, key=lambda p: (order[p.file], p.line, p.column))
+
+
 class RulePackError(Exception):
     """Rule packs that cannot be used; `problems` lists every mistake found, not just the first."""
 

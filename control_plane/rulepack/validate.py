@@ -1,7 +1,9 @@
 """From a rule pack's YAML to the model, reporting every problem found, not just the first.
 
 Each check records its problems and returns a stand-in value, so one mistake never hides
-the next; the model leaves this module only when no problem was found. Conditions are
+the next; the model leaves this module as a valid `Pack` only when no problem was found,
+and as a `PackCheck` (the problems, with the pack as far as they leave it known) for the
+checks across packs to go on with. Conditions are
 checked in `validate_conditions` (context tests and segments in `validate_context`), models
 in `validate_models`, settings in `validate_settings`, actions and caps in
 `validate_actions`; what needs every pack
@@ -14,6 +16,8 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 from edge_module.core.catalog import MAX_CONSECUTIVE
 from edge_module.core.urls import url_path
@@ -40,8 +44,11 @@ from .validated import (
 from .values import parse_share
 from .vocabulary import DEFAULT_EXPLORE, MAX_EXPLORE
 
-__all__ = ["closest", "closest_operator", "describe", "is_pack_file", "load_pack",
-           "load_pack_dir", "load_pack_file"]
+__all__ = ["PackCheck", "check_pack", "check_pack_dir", "check_pack_file", "closest",
+           "closest_operator", "describe", "is_pack_file", "load_pack", "load_pack_dir",
+           "load_pack_file"]
+
+_Checked = TypeVar("_Checked")
 
 CONTENT_KEYS = ("triggers", "sequences", "segments", "models", "settings")
 PACK_KEYS = ("pack", "description", "settings", "segments", "models", "triggers", "sequences")
@@ -62,35 +69,73 @@ _JOURNEY_EXPECTED = "a duration such as 120s, or a mapping such as {within: 120s
 EXPLORE_EXPECTED = f"a percentage from 0% to {MAX_EXPLORE}% such as {DEFAULT_EXPLORE}%"
 
 
-def load_pack(text: str, filename: str) -> Pack:
-    """Validate one rule pack's YAML text; `RulePackError` lists every problem found."""
-    return _guarded(filename, lambda: _load(text, filename))
+@dataclass(frozen=True)
+class PackCheck:
+    """One pack file checked by itself: its problems, and its pack as far as they leave it
+    known (a mistaken part is missing or a stand-in; None when the file is no YAML), which
+    the checks across packs and against the catalog go on with."""
+
+    file: str
+    pack: Pack | None
+    problems: tuple[Problem, ...] = ()
 
 
-def load_pack_file(path: str | os.PathLike[str]) -> Pack:
-    """`load_pack` on a file; problems name the file by `path` as given."""
+def check_pack(text: str, filename: str) -> PackCheck:
+    """Check one rule pack's YAML text, finding every problem; `RulePackError` only for a
+    file over its `PackLimits` (`PackLimitError`) or a failure of the checker itself."""
+    return _guarded(filename, lambda: _check(text, filename))
+
+
+def check_pack_file(path: str | os.PathLike[str]) -> PackCheck:
+    """`check_pack` on a file (`RulePackError` if it cannot be read); problems name the file
+    by `path` as given."""
     name = os.fspath(path)
-    return _guarded(name, lambda: _load(read_text(path), name))
+    return _guarded(name, lambda: _check(read_text(path), name))
 
 
-def load_pack_dir(path: str | os.PathLike[str]) -> list[Pack]:
-    """Every pack file directly in a folder, by name; one `RulePackError` for all their problems."""
+def check_pack_dir(path: str | os.PathLike[str]) -> list[PackCheck]:
+    """`check_pack_file` on every pack file directly in a folder, by name; a file that cannot
+    be read or is over a limit is a check with no pack. `RulePackError` if the folder cannot
+    be listed."""
     folder = os.fspath(path)
     try:
         names = sorted(e.name for e in os.scandir(folder) if e.is_file() and is_pack_file(e.name))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise RulePackError([Problem(folder, 1, 1, f"cannot list the folder: {reason}")]) from None
-    packs: list[Pack] = []
-    problems: list[Problem] = []
+    checks: list[PackCheck] = []
     for name in names:
+        file = os.path.join(folder, name)
         try:
-            packs.append(load_pack_file(os.path.join(folder, name)))
+            checks.append(check_pack_file(file))
         except RulePackError as exc:
-            problems.extend(exc.problems)
+            checks.append(PackCheck(file, None, tuple(exc.problems)))
+    return checks
+
+
+def load_pack(text: str, filename: str) -> Pack:
+    """Validate one rule pack's YAML text; `RulePackError` lists every problem found."""
+    return _valid(check_pack(text, filename))
+
+
+def load_pack_file(path: str | os.PathLike[str]) -> Pack:
+    """`load_pack` on a file; problems name the file by `path` as given."""
+    return _valid(check_pack_file(path))
+
+
+def load_pack_dir(path: str | os.PathLike[str]) -> list[Pack]:
+    """Every pack file directly in a folder, by name; one `RulePackError` for all their problems."""
+    checks = check_pack_dir(path)
+    problems = [p for check in checks for p in check.problems]
     if problems:
         raise RulePackError(problems)
-    return packs
+    return [_valid(check) for check in checks]
+
+
+def _valid(check: PackCheck) -> Pack:
+    if check.problems or check.pack is None:
+        raise RulePackError(check.problems)
+    return check.pack
 
 
 def is_pack_file(name: str) -> bool:
@@ -100,7 +145,7 @@ def is_pack_file(name: str) -> bool:
             and name not in CATALOG_FILES)
 
 
-def _guarded(filename: str, load: Callable[[], Pack]) -> Pack:
+def _guarded(filename: str, load: Callable[[], _Checked]) -> _Checked:
     try:
         return load()
     except RulePackError:
@@ -111,16 +156,13 @@ def _guarded(filename: str, load: Callable[[], Pack]) -> Pack:
         raise RulePackError([problem]) from exc
 
 
-def _load(text: str, filename: str) -> Pack:
+def _check(text: str, filename: str) -> PackCheck:
     root, problems = parse_yaml(text, filename)
     if root is None:
-        raise RulePackError(problems)
+        return PackCheck(filename, None, tuple(problems))
     checker = _Checker(filename)
     pack = checker.pack(root, hashlib.sha256(text.encode("utf-8")).hexdigest())
-    problems = sort_problems(problems + checker.problems)
-    if problems:
-        raise RulePackError(problems)
-    return pack
+    return PackCheck(filename, pack, tuple(sort_problems(problems + checker.problems)))
 
 
 class _Checker(ConditionChecker, ModelChecker, SettingsChecker, ActionChecker):

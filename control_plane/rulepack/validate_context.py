@@ -228,8 +228,11 @@ class ContextChecker(Checker):
                                  "in models.thresholds", "another segment name")
                 continue
             name = self.name(key, "segment name")
+            known = len(self.problems)
             tests = self.segment_tests(value, name)
-            if name and tests:
+            # A definition with a mistake (reported) keeps its name as a stand-in, so the
+            # checks across packs do not call its uses unknown too.
+            if name and (tests or len(self.problems) > known):
                 specs.append(SegmentSpec(name, tests, line=key.line, column=key.column))
         return tuple(specs)
 
