@@ -33,7 +33,7 @@ def json_body() -> Any:
         raise ApiError(415, "unsupported_media_type", "send the body as JSON, with "
                        "Content-Type: application/json")
     try:
-        body = json.loads(request.get_data(cache=True))
+        body = json.loads(request.get_data(cache=True), parse_constant=not_json)
     except RecursionError:
         raise ApiError(400, "invalid_json", "the body is not JSON this server reads: it is "
                        "nested too deep") from None
@@ -45,6 +45,13 @@ def json_body() -> Any:
         raise ApiError(400, "invalid_unicode", f"{where} holds half of a character (a lone "
                        "UTF-16 surrogate such as \\ud800): not valid Unicode", field=where)
     return body
+
+
+def not_json(name: str) -> Any:
+    """NaN, Infinity and -Infinity: Python's json reads them, no other JSON parser does.
+    Kept in a fleet report, they made the open GET /v1/fleet unreadable to browsers
+    (`json.loads(..., parse_constant=not_json)` refuses them)."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _lone_surrogate_at(value: Any) -> str | None:

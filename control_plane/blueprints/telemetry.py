@@ -15,6 +15,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from ..auth import claimed_edge, may_speak_for, require
+from ..body_schema import not_json
 from ..errors import ApiError
 from ..telemetry.telemetry_store import (
     Refused,
@@ -86,7 +87,7 @@ def _ingest() -> Any:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(json.loads(line, parse_constant=not_json))  # no NaN
         except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             records.append(Unparsable(str(exc)[:200]))
     bound = claimed_edge()

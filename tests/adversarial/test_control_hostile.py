@@ -127,6 +127,20 @@ def test_x_gzip_is_gzip(control):
     assert status == 200 and json.loads(answer)["accepted"] + json.loads(answer)["duplicates"] == 1
 
 
+def test_a_record_holding_a_number_json_has_not_is_refused_alone(control):
+    """Python's json reads NaN and Infinity; stored, they would reach reports that strict
+    JSON clients (browsers) cannot read."""
+    good = {"kind": "outcome", "id": "finite-1", "session": "s", "ts_ms": 1764201600000,
+            "type": "click"}
+    bad = json.dumps({**good, "id": "nan-1"}).replace('"click"}', '"click", "x": NaN}')
+    status, answer, _ = raw(control, "POST", "/v1/telemetry",
+                            gzip.compress(f"{json.dumps(good)}\n{bad}\n".encode()),
+                            {**EDGE, "Content-Encoding": "gzip"})
+    done = json.loads(answer)
+    assert status == 200 and done["accepted"] + done["duplicates"] == 1
+    assert done["rejected_by_code"] == {"invalid_json": 1}
+
+
 @pytest.mark.parametrize("path", ["/v1/telemetry", "/v1/packs/validate", "/sign-in"])
 def test_an_oversized_body_is_refused_from_its_head_without_a_byte_of_it(control, path):
     """The head declares 300 MiB and no body follows: the answer must come anyway (before,

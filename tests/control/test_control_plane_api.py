@@ -358,3 +358,18 @@ def test_a_body_that_is_not_json_is_told_why(tmp_path, body, content_type, statu
     resp = client.post("/v1/fleet/report", data=body, content_type=content_type)
     assert resp.status_code == status, resp.json
     assert resp.json["error"]["code"] == code and says in resp.json["error"]["message"]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_report_with_a_number_json_has_not_is_refused_and_the_fleet_stays_json(tmp_path,
+                                                                               constant):
+    """`{"channels": {"x": Infinity}}` was kept, and `GET /v1/fleet` then served it: no
+    browser or strict client could read the fleet view at all."""
+    client = control_client(tmp_path, token=EDGE_TOKEN)
+    body = '{"edge_id": "e", "channels": {"x": %s}}' % constant
+    resp = client.post("/v1/fleet/report", data=body, content_type="application/json")
+    assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_json"
+    assert constant.lstrip("-") in resp.json["error"]["message"]
+    fleet = control_client(tmp_path, app=client.application).get("/v1/fleet")
+    assert json.loads(fleet.get_data(as_text=True), parse_constant=lambda c: 1 / 0) == \
+        fleet.json and fleet.json["edges"] == []
