@@ -5,11 +5,14 @@ The manifest maps each alias (`nudge.js`) to its content-hashed file (`nudge.1a2
 A hashed name never changes its bytes, so browsers may keep it for a year; an alias is the
 hashed file's bytes under a name a site can paste, kept five minutes so a new build reaches
 visitors. Only the names the manifest lists are served: nothing is looked up on disk per
-request, so no request path can reach another file.
+request, so no request path can reach another file. `manifest.json` itself is served too,
+as `{"files": {alias: hashed name}, "integrity": {hashed name: "sha384-..."}}`, so a site
+can pin a hashed name with subresource integrity.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -22,6 +25,7 @@ MAX_FILE_BYTES = 1024 * 1024  # the SDK aims at 8 KB; anything near this is not 
 IMMUTABLE = "public, max-age=31536000, immutable"
 ALIAS = "public, max-age=300"
 JAVASCRIPT = "text/javascript; charset=utf-8"
+JSON = "application/json"
 _ALIAS_NAME = re.compile(r"[A-Za-z0-9_-]+\.m?js")
 _HASHED_NAME = re.compile(r"[A-Za-z0-9_-]+\.([0-9a-f]{8})\.m?js")
 
@@ -37,10 +41,11 @@ class SdkFile:
     body: bytes
     etag: str
     cache_control: str
+    content_type: str = JAVASCRIPT
 
     def headers(self) -> list[tuple[str, str]]:
         # any page may load it, as an ES module too (module scripts are fetched with CORS)
-        return [("Content-Type", JAVASCRIPT), ("Cache-Control", self.cache_control),
+        return [("Content-Type", self.content_type), ("Cache-Control", self.cache_control),
                 ("ETag", self.etag), ("Access-Control-Allow-Origin", "*"),
                 ("X-Content-Type-Options", "nosniff")]
 
@@ -81,6 +86,7 @@ def _read(folder: Path) -> tuple[dict[str, SdkFile], dict[str, str]]:
         raise SdkManifestError(f"{path}: expected {{\"files\": {{alias: hashed name}}}}")
     files: dict[str, SdkFile] = {}
     aliases: dict[str, str] = {}
+    integrity: dict[str, str] = {}
     for alias, hashed in listed.items():
         if not isinstance(hashed, str) or not _ALIAS_NAME.fullmatch(alias):
             raise SdkManifestError(f"{path}: {alias!r} is not an SDK file name (nudge.js)")
@@ -98,6 +104,10 @@ def _read(folder: Path) -> tuple[dict[str, SdkFile], dict[str, str]]:
         files[hashed] = SdkFile(body, etag, IMMUTABLE)
         files[alias] = SdkFile(body, etag, ALIAS)
         aliases[alias] = hashed
+        integrity[hashed] = "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
+    listing = json.dumps({"files": aliases, "integrity": integrity}, indent=1).encode()
+    files[MANIFEST] = SdkFile(listing, f'"{hashlib.sha256(listing).hexdigest()[:16]}"', ALIAS,
+                              JSON)
     return files, aliases
 
 

@@ -96,12 +96,28 @@ def test_a_stale_copy_gets_the_file(stack):
 
 
 @pytest.mark.parametrize("path", [
-    "/sdk/", "/sdk", "/sdk/manifest.json", "/sdk/nudge.css", "/sdk/nudge.js/x",
+    "/sdk/", "/sdk", "/sdk/nudge.css", "/sdk/nudge.js/x",
     "/sdk/../manifest.json", "/sdk/%2e%2e/manifest.json", "/sdk/..%2fmanifest.json",
     "/sdk//nudge.js", "/sdk/NUDGE.JS"])
 def test_anything_else_under_sdk_is_a_json_404(stack, path):
     answer = request(stack.url, "GET", path)
     assert answer.status == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_manifest_names_each_hashed_file_with_its_integrity(stack, built):
+    """docs/sdk.md sends sites to /sdk/manifest.json to pin a hashed name with subresource
+    integrity; it answered 404."""
+    import base64
+
+    answer = request(stack.url, "GET", "/sdk/manifest.json")
+    assert answer.status == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "public, max-age=300"
+    listing = answer.json()
+    assert listing["files"] == built[1]
+    for alias, hashed in built[1].items():
+        body = request(stack.url, "GET", f"/sdk/{hashed}").body
+        assert listing["integrity"][hashed] == \
+            "sha384-" + base64.b64encode(hashlib.sha384(body).digest()).decode()
 
 
 def test_healthz_names_the_files_served(stack, built):
