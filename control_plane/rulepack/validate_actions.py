@@ -36,11 +36,12 @@ class ActionChecker(Checker):
         channel = (self.choice(found["channel"], "channel", CHANNELS) or "page"
                    if "channel" in found else "page")
         if channel != "page" and (delay or 0) > MAX_CHANNEL_DELAY_MS:
-            self.report(found["delay"], f"a {channel} action waits at most "
+            self.report(found["delay"], f"{_article(channel)} {channel} action waits at most "
                         f"{MAX_CHANNEL_DELAY_MS // 86_400_000} days",
                         "a delay of at most 720h (30 days)")
         if channel != "page" and tier == "predictive":
-            self.report(found["tier"], f"a {channel} action cannot be predictive (a hint to "
+            self.report(found["tier"], f"{_article(channel)} {channel} action cannot be "
+                        "predictive (a hint to "
                         "prefetch is for the page)", "tier: immediate or queued")
         template = None
         if "template" in found:
@@ -79,3 +80,7 @@ class ActionChecker(Checker):
                             closest(node.value, ["unlimited"]))
             return None
         return self.integer(node, "per_page", 1, None, expected)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
