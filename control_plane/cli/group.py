@@ -20,6 +20,7 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C: not a finding (1), not a usage error
 EXIT_INTERNAL = 70  # a bug (sysexits' EX_SOFTWARE): neither the input's fault nor a finding
+EXIT_PIPE = 141  # as a shell reports a command ended by SIGPIPE: its reader stopped reading
 
 
 class Unavailable(click.ClickException):
@@ -32,6 +33,18 @@ def exit_on_findings(found: bool) -> None:
     """Exit 1 when a check found something, for scripts."""
     if found:
         sys.exit(EXIT_FINDINGS)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so Python's own flush at exit does not fail again on the
+    closed pipe ("Exception ignored ... BrokenPipeError")."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class _Group(click.Group):
@@ -60,6 +73,9 @@ class _Group(click.Group):
             sys.exit(EXIT_INTERRUPTED)
         except UnicodeDecodeError as exc:  # a recording read as text
             raise Unavailable(f"the input is not UTF-8 text: {exc}") from None
+        except BrokenPipeError:  # `trigger-engine report | head`: the reader has what it wanted
+            _quiet_stdout()
+            sys.exit(EXIT_PIPE)
         except OSError as exc:
             raise Unavailable(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": ")) \
                 from None
@@ -96,4 +112,5 @@ def cli(debug: bool) -> None:
          files, an unknown revision, an unavailable store or edge host, a bad setting
       70  internal error (a bug: the message says what; --debug prints where)
       130  interrupted (Ctrl-C)
+      141  its output was cut off (a pipe to `head` stopped reading)
     """

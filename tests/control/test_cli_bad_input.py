@@ -303,3 +303,24 @@ def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path):
                 str(recording), "--judge", str(recording), "--snapshot-out",
                 str(tmp_path / "nodir" / "x.json")], tmp_path)
     assert done.returncode == 2 and "does not exist" in done.stderr, done.stderr
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    """`trigger-engine report | head` printed "Error: Broken pipe" and exited 2, as if the
+    command had been misused."""
+    import click
+    from click.testing import CliRunner
+
+    from control_plane.cli.group import EXIT_PIPE, _Group
+
+    @click.group(cls=_Group)
+    def group() -> None:
+        pass
+
+    @group.command()
+    def spew() -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    result = CliRunner().invoke(group, ["spew"])
+    assert result.exit_code == EXIT_PIPE == 141
+    assert "Broken pipe" not in result.output + (result.stderr or "")
