@@ -25,8 +25,8 @@ from typing import Any
 from edge_module.core.catalog import EVENT_TYPES
 
 from .checker import Checker, closest, describe
-from .problems import RulePackError, sort_problems
-from .source import ListNode, Node, Scalar, parse_yaml, plain, read_text
+from .problems import Problem, RulePackError, sort_problems
+from .source import ListNode, MapNode, Node, Scalar, parse_yaml, plain, read_text
 
 TEST_SUFFIXES = (".test.yaml", ".test.yml")
 FILE_KEYS = ("cases",)
@@ -91,6 +91,14 @@ def parse_cases(text: str, filename: str) -> tuple[PackCase, ...]:
     root, problems = parse_yaml(text, filename)
     if root is None:
         raise RulePackError(problems)
+    if isinstance(root, MapNode) and "pack" in {key.text for key, _ in root.entries} \
+            and "cases" not in {key.text for key, _ in root.entries}:
+        # a rule pack given where a test file goes: one problem saying so, not one per key
+        raise RulePackError([Problem(filename, root.line, root.column,
+                                     "this is a rule pack, not a test file",
+                                     expected="a test file (`<pack>.test.yaml`, with "
+                                              "`cases:`); trigger-engine test finds the "
+                                              "test files beside the packs in a folder")])
     reader = _CaseReader(filename)
     cases = reader.file(root)
     problems = sort_problems(problems + reader.problems)

@@ -124,3 +124,19 @@ def test_problems_in_packs_and_test_files_are_reported_together(tmp_path):
         load_suites([tmp_path])
     assert sorted(Path(p.file).name for p in info.value.problems) == ["shop.test.yaml",
                                                                        "shop.yaml"]
+
+
+def test_a_rule_pack_given_as_a_test_file_is_told_so_once(tmp_path):
+    """`trigger-engine test mypacks/blog.yaml` answered five "unknown key 'pack' in the test
+    file" problems, one per key of the pack."""
+    from control_plane.rulepack.cases import load_cases_file
+    from control_plane.rulepack.problems import RulePackError
+
+    pack = tmp_path / "blog.yaml"
+    pack.write_text("pack: blog\ntriggers:\n  - id: t\n    when: [{dwell: \">= 1s\"}]\n"
+                    "    action: {content: c}\n")
+    with pytest.raises(RulePackError) as caught:
+        load_cases_file(pack)
+    [problem] = caught.value.problems
+    assert problem.message == "this is a rule pack, not a test file"
+    assert (problem.line, problem.column) == (1, 1)
