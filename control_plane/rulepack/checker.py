@@ -18,9 +18,12 @@ from .source import ListNode, MapNode, Node, Scalar
 from .validated import Located
 from .values import (
     DURATION_EXPECTED,
+    MAX_NUMBER,
     PERCENT_EXPECTED,
     ValueProblem,
+    as_written,
     is_number,
+    number_value,
     parse_duration,
     parse_percent,
 )
@@ -196,6 +199,10 @@ class Checker:
             self.report(node, f"{what} is {describe(node)}", expected)
             return None
         value: int = node.value
+        if high is None and value > MAX_NUMBER:  # a count in the snapshot: exact in JSON
+            self.report(node, f"{what} {as_written(value)} is too large",
+                        f"{expected}, at most {MAX_NUMBER} (2^53 - 1)")
+            return None
         if value < low or (high is not None and value > high):
             self.report(node, f"{what} {value} is out of range", expected)
             return None
@@ -204,14 +211,19 @@ class Checker:
     def number(self, node: Node, what: str, low: float | None = None,
                expected: str = "a number") -> float | None:
         """Any finite number (`low`: the smallest allowed, exclusive)."""
-        if not (isinstance(node, Scalar) and is_number(node.value)):
+        # as a threshold's value is read: 1e-9 (a string to YAML 1.1) is a number too
+        value = number_value(node.value) if isinstance(node, Scalar) else None
+        if value is None:
             self.report(node, f"{what} is {describe(node)}", expected)
             return None
-        value = node.value
         if low is not None and value <= low:
             self.report(node, f"{what} {node.text} is out of range", expected)
             return None
-        return value  # type: ignore[no-any-return]
+        if not -MAX_NUMBER <= value <= MAX_NUMBER:  # the snapshot's bound (exact in JSON)
+            self.report(node, f"{what} {as_written(node.text)} is too large",
+                        f"{expected}, within +-{MAX_NUMBER} (2^53 - 1)")
+            return None
+        return value
 
     def boolean(self, node: Node, what: str) -> bool | None:
         if isinstance(node, Scalar) and isinstance(node.value, bool):

@@ -206,8 +206,10 @@ class ContextChecker(Checker):
         return ContextSpec("attribute", op, value, name, key.line, key.column)
 
     def attribute_value(self, node: Node) -> ContextValue | None:
-        if isinstance(node, Scalar) and (isinstance(node.value, (str, bool))
-                                         or is_number(node.value)):
+        if isinstance(node, Scalar) and is_number(node.value):
+            # within +-(2^53 - 1), as every number in a snapshot (the loader refuses more)
+            return self.number(node, "the attribute value")
+        if isinstance(node, Scalar) and isinstance(node.value, (str, bool)):
             return node.value  # type: ignore[no-any-return]
         self.report(node, f"the attribute value is {describe(node)}",
                     "a text, a number or true/false")

@@ -20,7 +20,7 @@ from edge_module.core.features import SESSION_FEATURES
 from .checker import Checker, closest, describe
 from .source import ListNode, MapNode, Node, Scalar, plain
 from .validated import Baseline, IntentModel, LearnedModel, Located, ModelsSpec, ThresholdEntry
-from .values import is_number
+from .values import MAX_NUMBER, as_written, is_number
 from .vocabulary import ANY_SEGMENT, expected_value, parse_model_value, value_kind
 
 MODELS_KEYS = ("intent", "intent_by_trigger", "baselines", "thresholds", "learned")
@@ -185,7 +185,7 @@ class ModelChecker(Checker):
         """A number in the signal's compiled unit, or a value written with its unit."""
         kind = value_kind(signal, None)
         if isinstance(node, Scalar) and is_number(node.value) and kind is None:
-            return node.value  # type: ignore[no-any-return]
+            return self.number(node, what)  # within the snapshot's bound
         if isinstance(node, Scalar) and (isinstance(node.value, str) or is_number(node.value)) \
                 and kind is not None:
             return self.parsed(node, what, lambda: parse_model_value(node.value, kind))
@@ -353,8 +353,15 @@ class ModelChecker(Checker):
             checked = [self.json_data(v, what) for v in values]  # every problem, not the first
             return all(checked)
         value = node.value
-        if value is None or isinstance(value, (str, bool)) or is_number(value):
+        if value is None or isinstance(value, (str, bool)):
             return True
+        if is_number(value):
+            if -MAX_NUMBER <= value <= MAX_NUMBER:
+                return True
+            # the edge refuses a snapshot holding it (snapshot_checks.py)
+            self.report(node, f"{what}: {as_written(node.text)} is too large",
+                        f"a number within +-{MAX_NUMBER} (2^53 - 1), or text in quotes")
+            return False
         self.report(node, f"{what}: {node.text} is {describe(node)}, which JSON cannot hold",
                     f'text in quotes, such as "{node.text}"')
         return False

@@ -10,7 +10,14 @@ import math
 import re
 from fractions import Fraction
 
+from edge_module.core.snapshot_checks import MAX_DURATION_MS, MAX_NUMBER
+
 DURATION_EXPECTED = "a duration such as 3s or 500ms"
+# Durations at most ten years, numbers within +-(2^53 - 1): the snapshot loader's bounds
+# (edge_module/core/snapshot_checks.py), so a moment the edge computes from them stays exact.
+MAX_DURATION_HOURS = MAX_DURATION_MS // 3_600_000
+DURATION_LIMIT = f"a duration of at most {MAX_DURATION_HOURS}h (ten years)"
+SIGNED_EXPECTED = "a number such as 100 or -40"
 RATIO_EXPECTED = "a fraction from 0 to 1 such as 0.78, or a percentage such as 78%"
 NUMBER_EXPECTED = "a number >= 0"
 COUNT_EXPECTED = "a whole number >= 0"
@@ -29,6 +36,7 @@ _UNIT_ALIASES = {
     "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
 }
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_SHOWN = 40  # characters of a value a message repeats; longer ones are shortened
 
 
 class ValueProblem(Exception):
@@ -60,10 +68,22 @@ def parse_duration(raw: object) -> int:
         if text.startswith("-"):
             raise ValueProblem(f"{raw!r}: a duration cannot be negative", DURATION_EXPECTED)
         raise ValueProblem(f"{raw!r} is not a duration", DURATION_EXPECTED, _fix_unit(text))
-    ms = Fraction(match.group(1)) * _UNIT_MS[match.group(2)]
+    amount = match.group(1)
+    # thousands of digits (past int()'s limit) are refused by their length, unread
+    ms = Fraction(amount) * _UNIT_MS[match.group(2)] if len(amount) <= 40 else None
+    if ms is None or ms > MAX_DURATION_MS:
+        raise ValueProblem(f"{as_written(raw)} is longer than ten years", DURATION_LIMIT)
     if ms.denominator != 1:
         raise ValueProblem(f"{raw!r} is not a whole number of milliseconds", DURATION_EXPECTED)
     return int(ms)
+
+
+def as_written(raw: object) -> str:
+    """`raw` as a message repeats it: quoted, and shortened past _SHOWN characters."""
+    text = repr(raw)
+    if len(text) <= _SHOWN:
+        return text
+    return f"{text[:_SHOWN - 12]}...{text[-8:]} ({len(str(raw))} characters)"
 
 
 def _fix_unit(text: str) -> str | None:
@@ -83,6 +103,11 @@ def parse_number(raw: object) -> int | float:
     return value
 
 
+def parse_signed(raw: object) -> int | float:
+    """A finite number of either sign (a px position: `scroll.y`, `mousemove.x`)."""
+    return _number(raw, SIGNED_EXPECTED)
+
+
 def parse_ratio(raw: object) -> int | float:
     """`0.78` or `"78%"` -> a fraction of 1, in [0, 1]."""
     if isinstance(raw, str) and raw.strip().endswith("%"):
@@ -99,15 +124,35 @@ def parse_ratio(raw: object) -> int | float:
 
 
 def _number(raw: object, expected: str, shown: object = None) -> int | float:
-    shown = raw if shown is None else shown
+    written = raw if shown is None else shown
+    value = number_value(raw)
+    if value is None:
+        if isinstance(raw, str) and _NUMBER.fullmatch(raw.strip()):
+            raise ValueProblem(f"{as_written(written)} is too large", _at_most(expected))
+        raise ValueProblem(f"{as_written(written)} is not a number", expected)
+    if not -MAX_NUMBER <= value <= MAX_NUMBER:
+        raise ValueProblem(f"{as_written(written)} is too large", _at_most(expected))
+    return value
+
+
+def number_value(raw: object) -> int | float | None:
+    """A finite number, or its text as written (`1e-9`, which YAML 1.1 reads as a string;
+    `"-40"`); None for anything else, and for numbers past what Python reads (1e400,
+    thousands of digits)."""
     if is_number(raw):
         return raw  # type: ignore[return-value]
-    if isinstance(raw, str) and _NUMBER.fullmatch(raw.strip()):
-        text = raw.strip()
+    if not isinstance(raw, str) or not _NUMBER.fullmatch(raw.strip()):
+        return None
+    text = raw.strip()
+    try:
         value: int | float = int(text) if text.lstrip("+-").isdigit() else float(text)
-        if is_number(value):
-            return value
-    raise ValueProblem(f"{shown!r} is not a number", expected)
+    except ValueError:  # past int()'s 4300 digits
+        return None
+    return value if is_number(value) else None
+
+
+def _at_most(expected: str) -> str:
+    return f"{expected}, at most {MAX_NUMBER} (2^53 - 1)"
 
 
 def parse_count(raw: object) -> int:

@@ -18,16 +18,20 @@ from edge_module.core.catalog import (
 from .values import (
     COUNT_EXPECTED,
     DURATION_EXPECTED,
+    MAX_DURATION_MS,
     NUMBER_EXPECTED,
     RATIO_EXPECTED,
     SCORE_EXPECTED,
+    SIGNED_EXPECTED,
     ValueProblem,
+    number_value,
     parse_bounded,
     parse_count,
     parse_duration,
     parse_number,
     parse_ratio,
     parse_score,
+    parse_signed,
 )
 
 DEVICES = ("desktop", "mobile", "tablet")
@@ -55,10 +59,10 @@ CONTEXT_OPERATOR_WORDS = {**OPERATOR_WORDS, "in": "in", "glob": "glob"}
 ORDERED_OPERATORS = (">=", ">", "<=", "<")
 
 _EXPECTED = {"duration": DURATION_EXPECTED, "ratio": RATIO_EXPECTED, "number": NUMBER_EXPECTED,
-             "count": COUNT_EXPECTED, "score": SCORE_EXPECTED,
+             "count": COUNT_EXPECTED, "score": SCORE_EXPECTED, "signed": SIGNED_EXPECTED,
              "entropy": f"a number of bits from 0 to {ENTROPY_MAX_BITS:g} such as 2.2"}
 EXAMPLE_VALUE = {"duration": "3s", "ratio": "78%", "number": "800", "count": "3",
-                 "score": "0.7", "entropy": "2.2"}
+                 "score": "0.7", "entropy": "2.2", "signed": "100"}
 EXAMPLE_PARAM = {"target": '"#cta"', "window": "2s", "event": "click",
                  "after": "focus", "field": "hover.duration_ms", "baseline": "session"}
 Parser = Callable[[object], int | float]
@@ -67,6 +71,7 @@ PARSERS: dict[str, Parser] = {
     "ratio": parse_ratio,
     "number": parse_number,
     "count": parse_count,
+    "signed": parse_signed,
     "score": parse_score,
     "entropy": lambda raw: parse_bounded(raw, ENTROPY_MAX_BITS, _EXPECTED["entropy"]),
 }
@@ -76,7 +81,9 @@ def value_kind(signal: str, field: str | None = None) -> str | None:
     """How a signal's threshold is written and parsed; None for an aggregate of no known field."""
     kind = SIGNALS[signal].kind
     if kind == "field":
-        return AGGREGATE_FIELDS.get(field or "")
+        # px fields (scroll.y, mousemove.x/y) are positions: events send negative ones too
+        field_kind = AGGREGATE_FIELDS.get(field or "")
+        return "signed" if field_kind == "number" else field_kind
     return kind
 
 
@@ -86,9 +93,14 @@ def expected_value(kind: str) -> str:
 
 def parse_model_value(raw: object, kind: str) -> int | float:
     """A value in `models`: a number in the compiled unit (ms, fraction...), or with its unit."""
-    if kind == "duration" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        if raw < 0 or raw != int(raw):
+    ms = number_value(raw) if kind == "duration" else None  # 1e2 too, as YAML 1.1 reads it
+    if ms is not None:
+        if ms < 0 or ms != int(ms):
             raise ValueProblem(f"{raw} is not a whole number of milliseconds >= 0",
                                "milliseconds as a whole number, or a duration such as 3s")
-        return int(raw)
+        if ms > MAX_DURATION_MS:
+            raise ValueProblem(f"{raw} ms is longer than ten years",
+                               f"at most {MAX_DURATION_MS} ms, or a duration of at most "
+                               f"{MAX_DURATION_MS // 3_600_000}h")
+        return int(ms)
     return PARSERS[kind](raw)
