@@ -23,7 +23,21 @@ from .features import SESSION_FEATURES, LearnedModel
 from .globs import Glob, from_legacy_regex
 from .plan import compile_plan
 from .snapshot import INTENT, Model, Snapshot
-from .snapshot_checks import check, check_finite, check_int, check_num
+from .snapshot_checks import (
+    MAX_JSON_DEPTH,
+    bounded_float,
+    bounded_int,
+    check,
+    check_duration,
+    check_durations,
+    check_finite,
+    check_int,
+    check_num,
+    first_lone_surrogate,
+    may_hold_lone_surrogate,
+    no_constant,
+    too_deep,
+)
 from .trigger_loader import TriggerLoader, context_condition, load_sequence, load_trigger
 
 
@@ -47,6 +61,17 @@ def _index_list(raw: Any, where: str, count: int) -> tuple[int, ...]:
     return tuple(raw)
 
 
+def _entries(raw: Any, where: str, shape: str) -> list[Any]:
+    """An index's list of [key, trigger indexes] pairs (absent: none)."""
+    if raw is None:
+        return []
+    check(isinstance(raw, list), f"{where}: expected a list of {shape}")
+    for i, entry in enumerate(raw):
+        check(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
+              f"{where}[{i}]: expected {shape}")
+    return raw
+
+
 def _fatigue_channels(value: Any) -> str:
     check(value in FATIGUE_CHANNELS, f"fatigue.channels: expected one of {FATIGUE_CHANNELS}")
     return str(value)
@@ -54,17 +79,26 @@ def _fatigue_channels(value: Any) -> str:
 
 def load_snapshot(text: str) -> Snapshot:
     """Parse, check and index a snapshot's JSON text."""
+    check(not too_deep(text), f"snapshot: arrays and objects nest deeper than "
+                              f"{MAX_JSON_DEPTH} levels")
     try:
-        doc = json.loads(text)
+        # numbers past +-(2^53 - 1), NaN and Infinity are refused as they are read
+        doc = json.loads(text, parse_int=bounded_int, parse_float=bounded_float,
+                         parse_constant=no_constant)
     except (ValueError, RecursionError) as exc:
         raise SnapshotError("invalid_snapshot", f"snapshot is not JSON: {exc}") from None
     check(isinstance(doc, dict), "snapshot: expected a JSON object")
+    if may_hold_lone_surrogate(text):
+        # revision and content are answered as UTF-8 (a WIT string): a lone half cannot be
+        lone = first_lone_surrogate(doc)
+        check(lone is None, f"{lone}: a string holds a lone UTF-16 surrogate (not UTF-8)")
     check(doc.get("format") == SNAPSHOT_FORMAT,
           f"format: expected {SNAPSHOT_FORMAT!r}, got {doc.get('format')!r}")
     revision = doc.get("revision")
     check(isinstance(revision, str) and revision != "", "revision: expected a non-empty string")
     raw_triggers = doc.get("triggers")
     check(isinstance(raw_triggers, list), "triggers: expected a list")
+    check_durations(raw_triggers, "triggers")
     loader = TriggerLoader()
     triggers = tuple(load_trigger(loader, i, t) for i, t in enumerate(raw_triggers))
     by_id = {t.id: t for t in triggers}
@@ -76,21 +110,13 @@ def load_snapshot(text: str) -> Snapshot:
     exact_raw = index.get("exact", {})
     check(isinstance(exact_raw, dict), "index.exact: expected an object")
     exact = {k: _index_list(v, f"index.exact[{k!r}]", n) for k, v in exact_raw.items()}
-    prefixes = []
-    for i, entry in enumerate(index.get("prefix", [])):
-        check(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
-              f"index.prefix[{i}]: expected [prefix, ids]")
-        prefixes.append((entry[0], _index_list(entry[1], f"index.prefix[{i}]", n)))
-    patterns = []
-    for i, entry in enumerate(index.get("glob", [])):
-        check(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
-              f"index.glob[{i}]: expected [glob, ids]")
-        patterns.append((Glob(entry[0]), _index_list(entry[1], f"index.glob[{i}]", n)))
+    prefixes = [(entry[0], _index_list(entry[1], f"index.prefix[{i}]", n)) for i, entry in
+                enumerate(_entries(index.get("prefix"), "index.prefix", "[prefix, ids]"))]
+    patterns = [(Glob(entry[0]), _index_list(entry[1], f"index.glob[{i}]", n)) for i, entry in
+                enumerate(_entries(index.get("glob"), "index.glob", "[glob, ids]"))]
     # Snapshots compiled before page globs had their own bucket spelt them as regexes:
     # those of that shape still load (as globs); no other regex is ever run.
-    for i, entry in enumerate(index.get("pattern", [])):
-        check(isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str),
-              f"index.pattern[{i}]: expected [regex, ids]")
+    for i, entry in enumerate(_entries(index.get("pattern"), "index.pattern", "[regex, ids]")):
         glob = from_legacy_regex(entry[0])
         check(glob is not None, f"index.pattern[{i}]: {entry[0][:80]!r} is not a page glob "
               "(`^` + literal parts joined by `.*` + `\\Z`); recompile the packs")
@@ -103,11 +129,13 @@ def load_snapshot(text: str) -> Snapshot:
     check(isinstance(segments_raw, dict), "segments: expected an object")
     segments = {}
     for name, preds in segments_raw.items():
-        check(isinstance(preds, list), f"segments.{name}: expected a list of context conditions")
+        check(isinstance(preds, list) and all(isinstance(p, dict) for p in preds),
+              f"segments.{name}: expected a list of context conditions (objects)")
         segments[name] = tuple(context_condition(p, f"segments.{name}[{i}]", f"@{name}#{i}")
                                for i, p in enumerate(preds))
     raw_sequences = doc.get("sequences") or []
     check(isinstance(raw_sequences, list), "sequences: expected a list")
+    check_durations(raw_sequences, "sequences")
     loader.next_index = n  # steps rank after every trigger
     sequences = tuple(load_sequence(loader, i, s) for i, s in enumerate(raw_sequences))
     missing = loader.segments_used - set(segments)
@@ -152,8 +180,8 @@ def load_snapshot(text: str) -> Snapshot:
                                                                    "fatigue.per_session", 1),
         fatigue_per_minute=None if per_minute is None else check_int(per_minute,
                                                                 "fatigue.per_minute", 1),
-        quiet_after_dismiss_ms=check_int(fatigue.get("quiet_after_dismiss_ms", 0),
-                                    "fatigue.quiet_after_dismiss_ms"),
+        quiet_after_dismiss_ms=check_duration(fatigue.get("quiet_after_dismiss_ms", 0),
+                                              "fatigue.quiet_after_dismiss_ms"),
         fatigue_separate=_fatigue_channels(fatigue.get("channels", "shared")) == "separate",
         channels=any(t.channel != "page" for t in
                      (*triggers, *(step.trigger for seq in sequences for step in seq.steps))),
