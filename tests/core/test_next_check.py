@@ -113,3 +113,32 @@ def test_a_queued_action_waiting_is_the_next_moment_not_every_millisecond():
         now = answer["next_check_ms"]
     assert [a["trigger"] for a in answer["actions"]] == ["show-offer"]
     assert (now, calls) == (T0 + 5000, 2)
+
+
+def test_a_trigger_of_many_windowed_conditions_is_searched_without_evaluating_each_everywhere(
+        monkeypatch):
+    """A review's validated trigger of 32 mouse-entropy windows: the search evaluated every
+    condition at each of ~2,000 moments (240 ms natively, past the component's deadline, so
+    every decision of that page was 503). A condition false now is checked alone first."""
+    from edge_module.core.session import Session
+
+    lines = ["pack: windows", "triggers:", "  - id: n", "    when:"]
+    lines += [f"      - mouse_entropy: {{gte: 0, window: {600 - k}s}}" for k in range(16)]
+    lines += [f"      - mouse_entropy: {{eq: 2.99, window: {500 - k}s}}" for k in range(16)]
+    lines.append("    action: {content: c}")
+    snap = load_snapshot(snapshot_text("\n".join(lines) + "\n"))
+    events = [{"type": "page_view", "ts_ms": T0, "url": "/"}] + [
+        {"type": "mousemove", "ts_ms": T0 + 1 + i, "x": (i * 7919) % 97,
+         "y": (i * 104729) % 89} for i in range(65)]
+    calls = [0]
+    real = Session.entropy
+
+    def counted(self, t, window_ms):
+        calls[0] += 1
+        return real(self, t, window_ms)
+
+    monkeypatch.setattr(Session, "entropy", counted)
+    answer = _both(snap, {"session_id": "w", "now_ms": T0 + 1000, "context": {"url": "/"},
+                          "events": events}, None)
+    assert answer["actions"] == [] and answer["next_check_ms"] is None
+    assert calls[0] < 2_000, calls[0]  # it was 34,948 (both paths together)
