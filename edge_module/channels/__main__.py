@@ -24,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no channel outbox at {path}", file=sys.stderr)
         return 1
     try:
-        outbox = Outbox(path)
+        outbox = Outbox(path, create=False)  # another SQLite file is not made an outbox
         if args.command == "list":
-            for record, reason in outbox.set_aside_records():
+            for record, reason in outbox.set_aside_records():  # a str: a body not JSON
                 print(json.dumps({"reason": reason, "record": record}, ensure_ascii=False))
             return 0
         moved = outbox.requeue(int(time.time() * 1000))

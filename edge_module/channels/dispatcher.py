@@ -9,6 +9,12 @@ Retry-After asks, up to the backoff's ceiling); one refused outright, tried
 `max_attempts` times, or found more than `max_age_s` past due (before or after a send) is
 set aside and counted dropped with its reason. Decisions only ever add to the outbox (a
 few SQLite statements); sending never runs on a decision thread.
+
+A decision never waits on the outbox's write lock: it tries to write for at most
+`DECIDE_WAIT_S`, and when another writer holds the file (a sibling worker, a backup, an
+operator's sqlite3 shell) its records, and conversions' cancels, wait in this process's
+memory, in order (at most `MAX_WAITING` records), for the writer thread, which waits for
+the lock as long as it takes. Those, and only those, die with a killed process.
 """
 
 from __future__ import annotations
@@ -18,11 +24,12 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from .outbox import Claimed, Outbox, OutboxError
+from .outbox import Claimed, Limits, Outbox, OutboxError
 from .sinks import Refused, Retry, Sink
 
 log = logging.getLogger("edge.channels")
@@ -30,7 +37,9 @@ log = logging.getLogger("edge.channels")
 BATCH = 64  # records claimed at once by `run_once`
 SENDERS = 8  # sends in flight at once
 IDLE_WAKE_S = 1.0  # the longest sleep: a record another worker process added is seen by then
-SIZE_EVERY_MS = 5_000  # how often the outbox's size is counted again (for its bound)
+DECIDE_WAIT_S = 0.005  # the longest a decision waits for the outbox's write lock
+WRITER_WAIT_S = 30.0  # the writer thread's wait for it (then it tries again)
+MAX_WAITING = 10_000  # records waiting in memory for the writer; beyond, dropped outbox_busy
 ORPHANS_EVERY_MS = 5_000  # how often leases of dead worker processes are looked for
 PURGE_EVERY_MS = 60_000  # how often settled keys older than max_age are forgotten
 
@@ -49,7 +58,9 @@ class ChannelDispatcher:
     def __init__(self, outbox: Outbox | None, sink: Sink | None, *, max_attempts: int = 300,
                  max_age_s: float = 86_400.0, backoff_base_s: float = 1.0,
                  backoff_max_s: float = 300.0, lease_s: float = 120.0,
-                 max_outbox: int = 1_000_000, keep_keys_s: float | None = None,
+                 max_outbox: int = 1_000_000, anonymous_share: float = 0.5,
+                 max_per_session: int = 8, max_per_recipient: int = 32,
+                 keep_keys_s: float | None = None,
                  clock_ms: Callable[[], int] = _wall_ms) -> None:
         self.outbox = outbox
         self.sink = sink
@@ -62,10 +73,15 @@ class ChannelDispatcher:
         # lives the session TTL) must find it, or the same firing is sent again
         self.keep_keys_ms = max(self.max_age_ms, int((keep_keys_s or 0) * 1000))
         # Visitors can be made up at will, and each may fire a delayed email: the outbox is
-        # bounded. Its size is counted every few seconds and grown by this process's
-        # additions in between, not counted per decision.
+        # bounded, and what anonymous records (no verified recipient) may take of it too,
+        # so a customer the site signed for always finds room; one session, and one
+        # verified recipient, hold only a few waiting records. Checked, exactly, in the
+        # transaction that adds a record (the file is shared by the host's workers).
         self.max_outbox = max_outbox
-        self._outbox_size = outbox.counts()[0] if outbox is not None else 0
+        self.limits = Limits(pending=max(0, max_outbox),
+                             anonymous=int(max(0, max_outbox) * min(max(anonymous_share, 0), 1)),
+                             per_session=max(1, max_per_session),
+                             per_recipient=max(1, max_per_recipient))
         self._clock_ms = clock_ms
         self.queued = 0  # records added by this process's decisions
         self.delivered = 0
@@ -77,43 +93,140 @@ class ChannelDispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        # writes a decision could not make at once, in order: ("add", records) or
+        # ("cancel", session_id, now_ms); `_waiting` counts their records
+        self._writes: deque[tuple[Any, ...]] = deque()
+        self._waiting = 0
+        self._written = threading.Event()  # set when there is something to write
+        self._flushing = threading.Lock()  # one flush at a time (the writer, run_once, stop)
         self._senders: ThreadPoolExecutor | None = None
         self._done: queue.SimpleQueue[tuple[Claimed, Result]] = queue.SimpleQueue()
         self._inflight = 0  # the timer thread's own count
         self._inflight_keys: set[str] = set()  # timer thread only
         self._futures: set[Future[Result]] = set()
         self._sleep_until = NEVER  # when the timer wakes next (ms): an earlier record wakes it
-        self._sized_ms = self._purged_ms = 0
+        self._purged_ms = 0
         self._orphans_ms: int | None = None  # None: not looked yet (this process starting)
 
     # -- on the decision path ----------------------------------------------------------------
-    def enqueue(self, records: list[dict[str, Any]]) -> None:
-        """Keep a decision's delivery records; with no sink they are counted dropped. Raises
-        OutboxError when the outbox cannot be written (the caller counts and logs it)."""
+    def enqueue(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """Keep a decision's delivery records; with no sink they are counted dropped
+        (`no_sink`). Returns the records refused, with why (`outbox_full`,
+        `outbox_full_anonymous`, `session_full`, `recipient_full`, `outbox_busy`); the ones
+        handed to the writer thread are not among them (it counts its refusals in
+        `dropped` only). Never waits for the outbox's lock more than DECIDE_WAIT_S."""
         if not records:
-            return
+            return []
         if self.sink is None or self.outbox is None:
             self._drop("no_sink", len(records))
-            return
-        if self._outbox_size + len(records) > self.max_outbox:
-            self._drop("outbox_full", len(records))
-            return
-        added = self.outbox.add(records)
+            return []
+        with self._lock:
+            behind = bool(self._writes)  # never ahead of writes already waiting
+        if not behind:
+            try:
+                added, refused = self.outbox.admit(records, self.limits, DECIDE_WAIT_S)
+            except OutboxError:  # another writer holds the file: the writer thread waits
+                pass
+            else:
+                self._added(added, refused, records)
+                return refused
+        if not self._wait_write(("add", records), len(records)):
+            self._drop("outbox_busy", len(records))
+            return [(r, "outbox_busy") for r in records]
+        return []
+
+    def _added(self, added: int, refused: list[tuple[dict[str, Any], str]],
+               records: list[dict[str, Any]]) -> None:
         with self._lock:
             self.queued += added
-            self._outbox_size += added
+            for _record, why in refused:
+                self.dropped[why] = self.dropped.get(why, 0) + 1
         if min(r["due_ms"] for r in records) < self._sleep_until:
             self._wake.set()  # due before the timer would look again
 
+    def _wait_write(self, write: tuple[Any, ...], records: int) -> bool:
+        """Hand a write to the writer thread; False if too many records wait already."""
+        with self._lock:
+            if self._waiting + records > MAX_WAITING:
+                return False
+            self._writes.append(write)
+            self._waiting += records
+        self._written.set()
+        return True
+
     def cancel(self, session_id: str) -> int:
         """The visitor converted: their deliveries still waiting for a later moment (a
-        reminder, an offer) are no longer wanted. Raises OutboxError."""
+        reminder, an offer) are no longer wanted; how many were cancelled (0 when the
+        cancel waits for the writer thread, which counts them in `cancelled`). Never
+        waits for the outbox's lock."""
         if self.outbox is None:
             return 0
-        n = self.outbox.cancel_session(session_id, self._clock_ms())
+        now = self._clock_ms()
         with self._lock:
-            self.cancelled += n
-        return n
+            behind = bool(self._writes)
+        if not behind:
+            try:
+                n = self.outbox.cancel_session(session_id, now, DECIDE_WAIT_S)
+            except OutboxError:
+                pass
+            else:
+                with self._lock:
+                    self.cancelled += n
+                return n
+        if not self._wait_write(("cancel", session_id, now), 0):
+            log.warning("a conversion's cancel not kept: %d records wait for the outbox",
+                        self._waiting)
+        return 0
+
+    def flush(self, wait_s: float = WRITER_WAIT_S, until: float | None = None) -> None:
+        """Make the writes waiting in memory, in order (the writer thread; `run_once`).
+        Raises OutboxError, the failed write kept first, when the outbox cannot be
+        written; `until` (time.monotonic) stops it between writes."""
+        assert self.outbox is not None
+        with self._flushing:
+            self._flush(wait_s, until)
+
+    def _flush(self, wait_s: float, until: float | None) -> None:
+        assert self.outbox is not None
+        while until is None or time.monotonic() < until:
+            with self._lock:
+                if not self._writes:
+                    return
+                write = self._writes[0]
+            try:
+                if write[0] == "add":
+                    records = write[1]
+                    added, refused = self.outbox.admit(records, self.limits, wait_s)
+                    self._added(added, refused, records)
+                else:
+                    n = self.outbox.cancel_session(write[1], write[2], wait_s)
+                    with self._lock:
+                        self.cancelled += n
+            except OutboxError:
+                raise  # kept first, tried again
+            except Exception:  # this write can never be made: it must not hold the others
+                log.exception("a waiting channel outbox write failed; dropped")
+                if write[0] == "add":
+                    self._drop("outbox_error", len(write[1]))
+            with self._lock:
+                self._writes.popleft()
+                self._waiting -= len(write[1]) if write[0] == "add" else 0
+
+    def _write_loop(self) -> None:
+        while not self._stop.is_set():
+            self._written.wait(0.5)
+            self._written.clear()
+            try:
+                self.flush(until=None)
+            except OutboxError as exc:
+                self.last_error = str(exc)[:300]
+                log.warning("%d delivery record(s) wait in memory for the outbox: %s",
+                            self._waiting, exc)
+                self._stop.wait(0.5)
+            except Exception:  # the writer must outlive any surprise
+                log.exception("channel outbox writer failed")
+                self._stop.wait(0.5)
 
     def outbox_failed(self, records: int, exc: Exception) -> None:
         self._drop("outbox_error", records)
@@ -130,14 +243,33 @@ class ChannelDispatcher:
         self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="channel-send")
         self._thread = threading.Thread(target=self._loop, name="channels", daemon=True)
         self._thread.start()
+        self._writer = threading.Thread(target=self._write_loop, name="channel-outbox-writer",
+                                        daemon=True)
+        self._writer.start()
 
     def stop(self, timeout_s: float = 5.0, sends_s: float = 2.0) -> None:
         """Stop claiming; sends in flight get `sends_s` to finish and are settled (one
         abandoned beyond that is sent again after a restart, under the same key)."""
         self._stop.set()
         self._wake.set()
+        self._written.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+        writer_done = self._writer is None or not self._writer.is_alive()
+        if self._writes and self.outbox is not None and writer_done:  # within timeout_s
+            try:
+                self.flush(wait_s=timeout_s, until=time.monotonic() + timeout_s)
+            except OutboxError as exc:
+                log.warning("%s", exc)
+            if self._waiting:
+                log.error("%d delivery record(s) not kept: the outbox stayed locked",
+                          self._waiting)
+                self._drop("outbox_busy", self._waiting)
+        elif self._waiting:
+            log.error("%d delivery record(s) still wait for the outbox's lock at the stop: "
+                      "lost if the process ends now", self._waiting)
         if self._senders is not None:
             self._senders.shutdown(wait=False, cancel_futures=True)
             wait(list(self._futures), timeout=sends_s)
@@ -199,10 +331,9 @@ class ChannelDispatcher:
             future = self._senders.submit(self._send, item)
             self._futures.add(future)
             future.add_done_callback(lambda f, item=item: self._finished(item, f))
-        if now - self._sized_ms >= SIZE_EVERY_MS:
-            self._outbox_size, self._sized_ms = self.outbox.counts()[0], now
         if now - self._purged_ms >= PURGE_EVERY_MS:
-            self.outbox.purge(now, self.keep_keys_ms)
+            # settled keys: kept keep_keys_ms, and no more of them than waiting records
+            self.outbox.purge(now, self.keep_keys_ms, max_keys=self.max_outbox)
             self._purged_ms = now
 
     def _expire(self, now: int) -> None:
@@ -237,6 +368,7 @@ class ChannelDispatcher:
         if self.sink is None or self.outbox is None:
             return 0
         delivered = 0
+        self.flush()
         while not self._stop.is_set():
             now = self._clock_ms()
             self._expire(now)
@@ -299,10 +431,11 @@ class ChannelDispatcher:
 
     def status(self) -> dict[str, Any]:
         """For /healthz and metrics: this process's counts, and the outbox's (shared)."""
-        pending = set_aside = None
+        pending = set_aside = settled_keys = None
         if self.outbox is not None:
             try:
                 pending, set_aside = self.outbox.counts()
+                settled_keys = self.outbox.tally()["settled"]
             except OutboxError:
                 pass
         with self._lock:
@@ -311,4 +444,5 @@ class ChannelDispatcher:
                     "retried": self.retried, "cancelled": self.cancelled,
                     "dropped": sum(self.dropped.values()),
                     "dropped_by_reason": dict(self.dropped), "pending": pending,
-                    "set_aside": set_aside, "last_error": self.last_error}
+                    "set_aside": set_aside, "settled_keys": settled_keys,
+                    "waiting_writes": self._waiting, "last_error": self.last_error}

@@ -9,11 +9,18 @@ processes sharing the file never send one at the same time, and `next_ms` alone 
 a record may be claimed. A lease whose owner has died (a killed edge, a crashed worker) is
 released as soon as a live process notices (`release_orphans`), not at the lease's end:
 the file is on this machine (EDGE_STATE_DIR), so a process id says who is alive. A record
-that cannot be delivered is set aside (table `set_aside`, the oldest removed beyond a
-bound) with its reason: an operator can read it there, and move it back (`requeue`).
+that cannot be delivered is set aside (table `set_aside`, bounded: anonymous records go
+first, so no visitor's made-up sessions push out a verified customer's) with its reason:
+an operator can read it there, and move it back (`requeue`).
+
+What a record may take is decided in the transaction that adds it (`admit`), against
+counts SQLite triggers keep exact in table `tally` for every process sharing the file:
+waiting records in all, waiting records of anonymous recipients (no verified CRM id: the
+ones any visitor can make up), and a session's and a verified recipient's waiting ones.
 
 A settled record (sent, set aside or cancelled) keeps its key, without its body, for
-`keep_ms`: the same firing added again (a replayed state) is then ignored, not resent.
+`keep_ms` and up to a bound (`purge`): the same firing added again (a replayed state) is
+then ignored, not resent.
 
 Commits are durable against a killed process (WAL with synchronous=NORMAL), not against
 the machine losing power.
@@ -26,6 +33,7 @@ import os
 import sqlite3
 import sys
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,30 +43,72 @@ from ..sqlite_wal import use_wal
 SETTLED = 2**62  # the next_ms of a settled record: never claimed again
 CHUNK = 2_000  # rows changed per transaction by bulk work (a decision's add waits for it)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    key TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    session TEXT NOT NULL DEFAULT '',
-    due_ms INTEGER NOT NULL,
-    next_ms INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    settled_ms INTEGER,
-    owner INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms);
-CREATE INDEX IF NOT EXISTS outbox_session ON outbox (session);
-CREATE TABLE IF NOT EXISTS set_aside (
-    key TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS set_aside_at ON set_aside (at_ms);
-"""
+TABLES = (
+    """CREATE TABLE IF NOT EXISTS outbox (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        session TEXT NOT NULL DEFAULT '',
+        due_ms INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        settled_ms INTEGER,
+        owner INTEGER,
+        recipient TEXT NOT NULL DEFAULT ''
+    )""",
+    """CREATE TABLE IF NOT EXISTS set_aside (
+        key TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        recipient TEXT NOT NULL DEFAULT ''
+    )""",
+)
+# columns added since the first outbox files: (table, column, its definition)
+COLUMNS = (("outbox", "owner", "INTEGER"),
+           ("outbox", "recipient", "TEXT NOT NULL DEFAULT ''"),
+           ("set_aside", "recipient", "TEXT NOT NULL DEFAULT ''"))
+INDEXES = (
+    "DROP INDEX IF EXISTS outbox_session",  # replaced by outbox_session_next
+    "CREATE INDEX IF NOT EXISTS outbox_next ON outbox (next_ms)",
+    "CREATE INDEX IF NOT EXISTS outbox_session_next ON outbox (session, next_ms)",
+    "CREATE INDEX IF NOT EXISTS outbox_recipient ON outbox (recipient, next_ms) "
+    "WHERE recipient != ''",
+    "CREATE INDEX IF NOT EXISTS outbox_settled ON outbox (settled_ms) "
+    "WHERE settled_ms IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS set_aside_at ON set_aside (at_ms)",
+    "CREATE INDEX IF NOT EXISTS set_aside_recipient ON set_aside (recipient, at_ms)",
+)
+# The tally: 'pending' (records waiting: next_ms below SETTLED), 'anonymous' (of those, the
+# ones without a verified recipient) and 'settled' (keys kept of settled records).
+_P = f"next_ms < {SETTLED}"
+TRIGGERS = (
+    f"""CREATE TRIGGER IF NOT EXISTS tally_insert AFTER INSERT ON outbox BEGIN
+        UPDATE tally SET n = n + 1 WHERE name =
+            CASE WHEN NEW.{_P} THEN 'pending' ELSE 'settled' END;
+        UPDATE tally SET n = n + 1 WHERE name = 'anonymous' AND NEW.{_P}
+            AND NEW.recipient = '';
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tally_delete AFTER DELETE ON outbox BEGIN
+        UPDATE tally SET n = n - 1 WHERE name =
+            CASE WHEN OLD.{_P} THEN 'pending' ELSE 'settled' END;
+        UPDATE tally SET n = n - 1 WHERE name = 'anonymous' AND OLD.{_P}
+            AND OLD.recipient = '';
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS tally_update AFTER UPDATE OF next_ms, recipient ON outbox
+        WHEN (OLD.{_P}) != (NEW.{_P}) OR OLD.recipient != NEW.recipient BEGIN
+        UPDATE tally SET n = n - 1 WHERE name =
+            CASE WHEN OLD.{_P} THEN 'pending' ELSE 'settled' END;
+        UPDATE tally SET n = n - 1 WHERE name = 'anonymous' AND OLD.{_P}
+            AND OLD.recipient = '';
+        UPDATE tally SET n = n + 1 WHERE name =
+            CASE WHEN NEW.{_P} THEN 'pending' ELSE 'settled' END;
+        UPDATE tally SET n = n + 1 WHERE name = 'anonymous' AND NEW.{_P}
+            AND NEW.recipient = '';
+    END""",
+)
 
 
 class OutboxError(Exception):
@@ -72,24 +122,74 @@ class Claimed:
     channel: str
     due_ms: int
     attempts: int  # sends tried before this one
+    recipient: str = ""  # the verified CRM id it is addressed to ('' anonymous)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What waiting records may take: `pending` in all; `anonymous` of them without a
+    verified recipient; `per_session` of one session (one with an id) and `per_recipient`
+    addressed to one verified CRM id."""
+    pending: int
+    anonymous: int
+    per_session: int
+    per_recipient: int
+
+
+def recipient(record: dict[str, Any]) -> str:
+    """The verified CRM id a record is addressed to; '' for an anonymous one."""
+    crm_id = record.get("crm_id")
+    return crm_id if record.get("crm_id_verified") is True and type(crm_id) is str else ""
 
 
 class Outbox:
     def __init__(self, path: Path, max_set_aside: int = 10_000, busy_timeout_s: float = 2.0,
-                 ) -> None:
+                 *, create: bool = True) -> None:
+        """The outbox in `path`, made if missing; with `create` false, OutboxError unless
+        the file already is one (an operator's command must not turn another SQLite file
+        into an outbox)."""
         self.path = path
         self.max_set_aside = max(0, max_set_aside)
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()  # one connection per thread (sqlite3's rule)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._run(self._create)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        else:  # read-only first: not even switched to WAL unless it is an outbox
+            try:
+                with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro",
+                                             uri=True)) as c:
+                    tables = {row[0] for row in c.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            except sqlite3.Error as exc:
+                raise OutboxError(f"channel outbox {path}: {exc}") from None
+            if not {"outbox", "set_aside"} <= tables:
+                raise OutboxError(f"{path}: not a channel outbox (no outbox and set_aside "
+                                  "tables)")
+        self._write(self._create)
 
     @staticmethod
     def _create(c: sqlite3.Connection) -> None:
-        c.executescript(SCHEMA)
-        columns = {row[1] for row in c.execute("PRAGMA table_info(outbox)")}
-        if "owner" not in columns:  # an outbox written before leases had owners
-            c.execute("ALTER TABLE outbox ADD COLUMN owner INTEGER")
+        for statement in TABLES:
+            c.execute(statement)
+        for table, column, definition in COLUMNS:
+            if column not in {row[1] for row in c.execute(f"PRAGMA table_info({table})")}:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                if column == "recipient":  # a file written before recipients were kept
+                    c.execute(f"UPDATE {table} SET recipient = json_extract(body, '$.crm_id') "
+                              "WHERE body != '' AND json_valid(body) AND "
+                              "json_extract(body, '$.crm_id_verified') = 1 AND "
+                              "json_type(body, '$.crm_id') = 'text'")
+        for statement in INDEXES:
+            c.execute(statement)
+        if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'tally'").fetchone():
+            c.execute("CREATE TABLE tally (name TEXT PRIMARY KEY, n INTEGER NOT NULL)")
+            c.execute(f"INSERT INTO tally SELECT 'pending', COUNT(*) FROM outbox WHERE {_P}")
+            c.execute(f"INSERT INTO tally SELECT 'anonymous', COUNT(*) FROM outbox WHERE {_P} "
+                      "AND recipient = ''")
+            c.execute(f"INSERT INTO tally SELECT 'settled', COUNT(*) FROM outbox "
+                      f"WHERE NOT {_P}")
+        for statement in TRIGGERS:
+            c.execute(statement)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -107,10 +207,17 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"channel outbox {self.path}: {exc}") from None
 
-    def _write(self, work: Any) -> Any:
-        """`work` in one transaction (taken at once: writers never deadlock on upgrade)."""
+    def _write(self, work: Any, wait_s: float | None = None) -> Any:
+        """`work` in one transaction (taken at once: writers never deadlock on upgrade),
+        waiting at most `wait_s` (default: the busy timeout) for another writer's."""
         def tx(c: sqlite3.Connection) -> Any:
-            c.execute("BEGIN IMMEDIATE")
+            if wait_s is not None:
+                c.execute(f"PRAGMA busy_timeout = {max(0, int(wait_s * 1000))}")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            finally:
+                if wait_s is not None:
+                    c.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             try:
                 out = work(c)
             except BaseException:
@@ -121,30 +228,61 @@ class Outbox:
         return self._run(tx)
 
     def add(self, records: list[dict[str, Any]]) -> int:
-        """Add records (a key present, waiting or settled, is kept as it is); how many
-        were new."""
-        rows = [(r["key"], json.dumps(r, separators=(",", ":"), ensure_ascii=False),
-                 r["channel"] or "", r.get("session_id") or "", r["due_ms"], r["due_ms"])
-                for r in records]
+        """Add records, without limits (a key present, waiting or settled, is kept as it
+        is); how many were new."""
+        return self.admit(records, None)[0]
 
-        def insert(c: sqlite3.Connection) -> int:
-            before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO outbox (key, body, channel, session, due_ms, "
-                          "next_ms) VALUES (?, ?, ?, ?, ?, ?)", rows)
-            return c.total_changes - before
-        return int(self._write(insert))
+    def admit(self, records: list[dict[str, Any]], limits: Limits | None,
+              wait_s: float | None = None) -> tuple[int, list[tuple[dict[str, Any], str]]]:
+        """Add the records `limits` leave room for, in one transaction (a key present,
+        waiting or settled, is kept as it is, and counts as neither); (how many were new,
+        [(record, why not) of the ones refused]). The reasons: `outbox_full`,
+        `outbox_full_anonymous`, `session_full`, `recipient_full`."""
+        def insert(c: sqlite3.Connection) -> tuple[int, list[tuple[dict[str, Any], str]]]:
+            added, refused = 0, []
+            for r in records:
+                if c.execute("SELECT 1 FROM outbox WHERE key = ?", (r["key"],)).fetchone():
+                    continue
+                session, to = r.get("session_id") or "", recipient(r)
+                why = self._full(c, limits, session, to) if limits is not None else None
+                if why is not None:
+                    refused.append((r, why))
+                    continue
+                c.execute("INSERT INTO outbox (key, body, channel, session, due_ms, next_ms, "
+                          "recipient) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (r["key"], json.dumps(r, separators=(",", ":"), ensure_ascii=False),
+                           r["channel"] or "", session, r["due_ms"], r["due_ms"], to))
+                added += 1
+            return added, refused
+        return self._write(insert, wait_s)
+
+    @staticmethod
+    def _full(c: sqlite3.Connection, limits: Limits, session: str, to: str) -> str | None:
+        tally = dict(c.execute("SELECT name, n FROM tally").fetchall())
+        if tally["pending"] >= limits.pending:
+            return "outbox_full"
+        if not to and tally["anonymous"] >= limits.anonymous:
+            return "outbox_full_anonymous"
+        if session and c.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE session = ? AND {_P} "
+                "LIMIT ?)", (session, limits.per_session)).fetchone()[0] >= limits.per_session:
+            return "session_full"
+        if to and c.execute(
+                f"SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE recipient = ? AND {_P} "
+                "LIMIT ?)", (to, limits.per_recipient)).fetchone()[0] >= limits.per_recipient:
+            return "recipient_full"
+        return None
 
     def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[Claimed]:
         """Up to `limit` records due by `now_ms`, leased to the caller for `lease_ms`."""
         def take(c: sqlite3.Connection) -> list[Claimed]:
-            rows = c.execute("SELECT key, body, channel, due_ms, attempts FROM outbox "
-                             "WHERE next_ms <= ? ORDER BY next_ms LIMIT ?",
+            rows = c.execute("SELECT key, body, channel, due_ms, attempts, recipient "
+                             "FROM outbox WHERE next_ms <= ? ORDER BY next_ms LIMIT ?",
                              (now_ms, limit)).fetchall()
             c.executemany("UPDATE outbox SET next_ms = ?, owner = ? WHERE key = ?",
                           [(now_ms + lease_ms, os.getpid(), row[0]) for row in rows])
             return [Claimed(*row) for row in rows]
         return list(self._write(take)) if limit > 0 else []
-
     def release_orphans(self, now_ms: int, *, starting: bool = False) -> int:
         """Make records leased by processes no longer alive claimable now; how many. A
         process `starting` also releases leases under its own id (a process id reused after
@@ -155,20 +293,19 @@ class Outbox:
                 "AND next_ms < ?", (now_ms, SETTLED))]
             dead = [o for o in owners
                     if (starting and o == os.getpid()) or (o != os.getpid() and not _alive(o))]
-            before = c.total_changes
-            c.executemany("UPDATE outbox SET next_ms = ?, owner = NULL WHERE owner = ? "
-                          "AND next_ms > ? AND next_ms < ?",
-                          [(now_ms, o, now_ms, SETTLED) for o in dead])
-            return c.total_changes - before
+            # rowcount, not total_changes: that counts the tally's trigger updates too
+            return c.executemany("UPDATE outbox SET next_ms = ?, owner = NULL WHERE owner = ? "
+                                 "AND next_ms > ? AND next_ms < ?",
+                                 [(now_ms, o, now_ms, SETTLED) for o in dead]).rowcount \
+                if dead else 0
         return int(self._write(release))
 
     def _settle(self, c: sqlite3.Connection, key: str, now_ms: int) -> bool:
         """Settle a record not settled yet; whether it was (a late answer to a send that
         was taken over, or cancelled meanwhile, changes nothing)."""
-        before = c.total_changes
-        c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', owner = NULL "
-                  "WHERE key = ? AND next_ms < ?", (SETTLED, now_ms, key, SETTLED))
-        return c.total_changes > before
+        return c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '', "
+                         "owner = NULL WHERE key = ? AND next_ms < ?",
+                         (SETTLED, now_ms, key, SETTLED)).rowcount > 0
 
     def sent(self, key: str, now_ms: int) -> None:
         self._write(lambda c: self._settle(c, key, now_ms))
@@ -183,73 +320,82 @@ class Outbox:
 
     def set_aside(self, item: Claimed, reason: str, now_ms: int) -> None:
         self._write(lambda c: self._move_aside(
-            c, [(item.key, item.body, item.channel, reason)], now_ms))
+            c, [(item.key, item.body, item.channel, reason, item.recipient)], now_ms))
 
     def expire(self, now_ms: int, max_age_ms: int) -> list[tuple[str, str]]:
         """Set aside, in bulk, the claimable records more than `max_age_ms` past due (an
         edge down for days: stale reminders, not sent; without this each would wait its
         turn ahead of the fresh ones); their (key, channel), at most CHUNK at a time."""
         def move(c: sqlite3.Connection) -> list[tuple[str, str]]:
-            rows = c.execute("SELECT key, body, channel, due_ms FROM outbox WHERE next_ms <= ? "
-                             "AND due_ms <= ? LIMIT ?",
+            rows = c.execute("SELECT key, body, channel, due_ms, recipient FROM outbox "
+                             "WHERE next_ms <= ? AND due_ms <= ? LIMIT ?",
                              (now_ms, now_ms - max_age_ms, CHUNK)).fetchall()
             moved = self._move_aside(c, [(k, b, ch, f"expired: {(now_ms - due) // 1000} s "
-                                          "past due") for k, b, ch, due in rows], now_ms)
-            return [(k, ch) for k, _b, ch, _r in moved]
+                                          "past due", to) for k, b, ch, due, to in rows],
+                                     now_ms)
+            return [(row[0], row[2]) for row in moved]
         return list(self._write(move))
 
-    def _move_aside(self, c: sqlite3.Connection, rows: list[tuple[str, str, str, str]],
-                    now_ms: int) -> list[tuple[str, str, str, str]]:
-        """Settle each (key, body, channel, reason) not settled yet (another send of it may
-        have been first) and keep it in `set_aside`, the oldest there removed beyond the
-        bound; the ones moved."""
+    def _move_aside(self, c: sqlite3.Connection, rows: list[tuple[str, str, str, str, str]],
+                    now_ms: int) -> list[tuple[str, str, str, str, str]]:
+        """Settle each (key, body, channel, reason, recipient) not settled yet (another
+        send of it may have been first) and keep it in `set_aside`; the ones moved. Beyond
+        the bound the oldest anonymous records there go first: a record addressed to a
+        verified recipient is removed only by more such records than the bound holds."""
         moved = [row for row in rows if self._settle(c, row[0], now_ms)]
-        c.executemany("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms) "
-                      "VALUES (?, ?, ?, ?, ?)",
-                      [(k, b, ch, reason[:500], now_ms) for k, b, ch, reason in moved])
+        c.executemany("INSERT OR REPLACE INTO set_aside (key, body, channel, reason, at_ms, "
+                      "recipient) VALUES (?, ?, ?, ?, ?, ?)",
+                      [(k, b, ch, reason[:500], now_ms, to) for k, b, ch, reason, to in moved])
         excess = c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0] - self.max_set_aside
-        if excess > 0:
-            c.execute("DELETE FROM set_aside WHERE key IN (SELECT key FROM set_aside "
-                      "ORDER BY at_ms LIMIT ?)", (excess,))
+        for anonymous_only in (True, False):
+            if excess <= 0:
+                break
+            which = "WHERE recipient = ''" if anonymous_only else ""
+            excess -= c.execute(f"DELETE FROM set_aside WHERE key IN (SELECT key FROM "
+                                f"set_aside {which} ORDER BY at_ms LIMIT ?)",
+                                (excess,)).rowcount
         return moved
 
-    def cancel_session(self, session_id: str, now_ms: int) -> int:
+    def cancel_session(self, session_id: str, now_ms: int, wait_s: float | None = None) -> int:
         """Settle the session's deliveries not yet due (never claimed); how many."""
         def drop(c: sqlite3.Connection) -> int:
-            before = c.total_changes
-            c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' "
-                      "WHERE session = ? AND due_ms > ? AND attempts = 0 AND next_ms < ? "
-                      "AND owner IS NULL",
-                      (SETTLED, now_ms, session_id, now_ms, SETTLED))
-            return c.total_changes - before
-        return int(self._write(drop))
+            return c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' "
+                             "WHERE session = ? AND due_ms > ? AND attempts = 0 AND "
+                             "next_ms < ? AND owner IS NULL",
+                             (SETTLED, now_ms, session_id, now_ms, SETTLED)).rowcount
+        return int(self._write(drop, wait_s))
 
-    def purge(self, now_ms: int, keep_ms: int) -> int:
-        """Forget the keys of records settled more than `keep_ms` ago; how many. In chunks:
-        a day of keys at once would hold the write lock for seconds, and decisions adding
-        their records wait for it."""
+    def purge(self, now_ms: int, keep_ms: int, max_keys: int | None = None) -> int:
+        """Forget the keys of records settled more than `keep_ms` ago, and beyond
+        `max_keys` kept the oldest ones sooner; how many. In chunks: a day of keys at once
+        would hold the write lock for seconds, and writers wait for it."""
         def forget(c: sqlite3.Connection) -> int:
-            before = c.total_changes
-            c.execute("DELETE FROM outbox WHERE key IN (SELECT key FROM outbox WHERE "
-                      "next_ms = ? AND settled_ms < ? LIMIT ?)",
-                      (SETTLED, now_ms - keep_ms, CHUNK))
-            return c.total_changes - before
+            n = c.execute("DELETE FROM outbox WHERE key IN (SELECT key FROM outbox WHERE "
+                          "next_ms = ? AND settled_ms < ? LIMIT ?)",
+                          (SETTLED, now_ms - keep_ms, CHUNK)).rowcount
+            if n == 0 and max_keys is not None:  # the old ones gone: now beyond the bound
+                excess = c.execute("SELECT n FROM tally WHERE name = 'settled'").fetchone()[0] \
+                    - max_keys
+                if excess > 0:
+                    n = c.execute("DELETE FROM outbox WHERE key IN (SELECT key FROM outbox "
+                                  "WHERE settled_ms IS NOT NULL AND next_ms = ? ORDER BY "
+                                  "settled_ms LIMIT ?)", (SETTLED, min(excess, CHUNK))).rowcount
+            return n
         total = 0
         while (n := int(self._write(forget))) > 0:
             total += n
-            if n < CHUNK:
-                break
         return total
 
     def requeue(self, now_ms: int) -> int:
         """Move every set-aside record back to be sent now; how many."""
         def back(c: sqlite3.Connection) -> int:
-            rows = c.execute("SELECT key, body, channel FROM set_aside").fetchall()
+            rows = c.execute("SELECT key, body, channel, recipient FROM set_aside").fetchall()
+            # a delete and an insert, not INSERT OR REPLACE: the tally's triggers see both
+            c.executemany("DELETE FROM outbox WHERE key = ?", [(row[0],) for row in rows])
             c.executemany(
-                "INSERT OR REPLACE INTO outbox (key, body, channel, session, due_ms, next_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(k, b, ch, json.loads(b).get("session_id") or "", now_ms, now_ms)
-                 for k, b, ch in rows])
+                "INSERT INTO outbox (key, body, channel, session, due_ms, next_ms, recipient) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(k, b, ch, _session_of(b), now_ms, now_ms, to) for k, b, ch, to in rows])
             c.execute("DELETE FROM set_aside")
             return len(rows)
         return int(self._write(back))
@@ -262,13 +408,33 @@ class Outbox:
     def counts(self) -> tuple[int, int]:
         """(records waiting, records set aside)."""
         return self._run(lambda c: (
-            c.execute("SELECT COUNT(*) FROM outbox WHERE next_ms < ?", (SETTLED,)).fetchone()[0],
+            c.execute("SELECT n FROM tally WHERE name = 'pending'").fetchone()[0],
             c.execute("SELECT COUNT(*) FROM set_aside").fetchone()[0]))
 
-    def set_aside_records(self) -> list[tuple[dict[str, Any], str]]:
+    def tally(self) -> dict[str, int]:
+        """{'pending', 'anonymous' (of those), 'settled' (keys kept)}: records in the file."""
+        return dict(self._run(lambda c: c.execute("SELECT name, n FROM tally").fetchall()))
+
+    def set_aside_records(self) -> list[tuple[dict[str, Any] | str, str]]:
+        """(record, reason) of each set-aside record, the oldest first; a body that is not
+        a JSON object (a file edited by hand) is given as its text."""
         rows = self._run(lambda c: c.execute(
             "SELECT body, reason FROM set_aside ORDER BY at_ms").fetchall())
-        return [(json.loads(body), reason) for body, reason in rows]
+        return [(_record(body), reason) for body, reason in rows]
+
+
+def _record(body: str) -> dict[str, Any] | str:
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return body
+    return record if type(record) is dict else body
+
+
+def _session_of(body: str) -> str:
+    record = _record(body)
+    session = record.get("session_id") if type(record) is dict else None
+    return session if type(session) is str else ""
 
 
 def _alive(pid: int) -> bool:

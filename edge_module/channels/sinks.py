@@ -31,6 +31,7 @@ TOLERANCE_S = 300  # a receiver refuses calls signed further from its clock than
 # the receiver is away, misconfigured or busy: the delivery is fine, try again later
 RETRY_STATUSES = frozenset((401, 403, 404, 408, 425, 429))
 LOOPBACK_HOSTS = frozenset(("127.0.0.1", "::1", "localhost"))
+MAX_TIMESTAMP_DIGITS = 12  # Unix seconds (year 33658 and before)
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -42,7 +43,8 @@ def verify(secret: bytes, timestamp: str | None, sig: str | None, body: bytes,
            now_s: float | None = None, tolerance_s: int = TOLERANCE_S) -> bool:
     """The receiver's check: the signature is ours over this body and timestamp, and the
     timestamp is within `tolerance_s` of the receiver's clock."""
-    if not timestamp or not sig or not (timestamp.isascii() and timestamp.isdigit()):
+    if not timestamp or not sig or not (timestamp.isascii() and timestamp.isdigit()) or \
+            len(timestamp) > MAX_TIMESTAMP_DIGITS:  # int() refuses over 4,300 digits
         return False
     now = time.time() if now_s is None else now_s
     if abs(now - int(timestamp)) > tolerance_s:
@@ -105,9 +107,20 @@ class WebhookSink:
                    TIMESTAMP_HEADER: timestamp,
                    SIGNATURE_HEADER: signature(self._secret, timestamp, body),
                    "User-Agent": "edge-trigger-engine"}
+        started = time.monotonic()
         try:  # a receiver trickling its answer is cut off when the deadline runs out
             answer = post(self.url, body, headers, self._timeout_s)
+        except http.client.IncompleteRead:
+            # `post` reads a body only after a 2xx status: a chunked body cut by the
+            # deadline (or the receiver) is still a delivery taken (the status decides)
+            return Sent
         except (OSError, http.client.HTTPException) as exc:
+            if isinstance(exc, TimeoutError) or \
+                    time.monotonic() - started >= self._timeout_s:
+                # the deadline cut the exchange: the socket it shut reads as the receiver
+                # hanging up (RemoteDisconnected, BadStatusLine: HTTP/), which it did not
+                return Retry(f"webhook {self._host}: no whole answer within the edge's "
+                             f"{self._timeout_s:g} s deadline ({type(exc).__name__})")
             return Retry(f"webhook {self._host}: {type(exc).__name__}: {exc}"[:300])
         status = answer.status
         if 200 <= status < 300:

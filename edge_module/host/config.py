@@ -128,8 +128,15 @@ class EdgeConfig:
     channel_max_age_s: float = 86_400.0  # a delivery this far past its due moment is dropped
     channel_backoff_base_s: float = 1.0  # the first retry's wait, doubled each time
     channel_backoff_max_s: float = 300.0
-    channel_max_set_aside: int = 10_000  # set-aside deliveries kept; the oldest go first
-    channel_max_outbox: int = 1_000_000  # deliveries waiting; beyond it new ones are dropped
+    # set-aside deliveries kept; beyond, the oldest anonymous ones go first (docs/channels.md)
+    channel_max_set_aside: int = 10_000
+    # deliveries waiting (and settled keys kept); beyond it new ones are dropped
+    channel_max_outbox: int = 1_000_000
+    # the part of it deliveries without a verified recipient (crm_id_verified) may take: the
+    # rest is kept for the customers the site signed for, whatever visitors make up
+    channel_anonymous_share: float = 0.5
+    channel_max_per_session: int = 8  # deliveries one session may have waiting
+    channel_max_per_recipient: int = 32  # ...and one verified recipient (CRM id)
     # The site's key for visitors' CRM ids (hex): with it, a delivery carries context.crm_id
     # only when context.crm_id_sig is its HMAC-SHA256 under this key; without, unverified.
     crm_id_key: str = ""
@@ -248,9 +255,11 @@ class EdgeConfig:
 
 # Numbers that may be 0 (all others must be more), and upper bounds.
 _ZERO_OK = frozenset(("port", "max_pending", "max_discard_bytes", "telemetry_max_set_aside",
-                      "channel_max_set_aside", "telemetry_max_report_triggers",
+                      "channel_max_set_aside", "channel_anonymous_share",
+                      "telemetry_max_report_triggers",
                       "telemetry_max_report_values"))
-_MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64}
+_MAX = {"port": 65535, "threads": 64, "io_threads": 16, "workers": 64,
+        "channel_anonymous_share": 1}
 
 # Settings shared with the control plane are named TRIGGERS_*.
 _ENV_NAMES = {
@@ -296,5 +305,6 @@ def _convert(name: str, raw: str, default: object) -> object:
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a {type(default).__name__}") from None
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{name}={raw!r}: expected {kind}") from None
     return raw

@@ -170,11 +170,19 @@ def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
         sink = KinesisSink(config.channel_kinesis_stream, config.channel_kinesis_endpoint or None)
     outbox = _open_outbox(config.state_dir / "channels.sqlite3", config.channel_max_set_aside) \
         if sink is not None else None
+    if sink is not None and not config.crm_id_key and config.worker == 1:  # once per host
+        logging.getLogger("edge.channels").warning(
+            "EDGE_CRM_ID_KEY is not set: email deliveries are dropped (unverified_recipient), "
+            "as an email goes only to a CRM id the site signed; push and webhook deliveries "
+            "carry the visitor's crm_id with crm_id_verified false")
     return ChannelDispatcher(outbox, sink, max_attempts=config.channel_max_attempts,
                              max_age_s=config.channel_max_age_s,
                              backoff_base_s=config.channel_backoff_base_s,
                              backoff_max_s=config.channel_backoff_max_s,
                              max_outbox=config.channel_max_outbox,
+                             anonymous_share=config.channel_anonymous_share,
+                             max_per_session=config.channel_max_per_session,
+                             max_per_recipient=config.channel_max_per_recipient,
                              keep_keys_s=config.session_ttl_s)
 
 

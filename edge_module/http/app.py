@@ -459,8 +459,10 @@ class EdgeApp:
                     response: dict[str, Any], now_ms: int) -> dict[str, str] | None:
         """Hand a decision's push, email and webhook actions to the channel dispatcher,
         each with an outcome token (a receiver reports clicks and conversions with it, for
-        a day from the moment it is sent). Never fails the decision. Returns the triggers
-        whose delivery is not sent at all, with why (the decision log's `undelivered`)."""
+        a day from the moment it is sent). Never fails the decision, nor waits for the
+        outbox's lock. Returns the triggers whose delivery is not sent at all, with why
+        (the decision log's `undelivered`). An email is never sent without a recipient the
+        site signed for (`crm_id_verified`): without EDGE_CRM_ID_KEY, none is."""
         channels = self.channels
         if channels is None:
             return None
@@ -470,18 +472,19 @@ class EdgeApp:
                 deliveries, decision_id=decision_id, session_id=session_id,
                 revision=response.get("revision"), edge_id=self.edge_id, now_ms=now_ms,
                 crm_key=self.crm_key)
-            if self.crm_key is not None:  # the site signs its ids: an email needs one
-                unaddressed = [r for r in records
-                               if r["channel"] == "email" and not r["crm_id_verified"]]
-                if unaddressed:
-                    channels.drop("unverified_recipient", len(unaddressed))
-                    records = [r for r in records if r not in unaddressed]
-                    undelivered.update((r["trigger"], "unverified_recipient")
-                                       for r in unaddressed)
+            # any visitor writes context.crm_id: an email goes only to one the site signed
+            unaddressed = [r for r in records
+                           if r["channel"] == "email" and not r["crm_id_verified"]]
+            if unaddressed:
+                channels.drop("unverified_recipient", len(unaddressed))
+                records = [r for r in records if r not in unaddressed]
+                undelivered.update((r["trigger"], "unverified_recipient")
+                                   for r in unaddressed)
             for record in records:
                 record["outcome_token"] = self.tokens.issue(session_id, decision_id,
                                                             record["trigger"], record["due_ms"])
-            channels.enqueue(records)
+            for record, why in channels.enqueue(records):  # not kept: the outbox's bounds
+                undelivered.setdefault(record["trigger"], why)
         except Exception as exc:  # the decision stands; what it could not keep is counted
             n = len(deliveries) if type(deliveries) is list else 1
             channels.outbox_failed(n, exc)

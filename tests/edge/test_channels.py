@@ -53,9 +53,19 @@ def readme_visit(session: str, **context: str) -> dict:
                        {"type": "scroll", "ts_ms": t0 + 1000, "depth": 0.8, "y": 1400}]}
 
 
+# an email goes only to a recipient the site signed for (EDGE_CRM_ID_KEY): `abandon` signs one
+CRM_KEY = "ef" * 32
+
+
+def signed_context(crm_id: str, key: str = CRM_KEY, **context: str) -> dict:
+    sig = crm_signature(bytes.fromhex(key), crm_id, int(time.time()) + 600)
+    return {**context, "crm_id": crm_id, "crm_id_sig": sig}
+
+
 def abandon(session: str) -> dict:
     now = int(time.time() * 1000)
-    return {"session_id": session, "now_ms": now, "context": {"url": "/cart"},
+    return {"session_id": session, "now_ms": now,
+            "context": signed_context(f"cus_{session}", url="/cart"),
             "events": [{"type": "page_view", "ts_ms": now - 500, "url": "/cart"},
                        {"type": "custom", "ts_ms": now - 100, "name": "cart_abandon"}]}
 
@@ -316,7 +326,8 @@ def test_a_receiver_down_for_30_s_loses_nothing(tmp_path, free_port):
     publish(tmp_path / "store", PUSH, EMAIL_LATER)
     receiver = Receiver(free_port)  # not started: nothing listens on its port
     with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
-                      channel_webhook_secret=SECRET, channel_backoff_base_s=0.25,
+                      channel_webhook_secret=SECRET, crm_id_key=CRM_KEY,
+                      channel_backoff_base_s=0.25,
                       channel_backoff_max_s=2.0) as edge:
         expected = set()
         for n in range(6):
@@ -347,7 +358,8 @@ def test_deliveries_survive_an_edge_killed_with_sigkill(tmp_path):
            "EDGE_COMPONENT": str(BUILD / "decision-engine.wasm"), "EDGE_SERVER": "waitress",
            "EDGE_CACHE_DIR": str(BUILD / "cache"), "EDGE_CONTROL_URL": "",
            "EDGE_PORT": str(edge_port), "EDGE_CHANNEL_WEBHOOK_URL": receiver.url,
-           "EDGE_CHANNEL_WEBHOOK_SECRET": SECRET, "EDGE_CHANNEL_BACKOFF_BASE_S": "0.2"}
+           "EDGE_CHANNEL_WEBHOOK_SECRET": SECRET, "EDGE_CHANNEL_BACKOFF_BASE_S": "0.2",
+           "EDGE_CRM_ID_KEY": CRM_KEY}
     url = f"http://127.0.0.1:{edge_port}"
 
     def start() -> subprocess.Popen[bytes]:
@@ -468,7 +480,7 @@ def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_por
     extra = {"control_url": "http://127.0.0.1:9", "token": "t"} if telemetry else {}
     try:
         with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
-                          channel_webhook_secret=SECRET, **extra) as edge:
+                          channel_webhook_secret=SECRET, crm_id_key=CRM_KEY, **extra) as edge:
             bought = edge.decide(abandon("bought"))[1]
             kept = edge.decide(abandon("left"))[1]
             status, _, _ = http("POST", edge.url + "/v1/outcome", {
@@ -493,7 +505,7 @@ def test_a_conversion_cancels_the_visitors_waiting_deliveries(tmp_path, free_por
 
 def test_the_outbox_is_bounded_against_made_up_visitors(tmp_path):
     box = Outbox(tmp_path / "o.sqlite3")
-    d = ChannelDispatcher(box, Scripted(), max_outbox=3, clock_ms=lambda: 0)
+    d = ChannelDispatcher(box, Scripted(), max_outbox=3, anonymous_share=1, clock_ms=lambda: 0)
     for n in range(5):
         d.enqueue([_rec(f"k{n}", due=10**12)])  # due much later: they pile up
     assert box.counts() == (3, 0) and d.dropped == {"outbox_full": 2}
@@ -558,6 +570,26 @@ def test_an_email_without_a_signed_recipient_is_not_sent_when_the_site_signs_its
         channels = edge.health()["channels"]
         assert channels["dropped_by_reason"] == {"unverified_recipient": 1}
         assert channels["queued"] == 1
+
+
+def test_without_the_sites_key_no_email_is_sent_to_a_visitors_crm_id(tmp_path, free_port):
+    """The security model: an email without a verified id is not sent, key or not."""
+    email_now = EMAIL_LATER.replace("tier: queued, delay: 2s", "tier: immediate")
+    publish(tmp_path / "store", email_now, PUSH)
+    receiver = Receiver(free_port).start()
+    try:
+        with running_edge(tmp_path / "store", channel_webhook_url=receiver.url,
+                          channel_webhook_secret=SECRET) as edge:  # no EDGE_CRM_ID_KEY
+            visit = {**abandon("victim"), "context": {"url": "/cart",
+                                                      "crm_id": "cus_victim@example.com"}}
+            assert edge.decide(visit)[0] == 200
+            assert edge.decide(readme_visit("pusher", crm_id="cus_42"))[0] == 200
+            wait_for(lambda: edge.health()["channels"]["delivered"] == 1, what="the push")
+            assert [c.body["channel"] for c in receiver.calls] == ["push"]  # no email
+            assert edge.health()["channels"]["dropped_by_reason"] == \
+                {"unverified_recipient": 1}
+    finally:
+        receiver.stop()
 
 
 class Slow:
