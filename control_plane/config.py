@@ -32,6 +32,13 @@ DEFAULTS: dict[str, Any] = {
     # Authoring (validate, compile: read-only, but they parse untrusted YAML): the publisher
     # token or one of these; comma-separated; empty: DATA_DIR/author.token if it exists.
     "AUTHOR_TOKENS": "",
+    # The console's cookie is Secure (sent over https only): "auto" when the request came
+    # over https, to this server or (X-Forwarded-Proto: https) to the proxy in front of it;
+    # "1" always (a proxy that does not say so); "0" never.
+    "CONSOLE_COOKIE_SECURE": "auto",
+    # Failed console sign-ins one client address may make in a burst (then one per 6 s;
+    # beyond: 429 with Retry-After); 0: no bound (behind a proxy that limits them itself).
+    "CONSOLE_SIGNIN_FAILURES": 10,
     "MAX_REQUEST_BYTES": 1024 * 1024,  # any request body (telemetry batches included)
     # The server (http_server.py): threads running requests; connections held at once; a
     # request must arrive whole within REQUEST_TIMEOUT_S of its first byte; an idle
@@ -98,7 +105,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "LEARN_MAX_STEP": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
     "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
     "THREADS": (1, 256), "MAX_CONNECTIONS": (8, 100_000), "REQUEST_TIMEOUT_S": (1, 3600),
-    "MAX_CONNECTIONS_PER_CLIENT": (0, 100_000),
+    "MAX_CONNECTIONS_PER_CLIENT": (0, 100_000), "CONSOLE_SIGNIN_FAILURES": (0, 100_000),
     "IDLE_TIMEOUT_S": (1, 3600),
 }
 
@@ -136,6 +143,8 @@ def load(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
             config[key] = _setting(key, raw, default) if type(default) is not str else raw
     config.update(overrides or {})
     bound_edge_tokens(config)  # refused at start, not at an edge's first report
+    listed_tokens(config)
+    cookie_secure(config)
     if not config["KEYS_DIR"]:
         config["KEYS_DIR"] = os.path.join(config["DATA_DIR"], "keys")
     return config
@@ -161,5 +170,38 @@ def bound_edge_tokens(config: dict[str, Any]) -> dict[str, str]:
         if token in out.values():
             raise ConfigError(f"{where}: its token is also another edge's (one token, "
                               "one edge)")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ConfigError(f"{where}: its token is {len(token)} characters; at least "
+                              f"{MIN_TOKEN_CHARS} are needed (`trigger-engine tokens` makes "
+                              "32)")
         out[edge_id] = token
     return out
+
+
+MIN_TOKEN_CHARS = 16  # a bearer token shorter than this is guessable online
+TOKEN_ROLES = ("PUBLISHER", "EDGE", "AUTHOR", "VIEWER", "METRICS")
+
+
+def listed_tokens(config: dict[str, Any]) -> None:
+    """Refuse (ConfigError) a CONTROL_<ROLE>_TOKENS entry shorter than MIN_TOKEN_CHARS,
+    naming the setting and the entry's position, never the token."""
+    for role in TOKEN_ROLES:
+        raw = str(config.get(f"{role}_TOKENS") or "")
+        for n, token in enumerate((t.strip() for t in raw.split(",") if t.strip()), 1):
+            if len(token) < MIN_TOKEN_CHARS:
+                raise ConfigError(
+                    f"CONTROL_{role}_TOKENS: token {n} is {len(token)} characters; at least "
+                    f"{MIN_TOKEN_CHARS} are needed (`trigger-engine tokens` makes 32)")
+
+
+_SECURE = {"auto": "auto", "1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False}
+
+
+def cookie_secure(config: dict[str, Any]) -> bool | str:
+    """CONTROL_CONSOLE_COOKIE_SECURE as True, False or "auto"."""
+    raw = config.get("CONSOLE_COOKIE_SECURE", "auto")
+    value = raw if isinstance(raw, bool) else _SECURE.get(str(raw).strip().lower())
+    if value is None:
+        raise ConfigError(f"CONTROL_CONSOLE_COOKIE_SECURE={raw!r}: expected auto, 1 or 0")
+    return value

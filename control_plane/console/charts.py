@@ -116,6 +116,12 @@ def intervals(rows: Sequence[tuple[str, float | None, float | None, float | None
     return _svg(body, label, W, height)
 
 
+def _cut(name: str, most: int = 80) -> str:
+    """A name as a cell's tooltip shows it: a matrix repeats each name 2N times, and
+    telemetry's made-up trigger names run to thousands of characters."""
+    return name if len(name) <= most else name[:most - 1] + "…"
+
+
 def heat_map(names: Sequence[str], value: dict[tuple[str, str], float | None],
              label: str) -> Markup:
     """A symmetric matrix (e.g. correlations, -1..1) as coloured cells."""
@@ -139,5 +145,6 @@ def heat_map(names: Sequence[str], value: dict[tuple[str, str], float | None],
                 fill, shown = f"rgba({hue},{0.1 + 0.9 * strength:.2f})", f"{v:.2f}"
             body.append(f'<rect class="point" data-value="{shown}" x="{pad + cell * j}" '
                         f'y="{pad + cell * i}" width="{cell - 2}" height="{cell - 2}" '
-                        f'fill="{fill}"><title>{escape(a)} × {escape(b)}: {shown}</title></rect>')
+                        f'fill="{fill}"><title>{escape(_cut(a))} × {escape(_cut(b))}: {shown}'
+                        '</title></rect>')
     return _svg(body, label, size, size)

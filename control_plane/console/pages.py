@@ -16,6 +16,7 @@ from ..telemetry.reports import PERIODS, period_start
 from . import bp, charts
 from .signin import (
     READ_ROLES,
+    SignOutNotRecorded,
     check_csrf,
     configure,
     csrf_token,
@@ -24,8 +25,11 @@ from .signin import (
     safe_next,
     sign_in,
     signed_in,
+    signin_failed,
+    signin_retry_after,
 )
 from .views import trigger_overview
+from .views_insight import when
 
 
 @bp.record_once
@@ -85,7 +89,13 @@ def sign_in_page() -> Any:
 def sign_in_post() -> Any:
     check_csrf()  # a sign-in form posted from elsewhere must not sign a victim in
     nxt = safe_next(request.form.get("next"))
+    wait = signin_retry_after()  # before the token is compared: a guess learns nothing
+    if wait is not None:
+        return render_template("sign_in.html", title="Sign in", next=nxt,
+                               error=f"Too many wrong tokens from your address: try again "
+                                     f"in {wait} s."), 429, {"Retry-After": str(wait)}
     if sign_in(request.form.get("token", ""), request.form.get("name", "")) is None:
+        signin_failed()
         return render_template("sign_in.html", title="Sign in", next=nxt,
                                error="That token is not a publisher or viewer token."), 403
     return redirect(nxt)
@@ -94,7 +104,19 @@ def sign_in_post() -> Any:
 @bp.post("/sign-out")
 def sign_out() -> Any:
     check_csrf()
-    end_session()
+    try:
+        end_session()
+    except SignOutNotRecorded as exc:
+        return render_template(
+            "error.html", title="Sign-out not recorded", heading="Sign-out not recorded",
+            message="You are signed out in this browser, but the sign-out could not be "
+                    "recorded on the server: a copy of this session's cookie taken before "
+                    f"still works until {when(exc.until_s * 1000)} (8 h after sign-in), "
+                    "unless the sign-out is recorded first or the token you signed in with "
+                    "is removed from the control plane's configuration (which signs out "
+                    "every session made with it). This browser keeps the sign-out and "
+                    "records it when you press the button below, sign in or sign out here.",
+            retry_signout=True), 503
     return redirect(url_for("console.sign_in_page"))
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..distribution.pack_registry import PackRegistry
 from ..rulepack import RulePackError
-from ..telemetry.reports import hourly_activity, trigger_report
+from ..telemetry.reports import OTHER, folded_note, hourly_activity, trigger_report
 from ..telemetry.telemetry_store import TelemetryStore, consistent
 
 COUNTS = ("fires", "sessions", "impressions", "clicks", "conversions", "dismissals",
@@ -36,21 +36,23 @@ def trigger_overview(store: TelemetryStore, registry: PackRegistry, since_ms: in
                      window_s: float = 30.0) -> dict[str, Any]:
     """Per trigger: the report's rows summed (with the rows by device and by revision
     kept as the breakdown), the holdout lift, filters and order applied; and the hourly
-    series of one trigger (or of all)."""
+    series of one trigger (or of all). As bounded as the report: the most fired triggers,
+    devices and revisions, the others in rows named OTHER (listed last)."""
     report = trigger_report(store, window_s, since_ms)
     packs = pack_of_triggers(registry)
     lifts = {h["trigger"]: h for h in report["holdout"]}
     totals: dict[str, dict[str, Any]] = {}
     breakdown: dict[str, dict[str, dict[str, dict[str, int]]]] = defaultdict(
         lambda: {"device": {}, "revision": {}})
-    devices = sorted({r["device"] for r in report["rows"]})
+    devices = sorted({r["device"] for r in report["rows"]}, key=lambda d: (d == OTHER, d))
     for row in report["rows"]:
         if device and row["device"] != device:
             continue
         trig = row["trigger"]
         if pack and packs.get(trig) != pack:
             continue
-        total = totals.setdefault(trig, {"trigger": trig, "pack": packs.get(trig, "(gone)"),
+        total = totals.setdefault(trig, {"trigger": trig, "pack": "" if trig == OTHER else
+                                         packs.get(trig, "(gone)"),
                                          **dict.fromkeys(COUNTS, 0)})
         for key in COUNTS:
             total[key] += row[key]
@@ -69,10 +71,13 @@ def trigger_overview(store: TelemetryStore, registry: PackRegistry, since_ms: in
         value = (row["lift"] or {}).get("lift") if key == "lift" else row.get(key)
         return (value is None, value if key in ("trigger", "pack") else -(value or 0))
 
-    rows = sorted(totals.values(), key=lambda r: (order(r), r["trigger"]))
+    # the triggers summed into OTHER last, whatever the order
+    rows = sorted(totals.values(), key=lambda r: (r["trigger"] == OTHER, order(r), r["trigger"]))
     activity = hourly_activity(store, since_ms, trigger)
     series = {"fires": activity["fires"], "conversions": activity["conversions"]}
     return {"rows": rows, "devices": devices, "packs": sorted(set(packs.values())),
+            "other": OTHER, "folded": report["folded"], "limits": report["limits"],
+            "folded_note": folded_note(report),
             "sort": key, "series": series,
             "series_of": f"trigger {trigger}" if trigger else "all triggers",
             "trigger": trigger}

@@ -177,6 +177,9 @@ def rollback_plan(store: EdgeStore, revision: int) -> dict[str, Any]:
     return {"current": current, "revision": revision, "changes": changes}
 
 
+MAX_FLEET_ROWS = 200
+
+
 def fleet_view(fleet: FleetRegistry, store: EdgeStore) -> dict[str, Any]:
     """`GET /v1/fleet`: every edge against the published revision. With the store away the
     edges are still shown (their sync errors are what an operator needs then), against
@@ -187,10 +190,22 @@ def fleet_view(fleet: FleetRegistry, store: EdgeStore) -> dict[str, Any]:
     except StoreError as exc:
         current, store_error = None, str(exc)
     revision = int(current["revision"]) if current else None
-    edges = fleet.view(revision)
+    everyone = fleet.view(revision)
+    # at most MAX_FLEET_ROWS listed: those needing a look first (behind, stale, failing),
+    # then by id; the page says how many more (the fleet keeps up to 10,000 edges, whose
+    # names an edge token's holder makes up)
+    def fine(edge: dict[str, Any]) -> bool:
+        return bool(edge["in_sync"] and not edge["stale"] and not edge.get("last_error"))
+
+    listed = set(map(id, sorted(everyone, key=lambda e: (fine(e), e["edge_id"]))
+                     [:MAX_FLEET_ROWS]))
+    edges = [e for e in everyone if id(e) in listed]
+    unlisted_to_look_at = sum(not fine(e) for e in everyone if id(e) not in listed)
     for edge in edges:
         shipping = edge.get("telemetry")
         edge["last_report"] = when(edge["last_seen_ms"])
         edge["backlog"] = ({k: shipping.get(k) for k in ("buffered", "spooled_files")}
                            if isinstance(shipping, dict) else None)
-    return {"current_revision": revision, "store_error": store_error, "edges": edges}
+    return {"current_revision": revision, "store_error": store_error, "edges": edges,
+            "more": len(everyone) - len(edges), "more_to_look_at": unlisted_to_look_at,
+            "max_rows": MAX_FLEET_ROWS}

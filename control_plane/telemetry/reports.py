@@ -95,14 +95,60 @@ class VariantRow(Counts):
         return {"trigger": self.trigger, "variant": self.variant, **self.counts()}
 
 
+# How many distinct values a report lists, per kind: the most fired in the period; the
+# others are summed into one OTHER row (counted in the report's `folded`). Telemetry names
+# whatever a client made up: a visitor's context.device is any string, an edge token's
+# holder may name any trigger, revision or variant; 13,694 made-up devices made the
+# console's Triggers page 5.7 MB, and 20,000 made-up triggers 70 MB.
+OTHER = "(other)"
+LIMITS = {"triggers": 100, "devices": 10, "revisions": 10, "variants": 100}
+
+
+@dataclass
+class Fold:
+    """The values of one kind a report lists (the `limit` most fired), and how many other
+    distinct values there were (summed into OTHER)."""
+
+    kept: frozenset[Any]
+    folded: int
+
+    def __call__(self, value: Any) -> Any:
+        return value if value in self.kept else OTHER
+
+
+def most_fired(store: TelemetryStore, column: str, since_ms: int, limit: int,
+               where: str = "") -> Fold:
+    """The `limit` values of `column` (an SQL expression over `fires`) fired most from
+    `since_ms` on (ties: by value), counted and cut by SQLite, not here."""
+    cond = f"ts_ms >= ?{' AND ' + where if where else ''}"
+    kept = frozenset(
+        tuple(value) if len(value) > 1 else value[0] for *value, _n in store.query(
+            f"SELECT {column}, count(*) FROM fires WHERE {cond} GROUP BY {column} "
+            f"ORDER BY count(*) DESC, {column} LIMIT ?", (since_ms, limit)))
+    (distinct,), = store.query(
+        f"SELECT count(*) FROM (SELECT 1 FROM fires WHERE {cond} GROUP BY {column})",
+        (since_ms,))
+    return Fold(kept, distinct - len(kept))
+
+
 @consistent
 def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                    since_ms: int | None = None) -> dict[str, Any]:
     """The report as a JSON-ready document: `rows` (one per trigger x device x revision),
     `variants` (one per trigger x content variant shown, for content with variants) and
     `holdout` (lift of firing over holding out, per trigger). `conversions` counts
-    sessions (once per session and trigger); `undelivered` the firings never sent."""
+    sessions (once per session and trigger); `undelivered` the firings never sent.
+
+    Each kind lists at most LIMITS of its values, the most fired: the rest are summed into
+    rows named OTHER (each count the sum of the rows it replaces; no holdout lift), and
+    `folded` says how many distinct values of each kind were."""
     since = since_ms or 0
+    fold_trigger = most_fired(store, "trigger", since, LIMITS["triggers"])
+    fold_device = most_fired(store, "coalesce(device, 'unknown')", since, LIMITS["devices"])
+    fold_revision = most_fired(store, "coalesce(revision, 'unknown')", since,
+                               LIMITS["revisions"])
+    fold_variant = most_fired(store, "trigger, variant", since, LIMITS["variants"],
+                              "variant IS NOT NULL")
     # Firings and outcomes are read in session order and merged one session at a time, so
     # a month of them is never held at once; a session's start is its row in `sessions`.
     fires = store.rows(
@@ -124,19 +170,23 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             converted.add(session)
         first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
         for _s, trig, ts, revision, device, variant, lat, start, lost in session_fires:
-            key = (trig, device or "unknown", revision or "unknown")
+            key = (fold_trigger(trig), fold_device(device or "unknown"),
+                   fold_revision(revision or "unknown"))
             row = rows.get(key) or rows.setdefault(key, Row(*key))
             if lost is not None:  # reached nobody: not a fire, nor a session shown it
                 row.undelivered += 1
                 continue
-            vrow = None if variant is None else by_variant.get((trig, variant)) or \
-                by_variant.setdefault((trig, variant), VariantRow(trig, variant))
+            vkey = None if variant is None else (
+                (trig, variant) if (trig, variant) in fold_variant.kept else (key[0], OTHER))
+            vrow = None if vkey is None else by_variant.get(vkey) or \
+                by_variant.setdefault(vkey, VariantRow(*vkey))
             row.fires += 1
             if vrow is not None:
                 vrow.fires += 1
-            if trig not in first_fire:
+            if trig not in first_fire:  # per trigger, folded or not: OTHER sums them
                 first_fire[trig] = (ts, key, vrow)
-                shown[trig].add(session)
+                if trig in fold_trigger.kept:
+                    shown[trig].add(session)
                 row.sessions += 1
                 if vrow is not None:
                     vrow.sessions += 1
@@ -175,10 +225,18 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
                 rows[key].conversions += 1
                 if first_variant is not None:
                     first_variant.conversions += 1
-    ordered = sorted(rows.values(), key=lambda r: (r.trigger, r.device, r.revision))
+    def last(value: str) -> tuple[bool, str]:
+        return value == OTHER, value
+
+    ordered = sorted(rows.values(), key=lambda r: (last(r.trigger), last(r.device),
+                                                   last(r.revision)))
     return {"window_s": window_s, "rows": [r.to_dict() for r in ordered],
-            "variants": [by_variant[k].to_dict() for k in sorted(by_variant)],
-            "holdout": _lift_per_trigger(store, since, shown, converted)}
+            "variants": [by_variant[k].to_dict()
+                         for k in sorted(by_variant, key=lambda k: (last(k[0]), last(k[1])))],
+            "holdout": _lift_per_trigger(store, since, shown, converted, fold_trigger.kept),
+            "limits": dict(LIMITS),
+            "folded": {"triggers": fold_trigger.folded, "devices": fold_device.folded,
+                       "revisions": fold_revision.folded, "variants": fold_variant.folded}}
 
 
 class Engagement:
@@ -242,22 +300,26 @@ def holdout_lift(store: TelemetryStore, since_ms: int = 0) -> list[dict[str, Any
     converted = {s for (s,) in store.query(
         "SELECT DISTINCT session FROM outcomes WHERE type = 'conversion' AND ts_ms >= ?",
         (since_ms,))}
+    kept = most_fired(store, "trigger", since_ms, LIMITS["triggers"]).kept
     shown: dict[str, set[str]] = defaultdict(set)
-    for trig, session in store.query("SELECT DISTINCT trigger, session FROM fires "
-                                     "WHERE ts_ms >= ? AND undelivered IS NULL", (since_ms,)):
-        shown[trig].add(session)
-    return _lift_per_trigger(store, since_ms, shown, converted)
+    for trig, session in store.rows("SELECT DISTINCT trigger, session FROM fires "
+                                    "WHERE ts_ms >= ? AND undelivered IS NULL", (since_ms,)):
+        if trig in kept:
+            shown[trig].add(session)
+    return _lift_per_trigger(store, since_ms, shown, converted, kept)
 
 
 def _lift_per_trigger(store: TelemetryStore, since_ms: int, shown: Mapping[str, set[str]],
-                      converted: set[str]) -> list[dict[str, Any]]:
-    """`holdout_lift` given the sessions each trigger fired in and those that converted."""
+                      converted: set[str], kept: frozenset[str]) -> list[dict[str, Any]]:
+    """`holdout_lift` given the sessions each trigger fired in and those that converted,
+    for the triggers in `kept` only (the report's most fired)."""
     held: dict[str, set[str]] = defaultdict(set)
-    for session, suppressed in store.query("SELECT session, suppressed FROM decisions WHERE "
-                                           "ts_ms >= ? AND suppressed != '[]'", (since_ms,)):
+    for session, suppressed in store.rows("SELECT session, suppressed FROM decisions WHERE "
+                                          "ts_ms >= ? AND suppressed != '[]'", (since_ms,)):
         for entry in json.loads(suppressed):
-            if isinstance(entry, dict) and entry.get("reason") == "holdout":
-                held[str(entry.get("trigger"))].add(session)
+            if isinstance(entry, dict) and entry.get("reason") == "holdout" and \
+                    entry.get("trigger") in kept:
+                held[entry["trigger"]].add(session)
     out = []
     for trig in sorted(held):
         treated = shown.get(trig, set()) - held[trig]
@@ -322,7 +384,20 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"holdout {h['trigger']}: lift {h['lift']:+.3f} "
                          f"(95% CI {h['ci95'][0]:+.3f}..{h['ci95'][1]:+.3f}; "
                          f"{h['treated']} treated, {h['holdout']} held out)")
+    note = folded_note(report)
+    if note:
+        lines.append(note)
     return "\n".join(lines)
+
+
+def folded_note(report: Mapping[str, Any]) -> str | None:
+    """What a trigger report left out, in words (None: nothing)."""
+    folded, limits = report.get("folded") or {}, report.get("limits") or LIMITS
+    parts = [f"{n} more {kind} (the {limits[kind]} most fired are listed)"
+             for kind, n in folded.items() if n]
+    if not parts:
+        return None
+    return f"Summed into the rows named {OTHER}: " + "; ".join(parts) + "."
 
 
 # The adaptive-threshold experiment (snapshot `experiment`, decision log `arm`)

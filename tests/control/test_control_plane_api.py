@@ -272,7 +272,8 @@ def test_reads_need_no_token_but_checks_do(tmp_path):
 
 
 def test_an_author_token_validates_and_compiles_but_cannot_publish(tmp_path):
-    author = control_client(tmp_path, token="author-token", AUTHOR_TOKENS="author-token")
+    author = control_client(tmp_path, token="author-token-for-tests",
+                            AUTHOR_TOKENS="author-token-for-tests")
     assert author.post("/v1/packs/validate", data=PRICING_SOURCE).status_code == 200
     assert author.post("/v1/compile", data=PRICING_SOURCE).status_code == 200
     assert author.put("/v1/packs/pricing-discount", data=PRICING_SOURCE).status_code == 403

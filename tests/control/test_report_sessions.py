@@ -191,7 +191,7 @@ def test_a_busy_session_is_counted_as_a_brute_force_recount_counts_it(tmp_path: 
 
 
 def test_made_up_trigger_names_cannot_blow_up_the_audit(tmp_path: Path) -> None:
-    from control_plane.telemetry.audit import MAX_MATRIX
+    from control_plane.telemetry.audit import MAX_FLAGS, MAX_MATRIX
 
     store = TelemetryStore(tmp_path / "t.db")
     names = [f"made-up-{i}" for i in range(MAX_MATRIX * 3)]
@@ -201,7 +201,8 @@ def test_made_up_trigger_names_cannot_blow_up_the_audit(tmp_path: Path) -> None:
     assert len(found["triggers"]) == MAX_MATRIX and found["left_out"] == MAX_MATRIX * 2
     assert set(found["triggers"]) >= {"made-up-0", "made-up-1"}  # the most sessions first
     low = {f["trigger"] for f in found["flags"] if f["flag"] == "low_confidence"}
-    assert low == set(names)  # every name is still judged
+    # every name is still judged; the most frequent are listed, the rest counted
+    assert len(low) == MAX_FLAGS and found["flags_left_out"] >= MAX_MATRIX * 3 - MAX_FLAGS
 
 
 def test_a_small_body_naming_millions_of_firings_is_413_for_the_edge_to_split(
