@@ -270,10 +270,13 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                    "conversions": result.conversions, "step_bounded": result.bounded,
                    "reached": result.reached}
         if result.thresholds is None:
+            why = (f"no intent signal in these sessions' conversions (the least engaged "
+                   f"convert as often: background {result.background:.1%}): left as is"
+                   if result.no_signal else
+                   "no session ever reaches the trigger's other conditions: left as is")
+            details["no_signal"] = result.no_signal
             for c in tuned:
-                changes.append(change(c, seg, None, None, problem.n, None,
-                                      "no session ever reaches the trigger's other "
-                                      "conditions: left as is", details))
+                changes.append(change(c, seg, None, None, problem.n, None, why, details))
             continue
         chosen[seg] = result.thresholds
         for c, t in zip(tuned, result.thresholds):
@@ -282,15 +285,15 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
             new = round(t, 6)
             new_thresholds[key][seg] = new
             if result.reached:
-                why = (f"least firing at recall {result.recall:.1%} (>= {a.target:.0%} at the "
-                       f"{settings.confidence:.0%} bound: {result.recall_low:.1%}), fires for "
-                       f"{result.fire_share:.1%} of sessions"
-                       + (" (step bounded)" if result.bounded else ""))
+                why = (f"least firing at recall {_recall(result.recall)} (>= {a.target:.0%} "
+                       f"at the {settings.confidence:.0%} bound: "
+                       f"{_recall(result.recall_low)}), fires for {result.fire_share:.1%} of "
+                       "sessions" + (" (step bounded)" if result.bounded else ""))
             else:
                 why = (f"no thresholds reach recall {a.target:.0%} at the "
                        f"{settings.confidence:.0%} bound with these sessions: the lowest, "
                        f"firing for every session it can ({result.fire_share:.1%}; recall "
-                       f"{result.recall:.1%}, bound {result.recall_low:.1%})")
+                       f"{_recall(result.recall)}, bound {_recall(result.recall_low)})")
             changes.append(change(c, seg, old, new, problem.n, round(result.recall, 4), why,
                                   details))
 
@@ -312,6 +315,13 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
         if merged:
             out_thresholds[key] = {s: merged[s] for s in segments if s in merged}
     return changes, out_thresholds, new_learned
+
+
+def _recall(estimate: float) -> str:
+    """A recall estimate as a share: estimated from conversions less a background rate, it
+    can pass 100 % (sessions that did not convert count against it), which says only
+    "all of them"."""
+    return f"{min(max(estimate, 0.0), 1.0):.1%}" + ("+" if estimate > 1.0 else "")
 
 
 def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[float, ...]],
@@ -345,13 +355,13 @@ def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[floa
         verdict["why"] = "the held-out sessions' conversions show no intent to compare on"
         return verdict
     if cand["recall"] < a.target and cmp["more_intent"][2] < 0:
-        verdict["refused"] = (f"recall {cand['recall']:.1%} on the held-out sessions, below "
+        verdict["refused"] = (f"recall {_recall(cand['recall'])} on the held-out sessions, below "
                               f"the target, and it catches less than the current rule "
-                              f"({cur['recall']:.1%}) at the {settings.confidence:.0%} bound")
+                              f"({_recall(cur['recall'])}) at the {settings.confidence:.0%} bound")
     elif cur["recall"] >= a.target and cand["false"] > cur["false"] * 1.05 + 1:
         verdict["refused"] = (f"more false triggers than the current rule on the held-out "
                               f"sessions ({cand['false']:.0f} vs {cur['false']:.0f}) while "
-                              f"that rule reaches the target ({cur['recall']:.1%})")
+                              f"that rule reaches the target ({_recall(cur['recall'])})")
     return verdict
 
 

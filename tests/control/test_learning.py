@@ -243,3 +243,23 @@ def test_thresholds_are_chosen_on_cross_fitted_scores() -> None:
     # the data its model learned the base rate from)
     assert auc(crossed) < 0.52, auc(crossed)
     assert auc(inside) > 0.54, auc(inside)
+
+
+def test_conversions_that_show_no_intent_choose_nothing_instead_of_firing_for_all() -> None:
+    """An independent review's 3 %-intent population: in a segment whose least engaged
+    sessions converted as often as the rest, every recall estimate was 0, no threshold
+    "reached" the target, and the segment went to firing for 99.9 % of its sessions, and
+    stayed there for 8 rounds."""
+    rng = np.random.default_rng(7)
+    n = 4000
+    s = rng.random(n)
+    y = (rng.random(n) < 0.05).astype(float)  # conversions unrelated to the score
+    y[s < 0.1] = (rng.random(int((s < 0.1).sum())) < 0.2)  # the least engaged convert more
+    cond = pick.Cond("t#0", "t#0", "intent", ">=", 0.5, True)
+    problem = pick.Problem(s.reshape(-1, 1), np.ones(n, bool), np.arange(n), y, np.ones(n))
+    choice = pick.choose(problem, 0.95, 0.9, 0.0, pick.boot_weights(n, 0), [cond])
+    assert choice.no_signal and choice.thresholds is None
+    assert choice.background > y.mean()
+    # while a segment whose conversions do rank with the score still gets thresholds
+    signal, _, conds = _intent_problem(4000, 8)
+    assert not pick.choose(signal, 0.95, 0.9, 0.0, pick.boot_weights(4000, 0), conds).no_signal
