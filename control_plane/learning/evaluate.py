@@ -271,6 +271,23 @@ def evaluate(packs: Sequence[Pack], trigger: str, train: Sequence[Path], judge_f
     judged = load_sessions(judge_file)
     target = target if target is not None else _target(trig)
     plan = [train[r % len(train)] for r in range(rounds if rounds is not None else len(train))]
+    training = [s for path in dict.fromkeys(plan) for s in files[path]]
+    # Everything that can refuse the input runs before the loop: the judge file's sessions
+    # through the decision core (they were refused only after every round), and the
+    # baseline's pack (an unusual device failed it there, naming a temporary file).
+    hour = START_MS + len(plan) * HOUR_MS
+    initial, _ = judge(load_snapshot(json.dumps(compiled)), judged, trigger, hour,
+                       JUDGE_PREFIX)
+    static = best_static(trig, training, target)
+    static_snap = load_snapshot(json.dumps(compile_snapshot(
+        static_pack(trig, static), "static", START_MS)))
+    warnings = []
+    if not any(s.high for s in training):
+        warnings.append("the training files hold no high-intent session: best_static is "
+                        "the strictest pair the grid has, not one chosen for recall")
+    if not any(s.high for s in judged):
+        warnings.append("the judge file holds no high-intent session: recall cannot be "
+                        "judged")
     with tempfile.TemporaryDirectory(prefix="trigger-evaluate-") as tmp:
         root = Path(tmp)
         store = LocalFolderStore(root / "edge-store")
@@ -281,19 +298,16 @@ def evaluate(packs: Sequence[Pack], trigger: str, train: Sequence[Path], judge_f
         history = [run_round(r, path, files[path], store, telemetry, signer, settings,
                              trigger, seed) for r, path in enumerate(plan)]
         revision, final_doc, final = served_snapshot(store)
-        hour = START_MS + len(plan) * HOUR_MS
         total, by_device = judge(final, judged, trigger, hour, JUDGE_PREFIX)
     if snapshot_out is not None:
         snapshot_out.write_text(json.dumps(final_doc, indent=1))
-    static = best_static(trig, [s for path in dict.fromkeys(plan) for s in files[path]],
-                         target)
-    static_snap = load_snapshot(json.dumps(compile_snapshot(
-        static_pack(trig, static), "static", START_MS)))
     s_total, s_by_device = judge(static_snap, judged, trigger, hour, JUDGE_PREFIX)
     return {
         "rounds": history,
         "judge": total.to_dict(),
         "best_static": {"thresholds": static["thresholds"], **s_total.to_dict()},
+        "initial": initial.to_dict(),  # the packs as written, judged before any learning
+        "warnings": warnings,
         "detail": {
             "trigger": trigger, "target_recall": target, "seed": seed,
             "final_revision": revision, "judge_file": str(judge_file),
@@ -357,10 +371,15 @@ def format_text(doc: dict[str, Any]) -> str:
              f"{j['low']:>6}"),
             (f"{'best static':<13} {_pct(s['recall']):>7} {s['false_triggers']:>6} "
              f"{s['high']:>6} {s['low']:>6}")]
+    if doc.get("initial"):
+        i = doc["initial"]
+        out.append(f"{'as written':<13} {_pct(i['recall']):>7} {i['false_triggers']:>6} "
+                   f"{i['high']:>6} {i['low']:>6}")
     if s["false_triggers"]:
         cut = 1 - j["false_triggers"] / s["false_triggers"]
         out.append(f"false triggers vs best static: {cut * 100:.1f}% fewer" if cut >= 0 else
                    f"false triggers vs best static: {-cut * 100:.1f}% more")
     out.append("best static thresholds (per device): " + ", ".join(
         f"{k} dwell>={v['dwell_ms']}ms depth>={v['depth']}" for k, v in s["thresholds"].items()))
+    out += [f"warning: {w}" for w in doc.get("warnings", [])]
     return "\n".join(out)

@@ -94,6 +94,10 @@ def _session(where: str, line: str) -> Labelled:
         if type(now) is not int or now < 0:
             raise EvaluationInputError(where, f"requests[{i}].now_ms must be a non-negative "
                                               "integer (ms since epoch)")
+        if i and now < requests[i - 1]["now_ms"]:  # a reversed session replayed silently
+            raise EvaluationInputError(where, f"requests[{i}].now_ms is before "
+                                              f"requests[{i - 1}]'s: requests must be in "
+                                              "time order")
         events = req.get("events", [])
         if type(events) is not list:
             raise EvaluationInputError(where, f"requests[{i}].events must be a list of events")

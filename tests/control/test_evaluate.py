@@ -215,3 +215,58 @@ def test_a_missing_file_or_an_unknown_trigger_exits_2(world: dict[str, Any]) -> 
                   "--judge", world["judge"])
     assert unknown.exit_code == 2
     assert "unknown trigger 'nudge-x': the packs define pricing-discount" in unknown.output
+
+
+def test_requests_out_of_time_order_exit_2(world: dict[str, Any], tmp_path: Path) -> None:
+    """A reviewer's session with its requests reversed was replayed silently."""
+    reversed_session = {**GOOD, "requests": [{"now_ms": 9000}, {"now_ms": 5000}]}
+    bad = tmp_path / "reversed.jsonl"
+    bad.write_text(json.dumps(reversed_session) + "\n")
+    result = run(world["pack"], "--trigger", "pricing-discount", "--train", bad,
+                 "--judge", world["judge"])
+    assert result.exit_code == 2
+    assert "reversed.jsonl:1: requests[1].now_ms is before requests[0]'s" in result.output
+
+
+def test_a_judge_file_the_core_refuses_is_refused_before_any_round(
+        world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was refused only after every training round had run."""
+    from control_plane.learning import evaluate as evaluate_module
+
+    def no_rounds(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a round ran before the judge file was checked")
+
+    monkeypatch.setattr(evaluate_module, "run_round", no_rounds)
+    bad = tmp_path / "judge.jsonl"
+    bad.write_text(json.dumps({**GOOD, "requests": [{"now_ms": 5, "events": [
+        {"type": "teleport", "ts_ms": 5}]}]}) + "\n")
+    result = run(world["pack"], "--trigger", "pricing-discount", "--train", *world["train"],
+                 "--judge", bad)
+    assert result.exit_code == 2 and "judge.jsonl:1: requests[0] refused" in result.output
+
+
+def test_a_device_the_language_does_not_name_counts_under_any_device(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    """"Mobile" in a training file failed the baseline's pack after the whole loop, naming
+    a temporary file."""
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(Path(world["train"][0]).read_text().replace('"device": "mobile"',
+                                                               '"device": "Mobile"'))
+    assert '"Mobile"' in odd.read_text()
+    result = run(world["pack"], "--trigger", "pricing-discount", "--train", odd,
+                 "--judge", world["judge"], "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert "Mobile" not in doc["best_static"]["thresholds"]
+    assert doc["initial"]["high"] == doc["judge"]["high"]  # the packs as written, judged too
+
+
+def test_training_without_high_intent_says_the_baseline_means_nothing(
+        world: dict[str, Any], tmp_path: Path) -> None:
+    low = tmp_path / "low.jsonl"
+    low.write_text("".join(line + "\n" for line in Path(world["train"][0]).read_text()
+                           .splitlines() if '"intent": "low"' in line))
+    result = run(world["pack"], "--trigger", "pricing-discount", "--train", low,
+                 "--judge", world["judge"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the training files hold no high-intent session" in result.output
