@@ -196,6 +196,12 @@ def intent_score(model: Model, sess: Session, t: int) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON has it: true is not 1 (Python's True == 1 made `local_hour: 1` hold for
+    a context sending true); 1 and 1.0 are one number."""
+    return (type(a) is bool) == (type(b) is bool) and bool(a == b)
+
+
 def context_holds(c: ContextCond, context: dict[str, Any]) -> bool:
     if c.field == "attribute":
         attrs = context.get("attributes")
@@ -208,11 +214,12 @@ def context_holds(c: ContextCond, context: dict[str, Any]) -> bool:
         value = WEEKDAYS[value]
     op = c.op
     if op == "in":
-        return value in c.value if isinstance(value, (str, int, float, bool)) else False
+        return any(_same(value, x) for x in c.value) \
+            if isinstance(value, (str, int, float, bool)) else False
     if op == "==":
-        return bool(value == c.value)
+        return _same(value, c.value)
     if op == "!=":
-        return bool(value != c.value)
+        return not _same(value, c.value)
     if op == "glob":
         return type(value) is str and c.pattern is not None and c.pattern.match(value)
     if type(value) not in (int, float) or type(c.value) not in (int, float):

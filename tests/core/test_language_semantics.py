@@ -468,3 +468,23 @@ def test_an_intent_score_is_the_same_number_on_every_host(decider):
     answer = json.loads(out.text.partition("\n")[0])
     assert [a["trigger"] for a in answer["actions"]] == ["f"]  # 1 / (1 + e^-1): 0.731
     assert round(answer["report"]["triggers"]["f"]["intent"], 3) == 0.731
+
+
+@pytest.mark.parametrize(("condition", "context"), [
+    ("attribute: {name: vip, eq: 1}", {"attributes": {"vip": True}}),
+    ("attribute: {name: vip, in: [1]}", {"attributes": {"vip": True}}),
+    ("attribute: {name: vip, eq: true}", {"attributes": {"vip": 1}}),
+    ("returning: true", {"returning": 1}),
+])
+def test_json_true_is_not_the_number_1_in_context_tests(decider, condition, context):
+    """Python's True == 1 made these hold; `gte: 1` did not hold for true: one rule."""
+    import json
+
+    from tests.factories import snapshot_text
+
+    assert decider.load(snapshot_text(
+        f"pack: p\ntriggers:\n  - id: t\n    when:\n      - {condition}\n"
+        "    action: {content: c}\n")).ok
+    out = decider.decide(json.dumps({"now_ms": None, "state": None, "request": {
+        "session_id": "s", "now_ms": T0, "context": {"url": "/", **context}}}))
+    assert out.ok and json.loads(out.text.partition("\n")[0])["actions"] == []
