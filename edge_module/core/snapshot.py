@@ -33,8 +33,10 @@ def event_keys(etype: str, name: Any, target: Any) -> tuple[str, ...]:
     """Every filter key an event matches."""
     n = name if type(name) is str else ""
     g = target if type(target) is str else ""
-    keys = {f"{etype}||", f"{etype}|{n}|", f"{etype}||{g}", f"{etype}|{n}|{g}"}
-    return tuple(keys)
+    # in one order whatever the hash seed: a set's made the tracked keys, and so the state's
+    # bytes, differ from process to process
+    return tuple(dict.fromkeys((f"{etype}||", f"{etype}|{n}|", f"{etype}||{g}",
+                                f"{etype}|{n}|{g}")))
 
 
 @dataclass(slots=True, eq=False)

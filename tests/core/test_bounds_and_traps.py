@@ -306,3 +306,24 @@ def test_a_state_corrupted_inside_its_parts_starts_the_session_afresh(decider, p
         "session_id": "s", "now_ms": T0 + 5000, "context": {"url": "/"}, "events": events}}))
     assert out.ok, out.text
     assert [a["trigger"] for a in out.response["actions"]] == ["t"]
+
+
+def test_a_state_is_the_same_bytes_in_every_process():
+    """The keys an event matches came from a set: their order, and so the tracked keys'
+    order in the state, followed the process's hash seed."""
+    import subprocess
+    import sys
+
+    script = ("import json, marshal, sys; from edge_module.core import decide_packed, "
+              "load_snapshot, pack, unpack; from tests.factories import T0, snapshot_text; "
+              "snap = load_snapshot(snapshot_text(\"pack: p\\ntriggers:\\n  - id: t\\n"
+              "    when: [{count: {event: {type: click, target: '#buy'}, window: 5s, gte: 9}}, "
+              "{count: {event: click, window: 5s, gte: 9}}]"
+              "\\n    action: {content: c}\\n\")); "
+              "req = {'session_id': 's', 'now_ms': T0 + 100, 'context': {'url': '/'}, "
+              "'events': [{'type': 'click', 'ts_ms': T0, 'target': '#buy'}]}; "
+              "sys.stdout.write(unpack(decide_packed(snap, pack((None, None, req))))[1].hex())")
+    outputs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+                              check=True).stdout for seed in (1, 2, 3, 4)}
+    assert len(outputs) == 1
