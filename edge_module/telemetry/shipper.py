@@ -33,6 +33,7 @@ from typing import Any
 from ..host.periodic import PeriodicTask
 from ..http_deadline import Answer, post
 from .log_spool import SPOOL_SUFFIX, DecisionLog, read_lines, write_batch_file
+from .status_report import TOKEN_HINT
 
 log = logging.getLogger("edge.telemetry")
 
@@ -141,7 +142,8 @@ class TelemetryShipper(PeriodicTask):
                 # the wait a busy control plane asks for (Retry-After), within the backoff's
                 # own ceiling; the jittered backoff decides when it asks for less
                 self._asked = min(asked or 0.0, self.backoff_max_s)
-                self._fail(f"control plane answered {code} to a telemetry batch")
+                self._fail(f"control plane answered {code} to a telemetry batch"
+                           + (TOKEN_HINT if code in (401, 403) else ""))
                 if code >= 500:
                     self._hold(path)
                     return "held"

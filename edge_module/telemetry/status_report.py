@@ -18,6 +18,9 @@ from ..host.periodic import PeriodicTask
 from ..http_deadline import post
 
 log = logging.getLogger("edge.status")
+# what a 401 or 403 from the control plane means for an edge
+TOKEN_HINT = (": EDGE_TOKEN must be one of the control plane's edge tokens "
+              "(CONTROL_EDGE_TOKENS, or its data folder's edge.token)")
 
 
 class StatusReporter(PeriodicTask):
@@ -42,7 +45,8 @@ class StatusReporter(PeriodicTask):
             self._fail(f"control plane unreachable: {exc}")
             return False
         if not 200 <= status < 300:
-            self._fail(f"control plane answered {status} to the status report")
+            self._fail(f"control plane answered {status} to the status report"
+                       + (TOKEN_HINT if status in (401, 403) else ""))
             return False
         self.last_error = None
         return True

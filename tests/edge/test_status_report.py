@@ -84,6 +84,14 @@ def test_an_error_answer_is_a_failed_report(control):
     assert reporter.last_error == "control plane answered 503 to the status report"
 
 
+@pytest.mark.parametrize("control", [(401, {})], indirect=True)
+def test_a_refused_token_says_which_setting_to_check(control):
+    """An edge started without EDGE_TOKEN logged 401 after 401 with no hint."""
+    reporter = _reporter(f"http://127.0.0.1:{control.server_address[1]}")
+    assert reporter.run_once() is False
+    assert "EDGE_TOKEN must be one of the control plane's edge tokens" in reporter.last_error
+
+
 def test_an_answer_trickled_forever_does_not_hold_the_reporter():
     """A header a byte at a time: the socket's timeout bounds each read, never the call,
     and the edge's shutdown reports once more, so it waited as long as the trickle."""
