@@ -129,8 +129,9 @@ _SCHEMAS: dict[str, Any] = {
             "session_id": {"type": "string", "minLength": 1, "maxLength": 256,
                            "description": "opaque; the session's state stays at the edge "
                                           "(or, in client mode, in state_token)"},
-            "now_ms": {"type": "number", "minimum": 0, "maximum": MAX_TIME_MS,
-                       "description": "the batch's time (the host fills it in)"},
+            "now_ms": {"type": ["number", "null"], "minimum": 0, "maximum": MAX_TIME_MS,
+                       "description": "the batch's time (the host fills it in; null is "
+                                      "the same as leaving it out)"},
             "context": {"anyOf": [_CONTEXT, {"type": "null"}]},
             "events": {"type": ["array", "null"], "items": _EVENT,
                        "description": "new events only, at most the snapshot's max_events"},
