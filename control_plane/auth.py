@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from flask import current_app, g, request
 
-from .config import bound_edge_tokens
+from .config import MIN_TOKEN_CHARS, bound_edge_tokens
 from .errors import ApiError
 
 log = logging.getLogger("control_plane.auth")
@@ -45,7 +45,9 @@ def _listed(config: dict[str, Any], role: str) -> list[str]:
         path = Path(config["DATA_DIR"]) / f"{role}.token"
         if path.exists():
             tokens = [path.read_text().strip()]
-    return [t for t in tokens if t]
+    # A token written since the start (a file edited by hand) is held to the start's rule
+    # too: one shorter than MIN_TOKEN_CHARS, guessable online, lets nobody in.
+    return [t for t in tokens if len(t) >= MIN_TOKEN_CHARS]
 
 
 def claimed_edge() -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from typing import Any
 
 from edge_module.host.config import _ENV_NAMES as SHARED_ENV_NAMES
@@ -183,14 +184,24 @@ TOKEN_ROLES = ("PUBLISHER", "EDGE", "AUTHOR", "VIEWER", "METRICS")
 
 
 def listed_tokens(config: dict[str, Any]) -> None:
-    """Refuse (ConfigError) a CONTROL_<ROLE>_TOKENS entry shorter than MIN_TOKEN_CHARS,
-    naming the setting and the entry's position, never the token."""
+    """Refuse (ConfigError) a CONTROL_<ROLE>_TOKENS entry, or the DATA_DIR/<role>.token file
+    used in its place (the embedded default), shorter than MIN_TOKEN_CHARS, naming the
+    setting or file and the entry's position, never the token."""
     for role in TOKEN_ROLES:
         raw = str(config.get(f"{role}_TOKENS") or "")
-        for n, token in enumerate((t.strip() for t in raw.split(",") if t.strip()), 1):
+        listed = [t.strip() for t in raw.split(",") if t.strip()]
+        where = f"CONTROL_{role}_TOKENS"
+        if not listed and config.get("DATA_DIR"):
+            path = Path(config["DATA_DIR"]) / f"{role.lower()}.token"
+            try:
+                listed = [path.read_text().strip()] if path.is_file() else []
+            except (OSError, UnicodeDecodeError):
+                listed = []
+            listed, where = [t for t in listed if t], str(path)
+        for n, token in enumerate(listed, 1):
             if len(token) < MIN_TOKEN_CHARS:
                 raise ConfigError(
-                    f"CONTROL_{role}_TOKENS: token {n} is {len(token)} characters; at least "
+                    f"{where}: token {n} is {len(token)} characters; at least "
                     f"{MIN_TOKEN_CHARS} are needed (`trigger-engine tokens` makes 32)")
 
 

@@ -98,3 +98,24 @@ def test_a_short_bound_edge_token_is_refused_at_start(tmp_path: Path) -> None:
 def test_generated_tokens_are_long_enough(tmp_path: Path) -> None:
     hex32 = "0123456789abcdef" * 2  # what ./build.sh up generates
     create_app(control_config(tmp_path, VIEWER_TOKENS=hex32, METRICS_TOKENS=hex32[:16]))
+
+
+def test_a_short_token_in_a_token_file_is_refused_at_start_and_never_lets_anyone_in(tmp_path):
+    """The token files are the embedded default configuration; only CONTROL_*_TOKENS was
+    held to the 16 characters: `abc` in publisher.token signed in and published."""
+    from control_plane import config as config_module
+    from control_plane.config import ConfigError
+    from tests.servers import control_client
+
+    data = tmp_path / "control"
+    data.mkdir()
+    (data / "viewer.token").write_text("abc\n")
+    with pytest.raises(ConfigError) as caught:
+        config_module.load({"DATA_DIR": str(data)})
+    assert "viewer.token: token 1 is 3 characters" in str(caught.value)
+    assert "abc" not in str(caught.value)
+    (data / "viewer.token").unlink()
+    client = control_client(tmp_path, token=None)  # a valid start, the file written after
+    (tmp_path / "control" / "publisher.token").write_text("abc\n")
+    answer = client.get("/v1/telemetry/counts", headers={"Authorization": "Bearer abc"})
+    assert answer.status_code in (401, 403)
