@@ -148,6 +148,8 @@ def end_session() -> None:
         _record(todo)
     except sqlite3.Error as exc:
         log.error("a console sign-out could not be recorded: %s", exc)
+        session.permanent = True  # kept past the browser's closing (clear() dropped it),
+        # as long as the copies it would revoke can live
         session["unrecorded"] = todo
         raise SignOutNotRecorded(max(until for _sid, until in todo)) from None
 

@@ -144,8 +144,9 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     `folded` says how many distinct values of each kind were."""
     since = since_ms or 0
     fold_trigger = most_fired(store, "trigger", since, LIMITS["triggers"])
-    fold_device = most_fired(store, "coalesce(device, 'unknown')", since, LIMITS["devices"])
-    fold_revision = most_fired(store, "coalesce(revision, 'unknown')", since,
+    fold_device = most_fired(store, "coalesce(nullif(device, ''), 'unknown')", since,
+                             LIMITS["devices"])  # '' as the rows below count it: unknown
+    fold_revision = most_fired(store, "coalesce(nullif(revision, ''), 'unknown')", since,
                                LIMITS["revisions"])
     fold_variant = most_fired(store, "trigger, variant", since, LIMITS["variants"],
                               "variant IS NOT NULL")

@@ -186,6 +186,9 @@ def test_a_sign_out_not_recorded_says_how_long_the_copy_works_and_the_retry_revo
         resp = client.post("/sign-out", data={"csrf": csrf})
         page = resp.get_data(as_text=True)
         assert resp.status_code == 503 and "still works until" in page
+        # the pending record outlives the browser's closing (a re-review: it was a session
+        # cookie, gone with the browser, and the copy then worked to the 8 h end)
+        assert "Expires=" in resp.headers["Set-Cookie"]
         assert "removed from the control plane" in page and 'id="retry-sign-out"' in page
         assert "Sign in and out again shortly" not in page
     finally:

@@ -144,3 +144,19 @@ def test_an_undelivered_field_that_is_not_trigger_to_reason_is_refused(tmp_path)
                              decision("d3", "s1", 0, ["a"], undelivered={"a": "\ud800"})])
     assert [r.index for r in ingested.rejected] == [0, 1, 2]
     assert all("undelivered" in r.reason for r in ingested.rejected)
+
+
+def test_an_empty_device_is_listed_as_unknown_not_folded_into_other(tmp_path):
+    """A re-review: SQL ranked '' as a device of its own, the rows counted it as 'unknown',
+    so the most fired device of all landed in (other)."""
+    from control_plane.telemetry.reports import LIMITS, OTHER
+
+    devices = [f"d{i}" for i in range(LIMITS["devices"] + 1)]
+    records = [decision(f"e{i}", f"se{i}", i, ["t"], context={"device": ""})
+               for i in range(50)]
+    records += [decision(f"x{k}-{d}", f"sx{k}-{d}", 100 + k, ["t"], context={"device": d})
+                for d in devices for k in range(2)]
+    report = trigger_report(store_of(tmp_path, records))
+    by_device = {r["device"]: r["fires"] for r in report["rows"]}
+    assert by_device["unknown"] == 50
+    assert by_device[OTHER] == 2 * 2 and report["folded"]["devices"] == 2
