@@ -12,9 +12,12 @@ few SQLite statements); sending never runs on a decision thread.
 
 A decision never waits on the outbox's write lock: it tries to write for at most
 `DECIDE_WAIT_S`, and when another writer holds the file (a sibling worker, a backup, an
-operator's sqlite3 shell) its records, and conversions' cancels, wait in this process's
-memory, in order (at most `MAX_WAITING` records), for the writer thread, which waits for
-the lock as long as it takes. Those, and only those, die with a killed process.
+operator's sqlite3 shell) its records, and conversions' cancels (one per session: the
+latest), wait in this process's memory, in order (at most `MAX_WAITING` of them), for the
+writer thread, which waits for the lock as long as it takes. Those, and only those, die
+with a killed process; a stop that cannot write them counts them dropped
+(`stopped_waiting`). A cancel is kept in the outbox with its moment, so a record and its
+session's cancel waiting in two worker processes may be written in either order.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ SENDERS = 8  # sends in flight at once
 IDLE_WAKE_S = 1.0  # the longest sleep: a record another worker process added is seen by then
 DECIDE_WAIT_S = 0.005  # the longest a decision waits for the outbox's write lock
 WRITER_WAIT_S = 30.0  # the writer thread's wait for it (then it tries again)
-MAX_WAITING = 10_000  # records waiting in memory for the writer; beyond, dropped outbox_busy
+MAX_WAITING = 10_000  # records and cancels waiting in memory for the writer; beyond, records
+#                       are dropped outbox_busy
 ORPHANS_EVERY_MS = 5_000  # how often leases of dead worker processes are looked for
 PURGE_EVERY_MS = 60_000  # how often settled keys older than max_age are forgotten
 
@@ -49,6 +53,15 @@ NEVER = 2**62
 
 def _wall_ms() -> int:
     return int(time.time() * 1000)
+
+
+def limits(max_outbox: int, anonymous_share: float, max_per_session: int,
+           max_per_recipient: int) -> Limits:
+    """The outbox's bounds from the edge's settings (EDGE_CHANNEL_*)."""
+    return Limits(pending=max(0, max_outbox),
+                  anonymous=int(max(0, max_outbox) * min(max(anonymous_share, 0), 1)),
+                  per_session=max(1, max_per_session),
+                  per_recipient=max(1, max_per_recipient))
 
 
 Result = Retry | Refused | None
@@ -78,10 +91,7 @@ class ChannelDispatcher:
         # verified recipient, hold only a few waiting records. Checked, exactly, in the
         # transaction that adds a record (the file is shared by the host's workers).
         self.max_outbox = max_outbox
-        self.limits = Limits(pending=max(0, max_outbox),
-                             anonymous=int(max(0, max_outbox) * min(max(anonymous_share, 0), 1)),
-                             per_session=max(1, max_per_session),
-                             per_recipient=max(1, max_per_recipient))
+        self.limits = limits(max_outbox, anonymous_share, max_per_session, max_per_recipient)
         self._clock_ms = clock_ms
         self.queued = 0  # records added by this process's decisions
         self.delivered = 0
@@ -94,9 +104,11 @@ class ChannelDispatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._writer: threading.Thread | None = None
-        # writes a decision could not make at once, in order: ("add", records) or
-        # ("cancel", session_id, now_ms); `_waiting` counts their records
-        self._writes: deque[tuple[Any, ...]] = deque()
+        # writes a decision could not make at once, in order: ["add", records] or
+        # ["cancel", session_id, now_ms] (one per session not yet being written: a later
+        # cancel of it moves its moment); `_waiting` counts their records and cancels
+        self._writes: deque[list[Any]] = deque()
+        self._cancels: dict[str, list[Any]] = {}  # session -> its cancel in `_writes`
         self._waiting = 0
         self._written = threading.Event()  # set when there is something to write
         self._flushing = threading.Lock()  # one flush at a time (the writer, run_once, stop)
@@ -121,6 +133,10 @@ class ChannelDispatcher:
         if self.sink is None or self.outbox is None:
             self._drop("no_sink", len(records))
             return []
+        now = self._clock_ms()
+        for r in records:  # the moment a later conversion's cancel is compared with
+            if type(r.get("decided_ms")) is not int:
+                r["decided_ms"] = now
         with self._lock:
             behind = bool(self._writes)  # never ahead of writes already waiting
         if not behind:
@@ -129,37 +145,55 @@ class ChannelDispatcher:
             except OutboxError:  # another writer holds the file: the writer thread waits
                 pass
             else:
-                self._added(added, refused, records)
-                return refused
-        if not self._wait_write(("add", records), len(records)):
+                return self._added(added, refused, records)
+        if not self._wait_write(["add", records], len(records)):
             self._drop("outbox_busy", len(records))
             return [(r, "outbox_busy") for r in records]
         return []
 
     def _added(self, added: int, refused: list[tuple[dict[str, Any], str]],
-               records: list[dict[str, Any]]) -> None:
+               records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """Count an add; the records refused (the ones its session's cancel reached first
+        are counted cancelled, not among them)."""
         with self._lock:
             self.queued += added
             for _record, why in refused:
-                self.dropped[why] = self.dropped.get(why, 0) + 1
+                if why == "cancelled":
+                    self.cancelled += 1
+                else:
+                    self.dropped[why] = self.dropped.get(why, 0) + 1
         if min(r["due_ms"] for r in records) < self._sleep_until:
             self._wake.set()  # due before the timer would look again
+        return [(r, why) for r, why in refused if why != "cancelled"]
 
-    def _wait_write(self, write: tuple[Any, ...], records: int) -> bool:
-        """Hand a write to the writer thread; False if too many records wait already."""
+    def _wait_write(self, write: list[Any], n: int) -> bool:
+        """Hand a write (of `n` records, or a cancel) to the writer thread; a cancel of a
+        session whose cancel waits already only moves its moment. False if too many
+        records and cancels wait already."""
         with self._lock:
-            if self._waiting + records > MAX_WAITING:
+            if write[0] == "cancel" and (waiting := self._cancels.get(write[1])) is not None:
+                waiting[2] = max(waiting[2], write[2])
+                return True
+            if self._waiting + n > MAX_WAITING:
                 return False
             self._writes.append(write)
-            self._waiting += records
+            self._waiting += n
+            if write[0] == "cancel":
+                self._cancels[write[1]] = write
         self._written.set()
         return True
+
+    @staticmethod
+    def _size(write: list[Any]) -> int:
+        return len(write[1]) if write[0] == "add" else 1
 
     def cancel(self, session_id: str) -> int:
         """The visitor converted: their deliveries still waiting for a later moment (a
         reminder, an offer) are no longer wanted; how many were cancelled (0 when the
-        cancel waits for the writer thread, which counts them in `cancelled`). Never
-        waits for the outbox's lock."""
+        cancel waits for the writer thread, which counts them in `cancelled`; a cancel of
+        the same session waiting already only moves its moment). The cancel is kept in the
+        outbox, so records of the session still waiting to be written (in any worker) are
+        cancelled when added. Never waits for the outbox's lock."""
         if self.outbox is None:
             return 0
         now = self._clock_ms()
@@ -174,9 +208,9 @@ class ChannelDispatcher:
                 with self._lock:
                     self.cancelled += n
                 return n
-        if not self._wait_write(("cancel", session_id, now), 0):
-            log.warning("a conversion's cancel not kept: %d records wait for the outbox",
-                        self._waiting)
+        if not self._wait_write(["cancel", session_id, now], 1):
+            log.warning("a conversion's cancel not kept: %d records and cancels wait for the "
+                        "outbox", self._waiting)
         return 0
 
     def flush(self, wait_s: float = WRITER_WAIT_S, until: float | None = None) -> None:
@@ -194,6 +228,8 @@ class ChannelDispatcher:
                 if not self._writes:
                     return
                 write = self._writes[0]
+                if write[0] == "cancel" and self._cancels.get(write[1]) is write:
+                    del self._cancels[write[1]]  # being written: a later cancel waits anew
             try:
                 if write[0] == "add":
                     records = write[1]
@@ -210,8 +246,11 @@ class ChannelDispatcher:
                 if write[0] == "add":
                     self._drop("outbox_error", len(write[1]))
             with self._lock:
-                self._writes.popleft()
-                self._waiting -= len(write[1]) if write[0] == "add" else 0
+                if self._writes and self._writes[0] is write:
+                    self._writes.popleft()
+                    self._waiting -= self._size(write)
+                elif write[0] == "add":  # written after the stop counted it lost: it is not
+                    self.dropped["stopped_waiting"] -= len(write[1])
 
     def _write_loop(self) -> None:
         while not self._stop.is_set():
@@ -263,13 +302,7 @@ class ChannelDispatcher:
                 self.flush(wait_s=timeout_s, until=time.monotonic() + timeout_s)
             except OutboxError as exc:
                 log.warning("%s", exc)
-            if self._waiting:
-                log.error("%d delivery record(s) not kept: the outbox stayed locked",
-                          self._waiting)
-                self._drop("outbox_busy", self._waiting)
-        elif self._waiting:
-            log.error("%d delivery record(s) still wait for the outbox's lock at the stop: "
-                      "lost if the process ends now", self._waiting)
+        self._abandon_writes()
         if self._senders is not None:
             self._senders.shutdown(wait=False, cancel_futures=True)
             wait(list(self._futures), timeout=sends_s)
@@ -277,6 +310,22 @@ class ChannelDispatcher:
                 self._settle_finished()
             except OutboxError as exc:
                 log.warning("sends finished at stop not settled: %s", exc)
+
+    def _abandon_writes(self) -> None:
+        """At the stop: the writes still waiting for the outbox's lock are lost with the
+        process; their records are counted dropped (`stopped_waiting`)."""
+        with self._lock:
+            writes = list(self._writes)
+            self._writes.clear()
+            self._cancels.clear()
+            self._waiting = 0
+        records = sum(len(w[1]) for w in writes if w[0] == "add")
+        cancels = len(writes) - sum(1 for w in writes if w[0] == "add")
+        if records:
+            self._drop("stopped_waiting", records)
+        if writes:
+            log.error("%d delivery record(s) and %d conversion cancel(s) not kept: the outbox "
+                      "stayed locked through the stop", records, cancels)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -18,6 +18,11 @@ counts SQLite triggers keep exact in table `tally` for every process sharing the
 waiting records in all, waiting records of anonymous recipients (no verified CRM id: the
 ones any visitor can make up), and a session's and a verified recipient's waiting ones.
 
+A conversion's cancel is kept too (table `cancels`: a session and the latest moment it
+converted at): a record decided before that moment and due after it is settled as
+cancelled when it is added, so a record and its session's cancel may reach the file in
+either order (from two worker processes, each waiting in memory for the write lock).
+
 A settled record (sent, set aside or cancelled) keeps its key, without its body, for
 `keep_ms` and up to a bound (`purge`): the same firing added again (a replayed state) is
 then ignored, not resent.
@@ -65,6 +70,10 @@ TABLES = (
         at_ms INTEGER NOT NULL,
         recipient TEXT NOT NULL DEFAULT ''
     )""",
+    """CREATE TABLE IF NOT EXISTS cancels (
+        session TEXT PRIMARY KEY,
+        at_ms INTEGER NOT NULL
+    )""",
 )
 # columns added since the first outbox files: (table, column, its definition)
 COLUMNS = (("outbox", "owner", "INTEGER"),
@@ -80,6 +89,7 @@ INDEXES = (
     "WHERE settled_ms IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS set_aside_at ON set_aside (at_ms)",
     "CREATE INDEX IF NOT EXISTS set_aside_recipient ON set_aside (recipient, at_ms)",
+    "CREATE INDEX IF NOT EXISTS cancels_at ON cancels (at_ms)",
 )
 # The tally: 'pending' (records waiting: next_ms below SETTLED), 'anonymous' (of those, the
 # ones without a verified recipient) and 'settled' (keys kept of settled records).
@@ -112,7 +122,26 @@ TRIGGERS = (
 
 
 class OutboxError(Exception):
-    """The outbox's file could not be read or written."""
+    """The outbox's file could not be read or written; `damaged` when SQLite found it is
+    not a database or is malformed (not when it was only locked, or busy)."""
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary codes; extended ones keep them in the low byte)
+_DAMAGE_CODES = (11, 26)
+
+
+def _damaged(exc: sqlite3.Error) -> bool:
+    """Whether `exc` says the file itself is damaged (not locked, busy, or missing)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if type(code) is int and code & 0xFF in _DAMAGE_CODES:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text)
 
 
 @dataclass(frozen=True)
@@ -144,13 +173,17 @@ def recipient(record: dict[str, Any]) -> str:
 
 class Outbox:
     def __init__(self, path: Path, max_set_aside: int = 10_000, busy_timeout_s: float = 2.0,
-                 *, create: bool = True) -> None:
-        """The outbox in `path`, made if missing; with `create` false, OutboxError unless
-        the file already is one (an operator's command must not turn another SQLite file
-        into an outbox)."""
+                 *, create: bool = True, read_only: bool = False,
+                 open_wait_s: float | None = None) -> None:
+        """The outbox in `path`, made (or upgraded) if needed, waiting up to `open_wait_s`
+        (default: the busy timeout) for another writer; with `create` false, OutboxError
+        unless the file already is one (an operator's command must not turn another SQLite
+        file into an outbox); `read_only`: never written, nor locked for writing (an
+        operator's `list`)."""
         self.path = path
         self.max_set_aside = max(0, max_set_aside)
         self._busy_timeout_s = busy_timeout_s
+        self._read_only = read_only
         self._local = threading.local()  # one connection per thread (sqlite3's rule)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +194,12 @@ class Outbox:
                     tables = {row[0] for row in c.execute(
                         "SELECT name FROM sqlite_master WHERE type = 'table'")}
             except sqlite3.Error as exc:
-                raise OutboxError(f"channel outbox {path}: {exc}") from None
+                raise OutboxError(f"channel outbox {path}: {exc}", _damaged(exc)) from None
             if not {"outbox", "set_aside"} <= tables:
                 raise OutboxError(f"{path}: not a channel outbox (no outbox and set_aside "
                                   "tables)")
-        self._write(self._create)
+        if not read_only:
+            self._write(self._create, open_wait_s)
 
     @staticmethod
     def _create(c: sqlite3.Connection) -> None:
@@ -193,7 +227,11 @@ class Outbox:
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
-        if conn is None:
+        if conn is None and self._read_only:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                   timeout=self._busy_timeout_s, isolation_level=None)
+            self._local.conn = conn
+        elif conn is None:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s,
                                    isolation_level=None)
             use_wal(conn)  # the host's workers open the outbox at once
@@ -205,7 +243,7 @@ class Outbox:
         try:
             return work(self._conn())
         except sqlite3.Error as exc:
-            raise OutboxError(f"channel outbox {self.path}: {exc}") from None
+            raise OutboxError(f"channel outbox {self.path}: {exc}", _damaged(exc)) from None
 
     def _write(self, work: Any, wait_s: float | None = None) -> Any:
         """`work` in one transaction (taken at once: writers never deadlock on upgrade),
@@ -237,13 +275,24 @@ class Outbox:
         """Add the records `limits` leave room for, in one transaction (a key present,
         waiting or settled, is kept as it is, and counts as neither); (how many were new,
         [(record, why not) of the ones refused]). The reasons: `outbox_full`,
-        `outbox_full_anonymous`, `session_full`, `recipient_full`."""
+        `outbox_full_anonymous`, `session_full`, `recipient_full`, and `cancelled`: its
+        session converted at or after the record's decision and before it falls due (the
+        cancel reached the file first); such a record is kept settled (its key: not added
+        again)."""
         def insert(c: sqlite3.Connection) -> tuple[int, list[tuple[dict[str, Any], str]]]:
             added, refused = 0, []
             for r in records:
                 if c.execute("SELECT 1 FROM outbox WHERE key = ?", (r["key"],)).fetchone():
                     continue
                 session, to = r.get("session_id") or "", recipient(r)
+                at = _cancelled_at(c, session, r)
+                if at is not None:
+                    c.execute("INSERT INTO outbox (key, body, channel, session, due_ms, "
+                              "next_ms, settled_ms, recipient) VALUES (?, '', ?, ?, ?, ?, ?, ?)",
+                              (r["key"], r["channel"] or "", session, r["due_ms"], SETTLED, at,
+                               to))
+                    refused.append((r, "cancelled"))
+                    continue
                 why = self._full(c, limits, session, to) if limits is not None else None
                 if why is not None:
                     refused.append((r, why))
@@ -357,8 +406,12 @@ class Outbox:
         return moved
 
     def cancel_session(self, session_id: str, now_ms: int, wait_s: float | None = None) -> int:
-        """Settle the session's deliveries not yet due (never claimed); how many."""
+        """Settle the session's deliveries not yet due at `now_ms` (never claimed), and keep
+        the cancel (its latest moment) for the ones added later (`admit`); how many."""
         def drop(c: sqlite3.Connection) -> int:
+            c.execute("INSERT INTO cancels (session, at_ms) VALUES (?, ?) ON CONFLICT "
+                      "(session) DO UPDATE SET at_ms = max(at_ms, excluded.at_ms)",
+                      (session_id, now_ms))
             return c.execute("UPDATE outbox SET next_ms = ?, settled_ms = ?, body = '' "
                              "WHERE session = ? AND due_ms > ? AND attempts = 0 AND "
                              "next_ms < ? AND owner IS NULL",
@@ -381,24 +434,47 @@ class Outbox:
                                   "WHERE settled_ms IS NOT NULL AND next_ms = ? ORDER BY "
                                   "settled_ms LIMIT ?)", (SETTLED, min(excess, CHUNK))).rowcount
             return n
+        def forget_cancels(c: sqlite3.Connection) -> int:
+            n = c.execute("DELETE FROM cancels WHERE session IN (SELECT session FROM cancels "
+                          "WHERE at_ms < ? LIMIT ?)", (now_ms - keep_ms, CHUNK)).rowcount
+            if n == 0 and max_keys is not None:
+                excess = c.execute("SELECT COUNT(*) FROM cancels").fetchone()[0] - max_keys
+                if excess > 0:
+                    n = c.execute("DELETE FROM cancels WHERE session IN (SELECT session FROM "
+                                  "cancels ORDER BY at_ms LIMIT ?)",
+                                  (min(excess, CHUNK),)).rowcount
+            return n
         total = 0
         while (n := int(self._write(forget))) > 0:
             total += n
+        while int(self._write(forget_cancels)) > 0:  # conversions' cancels: kept as long
+            pass
         return total
 
-    def requeue(self, now_ms: int) -> int:
-        """Move every set-aside record back to be sent now; how many."""
-        def back(c: sqlite3.Connection) -> int:
-            rows = c.execute("SELECT key, body, channel, recipient FROM set_aside").fetchall()
-            # a delete and an insert, not INSERT OR REPLACE: the tally's triggers see both
-            c.executemany("DELETE FROM outbox WHERE key = ?", [(row[0],) for row in rows])
-            c.executemany(
-                "INSERT INTO outbox (key, body, channel, session, due_ms, next_ms, recipient) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(k, b, ch, _session_of(b), now_ms, now_ms, to) for k, b, ch, to in rows])
-            c.execute("DELETE FROM set_aside")
-            return len(rows)
-        return int(self._write(back))
+    def requeue(self, now_ms: int, limits: Limits | None = None) -> tuple[int, dict[str, int]]:
+        """Move the set-aside records back to be sent now, the oldest first, as far as
+        `limits` leave room (the bounds a decision's records meet); (how many moved,
+        {why not: how many stayed set aside})."""
+        def back(c: sqlite3.Connection) -> tuple[int, dict[str, int]]:
+            rows = c.execute("SELECT key, body, channel, recipient FROM set_aside "
+                             "ORDER BY at_ms").fetchall()
+            moved, kept = 0, {}
+            for k, b, ch, to in rows:
+                session = _session_of(b)
+                why = self._full(c, limits, session, to) if limits is not None else None
+                if why is not None:
+                    kept[why] = kept.get(why, 0) + 1
+                    continue
+                # a delete and an insert, not INSERT OR REPLACE: the tally's triggers see both
+                c.execute("DELETE FROM outbox WHERE key = ?", (k,))
+                c.execute("INSERT INTO outbox (key, body, channel, session, due_ms, next_ms, "
+                          "recipient) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (k, b, ch, session, now_ms, now_ms, to))
+                c.execute("DELETE FROM set_aside WHERE key = ?", (k,))
+                moved += 1
+            return moved, kept
+        moved, kept = self._write(back)
+        return int(moved), dict(kept)
 
     def next_due(self) -> int | None:
         """When the earliest record may be claimed (due, retry or end of lease)."""
@@ -429,6 +505,16 @@ def _record(body: str) -> dict[str, Any] | str:
     except ValueError:
         return body
     return record if type(record) is dict else body
+
+
+def _cancelled_at(c: sqlite3.Connection, session: str, record: dict[str, Any]) -> int | None:
+    """The moment `session` converted, if that cancels `record`: at or after the record's
+    decision (`decided_ms`), before it falls due."""
+    decided = record.get("decided_ms")
+    if not session or type(decided) is not int:
+        return None
+    row = c.execute("SELECT at_ms FROM cancels WHERE session = ?", (session,)).fetchone()
+    return int(row[0]) if row and decided <= row[0] < record["due_ms"] else None
 
 
 def _session_of(body: str) -> str:

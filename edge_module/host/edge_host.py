@@ -186,20 +186,36 @@ def make_dispatcher(config: EdgeConfig) -> ChannelDispatcher:
                              keep_keys_s=config.session_ttl_s)
 
 
-def _open_outbox(path: Path, max_set_aside: int) -> Outbox:
-    """The outbox in `path`; one that cannot be read is moved aside (kept for an operator)
-    and a new one started, so a damaged file never keeps the edge from serving."""
-    try:
-        return Outbox(path, max_set_aside)
-    except OutboxError as exc:
-        stamp = time.strftime("%Y%m%dT%H%M%S")
-        for suffix in ("", "-wal", "-shm"):
-            damaged = path.with_name(path.name + suffix)
-            if damaged.exists():
-                damaged.rename(damaged.with_name(f"{path.name}.damaged-{stamp}{suffix}"))
-        logging.getLogger("edge.channels").error(
-            "%s; moved aside as %s.damaged-%s, starting an empty outbox", exc, path.name, stamp)
-        return Outbox(path, max_set_aside)
+OUTBOX_OPEN_WAIT_S = 300.0  # how long a starting process waits for the outbox's lock
+
+
+def _open_outbox(path: Path, max_set_aside: int,
+                 wait_s: float = OUTBOX_OPEN_WAIT_S) -> Outbox:
+    """The outbox in `path`; one SQLite finds damaged (not a database, malformed) is moved
+    aside (kept for an operator) and a new one started, so a damaged file never keeps the
+    edge from serving. A file only locked (a sibling worker opening or upgrading it, a
+    backup) is waited for, up to `wait_s`, then OutboxError: it holds deliveries."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return Outbox(path, max_set_aside,
+                          open_wait_s=max(0.0, min(10.0, deadline - time.monotonic())))
+        except OutboxError as exc:
+            if exc.damaged:
+                stamp = time.strftime("%Y%m%dT%H%M%S")
+                for suffix in ("", "-wal", "-shm"):
+                    damaged = path.with_name(path.name + suffix)
+                    if damaged.exists():
+                        damaged.rename(damaged.with_name(f"{path.name}.damaged-{stamp}{suffix}"))
+                logging.getLogger("edge.channels").error(
+                    "%s; moved aside as %s.damaged-%s, starting an empty outbox", exc,
+                    path.name, stamp)
+                return Outbox(path, max_set_aside, open_wait_s=10.0)
+            if time.monotonic() >= deadline:
+                raise OutboxError(f"{exc} (waited {wait_s:.0f} s for the channel outbox at "
+                                  "start; not moved aside: it is not damaged)") from None
+            logging.getLogger("edge.channels").warning("%s; waiting for the outbox", exc)
+            time.sleep(0.2)
 
 
 def _decision_log(config: EdgeConfig, edge_id: str) -> DecisionLog:

@@ -4,6 +4,7 @@ costs a decision (docs/channels.md, "What the outbox holds")."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import threading
 
 import pytest
 
+from edge_module.channels import dispatcher
 from edge_module.channels.dispatcher import ChannelDispatcher
-from edge_module.channels.outbox import Claimed, Outbox
+from edge_module.channels.outbox import Claimed, Limits, Outbox
 from edge_module.channels.sinks import Retry, WebhookSink, verify
 from loadtest.webhook_receiver import SECRET, Receiver
 from tests.core.test_channels import EMAIL_LATER as EMAIL
@@ -320,3 +322,74 @@ def test_an_outbox_written_before_the_tally_is_counted_and_addressed_when_opened
     assert box.tally() == {"pending": 2, "anonymous": 1, "settled": 1}
     [verified] = [c for c in box.claim(FAR, 10, 1) if c.key == "v"]
     assert verified.recipient == "cus_1"
+
+
+# -- 6. what waits in memory is bounded; requeue meets the bounds; a stop counts its losses ----
+
+
+def test_cancels_waiting_for_the_lock_count_toward_the_bound_and_merge_per_session(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(dispatcher, "MAX_WAITING", 3)
+    box = Outbox(tmp_path / "o.sqlite3")
+    d = ChannelDispatcher(box, Scripted(), clock_ms=lambda: 1_000)
+    other = sqlite3.connect(tmp_path / "o.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    for _ in range(50):  # one outcome token replayed as conversions
+        d.cancel("buyer")
+    assert d.status()["waiting_writes"] == 1, "replays of one conversion each waited"
+    d.cancel("other-1")
+    d.cancel("other-2")
+    d.cancel("other-3")  # beyond the bound: not kept
+    assert d.status()["waiting_writes"] == 3
+    assert reasons(d.enqueue([rec("r", "s")])) == ["outbox_busy"], \
+        "cancels did not count toward the bound"
+    other.execute("ROLLBACK")
+    d.flush()
+    assert d.status()["waiting_writes"] == 0
+
+
+def test_requeue_meets_the_anonymous_share_and_the_per_session_bound(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    limits = Limits(pending=10, anonymous=5, per_session=2, per_recipient=32)
+    box.add([rec(f"a{n}", f"s{n}", due=0) for n in range(5)] +
+            [rec(f"same{n}", "one-session", crm_id="cus_1", due=0) for n in range(3)])
+    for item in box.claim(1, 100, 1000):
+        box.set_aside(item, "refused: receiver down", 1)
+    assert box.admit([rec(f"b{n}", f"t{n}") for n in range(4)], limits) == (4, [])
+    moved, kept = box.requeue(2, limits)
+    assert (moved, kept) == (3, {"outbox_full_anonymous": 4, "session_full": 1}), \
+        "requeue went past the outbox's bounds"
+    assert box.tally()["anonymous"] == 5 and box.counts() == (7, 5)
+
+
+def test_an_operators_requeue_says_what_stays_set_aside_and_why(tmp_path):
+    box = Outbox(tmp_path / "channels.sqlite3")
+    box.add([rec(f"a{n}", f"s{n}", due=0) for n in range(3)])
+    for item in box.claim(1, 100, 1000):
+        box.set_aside(item, "refused: receiver down", 1)
+    env = {**os.environ, "EDGE_CHANNEL_MAX_OUTBOX": "4", "EDGE_CHANNEL_ANONYMOUS_SHARE": "0.5"}
+    done = subprocess.run([sys.executable, "-m", "edge_module.channels", "requeue",
+                           "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "2 delivery record(s) will be sent again" in done.stdout
+    assert "1 delivery record(s) stay set aside" in done.stderr
+    assert "1 outbox_full_anonymous" in done.stderr
+    assert box.counts() == (2, 1)
+
+
+def test_records_a_stop_cannot_write_are_counted_dropped(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite3")
+    d = ChannelDispatcher(box, Scripted(), clock_ms=lambda: 1_000)
+    d.start()
+    other = sqlite3.connect(tmp_path / "o.sqlite3", isolation_level=None,
+                            check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # held through the stop
+    try:
+        d.enqueue([rec("r1", "s1"), rec("r2", "s2")])
+        d.stop(timeout_s=0.2)
+        status = d.status()
+    finally:
+        other.execute("ROLLBACK")
+    assert status["dropped_by_reason"].get("stopped_waiting") == 2, status
+    assert status["waiting_writes"] == 0

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_the_outbox_keeps_a_key_once_leases_what_it_hands_out_and_survives_a_reo
         box.set_aside(Claimed(key, json.dumps(_rec(key)), "push", 0, 0), "refused: 400", n)
     assert box.counts() == (0, 2)  # the oldest set-aside record went first
     assert [r["key"] for r, _ in box.set_aside_records()] == ["b", "c"]
-    assert box.requeue(7) == 2 and box.counts() == (2, 0)
+    assert box.requeue(7) == (2, {}) and box.counts() == (2, 0)
     assert box.next_due() == 7
 
 
@@ -771,3 +772,83 @@ def test_settled_keys_are_forgotten_in_chunks_and_kept_for_the_session_ttl(tmp_p
     assert box.purge(now_ms=100, keep_ms=10) == 4_500 and box.add([_rec("k1")]) == 1
     d = ChannelDispatcher(box, Scripted(), max_age_s=60, keep_keys_s=1_800)
     assert d.keep_keys_ms == 1_800_000  # a state token replayed within its TTL finds its key
+
+
+def test_a_locked_outbox_is_waited_for_at_start_not_moved_aside(tmp_path):
+    """A sibling worker opening (upgrading) the file, or a backup, holds its lock longer
+    than the busy timeout: the starting process waits, and the file keeps its records."""
+    from edge_module.host.edge_host import _open_outbox
+
+    path = tmp_path / "channels.sqlite3"
+    Outbox(path).add([_rec("waiting", due=10**13)])
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(2.5, holder.execute, ("ROLLBACK",)).start()  # past the 2 s busy timeout
+    box = _open_outbox(path, 10_000, wait_s=60)
+    assert box.counts() == (1, 0), "the starting process lost the outbox's records"
+    assert list(tmp_path.glob("*.damaged-*")) == [], "a locked outbox was moved aside"
+    holder.close()
+
+
+def test_listing_set_aside_deliveries_never_takes_the_write_lock(tmp_path):
+    box = Outbox(tmp_path / "channels.sqlite3")
+    box.add([_rec("d1:t")])
+    box.set_aside(box.claim(0, 1, 1000)[0], "refused: webhook answered 400", 5)
+    holder = sqlite3.connect(tmp_path / "channels.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a decision's write, a sibling's bulk work
+    try:
+        listed = subprocess.run([sys.executable, "-m", "edge_module.channels", "list",
+                                 "--state-dir", str(tmp_path)], capture_output=True, text=True,
+                                cwd=ROOT, check=False)
+    finally:
+        holder.execute("ROLLBACK")
+    assert listed.returncode == 0, f"list needed the write lock: {listed.stderr}"
+    assert [json.loads(line)["record"]["key"] for line in listed.stdout.splitlines()] == ["d1:t"]
+
+
+_CONVERTING_WORKER = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from edge_module.channels.dispatcher import ChannelDispatcher
+    from edge_module.channels.outbox import Outbox
+    from tests.edge.test_channels import Scripted
+
+    d = ChannelDispatcher(Outbox(Path(sys.argv[1])), Scripted(), clock_ms=lambda: 1_000)
+    record = {"key": "reminder", "channel": "push", "session_id": "buyer", "due_ms": 60_000,
+              "decided_ms": 1_000}
+    print("open", flush=True)
+    sys.stdin.readline()  # the outbox is locked now
+    assert d.enqueue([record]) == []
+    print(d.status()["waiting_writes"], flush=True)  # the add waits in this process's memory
+    sys.stdin.readline()  # the other worker's cancel is written first
+    d.flush()
+    print(json.dumps(d.status()), flush=True)
+""")
+
+
+def test_a_conversion_cancels_a_reminder_still_waiting_in_another_workers_memory(tmp_path):
+    """Worker A's decision and worker B's conversion both wait in memory for the lock; B
+    writes first: A's reminder, added later, is still cancelled (the order across
+    processes does not matter)."""
+    path = tmp_path / "channels.sqlite3"
+    worker_b = ChannelDispatcher(Outbox(path), Scripted(), clock_ms=lambda: 2_000)
+    worker_a = subprocess.Popen([sys.executable, "-c", _CONVERTING_WORKER, str(path)], cwd=ROOT,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker_a.stdout.readline().strip() == "open"
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # a backup, a sibling's bulk work
+        worker_a.stdin.write("\n")
+        worker_a.stdin.flush()
+        assert worker_a.stdout.readline().strip() == "1", "worker A's add did not wait"
+        assert worker_b.cancel("buyer") == 0 and worker_b.status()["waiting_writes"] == 1
+        holder.execute("ROLLBACK")
+        worker_b.flush()  # the cancel lands first: nothing of the buyer's in the file yet
+        worker_a.stdin.write("\n")
+        worker_a.stdin.flush()
+        status = json.loads(worker_a.stdout.readline())
+    finally:
+        worker_a.kill()
+        worker_a.wait()
+    assert (status["queued"], status["cancelled"]) == (0, 1), status
+    assert Outbox(path).counts() == (0, 0), "the converted visitor's reminder still waits"
