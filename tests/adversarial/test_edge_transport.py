@@ -717,7 +717,8 @@ def test_the_loop_server_takes_only_the_connections_its_open_files_allow():
     takes what its limit allows beside a reserve, and says so."""
     allowed, extra = 100, 150  # more than the reserve holds: without the cap, EMFILE
     with edge_stack("shipped", env_overrides={"EDGE_SERVER": "loop", "EDGE_THREADS": "2",
-                                              "EDGE_HEADER_TIMEOUT_S": "60"},
+                                              "EDGE_HEADER_TIMEOUT_S": "60",
+                                              "EDGE_MAX_CONNECTIONS": "10000"},
                     open_files=FD_RESERVE + 2 * allowed) as running:
         assert f"at most {allowed} connections at once" in running.log.read_text()
         socks = [connect(running) for _ in range(allowed + extra)]
