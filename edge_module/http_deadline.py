@@ -59,11 +59,22 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
             conn.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query
                                                          else ""),
                          body=body, headers=dict(headers))
-            resp = conn.getresponse()
+            try:
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                if cut.is_set():  # the shut socket reads as the peer hanging up: it did not
+                    raise TimeoutError(f"no answer within the {timeout_s:g} s deadline "
+                                       f"({type(exc).__name__})") from exc
+                raise
             if cut.is_set():  # http.client takes headers cut short as complete
                 raise TimeoutError(f"no whole answer head within the {timeout_s:g} s "
                                    "deadline")
-            answer = resp.read(read_limit) if 200 <= resp.status < 300 else b""
+            answer = b""
+            if 200 <= resp.status < 300:  # the status decides; a body cut short is partial
+                try:
+                    answer = resp.read(read_limit)
+                except http.client.IncompleteRead as exc:
+                    answer = exc.partial
             return Answer(resp.status, resp.getheader("Location"), answer,
                           retry_after_s(resp.getheader("Retry-After")))
     finally:
