@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -54,8 +56,28 @@ def _componentize_py() -> str:
     return found
 
 
+@contextmanager
+def _one_build_at_a_time(out: Path) -> Iterator[None]:
+    """An exclusive lock on `out`: test workers (pytest-xdist), or a test run beside
+    `./build.sh build`, would otherwise stage into the same `guest-src` at once and build
+    from each other's half-copied files."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: builds are not serialised
+        yield
+        return
+    with open(out / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def build(out: Path, force: bool = False) -> Path:
     out.mkdir(parents=True, exist_ok=True)
+    with _one_build_at_a_time(out):
+        return _build(out, force)
+
+
+def _build(out: Path, force: bool) -> Path:
     wasm = out / "decision-engine.wasm"
     stamp = out / "decision-engine.sha256"
     digest = source_digest()

@@ -46,3 +46,30 @@ def test_a_damaged_cache_file_is_rebuilt_not_trusted(wasm_runtime, tmp_path: Pat
     engine = component.make_engine()
     loaded = component.load_component(engine, wasm, cache)
     assert loaded is not None and damaged.stat().st_size > 1_000_000
+
+
+def test_a_build_holds_its_folder_for_itself_until_done(tmp_path: Path, monkeypatch):
+    """Test workers building into one folder wait for each other (they used to stage into
+    the same guest-src at once and fail with "No module named 'app'")."""
+    import fcntl
+
+    import pytest
+
+    from edge_module import build as builder
+
+    def try_lock() -> None:
+        with open(tmp_path / ".build.lock", "w") as other:  # another open file: another lock
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    during = []
+
+    def building(out: Path, force: bool) -> Path:
+        with pytest.raises(BlockingIOError):
+            try_lock()
+        during.append(out)
+        return out / "decision-engine.wasm"
+
+    monkeypatch.setattr(builder, "_build", building)
+    assert builder.build(tmp_path) == tmp_path / "decision-engine.wasm"
+    assert during == [tmp_path]
+    try_lock()  # released once the build is over
