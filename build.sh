@@ -169,7 +169,8 @@ case "${1:-}" in
     ensure_valgrind
     shift
     say "running the test suite"
-    "$PY" -m pytest "$@"
+    # on every core, at most 4 (pytest-xdist; TEST_WORKERS=0 runs it in this one process)
+    "$PY" -m pytest -n "${TEST_WORKERS:-auto}" --maxprocesses=4 "$@"
     ;;
   bench)
     build
