@@ -44,6 +44,8 @@ def _case(triggers: int) -> tuple[str, str]:
 
 def child(mode: str, decisions: int, triggers: int, build: Path | None) -> None:
     """Set up one case (native, or the component of `build`) and make `decisions` calls."""
+    if mode != "native" and not (build and (build / "decision-engine.wasm").is_file()):
+        raise SystemExit(f"{build}: no decision-engine.wasm")  # before any import: seconds
     text, packed = _case(triggers)
     if mode == "native":
         from edge_module.core import decide_packed, load_snapshot
