@@ -17,7 +17,7 @@ from ..distribution import publishing
 from ..rulepack import RulePackError, compile_snapshot, load_catalog, load_pack_set
 from ..rulepack.content_catalog import find_catalog
 from ..rulepack.schema import schema_text
-from .group import EXIT_FINDINGS, Unavailable, cli, exit_on_findings
+from .group import EXIT_FINDINGS, EXIT_USAGE, Unavailable, cli, exit_on_findings
 from .options import CATALOG, FORMAT, OUTPUT, PATHS, STORE, open_edge_store
 
 
@@ -185,7 +185,8 @@ def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording:
     Each line of the recording is one wire-contract decide request; each session's lines
     are in time order. Session state is carried between a session's requests as at the
     edge, and between them the simulated client calls back at next_check_ms. Requests the
-    edge would refuse are counted by error code, not fatal.
+    edge would refuse are counted by error code, not fatal; a recording none of whose
+    requests could be decided is an error (exit 2).
     """
     pack_set = load_pack_set(paths, catalog)
     ids = [t.id for p in pack_set.packs for t in p.triggers]
@@ -195,6 +196,12 @@ def simulate(paths: tuple[Path, ...], catalog: Path | None, fmt: str, recording:
         click.echo(json.dumps(report.to_dict(), indent=1))
     else:
         click.echo(simulation.render_text(report))
+    if report.requests == 0:
+        refused = sum(report.errors.values())
+        why = (f"all {refused} of its requests were refused (above: the first reasons)"
+               if refused else "it has no request (one JSON decide request per line)")
+        click.echo(f"error: {recording.name}: nothing was simulated: {why}", err=True)
+        sys.exit(EXIT_USAGE)
 
 
 @cli.command()

@@ -294,6 +294,24 @@ def test_simulate_needs_a_recording(rules):
     assert invoke("simulate", rules).exit_code == 2
 
 
+def test_simulate_of_a_recording_it_could_not_use_at_all_is_an_error(rules, recording):
+    refused = recording.parent / "refused.jsonl"
+    refused.write_text('{"session_id": "a", "events": []}\nnot json\n')
+    result = invoke("simulate", rules, "--sessions", refused)
+    assert result.exit_code == 2
+    assert "invalid_json" in result.stdout and "line 2: not JSON" in result.stdout
+    assert "refused.jsonl: nothing was simulated: all 2 of its requests were refused" \
+        in result.stderr
+    (recording.parent / "empty.jsonl").write_text("\n")
+    result = invoke("simulate", rules, "--sessions", recording.parent / "empty.jsonl")
+    assert result.exit_code == 2 and "it has no request" in result.stderr
+    # one request decided is a simulation, whatever else was refused
+    with recording.open("a") as fh:
+        fh.write("not json\n")
+    result = invoke("simulate", rules, "--sessions", recording)
+    assert result.exit_code == 0 and "invalid_json" in result.stdout
+
+
 # schema
 
 
