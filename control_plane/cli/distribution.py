@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..distribution.pack_registry import PackRegistry
 from ..rulepack import load_pack_set
 from ..rulepack.pack_set import resolve_catalog
 from .group import EXIT_FINDINGS, Unavailable, cli
-from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store
+from .options import CATALOG, DATA_DIR, PATHS, STORE, key_ring, open_edge_store, utc_time
 
 
 @cli.command()
@@ -121,7 +120,7 @@ def revisions(store_dir: str | None) -> None:
         note = f"  (rollback from {row['rollback_from']})" if "rollback_from" in row else (
             f"  (recalibrated from {row['recalibrated_from']})"
             if "recalibrated_from" in row else "")
-        click.echo(f"{row['revision']:>5}  {row['sha256'][:12]}  {_when(row['published_ms'])}  "
+        click.echo(f"{row['revision']:>5}  {row['sha256'][:12]}  {utc_time(row['published_ms'])}  "
                    f"{row['triggers']:>4} triggers  {', '.join(row['packs'])}{note}")
 
 
@@ -139,7 +138,7 @@ def status(store_dir: str | None, edge: str | None) -> None:
                 if "rollback_from" in current else "")
         click.echo(f"published: revision {current['revision']} ({current['sha256'][:12]}), "
                    f"{current['triggers']} trigger(s) from {', '.join(current['packs'])}, "
-                   f"{_when(current['published_ms'])}{note}")
+                   f"{utc_time(current['published_ms'])}{note}")
     if edge is None:
         return
     served = _edge_revision(edge)
@@ -167,10 +166,6 @@ def _edge_revision(url: str) -> str | None:
     except (ValueError, AttributeError):
         raise Unavailable(f"{url}/healthz did not answer edge host health JSON") from None
     return None if revision is None else str(revision)
-
-
-def _when(ms: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
 @cli.group()

@@ -24,6 +24,7 @@ from .options import (
     key_ring,
     open_edge_store,
     open_telemetry,
+    utc_time,
 )
 
 # the console's periods, so a page's numbers can be printed here too
@@ -158,7 +159,7 @@ def recalibrations(data_dir: str | None, fmt: str, trigger: str | None, since_ms
     for row in doc["recalibrations"]:
         published = f"published r{row['published_revision']}" \
             if row["published_revision"] is not None else "not published"
-        click.echo(f"{row['ts_ms']} {row['trigger']:<20} {row['segment']:<10} "
+        click.echo(f"{utc_time(row['ts_ms'])} {row['trigger']:<20} {row['segment']:<10} "
                    f"{_num(row['old']):>8} -> {_num(row['new']):<8} n={row['samples']:<6} "
                    f"{published}: {row['reason']}")
     if not doc["recalibrations"]:

@@ -3,6 +3,7 @@ which data folder, and how to open each."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,8 @@ def open_telemetry(data_dir: str | None) -> Any:
         raise Unavailable(f"no telemetry yet in {root} (edges send it to the running "
                           "control plane; --data-dir names another data folder)")
     return TelemetryStore(path)
+
+
+def utc_time(ms: int) -> str:
+    """A moment in epoch milliseconds as people read it: 2026-12-07 15:30:00 UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))

@@ -4,6 +4,7 @@ tests/control/test_evaluate.py)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -42,6 +43,9 @@ def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)["recalibrations"]
     assert rows and rows[0]["trigger"] == "pricing-discount" and rows[0]["new"] is None
+    text = runner.invoke(cli, ["recalibrations", "--data-dir", str(data)]).output
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(rows[0]["ts_ms"] / 1000))
+    assert text.startswith(f"{when} pricing-discount "), text  # a time people read
 
 
 def _decision(report: dict, **fields) -> dict:
