@@ -318,9 +318,13 @@ def _action(catalog: ContentCatalog | None) -> dict[str, Any]:
         "template": {"type": "string", "minLength": 1, "maxLength": MAX_TEMPLATE,
                      "description": "the channel's template id (push, email, webhook)"},
     }
-    return _object(keys, ACTION_KEYS, ("content",),
-                   **{"if": {"properties": {"tier": {"const": "queued"}}, "required": ["tier"]},
-                      "then": {"required": ["delay"]}})
+    leaves = [c for c in CHANNELS if c != "page"]
+    return _object(keys, ACTION_KEYS, ("content",), allOf=[
+        {"if": {"properties": {"tier": {"const": "queued"}}, "required": ["tier"]},
+         "then": {"required": ["delay"]}},
+        {"if": {"properties": {"channel": {"enum": leaves}}, "required": ["channel"]},
+         "then": {"required": ["template"]}, "else": {"not": {"required": ["template"]}}},
+    ])
 
 
 def _cap() -> dict[str, Any]:

@@ -54,6 +54,10 @@ class ActionChecker(Checker):
                 self.report(found["template"], "a template is for push, email or webhook "
                             "actions; the page draws the content itself",
                             "channel: push, email or webhook, or no template")
+        elif channel != "page":  # (an unknown channel reads as page: reported already)
+            self.report(found["channel"], f"{_article(channel)} {channel} action needs the "
+                        "receiver's template", f"template: the {channel} template's id, "
+                        f"such as {channel}-discount")
         where = found.get("content", action)
         return ActionSpec(content or "", tier or "immediate", delay or 0, priority or 0,
                           where.line, where.column, channel, template)

@@ -81,6 +81,8 @@ GOOD = """
           - hover: {target: "#cta", gt: 900ms}
         action: {content: cart-reminder, tier: queued, delay: 1.5s, priority: -5}
         cap: {per_session: 2, per_page: unlimited, cooldown: 30s}
+      - id: by-email
+        action: {content: cart-reminder, channel: email, template: cart-email}
 """
 
 
@@ -104,6 +106,8 @@ def test_a_pack_using_every_construct_satisfies_the_schema(validator):
     "action: {content: cart-reminder, priority: 5000}",
     "action: {content: cart-remindr}",
     "action: {content: cart-reminder}\n    cap: {per_session: 0}",
+    "action: {content: cart-reminder, channel: email}",
+    "action: {content: cart-reminder, template: cart-email}",
 ])
 def test_malformed_packs_fail_the_schema(body, validator):
     pack = as_json(f"pack: bad\ntriggers:\n  - id: t\n    {body}\n")

@@ -121,6 +121,9 @@ def test_the_visitors_crm_id_travels_with_its_signature(decider):
     ("{content: c, channel: push, tier: predictive}", "cannot be predictive"),
     ("{content: c, template: t}", "a template is for push, email or webhook"),
     ("{content: c, channel: email, template: '" + "t" * 129 + "'}", "template is 129"),
+    # an email without one validated, and reached the receiver with template null
+    ("{content: c, channel: email}", "an email action needs the receiver's template"),
+    ("{content: c, channel: webhook, tier: queued, delay: 1h}", "webhook action needs"),
 ])
 def test_channel_mistakes_are_reported_where_they_are(action, problem):
     text = f"pack: p\ntriggers:\n  - id: t\n    action: {action}\n"
@@ -139,7 +142,7 @@ def test_fatigue_channels_must_be_shared_or_separate():
 
 def test_a_channel_action_waits_at_most_30_days():
     text = ("pack: p\ntriggers:\n  - id: t\n    action: {content: c, channel: email, "
-            "tier: queued, delay: 744h}\n")
+            "template: e, tier: queued, delay: 744h}\n")
     with pytest.raises(RulePackError) as err:
         load_pack(text, "p.yaml")
     assert "waits at most 30 days" in str(err.value) and "p.yaml:4:" in str(err.value)
