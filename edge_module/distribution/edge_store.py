@@ -152,7 +152,9 @@ class LocalFolderStore:
         try:
             data = (self.root / MANIFEST_KEY).read_bytes()
         except FileNotFoundError:
-            raise NoManifest(f"nothing published in {self.root} yet") from None
+            # a mistyped TRIGGERS_STORE reads as an empty store: say which it is
+            missing = "" if self.root.is_dir() else " (there is no such folder)"
+            raise NoManifest(f"nothing published in {self.root} yet{missing}") from None
         except OSError as exc:
             raise StoreError(f"cannot read the manifest in {self.root}: {exc}") from None
         etag = sha256_bytes(data)

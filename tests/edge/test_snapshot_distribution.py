@@ -66,6 +66,13 @@ def test_an_empty_store_has_no_manifest(store):
     assert read_manifest(store) is None
 
 
+def test_a_store_folder_that_does_not_exist_is_told_apart_from_an_empty_one(tmp_path):
+    with pytest.raises(NoManifest, match=r"yet$"):
+        LocalFolderStore(tmp_path).get_manifest()
+    with pytest.raises(NoManifest, match=r"yet \(there is no such folder\)"):
+        LocalFolderStore(tmp_path / "stroe").get_manifest()
+
+
 def test_the_manifest_is_replaced_only_by_compare_and_swap(store):
     etag = store.put_manifest(b'{"a": 1}', None)
     with pytest.raises(ManifestConflict):
