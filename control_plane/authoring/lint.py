@@ -123,8 +123,13 @@ def _never_fires(trig: _Located) -> list[Finding]:
 
 
 def _uncapped(trig: _Located) -> list[Finding]:
-    if trig.spec.cap.per_session is not None:
+    cap = trig.spec.cap
+    if cap.per_session is not None:
         return []
+    if cap.per_page is None and not cap.cooldown_ms:  # per_page: unlimited
+        return [trig.finding("L004", "has no per_session cap, per_page limit or cooldown: it "
+                                     "can fire at every decision while its conditions hold; "
+                                     "add cap: {per_session: N} or a cooldown")]
     return [trig.finding("L004", "has no per_session cap: it can fire again on every page "
                                  "view; add cap: {per_session: N}")]
 

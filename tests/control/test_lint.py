@@ -107,6 +107,17 @@ def test_a_trigger_without_a_per_session_cap_is_reported():
     assert (found.code, found.trigger) == ("L004", "uncapped")
 
 
+@pytest.mark.parametrize("cap, says", [
+    ("{per_page: 1}", "on every page view"),
+    ("{per_page: unlimited, cooldown: 30s}", "on every page view"),
+    # nothing at all between two firings: not once per page view, but at every decision
+    ("{per_page: unlimited}", "at every decision while its conditions hold"),
+])
+def test_an_uncapped_trigger_is_told_how_often_it_can_fire(cap, says):
+    [found] = findings(trigger("uncapped", ENGAGED, cap=cap))
+    assert found.code == "L004" and says in found.message
+
+
 def test_a_content_id_missing_from_the_catalog_is_reported_with_a_suggestion():
     [found] = findings(trigger("t", ENGAGED, content="discount-nudge-1"))
     assert (found.code, found.line, found.column) == ("L005", 8, 23)
