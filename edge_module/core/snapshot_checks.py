@@ -69,8 +69,11 @@ def check_finite(value: Any, where: str) -> float:
 
 def too_deep(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
     """Whether the JSON text's arrays and objects nest past `limit`, found without parsing
-    (as the edge function's `_too_deep`): escapes go first, then strings, so brackets in
-    strings do not count; linear, no pattern here can backtrack."""
+    (a parser's recursion, or the traceback of its RecursionError, can overflow the stack;
+    the edge function checks request bodies with it too): escapes go first, then strings,
+    so brackets in strings do not count; linear, no pattern here can backtrack. Only the
+    nesting a parser would walk before any syntax error is counted right, which is all it
+    walks."""
     if text.count("[") + text.count("{") <= limit:
         return False
     depth = 0

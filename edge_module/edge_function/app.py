@@ -25,6 +25,7 @@ from wit_world.imports import environment, monotonic_clock, poll, types
 from wit_world.imports.streams import StreamError_Closed
 
 from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
+from edge_module.core.snapshot_checks import too_deep
 from edge_module.http.cors import PREFLIGHT_HEADERS, CorsPolicy
 from edge_module.setting_bounds import MAX_REQUEST_TIMEOUT_S, MAX_SECONDS
 from edge_module.state_token import EXPIRED, StateTokenError, StateTokens, parse_keys
@@ -115,9 +116,6 @@ def _config():
 # under jco and took the whole server down), text that is not UTF-8, NaN and Infinity,
 # integers past a double, lone surrogates.
 MAX_DEPTH = 1024
-_ESCAPE = re.compile(r"\\.", re.DOTALL)
-_STRINGS = re.compile(r'"[^"]*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _LONG_INT = re.compile(r"\d{19,}")
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
@@ -173,7 +171,7 @@ def parse_json(raw):
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if _too_deep(text):
+    if too_deep(text, MAX_DEPTH):  # found without parsing: see snapshot_checks.too_deep
         raise ValueError("depth limit exceeded")
     value = json.loads(text, parse_constant=_no_constant,
                        parse_int=_int if _LONG_INT.search(text) else None,
@@ -181,26 +179,6 @@ def parse_json(raw):
     if _SURROGATE.search(text) and not _utf8(value):
         raise ValueError("a string holds a lone surrogate (not UTF-8)")
     return value
-
-
-def _too_deep(text):
-    """Whether arrays and objects nest past MAX_DEPTH, found without parsing: a parser's
-    recursion (or the traceback of its RecursionError, freed recursively) overflowed the
-    stack. Escapes go first, then strings (linear: no pattern here can backtrack); only
-    the nesting the parser would walk before any syntax error is counted right, which is
-    all it walks."""
-    if text.count("[") + text.count("{") <= MAX_DEPTH:
-        return False
-    brackets = _NOT_BRACKET.sub("", _STRINGS.sub("", _ESCAPE.sub("", text)))
-    depth = 0
-    for c in brackets:
-        if c in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 def decide(tokens, raw):
