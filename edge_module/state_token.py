@@ -81,11 +81,15 @@ def parse_keys(text: str) -> list[tuple[str, bytes]]:
         entry = entry.strip()
         kid, sep, hexkey = entry.partition(":")
         kid, hexkey = kid.strip(), hexkey.strip()
+        # An entry's text is never repeated in a message: it may be the key itself (a bare
+        # `secrets.token_hex(32)`, or `key:kid` the wrong way round), and the edge function
+        # answers its configuration errors to any client.
         if not sep or not kid or not hexkey:
-            raise ValueError(f"state token key {n} ({entry!r}): expected kid:hexkey")
+            raise ValueError(f"state token key {n}: expected kid:hexkey (a key id, a colon, "
+                             "the key in hex)")
         if not _KID.fullmatch(kid):
-            raise ValueError(f"state token key {n}: key id {kid!r} must be 1-32 of "
-                             "A-Z a-z 0-9 _ -")
+            raise ValueError(f"state token key {n}: its key id ({len(kid)} characters before "
+                             "the colon) must be 1-32 of A-Z a-z 0-9 _ -")
         try:
             key = bytes.fromhex(hexkey)
         except ValueError:

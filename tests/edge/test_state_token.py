@@ -180,3 +180,16 @@ def test_parse_keys_reads_kid_colon_hex_pairs_in_order():
 def test_parse_keys_says_what_is_wrong(text, says):
     with pytest.raises(ValueError, match=says):
         parse_keys(text)
+
+
+SECRET = "c2cdb157cb58827d613857296b4eee1aa7b4fe78441948795f47a9dbcca281ff"
+
+
+@pytest.mark.parametrize("text", [SECRET, f"k1={SECRET}", f":{SECRET}", f"{SECRET}:k1",
+                                  f"k2:{'11' * 32},{SECRET}"])
+def test_a_misformed_key_is_never_repeated_in_the_message(text):
+    """The edge function answers its configuration errors to every client: a bare hex key
+    (an easy mistake) was sent, whole, to anyone who asked."""
+    with pytest.raises(ValueError) as err:
+        parse_keys(text)
+    assert SECRET[:12] not in str(err.value) and SECRET[-12:] not in str(err.value)
