@@ -39,6 +39,22 @@ log = logging.getLogger("edge.sync")
 MAX_BACKOFF_S = 60.0  # the longest wait between two tries of a load that may succeed later
 
 
+def check_entry(manifest: Manifest, trusted: TrustedKeys) -> None:
+    """SignatureError unless a trusted key signed the manifest's entry."""
+    trusted.verify(entry_statement(manifest.doc), manifest.entry_signature,
+                   manifest.entry_key_id, what="manifest entry")
+
+
+def check_content(manifest: Manifest, snapshot: bytes, trusted: TrustedKeys) -> None:
+    """SignatureError unless `snapshot` is the object the manifest names (its sha256) and
+    a trusted key signed it."""
+    actual = sha256_bytes(snapshot)
+    if actual != manifest.sha256:
+        raise SignatureError(f"content hash {actual[:12]} does not match the manifest's "
+                             f"{manifest.sha256[:12]} (corrupt or tampered object)")
+    trusted.verify(snapshot, manifest.signature, manifest.key_id)
+
+
 class ManifestRefused(Exception):
     """A correctly signed manifest entry that must not be served now (replayed, stale)."""
 
@@ -142,8 +158,7 @@ class SnapshotSync(PeriodicTask):
     def _authorise(self, manifest: Manifest) -> None:
         """SignatureError unless a trusted key signed the entry; ManifestRefused unless it
         is newer than the one served (a lower revision only as a rollback statement)."""
-        self._trusted.verify(entry_statement(manifest.doc), manifest.entry_signature,
-                             manifest.entry_key_id, what="manifest entry")
+        check_entry(manifest, self._trusted)
         if manifest.sequence is None:
             raise ManifestRefused("the signed entry has no sequence")
         served = self._served
@@ -161,11 +176,7 @@ class SnapshotSync(PeriodicTask):
                 f"{served.revision} and the entry is no signed rollback statement")
 
     def _check(self, manifest: Manifest, snapshot: bytes) -> None:
-        actual = sha256_bytes(snapshot)
-        if actual != manifest.sha256:
-            raise SignatureError(f"content hash {actual[:12]} does not match the manifest's "
-                                 f"{manifest.sha256[:12]} (corrupt or tampered object)")
-        self._trusted.verify(snapshot, manifest.signature, manifest.key_id)
+        check_content(manifest, snapshot, self._trusted)
 
     def _accept(self, manifest: Manifest, etag: str, data: bytes, snapshot: bytes,
                 revision: str, now_ms: int, changed: bool) -> None:

@@ -1,8 +1,10 @@
 """Builds build/edge-function.wasm: the wasi:http/proxy edge function, with a snapshot baked in.
 
-`python -m edge_module.edge_function.build [--out build] [--snapshot FILE | --store DIR]`.
-The snapshot is, in order of preference: --snapshot, the one currently published in the edge
-store (TRIGGERS_STORE / --store), or, when nothing is published yet (a clean clone), the
+`python -m edge_module.edge_function.build [--out build] [--snapshot FILE | --store DIR]
+[--trusted-keys DIR]`. The snapshot is, in order of preference: --snapshot, the one
+currently published in the edge store (TRIGGERS_STORE / --store; checked as an edge host
+checks it: signed by a key in TRIGGERS_TRUSTED_KEYS / --trusted-keys, or the build stops
+saying why), or, when nothing is published yet (a clean clone), the
 README's packs under rules/ compiled here (said on stdout). The guest loads it at import, so
 componentize-py's pre-initialisation bakes the loaded snapshot into the component.
 """
@@ -25,20 +27,34 @@ EDGE = PACKAGE.parent
 ROOT = EDGE.parent
 WORLD = "edge-function"
 RULES = [ROOT / "rules" / "pricing-discount.yaml", ROOT / "rules" / "checkout-reminder.yaml"]
+DEFAULT_TRUSTED = os.environ.get("TRIGGERS_TRUSTED_KEYS", ".var/trusted-keys")
 
 
-def snapshot_text(snapshot: Path | None, store: str) -> tuple[str, str]:
-    """(snapshot JSON, where it came from)."""
+def snapshot_text(snapshot: Path | None, store: str,
+                  trusted_keys: str = DEFAULT_TRUSTED) -> tuple[str, str]:
+    """(snapshot JSON, where it came from). One taken from the store is checked as an edge
+    host checks it (SystemExit saying why not): the manifest entry and the snapshot signed
+    by a key in `trusted_keys`, the snapshot the object the entry names."""
     if snapshot is not None:
         return snapshot.read_text(), str(snapshot)
-    from control_plane.distribution.publishing import current_entry, published_snapshot
-    from edge_module.distribution.edge_store import open_store
+    from edge_module.distribution.edge_store import StoreError, open_store, read_manifest
+    from edge_module.distribution.signing import SignatureError, TrustedKeys
+    from edge_module.distribution.snapshot_sync import check_content, check_entry
 
     opened = open_store(store)
-    if current_entry(opened) is not None:
-        doc = published_snapshot(opened)
-        where = f"revision {doc.get('revision')} published in {store}"
-        return json.dumps(doc, separators=(",", ":")), where
+    try:
+        found = read_manifest(opened)
+        if found is not None:
+            manifest, trusted = found[0], TrustedKeys(trusted_keys)
+            check_entry(manifest, trusted)
+            data = opened.get_object(manifest.object)
+            check_content(manifest, data, trusted)
+            doc = json.loads(data)
+            where = f"revision {manifest.revision} published in {store}, signed by a trusted key"
+            return json.dumps(doc, separators=(",", ":")), where
+    except (StoreError, SignatureError, ValueError) as exc:
+        raise SystemExit(f"edge function: the snapshot published in {store} cannot be baked "
+                         f"in: {exc}") from None
     from control_plane.rulepack import compile_snapshot, load_pack
 
     packs = [load_pack(path.read_text(), path.name) for path in RULES]
@@ -66,9 +82,10 @@ def stage(dest: Path, snapshot: str) -> None:
     (dest / "snapshot.json").write_text(snapshot)
 
 
-def build(out: Path, snapshot: Path | None, store: str) -> Path:
+def build(out: Path, snapshot: Path | None, store: str,
+          trusted_keys: str = DEFAULT_TRUSTED) -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    text, source = snapshot_text(snapshot, store)
+    text, source = snapshot_text(snapshot, store, trusted_keys)
     print(f"edge function snapshot: {source}")
     staging = out / "edge-function-src"
     stage(staging, text)
@@ -92,8 +109,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build")
     parser.add_argument("--snapshot", type=Path, help="a compiled snapshot JSON file")
     parser.add_argument("--store", default=os.environ.get("TRIGGERS_STORE", ".var/edge-store"))
+    parser.add_argument("--trusted-keys", default=DEFAULT_TRUSTED, metavar="DIR",
+                        help="the public keys (*.pub) a published snapshot must be signed "
+                             "by, as for edge hosts (TRIGGERS_TRUSTED_KEYS; default "
+                             "%(default)s)")
     args = parser.parse_args()
-    build(args.out, args.snapshot, args.store)
+    build(args.out, args.snapshot, args.store, args.trusted_keys)
 
 
 if __name__ == "__main__":
