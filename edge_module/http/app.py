@@ -612,6 +612,8 @@ def _guest_error(error_json: str) -> Reply:
         return 500, error_body("internal_error", "the decision module answered garbage"), []
     if status >= 500:
         log.error("decision module error: %s", err.get("message"))
+        if err.get("code") == "internal_error":  # a bug's text is for the log, not visitors
+            err["message"] = "internal error"
     return status, json.dumps({"error": err}).encode(), []
 
 

@@ -411,3 +411,20 @@ def test_a_third_decision_for_one_session_is_refused_rather_than_parking_a_threa
             thread.join()
         assert [a[0] for a in answers] == [200, 200] and "busy" not in app._turns
         assert edge.decide(visit("busy", 3400))[0] == 200
+
+
+def test_a_bug_in_the_decision_module_is_told_to_the_log_not_the_visitor(caplog):
+    """An internal error's text (`TypeError: ...`, a path, a value) went to the visitor;
+    the edge function (docs/edge-deployment.md) promises the message `internal error`."""
+    from edge_module.http.app import _guest_error
+
+    with caplog.at_level("ERROR", logger="edge"):
+        status, body, _ = _guest_error('{"code": "internal_error", "status": 500, '
+                                       '"message": "TypeError: secret detail"}')
+    assert (status, json.loads(body)) == (
+        500, {"error": {"code": "internal_error", "message": "internal error"}})
+    assert "TypeError: secret detail" in caplog.text
+    # errors of the core's own (a snapshot not loaded yet...) keep their words
+    status, body, _ = _guest_error('{"code": "not_ready", "status": 503, '
+                                   '"message": "no snapshot is loaded yet"}')
+    assert json.loads(body)["error"]["message"] == "no snapshot is loaded yet"
