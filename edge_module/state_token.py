@@ -165,6 +165,9 @@ class StateTokens:
                                   "(altered, or issued for another session)")
         if now_ms - int(issued) > self.ttl_ms:
             raise StateTokenError(EXPIRED, "the state token has expired")
+        if int(issued) - now_ms > self.ttl_ms:  # a clock far ahead: it would never expire
+            raise StateTokenError(EXPIRED, "the state token was issued more than its "
+                                  "lifetime ahead of this edge's clock")
         if not payload:
             return None
         inflate = zlib.decompressobj()

@@ -105,6 +105,16 @@ def test_a_token_older_than_the_ttl_has_expired():
     refused(EXPIRED, token, now_ms=T0 + 1001, verifier=t)
 
 
+def test_a_token_issued_more_than_its_lifetime_ahead_never_outlives_it():
+    """Issued by a fleet member whose clock was far ahead (or by a key holder), a token
+    was valid until its issue time came, and its lifetime after that."""
+    t = tokens(ttl_ms=1000)
+    token = t.seal("s", STATE, T0 + 1000)  # a clock a lifetime ahead: still taken
+    assert t.open(token, "s", T0) == STATE
+    refused(EXPIRED, t.seal("s", STATE, T0 + 1001), now_ms=T0, verifier=t)
+    refused(EXPIRED, t.seal("s", STATE, T0 + 10 ** 12), now_ms=T0, verifier=t)
+
+
 def test_an_expired_token_that_was_altered_is_invalid_not_expired():
     parts = tokens(ttl_ms=1000).seal("s", STATE, T0).split(".")
     parts[3] = ("B" if parts[3][0] == "A" else "A") + parts[3][1:]
