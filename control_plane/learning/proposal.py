@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -239,6 +239,7 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
     new_thresholds = {k: {} for k in keys}
     changes: list[Change] = []
     chosen: dict[str, tuple[float, ...]] = {}
+    kept: list[str] = []  # segments left as they are: no evidence to choose on
     backgrounds: dict[str, float] = {}
     for seg in segments:
         seg_rows = train if seg == "*" else [r for r in train if r.segment == seg]
@@ -275,8 +276,15 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                    if result.no_signal else
                    "no session ever reaches the trigger's other conditions: left as is")
             details["no_signal"] = result.no_signal
+            kept.append(seg)
             for c in tuned:
-                changes.append(change(c, seg, None, None, problem.n, None, why, details))
+                key = c.model_key or c.key
+                if key in new_learned and not _old_model(learned, key, seg):
+                    reason = why.replace("left as is", "it follows * (its first learned "
+                                         "model: the pack's cannot be kept beside it)")
+                else:
+                    reason = why
+                changes.append(change(c, seg, None, None, problem.n, None, reason, details))
             continue
         chosen[seg] = result.thresholds
         for c, t in zip(tuned, result.thresholds):
@@ -297,24 +305,63 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
             changes.append(change(c, seg, old, new, problem.n, round(result.recall, 4), why,
                                   details))
 
+    # segments that can stay as they are (a first learned model leaves none of the pack's
+    # behind: those follow *)
+    kept = [s for s in kept if all(k not in new_learned or _old_model(learned, k, s)
+                                   for k in keys)]
     # 3. the guardrail, on the held-out sessions of the most recent hour
     verdict = _guardrail(a, held, chosen, model_for, thresholds, backgrounds.get("*", 0.0),
-                         settings)
+                         settings, kept)
     changes = [Change(**{**c.to_dict(), "details": {**c.details, "guardrail": verdict}})
                for c in changes]
     if verdict.get("refused"):
         return [Change(**{**c.to_dict(), "new": None,
                           "reason": f"refused by the guardrail: {verdict['refused']}"})
                 for c in changes], {}, {}
-    out_thresholds: dict[str, dict[str, float]] = {}
-    for key in keys:
-        merged = dict(thresholds.get(key, {}))
-        if key in new_learned:  # a new model: thresholds of the old one mean nothing
-            merged = {}
-        merged.update(new_thresholds[key])
-        if merged:
-            out_thresholds[key] = {s: merged[s] for s in segments if s in merged}
+    out_thresholds = _published(keys, segments, thresholds, learned, new_thresholds,
+                                new_learned, {s: model_for(s) for s in chosen}, kept)
     return changes, out_thresholds, new_learned
+
+
+def _old_model(learned: dict[str, dict[str, Any]], key: str, seg: str) -> Any:
+    """The learned model segment `seg` scored with so far (its own, else *'s), or None."""
+    per = learned.get(key) or {}
+    return per.get(seg) or per.get("*")
+
+
+def _published(keys: list[str], segments: list[str], thresholds: dict[str, dict[str, float]],
+               learned: dict[str, dict[str, Any]], new_thresholds: dict[str, dict[str, float]],
+               new_learned: dict[str, dict[str, Any]],
+               chosen_with: dict[str, dict[str, Any]], kept: list[str]
+               ) -> dict[str, dict[str, float]]:
+    """The thresholds to publish (and `new_learned` completed in place), so that each
+    segment scores with the model its threshold belongs to: a chosen segment the model it
+    was chosen with (`chosen_with`), a kept one its old model and threshold. A segment
+    left as is fell to *'s new threshold and model before, firing for nearly every
+    session where * did (an independent re-measure found it)."""
+    out: dict[str, dict[str, float]] = {}
+    for key in keys:
+        old = thresholds.get(key, {})
+        models = new_learned.get(key)
+        # a new model: the old thresholds were for the old one
+        merged = {} if models is not None else dict(old)
+        merged.update(new_thresholds[key])
+        if models is not None:
+            for seg, used in chosen_with.items():
+                if key in used:
+                    models[seg] = used[key]
+        for seg in kept:
+            then = old.get(seg, old.get("*"))
+            if models is not None:
+                model = _old_model(learned, key, seg)
+                if model is None:  # its first model: the pack's cannot be kept beside it
+                    continue
+                models[seg] = model
+            if then is not None:
+                merged[seg] = then
+        if merged:
+            out[key] = {s: merged[s] for s in segments if s in merged}
+    return out
 
 
 def _recall(estimate: float) -> str:
@@ -326,7 +373,7 @@ def _recall(estimate: float) -> str:
 
 def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[float, ...]],
                model_for: Any, thresholds: dict[str, dict[str, float]], background: float,
-               settings: Settings) -> dict[str, Any]:
+               settings: Settings, kept: Sequence[str] = ()) -> dict[str, Any]:
     """Candidate vs the rule in force, on held-out sessions the candidate never saw."""
     rows = [r for r in held if r.policy in (None, "learned")]
     if not chosen or len(rows) < 30 or sum(r.converted for r in rows) < 5:
@@ -335,6 +382,9 @@ def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[floa
     fired = np.zeros(len(rows), dtype=bool)
     for seg in {r.segment for r in rows}:
         idx = [i for i, r in enumerate(rows) if r.segment == seg]
+        if seg in kept or (seg not in chosen and "*" in kept):
+            fired[idx] = [rows[i].ever_held for i in idx]  # the rule in force, unchanged
+            continue
         ts = chosen.get(seg) or chosen.get("*")
         if ts is None:
             continue

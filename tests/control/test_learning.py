@@ -12,7 +12,7 @@ import pytest
 from control_plane.learning import choose as pick
 from control_plane.learning import model as learner
 from control_plane.learning.data import Moment, SessionRow
-from control_plane.learning.proposal import Adaptive, Settings, _guardrail
+from control_plane.learning.proposal import Adaptive, Settings, _guardrail, _published
 from edge_module.core.snapshot import Condition
 
 TRUE_W = {"dwell_ms": 1.2, "depth": -0.8, "mouse_entropy": -1.5, "hovers": 0.6}
@@ -263,3 +263,41 @@ def test_conversions_that_show_no_intent_choose_nothing_instead_of_firing_for_al
     # while a segment whose conversions do rank with the score still gets thresholds
     signal, _, conds = _intent_problem(4000, 8)
     assert not pick.choose(signal, 0.95, 0.9, 0.0, pick.boot_weights(4000, 0), conds).no_signal
+
+
+def test_a_segment_left_as_is_keeps_its_model_and_threshold_when_others_move():
+    """An independent re-measure: segments "left as is" (no intent signal) lost their
+    thresholds whenever a new model was fitted, and fell to *'s new threshold and model,
+    which on its population fired for nearly every session."""
+    keys, segments = ["t#1"], ["mobile", "desktop", "tablet", "*"]
+    old_star, old_desk = {"w": "old *"}, {"w": "old desktop"}
+    learned = {"t#1": {"*": old_star, "desktop": old_desk}}
+    thresholds = {"t#1": {"*": 0.4, "desktop": 0.6}}
+    new_star, new_mobile = {"w": "new *"}, {"w": "new mobile"}
+    new_learned = {"t#1": {"*": new_star, "mobile": new_mobile}}
+    out = _published(keys, segments, thresholds, learned, {"t#1": {"*": 0.03, "mobile": 0.2}},
+                     new_learned, {"*": {"t#1": new_star}, "mobile": {"t#1": new_mobile}},
+                     kept=["desktop", "tablet"])
+    # chosen segments publish what they were chosen with; kept ones what they had (tablet
+    # had *'s old pair); nothing falls to the new * pair but what was chosen on it
+    assert out == {"t#1": {"mobile": 0.2, "desktop": 0.6, "tablet": 0.4, "*": 0.03}}
+    assert new_learned["t#1"] == {"*": new_star, "mobile": new_mobile, "desktop": old_desk,
+                                  "tablet": old_star}
+
+
+def test_a_segment_chosen_on_the_pooled_model_publishes_it_as_its_own():
+    """When * is kept on its old model, a segment whose threshold was chosen on the new
+    pooled model must still score with that model, not fall back to *'s old one."""
+    new_star = {"w": "new *"}
+    new_learned = {"t#1": {"*": new_star}}
+    out = _published(["t#1"], ["mobile", "*"], {"t#1": {"*": 0.4}}, {"t#1": {"*": {"w": "old"}}},
+                     {"t#1": {"mobile": 0.2}}, new_learned, {"mobile": {"t#1": new_star}},
+                     kept=["*"])
+    assert out == {"t#1": {"mobile": 0.2, "*": 0.4}}
+    assert new_learned["t#1"] == {"*": {"w": "old"}, "mobile": new_star}
+
+
+def test_thresholds_of_a_plain_signal_stay_put_for_a_kept_segment():
+    out = _published(["t#0"], ["mobile", "desktop", "*"], {"t#0": {"*": 3000.0}}, {},
+                     {"t#0": {"*": 5000.0}}, {}, {"*": {}}, kept=["desktop"])
+    assert out == {"t#0": {"desktop": 3000.0, "*": 5000.0}}
