@@ -264,7 +264,7 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                              cur_share - settings.max_step, boot, conds,
                              settings.background_share)
         backgrounds[seg] = result.background
-        details = {"target": a.target, "recall_low": round(result.recall_low, 4),
+        details = {"target": a.target, "recall_low": round(result.recall_low, 4) + 0.0,
                    "fire_share": round(result.fire_share, 4),
                    "current_fire_share": round(cur_share, 4),
                    "background": round(result.background, 5),
@@ -368,7 +368,8 @@ def _recall(estimate: float) -> str:
     """A recall estimate as a share: estimated from conversions less a background rate, it
     can pass 100 % (sessions that did not convert count against it), which says only
     "all of them"."""
-    return f"{min(max(estimate, 0.0), 1.0):.1%}" + ("+" if estimate > 1.0 else "")
+    # + 0.0: max(-0.0, 0.0) is -0.0, shown as "-0.0%"
+    return f"{min(max(estimate, 0.0), 1.0) + 0.0:.1%}" + ("+" if estimate > 1.0 else "")
 
 
 def _guardrail(a: Adaptive, held: list[SessionRow], chosen: dict[str, tuple[float, ...]],

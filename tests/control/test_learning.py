@@ -12,7 +12,13 @@ import pytest
 from control_plane.learning import choose as pick
 from control_plane.learning import model as learner
 from control_plane.learning.data import Moment, SessionRow
-from control_plane.learning.proposal import Adaptive, Settings, _guardrail, _published
+from control_plane.learning.proposal import (
+    Adaptive,
+    Settings,
+    _guardrail,
+    _published,
+    _recall,
+)
 from edge_module.core.snapshot import Condition
 
 TRUE_W = {"dwell_ms": 1.2, "depth": -0.8, "mouse_entropy": -1.5, "hovers": 0.6}
@@ -160,7 +166,9 @@ def _held(n: int, seed: int) -> list[SessionRow]:
 
 def test_the_guardrail_refuses_a_model_that_misses_the_target() -> None:
     held = _held(400, 9)
-    model_for = lambda seg: {}  # scores are the logged ones
+    def model_for(seg):
+        return {}  # scores are the logged ones
+
     bad = _guardrail(_adaptive(), held, {"*": (0.9,)}, model_for, {}, 0.0, Settings())
     assert bad["checked"] and "recall" in bad["refused"]
     good = _guardrail(_adaptive(), held, {"*": (0.7,)}, model_for, {}, 0.0, Settings())
@@ -301,3 +309,11 @@ def test_thresholds_of_a_plain_signal_stay_put_for_a_kept_segment():
     out = _published(["t#0"], ["mobile", "desktop", "*"], {"t#0": {"*": 3000.0}}, {},
                      {"t#0": {"*": 5000.0}}, {}, {"*": {}}, kept=["desktop"])
     assert out == {"t#0": {"desktop": 3000.0, "*": 5000.0}}
+
+
+@pytest.mark.parametrize("estimate, shown", [(-0.0, "0.0%"), (-0.2, "0.0%"), (0.5, "50.0%"),
+                                             (1.0, "100.0%"), (1.0237, "100.0%+")])
+def test_a_recall_estimate_is_shown_as_a_share(estimate, shown):
+    """Estimated from conversions less a background rate, it can pass 100 % or fall below
+    0 (a review saw "-0.0%")."""
+    assert _recall(estimate) == shown
