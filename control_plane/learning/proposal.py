@@ -284,7 +284,8 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                                          "model: the pack's cannot be kept beside it)")
                 else:
                     reason = why
-                changes.append(change(c, seg, None, None, problem.n, None, reason, details))
+                changes.append(change(c, seg, thresholds.get(key, {}).get(seg), None,
+                                      problem.n, None, reason, details))
             continue
         chosen[seg] = result.thresholds
         for c, t in zip(tuned, result.thresholds):
