@@ -184,3 +184,70 @@ def test_listening_for_a_name_objects_inherit_is_refused_quietly(visit: Any) -> 
     kinds = ["__proto__", "constructor", "toString", "hasOwnProperty"]
     assert v.page.evaluate("k => k.map(kind => typeof nudge.on(kind, () => {}))", kinds) == \
         ["function"] * len(kinds)
+
+
+def answer_when_asked(v: Any, stack: Any, actions: list[Any]) -> None:
+    """Route decides: `actions` in the answer to the request carrying `nudge.track('go')`,
+    none otherwise (the page registers its listeners first)."""
+    def handle(route: Any) -> None:
+        events = json.loads(route.request.post_data or "{}").get("events") or []
+        go = any(e.get("type") == "custom" and e.get("name") == "go" for e in events)
+        route.fulfill(status=200, headers={"Access-Control-Allow-Origin": stack.demo},
+                      body=json.dumps({"decision_id": "d", "actions": actions if go else []}))
+    v.page.route(stack.edge + "/v1/decide", handle)
+
+
+LISTEN = "window.__acts = []; nudge.on('action', (a) => __acts.push(a.trigger));"
+
+
+def test_every_action_reaches_the_listeners_whatever_comes_before_it(visit: Any,
+                                                                    stack: Any) -> None:
+    """The answer was cut to its first 3 entries before malformed ones were skipped: an
+    answer of three bad entries lost every valid action, and content the site draws itself
+    (its `action` listener) was lost behind three such actions."""
+    v = visit()
+    unknown = [{"trigger": f"u{n}", "content": f"site-drawn-{n}", "tier": "immediate"}
+               for n in range(3)]
+    answer_when_asked(v, stack, [None, 5, "x", *unknown, TOAST])
+    v.goto("/features")
+    v.page.evaluate(LISTEN + "nudge.track('go');")
+    v.page.wait_for_selector("[data-trigger='pricing-discount']", timeout=10_000)
+    assert v.page.evaluate("window.__acts") == ["u0", "u1", "u2", "pricing-discount"]
+
+
+def test_toasts_of_one_answer_stand_apart_and_at_most_three_are_on_screen(
+        visit: Any, stack: Any) -> None:
+    """Each toast sat exactly on the one before: only the last could be read or clicked,
+    and every one counted an impression."""
+    v = visit()
+    answer_when_asked(v, stack, [{**TOAST, "trigger": f"t{n}"} for n in range(4)])
+    v.goto("/features")
+    v.page.evaluate(LISTEN + "nudge.track('go');")
+    v.page.wait_for_selector("[data-trigger='t2']", timeout=10_000)
+    boxes = [v.page.query_selector(f"[data-trigger='t{n}']").bounding_box() for n in range(3)]
+    for low, high in zip(boxes, boxes[1:]):  # each new one above the last, clear of it
+        assert high["y"] + high["height"] <= low["y"], boxes
+    assert v.page.query_selector("[data-trigger='t3']") is None  # 3 on screen at most
+    assert v.page.evaluate("window.__acts") == ["t0", "t1", "t2", "t3"]  # all told
+
+
+def test_a_form_with_a_control_named_id_is_named_by_its_own_id(visit: Any,
+                                                               stack: Any) -> None:
+    """`<input name="id">` (Shopify's cart forms) hides a form's `id` property: the submit's
+    target was "#[object HTMLInputElement]", which no rule can name."""
+    v = visit()
+    answer_when_asked(v, stack, [])
+    v.goto("/features")
+    v.page.evaluate("""() => {
+        const f = document.createElement('form');
+        f.id = 'cart';
+        f.innerHTML = '<input type="hidden" name="id" value="42"><button>Add</button>';
+        f.addEventListener('submit', (e) => e.preventDefault());
+        document.body.appendChild(f);
+    }""")
+    v.page.click("#cart button")
+    wait_for(lambda: any(e.get("type") == "submit" for s in decides(v)
+                         for e in json.loads(s["body"])["events"]), what="the submit sent")
+    [target] = [e["target"] for s in decides(v) for e in json.loads(s["body"])["events"]
+                if e.get("type") == "submit"]
+    assert target == "#cart"

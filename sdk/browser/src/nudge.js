@@ -203,7 +203,10 @@ function context() {
 // `input[name=email]`, `button.cta`). Never the element's value.
 function selectorOf(el) {
   if (!el || el.nodeType !== 1) return "";
-  if (el.id) return ("#" + el.id).slice(0, 256);
+  // getAttribute, not el.id: a form's control named "id" (Shopify's cart forms have one)
+  // hides the property, and the target was "#[object HTMLInputElement]"
+  const id = el.getAttribute("id");
+  if (id) return ("#" + id).slice(0, 256);
   const tag = el.tagName.toLowerCase();
   const name = el.getAttribute("name");
   if (name) return (tag + "[name=" + name + "]").slice(0, 256);
@@ -418,8 +421,9 @@ function answer(res, nav) {
     report(Object.assign({ trigger: null }, lastDecision), "conversion");
   }
   if (nav !== navs) return; // the page changed while the request went: not drawn on this one
-  const actions = (Array.isArray(res.actions) ? res.actions : []).slice(0, MAX_SHOWN);
-  for (const action of actions) {
+  // every action goes to the listeners; at most MAX_SHOWN nudges are drawn at once
+  // (render): a limit taken here first dropped valid actions behind malformed ones
+  for (const action of Array.isArray(res.actions) ? res.actions : []) {
     if (!action || typeof action !== "object" || typeof action.trigger !== "string") continue;
     safely(act)(action, res.decision_id); // one malformed action spoils only itself
   }
@@ -619,7 +623,7 @@ function builtIn(action, item, close) {
 }
 
 function render(action) {
-  if (!live || shown.has(action.trigger)) return;
+  if (!live || shown.has(action.trigger) || shown.size >= MAX_SHOWN) return;
   const found = own(cfg.renderers, action.content);
   const custom = typeof found === "function" ? found : null;
   const item = contentOf(action);
@@ -661,6 +665,15 @@ function render(action) {
     backdrop = el("div", "nudge-backdrop");
     backdrop.addEventListener("click", close);
     D.body.appendChild(backdrop);
+  }
+  if (box.classList.contains("nudge-toast")) {
+    // above the toasts on screen: each stacked on the last hid it (and its impression
+    // counted all the same)
+    let bottom = 16;
+    for (const t of D.querySelectorAll(".nudge-toast")) {
+      bottom = Math.max(bottom, W.innerHeight - t.getBoundingClientRect().top + 8);
+    }
+    box.style.bottom = bottom + "px";
   }
   D.body.appendChild(box);
   shown.set(action.trigger, { remove: remove });
