@@ -69,13 +69,23 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout_s: float,
             if cut.is_set():  # http.client takes headers cut short as complete
                 raise TimeoutError(f"no whole answer head within the {timeout_s:g} s "
                                    "deadline")
-            answer = b""
+            answer = bytearray()
             if 200 <= resp.status < 300:  # the status decides; a body cut short is partial
                 try:
-                    answer = resp.read(read_limit)
+                    while len(answer) < read_limit:
+                        piece = resp.read(read_limit - len(answer))
+                        if not piece:
+                            break
+                        answer += piece
                 except http.client.IncompleteRead as exc:
-                    answer = exc.partial
-            return Answer(resp.status, resp.getheader("Location"), answer,
+                    answer += exc.partial
+                except OSError:
+                    # a reset instead of an end, as when the deadline has shut the socket
+                    # and the peer's next bytes are answered with one (ECONNRESET on the
+                    # read after): still a 2xx cut short, not a failed exchange (it was
+                    # retried, and delivered twice)
+                    pass
+            return Answer(resp.status, resp.getheader("Location"), bytes(answer),
                           retry_after_s(resp.getheader("Retry-After")))
     finally:
         conn.close()

@@ -393,3 +393,42 @@ def test_records_a_stop_cannot_write_are_counted_dropped(tmp_path):
         other.execute("ROLLBACK")
     assert status["dropped_by_reason"].get("stopped_waiting") == 2, status
     assert status["waiting_writes"] == 0
+
+
+def test_a_reset_after_the_deadline_cut_a_2xx_is_still_delivered(free_port, monkeypatch):
+    """Once the deadline has shut the socket, the receiver's next bytes are answered with a
+    reset, and a read after that raises ECONNRESET instead of ending: CI saw that read as
+    a failed exchange (a Retry), so a push the receiver had taken would go again."""
+    import http.client
+    import socket
+
+    real = http.client.HTTPResponse.read
+
+    def reset_instead_of_end(self, amt=None):
+        try:
+            return real(self, amt)
+        except http.client.IncompleteRead:
+            raise ConnectionResetError(104, "Connection reset by peer") from None
+
+    monkeypatch.setattr(http.client.HTTPResponse, "read", reset_instead_of_end)
+    server = socket.socket()
+    server.bind(("127.0.0.1", free_port))
+    server.listen()
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+        done.wait(5)
+        conn.close()
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{free_port}/x", SECRET.encode(), timeout_s=0.5)
+        assert sink.send("k", b"{}") is None, "the receiver answered 200: delivered"
+    finally:
+        done.set()
+        server.close()
+        thread.join(timeout=5)
