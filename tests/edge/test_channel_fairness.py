@@ -9,6 +9,9 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -212,62 +215,56 @@ def test_a_timestamp_too_long_for_int_is_a_failed_check_not_an_error():
     assert verify(SECRET.encode(), "9" * 5_000, "v1=00", b"{}") is False
 
 
-@pytest.mark.parametrize("answer", [b"", b"HTTP/"])
-def test_a_receiver_cut_off_by_the_deadline_is_not_said_to_have_hung_up(free_port, answer):
+@contextmanager
+def receiver(port: int, respond: Callable[[Any, threading.Event], None]) -> Iterator[str]:
+    """A loopback receiver of one request, answered by `respond(conn, done)` (`done` is
+    set when the block ends, which then closes it): its URL."""
     import socket
 
     server = socket.socket()
-    server.bind(("127.0.0.1", free_port))
+    server.bind(("127.0.0.1", port))
     server.listen()
     done = threading.Event()
 
-    def silent() -> None:
+    def serve() -> None:
         conn, _ = server.accept()
         conn.recv(65536)
-        conn.sendall(answer)
-        done.wait(5)
+        respond(conn, done)
         conn.close()
 
-    thread = threading.Thread(target=silent, daemon=True)
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        sink = WebhookSink(f"http://127.0.0.1:{free_port}/x", SECRET.encode(), timeout_s=0.5)
-        result = sink.send("k", b"{}")
-        assert isinstance(result, Retry) and "deadline" in result.reason, result
+        yield f"http://127.0.0.1:{port}/x"
     finally:
         done.set()
         server.close()
         thread.join(timeout=5)
 
 
+@pytest.mark.parametrize("answer", [b"", b"HTTP/"])
+def test_a_receiver_cut_off_by_the_deadline_is_not_said_to_have_hung_up(free_port, answer):
+    def silent(conn: Any, done: threading.Event) -> None:
+        conn.sendall(answer)
+        done.wait(5)
+
+    with receiver(free_port, silent) as url:
+        result = WebhookSink(url, SECRET.encode(), timeout_s=0.5).send("k", b"{}")
+        assert isinstance(result, Retry) and "deadline" in result.reason, result
+
+
 def test_a_2xx_whose_chunked_body_the_deadline_cuts_is_delivered(free_port):
-    import socket
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", free_port))
-    server.listen()
-    done = threading.Event()
-
-    def trickle() -> None:
-        conn, _ = server.accept()
-        conn.recv(65536)
+    def trickle(conn: Any, done: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         while not done.wait(0.2):  # a chunk every 0.2 s, never the last one
             try:
                 conn.send(b"1\r\na\r\n")
             except OSError:
                 break
-        conn.close()
 
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
-    try:
-        sink = WebhookSink(f"http://127.0.0.1:{free_port}/x", SECRET.encode(), timeout_s=0.6)
+    with receiver(free_port, trickle) as url:
+        sink = WebhookSink(url, SECRET.encode(), timeout_s=0.6)
         assert sink.send("k", b"{}") is None, "the receiver answered 200: delivered"
-    finally:
-        done.set()
-        server.close()
-        thread.join(timeout=5)
 
 
 def cli(state_dir, *args: str) -> subprocess.CompletedProcess[str]:
@@ -400,7 +397,6 @@ def test_a_reset_after_the_deadline_cut_a_2xx_is_still_delivered(free_port, monk
     reset, and a read after that raises ECONNRESET instead of ending: CI saw that read as
     a failed exchange (a Retry), so a push the receiver had taken would go again."""
     import http.client
-    import socket
 
     real = http.client.HTTPResponse.read
 
@@ -411,24 +407,11 @@ def test_a_reset_after_the_deadline_cut_a_2xx_is_still_delivered(free_port, monk
             raise ConnectionResetError(104, "Connection reset by peer") from None
 
     monkeypatch.setattr(http.client.HTTPResponse, "read", reset_instead_of_end)
-    server = socket.socket()
-    server.bind(("127.0.0.1", free_port))
-    server.listen()
-    done = threading.Event()
 
-    def trickle() -> None:
-        conn, _ = server.accept()
-        conn.recv(65536)
+    def one_chunk(conn: Any, done: threading.Event) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
         done.wait(5)
-        conn.close()
 
-    thread = threading.Thread(target=trickle, daemon=True)
-    thread.start()
-    try:
-        sink = WebhookSink(f"http://127.0.0.1:{free_port}/x", SECRET.encode(), timeout_s=0.5)
+    with receiver(free_port, one_chunk) as url:
+        sink = WebhookSink(url, SECRET.encode(), timeout_s=0.5)
         assert sink.send("k", b"{}") is None, "the receiver answered 200: delivered"
-    finally:
-        done.set()
-        server.close()
-        thread.join(timeout=5)
