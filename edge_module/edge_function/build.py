@@ -21,13 +21,15 @@ import time
 from pathlib import Path
 
 from edge_module.build import _componentize_py
+from edge_module.host.config import EdgeConfig
 
 PACKAGE = Path(__file__).resolve().parent
 EDGE = PACKAGE.parent
 ROOT = EDGE.parent
 WORLD = "edge-function"
 RULES = [ROOT / "rules" / "pricing-discount.yaml", ROOT / "rules" / "checkout-reminder.yaml"]
-DEFAULT_TRUSTED = os.environ.get("TRIGGERS_TRUSTED_KEYS", ".var/trusted-keys")
+# the edge host's setting and default: a published snapshot is checked as a host checks it
+DEFAULT_TRUSTED = os.environ.get("TRIGGERS_TRUSTED_KEYS", str(EdgeConfig.trusted_keys))
 
 
 def snapshot_text(snapshot: Path | None, store: str,
