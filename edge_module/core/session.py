@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from bisect import bisect_right, insort
+from collections import Counter
+from collections.abc import Callable
+from operator import itemgetter, sub
 from typing import Any
 
 STATE_VERSION = 1
@@ -37,6 +41,17 @@ MAX_FORM_FIELDS = 16
 # moves, form events, then one count per mouse direction sector.
 VISIT_SECTORS = 5
 VISIT_SIZE = VISIT_SECTORS + 8
+# Windowed series are kept in time order, so a window is found by bisection: tracked
+# events and field values put a late one in its place; scroll samples and mouse moves
+# leave out one older than the newest they hold (a late batch does not rewrite the past).
+# Those two also keep running totals (by entry, for the decision only), so velocity and
+# entropy cost the same whatever a window holds: evaluated under `sustained` at each of
+# 500 events, the scans read 500 x 256 samples before.
+ENTRY_TIME = itemgetter(0)
+_VALUE = itemgetter(1)
+_SCAN = 8  # a window of at most this many entries is read directly
+_EXACT = 1074  # a float's bits below 1: running sums of them in integers stay exact
+_NO_MOVES = (0,) * 8
 
 # A trigger's fire record: [fires, last fired at (ms), fires on the page, the page view
 # those were on]. (Positions in the record, not signal codes: snapshot.COUNT is a signal.)
@@ -59,7 +74,7 @@ _BY_KEY = {key: (name, factory) for name, key, factory in _OPTIONAL}
 
 class Session:
     __slots__ = ("start_ms", "url", "pv", "depth", "samples", "hover", "fired", "queue",
-                 *(name for name, _, _ in _OPTIONAL))
+                 "runs", *(name for name, _, _ in _OPTIONAL))
 
     def __init__(self, start_ms: int) -> None:
         self.start_ms = start_ms
@@ -93,6 +108,9 @@ class Session:
         self.context: dict[str, Any] = {}
         # counts over the whole visit, kept only while decisions report (features.py)
         self.visit: list[float] = []
+        # running totals of scroll distance and mouse directions, by entry (`_running`):
+        # never stored
+        self.runs: dict[int, Any] | None = None
 
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
@@ -205,9 +223,10 @@ class Session:
             scrolled[0] += abs(y - prev[1])
             gap = ts - prev[0]
             scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)
-        samples.append([ts, y])
-        if len(samples) > MAX_SAMPLES:
-            del samples[: len(samples) - MAX_SAMPLES]
+        if not samples or ts >= samples[-1][0]:  # see ENTRY_TIME: a late one is left out
+            samples.append([ts, y])
+            if len(samples) > MAX_SAMPLES:
+                del samples[: len(samples) - MAX_SAMPLES]
 
     def hovered(self, target: str, duration_ms: float) -> None:
         if target in self.hover or len(self.hover) < MAX_HOVER_TARGETS:
@@ -223,11 +242,10 @@ class Session:
                 sector = int((math.atan2(dy, dx) + math.pi) / (2 * math.pi) * 8) % 8
                 if visit is not None:
                     visit[VISIT_SECTORS + sector] += 1
-                if keep_ms:
-                    self.mouse.append([ts, sector])
-                    cutoff = ts - keep_ms
-                    if len(self.mouse) > MAX_TRACKED or self.mouse[0][0] <= cutoff:
-                        self.mouse = [m for m in self.mouse[-MAX_TRACKED:] if m[0] > cutoff]
+                mouse = self.mouse
+                if keep_ms and (not mouse or ts >= mouse[-1][0]):  # see ENTRY_TIME
+                    mouse.append([ts, sector])
+                    _forget(mouse, ts - keep_ms)
         self.mouse_at = [x, y]
 
     def visit_counts(self) -> list[float]:
@@ -255,18 +273,23 @@ class Session:
         if times is None:
             self.tracked[key] = [ts]
             return
-        times.append(ts)
+        if ts >= times[-1]:
+            times.append(ts)
+        else:
+            insort(times, ts)
         cutoff = ts - keep_ms
         if len(times) > MAX_TRACKED or (len(times) > 1 and times[0] <= cutoff):
-            kept = [t for t in times[-MAX_TRACKED:] if t > cutoff]
-            self.tracked[key] = kept or [ts]
+            drop = max(bisect_right(times, cutoff), len(times) - MAX_TRACKED)
+            if drop < len(times):
+                del times[:drop]
+            else:
+                times[:] = [ts]
 
     def field_value(self, name: str, ts: int, value: float, keep_ms: int) -> None:
-        values = self.fields.setdefault(name, [])
-        values.append([ts, value])
-        cutoff = ts - keep_ms
-        if len(values) > MAX_TRACKED or values[0][0] <= cutoff:
-            self.fields[name] = [v for v in values[-MAX_TRACKED:] if v[0] > cutoff]
+        values = self.fields.get(name)
+        if values is None:
+            values = self.fields[name] = []
+        _keep(values, [ts, value], ts, ts - keep_ms)
 
     def prune(self, now_ms: int, keep_ms: int) -> None:
         """Forget scroll samples no window can still see (keeping one anchor before it)."""
@@ -345,17 +368,19 @@ class Session:
     # -- signals ----------------------------------------------------------------------
 
     def velocity(self, t: int, window_ms: int) -> float:
-        """px/s scrolled in the window (t - window, t]: movement ending inside it counts."""
+        """px/s scrolled in the window (t - window, t]: movement ending inside it counts,
+        summed exactly."""
         samples = self.samples
-        lo = t - window_ms
-        total = 0.0
-        for i in range(len(samples) - 1, 0, -1):
-            b = samples[i]
-            if b[0] > t:
-                continue
-            if b[0] <= lo:
-                break
-            total += abs(b[1] - samples[i - 1][1])
+        end = bisect_right(samples, t, key=ENTRY_TIME)
+        start = max(1, bisect_right(samples, t - window_ms, 0, end, key=ENTRY_TIME))
+        if end <= start:
+            return 0.0
+        if end - start <= _SCAN:
+            ys = list(map(_VALUE, samples[start - 1:end]))
+            total = math.fsum(map(abs, map(sub, ys[1:], ys[:-1])))
+        else:  # the same exact sum, from running totals (correctly rounded, as fsum's)
+            before = self._running(samples, start - 1, _scroll_step)  # the earlier first
+            total = (self._running(samples, end - 1, _scroll_step) - before) / (1 << _EXACT)
         return total * 1000.0 / window_ms
 
     def session_speed(self) -> float | None:
@@ -366,35 +391,74 @@ class Session:
 
     def entropy(self, t: int, window_ms: int) -> float:
         """Shannon entropy (bits) of the movement directions within (t - window, t]."""
-        lo = t - window_ms
-        counts = [0] * 8
-        n = 0
-        for ts, sector in self.mouse:
-            if lo < ts <= t:
-                counts[sector] += 1
-                n += 1
-        if n == 0:
+        mouse = self.mouse
+        end = bisect_right(mouse, t, key=ENTRY_TIME)
+        start = bisect_right(mouse, t - window_ms, 0, end, key=ENTRY_TIME)
+        n = end - start
+        if n <= 0:
             return 0.0
-        # exactly rounded (math.fsum: sum() of floats differs between CPython 3.11 and the
-        # guest's 3.14), to 12 decimals (the guest's libm and the host's differ in the last
-        # bit of log2), as the report's visit entropy is
-        return round(-math.fsum(c / n * math.log2(c / n) for c in counts if c), 12) + 0.0
+        if n <= _SCAN:
+            counts: Any = Counter(map(_VALUE, mouse[start:end])).values()
+        else:
+            if start:
+                before: Any = self._running(mouse, start - 1, _move_step)
+            else:  # the total before the first entry: at it, less itself
+                before = list(self._running(mouse, 0, _move_step))
+                before[mouse[0][1]] -= 1
+            counts = map(sub, self._running(mouse, end - 1, _move_step), before)
+        return _entropy(tuple(c for c in counts if c), n)
+
+    def _running(self, series: list[list[Any]], i: int, step: Callable[[Any, Any, Any], Any]
+                 ) -> Any:
+        """The running total of `step` at series[i], kept by entry for this decision. A
+        series only gains entries at its end and loses them at its start, so the totals
+        known stay right; the first asked for starts at 0 (only differences are read: ask
+        for the earlier entry first, or asking for it starts again)."""
+        runs = self.runs
+        if runs is None:
+            runs = self.runs = {}
+        entry = series[i]
+        known = runs.get(id(entry))
+        if known is not None and known[0] is entry:
+            return known[1]
+        j = i - 1  # back to the latest entry with a total, then forward from it
+        while j >= 0:
+            known = runs.get(id(series[j]))
+            if known is not None and known[0] is series[j]:
+                break
+            j -= 1
+        if j < 0:  # none before it: start again from it (as at the first)
+            runs.clear()
+            j, total = i, step(None, None, entry)
+            runs[id(entry)] = (entry, total)
+        else:
+            total = known[1]
+        while j < i:
+            j += 1
+            total = step(total, series[j - 1], series[j])
+            runs[id(series[j])] = (series[j], total)
+        return total
 
     def count(self, key: str, t: int, window_ms: int) -> int:
-        lo = t - window_ms
-        return sum(1 for ts in self.tracked.get(key, ()) if lo < ts <= t)
+        times = self.tracked.get(key)
+        if not times:
+            return 0
+        return bisect_right(times, t) - bisect_right(times, t - window_ms)
 
     def last(self, key: str, t: int) -> int | None:
-        for ts in reversed(self.tracked.get(key, ())):
-            if ts <= t:
-                return int(ts)
-        return None
+        times = self.tracked.get(key)
+        at = bisect_right(times, t) if times else 0
+        return int(times[at - 1]) if at else None
 
     def aggregate(self, fn: str, name: str, t: int, window_ms: int) -> float | None:
-        lo = t - window_ms
-        values = [v for ts, v in self.fields.get(name, ()) if lo < ts <= t]
-        if not values:
+        series = self.fields.get(name)
+        if not series:
             return None
+        end = bisect_right(series, t, key=ENTRY_TIME)
+        start = bisect_right(series, t - window_ms, 0, end, key=ENTRY_TIME)
+        if end <= start:
+            return None
+        values = list(map(_VALUE, series[start:end]))
         if fn == "min":
             return min(values)
         if fn == "max":
@@ -406,6 +470,59 @@ class Session:
     def change_points(self, t: int, window_ms: int, series: list[list[Any]]) -> list[int]:
         """Moments after `t` at which a windowed value over `series` can change."""
         return [int(s[0]) + window_ms for s in series if s[0] + window_ms > t]
+
+
+def _forget(series: list[list[Any]], cutoff: int) -> None:
+    """Forget the entries of a windowed series at or before `cutoff`, and all but the last
+    MAX_TRACKED."""
+    if len(series) > MAX_TRACKED or series[0][0] <= cutoff:
+        del series[:max(bisect_right(series, cutoff, key=ENTRY_TIME), len(series) - MAX_TRACKED)]
+
+
+def _scroll_step(total: int | None, before: list[Any] | None, sample: list[Any]) -> int:
+    """Running scroll distance, exactly: in units of 2**-1074 px, as an integer."""
+    if before is None:
+        return 0
+    moved = abs(sample[1] - before[1])
+    if type(moved) is int:
+        return total + (moved << _EXACT)  # type: ignore[operator]
+    num, den = moved.as_integer_ratio()
+    return total + (num << (_EXACT + 1 - den.bit_length()))  # type: ignore[operator]
+
+
+def _move_step(total: tuple[int, ...] | None, _before: Any, move: list[int]) -> tuple[int, ...]:
+    """Running counts of mouse moves by direction (8 sectors)."""
+    counts = list(total or _NO_MOVES)
+    counts[move[1]] += 1
+    return tuple(counts)
+
+
+_ENTROPIES: dict[tuple[tuple[int, ...], int], float] = {}
+
+
+def _entropy(counts: tuple[int, ...], n: int) -> float:
+    """Shannon entropy (bits) of non-zero counts summing to n, remembered (a pure function:
+    a sustained condition asks for the same few at every event)."""
+    value = _ENTROPIES.get((counts, n))
+    if value is None:
+        if len(_ENTROPIES) >= 4096:
+            _ENTROPIES.clear()
+        # exactly rounded (math.fsum: sum() of floats differs between CPython 3.11 and the
+        # guest's 3.14), to 12 decimals (the guest's libm and the host's differ in the last
+        # bit of log2), as the report's visit entropy is
+        value = _ENTROPIES[(counts, n)] = \
+            round(-math.fsum(c / n * math.log2(c / n) for c in counts), 12) + 0.0
+    return value
+
+
+def _keep(series: list[list[Any]], entry: list[Any], ts: int, cutoff: int) -> None:
+    """Add `entry` (at `ts`) to a windowed series in time order, then forget what is at or
+    before `cutoff` and all but the last MAX_TRACKED."""
+    if not series or ts >= series[-1][0]:
+        series.append(entry)
+    else:
+        insort(series, entry, key=ENTRY_TIME)
+    _forget(series, cutoff)
 
 
 def utf8_size(text: str) -> int:
