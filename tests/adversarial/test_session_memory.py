@@ -8,6 +8,7 @@ cap, total by the server's maxmemory with volatile-lru).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_module.core.session import MAX_SESSION_BYTES
+from edge_module.core.session import MAX_PAGE_KEY, MAX_SESSION_BYTES, page_key, utf8_size
 from edge_module.sessions.redis_session_store import RedisSessionStore
 from edge_module.sessions.session_store import MemorySessionStore, SessionLeaseLost
 from tests.factories import T0, Session, ev, pack, snapshot_text
@@ -79,6 +80,28 @@ def test_distinct_long_paths_stay_distinct_in_the_page_count(decider):
         fired += visitor.send([ev("page_view", i, url="/" + "x" * 2000 + f"/{i}")],
                               i)["actions"]
     assert [a["trigger"] for a in fired] == ["deep-session"]
+
+
+def _page_key_before(url: str) -> str:
+    """page_key as it was: the head shortened a character at a time (84 encodings for a
+    path of emoji: 500 such page views trapped the component)."""
+    if utf8_size(url) <= MAX_PAGE_KEY:
+        return url
+    digest = hashlib.blake2b(url.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    head = MAX_PAGE_KEY - 17
+    while utf8_size(url[:head]) > MAX_PAGE_KEY - 17:
+        head -= 1
+    return url[:head] + "#" + digest
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(codec=None, exclude_categories=()), min_size=20, max_size=400)
+       | st.lists(st.sampled_from(["a", "é", "€", "😀", "\ud800", "/"]), min_size=20,
+                  max_size=400).map("".join))
+def test_a_long_path_keeps_the_longest_head_that_fits(url):
+    key = page_key(url)
+    assert key == _page_key_before(url)
+    assert utf8_size(key) <= MAX_PAGE_KEY
 
 
 # -- the stores' total bound, against a real edge (waitress + the real component) ----------
