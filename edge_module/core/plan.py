@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .catalog import CHANGING, RISING
+from .catalog import CHANGING, MAX_PAGE_VIEWS, RISING
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
 from .eligibility import allowed
@@ -192,7 +192,7 @@ class Plan:
         # at every event: anything beyond applying it (most snapshots need nothing here)
         each = bool(tracked or fields or sequences or sustained or streaks)
         samples, hover, scrolled = sess.samples, sess.hover, sess.scrolled
-        last = 0
+        last = views = 0
         for ev in raw:
             # the shape `order_events` checks, and order: anything else is the engine's
             if type(ev) is not dict:
@@ -252,6 +252,9 @@ class Plan:
             elif etype == "page_view":
                 url = ev.get("url")
                 if url is not None and (type(url) is not str or len(url) > MAX_URL):
+                    return None
+                views += 1
+                if views > MAX_PAGE_VIEWS:
                     return None
                 if ts >= sess.pv:
                     sess.enter_page(url_path(url or ctx_url or "/"), ts)

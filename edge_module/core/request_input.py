@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import EVENT_TYPES, MAX_LOCALE
+from .catalog import EVENT_TYPES, MAX_LOCALE, MAX_PAGE_VIEWS
 from .content import locale_parts
 from .errors import BatchTooLarge, DecisionError
 from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS
@@ -69,6 +69,7 @@ def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
     out = []
     last = -1
     ordered = True
+    views = 0
     for i, ev in enumerate(raw):
         if type(ev) is not dict:
             raise refuse("invalid_event", "each event must be a JSON object", f"events[{i}]")
@@ -76,6 +77,13 @@ def order_events(raw: Any, max_events: int) -> list[tuple[int, int, dict[str, An
         if type(etype) is not str:
             raise refuse("invalid_event", f"type must be a string, one of {', '.join(EVENT_TYPES)}",
                        f"events[{i}].type")
+        if etype == "page_view":
+            views += 1
+            if views > MAX_PAGE_VIEWS:
+                raise BatchTooLarge(
+                    "batch_too_large",
+                    f"more than {MAX_PAGE_VIEWS} page views in one batch; send the rest "
+                    "in another request", f"events[{i}]")
         ts = ev.get("ts_ms")
         if type(ts) is not int:
             ts = int(ts) if is_number(ts) else -1

@@ -134,7 +134,8 @@ _SCHEMAS: dict[str, Any] = {
                                       "the same as leaving it out)"},
             "context": {"anyOf": [_CONTEXT, {"type": "null"}]},
             "events": {"type": ["array", "null"], "items": _EVENT,
-                       "description": "new events only, at most the snapshot's max_events"},
+                       "description": "new events only, at most the snapshot's max_events "
+                                      "and 32 page views"},
             # No type or length here: other modes ignore the field whatever it holds; client
             # mode refuses anything but a string of at most 16 KiB as invalid_state_token.
             "state_token": {

@@ -268,3 +268,32 @@ def test_a_conversion_counts_for_the_visits_latest_answer_from_any_tab(
     v.page.evaluate("nudge.convert()")
     v.page.wait_for_function("window.__probe.sent.some(s => s.url.endsWith('/v1/outcome'))")
     assert conversions(v.page) == [latest]
+
+
+def test_page_views_queued_while_the_edge_is_away_go_in_batches_it_accepts(
+        visit: Any, stack: Any) -> None:
+    """The edge takes at most 32 page views in one batch (each new path costs it a page
+    scope); a single-page app browsed while the edge was unreachable sends its queue in
+    batches within that, and loses none of it."""
+    v = visit()
+    v.goto("/features")
+    wait_for(lambda: v.page.wait_for_timeout(50) or sent_events(v, "page_view"),
+             what="the first page view")
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())
+    v.page.evaluate("""() => { for (let i = 0; i < 70; i++) {
+        history.pushState({}, '', '/features/section-' + i); } }""")
+    v.page.wait_for_timeout(500)
+    v.page.unroute(stack.edge + "/v1/decide")
+    answered: list[Any] = []
+    v.page.on("response", lambda r: answered.append(r) if r.url.endswith("/v1/decide") else None)
+
+    def delivered() -> list[str]:
+        return [e["url"] for r in answered if r.status == 200
+                for e in json.loads(r.request.post_data)["events"] if e["type"] == "page_view"]
+
+    wait_for(lambda: v.page.wait_for_timeout(100) or len(delivered()) >= 70,
+             what="the queued page views delivered", timeout_s=40)
+    assert delivered() == [f"/features/section-{i}" for i in range(70)]
+    assert all(r.status == 200 for r in answered), [r.status for r in answered]
+    assert max(sum(e["type"] == "page_view" for e in json.loads(r.request.post_data)["events"])
+               for r in answered) == 32

@@ -293,6 +293,20 @@ def test_an_oversized_batch_is_refused_with_413(decider):
     assert "500" in err["message"]
 
 
+def test_more_than_32_page_views_in_a_batch_are_refused_with_413(decider):
+    """Each new path costs the edge a page scope: 500 page views of distinct paths took
+    164 ms in the component on a 500-trigger pack. A browser sends each page view at once,
+    and the SDK splits a queue kept while the edge was away (test_sdk_page_life.py)."""
+    loaded(decider, PRICING)
+    views = [ev("page_view", i, url=f"/p/{i}") for i in range(33)]
+    for at_most in (views[:32], views[:20] + [ev("scroll", 25, depth=0.5, y=10)] + views[20:32]):
+        assert decider.decide(envelope(request(at_most, 100))).ok
+    err = error_of(decider, request(views[:20] + [ev("scroll", 25, depth=0.5, y=10)] + views[20:],
+                                    100))
+    assert (err["code"], err["field"], err["status"]) == ("batch_too_large", "events[33]", 413)
+    assert "32 page views" in err["message"]
+
+
 def test_an_envelope_that_is_not_json_is_an_error_not_a_trap(decider):
     loaded(decider, PRICING)
     out = decider.decide("{not json")

@@ -8,7 +8,8 @@ const W = typeof window === "undefined" ? null : window;
 const D = W && W.document;
 const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
 const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
-const MAX_BATCH = 500; // the edge's per-request limit
+const MAX_BATCH = 500; // the edge's per-request limits: events, and page views
+const MAX_VIEWS = 32;
 const MAX_OUTCOMES = 100;
 const CADENCE_MS = 250; // how long events wait to travel together
 const MOUSE_SAMPLE_MS = 50;
@@ -315,7 +316,7 @@ async function decide() {
       queue = lost.events.concat(queue).slice(-MAX_QUEUE);
     }
   }
-  const batch = queue.splice(0, MAX_BATCH);
+  const batch = take();
   touch(sid);
   const body = request(batch);
   const gen = generation;
@@ -371,6 +372,15 @@ async function decide() {
 function parse(text) {
   return JSON.parse(text, (_, v) =>
     v && typeof v === "object" && !Array.isArray(v) ? Object.assign(Object.create(null), v) : v);
+}
+
+// The next batch, within the edge's limits.
+function take() {
+  let i = 0;
+  for (let views = 0; i < queue.length && i < MAX_BATCH; i++) {
+    if (queue[i].type === "page_view" && ++views > MAX_VIEWS) break;
+  }
+  return queue.splice(0, i);
 }
 
 // With client-carried state the edge keeps nothing: events whose answer (the new state)
@@ -821,7 +831,7 @@ function beacon() {
   const send = (path, body) =>
     W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
   if (queue.length) {
-    const batch = queue.splice(0, MAX_BATCH);
+    const batch = take();
     const body = request(batch);
     if (send("/v1/decide", body)) remember(body.state_token, batch, true);
     else queue = batch.concat(queue);
