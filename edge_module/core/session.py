@@ -110,7 +110,7 @@ class Session:
         self.visit: list[float] = []
         # running totals of scroll distance and mouse directions, by entry (`_running`):
         # never stored
-        self.runs: dict[int, Any] | None = None
+        self.runs: dict[Any, dict[int, Any]] | None = None
 
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
@@ -414,9 +414,11 @@ class Session:
         series only gains entries at its end and loses them at its start, so the totals
         known stay right; the first asked for starts at 0 (only differences are read: ask
         for the earlier entry first, or asking for it starts again)."""
-        runs = self.runs
+        if self.runs is None:
+            self.runs = {}
+        runs = self.runs.get(step)  # one table per series (its step), each started alone
         if runs is None:
-            runs = self.runs = {}
+            runs = self.runs[step] = {}
         entry = series[i]
         known = runs.get(id(entry))
         if known is not None and known[0] is entry:
