@@ -7,6 +7,9 @@ Rules (codes are stable; `--ignore` takes them):
         condition that cannot hold at the page_view the trigger fires on
   L004  no per_session cap: the trigger can fire again on every page view
   L005  content id missing from the content catalog
+  L006  costly at every event: 3 or more windowed signals read at each event of a page
+        (in `sustained`, or in a trigger with `consecutive` or `on:`), so one batch of
+        500 events costs the edge several times the decision deadline's share
 
 Conditions are compared where their thresholds are fixed (see `condition_logic`); context,
 segment, sustained, per-segment and adaptive conditions are taken as written. Triggers in
@@ -24,7 +27,7 @@ from ..rulepack import ConditionSpec, ContentCatalog, Pack, TriggerSpec
 from ..rulepack.compiler import compiled_condition, compiled_conditions
 from ..rulepack.content_catalog import pack_actions
 from ..rulepack.validate import closest
-from ..rulepack.validated import ActionSpec, SegmentRef
+from ..rulepack.validated import ActionSpec, SegmentRef, SustainedSpec
 from . import plain_words
 from .condition_logic import (
     PAGE_RESET,
@@ -42,7 +45,15 @@ RULES = {
     "L003": "trigger can never fire",
     "L004": "no per_session cap",
     "L005": "content not in the catalog",
+    "L006": "costly at every event",
 }
+
+# Signals read over a window of samples: under `sustained`, or in a trigger with
+# `consecutive` or `on:`, each is read at every event of a batch (a visitor may send 500),
+# which costs the edge 10-40 ms per signal in the component (docs/security-model.md).
+WINDOWED = frozenset(("scroll_velocity", "velocity_spike", "mouse_entropy", "count", "min",
+                      "max", "avg", "intent"))
+COSTLY_AT_EVERY_EVENT = 3
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ def lint(packs: Sequence[Pack], catalog: ContentCatalog | None = None,
             for scope, action in pack_actions(pack):
                 findings.extend(_unlisted_content(pack, scope, action, catalog))
     findings.extend(_duplicates_and_overlaps(live))
+    findings.extend(_costly_at_every_event(triggers))
     skipped = set(ignore)
     return sorted((f for f in findings if f.code not in skipped),
                   key=lambda f: (f.file, f.line, f.column, f.code))
@@ -132,6 +144,44 @@ def _uncapped(trig: _Located) -> list[Finding]:
                                      "add cap: {per_session: N} or a cooldown")]
     return [trig.finding("L004", "has no per_session cap: it can fire again on every page "
                                  "view; add cap: {per_session: N}")]
+
+
+def _read_at_every_event(spec: TriggerSpec) -> list[ConditionSpec]:
+    """The trigger's windowed conditions read at each event: inside `sustained`, and all of
+    them in a trigger with `consecutive` or `on:`."""
+    every = spec.consecutive > 1 or spec.on is not None
+    out: list[ConditionSpec] = []
+    for cond in spec.when:
+        if isinstance(cond, SustainedSpec):
+            out += [c for c in cond.when if isinstance(c, ConditionSpec) and c.signal in WINDOWED]
+        elif every and isinstance(cond, ConditionSpec) and cond.signal in WINDOWED:
+            out.append(cond)
+    return out
+
+
+def _costly_at_every_event(triggers: Sequence[_Located]) -> list[Finding]:
+    """L006, once per set of pages: the windowed conditions read at every event of a page
+    (of every trigger that applies wherever this one does) add up to COSTLY_AT_EVERY_EVENT."""
+    reading = [(t, conds) for t in triggers if (conds := _read_at_every_event(t.spec))]
+    found: list[Finding] = []
+    reported: set[tuple[str, ...]] = set()
+    for trig, _conds in reading:
+        pages = trig.spec.pages
+        if pages in reported:
+            continue
+        together = [(t, c) for t, c in reading if pages_cover(t.spec.pages, pages)]
+        count = sum(len(c) for _, c in together)
+        if count < COSTLY_AT_EVERY_EVENT:
+            continue
+        reported.add(pages)
+        ids = ", ".join(t.spec.id for t, _ in together)
+        found.append(trig.finding(
+            "L006", f"{count} windowed signals are read at every event on "
+                    f"{', '.join(pages)} (by {ids}): each costs the edge 10-40 ms on a "
+                    f"visitor's batch of 500 events, and a decision stops at 50 ms; keep "
+                    f"fewer than {COSTLY_AT_EVERY_EVENT} in sustained, consecutive or on: "
+                    f"triggers of one page"))
+    return found
 
 
 def _unlisted_content(pack: Pack, scope: str, action: ActionSpec,

@@ -103,6 +103,7 @@ def lint(paths: tuple[Path, ...], catalog: Path | None, fmt: str, ignore: tuple[
     L003  never fires: contradictory or unreachable conditions
     L004  no per_session cap
     L005  content id missing from the content catalog
+    L006  3+ windowed signals read at every event of a page (costly)
 
     Shadowing by priority is not checked: without exclusive groups (not in the
     language yet) a higher-priority trigger does not suppress a lower one; triggers

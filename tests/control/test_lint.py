@@ -145,3 +145,35 @@ def test_a_finding_reads_as_file_line_column_code_trigger_message():
 ])
 def test_a_glob_covers_another_when_it_matches_every_path_the_other_does(outer, inner, covers):
     assert glob_covers(outer, inner) is covers
+
+
+HELD = 'page: /p\nwhen:\n  - sustained: {for: 5s, when: [{mouse_entropy: ">= 2"}, {scroll_velocity: "< 200"}]}'
+
+
+def test_three_windowed_signals_read_at_every_event_of_a_page_are_reported_once():
+    """Each is read at every event of a batch: 500 events cost the edge 10-40 ms apiece."""
+    rage = 'page: "*"\non: click\nwhen:\n  - count: {event: click, window: 2s, gte: 3}'
+    [found] = findings(trigger("held", HELD), trigger("rage", rage))
+    assert (found.code, found.trigger) == ("L006", "held")
+    assert "3 windowed signals are read at every event on /p (by held, rage)" in found.message
+
+
+@pytest.mark.parametrize("body", [
+    HELD,  # two: within the bound
+    # windowed signals read at the decision only (no sustained, consecutive or on:)
+    'page: /p\nwhen:\n  - mouse_entropy: ">= 2"\n  - scroll_velocity: "< 200"\n'
+    '  - count: {event: click, window: 2s, gte: 3}',
+    # many conditions read at every event, none of them over a window
+    'page: /p\nconsecutive: 3\nwhen:\n  - dwell: ">= 2s"\n  - scroll_depth: ">= 50%"\n'
+    '  - pages: ">= 2"',
+])
+def test_few_or_cheap_conditions_at_every_event_are_not_reported(body):
+    assert [f for f in findings(trigger("t", body)) if f.code == "L006"] == []
+
+
+def test_triggers_of_other_pages_do_not_add_up():
+    other = HELD.replace("page: /p", "page: /q")
+    assert [f for f in findings(trigger("a", HELD), trigger("b", other)) if f.code == "L006"] == []
+    spike = 'page: /p\nconsecutive: 2\nwhen:\n  - velocity_spike: {gte: 3, baseline: session}'
+    assert codes([f for f in findings(trigger("a", HELD), trigger("b", spike))
+                  if f.code == "L006"]) == [("L006", "a")]
