@@ -224,7 +224,9 @@ class Plan:
                         scrolled[0] += abs(y - prev[1])
                         gap = ts - prev[0]
                         scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)  # noqa: FURB136
-                    if not samples or ts >= samples[-1][0]:  # a late one is left out
+                    else:
+                        gap = 0
+                    if gap >= 0:  # a late one is left out
                         samples.append([ts, y])
                         if len(samples) > MAX_SAMPLES:
                             del samples[: len(samples) - MAX_SAMPLES]

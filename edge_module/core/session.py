@@ -223,7 +223,9 @@ class Session:
             scrolled[0] += abs(y - prev[1])
             gap = ts - prev[0]
             scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)
-        if not samples or ts >= samples[-1][0]:  # see ENTRY_TIME: a late one is left out
+        else:
+            gap = 0
+        if gap >= 0:  # see ENTRY_TIME: a late one is left out
             samples.append([ts, y])
             if len(samples) > MAX_SAMPLES:
                 del samples[: len(samples) - MAX_SAMPLES]
@@ -371,13 +373,14 @@ class Session:
         """px/s scrolled in the window (t - window, t]: movement ending inside it counts,
         summed exactly."""
         samples = self.samples
-        end = bisect_right(samples, t, key=ENTRY_TIME)
+        end = len(samples)
+        if end and samples[-1][0] > t:  # (usually none is later than t)
+            end = bisect_right(samples, t, key=ENTRY_TIME)
         start = max(1, bisect_right(samples, t - window_ms, 0, end, key=ENTRY_TIME))
         if end <= start:
             return 0.0
         if end - start <= _SCAN:
-            ys = list(map(_VALUE, samples[start - 1:end]))
-            total = math.fsum(map(abs, map(sub, ys[1:], ys[:-1])))
+            total = math.fsum([abs(samples[i][1] - samples[i - 1][1]) for i in range(start, end)])
         else:  # the same exact sum, from running totals (correctly rounded, as fsum's)
             before = self._running(samples, start - 1, _scroll_step)  # the earlier first
             total = (self._running(samples, end - 1, _scroll_step) - before) / (1 << _EXACT)
