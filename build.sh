@@ -2,8 +2,8 @@
 # Build and task entry point. Needs only Python 3.11+ on the machine.
 #   ./build.sh up      build everything, publish rules/, run control plane + edge host
 #   ./build.sh test    build everything, run the whole test suite
-#   ./build.sh bench   decide latency and instructions (native, component), propagation,
-#                      simulate rate, browser
+#   ./build.sh bench   decide latency and instructions (native, component), hostile
+#                      batches, propagation, simulate rate, browser
 #   ./build.sh loadtest [USERS] [SECONDS]   Locust against an edge host; reports + summary
 #   ./build.sh build   the .venv, the Wasm component and its precompiled cache
 #   ./build.sh setup   the .venv only (what build starts with)
@@ -177,6 +177,8 @@ case "${1:-}" in
     shift
     say "decide latency, natively and in the component"
     "$PY" -m loadtest.bench "$@"
+    say "the costliest batches a visitor can send (natively, in the component, deadline stops)"
+    "$PY" -m loadtest.bench_hostile
     ensure_valgrind
     say "instructions per decision (valgrind; the first run compiles the component under it)"
     "$PY" -m loadtest.bench_instructions
