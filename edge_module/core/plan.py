@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .catalog import CHANGING, MAX_PAGE_VIEWS, RISING
+from .catalog import CHANGING, EVENT_TYPES, MAX_PAGE_VIEWS, RISING
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
 from .eligibility import allowed
@@ -78,6 +78,11 @@ from .trigger_loader import OP_FUNCS
 from .urls import url_path
 
 _FORM_EVENTS = frozenset(("focus", "input", "submit", "blur", "click"))
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+# A batch longer than this is looked over before it is applied: one the plan would leave
+# to the engine at its last event (out of order, of no known type, one page view too
+# many) was otherwise applied twice, a visitor's way to double a decision's cost.
+_LOOK_OVER = 64
 _MAX_BUCKETS = 1024  # as many as the snapshot's page scopes
 # A bucket's triggers are written out up to this many; a bigger one runs the engine's loops.
 MAX_WRITTEN_OUT = 64
@@ -160,7 +165,8 @@ class Plan:
         raw = request.get("events")
         if raw is None:
             raw = ()
-        elif type(raw) is not list or len(raw) > snap.max_events:
+        elif type(raw) is not list or len(raw) > snap.max_events or \
+                len(raw) > _LOOK_OVER and not _plain(raw):
             return None
         if read_state is not None:
             state = read_state(state)
@@ -488,3 +494,20 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments | None:
                   f"{pad}    out.append(t)"]
     timed: TimedMoments | None = _function(lines, 6, names, "timed")
     return timed
+
+
+def _plain(raw: list[Any]) -> bool:
+    """Whether the plan can apply the whole batch as far as its shape goes: objects of known
+    types, whole timestamps in order, at most MAX_PAGE_VIEWS page views."""
+    last = views = 0
+    for ev in raw:
+        if type(ev) is not dict:
+            return False
+        ts, etype = ev.get("ts_ms"), ev.get("type")
+        if type(ts) is not int or not last <= ts <= MAX_TIME_MS or type(etype) is not str \
+                or etype not in _EVENT_TYPES:
+            return False
+        last = ts
+        if etype == "page_view":
+            views += 1
+    return views <= MAX_PAGE_VIEWS
