@@ -223,16 +223,15 @@ class Plan:
                     if type(y) not in NUMBER_TYPES or not -MAX_NUMBER <= y <= MAX_NUMBER:
                         return None
                     # `Session.scroll_to`
-                    if samples:
+                    if not samples:
+                        samples.append([ts, y])
+                    elif ts >= samples[-1][0]:  # a late one is left out
                         prev = samples[-1]
                         if not scrolled:
                             scrolled = sess.scrolled = [0.0, 0]
                         scrolled[0] += abs(y - prev[1])
                         gap = ts - prev[0]
-                        scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)  # noqa: FURB136
-                    else:
-                        gap = 0
-                    if gap >= 0:  # a late one is left out
+                        scrolled[1] += 1000 if gap > 1000 else gap
                         samples.append([ts, y])
                         if len(samples) > MAX_SAMPLES:
                             del samples[: len(samples) - MAX_SAMPLES]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from operator import itemgetter, sub
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: windowed series in time order (1: late events appended; read, sorted)
 MAX_SAMPLES = 256  # scroll samples kept for velocity windows
 MAX_HOVER_TARGETS = 64
 MAX_PAGES = 100
@@ -115,7 +115,10 @@ class Session:
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
         """Rebuild from a stored state; anything unreadable starts a fresh session."""
-        if type(state) is not dict or state.get("v") != STATE_VERSION:
+        if type(state) is not dict:
+            return cls(now_ms)
+        version = state.get("v")
+        if version != STATE_VERSION and version != 1:
             return cls(now_ms)
         # The state is the core's own output, kept by the host: check its shape cheaply.
         try:
@@ -143,6 +146,14 @@ class Session:
                 and type(s.queue) is list and type(s.pv) is int and type(s.start_ms) is int
                 and type(s.depth) in (float, int) and (s.url is None or type(s.url) is str)):
             return cls(now_ms)
+        if version == 1:  # from before series were kept in time order: put them in it
+            try:
+                for series in (s.samples, s.mouse, *s.fields.values()):
+                    series.sort(key=ENTRY_TIME)  # simultaneous entries keep their order
+                for times in s.tracked.values():
+                    times.sort()
+            except (AttributeError, IndexError, TypeError):
+                return cls(now_ms)
         return s
 
     def to_state(self, keep: dict[str, Any]) -> dict[str, Any]:
@@ -215,20 +226,19 @@ class Session:
         samples = self.samples
         if samples:
             prev = samples[-1]
+            gap = ts - prev[0]
+            if gap < 0:  # see ENTRY_TIME: a late sample is left out, of the speed too
+                return
             # the session's own scroll speed: distance over time spent scrolling
             # (pauses count at most 1 s), the baseline of velocity spikes
             scrolled = self.scrolled
             if not scrolled:
                 scrolled = self.scrolled = [0.0, 0]
             scrolled[0] += abs(y - prev[1])
-            gap = ts - prev[0]
-            scrolled[1] += 1000 if gap > 1000 else (gap if gap > 0 else 0)
-        else:
-            gap = 0
-        if gap >= 0:  # see ENTRY_TIME: a late one is left out
-            samples.append([ts, y])
-            if len(samples) > MAX_SAMPLES:
-                del samples[: len(samples) - MAX_SAMPLES]
+            scrolled[1] += 1000 if gap > 1000 else gap
+        samples.append([ts, y])
+        if len(samples) > MAX_SAMPLES:
+            del samples[: len(samples) - MAX_SAMPLES]
 
     def hovered(self, target: str, duration_ms: float) -> None:
         if target in self.hover or len(self.hover) < MAX_HOVER_TARGETS:
@@ -237,15 +247,19 @@ class Session:
     def mouse_to(self, ts: int, x: float, y: float, keep_ms: int,
                  visit: list[float] | None = None) -> None:
         """Record the direction (one of 8 sectors) of the move from the previous point:
-        in the windowed list when `keep_ms`, in the visit's sector counts when `visit`."""
+        in the windowed list when `keep_ms`, in the visit's sector counts when `visit`. A
+        move older than the newest kept is left out (see ENTRY_TIME), and is not where
+        the mouse is: the direction from it to the next would mean nothing."""
+        mouse = self.mouse
+        if mouse and ts < mouse[-1][0]:
+            return
         if self.mouse_at:
             dx, dy = x - self.mouse_at[0], y - self.mouse_at[1]
             if dx or dy:
                 sector = int((math.atan2(dy, dx) + math.pi) / (2 * math.pi) * 8) % 8
                 if visit is not None:
                     visit[VISIT_SECTORS + sector] += 1
-                mouse = self.mouse
-                if keep_ms and (not mouse or ts >= mouse[-1][0]):  # see ENTRY_TIME
+                if keep_ms:
                     mouse.append([ts, sector])
                     _forget(mouse, ts - keep_ms)
         self.mouse_at = [x, y]

@@ -13,6 +13,7 @@ import pytest
 from edge_module.core import decide_json, decide_packed, load_snapshot, pack, unpack
 from edge_module.core.errors import SnapshotError
 from edge_module.core.request_input import MAX_TIME_MS
+from edge_module.core.session import STATE_VERSION
 from edge_module.core.snapshot_checks import MAX_DURATION_MS, MAX_JSON_DEPTH, too_deep
 from edge_module.core.state_checks import readable_state
 from tests.factories import T0, envelope, ev, loaded, request, snapshot_text
@@ -213,7 +214,7 @@ def test_next_check_is_never_announced_past_2_53(decider):
 # -- stored state: every inner value checked ------------------------------------------------
 
 def fresh_state(**parts):
-    return {"v": 1, "t0": T0, "url": "/", "pv": T0, "d": 0.0, "sc": [[T0, 0.0]], "hv": {},
+    return {"v": STATE_VERSION, "t0": T0, "url": "/", "pv": T0, "d": 0.0, "sc": [[T0, 0.0]], "hv": {},
             "f": {}, "q": [], **parts}
 
 
