@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from edge_module.core.catalog import AGGREGATE_FIELDS, SIGNALS
-from edge_module.core.globs import glob_match
+from edge_module.core.globs import glob_match, normalize
 
 from ..rulepack.compiler import page_bucket
 from ..rulepack.validated import ConditionSpec, EventFilter
@@ -141,6 +141,27 @@ def glob_covers(outer: str, inner: str) -> bool:
     if kind == "prefix":
         return inner.startswith(key)
     return glob_match(key, inner)
+
+
+def globs_meet(a: str, b: str) -> bool:
+    """Some path matches both globs. Without a star, a glob is its one path; with stars in
+    both, a path made of the longer head, every middle part of each, and the longer tail
+    matches both whenever the heads and the tails agree."""
+    a, b = normalize(a), normalize(b)
+    if "*" not in a:
+        return glob_match(b, a)
+    if "*" not in b:
+        return glob_match(a, b)
+    a_parts, b_parts = a.split("*"), b.split("*")
+    heads = sorted((a_parts[0], b_parts[0]), key=len)
+    tails = sorted((a_parts[-1], b_parts[-1]), key=len)
+    return heads[1].startswith(heads[0]) and tails[1].endswith(tails[0])
+
+
+def pages_meet(one: Iterable[str], other: Iterable[str]) -> bool:
+    """Some path both triggers apply to."""
+    other = list(other)
+    return any(globs_meet(a, b) for a in one for b in other)
 
 
 def pages_cover(outer: Iterable[str], inner: Iterable[str]) -> bool:

@@ -36,6 +36,7 @@ from .condition_logic import (
     implies,
     impossible,
     pages_cover,
+    pages_meet,
     quantity,
 )
 
@@ -160,20 +161,22 @@ def _read_at_every_event(spec: TriggerSpec) -> list[ConditionSpec]:
 
 
 def _costly_at_every_event(triggers: Sequence[_Located]) -> list[Finding]:
-    """L006, once per set of pages: the windowed conditions read at every event of a page
-    (of every trigger that applies wherever this one does) add up to COSTLY_AT_EVERY_EVENT."""
+    """L006, once per set of triggers: the windowed conditions read at every event of the
+    pages a trigger applies to (its own, and those of every trigger that applies to some
+    page it does: globs may meet without either covering the other, so this may count
+    two that never meet each other) add up to COSTLY_AT_EVERY_EVENT."""
     reading = [(t, conds) for t in triggers if (conds := _read_at_every_event(t.spec))]
     found: list[Finding] = []
-    reported: set[tuple[str, ...]] = set()
+    reported: set[frozenset[str]] = set()
     for trig, _conds in reading:
         pages = trig.spec.pages
-        if pages in reported:
+        together = [(t, c) for t, c in reading if pages_meet(t.spec.pages, pages)]
+        # the intent score reads two windowed signals (velocity and entropy)
+        count = sum(2 if c.signal == "intent" else 1 for _, conds in together for c in conds)
+        who = frozenset(t.spec.id for t, _ in together)
+        if count < COSTLY_AT_EVERY_EVENT or who in reported:
             continue
-        together = [(t, c) for t, c in reading if pages_cover(t.spec.pages, pages)]
-        count = sum(len(c) for _, c in together)
-        if count < COSTLY_AT_EVERY_EVENT:
-            continue
-        reported.add(pages)
+        reported.add(who)
         ids = ", ".join(t.spec.id for t, _ in together)
         found.append(trig.finding(
             "L006", f"{count} windowed signals are read at every event on "
