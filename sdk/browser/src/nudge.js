@@ -830,11 +830,14 @@ function beacon() {
   if (!live || blocked || !W.navigator.sendBeacon) return;
   const send = (path, body) =>
     W.navigator.sendBeacon(endpoint(path), new Blob([JSON.stringify(body)], { type: "text/plain" }));
-  if (queue.length) {
+  while (queue.length) { // in as many batches as the edge's limits make of it
     const batch = take();
     const body = request(batch);
     if (send("/v1/decide", body)) remember(body.state_token, batch, true);
-    else queue = batch.concat(queue);
+    else {
+      queue = batch.concat(queue);
+      break;
+    }
   }
   // the one a fetch is sending is not sent twice
   outcomes = outcomes.filter((rec) => rec === sendingOutcomes || !send("/v1/outcome", rec));
