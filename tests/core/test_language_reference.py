@@ -15,7 +15,7 @@ from control_plane.rulepack import compile_snapshot, load_catalog, load_pack, un
 from control_plane.rulepack.source import parse_yaml, plain
 from control_plane.rulepack.validate import PACK_KEYS, TRIGGER_KEYS
 from control_plane.rulepack.validate_conditions import CONDITION_WORDS
-from edge_module.core.catalog import CHANNELS, FATIGUE_CHANNELS, TIERS
+from edge_module.core.catalog import CHANNELS, TIERS
 from tests.reference_examples import EXAMPLES, IDS, REFERENCE
 
 ROOT = Path(__file__).resolve().parents[2]
