@@ -297,3 +297,26 @@ def test_page_views_queued_while_the_edge_is_away_go_in_batches_it_accepts(
     assert all(r.status == 200 for r in answered), [r.status for r in answered]
     assert max(sum(e["type"] == "page_view" for e in json.loads(r.request.post_data)["events"])
                for r in answered) == 32
+
+
+def test_a_page_left_with_more_page_views_queued_than_a_batch_holds_sends_them_all(
+        visit: Any, stack: Any) -> None:
+    v = visit()
+    v.context.add_init_script("""(() => { window.__beacons = [];
+        navigator.sendBeacon = (url, blob) => {
+          blob.text().then((t) => window.__beacons.push(JSON.parse(t))); return true; };
+    })()""")
+    v.goto("/features")
+    wait_for(lambda: v.page.wait_for_timeout(50) or sent_events(v, "page_view"),
+             what="the first page view")
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())
+    v.page.evaluate("""() => { for (let i = 0; i < 70; i++) {
+        history.pushState({}, '', '/features/section-' + i); } }""")
+    v.page.wait_for_timeout(500)  # the failed send gives its batch back to the queue
+    v.page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide'))")
+    v.page.wait_for_function("window.__beacons.length >= 3")
+    beacons = v.page.evaluate("window.__beacons")
+    views = [[e["url"] for e in b["events"] if e["type"] == "page_view"] for b in beacons]
+    assert [url for batch in views for url in batch] == \
+        [f"/features/section-{i}" for i in range(70)]
+    assert [len(batch) for batch in views] == [32, 32, 6]
