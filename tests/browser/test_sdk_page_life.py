@@ -270,19 +270,25 @@ def test_a_conversion_counts_for_the_visits_latest_answer_from_any_tab(
     assert conversions(v.page) == [latest]
 
 
+def browse_while_the_edge_is_away(v: Any, stack: Any, pages: int) -> None:
+    """A single-page app's `pages` navigations while the edge cannot be reached: the SDK
+    keeps their page views queued (a failed send gives its batch back to the queue)."""
+    v.goto("/features")
+    wait_for(lambda: v.page.wait_for_timeout(50) or sent_events(v, "page_view"),
+             what="the first page view")
+    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())
+    v.page.evaluate("""(n) => { for (let i = 0; i < n; i++) {
+        history.pushState({}, '', '/features/section-' + i); } }""", pages)
+    v.page.wait_for_timeout(500)
+
+
 def test_page_views_queued_while_the_edge_is_away_go_in_batches_it_accepts(
         visit: Any, stack: Any) -> None:
     """The edge takes at most 32 page views in one batch (each new path costs it a page
     scope); a single-page app browsed while the edge was unreachable sends its queue in
     batches within that, and loses none of it."""
     v = visit()
-    v.goto("/features")
-    wait_for(lambda: v.page.wait_for_timeout(50) or sent_events(v, "page_view"),
-             what="the first page view")
-    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())
-    v.page.evaluate("""() => { for (let i = 0; i < 70; i++) {
-        history.pushState({}, '', '/features/section-' + i); } }""")
-    v.page.wait_for_timeout(500)
+    browse_while_the_edge_is_away(v, stack, 70)
     v.page.unroute(stack.edge + "/v1/decide")
     answered: list[Any] = []
     v.page.on("response", lambda r: answered.append(r) if r.url.endswith("/v1/decide") else None)
@@ -306,13 +312,7 @@ def test_a_page_left_with_more_page_views_queued_than_a_batch_holds_sends_them_a
         navigator.sendBeacon = (url, blob) => {
           blob.text().then((t) => window.__beacons.push(JSON.parse(t))); return true; };
     })()""")
-    v.goto("/features")
-    wait_for(lambda: v.page.wait_for_timeout(50) or sent_events(v, "page_view"),
-             what="the first page view")
-    v.page.route(stack.edge + "/v1/decide", lambda route: route.abort())
-    v.page.evaluate("""() => { for (let i = 0; i < 70; i++) {
-        history.pushState({}, '', '/features/section-' + i); } }""")
-    v.page.wait_for_timeout(500)  # the failed send gives its batch back to the queue
+    browse_while_the_edge_is_away(v, stack, 70)
     v.page.evaluate("window.dispatchEvent(new PageTransitionEvent('pagehide'))")
     v.page.wait_for_function("window.__beacons.length >= 3")
     beacons = v.page.evaluate("window.__beacons")
