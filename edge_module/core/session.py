@@ -19,7 +19,12 @@ from collections.abc import Callable
 from operator import itemgetter, sub
 from typing import Any
 
-STATE_VERSION = 2  # 2: windowed series in time order (1: late events appended; read, sorted)
+STATE_VERSION = 1
+# A state this core writes says its windowed series are in time order ("o"); one without
+# it (written before, when late events were appended) has them sorted as it is read. A
+# marker, not a new version: an edge of the version before reads it (and ignores it),
+# so a rolling deploy or a roll-back keeps every session and its caps.
+_IN_ORDER = "o"
 MAX_SAMPLES = 256  # scroll samples kept for velocity windows
 MAX_HOVER_TARGETS = 64
 MAX_PAGES = 100
@@ -115,10 +120,7 @@ class Session:
     @classmethod
     def from_state(cls, state: Any, now_ms: int) -> Session:
         """Rebuild from a stored state; anything unreadable starts a fresh session."""
-        if type(state) is not dict:
-            return cls(now_ms)
-        version = state.get("v")
-        if version != STATE_VERSION and version != 1:
+        if type(state) is not dict or state.get("v") != STATE_VERSION:
             return cls(now_ms)
         # The state is the core's own output, kept by the host: check its shape cheaply.
         try:
@@ -146,13 +148,13 @@ class Session:
                 and type(s.queue) is list and type(s.pv) is int and type(s.start_ms) is int
                 and type(s.depth) in (float, int) and (s.url is None or type(s.url) is str)):
             return cls(now_ms)
-        if version == 1:  # from before series were kept in time order: put them in it
+        if _IN_ORDER not in state:  # written before series were kept in time order
             try:
                 for series in (s.samples, s.mouse, *s.fields.values()):
                     series.sort(key=ENTRY_TIME)  # simultaneous entries keep their order
                 for times in s.tracked.values():
                     times.sort()
-            except (AttributeError, IndexError, TypeError):
+            except (AttributeError, LookupError, TypeError):
                 return cls(now_ms)
         return s
 
@@ -160,6 +162,7 @@ class Session:
         """The JSON-ready state; fire records of triggers not in `keep` are dropped."""
         state: dict[str, Any] = {
             "v": STATE_VERSION,
+            _IN_ORDER: 1,
             "t0": self.start_ms,
             "url": self.url,
             "pv": self.pv,
@@ -286,7 +289,7 @@ class Session:
     def track(self, key: str, ts: int, keep_ms: int) -> None:
         """Remember that an event matching a tracked filter happened at `ts`."""
         times = self.tracked.get(key)
-        if times is None:
+        if not times:  # (an empty list: only a stored state altered outside the core)
             self.tracked[key] = [ts]
             return
         if ts >= times[-1]:
@@ -502,10 +505,8 @@ def _scroll_step(total: int | None, before: list[Any] | None, sample: list[Any])
     """Running scroll distance, exactly: in units of 2**-1074 px, as an integer."""
     if before is None:
         return 0
-    moved = abs(sample[1] - before[1])
-    if type(moved) is int:
-        return total + (moved << _EXACT)  # type: ignore[operator]
-    num, den = moved.as_integer_ratio()
+    # as a float, as fsum takes it (a whole number beyond 2**53 is rounded the same way)
+    num, den = float(abs(sample[1] - before[1])).as_integer_ratio()
     return total + (num << (_EXACT + 1 - den.bit_length()))  # type: ignore[operator]
 
 

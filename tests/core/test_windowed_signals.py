@@ -12,12 +12,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_module.core import decide_packed, load_snapshot, pack
 from edge_module.core.errors import DecisionError
 from edge_module.core.session import MAX_SAMPLES, MAX_TRACKED, Session
+from edge_module.core.state_checks import readable_state
 from tests.factories import T0, ev, loaded, snapshot_text
 from tests.factories import Session as Visit
 
@@ -196,8 +198,9 @@ def test_a_late_scroll_batch_leaves_the_sessions_own_speed_alone():
 
 
 def test_a_state_stored_before_series_were_kept_in_time_order_is_sorted_as_it_is_read():
-    """Version 1 states appended late events: read by bisection unsorted, a count of 5
-    clicks in the last second was 0."""
+    """States written before appended late events: read by bisection unsorted, a count of
+    5 clicks in the last second was 0. The core marks its own ("o"), and an edge of the
+    version before reads them as they are (same version: no session lost in a deploy)."""
     clicks = [T0 + 9_400, T0 + 9_000, T0 + 9_100, T0 + 9_200, T0 + 9_300, T0 + 1_400]
     state = {"v": 1, "t0": T0, "url": "/p", "pv": T0, "d": 0.0, "sc": [[T0, 0.0]], "hv": {},
              "f": {}, "q": [], "ev": {"click": clicks[:]},
@@ -206,7 +209,33 @@ def test_a_state_stored_before_series_were_kept_in_time_order_is_sorted_as_it_is
     assert sess.count("click", T0 + 9_500, 1000) == scan_count(clicks, T0 + 9_500, 1000) == 5
     assert sess.last("click", T0 + 9_500) == T0 + 9_400
     assert sess.mouse == [[T0 + 200, 5], [T0 + 900, 3]]
-    assert sess.to_state({})["v"] == 2
+    written = sess.to_state({})
+    assert written["v"] == 1 and written["o"] == 1
+    assert readable_state(written)
+
+
+@pytest.mark.parametrize("parts", [
+    {"ev": {"click": []}},  # an empty list the core never writes
+    {"sc": [{"ts": 1}, {"ts": 2}]},  # entries that are not pairs, in an unmarked state
+    {"fv": {"f": [{}, {}]}},
+])
+def test_a_stored_state_altered_outside_the_core_never_raises(parts):
+    state = {"v": 1, "t0": T0, "url": "/p", "pv": T0, "d": 0.0, "sc": [[T0, 0.0]], "hv": {},
+             "f": {}, "q": [], **parts}
+    sess = Session.from_state(state, T0 + 100)
+    sess.track("click", T0 + 100, KEEP)
+    assert sess.count("click", T0 + 100, 1000) == 1
+
+
+def test_a_velocity_beyond_2_53_px_is_the_same_read_either_way():
+    """Whole pixels up to 2**53 are accepted; their distances go to the sum as floats, as
+    fsum takes them, whether the window holds few samples or many."""
+    sess = Session(T0)
+    sess.enter_page("/p", T0)
+    for i in range(1, 40):
+        sess.scroll_to(T0 + i, (2**53 - 1) * (i % 2) - (i % 3))
+    for window in (5, 30):
+        assert sess.velocity(T0 + 39, window) == scan_velocity(sess.samples, T0 + 39, window)
 
 
 # -- decisions: a late batch, on every decider -------------------------------------------
