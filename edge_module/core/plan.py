@@ -231,7 +231,7 @@ class Plan:
                             scrolled = sess.scrolled = [0.0, 0]
                         scrolled[0] += abs(y - prev[1])
                         gap = ts - prev[0]
-                        scrolled[1] += 1000 if gap > 1000 else gap
+                        scrolled[1] += 1000 if gap > 1000 else gap  # noqa: FURB136
                         samples.append([ts, y])
                         if len(samples) > MAX_SAMPLES:
                             del samples[: len(samples) - MAX_SAMPLES]

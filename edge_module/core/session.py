@@ -238,7 +238,7 @@ class Session:
             if not scrolled:
                 scrolled = self.scrolled = [0.0, 0]
             scrolled[0] += abs(y - prev[1])
-            scrolled[1] += 1000 if gap > 1000 else gap
+            scrolled[1] += 1000 if gap > 1000 else gap  # noqa: FURB136 - no call: it runs per scroll
         samples.append([ts, y])
         if len(samples) > MAX_SAMPLES:
             del samples[: len(samples) - MAX_SAMPLES]

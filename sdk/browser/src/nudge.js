@@ -8,8 +8,8 @@ const W = typeof window === "undefined" ? null : window;
 const D = W && W.document;
 const SESSION_IDLE_MS = 30 * 60 * 1000; // a visit ends after 30 minutes without activity
 const MAX_QUEUE = 1000; // events kept while the edge is unreachable (oldest dropped first)
-const MAX_BATCH = 500; // the edge's per-request limits: events, and page views
-const MAX_VIEWS = 32;
+const MAX_BATCH = 500; // the edge's per-request limits: events (max_events),
+const MAX_VIEWS = 32; // and page views (MAX_PAGE_VIEWS in edge_module/core/catalog.py)
 const MAX_OUTCOMES = 100;
 const CADENCE_MS = 250; // how long events wait to travel together
 const MOUSE_SAMPLE_MS = 50;
