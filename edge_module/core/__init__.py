@@ -1,6 +1,6 @@
 """The decision core: standard library only, so it runs unchanged inside the component."""
 
-from .api import decide_json, decide_packed, error_json, pack, unpack
+from .api import decide_json, decide_packed, error_json, pack, pack_envelope, unpack
 from .engine import decide
 from .errors import BatchTooLarge, DecisionError, SnapshotError
 from .snapshot import Snapshot
@@ -17,5 +17,6 @@ __all__ = [
     "error_json",
     "load_snapshot",
     "pack",
+    "pack_envelope",
     "unpack",
 ]

@@ -21,6 +21,7 @@ import marshal
 from collections.abc import Callable
 from typing import Any
 
+from .compact import compact_events, expand_events
 from .engine import decide
 from .errors import DecisionError, NotReady
 from .request_input import MAX_TIME_MS
@@ -117,6 +118,14 @@ def unpack(text: str) -> object:
     return marshal.loads(text.encode("latin-1"))
 
 
+def pack_envelope(now_ms: Any, state: Any, request: Any) -> str:
+    """`decide-packed`'s envelope for a request (not changed), its events compact."""
+    events = request.get("events") if type(request) is dict else None
+    if type(events) is list and events:
+        request = dict(request, events=compact_events(events))
+    return pack((now_ms, state, request))
+
+
 def decide_packed(snap: Snapshot | None, envelope: str) -> str:
     """`decide_json` for a Python host: (now_ms, state bytes, request[, report]) in,
     (response, state bytes) out, all marshalled: the guest then spends no time on JSON."""
@@ -140,11 +149,12 @@ def decide_packed(snap: Snapshot | None, envelope: str) -> str:
         result = snap.plan.decide(request, state_blob, now_ms, _stored_state)
     if result is None:  # on a state of its own: the plan may have changed the other
         def again() -> tuple[Any, Any]:
-            fresh = unpack(envelope)[2]
+            fresh = expand_events(unpack(envelope)[2])
             _absent_now(fresh)
             return fresh, _stored_state(state_blob)
 
-        result = _decide(snap, request, _stored_state(state_blob), now_ms, report, again)
+        result = _decide(snap, expand_events(request), _stored_state(state_blob), now_ms,
+                         report, again)
     _within_time(result)
     state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
     return pack((result, state_out))
@@ -189,4 +199,4 @@ def error_json(exc: BaseException) -> str:
 
 
 __all__ = ["Snapshot", "decide_json", "decide_packed", "error_json", "load_snapshot", "pack",
-           "unpack"]
+           "pack_envelope", "unpack"]

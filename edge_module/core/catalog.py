@@ -24,6 +24,16 @@ EVENT_TYPES = (
     "dismiss",  # the visitor dismissed a nudge (`trigger`: which one): starts the quiet period
 )
 
+# Events in a packed envelope (`api.pack_envelope`) may be compact: ("scroll", ts_ms, depth,
+# y) instead of the object, for the types most batches are made of. Reading a tuple from
+# marshal costs half what a dict does, and the decision plan reads its fields by
+# position; the guest still checks every value as it would the object's (nothing is
+# trusted because the host packed it). An event compacts when its keys are exactly
+# `type`, `ts_ms` and its type's fields here; any other stays an object.
+COMPACT_EVENTS: dict[str, tuple[str, ...]] = {
+    "scroll": ("depth", "y"), "mousemove": ("x", "y"), "hover": ("target", "duration_ms"),
+    "custom": ("name",), "page_view": ("url",)}
+
 OPERATORS = (">=", ">", "<=", "<", "==", "!=")
 
 TIERS = ("immediate", "queued", "predictive")

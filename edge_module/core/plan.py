@@ -24,7 +24,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .catalog import CHANGING, EVENT_TYPES, MAX_PAGE_VIEWS, RISING
+from .catalog import CHANGING, COMPACT_EVENTS, EVENT_TYPES, MAX_PAGE_VIEWS, RISING
+from .compact import as_object
 from .conditions import Ctx, holds, observe, signal_holds
 from .delivery import Decision, action_of
 from .eligibility import allowed
@@ -170,21 +171,24 @@ class Plan:
             return None
         if read_state is not None:
             state = read_state(state)
+        first_type = None
         if raw:
             first = raw[0]
-            if type(first) is not dict:
+            if type(first) is tuple:
+                first_type, start = first[0], first[1]
+            elif type(first) is dict:
+                first_type, start = first.get("type"), first.get("ts_ms")
+            else:
                 return None
-            start = first.get("ts_ms")
             if type(start) is not int:
                 return None
             sess = Session.from_state(state, start)
         else:
-            first = None
             sess = Session.from_state(state, now)
         context = request_context(request, sess)
         ctx_url = context.get("url")
         ctx = Ctx(snap, context, sid)
-        if sess.url is None and not (first is not None and first.get("type") == "page_view"):
+        if sess.url is None and first_type != "page_view":
             sess.enter_page(url_path(ctx_url or "/"), sess.start_ms)
 
         dec = Decision()
@@ -201,70 +205,74 @@ class Plan:
         last = views = 0
         for ev in raw:
             # the shape `order_events` checks, and order: anything else is the engine's
-            if type(ev) is not dict:
+            if type(ev) is tuple:  # compact (compact.py): its values in place
+                if len(ev) == 4:
+                    etype, ts, a, b = ev
+                    if etype not in _TWO_FIELDS:
+                        return None
+                else:  # a tuple of another length raises: the engine answers for it
+                    etype, ts, a = ev
+                    if etype not in _ONE_FIELD:
+                        return None
+                    b = None
+            elif type(ev) is dict:
+                etype = ev["type"]  # a missing field raises: the engine answers for it
+                ts = ev["ts_ms"]
+                a, b = _fields_of(ev, etype)
+            else:
                 return None
-            etype = ev["type"]  # a missing field raises: the engine answers for it
-            ts = ev["ts_ms"]
             if type(ts) is not int or ts < last or ts > MAX_TIME_MS or type(etype) is not str:
                 return None
             last = ts
             # `apply_event`, its checks failing over to the engine
             if etype == "scroll":
-                depth = ev.get("depth")
-                if depth is not None:
-                    if type(depth) is not float and type(depth) is not int or \
-                            not 0 <= depth <= 1:
+                if a is not None:
+                    if type(a) is not float and type(a) is not int or not 0 <= a <= 1:
                         return None
-                    if depth > sess.depth:  # noqa: PLR1730 - as the engine writes it
-                        sess.depth = depth
-                    sess.pos = depth
-                y = ev.get("y")
-                if y is not None:
-                    if type(y) not in NUMBER_TYPES or not -MAX_NUMBER <= y <= MAX_NUMBER:
+                    if a > sess.depth:  # noqa: PLR1730 - as the engine writes it
+                        sess.depth = a
+                    sess.pos = a
+                if b is not None:
+                    if type(b) not in NUMBER_TYPES or not -MAX_NUMBER <= b <= MAX_NUMBER:
                         return None
                     # `Session.scroll_to`
                     if not samples:
-                        samples.append([ts, y])
+                        samples.append([ts, b])
                     elif ts >= samples[-1][0]:  # a late one is left out
                         prev = samples[-1]
                         if not scrolled:
                             scrolled = sess.scrolled = [0.0, 0]
-                        scrolled[0] += abs(y - prev[1])
+                        scrolled[0] += abs(b - prev[1])
                         gap = ts - prev[0]
                         scrolled[1] += 1000 if gap > 1000 else gap  # noqa: FURB136
-                        samples.append([ts, y])
+                        samples.append([ts, b])
                         if len(samples) > MAX_SAMPLES:
                             del samples[: len(samples) - MAX_SAMPLES]
             elif etype == "mousemove":
-                x, y = ev.get("x"), ev.get("y")
-                if x is not None or y is not None:
-                    if type(x) not in NUMBER_TYPES or not -MAX_NUMBER <= x <= MAX_NUMBER \
-                            or type(y) not in NUMBER_TYPES or not -MAX_NUMBER <= y <= MAX_NUMBER:
+                if a is not None or b is not None:
+                    if type(a) not in NUMBER_TYPES or not -MAX_NUMBER <= a <= MAX_NUMBER \
+                            or type(b) not in NUMBER_TYPES or not -MAX_NUMBER <= b <= MAX_NUMBER:
                         return None
                     if mouse_keep:
-                        sess.mouse_to(ts, x, y, mouse_keep, None)
+                        sess.mouse_to(ts, a, b, mouse_keep, None)
             elif etype == "hover":
-                target = ev["target"]
-                if type(target) is not str or len(target) > MAX_NAME:
+                if type(a) is not str or len(a) > MAX_NAME:
                     return None
-                dur = ev["duration_ms"]
-                if type(dur) not in NUMBER_TYPES or not 0 <= dur <= MAX_NUMBER:
+                if type(b) not in NUMBER_TYPES or not 0 <= b <= MAX_NUMBER:
                     return None
-                if target in hover or len(hover) < MAX_HOVER_TARGETS:
-                    hover[target] = hover.get(target, 0.0) + dur
+                if a in hover or len(hover) < MAX_HOVER_TARGETS:
+                    hover[a] = hover.get(a, 0.0) + b
             elif etype == "custom":
-                name = ev["name"]
-                if type(name) is not str or len(name) > MAX_NAME:
+                if type(a) is not str or len(a) > MAX_NAME:
                     return None
             elif etype == "page_view":
-                url = ev.get("url")
-                if url is not None and (type(url) is not str or len(url) > MAX_URL):
+                if a is not None and (type(a) is not str or len(a) > MAX_URL):
                     return None
                 views += 1
                 if views > MAX_PAGE_VIEWS:
                     return None
                 if ts >= sess.pv:
-                    sess.enter_page(url_path(url or ctx_url or "/"), ts)
+                    sess.enter_page(url_path(a or ctx_url or "/"), ts)
                     samples, hover = sess.samples, sess.hover
                     scope = snap.scope(sess.url or "/")
                     on_event, sustained, streaks = scope.on_event, scope.sustained, \
@@ -274,18 +282,21 @@ class Plan:
             elif etype == "dismiss":
                 sess.dismissed = ts
             elif etype in _FORM_EVENTS:
-                target = ev.get("target")
-                if target is not None and (type(target) is not str or len(target) > MAX_NAME):
+                if a is not None and (type(a) is not str or len(a) > MAX_NAME):
                     return None
                 if forms:
-                    sess.form_event(etype, ts, target)
+                    sess.form_event(etype, ts, a)
             else:
                 return None  # an unknown type: the engine names it
             if each:  # then what the engine watches at every event, as it does
+                if type(ev) is tuple:
+                    ev = as_object(ev)
                 observe_event(snap, sess, ctx, ts, etype, ev, sustained, streaks)
             if etype in on_types:
-                hits = on_event.get(etype if etype != "custom" else "custom:" + ev["name"])
+                hits = on_event.get(etype if etype != "custom" else "custom:" + a)
                 if hits:
+                    if type(ev) is tuple:
+                        ev = as_object(ev)
                     fire_on_event(dec, sess, ctx, hits, ev, ts)
         now = max(now, last)  # a batch is never older than its newest event
 
@@ -495,14 +506,35 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments | None:
     return timed
 
 
+# The fields the loop reads of each type, in a compact event's order.
+_FIELDS: dict[str, tuple[str | None, str | None]] = {
+    "scroll": ("depth", "y"), "mousemove": ("x", "y"), "hover": ("target", "duration_ms"),
+    "custom": ("name", None), "page_view": ("url", None), "dismiss": (None, None),
+    **{name: ("target", None) for name in _FORM_EVENTS}}
+
+
+# Compact events by their number of fields (the engine refuses any other tuple).
+_TWO_FIELDS = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) == 2)
+_ONE_FIELD = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) == 1)
+
+
+def _fields_of(ev: dict[str, Any], etype: Any) -> tuple[Any, Any]:
+    """An event object's two fields the loop reads, as a compact event holds them."""
+    first, second = _FIELDS.get(etype, (None, None))
+    return ev.get(first), ev.get(second)
+
+
 def _plain(raw: list[Any]) -> bool:
     """Whether the plan can apply the whole batch as far as its shape goes: objects of known
     types, whole timestamps in order, at most MAX_PAGE_VIEWS page views."""
     last = views = 0
     for ev in raw:
-        if type(ev) is not dict:
+        if type(ev) is tuple:
+            etype, ts = ev[0], ev[1]
+        elif type(ev) is dict:
+            ts, etype = ev.get("ts_ms"), ev.get("type")
+        else:
             return False
-        ts, etype = ev.get("ts_ms"), ev.get("type")
         if type(ts) is not int or not last <= ts <= MAX_TIME_MS or type(etype) is not str \
                 or etype not in _EVENT_TYPES:
             return False

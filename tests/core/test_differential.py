@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tests.cases_language as lang
-from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
+from edge_module.core import decide_packed, error_json, load_snapshot, pack, pack_envelope, unpack
 from tests.cases_decisions import CHECKOUT, COOLDOWN, HOVER, MANY, PAGES, PRICING, VELOCITY
 from tests.event_strategies import URLS, language_events, ts, valid_events
 from tests.factories import T0, ComponentDecider, NativeDecider, snapshot_text
@@ -61,6 +61,11 @@ def test_native_and_component_decide_identically(new_instance, batches, url):
         # (marshal bytes of equal values may differ between CPython versions: compare values)
         assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == \
             (expected[0], _values(expected[1]) if got.ok else expected[1])
+        # and with its events compact, as the edge host packs them
+        compact = inst.decide_packed(pack_envelope(None, packed_state, request), 1000)
+        assert (compact.ok, _values(unpack(compact.text)) if compact.ok else
+                json.loads(compact.text)) == (expected[0], _values(expected[1]) if got.ok
+                                              else expected[1])
         if got.ok:
             packed_state = expected[1][1]
         assert a.ok is got.ok
@@ -113,6 +118,8 @@ def test_native_and_component_agree_on_the_whole_language(new_instance, batches,
         except Exception as exc:  # noqa: BLE001 - errors must agree too
             expected = (False, json.loads(error_json(exc)))
         got = inst.decide_packed(packed, 1000)
+        assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == expected
+        got = inst.decide_packed(pack_envelope(None, state, request), 1000)  # events compact
         assert (got.ok, _values(unpack(got.text)) if got.ok else json.loads(got.text)) == expected
         if got.ok:
             state = marshal.dumps(expected[1][1], 4)

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 import tests.cases_language as lang
 from control_plane.rulepack import compile_snapshot, load_pack
-from edge_module.core import Snapshot, decide_json, decide_packed, error_json, load_snapshot, unpack
+from edge_module.core import (
+    Snapshot,
+    decide_json,
+    decide_packed,
+    error_json,
+    load_snapshot,
+    pack_envelope,
+    unpack,
+)
 from edge_module.core import pack as pack_value
 from edge_module.core import plan as plan_module
 from edge_module.core.plan import MAX_SOURCE_CHARS, MAX_WRITTEN_OUT
@@ -122,6 +130,9 @@ def run_visit(snap: Snapshot, visit: list[tuple[list[Any], int]], session: str =
         packed = pack_value((None, state, request))
         expected = answer(snap, packed, None)
         assert answer(snap, packed, snap.plan) == expected
+        compact = pack_envelope(None, state, request)  # as the edge host packs it
+        assert answer(snap, compact, snap.plan) == expected
+        assert answer(snap, compact, None) == expected
         envelope = json.dumps({"now_ms": None, "state": json_state, "request": request})
         plain = json_answer(snap, envelope, None)
         assert json_answer(snap, envelope, snap.plan) == plain
