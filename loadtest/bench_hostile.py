@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from control_plane.rulepack import compile_snapshot, load_pack
-from edge_module.core import decide_packed, load_snapshot, pack
+from edge_module.core import decide_packed, load_snapshot, pack_envelope
 from edge_module.core.errors import DecisionError
 from edge_module.replay_client import T0
 
 from .bench import bench_pack
+from .bench_instructions import packer
 
 INTENT = """models:
   intent:
@@ -135,15 +136,17 @@ def main() -> None:
     for name, yaml_text, kind in cases():
         text = json.dumps(compile_snapshot([load_pack(yaml_text, "hostile.yaml")], "h", 0))
         snap = load_snapshot(text)
-        envelope = pack((None, None, {"session_id": "h", "now_ms": T0 + 500,
-                                      "context": {"url": "/p"}, "events": _events(kind)}))
+        request = {"session_id": "h", "now_ms": T0 + 500, "context": {"url": "/p"},
+                   "events": _events(kind)}
+        envelope = pack_envelope(None, None, request)  # as the edge host packs it
         try:
             decide_packed(snap, envelope)
             native = _median_ms(partial(decide_packed, snap, envelope), args.calls)
             row = f"{name:<38}{native:>10.1f}"
         except DecisionError as refused:  # beyond a limit of the batch: a 4xx
             row = f"{name:<38}{refused.status:>10}"
-        for component in components.values():
+        for key, component in components.items():
+            envelope = packer(builds[key])(None, None, request)  # objects for an older guest
             inst = Instance(engine, linker, component, memory_limit=64 << 20)
             assert inst.load_snapshot(text, 10_000).ok
             if not inst.decide_packed(envelope, 10_000).ok:  # refused

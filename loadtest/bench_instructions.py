@@ -2,9 +2,10 @@
 
 Each case runs in a child process under valgrind (`cachegrind`, cache simulation off:
 only instruction counts) twice, making 0 and N decisions of `loadtest.bench`'s case after
-the same set-up; the difference over N is the cost of one decision, the host's call
-included for the component (everything but the epoch ticker, which is not started: its
-thread would add wake-ups). `PYTHONHASHSEED=0` keeps dict layouts, and so the counts,
+the same set-up; the difference over N is the cost of one decision, the host's packing of
+the envelope included (compact events for a guest that reads them, objects for an older
+one) and, for the component, the host's call (everything but the epoch ticker, which is
+not started: its thread would add wake-ups). `PYTHONHASHSEED=0` keeps dict layouts, and so the counts,
 the same from run to run.
 
 Valgrind's emulated CPU offers the JIT fewer features than the real one, so the component
@@ -25,36 +26,48 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CHILD = "--child"
 REFS = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def _case(triggers: int) -> tuple[str, str]:
-    """The bench case: (snapshot JSON, packed envelope)."""
+def _case(triggers: int) -> tuple[str, tuple[object, bytes, dict]]:
+    """The bench case: (snapshot JSON, the envelope's parts: now_ms, state, request)."""
     from control_plane.rulepack import compile_snapshot, load_pack
-    from edge_module.core import pack
     from loadtest.bench import bench_pack, envelope_for
 
     text = json.dumps(compile_snapshot([load_pack(bench_pack(triggers), "bench.yaml")], "b", 0))
     doc = json.loads(envelope_for(text))
-    return text, pack((doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"]))
+    return text, (doc["now_ms"], marshal.dumps(doc["state"], 4), doc["request"])
+
+
+def packer(build: Path | None) -> Callable[..., str]:
+    """How the host packs an envelope for `build`'s guest (None: this checkout's core):
+    with compact events where the guest reads them, objects for a guest from before."""
+    from edge_module.core import pack, pack_envelope
+
+    if build is None or (build / "guest-src" / "edge_module" / "core" / "compact.py").is_file():
+        return pack_envelope
+    return lambda now_ms, state, request: pack((now_ms, state, request))
 
 
 def child(mode: str, decisions: int, triggers: int, build: Path | None) -> None:
-    """Set up one case (native, or the component of `build`) and make `decisions` calls."""
+    """Set up one case (native, or the component of `build`) and make `decisions` calls,
+    each packing its envelope as the host does (that is the host's work per decision)."""
     if mode != "native" and not (build and (build / "decision-engine.wasm").is_file()):
         raise SystemExit(f"{build}: no decision-engine.wasm")  # before any import: seconds
-    text, packed = _case(triggers)
+    text, parts = _case(triggers)
+    pack_for = packer(build if mode != "native" else None)
     if mode == "native":
         from edge_module.core import decide_packed, load_snapshot
 
         snap = load_snapshot(text)
-        decide_packed(snap, packed)  # warm: the plan compiles its bucket on a first decision
+        decide_packed(snap, pack_for(*parts))  # warm: the plan compiles its bucket first
 
         def call() -> object:
-            return decide_packed(snap, packed)
+            return decide_packed(snap, pack_for(*parts))
     else:
         from wasmtime import component as wcomponent
 
@@ -69,11 +82,11 @@ def child(mode: str, decisions: int, triggers: int, build: Path | None) -> None:
         inst = Instance(engine, linker, component, memory_limit=64 << 20)
         if not inst.load_snapshot(text, 10 ** 9).ok:
             raise SystemExit("the component refused the bench snapshot")
-        if not inst.decide_packed(packed, 10 ** 9).ok:  # warm, as natively
+        if not inst.decide_packed(pack_for(*parts), 10 ** 9).ok:  # warm, as natively
             raise SystemExit("the component refused the bench envelope")
 
         def call() -> object:
-            return inst.decide_packed(packed, 10 ** 9)
+            return inst.decide_packed(pack_for(*parts), 10 ** 9)
     for _ in range(decisions):
         call()
 

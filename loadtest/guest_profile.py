@@ -197,9 +197,10 @@ def child(decisions: int, triggers: int, build: Path, epoch: bool, cache_dir: Pa
 
     from edge_module.core import unpack
     from edge_module.runtime.component import ENGINE_SETTINGS, Instance, load_component
-    from loadtest.bench_instructions import _case
+    from loadtest.bench_instructions import _case, packer
 
-    text, packed = _case(triggers)
+    text, parts = _case(triggers)
+    packed = packer(build)(*parts)
     config = wasmtime.Config()
     config.epoch_interruption = epoch
     config.consume_fuel = ENGINE_SETTINGS["consume_fuel"]  # as the edge runs, but for epochs

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import orjson
 
-from edge_module.core.api import pack, unpack
+from edge_module.core.api import pack_envelope, unpack
 from loadtest.bench import pct
 from loadtest.stack import ROOT, write_packs
 from loadtest.visitors import throughput_body
@@ -75,7 +75,7 @@ def stages(app: Any, bodies: list[bytes]) -> dict[str, list[float]]:
         sid = request["session_id"]
         state = timed(samples, "session get", lambda: app.sessions.get(sid))
         env = timed(samples, "pack envelope (marshal)",
-                    lambda: pack((int(time.time() * 1000), state, request)))
+                    lambda: pack_envelope(int(time.time() * 1000), state, request))
         result = timed(samples, "component call (pool.decide_packed)", lambda: app.pool.decide_packed(env))
         response, new_state = timed(samples, "unpack result", lambda: unpack(result.text))
         timed(samples, "session put", lambda: app.sessions.put(sid, new_state))

@@ -30,7 +30,7 @@ import orjson
 from ..channels.dispatcher import ChannelDispatcher
 from ..channels.outbox import OutboxError
 from ..channels.records import delivery_records
-from ..core.api import pack, unpack
+from ..core.api import pack_envelope, unpack
 from ..distribution.snapshot_sync import SnapshotSync
 from ..host.config import EdgeConfig
 from ..runtime.component import GuestTrap
@@ -391,7 +391,7 @@ class EdgeApp:
                         if exc.code != EXPIRED:
                             return 400, error_body(exc.code, exc.message, "state_token"), []
                         state = None  # the visitor came back after the TTL: a fresh session
-                envelope = pack((now_ms, state, request))
+                envelope = pack_envelope(now_ms, state, request)  # events compact
                 called = time.perf_counter_ns()
                 try:
                     result = (self.pool.decide_packed(envelope) if wait
