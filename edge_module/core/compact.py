@@ -21,19 +21,18 @@ _COMPACT_GETS = {etype: (2 + len(names), itemgetter("type", "ts_ms", *names))
 
 def compact_events(events: list[Any]) -> list[Any]:
     """Each event as the tuple of its values ("type", ts_ms, *fields) where `COMPACT_EVENTS`
-    allows it (the host's work: about 0.2 us an event natively)."""
+    allows it (the host's work: about 2,500 instructions an event natively)."""
     out = []
     put = out.append
     gets = _COMPACT_GETS
     for ev in events:
-        if type(ev) is dict:
-            try:
-                size, get = gets[ev["type"]]
-                if len(ev) == size:
-                    put(get(ev))  # a key missing raises: then it has others
-                    continue
-            except (KeyError, TypeError):  # no type, another type, an unhashable one
-                pass
+        try:  # an object of a compact type whose keys are exactly its fields
+            size, get = gets[ev["type"]]
+            if len(ev) == size:
+                put(get(ev))
+                continue
+        except (KeyError, TypeError):  # no such key or type, not an object, unhashable
+            pass
         put(ev)
     return out
 
