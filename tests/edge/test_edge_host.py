@@ -195,11 +195,10 @@ def test_a_snapshot_that_fails_to_load_is_rejected_and_the_last_good_one_serves(
 
 
 def test_a_corrupt_snapshot_object_is_rejected_by_its_content_hash(edge, store_dir):
-    put_snapshot(store_dir, snapshot_text(PRICING, revision="2"), 2)
-    manifest = json.loads((store_dir / "manifest.json").read_text())
-    (store_dir / manifest["object"]).write_text(snapshot_text(CHECKOUT, revision="2"))
-    manifest["note"] = "touched"  # so the host looks again (outside the signed entry)
-    (store_dir / "manifest.json").write_text(json.dumps(manifest))
+    # the object is corrupt from the start: written good and then replaced, a host that
+    # polled in between installed it (a race that failed this test on a busy machine)
+    put_snapshot(store_dir, snapshot_text(PRICING, revision="2"), 2,
+                 object_bytes=snapshot_text(CHECKOUT, revision="2").encode())
     health = wait_for(lambda: (h := edge.health())["last_error"] and h, what="a sync error")
     assert "content hash" in health["last_error"] and health["revision"] == "1"
 
