@@ -218,7 +218,10 @@ class Plan:
             elif type(ev) is dict:
                 etype = ev["type"]  # a missing field raises: the engine answers for it
                 ts = ev["ts_ms"]
-                a, b = _fields_of(ev, etype)
+                # its fields as a compact event holds them (a type that is not hashable
+                # raises: the engine answers for it)
+                one, two = _FIELDS.get(etype, _NO_FIELDS)
+                a, b = ev.get(one), ev.get(two)
             else:
                 return None
             if type(ts) is not int or ts < last or ts > MAX_TIME_MS or type(etype) is not str:
@@ -506,7 +509,8 @@ def compile_next_moments(triggers: tuple[Trigger, ...]) -> TimedMoments | None:
     return timed
 
 
-# The fields the loop reads of each type, in a compact event's order.
+# The fields the loop reads of each type, in a compact event's order (None: no field).
+_NO_FIELDS = (None, None)
 _FIELDS: dict[str, tuple[str | None, str | None]] = {
     "scroll": ("depth", "y"), "mousemove": ("x", "y"), "hover": ("target", "duration_ms"),
     "custom": ("name", None), "page_view": ("url", None), "dismiss": (None, None),
@@ -516,12 +520,6 @@ _FIELDS: dict[str, tuple[str | None, str | None]] = {
 # Compact events by their number of fields (the engine refuses any other tuple).
 _TWO_FIELDS = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) == 2)
 _ONE_FIELD = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) == 1)
-
-
-def _fields_of(ev: dict[str, Any], etype: Any) -> tuple[Any, Any]:
-    """An event object's two fields the loop reads, as a compact event holds them."""
-    first, second = _FIELDS.get(etype, (None, None))
-    return ev.get(first), ev.get(second)
 
 
 def _plain(raw: list[Any]) -> bool:
