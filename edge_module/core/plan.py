@@ -173,13 +173,10 @@ class Plan:
             state = read_state(state)
         first_type = None
         if raw:
-            first = raw[0]
-            if type(first) is tuple:
-                first_type, start = first[0], first[1]
-            elif type(first) is dict:
-                first_type, start = first.get("type"), first.get("ts_ms")
-            else:
+            head = _head(raw[0])
+            if head is None:
                 return None
+            first_type, start = head
             if type(start) is not int:
                 return None
             sess = Session.from_state(state, start)
@@ -522,17 +519,25 @@ _TWO_FIELDS = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) =
 _ONE_FIELD = frozenset(k for k, names in COMPACT_EVENTS.items() if len(names) == 1)
 
 
+def _head(ev: Any) -> tuple[Any, Any] | None:
+    """An event's type and ts_ms, compact or an object; None for anything else (a tuple too
+    short raises: the engine answers for it)."""
+    if type(ev) is tuple:
+        return ev[0], ev[1]
+    if type(ev) is dict:
+        return ev.get("type"), ev.get("ts_ms")
+    return None
+
+
 def _plain(raw: list[Any]) -> bool:
     """Whether the plan can apply the whole batch as far as its shape goes: objects of known
     types, whole timestamps in order, at most MAX_PAGE_VIEWS page views."""
     last = views = 0
     for ev in raw:
-        if type(ev) is tuple:
-            etype, ts = ev[0], ev[1]
-        elif type(ev) is dict:
-            ts, etype = ev.get("ts_ms"), ev.get("type")
-        else:
+        head = _head(ev)
+        if head is None:
             return False
+        etype, ts = head
         if type(ts) is not int or not last <= ts <= MAX_TIME_MS or type(etype) is not str \
                 or etype not in _EVENT_TYPES:
             return False
