@@ -1,6 +1,6 @@
 """The decision core: standard library only, so it runs unchanged inside the component."""
 
-from .api import decide_json, decide_packed, error_json, pack, pack_envelope, unpack
+from .api import decide_json, decide_packed, decide_parts, error_json, pack, pack_envelope, unpack
 from .engine import decide
 from .errors import BatchTooLarge, DecisionError, SnapshotError
 from .snapshot import Snapshot
@@ -14,6 +14,7 @@ __all__ = [
     "decide",
     "decide_json",
     "decide_packed",
+    "decide_parts",
     "error_json",
     "load_snapshot",
     "pack",

@@ -143,21 +143,31 @@ def decide_packed(snap: Snapshot | None, envelope: str) -> str:
     # No check for lone surrogates here (2 us a decision natively): marshal carries them
     # (surrogatepass) both ways, so no answer traps, and the host's JSON parser refused
     # them before this request was packed.
+    result, state_out = decide_parts(snap, now_ms, state_blob, request, report,
+                                     lambda: unpack(envelope)[2])
+    return pack((result, state_out))
+
+
+def decide_parts(snap: Snapshot, now_ms: Any, state_blob: Any, request: Any, report: bool,
+                 fresh: Callable[[], Any]) -> tuple[dict[str, Any], bytes]:
+    """`decide_packed` on its envelope's parts: (response, state bytes). `fresh` gives the
+    request again, untouched (read anew only when a corrupted state makes the engine decide
+    a second time): a guest that has the parts already (the edge function) skips packing
+    them to unpack them at once."""
     _absent_now(request)
     result = None
     if snap.plan is not None and not report:
         result = snap.plan.decide(request, state_blob, now_ms, _stored_state)
     if result is None:  # on a state of its own: the plan may have changed the other
         def again() -> tuple[Any, Any]:
-            fresh = expand_events(unpack(envelope)[2])
-            _absent_now(fresh)
-            return fresh, _stored_state(state_blob)
+            request = expand_events(fresh())
+            _absent_now(request)
+            return request, _stored_state(state_blob)
 
         result = _decide(snap, expand_events(request), _stored_state(state_blob), now_ms,
                          report, again)
     _within_time(result)
-    state_out = marshal.dumps(result.pop("state"), MARSHAL_VERSION)
-    return pack((result, state_out))
+    return result, marshal.dumps(result.pop("state"), MARSHAL_VERSION)
 
 
 def _decide(snap: Snapshot, request: Any, state: Any, now_ms: Any, report: bool,

@@ -24,7 +24,7 @@ from wit_world import exports
 from wit_world.imports import environment, monotonic_clock, poll, types
 from wit_world.imports.streams import StreamError_Closed
 
-from edge_module.core import decide_packed, error_json, load_snapshot, pack, unpack
+from edge_module.core import decide_parts, error_json, load_snapshot
 from edge_module.core.snapshot_checks import too_deep
 from edge_module.http.cors import PREFLIGHT_HEADERS, CorsPolicy
 from edge_module.setting_bounds import MAX_REQUEST_TIMEOUT_S, MAX_SECONDS
@@ -181,6 +181,12 @@ def parse_json(raw):
     return value
 
 
+def _without_token(request):
+    """The request as the core reads it: its state token is the function's."""
+    request.pop("state_token", None)
+    return request
+
+
 def decide(tokens, raw):
     """POST /v1/decide, as the host answers it in client mode."""
     started = time.perf_counter_ns()
@@ -205,7 +211,10 @@ def decide(tokens, raw):
                 return 400, error_body(exc.code, exc.message, "state_token")
     called = time.perf_counter_ns()
     try:
-        response, new_state = unpack(decide_packed(SNAPSHOT, pack((now_ms, state, request))))
+        # the parts as they are: packing them only to unpack them in this same guest
+        # cost a marshal round trip of the request and of the answer
+        response, new_state = decide_parts(SNAPSHOT, now_ms, state, request, False,
+                                           lambda: _without_token(parse_json(raw)))
     except BaseException as exc:  # noqa: BLE001 - an error answer, never a trap
         err = json.loads(error_json(exc))
         if err.get("code") == "internal_error":  # a bug: its text goes to the log only

@@ -10,7 +10,14 @@ import marshal
 
 import pytest
 
-from edge_module.core import decide_json, decide_packed, load_snapshot, pack, unpack
+from edge_module.core import (
+    decide_json,
+    decide_packed,
+    decide_parts,
+    load_snapshot,
+    pack,
+    unpack,
+)
 from edge_module.core.errors import SnapshotError
 from edge_module.core.request_input import MAX_TIME_MS
 from edge_module.core.session import STATE_VERSION
@@ -307,6 +314,35 @@ def test_a_state_corrupted_inside_its_parts_starts_the_session_afresh(decider, p
         "session_id": "s", "now_ms": T0 + 5000, "context": {"url": "/"}, "events": events}}))
     assert out.ok, out.text
     assert [a["trigger"] for a in out.response["actions"]] == ["t"]
+
+
+def test_the_parts_decide_as_the_envelope_and_read_the_request_anew_only_for_a_bad_state():
+    """The edge function hands the core its parts (no envelope to pack and unpack in the
+    same guest): the same answer as `decide_packed`, and the request read again (`fresh`)
+    only when a state corrupted inside makes the engine start the session over."""
+    snap = load_snapshot(snapshot_text(ANY_PAGE))
+
+    def req() -> dict:
+        return {"session_id": "s", "now_ms": T0 + 5000, "context": {"url": "/"},
+                "events": [{"type": "scroll", "ts_ms": T0 + 10, "depth": 0.5, "y": 5}]}
+
+    calls = []
+
+    def fresh() -> dict:
+        calls.append(1)
+        return req()
+
+    good = marshal.dumps({"v": STATE_VERSION, "t0": T0, "url": "/", "pv": T0, "d": 0.0,
+                          "sc": [], "hv": {}, "f": {}, "q": []})
+    bad = marshal.dumps({"v": STATE_VERSION, "t0": T0, "url": "/", "pv": T0, "d": 0.0,
+                         "sc": [[1, "x"]], "hv": {}, "f": {}, "q": []})
+    for blob, reads in ((None, 0), (good, 0), (bad, 1)):
+        calls.clear()
+        response, state = decide_parts(snap, T0 + 6000, blob, req(), False, fresh)
+        assert len(calls) == reads
+        packed = unpack(decide_packed(snap, pack((T0 + 6000, blob, req()))))
+        assert (response, marshal.loads(state)) == (packed[0], marshal.loads(packed[1]))
+        assert [a["trigger"] for a in response["actions"]] == ["t"]
 
 
 def test_a_state_is_the_same_bytes_in_every_process():
