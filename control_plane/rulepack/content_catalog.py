@@ -296,8 +296,10 @@ def _token(name: str) -> bool:
 
 def _safe_url(value: str) -> bool:
     """http(s), or relative: a browser SDK puts it in an href or src, so `javascript:`,
-    `data:` and other schemes (and a host taken from the page's scheme, `//`) are out."""
-    if any(c.isspace() or ord(c) < 32 for c in value) or value.startswith("//"):
+    `data:` and other schemes (and a host taken from the page's scheme, `//`) are out.
+    Browsers read a backslash as a slash in a web URL (`/\\evil.example` is
+    `//evil.example`), so none is let through."""
+    if any(c.isspace() or ord(c) < 32 or c == "\\" for c in value) or value.startswith("//"):
         return False
     scheme, colon, _ = value.partition(":")
     if colon and "/" not in scheme and "?" not in scheme and "#" not in scheme:

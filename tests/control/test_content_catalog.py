@@ -156,7 +156,8 @@ def test_variants_without_fields_of_their_own_are_a_problem_too():
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,x", "//evil.example/x",
-                                 "ftp://example.com/x", "http:/x", "/a b"])
+                                 "ftp://example.com/x", "http:/x", "/a b", "/\\evil.example",
+                                 "\\\\evil.example", "https:\\\\evil.example", "/x\\y"])
 def test_urls_are_http_https_or_relative(url):
     [problem] = catalog_problems(rendering_catalog(f"    fields: {{title: t, cta_url: '{url}'}}\n"))
     assert "not an http(s) or relative URL" in problem.message
