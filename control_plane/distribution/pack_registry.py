@@ -18,10 +18,10 @@ from ..rulepack import (
     RulePackError,
     compile_snapshot,
     is_pack_file,
-    load_catalog,
     load_pack,
     unknown_content,
 )
+from ..rulepack.content_catalog import parse_catalog
 from ..rulepack.source import read_text
 from ..rulepack.validate import PACK_NAME
 
@@ -64,7 +64,10 @@ class PackRegistry:
 
     def catalog(self) -> ContentCatalog | None:
         """The content catalog, if there is one (`RulePackError` if it is malformed)."""
-        return load_catalog(self.catalog_path) if self.catalog_path.is_file() else None
+        if not self.catalog_path.is_file():
+            return None
+        # named by file name, as the packs are: an answer does not show the server's folders
+        return parse_catalog(read_text(self.catalog_path), self.catalog_path.name)
 
     def check_content(self, packs: list[Pack]) -> None:
         """`RulePackError` for content ids the catalog (if any) does not list."""

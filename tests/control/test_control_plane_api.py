@@ -217,6 +217,20 @@ def test_a_content_id_missing_from_the_registrys_catalog_is_a_problem(catalog_cl
     assert problem["suggestion"] is None
 
 
+def test_a_problem_names_the_registrys_catalog_by_its_file_name(tmp_path):
+    """An answer does not show the server's folders (an independent review saw the
+    catalog's absolute path in a 422)."""
+    packs = tmp_path / "control" / "packs"
+    packs.mkdir(parents=True)
+    (packs / "catalog.yaml").write_text(
+        "content:\n" + "".join(f"  nudge-{i}: n\n" for i in range(40)))
+    resp = control_client(tmp_path).put("/v1/packs/checkout-reminder", data=CHECKOUT_SOURCE)
+    assert resp.status_code == 422
+    [problem] = resp.json["error"]["problems"]
+    assert problem["expected"] == "a content id listed in catalog.yaml"
+    assert str(tmp_path) not in resp.get_data(True)
+
+
 def test_publishing_compiles_the_registrys_catalog_variants_in(tmp_path):
     packs = tmp_path / "control" / "packs"
     packs.mkdir(parents=True)
