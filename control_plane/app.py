@@ -39,6 +39,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # telemetry batches taken at once: two threads always left for everything else
     app.extensions["ingest_lane"] = threading.BoundedSemaphore(
         max(1, int(app.config["THREADS"]) - 2))
+    # reports (API and console) computed at once: two threads always left for /healthz,
+    # publishing and ingest; past it a report is 503 (blueprints/reports.py)
+    app.extensions["report_lane_places"] = max(1, int(app.config["THREADS"]) - 2)
+    app.extensions["report_lane"] = threading.BoundedSemaphore(
+        app.extensions["report_lane_places"])
     app.extensions["telemetry_store"] = TelemetryStore(
         Path(app.config["DATA_DIR"]) / "telemetry.sqlite3")
     app.extensions["telemetry_sink"] = make_sink(app.config, app.extensions["telemetry_store"])

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from edge_module.distribution.edge_store import StoreError
 
+from ..blueprints.reports import ReportsBusy, in_report_lane
 from ..telemetry.reports import PERIODS, period_start
 from . import bp, charts
 from .signin import (
@@ -59,6 +60,17 @@ def _store_error(exc: StoreError) -> Any:
                            heading="The edge store cannot be read now",
                            message=f"{exc}. Nothing was changed; try again when it answers."
                            ), 503
+
+
+@bp.errorhandler(ReportsBusy)
+def _reports_busy(exc: ReportsBusy) -> Any:
+    """The report lane full (pages over the reports run in it, as the API's reports do):
+    a page saying so, at once, rather than a wait for a thread."""
+    return render_template("error.html", title="Reports busy",
+                           heading="The reports are busy",
+                           message=f"Other reports are being computed right now. Try again "
+                                   f"in {exc.retry_after_s} seconds."
+                           ), 503, {"Retry-After": str(exc.retry_after_s)}
 
 
 def store() -> Any:
@@ -122,6 +134,7 @@ def sign_out() -> Any:
 
 @bp.get("/triggers")
 @signed_in(*READ_ROLES)
+@in_report_lane
 def triggers() -> Any:
     name, since = period()
     view = trigger_overview(store(), current_app.extensions["pack_registry"], since,

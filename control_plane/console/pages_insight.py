@@ -10,6 +10,7 @@ from flask import current_app, render_template
 
 from edge_module.distribution.edge_store import StoreError
 
+from ..blueprints.reports import in_report_lane
 from ..distribution import publishing
 from . import bp
 from .pages import PERIODS, period, store
@@ -29,6 +30,7 @@ def _published_snapshot() -> tuple[dict[str, Any] | None, str | None]:
 
 @bp.get("/experiments")
 @signed_in(*READ_ROLES)
+@in_report_lane
 def experiments() -> Any:
     name, since = period()
     snapshot, store_error = _published_snapshot()
@@ -41,12 +43,14 @@ def experiments() -> Any:
 
 @bp.get("/learning")
 @signed_in(*READ_ROLES)
+@in_report_lane
 def learning() -> Any:
     return _period_page("learning", "Learning", learning_view)
 
 
 @bp.get("/audit")
 @signed_in(*READ_ROLES)
+@in_report_lane
 def audit() -> Any:
     return _period_page("audit", "Audit", audit_view)
 

@@ -117,17 +117,21 @@ class Fold:
 
 
 def most_fired(store: TelemetryStore, column: str, since_ms: int, limit: int,
-               where: str = "") -> Fold:
-    """The `limit` values of `column` (an SQL expression over `fires`) fired most from
-    `since_ms` on (ties: by value), counted and cut by SQLite, not here."""
+               where: str = "", label: str | None = None) -> Fold:
+    """The `limit` values of `label` (an SQL expression over `column`, by default `column`
+    itself: one or more columns of `fires`) fired most from `since_ms` on (ties: by value),
+    counted and cut by SQLite, not here. Firings are counted per `column` first, in the
+    order of the index that holds it (telemetry_store._v10) and without a sort of the
+    table; only the distinct values are then labelled, ranked and counted (one query)."""
+    label = label or column
     cond = f"ts_ms >= ?{' AND ' + where if where else ''}"
-    kept = frozenset(
-        tuple(value) if len(value) > 1 else value[0] for *value, _n in store.query(
-            f"SELECT {column}, count(*) FROM fires WHERE {cond} GROUP BY {column} "
-            f"ORDER BY count(*) DESC, {column} LIMIT ?", (since_ms, limit)))
-    (distinct,), = store.query(
-        f"SELECT count(*) FROM (SELECT 1 FROM fires WHERE {cond} GROUP BY {column})",
-        (since_ms,))
+    found = store.query(
+        f"SELECT {label}, sum(n), count(*) OVER () FROM (SELECT {column}, count(*) AS n "
+        f"FROM fires WHERE {cond} GROUP BY {column}) GROUP BY {label} "
+        f"ORDER BY sum(n) DESC, {label} LIMIT ?", (since_ms, limit))
+    kept = frozenset(tuple(value) if len(value) > 1 else value[0]
+                     for *value, _n, _distinct in found)
+    distinct = found[0][-1] if found else 0
     return Fold(kept, distinct - len(kept))
 
 
@@ -144,10 +148,11 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     `folded` says how many distinct values of each kind were."""
     since = since_ms or 0
     fold_trigger = most_fired(store, "trigger", since, LIMITS["triggers"])
-    fold_device = most_fired(store, "coalesce(nullif(device, ''), 'unknown')", since,
-                             LIMITS["devices"])  # '' as the rows below count it: unknown
-    fold_revision = most_fired(store, "coalesce(nullif(revision, ''), 'unknown')", since,
-                               LIMITS["revisions"])
+    # '' and NULL as the rows below count them: unknown
+    fold_device = most_fired(store, "device", since, LIMITS["devices"],
+                             label="coalesce(nullif(device, ''), 'unknown')")
+    fold_revision = most_fired(store, "revision", since, LIMITS["revisions"],
+                               label="coalesce(nullif(revision, ''), 'unknown')")
     fold_variant = most_fired(store, "trigger, variant", since, LIMITS["variants"],
                               "variant IS NOT NULL")
     # Firings and outcomes are read in session order and merged one session at a time, so
@@ -164,29 +169,39 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
     shown: dict[str, set[str]] = defaultdict(set)
     converted: set[str] = set()
     window_ms = int(window_s * 1000)
+    # The loop runs once per firing of the period (hundreds of thousands): the folds'
+    # sets are read directly, and a session with no click or conversion (most) builds no
+    # Engagement: each of its firings is false.
+    triggers, devices, revisions = fold_trigger.kept, fold_device.kept, fold_revision.kept
+    variants = fold_variant.kept
     for session, session_fires, mine in _by_session(fires, outcomes):
-        engaged = Engagement((o_ts, o_trig) for _s, o_ts, kind, o_trig in mine
-                             if kind in ENGAGED)
+        engaging = [(o_ts, o_trig) for _s, o_ts, kind, o_trig in mine if kind in ENGAGED]
+        engaged = Engagement(engaging) if engaging else None
         if any(o[2] == "conversion" for o in mine):
             converted.add(session)
         first_fire: dict[str, tuple[int, tuple[str, str, str], VariantRow | None]] = {}
         for _s, trig, ts, revision, device, variant, lat, start, lost in session_fires:
-            key = (fold_trigger(trig), fold_device(device or "unknown"),
-                   fold_revision(revision or "unknown"))
-            row = rows.get(key) or rows.setdefault(key, Row(*key))
+            device, revision = device or "unknown", revision or "unknown"
+            key = (trig if trig in triggers else OTHER, device if device in devices else OTHER,
+                   revision if revision in revisions else OTHER)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = Row(*key)
             if lost is not None:  # reached nobody: not a fire, nor a session shown it
                 row.undelivered += 1
                 continue
-            vkey = None if variant is None else (
-                (trig, variant) if (trig, variant) in fold_variant.kept else (key[0], OTHER))
-            vrow = None if vkey is None else by_variant.get(vkey) or \
-                by_variant.setdefault(vkey, VariantRow(*vkey))
+            vrow = None
+            if variant is not None:
+                vkey = (trig, variant) if (trig, variant) in variants else (key[0], OTHER)
+                vrow = by_variant.get(vkey)
+                if vrow is None:
+                    vrow = by_variant[vkey] = VariantRow(*vkey)
             row.fires += 1
             if vrow is not None:
                 vrow.fires += 1
             if trig not in first_fire:  # per trigger, folded or not: OTHER sums them
                 first_fire[trig] = (ts, key, vrow)
-                if trig in fold_trigger.kept:
+                if trig in triggers:
                     shown[trig].add(session)
                 row.sessions += 1
                 if vrow is not None:
@@ -195,7 +210,7 @@ def trigger_report(store: TelemetryStore, window_s: float = 30.0,
             row.time_to_fire_ms[bisect.bisect_left(TIME_TO_FIRE_MS, lead)] += 1
             if isinstance(lat, int):
                 row.latency_us[bisect.bisect_left(LATENCY_US, lat)] += 1
-            if not engaged.follows(trig, ts, window_ms):
+            if engaged is None or not engaged.follows(trig, ts, window_ms):
                 row.false_triggers += 1
                 if vrow is not None:
                     vrow.false_triggers += 1

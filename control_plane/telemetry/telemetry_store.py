@@ -171,8 +171,22 @@ def _v9(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE fires ADD COLUMN undelivered TEXT")
 
 
+def _v10(db: sqlite3.Connection) -> None:
+    # What the reports read of every firing in a period: the firings of a period are found
+    # by ts_ms, and the triggers and variants a report folds to their most fired
+    # (reports.most_fired) are counted from an index holding them and ts_ms, in their
+    # order, without the table. Without them each of a report's GROUP BYs read and sorted
+    # the whole table: 7 s of an 11.8 s report over 397k firings, and four reports held
+    # every thread. Devices and revisions have no index of their own (0.3-0.4 s each over
+    # that store): every index is paid for at every ingest.
+    _run(db, """
+        CREATE INDEX IF NOT EXISTS fires_ts ON fires (ts_ms);
+        CREATE INDEX IF NOT EXISTS fires_trigger_variant ON fires (trigger, variant, ts_ms);
+    """)
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6,
-                                                                _v7, _v8, _v9)
+                                                                _v7, _v8, _v9, _v10)
 ARMS = ("adaptive", "static", "holdout")
 
 
