@@ -73,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "LEARN_MIN_CONVERSIONS": 20,
     "LEARN_SEGMENT_MODEL_SESSIONS": 600,  # a segment gets its own intent model from this many
     "LEARN_MAX_STEP": 0.15,  # firing falls by at most this share of sessions per run
+    "LEARN_MAX_RISE": 0.3,  # and rises by at most this share
     "LEARN_CONFIDENCE": 0.9,  # the recall target must hold at this bootstrap lower bound
     "LEARN_BACKGROUND_SHARE": 0.1,  # background conversions from the least engaged share; 0: none
     "LEARN_REGULARISATION": 0.5,  # C of the logistic regression
@@ -103,7 +104,7 @@ class ConfigError(ValueError):
 _RANGES: dict[str, tuple[float, float]] = {
     "PORT": (0, 65535), "FALSE_TRIGGER_WINDOW_S": (0.001, 86_400 * 365),
     "RECALIBRATE_INTERVAL_S": (0, 86_400 * 365), "LEARN_HOLDOUT_SHARE": (0, 0.9),
-    "LEARN_MAX_STEP": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
+    "LEARN_MAX_STEP": (0, 1), "LEARN_MAX_RISE": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
     "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
     "THREADS": (1, 256), "MAX_CONNECTIONS": (8, 100_000), "REQUEST_TIMEOUT_S": (1, 3600),
     "MAX_CONNECTIONS_PER_CLIENT": (0, 100_000), "CONSOLE_SIGNIN_FAILURES": (0, 100_000),

@@ -192,10 +192,15 @@ def recall_curve(order_y: np.ndarray, order_w: np.ndarray, boot: np.ndarray, c: 
 
 
 def choose(p: Problem, target: float, confidence: float, min_share: float,
-           boot: np.ndarray, conds: list[Cond], background_share: float = 0.1) -> Choice:
+           boot: np.ndarray, conds: list[Cond], background_share: float = 0.1,
+           max_share: float = 1.0) -> Choice:
     """The least-firing thresholds whose recall lower bound reaches `target` and that fire
-    for at least `min_share` of the (weighted) sessions (the step bound); the background
-    rate from the least engaged `background_share` of sessions."""
+    for between `min_share` and `max_share` of the (weighted) sessions (the step bound,
+    both ways); the background rate from the least engaged `background_share` of sessions.
+    Where reaching the target needs more firing than `max_share`, the thresholds that fire
+    the most within it (bounded, not reached): outcomes that call for a jump in firing are
+    as likely telemetry forged with the edge token as a change in the visitors (a review
+    sent one segment from 30 % to 81 % of sessions in one run with a single batch)."""
     tuned = [c for c in conds if c.adaptive]
     alpha = 1.0 - confidence
     y, w = p.y, p.w
@@ -249,6 +254,8 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
             if len(wider) == 0:
                 continue
             k, bounded = wider[0], True
+        if share[k] > max_share:
+            continue  # not within this run's step: `_capped` picks the most firing allowed
         nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
             else sorted_m[k]
         t_last = float((sorted_m[k] + nxt) / 2)
@@ -256,7 +263,11 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
         if best is None or cand[0] < best[0]:
             best = cand
     if best is None:
-        return _widest(p, y, w, boot, c, c_boot, alpha, tuned, n_conv)
+        widest = _widest(p, y, w, boot, c, c_boot, alpha, tuned, n_conv)
+        if widest.thresholds is None or widest.fire_share <= max_share:
+            return widest
+        return _capped(p, y, w, boot, c, c_boot, alpha, tuned, n_conv, max_share,
+                       prefixes, firsts, wsum) or widest
     share, ts, point, low, bounded = best
     return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
                   n_conv, bounded)
@@ -282,6 +293,41 @@ def _widest(p: Problem, y: np.ndarray, w: np.ndarray, boot: np.ndarray, c: float
     return Choice(tuple(t * cnd.sign for t, cnd in zip(lows, tuned)),
                   float(point[k]) if k >= 0 else 0.0, float(bound[k]) if k >= 0 else 0.0,
                   share, c, p.n, n_conv, reached=False)
+
+
+def _capped(p: Problem, y: np.ndarray, w: np.ndarray, boot: np.ndarray, c: float,
+            c_boot: np.ndarray, alpha: float, tuned: list[Cond], n_conv: int,
+            max_share: float, prefixes: list[tuple[float, ...]], firsts: np.ndarray,
+            wsum: float) -> Choice | None:
+    """The target needs more firing than the step allows: of the thresholds firing for at
+    most `max_share` of the sessions, those with the highest recall estimate (None when
+    every cut fires for more)."""
+    best: tuple[float, tuple[float, ...], float, float, float] | None = None
+    for prefix in prefixes:
+        mask = p.ok.copy()
+        for k, t in enumerate(prefix):
+            mask &= p.values[:, k] >= t
+        m = session_max(p, mask, len(tuned) - 1) if prefix else firsts
+        order = np.argsort(-m, kind="stable")
+        sorted_m = m[order]
+        point, low = recall_curve(y[order], w[order], boot[:, order], c, c_boot, alpha)
+        share = np.cumsum(w[order]) / wsum
+        distinct = np.append(sorted_m[1:] != sorted_m[:-1], True) & np.isfinite(sorted_m)
+        within = np.flatnonzero(distinct & (share <= max_share))
+        if len(within) == 0:
+            continue
+        k = within[-1]  # the most firing allowed
+        nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
+            else sorted_m[k]
+        cand = (float(point[k]), (*prefix, float((sorted_m[k] + nxt) / 2)), float(low[k]),
+                float(share[k]), float(point[k]))
+        if best is None or cand[0] > best[0]:
+            best = cand
+    if best is None:
+        return None
+    _, ts, low, share, point = best
+    return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
+                  n_conv, bounded=True, reached=False)
 
 
 def _rank(p: Problem) -> np.ndarray:

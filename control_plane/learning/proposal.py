@@ -52,6 +52,9 @@ class Settings:
     min_conversions: int = 20  # and conversions among them
     segment_model_sessions: int = 600  # a segment gets its own model from this many
     max_step: float = 0.15  # firing may fall by at most this share of sessions per run
+    # and rise by at most this much: outcomes that call for a jump in firing may be forged
+    # with the edge token (a review's one batch sent a segment from 30 % to 81 %)
+    max_rise: float = 0.3
     confidence: float = 0.9  # recall must reach the target at this lower bound
     # the background conversion rate is that of the least engaged this share of sessions
     # (it assumes they are low-intent visitors); 0: none, so recall is that of converters,
@@ -262,7 +265,7 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
         cur_share = float((cw * held_now).sum() / cw.sum()) if len(current) else 0.0
         result = pick.choose(problem, a.target, settings.confidence,
                              cur_share - settings.max_step, boot, conds,
-                             settings.background_share)
+                             settings.background_share, cur_share + settings.max_rise)
         backgrounds[seg] = result.background
         details = {"target": a.target, "recall_low": round(result.recall_low, 4) + 0.0,
                    "fire_share": round(result.fire_share, 4),
@@ -298,6 +301,11 @@ def _learn_trigger(a: Adaptive, snap: Snapshot, store: TelemetryStore, settings:
                        f"at the {settings.confidence:.0%} bound: "
                        f"{_recall(result.recall_low)}), fires for {result.fire_share:.1%} of "
                        "sessions" + (" (step bounded)" if result.bounded else ""))
+            elif result.bounded:
+                why = (f"reaching recall {a.target:.0%} needs more firing than one run may add "
+                       f"({settings.max_rise:.0%} of sessions over the {cur_share:.1%} in "
+                       f"force): the most within it, {result.fire_share:.1%} (recall "
+                       f"{_recall(result.recall)}, bound {_recall(result.recall_low)})")
             else:
                 why = (f"no thresholds reach recall {a.target:.0%} at the "
                        f"{settings.confidence:.0%} bound with these sessions: the lowest, "
