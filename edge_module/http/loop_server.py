@@ -13,7 +13,9 @@ decision thread once, and the thread writes its answer to the socket itself (und
 connection's lock, to a duplicate of the socket that only the loop closes, so an answer
 never reaches a connection that replaced a closed one). Under load the loop decides too,
 as under granian, but while it decides nothing is read: the decision threads keep up to
-QUEUE_AHEAD requests queued so they never wait for it.
+QUEUE_AHEAD requests queued so they never wait for it, and the loop decides at most one
+request between two polls of its sockets (`RsgiEdge.loop_turn`), so connections whose
+requests are parsed ahead cannot keep it from reading everyone else's.
 
 The guarantees are granian's under RsgiEdge: a head must arrive within EDGE_HEADER_TIMEOUT_S
 of the connection's opening or of the previous answer (else the connection is closed), a
@@ -21,8 +23,13 @@ body within EDGE_BODY_TIMEOUT_S (408; RsgiEdge's sweep). Here besides: heads are
 the bytes received (64 KiB) and by 100 fields (431); a request starts only once the previous
 answer has left whole (the transport's high-water mark is 0, so it says when it holds
 bytes), so answers never interleave and a client that does not read meets back-pressure;
-a connection parses at most MAX_PIPELINED requests ahead of its answers and holds at most
-READ_AHEAD body bytes the application has not asked for; request trailers are refused
+a connection parses at most MAX_PIPELINED requests ahead of its answers, the worker about
+EDGE_MAX_PENDING for all its connections together (`LoopServer.max_ahead`; past it, a
+connection parses one PIPELINED_SLICE more only when its queue is empty), and a
+connection holds at most READ_AHEAD body bytes the application has not asked for (its
+reader woken once that much is held or the body is complete, not per chunk); a chunked
+body may have FREE_CHUNKS chunks and one more per CHUNK_BYTES of body (400
+too_many_chunks); request trailers are refused
 (400), HTTP versions other than 1.0 and 1.1 too (505); an Upgrade offer is ignored;
 connections beyond EDGE_MAX_CONNECTIONS (fewer where the open-files limit says so:
 FD_RESERVE) are closed at once.
@@ -51,6 +58,7 @@ from granian.rsgi import ProtocolClosed
 
 from ..host.config import EdgeConfig
 from .app import error_body
+from .granian_server import BodyRefused
 
 log = logging.getLogger("edge.host")
 
@@ -65,6 +73,12 @@ QUEUE_AHEAD = 2
 MAX_PIPELINED = 32  # requests parsed ahead of the one being answered (then: back-pressure)
 PIPELINED_SLICE = 2048  # bytes of heads parsed at a time (bounds the overshoot of the above)
 BODY_SLICE = 64 * 1024  # bytes of a body parsed at a time
+# a chunked body's chunks: each costs Python calls on the loop, whatever its size (1-byte
+# chunks cost 1.6 us a byte of body, 200 KB 0.3 s: a reviewer's 8 such senders held every
+# visitor up to 1.9 s), so a body may have FREE_CHUNKS, then one more per CHUNK_BYTES it
+# carries (its cost then bounded by its bytes, not by how it is cut); beyond, 400
+FREE_CHUNKS = 1024
+CHUNK_BYTES = 256
 # descriptors a worker keeps beside its connections' (two each): files, and sockets to the
 # session store, the control plane and the sinks (an idle worker with LMDB, metrics and a
 # webhook sink holds about 40)
@@ -97,15 +111,17 @@ class Request:
     """One request: its scope, and the RSGI protocol object the application reads its body
     from and answers through (`response_bytes` may be called from any thread)."""
 
-    __slots__ = ("answered", "broken", "canned", "complete", "conn", "continued",
-                 "expects_continue", "flushed", "framing", "head_only", "held", "keep_alive",
-                 "parts", "scope", "started", "waiter", "whole")
+    __slots__ = ("answered", "broken", "canned", "chunks", "complete", "conn", "continued",
+                 "expects_continue", "fault", "flushed", "framing", "head_only", "held",
+                 "keep_alive", "parts", "received", "scope", "started", "waiter", "whole")
 
     def __init__(self, conn: Connection, scope: Scope, keep_alive: bool) -> None:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
         self.head_only = scope.method == "HEAD"
         self.parts: deque[bytes] = deque()
         self.held = 0  # bytes in parts
+        self.received = self.chunks = 0  # body bytes and chunks parsed so far
+        self.fault: tuple[int, bytes] | None = None  # why the body was refused mid-way
         self.complete = self.broken = self.answered = self.started = False
         self.flushed = False  # the whole answer is in the socket (none of it left buffered)
         self.whole = False  # the application waits for the whole body (bounded by its route)
@@ -136,6 +152,8 @@ class Request:
         return self
 
     async def __anext__(self) -> bytes:
+        """All the body held so far, as one piece (not a piece per chunk received: a body
+        in 1-byte chunks would cost a step of the reader per byte)."""
         while not self.parts:
             if self.complete:
                 if self.held == -1:
@@ -143,14 +161,16 @@ class Request:
                 self.held = -1  # the empty chunk that says the body ended, once
                 return b""
             await self._wait()
-        chunk = self.parts.popleft()
-        self.held -= len(chunk)
+        parts = self.parts
+        chunk = parts.popleft() if len(parts) == 1 else b"".join(parts)
+        parts.clear()
+        self.held = 0
         self.conn.resume()
         return chunk
 
     async def _wait(self) -> None:
         if self.broken:
-            raise ProtocolClosed("the client closed the connection mid-body")
+            self._raise_broken()
         if self.expects_continue and not self.continued:
             # the body is asked for: the client waiting for this may send it now (hyper
             # sends it at the same moment)
@@ -163,7 +183,13 @@ class Request:
         finally:
             self.waiter = None
         if self.broken and not self.complete:
-            raise ProtocolClosed("the client closed the connection mid-body")
+            self._raise_broken()
+
+    def _raise_broken(self) -> None:
+        if self.fault is not None:
+            status, body = self.fault
+            raise BodyRefused((status, body, [("Connection", "close")]))
+        raise ProtocolClosed("the client closed the connection mid-body")
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -262,6 +288,8 @@ class Connection(asyncio.Protocol):
             if request is not None and not request.complete:
                 request.broken = True
                 request._wake()
+        self.server.ahead -= len(self.queued)
+        self.queued.clear()  # never started now
         # a decision under way finishes; its answer goes nowhere
 
     def data_received(self, data: bytes) -> None:
@@ -280,18 +308,39 @@ class Connection(asyncio.Protocol):
         # paused (the client feels TCP's back-pressure) until they have been answered.
         buf, at = memoryview(data), 0
         while at < len(buf) and not self.final:
-            in_body = self.current is not None and not self.in_head
-            step = BODY_SLICE if in_body else PIPELINED_SLICE
+            if self.queued and self.server.ahead >= self.server.max_ahead:
+                # the worker holds its bound of requests parsed ahead (all connections'):
+                # this one waits for its own answers, unread (see LoopServer.max_ahead)
+                self.stash = bytes(buf[at:])
+                self.pause()
+                break
+            step = self._slice()
             after_upgrade = self._feed(bytes(buf[at:at + step]))
             at += step
             if after_upgrade is not None:  # parse on with a fresh parser, not recursively
                 buf, at = memoryview(after_upgrade + bytes(buf[at:])), 0
-            if len(self.queued) >= MAX_PIPELINED and at < len(buf):
+            if ((len(self.queued) >= MAX_PIPELINED
+                 or (self.queued and self.server.ahead >= self.server.max_ahead))
+                    and at < len(buf)):
                 self.stash = bytes(buf[at:])
                 self.pause()
                 break
         if self.in_head and self.head_seen > MAX_HEAD_BYTES and not self.final:
             self._refuse(431, "head_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
+
+    def _slice(self) -> int:
+        """How many bytes to parse next: heads PIPELINED_SLICE at a time, and a body with a
+        length BODY_SLICE at a time but never past its end (a slice that ran on past it
+        parsed the requests pipelined behind it too: 170 queued where MAX_PIPELINED is
+        32); a chunked body, whose end is not known, as heads."""
+        current = self.current
+        if current is None or self.in_head:
+            return PIPELINED_SLICE
+        try:
+            left = int(current.scope.headers.get("content-length", "")) - current.received
+        except ValueError:
+            return PIPELINED_SLICE
+        return max(PIPELINED_SLICE, min(BODY_SLICE, left))
 
     def _unstash(self) -> None:
         """Parse what a pipelining client sent ahead, once there is room for it."""
@@ -443,17 +492,35 @@ class Connection(asyncio.Protocol):
             self._start(request)
         else:
             self.queued.append(request)
+            self.server.ahead += 1
             self.pause()
 
+    def on_chunk_header(self) -> None:
+        request = self.current
+        if request is None:
+            return
+        request.chunks += 1
+        if request.chunks > FREE_CHUNKS + request.received // CHUNK_BYTES:
+            message = (f"chunked request body in too many chunks: at most {FREE_CHUNKS}, "
+                       f"then one per {CHUNK_BYTES} bytes of body; send larger chunks or "
+                       "a Content-Length")
+            request.fault = (400, error_body("too_many_chunks", message))
+            self._refuse(400, "too_many_chunks", message)
+            raise _Refused
+
     def on_body(self, body: bytes) -> None:
+        # the reader is woken when the body is complete (`on_message_complete`) or when
+        # READ_AHEAD is held, not for each piece: a body cut in tiny chunks costs no step
+        # of the reader per chunk
         request = self.current
         if request is None:
             return
         request.parts.append(body)
         request.held += len(body)
+        request.received += len(body)
         if request.held > READ_AHEAD and not request.whole:
             self.pause()
-        request._wake()
+            request._wake()
 
     def on_message_complete(self) -> None:
         request = self.current
@@ -511,6 +578,7 @@ class Connection(asyncio.Protocol):
             return
         if self.queued:
             self._start(self.queued.popleft())
+            self.server.ahead -= 1
             if self.stash and len(self.queued) < MAX_PIPELINED:
                 self.loop.call_soon(self._unstash)  # not from inside a parser callback
             return
@@ -617,6 +685,7 @@ class Connection(asyncio.Protocol):
             self._start(refusal)
         else:
             self.queued.append(refusal)
+            self.server.ahead += 1
 
     # -- flow ----------------------------------------------------------------------------------
     def pause(self) -> None:
@@ -672,6 +741,15 @@ class LoopServer:
         self.short_logged_at = float("-inf")
         self.connections: set[Connection] = set()
         self.tasks: dict[Request, asyncio.Task[None]] = {}
+        # requests parsed ahead of their connection's answers (queued), all connections
+        # together, and their bound: EDGE_MAX_PENDING, the bound of decisions admitted. Each
+        # is held (parsed, in memory) and started in its turn; 200 connections pipelining 32
+        # each once kept 6,400, and parsing them and their garbage collection held the
+        # loop for 1-2 s. Past the bound a connection with requests queued is read no
+        # further until its own answers are out (TCP's back-pressure); a connection's
+        # first request is always read, and admitted or refused 503 as any other.
+        self.ahead = 0
+        self.max_ahead = max(1, config.max_pending)
         self.stopping: asyncio.Event | None = None
 
     async def serve(self, sock: socket.socket) -> None:
