@@ -139,9 +139,9 @@ def test_the_step_bound_holds_back_a_big_rise_in_firing_too() -> None:
                        max_share=free.fire_share + 0.01) == free
 
 
-def test_two_conditions_are_held_within_the_step_jointly() -> None:
-    rng = np.random.default_rng(9)
-    n = 3000
+def _two_signals(n: int, seed: int) -> tuple[pick.Problem, np.ndarray, list[pick.Cond]]:
+    """Two conditions whose sum is what tells intent (30 % high), and who is high."""
+    rng = np.random.default_rng(seed)
     high = rng.random(n) < 0.3
     a = rng.normal(np.where(high, 1.0, 0.0), 1.0)
     b = rng.normal(np.where(high, 1.0, 0.0), 1.0)
@@ -150,6 +150,12 @@ def test_two_conditions_are_held_within_the_step_jointly() -> None:
              pick.Cond("t#1", "t#1", "scroll_depth", ">=", 0, True)]
     problem = pick.Problem(np.stack([a, b], axis=1), np.ones(n, bool), np.arange(n), y,
                            np.ones(n))
+    return problem, high, conds
+
+
+def test_two_conditions_are_held_within_the_step_jointly() -> None:
+    n = 3000
+    problem, _, conds = _two_signals(n, 9)
     held = pick.choose(problem, 0.95, 0.9, 0.0, pick.boot_weights(n, 0), conds, max_share=0.3)
     assert held.bounded and not held.reached and held.thresholds is not None
     assert pick.fires(problem, held.thresholds, conds).mean() <= 0.3
@@ -158,16 +164,9 @@ def test_two_conditions_are_held_within_the_step_jointly() -> None:
 def test_joint_conditions_are_tuned_together() -> None:
     """Two conditions whose sum is what matters: tuning each alone at the target fires far
     more than the joint search."""
-    rng = np.random.default_rng(8)
     n = 5000
-    high = rng.random(n) < 0.3
-    a = rng.normal(np.where(high, 1.0, 0.0), 1.0)
-    b = rng.normal(np.where(high, 1.0, 0.0), 1.0)
-    y = (rng.random(n) < np.where(high, 0.3, 0.02)).astype(float)
-    conds = [pick.Cond("t#0", "t#0", "dwell", ">=", 0, True),
-             pick.Cond("t#1", "t#1", "scroll_depth", ">=", 0, True)]
-    problem = pick.Problem(np.stack([a, b], axis=1), np.ones(n, bool), np.arange(n), y,
-                           np.ones(n))
+    problem, high, conds = _two_signals(n, 8)
+    y = problem.y
     choice = pick.choose(problem, 0.9, 0.9, 0.0, pick.boot_weights(n, 0), conds)
     assert choice.thresholds is not None
     fired = pick.fires(problem, choice.thresholds, conds)
@@ -176,6 +175,7 @@ def test_joint_conditions_are_tuned_together() -> None:
     single = [pick.choose(pick.Problem(problem.values[:, [k]], problem.ok, problem.session, y,
                                        problem.w), 0.9, 0.9, 0.0, pick.boot_weights(n, 0),
                           [conds[k]]).thresholds[0] for k in (0, 1)]
+    a, b = problem.values[:, 0], problem.values[:, 1]
     both = (a >= single[0]) & (b >= single[1])
     assert both[high].mean() < fired[high].mean()
 
