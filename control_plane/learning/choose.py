@@ -217,6 +217,9 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
         # review: 99.9 % of a 3 %-intent population's mobile sessions, for 8 rounds).
         return Choice(None, 0.0, 0.0, 0.0, c, p.n, n_conv, reached=False, no_signal=True)
     best: tuple[float, tuple[float, ...], float, float, bool] | None = None
+    # the most firing within max_share, the best recall first: what the run takes when the
+    # target needs more firing than the step allows
+    capped: tuple[float, tuple[float, ...], float, float] | None = None
 
     def one_d(m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         order = np.argsort(-m, kind="stable")
@@ -243,6 +246,14 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
         finite = np.isfinite(sorted_m)
         # cut positions: fire for the first k sessions; only where the value changes
         distinct = np.append(sorted_m[1:] != sorted_m[:-1], True) & finite
+        if max_share < 1.0:
+            within = np.flatnonzero(distinct & (share <= max_share))
+            if len(within):
+                j = within[-1]
+                cand_cap = (float(point[j]), (*prefix, _cut(sorted_m, j)), float(low[j]),
+                            float(share[j]))
+                if capped is None or cand_cap[0] > capped[0]:
+                    capped = cand_cap
         feasible = distinct & (low >= target)
         bounded = False
         idx = np.flatnonzero(feasible)
@@ -255,19 +266,18 @@ def choose(p: Problem, target: float, confidence: float, min_share: float,
                 continue
             k, bounded = wider[0], True
         if share[k] > max_share:
-            continue  # not within this run's step: `_capped` picks the most firing allowed
-        nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
-            else sorted_m[k]
-        t_last = float((sorted_m[k] + nxt) / 2)
-        cand = (float(share[k]), (*prefix, t_last), float(point[k]), float(low[k]), bounded)
+            continue  # not within this run's step: `capped` is the most firing allowed
+        cand = (float(share[k]), (*prefix, _cut(sorted_m, k)), float(point[k]),
+                float(low[k]), bounded)
         if best is None or cand[0] < best[0]:
             best = cand
     if best is None:
         widest = _widest(p, y, w, boot, c, c_boot, alpha, tuned, n_conv)
-        if widest.thresholds is None or widest.fire_share <= max_share:
+        if widest.thresholds is None or widest.fire_share <= max_share or capped is None:
             return widest
-        return _capped(p, y, w, boot, c, c_boot, alpha, tuned, n_conv, max_share,
-                       prefixes, firsts, wsum) or widest
+        point, ts, low, share = capped
+        return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c,
+                      p.n, n_conv, bounded=True, reached=False)
     share, ts, point, low, bounded = best
     return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
                   n_conv, bounded)
@@ -295,39 +305,12 @@ def _widest(p: Problem, y: np.ndarray, w: np.ndarray, boot: np.ndarray, c: float
                   share, c, p.n, n_conv, reached=False)
 
 
-def _capped(p: Problem, y: np.ndarray, w: np.ndarray, boot: np.ndarray, c: float,
-            c_boot: np.ndarray, alpha: float, tuned: list[Cond], n_conv: int,
-            max_share: float, prefixes: list[tuple[float, ...]], firsts: np.ndarray,
-            wsum: float) -> Choice | None:
-    """The target needs more firing than the step allows: of the thresholds firing for at
-    most `max_share` of the sessions, those with the highest recall estimate (None when
-    every cut fires for more)."""
-    best: tuple[float, tuple[float, ...], float, float, float] | None = None
-    for prefix in prefixes:
-        mask = p.ok.copy()
-        for k, t in enumerate(prefix):
-            mask &= p.values[:, k] >= t
-        m = session_max(p, mask, len(tuned) - 1) if prefix else firsts
-        order = np.argsort(-m, kind="stable")
-        sorted_m = m[order]
-        point, low = recall_curve(y[order], w[order], boot[:, order], c, c_boot, alpha)
-        share = np.cumsum(w[order]) / wsum
-        distinct = np.append(sorted_m[1:] != sorted_m[:-1], True) & np.isfinite(sorted_m)
-        within = np.flatnonzero(distinct & (share <= max_share))
-        if len(within) == 0:
-            continue
-        k = within[-1]  # the most firing allowed
-        nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
-            else sorted_m[k]
-        cand = (float(point[k]), (*prefix, float((sorted_m[k] + nxt) / 2)), float(low[k]),
-                float(share[k]), float(point[k]))
-        if best is None or cand[0] > best[0]:
-            best = cand
-    if best is None:
-        return None
-    _, ts, low, share, point = best
-    return Choice(tuple(t * cnd.sign for t, cnd in zip(ts, tuned)), point, low, share, c, p.n,
-                  n_conv, bounded=True, reached=False)
+def _cut(sorted_m: np.ndarray, k: int) -> float:
+    """The threshold that fires for the first k + 1 sessions of `sorted_m` (highest first):
+    halfway to the next value."""
+    nxt = sorted_m[k + 1] if k + 1 < len(sorted_m) and np.isfinite(sorted_m[k + 1]) \
+        else sorted_m[k]
+    return float((sorted_m[k] + nxt) / 2)
 
 
 def _rank(p: Problem) -> np.ndarray:
