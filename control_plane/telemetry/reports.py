@@ -107,13 +107,11 @@ LIMITS = {"triggers": 100, "devices": 10, "revisions": 10, "variants": 100}
 @dataclass
 class Fold:
     """The values of one kind a report lists (the `limit` most fired), and how many other
-    distinct values there were (summed into OTHER)."""
+    distinct values there were (summed into OTHER; `trigger_report` reads `kept` in its
+    loop over every firing)."""
 
     kept: frozenset[Any]
     folded: int
-
-    def __call__(self, value: Any) -> Any:
-        return value if value in self.kept else OTHER
 
 
 def most_fired(store: TelemetryStore, column: str, since_ms: int, limit: int,
