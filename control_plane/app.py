@@ -15,6 +15,7 @@ from . import config as config_module
 from .distribution.fleet import FleetRegistry
 from .distribution.keys import KeyRing
 from .distribution.manifest_cache import ManifestCache
+from .distribution.manifest_trust import ManifestKeys, VouchedStore
 from .distribution.pack_registry import PackRegistry
 from .errors import register_error_handlers
 from .metrics import install as install_metrics
@@ -32,9 +33,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_REQUEST_BYTES"]
     app.extensions["pack_registry"] = PackRegistry(Path(app.config["DATA_DIR"]) / "packs",
                                                    app.config["CATALOG_FILE"] or None)
-    app.extensions["edge_store"] = ManifestCache(open_store(app.config["STORE_DIR"],
-                                                            app.config["S3_ENDPOINT_URL"] or None))
     app.extensions["key_ring"] = KeyRing(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])
+    app.extensions["edge_store"] = ManifestCache(VouchedStore(
+        open_store(app.config["STORE_DIR"], app.config["S3_ENDPOINT_URL"] or None),
+        ManifestKeys.of_ring(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])))
     app.extensions["fleet"] = FleetRegistry()
     # telemetry batches taken at once: two threads always left for everything else
     app.extensions["ingest_lane"] = threading.BoundedSemaphore(

@@ -173,6 +173,9 @@ _COMPONENTS: dict[str, Any] = {
             "packs": {"type": "array", "items": {"type": "string"}},
             "rollback_from": {"type": "integer",
                               "description": "present on rollbacks: the revision replaced"},
+            "untrusted": {"type": "array", "items": {"type": "string"},
+                          "description": "GET current only, present only then: why "
+                                         "entries of the store's manifest were set aside"},
         },
     },
     "Snapshot": {
@@ -258,6 +261,9 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/snapshots/current": {"get": {
             "summary": "The revision the edge store points at", "operationId": "currentRevision",
+            "description": "The newest manifest entry this control plane signed; "
+                           "`untrusted` (present only then) says why other entries were "
+                           "set aside (forged, or an older entry put back as current).",
             "responses": {"200": _json("Revision", "current"),
                           "404": _error("nothing published yet"),
                           "503": _error("edge store unavailable")}}},
@@ -304,6 +310,12 @@ def _paths() -> dict[str, Any]:
                                        "description": "why the edge store could not be "
                                                       "read (the edges are still listed, "
                                                       "against no revision)"},
+                                   "untrusted": {
+                                       "type": "array", "items": {"type": "string"},
+                                       "description": "why entries of the store's manifest "
+                                                      "were set aside: not signed by this "
+                                                      "control plane's keys, or an older "
+                                                      "entry put back as current"},
                                    "edges": {"type": "array", "items": _FLEET_EDGE}}}}}}}}},
         "/v1/fleet/report": {"post": {
             "summary": "An edge reports what it runs (edge token)",

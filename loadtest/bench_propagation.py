@@ -16,6 +16,7 @@ from pathlib import Path
 
 from control_plane.distribution import publishing
 from control_plane.distribution.keys import KeyRing
+from control_plane.distribution.manifest_trust import ManifestKeys, VouchedStore
 from control_plane.rulepack import load_pack
 from edge_module.host.config import EdgeConfig
 from edge_module.host.edge_host import EdgeHost
@@ -37,7 +38,8 @@ def measure(revisions: int, poll_s: float, build: Path) -> dict[str, list[float]
     store_dir = tmp / "store"
     from edge_module.distribution.edge_store import LocalFolderStore
 
-    store = LocalFolderStore(store_dir)
+    store = VouchedStore(LocalFolderStore(store_dir),
+                         ManifestKeys.of_ring(ring.keys_dir, ring.trusted_dir))
     publishing.publish(store, [load_pack(PACK.format(n=0), "greet.yaml")], signer)
     hosts = {}
     for name in ("edge-a", "edge-b"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from control_plane.distribution.keys import KeyRing, SigningKey
+from control_plane.distribution.manifest_trust import ManifestKeys, VouchedStore
 from edge_module.distribution.edge_store import (
     MANIFEST_FORMAT,
     EdgeStore,
@@ -32,6 +33,13 @@ _KEYS = Path(tempfile.mkdtemp(prefix="edge-test-keys-"))
 KEYRING = KeyRing(_KEYS / "private", _KEYS / "trusted")
 TEST_KEY = KEYRING.ensure()  # the edges under test trust it (TRUSTED_KEYS)
 TRUSTED_KEYS = KEYRING.trusted_dir
+
+
+def vouched(store: Path | EdgeStore, *trusted: Path) -> VouchedStore:
+    """`store` as the control plane reads it (`manifest_trust`): entries signed by the
+    test key or by a key whose public half is in one of the `trusted` folders count."""
+    raw = LocalFolderStore(store) if isinstance(store, Path) else store
+    return VouchedStore(raw, ManifestKeys(TRUSTED_KEYS, *trusted))
 
 
 def http(method: str, url: str, body: bytes | str | dict[str, Any] | None = None,

@@ -67,7 +67,8 @@ def _bounded(value: Any, depth: int, chars: int) -> Any:
 @bp.get("")
 def show() -> Any:
     """Every edge against the published revision; with the edge store away, still every
-    edge (their sync errors are what is needed then), `store_error` saying why."""
+    edge (their sync errors are what is needed then), `store_error` saying why;
+    `untrusted`: why entries of the store's manifest were set aside (`manifest_trust`)."""
     store_error = None
     try:
         current = publishing.current(current_app.extensions["edge_store"])
@@ -75,4 +76,5 @@ def show() -> Any:
         current, store_error = None, str(exc)
     revision = int(current["revision"]) if current else None
     return jsonify(current_revision=revision, store_error=store_error,
+                   untrusted=(current or {}).get("untrusted", []),
                    edges=_fleet().view(revision))

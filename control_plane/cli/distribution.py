@@ -59,7 +59,7 @@ def publish(paths: tuple[Path, ...], catalog: Path | None, store_dir: str | None
     if not pack_set.packs and not allow_empty:
         raise Unavailable(f"no rule packs in {', '.join(map(str, paths))}: publishing nothing "
                           "would switch every trigger off (--allow-empty does that on purpose)")
-    store = open_edge_store(store_dir)
+    store = open_edge_store(store_dir, data_dir)
     live = publishing.current_entry(store, fresh=True)
     left_out = sorted(set(live.packs) - {p.name for p in pack_set.packs}) if live else []
     replace = replace or (allow_empty and not pack_set.packs)  # every trigger off: asked
@@ -100,7 +100,8 @@ def rollback(revision: int, store_dir: str | None, data_dir: str | None) -> None
     a new number. Rolling back to the current revision does nothing. The rollback is signed
     with the active key: edges refuse a lower revision without such a statement.
     """
-    done = publishing.rollback(open_edge_store(store_dir), revision, key_ring(data_dir).active())
+    done = publishing.rollback(open_edge_store(store_dir, data_dir), revision,
+                               key_ring(data_dir).active())
     entry = done.entry
     if not done.changed:
         click.echo(f"revision {revision} is already current; nothing to do")
@@ -139,6 +140,9 @@ def status(store_dir: str | None, edge: str | None) -> None:
         click.echo(f"published: revision {current['revision']} ({current['sha256'][:12]}), "
                    f"{current['triggers']} trigger(s) from {', '.join(current['packs'])}, "
                    f"{utc_time(current['published_ms'])}{note}")
+    for reason in (current or {}).get("untrusted", ()):
+        click.echo(f"set aside (not signed by this control plane's keys; edges refuse it "
+                   f"too; the next publish drops it): {reason}")
     if edge is None:
         return
     served = _edge_revision(edge)

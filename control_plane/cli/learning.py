@@ -81,7 +81,7 @@ def report(data_dir: str | None, store_dir: str | None, fmt: str, window_s: floa
 
     since_ms = period_start(period, int(time.time() * 1000))
     if experiment:
-        served = publishing.served(open_edge_store(store_dir))
+        served = publishing.served(open_edge_store(store_dir, data_dir))
         doc = experiment_report(open_telemetry(data_dir), window_s, since_ms,
                                 min_sessions=min_sessions,
                                 split=experiment_split(served[1] if served else None))
@@ -115,7 +115,7 @@ def recalibrate(data_dir: str | None, store_dir: str | None, fmt: str, dry_run: 
     from ..config import load
     from ..learning.proposal import Settings
 
-    result = run(open_edge_store(store_dir), open_telemetry(data_dir),
+    result = run(open_edge_store(store_dir, data_dir), open_telemetry(data_dir),
                  None if dry_run else key_ring(data_dir).active(),
                  Settings.from_config(load()), publish=not dry_run,
                  over_rollback=over_rollback)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_module.distribution.signing import key_id
 
 ACTIVE = "ACTIVE"
+RETIRED = "retired"  # public halves of retired keys (manifest_trust reads them)
 
 
 class KeyRingError(Exception):
@@ -83,12 +84,18 @@ class KeyRing:
         return SigningKey(kid, private)
 
     def retire(self, kid: str) -> None:
-        """Stop trusting an old key (edges reject what it signed from their next poll)."""
+        """Stop trusting an old key (edges reject what it signed from their next poll).
+        Its private half is deleted; its public half moves to the keys folder's `retired/`,
+        so the control plane still recognises the manifest entries it signed
+        (`manifest_trust`: a rollback to such a revision is signed anew)."""
         if kid == self.active().id:
             raise KeyRingError(f"{kid} is the active signing key: rotate first")
         pub = self.trusted_dir / f"{kid}.pub"
         if not pub.exists():
             raise KeyRingError(f"no trusted key {kid} in {self.trusted_dir}")
+        retired = self.keys_dir / RETIRED
+        retired.mkdir(parents=True, exist_ok=True)
+        (retired / f"{kid}.pub").write_bytes(pub.read_bytes())
         pub.unlink()
         (self.keys_dir / f"{kid}.key").unlink(missing_ok=True)
 

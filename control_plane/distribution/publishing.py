@@ -43,6 +43,7 @@ from edge_module.distribution.signing import entry_statement
 from ..rulepack import ContentCatalog, Pack, compile_snapshot
 from .keys import SigningKey
 from .manifest_cache import uncached
+from .manifest_trust import keys_of, vouched
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 
@@ -227,14 +228,6 @@ def served(store: EdgeStore) -> tuple[Published, dict[str, Any]] | None:
     return entry, json.loads(_object_text(store, entry))
 
 
-def newest_sequence(store: EdgeStore) -> int | None:
-    """The highest sequence of any entry in the manifest, history included (None: none)."""
-    manifest, _ = _read(store)
-    entries = [manifest, *manifest.get("history", [])] if manifest else []
-    sequences = [int(e["sequence"]) for e in entries if type(e.get("sequence")) is int]
-    return max(sequences, default=None)
-
-
 def published_snapshot(store: EdgeStore, revision: int | None = None) -> dict[str, Any]:
     """The compiled snapshot of a published revision (None: the current one)."""
     manifest, _ = _read(store)
@@ -288,10 +281,22 @@ def _entry(manifest: dict[str, Any], revision: int) -> dict[str, Any]:
 
 
 def _read(store: EdgeStore, fresh: bool = False) -> tuple[dict[str, Any] | None, str | None]:
-    """The manifest and its ETag; `fresh` for a read a write is decided on (the control
-    plane's store shares reads for a second: `manifest_cache`)."""
+    """The manifest as far as this control plane signed it (`manifest_trust.vouched`) and
+    the store's ETag; `fresh` for a read a write is decided on (the control plane's store
+    shares reads for a second: `manifest_cache`)."""
+    manifest, etag, _ = _read_counted(store, fresh)
+    return manifest, etag
+
+
+def _read_counted(store: EdgeStore, fresh: bool = False
+                  ) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """`_read`, and why each entry set aside does not count."""
+    keys = keys_of(store)
     got = read_manifest(uncached(store) if fresh else store)
-    return (None, None) if got is None else (got[0].doc, got[1])
+    if got is None:
+        return None, None, []
+    manifest, refused = vouched(got[0].doc, keys)
+    return manifest, got[1], refused
 
 
 def _object_text(store: EdgeStore, entry: Published) -> str:
@@ -346,7 +351,10 @@ def revisions(store: EdgeStore) -> list[dict[str, Any]]:
 
 
 def current(store: EdgeStore) -> dict[str, Any] | None:
-    manifest, _ = _read(store)
+    """The current entry; with `untrusted`, the reasons entries of the store's manifest
+    were set aside, if any were (None: nothing this control plane signed is published)."""
+    manifest, _, refused = _read_counted(store)
     if manifest is None:
         return None
-    return {k: v for k, v in manifest.items() if k not in ("history", "format")}
+    entry = {k: v for k, v in manifest.items() if k not in ("history", "format")}
+    return {**entry, "untrusted": refused} if refused else entry

@@ -32,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from edge_module.core import DecisionError, Snapshot, decide, load_snapshot
-from edge_module.distribution.edge_store import LocalFolderStore
+from edge_module.distribution.edge_store import EdgeStore, LocalFolderStore
 from edge_module.replay_client import T0, ReplayClient
 from edge_module.telemetry.decision_log import decision_record, outcome_record
 
 from .. import config as config_module
 from ..distribution import publishing
 from ..distribution.keys import KeyRing
+from ..distribution.manifest_trust import ManifestKeys, VouchedStore
 from ..rulepack import Pack, compile_snapshot
 from ..telemetry.telemetry_store import TelemetryStore
 from .best_static import best_static, static_pack
@@ -151,7 +152,7 @@ def judge(snap: Snapshot, sessions: Sequence[Labelled], trigger: str, hour_start
 
 # --- the loop -------------------------------------------------------------------------------
 
-def served_snapshot(store: LocalFolderStore) -> tuple[str, dict[str, Any], Snapshot]:
+def served_snapshot(store: EdgeStore) -> tuple[str, dict[str, Any], Snapshot]:
     found = publishing.served(store)
     assert found is not None  # published before the first round
     entry, doc = found
@@ -228,7 +229,7 @@ def log_hour(snap: Snapshot, sessions: Sequence[Labelled], telemetry: TelemetryS
     return Hour(tally, shown, impressions, conversions, len(ingested.rejected))
 
 
-def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: LocalFolderStore,
+def run_round(r: int, path: Path, sessions: Sequence[Labelled], store: EdgeStore,
               telemetry: TelemetryStore, signer: Any, settings: Any, trigger: str,
               seed: int) -> dict[str, Any]:
     """One hour: replay, log, draw outcomes, ingest, recalibrate."""
@@ -290,8 +291,9 @@ def evaluate(packs: Sequence[Pack], trigger: str, train: Sequence[Path], judge_f
                         "judged")
     with tempfile.TemporaryDirectory(prefix="trigger-evaluate-") as tmp:
         root = Path(tmp)
-        store = LocalFolderStore(root / "edge-store")
         signer = KeyRing(root / "keys", root / "trusted-keys").ensure()
+        store = VouchedStore(LocalFolderStore(root / "edge-store"),
+                             ManifestKeys.of_ring(root / "keys", root / "trusted-keys"))
         telemetry = TelemetryStore(root / "telemetry.sqlite3")
         publishing.publish(store, packs, signer, now_ms=START_MS - 1)
         settings = recalibration_settings()

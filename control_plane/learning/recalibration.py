@@ -68,15 +68,6 @@ def recalibrate(edge_store: EdgeStore, telemetry: TelemetryStore, signer: Signin
         return Result([], {}, None, note="nothing is published yet: nothing to recalibrate",
                       ran=False)
     source, snapshot = served
-    newest = publishing.newest_sequence(edge_store)
-    if source.sequence is not None and newest is not None and source.sequence < newest:
-        # An older entry made current again by hand, outside the control plane (edges
-        # refuse it too): re-tuning it would publish old content under a new sequence.
-        return Result([], {}, None, source, note=(
-            f"the manifest's current entry (revision {source.revision}, sequence "
-            f"{source.sequence}) is older than an entry in its history (sequence {newest}):"
-            " not written by this control plane; not recalibrated, publish or roll back to "
-            "repair it"), ran=False)
     if source.rollback_from is not None and not over_rollback:
         return Result([], {}, None, source, note=(
             f"revision {source.revision} is a rollback (from revision {source.rollback_from}):"

@@ -104,11 +104,18 @@ def test_a_replayed_history_entry_is_refused_reported_and_survives_a_restart(sta
 
             shown = wait_for(reported, what="the refusal in the fleet view")
             assert shown["revision"] == str(latest)
-            # the control plane reads a manifest written behind its back within a second
-            wait_for(lambda: http("GET", control.url + "/v1/fleet", headers=AUTH)[1][
-                "current_revision"] == entry["revision"], what="the replayed manifest shown")
+            # the control plane reads a manifest written behind its back within a second,
+            # names the replay, and keeps the newest entry it signed as the current one
+            def replay_named(revision: int = entry["revision"]) -> dict[str, Any] | None:
+                doc = http("GET", control.url + "/v1/fleet", headers=AUTH)[1]
+                named = any(f"current revision {revision} " in reason and "replayed" in reason
+                            for reason in doc["untrusted"])
+                return doc if named else None
+
+            fleet = wait_for(replay_named, what="the replayed manifest shown")
+            assert fleet["current_revision"] == latest
             shown = reported()
-            assert shown is not None and shown["in_sync"] is False
+            assert shown is not None and shown["in_sync"] is True
     # The store still holds a replayed manifest when the edge restarts: its last good
     # snapshot (kept on disk with its signed entry) serves, and the replay stays refused.
     with running_edge(store_dir, **settings) as edge:

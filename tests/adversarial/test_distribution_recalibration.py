@@ -17,13 +17,20 @@ from click.testing import CliRunner
 
 from control_plane.cli import cli
 from control_plane.distribution import publishing
+from control_plane.distribution.manifest_trust import VouchedStore
 from control_plane.learning import evaluate
 from control_plane.learning.labelled_sessions import load_sessions
 from control_plane.learning.scheduler import RecalibrationScheduler
-from edge_module.distribution.edge_store import LocalFolderStore
 from loadtest import generators
 from tests.control_server import ControlServer
-from tests.servers import PUBLISHER_TOKEN, control_config, http, running_edge, wait_for
+from tests.servers import (
+    PUBLISHER_TOKEN,
+    control_config,
+    http,
+    running_edge,
+    vouched,
+    wait_for,
+)
 
 AUTH = {"Authorization": f"Bearer {PUBLISHER_TOKEN}"}
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "adaptive-pricing.yaml"
@@ -53,7 +60,7 @@ def contents(edge: Any, session: str) -> list[str]:
     return [a["content"] for a in body["actions"]]
 
 
-def an_hour_of_traffic(control: ControlServer, store: LocalFolderStore, tmp_path: Path) -> None:
+def an_hour_of_traffic(control: ControlServer, store: VouchedStore, tmp_path: Path) -> None:
     """600 visitors of an independent population through the served snapshot two hours
     ago (inside the learning window, none held out for the guardrail), their decisions
     and outcomes in the control plane's telemetry store, as edges would have sent them."""
@@ -68,14 +75,14 @@ def an_hour_of_traffic(control: ControlServer, store: LocalFolderStore, tmp_path
 
 
 @pytest.fixture
-def published(tmp_path: Path) -> Iterator[tuple[dict[str, Any], ControlServer, LocalFolderStore]]:
+def published(tmp_path: Path) -> Iterator[tuple[dict[str, Any], ControlServer, VouchedStore]]:
     """A control plane on loopback that has published the adaptive pricing pack."""
     config = control_config(tmp_path)
     control = ControlServer(config)
     try:
         submit(control, PUBLISHED)
         assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
-        yield config, control, LocalFolderStore(Path(config["STORE_DIR"]))
+        yield config, control, vouched(Path(config["STORE_DIR"]), Path(config["TRUSTED_KEYS"]))
     finally:
         control.stop()
 
@@ -132,7 +139,9 @@ def test_recalibration_retunes_the_served_packs_only_and_leaves_a_rollback_alone
 
 def test_recalibration_does_not_republish_an_old_entry_someone_put_back(published, tmp_path):
     """Whoever can write to the store copies revision 1's entry back into manifest.json
-    (edges refuse it): the job must not re-tune it and sign it anew as the newest."""
+    (edges refuse it): the job must not re-tune it and sign it anew as the newest. The
+    control plane reads the newest entry it signed (`manifest_trust`) as the current one,
+    so it re-tunes revision 2, and its publish replaces the replayed manifest."""
     _, control, store = published
     submit(control, PUBLISHED.replace("discount-nudge-10", "discount-nudge-15"))
     assert http("POST", control.url + "/v1/snapshots", b"", AUTH)[0] == 201
@@ -142,5 +151,8 @@ def test_recalibration_does_not_republish_an_old_entry_someone_put_back(publishe
     old = doc["history"][0]
     store.put_manifest(json.dumps({**doc, **old}).encode(), etag)  # the replay
     result = RecalibrationScheduler(control.app).run_once()
-    assert result.published is None and "older than an entry" in (result.note or "")
-    assert json.loads(store.get_manifest()[0])["revision"] == old["revision"]
+    assert result.source is not None and result.source.revision == 2
+    assert result.published is not None and result.published.recalibrated_from == 2
+    now = json.loads(store.get_manifest()[0])
+    assert (now["revision"], now["recalibrated_from"]) == (3, 2)
+    assert "discount-nudge-15" in json.dumps(publishing.published_snapshot(store))

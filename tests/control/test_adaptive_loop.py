@@ -10,15 +10,20 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from control_plane.cli import cli
+from control_plane.distribution.keys import KeyRing, SigningKey
 from control_plane.distribution.publishing import publish
 from control_plane.rulepack import load_pack_set
-from edge_module.distribution.edge_store import LocalFolderStore
-from tests.servers import TEST_KEY, control_config
+from tests.servers import control_config, vouched
 
 KEY = "pricing-discount#1"
 
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "adaptive-pricing.yaml"
+
+
+def own_key(config: dict) -> SigningKey:
+    """The control plane's signing key: it reads only what it signed (manifest_trust)."""
+    return KeyRing(config["KEYS_DIR"], config["TRUSTED_KEYS"]).active()
 
 
 def adaptive_packs(tmp_path: Path) -> list:
@@ -27,8 +32,8 @@ def adaptive_packs(tmp_path: Path) -> list:
 
 def test_the_cli_recalibrates_dry_and_lists_what_it_decided(tmp_path):
     store = tmp_path / "store"
-    publish(LocalFolderStore(store), adaptive_packs(tmp_path), TEST_KEY)
     config = control_config(tmp_path)
+    publish(vouched(store), adaptive_packs(tmp_path), own_key(config))
     data = Path(config["DATA_DIR"])
     from control_plane.telemetry.telemetry_store import TelemetryStore
     TelemetryStore(data / "telemetry.sqlite3")  # an empty store: no sessions yet
@@ -79,8 +84,9 @@ def test_the_loop_reads_past_a_number_no_float_holds_stored_before_ingest_refuse
     from control_plane.telemetry.telemetry_store import TelemetryStore
 
     store = tmp_path / "store"
-    publish(LocalFolderStore(store), adaptive_packs(tmp_path), TEST_KEY)
-    data = Path(control_config(tmp_path)["DATA_DIR"])
+    config = control_config(tmp_path)
+    publish(vouched(store), adaptive_packs(tmp_path), own_key(config))
+    data = Path(config["DATA_DIR"])
     TelemetryStore(data / "telemetry.sqlite3")
     huge = 10**400
     report = {"session": {"dwell_ms": huge, "max_depth": 0.5},

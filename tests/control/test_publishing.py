@@ -19,7 +19,7 @@ from edge_module.distribution.edge_store import (
 )
 from edge_module.distribution.signing import SignatureError, TrustedKeys, entry_statement
 from tests.servers import TEST_KEY as SIGNER
-from tests.servers import TRUSTED_KEYS
+from tests.servers import TRUSTED_KEYS, vouched
 from tests.servers import served as served_now
 
 PACK = "pack: p\ntriggers:\n  - id: t\n    when: [{dwell: \">= {secs}s\"}]\n" \
@@ -37,7 +37,7 @@ def signer(tmp_path: Path) -> SigningKey:
 
 @pytest.fixture
 def store(tmp_path: Path, signer: SigningKey) -> LocalFolderStore:
-    store = LocalFolderStore(tmp_path / "store")
+    store = vouched(tmp_path / "store", tmp_path / "trusted")
     for n, secs in enumerate((1, 2, 3), start=1):
         publishing.publish(store, pack(secs), signer, now_ms=n * 1000)
     return store
@@ -97,7 +97,7 @@ def test_an_unknown_revision_is_refused_and_names_the_known_ones(store):
 
 def test_rollback_before_anything_is_published_is_refused(tmp_path):
     with pytest.raises(publishing.RevisionError) as info:
-        publishing.rollback(LocalFolderStore(tmp_path), 1, SIGNER)
+        publishing.rollback(vouched(tmp_path), 1, SIGNER)
     assert info.value.code == "not_published"
 
 
@@ -119,7 +119,7 @@ def test_a_revision_signed_by_a_key_retired_since_rolls_back_signed_by_the_activ
     snapshot kept the signature of a key they no longer trust."""
     ring = KeyRing(tmp_path / "keys", tmp_path / "trusted")
     old_key = ring.ensure()
-    store = LocalFolderStore(tmp_path / "store")
+    store = vouched(tmp_path / "store", tmp_path / "trusted", tmp_path / "keys" / "retired")
     publishing.publish(store, pack(1), old_key, now_ms=1000)
     new_key = ring.rotate()
     publishing.publish(store, pack(2), new_key, now_ms=2000)
@@ -165,8 +165,9 @@ def test_a_rollback_is_a_newly_signed_statement_above_every_entry(store, tmp_pat
 
 
 def test_a_store_started_afresh_continues_above_the_old_sequence(tmp_path, signer):
-    old = publishing.publish(LocalFolderStore(tmp_path / "old"), pack(1), signer)
-    fresh = publishing.publish(LocalFolderStore(tmp_path / "fresh"), pack(2), signer)
+    old = publishing.publish(vouched(tmp_path / "old", tmp_path / "trusted"), pack(1), signer)
+    fresh = publishing.publish(vouched(tmp_path / "fresh", tmp_path / "trusted"), pack(2),
+                               signer)
     assert fresh.sequence is not None and old.sequence is not None
     assert fresh.sequence >= old.sequence  # the time in ms, unless numbers are above it
 
@@ -200,7 +201,7 @@ def test_a_write_through_the_control_planes_shared_reads_is_decided_on_the_store
     served' and changed nothing while the store served the newer revision."""
     from control_plane.distribution.manifest_cache import ManifestCache
 
-    raw = LocalFolderStore(tmp_path / "shared")
+    raw = vouched(tmp_path / "shared", tmp_path / "trusted")
     shared = ManifestCache(raw, fresh_s=600)
     publishing.publish(shared, pack(1), signer, now_ms=1000)
     publishing.publish(shared, pack(2), signer, now_ms=2000)
@@ -237,7 +238,7 @@ def test_a_write_whose_answer_is_lost_is_judged_by_what_the_store_serves(tmp_pat
                                                                          error):
     """A third review saw one publish make two revisions (the retried PUT's 412 taken for
     another publisher), and a rollback that took effect answer 'nothing was changed'."""
-    store = _AnswerLost(LocalFolderStore(tmp_path / "store"), error)
+    store = _AnswerLost(vouched(tmp_path / "store", tmp_path / "trusted"), error)
     for secs in (1, 2, 3):
         publishing.publish(store, pack(secs), signer)
     store.lose = True
@@ -251,7 +252,7 @@ def test_a_write_whose_answer_is_lost_is_judged_by_what_the_store_serves(tmp_pat
 def test_a_write_whose_answer_is_lost_and_then_superseded_is_still_written(tmp_path, signer):
     """Judged by whether it is current, a publish that landed and was then overtaken by
     another publish was compiled again and published over it."""
-    raw = LocalFolderStore(tmp_path / "store")
+    raw = vouched(tmp_path / "store", tmp_path / "trusted")
     publishing.publish(raw, pack(1), signer)
 
     class Overtaken(_AnswerLost):
