@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .catalog import EVENT_TYPES, MAX_LOCALE, MAX_PAGE_VIEWS
+from .catalog import EVENT_TYPES, MAX_LOCALE, MAX_PAGE_VIEWS, WEEKDAYS
 from .content import locale_parts
 from .errors import BatchTooLarge, DecisionError
 from .features import FORMS, HOVER_MS, HOVERS, MAX_TOTAL_MS, MOVES, SCROLLS
@@ -26,6 +26,7 @@ MAX_NAME = 256  # element targets, custom event names
 # match a glob the whole one does not.
 MAX_CONTEXT_VALUE = MAX_URL  # referrer and the other context strings
 MAX_ATTRIBUTES = 64
+HOURS = frozenset(range(24))  # context.local_hour (18.0 is 18, as JSON has it)
 MAX_ATTRIBUTE_VALUE = MAX_NAME  # a CRM field's value (a string), and its name
 _SCALARS = (str, int, float, bool)
 # Timestamps stay exact in a JSON double (2^53 - 1 ms is the year 287396): a larger one is
@@ -212,6 +213,21 @@ def request_context(request: dict[str, Any], sess: Session) -> dict[str, Any]:
     for name in ("crm_id", "crm_id_sig"):  # read by the host for channel deliveries
         if context.get(name) is not None and type(context[name]) is not str:
             raise refuse("invalid_request", f"context.{name} must be a string", f"context.{name}")
+    # Values a condition could never match are refused, not left to fail silently (a
+    # `local_hour: ">= 18"` rule never held for "18", nor `weekday: sat` for "Saturday").
+    hour = context.get("local_hour")
+    if hour is not None and not (type(hour) in (int, float) and hour in HOURS):
+        raise refuse("invalid_request", "context.local_hour must be the visitor's hour, an "
+                     "integer from 0 to 23", "context.local_hour")
+    day = context.get("weekday")
+    if day is not None and not (day in WEEKDAYS if type(day) is str else
+                                type(day) is int and 0 <= day < 7):
+        raise refuse("invalid_request", "context.weekday must be one of mon, tue, wed, thu, "
+                     "fri, sat, sun (or 0 to 6 from Monday)", "context.weekday")
+    returning = context.get("returning")
+    if returning is not None and type(returning) is not bool:
+        raise refuse("invalid_request", "context.returning must be true or false",
+                     "context.returning")
     attrs = context.get("attributes")
     if attrs is not None:
         _check_attributes(attrs)

@@ -276,6 +276,22 @@ def error_of(decider, req) -> dict:
      "invalid_event", "events[0].url"),
     ({"session_id": "s", "now_ms": 1, "context": {"url": "/" + "a" * 3000}},
      "invalid_request", "context.url"),
+    ({"session_id": "s", "now_ms": 1, "context": {"local_hour": "18"}},
+     "invalid_request", "context.local_hour"),
+    ({"session_id": "s", "now_ms": 1, "context": {"local_hour": 24}},
+     "invalid_request", "context.local_hour"),
+    ({"session_id": "s", "now_ms": 1, "context": {"local_hour": 7.5}},
+     "invalid_request", "context.local_hour"),
+    ({"session_id": "s", "now_ms": 1, "context": {"local_hour": True}},
+     "invalid_request", "context.local_hour"),
+    ({"session_id": "s", "now_ms": 1, "context": {"weekday": "Saturday"}},
+     "invalid_request", "context.weekday"),
+    ({"session_id": "s", "now_ms": 1, "context": {"weekday": 7}},
+     "invalid_request", "context.weekday"),
+    ({"session_id": "s", "now_ms": 1, "context": {"returning": "yes"}},
+     "invalid_request", "context.returning"),
+    ({"session_id": "s", "now_ms": 1, "context": {"returning": 1}},
+     "invalid_request", "context.returning"),
     ({"session_id": "s", "now_ms": 1, "events": [{"type": "click", "ts_ms": 1,
                                                    "target": "#" * 300}]},
      "invalid_event", "events[0].target"),
@@ -284,6 +300,15 @@ def test_malformed_requests_name_the_field(decider, req, code, field):
     err = error_of(decider, req)
     assert (err["code"], err["field"], err["status"]) == (code, field, 400)
     assert err["message"]
+
+
+@pytest.mark.parametrize("context", [{"local_hour": 0}, {"local_hour": 23.0},
+                                     {"weekday": "sun"}, {"weekday": 0}, {"returning": False},
+                                     {"local_hour": None, "weekday": None, "returning": None}])
+def test_every_documented_context_value_is_taken(decider, context):
+    loaded(decider, PRICING)
+    out = decider.decide(envelope({"session_id": "s", "now_ms": 1, "context": context}))
+    assert out.ok, out.error
 
 
 def test_an_oversized_batch_is_refused_with_413(decider):

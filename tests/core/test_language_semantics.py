@@ -474,8 +474,7 @@ def test_an_intent_score_is_the_same_number_on_every_host(decider):
     ("attribute: {name: vip, eq: 1}", {"attributes": {"vip": True}}),
     ("attribute: {name: vip, in: [1]}", {"attributes": {"vip": True}}),
     ("attribute: {name: vip, eq: true}", {"attributes": {"vip": 1}}),
-    ("returning: true", {"returning": 1}),
-])
+])  # `returning: 1` is refused outright (test_decisions.py: malformed requests)
 def test_json_true_is_not_the_number_1_in_context_tests(decider, condition, context):
     """Python's True == 1 made these hold; `gte: 1` did not hold for true: one rule."""
     import json
