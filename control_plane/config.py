@@ -66,6 +66,9 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_MAX_FIELD_CHARS": 4096,  # a telemetry record's string field; longer: rejected
     "FALSE_TRIGGER_WINDOW_S": 30.0,  # a firing with no click/conversion within it is false
     "RECALIBRATE_INTERVAL_S": 3600.0,  # adaptive thresholds re-tuned this often; 0 = off
+    # Decisions, firings and outcomes older than this are deleted (hourly, by `serve`, and
+    # by `trigger-engine prune`); 0 keeps them forever. 90: the console's longest period.
+    "TELEMETRY_RETENTION_DAYS": 90.0,
     # The learning loop's settings (CONTROL_LEARN_*; learning.proposal.Settings documents each)
     "LEARN_WINDOW_S": 6 * 3600,  # learn from this much recent history, not all of it
     "LEARN_HOLDOUT_SHARE": 0.3,  # of the last hour's sessions, kept for the guardrail
@@ -104,6 +107,7 @@ class ConfigError(ValueError):
 _RANGES: dict[str, tuple[float, float]] = {
     "PORT": (0, 65535), "FALSE_TRIGGER_WINDOW_S": (0.001, 86_400 * 365),
     "RECALIBRATE_INTERVAL_S": (0, 86_400 * 365), "LEARN_HOLDOUT_SHARE": (0, 0.9),
+    "TELEMETRY_RETENTION_DAYS": (0, 36_500),
     "LEARN_MAX_STEP": (0, 1), "LEARN_MAX_RISE": (0, 1), "LEARN_CONFIDENCE": (0, 0.999),
     "LEARN_BACKGROUND_SHARE": (0, 0.9), "LEARN_REGULARISATION": (1e-6, 1e6),
     "THREADS": (1, 256), "MAX_CONNECTIONS": (8, 100_000), "REQUEST_TIMEOUT_S": (1, 3600),

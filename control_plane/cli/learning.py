@@ -264,3 +264,31 @@ def audit(data_dir: str | None, fmt: str, min_sessions: int, period: str) -> Non
         click.echo(f"{len(doc['flags'])} flag(s) over {len(doc['triggers'])} trigger(s), "
                    f"{doc['sessions']} session(s)")
     exit_on_findings(bool(doc["flags"]))
+
+
+@cli.command()
+@DATA_DIR
+@FORMAT
+@click.option("--days", type=click.FloatRange(min=0, min_open=True, max=36_500),
+              help="Delete what is older than this many days [default: "
+                   "CONTROL_TELEMETRY_RETENTION_DAYS, 90].")
+def prune(data_dir: str | None, fmt: str, days: float | None) -> None:
+    """Delete telemetry (decisions, firings, outcomes, sessions) older than the retention,
+    in short batches that let ingest go on; the recalibrations log stays. `serve` does this
+    at start and every hour."""
+    from control_plane.telemetry.retention import cutoff_ms
+    from control_plane.telemetry.retention import prune as run
+
+    if days is None:
+        settings = config.load({"DATA_DIR": data_dir} if data_dir else None)
+        days = float(settings["TELEMETRY_RETENTION_DAYS"])
+    if days <= 0:
+        raise Unavailable("CONTROL_TELEMETRY_RETENTION_DAYS is 0 (keep everything): pass "
+                          "--days to delete older records anyway")
+    before = cutoff_ms(days)
+    deleted = run(open_telemetry(data_dir), days) or {}
+    if fmt == "json":
+        click.echo(json.dumps({"before_ms": before, "deleted": deleted}, indent=1))
+    else:
+        click.echo(f"deleted what was stamped before {utc_time(before or 0)}: " + ", ".join(
+            f"{n} {table}" for table, n in deleted.items()))

@@ -1,5 +1,5 @@
 """`trigger-engine serve`: the control plane's HTTP API under waitress (`http_server.py`),
-with the recalibration scheduler."""
+with the recalibration and telemetry retention schedules."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ def serve() -> None:
     import signal
 
     from control_plane.learning.scheduler import RecalibrationScheduler
+    from control_plane.telemetry.retention import RetentionScheduler
 
     app = create_app()
     RecalibrationScheduler(app).start()  # CONTROL_RECALIBRATE_INTERVAL_S; 0 = off
+    RetentionScheduler(app).start()  # CONTROL_TELEMETRY_RETENTION_DAYS; 0 = keep all
     click.echo(f"control plane on http://{app.config['HOST']}:{app.config['PORT']}", err=True)
     # Started in the background by a shell, a process inherits SIGINT ignored: Ctrl-C and
     # SIGTERM must still stop it (waitress ends on KeyboardInterrupt). Only the first one:

@@ -39,6 +39,7 @@ MAX_JSON_CHARS = 16 * 1024  # features or suppressed of one record, as stored JS
 # values with names of at most 128 characters, ~45 KiB at worst
 MAX_REPORT_CHARS = 64 * 1024
 MAX_FIRED = 1000  # triggers named in one decision record
+PRUNE_BATCH = 5000  # rows deleted per write transaction by `prune`
 
 
 class TelemetryError(ValueError):
@@ -326,6 +327,54 @@ class TelemetryStore:
         them all (nor makes the garbage collector walk them)."""
         with self.connection() as db:
             return db.execute(sql, params)
+
+    def prune(self, before_ms: int, batch: int = PRUNE_BATCH) -> dict[str, int]:
+        """Delete the decisions, firings and outcomes stamped before `before_ms`, and the
+        sessions whose last decision was; the recalibrations (the audit trail) stay.
+        Returns the rows deleted per table.
+
+        Each batch of `batch` rows is its own short write transaction, so an ingest waits
+        for one batch at most, never for the whole prune. Rows are found by rowid (the
+        order they were stored in, close to their time) below the first one stamped at or
+        after `before_ms`, without an index on time: every index costs every ingest. A
+        record stored late with an old stamp (an edge's spool after an outage) is deleted
+        by a later prune, once newer rows are older than the cutoff too."""
+        deleted: dict[str, int] = {}
+        with self.connection() as db:
+            for table in ("decisions", "fires", "outcomes"):
+                # `+ts_ms`: no index on time (fires has one): the scan goes by rowid,
+                # through the rows about to be deleted, and stops at the first one kept.
+                first_kept = db.execute(f"SELECT rowid FROM {table} WHERE +ts_ms >= ? "
+                                        "ORDER BY rowid LIMIT 1", (before_ms,)).fetchone()
+                bound = first_kept[0] if first_kept else INT_MAX
+                deleted[table] = self._delete_batches(db, (
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+                    "WHERE rowid < ? AND ts_ms < ? ORDER BY rowid LIMIT ?)"),
+                    (bound, before_ms, batch))
+            # A session's last decision: open_ts (outside the holdout) or, for a session
+            # only ever in the holdout, arm_ts; each found through its index.
+            deleted["sessions"] = self._delete_batches(db, (
+                "DELETE FROM sessions WHERE session IN (SELECT session FROM sessions "
+                "WHERE open_ts < ? AND (arm_ts IS NULL OR arm_ts < ?) LIMIT ?)"),
+                (before_ms, before_ms, batch)) + self._delete_batches(db, (
+                "DELETE FROM sessions WHERE session IN (SELECT session FROM sessions "
+                "WHERE open_ts IS NULL AND arm_ts < ? LIMIT ?)"), (before_ms, batch))
+        return deleted
+
+    @staticmethod
+    def _delete_batches(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> int:
+        total = 0
+        while True:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                count = db.execute(sql, params).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            total += count
+            if count < params[-1]:
+                return total
 
     def record_recalibrations(self, rows: Iterable[dict[str, Any]]) -> None:
         with self.connection() as db:
