@@ -15,7 +15,7 @@ from . import config as config_module
 from .distribution.fleet import FleetRegistry
 from .distribution.keys import KeyRing
 from .distribution.manifest_cache import ManifestCache
-from .distribution.manifest_trust import ManifestKeys, VouchedStore
+from .distribution.manifest_trust import LEDGER_FILE, Ledger, ManifestKeys, VouchedStore
 from .distribution.pack_registry import PackRegistry
 from .errors import register_error_handlers
 from .metrics import install as install_metrics
@@ -36,7 +36,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["key_ring"] = KeyRing(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])
     app.extensions["edge_store"] = ManifestCache(VouchedStore(
         open_store(app.config["STORE_DIR"], app.config["S3_ENDPOINT_URL"] or None),
-        ManifestKeys.of_ring(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"])))
+        ManifestKeys.of_ring(app.config["KEYS_DIR"], app.config["TRUSTED_KEYS"]),
+        Ledger(Path(app.config["DATA_DIR"]) / LEDGER_FILE)))
     app.extensions["fleet"] = FleetRegistry()
     # telemetry batches taken at once: two threads always left for everything else
     app.extensions["ingest_lane"] = threading.BoundedSemaphore(

@@ -19,9 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from edge_module.distribution.edge_store import EdgeStore, StoreError, read_manifest
+from edge_module.distribution.edge_store import EdgeStore, StoreError
 
 from .auth import require
+from .distribution import publishing
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 INGEST_ENDPOINT = "telemetry.ingest"
@@ -88,17 +89,22 @@ class PublishedCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         reachable = GaugeMetricFamily("control_edge_store_up", "1 if the edge store's "
                                       "manifest could be read at this scrape")
-        try:
-            got = read_manifest(self.store)
+        try:  # as the API reads it: only what this control plane signed (manifest_trust)
+            doc, _, set_aside = publishing.manifest_view(self.store)
         except StoreError:  # away or unreadable: the series below are absent this time
             reachable.add_metric([], 0)
             yield reachable
             return
         reachable.add_metric([], 1)
         yield reachable
-        if got is None:  # nothing published yet
+        untrusted = GaugeMetricFamily("control_manifest_untrusted", "Reasons entries of the "
+                                      "store's manifest were set aside at this scrape (not "
+                                      "signed by this control plane, or replayed); above 0: "
+                                      "someone else writes to the store")
+        untrusted.add_metric([], len(set_aside))
+        yield untrusted
+        if doc is None:  # nothing published yet
             return
-        doc = got[0].doc
         revision = GaugeMetricFamily("control_published_revision", "The revision the "
                                      "manifest makes current (what edges should serve)")
         revision.add_metric([], int(doc["revision"]))

@@ -70,11 +70,12 @@ def show() -> Any:
     edge (their sync errors are what is needed then), `store_error` saying why;
     `untrusted`: why entries of the store's manifest were set aside (`manifest_trust`)."""
     store_error = None
+    untrusted: list[str] = []
     try:
         current = publishing.current(current_app.extensions["edge_store"])
+        untrusted = publishing.set_aside(current_app.extensions["edge_store"])
     except StoreError as exc:
         current, store_error = None, str(exc)
     revision = int(current["revision"]) if current else None
-    return jsonify(current_revision=revision, store_error=store_error,
-                   untrusted=(current or {}).get("untrusted", []),
+    return jsonify(current_revision=revision, store_error=store_error, untrusted=untrusted,
                    edges=_fleet().view(revision))

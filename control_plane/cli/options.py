@@ -13,7 +13,7 @@ from edge_module.distribution.edge_store import EdgeStore, open_store
 
 from .. import config as config_module
 from ..distribution.keys import KeyRing
-from ..distribution.manifest_trust import ManifestKeys, VouchedStore
+from ..distribution.manifest_trust import LEDGER_FILE, Ledger, ManifestKeys, VouchedStore
 from .group import Unavailable
 
 
@@ -57,13 +57,14 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), de
 
 def open_edge_store(store_dir: str | None, data_dir: str | None = None) -> EdgeStore:
     """The edge store named by --store, else by the configuration; its manifest is read
-    as far as the keys of the data folder (--data-dir, else the configuration's) signed it
-    (`manifest_trust`)."""
+    as far as the keys and the ledger of the data folder (--data-dir, else the
+    configuration's) vouch for it (`manifest_trust`)."""
     config = config_module.load()
     keys = config_module.load({"DATA_DIR": data_dir} if data_dir else None)
     return VouchedStore(open_store(store_dir or config["STORE_DIR"],
                                    config["S3_ENDPOINT_URL"] or None),
-                        ManifestKeys.of_ring(keys["KEYS_DIR"], keys["TRUSTED_KEYS"]))
+                        ManifestKeys.of_ring(keys["KEYS_DIR"], keys["TRUSTED_KEYS"]),
+                        Ledger(Path(keys["DATA_DIR"]) / LEDGER_FILE))
 
 
 def key_ring(data_dir: str | None = None) -> KeyRing:

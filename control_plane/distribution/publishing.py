@@ -35,7 +35,6 @@ from edge_module.distribution.edge_store import (
     ManifestConflict,
     StoreError,
     object_key,
-    read_manifest,
     sha256_text,
 )
 from edge_module.distribution.signing import entry_statement
@@ -43,7 +42,7 @@ from edge_module.distribution.signing import entry_statement
 from ..rulepack import ContentCatalog, Pack, compile_snapshot
 from .keys import SigningKey
 from .manifest_cache import uncached
-from .manifest_trust import keys_of, vouched
+from .manifest_trust import vouch_of
 
 MAX_ATTEMPTS = 20  # compare-and-swap retries against concurrent publishers
 
@@ -163,6 +162,7 @@ def _publish(store: EdgeStore, build: Callable[[int], dict[str, Any]], signer: S
         doc = _signed(entry.to_dict(), signer)
         if not _written(store, manifest, etag, doc):
             continue  # another publisher took this number: compile the next one
+        vouch_of(store).remember(doc)
         return Published.from_dict(doc)
     raise PublishError("the manifest kept changing under concurrent publishers; try again")
 
@@ -209,6 +209,7 @@ def rollback(store: EdgeStore, revision: int, signer: SigningKey,
                        "signature": signer.sign(text.encode()), "key_id": signer.id}, signer)
         if not _written(store, manifest, etag, doc):
             continue
+        vouch_of(store).remember(doc)
         return Rollback(Published.from_dict(doc), changed=True)
     raise PublishError("the manifest kept changing under concurrent publishers; try again")
 
@@ -291,12 +292,7 @@ def _read(store: EdgeStore, fresh: bool = False) -> tuple[dict[str, Any] | None,
 def _read_counted(store: EdgeStore, fresh: bool = False
                   ) -> tuple[dict[str, Any] | None, str | None, list[str]]:
     """`_read`, and why each entry set aside does not count."""
-    keys = keys_of(store)
-    got = read_manifest(uncached(store) if fresh else store)
-    if got is None:
-        return None, None, []
-    manifest, refused = vouched(got[0].doc, keys)
-    return manifest, got[1], refused
+    return vouch_of(store).view(uncached(store) if fresh else store)
 
 
 def _object_text(store: EdgeStore, entry: Published) -> str:
@@ -348,6 +344,17 @@ def revisions(store: EdgeStore) -> list[dict[str, Any]]:
     """Every published revision, newest first."""
     manifest, _ = _read(store)
     return list(reversed(manifest.get("history", []))) if manifest else []
+
+
+def manifest_view(store: EdgeStore) -> tuple[dict[str, Any] | None, str | None, list[str]]:
+    """The manifest as this control plane believes it (history included; None: nothing
+    it signed is published), the store's ETag, and why entries were set aside."""
+    return _read_counted(store)
+
+
+def set_aside(store: EdgeStore) -> list[str]:
+    """Why entries of the store's manifest were set aside (`manifest_trust`), if any were."""
+    return _read_counted(store)[2]
 
 
 def current(store: EdgeStore) -> dict[str, Any] | None:

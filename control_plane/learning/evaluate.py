@@ -39,7 +39,7 @@ from edge_module.telemetry.decision_log import decision_record, outcome_record
 from .. import config as config_module
 from ..distribution import publishing
 from ..distribution.keys import KeyRing
-from ..distribution.manifest_trust import ManifestKeys, VouchedStore
+from ..distribution.manifest_trust import LEDGER_FILE, Ledger, ManifestKeys, VouchedStore
 from ..rulepack import Pack, compile_snapshot
 from ..telemetry.telemetry_store import TelemetryStore
 from .best_static import best_static, static_pack
@@ -293,7 +293,8 @@ def evaluate(packs: Sequence[Pack], trigger: str, train: Sequence[Path], judge_f
         root = Path(tmp)
         signer = KeyRing(root / "keys", root / "trusted-keys").ensure()
         store = VouchedStore(LocalFolderStore(root / "edge-store"),
-                             ManifestKeys.of_ring(root / "keys", root / "trusted-keys"))
+                             ManifestKeys.of_ring(root / "keys", root / "trusted-keys"),
+                             Ledger(root / LEDGER_FILE))
         telemetry = TelemetryStore(root / "telemetry.sqlite3")
         publishing.publish(store, packs, signer, now_ms=START_MS - 1)
         settings = recalibration_settings()

@@ -85,7 +85,7 @@ class Manifest:
     def parse(cls, data: bytes) -> Manifest:
         try:
             doc = json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested beyond reason
             raise StoreError(f"{MANIFEST_KEY} is not JSON: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") not in READABLE_FORMATS:
             raise StoreError(f"{MANIFEST_KEY} is not an {MANIFEST_FORMAT} manifest")
