@@ -159,9 +159,20 @@ _COMPONENTS: dict[str, Any] = {
                            "problems": {"type": "array", "items": _schema("Problem")}}}},
     },
     "PackSummary": {
-        "type": "object", "required": ["ok", "pack", "triggers"],
+        "type": "object", "required": ["ok", "pack", "triggers", "warnings"],
         "properties": {"ok": {"const": True}, "pack": {"type": "string"},
-                       "triggers": {"type": "array", "items": {"type": "string"}}},
+                       "triggers": {"type": "array", "items": {"type": "string"}},
+                       "warnings": {"type": "array", "description": "lint findings in this "
+                                    "pack (`trigger-engine lint`): valid, likely not meant",
+                                    "items": {"type": "object", "required": [
+                                        "file", "line", "column", "code", "message"],
+                                        "properties": {
+                                            "file": {"type": "string"},
+                                            "line": {"type": "integer"},
+                                            "column": {"type": "integer"},
+                                            "code": {"type": "string"},
+                                            "message": {"type": "string"},
+                                            "trigger": {"type": ["string", "null"]}}}}},
     },
     "Revision": {
         "type": "object",

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import MethodNotAllowed
 
 from ..auth import require
+from ..authoring.lint import lint
 from ..distribution.pack_registry import PackNameMismatch, PackRegistry
 from ..errors import ApiError
 from ..rulepack import Pack, RulePackError
@@ -53,7 +54,19 @@ def pack_name(name: str) -> None:
 
 
 def _summary(pack: Pack) -> dict[str, Any]:
-    return {"pack": pack.name, "triggers": [t.id for t in pack.triggers]}
+    """What a valid pack holds, and its lint findings (`authoring.lint`: never fires,
+    uncapped, content not in the catalog, duplicates and overlaps with the registry's
+    other packs too, costly conditions) as `warnings`: valid, but likely not meant."""
+    registry = _registry()
+    try:
+        others = [p for p in registry.packs() if p.name != pack.name]
+        catalog = registry.catalog()
+    except RulePackError:  # a stored pack or the catalog is broken: this pack alone
+        others, catalog = [], None
+    # the newcomer last: a duplicate is reported on the later of the two
+    findings = [f.to_dict() for f in lint([*others, pack], catalog) if f.file == pack.file]
+    return {"pack": pack.name, "triggers": [t.id for t in pack.triggers],
+            "warnings": findings}
 
 
 def _every_problem(check: Callable[[], _Checked], text: str, filename: str) -> _Checked:

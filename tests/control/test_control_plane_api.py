@@ -24,7 +24,35 @@ def client(tmp_path: Path):
 def test_validate_answers_a_summary_for_a_good_pack(client):
     resp = client.post("/v1/packs/validate", data=PRICING_SOURCE, headers=YAML)
     assert resp.status_code == 200
-    assert resp.json == {"ok": True, "pack": "pricing-discount", "triggers": ["pricing-discount"]}
+    assert resp.json == {"ok": True, "pack": "pricing-discount",
+                         "triggers": ["pricing-discount"], "warnings": []}
+
+
+UNCAPPED = ("pack: loose\ntriggers:\n  - id: loose-nudge\n    page: /pricing\n"
+            "    when: [{dwell: \">= 9s\"}]\n    action: {content: discount-nudge-10}\n")
+
+
+def test_validate_and_submit_answer_the_lint_findings_of_a_valid_pack(client):
+    """A review: lint findings were only in the CLI and the console, not in the answer a
+    script gets when it submits a pack."""
+    for resp in (client.post("/v1/packs/validate?file=loose.yaml", data=UNCAPPED,
+                             headers=YAML),
+                 client.put("/v1/packs/loose", data=UNCAPPED)):
+        assert resp.status_code in (200, 201)
+        (warning,) = resp.json["warnings"]
+        assert (warning["code"], warning["trigger"], warning["line"]) == \
+            ("L004", "loose-nudge", 3)
+        assert "per_session" in warning["message"]
+
+
+def test_a_submitted_pack_is_warned_of_a_duplicate_in_another_pack(client):
+    assert client.put("/v1/packs/pricing-discount", data=PRICING_SOURCE).status_code == 201
+    twin = PRICING_SOURCE.replace("pack: pricing-discount", "pack: twin").replace(
+        "id: pricing-discount", "id: pricing-twin")
+    resp = client.put("/v1/packs/twin", data=twin)
+    assert resp.status_code == 201
+    codes = {(w["code"], w["file"]) for w in resp.json["warnings"]}
+    assert codes == {("L001", "twin.yaml")}
 
 
 def test_validate_lists_every_problem_with_its_position(client):
