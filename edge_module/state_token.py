@@ -30,7 +30,12 @@ INVALID = "invalid_state_token"
 EXPIRED = "expired_state_token"
 TOO_LARGE = "state_too_large"
 DEFAULT_TTL_MS = 1_800_000
-DEFAULT_MAX_BYTES = 16 * 1024
+# The largest token a state within the core's 16 KiB budget makes, compressed or not:
+# zlib adds at most 11 bytes to data it cannot shrink, base64url 4/3, the version, key
+# id, time and MAC under 100 bytes (21,957 bytes). A review's session of random strings
+# sealed over the old 16 KiB bound, so its session started over at every request (and
+# its per-session caps with it); every state the core keeps now gets its token.
+DEFAULT_MAX_BYTES = 24 * 1024
 # a sealed state never inflates beyond this (the core keeps it within 16 KiB; the margin
 # allows a core with a larger budget without letting a valid token become a zip bomb)
 MAX_STATE_BYTES = 256 * 1024

@@ -98,8 +98,9 @@ class Counters:
 
 
 def _seal(carried: StateTokens, session_id: str, state: bytes, now_ms: int) -> str:
-    """The state's token; over the token bound (the core keeps states within 16 KiB, so it
-    is not expected) the session starts over, as a store does with a state it cannot keep."""
+    """The state's token; over the token bound (never, for a state within the core's 16 KiB
+    budget: `state_token.DEFAULT_MAX_BYTES`) the session starts over, as a store does with
+    a state it cannot keep."""
     try:
         return carried.seal(session_id, state, now_ms)
     except StateTokenError as exc:

@@ -137,7 +137,7 @@ _SCHEMAS: dict[str, Any] = {
                        "description": "new events only, at most the snapshot's max_events "
                                       "and 32 page views"},
             # No type or length here: other modes ignore the field whatever it holds; client
-            # mode refuses anything but a string of at most 16 KiB as invalid_state_token.
+            # mode refuses anything but a string of at most 24 KiB as invalid_state_token.
             "state_token": {
                             "description": "EDGE_SESSION_STORE=client: the state_token of this "
                                            "session's previous answer (absent, null or expired: "
