@@ -19,7 +19,7 @@ but priority are still duplicates (in a group, the lower one is never shown).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,23 +90,29 @@ class _Located:
 
 
 def lint(packs: Sequence[Pack], catalog: ContentCatalog | None = None,
-         ignore: Iterable[str] = ()) -> list[Finding]:
-    """Every finding in `packs` (valid, and valid together), in reading order."""
+         ignore: Iterable[str] = (), focus: Pack | None = None) -> list[Finding]:
+    """Every finding in `packs` (valid, and valid together), in reading order; with
+    `focus` (one of `packs`), only the findings about it, in time linear in the others (a
+    pack submitted beside a registry of 500 triggers was linted pair by pair: 0.6 s)."""
     triggers = [_Located(p, t) for p in packs for t in p.triggers]
+    mine = (lambda t: t.pack is focus) if focus is not None else (lambda t: True)
     findings: list[Finding] = []
     live = []
     for trig in triggers:
-        dead = _never_fires(trig)
+        dead = _never_fires(trig) if mine(trig) else []
         findings.extend(dead)
         if not dead:
             live.append(trig)
-        findings.extend(_uncapped(trig))
+        if mine(trig):
+            findings.extend(_uncapped(trig))
     if catalog is not None:
         for pack in packs:
-            for scope, action in pack_actions(pack):
-                findings.extend(_unlisted_content(pack, scope, action, catalog))
-    findings.extend(_duplicates_and_overlaps(live))
-    findings.extend(_costly_at_every_event(triggers))
+            if focus is None or pack is focus:
+                for scope, action in pack_actions(pack):
+                    findings.extend(_unlisted_content(pack, scope, action, catalog))
+    findings.extend(f for f in _duplicates_and_overlaps(live, mine)
+                    if focus is None or f.file == focus.file)
+    findings.extend(_costly_at_every_event(triggers, mine))
     skipped = set(ignore)
     return sorted((f for f in findings if f.code not in skipped),
                   key=lambda f: (f.file, f.line, f.column, f.code))
@@ -160,7 +166,9 @@ def _read_at_every_event(spec: TriggerSpec) -> list[ConditionSpec]:
     return out
 
 
-def _costly_at_every_event(triggers: Sequence[_Located]) -> list[Finding]:
+def _costly_at_every_event(triggers: Sequence[_Located],
+                           mine: Callable[[_Located], bool] = lambda t: True
+                           ) -> list[Finding]:
     """L006, once per set of triggers: the windowed conditions read at every event of the
     pages a trigger applies to (its own, and those of every trigger that applies to some
     page it does: globs may meet without either covering the other, so this may count
@@ -169,6 +177,8 @@ def _costly_at_every_event(triggers: Sequence[_Located]) -> list[Finding]:
     found: list[Finding] = []
     reported: set[frozenset[str]] = set()
     for trig, _conds in reading:
+        if not mine(trig):
+            continue
         pages = trig.spec.pages
         together = [(t, c) for t, c in reading if pages_meet(t.spec.pages, pages)]
         # the intent score reads two windowed signals (velocity and entropy)
@@ -198,10 +208,15 @@ def _unlisted_content(pack: Pack, scope: str, action: ActionSpec,
                     f"{catalog.file}{hint}", scope)]
 
 
-def _duplicates_and_overlaps(triggers: list[_Located]) -> list[Finding]:
+def _duplicates_and_overlaps(triggers: list[_Located],
+                             mine: Callable[[_Located], bool] = lambda t: True
+                             ) -> list[Finding]:
+    """L001/L002 for every pair of `triggers` one of which is `mine`."""
     findings = []
+    mine_at = [i for i, t in enumerate(triggers) if mine(t)]
     for i, later in enumerate(triggers):
-        for earlier in triggers[:i]:
+        before = range(i) if mine(later) else (j for j in mine_at if j < i)
+        for earlier in (triggers[j] for j in before):
             a, b = earlier.spec, later.spec
             if a.on != b.on:
                 continue

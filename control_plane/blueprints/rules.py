@@ -64,7 +64,7 @@ def _summary(pack: Pack) -> dict[str, Any]:
     except RulePackError:  # a stored pack or the catalog is broken: this pack alone
         others, catalog = [], None
     # the newcomer last: a duplicate is reported on the later of the two
-    findings = [f.to_dict() for f in lint([*others, pack], catalog) if f.file == pack.file]
+    findings = [f.to_dict() for f in lint([*others, pack], catalog, focus=pack)]
     return {"pack": pack.name, "triggers": [t.id for t in pack.triggers],
             "warnings": findings}
 
